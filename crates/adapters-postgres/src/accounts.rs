@@ -1,0 +1,161 @@
+//! Balances and their ledger. A balance only changes through one conditional statement that
+//! both tests and writes (no read-modify-write), with its ledger entry in the same transaction.
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Uuid as SqlUuid};
+use domain::account::{CreditOutcome, LedgerEntry, LedgerKind};
+use domain::ids::{LedgerEntryId, PaymentId, ReservationId, UserId};
+use domain::money::Won;
+use domain::ports::{AccountStore, DebitOutcome, StoreError};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::error::corrupt;
+use crate::schema::{accounts, ledger_entries};
+use crate::PgStore;
+
+#[derive(Debug, QueryableByName)]
+struct Balance {
+    #[diesel(sql_type = BigInt)]
+    balance: i64,
+}
+
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = ledger_entries, check_for_backend(diesel::pg::Pg))]
+struct LedgerRow {
+    id: Uuid,
+    user_id: Uuid,
+    kind: String,
+    amount: i64,
+    balance_after: i64,
+    at: OffsetDateTime,
+    payment_id: Option<Uuid>,
+    reservation_id: Option<Uuid>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = ledger_entries)]
+struct NewLedgerRow<'a> {
+    id: Uuid,
+    user_id: Uuid,
+    kind: &'a str,
+    amount: i64,
+    balance_after: i64,
+    at: OffsetDateTime,
+    payment_id: Option<Uuid>,
+    reservation_id: Option<Uuid>,
+}
+
+/// The stored balance, 0 for a user without an account row.
+pub(crate) fn current_balance(c: &mut PgConnection, user: Uuid) -> QueryResult<Won> {
+    let b: Option<i64> = accounts::table.find(user).select(accounts::balance).get_result(c).optional()?;
+    Ok(Won::new(b.unwrap_or(0)))
+}
+
+pub(crate) fn insert_ledger(c: &mut PgConnection, e: &LedgerEntry) -> QueryResult<()> {
+    diesel::insert_into(ledger_entries::table)
+        .values(NewLedgerRow {
+            id: e.id.as_uuid(),
+            user_id: e.user_id.as_uuid(),
+            kind: e.kind.as_str(),
+            amount: e.amount.get(),
+            balance_after: e.balance_after.get(),
+            at: e.at,
+            payment_id: e.payment_id.map(|p| p.as_uuid()),
+            reservation_id: e.reservation_id.map(|r| r.as_uuid()),
+        })
+        .execute(c)
+        .map(|_| ())
+}
+
+/// Subtracts `amount` if the balance covers it, in one statement: the row lock taken by the
+/// UPDATE serialises concurrent debits and charges of one user, and the WHERE is re-checked
+/// against the latest balance after waiting.
+pub(crate) fn debit(c: &mut PgConnection, user: Uuid, amount: Won) -> QueryResult<DebitOutcome> {
+    let after: Option<Balance> = diesel::sql_query(
+        "UPDATE accounts SET balance = balance - $2 WHERE user_id = $1 AND balance >= $2 RETURNING balance",
+    )
+    .bind::<SqlUuid, _>(user)
+    .bind::<BigInt, _>(amount.get())
+    .get_result(c)
+    .optional()?;
+    match after {
+        Some(b) => Ok(DebitOutcome::Debited(Won::new(b.balance))),
+        None => Ok(DebitOutcome::Insufficient(current_balance(c, user)?)),
+    }
+}
+
+impl AccountStore for PgStore {
+    fn balance(&self, user: UserId) -> Result<Won, StoreError> {
+        self.with_conn(|c| current_balance(c, user.as_uuid()))
+    }
+
+    fn credit(
+        &self,
+        user: UserId,
+        amount: Won,
+        limit: Won,
+        entry: LedgerEntryId,
+        at: OffsetDateTime,
+    ) -> Result<CreditOutcome, StoreError> {
+        self.with_conn(|c| {
+            c.transaction(|c| {
+                // Creates the account on the first charge; otherwise adds under the limit. The
+                // conflicting row is locked and re-read, so concurrent charges never lose one.
+                let after: Option<Balance> = diesel::sql_query(
+                    "INSERT INTO accounts AS a (user_id, balance) SELECT $1, $2 WHERE $2 <= $3 \
+                     ON CONFLICT (user_id) DO UPDATE SET balance = a.balance + EXCLUDED.balance \
+                     WHERE a.balance + EXCLUDED.balance <= $3 \
+                     RETURNING a.balance",
+                )
+                .bind::<SqlUuid, _>(user.as_uuid())
+                .bind::<BigInt, _>(amount.get())
+                .bind::<BigInt, _>(limit.get())
+                .get_result(c)
+                .optional()?;
+                let Some(after) = after else {
+                    return Ok(CreditOutcome::LimitExceeded(current_balance(c, user.as_uuid())?));
+                };
+                let balance_after = Won::new(after.balance);
+                insert_ledger(
+                    c,
+                    &LedgerEntry {
+                        id: entry,
+                        user_id: user,
+                        kind: LedgerKind::Charge,
+                        amount,
+                        balance_after,
+                        at,
+                        payment_id: None,
+                        reservation_id: None,
+                    },
+                )?;
+                Ok(CreditOutcome::Credited(balance_after))
+            })
+        })
+    }
+
+    fn ledger(&self, user: UserId) -> Result<Vec<LedgerEntry>, StoreError> {
+        let rows: Vec<LedgerRow> = self.with_conn(|c| {
+            ledger_entries::table
+                .filter(ledger_entries::user_id.eq(user.as_uuid()))
+                .order(ledger_entries::entry_no)
+                .select(LedgerRow::as_select())
+                .load(c)
+        })?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(LedgerEntry {
+                    id: LedgerEntryId::from_uuid(r.id),
+                    user_id: UserId::from_uuid(r.user_id),
+                    kind: LedgerKind::parse(&r.kind).ok_or_else(|| corrupt("ledger_entries.kind"))?,
+                    amount: Won::new(r.amount),
+                    balance_after: Won::new(r.balance_after),
+                    at: r.at,
+                    payment_id: r.payment_id.map(PaymentId::from_uuid),
+                    reservation_id: r.reservation_id.map(ReservationId::from_uuid),
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,262 @@
+//! The waiting queue: issue with a gapless sequence, lookups with the position cursor, and
+//! set-based admission and expiry that stay correct with several instances ticking at once.
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Bool, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use domain::ids::UserId;
+use domain::ports::{IssueOutcome, QueueStore, StoreError};
+use domain::queue::{AdmissionOutcome, AdmissionPolicy, QueueCursor, QueueToken, TokenStatus, TokenValue};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::error::{corrupt, from_diesel, TxError};
+use crate::schema::queue_tokens;
+use crate::PgStore;
+
+/// Transaction-level advisory lock key of the admission tick (per database). Transaction-level
+/// so it can never outlive the tick on a pooled connection.
+const ADMISSION_LOCK: i64 = 0x636f_6e63_6572_7401;
+
+const TOKEN_COLUMNS: &str = "t.seq, t.token, t.user_id, t.status, t.issued_at, t.activated_at, t.expires_at";
+
+#[derive(Debug, QueryableByName)]
+#[diesel(table_name = queue_tokens, check_for_backend(diesel::pg::Pg))]
+pub(crate) struct TokenRow {
+    seq: i64,
+    token: String,
+    user_id: Uuid,
+    status: String,
+    issued_at: OffsetDateTime,
+    activated_at: Option<OffsetDateTime>,
+    expires_at: Option<OffsetDateTime>,
+}
+
+impl TokenRow {
+    fn into_domain(self) -> Result<QueueToken, StoreError> {
+        Ok(QueueToken {
+            value: TokenValue::parse(&self.token).map_err(|_| corrupt("queue_tokens.token"))?,
+            user_id: UserId::from_uuid(self.user_id),
+            seq: self.seq,
+            status: TokenStatus::parse(&self.status).ok_or_else(|| corrupt("queue_tokens.status"))?,
+            issued_at: self.issued_at,
+            activated_at: self.activated_at,
+            expires_at: self.expires_at,
+        })
+    }
+}
+
+#[derive(Debug, QueryableByName)]
+struct CursorRow {
+    #[diesel(sql_type = BigInt)]
+    admitted_through: i64,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    last_admission_at: Option<OffsetDateTime>,
+}
+
+impl CursorRow {
+    fn into_domain(self) -> QueueCursor {
+        QueueCursor { admitted_through: self.admitted_through, last_admission_at: self.last_admission_at }
+    }
+}
+
+#[derive(Debug, QueryableByName)]
+struct TokenWithCursor {
+    #[diesel(embed)]
+    token: TokenRow,
+    #[diesel(embed)]
+    cursor: CursorRow,
+}
+
+#[derive(Debug, QueryableByName)]
+struct Flag {
+    #[diesel(sql_type = Bool)]
+    flag: bool,
+}
+
+#[derive(Debug, QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// The user's WAITING or ACTIVE row (at most one, by the partial unique index).
+fn live_row(conn: &mut PgConnection, user: Uuid) -> QueryResult<Option<TokenRow>> {
+    diesel::sql_query(format!(
+        "SELECT {TOKEN_COLUMNS} FROM queue_tokens t WHERE t.user_id = $1 AND t.status IN ('WAITING', 'ACTIVE')"
+    ))
+    .bind::<SqlUuid, _>(user)
+    .get_result(conn)
+    .optional()
+}
+
+/// Why an issue transaction rolled back.
+#[derive(Debug)]
+enum IssueAbort {
+    /// A concurrent issue for the same user committed first: its token wins.
+    Conflict,
+    /// No connection, or a row we cannot map.
+    Failed(StoreError),
+}
+
+impl PgStore {
+    fn try_issue(
+        &self,
+        user: Uuid,
+        value: &TokenValue,
+        now: OffsetDateTime,
+    ) -> Result<IssueOutcome, TxError<IssueAbort>> {
+        let mut conn = self.conn().map_err(|e| TxError::Abort(IssueAbort::Failed(e)))?;
+        conn.transaction(|c| {
+            if let Some(row) = live_row(c, user)? {
+                let token = row.into_domain().map_err(|e| TxError::Abort(IssueAbort::Failed(e)))?;
+                if token.is_live_at(now) {
+                    return Ok(IssueOutcome { token, created: false });
+                }
+                // Only an ACTIVE token can be lapsed (WAITING ones are always live).
+                diesel::sql_query("UPDATE queue_tokens SET status = 'EXPIRED' WHERE seq = $1 AND status = 'ACTIVE'")
+                    .bind::<BigInt, _>(token.seq)
+                    .execute(c)?;
+            }
+            // Taking the next number locks the counter row until commit: issuers queue here,
+            // so they commit in seq order, and a rollback returns the number (gapless).
+            let seq: i64 =
+                diesel::sql_query("UPDATE queue_counter SET last_seq = last_seq + 1 RETURNING last_seq AS n")
+                    .get_result::<Count>(c)?
+                    .n;
+            let inserted: Option<TokenRow> = diesel::sql_query(format!(
+                "INSERT INTO queue_tokens AS t (seq, token, user_id, status, issued_at) \
+                 VALUES ($1, $2, $3, 'WAITING', $4) \
+                 ON CONFLICT (user_id) WHERE status IN ('WAITING', 'ACTIVE') DO NOTHING \
+                 RETURNING {TOKEN_COLUMNS}"
+            ))
+            .bind::<BigInt, _>(seq)
+            .bind::<Text, _>(value.as_str())
+            .bind::<SqlUuid, _>(user)
+            .bind::<Timestamptz, _>(now)
+            .get_result(c)
+            .optional()?;
+            let row = inserted.ok_or(TxError::Abort(IssueAbort::Conflict))?;
+            let token = row.into_domain().map_err(|e| TxError::Abort(IssueAbort::Failed(e)))?;
+            Ok(IssueOutcome { token, created: true })
+        })
+    }
+}
+
+impl QueueStore for PgStore {
+    fn issue(&self, user: UserId, value: TokenValue, now: OffsetDateTime) -> Result<IssueOutcome, StoreError> {
+        // A conflict means another issue for this user committed; the next attempt finds its
+        // token in the first statement. Three attempts cover a token that also lapses in between.
+        for _ in 0..3 {
+            match self.try_issue(user.as_uuid(), &value, now) {
+                Ok(outcome) => return Ok(outcome),
+                Err(TxError::Abort(IssueAbort::Conflict)) => {}
+                Err(TxError::Abort(IssueAbort::Failed(e))) => return Err(e),
+                Err(TxError::Db(e)) => return Err(from_diesel(e)),
+            }
+        }
+        Err(StoreError::Internal("issue kept conflicting with concurrent issues for the same user".into()))
+    }
+
+    fn find(&self, value: &TokenValue) -> Result<Option<QueueToken>, StoreError> {
+        let row: Option<TokenRow> = self.with_conn(|c| {
+            diesel::sql_query(format!("SELECT {TOKEN_COLUMNS} FROM queue_tokens t WHERE t.token = $1"))
+                .bind::<Text, _>(value.as_str())
+                .get_result(c)
+                .optional()
+        })?;
+        row.map(TokenRow::into_domain).transpose()
+    }
+
+    fn find_with_cursor(&self, value: &TokenValue) -> Result<Option<(QueueToken, QueueCursor)>, StoreError> {
+        let row: Option<TokenWithCursor> = self.with_conn(|c| {
+            diesel::sql_query(format!(
+                "SELECT {TOKEN_COLUMNS}, a.admitted_through, a.last_admission_at \
+                 FROM queue_tokens t CROSS JOIN queue_admission a WHERE t.token = $1"
+            ))
+            .bind::<Text, _>(value.as_str())
+            .get_result(c)
+            .optional()
+        })?;
+        row.map(|r| Ok((r.token.into_domain()?, r.cursor.into_domain()))).transpose()
+    }
+
+    fn cursor(&self) -> Result<QueueCursor, StoreError> {
+        self.with_conn(|c| {
+            diesel::sql_query("SELECT admitted_through, last_admission_at FROM queue_admission")
+                .get_result::<CursorRow>(c)
+        })
+        .map(CursorRow::into_domain)
+    }
+
+    fn admit(&self, policy: &AdmissionPolicy, now: OffsetDateTime) -> Result<AdmissionOutcome, StoreError> {
+        self.with_conn(|c| {
+            c.transaction(|c| {
+                // Another instance is mid-tick: it will have admitted by the time we could, so
+                // waiting would only end in NotDue.
+                let locked = diesel::sql_query("SELECT pg_try_advisory_xact_lock($1) AS flag")
+                    .bind::<BigInt, _>(ADMISSION_LOCK)
+                    .get_result::<Flag>(c)?
+                    .flag;
+                if !locked {
+                    return Ok(AdmissionOutcome::Busy);
+                }
+                // The row lock is the real serialisation point (it also holds against a caller
+                // that does not take the advisory lock); FOR UPDATE reads the latest commit.
+                let cursor =
+                    diesel::sql_query("SELECT admitted_through, last_admission_at FROM queue_admission FOR UPDATE")
+                        .get_result::<CursorRow>(c)?;
+                if !policy.is_due(cursor.last_admission_at, now) {
+                    return Ok(AdmissionOutcome::NotDue {
+                        next_at: policy.next_admission_at(cursor.last_admission_at, now),
+                    });
+                }
+                // Every seq up to the committed counter belongs to a committed token (the
+                // counter and the token are written in one transaction).
+                let last_seq = diesel::sql_query("SELECT last_seq AS n FROM queue_counter").get_result::<Count>(c)?.n;
+                let waiting = u64::try_from(last_seq - cursor.admitted_through).unwrap_or(0);
+                let active = if policy.max_active.is_some() {
+                    let n = diesel::sql_query(
+                        "SELECT count(*) AS n FROM queue_tokens WHERE status = 'ACTIVE' AND expires_at > $1",
+                    )
+                    .bind::<Timestamptz, _>(now)
+                    .get_result::<Count>(c)?
+                    .n;
+                    u64::try_from(n).unwrap_or(0)
+                } else {
+                    0
+                };
+                let n = policy.quota(active, waiting);
+                if n == 0 {
+                    return Ok(AdmissionOutcome::Admitted(0));
+                }
+                let n_i64 = i64::try_from(n).unwrap_or(i64::MAX);
+                let through = cursor.admitted_through.saturating_add(n_i64);
+                diesel::sql_query(
+                    "UPDATE queue_tokens SET status = 'ACTIVE', activated_at = $1, expires_at = $2 \
+                     WHERE seq > $3 AND seq <= $4 AND status = 'WAITING'",
+                )
+                .bind::<Timestamptz, _>(now)
+                .bind::<Timestamptz, _>(policy.expiry_for(now))
+                .bind::<BigInt, _>(cursor.admitted_through)
+                .bind::<BigInt, _>(through)
+                .execute(c)?;
+                diesel::sql_query("UPDATE queue_admission SET admitted_through = $1, last_admission_at = $2")
+                    .bind::<BigInt, _>(through)
+                    .bind::<Timestamptz, _>(now)
+                    .execute(c)?;
+                Ok(AdmissionOutcome::Admitted(n))
+            })
+        })
+    }
+
+    fn expire_tokens(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        // Concurrent sweeps: the second waits on the first's row locks, re-checks the WHERE
+        // on the new row versions and skips them, so each token changes once.
+        let n = self.with_conn(|c| {
+            diesel::sql_query("UPDATE queue_tokens SET status = 'EXPIRED' WHERE status = 'ACTIVE' AND expires_at <= $1")
+                .bind::<Timestamptz, _>(now)
+                .execute(c)
+        })?;
+        Ok(n as u64)
+    }
+}

@@ -1,0 +1,123 @@
+// @generated-compatible: written to match `diesel print-schema` for migrations/ (see diesel.toml).
+
+diesel::table! {
+    accounts (user_id) {
+        user_id -> Uuid,
+        balance -> Int8,
+    }
+}
+
+diesel::table! {
+    concerts (id) {
+        id -> Uuid,
+        title -> Text,
+        artist -> Text,
+        venue -> Text,
+    }
+}
+
+diesel::table! {
+    ledger_entries (id) {
+        id -> Uuid,
+        entry_no -> Int8,
+        user_id -> Uuid,
+        kind -> Text,
+        amount -> Int8,
+        balance_after -> Int8,
+        at -> Timestamptz,
+        payment_id -> Nullable<Uuid>,
+        reservation_id -> Nullable<Uuid>,
+    }
+}
+
+diesel::table! {
+    payments (id) {
+        id -> Uuid,
+        reservation_id -> Uuid,
+        user_id -> Uuid,
+        amount -> Int8,
+        balance_after -> Int8,
+        paid_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    queue_admission (id) {
+        id -> Bool,
+        admitted_through -> Int8,
+        last_admission_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    queue_counter (id) {
+        id -> Bool,
+        last_seq -> Int8,
+    }
+}
+
+diesel::table! {
+    queue_tokens (seq) {
+        seq -> Int8,
+        token -> Text,
+        user_id -> Uuid,
+        status -> Text,
+        issued_at -> Timestamptz,
+        activated_at -> Nullable<Timestamptz>,
+        expires_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    reservations (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        schedule_id -> Uuid,
+        seat_id -> Uuid,
+        seat_number -> Int4,
+        price -> Int8,
+        status -> Text,
+        created_at -> Timestamptz,
+        held_until -> Timestamptz,
+        paid_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    schedules (id) {
+        id -> Uuid,
+        concert_id -> Uuid,
+        starts_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    seats (id) {
+        id -> Uuid,
+        schedule_id -> Uuid,
+        number -> Int4,
+        price -> Int8,
+    }
+}
+
+diesel::joinable!(ledger_entries -> accounts (user_id));
+diesel::joinable!(ledger_entries -> payments (payment_id));
+diesel::joinable!(ledger_entries -> reservations (reservation_id));
+diesel::joinable!(payments -> reservations (reservation_id));
+diesel::joinable!(reservations -> schedules (schedule_id));
+diesel::joinable!(reservations -> seats (seat_id));
+diesel::joinable!(schedules -> concerts (concert_id));
+diesel::joinable!(seats -> schedules (schedule_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    accounts,
+    concerts,
+    ledger_entries,
+    payments,
+    queue_admission,
+    queue_counter,
+    queue_tokens,
+    reservations,
+    schedules,
+    seats,
+);

@@ -1,0 +1,10 @@
+DROP TABLE queue_admission;
+DROP TABLE queue_counter;
+DROP TABLE queue_tokens;
+DROP TABLE ledger_entries;
+DROP TABLE payments;
+DROP TABLE accounts;
+DROP TABLE reservations;
+DROP TABLE seats;
+DROP TABLE schedules;
+DROP TABLE concerts;
