@@ -35,6 +35,12 @@ pub mod queue;
 pub mod reservations;
 
 /// What an adapter provides to be put through the suite.
+///
+/// Cases run in parallel (cargo's test threads) and each calls [`Harness::new_store`] once, so
+/// every store must be isolated from the others (PostgreSQL: a database per case, e.g. cloned
+/// from a migrated template). The [`concurrency`] cases race up to 200 threads on one store;
+/// a connection pool only needs to let them queue, not serve them all at once. Store times
+/// must round-trip at microsecond precision (the clock never carries finer).
 pub trait Harness: Sized {
     /// A fresh, empty store (PostgreSQL: its own database) whose ports read `clock`.
     fn new_store(clock: ManualClock) -> Self;
