@@ -470,7 +470,7 @@ pub fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Err
 /// The client-facing text of a JSON syntax or shape error. serde's messages name fields and
 /// expected shapes (the DTOs set `expecting` so no Rust type name appears), which helps clients
 /// fix their request.
-fn json_detail(e: &serde_json::Error) -> String {
+pub(crate) fn json_detail(e: &serde_json::Error) -> String {
     use serde_json::error::Category;
     match e.classify() {
         Category::Syntax | Category::Eof => format!("malformed JSON: {}", short(&e.to_string())),

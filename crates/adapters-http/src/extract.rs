@@ -1,4 +1,4 @@
-//! Extractors: the bearer token, and the proof of an ACTIVE one.
+//! Extractors: the bearer token, the proof of an ACTIVE one, and strict JSON bodies.
 //!
 //! [`Authorized`] is the only way a handler gets an [`ActiveUser`], and the domain's protected
 //! use cases take one, so a protected handler cannot forget to check the token: it would not
@@ -11,8 +11,9 @@ use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
 use domain::service::ActiveUser;
+use serde::de::DeserializeOwned;
 
-use crate::error::ApiError;
+use crate::error::{json_detail, ApiError};
 use crate::state::{blocking, ApiState};
 
 /// The raw token of an `Authorization: Bearer <token>` header. Whether it is known is not
@@ -58,6 +59,30 @@ impl FromRequest for Authorized {
             let state = state.ok_or_else(|| ApiError::internal(&"ApiState is not registered"))?;
             let user = blocking(move || state.ticketing().authorize(&bearer)).await?;
             Ok(Self(user))
+        })
+    }
+}
+
+/// A JSON request body that must be an object of exactly `T`'s fields.
+///
+/// `web::Json<T>` alone would also accept a JSON array for a struct (serde reads a sequence as
+/// the fields in order), so `[scheduleId, seatId]` would pass: the body is read as an object
+/// first and only then as `T`. Every failure is a 400 `INVALID_REQUEST` (or 413), answered by
+/// the `JsonConfig` handler or here.
+#[derive(Debug, Clone)]
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, actix_web::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let object = web::Json::<serde_json::Map<String, serde_json::Value>>::from_request(req, payload);
+        Box::pin(async move {
+            let object = object.await?.into_inner();
+            serde_json::from_value(serde_json::Value::Object(object))
+                .map(Self)
+                .map_err(|e| ApiError::invalid_request(json_detail(&e)).into())
         })
     }
 }

@@ -16,7 +16,7 @@ use crate::dto::{
     PayRequest, PaymentResponse, ReservationResponse, ReserveRequest, ScheduleResponse, SeatResponse, TokenResponse,
 };
 use crate::error::{ApiError, Problem};
-use crate::extract::{Authorized, Bearer};
+use crate::extract::{Authorized, Bearer, Body};
 use crate::state::{blocking, ApiState};
 
 /// How long `/health/ready` waits for the store before answering 503: below the contract's
@@ -43,11 +43,8 @@ fn json<T: Serialize>(status: StatusCode, body: &T) -> Result<HttpResponse, ApiE
         (status = 503, description = "UNAVAILABLE", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn issue_token(
-    state: web::Data<ApiState>,
-    body: web::Json<IssueTokenRequest>,
-) -> Result<HttpResponse, ApiError> {
-    let user = UserId::from_uuid(body.user_id);
+pub async fn issue_token(state: web::Data<ApiState>, body: Body<IssueTokenRequest>) -> Result<HttpResponse, ApiError> {
+    let user = UserId::from_uuid(body.0.user_id);
     let issued = blocking(move || state.ticketing().issue_token(user)).await?;
     let status = if issued.created { StatusCode::CREATED } else { StatusCode::OK };
     json(status, &TokenResponse::from(issued.view))
@@ -155,10 +152,10 @@ pub async fn list_seats(
 pub async fn reserve(
     state: web::Data<ApiState>,
     who: Authorized,
-    body: web::Json<ReserveRequest>,
+    body: Body<ReserveRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let schedule = ScheduleId::from_uuid(body.schedule_id);
-    let seat = SeatId::from_uuid(body.seat_id);
+    let schedule = ScheduleId::from_uuid(body.0.schedule_id);
+    let seat = SeatId::from_uuid(body.0.seat_id);
     let reservation = blocking(move || state.ticketing().reserve(&who.0, schedule, seat)).await?;
     json(StatusCode::CREATED, &ReservationResponse::from(reservation))
 }
@@ -209,9 +206,9 @@ pub async fn get_reservation(
 pub async fn pay(
     state: web::Data<ApiState>,
     who: Authorized,
-    body: web::Json<PayRequest>,
+    body: Body<PayRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let reservation = ReservationId::from_uuid(body.reservation_id);
+    let reservation = ReservationId::from_uuid(body.0.reservation_id);
     let payment = blocking(move || state.ticketing().pay(&who.0, reservation)).await?;
     json(StatusCode::CREATED, &PaymentResponse::from(payment))
 }
@@ -250,12 +247,12 @@ pub async fn get_balance(state: web::Data<ApiState>, path: web::Path<Uuid>) -> R
 pub async fn charge(
     state: web::Data<ApiState>,
     path: web::Path<Uuid>,
-    body: web::Json<ChargeRequest>,
+    body: Body<ChargeRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let user = UserId::from_uuid(path.into_inner());
     // Only integers that fit an i64 reach the domain, which checks the range; any other JSON
     // value (string, float, null, huge number) is a wrong amount, not a malformed request.
-    let amount = body.amount.as_i64().ok_or_else(ApiError::invalid_amount)?;
+    let amount = body.0.amount.as_i64().ok_or_else(ApiError::invalid_amount)?;
     let balance = blocking(move || state.ticketing().charge(user, amount)).await?;
     json(StatusCode::OK, &BalanceResponse::new(user, balance))
 }
