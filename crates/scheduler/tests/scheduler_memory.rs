@@ -154,12 +154,13 @@ async fn releases_a_hold_at_its_exact_deadline() {
     let who = w.ticketing.authorize(tokens[0].as_str()).unwrap();
     let schedule = demo::catalogue(w.start).schedules[0].clone();
     let r = w.ticketing.reserve(&who, schedule.id, schedule.seats[0].id).unwrap();
-    let made_at = (r.created_at - w.start).as_seconds_f64();
+    let deadline = (r.held_until - w.start).as_seconds_f64();
+    // Ticks run on whole seconds; the first one at or after the deadline closes the hold.
+    let closing_tick = deadline.ceil();
 
-    run_until(&w, made_at + 299.0).await;
+    run_until(&w, closing_tick - 1.0).await;
     assert_eq!(w.ports.reservations.find(r.id).unwrap().unwrap().status, ReservationStatus::Held);
-    // The tick at (or just after) the deadline closes it; the seat is free again.
-    run_until(&w, made_at + 300.0).await;
+    run_until(&w, closing_tick).await;
     assert_eq!(w.ports.reservations.find(r.id).unwrap().unwrap().status, ReservationStatus::Expired);
 }
 
