@@ -5,6 +5,13 @@
 //! exact boundaries are proven with a manual clock in the domain, conformance and scheduler
 //! tests. Every wait is a bounded poll, never a fixed sleep.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation should panic"
+)]
+
 mod support;
 
 use std::collections::HashMap;

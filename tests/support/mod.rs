@@ -1,7 +1,13 @@
 //! Starts the real `concert` binary on its own PostgreSQL database and a free loopback port,
 //! and drops both when the test ends.
 
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test support: a failed expectation should panic"
+)]
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -2,6 +2,13 @@
 //! derived from tokio's (see `TokioClock`), so advancing tokio time moves both the cadence of
 //! the task and the "now" its rules read. Nothing sleeps in real time.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation should panic"
+)]
+
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
