@@ -3,6 +3,13 @@
 //! like the in-memory one, time boundaries included (the manual clock's `now` is bound into
 //! every statement).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation must fail the test"
+)]
+
 mod common;
 
 port_tests::conformance_suite!(common::Postgres);

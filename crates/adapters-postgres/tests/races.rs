@@ -1,6 +1,13 @@
 //! Real threads on pooled connections racing against a real PostgreSQL. Every race asserts
 //! the exact outcome (one winner, exact sum) and ends with `invariants::check` finding nothing.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation must fail the test"
+)]
+
 mod common;
 
 use std::collections::BTreeSet;

@@ -1,6 +1,13 @@
 //! Start-up and operations: database creation, migrations, seeding, readiness, and failing
 //! fast (then recovering) when the database is unreachable.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation must fail the test"
+)]
+
 mod common;
 
 use std::io::{Read as _, Write as _};

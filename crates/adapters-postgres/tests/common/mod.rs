@@ -2,6 +2,7 @@
 //! its own) and the invariant check every race ends with.
 
 #![allow(dead_code, reason = "each test binary uses a different part")]
+#![allow(clippy::expect_used, reason = "test support: a failed set-up must fail the test")]
 
 use std::sync::Arc;
 
