@@ -1,0 +1,212 @@
+//! Building and running the service: store, use cases, HTTP server and scheduler, and their
+//! orderly stop.
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer};
+use adapters_http::{ApiState, Readiness};
+use adapters_memory::MemoryStore;
+use adapters_postgres::PgStore;
+use anyhow::Context as _;
+use domain::clock::{Clock, SystemClock};
+use domain::demo;
+use domain::queue::OsTokenGenerator;
+use domain::service::{Ports, Ticketing};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing_actix_web::TracingLogger;
+
+use crate::settings::{DatabaseSettings, Settings, StoreKind};
+use crate::telemetry::RequestSpan;
+
+/// How long a graceful stop waits for in-flight requests before closing them.
+const SHUTDOWN_GRACE_SECS: u64 = 30;
+
+/// The running scheduler and the switch that stops it.
+#[derive(Debug)]
+struct SchedulerTask {
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// The service, bound and ready to run.
+pub struct Application {
+    port: u16,
+    server: Server,
+    scheduler: Option<SchedulerTask>,
+    ticketing: Ticketing,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("port", &self.port)
+            .field("scheduler", &self.scheduler.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A store and how to probe it.
+struct Store {
+    ports: Ports,
+    readiness: Arc<dyn Readiness>,
+}
+
+impl Application {
+    /// Builds the store (for PostgreSQL: creates the database if missing and runs pending
+    /// migrations; for memory: loads the demo catalogue), binds `bind_addr`, starts the HTTP
+    /// workers and, unless disabled, the scheduler. Requests are served once this returns;
+    /// [`Application::run_until_stopped`] keeps it running.
+    ///
+    /// Must run inside a Tokio runtime.
+    ///
+    /// # Errors
+    /// When the database cannot be prepared or the address cannot be bound.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let store = match settings.store {
+            StoreKind::Memory => memory_store(&clock),
+            StoreKind::Postgres => {
+                let db = settings.database.clone();
+                let clock = clock.clone();
+                tokio::task::spawn_blocking(move || postgres_store(&db, clock))
+                    .await
+                    .context("preparing the database")??
+            }
+        };
+        let ticketing = Ticketing::new(store.ports, settings.policy());
+
+        let listener = TcpListener::bind(&settings.bind_addr)
+            .with_context(|| format!("cannot listen on {}", settings.bind_addr))?;
+        let addr = listener.local_addr().context("reading the bound address")?;
+        let state = ApiState::new(ticketing.clone(), store.readiness);
+        let mut server = HttpServer::new(move || {
+            App::new().wrap(TracingLogger::<RequestSpan>::new()).configure(adapters_http::configure(state.clone()))
+        })
+        // Signals are ours (see `shutdown_signal`): actix would stop abruptly on SIGINT.
+        .disable_signals()
+        .shutdown_timeout(SHUTDOWN_GRACE_SECS);
+        if let Some(workers) = settings.http_workers {
+            server = server.workers(usize::from(workers));
+        }
+        let server = server.listen(listener).context("starting the HTTP server")?.run();
+        tracing::info!(%addr, store = ?settings.store, "listening on http://{addr}");
+
+        let scheduler = settings.scheduler_enabled.then(|| {
+            let (shutdown, rx) = watch::channel(false);
+            let task = scheduler::spawn(ticketing.clone(), settings.scheduler_settings(), rx);
+            SchedulerTask { shutdown, task }
+        });
+        if scheduler.is_none() {
+            tracing::info!("scheduler disabled: this instance serves the API only");
+        }
+        Ok(Self { port: addr.port(), server, scheduler, ticketing })
+    }
+
+    /// The port the server listens on (the real one when `bind_addr` asked for port 0).
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The use cases the server runs, for tests that drive time-based steps directly.
+    #[must_use]
+    pub fn ticketing(&self) -> &Ticketing {
+        &self.ticketing
+    }
+
+    /// Serves until SIGTERM or SIGINT, then stops gracefully (see [`Application::run_until`]).
+    ///
+    /// # Errors
+    /// When the HTTP server fails or the scheduler task panicked.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `stop` completes, then: stops accepting connections, lets in-flight
+    /// requests finish (up to 30 s), tells the scheduler to stop and waits for it.
+    ///
+    /// # Errors
+    /// When the HTTP server fails or the scheduler task panicked.
+    pub async fn run_until<F>(self, stop: F) -> anyhow::Result<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let Self { server, scheduler, .. } = self;
+        let handle = server.handle();
+        // The server future must keep being polled while it drains, so the stop request is
+        // sent from another task.
+        let stopper = tokio::spawn(async move {
+            stop.await;
+            tracing::info!("stopping: no new connections, finishing in-flight requests");
+            handle.stop(true).await;
+        });
+        let served = server.await;
+        stopper.abort();
+        if let Some(SchedulerTask { shutdown, task }) = scheduler {
+            // A send error means the task already ended; awaiting it below is still right.
+            let _ = shutdown.send(true);
+            task.await.context("the scheduler task failed")?;
+        }
+        served.context("the HTTP server failed")?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => tracing::info!("SIGINT received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
+}
+
+fn memory_store(clock: &Arc<dyn Clock>) -> Store {
+    let store = MemoryStore::new();
+    store.seed(&demo::catalogue(clock.now()));
+    let ports = store.ports(clock.clone(), Arc::new(OsTokenGenerator));
+    Store { ports, readiness: Arc::new(move || store.ping()) }
+}
+
+fn postgres_store(db: &DatabaseSettings, clock: Arc<dyn Clock>) -> anyhow::Result<Store> {
+    let store = prepare_database(db)?;
+    let ports = store.ports(clock, Arc::new(OsTokenGenerator));
+    Ok(Store { ports, readiness: Arc::new(move || store.ping()) })
+}
+
+/// Creates the database if missing, connects, and runs pending migrations.
+///
+/// # Errors
+/// When the server cannot be reached or a migration fails.
+pub fn prepare_database(db: &DatabaseSettings) -> anyhow::Result<PgStore> {
+    let cfg = db.pg_config();
+    adapters_postgres::ensure_database(&cfg.url).context("creating the database")?;
+    let store = PgStore::connect(&cfg).context("connecting to the database")?;
+    let applied = store.run_migrations().context("running migrations")?;
+    tracing::info!(applied = applied.len(), "database schema up to date");
+    Ok(store)
+}
