@@ -189,8 +189,10 @@ fn admission_workers_at_the_same_tick_admit_one_batch_per_interval() {
         let admitted: Vec<u64> = outcomes
             .iter()
             .filter_map(|o| if let AdmissionOutcome::Admitted(n) = o { Some(*n) } else { None })
+            // A tick with nothing waiting admits 0 and is not recorded, so several may run.
+            .filter(|n| *n > 0)
             .collect();
-        assert!(admitted.len() <= 1, "one tick per instant: {outcomes:?}");
+        assert!(admitted.len() <= 1, "one admitting tick per instant: {outcomes:?}");
         log.extend(admitted.into_iter().map(|n| (now, n)));
         clock.advance(policy.admission.interval);
     }
