@@ -1,0 +1,73 @@
+-- One whole purchase, as the HTTP funnel makes it: issue, one poll, the seat map, reserve,
+-- charge, pay, for a new user :base + i who takes seat i of the funnel pool (schedules
+-- :sbase.., :nseats seats each). Admission itself is the scheduler's (one UPDATE a second
+-- for everyone), not per-user work, so it is not here.
+\set k :k + 1
+\set i :offset + :client_id + :k * :clients
+\set n :base + :i
+\set s :sbase + :i % :nsched
+\set num 1 + (:i / :nsched) % :nseats
+\set seat :s * 1000 + :num
+-- POST /queue/tokens
+BEGIN;
+SELECT t.seq, t.token, t.user_id, t.status, t.issued_at, t.activated_at, t.expires_at
+  FROM queue_tokens t WHERE t.user_id = lpad(to_hex(:n::bigint), 32, '0')::uuid AND t.status IN ('WAITING', 'ACTIVE');
+UPDATE queue_counter SET last_seq = last_seq + 1 RETURNING last_seq AS seq \gset
+INSERT INTO queue_tokens AS t (seq, token, user_id, status, issued_at)
+  VALUES (:seq, (md5('t' || :n) || md5('u' || :n)), lpad(to_hex(:n::bigint), 32, '0')::uuid, 'WAITING', now())
+  ON CONFLICT (user_id) WHERE status IN ('WAITING', 'ACTIVE') DO NOTHING
+  RETURNING t.seq, t.token, t.user_id, t.status, t.issued_at, t.activated_at, t.expires_at;
+COMMIT;
+SELECT admitted_through, last_admission_at FROM queue_admission;
+-- GET /queue/token
+SELECT t.seq, t.token, t.user_id, t.status, t.issued_at, t.activated_at, t.expires_at,
+       a.admitted_through, a.last_admission_at
+  FROM queue_tokens t CROSS JOIN queue_admission a WHERE t.token = (md5('t' || :n) || md5('u' || :n));
+-- GET /schedules/{id}/seats
+SELECT t.seq, t.token, t.user_id, t.status, t.issued_at, t.activated_at, t.expires_at
+  FROM queue_tokens t WHERE t.token = (md5('t' || :n) || md5('u' || :n));
+SELECT EXISTS (SELECT schedules.id, schedules.concert_id, schedules.starts_at
+                 FROM schedules WHERE schedules.id = lpad(to_hex(:s::bigint), 32, '0')::uuid);
+SELECT s.id, s.schedule_id, s.number, s.price, r.id AS reservation_id, r.status, r.held_until
+  FROM seats s
+  LEFT JOIN reservations r ON r.seat_id = s.id AND r.status IN ('HELD', 'PAID')
+  WHERE s.schedule_id = lpad(to_hex(:s::bigint), 32, '0')::uuid ORDER BY s.number;
+-- POST /reservations
+SELECT t.seq, t.token, t.user_id, t.status, t.issued_at, t.activated_at, t.expires_at
+  FROM queue_tokens t WHERE t.token = (md5('t' || :n) || md5('u' || :n));
+BEGIN;
+UPDATE reservations SET status = 'EXPIRED'
+  WHERE seat_id = lpad(to_hex(:seat::bigint), 32, '0')::uuid AND status = 'HELD' AND held_until <= now();
+INSERT INTO reservations (id, user_id, schedule_id, seat_id, seat_number, price, status, created_at, held_until, paid_at)
+  SELECT gen_random_uuid(), lpad(to_hex(:n::bigint), 32, '0')::uuid, s.schedule_id, s.id, s.number, s.price, 'HELD', now(),
+         now() + interval '300 seconds', NULL
+  FROM seats s JOIN schedules sc ON sc.id = s.schedule_id
+  WHERE s.id = lpad(to_hex(:seat::bigint), 32, '0')::uuid AND s.schedule_id = lpad(to_hex(:s::bigint), 32, '0')::uuid AND sc.starts_at > now()
+  ON CONFLICT (seat_id) WHERE status IN ('HELD', 'PAID') DO NOTHING
+  RETURNING id AS rid, user_id, schedule_id, seat_id, seat_number, price, status, created_at, held_until, paid_at \gset r_
+COMMIT;
+-- POST /users/{id}/balance/charge
+BEGIN;
+INSERT INTO accounts AS a (user_id, balance) SELECT lpad(to_hex(:n::bigint), 32, '0')::uuid, 300000 WHERE 300000 <= 10000000000
+  ON CONFLICT (user_id) DO UPDATE SET balance = a.balance + EXCLUDED.balance
+  WHERE a.balance + EXCLUDED.balance <= 10000000000
+  RETURNING a.balance \gset c_
+INSERT INTO ledger_entries (id, user_id, kind, amount, balance_after, at, payment_id, reservation_id)
+  VALUES (gen_random_uuid(), lpad(to_hex(:n::bigint), 32, '0')::uuid, 'CHARGE', 300000, :c_balance, now(), NULL, NULL);
+COMMIT;
+-- POST /payments
+SELECT t.seq, t.token, t.user_id, t.status, t.issued_at, t.activated_at, t.expires_at
+  FROM queue_tokens t WHERE t.token = (md5('t' || :n) || md5('u' || :n));
+BEGIN;
+SELECT id, user_id, schedule_id, seat_id, seat_number, price, status, created_at, held_until, paid_at
+  FROM reservations WHERE id = :r_rid FOR UPDATE \gset p_
+UPDATE accounts SET balance = balance - :p_price WHERE user_id = lpad(to_hex(:n::bigint), 32, '0')::uuid AND balance >= :p_price
+  RETURNING balance \gset
+UPDATE reservations SET status = 'PAID', paid_at = now() WHERE id = :r_rid AND status = 'HELD';
+INSERT INTO payments (id, reservation_id, user_id, amount, balance_after, paid_at)
+  VALUES (gen_random_uuid(), :r_rid, lpad(to_hex(:n::bigint), 32, '0')::uuid, :p_price, :balance, now()) RETURNING id AS payment_id \gset
+INSERT INTO ledger_entries (id, user_id, kind, amount, balance_after, at, payment_id, reservation_id)
+  VALUES (gen_random_uuid(), lpad(to_hex(:n::bigint), 32, '0')::uuid, 'PAYMENT', -:p_price::bigint, :balance, now(), :payment_id, :r_rid);
+UPDATE queue_tokens SET status = 'EXPIRED', expires_at = now()
+  WHERE user_id = lpad(to_hex(:n::bigint), 32, '0')::uuid AND status IN ('WAITING', 'ACTIVE');
+COMMIT;
