@@ -22,7 +22,8 @@ use adapters_postgres::{ensure_database, PgConfig, PgStore};
 use common::assert_consistent;
 use domain::clock::{Clock, ManualClock};
 use domain::demo;
-use domain::ids::UserId;
+use domain::ids::{LedgerEntryId, UserId};
+use domain::money::Won;
 use domain::ports::StoreError;
 use domain::queue::OsTokenGenerator;
 
@@ -87,6 +88,35 @@ fn an_unreachable_database_is_unavailable_within_five_seconds() {
     assert!(matches!(ports.accounts.balance(UserId::random()), Err(StoreError::Unavailable(_))));
     assert!(matches!(ports.queue.cursor(), Err(StoreError::Unavailable(_))));
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+}
+
+#[test]
+fn a_statement_stuck_behind_a_lock_is_cut_off_by_the_statement_timeout() {
+    use diesel::{Connection as _, RunQueryDsl as _};
+    let db = TestDatabase::create().unwrap();
+    let store = PgStore::connect(&PgConfig { statement_timeout: Duration::from_millis(200), ..db.config() }).unwrap();
+    let clock = ManualClock::at_epoch();
+    let ports = store.ports(Arc::new(clock.clone()), Arc::new(OsTokenGenerator));
+    let user = UserId::random();
+    let limit = domain::money::BALANCE_LIMIT;
+    let credit = || ports.accounts.credit(user, Won::new(10), limit, LedgerEntryId::random(), clock.now());
+    credit().unwrap();
+    let mut locker = diesel::PgConnection::establish(&db.url()).unwrap();
+    locker
+        .transaction(|c| {
+            diesel::sql_query("SELECT 1 FROM accounts WHERE user_id = $1 FOR UPDATE")
+                .bind::<diesel::sql_types::Uuid, _>(user.as_uuid())
+                .execute(c)?;
+            let started = Instant::now();
+            assert!(matches!(credit(), Err(StoreError::Unavailable(_))));
+            assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+            diesel::QueryResult::Ok(())
+        })
+        .unwrap();
+    // Nothing was half-done, and the pool is still usable.
+    assert_eq!(ports.accounts.balance(user).unwrap(), Won::new(10));
+    credit().unwrap();
+    assert_consistent(&store);
 }
 
 #[test]
