@@ -160,7 +160,9 @@ pub fn ensure_database(url: &str) -> anyhow::Result<()> {
     if database_exists(&mut admin, &name)? {
         return Ok(());
     }
-    match diesel::sql_query(format!("CREATE DATABASE {}", quote_ident(&name))).execute(&mut admin) {
+    // From template0: CREATE DATABASE fails while anyone is connected to its template, and
+    // nobody can connect to template0 (template1, the default, may have visitors).
+    match diesel::sql_query(format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(&name))).execute(&mut admin) {
         Ok(_) => {
             tracing::info!(database = %name, "created database");
             Ok(())

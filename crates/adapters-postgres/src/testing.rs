@@ -118,7 +118,7 @@ fn ensure_template() -> anyhow::Result<String> {
         }
         let build = format!("{PREFIX}build_{}_{}", std::process::id(), now_secs());
         drop_database(&mut admin, &build)?;
-        diesel::sql_query(format!("CREATE DATABASE {}", quote_ident(&build))).execute(&mut admin)?;
+        diesel::sql_query(format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(&build))).execute(&mut admin)?;
         {
             let mut conn = PgConnection::establish(&db_url(&build))?;
             conn.run_pending_migrations(MIGRATIONS).map_err(|e| anyhow!("migrating the template: {e}"))?;
