@@ -52,10 +52,9 @@ pub struct PayRequest {
 }
 
 /// `POST /users/{userId}/balance/charge`.
-///
-/// `amount` is read as any JSON value so that a present but wrong amount (a string, a float,
-/// a negative or huge number) is answered `INVALID_AMOUNT`, while a missing one or a garbled
-/// body is `INVALID_REQUEST`.
+// `amount` is read as any JSON value so that a present but wrong amount (a string, a float, a
+// negative or huge number) is answered `INVALID_AMOUNT`, while a missing one or a garbled body
+// is `INVALID_REQUEST`; the schema still advertises an integer.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "an object {\"amount\": <integer>}")]
 pub struct ChargeRequest {

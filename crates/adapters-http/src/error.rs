@@ -542,6 +542,21 @@ mod tests {
     }
 
     #[test]
+    fn extractor_rejections_become_contract_problems() {
+        let req = actix_web::test::TestRequest::default().to_http_request();
+        let code = |e: actix_web::Error| e.as_response_error().status_code().as_u16();
+        // A body without Content-Length that outgrows the limit while streaming.
+        assert_eq!(code(json_error(JsonPayloadError::Overflow { limit: crate::BODY_LIMIT }, &req)), 413);
+        assert_eq!(code(json_error(JsonPayloadError::Payload(PayloadError::Overflow), &req)), 413);
+        assert_eq!(code(json_error(JsonPayloadError::Payload(PayloadError::Incomplete(None)), &req)), 400);
+        assert_eq!(code(json_error(JsonPayloadError::ContentType, &req)), 400);
+        let syntax = serde_json::from_str::<serde_json::Value>("{").unwrap_err();
+        let res = json_error(JsonPayloadError::Deserialize(syntax), &req).error_response();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(res.headers().get(header::CONTENT_TYPE).unwrap(), PROBLEM_JSON);
+    }
+
+    #[test]
     fn long_texts_are_cut_on_a_char_boundary() {
         let s = "é".repeat(300);
         assert!(short(&s).len() <= 200 + '…'.len_utf8());

@@ -7,7 +7,8 @@
 //! # Layout
 //! - [`configure`]: routes, extractor configs and fallbacks, to mount with `App::configure`.
 //! - [`routes`]: one handler per endpoint, each documented for OpenAPI.
-//! - [`extract`]: the bearer token and the [`extract::Authorized`] proof of an ACTIVE one.
+//! - [`extract`]: the bearer token, the [`extract::Authorized`] proof of an ACTIVE one, and
+//!   strict JSON bodies ([`extract::Body`]).
 //! - [`dto`]: request and response bodies.
 //! - [`error`]: the single mapping of every failure to problem+json.
 //! - [`state`]: the shared [`ApiState`] and the [`Readiness`] probe.

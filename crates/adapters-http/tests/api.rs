@@ -245,6 +245,9 @@ async fn bad_token_requests_are_rejected() {
             r.assert_problem(401, "TOKEN_MISSING");
             assert_eq!(r.headers.get("www-authenticate").unwrap(), "Bearer");
         }
+        let garbled = actix_web::http::header::HeaderValue::from_bytes(b"Bearer \xff\xfe").unwrap();
+        let r = send(&app, TestRequest::get().uri(path).insert_header(("Authorization", garbled))).await;
+        r.assert_problem(401, "TOKEN_MISSING");
         send(&app, get(path, Some("not-a-token"))).await.assert_problem(401, "TOKEN_INVALID");
         send(&app, get(path, Some(&"ab".repeat(32)))).await.assert_problem(401, "TOKEN_INVALID");
     }
