@@ -178,13 +178,13 @@ def build(workdir: str):
         if not ph or "endpoint" not in ph:
             continue
         ep = ph["endpoint"]
-        res = ep["result"]
+        res = ep.get("result") or {}
         health = (ph.get("health") or {}).get("result") or {}
         pgb = (ph.get("pgbench") or {}).get("result") or {}
         pgu = (ph.get("pgbench_unprepared") or {}).get("result") or {}
         rps, p50, p99 = res.get("rps"), res.get("p50_ms"), res.get("p99_ms")
-        note = ""
-        if key == "funnel":
+        note = "" if res else "**the load generator produced no result** (see the run's output)"
+        if key == "funnel" and res:
             extra = res.get("extra") or {}
             rps, p50, p99 = extra.get("ops_rps"), extra.get("ops_p50_ms"), extra.get("ops_p99_ms")
             note = (f"{extra.get('funnels', 0):,} purchases, {extra.get('funnels_failed', 0):,} abandoned, "
@@ -193,6 +193,8 @@ def build(workdir: str):
                     f"p99 {fmt_ms(res.get('p99_ms'))} ms")
         wrapped = (res.get("extra") or {}).get("wrapped")
         statuses, errors = fmt_statuses(res.get("statuses") or {}, expected, res.get("socket_errors"))
+        if not res:
+            statuses, errors = "**no result**", 1
         h_rps, g_rps = health.get("rps"), pgb.get("rps")
         # The funnel's HTTP ratio compares requests (not purchases) with /health/live requests.
         req_rps = res.get("rps") if key == "funnel" else rps
@@ -265,7 +267,8 @@ def render_table(meta, rows, targets, invs, inv_ok, overall) -> str:
     out.append("")
     for r in rows:
         if r["note"]:
-            out.append(f"- {r['label']}: {r['note']} (req/s and p50/p99 in the table are whole purchases).")
+            out.append(f"- {r['label']}: {r['note']}"
+                       + (" (req/s and p50/p99 in the table are whole purchases)." if r["key"] == "funnel" else "."))
         if r["wrapped"] and r["key"] in ("pay", "reserve_spread", "issue"):
             out.append(f"- {r['label']}: the prepared data ran out and was reused {r['wrapped']} times.")
     out.append("")

@@ -272,6 +272,13 @@ prepare_database() {
     export_data pay.txt "SELECT bench.tok(n), bench.res(n) FROM generate_series(10001, 40000) n"
     export_data charge.txt "SELECT bench.uid(n) FROM generate_series(100001, 110000) n"
     export_data funnel_schedules.txt "SELECT bench.sched(s) FROM generate_series(802, 1000) s"
+    settle
+}
+
+# After a bulk load: vacuum now (else autovacuum does it during a phase) and checkpoint now
+# (else the checkpointer flushes the load's pages during a phase).
+settle() {
+    psql_db -c "VACUUM (ANALYZE)" -c "CHECKPOINT"
 }
 
 machine() {
@@ -320,6 +327,7 @@ if within_budget "the 1,000,000-token line"; then
     log "growing the line to 1,000,000 waiting tokens"
     psql_db -v from=1001001 -v to=2000000 -f "$ROOT/bench/sql/waiting.sql"
     export_data poll_1m.txt "SELECT bench.tok(1000001 + i * 100) FROM generate_series(0, 9999) i"
+    settle
     phase poll_1m poll.lua poll_1m.txt poll.sql 0 -D base=1000001 -D step=100 -D count=10000
 fi
 

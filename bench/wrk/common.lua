@@ -29,10 +29,12 @@ bench.nthreads = tonumber(os.getenv("WRK_THREADS") or "1")
 bench.data_dir = os.getenv("BENCH_DATA_DIR") or "."
 bench.nonce = tonumber(os.getenv("BENCH_RUN_NONCE") or "1")
 
--- Per-thread globals, read back by done() through thread:get().
+-- Per-thread globals, read back by done() through thread:get(). Each is a flat table:
+-- wrk 4.1 corrupts the Lua stack when it copies a table nested in a table.
 thread_id = 0
-status_counts = {}
-extra = {}
+status_counts = {} -- "200" -> n
+extra = {}         -- name -> number, summed over threads
+samples = {}       -- latencies (ms) of whole operations timed by the script
 
 -- Main state: number the threads and keep them for done().
 local threads = {}
@@ -131,26 +133,20 @@ local function percentile(sorted, p)
 end
 
 function done(summary, latency, requests)
-  local statuses, merged = {}, {}
-  local samples = {}
+  local statuses, merged, all = {}, {}, {}
   for _, thread in ipairs(threads) do
     for k, n in pairs(thread:get("status_counts") or {}) do statuses[k] = (statuses[k] or 0) + n end
-    for k, v in pairs(thread:get("extra") or {}) do
-      if type(v) == "number" then
-        merged[k] = (merged[k] or 0) + v
-      elseif type(v) == "table" and k == "samples" then
-        for _, x in ipairs(v) do samples[#samples + 1] = x end
-      end
-    end
+    for k, v in pairs(thread:get("extra") or {}) do merged[k] = (merged[k] or 0) + v end
+    for _, x in ipairs(thread:get("samples") or {}) do all[#all + 1] = x end
   end
   local duration_s = summary.duration / 1e6
-  if #samples > 0 then
+  if #all > 0 then
     -- Per-operation latencies measured by the script (e.g. a whole purchase funnel).
-    table.sort(samples)
-    merged.ops_p50_ms = percentile(samples, 50)
-    merged.ops_p99_ms = percentile(samples, 99)
-    merged.ops_rps = #samples / duration_s
-    merged.ops = #samples
+    table.sort(all)
+    merged.ops_p50_ms = percentile(all, 50)
+    merged.ops_p99_ms = percentile(all, 99)
+    merged.ops_rps = #all / duration_s
+    merged.ops = #all
   end
   local result = {
     requests = summary.requests,

@@ -7,19 +7,20 @@
 -- connection interleaves up to MAX_USERS users; while they all wait in line, delay() idles
 -- the connection until the next poll is due, like a browser would.
 --
--- extra.samples holds each completed funnel's latency (issue sent -> payment answered), so
+-- samples holds each completed funnel's latency (issue sent -> payment answered), so
 -- done() reports funnels per second and their p50/p99 as ops_*.
 local bench = require("common")
 
 local POLL_MS = tonumber(os.getenv("FUNNEL_POLL_MS") or "500")
-local MAX_USERS = tonumber(os.getenv("FUNNEL_USERS_PER_CONN") or "64")
+local MAX_USERS = tonumber(os.getenv("FUNNEL_USERS_PER_CONN") or "16")
 local MAX_RETRIES = 5
 local CHARGE = os.getenv("FUNNEL_CHARGE") or "300000"
 local json = { ["Content-Type"] = "application/json" }
 
 local schedules
-local ready, ready_head = {}, 1 -- users whose next step can go now
-local polls, polls_head = {}, 1 -- {user, due} in due order (POLL_MS is constant)
+-- FIFOs with explicit head and tail (Lua's # is unreliable once the front is cleared).
+local ready, ready_head, ready_tail = {}, 1, 0 -- users whose next step can go now
+local polls, polls_head, polls_tail = {}, 1, 0 -- {user, due} in due order (POLL_MS is constant)
 local users_live = 0
 local current -- {user = u, step = s}
 
@@ -29,7 +30,6 @@ function init(args)
   for line in io.lines(bench.data_dir .. "/" .. args[1]) do
     if line ~= "" then schedules[#schedules + 1] = line end
   end
-  extra.samples = {}
   extra.funnels = 0
   extra.funnels_failed = 0
   extra.seat_conflicts = 0
@@ -38,12 +38,14 @@ end
 
 local function push_ready(u, step)
   u.step = step
-  ready[#ready + 1] = u
+  ready_tail = ready_tail + 1
+  ready[ready_tail] = u
 end
 
 local function push_poll(u)
   u.step = "poll"
-  polls[#polls + 1] = { u, bench.now_ms() + POLL_MS }
+  polls_tail = polls_tail + 1
+  polls[polls_tail] = { u, bench.now_ms() + POLL_MS }
 end
 
 local function fail(u)
@@ -60,18 +62,18 @@ local function bearer(u)
 end
 
 function delay()
-  if ready_head <= #ready or users_live < MAX_USERS or polls_head > #polls then return 0 end
+  if ready_head <= ready_tail or users_live < MAX_USERS or polls_head > polls_tail then return 0 end
   local wait = polls[polls_head][2] - bench.now_ms()
   return wait > 0 and math.ceil(wait) or 0
 end
 
 function request()
   local u
-  if polls_head <= #polls and polls[polls_head][2] <= bench.now_ms() then
+  if polls_head <= polls_tail and polls[polls_head][2] <= bench.now_ms() then
     u = polls[polls_head][1]
     polls[polls_head] = nil
     polls_head = polls_head + 1
-  elseif ready_head <= #ready then
+  elseif ready_head <= ready_tail then
     u = ready[ready_head]
     ready[ready_head] = nil
     ready_head = ready_head + 1
@@ -158,7 +160,7 @@ function bench.on_response(status, body)
     push_ready(u, "pay")
   elseif s == "pay" and status == 201 then
     extra.funnels = extra.funnels + 1
-    extra.samples[#extra.samples + 1] = bench.now_ms() - u.t0
+    samples[#samples + 1] = bench.now_ms() - u.t0
     users_live = users_live - 1
   else
     fail(u)
