@@ -46,6 +46,7 @@ pub fn configure(state: ApiState) -> impl FnOnce(&mut web::ServiceConfig) {
                 // path, including unknown ones.
                 web::scope("")
                     .wrap(from_fn(reject_oversized))
+                    .wrap(from_fn(enforce_deadline))
                     .service(resource("/queue/tokens", "POST").route(web::post().to(routes::issue_token)))
                     .service(resource("/queue/token", "GET").route(web::get().to(routes::read_token)))
                     .service(resource("/concerts", "GET").route(web::get().to(routes::list_concerts)))
@@ -75,6 +76,22 @@ pub fn configure(state: ApiState) -> impl FnOnce(&mut web::ServiceConfig) {
 /// A resource whose unmatched methods get a 405 problem naming the `allow`ed ones.
 fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(move || routes::method_not_allowed(allow)))
+}
+
+/// Answers 503 `UNAVAILABLE` when a request outlives the state's deadline, so a store that
+/// hangs (a black-holed host, a stuck lock) never hangs the client. The blocking call it waited
+/// for cannot be cancelled and finishes on its own; its result is dropped.
+async fn enforce_deadline(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let deadline = req.app_data::<web::Data<ApiState>>().map_or(state::DEFAULT_DEADLINE, |s| s.deadline());
+    match actix_web::rt::time::timeout(deadline, next.call(req)).await {
+        Ok(res) => res,
+        // The request was moved into the timed-out call, so the problem travels as an error;
+        // actix renders it through `ApiError::error_response` like any other.
+        Err(_elapsed) => Err(ApiError::unavailable(&format_args!("request exceeded its {deadline:?} deadline")).into()),
+    }
 }
 
 /// Answers 413 before routing when the declared body is too large, so the limit holds on every

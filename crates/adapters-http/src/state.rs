@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::web;
 use domain::ports::StoreError;
@@ -29,18 +30,36 @@ where
     }
 }
 
+/// How long a request may take before it is answered 503 `UNAVAILABLE`: under the contract's
+/// 5 s bound for an unreachable database, whatever the store's own timeouts do.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_millis(4_500);
+
 /// The state behind every handler.
 #[derive(Clone)]
 pub struct ApiState {
     ticketing: Ticketing,
     readiness: Arc<dyn Readiness>,
+    deadline: Duration,
 }
 
 impl ApiState {
-    /// Wires the use cases and the readiness probe.
+    /// Wires the use cases and the readiness probe, with the [`DEFAULT_DEADLINE`].
     #[must_use]
     pub fn new(ticketing: Ticketing, readiness: Arc<dyn Readiness>) -> Self {
-        Self { ticketing, readiness }
+        Self { ticketing, readiness, deadline: DEFAULT_DEADLINE }
+    }
+
+    /// Sets how long a request may take before it is answered 503.
+    #[must_use]
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// How long a request may take before it is answered 503.
+    #[must_use]
+    pub fn deadline(&self) -> Duration {
+        self.deadline
     }
 
     /// The use cases.
@@ -58,7 +77,10 @@ impl ApiState {
 
 impl fmt::Debug for ApiState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ApiState").field("ticketing", &self.ticketing).finish_non_exhaustive()
+        f.debug_struct("ApiState")
+            .field("ticketing", &self.ticketing)
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
     }
 }
 

@@ -18,8 +18,9 @@ use adapters_http::{configure, ApiState};
 use adapters_memory::MemoryStore;
 use domain::clock::{Clock, ManualClock};
 use domain::demo;
-use domain::ports::StoreError;
-use domain::queue::{AdmissionPolicy, OsTokenGenerator};
+use domain::ids::UserId;
+use domain::ports::{IssueOutcome, QueueStore, StoreError};
+use domain::queue::{AdmissionOutcome, AdmissionPolicy, OsTokenGenerator, QueueCursor, QueueToken, TokenValue};
 use domain::service::{Policy, Ticketing};
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
@@ -55,6 +56,15 @@ impl World {
         Self { store, clock, ticketing }
     }
 
+    /// The same world, but token look-ups take `delay`, like a database that stopped answering.
+    fn with_slow_token_lookups(delay: std::time::Duration) -> Self {
+        let world = Self::new();
+        let mut ports = world.store.ports(Arc::new(world.clock.clone()), Arc::new(OsTokenGenerator));
+        ports.queue = Arc::new(SlowQueue { inner: ports.queue.clone(), delay });
+        let ticketing = Ticketing::new(ports, *world.ticketing.policy());
+        Self { ticketing, ..world }
+    }
+
     fn state(&self) -> ApiState {
         let store = self.store.clone();
         ApiState::new(self.ticketing.clone(), Arc::new(move || store.ping()))
@@ -64,6 +74,34 @@ impl World {
     fn admit(&self) {
         self.clock.advance(Duration::seconds(1));
         self.ticketing.admit().expect("admission tick");
+    }
+}
+
+/// A queue store whose `find` answers only after `delay`.
+struct SlowQueue {
+    inner: Arc<dyn QueueStore>,
+    delay: std::time::Duration,
+}
+
+impl QueueStore for SlowQueue {
+    fn issue(&self, user: UserId, value: TokenValue, now: OffsetDateTime) -> Result<IssueOutcome, StoreError> {
+        self.inner.issue(user, value, now)
+    }
+    fn find(&self, value: &TokenValue) -> Result<Option<QueueToken>, StoreError> {
+        std::thread::sleep(self.delay);
+        self.inner.find(value)
+    }
+    fn find_with_cursor(&self, value: &TokenValue) -> Result<Option<(QueueToken, QueueCursor)>, StoreError> {
+        self.inner.find_with_cursor(value)
+    }
+    fn cursor(&self) -> Result<QueueCursor, StoreError> {
+        self.inner.cursor()
+    }
+    fn admit(&self, policy: &AdmissionPolicy, now: OffsetDateTime) -> Result<AdmissionOutcome, StoreError> {
+        self.inner.admit(policy, now)
+    }
+    fn expire_tokens(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        self.inner.expire_tokens(now)
     }
 }
 
@@ -107,10 +145,16 @@ where
     S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
 {
-    let res = test::call_service(app, req.to_request()).await;
-    let status = res.status().as_u16();
-    let headers = res.headers().clone();
-    let bytes = test::read_body(res).await;
+    // A middleware's error (the request deadline) reaches the test service as `Err`; the real
+    // server renders it with `error_response`, and so does this helper.
+    let (status, headers, bytes) = match app.call(req.to_request()).await {
+        Ok(res) => (res.status().as_u16(), res.headers().clone(), test::read_body(res).await),
+        Err(e) => {
+            let res = e.error_response();
+            let (status, headers) = (res.status().as_u16(), res.headers().clone());
+            (status, headers, actix_web::body::to_bytes(res.into_body()).await.unwrap_or_default())
+        }
+    };
     let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
     Resp { status, headers, body }
 }
@@ -635,6 +679,48 @@ async fn an_unreachable_store_answers_503_with_retry_after_and_changes_nothing()
     world.store.set_failure(None);
     assert_eq!(send(&app, get("/health/ready", None)).await.status, 200);
     assert_eq!(balance(&app, user).await, 700, "failed calls changed nothing");
+}
+
+#[actix_web::test]
+async fn a_store_that_hangs_is_answered_503_at_the_deadline() {
+    use std::io::{Read as _, Write as _};
+
+    let world = World::with_slow_token_lookups(std::time::Duration::from_millis(1_500));
+    let state = world.state().with_deadline(std::time::Duration::from_millis(200));
+    // A real server, so the deadline's answer goes through actix's own error rendering.
+    let server = actix_web::HttpServer::new(move || App::new().configure(configure(state.clone())))
+        .workers(1)
+        .disable_signals()
+        .bind("127.0.0.1:0")
+        .unwrap();
+    let addr = server.addrs()[0];
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    let token = world.ticketing.issue_token(UserId::random()).unwrap().view.token.value.as_str().to_owned();
+    world.admit();
+
+    let started = std::time::Instant::now();
+    let response = actix_web::rt::task::spawn_blocking(move || {
+        let mut conn = std::net::TcpStream::connect(addr).unwrap();
+        let request = format!(
+            "GET /concerts HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        );
+        conn.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        conn.read_to_string(&mut response).unwrap();
+        response
+    })
+    .await
+    .unwrap();
+    let elapsed = started.elapsed();
+    handle.stop(false).await;
+
+    let lower = response.to_lowercase();
+    assert!(lower.starts_with("http/1.1 503"), "{response}");
+    assert!(lower.contains("retry-after: 1") && lower.contains("content-type: application/problem+json"), "{response}");
+    assert!(response.contains(r#""code":"UNAVAILABLE""#), "{response}");
+    assert!(elapsed < std::time::Duration::from_secs(1), "answered at the deadline, not after the store: {elapsed:?}");
 }
 
 // ---- operations -----------------------------------------------------------------------------
