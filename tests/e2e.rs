@@ -161,7 +161,11 @@ fn a_waiting_token_is_refused_and_keeps_its_place() {
 #[test]
 fn fifty_users_racing_for_one_seat_make_one_reservation() {
     let s = Server::start(&[("QUEUE_ADMIT_BATCH", "100")]);
-    let users: Vec<(String, String)> = (0..50).map(|_| s.active_user()).collect();
+    // Everyone queues first, so one admission tick lets them all in.
+    let users: Vec<(String, String)> = (0..50).map(|_| s.issue_token()).collect();
+    for (_, token) in &users {
+        s.wait_active(token);
+    }
     let (schedule, seats) = s.first_schedule(&users[0].1);
     let (seat, _) = seat_price(&seats, 7);
     let barrier = Barrier::new(users.len());

@@ -29,13 +29,18 @@ pub fn concert_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test exe path");
     let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>");
     let bin = profile_dir.join("concert");
-    if !bin.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "app", "--bin", "concert"])
-            .status()
-            .expect("cargo build concert");
+    // `cargo test -p concert-e2e` does not rebuild another package's binary, so make sure it
+    // is current (a no-op when it is; cargo releases its lock before running test binaries).
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    BUILD.call_once(|| {
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "--quiet", "-p", "app", "--bin", "concert"]);
+        if profile_dir.file_name().is_some_and(|p| p == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("cargo build concert");
         assert!(status.success(), "building the concert binary failed");
-    }
+    });
     bin
 }
 
@@ -70,7 +75,13 @@ impl Server {
             .env("RUST_LOG", "warn")
             .output()
             .expect("run concert seed-demo");
-        assert!(seed.status.success(), "seed-demo failed: {}", String::from_utf8_lossy(&seed.stderr));
+        assert!(
+            seed.status.success(),
+            "seed-demo failed ({}): {}{}",
+            seed.status,
+            String::from_utf8_lossy(&seed.stdout),
+            String::from_utf8_lossy(&seed.stderr)
+        );
         let mut cmd = Command::new(&bin);
         cmd.arg("serve")
             .env("DATABASE_URL", &db_url)
@@ -128,12 +139,17 @@ impl Server {
         read(req.send().expect("POST"))
     }
 
-    /// Issues a token for a new user and waits until the scheduler admits it.
-    pub fn active_user(&self) -> (String, String) {
+    /// Issues a token for a new user (201) without waiting for admission.
+    pub fn issue_token(&self) -> (String, String) {
         let user = Uuid::new_v4().to_string();
         let (status, body) = self.post("/queue/tokens", None, json!({ "userId": user }));
         assert_eq!(status, 201, "{body}");
-        let token = body["token"].as_str().expect("token").to_owned();
+        (user, body["token"].as_str().expect("token").to_owned())
+    }
+
+    /// Issues a token for a new user and waits until the scheduler admits it.
+    pub fn active_user(&self) -> (String, String) {
+        let (user, token) = self.issue_token();
         self.wait_active(&token);
         (user, token)
     }
