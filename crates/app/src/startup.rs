@@ -34,7 +34,7 @@ struct SchedulerTask {
 
 /// The service, bound and ready to run.
 pub struct Application {
-    port: u16,
+    addr: std::net::SocketAddr,
     server: Server,
     scheduler: Option<SchedulerTask>,
     ticketing: Ticketing,
@@ -43,7 +43,7 @@ pub struct Application {
 impl std::fmt::Debug for Application {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Application")
-            .field("port", &self.port)
+            .field("addr", &self.addr)
             .field("scheduler", &self.scheduler.is_some())
             .finish_non_exhaustive()
     }
@@ -86,14 +86,14 @@ impl Application {
         let mut server = HttpServer::new(move || {
             App::new().wrap(TracingLogger::<RequestSpan>::new()).configure(adapters_http::configure(state.clone()))
         })
-        // Signals are ours (see `shutdown_signal`): actix would stop abruptly on SIGINT.
+        // Signals are ours (see `ShutdownSignals`): actix would stop abruptly on SIGINT.
         .disable_signals()
         .shutdown_timeout(SHUTDOWN_GRACE_SECS);
         if let Some(workers) = settings.http_workers {
             server = server.workers(usize::from(workers));
         }
         let server = server.listen(listener).context("starting the HTTP server")?.run();
-        tracing::info!(%addr, store = ?settings.store, "listening on http://{addr}");
+        tracing::info!(%addr, store = ?settings.store, "HTTP server bound");
 
         let scheduler = settings.scheduler_enabled.then(|| {
             let (shutdown, rx) = watch::channel(false);
@@ -103,13 +103,13 @@ impl Application {
         if scheduler.is_none() {
             tracing::info!("scheduler disabled: this instance serves the API only");
         }
-        Ok(Self { port: addr.port(), server, scheduler, ticketing })
+        Ok(Self { addr, server, scheduler, ticketing })
     }
 
     /// The port the server listens on (the real one when `bind_addr` asked for port 0).
     #[must_use]
     pub fn port(&self) -> u16 {
-        self.port
+        self.addr.port()
     }
 
     /// The use cases the server runs, for tests that drive time-based steps directly.
@@ -123,7 +123,8 @@ impl Application {
     /// # Errors
     /// When the HTTP server fails or the scheduler task panicked.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.run_until(shutdown_signal()).await
+        let signals = ShutdownSignals::install()?;
+        self.run_until(signals.recv()).await
     }
 
     /// Serves until `stop` completes, then: stops accepting connections, lets in-flight
@@ -135,7 +136,7 @@ impl Application {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let Self { server, scheduler, .. } = self;
+        let Self { addr, server, scheduler, .. } = self;
         let handle = server.handle();
         // The server future must keep being polled while it drains, so the stop request is
         // sent from another task.
@@ -144,6 +145,9 @@ impl Application {
             tracing::info!("stopping: no new connections, finishing in-flight requests");
             handle.stop(true).await;
         });
+        // Logged only now that the stop path (and, from `run_until_stopped`, the signal
+        // handlers) is in place: whoever waits for this line may signal at once.
+        tracing::info!(%addr, "listening on http://{addr}");
         let served = server.await;
         stopper.abort();
         if let Some(SchedulerTask { shutdown, task }) = scheduler {
@@ -157,31 +161,45 @@ impl Application {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
-    let interrupt = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::warn!(error = %e, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
-        }
-    };
+/// SIGTERM and SIGINT, listened for from the moment this is made: the default action
+/// (terminate at once) no longer applies, even before anyone awaits [`ShutdownSignals::recv`].
+struct ShutdownSignals {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self {
+                terminate: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+                interrupt: signal(SignalKind::interrupt()).context("listening for SIGINT")?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    /// Resolves on the first SIGTERM or SIGINT.
+    async fn recv(self) {
+        #[cfg(unix)]
+        {
+            let Self { mut terminate, mut interrupt } = self;
+            tokio::select! {
+                _ = terminate.recv() => tracing::info!("SIGTERM received"),
+                _ = interrupt.recv() => tracing::info!("SIGINT received"),
             }
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => tracing::info!("SIGINT received"),
-        () = terminate => tracing::info!("SIGTERM received"),
+        #[cfg(not(unix))]
+        {
+            let _ = self;
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("Ctrl-C received");
+        }
     }
 }
 

@@ -1,4 +1,5 @@
-//! The built binary stops cleanly (exit 0) on SIGTERM and on SIGINT.
+//! The built binary: it stops cleanly (exit 0) on SIGTERM and on SIGINT, and logs JSON lines
+//! when asked to.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -10,10 +11,24 @@ use std::time::{Duration, Instant};
 /// Starts `concert serve --store memory` on a free port; returns it and its port, read from the
 /// `listening on` log line.
 fn start() -> (Child, u16) {
+    let (child, lines) = spawn_serve("text");
+    let port = lines
+        .iter()
+        .find_map(|line| {
+            let rest = line.split("listening on http://").nth(1)?;
+            rest.split_whitespace().next()?.rsplit(':').next()?.parse::<u16>().ok()
+        })
+        .expect("a port in the log");
+    (child, port)
+}
+
+/// Spawns `concert serve --store memory` on port 0 with `LOG_FORMAT=format`; returns it and its
+/// log lines up to and including the `listening on` one.
+fn spawn_serve(format: &str) -> (Child, Vec<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_concert"))
         .args(["serve", "--store", "memory", "--bind-addr", "127.0.0.1:0"])
         .env("RUST_LOG", "info")
-        .env("LOG_FORMAT", "text")
+        .env("LOG_FORMAT", format)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -22,15 +37,20 @@ fn start() -> (Child, u16) {
     let (tx, rx) = mpsc::channel();
     // Keeps draining stderr so the child never blocks on a full pipe.
     std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut sent = false;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                let port = rest.split_whitespace().next().and_then(|a| a.rsplit(':').next()?.parse::<u16>().ok());
-                let _ = tx.send(port);
+            if !sent {
+                seen.push(line.clone());
+                if line.contains("listening on http://") {
+                    let _ = tx.send(std::mem::take(&mut seen));
+                    sent = true;
+                }
             }
         }
     });
-    let port = rx.recv_timeout(Duration::from_secs(30)).expect("server logs its address").expect("a port");
-    (child, port)
+    let lines = rx.recv_timeout(Duration::from_secs(30)).expect("server logs its address");
+    (child, lines)
 }
 
 fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
@@ -64,4 +84,19 @@ fn sigterm_stops_gracefully_with_exit_code_zero() {
 #[test]
 fn sigint_stops_gracefully_with_exit_code_zero() {
     stops_cleanly_on("-INT");
+}
+
+#[test]
+fn log_format_json_writes_one_json_object_per_line() {
+    let (mut child, lines) = spawn_serve("json");
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let status = wait_exit(&mut child);
+    assert!(status.success(), "{status:?}");
+    for line in &lines {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{line}");
+    }
+    let listening = lines.last().unwrap();
+    let v: serde_json::Value = serde_json::from_str(listening).unwrap();
+    assert!(v["fields"]["addr"].as_str().unwrap().starts_with("127.0.0.1:"), "{listening}");
 }
