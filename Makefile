@@ -33,7 +33,7 @@ lint: ## rustfmt check and clippy with warnings denied
 	cargo clippy --workspace --all-targets -- -D warnings
 
 test: db-up lint ## Lint, then every test (unit, conformance, PostgreSQL races, HTTP, black-box)
-	cargo test --workspace --all-targets --no-fail-fast
+	cargo test --workspace --lib --bins --tests --no-fail-fast
 	cargo test --workspace --doc
 
 bench-position: db-up ## Position lookup cost at 1,000 vs 1,000,000 waiting tokens
