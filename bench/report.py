@@ -33,7 +33,7 @@ PHASES = [
     ("reserve_contended", "reserve, contended", {201, 409}, "pgbench", 0.8),
     ("pay", "pay", {201}, "pgbench", 0.8),
     ("charge", "charge", {200}, "pgbench", 0.8),
-    ("funnel", "purchase funnel (per user)", {200, 201, 409}, None, None),
+    ("funnel", "purchase funnel (purchases/s)", {200, 201, 409}, None, None),
 ]
 RSS_LIMIT_MB = 150.0
 POLL_P99_FACTOR = 1.5
@@ -235,6 +235,10 @@ def build(workdir: str):
     if overall is not None:
         targets.append((f"server RSS < {RSS_LIMIT_MB:.0f} MB throughout", overall < RSS_LIMIT_MB,
                         f"peak {overall:.1f} MB (sampled every 100 ms, and the kernel's high-water mark)"))
+    crashes = [rec for rec in records if rec.get("kind") == "crash"]
+    targets.append(("the server stays up (no crash, no restart)", not crashes,
+                    "; ".join(f"died during {c['phase']} ({c.get('detail')}), restarted" for c in crashes)
+                    or "it did"))
     invs = [(k, rec) for k, ph in by_phase.items() for kind, rec in ph.items() if kind == "invariants"]
     inv_ok = all(rec["ok"] for _, rec in invs)
     return meta, rows, targets, chart, invs, inv_ok, overall

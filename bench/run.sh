@@ -10,7 +10,7 @@
 # together stay under 15 s with the defaults), the whole run at most 5 minutes (later phases
 # are skipped loudly past BENCH_BUDGET_SECS), and traffic only goes to 127.0.0.1.
 #
-# Settings (environment): BENCH_CONNECTIONS (16), BENCH_WRK_THREADS (2), BENCH_ENDPOINT_SECS
+# Settings (environment): BENCH_PHASES (all), BENCH_CONNECTIONS (16), BENCH_WRK_THREADS (2), BENCH_ENDPOINT_SECS
 # (5), BENCH_HEALTH_SECS (3), BENCH_PGBENCH_SECS (3, each of two query modes), BENCH_DATABASE (concert_bench),
 # BENCH_RUST_LOG (warn), BENCH_BUDGET_SECS (280), PGHOST/PGPORT/PGUSER (127.0.0.1/5432/postgres).
 set -euo pipefail
@@ -24,6 +24,8 @@ ENDPOINT_SECS=${BENCH_ENDPOINT_SECS:-5}
 HEALTH_SECS=${BENCH_HEALTH_SECS:-3}
 PGBENCH_SECS=${BENCH_PGBENCH_SECS:-3}
 BUDGET_SECS=${BENCH_BUDGET_SECS:-280}
+# A subset of phases, for profiling one endpoint (e.g. BENCH_PHASES="poll_1k pay").
+PHASES=${BENCH_PHASES:-"poll_1k poll_1m issue seats reserve_spread reserve_contended pay charge funnel"}
 DB=${BENCH_DATABASE:-concert_bench}
 SERVER_LOG_LEVEL=${BENCH_RUST_LOG:-warn}
 export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
@@ -48,6 +50,9 @@ NONCE=$((RANDOM * 32768 + RANDOM))
 
 SERVER_PID=""
 SAMPLER_PID=""
+SERVER_NAME=""
+SERVER_ENV=()
+SERVER_CRASHES=0
 PORT=""
 BASE_URL=""
 HWM_MB=0
@@ -103,6 +108,8 @@ sample_rss() {
 start_server() {
     local name=$1
     shift
+    SERVER_NAME=$name
+    SERVER_ENV=("$@")
     PORT=$(free_port)
     BASE_URL="http://127.0.0.1:$PORT"
     env DATABASE_URL="$DATABASE_URL_BENCH" BIND_ADDR="127.0.0.1:$PORT" \
@@ -219,6 +226,7 @@ run_pgbench_both() { # PHASE SCRIPT OFFSET [-D ...]
 }
 
 check_invariants() { # phase
+    wanted "$1" || return 0
     local phase=$1 out ok=true detail
     out=$(psql_db -At -F ': ' -f "$ROOT/bench/sql/invariants.sql" 2>&1) || ok=false
     if grep -qv ': 0$' <<<"$out"; then ok=false; fi
@@ -232,6 +240,27 @@ check_invariants() { # phase
     printf '{"phase":"%s","kind":"invariants","ok":%s,"detail":"%s"}\n' "$phase" "$ok" "$detail" >>"$RESULTS"
 }
 
+wanted() { [[ " $PHASES " == *" $1 "* ]]; }
+
+# A server that died under load is a finding, not a reason to lose the rest of the run: say so
+# loudly, record it (the report fails the "no crash" target), and start it again.
+ensure_server_alive() { # phase
+    if [[ -n $SERVER_PID ]] && ! kill -0 "$SERVER_PID" 2>/dev/null; then
+        local status=0
+        wait "$SERVER_PID" 2>/dev/null || status=$?
+        SERVER_CRASHES=$((SERVER_CRASHES + 1))
+        loud "THE SERVER DIED during or before $1 (exit status $status$( ((status > 128)) && echo ", signal $((status - 128))"))" \
+            "last log lines: $(tail -n 3 "$WORK/server-$SERVER_NAME.log" | tr '\n' ' ' | cut -c1-300)" \
+            "kernel: $(dmesg 2>/dev/null | grep -E 'concert|r2d2|tokio|actix' | tail -n 1 || true)"
+        printf '{"phase":"%s","kind":"crash","ok":false,"detail":"exit status %s"}\n' "$1" "$status" >>"$RESULTS"
+        kill "$SAMPLER_PID" 2>/dev/null || true
+        wait "$SAMPLER_PID" 2>/dev/null || true
+        SERVER_PID=""
+        SAMPLER_PID=""
+        start_server "$SERVER_NAME-restarted" "${SERVER_ENV[@]}"
+    fi
+}
+
 within_budget() { # phase
     if ((SECONDS > BUDGET_SECS)); then
         loud "time budget of ${BUDGET_SECS}s used up: skipping $1"
@@ -243,10 +272,14 @@ within_budget() { # phase
 phase() {
     local name=$1 script=$2 data=$3 pgb=$4 offset=$5
     shift 5
+    wanted "$name" || return 0
     within_budget "$name" || return 0
     log "phase $name"
+    ensure_server_alive "$name"
     run_wrk "$name" endpoint "$script" "$WRK_THREADS" "$ENDPOINT_SECS" "$data"
+    ensure_server_alive "$name"
     run_wrk "$name" health health.lua "$WRK_THREADS" "$HEALTH_SECS"
+    ensure_server_alive "$name"
     run_pgbench_both "$name" "$pgb" "$offset" "$@"
 }
 
@@ -303,7 +336,9 @@ json.dump({
     "pgbench_secs": $PGBENCH_SECS,
     "rss_hwm_mb": $HWM_MB,
     "total_secs": $SECONDS,
+    "build_secs": $BUILD_SECS,
     "invariant_failures": $INVARIANT_FAILURES,
+    "server_crashes": $SERVER_CRASHES,
 }, open(sys.argv[1], "w"), indent=1)
 EOF
 }
@@ -311,6 +346,9 @@ EOF
 # -------------------------------------------------------------------------------------- run
 
 ensure_tools
+# The budget and the reported run time cover the bench itself, not compiling.
+BUILD_SECS=$SECONDS
+SECONDS=0
 machine
 log "work files in $WORK; $CONNECTIONS connections, $MACHINE"
 prepare_database
@@ -323,7 +361,7 @@ sed -i '/"phase":"warmup"/d' "$RESULTS"
 
 phase poll_1k poll.lua poll_1k.txt poll.sql 0 -D base=1000001 -D step=1 -D count=1000
 
-if within_budget "the 1,000,000-token line"; then
+if wanted poll_1m && within_budget "the 1,000,000-token line"; then
     log "growing the line to 1,000,000 waiting tokens"
     psql_db -v from=1001001 -v to=2000000 -f "$ROOT/bench/sql/waiting.sql"
     export_data poll_1m.txt "SELECT bench.tok(1000001 + i * 100) FROM generate_series(0, 9999) i"
@@ -341,12 +379,13 @@ phase pay pay.lua pay.txt pay.sql 15000 -D base=40001
 check_invariants pay
 phase charge charge.lua charge.txt charge.sql 0
 check_invariants charge
+ensure_server_alive "the end of the main phases"
 stop_server
 
 # Server B for the funnel: an admission tick every second, big enough for everyone, after the
 # waiting line of the poll phases is cleared (truncated and re-filled with the tokens that are
 # not WAITING; the cursor moves past the removed numbers so positions stay exact).
-if within_budget funnel; then
+if wanted funnel && within_budget funnel; then
     log "clearing the waiting line for the funnel"
     psql_db <<'EOF'
 BEGIN;
@@ -359,7 +398,9 @@ EOF
     start_server funnel QUEUE_ADMIT_INTERVAL_SECS=1 QUEUE_ADMIT_BATCH=100000 SCHEDULER_CHECK_MILLIS=100
     log "phase funnel"
     run_wrk funnel endpoint funnel.lua "$CONNECTIONS" "$ENDPOINT_SECS" funnel_schedules.txt
+    ensure_server_alive funnel
     run_wrk funnel health health.lua "$CONNECTIONS" "$HEALTH_SECS"
+    ensure_server_alive funnel
     run_pgbench_both funnel funnel.sql 20000 -D base=5000001 -D sbase=1001 -D nsched=200 -D nseats="$SEATS"
     check_invariants funnel
     stop_server
