@@ -235,6 +235,29 @@ struct Bad {
     code: &'static str,
 }
 
+fn get(path: impl Into<String>) -> Bad {
+    Bad { method: "GET", path: path.into(), auth: None, content_type: None, body: None, status: 0, code: "" }
+}
+
+/// A POST with a JSON content type.
+fn post(path: impl Into<String>, body: impl Into<String>) -> Bad {
+    Bad { method: "POST", content_type: Some("application/json"), body: Some(body.into()), ..get(path) }
+}
+
+impl Bad {
+    fn auth(self, header: impl Into<String>) -> Self {
+        Self { auth: Some(header.into()), ..self }
+    }
+
+    fn content_type(self, ct: &'static str) -> Self {
+        Self { content_type: Some(ct), ..self }
+    }
+
+    fn expect(self, status: u16, code: &'static str) -> Self {
+        Self { status, code, ..self }
+    }
+}
+
 #[test]
 fn bad_inputs_get_their_code_change_nothing_and_never_a_500() {
     let s = Server::start(&[]);
@@ -254,326 +277,59 @@ fn bad_inputs_get_their_code_change_nothing_and_never_a_500() {
     let (_, r) = s.post("/reservations", Some(&token), json!({ "scheduleId": schedule, "seatId": seat }));
     let reservation = r["id"].as_str().unwrap().to_owned();
 
-    let json_ct = Some("application/json");
-    let bearer = Some(format!("Bearer {token}"));
     let big = format!("{{\"amount\": 1, \"pad\": \"{}\"}}", "x".repeat(17 * 1024));
     let forged = "ab".repeat(32);
+    let b = format!("Bearer {token}");
+    let charge = format!("/users/{user}/balance/charge");
+    let hold = |extra: &str| format!(r#"{{"scheduleId":"{schedule}","seatId":"{seat}"{extra}}}"#);
     let cases = vec![
-        Bad {
-            method: "POST",
-            path: "/queue/tokens".into(),
-            auth: None,
-            content_type: json_ct,
-            body: Some("{".into()),
-            status: 400,
-            code: "INVALID_REQUEST",
-        },
-        Bad {
-            method: "POST",
-            path: "/queue/tokens".into(),
-            auth: None,
-            content_type: json_ct,
-            body: Some(r#"{"userId":"nope"}"#.into()),
-            status: 400,
-            code: "INVALID_REQUEST",
-        },
-        Bad {
-            method: "POST",
-            path: "/queue/tokens".into(),
-            auth: None,
-            content_type: json_ct,
-            body: Some("{}".into()),
-            status: 400,
-            code: "INVALID_REQUEST",
-        },
-        Bad {
-            method: "POST",
-            path: "/queue/tokens".into(),
-            auth: None,
-            content_type: json_ct,
-            body: Some(r#"{"userId":42}"#.into()),
-            status: 400,
-            code: "INVALID_REQUEST",
-        },
-        Bad {
-            method: "POST",
-            path: "/queue/tokens".into(),
-            auth: None,
-            content_type: Some("text/plain"),
-            body: Some(format!(r#"{{"userId":"{user}"}}"#)),
-            status: 400,
-            code: "INVALID_REQUEST",
-        },
-        Bad {
-            method: "POST",
-            path: "/queue/tokens".into(),
-            auth: None,
-            content_type: json_ct,
-            body: Some(big.clone()),
-            status: 413,
-            code: "PAYLOAD_TOO_LARGE",
-        },
-        Bad {
-            method: "GET",
-            path: "/queue/token".into(),
-            auth: None,
-            content_type: None,
-            body: None,
-            status: 401,
-            code: "TOKEN_MISSING",
-        },
-        Bad {
-            method: "GET",
-            path: "/queue/token".into(),
-            auth: Some("Basic dXNlcjpwYXNz".into()),
-            content_type: None,
-            body: None,
-            status: 401,
-            code: "TOKEN_MISSING",
-        },
-        Bad {
-            method: "GET",
-            path: "/queue/token".into(),
-            auth: Some("Bearer not-a-token".into()),
-            content_type: None,
-            body: None,
-            status: 401,
-            code: "TOKEN_INVALID",
-        },
-        Bad {
-            method: "GET",
-            path: "/concerts".into(),
-            auth: Some(format!("Bearer {forged}")),
-            content_type: None,
-            body: None,
-            status: 401,
-            code: "TOKEN_INVALID",
-        },
-        Bad {
-            method: "GET",
-            path: "/concerts".into(),
-            auth: None,
-            content_type: None,
-            body: None,
-            status: 401,
-            code: "TOKEN_MISSING",
-        },
-        Bad {
-            method: "GET",
-            path: "/concerts/not-a-uuid/schedules".into(),
-            auth: bearer.clone(),
-            content_type: None,
-            body: None,
-            status: 400,
-            code: "INVALID_REQUEST",
-        },
-        Bad {
-            method: "GET",
-            path: format!("/concerts/{}/schedules", Uuid::new_v4()),
-            auth: bearer.clone(),
-            content_type: None,
-            body: None,
-            status: 404,
-            code: "NOT_FOUND",
-        },
-        Bad {
-            method: "GET",
-            path: format!("/schedules/{}/seats", Uuid::new_v4()),
-            auth: bearer.clone(),
-            content_type: None,
-            body: None,
-            status: 404,
-            code: "NOT_FOUND",
-        },
-        Bad {
-            method: "GET",
-            path: "/schedules/123/seats".into(),
-            auth: bearer.clone(),
-            content_type: None,
-            body: None,
-            status: 400,
-            code: "INVALID_REQUEST",
-        },
-        Bad {
-            method: "POST",
-            path: "/reservations".into(),
-            auth: bearer.clone(),
-            content_type: json_ct,
-            body: Some(format!(r#"{{"scheduleId":"{schedule}","seatId":"{seat}","price":1}}"#)),
-            status: 400,
-            code: "INVALID_REQUEST",
-        },
-        Bad {
-            method: "POST",
-            path: "/reservations".into(),
-            auth: bearer.clone(),
-            content_type: json_ct,
-            body: Some(format!(r#"{{"scheduleId":"{schedule}","seatId":"{seat}","userId":"{}"}}"#, Uuid::new_v4())),
-            status: 400,
-            code: "INVALID_REQUEST",
-        },
-        Bad {
-            method: "POST",
-            path: "/reservations".into(),
-            auth: bearer.clone(),
-            content_type: json_ct,
-            body: Some(format!(r#"{{"scheduleId":"{schedule}"}}"#)),
-            status: 400,
-            code: "INVALID_REQUEST",
-        },
-        Bad {
-            method: "POST",
-            path: "/reservations".into(),
-            auth: bearer.clone(),
-            content_type: json_ct,
-            body: Some(format!(r#"{{"scheduleId":"{schedule}","seatId":"{foreign_seat}"}}"#)),
-            status: 404,
-            code: "NOT_FOUND",
-        },
-        Bad {
-            method: "POST",
-            path: "/reservations".into(),
-            auth: bearer.clone(),
-            content_type: json_ct,
-            body: Some(format!(r#"{{"scheduleId":"{schedule}","seatId":"{}"}}"#, Uuid::new_v4())),
-            status: 404,
-            code: "NOT_FOUND",
-        },
-        Bad {
-            method: "POST",
-            path: "/reservations".into(),
-            auth: bearer.clone(),
-            content_type: json_ct,
-            body: Some(format!(r#"{{"scheduleId":"{schedule}","seatId":"{seat}"}}"#)),
-            status: 409,
-            code: "SEAT_UNAVAILABLE",
-        },
-        Bad {
-            method: "GET",
-            path: "/reservations/xyz".into(),
-            auth: bearer.clone(),
-            content_type: None,
-            body: None,
-            status: 400,
-            code: "INVALID_REQUEST",
-        },
-        Bad {
-            method: "GET",
-            path: format!("/reservations/{}", Uuid::new_v4()),
-            auth: bearer.clone(),
-            content_type: None,
-            body: None,
-            status: 404,
-            code: "NOT_FOUND",
-        },
-        Bad {
-            method: "POST",
-            path: "/payments".into(),
-            auth: bearer.clone(),
-            content_type: json_ct,
-            body: Some(format!(r#"{{"reservationId":"{reservation}","amount":1}}"#)),
-            status: 400,
-            code: "INVALID_REQUEST",
-        },
-        Bad {
-            method: "POST",
-            path: "/payments".into(),
-            auth: bearer.clone(),
-            content_type: json_ct,
-            body: Some(format!(r#"{{"reservationId":"{}"}}"#, Uuid::new_v4())),
-            status: 404,
-            code: "NOT_FOUND",
-        },
-        Bad {
-            method: "POST",
-            path: "/payments".into(),
-            auth: bearer.clone(),
-            content_type: json_ct,
-            body: Some(format!(r#"{{"reservationId":"{reservation}"}}"#)),
-            status: 402,
-            code: "INSUFFICIENT_BALANCE",
-        },
-        Bad {
-            method: "GET",
-            path: "/users/not-a-uuid/balance".into(),
-            auth: None,
-            content_type: None,
-            body: None,
-            status: 400,
-            code: "INVALID_REQUEST",
-        },
-        Bad {
-            method: "POST",
-            path: format!("/users/{user}/balance/charge"),
-            auth: None,
-            content_type: json_ct,
-            body: Some(r#"{"amount":0}"#.into()),
-            status: 400,
-            code: "INVALID_AMOUNT",
-        },
-        Bad {
-            method: "POST",
-            path: format!("/users/{user}/balance/charge"),
-            auth: None,
-            content_type: json_ct,
-            body: Some(r#"{"amount":-5}"#.into()),
-            status: 400,
-            code: "INVALID_AMOUNT",
-        },
-        Bad {
-            method: "POST",
-            path: format!("/users/{user}/balance/charge"),
-            auth: None,
-            content_type: json_ct,
-            body: Some(r#"{"amount":1.5}"#.into()),
-            status: 400,
-            code: "INVALID_AMOUNT",
-        },
-        Bad {
-            method: "POST",
-            path: format!("/users/{user}/balance/charge"),
-            auth: None,
-            content_type: json_ct,
-            body: Some(r#"{"amount":"100"}"#.into()),
-            status: 400,
-            code: "INVALID_AMOUNT",
-        },
-        Bad {
-            method: "POST",
-            path: format!("/users/{user}/balance/charge"),
-            auth: None,
-            content_type: json_ct,
-            body: Some(r#"{"amount":1000000001}"#.into()),
-            status: 400,
-            code: "INVALID_AMOUNT",
-        },
-        Bad {
-            method: "POST",
-            path: format!("/users/{user}/balance/charge"),
-            auth: None,
-            content_type: json_ct,
-            body: Some(r#"{"amount":99999999999999999999999}"#.into()),
-            status: 400,
-            code: "INVALID_AMOUNT",
-        },
-        Bad {
-            method: "POST",
-            path: format!("/users/{user}/balance/charge"),
-            auth: None,
-            content_type: json_ct,
-            body: Some("[1,2".into()),
-            status: 400,
-            code: "INVALID_REQUEST",
-        },
-        Bad {
-            method: "POST",
-            path: format!("/users/{user}/balance/charge"),
-            auth: None,
-            content_type: json_ct,
-            body: Some(big),
-            status: 413,
-            code: "PAYLOAD_TOO_LARGE",
-        },
+        post("/queue/tokens", "{").expect(400, "INVALID_REQUEST"),
+        post("/queue/tokens", r#"{"userId":"nope"}"#).expect(400, "INVALID_REQUEST"),
+        post("/queue/tokens", "{}").expect(400, "INVALID_REQUEST"),
+        post("/queue/tokens", r#"{"userId":42}"#).expect(400, "INVALID_REQUEST"),
+        post("/queue/tokens", format!(r#"{{"userId":"{user}"}}"#))
+            .content_type("text/plain")
+            .expect(400, "INVALID_REQUEST"),
+        post("/queue/tokens", big.clone()).expect(413, "PAYLOAD_TOO_LARGE"),
+        get("/queue/token").expect(401, "TOKEN_MISSING"),
+        get("/queue/token").auth("Basic dXNlcjpwYXNz").expect(401, "TOKEN_MISSING"),
+        get("/queue/token").auth("Bearer not-a-token").expect(401, "TOKEN_INVALID"),
+        get("/concerts").auth(format!("Bearer {forged}")).expect(401, "TOKEN_INVALID"),
+        get("/concerts").expect(401, "TOKEN_MISSING"),
+        get("/concerts/not-a-uuid/schedules").auth(&b).expect(400, "INVALID_REQUEST"),
+        get(format!("/concerts/{}/schedules", Uuid::new_v4())).auth(&b).expect(404, "NOT_FOUND"),
+        get(format!("/schedules/{}/seats", Uuid::new_v4())).auth(&b).expect(404, "NOT_FOUND"),
+        get("/schedules/123/seats").auth(&b).expect(400, "INVALID_REQUEST"),
+        post("/reservations", hold(r#","price":1"#)).auth(&b).expect(400, "INVALID_REQUEST"),
+        post("/reservations", hold(&format!(r#","userId":"{}""#, Uuid::new_v4())))
+            .auth(&b)
+            .expect(400, "INVALID_REQUEST"),
+        post("/reservations", format!(r#"{{"scheduleId":"{schedule}"}}"#)).auth(&b).expect(400, "INVALID_REQUEST"),
+        post("/reservations", format!(r#"{{"scheduleId":"{schedule}","seatId":"{foreign_seat}"}}"#))
+            .auth(&b)
+            .expect(404, "NOT_FOUND"),
+        post("/reservations", format!(r#"{{"scheduleId":"{schedule}","seatId":"{}"}}"#, Uuid::new_v4()))
+            .auth(&b)
+            .expect(404, "NOT_FOUND"),
+        post("/reservations", hold("")).auth(&b).expect(409, "SEAT_UNAVAILABLE"),
+        get("/reservations/xyz").auth(&b).expect(400, "INVALID_REQUEST"),
+        get(format!("/reservations/{}", Uuid::new_v4())).auth(&b).expect(404, "NOT_FOUND"),
+        post("/payments", format!(r#"{{"reservationId":"{reservation}","amount":1}}"#))
+            .auth(&b)
+            .expect(400, "INVALID_REQUEST"),
+        post("/payments", format!(r#"{{"reservationId":"{}"}}"#, Uuid::new_v4())).auth(&b).expect(404, "NOT_FOUND"),
+        post("/payments", format!(r#"{{"reservationId":"{reservation}"}}"#))
+            .auth(&b)
+            .expect(402, "INSUFFICIENT_BALANCE"),
+        get("/users/not-a-uuid/balance").expect(400, "INVALID_REQUEST"),
+        post(&charge, r#"{"amount":0}"#).expect(400, "INVALID_AMOUNT"),
+        post(&charge, r#"{"amount":-5}"#).expect(400, "INVALID_AMOUNT"),
+        post(&charge, r#"{"amount":1.5}"#).expect(400, "INVALID_AMOUNT"),
+        post(&charge, r#"{"amount":"100"}"#).expect(400, "INVALID_AMOUNT"),
+        post(&charge, r#"{"amount":1000000001}"#).expect(400, "INVALID_AMOUNT"),
+        post(&charge, r#"{"amount":99999999999999999999999}"#).expect(400, "INVALID_AMOUNT"),
+        post(&charge, "[1,2").expect(400, "INVALID_REQUEST"),
+        post(&charge, big).expect(413, "PAYLOAD_TOO_LARGE"),
     ];
 
     let mut failures = Vec::new();

@@ -9,11 +9,13 @@
     reason = "test code: a failed expectation should panic"
 )]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use adapters_memory::MemoryStore;
-use domain::clock::Clock;
+use common::TokioClock;
 use domain::demo;
 use domain::ids::UserId;
 use domain::ports::StoreError;
@@ -24,19 +26,6 @@ use scheduler::SchedulerSettings;
 use time::{Duration, OffsetDateTime};
 use tokio::sync::watch;
 
-/// Domain time that follows tokio's (paused) clock.
-struct TokioClock {
-    base: OffsetDateTime,
-    start: tokio::time::Instant,
-}
-
-impl Clock for TokioClock {
-    fn now(&self) -> OffsetDateTime {
-        let elapsed = tokio::time::Instant::now() - self.start;
-        self.base + Duration::try_from(elapsed).unwrap()
-    }
-}
-
 struct World {
     store: MemoryStore,
     ports: Ports,
@@ -46,7 +35,7 @@ struct World {
 
 fn world(batch: u32, max_active: Option<u32>) -> World {
     let start = OffsetDateTime::from_unix_timestamp(1_893_456_000).unwrap();
-    let clock = Arc::new(TokioClock { base: start, start: tokio::time::Instant::now() });
+    let clock = Arc::new(TokioClock::starting_at(start));
     let store = MemoryStore::new();
     store.seed(&demo::catalogue(start));
     let ports = store.ports(clock, Arc::new(OsTokenGenerator));

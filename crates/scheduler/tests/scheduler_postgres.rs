@@ -12,11 +12,14 @@
     reason = "test code: a failed expectation should panic"
 )]
 
+mod common;
+
 use std::sync::{Arc, Barrier};
 use std::time::Duration as StdDuration;
 
 use adapters_postgres::testing::TestDatabase;
 use adapters_postgres::PgStore;
+use common::TokioClock;
 use diesel::prelude::*;
 use domain::clock::{Clock, ManualClock};
 use domain::demo;
@@ -27,18 +30,6 @@ use domain::service::{Policy, Ticketing};
 use scheduler::SchedulerSettings;
 use time::{Duration, OffsetDateTime};
 use tokio::sync::watch;
-
-/// Domain time that follows tokio's (paused) clock.
-struct TokioClock {
-    base: OffsetDateTime,
-    start: tokio::time::Instant,
-}
-
-impl Clock for TokioClock {
-    fn now(&self) -> OffsetDateTime {
-        self.base + Duration::try_from(tokio::time::Instant::now() - self.start).unwrap()
-    }
-}
 
 const N: u32 = 3;
 const M_SECS: i64 = 2;
@@ -116,7 +107,7 @@ fn assert_admission_contract(rows: &[Activation]) -> usize {
 async fn run_two_instances(offset: StdDuration, check_every: StdDuration) {
     let db = TestDatabase::create().unwrap();
     let start = OffsetDateTime::from_unix_timestamp(1_893_456_000).unwrap();
-    let clock: Arc<dyn Clock> = Arc::new(TokioClock { base: start, start: tokio::time::Instant::now() });
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(start));
     let a = instance(&db, clock.clone());
     let b = instance(&db, clock.clone());
     for _ in 0..20 {
