@@ -67,6 +67,8 @@ type Conn = PooledConnection<ConnectionManager<PgConnection>>;
 pub struct PgStore {
     pool: pool::PgPool,
     url: String,
+    /// One count per live clone, so [`PgStore::close`] can tell when it holds the last one.
+    handles: Arc<()>,
 }
 
 impl fmt::Debug for PgStore {
@@ -86,7 +88,29 @@ impl PgStore {
     /// # Errors
     /// None today; kept fallible so configuration checks can be added without breaking callers.
     pub fn connect(cfg: &PgConfig) -> anyhow::Result<Self> {
-        Ok(Self { pool: pool::build_pool(cfg), url: cfg.effective_url() })
+        Ok(Self { pool: pool::build_pool(cfg), url: cfg.effective_url(), handles: Arc::new(()) })
+    }
+
+    /// Closes every pooled connection on the calling thread, once every other clone of this
+    /// store (ports, readiness probes, HTTP workers' state) has been dropped, waiting at most
+    /// `wait` for them. Returns whether it could.
+    ///
+    /// Call it before the process exits. libpq's TLS runs on OpenSSL, whose global state is
+    /// torn down by an `atexit` handler; a connection closed by another thread during that
+    /// teardown (an HTTP worker dropping the last clone late) crashes the process in libcrypto.
+    /// Closing the pool here, before `main` returns, leaves nothing for other threads to close.
+    #[must_use]
+    pub fn close(self, wait: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + wait;
+        while Arc::strong_count(&self.handles) > 1 {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        // The last handle: dropping the pool closes its idle connections right here.
+        drop(self);
+        true
     }
 
     /// Runs the pending migrations; returns the versions applied (empty when up to date).

@@ -229,3 +229,19 @@ fn pipe(mut from: TcpStream, mut to: TcpStream) {
         let _ = from.shutdown(Shutdown::Both);
     });
 }
+
+#[test]
+fn close_waits_for_the_other_handles_then_closes_the_pool_here() {
+    let db = TestDatabase::create().unwrap();
+    let store = db.store().unwrap();
+    store.ping().unwrap();
+    let other = store.clone();
+    let holder = thread::spawn(move || {
+        other.ping().unwrap();
+        thread::sleep(Duration::from_millis(200));
+        drop(other);
+    });
+    assert!(!store.clone().close(Duration::from_millis(1)), "a clone is still alive");
+    assert!(store.close(Duration::from_secs(10)), "closes once the other clone is gone");
+    holder.join().unwrap();
+}

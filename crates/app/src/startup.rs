@@ -25,6 +25,9 @@ use crate::telemetry::RequestSpan;
 /// How long a graceful stop waits for in-flight requests before closing them.
 const SHUTDOWN_GRACE_SECS: u64 = 30;
 
+/// How long the stop waits for HTTP workers to let go of the database pool before closing it.
+const POOL_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The running scheduler and the switch that stops it.
 #[derive(Debug)]
 struct SchedulerTask {
@@ -38,6 +41,8 @@ pub struct Application {
     server: Server,
     scheduler: Option<SchedulerTask>,
     ticketing: Ticketing,
+    /// Kept to close the pool before the process exits (see [`PgStore::close`]).
+    postgres: Option<PgStore>,
 }
 
 impl std::fmt::Debug for Application {
@@ -53,6 +58,7 @@ impl std::fmt::Debug for Application {
 struct Store {
     ports: Ports,
     readiness: Arc<dyn Readiness>,
+    postgres: Option<PgStore>,
 }
 
 impl Application {
@@ -103,7 +109,7 @@ impl Application {
         if scheduler.is_none() {
             tracing::info!("scheduler disabled: this instance serves the API only");
         }
-        Ok(Self { addr, server, scheduler, ticketing })
+        Ok(Self { addr, server, scheduler, ticketing, postgres: store.postgres })
     }
 
     /// The port the server listens on (the real one when `bind_addr` asked for port 0).
@@ -136,7 +142,9 @@ impl Application {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let Self { addr, server, scheduler, .. } = self;
+        let Self { addr, server, scheduler, ticketing, postgres } = self;
+        // Only the HTTP workers and the scheduler may hold the store from here on.
+        drop(ticketing);
         let handle = server.handle();
         // The server future must keep being polled while it drains, so the stop request is
         // sent from another task.
@@ -154,6 +162,12 @@ impl Application {
             // A send error means the task already ended; awaiting it below is still right.
             let _ = shutdown.send(true);
             task.await.context("the scheduler task failed")?;
+        }
+        if let Some(store) = postgres {
+            let closed = tokio::task::spawn_blocking(move || store.close(POOL_CLOSE_WAIT)).await.unwrap_or(false);
+            if !closed {
+                tracing::warn!("database connections still in use at exit; leaving them to the OS");
+            }
         }
         served.context("the HTTP server failed")?;
         tracing::info!("stopped");
@@ -207,13 +221,14 @@ fn memory_store(clock: &Arc<dyn Clock>) -> Store {
     let store = MemoryStore::new();
     store.seed(&demo::catalogue(clock.now()));
     let ports = store.ports(clock.clone(), Arc::new(OsTokenGenerator));
-    Store { ports, readiness: Arc::new(move || store.ping()) }
+    Store { ports, readiness: Arc::new(move || store.ping()), postgres: None }
 }
 
 fn postgres_store(db: &DatabaseSettings, clock: Arc<dyn Clock>) -> anyhow::Result<Store> {
     let store = prepare_database(db)?;
     let ports = store.ports(clock, Arc::new(OsTokenGenerator));
-    Ok(Store { ports, readiness: Arc::new(move || store.ping()) })
+    let probe = store.clone();
+    Ok(Store { ports, readiness: Arc::new(move || probe.ping()), postgres: Some(store) })
 }
 
 /// Creates the database if missing, connects, and runs pending migrations.
