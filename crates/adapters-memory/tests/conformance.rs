@@ -45,3 +45,45 @@ fn seeding_is_idempotent() {
         assert_eq!(ports.catalogue.seats(s.id).unwrap().unwrap().len(), s.seats.len());
     }
 }
+
+/// The same suite through the poll cache ([`domain::queue_cache::CachedQueue`]) in front of
+/// the queue port, one cache per store as one instance has: within an instance the cache must be
+/// indistinguishable from the store it wraps.
+mod through_the_poll_cache {
+    use std::sync::Arc;
+
+    use adapters_memory::MemoryStore;
+    use domain::clock::ManualClock;
+    use domain::demo::DemoCatalogue;
+    use domain::ports::QueueStore;
+    use domain::queue::OsTokenGenerator;
+    use domain::queue_cache::{CachedQueue, QueueCacheSettings};
+    use domain::service::Ports;
+    use port_tests::Harness;
+
+    struct CachedMemory {
+        store: MemoryStore,
+        clock: ManualClock,
+        queue: Arc<dyn QueueStore>,
+    }
+
+    impl Harness for CachedMemory {
+        fn new_store(clock: ManualClock) -> Self {
+            let store = MemoryStore::new();
+            let inner = store.ports(Arc::new(clock.clone()), Arc::new(OsTokenGenerator)).queue;
+            let queue = Arc::new(CachedQueue::new(inner, Arc::new(clock.clone()), QueueCacheSettings::default()));
+            Self { store, clock, queue }
+        }
+
+        fn ports(&self) -> Ports {
+            let ports = self.store.ports(Arc::new(self.clock.clone()), Arc::new(OsTokenGenerator));
+            Ports { queue: self.queue.clone(), ..ports }
+        }
+
+        fn seed(&self, catalogue: &DemoCatalogue) {
+            assert!(self.store.seed(catalogue));
+        }
+    }
+
+    port_tests::conformance_suite!(CachedMemory);
+}

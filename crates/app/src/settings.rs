@@ -1,6 +1,7 @@
 //! Configuration: the command line, with the contract's environment variables as fallbacks
 //! (a flag wins over its variable, which wins over the default).
 
+use domain::queue_cache::QueueCacheSettings;
 use std::time::Duration as StdDuration;
 
 use adapters_postgres::PgConfig;
@@ -135,6 +136,11 @@ pub struct Settings {
     /// How often the scheduler checks, in milliseconds (capped at the admission interval).
     #[arg(long, env = "SCHEDULER_CHECK_MILLIS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=MAX_SECS * 1000))]
     pub scheduler_check_millis: u64,
+    /// How stale a WAITING token's poll may be, in milliseconds: polls are answered from
+    /// memory with the queue cursor re-read at most this often (0: every poll reads the
+    /// database). Authorization, issue and admission are always exact.
+    #[arg(long, env = "QUEUE_POLL_CACHE_MILLIS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub queue_poll_cache_millis: u64,
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "HTTP_WORKERS", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub http_workers: Option<u16>,
@@ -174,6 +180,13 @@ impl Settings {
             },
             hold: secs(self.seat_hold_secs),
         }
+    }
+
+    /// The poll cache's settings, `None` when `QUEUE_POLL_CACHE_MILLIS` is 0.
+    #[must_use]
+    pub fn queue_cache_settings(&self) -> Option<QueueCacheSettings> {
+        let millis = i64::try_from(self.queue_poll_cache_millis).ok().filter(|m| *m > 0)?;
+        Some(QueueCacheSettings { cursor_ttl: time::Duration::milliseconds(millis), ..QueueCacheSettings::default() })
     }
 
     /// How often the scheduler checks: `SCHEDULER_CHECK_MILLIS`, at most the admission interval.

@@ -14,6 +14,7 @@ use anyhow::Context as _;
 use domain::clock::{Clock, SystemClock};
 use domain::demo;
 use domain::queue::OsTokenGenerator;
+use domain::queue_cache::{CachedQueue, QueueCacheSettings};
 use domain::service::{Ports, Ticketing};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -78,7 +79,8 @@ impl Application {
             StoreKind::Postgres => {
                 let db = settings.database.clone();
                 let clock = clock.clone();
-                tokio::task::spawn_blocking(move || postgres_store(&db, clock))
+                let cache = settings.queue_cache_settings();
+                tokio::task::spawn_blocking(move || postgres_store(&db, clock, cache))
                     .await
                     .context("preparing the database")??
             }
@@ -224,9 +226,17 @@ fn memory_store(clock: &Arc<dyn Clock>) -> Store {
     Store { ports, readiness: Arc::new(move || store.ping()), postgres: None }
 }
 
-fn postgres_store(db: &DatabaseSettings, clock: Arc<dyn Clock>) -> anyhow::Result<Store> {
+fn postgres_store(
+    db: &DatabaseSettings,
+    clock: Arc<dyn Clock>,
+    cache: Option<QueueCacheSettings>,
+) -> anyhow::Result<Store> {
     let store = prepare_database(db)?;
-    let ports = store.ports(clock, Arc::new(OsTokenGenerator));
+    let mut ports = store.ports(clock.clone(), Arc::new(OsTokenGenerator));
+    if let Some(settings) = cache {
+        // Polls of WAITING tokens from memory; see `domain::queue_cache` for what stays exact.
+        ports.queue = Arc::new(CachedQueue::new(ports.queue, clock, settings));
+    }
     let probe = store.clone();
     Ok(Store { ports, readiness: Arc::new(move || probe.ping()), postgres: Some(store) })
 }

@@ -6,7 +6,7 @@
 use app::{Cli, Command, Settings, StoreKind};
 use clap::Parser as _;
 
-const VARS: [&str; 13] = [
+const VARS: [&str; 14] = [
     "DATABASE_URL",
     "BIND_ADDR",
     "QUEUE_ADMIT_INTERVAL_SECS",
@@ -20,6 +20,7 @@ const VARS: [&str; 13] = [
     "DATABASE_POOL_SIZE",
     "DATABASE_CONNECT_TIMEOUT_SECS",
     "LOG_FORMAT",
+    "QUEUE_POLL_CACHE_MILLIS",
 ];
 
 #[test]
@@ -38,6 +39,7 @@ fn defaults_then_env_then_flags() {
     );
     assert!(s.scheduler_enabled);
     assert_eq!((s.store, s.queue_max_active, s.scheduler_check_millis), (StoreKind::Postgres, None, 1000));
+    assert_eq!(s.queue_cache_settings().map(|c| c.cursor_ttl), Some(time::Duration::milliseconds(250)));
 
     // The environment is the fallback...
     std::env::set_var("DATABASE_URL", "postgres://env@db/concert");
@@ -52,7 +54,9 @@ fn defaults_then_env_then_flags() {
     std::env::set_var("STORE", "memory");
     std::env::set_var("DATABASE_POOL_SIZE", "3");
     std::env::set_var("DATABASE_CONNECT_TIMEOUT_SECS", "4");
+    std::env::set_var("QUEUE_POLL_CACHE_MILLIS", "0");
     let s = Settings::from_flags(Vec::<String>::new()).unwrap();
+    assert_eq!(s.queue_cache_settings(), None, "0 turns the poll cache off");
     assert_eq!(s.database.database_url, "postgres://env@db/concert");
     assert_eq!(s.bind_addr, "0.0.0.0:9000");
     assert_eq!(
@@ -92,6 +96,8 @@ fn defaults_then_env_then_flags() {
         "5",
         "--database-connect-timeout-secs",
         "1",
+        "--queue-poll-cache-millis",
+        "100",
     ])
     .unwrap();
     assert_eq!(s.database.database_url, "postgres://flag@db/concert");
@@ -104,6 +110,7 @@ fn defaults_then_env_then_flags() {
     assert!(s.scheduler_enabled);
     assert_eq!(s.store, StoreKind::Postgres);
     assert_eq!((s.database.database_pool_size, s.database.database_connect_timeout_secs), (5, 1));
+    assert_eq!(s.queue_cache_settings().map(|c| c.cursor_ttl), Some(time::Duration::milliseconds(100)));
 
     // The full command line: subcommands and the database flags of the one-shot commands.
     let cli = Cli::try_parse_from(["concert", "serve", "--queue-admit-batch", "3"]).unwrap();

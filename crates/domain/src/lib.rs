@@ -12,6 +12,7 @@
 //! - [`ports`]: the traits adapters implement, with the atomicity each MUST guarantee.
 //! - [`error`]: one error enum per use case, one variant per contract error code.
 //! - [`service`]: the use cases.
+//! - [`queue_cache`]: a decorator of the queue port that answers WAITING polls from memory.
 //! - [`demo`]: the demo catalogue, as data.
 //! - [`clock`]: the clock port and its system and manual implementations.
 
@@ -25,6 +26,7 @@ pub mod money;
 pub mod payment;
 pub mod ports;
 pub mod queue;
+pub mod queue_cache;
 pub mod reservation;
 pub mod service;
 
