@@ -25,7 +25,6 @@ use domain::queue::AdmissionOutcome;
 use domain::service::{TickReport, Ticketing};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio::time::MissedTickBehavior;
 use tracing::{debug, info, warn};
 
 /// How the scheduler runs.
@@ -90,8 +89,7 @@ pub async fn run_tick(ticketing: &Ticketing) -> Result<TickReport, String> {
 /// nothing is skipped for good because every pass works from the stored state.
 pub fn spawn(ticketing: Ticketing, settings: SchedulerSettings, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut every = tokio::time::interval(settings.check_every);
-        every.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut next_wake = tokio::time::Instant::now();
         let mut failing_since: Option<Instant> = None;
         info!(check_every_ms = settings.check_every.as_millis(), "scheduler started");
         loop {
@@ -99,7 +97,7 @@ pub fn spawn(ticketing: Ticketing, settings: SchedulerSettings, mut shutdown: wa
                 break;
             }
             tokio::select! {
-                _ = every.tick() => {}
+                () = tokio::time::sleep_until(next_wake) => {}
                 changed = shutdown.changed() => {
                     if changed.is_err() || *shutdown.borrow() {
                         break;
@@ -107,7 +105,9 @@ pub fn spawn(ticketing: Ticketing, settings: SchedulerSettings, mut shutdown: wa
                     continue;
                 }
             }
-            match run_tick(&ticketing).await {
+            let outcome = run_tick(&ticketing).await;
+            next_wake = tokio::time::Instant::now() + next_wait(&ticketing, &settings, outcome.as_ref().ok());
+            match outcome {
                 Ok(_) => {
                     if let Some(since) = failing_since.take() {
                         info!(failed_for_ms = since.elapsed().as_millis(), "scheduler recovered");
@@ -122,4 +122,19 @@ pub fn spawn(ticketing: Ticketing, settings: SchedulerSettings, mut shutdown: wa
         }
         info!("scheduler stopped");
     })
+}
+
+/// How long to sleep before the next pass: the regular check period, or less when the store said
+/// the next admission falls due sooner. Waking at the due instant keeps admissions M apart
+/// rather than M plus up to one check period (a check that lands a hair before the due instant
+/// would otherwise wait a whole period).
+fn next_wait(ticketing: &Ticketing, settings: &SchedulerSettings, report: Option<&TickReport>) -> Duration {
+    let until_due = match report.map(|r| r.admission) {
+        Some(AdmissionOutcome::NotDue { next_at }) => next_at - ticketing.clock().now(),
+        Some(AdmissionOutcome::Admitted(n)) if n > 0 => ticketing.policy().admission.interval,
+        _ => return settings.check_every,
+    };
+    // A millisecond of slack so the store's clock reading is past `next_at` when we get there.
+    Duration::try_from(until_due + time::Duration::milliseconds(1))
+        .map_or(settings.check_every, |d| d.min(settings.check_every))
 }

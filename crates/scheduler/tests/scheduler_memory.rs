@@ -34,6 +34,10 @@ struct World {
 }
 
 fn world(batch: u32, max_active: Option<u32>) -> World {
+    world_with_interval(batch, max_active, 60)
+}
+
+fn world_with_interval(batch: u32, max_active: Option<u32>, interval_secs: i64) -> World {
     let start = OffsetDateTime::from_unix_timestamp(1_893_456_000).unwrap();
     let clock = Arc::new(TokioClock::starting_at(start));
     let store = MemoryStore::new();
@@ -42,7 +46,7 @@ fn world(batch: u32, max_active: Option<u32>) -> World {
     let policy = Policy {
         admission: AdmissionPolicy {
             batch,
-            interval: Duration::seconds(60),
+            interval: Duration::seconds(interval_secs),
             active_ttl: Duration::seconds(600),
             max_active,
         },
@@ -103,6 +107,22 @@ async fn admits_n_oldest_first_once_per_interval_over_several_ticks() {
     let expected: Vec<i64> = vec![0, 0, 0, 60, 60, 60, 120, 120, 120, 180];
     let got: Vec<i64> = activated.iter().map(|a| (*a - w.start).whole_seconds()).collect();
     assert_eq!(got, expected);
+}
+
+#[tokio::test(start_paused = true)]
+async fn wakes_when_the_next_admission_is_due_not_a_check_period_later() {
+    // Checks every 5 s, admissions every 1 s: the store's `NotDue { next_at }` and the interval
+    // after an admission set the wake-up, so the cadence is M, not the check period.
+    let w = world_with_interval(3, None, 1);
+    let tokens = issue(&w, 9);
+    let (_stop, rx) = watch::channel(false);
+    let _task = scheduler::spawn(w.ticketing.clone(), SchedulerSettings { check_every: StdDuration::from_secs(5) }, rx);
+    run_until(&w, 0.0).await;
+    assert_eq!(active_count(&w, &tokens), 3);
+    run_until(&w, 1.0).await;
+    assert_eq!(active_count(&w, &tokens), 6);
+    run_until(&w, 2.0).await;
+    assert_eq!(active_count(&w, &tokens), 9);
 }
 
 #[tokio::test(start_paused = true)]
