@@ -8,7 +8,8 @@
 //! started together or with offset timers, at no more than N admissions per interval, and it is
 //! why the task checks often rather than sleeping a whole interval (a check that is not due costs
 //! one short transaction; an instance that slept M would drift against the recorded tick and
-//! could wait up to 2M).
+//! could wait up to 2M). When the store says when the next admission is due, the task sleeps
+//! exactly until then instead of a whole check period.
 //!
 //! Reads never wait for this task: a lapsed token or hold already reads as lapsed (see the
 //! domain's `status_at` rules); the task only makes storage catch up, so a slow or failed tick
