@@ -86,6 +86,51 @@ def pgbench_summary(prefix: str, stdout_path: str) -> dict:
     }
 
 
+# -------------------------------------------------------------------------------------- CPU
+
+
+def cpu_snapshot(server_pid: int, script_pid: int) -> str:
+    """"busy ours" in clock ticks, for the other-load share of a measurement.
+
+    busy: all CPUs' non-idle time (/proc/stat). ours: the server, every PostgreSQL process of
+    this cluster (the postmaster's reaped children included, so pgbench's exited backends
+    count) and the bench script with everything it ran and reaped (wrk, pgbench, psql). What
+    is left is other work on the machine during the measurement.
+    """
+    with open("/proc/stat", encoding="ascii") as fh:
+        f = [int(x) for x in fh.readline().split()[1:]]
+    # user + nice + system + steal; interrupt time is left out, as it is mostly our own loopback
+    # traffic and belongs to no process.
+    busy = f[0] + f[1] + f[2] + (f[7] if len(f) > 7 else 0)
+    ours = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as fh:
+                raw = fh.read()
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmd = fh.read().replace(b"\0", b" ").decode("utf-8", "replace")
+        except OSError:
+            continue
+        comm = raw[raw.index("(") + 1:raw.rindex(")")]
+        rest = raw[raw.rindex(")") + 2:].split()
+        utime, stime, cutime, cstime = (int(x) for x in rest[11:15])
+        own = utime + stime
+        if int(pid) == server_pid:
+            ours += own
+        elif int(pid) == script_pid:
+            ours += own + cutime + cstime
+        elif comm == "postgres" or cmd.startswith("postgres"):
+            # Backends of other databases are other people's work, unless they exited (then
+            # they are in the postmaster's children time and counted as ours: an undercount).
+            if "postgres: " in cmd and " idle" not in cmd and "concert_bench" not in cmd and any(
+                    w in cmd for w in (" SELECT", " INSERT", " UPDATE", " DELETE", " COMMIT", " BEGIN")):
+                continue
+            ours += own + cutime + cstime
+    return f"{busy} {ours}"
+
+
 # -------------------------------------------------------------------------------------- RSS
 
 
@@ -158,6 +203,18 @@ def fmt_statuses(statuses: dict, expected: set[int], socket_errors: dict | None)
     return (" ".join(parts) or "none"), errors
 
 
+def other_load(rec: dict | None, meta: dict) -> float | None:
+    """Share (%) of the machine's CPU used by other work during one measurement."""
+    if not rec or not rec.get("cpu") or len(rec["cpu"]) != 4:
+        return None
+    b0, o0, b1, o1 = rec["cpu"]
+    wall = rec["t1"] - rec["t0"]
+    capacity = wall * meta.get("nproc", 1) * meta.get("clk_tck", 100)
+    if capacity <= 0:
+        return None
+    return max(0.0, 100.0 * ((b1 - b0) - (o1 - o0)) / capacity)
+
+
 def collect(records):
     by_phase: dict[str, dict] = {}
     for rec in records:
@@ -203,6 +260,9 @@ def build(workdir: str):
         t_lo = min(ep["t0"], (ph.get("health") or ep)["t0"], (ph.get("pgbench") or ep)["t0"])
         t_hi = max(ep["t1"], (ph.get("health") or ep)["t1"], (ph.get("pgbench") or ep)["t1"])
         rss = peak_rss(samples, ep["t0"], ep["t1"])
+        loads = [other_load(ph.get(k), meta) for k in ("endpoint", "health", "pgbench", "pgbench_unprepared")]
+        loads = [x for x in loads if x is not None]
+        other = max(loads) if loads else None
         inv = ph.get("invariants")
         inv_s = "–" if inv is None else ("ok" if inv["ok"] else "**FAILED**")
         pg_fail = (pgb.get("failed") or 0) + (pgb.get("aborted_clients") or 0)
@@ -221,7 +281,7 @@ def build(workdir: str):
             "errors": errors, "health": h_rps, "pgbench": g_rps, "pg_p99": pgb.get("p99_ms"),
             "pg_fail": pg_fail, "pg_unprepared": pgu.get("rps"),
             "pgu_fail": (pgu.get("failed") or 0) + (pgu.get("aborted_clients") or 0), "r_h": r_h, "r_g": r_g, "rss": rss, "inv": inv_s, "target": target_s,
-            "note": note, "wrapped": wrapped, "span": (t_lo, t_hi),
+            "note": note, "wrapped": wrapped, "span": (t_lo, t_hi), "other": other,
         })
         chart.append((label, rps, h_rps, g_rps))
 
@@ -255,8 +315,9 @@ def render_table(meta, rows, targets, invs, inv_ok, overall) -> str:
                f"by the targets); unprepared is -M extended, how the server sends diesel's sql_query.")
     out.append("")
     out.append("| phase | req/s | p50 ms | p99 ms | responses (errors in bold) | /health/live req/s | "
-               "pgbench tx/s | pgbench unprepared tx/s | ÷ health | ÷ pgbench | peak RSS MB | invariants | target |")
-    out.append("|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---|")
+               "pgbench tx/s | pgbench unprepared tx/s | ÷ health | ÷ pgbench | peak RSS MB | other load % | "
+               "invariants | target |")
+    out.append("|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|")
     for r in rows:
         pg = fmt_num(r["pgbench"])
         if r["pg_fail"]:
@@ -267,7 +328,8 @@ def render_table(meta, rows, targets, invs, inv_ok, overall) -> str:
         out.append(
             f"| {r['label']} | {fmt_num(r['rps'])} | {fmt_ms(r['p50'])} | {fmt_ms(r['p99'])} | "
             f"{r['statuses']} | {fmt_num(r['health'])} | {pg} | {pgu} | {fmt_num(r['r_h'], 2)} | "
-            f"{fmt_num(r['r_g'], 2)} | {fmt_num(r['rss'], 1)} | {r['inv']} | {r['target']} |")
+            f"{fmt_num(r['r_g'], 2)} | {fmt_num(r['rss'], 1)} | {fmt_num(r['other'])} | {r['inv']} | "
+            f"{r['target']} |")
     out.append("")
     for r in rows:
         if r["note"]:
@@ -275,6 +337,11 @@ def render_table(meta, rows, targets, invs, inv_ok, overall) -> str:
                        + (" (req/s and p50/p99 in the table are whole purchases)." if r["key"] == "funnel" else "."))
         if r["wrapped"] and r["key"] in ("pay", "reserve_spread", "issue"):
             out.append(f"- {r['label']}: the prepared data ran out and was reused {r['wrapped']} times.")
+    noisy = [r["label"] for r in rows if r["other"] is not None and r["other"] >= 10]
+    if noisy:
+        out.append(f"- Other work on the machine took 10 % of its CPU or more during: {', '.join(noisy)}; "
+                   "ratios of those phases are less certain (other load % is the largest share in any of "
+                   "the phase's four measurements).")
     out.append("")
     out.append("Targets:")
     out.append("")
@@ -375,6 +442,9 @@ def render(workdir: str, doc_path: str, svg_path: str) -> int:
 def main(argv: list[str]) -> int:
     if len(argv) >= 3 and argv[0] == "pgbench":
         print(json.dumps(pgbench_summary(argv[1], argv[2])))
+        return 0
+    if len(argv) == 3 and argv[0] == "cpu":
+        print(cpu_snapshot(int(argv[1] or 0), int(argv[2])))
         return 0
     if len(argv) == 4 and argv[0] == "render":
         return render(argv[1], argv[2], argv[3])

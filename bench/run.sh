@@ -160,27 +160,33 @@ trap 'exit 130' INT TERM
 
 # -------------------------------------------------------------------------------- measuring
 
-record() { # phase kind t0 t1 result-json
-    printf '{"phase":"%s","kind":"%s","t0":%s,"t1":%s,"result":%s}\n' "$1" "$2" "$3" "$4" "$5" >>"$RESULTS"
+record() { # phase kind t0 t1 result-json cpu-before cpu-after
+    printf '{"phase":"%s","kind":"%s","t0":%s,"t1":%s,"result":%s,"cpu":[%s,%s]}\n' \
+        "$1" "$2" "$3" "$4" "$5" "${6// /,}" "${7// /,}" >>"$RESULTS"
 }
+
+# "busy ours" CPU ticks, to tell how much other work shared the machine with a measurement.
+cpu_snap() { python3 "$ROOT/bench/report.py" cpu "${SERVER_PID:-0}" "$$"; }
 
 # run_wrk PHASE KIND SCRIPT THREADS SECS [SCRIPT ARGS...]: PATH is /health/live for KIND=health.
 run_wrk() {
     local phase=$1 kind=$2 script=$3 threads=$4 secs=$5
     shift 5
-    local t0 t1 out result
+    local t0 t1 out result c0 c1
+    c0=$(cpu_snap)
     t0=$EPOCHREALTIME
     out=$(LUA_PATH="$ROOT/bench/wrk/?.lua;;" WRK_THREADS=$threads BENCH_DATA_DIR="$DATA" BENCH_RUN_NONCE=$NONCE \
         timeout $((secs + 15)) wrk -t "$threads" -c "$CONNECTIONS" -d "${secs}s" --timeout 10s \
         -s "$ROOT/bench/wrk/$script" "$BASE_URL" -- "$@" 2>&1) || true
     t1=$EPOCHREALTIME
+    c1=$(cpu_snap)
     result=$(sed -n 's/^BENCH_RESULT //p' <<<"$out")
     if [[ -z $result ]]; then
         printf '%s\n' "$out" >&2
         loud "wrk produced no result for $phase ($kind)"
         result=null
     fi
-    record "$phase" "$kind" "$t0" "$t1" "$result"
+    record "$phase" "$kind" "$t0" "$t1" "$result" "$c0" "$c1"
     python3 - "$phase" "$kind" "$result" <<'EOF' >&2
 import json, sys
 r = json.loads(sys.argv[3]) or {}
@@ -195,18 +201,20 @@ EOF
 run_pgbench() {
     local phase=$1 kind=$2 mode=$3 script=$4
     shift 4
-    local t0 t1 result out="$WORK/pgbench/$phase-$mode.out" prefix="$WORK/pgbench/$phase-$mode.log"
+    local t0 t1 c0 c1 result out="$WORK/pgbench/$phase-$mode.out" prefix="$WORK/pgbench/$phase-$mode.log"
+    c0=$(cpu_snap)
     t0=$EPOCHREALTIME
     timeout $((PGBENCH_SECS + 20)) pgbench -n -M "$mode" -c "$CONNECTIONS" -j 2 -T "$PGBENCH_SECS" \
         -D clients="$CONNECTIONS" -D k=-1 "$@" -f "$ROOT/bench/pgbench/$script" \
         -l --log-prefix="$prefix" "$DB" >"$out" 2>&1 || true
     t1=$EPOCHREALTIME
+    c1=$(cpu_snap)
     result=$(python3 "$ROOT/bench/report.py" pgbench "$prefix" "$out")
     if grep -q 'error' "$out"; then
         grep -m 5 'error' "$out" >&2
         loud "pgbench reported errors for $phase (see $out)"
     fi
-    record "$phase" "$kind" "$t0" "$t1" "$result"
+    record "$phase" "$kind" "$t0" "$t1" "$result" "$c0" "$c1"
     python3 - "$phase" "$mode" "$result" <<'EOF' >&2
 import json, sys
 r = json.loads(sys.argv[3])
@@ -338,6 +346,8 @@ json.dump({
     "machine": "$MACHINE",
     "machine_detail": "$MACHINE_DETAIL",
     "connections": $CONNECTIONS,
+    "nproc": $(nproc),
+    "clk_tck": $(getconf CLK_TCK),
     "wrk_threads": $WRK_THREADS,
     "endpoint_secs": $ENDPOINT_SECS,
     "health_secs": $HEALTH_SECS,
