@@ -6,20 +6,29 @@ use diesel::r2d2::PoolError;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use domain::ports::StoreError;
 
+/// Whether `e` means the connection it came from can no longer be used: libpq lost the
+/// socket (diesel reports `ClosedConnection` whenever libpq's status is `CONNECTION_BAD`), could
+/// not send, or the server said it is terminating the session (SQLSTATE class 57P, sent just
+/// before it closes the socket). The pool then drops the connection instead of reusing it.
+pub(crate) fn loses_connection(e: &DieselError) -> bool {
+    match e {
+        DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand, _) => {
+            true
+        }
+        DieselError::DatabaseError(_, info) => {
+            info.message().contains("terminating connection") || info.message().contains("the database system is")
+        }
+        _ => false,
+    }
+}
+
 /// Maps a query failure.
 pub(crate) fn from_diesel(e: DieselError) -> StoreError {
     match &e {
-        DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand, _) => {
-            StoreError::Unavailable(e.to_string())
-        }
-        // A statement cut off by `statement_timeout`, or a connection the server is terminating
-        // (shutdown, restart): the database is overloaded or going away, not broken, so retrying
-        // later is the right advice.
-        DieselError::DatabaseError(_, info)
-            if info.message().contains("statement timeout")
-                || info.message().contains("terminating connection")
-                || info.message().contains("the database system is") =>
-        {
+        _ if loses_connection(&e) => StoreError::Unavailable(e.to_string()),
+        // A statement cut off by `statement_timeout`: the database is overloaded, not broken,
+        // so retrying later is the right advice (the connection itself stays usable).
+        DieselError::DatabaseError(_, info) if info.message().contains("statement timeout") => {
             StoreError::Unavailable(e.to_string())
         }
         _ => StoreError::Internal(e.to_string()),

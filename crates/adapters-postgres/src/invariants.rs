@@ -62,15 +62,14 @@ const CHECKS: &[&str] = &[
 /// When the database fails.
 pub fn check(store: &PgStore) -> Result<Vec<String>, StoreError> {
     let mut conn = store.conn()?;
-    conn.build_transaction()
-        .read_only()
-        .repeatable_read()
-        .run(|c| {
+    conn.run(|c| {
+        c.build_transaction().read_only().repeatable_read().run(|c| {
             let mut problems = Vec::new();
             for sql in CHECKS {
                 problems.extend(diesel::sql_query(*sql).load::<Violation>(c)?.into_iter().map(|v| v.problem));
             }
             diesel::QueryResult::Ok(problems)
         })
-        .map_err(from_diesel)
+    })
+    .map_err(from_diesel)
 }

@@ -13,8 +13,8 @@
 //! those indexes with generic (cached) plans.
 //!
 //! # Layout
-//! - [`pool`]: [`PgConfig`], the r2d2 pool (session settings, fail-fast checkout) and
-//!   [`ensure_database`].
+//! - [`pool`]: [`PgConfig`], the r2d2 pool (session settings, fail-fast checkout, no ping:
+//!   a connection is retired after a statement finds it dead) and [`ensure_database`].
 //! - `error`: diesel and pool failures to `StoreError` (`Unavailable` vs `Internal`).
 //! - `queue`: tokens, gapless sequence, position cursor, admission under an advisory lock.
 //! - `catalogue`, `reservations`, `accounts`, `payments`: the other ports.
@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Context as _};
 use diesel::prelude::*;
-use diesel::r2d2::{ConnectionManager, PooledConnection};
+use diesel::r2d2::PooledConnection;
 use diesel::sql_types::BigInt;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness as _};
 use domain::clock::Clock;
@@ -60,7 +60,7 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations")
 /// session lock on a pooled connection would outlive its user.
 const MIGRATION_LOCK: i64 = 0x636f_6e63_6572_7400;
 
-type Conn = PooledConnection<ConnectionManager<PgConnection>>;
+type Conn = PooledConnection<pool::Manager>;
 
 /// The PostgreSQL store: one pool, shared by every port. Cheap to clone.
 #[derive(Clone)]
@@ -155,7 +155,7 @@ impl PgStore {
     /// When the database fails; nothing is inserted then.
     pub fn seed(&self, catalogue: &domain::demo::DemoCatalogue) -> anyhow::Result<bool> {
         let mut conn = self.conn().map_err(|e| anyhow!(e))?;
-        seed::seed(&mut conn, catalogue).context("seeding the demo catalogue")
+        conn.run(|c| seed::seed(c, catalogue)).context("seeding the demo catalogue")
     }
 
     /// Readiness: one round trip to the database.
@@ -164,7 +164,7 @@ impl PgStore {
     /// `Unavailable` when the database cannot be reached in time.
     pub fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
-        diesel::sql_query("SELECT 1").execute(&mut conn).map(|_| ()).map_err(error::from_diesel)
+        conn.run(|c| diesel::sql_query("SELECT 1").execute(c)).map(|_| ()).map_err(error::from_diesel)
     }
 
     /// A pooled connection, or `Unavailable` after the connection timeout.
@@ -172,9 +172,10 @@ impl PgStore {
         self.pool.get().map_err(|e| error::from_pool(&e))
     }
 
-    /// Runs `f` on a pooled connection, mapping failures.
+    /// Runs `f` on a pooled connection, mapping failures (and retiring the connection if it
+    /// turned out to be dead, see [`pool::PgConn`]).
     fn with_conn<T>(&self, f: impl FnOnce(&mut PgConnection) -> QueryResult<T>) -> Result<T, StoreError> {
         let mut conn = self.conn()?;
-        f(&mut conn).map_err(error::from_diesel)
+        conn.run(f).map_err(error::from_diesel)
     }
 }

@@ -13,7 +13,7 @@ use domain::reservation::Reservation;
 use time::OffsetDateTime;
 
 use crate::accounts;
-use crate::error::{from_diesel, TxError};
+use crate::error::{from_diesel, loses_connection, TxError};
 use crate::reservations::{ReservationRow, RESERVATION_COLUMNS};
 use crate::schema::payments;
 use crate::PgStore;
@@ -21,6 +21,18 @@ use crate::PgStore;
 /// A payment's view of its open transaction.
 struct PgPaymentTx<'c> {
     conn: &'c mut PgConnection,
+    /// Set when a statement failed because the connection is gone.
+    lost: &'c mut bool,
+}
+
+impl PgPaymentTx<'_> {
+    /// Maps a failure for the domain, remembering a lost connection for the pool.
+    fn fail(&mut self, e: diesel::result::Error) -> StoreError {
+        if loses_connection(&e) {
+            *self.lost = true;
+        }
+        from_diesel(e)
+    }
 }
 
 #[derive(Debug, Insertable)]
@@ -43,12 +55,12 @@ impl PaymentTx for PgPaymentTx<'_> {
                 .bind::<SqlUuid, _>(id.as_uuid())
                 .get_result(self.conn)
                 .optional()
-                .map_err(from_diesel)?;
+                .map_err(|e| self.fail(e))?;
         row.map(ReservationRow::into_domain).transpose()
     }
 
     fn debit(&mut self, user: UserId, amount: Won) -> Result<DebitOutcome, StoreError> {
-        accounts::debit(self.conn, user.as_uuid(), amount).map_err(from_diesel)
+        accounts::debit(self.conn, user.as_uuid(), amount).map_err(|e| self.fail(e))
     }
 
     fn mark_paid(&mut self, id: ReservationId, at: OffsetDateTime) -> Result<(), StoreError> {
@@ -58,7 +70,7 @@ impl PaymentTx for PgPaymentTx<'_> {
         .bind::<SqlUuid, _>(id.as_uuid())
         .bind::<Timestamptz, _>(at)
         .execute(self.conn)
-        .map_err(from_diesel)?;
+        .map_err(|e| self.fail(e))?;
         if n == 1 {
             Ok(())
         } else {
@@ -80,11 +92,11 @@ impl PaymentTx for PgPaymentTx<'_> {
             })
             .execute(self.conn)
             .map(|_| ())
-            .map_err(from_diesel)
+            .map_err(|e| self.fail(e))
     }
 
     fn append_ledger(&mut self, entry: &LedgerEntry) -> Result<(), StoreError> {
-        accounts::insert_ledger(self.conn, entry).map_err(from_diesel)
+        accounts::insert_ledger(self.conn, entry).map_err(|e| self.fail(e))
     }
 
     fn expire_tokens_of(&mut self, user: UserId, at: OffsetDateTime) -> Result<(), StoreError> {
@@ -96,19 +108,27 @@ impl PaymentTx for PgPaymentTx<'_> {
         .bind::<Timestamptz, _>(at)
         .execute(self.conn)
         .map(|_| ())
-        .map_err(from_diesel)
+        .map_err(|e| self.fail(e))
     }
 }
 
 impl PaymentUnitOfWork for PgStore {
     fn run(&self, work: &mut PaymentWork<'_>) -> Result<Payment, PayError> {
         let mut conn = self.conn()?;
+        let mut lost = false;
         // The work's own error travels out as `TxError::Abort`, which makes diesel roll back.
-        conn.transaction::<Payment, TxError<PayError>, _>(|c| {
-            let mut tx = PgPaymentTx { conn: c };
-            work(&mut tx).map_err(TxError::Abort)
-        })
-        .map_err(|e| match e {
+        let result = conn.run(|c| {
+            c.transaction::<Payment, TxError<PayError>, _>(|c| {
+                let mut tx = PgPaymentTx { conn: c, lost: &mut lost };
+                work(&mut tx).map_err(TxError::Abort)
+            })
+        });
+        // A statement of the work found the connection dead; its error reached the domain as
+        // a `StoreError`, so it is remembered here instead.
+        if lost {
+            conn.mark_broken();
+        }
+        result.map_err(|e| match e {
             TxError::Abort(pay) => pay,
             TxError::Db(db) => PayError::Store(from_diesel(db)),
         })

@@ -5,11 +5,98 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use diesel::connection::SimpleConnection as _;
 use diesel::prelude::*;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, HandleError, Pool};
+use diesel::r2d2::{CustomizeConnection, HandleError, ManageConnection, Pool, R2D2Connection as _};
 use diesel::sql_types::Text;
 
+use crate::error::{loses_connection, TxError};
+
 /// The pool type every port borrows from.
-pub(crate) type PgPool = Pool<ConnectionManager<PgConnection>>;
+pub(crate) type PgPool = Pool<Manager>;
+
+/// A pooled connection that remembers whether a statement on it failed because the connection
+/// itself is gone.
+///
+/// The pool does not ping on checkout (a `SELECT 1` round trip on every request), and diesel's
+/// own `is_broken` only looks at the transaction state, so a connection whose socket died
+/// (database restarted, network cut) would otherwise go back to the pool and fail every request
+/// that gets it. Every statement the adapter runs goes through [`PgConn::run`], which sets the
+/// flag; [`Manager::has_broken`] then makes r2d2 discard the connection when it is returned, so
+/// each dead connection fails one request and the pool opens a fresh one.
+pub(crate) struct PgConn {
+    conn: PgConnection,
+    broken: bool,
+}
+
+/// An error that may carry a diesel error telling that the connection is gone.
+pub(crate) trait MaybeLost {
+    /// Whether the connection this error came from is unusable.
+    fn loses_connection(&self) -> bool;
+}
+
+impl MaybeLost for diesel::result::Error {
+    fn loses_connection(&self) -> bool {
+        loses_connection(self)
+    }
+}
+
+impl MaybeLost for anyhow::Error {
+    fn loses_connection(&self) -> bool {
+        self.downcast_ref::<diesel::result::Error>().is_some_and(loses_connection)
+    }
+}
+
+impl<E> MaybeLost for TxError<E> {
+    fn loses_connection(&self) -> bool {
+        matches!(self, TxError::Db(e) if loses_connection(e))
+    }
+}
+
+impl PgConn {
+    /// Runs `f` on the connection and marks the connection broken if `f` failed because the
+    /// connection is gone.
+    pub(crate) fn run<T, E: MaybeLost>(&mut self, f: impl FnOnce(&mut PgConnection) -> Result<T, E>) -> Result<T, E> {
+        let result = f(&mut self.conn);
+        if result.as_ref().is_err_and(MaybeLost::loses_connection) {
+            self.broken = true;
+        }
+        result
+    }
+
+    /// Marks the connection broken (for failures that were mapped inside `run`'s closure and
+    /// no longer carry the diesel error).
+    pub(crate) fn mark_broken(&mut self) {
+        self.broken = true;
+    }
+}
+
+/// Opens `PgConnection`s wrapped in [`PgConn`] and tells r2d2 to drop the broken ones.
+#[derive(Debug, Clone)]
+pub(crate) struct Manager {
+    url: String,
+}
+
+impl ManageConnection for Manager {
+    type Connection = PgConn;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<PgConn, Self::Error> {
+        PgConnection::establish(&self.url)
+            .map(|conn| PgConn { conn, broken: false })
+            .map_err(diesel::r2d2::Error::ConnectionError)
+    }
+
+    /// Only used if checkout tests are turned on (they are not, see [`build_pool`]).
+    fn is_valid(&self, conn: &mut PgConn) -> Result<(), Self::Error> {
+        conn.run(|c| c.batch_execute("SELECT 1")).map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    /// Called when a connection returns to the pool: a connection that lost its server, or
+    /// whose transaction could not be closed (diesel's check), or that was in use by a
+    /// panicking thread, is dropped instead of reused.
+    fn has_broken(&self, conn: &mut PgConn) -> bool {
+        conn.broken || std::thread::panicking() || conn.conn.is_broken()
+    }
+}
 
 /// How to reach PostgreSQL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,8 +155,9 @@ struct SessionSetup {
     statement_timeout_ms: u128,
 }
 
-impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for SessionSetup {
-    fn on_acquire(&self, conn: &mut PgConnection) -> Result<(), diesel::r2d2::Error> {
+impl CustomizeConnection<PgConn, diesel::r2d2::Error> for SessionSetup {
+    fn on_acquire(&self, conn: &mut PgConn) -> Result<(), diesel::r2d2::Error> {
+        let conn = &mut conn.conn;
         // Timestamps travel as binary timestamptz, so the session time zone cannot change them;
         // UTC only keeps `psql`-style text output and ad-hoc debugging unsurprising.
         conn.batch_execute(&format!(
@@ -97,16 +185,17 @@ impl HandleError<diesel::r2d2::Error> for TraceErrors {
 /// the pool reconnects by itself once it is back.
 pub(crate) fn build_pool(cfg: &PgConfig) -> PgPool {
     let size = cfg.pool_size.max(1);
-    let manager = ConnectionManager::<PgConnection>::new(cfg.effective_url());
+    let manager = Manager { url: cfg.effective_url() };
     Pool::builder()
         .max_size(size)
         // Keep two warm connections, not `size`: idle connections cost server memory and a
         // mostly idle instance should not hold ten.
         .min_idle(Some(size.min(2)))
         .connection_timeout(cfg.connect_timeout.max(Duration::from_millis(10)))
-        // One `SELECT 1` round trip per checkout buys recovery from a restarted server without
-        // a failed request per stale connection.
-        .test_on_check_out(true)
+        // No `SELECT 1` per checkout: that is a round trip on every request, and it only saves
+        // one failed request per stale connection after the server restarts. `Manager`
+        // discards a connection as soon as a statement on it finds it dead.
+        .test_on_check_out(false)
         .connection_customizer(Box::new(SessionSetup { statement_timeout_ms: cfg.statement_timeout.as_millis() }))
         .error_handler(Box::new(TraceErrors))
         .build_unchecked(manager)

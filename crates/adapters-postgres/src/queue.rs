@@ -106,38 +106,42 @@ impl PgStore {
         now: OffsetDateTime,
     ) -> Result<IssueOutcome, TxError<IssueAbort>> {
         let mut conn = self.conn().map_err(|e| TxError::Abort(IssueAbort::Failed(e)))?;
-        conn.transaction(|c| {
-            if let Some(row) = live_row(c, user)? {
-                let token = row.into_domain().map_err(|e| TxError::Abort(IssueAbort::Failed(e)))?;
-                if token.is_live_at(now) {
-                    return Ok(IssueOutcome { token, created: false });
-                }
-                // Only an ACTIVE token can be lapsed (WAITING ones are always live).
-                diesel::sql_query("UPDATE queue_tokens SET status = 'EXPIRED' WHERE seq = $1 AND status = 'ACTIVE'")
+        conn.run(|c| {
+            c.transaction(|c| {
+                if let Some(row) = live_row(c, user)? {
+                    let token = row.into_domain().map_err(|e| TxError::Abort(IssueAbort::Failed(e)))?;
+                    if token.is_live_at(now) {
+                        return Ok(IssueOutcome { token, created: false });
+                    }
+                    // Only an ACTIVE token can be lapsed (WAITING ones are always live).
+                    diesel::sql_query(
+                        "UPDATE queue_tokens SET status = 'EXPIRED' WHERE seq = $1 AND status = 'ACTIVE'",
+                    )
                     .bind::<BigInt, _>(token.seq)
                     .execute(c)?;
-            }
-            // Taking the next number locks the counter row until commit: issuers queue here,
-            // so they commit in seq order, and a rollback returns the number (gapless).
-            let seq: i64 =
-                diesel::sql_query("UPDATE queue_counter SET last_seq = last_seq + 1 RETURNING last_seq AS n")
-                    .get_result::<Count>(c)?
-                    .n;
-            let inserted: Option<TokenRow> = diesel::sql_query(format!(
-                "INSERT INTO queue_tokens AS t (seq, token, user_id, status, issued_at) \
+                }
+                // Taking the next number locks the counter row until commit: issuers queue here,
+                // so they commit in seq order, and a rollback returns the number (gapless).
+                let seq: i64 =
+                    diesel::sql_query("UPDATE queue_counter SET last_seq = last_seq + 1 RETURNING last_seq AS n")
+                        .get_result::<Count>(c)?
+                        .n;
+                let inserted: Option<TokenRow> = diesel::sql_query(format!(
+                    "INSERT INTO queue_tokens AS t (seq, token, user_id, status, issued_at) \
                  VALUES ($1, $2, $3, 'WAITING', $4) \
                  ON CONFLICT (user_id) WHERE status IN ('WAITING', 'ACTIVE') DO NOTHING \
                  RETURNING {TOKEN_COLUMNS}"
-            ))
-            .bind::<BigInt, _>(seq)
-            .bind::<Text, _>(value.as_str())
-            .bind::<SqlUuid, _>(user)
-            .bind::<Timestamptz, _>(now)
-            .get_result(c)
-            .optional()?;
-            let row = inserted.ok_or(TxError::Abort(IssueAbort::Conflict))?;
-            let token = row.into_domain().map_err(|e| TxError::Abort(IssueAbort::Failed(e)))?;
-            Ok(IssueOutcome { token, created: true })
+                ))
+                .bind::<BigInt, _>(seq)
+                .bind::<Text, _>(value.as_str())
+                .bind::<SqlUuid, _>(user)
+                .bind::<Timestamptz, _>(now)
+                .get_result(c)
+                .optional()?;
+                let row = inserted.ok_or(TxError::Abort(IssueAbort::Conflict))?;
+                let token = row.into_domain().map_err(|e| TxError::Abort(IssueAbort::Failed(e)))?;
+                Ok(IssueOutcome { token, created: true })
+            })
         })
     }
 }

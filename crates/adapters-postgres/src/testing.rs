@@ -201,3 +201,16 @@ impl Drop for TestDatabase {
         }
     }
 }
+
+impl PgStore {
+    /// Checks out `n` connections at once and returns them, so the pool holds (at least) `n`
+    /// open connections: tests that cut connections need them all to exist first.
+    ///
+    /// # Errors
+    /// `Unavailable` when the pool cannot open them in time.
+    pub fn open_connections(&self, n: u32) -> Result<(), domain::ports::StoreError> {
+        let held = (0..n).map(|_| self.conn()).collect::<Result<Vec<_>, _>>()?;
+        drop(held);
+        Ok(())
+    }
+}

@@ -143,6 +143,42 @@ fn the_pool_recovers_by_itself_when_the_database_comes_back() {
     proxy.stop();
 }
 
+#[test]
+fn a_dead_connection_fails_at_most_one_call_then_leaves_the_pool() {
+    // No ping on checkout: a connection whose socket died is only found out by the statement
+    // that uses it, which must retire it so the next call gets a fresh one.
+    const POOL: u32 = 4;
+    let db = TestDatabase::create().unwrap();
+    let proxy = Proxy::start(5432);
+    let url = format!("postgres://postgres@127.0.0.1:{}/{}", proxy.port, db.name());
+    let cfg = PgConfig { pool_size: POOL, connect_timeout: Duration::from_secs(2), ..PgConfig::new(url) };
+    let store = PgStore::connect(&cfg).unwrap();
+    let clock = ManualClock::at_epoch();
+    let ports = store.ports(Arc::new(clock.clone()), Arc::new(OsTokenGenerator));
+    let user = UserId::random();
+    store.open_connections(POOL).unwrap();
+    assert_eq!(ports.accounts.balance(user).unwrap(), Won::new(0));
+
+    // The server side of every pooled connection goes away; new connections work at once.
+    proxy.set_up(false);
+    proxy.set_up(true);
+    let outcomes: Vec<_> = (0..3 * POOL).map(|_| ports.accounts.balance(user)).collect();
+    let failed = outcomes.iter().filter(|r| r.is_err()).count();
+    assert!(failed <= POOL as usize, "{failed} calls failed: {outcomes:?}");
+    assert!(
+        outcomes.iter().all(|r| r.is_ok() || matches!(r, Err(StoreError::Unavailable(_)))),
+        "a dead connection reads as unavailable: {outcomes:?}"
+    );
+    let last_failure = outcomes.iter().rposition(Result::is_err).map_or(0, |i| i + 1);
+    assert!(outcomes[last_failure..].iter().all(Result::is_ok));
+    assert!(outcomes.len() - last_failure >= 2 * POOL as usize, "{outcomes:?}");
+    // Writes work again too.
+    ports.accounts.credit(user, Won::new(5), Won::new(100), LedgerEntryId::random(), clock.now()).unwrap();
+    drop(ports);
+    drop(store);
+    proxy.stop();
+}
+
 fn unix_secs() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
