@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::error::corrupt;
 use crate::schema::{accounts, ledger_entries};
+use crate::sql::prepared;
 use crate::PgStore;
 
 #[derive(Debug, QueryableByName)]
@@ -72,13 +73,12 @@ pub(crate) fn insert_ledger(c: &mut PgConnection, e: &LedgerEntry) -> QueryResul
 /// UPDATE serialises concurrent debits and charges of one user, and the WHERE is re-checked
 /// against the latest balance after waiting.
 pub(crate) fn debit(c: &mut PgConnection, user: Uuid, amount: Won) -> QueryResult<DebitOutcome> {
-    let after: Option<Balance> = diesel::sql_query(
-        "UPDATE accounts SET balance = balance - $2 WHERE user_id = $1 AND balance >= $2 RETURNING balance",
-    )
-    .bind::<SqlUuid, _>(user)
-    .bind::<BigInt, _>(amount.get())
-    .get_result(c)
-    .optional()?;
+    let after: Option<Balance> =
+        prepared("UPDATE accounts SET balance = balance - $2 WHERE user_id = $1 AND balance >= $2 RETURNING balance")
+            .bind::<SqlUuid, _>(user)
+            .bind::<BigInt, _>(amount.get())
+            .get_result(c)
+            .optional()?;
     match after {
         Some(b) => Ok(DebitOutcome::Debited(Won::new(b.balance))),
         None => Ok(DebitOutcome::Insufficient(current_balance(c, user)?)),
@@ -102,7 +102,7 @@ impl AccountStore for PgStore {
             c.transaction(|c| {
                 // Creates the account on the first charge; otherwise adds under the limit. The
                 // conflicting row is locked and re-read, so concurrent charges never lose one.
-                let after: Option<Balance> = diesel::sql_query(
+                let after: Option<Balance> = prepared(
                     "INSERT INTO accounts AS a (user_id, balance) SELECT $1, $2 WHERE $2 <= $3 \
                      ON CONFLICT (user_id) DO UPDATE SET balance = a.balance + EXCLUDED.balance \
                      WHERE a.balance + EXCLUDED.balance <= $3 \

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::error::corrupt;
 use crate::schema::concerts;
+use crate::sql::prepared;
 use crate::PgStore;
 
 #[derive(Debug, Queryable, Selectable)]
@@ -38,16 +39,18 @@ struct ScheduleRow {
     taken_seats: i64,
 }
 
+/// A seat of the schedule with its live claim, or (all seat columns NULL) the schedule alone
+/// when it has no seats.
 #[derive(Debug, QueryableByName)]
 struct SeatRow {
-    #[diesel(sql_type = SqlUuid)]
-    id: Uuid,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    id: Option<Uuid>,
     #[diesel(sql_type = SqlUuid)]
     schedule_id: Uuid,
-    #[diesel(sql_type = Integer)]
-    number: i32,
-    #[diesel(sql_type = BigInt)]
-    price: i64,
+    #[diesel(sql_type = Nullable<Integer>)]
+    number: Option<i32>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    price: Option<i64>,
     #[diesel(sql_type = Nullable<SqlUuid>)]
     reservation_id: Option<Uuid>,
     #[diesel(sql_type = Nullable<Text>)]
@@ -77,7 +80,7 @@ impl CatalogueStore for PgStore {
                 diesel::select(diesel::dsl::exists(concerts::table.find(concert.as_uuid()))).get_result(c)?;
             // At most one live claim per seat (unique index), so counting live claims per
             // schedule counts taken seats.
-            let rows: Vec<ScheduleRow> = diesel::sql_query(
+            let rows: Vec<ScheduleRow> = prepared(
                 "SELECT sc.id, sc.concert_id, sc.starts_at, \
                    (SELECT count(*) FROM seats s WHERE s.schedule_id = sc.id) AS total_seats, \
                    (SELECT count(*) FROM reservations r WHERE r.schedule_id = sc.id \
@@ -109,28 +112,30 @@ impl CatalogueStore for PgStore {
     }
 
     fn seats(&self, schedule: ScheduleId) -> Result<Option<Vec<SeatRecord>>, StoreError> {
-        let (exists, rows) = self.with_conn(|c| {
-            use crate::schema::schedules;
-            let exists: bool =
-                diesel::select(diesel::dsl::exists(schedules::table.find(schedule.as_uuid()))).get_result(c)?;
-            let rows: Vec<SeatRow> = diesel::sql_query(
-                "SELECT s.id, s.schedule_id, s.number, s.price, r.id AS reservation_id, r.status, r.held_until \
-                 FROM seats s \
+        // One prepared statement: the schedule left-joined to its seats, so no row at all means
+        // an unknown schedule and one row without a seat a schedule without seats. The status
+        // literals match the partial unique index on live claims, which the join probes.
+        let rows: Vec<SeatRow> = self.with_conn(|c| {
+            prepared(
+                "SELECT s.id, sc.id AS schedule_id, s.number, s.price, \
+                   r.id AS reservation_id, r.status, r.held_until \
+                 FROM schedules sc \
+                 LEFT JOIN seats s ON s.schedule_id = sc.id \
                  LEFT JOIN reservations r ON r.seat_id = s.id AND r.status IN ('HELD', 'PAID') \
-                 WHERE s.schedule_id = $1 ORDER BY s.number",
+                 WHERE sc.id = $1 ORDER BY s.number",
             )
             .bind::<SqlUuid, _>(schedule.as_uuid())
-            .load(c)?;
-            Ok((exists, rows))
+            .load(c)
         })?;
-        if !exists {
+        if rows.is_empty() {
             return Ok(None);
         }
         rows.into_iter()
-            .map(|r| {
+            .filter_map(|r| Some((r.id?, r.number?, r.price?, r)))
+            .map(|(id, number, price, r)| {
                 let claim = match (r.reservation_id, r.status, r.held_until) {
-                    (Some(id), Some(status), Some(held_until)) => Some(SeatClaim {
-                        reservation_id: ReservationId::from_uuid(id),
+                    (Some(claim_id), Some(status), Some(held_until)) => Some(SeatClaim {
+                        reservation_id: ReservationId::from_uuid(claim_id),
                         status: ReservationStatus::parse(&status).ok_or_else(|| corrupt("reservations.status"))?,
                         held_until,
                     }),
@@ -138,10 +143,10 @@ impl CatalogueStore for PgStore {
                 };
                 Ok(SeatRecord {
                     seat: Seat {
-                        id: SeatId::from_uuid(r.id),
+                        id: SeatId::from_uuid(id),
                         schedule_id: ScheduleId::from_uuid(r.schedule_id),
-                        number: u32::try_from(r.number).map_err(|_| corrupt("seats.number"))?,
-                        price: Won::new(r.price),
+                        number: u32::try_from(number).map_err(|_| corrupt("seats.number"))?,
+                        price: Won::new(price),
                     },
                     claim,
                 })

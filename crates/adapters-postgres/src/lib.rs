@@ -8,7 +8,8 @@
 //! statement or one short transaction. SQL `now()` is never used, so a manual clock drives the
 //! same tests here as in memory. Partial unique indexes and CHECK constraints back the rules up
 //! as a second line. Statements whose atomicity lives in the SQL (`ON CONFLICT`, conditional
-//! `UPDATE … RETURNING`) are written as raw SQL with typed binds, and status literals that
+//! `UPDATE … RETURNING`) are written as raw SQL with typed binds, prepared once per connection
+//! like diesel's DSL queries (`sql`), and status literals that
 //! match a partial index's predicate are spelled out rather than bound, so the planner can use
 //! those indexes with generic (cached) plans.
 //!
@@ -19,6 +20,7 @@
 //! - `queue`: tokens, gapless sequence, position cursor, admission under an advisory lock.
 //! - `catalogue`, `reservations`, `accounts`, `payments`: the other ports.
 //! - `seed`: idempotent insert of the demo catalogue.
+//! - `sql`: raw statements that diesel prepares once per connection, like its DSL queries.
 //! - [`invariants`]: whole-database consistency checks the race tests run after each race.
 //! - `schema`: diesel's table definitions (matches `migrations/`, see `diesel.toml`).
 //! - `testing` (feature `testing`): a throw-away database per test, cloned from a migrated
@@ -47,6 +49,7 @@ mod queue;
 mod reservations;
 mod schema;
 mod seed;
+mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
 

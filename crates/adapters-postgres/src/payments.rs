@@ -14,8 +14,9 @@ use time::OffsetDateTime;
 
 use crate::accounts;
 use crate::error::{from_diesel, loses_connection, TxError};
-use crate::reservations::{ReservationRow, RESERVATION_COLUMNS};
+use crate::reservations::{reservation_columns, ReservationRow};
 use crate::schema::payments;
+use crate::sql::prepared;
 use crate::PgStore;
 
 /// A payment's view of its open transaction.
@@ -51,7 +52,7 @@ impl PaymentTx for PgPaymentTx<'_> {
         // FOR UPDATE: concurrent payments of this reservation, and a hold or sweep expiring it,
         // wait here until we commit or roll back, then see our outcome.
         let row: Option<ReservationRow> =
-            diesel::sql_query(format!("SELECT {RESERVATION_COLUMNS} FROM reservations WHERE id = $1 FOR UPDATE"))
+            prepared(concat!("SELECT ", reservation_columns!(), " FROM reservations WHERE id = $1 FOR UPDATE"))
                 .bind::<SqlUuid, _>(id.as_uuid())
                 .get_result(self.conn)
                 .optional()
@@ -64,13 +65,11 @@ impl PaymentTx for PgPaymentTx<'_> {
     }
 
     fn mark_paid(&mut self, id: ReservationId, at: OffsetDateTime) -> Result<(), StoreError> {
-        let n = diesel::sql_query(
-            "UPDATE reservations SET status = 'PAID', paid_at = $2 WHERE id = $1 AND status = 'HELD'",
-        )
-        .bind::<SqlUuid, _>(id.as_uuid())
-        .bind::<Timestamptz, _>(at)
-        .execute(self.conn)
-        .map_err(|e| self.fail(e))?;
+        let n = prepared("UPDATE reservations SET status = 'PAID', paid_at = $2 WHERE id = $1 AND status = 'HELD'")
+            .bind::<SqlUuid, _>(id.as_uuid())
+            .bind::<Timestamptz, _>(at)
+            .execute(self.conn)
+            .map_err(|e| self.fail(e))?;
         if n == 1 {
             Ok(())
         } else {
@@ -100,7 +99,7 @@ impl PaymentTx for PgPaymentTx<'_> {
     }
 
     fn expire_tokens_of(&mut self, user: UserId, at: OffsetDateTime) -> Result<(), StoreError> {
-        diesel::sql_query(
+        prepared(
             "UPDATE queue_tokens SET status = 'EXPIRED', expires_at = $2 \
              WHERE user_id = $1 AND status IN ('WAITING', 'ACTIVE')",
         )

@@ -10,16 +10,22 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error::{corrupt, from_diesel, TxError};
-use crate::schema::queue_tokens;
+use crate::schema::{queue_admission, queue_tokens};
+use crate::sql::prepared;
 use crate::PgStore;
 
 /// Transaction-level advisory lock key of the admission tick (per database). Transaction-level
 /// so it can never outlive the tick on a pooled connection.
 const ADMISSION_LOCK: i64 = 0x636f_6e63_6572_7401;
 
-const TOKEN_COLUMNS: &str = "t.seq, t.token, t.user_id, t.status, t.issued_at, t.activated_at, t.expires_at";
+/// The columns of [`TokenRow`], for `concat!` into `&'static str` statements (see `sql`).
+macro_rules! token_columns {
+    () => {
+        "t.seq, t.token, t.user_id, t.status, t.issued_at, t.activated_at, t.expires_at"
+    };
+}
 
-#[derive(Debug, QueryableByName)]
+#[derive(Debug, QueryableByName, Queryable, Selectable)]
 #[diesel(table_name = queue_tokens, check_for_backend(diesel::pg::Pg))]
 pub(crate) struct TokenRow {
     seq: i64,
@@ -60,14 +66,6 @@ impl CursorRow {
 }
 
 #[derive(Debug, QueryableByName)]
-struct TokenWithCursor {
-    #[diesel(embed)]
-    token: TokenRow,
-    #[diesel(embed)]
-    cursor: CursorRow,
-}
-
-#[derive(Debug, QueryableByName)]
 struct Flag {
     #[diesel(sql_type = Bool)]
     flag: bool,
@@ -81,8 +79,10 @@ struct Count {
 
 /// The user's WAITING or ACTIVE row (at most one, by the partial unique index).
 fn live_row(conn: &mut PgConnection, user: Uuid) -> QueryResult<Option<TokenRow>> {
-    diesel::sql_query(format!(
-        "SELECT {TOKEN_COLUMNS} FROM queue_tokens t WHERE t.user_id = $1 AND t.status IN ('WAITING', 'ACTIVE')"
+    prepared(concat!(
+        "SELECT ",
+        token_columns!(),
+        " FROM queue_tokens t WHERE t.user_id = $1 AND t.status IN ('WAITING', 'ACTIVE')"
     ))
     .bind::<SqlUuid, _>(user)
     .get_result(conn)
@@ -114,23 +114,21 @@ impl PgStore {
                         return Ok(IssueOutcome { token, created: false });
                     }
                     // Only an ACTIVE token can be lapsed (WAITING ones are always live).
-                    diesel::sql_query(
-                        "UPDATE queue_tokens SET status = 'EXPIRED' WHERE seq = $1 AND status = 'ACTIVE'",
-                    )
-                    .bind::<BigInt, _>(token.seq)
-                    .execute(c)?;
+                    prepared("UPDATE queue_tokens SET status = 'EXPIRED' WHERE seq = $1 AND status = 'ACTIVE'")
+                        .bind::<BigInt, _>(token.seq)
+                        .execute(c)?;
                 }
                 // Taking the next number locks the counter row until commit: issuers queue here,
                 // so they commit in seq order, and a rollback returns the number (gapless).
-                let seq: i64 =
-                    diesel::sql_query("UPDATE queue_counter SET last_seq = last_seq + 1 RETURNING last_seq AS n")
-                        .get_result::<Count>(c)?
-                        .n;
-                let inserted: Option<TokenRow> = diesel::sql_query(format!(
+                let seq: i64 = prepared("UPDATE queue_counter SET last_seq = last_seq + 1 RETURNING last_seq AS n")
+                    .get_result::<Count>(c)?
+                    .n;
+                let inserted: Option<TokenRow> = prepared(concat!(
                     "INSERT INTO queue_tokens AS t (seq, token, user_id, status, issued_at) \
-                 VALUES ($1, $2, $3, 'WAITING', $4) \
-                 ON CONFLICT (user_id) WHERE status IN ('WAITING', 'ACTIVE') DO NOTHING \
-                 RETURNING {TOKEN_COLUMNS}"
+                     VALUES ($1, $2, $3, 'WAITING', $4) \
+                     ON CONFLICT (user_id) WHERE status IN ('WAITING', 'ACTIVE') DO NOTHING \
+                     RETURNING ",
+                    token_columns!()
                 ))
                 .bind::<BigInt, _>(seq)
                 .bind::<Text, _>(value.as_str())
@@ -162,9 +160,12 @@ impl QueueStore for PgStore {
     }
 
     fn find(&self, value: &TokenValue) -> Result<Option<QueueToken>, StoreError> {
+        // Every protected request's authorization: the query DSL, so diesel prepares it once
+        // per connection.
         let row: Option<TokenRow> = self.with_conn(|c| {
-            diesel::sql_query(format!("SELECT {TOKEN_COLUMNS} FROM queue_tokens t WHERE t.token = $1"))
-                .bind::<Text, _>(value.as_str())
+            queue_tokens::table
+                .filter(queue_tokens::token.eq(value.as_str()))
+                .select(TokenRow::as_select())
                 .get_result(c)
                 .optional()
         })?;
@@ -172,22 +173,28 @@ impl QueueStore for PgStore {
     }
 
     fn find_with_cursor(&self, value: &TokenValue) -> Result<Option<(QueueToken, QueueCursor)>, StoreError> {
-        let row: Option<TokenWithCursor> = self.with_conn(|c| {
-            diesel::sql_query(format!(
-                "SELECT {TOKEN_COLUMNS}, a.admitted_through, a.last_admission_at \
-                 FROM queue_tokens t CROSS JOIN queue_admission a WHERE t.token = $1"
-            ))
-            .bind::<Text, _>(value.as_str())
-            .get_result(c)
-            .optional()
+        // Every poll: one prepared statement, the token joined to the one-row cursor table
+        // (`ON queue_admission.id`, which is the constant TRUE).
+        let row: Option<(TokenRow, (i64, Option<OffsetDateTime>))> = self.with_conn(|c| {
+            queue_tokens::table
+                .inner_join(queue_admission::table.on(queue_admission::id))
+                .filter(queue_tokens::token.eq(value.as_str()))
+                .select((
+                    TokenRow::as_select(),
+                    (queue_admission::admitted_through, queue_admission::last_admission_at),
+                ))
+                .get_result(c)
+                .optional()
         })?;
-        row.map(|r| Ok((r.token.into_domain()?, r.cursor.into_domain()))).transpose()
+        row.map(|(token, (admitted_through, last_admission_at))| {
+            Ok((token.into_domain()?, QueueCursor { admitted_through, last_admission_at }))
+        })
+        .transpose()
     }
 
     fn cursor(&self) -> Result<QueueCursor, StoreError> {
         self.with_conn(|c| {
-            diesel::sql_query("SELECT admitted_through, last_admission_at FROM queue_admission")
-                .get_result::<CursorRow>(c)
+            prepared("SELECT admitted_through, last_admission_at FROM queue_admission").get_result::<CursorRow>(c)
         })
         .map(CursorRow::into_domain)
     }
@@ -197,7 +204,7 @@ impl QueueStore for PgStore {
             c.transaction(|c| {
                 // Another instance is mid-tick: it will have admitted by the time we could, so
                 // waiting would only end in NotDue.
-                let locked = diesel::sql_query("SELECT pg_try_advisory_xact_lock($1) AS flag")
+                let locked = prepared("SELECT pg_try_advisory_xact_lock($1) AS flag")
                     .bind::<BigInt, _>(ADMISSION_LOCK)
                     .get_result::<Flag>(c)?
                     .flag;
@@ -206,9 +213,8 @@ impl QueueStore for PgStore {
                 }
                 // The row lock is the real serialisation point (it also holds against a caller
                 // that does not take the advisory lock); FOR UPDATE reads the latest commit.
-                let cursor =
-                    diesel::sql_query("SELECT admitted_through, last_admission_at FROM queue_admission FOR UPDATE")
-                        .get_result::<CursorRow>(c)?;
+                let cursor = prepared("SELECT admitted_through, last_admission_at FROM queue_admission FOR UPDATE")
+                    .get_result::<CursorRow>(c)?;
                 if !policy.is_due(cursor.last_admission_at, now) {
                     return Ok(AdmissionOutcome::NotDue {
                         next_at: policy.next_admission_at(cursor.last_admission_at, now),
@@ -216,15 +222,14 @@ impl QueueStore for PgStore {
                 }
                 // Every seq up to the committed counter belongs to a committed token (the
                 // counter and the token are written in one transaction).
-                let last_seq = diesel::sql_query("SELECT last_seq AS n FROM queue_counter").get_result::<Count>(c)?.n;
+                let last_seq = prepared("SELECT last_seq AS n FROM queue_counter").get_result::<Count>(c)?.n;
                 let waiting = u64::try_from(last_seq - cursor.admitted_through).unwrap_or(0);
                 let active = if policy.max_active.is_some() {
-                    let n = diesel::sql_query(
-                        "SELECT count(*) AS n FROM queue_tokens WHERE status = 'ACTIVE' AND expires_at > $1",
-                    )
-                    .bind::<Timestamptz, _>(now)
-                    .get_result::<Count>(c)?
-                    .n;
+                    let n =
+                        prepared("SELECT count(*) AS n FROM queue_tokens WHERE status = 'ACTIVE' AND expires_at > $1")
+                            .bind::<Timestamptz, _>(now)
+                            .get_result::<Count>(c)?
+                            .n;
                     u64::try_from(n).unwrap_or(0)
                 } else {
                     0
@@ -235,7 +240,7 @@ impl QueueStore for PgStore {
                 }
                 let n_i64 = i64::try_from(n).unwrap_or(i64::MAX);
                 let through = cursor.admitted_through.saturating_add(n_i64);
-                diesel::sql_query(
+                prepared(
                     "UPDATE queue_tokens SET status = 'ACTIVE', activated_at = $1, expires_at = $2 \
                      WHERE seq > $3 AND seq <= $4 AND status = 'WAITING'",
                 )
@@ -244,7 +249,7 @@ impl QueueStore for PgStore {
                 .bind::<BigInt, _>(cursor.admitted_through)
                 .bind::<BigInt, _>(through)
                 .execute(c)?;
-                diesel::sql_query("UPDATE queue_admission SET admitted_through = $1, last_admission_at = $2")
+                prepared("UPDATE queue_admission SET admitted_through = $1, last_admission_at = $2")
                     .bind::<BigInt, _>(through)
                     .bind::<Timestamptz, _>(now)
                     .execute(c)?;
@@ -257,7 +262,7 @@ impl QueueStore for PgStore {
         // Concurrent sweeps: the second waits on the first's row locks, re-checks the WHERE
         // on the new row versions and skips them, so each token changes once.
         let n = self.with_conn(|c| {
-            diesel::sql_query("UPDATE queue_tokens SET status = 'EXPIRED' WHERE status = 'ACTIVE' AND expires_at <= $1")
+            prepared("UPDATE queue_tokens SET status = 'EXPIRED' WHERE status = 'ACTIVE' AND expires_at <= $1")
                 .bind::<Timestamptz, _>(now)
                 .execute(c)
         })?;

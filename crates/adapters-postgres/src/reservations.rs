@@ -12,10 +12,16 @@ use uuid::Uuid;
 
 use crate::error::corrupt;
 use crate::schema::reservations;
+use crate::sql::prepared;
 use crate::PgStore;
 
-pub(crate) const RESERVATION_COLUMNS: &str =
-    "id, user_id, schedule_id, seat_id, seat_number, price, status, created_at, held_until, paid_at";
+/// The columns of [`ReservationRow`], for `concat!` into `&'static str` statements (see `sql`).
+macro_rules! reservation_columns {
+    () => {
+        "id, user_id, schedule_id, seat_id, seat_number, price, status, created_at, held_until, paid_at"
+    };
+}
+pub(crate) use reservation_columns;
 
 #[derive(Debug, QueryableByName)]
 #[diesel(table_name = reservations, check_for_backend(diesel::pg::Pg))]
@@ -62,7 +68,7 @@ impl ReservationStore for PgStore {
                 // Retire a lapsed hold first so it stops occupying the unique index. Against a
                 // payment of that hold, the row lock decides: whoever comes second re-reads the
                 // row (EXPIRED or PAID) and backs off.
-                diesel::sql_query(
+                prepared(
                     "UPDATE reservations SET status = 'EXPIRED' \
                      WHERE seat_id = $1 AND status = 'HELD' AND held_until <= $2",
                 )
@@ -71,13 +77,15 @@ impl ReservationStore for PgStore {
                 .execute(c)?;
                 // One statement decides: seat of that schedule, schedule not started, no live
                 // claim (a concurrent insert makes us wait for its commit, then DO NOTHING).
-                let inserted: Option<ReservationRow> = diesel::sql_query(format!(
-                    "INSERT INTO reservations ({RESERVATION_COLUMNS}) \
-                     SELECT $1, $2, s.schedule_id, s.id, s.number, s.price, 'HELD', $5, $6, NULL \
+                let inserted: Option<ReservationRow> = prepared(concat!(
+                    "INSERT INTO reservations (",
+                    reservation_columns!(),
+                    ") SELECT $1, $2, s.schedule_id, s.id, s.number, s.price, 'HELD', $5, $6, NULL \
                      FROM seats s JOIN schedules sc ON sc.id = s.schedule_id \
                      WHERE s.id = $4 AND s.schedule_id = $3 AND sc.starts_at > $5 \
                      ON CONFLICT (seat_id) WHERE status IN ('HELD', 'PAID') DO NOTHING \
-                     RETURNING {RESERVATION_COLUMNS}"
+                     RETURNING ",
+                    reservation_columns!()
                 ))
                 .bind::<SqlUuid, _>(req.reservation_id.as_uuid())
                 .bind::<SqlUuid, _>(req.user_id.as_uuid())
@@ -91,7 +99,7 @@ impl ReservationStore for PgStore {
                     return Ok(Ok(Some(row)));
                 }
                 // Nothing inserted: either the seat is claimed or it is not bookable here.
-                let bookable = diesel::sql_query(
+                let bookable = prepared(
                     "SELECT EXISTS (SELECT 1 FROM seats s JOIN schedules sc ON sc.id = s.schedule_id \
                      WHERE s.id = $1 AND s.schedule_id = $2 AND sc.starts_at > $3) AS flag",
                 )
@@ -112,7 +120,7 @@ impl ReservationStore for PgStore {
 
     fn find(&self, id: ReservationId) -> Result<Option<Reservation>, StoreError> {
         let row: Option<ReservationRow> = self.with_conn(|c| {
-            diesel::sql_query(format!("SELECT {RESERVATION_COLUMNS} FROM reservations WHERE id = $1"))
+            prepared(concat!("SELECT ", reservation_columns!(), " FROM reservations WHERE id = $1"))
                 .bind::<SqlUuid, _>(id.as_uuid())
                 .get_result(c)
                 .optional()
@@ -123,7 +131,7 @@ impl ReservationStore for PgStore {
     fn release_lapsed(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
         // A payment holding the row lock makes this wait and then skip the (now PAID) row.
         let n = self.with_conn(|c| {
-            diesel::sql_query("UPDATE reservations SET status = 'EXPIRED' WHERE status = 'HELD' AND held_until <= $1")
+            prepared("UPDATE reservations SET status = 'EXPIRED' WHERE status = 'HELD' AND held_until <= $1")
                 .bind::<Timestamptz, _>(now)
                 .execute(c)
         })?;
