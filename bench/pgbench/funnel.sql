@@ -22,16 +22,15 @@ SELECT admitted_through, last_admission_at FROM queue_admission;
 -- GET /queue/token
 SELECT t.seq, t.token, t.user_id, t.status, t.issued_at, t.activated_at, t.expires_at,
        a.admitted_through, a.last_admission_at
-  FROM queue_tokens t CROSS JOIN queue_admission a WHERE t.token = (md5('t' || :n) || md5('u' || :n));
+  FROM queue_tokens t INNER JOIN queue_admission a ON a.id WHERE t.token = (md5('t' || :n) || md5('u' || :n));
 -- GET /schedules/{id}/seats
 SELECT t.seq, t.token, t.user_id, t.status, t.issued_at, t.activated_at, t.expires_at
   FROM queue_tokens t WHERE t.token = (md5('t' || :n) || md5('u' || :n));
-SELECT EXISTS (SELECT schedules.id, schedules.concert_id, schedules.starts_at
-                 FROM schedules WHERE schedules.id = lpad(to_hex(:s::bigint), 32, '0')::uuid);
-SELECT s.id, s.schedule_id, s.number, s.price, r.id AS reservation_id, r.status, r.held_until
-  FROM seats s
+SELECT s.id, sc.id AS schedule_id, s.number, s.price, r.id AS reservation_id, r.status, r.held_until
+  FROM schedules sc
+  LEFT JOIN seats s ON s.schedule_id = sc.id
   LEFT JOIN reservations r ON r.seat_id = s.id AND r.status IN ('HELD', 'PAID')
-  WHERE s.schedule_id = lpad(to_hex(:s::bigint), 32, '0')::uuid ORDER BY s.number;
+  WHERE sc.id = lpad(to_hex(:s::bigint), 32, '0')::uuid ORDER BY s.number;
 -- POST /reservations
 SELECT t.seq, t.token, t.user_id, t.status, t.issued_at, t.activated_at, t.expires_at
   FROM queue_tokens t WHERE t.token = (md5('t' || :n) || md5('u' || :n));

@@ -4,4 +4,4 @@
 \set n :base + :i * :step
 SELECT t.seq, t.token, t.user_id, t.status, t.issued_at, t.activated_at, t.expires_at,
        a.admitted_through, a.last_admission_at
-  FROM queue_tokens t CROSS JOIN queue_admission a WHERE t.token = (md5('t' || :n) || md5('u' || :n));
+  FROM queue_tokens t INNER JOIN queue_admission a ON a.id WHERE t.token = (md5('t' || :n) || md5('u' || :n));
