@@ -2,7 +2,7 @@
 //! both tests and writes (no read-modify-write), with its ledger entry in the same transaction.
 
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Uuid as SqlUuid};
+use diesel::sql_types::{BigInt, Nullable, Timestamptz, Uuid as SqlUuid};
 use domain::account::{CreditOutcome, LedgerEntry, LedgerKind};
 use domain::ids::{LedgerEntryId, PaymentId, ReservationId, UserId};
 use domain::money::Won;
@@ -14,6 +14,17 @@ use crate::error::corrupt;
 use crate::schema::{accounts, ledger_entries};
 use crate::sql::prepared;
 use crate::PgStore;
+
+/// The outcome of the charge statement.
+#[derive(Debug, QueryableByName)]
+struct Credit {
+    /// The new balance, if credited.
+    #[diesel(sql_type = Nullable<BigInt>)]
+    credited: Option<i64>,
+    /// The balance in the statement's snapshot (NULL: no account).
+    #[diesel(sql_type = Nullable<BigInt>)]
+    seen: Option<i64>,
+}
 
 #[derive(Debug, QueryableByName)]
 struct Balance {
@@ -98,41 +109,45 @@ impl AccountStore for PgStore {
         entry: LedgerEntryId,
         at: OffsetDateTime,
     ) -> Result<CreditOutcome, StoreError> {
-        self.with_conn(|c| {
-            c.transaction(|c| {
-                // Creates the account on the first charge; otherwise adds under the limit. The
-                // conflicting row is locked and re-read, so concurrent charges never lose one.
-                let after: Option<Balance> = prepared(
-                    "INSERT INTO accounts AS a (user_id, balance) SELECT $1, $2 WHERE $2 <= $3 \
-                     ON CONFLICT (user_id) DO UPDATE SET balance = a.balance + EXCLUDED.balance \
-                     WHERE a.balance + EXCLUDED.balance <= $3 \
-                     RETURNING a.balance",
-                )
-                .bind::<SqlUuid, _>(user.as_uuid())
-                .bind::<BigInt, _>(amount.get())
-                .bind::<BigInt, _>(limit.get())
-                .get_result(c)
-                .optional()?;
-                let Some(after) = after else {
-                    return Ok(CreditOutcome::LimitExceeded(current_balance(c, user.as_uuid())?));
-                };
-                let balance_after = Won::new(after.balance);
-                insert_ledger(
-                    c,
-                    &LedgerEntry {
-                        id: entry,
-                        user_id: user,
-                        kind: LedgerKind::Charge,
-                        amount,
-                        balance_after,
-                        at,
-                        payment_id: None,
-                        reservation_id: None,
-                    },
-                )?;
-                Ok(CreditOutcome::Credited(balance_after))
-            })
-        })
+        // One autocommit statement: the conditional upsert (which locks the account row, so
+        // concurrent charges queue there and re-check the limit against the latest balance)
+        // and the ledger entry built from its RETURNING, so the entry exists exactly when the
+        // balance changed. The account row is locked before the entry takes its `entry_no`,
+        // so ledger order is balance order. `seen` is the balance in the statement's snapshot,
+        // only used to explain a refusal (below).
+        let row: Credit = self.with_conn(|c| {
+            prepared(
+                "WITH a AS ( \
+                   INSERT INTO accounts AS a (user_id, balance) SELECT $1, $2 WHERE $2 <= $3 \
+                   ON CONFLICT (user_id) DO UPDATE SET balance = a.balance + EXCLUDED.balance \
+                   WHERE a.balance + EXCLUDED.balance <= $3 \
+                   RETURNING a.balance), \
+                 l AS ( \
+                   INSERT INTO ledger_entries (id, user_id, kind, amount, balance_after, at) \
+                   SELECT $4, $1, 'CHARGE', $2, a.balance, $5 FROM a \
+                   RETURNING balance_after) \
+                 SELECT (SELECT balance_after FROM l) AS credited, \
+                   (SELECT balance FROM accounts WHERE user_id = $1) AS seen",
+            )
+            .bind::<SqlUuid, _>(user.as_uuid())
+            .bind::<BigInt, _>(amount.get())
+            .bind::<BigInt, _>(limit.get())
+            .bind::<SqlUuid, _>(entry.as_uuid())
+            .bind::<Timestamptz, _>(at)
+            .get_result(c)
+        })?;
+        if let Some(after) = row.credited {
+            return Ok(CreditOutcome::Credited(Won::new(after)));
+        }
+        // Refused. The upsert decided on the latest committed balance, which may be newer than
+        // the snapshot's: the snapshot's balance is reported when it also exceeds the limit
+        // (true when nothing committed in between, and a balance the user really had),
+        // otherwise the balance is read again, as a separate statement would.
+        let seen = Won::new(row.seen.unwrap_or(0));
+        if seen.get().saturating_add(amount.get()) > limit.get() {
+            return Ok(CreditOutcome::LimitExceeded(seen));
+        }
+        self.with_conn(|c| current_balance(c, user.as_uuid())).map(CreditOutcome::LimitExceeded)
     }
 
     fn ledger(&self, user: UserId) -> Result<Vec<LedgerEntry>, StoreError> {

@@ -98,6 +98,43 @@ enum IssueAbort {
     Failed(StoreError),
 }
 
+/// Stores a new WAITING token with the next number, in one statement: the counter row is
+/// locked (`FOR UPDATE`) and read, the token inserted with `last_seq + 1`, and the counter set
+/// to it only if the insert happened. Issuers queue on the counter row lock, which is held to
+/// the end of the transaction (in autocommit: the statement and its commit), so they commit in
+/// `seq` order; a token that is not inserted (the user got one concurrently, `DO NOTHING`) or
+/// a failed statement leaves the counter as it was, so the sequence stays gapless. The lock is
+/// held for this one statement and its WAL flush, nothing else.
+fn insert_next(
+    c: &mut PgConnection,
+    user: Uuid,
+    value: &TokenValue,
+    now: OffsetDateTime,
+) -> Result<IssueOutcome, TxError<IssueAbort>> {
+    let inserted: Option<TokenRow> = prepared(concat!(
+        "WITH n AS (SELECT last_seq FROM queue_counter FOR UPDATE), \
+         t AS ( \
+           INSERT INTO queue_tokens AS t (seq, token, user_id, status, issued_at) \
+           SELECT n.last_seq + 1, $1, $2, 'WAITING', $3 FROM n \
+           ON CONFLICT (user_id) WHERE status IN ('WAITING', 'ACTIVE') DO NOTHING \
+           RETURNING ",
+        token_columns!(),
+        "), \
+         c AS (UPDATE queue_counter SET last_seq = t.seq FROM t) \
+         SELECT ",
+        token_columns!(),
+        " FROM t"
+    ))
+    .bind::<Text, _>(value.as_str())
+    .bind::<SqlUuid, _>(user)
+    .bind::<Timestamptz, _>(now)
+    .get_result(c)
+    .optional()?;
+    let row = inserted.ok_or(TxError::Abort(IssueAbort::Conflict))?;
+    let token = row.into_domain().map_err(|e| TxError::Abort(IssueAbort::Failed(e)))?;
+    Ok(IssueOutcome { token, created: true })
+}
+
 impl PgStore {
     fn try_issue(
         &self,
@@ -107,38 +144,24 @@ impl PgStore {
     ) -> Result<IssueOutcome, TxError<IssueAbort>> {
         let mut conn = self.conn().map_err(|e| TxError::Abort(IssueAbort::Failed(e)))?;
         conn.run(|c| {
+            // Read before any lock: a user already in line (the common repeat) costs one read,
+            // and the counter lock is only taken to insert.
+            let Some(row) = live_row(c, user)? else {
+                return insert_next(c, user, value, now);
+            };
+            let token = row.into_domain().map_err(|e| TxError::Abort(IssueAbort::Failed(e)))?;
+            if token.is_live_at(now) {
+                return Ok(IssueOutcome { token, created: false });
+            }
+            // Rare: an ACTIVE token whose time is up (WAITING ones are always live). Expiring it
+            // frees the user's slot in the partial unique index; one transaction with the
+            // insert, so a failed issue stores nothing. If another issue got in first, the
+            // insert does nothing and the caller retries, finding that token live.
             c.transaction(|c| {
-                if let Some(row) = live_row(c, user)? {
-                    let token = row.into_domain().map_err(|e| TxError::Abort(IssueAbort::Failed(e)))?;
-                    if token.is_live_at(now) {
-                        return Ok(IssueOutcome { token, created: false });
-                    }
-                    // Only an ACTIVE token can be lapsed (WAITING ones are always live).
-                    prepared("UPDATE queue_tokens SET status = 'EXPIRED' WHERE seq = $1 AND status = 'ACTIVE'")
-                        .bind::<BigInt, _>(token.seq)
-                        .execute(c)?;
-                }
-                // Taking the next number locks the counter row until commit: issuers queue here,
-                // so they commit in seq order, and a rollback returns the number (gapless).
-                let seq: i64 = prepared("UPDATE queue_counter SET last_seq = last_seq + 1 RETURNING last_seq AS n")
-                    .get_result::<Count>(c)?
-                    .n;
-                let inserted: Option<TokenRow> = prepared(concat!(
-                    "INSERT INTO queue_tokens AS t (seq, token, user_id, status, issued_at) \
-                     VALUES ($1, $2, $3, 'WAITING', $4) \
-                     ON CONFLICT (user_id) WHERE status IN ('WAITING', 'ACTIVE') DO NOTHING \
-                     RETURNING ",
-                    token_columns!()
-                ))
-                .bind::<BigInt, _>(seq)
-                .bind::<Text, _>(value.as_str())
-                .bind::<SqlUuid, _>(user)
-                .bind::<Timestamptz, _>(now)
-                .get_result(c)
-                .optional()?;
-                let row = inserted.ok_or(TxError::Abort(IssueAbort::Conflict))?;
-                let token = row.into_domain().map_err(|e| TxError::Abort(IssueAbort::Failed(e)))?;
-                Ok(IssueOutcome { token, created: true })
+                prepared("UPDATE queue_tokens SET status = 'EXPIRED' WHERE seq = $1 AND status = 'ACTIVE'")
+                    .bind::<BigInt, _>(token.seq)
+                    .execute(c)?;
+                insert_next(c, user, value, now)
             })
         })
     }
