@@ -55,67 +55,91 @@ impl ReservationRow {
     }
 }
 
+/// What one attempt at a hold found: the inserted row if any, whether the seat is bookable
+/// here, and whether the statement's snapshot shows a live claim on it.
 #[derive(Debug, QueryableByName)]
-struct Flag {
+struct Attempt {
+    #[diesel(embed)]
+    inserted: Option<ReservationRow>,
     #[diesel(sql_type = Bool)]
-    flag: bool,
+    bookable: bool,
+    #[diesel(sql_type = Bool)]
+    claimed: bool,
+}
+
+impl Attempt {
+    /// The outcome, unless the attempt met a claim it cannot judge (see `hold`).
+    fn decided(self) -> Option<Result<HoldOutcome, StoreError>> {
+        match self {
+            Attempt { inserted: Some(row), .. } => Some(row.into_domain().map(HoldOutcome::Held)),
+            Attempt { bookable: false, .. } => Some(Ok(HoldOutcome::NoSuchSeat)),
+            // A claim that is live at `now` in a committed snapshot stays a claim: a HELD
+            // reservation only ever becomes PAID before `held_until`, never free.
+            Attempt { claimed: true, .. } => Some(Ok(HoldOutcome::SeatTaken)),
+            Attempt { .. } => None,
+        }
+    }
+}
+
+/// One statement decides: seat of that schedule, schedule not started, no live claim (a
+/// concurrent insert makes it wait for that commit, then `DO NOTHING`). It also reports
+/// whether the seat is bookable and whether the snapshot shows a live claim, so a refusal
+/// needs no second statement.
+fn try_hold(c: &mut PgConnection, req: &HoldRequest) -> QueryResult<Attempt> {
+    prepared(concat!(
+        "WITH src AS ( \
+           SELECT s.schedule_id, s.id, s.number, s.price \
+           FROM seats s JOIN schedules sc ON sc.id = s.schedule_id \
+           WHERE s.id = $4 AND s.schedule_id = $3 AND sc.starts_at > $5), \
+         ins AS ( \
+           INSERT INTO reservations (",
+        reservation_columns!(),
+        ") \
+           SELECT $1, $2, src.schedule_id, src.id, src.number, src.price, 'HELD', $5, $6, NULL FROM src \
+           ON CONFLICT (seat_id) WHERE status IN ('HELD', 'PAID') DO NOTHING \
+           RETURNING ",
+        reservation_columns!(),
+        ") \
+         SELECT ins.*, EXISTS (SELECT 1 FROM src) AS bookable, \
+           EXISTS (SELECT 1 FROM reservations r WHERE r.seat_id = $4 AND r.status IN ('HELD', 'PAID') \
+                   AND (r.status = 'PAID' OR r.held_until > $5)) AS claimed \
+         FROM (SELECT) AS one LEFT JOIN ins ON TRUE"
+    ))
+    .bind::<SqlUuid, _>(req.reservation_id.as_uuid())
+    .bind::<SqlUuid, _>(req.user_id.as_uuid())
+    .bind::<SqlUuid, _>(req.schedule_id.as_uuid())
+    .bind::<SqlUuid, _>(req.seat_id.as_uuid())
+    .bind::<Timestamptz, _>(req.now)
+    .bind::<Timestamptz, _>(req.held_until)
+    .get_result(c)
 }
 
 impl ReservationStore for PgStore {
     fn hold(&self, req: &HoldRequest) -> Result<HoldOutcome, StoreError> {
-        let row: Result<Option<ReservationRow>, bool> = self.with_conn(|c| {
-            c.transaction(|c| {
-                // Retire a lapsed hold first so it stops occupying the unique index. Against a
-                // payment of that hold, the row lock decides: whoever comes second re-reads the
-                // row (EXPIRED or PAID) and backs off.
-                prepared(
-                    "UPDATE reservations SET status = 'EXPIRED' \
-                     WHERE seat_id = $1 AND status = 'HELD' AND held_until <= $2",
-                )
-                .bind::<SqlUuid, _>(req.seat_id.as_uuid())
-                .bind::<Timestamptz, _>(req.now)
-                .execute(c)?;
-                // One statement decides: seat of that schedule, schedule not started, no live
-                // claim (a concurrent insert makes us wait for its commit, then DO NOTHING).
-                let inserted: Option<ReservationRow> = prepared(concat!(
-                    "INSERT INTO reservations (",
-                    reservation_columns!(),
-                    ") SELECT $1, $2, s.schedule_id, s.id, s.number, s.price, 'HELD', $5, $6, NULL \
-                     FROM seats s JOIN schedules sc ON sc.id = s.schedule_id \
-                     WHERE s.id = $4 AND s.schedule_id = $3 AND sc.starts_at > $5 \
-                     ON CONFLICT (seat_id) WHERE status IN ('HELD', 'PAID') DO NOTHING \
-                     RETURNING ",
-                    reservation_columns!()
-                ))
-                .bind::<SqlUuid, _>(req.reservation_id.as_uuid())
-                .bind::<SqlUuid, _>(req.user_id.as_uuid())
-                .bind::<SqlUuid, _>(req.schedule_id.as_uuid())
-                .bind::<SqlUuid, _>(req.seat_id.as_uuid())
-                .bind::<Timestamptz, _>(req.now)
-                .bind::<Timestamptz, _>(req.held_until)
-                .get_result(c)
-                .optional()?;
-                if let Some(row) = inserted {
-                    return Ok(Ok(Some(row)));
-                }
-                // Nothing inserted: either the seat is claimed or it is not bookable here.
-                let bookable = prepared(
-                    "SELECT EXISTS (SELECT 1 FROM seats s JOIN schedules sc ON sc.id = s.schedule_id \
-                     WHERE s.id = $1 AND s.schedule_id = $2 AND sc.starts_at > $3) AS flag",
-                )
-                .bind::<SqlUuid, _>(req.seat_id.as_uuid())
-                .bind::<SqlUuid, _>(req.schedule_id.as_uuid())
-                .bind::<Timestamptz, _>(req.now)
-                .get_result::<Flag>(c)?
-                .flag;
-                Ok(Err(bookable))
-            })
-        })?;
-        match row {
-            Ok(Some(row)) => Ok(HoldOutcome::Held(row.into_domain()?)),
-            Ok(None) | Err(false) => Ok(HoldOutcome::NoSuchSeat),
-            Err(true) => Ok(HoldOutcome::SeatTaken),
-        }
+        self.with_conn(|c| {
+            // The common case is one autocommit statement: a free seat is held, a seat with a
+            // live claim in the snapshot is taken, a seat not of this schedule or of one that
+            // has started is no seat.
+            let first = try_hold(c, req)?;
+            if let Some(outcome) = first.decided() {
+                return Ok(outcome);
+            }
+            // The insert met a claim that the snapshot did not show as live: a lapsed hold
+            // still occupying the unique index, or a hold committed while we waited for it.
+            // Retire a lapsed hold (against a payment of it, the row lock decides: whoever
+            // comes second re-reads the row, EXPIRED or PAID, and backs off), then try once
+            // more. Once the UPDATE has run no lapsed hold of the seat is left (a concurrent
+            // expiry made it wait and skip the row), so a second conflict is a live claim.
+            prepared(
+                "UPDATE reservations SET status = 'EXPIRED' \
+                 WHERE seat_id = $1 AND status = 'HELD' AND held_until <= $2",
+            )
+            .bind::<SqlUuid, _>(req.seat_id.as_uuid())
+            .bind::<Timestamptz, _>(req.now)
+            .execute(c)?;
+            let second = try_hold(c, req)?;
+            Ok(second.decided().unwrap_or(Ok(HoldOutcome::SeatTaken)))
+        })?
     }
 
     fn find(&self, id: ReservationId) -> Result<Option<Reservation>, StoreError> {
