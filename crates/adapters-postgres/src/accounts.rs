@@ -2,7 +2,7 @@
 //! both tests and writes (no read-modify-write), with its ledger entry in the same transaction.
 
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Nullable, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use domain::account::{CreditOutcome, LedgerEntry, LedgerKind};
 use domain::ids::{LedgerEntryId, PaymentId, ReservationId, UserId};
 use domain::money::Won;
@@ -45,19 +45,6 @@ struct LedgerRow {
     reservation_id: Option<Uuid>,
 }
 
-#[derive(Debug, Insertable)]
-#[diesel(table_name = ledger_entries)]
-struct NewLedgerRow<'a> {
-    id: Uuid,
-    user_id: Uuid,
-    kind: &'a str,
-    amount: i64,
-    balance_after: i64,
-    at: OffsetDateTime,
-    payment_id: Option<Uuid>,
-    reservation_id: Option<Uuid>,
-}
-
 /// The stored balance, 0 for a user without an account row.
 pub(crate) fn current_balance(c: &mut PgConnection, user: Uuid) -> QueryResult<Won> {
     let b: Option<i64> = accounts::table.find(user).select(accounts::balance).get_result(c).optional()?;
@@ -65,19 +52,20 @@ pub(crate) fn current_balance(c: &mut PgConnection, user: Uuid) -> QueryResult<W
 }
 
 pub(crate) fn insert_ledger(c: &mut PgConnection, e: &LedgerEntry) -> QueryResult<()> {
-    diesel::insert_into(ledger_entries::table)
-        .values(NewLedgerRow {
-            id: e.id.as_uuid(),
-            user_id: e.user_id.as_uuid(),
-            kind: e.kind.as_str(),
-            amount: e.amount.get(),
-            balance_after: e.balance_after.get(),
-            at: e.at,
-            payment_id: e.payment_id.map(|p| p.as_uuid()),
-            reservation_id: e.reservation_id.map(|r| r.as_uuid()),
-        })
-        .execute(c)
-        .map(|_| ())
+    prepared(
+        "INSERT INTO ledger_entries (id, user_id, kind, amount, balance_after, at, payment_id, reservation_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind::<SqlUuid, _>(e.id.as_uuid())
+    .bind::<SqlUuid, _>(e.user_id.as_uuid())
+    .bind::<Text, _>(e.kind.as_str())
+    .bind::<BigInt, _>(e.amount.get())
+    .bind::<BigInt, _>(e.balance_after.get())
+    .bind::<Timestamptz, _>(e.at)
+    .bind::<Nullable<SqlUuid>, _>(e.payment_id.map(|p| p.as_uuid()))
+    .bind::<Nullable<SqlUuid>, _>(e.reservation_id.map(|r| r.as_uuid()))
+    .execute(c)
+    .map(|_| ())
 }
 
 /// Subtracts `amount` if the balance covers it, in one statement: the row lock taken by the
