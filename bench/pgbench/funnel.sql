@@ -70,11 +70,17 @@ SELECT id, user_id, schedule_id, seat_id, seat_number, price, status, created_at
   FROM reservations WHERE id = :r_rid FOR UPDATE \gset p_
 UPDATE accounts SET balance = balance - :p_price WHERE user_id = lpad(to_hex(:n::bigint), 32, '0')::uuid AND balance >= :p_price
   RETURNING balance \gset
-UPDATE reservations SET status = 'PAID', paid_at = now() WHERE id = :r_rid AND status = 'HELD';
-INSERT INTO payments (id, reservation_id, user_id, amount, balance_after, paid_at)
-  VALUES (gen_random_uuid(), :r_rid, lpad(to_hex(:n::bigint), 32, '0')::uuid, :p_price, :balance, now()) RETURNING id AS payment_id \gset
-INSERT INTO ledger_entries (id, user_id, kind, amount, balance_after, at, payment_id, reservation_id)
-  VALUES (gen_random_uuid(), lpad(to_hex(:n::bigint), 32, '0')::uuid, 'PAYMENT', -:p_price::bigint, :balance, now(), :payment_id, :r_rid);
-UPDATE queue_tokens SET status = 'EXPIRED', expires_at = now()
-  WHERE user_id = lpad(to_hex(:n::bigint), 32, '0')::uuid AND status IN ('WAITING', 'ACTIVE');
+WITH r AS (
+       UPDATE reservations SET status = 'PAID', paid_at = now()
+       WHERE id = :r_rid AND status = 'HELD' RETURNING id),
+     p AS (
+       INSERT INTO payments (id, reservation_id, user_id, amount, balance_after, paid_at)
+       SELECT gen_random_uuid(), r.id, lpad(to_hex(:n::bigint), 32, '0')::uuid, :p_price, :balance, now() FROM r RETURNING id),
+     l AS (
+       INSERT INTO ledger_entries (id, user_id, kind, amount, balance_after, at, payment_id, reservation_id)
+       SELECT gen_random_uuid(), lpad(to_hex(:n::bigint), 32, '0')::uuid, 'PAYMENT', -:p_price::bigint, :balance, now(), p.id, :r_rid FROM p RETURNING id),
+     t AS (
+       UPDATE queue_tokens SET status = 'EXPIRED', expires_at = now()
+       WHERE user_id = lpad(to_hex(:n::bigint), 32, '0')::uuid AND status IN ('WAITING', 'ACTIVE'))
+SELECT count(*) AS n FROM l;
 COMMIT;

@@ -1,4 +1,5 @@
--- POST /payments: authorize + the PaymentUnitOfWork transaction of Ticketing::pay, for pay
+-- POST /payments: authorize + the PaymentUnitOfWork transaction of Ticketing::pay (locked read,
+-- debit, then the four writes as one statement of data-modifying CTEs), for pay
 -- user n = :base + i (its HELD reservation, its balance).
 \set k :k + 1
 \set n :base + :offset + :client_id + :k * :clients
@@ -9,11 +10,17 @@ SELECT id, user_id, schedule_id, seat_id, seat_number, price, status, created_at
   FROM reservations WHERE id = lpad(to_hex(:n::bigint), 32, '0')::uuid FOR UPDATE \gset r_
 UPDATE accounts SET balance = balance - :r_price WHERE user_id = lpad(to_hex(:n::bigint), 32, '0')::uuid AND balance >= :r_price
   RETURNING balance \gset
-UPDATE reservations SET status = 'PAID', paid_at = now() WHERE id = lpad(to_hex(:n::bigint), 32, '0')::uuid AND status = 'HELD';
-INSERT INTO payments (id, reservation_id, user_id, amount, balance_after, paid_at)
-  VALUES (gen_random_uuid(), lpad(to_hex(:n::bigint), 32, '0')::uuid, lpad(to_hex(:n::bigint), 32, '0')::uuid, :r_price, :balance, now()) RETURNING id AS payment_id \gset
-INSERT INTO ledger_entries (id, user_id, kind, amount, balance_after, at, payment_id, reservation_id)
-  VALUES (gen_random_uuid(), lpad(to_hex(:n::bigint), 32, '0')::uuid, 'PAYMENT', -:r_price::bigint, :balance, now(), :payment_id, lpad(to_hex(:n::bigint), 32, '0')::uuid);
-UPDATE queue_tokens SET status = 'EXPIRED', expires_at = now()
-  WHERE user_id = lpad(to_hex(:n::bigint), 32, '0')::uuid AND status IN ('WAITING', 'ACTIVE');
+WITH r AS (
+       UPDATE reservations SET status = 'PAID', paid_at = now()
+       WHERE id = lpad(to_hex(:n::bigint), 32, '0')::uuid AND status = 'HELD' RETURNING id),
+     p AS (
+       INSERT INTO payments (id, reservation_id, user_id, amount, balance_after, paid_at)
+       SELECT gen_random_uuid(), r.id, lpad(to_hex(:n::bigint), 32, '0')::uuid, :r_price, :balance, now() FROM r RETURNING id),
+     l AS (
+       INSERT INTO ledger_entries (id, user_id, kind, amount, balance_after, at, payment_id, reservation_id)
+       SELECT gen_random_uuid(), lpad(to_hex(:n::bigint), 32, '0')::uuid, 'PAYMENT', -:r_price::bigint, :balance, now(), p.id, lpad(to_hex(:n::bigint), 32, '0')::uuid FROM p RETURNING id),
+     t AS (
+       UPDATE queue_tokens SET status = 'EXPIRED', expires_at = now()
+       WHERE user_id = lpad(to_hex(:n::bigint), 32, '0')::uuid AND status IN ('WAITING', 'ACTIVE'))
+SELECT count(*) AS n FROM l;
 COMMIT;
