@@ -8,10 +8,10 @@
 //! statement or one short transaction. SQL `now()` is never used, so a manual clock drives the
 //! same tests here as in memory. Partial unique indexes and CHECK constraints back the rules up
 //! as a second line. Statements whose atomicity lives in the SQL (`ON CONFLICT`, conditional
-//! `UPDATE … RETURNING`) are written as raw SQL with typed binds, prepared once per connection
-//! like diesel's DSL queries (`sql`), and status literals that
-//! match a partial index's predicate are spelled out rather than bound, so the planner can use
-//! those indexes with generic (cached) plans.
+//! `UPDATE … RETURNING`, data-modifying CTEs) are written as raw SQL with typed binds, prepared
+//! once per connection like diesel's DSL queries (`sql`), and status literals that match a
+//! partial index's predicate are spelled out rather than bound, so the planner can use those
+//! indexes with generic (cached) plans.
 //!
 //! # Layout
 //! - [`pool`]: [`PgConfig`], the r2d2 pool (session settings, fail-fast checkout, no ping:
