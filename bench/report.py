@@ -274,7 +274,7 @@ def build(workdir: str):
             target_s = f"≥ {tratio} × {name}: {'met' if met else '**missed**'}"
             targets.append((f"{label}: throughput ≥ {tratio} × {name}",
                             met, f"{fmt_num(rps)} vs {fmt_num(h_rps if tkind == 'health' else g_rps)}"
-                            f" = {fmt_num(ratio, 2) if ratio is not None else '–'}"
+                            f" = {fmt_num(ratio, 3) if ratio is not None else '–'}"
                             + (f", {errors:,} unexpected responses" if errors else "")))
         rows.append({
             "key": key, "label": label, "rps": rps, "p50": p50, "p99": p99, "statuses": statuses,
@@ -312,7 +312,8 @@ def render_table(meta, rows, targets, invs, inv_ok, overall) -> str:
                f"({c} for the funnel); {meta.get('endpoint_secs')} s per endpoint, "
                f"{meta.get('health_secs')} s /health/live, {meta.get('pgbench_secs')} s pgbench in each query mode "
                f"per phase. Whole run {meta.get('total_secs')} s. pgbench tx/s is -M prepared (the ceiling, used "
-               f"by the targets); unprepared is -M extended, how the server sends diesel's sql_query.")
+               f"by the targets, and how the server sends its statements); unprepared is -M extended, each statement "
+               f"planned on every execution.")
     out.append("")
     out.append("| phase | req/s | p50 ms | p99 ms | responses (errors in bold) | /health/live req/s | "
                "pgbench tx/s | pgbench unprepared tx/s | ÷ health | ÷ pgbench | peak RSS MB | other load % | "
@@ -433,7 +434,7 @@ def render(workdir: str, doc_path: str, svg_path: str) -> int:
     with open(svg_path, "w", encoding="utf-8") as fh:
         fh.write(render_svg(chart, meta))
     rel_svg = os.path.relpath(svg_path, os.path.dirname(os.path.abspath(doc_path)))
-    block = (f"### Latest run\n\n{table}\n\n![Throughput against the ceilings]({rel_svg})\n\n"
+    block = (f"{table}\n\n![Throughput against the ceilings]({rel_svg})\n\n"
              f"Machine: {meta.get('machine_detail', meta.get('machine'))}.")
     replace_block(doc_path, block)
     return 0 if inv_ok else 2
