@@ -259,7 +259,7 @@ ensure_server_alive() { # phase
         SERVER_CRASHES=$((SERVER_CRASHES + 1))
         loud "THE SERVER DIED during or before $1 (exit status $status$( ((status > 128)) && echo ", signal $((status - 128))"))" \
             "last log lines: $(tail -n 3 "$WORK/server-$SERVER_NAME.log" | tr '\n' ' ' | cut -c1-300)" \
-            "kernel: $(dmesg 2>/dev/null | grep -E 'concert|r2d2|tokio|actix' | tail -n 1 || true)"
+            "kernel: $(dmesg 2>/dev/null | grep -F "[$SERVER_PID]" | tail -n 1 || true)"
         printf '{"phase":"%s","kind":"crash","ok":false,"detail":"exit status %s"}\n' "$1" "$status" >>"$RESULTS"
         kill "$SAMPLER_PID" 2>/dev/null || true
         wait "$SAMPLER_PID" 2>/dev/null || true
