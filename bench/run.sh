@@ -53,6 +53,7 @@ SAMPLER_PID=""
 SERVER_NAME=""
 SERVER_ENV=()
 SERVER_CRASHES=0
+DMESG_MARK=0
 PORT=""
 BASE_URL=""
 HWM_MB=0
@@ -110,6 +111,8 @@ start_server() {
     shift
     SERVER_NAME=$name
     SERVER_ENV=("$@")
+    # Kernel messages after this line are about this server's life (a segfault names a thread).
+    DMESG_MARK=$(dmesg 2>/dev/null | wc -l || echo 0)
     PORT=$(free_port)
     BASE_URL="http://127.0.0.1:$PORT"
     env DATABASE_URL="$DATABASE_URL_BENCH" BIND_ADDR="127.0.0.1:$PORT" \
@@ -259,7 +262,7 @@ ensure_server_alive() { # phase
         SERVER_CRASHES=$((SERVER_CRASHES + 1))
         loud "THE SERVER DIED during or before $1 (exit status $status$( ((status > 128)) && echo ", signal $((status - 128))"))" \
             "last log lines: $(tail -n 3 "$WORK/server-$SERVER_NAME.log" | tr '\n' ' ' | cut -c1-300)" \
-            "kernel: $(dmesg 2>/dev/null | grep -F "[$SERVER_PID]" | tail -n 1 || true)"
+            "kernel: $(dmesg 2>/dev/null | tail -n +$((DMESG_MARK + 1)) | grep -iE 'segfault|trap|oom|killed' | tail -n 1 || true)"
         printf '{"phase":"%s","kind":"crash","ok":false,"detail":"exit status %s"}\n' "$1" "$status" >>"$RESULTS"
         kill "$SAMPLER_PID" 2>/dev/null || true
         wait "$SAMPLER_PID" 2>/dev/null || true
