@@ -52,12 +52,23 @@ fn admin() -> PgConnection {
     PgConnection::establish(&format!("{PG_SERVER}/postgres")).expect("connect to the postgres database")
 }
 
+/// Drops its database when dropped, including when a test panics half-way through start-up.
+struct Database(String);
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let mut conn = admin();
+        let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0)).execute(&mut conn);
+    }
+}
+
 /// A running `concert serve` with its own database.
 pub struct Server {
     child: Child,
     pub base: String,
     pub db_url: String,
-    db_name: String,
+    // Declared after `child`: dropped after the server is stopped.
+    _db: Database,
     pub http: Client,
 }
 
@@ -65,8 +76,8 @@ impl Server {
     /// Seeds the demo catalogue into a fresh database, then serves it with `env` on top of
     /// test-friendly defaults (fast scheduler checks).
     pub fn start(env: &[(&str, &str)]) -> Self {
-        let db_name = format!("concert_e2e_{}", Uuid::new_v4().simple());
-        let db_url = format!("{PG_SERVER}/{db_name}");
+        let db = Database(format!("concert_e2e_{}", Uuid::new_v4().simple()));
+        let db_url = format!("{PG_SERVER}/{}", db.0);
         let port = free_port();
         let bin = concert_bin();
         let seed = Command::new(&bin)
@@ -99,7 +110,7 @@ impl Server {
             child,
             base: format!("http://127.0.0.1:{port}"),
             db_url,
-            db_name,
+            _db: db,
             http: Client::builder().timeout(Duration::from_secs(30)).build().expect("http client"),
         };
         server.wait_ready();
@@ -235,8 +246,6 @@ impl Drop for Server {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let mut conn = admin();
-        let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db_name)).execute(&mut conn);
     }
 }
 
