@@ -188,9 +188,12 @@ pub(crate) fn build_pool(cfg: &PgConfig) -> PgPool {
     let manager = Manager { url: cfg.effective_url() };
     Pool::builder()
         .max_size(size)
-        // Keep two warm connections, not `size`: idle connections cost server memory and a
-        // mostly idle instance should not hold ten.
-        .min_idle(Some(size.min(2)))
+        // No background warming: every connection is opened by a caller that waits for it.
+        // r2d2 opens `min_idle` connections on its own threads; a short-lived process (`concert
+        // seed-demo`, `check-invariants`) then exited in the middle of those TLS handshakes while
+        // OpenSSL's atexit handler tore its state down, and crashed with SIGSEGV (8 of 60
+        // `seed-demo` runs). Connections opened on demand stay idle in the pool for reuse.
+        .min_idle(Some(0))
         .connection_timeout(cfg.connect_timeout.max(Duration::from_millis(10)))
         // No `SELECT 1` per checkout: that is a round trip on every request, and it only saves
         // one failed request per stale connection after the server restarts. `Manager`
