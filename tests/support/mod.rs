@@ -53,7 +53,18 @@ fn admin() -> PgConnection {
 }
 
 /// Drops its database when dropped, including when a test panics half-way through start-up.
-struct Database(String);
+pub struct Database(pub String);
+
+impl Database {
+    /// A fresh name; nothing is created until a command creates it.
+    pub fn fresh() -> Self {
+        Self(format!("concert_e2e_{}", Uuid::new_v4().simple()))
+    }
+
+    pub fn url(&self) -> String {
+        format!("{PG_SERVER}/{}", self.0)
+    }
+}
 
 impl Drop for Database {
     fn drop(&mut self) {
@@ -76,8 +87,8 @@ impl Server {
     /// Seeds the demo catalogue into a fresh database, then serves it with `env` on top of
     /// test-friendly defaults (fast scheduler checks).
     pub fn start(env: &[(&str, &str)]) -> Self {
-        let db = Database(format!("concert_e2e_{}", Uuid::new_v4().simple()));
-        let db_url = format!("{PG_SERVER}/{}", db.0);
+        let db = Database::fresh();
+        let db_url = db.url();
         let port = free_port();
         let bin = concert_bin();
         let seed = Command::new(&bin)
