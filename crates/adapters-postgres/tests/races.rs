@@ -11,8 +11,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Barrier};
-use std::thread;
+use std::sync::Arc;
 
 use common::{assert_consistent, Postgres};
 use domain::clock::{Clock, ManualClock};
@@ -21,27 +20,11 @@ use domain::ids::UserId;
 use domain::queue::{AdmissionOutcome, OsTokenGenerator, TokenStatus};
 use domain::reservation::ReservationStatus;
 use domain::service::{Policy, Ticketing};
+use port_tests::concurrency::race;
 use port_tests::fixture::{policy_with, Fixture};
 use time::{Duration, OffsetDateTime};
 
 type Fx = Fixture<Postgres>;
-
-/// Runs `f(i)` on `n` threads released together; results in thread order.
-fn race<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
-    let barrier = Barrier::new(n);
-    thread::scope(|s| {
-        let handles: Vec<_> = (0..n)
-            .map(|i| {
-                let (f, barrier) = (&f, &barrier);
-                s.spawn(move || {
-                    barrier.wait();
-                    f(i)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().expect("racer panicked")).collect()
-    })
-}
 
 #[test]
 fn sixty_four_threads_on_one_seat_one_winner() {

@@ -14,26 +14,31 @@ use domain::reservation::ReservationStatus;
 use crate::fixture::{policy_with, Fixture};
 use crate::Harness;
 
+/// Runs `f(0..threads)` on that many threads released together by a barrier, so the calls
+/// really overlap, and returns their results in thread order.
+pub fn race<T: Send>(threads: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let barrier = Barrier::new(threads);
+    thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|i| {
+                let (f, barrier) = (&f, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    f(i)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
 /// Of 64 concurrent holds of one seat by 64 users exactly one succeeds.
 pub fn one_of_many_concurrent_holds_wins<H: Harness>() {
     const THREADS: usize = 64;
     let fx = Fixture::<H>::seeded();
     let users = fx.active_users(THREADS);
     let (schedule, seat) = (fx.schedule(0).id, fx.seat(0, 25).id);
-    let barrier = Barrier::new(THREADS);
-    let results: Vec<_> = thread::scope(|s| {
-        let handles: Vec<_> = users
-            .iter()
-            .map(|who| {
-                let (app, barrier) = (&fx.app, &barrier);
-                s.spawn(move || {
-                    barrier.wait();
-                    app.reserve(who, schedule, seat)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let results = race(THREADS, |i| fx.app.reserve(&users[i], schedule, seat));
     let winners: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
     assert_eq!(winners.len(), 1, "exactly one hold wins");
     assert!(results.iter().filter(|r| r.is_err()).all(|r| *r == Err(ReserveError::SeatUnavailable)));
@@ -49,16 +54,7 @@ pub fn concurrent_charges_lose_no_update<H: Harness>() {
     const AMOUNT: i64 = 1_000;
     let fx = Fixture::<H>::empty(policy_with(1, None));
     let user = UserId::random();
-    let barrier = Barrier::new(usize::try_from(THREADS).unwrap());
-    thread::scope(|s| {
-        for _ in 0..THREADS {
-            let (app, barrier) = (&fx.app, &barrier);
-            s.spawn(move || {
-                barrier.wait();
-                app.charge(user, AMOUNT).unwrap();
-            });
-        }
-    });
+    race(usize::try_from(THREADS).unwrap(), |_| fx.app.charge(user, AMOUNT).unwrap());
     assert_eq!(fx.app.balance(user).unwrap().get(), THREADS * AMOUNT);
     let ledger = fx.app.ledger(user).unwrap();
     assert_eq!(ledger.len(), usize::try_from(THREADS).unwrap());
@@ -75,19 +71,7 @@ pub fn concurrent_payments_debit_once<H: Harness>() {
     let who = fx.active_user();
     fx.charge(who.user_id(), 10_000_000);
     let r = fx.hold(&who, 0, 3);
-    let barrier = Barrier::new(THREADS);
-    let results: Vec<_> = thread::scope(|s| {
-        let handles: Vec<_> = (0..THREADS)
-            .map(|_| {
-                let (app, barrier, who) = (&fx.app, &barrier, &who);
-                s.spawn(move || {
-                    barrier.wait();
-                    app.pay(who, r.id)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let results = race(THREADS, |_| fx.app.pay(&who, r.id));
     assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "exactly one payment wins");
     assert!(results.iter().filter(|r| r.is_err()).all(|r| *r == Err(PayError::AlreadyPaid)));
     assert_eq!(fx.app.balance(who.user_id()).unwrap().get(), 10_000_000 - r.price.get());
@@ -101,19 +85,7 @@ pub fn concurrent_issues_for_one_user_yield_one_token<H: Harness>() {
     const THREADS: usize = 16;
     let fx = Fixture::<H>::empty(policy_with(1, None));
     let user = UserId::random();
-    let barrier = Barrier::new(THREADS);
-    let results: Vec<_> = thread::scope(|s| {
-        let handles: Vec<_> = (0..THREADS)
-            .map(|_| {
-                let (app, barrier) = (&fx.app, &barrier);
-                s.spawn(move || {
-                    barrier.wait();
-                    app.issue_token(user).unwrap()
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let results = race(THREADS, |_| fx.app.issue_token(user).unwrap());
     assert_eq!(results.iter().filter(|r| r.created).count(), 1);
     let values: BTreeSet<&str> = results.iter().map(|r| r.view.token.value.as_str()).collect();
     assert_eq!(values.len(), 1);
@@ -128,19 +100,7 @@ pub fn concurrent_admissions_admit_at_most_one_batch<H: Harness>() {
     for _ in 0..20 {
         fx.app.issue_token(UserId::random()).unwrap();
     }
-    let barrier = Barrier::new(THREADS);
-    let results: Vec<_> = thread::scope(|s| {
-        let handles: Vec<_> = (0..THREADS)
-            .map(|_| {
-                let (app, barrier) = (&fx.app, &barrier);
-                s.spawn(move || {
-                    barrier.wait();
-                    app.admit().unwrap()
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let results = race(THREADS, |_| fx.app.admit().unwrap());
     let admitted: u64 = results
         .iter()
         .map(|r| match r {
