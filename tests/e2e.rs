@@ -19,7 +19,7 @@ use std::sync::Barrier;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::{concert_bin, read, Database, Server};
+use support::{read, run_command, Database, Server};
 use uuid::Uuid;
 
 fn seat_price(seats: &[Value], idx: usize) -> (String, i64) {
@@ -416,12 +416,7 @@ fn one_shot_commands_exit_cleanly_every_time() {
     let mut failures = Vec::new();
     for (cmd, runs) in [("seed-demo", 25), ("check-invariants", 15)] {
         for _ in 0..runs {
-            let out = std::process::Command::new(concert_bin())
-                .arg(cmd)
-                .env("DATABASE_URL", db.url())
-                .env("RUST_LOG", "warn")
-                .output()
-                .unwrap();
+            let out = run_command(cmd, &db.url());
             if !out.status.success() {
                 failures.push(format!("{cmd}: {} {}", out.status, String::from_utf8_lossy(&out.stderr)));
             }

@@ -11,7 +11,7 @@
 
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use diesel::{Connection, PgConnection, RunQueryDsl};
@@ -42,6 +42,16 @@ pub fn concert_bin() -> PathBuf {
         assert!(status.success(), "building the concert binary failed");
     });
     bin
+}
+
+/// Runs a one-shot `concert` command (`seed-demo`, `check-invariants`, ...) on a database.
+pub fn run_command(command: &str, db_url: &str) -> Output {
+    Command::new(concert_bin())
+        .arg(command)
+        .env("DATABASE_URL", db_url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap_or_else(|e| panic!("run concert {command}: {e}"))
 }
 
 fn free_port() -> u16 {
@@ -90,13 +100,7 @@ impl Server {
         let db = Database::fresh();
         let db_url = db.url();
         let port = free_port();
-        let bin = concert_bin();
-        let seed = Command::new(&bin)
-            .arg("seed-demo")
-            .env("DATABASE_URL", &db_url)
-            .env("RUST_LOG", "warn")
-            .output()
-            .expect("run concert seed-demo");
+        let seed = run_command("seed-demo", &db_url);
         assert!(
             seed.status.success(),
             "seed-demo failed ({}): {}{}",
@@ -104,7 +108,7 @@ impl Server {
             String::from_utf8_lossy(&seed.stdout),
             String::from_utf8_lossy(&seed.stderr)
         );
-        let mut cmd = Command::new(&bin);
+        let mut cmd = Command::new(concert_bin());
         cmd.arg("serve")
             .env("DATABASE_URL", &db_url)
             .env("BIND_ADDR", format!("127.0.0.1:{port}"))
@@ -213,12 +217,7 @@ impl Server {
 
     /// Runs `concert check-invariants` on this server's database and asserts it passes.
     pub fn assert_invariants(&self) {
-        let out = Command::new(concert_bin())
-            .arg("check-invariants")
-            .env("DATABASE_URL", &self.db_url)
-            .env("RUST_LOG", "warn")
-            .output()
-            .expect("run check-invariants");
+        let out = run_command("check-invariants", &self.db_url);
         assert!(
             out.status.success(),
             "invariants violated:\n{}{}",
