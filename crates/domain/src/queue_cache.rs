@@ -135,7 +135,7 @@ impl CachedQueue {
 impl QueueStore for CachedQueue {
     fn issue(&self, user: UserId, value: TokenValue, now: OffsetDateTime) -> Result<IssueOutcome, StoreError> {
         let outcome = self.inner.issue(user, value, now)?;
-        if let Some(cursor) = self.fresh_cursor(self.clock.now()) {
+        if let Some(cursor) = self.fresh_cursor(now) {
             self.remember_token(&outcome.token, &cursor);
         }
         Ok(outcome)
