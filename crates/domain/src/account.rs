@@ -1,15 +1,25 @@
 //! Accounts and their ledger. Every balance change is a ledger entry, so an account's balance
 //! always equals the sum of its entries' amounts.
 
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::ids::{LedgerEntryId, PaymentId, ReservationId, UserId};
 use crate::money::Won;
 
-/// Why a balance changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+/// Why a balance changed, spelled as in the contract (`CHARGE`, `PAYMENT`) by `strum`.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantNames,
+    strum::Display,
+)]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum LedgerKind {
     /// Money in.
     Charge,
@@ -18,23 +28,10 @@ pub enum LedgerKind {
 }
 
 impl LedgerKind {
-    /// Stored spelling.
+    /// The contract's spelling, also used in storage.
     #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Charge => "CHARGE",
-            Self::Payment => "PAYMENT",
-        }
-    }
-
-    /// Parses the stored spelling.
-    #[must_use]
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "CHARGE" => Some(Self::Charge),
-            "PAYMENT" => Some(Self::Payment),
-            _ => None,
-        }
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 
@@ -59,6 +56,21 @@ pub struct LedgerEntry {
     pub reservation_id: Option<ReservationId>,
 }
 
+/// A charge for a store to apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CreditRequest {
+    /// Whose account.
+    pub user: UserId,
+    /// How much (validated, > 0).
+    pub amount: Won,
+    /// The balance may not pass this ([`crate::money::credit_fits`]).
+    pub limit: Won,
+    /// The id of the CHARGE ledger entry to append.
+    pub entry: LedgerEntryId,
+    /// When.
+    pub at: OffsetDateTime,
+}
+
 /// The result of crediting an account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CreditOutcome {
@@ -66,4 +78,29 @@ pub enum CreditOutcome {
     Credited(Won),
     /// Not credited: the balance would exceed the limit. The unchanged balance.
     LimitExceeded(Won),
+}
+
+/// Bounds of one page of the balance history (`limit`).
+pub const HISTORY_PAGE: std::ops::RangeInclusive<u32> = 1..=100;
+
+/// The default page size of the balance history.
+pub const HISTORY_PAGE_DEFAULT: u32 = 50;
+
+/// Which part of a ledger to read: newest first, at most `limit` entries, older than the entry
+/// `before` when given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LedgerQuery {
+    /// Only entries older than this one (which must be the user's).
+    pub before: Option<LedgerEntryId>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// One page of a ledger, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerPage {
+    /// The entries.
+    pub entries: Vec<LedgerEntry>,
+    /// Where the next (older) page starts, when there is one.
+    pub next_before: Option<LedgerEntryId>,
 }

@@ -1,10 +1,13 @@
-//! Concerts, their schedules and seats.
+//! Concerts, their schedules and seats; the catalogue an operator creates, and its sales.
 
-use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+
+use thiserror::Error;
 use time::OffsetDateTime;
 
 use crate::ids::{ConcertId, ReservationId, ScheduleId, SeatId};
 use crate::money::Won;
+use crate::random::Randomness;
 use crate::reservation::{Reservation, ReservationStatus};
 
 /// A concert.
@@ -36,7 +39,9 @@ pub struct ScheduleSummary {
 }
 
 impl ScheduleSummary {
-    /// Whether seats of this schedule may still be reserved at `now`.
+    /// Whether seats of this schedule may still be reserved at `now`. Stores filter listings
+    /// and holds by this rule in their own query language; the conformance suite pins both
+    /// sides of the boundary.
     #[must_use]
     pub fn is_bookable_at(&self, now: OffsetDateTime) -> bool {
         self.starts_at > now
@@ -57,8 +62,8 @@ pub struct Seat {
 }
 
 /// A seat's status on the seat map.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::VariantNames, strum::Display)]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum SeatStatus {
     /// Free to reserve.
     Available,
@@ -71,12 +76,8 @@ pub enum SeatStatus {
 impl SeatStatus {
     /// The contract's spelling.
     #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Available => "AVAILABLE",
-            Self::Held => "HELD",
-            Self::Sold => "SOLD",
-        }
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 
@@ -111,7 +112,9 @@ pub struct SeatRecord {
 impl SeatRecord {
     /// The seat's status at `now`: SOLD if paid, HELD if under an unexpired hold, else
     /// AVAILABLE. A hold past its time is AVAILABLE at once, whether or not the release task
-    /// has run.
+    /// has run. Stores restate this rule where they count seats in their own language
+    /// (available seats per schedule, the sales report), and the conformance suite checks the
+    /// counts against the seat map.
     #[must_use]
     pub fn status_at(&self, now: OffsetDateTime) -> SeatStatus {
         match self.claim {
@@ -131,16 +134,216 @@ pub struct SeatView {
     pub status: SeatStatus,
 }
 
+/// Bounds of a catalogue an operator creates (contract, "Operator API").
+pub mod limits {
+    /// Characters in a title (and in an artist or venue name).
+    pub const NAME_CHARS: std::ops::RangeInclusive<usize> = 1..=200;
+    /// Schedules in one `POST /admin/concerts`.
+    pub const SCHEDULES_PER_CONCERT: usize = 20;
+    /// Seats of one schedule.
+    pub const SEATS_PER_SCHEDULE: std::ops::RangeInclusive<usize> = 1..=5_000;
+    /// Seats in one request, all schedules together.
+    pub const SEATS_PER_REQUEST: usize = 50_000;
+    /// A seat's price in won.
+    pub const PRICE: std::ops::RangeInclusive<i64> = 1..=100_000_000;
+}
+
+/// A seat as an operator describes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeatDraft {
+    /// Its number, `>= 1`, unique in the schedule.
+    pub number: i64,
+    /// Its price in won, within [`limits::PRICE`].
+    pub price: i64,
+}
+
+/// A schedule as an operator describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleDraft {
+    /// When it starts: must be in the future.
+    pub starts_at: OffsetDateTime,
+    /// Its seats.
+    pub seats: Vec<SeatDraft>,
+}
+
+/// A concert as an operator describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConcertDraft {
+    /// Its title.
+    pub title: String,
+    /// Who performs (empty when not given).
+    pub artist: String,
+    /// Where (empty when not given).
+    pub venue: String,
+    /// Its schedules (possibly none yet).
+    pub schedules: Vec<ScheduleDraft>,
+}
+
+/// A schedule ready to store: ids assigned, every rule checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSchedule {
+    /// Its id.
+    pub id: ScheduleId,
+    /// Its concert.
+    pub concert_id: ConcertId,
+    /// When it starts.
+    pub starts_at: OffsetDateTime,
+    /// Its seats, by number.
+    pub seats: Vec<Seat>,
+}
+
+/// A concert ready to store, with its schedules: stores write it all or nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewConcert {
+    /// The concert.
+    pub concert: Concert,
+    /// Its schedules.
+    pub schedules: Vec<NewSchedule>,
+}
+
+/// Why a draft cannot be stored; the text says which rule and where.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{0}")]
+pub struct InvalidCatalogue(pub String);
+
+fn invalid(msg: impl Into<String>) -> InvalidCatalogue {
+    InvalidCatalogue(msg.into())
+}
+
+fn check_name(what: &str, value: &str, required: bool) -> Result<String, InvalidCatalogue> {
+    let chars = value.chars().count();
+    if (!required && chars == 0) || limits::NAME_CHARS.contains(&chars) {
+        Ok(value.to_owned())
+    } else {
+        Err(invalid(format!("{what} must have 1 to {} characters", limits::NAME_CHARS.end())))
+    }
+}
+
+impl ScheduleDraft {
+    /// Checks the rules and assigns ids.
+    ///
+    /// # Errors
+    /// [`InvalidCatalogue`] when the start is not in the future, there are no seats or too
+    /// many, a number is below 1 or repeated, or a price is out of bounds.
+    pub fn validate(
+        &self,
+        concert_id: ConcertId,
+        now: OffsetDateTime,
+        random: &dyn Randomness,
+    ) -> Result<NewSchedule, InvalidCatalogue> {
+        if self.starts_at <= now {
+            return Err(invalid("startsAt must be in the future"));
+        }
+        if !limits::SEATS_PER_SCHEDULE.contains(&self.seats.len()) {
+            return Err(invalid(format!("a schedule needs 1 to {} seats", limits::SEATS_PER_SCHEDULE.end())));
+        }
+        let id = ScheduleId::from_uuid(random.uuid());
+        let mut numbers = HashSet::with_capacity(self.seats.len());
+        let mut seats = Vec::with_capacity(self.seats.len());
+        for draft in &self.seats {
+            let number = u32::try_from(draft.number)
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| invalid(format!("seat number {} must be an integer >= 1", draft.number)))?;
+            if !numbers.insert(number) {
+                return Err(invalid(format!("seat number {number} appears twice in one schedule")));
+            }
+            if !limits::PRICE.contains(&draft.price) {
+                return Err(invalid(format!(
+                    "the price of seat {number} must be between {} and {} won",
+                    limits::PRICE.start(),
+                    limits::PRICE.end()
+                )));
+            }
+            seats.push(Seat {
+                id: SeatId::from_uuid(random.uuid()),
+                schedule_id: id,
+                number,
+                price: Won::new(draft.price),
+            });
+        }
+        seats.sort_by_key(|s| s.number);
+        Ok(NewSchedule { id, concert_id, starts_at: self.starts_at, seats })
+    }
+}
+
+impl ConcertDraft {
+    /// Checks every rule of the concert and its schedules and assigns ids.
+    ///
+    /// # Errors
+    /// [`InvalidCatalogue`] for the first rule broken (title, counts, any schedule's rules).
+    pub fn validate(&self, now: OffsetDateTime, random: &dyn Randomness) -> Result<NewConcert, InvalidCatalogue> {
+        let title = check_name("title", &self.title, true)?;
+        let artist = check_name("artist", &self.artist, false)?;
+        let venue = check_name("venue", &self.venue, false)?;
+        if self.schedules.len() > limits::SCHEDULES_PER_CONCERT {
+            return Err(invalid(format!("at most {} schedules per request", limits::SCHEDULES_PER_CONCERT)));
+        }
+        let total: usize = self.schedules.iter().map(|s| s.seats.len()).sum();
+        if total > limits::SEATS_PER_REQUEST {
+            return Err(invalid(format!("at most {} seats per request", limits::SEATS_PER_REQUEST)));
+        }
+        let id = ConcertId::from_uuid(random.uuid());
+        let schedules = self
+            .schedules
+            .iter()
+            .enumerate()
+            .map(|(i, s)| s.validate(id, now, random).map_err(|e| invalid(format!("schedules[{i}]: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(NewConcert { concert: Concert { id, title, artist, venue }, schedules })
+    }
+}
+
+/// What [`crate::ports::CatalogueStore::add_schedule`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddSchedule {
+    /// Stored.
+    Added,
+    /// A schedule with this id exists already; nothing changed.
+    AlreadyExists,
+    /// The concert is unknown; nothing changed.
+    NoSuchConcert,
+}
+
+/// One schedule's sales as of a read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScheduleSales {
+    /// The schedule.
+    pub schedule_id: ScheduleId,
+    /// When it starts.
+    pub starts_at: OffsetDateTime,
+    /// Its seats.
+    pub total_seats: u32,
+    /// Seats with a PAID reservation.
+    pub sold: u32,
+    /// Seats under an unexpired hold.
+    pub held: u32,
+    /// The rest.
+    pub available: u32,
+    /// The sum of the prices paid.
+    pub revenue: Won,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::random::SeededRandom;
     use time::Duration;
+
+    fn id() -> uuid::Uuid {
+        SeededRandom::default().uuid()
+    }
 
     fn record(claim: Option<(ReservationStatus, OffsetDateTime)>) -> SeatRecord {
         SeatRecord {
-            seat: Seat { id: SeatId::random(), schedule_id: ScheduleId::random(), number: 1, price: Won::new(1000) },
+            seat: Seat {
+                id: SeatId::from_uuid(id()),
+                schedule_id: ScheduleId::from_uuid(id()),
+                number: 1,
+                price: Won::new(1000),
+            },
             claim: claim.map(|(status, held_until)| SeatClaim {
-                reservation_id: ReservationId::random(),
+                reservation_id: ReservationId::from_uuid(id()),
                 status,
                 held_until,
             }),
@@ -168,13 +371,58 @@ mod tests {
     fn schedule_is_bookable_only_before_it_starts() {
         let now = OffsetDateTime::from_unix_timestamp(1_893_456_000).unwrap();
         let s = ScheduleSummary {
-            id: ScheduleId::random(),
-            concert_id: ConcertId::random(),
+            id: ScheduleId::from_uuid(id()),
+            concert_id: ConcertId::from_uuid(id()),
             starts_at: now,
             total_seats: 1,
             available_seats: 1,
         };
         assert!(!s.is_bookable_at(now));
         assert!(s.is_bookable_at(now - Duration::seconds(1)));
+    }
+
+    fn draft(seats: Vec<SeatDraft>) -> ScheduleDraft {
+        ScheduleDraft { starts_at: now() + Duration::days(1), seats }
+    }
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_893_456_000).unwrap()
+    }
+
+    fn seat(number: i64, price: i64) -> SeatDraft {
+        SeatDraft { number, price }
+    }
+
+    fn concert(schedules: Vec<ScheduleDraft>) -> ConcertDraft {
+        ConcertDraft { title: "T".into(), artist: String::new(), venue: String::new(), schedules }
+    }
+
+    #[test]
+    fn a_valid_draft_gets_ids_and_seats_sorted_by_number() {
+        let random = SeededRandom::default();
+        let c = concert(vec![draft(vec![seat(2, 10), seat(1, 20)])]).validate(now(), &random).unwrap();
+        let s = &c.schedules[0];
+        assert_eq!(s.concert_id, c.concert.id);
+        assert_eq!(s.seats.iter().map(|x| x.number).collect::<Vec<_>>(), vec![1, 2]);
+        assert!(s.seats.iter().all(|x| x.schedule_id == s.id));
+        assert_eq!(s.seats[0].price, Won::new(20));
+    }
+
+    #[test]
+    fn every_catalogue_rule_is_checked() {
+        let random = SeededRandom::default();
+        let bad = |c: ConcertDraft| c.validate(now(), &random).unwrap_err().0;
+        assert!(bad(ConcertDraft { title: String::new(), ..concert(vec![]) }).contains("title"));
+        assert!(bad(ConcertDraft { title: "x".repeat(201), ..concert(vec![]) }).contains("title"));
+        assert!(bad(concert(vec![ScheduleDraft { starts_at: now(), seats: vec![seat(1, 1)] }])).contains("future"));
+        assert!(bad(concert(vec![draft(vec![])])).contains("1 to 5000 seats"));
+        assert!(bad(concert(vec![draft(vec![seat(0, 1)])])).contains(">= 1"));
+        assert!(bad(concert(vec![draft(vec![seat(1, 1), seat(1, 2)])])).contains("twice"));
+        assert!(bad(concert(vec![draft(vec![seat(1, 0)])])).contains("price"));
+        assert!(bad(concert(vec![draft(vec![seat(1, 100_000_001)])])).contains("price"));
+        assert!(bad(concert(vec![draft(vec![seat(1, 1)]); 21])).contains("20 schedules"));
+        let many: Vec<SeatDraft> = (1..=5_000).map(|n| seat(n, 1)).collect();
+        assert!(bad(concert(vec![draft(many); 11])).contains("50000 seats"));
+        assert!(concert(vec![]).validate(now(), &random).is_ok(), "a concert may start with no schedule");
     }
 }

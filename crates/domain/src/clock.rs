@@ -1,5 +1,9 @@
 //! Time, injected. Every rule that depends on "now" reads it from a [`Clock`] so that tests move
-//! a [`ManualClock`] instead of sleeping.
+//! a [`ManualClock`] instead of sleeping. The wall clock itself is an adapter (it lives with the
+//! other operating-system adapters, outside this crate).
+//!
+//! Times are kept at microsecond precision: PostgreSQL's `timestamptz` keeps no more, and a value
+//! that round-trips unchanged keeps boundary comparisons identical in every store.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -8,20 +12,8 @@ use time::{Duration, OffsetDateTime};
 /// The source of the current time.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 pub trait Clock: Send + Sync {
-    /// The current instant, UTC.
+    /// The current instant, UTC, at microsecond precision.
     fn now(&self) -> OffsetDateTime;
-}
-
-/// The wall clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> OffsetDateTime {
-        // Microsecond precision: PostgreSQL's timestamptz keeps no more, and a value that
-        // round-trips unchanged keeps boundary comparisons identical in both adapters.
-        truncate_to_micros(OffsetDateTime::now_utc())
-    }
 }
 
 /// Drops sub-microsecond precision (what `timestamptz` stores).
@@ -51,7 +43,7 @@ impl ManualClock {
     /// Moves the clock forward (or back, with a negative duration).
     pub fn advance(&self, by: Duration) {
         let mut now = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        *now += by;
+        *now = truncate_to_micros(*now + by);
     }
 
     /// Sets the clock.
@@ -63,6 +55,34 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> OffsetDateTime {
         *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Another clock shifted by a fixed offset: an instance whose clock disagrees with the others
+/// (clock-skew tests).
+#[derive(Clone)]
+pub struct SkewedClock {
+    inner: Arc<dyn Clock>,
+    offset: Duration,
+}
+
+impl SkewedClock {
+    /// `inner` shifted by `offset` (positive: ahead).
+    #[must_use]
+    pub fn new(inner: Arc<dyn Clock>, offset: Duration) -> Self {
+        Self { inner, offset }
+    }
+}
+
+impl std::fmt::Debug for SkewedClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SkewedClock").field("offset", &self.offset).finish_non_exhaustive()
+    }
+}
+
+impl Clock for SkewedClock {
+    fn now(&self) -> OffsetDateTime {
+        truncate_to_micros(self.inner.now() + self.offset)
     }
 }
 
@@ -81,8 +101,11 @@ mod tests {
     }
 
     #[test]
-    fn system_clock_has_microsecond_precision() {
-        let now = SystemClock.now();
-        assert_eq!(now.nanosecond() % 1_000, 0);
+    fn a_skewed_clock_follows_its_inner_clock_at_an_offset() {
+        let clock = ManualClock::at_epoch();
+        let ahead = SkewedClock::new(Arc::new(clock.clone()), Duration::seconds(30));
+        assert_eq!(ahead.now(), clock.now() + Duration::seconds(30));
+        clock.advance(Duration::seconds(1));
+        assert_eq!(ahead.now(), clock.now() + Duration::seconds(30));
     }
 }

@@ -1,11 +1,44 @@
-//! One error enum per use case. Each variant is one `code` of the public contract
-//! (`../shared/api.md`); `Store` carries a failure of the store itself (503 when unreachable,
-//! 500 otherwise). The HTTP adapter maps them in exactly one place.
+//! One error enum per use case. Each variant is one `code` of the public contract (see
+//! `docs/api.md`); `Store` carries a failure of the store itself (503 when it is unreachable or
+//! gave up waiting, 500 otherwise). The HTTP adapter maps them in exactly one place.
 
 use thiserror::Error;
 
+use crate::catalogue::InvalidCatalogue;
 use crate::money::Won;
-use crate::ports::StoreError;
+use crate::queue::InvalidSetting;
+
+/// A failure of the store itself, not of a business rule. In every case nothing was changed:
+/// stores roll back the whole unit of work before returning one.
+#[derive(Debug, Clone, PartialEq, Eq, Error, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum StoreError {
+    /// The store cannot be reached (down, connection lost, no connection free in time).
+    /// Retrying later may work. The text is for logs only, never for clients.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The store is up but the call gave up waiting (a row lock held too long, a statement
+    /// cut off by its timeout). Retrying later may work. For logs only.
+    #[error("store timed out: {0}")]
+    Timeout(String),
+    /// Anything else unexpected. For logs only.
+    #[error("store failure: {0}")]
+    Internal(String),
+}
+
+impl StoreError {
+    /// A short name of the kind (`unavailable`, `timeout`, `internal`), for metrics labels.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        self.into()
+    }
+
+    /// Whether a client should retry later (503) rather than report a bug (500).
+    #[must_use]
+    pub const fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::Timeout(_))
+    }
+}
 
 /// Issuing a queue token.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -82,6 +115,12 @@ pub enum ReserveError {
     /// `SEAT_UNAVAILABLE`: held (unexpired) or sold.
     #[error("seat is held or sold")]
     SeatUnavailable,
+    /// `HOLD_LIMIT`: the user already has `MAX_HOLDS_PER_USER` live holds.
+    #[error("the user already holds {max} seats")]
+    HoldLimit {
+        /// The limit in force.
+        max: u32,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -98,9 +137,18 @@ pub enum GetReservationError {
     Store(#[from] StoreError),
 }
 
-/// Paying a reservation.
+/// Paying a reservation. On every variant nothing changed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum PayError {
+    /// `TOKEN_INVALID`: malformed or unknown token.
+    #[error("unknown or malformed token")]
+    TokenInvalid,
+    /// `TOKEN_EXPIRED`: TTL reached, or the token already paid (a token pays once).
+    #[error("token expired or already used by a payment")]
+    TokenExpired,
+    /// `TOKEN_NOT_ACTIVE`: still waiting in line.
+    #[error("token still waiting")]
+    TokenNotActive,
     /// `NOT_FOUND`: unknown reservation, or another user's.
     #[error("reservation not found")]
     NotFound,
@@ -110,7 +158,7 @@ pub enum PayError {
     /// `ALREADY_PAID`.
     #[error("reservation already paid")]
     AlreadyPaid,
-    /// `INSUFFICIENT_BALANCE`: nothing changed.
+    /// `INSUFFICIENT_BALANCE`.
     #[error("balance {balance} is below the price {price}")]
     InsufficientBalance {
         /// The balance, unchanged.
@@ -118,9 +166,26 @@ pub enum PayError {
         /// The price to pay.
         price: Won,
     },
-    /// The store failed; nothing changed.
+    /// `IDEMPOTENCY_KEY_REUSED`: the key was used for a different request.
+    #[error("the Idempotency-Key was used for a different request")]
+    KeyReused,
+    /// `IDEMPOTENCY_KEY_IN_FLIGHT`: a request with the same key is still running.
+    #[error("a request with this Idempotency-Key is still running")]
+    KeyInFlight,
+    /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<AuthorizeError> for PayError {
+    fn from(e: AuthorizeError) -> Self {
+        match e {
+            AuthorizeError::Invalid => Self::TokenInvalid,
+            AuthorizeError::Expired => Self::TokenExpired,
+            AuthorizeError::NotActive => Self::TokenNotActive,
+            AuthorizeError::Store(s) => Self::Store(s),
+        }
+    }
 }
 
 /// Reading a balance.
@@ -131,7 +196,21 @@ pub enum BalanceError {
     Store(#[from] StoreError),
 }
 
-/// Charging a balance.
+/// Reading a page of the balance history.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum HistoryError {
+    /// `INVALID_REQUEST`: `limit` outside 1..=100.
+    #[error("limit must be between 1 and 100")]
+    InvalidLimit,
+    /// `INVALID_REQUEST`: `before` is not an entry of this user.
+    #[error("before is not an entry of this user's history")]
+    UnknownBefore,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Charging a balance. On every variant nothing changed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ChargeError {
     /// `INVALID_AMOUNT`: not in `1..=1_000_000_000`.
@@ -145,6 +224,59 @@ pub enum ChargeError {
         /// The amount asked for.
         amount: Won,
     },
+    /// `IDEMPOTENCY_KEY_REUSED`: the key was used for a different request.
+    #[error("the Idempotency-Key was used for a different request")]
+    KeyReused,
+    /// `IDEMPOTENCY_KEY_IN_FLIGHT`: a request with the same key is still running.
+    #[error("a request with this Idempotency-Key is still running")]
+    KeyInFlight,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Changing the waiting room's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum UpdateQueueError {
+    /// `INVALID_REQUEST`: a value out of bounds.
+    #[error(transparent)]
+    Invalid(#[from] InvalidSetting),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Creating a concert.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CreateConcertError {
+    /// `INVALID_REQUEST`: a catalogue rule is broken; nothing stored.
+    #[error(transparent)]
+    Invalid(#[from] InvalidCatalogue),
+    /// The store failed; nothing stored.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Adding a schedule to a concert.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum AddScheduleError {
+    /// `NOT_FOUND`: unknown concert.
+    #[error("concert not found")]
+    NotFound,
+    /// `INVALID_REQUEST`: a catalogue rule is broken; nothing stored.
+    #[error(transparent)]
+    Invalid(#[from] InvalidCatalogue),
+    /// The store failed; nothing stored.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Reading a concert's sales.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SalesError {
+    /// `NOT_FOUND`: unknown concert.
+    #[error("concert not found")]
+    NotFound,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -1,30 +1,22 @@
 //! Identifier newtypes. Every id is a UUID on the wire and in storage; the newtypes keep a
-//! `SeatId` from ever being passed where a `ScheduleId` is expected.
+//! `SeatId` from ever being passed where a `ScheduleId` is expected. New ids come from the
+//! [`crate::random::Randomness`] port, never from a generator of this crate's own.
 
 use std::fmt;
-use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 macro_rules! uuid_id {
     ($(#[$meta:meta])* $name:ident) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(transparent)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(Uuid);
 
         impl $name {
-            /// Wraps an existing UUID (from storage or a parsed request).
+            /// Wraps an existing UUID (from storage, a parsed request or the randomness port).
             #[must_use]
             pub const fn from_uuid(id: Uuid) -> Self {
                 Self(id)
-            }
-
-            /// A fresh random (v4) id.
-            #[must_use]
-            pub fn random() -> Self {
-                Self(Uuid::new_v4())
             }
 
             /// The UUID inside.
@@ -37,13 +29,6 @@ macro_rules! uuid_id {
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 self.0.hyphenated().fmt(f)
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = uuid::Error;
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                Uuid::parse_str(s).map(Self)
             }
         }
 

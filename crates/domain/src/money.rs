@@ -2,13 +2,11 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// An amount of Korean won. Balances and prices are never negative; the type allows negative
 /// values only so that arithmetic on it cannot overflow silently (use the checked helpers).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
-#[serde(transparent)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Won(i64);
 
 impl Won {
@@ -48,6 +46,14 @@ impl fmt::Display for Won {
 
 /// The highest balance an account may hold (contract: `BALANCE_LIMIT` above it).
 pub const BALANCE_LIMIT: Won = Won(10_000_000_000);
+
+/// The balance rule of a charge: `balance + amount` may not pass `limit`. Stores that apply a
+/// credit as one conditional statement restate this comparison in it (and say so); the
+/// conformance suite checks both sides of the boundary on every store.
+#[must_use]
+pub fn credit_fits(balance: Won, amount: Won, limit: Won) -> bool {
+    balance.checked_add(amount).is_some_and(|after| after <= limit)
+}
 
 /// The largest single charge (contract: `INVALID_AMOUNT` outside `1..=MAX_CHARGE`).
 pub const MAX_CHARGE: i64 = 1_000_000_000;
@@ -92,6 +98,13 @@ mod tests {
         assert_eq!(ChargeAmount::new(0), Err(InvalidChargeAmount(0)));
         assert_eq!(ChargeAmount::new(-5), Err(InvalidChargeAmount(-5)));
         assert_eq!(ChargeAmount::new(MAX_CHARGE + 1), Err(InvalidChargeAmount(MAX_CHARGE + 1)));
+    }
+
+    #[test]
+    fn a_credit_fits_up_to_and_including_the_limit() {
+        assert!(credit_fits(Won::new(9), Won::new(1), Won::new(10)));
+        assert!(!credit_fits(Won::new(10), Won::new(1), Won::new(10)));
+        assert!(!credit_fits(Won::new(i64::MAX), Won::new(1), Won::new(i64::MAX)));
     }
 
     #[test]

@@ -1,39 +1,33 @@
 //! Ports: what the domain needs from the outside world, as sync `Send + Sync`, dyn-compatible
-//! traits. Adapters (PostgreSQL, in-memory) implement them; the use cases in
+//! traits. Adapters (PostgreSQL, Redis, in-memory) implement them; the use cases in
 //! [`crate::service`] call them.
 //!
-//! The rules live in the domain; the ports' contracts below say what an implementation MUST do
+//! The rules live in the domain; the contracts below say what an implementation MUST do
 //! *atomically* so that a rule holds with many threads and many instances. Where a decision has
-//! to be taken inside the store's atomic section (admission), the port receives the domain's
-//! policy object and calls its rule functions rather than re-deriving them.
+//! to be taken inside the store's atomic section, the port either receives the domain's
+//! decision function (payments: read, decide, apply) or the policy value whose rule it applies
+//! (admission), and each place where a store restates a rule in its own language names the
+//! domain function it mirrors.
 //!
-//! Every method returns [`StoreError`] when the store itself fails; implementations MUST map
-//! "cannot reach the store" (connection refused, pool timeout) to [`StoreError::Unavailable`]
-//! and everything else unexpected to [`StoreError::Internal`].
+//! Every method returns [`StoreError`] when the store itself fails, and then has changed
+//! nothing. Implementations MUST map "cannot reach the store" (connection refused or lost,
+//! pool timeout) to [`StoreError::Unavailable`], "gave up waiting" (lock or statement timeout)
+//! to [`StoreError::Timeout`], and everything else unexpected to [`StoreError::Internal`].
 
-use thiserror::Error;
 use time::OffsetDateTime;
 
-use crate::account::{CreditOutcome, LedgerEntry};
-use crate::catalogue::{Concert, ScheduleSummary, SeatRecord};
+use crate::account::{CreditOutcome, CreditRequest, LedgerEntry, LedgerQuery};
+use crate::catalogue::{AddSchedule, Concert, NewConcert, NewSchedule, ScheduleSales, ScheduleSummary, SeatRecord};
 use crate::error::PayError;
-use crate::ids::{ConcertId, LedgerEntryId, ReservationId, ScheduleId, UserId};
+pub use crate::error::StoreError;
+use crate::idempotency::{Claimed, IdempotencyGuard, IdempotencyKey, IdempotencyRecord};
+use crate::ids::{ConcertId, ReservationId, ScheduleId, UserId};
 use crate::money::Won;
-use crate::payment::Payment;
-use crate::queue::{AdmissionOutcome, AdmissionPolicy, QueueCursor, QueueToken, TokenValue};
+use crate::payment::{PaymentFacts, PaymentRequest, Settlement};
+use crate::queue::{
+    AdmissionOutcome, AdmissionPolicy, QueueCursor, QueueSettings, QueueStats, QueueToken, SettingsPatch, TokenValue,
+};
 use crate::reservation::{HoldOutcome, HoldRequest, Reservation};
-
-/// A failure of the store itself, not of a business rule.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum StoreError {
-    /// The store cannot be reached (down, or no connection free in time). Retrying later may
-    /// work. The text is for logs only, never for clients.
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
-    /// Anything else unexpected. The text is for logs only, never for clients.
-    #[error("store failure: {0}")]
-    Internal(String),
-}
 
 /// The result of [`QueueStore::issue`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +36,8 @@ pub struct IssueOutcome {
     pub token: QueueToken,
     /// Whether `token` was created by this call.
     pub created: bool,
+    /// The queue cursor, read with the issue (for the new token's position).
+    pub cursor: QueueCursor,
 }
 
 /// The waiting queue.
@@ -52,24 +48,34 @@ pub trait QueueStore: Send + Sync {
     /// Atomically: if the user has a token live at `now` (WAITING, or ACTIVE with
     /// `expires_at > now`) return it with `created: false`. Otherwise mark any ACTIVE token of
     /// theirs whose time is up EXPIRED, and store a new WAITING token with value `value`,
-    /// `issued_at = now` and `seq` one above the highest ever issued (gapless: a failed issue
-    /// MUST NOT consume a number). Concurrent calls for one user MUST yield one token.
+    /// `issued_at = now` and `seq` one above the highest ever issued, gapless and in commit
+    /// order (a failed issue MUST NOT consume a number; a token becomes visible only after
+    /// every lower `seq`). Concurrent calls for one user, in any process, MUST yield one token.
     ///
     /// # Errors
     /// [`StoreError`] when the store fails; nothing is stored then.
     fn issue(&self, user: UserId, value: TokenValue, now: OffsetDateTime) -> Result<IssueOutcome, StoreError>;
 
-    /// The token with this value, if any, as stored.
+    /// The token with this value, if any, as stored now. Used to grant access: never stale.
     ///
     /// # Errors
     /// [`StoreError`] when the store fails.
     fn find(&self, value: &TokenValue) -> Result<Option<QueueToken>, StoreError>;
 
-    /// The token with this value and the queue cursor, read together (one round trip).
+    /// The token with this value and the queue cursor, read together (one round trip). A
+    /// caching implementation MAY answer a WAITING token from memory with a cursor at most its
+    /// configured staleness old.
     ///
     /// # Errors
     /// [`StoreError`] when the store fails.
     fn find_with_cursor(&self, value: &TokenValue) -> Result<Option<(QueueToken, QueueCursor)>, StoreError>;
+
+    /// What [`QueueStore::find_with_cursor`] would answer, if it can be answered from this
+    /// process's memory without blocking on I/O; `None` otherwise (the caller then calls
+    /// `find_with_cursor` on a thread that may block). Stores without a cache answer `None`.
+    fn find_in_memory(&self, _value: &TokenValue) -> Option<(QueueToken, QueueCursor)> {
+        None
+    }
 
     /// The queue cursor.
     ///
@@ -77,28 +83,78 @@ pub trait QueueStore: Send + Sync {
     /// [`StoreError`] when the store fails.
     fn cursor(&self) -> Result<QueueCursor, StoreError>;
 
-    /// Runs one admission tick, at most once per `policy.interval` over all instances.
+    /// Runs one admission tick, at most once per `policy.interval` over all instances, timed
+    /// on the store's own clock (never the caller's), so instances whose clocks disagree still
+    /// admit at most `policy.batch` per interval.
     ///
-    /// Atomically and serialised against every other caller, in any process: if
-    /// `!policy.is_due(cursor.last_admission_at, now)` return `NotDue`. Otherwise let
+    /// Atomically and serialised against every other caller, in any process, with `now` the
+    /// store's clock: if `!policy.is_due(cursor.last_admission_at, now)` return
+    /// `NotDue { wait: next_admission_at - now }`. Otherwise let
     /// `n = policy.quota(active, waiting)` where `active` counts tokens ACTIVE and unexpired at
     /// `now` (count it only when `policy.max_active` is set; pass 0 otherwise) and `waiting`
     /// the WAITING tokens; activate the `n` WAITING tokens of lowest `seq` with
     /// `activated_at = now`, `expires_at = policy.expiry_for(now)`; advance
     /// `admitted_through` by `n`; if `n > 0` set `last_admission_at = now`. Return
     /// `Admitted(n)`. An implementation MAY return `Busy` instead of waiting when another
-    /// caller holds the admission lock.
+    /// caller holds the admission lock. Never returns `Paused` (pausing is the domain's).
     ///
     /// # Errors
     /// [`StoreError`] when the store fails; nothing is admitted then.
-    fn admit(&self, policy: &AdmissionPolicy, now: OffsetDateTime) -> Result<AdmissionOutcome, StoreError>;
+    fn admit(&self, policy: &AdmissionPolicy) -> Result<AdmissionOutcome, StoreError>;
 
-    /// Marks every ACTIVE token with `expires_at <= now` EXPIRED; returns how many changed.
-    /// Concurrent callers MUST together change each token once.
+    /// Marks at most `limit` ACTIVE tokens with `expires_at <=` the store's clock EXPIRED;
+    /// returns how many changed. Concurrent callers MUST together change each token once.
     ///
     /// # Errors
     /// [`StoreError`] when the store fails.
-    fn expire_tokens(&self, now: OffsetDateTime) -> Result<u64, StoreError>;
+    fn expire_tokens(&self, limit: u32) -> Result<u64, StoreError>;
+
+    /// Uses up the token with this value after it paid: if it is ACTIVE, it becomes EXPIRED
+    /// with `expires_at = at`. Idempotent; never touches another token (a WAITING token of the
+    /// same user stays in line). A store that holds the token in the payment store's own
+    /// database has already done this inside the payment's transaction and MAY do nothing.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    fn use_up(&self, value: &TokenValue, at: OffsetDateTime) -> Result<(), StoreError>;
+
+    /// Counts and cursor for an operator, with the store's clock.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    fn stats(&self) -> Result<QueueStats, StoreError>;
+
+    /// Readiness: `Ok` when the store answers.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when it cannot be reached.
+    fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// The waiting room's live settings (pause, N, M, TTL, cap), shared by every instance and kept
+/// across restarts.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait SettingsStore: Send + Sync {
+    /// The settings in force: the last ones stored by [`SettingsStore::update`], or the
+    /// starting values this store was built with if none were ever stored. A caching
+    /// implementation MAY answer from memory with a copy at most its configured staleness old.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    fn load(&self) -> Result<QueueSettings, StoreError>;
+
+    /// What [`SettingsStore::load`] would answer, if this process has it in memory now;
+    /// `None` otherwise (stores without a cache answer `None`).
+    fn load_in_memory(&self) -> Option<QueueSettings> {
+        None
+    }
+
+    /// Applies `patch` to the settings in force and stores the result, atomically against
+    /// concurrent updates from any instance; returns the settings before and after.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails; nothing changes then.
+    fn update(&self, patch: &SettingsPatch) -> Result<(QueueSettings, QueueSettings), StoreError>;
 }
 
 /// Concerts, schedules and seats.
@@ -110,9 +166,10 @@ pub trait CatalogueStore: Send + Sync {
     /// [`StoreError`] when the store fails.
     fn concerts(&self) -> Result<Vec<Concert>, StoreError>;
 
-    /// `None` if the concert is unknown; else its schedules with `starts_at > now`, ascending
-    /// by `starts_at`, with `available_seats` counting seats that have no PAID reservation and
-    /// no HELD one with `held_until > now`.
+    /// `None` if the concert is unknown; else its bookable schedules
+    /// ([`ScheduleSummary::is_bookable_at`] `now`), ascending by `starts_at`, with
+    /// `available_seats` counting seats whose status at `now` is AVAILABLE
+    /// ([`SeatRecord::status_at`]).
     ///
     /// # Errors
     /// [`StoreError`] when the store fails.
@@ -124,17 +181,40 @@ pub trait CatalogueStore: Send + Sync {
     /// # Errors
     /// [`StoreError`] when the store fails.
     fn seats(&self, schedule: ScheduleId) -> Result<Option<Vec<SeatRecord>>, StoreError>;
+
+    /// Stores a concert with all its schedules and seats, all or nothing. `Ok(false)` when a
+    /// concert with this id exists already (nothing changed).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails; nothing is stored then.
+    fn create_concert(&self, concert: &NewConcert) -> Result<bool, StoreError>;
+
+    /// Stores a schedule with its seats, all or nothing.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails; nothing is stored then.
+    fn add_schedule(&self, schedule: &NewSchedule) -> Result<AddSchedule, StoreError>;
+
+    /// `None` if the concert is unknown; else, per schedule (past ones included) ascending by
+    /// start, its seats sold, held and available as of `now` ([`SeatRecord::status_at`]) and
+    /// the sum of the prices paid.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    fn sales(&self, concert: ConcertId, now: OffsetDateTime) -> Result<Option<Vec<ScheduleSales>>, StoreError>;
 }
 
 /// Reservations (seat holds).
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 pub trait ReservationStore: Send + Sync {
     /// Holds a seat, atomically: `NoSuchSeat` unless the seat belongs to `req.schedule_id` and
-    /// that schedule starts after `req.now`; `SeatTaken` if the seat has a PAID reservation or
-    /// a HELD one with `held_until > req.now`; else mark any lapsed HELD reservation of the seat
-    /// EXPIRED and store a new HELD one (`created_at = req.now`, price and number from the
-    /// seat). Of any number of concurrent calls for one seat, in any process, at most one
-    /// returns `Held`.
+    /// that schedule is bookable at `req.now`; `SeatTaken` if the seat has a PAID reservation
+    /// or a HELD one with `held_until > req.now`; `HoldLimit` unless
+    /// [`crate::reservation::may_hold_another`] allows the user's live holds at `req.now`
+    /// under `req.max_live_holds`; else mark any lapsed HELD reservation of the seat EXPIRED
+    /// and store a new HELD one (`created_at = req.now`, price and number from the seat).
+    /// Of any number of concurrent calls for one seat, in any process, at most one returns
+    /// `Held`; concurrent calls of one user never take them past the limit.
     ///
     /// # Errors
     /// [`StoreError`] when the store fails; nothing is stored then.
@@ -146,16 +226,15 @@ pub trait ReservationStore: Send + Sync {
     /// [`StoreError`] when the store fails.
     fn find(&self, id: ReservationId) -> Result<Option<Reservation>, StoreError>;
 
-    /// Marks every HELD reservation with `held_until <= now` EXPIRED; returns how many changed.
-    /// Concurrent callers (and payments) MUST together change each reservation once.
+    /// Marks at most `limit` HELD reservations with `held_until <= now` EXPIRED; returns how
+    /// many changed. Concurrent callers (and payments) MUST together change each once.
     ///
     /// # Errors
     /// [`StoreError`] when the store fails.
-    fn release_lapsed(&self, now: OffsetDateTime) -> Result<u64, StoreError>;
+    fn release_lapsed(&self, now: OffsetDateTime, limit: u32) -> Result<u64, StoreError>;
 }
 
 /// Balances and their ledger.
-#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 pub trait AccountStore: Send + Sync {
     /// The user's balance; 0 for a user never charged.
     ///
@@ -163,91 +242,82 @@ pub trait AccountStore: Send + Sync {
     /// [`StoreError`] when the store fails.
     fn balance(&self, user: UserId) -> Result<Won, StoreError>;
 
-    /// Adds `amount` (> 0) to the balance unless the result would exceed `limit`, as one
-    /// atomic conditional update (never read-modify-write), and in the same transaction
-    /// appends a CHARGE ledger entry with id `entry`, time `at` and the new balance. Returns
+    /// Adds `req.amount` to the balance if [`crate::money::credit_fits`] under `req.limit`, as
+    /// one atomic conditional update (never read-modify-write), and in the same transaction
+    /// appends a CHARGE ledger entry (`req.entry`, `req.at`, the new balance). Returns
     /// `LimitExceeded(current)` and changes nothing when over the limit.
+    ///
+    /// With a `guard`, in the same transaction and before the credit: claim
+    /// `(guard.user, guard.key)`. If an unexpired record exists (after waiting, within the
+    /// store's lock timeout, for a concurrent claimer to commit or roll back) return
+    /// `Recorded(record)` and change nothing; if that wait gives up return `InFlight`.
+    /// Otherwise credit, and on `Credited` store the record (`guard.fingerprint`,
+    /// `(guard.render)(Charged)`, kept until `guard.expires_at`) before committing; on
+    /// `LimitExceeded` store no record.
     ///
     /// # Errors
     /// [`StoreError`] when the store fails; nothing changes then.
     fn credit(
         &self,
-        user: UserId,
-        amount: Won,
-        limit: Won,
-        entry: LedgerEntryId,
-        at: OffsetDateTime,
-    ) -> Result<CreditOutcome, StoreError>;
+        req: &CreditRequest,
+        guard: Option<&IdempotencyGuard<'_>>,
+    ) -> Result<Claimed<CreditOutcome>, StoreError>;
 
-    /// The user's ledger, oldest first.
+    /// `None` when `query.before` is given and is not an entry of this user; else the user's
+    /// entries older than `query.before` (all when `None`), newest first, at most
+    /// `query.limit` of them.
     ///
     /// # Errors
     /// [`StoreError`] when the store fails.
-    fn ledger(&self, user: UserId) -> Result<Vec<LedgerEntry>, StoreError>;
+    fn ledger(&self, user: UserId, query: &LedgerQuery) -> Result<Option<Vec<LedgerEntry>>, StoreError>;
 }
 
-/// The result of [`PaymentTx::debit`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DebitOutcome {
-    /// Debited; the new balance.
-    Debited(Won),
-    /// Not debited: the balance is below the amount. The unchanged balance.
-    Insufficient(Won),
+/// The payment's decision function (see [`PaymentStore::pay`]).
+pub type Decide<'a> = dyn FnMut(&PaymentFacts) -> Result<Settlement, PayError> + 'a;
+
+/// Payments, as one unit of work shaped read, decide, apply.
+pub trait PaymentStore: Send + Sync {
+    /// In one transaction:
+    /// 1. with a `guard`, claim the key as [`AccountStore::credit`] does (`Recorded`,
+    ///    `InFlight`);
+    /// 2. read [`PaymentFacts`] for `req`, holding, until commit, locks that serialise it
+    ///    against every other payment of the reservation or with the token, hold release,
+    ///    and every other change of the balance (and, when this store holds the queue, of the
+    ///    token);
+    /// 3. call `decide` once with them; on `Err`, roll back and return it;
+    /// 4. apply the [`Settlement`]: reservation PAID at `payment.paid_at`, balance debited by
+    ///    `payment.amount`, the payment stored with its token (at most one payment per token
+    ///    and per reservation, enforced by the store too), the ledger entry appended, the
+    ///    token EXPIRED with `expires_at = paid_at` if this store holds it, and with a guard
+    ///    the record (`(guard.render)(Paid)`); then commit.
+    ///
+    /// # Errors
+    /// Whatever `decide` returns, or [`PayError::Store`]; nothing changed on any of them.
+    fn pay(
+        &self,
+        req: &PaymentRequest,
+        guard: Option<&IdempotencyGuard<'_>>,
+        decide: &mut Decide<'_>,
+    ) -> Result<Claimed<Settlement>, PayError>;
 }
 
-/// The operations a payment performs inside one transaction (see [`PaymentUnitOfWork`]).
+/// The records of keyed requests.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
-pub trait PaymentTx {
-    /// The reservation, locked against concurrent payments and hold release until the
-    /// transaction ends.
+pub trait IdempotencyStore: Send + Sync {
+    /// The unexpired record of `(user, key)` at `now`, if any (committed records only).
     ///
     /// # Errors
     /// [`StoreError`] when the store fails.
-    fn lock_reservation(&mut self, id: ReservationId) -> Result<Option<Reservation>, StoreError>;
+    fn find(
+        &self,
+        user: UserId,
+        key: &IdempotencyKey,
+        now: OffsetDateTime,
+    ) -> Result<Option<IdempotencyRecord>, StoreError>;
 
-    /// Subtracts `amount` from the balance if it covers it, as one atomic conditional update.
+    /// Deletes at most `limit` records that expired by `now`; returns how many.
     ///
     /// # Errors
     /// [`StoreError`] when the store fails.
-    fn debit(&mut self, user: UserId, amount: Won) -> Result<DebitOutcome, StoreError>;
-
-    /// Marks the (locked, HELD) reservation PAID at `at`.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the store fails.
-    fn mark_paid(&mut self, id: ReservationId, at: OffsetDateTime) -> Result<(), StoreError>;
-
-    /// Stores the payment.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the store fails.
-    fn record_payment(&mut self, payment: &Payment) -> Result<(), StoreError>;
-
-    /// Appends a ledger entry.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the store fails.
-    fn append_ledger(&mut self, entry: &LedgerEntry) -> Result<(), StoreError>;
-
-    /// Expires the user's WAITING or ACTIVE tokens (`expires_at = at`): a payment uses the
-    /// token up.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the store fails.
-    fn expire_tokens_of(&mut self, user: UserId, at: OffsetDateTime) -> Result<(), StoreError>;
-}
-
-/// The work of one payment, run by a [`PaymentUnitOfWork`].
-pub type PaymentWork<'a> = dyn FnMut(&mut dyn PaymentTx) -> Result<Payment, PayError> + 'a;
-
-/// Runs a payment's work in one transaction: the domain states the rule once
-/// ([`crate::service::Ticketing::pay`]) and each adapter makes it all-or-nothing.
-pub trait PaymentUnitOfWork: Send + Sync {
-    /// Begins a transaction, runs `work` with it, commits if `work` returns `Ok` and rolls
-    /// everything back if it returns `Err`. A store failure during begin or commit is returned
-    /// as [`PayError::Store`] (nothing changed).
-    ///
-    /// # Errors
-    /// Whatever `work` returns, or [`PayError::Store`].
-    fn run(&self, work: &mut PaymentWork<'_>) -> Result<Payment, PayError>;
+    fn purge_expired(&self, now: OffsetDateTime, limit: u32) -> Result<u64, StoreError>;
 }

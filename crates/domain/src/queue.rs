@@ -1,4 +1,5 @@
-//! The waiting room: queue tokens, their life cycle and the admission policy.
+//! The waiting room: queue tokens, their life cycle, the admission policy and its live
+//! settings.
 //!
 //! A token is WAITING when issued, ACTIVE once an admission tick lets it in, and EXPIRED when
 //! its TTL runs out or a payment uses it up. An ACTIVE token whose `expires_at` has passed
@@ -6,21 +7,21 @@
 //! ([`QueueToken::status_at`]).
 //!
 //! Every token carries a gapless issue sequence number `seq`. Admission is strictly in `seq`
-//! order and WAITING tokens never leave the queue any other way, so the WAITING tokens issued
-//! before token `t` are exactly those with `admitted_through < seq < t.seq`, and
-//! `position = t.seq - admitted_through`: one subtraction, whatever the length of the queue.
+//! order and a WAITING token leaves the line only by admission (a payment uses up only the
+//! ACTIVE token that paid, never a WAITING one), so the WAITING tokens issued before token `t`
+//! are exactly those with `admitted_through < seq < t.seq`, and
+//! `position = t.seq - admitted_through`: one subtraction, whatever the length of the line. For
+//! the same reason the number waiting is `issued_through - admitted_through`.
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use time::{Duration, OffsetDateTime};
 
 use crate::ids::UserId;
 
 /// The opaque bearer value of a queue token: 64 lower-case hex digits (256 random bits).
-#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TokenValue(String);
 
 /// A bearer string that cannot be a token of ours.
@@ -71,33 +72,21 @@ impl fmt::Debug for TokenValue {
     }
 }
 
-/// Where new token values come from.
-#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
-pub trait TokenGenerator: Send + Sync {
-    /// A fresh, unguessable token value.
-    fn generate(&self) -> TokenValue;
-}
-
-/// Token values from the operating system's random generator (256 bits each).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct OsTokenGenerator;
-
-impl TokenGenerator for OsTokenGenerator {
-    fn generate(&self) -> TokenValue {
-        let mut bytes = [0_u8; 32];
-        // getrandom only fails when the OS has no entropy source at all, where no secure token
-        // can be made; falling back to UUID v4 (itself OS-random) keeps the request alive.
-        if getrandom::getrandom(&mut bytes).is_err() {
-            bytes[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-            bytes[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-        }
-        TokenValue::from_bytes(bytes)
-    }
-}
-
-/// A token's state as stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+/// A token's state as stored. Spelled as in the contract (`WAITING`, ...) by `strum`, in
+/// storage and on the wire alike.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantNames,
+    strum::Display,
+)]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum TokenStatus {
     /// In line, not yet admitted.
     Waiting,
@@ -108,25 +97,10 @@ pub enum TokenStatus {
 }
 
 impl TokenStatus {
-    /// The contract's spelling (`WAITING`, `ACTIVE`, `EXPIRED`), also used in storage.
+    /// The contract's spelling.
     #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Waiting => "WAITING",
-            Self::Active => "ACTIVE",
-            Self::Expired => "EXPIRED",
-        }
-    }
-
-    /// Parses the stored spelling.
-    #[must_use]
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "WAITING" => Some(Self::Waiting),
-            "ACTIVE" => Some(Self::Active),
-            "EXPIRED" => Some(Self::Expired),
-            _ => None,
-        }
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 
@@ -143,7 +117,7 @@ pub struct QueueToken {
     pub status: TokenStatus,
     /// When the token was issued.
     pub issued_at: OffsetDateTime,
-    /// When an admission tick activated it.
+    /// When an admission tick activated it (on the store's clock).
     pub activated_at: Option<OffsetDateTime>,
     /// When an ACTIVE token stops being valid (set on activation; set to the payment time when
     /// a payment uses the token up).
@@ -179,11 +153,11 @@ impl QueueToken {
 pub struct QueueCursor {
     /// Every token with `seq <= admitted_through` has been admitted (or expired since).
     pub admitted_through: i64,
-    /// When the last admission tick that admitted anything ran.
+    /// When the last admission tick that admitted anything ran (store clock).
     pub last_admission_at: Option<OffsetDateTime>,
 }
 
-/// How the waiting room lets people in. Built once from configuration.
+/// How the waiting room lets people in: N, M, the ACTIVE TTL and the optional cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AdmissionPolicy {
     /// N: at most this many tokens per admission tick, counted over all instances.
@@ -196,10 +170,18 @@ pub struct AdmissionPolicy {
     pub max_active: Option<u32>,
 }
 
+impl Default for AdmissionPolicy {
+    /// The contract's defaults: N = 100 every M = 60 s, ACTIVE for 600 s, no cap.
+    fn default() -> Self {
+        Self { batch: 100, interval: Duration::seconds(60), active_ttl: Duration::seconds(600), max_active: None }
+    }
+}
+
 impl AdmissionPolicy {
     /// Whether an admission tick may run at `now`, given when the last one that admitted
     /// anything ran. Ticks that admit nothing do not count, so an idle waiting room lets a
-    /// newcomer in at the next check rather than up to M later.
+    /// newcomer in at the next check rather than up to M later. Stores that decide this inside
+    /// their atomic section in their own language (Lua on Redis) restate exactly this.
     #[must_use]
     pub fn is_due(&self, last_admission_at: Option<OffsetDateTime>, now: OffsetDateTime) -> bool {
         last_admission_at.is_none_or(|last| now >= last + self.interval)
@@ -239,14 +221,155 @@ impl AdmissionPolicy {
         let batch = i64::from(self.batch.max(1));
         let ticks_ahead = (position - 1) / batch;
         let wait = (next - now) + self.interval * i32::try_from(ticks_ahead).unwrap_or(i32::MAX);
-        let whole = wait.whole_seconds();
-        if wait > Duration::seconds(whole) {
-            whole + 1
-        } else {
-            whole
+        ceil_secs(wait)
+    }
+}
+
+fn ceil_secs(d: Duration) -> i64 {
+    let whole = d.whole_seconds();
+    if d > Duration::seconds(whole) {
+        whole + 1
+    } else {
+        whole
+    }
+}
+
+/// The waiting room's live settings: what an operator can change while it runs. Every
+/// instance reads them from the store (see `SettingsStore`), so a change applies everywhere
+/// and survives restarts; configuration only gives the values in force until the first change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueSettings {
+    /// While `true` nobody is admitted (tokens are still issued and polled).
+    pub paused: bool,
+    /// N, M, TTL and the cap.
+    pub admission: AdmissionPolicy,
+}
+
+/// Bounds of the operator's settings (contract, "Operator API").
+pub mod limits {
+    /// `admitBatch`.
+    pub const BATCH: std::ops::RangeInclusive<u32> = 1..=100_000;
+    /// `admitIntervalSecs`.
+    pub const INTERVAL_SECS: std::ops::RangeInclusive<i64> = 1..=86_400;
+    /// `activeTtlSecs`.
+    pub const ACTIVE_TTL_SECS: std::ops::RangeInclusive<i64> = 10..=86_400;
+    /// `maxActive`.
+    pub const MAX_ACTIVE: std::ops::RangeInclusive<u32> = 1..=10_000_000;
+}
+
+/// A change an operator asks for; `None` leaves a setting as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SettingsPatch {
+    paused: Option<bool>,
+    batch: Option<u32>,
+    interval: Option<Duration>,
+    active_ttl: Option<Duration>,
+    max_active: Option<Option<u32>>,
+}
+
+/// A setting outside its bounds; the text names it and its range.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{0}")]
+pub struct InvalidSetting(pub String);
+
+impl SettingsPatch {
+    /// Validates a change against [`limits`].
+    ///
+    /// # Errors
+    /// [`InvalidSetting`] naming the first value out of bounds, or when nothing would change.
+    pub fn new(
+        paused: Option<bool>,
+        batch: Option<i64>,
+        interval_secs: Option<i64>,
+        active_ttl_secs: Option<i64>,
+        max_active: Option<Option<i64>>,
+    ) -> Result<Self, InvalidSetting> {
+        fn within<T>(name: &str, v: i64, range: &std::ops::RangeInclusive<T>) -> Result<T, InvalidSetting>
+        where
+            T: PartialOrd + Copy + fmt::Display + TryFrom<i64>,
+        {
+            T::try_from(v)
+                .ok()
+                .filter(|x| range.contains(x))
+                .ok_or_else(|| InvalidSetting(format!("{name} must be between {} and {}", range.start(), range.end())))
+        }
+        if paused.is_none()
+            && batch.is_none()
+            && interval_secs.is_none()
+            && active_ttl_secs.is_none()
+            && max_active.is_none()
+        {
+            return Err(InvalidSetting("name at least one setting to change".into()));
+        }
+        Ok(Self {
+            paused,
+            batch: batch.map(|v| within("admitBatch", v, &limits::BATCH)).transpose()?,
+            interval: interval_secs
+                .map(|v| within("admitIntervalSecs", v, &limits::INTERVAL_SECS).map(Duration::seconds))
+                .transpose()?,
+            active_ttl: active_ttl_secs
+                .map(|v| within("activeTtlSecs", v, &limits::ACTIVE_TTL_SECS).map(Duration::seconds))
+                .transpose()?,
+            max_active: max_active
+                .map(|m| m.map(|v| within("maxActive", v, &limits::MAX_ACTIVE)).transpose())
+                .transpose()?,
+        })
+    }
+
+    /// The settings after this change.
+    #[must_use]
+    pub fn apply(&self, to: QueueSettings) -> QueueSettings {
+        let a = to.admission;
+        QueueSettings {
+            paused: self.paused.unwrap_or(to.paused),
+            admission: AdmissionPolicy {
+                batch: self.batch.unwrap_or(a.batch),
+                interval: self.interval.unwrap_or(a.interval),
+                active_ttl: self.active_ttl.unwrap_or(a.active_ttl),
+                max_active: self.max_active.unwrap_or(a.max_active),
+            },
         }
     }
 }
+
+/// The line as a store sees it at one instant (`GET /admin/queue`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueStats {
+    /// WAITING tokens: `issued_through - admitted_through`.
+    pub waiting: u64,
+    /// ACTIVE tokens whose TTL has not run out at `now`.
+    pub active: u64,
+    /// The `seq` of the last token issued (0: none yet).
+    pub issued_through: i64,
+    /// The cursor.
+    pub cursor: QueueCursor,
+    /// The store's clock at the read (admission is timed on it).
+    pub now: OffsetDateTime,
+}
+
+/// The waiting room for an operator: counts, cursor, settings in force, next admission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueState {
+    /// Counts and cursor.
+    pub stats: QueueStats,
+    /// The settings in force.
+    pub settings: QueueSettings,
+    /// The earliest time of the next admission; `None` while paused.
+    pub next_admission_at: Option<OffsetDateTime>,
+}
+
+impl QueueState {
+    /// Combines a store's stats with the settings in force.
+    #[must_use]
+    pub fn of(stats: QueueStats, settings: QueueSettings) -> Self {
+        let next =
+            (!settings.paused).then(|| settings.admission.next_admission_at(stats.cursor.last_admission_at, stats.now));
+        Self { stats, settings, next_admission_at: next }
+    }
+}
+
+/// Bounds of the pace at which a client should poll its WAITING token.
+pub const POLL_AFTER_SECS: std::ops::RangeInclusive<i64> = 1..=20;
 
 /// What a client sees of its token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,16 +382,28 @@ pub struct TokenView {
     pub position: i64,
     /// Seconds until admission, 0 unless WAITING.
     pub estimated_wait_secs: i64,
+    /// Whether admission is paused by an operator.
+    pub paused: bool,
+    /// When to poll again, in seconds (0: no need, the token is no longer WAITING): a quarter
+    /// of the estimated wait, within [`POLL_AFTER_SECS`], so a line of a million polls at a
+    /// pace the server can hold while the front of the line still sees its turn promptly.
+    pub poll_after_secs: i64,
 }
 
 impl TokenView {
-    /// Builds the view of `token` at `now`.
+    /// Builds the view of `token` at `now` under `settings`.
     #[must_use]
-    pub fn of(token: QueueToken, cursor: &QueueCursor, policy: &AdmissionPolicy, now: OffsetDateTime) -> Self {
+    pub fn of(token: QueueToken, cursor: &QueueCursor, settings: &QueueSettings, now: OffsetDateTime) -> Self {
         let status = token.status_at(now);
-        let position = if status == TokenStatus::Waiting { (token.seq - cursor.admitted_through).max(1) } else { 0 };
-        let estimated_wait_secs = policy.estimated_wait_secs(position, cursor, now);
-        Self { token, status, position, estimated_wait_secs }
+        let waiting = status == TokenStatus::Waiting;
+        let position = if waiting { (token.seq - cursor.admitted_through).max(1) } else { 0 };
+        let estimated_wait_secs = settings.admission.estimated_wait_secs(position, cursor, now);
+        let poll_after_secs = match (waiting, settings.paused) {
+            (false, _) => 0,
+            (true, true) => *POLL_AFTER_SECS.end(),
+            (true, false) => (estimated_wait_secs / 4).clamp(*POLL_AFTER_SECS.start(), *POLL_AFTER_SECS.end()),
+        };
+        Self { token, status, position, estimated_wait_secs, paused: settings.paused, poll_after_secs }
     }
 }
 
@@ -277,17 +412,22 @@ impl TokenView {
 pub enum AdmissionOutcome {
     /// The tick ran and activated this many tokens (possibly 0 if none waited or the cap held).
     Admitted(u64),
-    /// The last admission was less than one interval ago (perhaps by another instance).
+    /// The last admission was less than one interval ago (perhaps by another instance); the
+    /// next one is due in `wait`, measured on the store's clock.
     NotDue {
-        /// When the next tick may run.
-        next_at: OffsetDateTime,
+        /// Time until the next admission is due.
+        wait: Duration,
     },
     /// Another instance is admitting right now.
     Busy,
+    /// An operator paused admission.
+    Paused,
 }
 
 #[cfg(test)]
 mod tests {
+    use std::str::FromStr as _;
+
     use super::*;
 
     fn t0() -> OffsetDateTime {
@@ -303,8 +443,12 @@ mod tests {
         }
     }
 
+    fn settings() -> QueueSettings {
+        QueueSettings { paused: false, admission: policy() }
+    }
+
     fn token(seq: i64) -> QueueToken {
-        QueueToken::new_waiting(TokenValue::from_bytes([7; 32]), UserId::random(), seq, t0())
+        QueueToken::new_waiting(TokenValue::from_bytes([7; 32]), UserId::from_uuid(uuid::Uuid::nil()), seq, t0())
     }
 
     #[test]
@@ -324,14 +468,6 @@ mod tests {
     }
 
     #[test]
-    fn os_generator_gives_distinct_well_formed_tokens() {
-        let a = OsTokenGenerator.generate();
-        let b = OsTokenGenerator.generate();
-        assert_ne!(a, b);
-        assert!(TokenValue::parse(a.as_str()).is_ok());
-    }
-
-    #[test]
     fn active_token_reads_expired_at_the_exact_expiry_instant() {
         let mut t = token(1);
         t.status = TokenStatus::Active;
@@ -344,28 +480,49 @@ mod tests {
     #[test]
     fn status_round_trips_through_its_spelling() {
         for s in [TokenStatus::Waiting, TokenStatus::Active, TokenStatus::Expired] {
-            assert_eq!(TokenStatus::parse(s.as_str()), Some(s));
+            assert_eq!(TokenStatus::from_str(s.as_str()), Ok(s));
         }
-        assert_eq!(TokenStatus::parse("waiting"), None);
+        assert_eq!(TokenStatus::Waiting.as_str(), "WAITING");
+        assert!(TokenStatus::from_str("waiting").is_err());
     }
 
     #[test]
     fn position_is_sequence_minus_admitted_cursor() {
         let cursor = QueueCursor { admitted_through: 10, last_admission_at: None };
-        let view = TokenView::of(token(13), &cursor, &policy(), t0());
+        let view = TokenView::of(token(13), &cursor, &settings(), t0());
         assert_eq!(view.position, 3);
         assert_eq!(view.status, TokenStatus::Waiting);
     }
 
     #[test]
-    fn active_and_expired_tokens_have_position_zero() {
+    fn active_and_expired_tokens_have_position_zero_and_no_poll_pace() {
         let cursor = QueueCursor::default();
         let mut t = token(1);
         t.status = TokenStatus::Active;
         t.expires_at = Some(t0() + Duration::seconds(1));
-        assert_eq!(TokenView::of(t.clone(), &cursor, &policy(), t0()).position, 0);
-        let later = TokenView::of(t, &cursor, &policy(), t0() + Duration::seconds(1));
+        let now = TokenView::of(t.clone(), &cursor, &settings(), t0());
+        assert_eq!((now.position, now.poll_after_secs), (0, 0));
+        let later = TokenView::of(t, &cursor, &settings(), t0() + Duration::seconds(1));
         assert_eq!((later.position, later.status, later.estimated_wait_secs), (0, TokenStatus::Expired, 0));
+    }
+
+    #[test]
+    fn the_poll_pace_follows_the_wait_within_bounds() {
+        let cursor = QueueCursor { admitted_through: 0, last_admission_at: Some(t0()) };
+        let view = |seq, paused| {
+            TokenView::of(
+                token(seq),
+                &cursor,
+                &QueueSettings { paused, admission: policy() },
+                t0() + Duration::seconds(20),
+            )
+        };
+        assert_eq!(view(1, false).poll_after_secs, 10, "40 s to wait: poll in 10 s");
+        assert_eq!(view(1000, false).poll_after_secs, 20, "capped");
+        assert_eq!(view(1, true).poll_after_secs, 20, "paused: slowest pace");
+        assert!(view(1, true).paused);
+        let due = TokenView::of(token(1), &QueueCursor::default(), &settings(), t0());
+        assert_eq!(due.poll_after_secs, 1, "due now: poll soon");
     }
 
     #[test]
@@ -409,5 +566,40 @@ mod tests {
         assert_eq!(p.quota(4, 10), 1);
         assert_eq!(p.quota(5, 10), 0);
         assert_eq!(p.quota(9, 10), 0);
+    }
+
+    #[test]
+    fn a_patch_is_checked_against_the_contract_bounds_and_applied_field_by_field() {
+        assert!(SettingsPatch::new(None, None, None, None, None).is_err(), "an empty change");
+        assert!(SettingsPatch::new(None, Some(0), None, None, None).is_err());
+        assert!(SettingsPatch::new(None, Some(100_001), None, None, None).is_err());
+        assert!(SettingsPatch::new(None, None, Some(86_401), None, None).is_err());
+        assert!(SettingsPatch::new(None, None, None, Some(9), None).is_err());
+        assert!(SettingsPatch::new(None, None, None, None, Some(Some(0))).is_err());
+        let e = SettingsPatch::new(None, Some(-1), None, None, None).unwrap_err();
+        assert!(e.0.contains("admitBatch"), "{e}");
+
+        let patch = SettingsPatch::new(Some(true), Some(5), None, Some(30), Some(None)).unwrap();
+        let before = QueueSettings { paused: false, admission: AdmissionPolicy { max_active: Some(9), ..policy() } };
+        let after = patch.apply(before);
+        assert!(after.paused);
+        assert_eq!(after.admission.batch, 5);
+        assert_eq!(after.admission.interval, policy().interval, "untouched");
+        assert_eq!(after.admission.active_ttl, Duration::seconds(30));
+        assert_eq!(after.admission.max_active, None, "an explicit null lifts the cap");
+    }
+
+    #[test]
+    fn the_next_admission_is_unknown_while_paused() {
+        let stats = QueueStats {
+            waiting: 1,
+            active: 0,
+            issued_through: 1,
+            cursor: QueueCursor { admitted_through: 0, last_admission_at: Some(t0()) },
+            now: t0() + Duration::seconds(10),
+        };
+        assert_eq!(QueueState::of(stats, settings()).next_admission_at, Some(t0() + Duration::seconds(60)));
+        let paused = QueueSettings { paused: true, ..settings() };
+        assert_eq!(QueueState::of(stats, paused).next_admission_at, None);
     }
 }

@@ -1,14 +1,24 @@
 //! Reservations: a hold on a seat that is paid (HELD -> PAID) or lapses (HELD -> EXPIRED).
 
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::ids::{ReservationId, ScheduleId, SeatId, UserId};
 use crate::money::Won;
 
-/// A reservation's stored state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+/// A reservation's stored state, spelled as in the contract (`HELD`, ...) by `strum`.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantNames,
+    strum::Display,
+)]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum ReservationStatus {
     /// The seat is held until `held_until`.
     Held,
@@ -21,23 +31,8 @@ pub enum ReservationStatus {
 impl ReservationStatus {
     /// The contract's spelling, also used in storage.
     #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Held => "HELD",
-            Self::Paid => "PAID",
-            Self::Expired => "EXPIRED",
-        }
-    }
-
-    /// Parses the stored spelling.
-    #[must_use]
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "HELD" => Some(Self::Held),
-            "PAID" => Some(Self::Paid),
-            "EXPIRED" => Some(Self::Expired),
-            _ => None,
-        }
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 
@@ -76,7 +71,9 @@ impl Reservation {
         }
     }
 
-    /// Whether it still occupies its seat at `now` (PAID, or HELD and unexpired).
+    /// Whether it still occupies its seat at `now` (PAID, or HELD and unexpired). This is the
+    /// "live claim" rule: stores restate it in their uniqueness guard (PostgreSQL: the partial
+    /// unique index on `HELD`/`PAID` plus the lapse check of the hold statement).
     #[must_use]
     pub fn occupies_seat_at(&self, now: OffsetDateTime) -> bool {
         self.status_at(now) != ReservationStatus::Expired
@@ -88,6 +85,14 @@ impl Reservation {
         self.status = self.status_at(now);
         self
     }
+}
+
+/// Whether a user who has `live_holds` unexpired HELD reservations may make one more: fewer
+/// than `max` (`MAX_HOLDS_PER_USER`). Stores count the live holds and apply this inside the
+/// section that serialises one user's holds, so concurrent holds never pass it.
+#[must_use]
+pub const fn may_hold_another(live_holds: u32, max: u32) -> bool {
+    live_holds < max
 }
 
 /// What a store needs to make a hold.
@@ -105,6 +110,8 @@ pub struct HoldRequest {
     pub now: OffsetDateTime,
     /// When the new hold lapses.
     pub held_until: OffsetDateTime,
+    /// Most live holds the user may have, this one included ([`may_hold_another`]).
+    pub max_live_holds: u32,
 }
 
 /// The result of an attempt to hold a seat.
@@ -116,21 +123,27 @@ pub enum HoldOutcome {
     SeatTaken,
     /// No such seat in that schedule, or the schedule has already started.
     NoSuchSeat,
+    /// The user already has `max_live_holds` live holds.
+    HoldLimit,
 }
 
 #[cfg(test)]
 mod tests {
+    use std::str::FromStr as _;
+
     use super::*;
+    use crate::random::{Randomness as _, SeededRandom};
     use time::Duration;
 
     #[test]
     fn hold_lapses_at_its_exact_deadline() {
         let now = OffsetDateTime::from_unix_timestamp(1_893_456_000).unwrap();
+        let random = SeededRandom::default();
         let r = Reservation {
-            id: ReservationId::random(),
-            user_id: UserId::random(),
-            schedule_id: ScheduleId::random(),
-            seat_id: SeatId::random(),
+            id: ReservationId::from_uuid(random.uuid()),
+            user_id: UserId::from_uuid(random.uuid()),
+            schedule_id: ScheduleId::from_uuid(random.uuid()),
+            seat_id: SeatId::from_uuid(random.uuid()),
             seat_number: 1,
             price: Won::new(10),
             status: ReservationStatus::Held,
@@ -143,6 +156,13 @@ mod tests {
         assert!(!r.occupies_seat_at(now + Duration::seconds(300)));
         let paid = Reservation { status: ReservationStatus::Paid, ..r };
         assert_eq!(paid.status_at(now + Duration::days(1)), ReservationStatus::Paid);
-        assert_eq!(ReservationStatus::parse("PAID"), Some(ReservationStatus::Paid));
+        assert_eq!(ReservationStatus::from_str("PAID"), Ok(ReservationStatus::Paid));
+    }
+
+    #[test]
+    fn a_user_may_hold_up_to_the_maximum() {
+        assert!(may_hold_another(3, 4));
+        assert!(!may_hold_another(4, 4));
+        assert!(!may_hold_another(0, 0));
     }
 }

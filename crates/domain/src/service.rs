@@ -1,51 +1,68 @@
-//! The use cases, one method per step of the product's sequence diagrams.
+//! The use cases, one method per step of the product's sequence diagrams, plus the operator's.
 //!
-//! [`Ticketing`] owns the ports and the policy; adapters call it (HTTP handlers through
-//! `web::block`, the scheduler through `spawn_blocking`). Steps 4-7 take an [`ActiveUser`],
-//! which only [`Ticketing::authorize`] can make, so "an ACTIVE token is required" is enforced
-//! by the type system rather than remembered by each handler.
+//! [`Ticketing`] owns the ports and the static policy; adapters call it (HTTP handlers on a
+//! bounded blocking pool, the scheduler through `spawn_blocking`). Steps 4-6 take an
+//! [`ActiveUser`], which only [`Ticketing::authorize`] can make, so "an ACTIVE token is
+//! required" is enforced by the type system rather than remembered by each handler. Paying
+//! (step 7) takes the bearer token itself, because a retry of a recorded payment is answered
+//! even though that payment used the token up.
 
 use std::sync::Arc;
 
-use time::Duration;
+use time::{Duration, OffsetDateTime};
 use tracing::instrument;
 
-use crate::account::{CreditOutcome, LedgerEntry, LedgerKind};
-use crate::catalogue::{Concert, ScheduleSummary, SeatView};
+use crate::account::{CreditOutcome, CreditRequest, LedgerPage, LedgerQuery, HISTORY_PAGE, HISTORY_PAGE_DEFAULT};
+use crate::catalogue::{
+    AddSchedule, Concert, ConcertDraft, NewConcert, NewSchedule, ScheduleDraft, ScheduleSales, ScheduleSummary,
+    SeatView,
+};
 use crate::clock::Clock;
 use crate::error::{
-    AuthorizeError, BalanceError, ChargeError, GetReservationError, IssueTokenError, ListConcertsError,
-    ListSchedulesError, ListSeatsError, PayError, ReadTokenError, ReserveError,
+    AddScheduleError, AuthorizeError, BalanceError, ChargeError, CreateConcertError, GetReservationError, HistoryError,
+    IssueTokenError, ListConcertsError, ListSchedulesError, ListSeatsError, PayError, ReadTokenError, ReserveError,
+    SalesError, StoreError, UpdateQueueError,
+};
+use crate::idempotency::{
+    Claimed, Effect, Fingerprint, IdempotencyGuard, IdempotencyRecord, IdempotencyRequest, Outcome, Replay,
 };
 use crate::ids::{ConcertId, LedgerEntryId, PaymentId, ReservationId, ScheduleId, SeatId, UserId};
 use crate::money::{ChargeAmount, Won, BALANCE_LIMIT};
-use crate::payment::Payment;
+use crate::payment::{settle, Payment, PaymentRequest, SettlementIds};
 use crate::ports::{
-    AccountStore, CatalogueStore, DebitOutcome, PaymentUnitOfWork, QueueStore, ReservationStore, StoreError,
+    AccountStore, CatalogueStore, IdempotencyStore, PaymentStore, QueueStore, ReservationStore, SettingsStore,
 };
-use crate::queue::{AdmissionOutcome, AdmissionPolicy, QueueToken, TokenGenerator, TokenStatus, TokenValue, TokenView};
-use crate::reservation::{HoldOutcome, HoldRequest, Reservation, ReservationStatus};
+use crate::queue::{AdmissionOutcome, QueueState, QueueToken, SettingsPatch, TokenStatus, TokenValue, TokenView};
+use crate::random::Randomness;
+use crate::reservation::{HoldOutcome, HoldRequest, Reservation};
 
-/// The business settings.
+/// The settings that are fixed for the life of an instance (the waiting room's live settings
+/// are read through [`SettingsStore`] instead).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
-    /// How the waiting room admits people.
-    pub admission: AdmissionPolicy,
-    /// How long a reservation holds a seat unpaid.
+    /// How long a reservation holds a seat unpaid (`SEAT_HOLD_SECS`).
     pub hold: Duration,
+    /// Most live holds one user may have (`MAX_HOLDS_PER_USER`).
+    pub max_holds_per_user: u32,
+    /// How long a recorded `Idempotency-Key` outcome is kept, at least (`IDEMPOTENCY_TTL_SECS`).
+    pub idempotency_ttl: Duration,
+    /// Most rows one sweep statement changes (token expiry, hold release, key purge), so a
+    /// backlog after an outage never makes one statement run long.
+    pub sweep_batch: u32,
+    /// Most sweep statements of one kind per scheduler tick; the rest waits for the next tick.
+    pub sweep_batches_per_tick: u32,
 }
 
 impl Default for Policy {
-    /// The contract's defaults: N = 100 every M = 60 s, ACTIVE for 600 s, holds of 300 s.
+    /// The contract's defaults: holds of 300 s, 4 live holds per user, keys kept a day; sweeps
+    /// of 1,000 rows, 10 per tick.
     fn default() -> Self {
         Self {
-            admission: AdmissionPolicy {
-                batch: 100,
-                interval: Duration::seconds(60),
-                active_ttl: Duration::seconds(600),
-                max_active: None,
-            },
             hold: Duration::seconds(300),
+            max_holds_per_user: 4,
+            idempotency_ttl: Duration::seconds(86_400),
+            sweep_batch: 1_000,
+            sweep_batches_per_tick: 10,
         }
     }
 }
@@ -55,18 +72,22 @@ impl Default for Policy {
 pub struct Ports {
     /// The waiting queue.
     pub queue: Arc<dyn QueueStore>,
+    /// The waiting room's live settings.
+    pub settings: Arc<dyn SettingsStore>,
     /// Concerts, schedules, seats.
     pub catalogue: Arc<dyn CatalogueStore>,
     /// Seat holds.
     pub reservations: Arc<dyn ReservationStore>,
     /// Balances and ledger.
     pub accounts: Arc<dyn AccountStore>,
-    /// The payment transaction.
-    pub payments: Arc<dyn PaymentUnitOfWork>,
+    /// The payment unit of work.
+    pub payments: Arc<dyn PaymentStore>,
+    /// Records of keyed requests.
+    pub idempotency: Arc<dyn IdempotencyStore>,
     /// Now.
     pub clock: Arc<dyn Clock>,
-    /// New token values.
-    pub tokens: Arc<dyn TokenGenerator>,
+    /// New token values and ids.
+    pub random: Arc<dyn Randomness>,
 }
 
 impl std::fmt::Debug for Ports {
@@ -115,6 +136,8 @@ pub struct TickReport {
     pub tokens_expired: u64,
     /// Lapsed holds released.
     pub holds_released: u64,
+    /// Expired idempotency records purged.
+    pub keys_purged: u64,
 }
 
 /// The ticketing use cases.
@@ -131,16 +154,20 @@ impl Ticketing {
         Self { ports, policy }
     }
 
-    /// The settings in force.
+    /// The static settings in force.
     #[must_use]
     pub fn policy(&self) -> &Policy {
         &self.policy
     }
 
-    /// The clock the use cases read.
+    /// The ports (for adapters' probes and tests).
     #[must_use]
-    pub fn clock(&self) -> &Arc<dyn Clock> {
-        &self.ports.clock
+    pub fn ports(&self) -> &Ports {
+        &self.ports
+    }
+
+    fn now(&self) -> OffsetDateTime {
+        self.ports.clock.now()
     }
 
     // ---- 1-3: the waiting queue ----------------------------------------------------------
@@ -148,15 +175,14 @@ impl Ticketing {
     /// Step 1: gives the user a place in line, or their existing live token.
     ///
     /// # Errors
-    /// [`IssueTokenError::Store`] when the store fails.
+    /// [`IssueTokenError::Store`] when the store fails; nothing is stored then.
     #[instrument(skip(self), fields(user.id = %user))]
     pub fn issue_token(&self, user: UserId) -> Result<IssuedToken, IssueTokenError> {
-        let now = self.ports.clock.now();
-        let value = self.ports.tokens.generate();
-        let outcome = self.ports.queue.issue(user, value, now)?;
-        let cursor = self.ports.queue.cursor()?;
+        let settings = self.ports.settings.load()?;
+        let now = self.now();
+        let outcome = self.ports.queue.issue(user, self.ports.random.token(), now)?;
         Ok(IssuedToken {
-            view: TokenView::of(outcome.token, &cursor, &self.policy.admission, now),
+            view: TokenView::of(outcome.token, &outcome.cursor, &settings, now),
             created: outcome.created,
         })
     }
@@ -169,8 +195,22 @@ impl Ticketing {
     #[instrument(skip_all)]
     pub fn read_token(&self, bearer: &str) -> Result<TokenView, ReadTokenError> {
         let value = TokenValue::parse(bearer).map_err(|_| ReadTokenError::Invalid)?;
+        let settings = self.ports.settings.load()?;
         let (token, cursor) = self.ports.queue.find_with_cursor(&value)?.ok_or(ReadTokenError::Invalid)?;
-        Ok(TokenView::of(token, &cursor, &self.policy.admission, self.ports.clock.now()))
+        Ok(TokenView::of(token, &cursor, &settings, self.now()))
+    }
+
+    /// Step 2 without blocking: the answer of [`Ticketing::read_token`] when the ports can give
+    /// it from memory (a cached WAITING token and the cached settings), `None` when the caller
+    /// must call `read_token` on a thread that may block.
+    #[must_use]
+    pub fn read_token_in_memory(&self, bearer: &str) -> Option<Result<TokenView, ReadTokenError>> {
+        let Ok(value) = TokenValue::parse(bearer) else {
+            return Some(Err(ReadTokenError::Invalid));
+        };
+        let (token, cursor) = self.ports.queue.find_in_memory(&value)?;
+        let settings = self.ports.settings.load_in_memory()?;
+        Some(Ok(TokenView::of(token, &cursor, &settings, self.now())))
     }
 
     /// Checks a bearer token for a call that needs an ACTIVE one.
@@ -180,42 +220,72 @@ impl Ticketing {
     /// `NotActive` (still WAITING), or `Store`.
     #[instrument(skip_all)]
     pub fn authorize(&self, bearer: &str) -> Result<ActiveUser, AuthorizeError> {
+        let token = self.known_token(bearer)?;
+        active(token, self.now())
+    }
+
+    fn known_token(&self, bearer: &str) -> Result<QueueToken, AuthorizeError> {
         let value = TokenValue::parse(bearer).map_err(|_| AuthorizeError::Invalid)?;
-        let token = self.ports.queue.find(&value)?.ok_or(AuthorizeError::Invalid)?;
-        match token.status_at(self.ports.clock.now()) {
-            TokenStatus::Active => Ok(ActiveUser { user_id: token.user_id, token }),
-            TokenStatus::Waiting => Err(AuthorizeError::NotActive),
-            TokenStatus::Expired => Err(AuthorizeError::Expired),
-        }
+        self.ports.queue.find(&value)?.ok_or(AuthorizeError::Invalid)
     }
 
     /// Step 3: one admission tick (at most N oldest WAITING -> ACTIVE, at most once per M over
-    /// all instances).
+    /// all instances, on the store's clock), unless an operator paused admission. The settings
+    /// are read at every tick, so a change applies at the next one.
     ///
     /// # Errors
     /// [`StoreError`] when the store fails; nothing is admitted then.
     pub fn admit(&self) -> Result<AdmissionOutcome, StoreError> {
-        self.ports.queue.admit(&self.policy.admission, self.ports.clock.now())
+        let settings = self.ports.settings.load()?;
+        if settings.paused {
+            return Ok(AdmissionOutcome::Paused);
+        }
+        self.ports.queue.admit(&settings.admission)
     }
 
-    /// Step 3: expires ACTIVE tokens whose time is up.
+    /// Step 3: expires ACTIVE tokens whose time is up, in batches.
     ///
     /// # Errors
-    /// [`StoreError`] when the store fails.
+    /// [`StoreError`] when the store fails (batches already done stay done).
     pub fn expire_tokens(&self) -> Result<u64, StoreError> {
-        self.ports.queue.expire_tokens(self.ports.clock.now())
+        self.sweep(|limit| self.ports.queue.expire_tokens(limit))
     }
 
-    /// Step 6: closes holds whose time is up (the seats are free again).
+    /// Step 6: closes holds whose time is up (the seats are free again), in batches.
     ///
     /// # Errors
-    /// [`StoreError`] when the store fails.
+    /// [`StoreError`] when the store fails (batches already done stay done).
     pub fn release_holds(&self) -> Result<u64, StoreError> {
-        self.ports.reservations.release_lapsed(self.ports.clock.now())
+        let now = self.now();
+        self.sweep(|limit| self.ports.reservations.release_lapsed(now, limit))
     }
 
-    /// One full scheduler pass: admission, token expiry, hold release. Each part runs even if
-    /// an earlier one failed; the first failure is returned after all were tried.
+    /// Deletes idempotency records past their time, in batches.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails (batches already done stay done).
+    pub fn purge_idempotency_keys(&self) -> Result<u64, StoreError> {
+        let now = self.now();
+        self.sweep(|limit| self.ports.idempotency.purge_expired(now, limit))
+    }
+
+    /// Runs `batch` until it changes fewer rows than a batch, at most
+    /// `sweep_batches_per_tick` times.
+    fn sweep(&self, batch: impl Fn(u32) -> Result<u64, StoreError>) -> Result<u64, StoreError> {
+        let limit = self.policy.sweep_batch.max(1);
+        let mut total = 0;
+        for _ in 0..self.policy.sweep_batches_per_tick.max(1) {
+            let n = batch(limit)?;
+            total += n;
+            if n < u64::from(limit) {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    /// One full scheduler pass: admission, token expiry, hold release, key purge. Each part
+    /// runs even if an earlier one failed; the first failure is returned after all were tried.
     ///
     /// # Errors
     /// The first [`StoreError`] met.
@@ -223,7 +293,13 @@ impl Ticketing {
         let admission = self.admit();
         let expired = self.expire_tokens();
         let released = self.release_holds();
-        Ok(TickReport { admission: admission?, tokens_expired: expired?, holds_released: released? })
+        let purged = self.purge_idempotency_keys();
+        Ok(TickReport {
+            admission: admission?,
+            tokens_expired: expired?,
+            holds_released: released?,
+            keys_purged: purged?,
+        })
     }
 
     // ---- 4: catalogue ----------------------------------------------------------------------
@@ -236,29 +312,23 @@ impl Ticketing {
         Ok(self.ports.catalogue.concerts()?)
     }
 
-    /// Step 4: a concert's schedules still open for booking, soonest first.
+    /// Step 4: a concert's schedules still open for booking, soonest first (the store applies
+    /// [`ScheduleSummary::is_bookable_at`] and the order).
     ///
     /// # Errors
     /// `NotFound` for an unknown concert; `Store`.
     pub fn schedules(&self, _who: &ActiveUser, concert: ConcertId) -> Result<Vec<ScheduleSummary>, ListSchedulesError> {
-        let now = self.ports.clock.now();
-        let mut list = self.ports.catalogue.schedules(concert, now)?.ok_or(ListSchedulesError::NotFound)?;
-        list.retain(|s| s.is_bookable_at(now));
-        list.sort_by_key(|s| s.starts_at);
-        Ok(list)
+        self.ports.catalogue.schedules(concert, self.now())?.ok_or(ListSchedulesError::NotFound)
     }
 
-    /// Step 4: every seat of a schedule with its status now.
+    /// Step 4: every seat of a schedule with its status now, by number.
     ///
     /// # Errors
     /// `NotFound` for an unknown schedule; `Store`.
     pub fn seats(&self, _who: &ActiveUser, schedule: ScheduleId) -> Result<Vec<SeatView>, ListSeatsError> {
-        let now = self.ports.clock.now();
+        let now = self.now();
         let records = self.ports.catalogue.seats(schedule)?.ok_or(ListSeatsError::NotFound)?;
-        let mut seats: Vec<SeatView> =
-            records.into_iter().map(|r| SeatView { status: r.status_at(now), seat: r.seat }).collect();
-        seats.sort_by_key(|s| s.seat.number);
-        Ok(seats)
+        Ok(records.into_iter().map(|r| SeatView { status: r.status_at(now), seat: r.seat }).collect())
     }
 
     // ---- 5: reservations -------------------------------------------------------------------
@@ -267,22 +337,24 @@ impl Ticketing {
     ///
     /// # Errors
     /// `NotFound` (no such seat in that schedule, or it has started), `SeatUnavailable`
-    /// (held or sold), `Store`.
+    /// (held or sold), `HoldLimit` (`MAX_HOLDS_PER_USER` live holds already), `Store`.
     #[instrument(skip(self, who), fields(user.id = %who.user_id, seat.id = %seat))]
     pub fn reserve(&self, who: &ActiveUser, schedule: ScheduleId, seat: SeatId) -> Result<Reservation, ReserveError> {
-        let now = self.ports.clock.now();
+        let now = self.now();
         let req = HoldRequest {
-            reservation_id: ReservationId::random(),
+            reservation_id: ReservationId::from_uuid(self.ports.random.uuid()),
             user_id: who.user_id,
             schedule_id: schedule,
             seat_id: seat,
             now,
             held_until: now + self.policy.hold,
+            max_live_holds: self.policy.max_holds_per_user,
         };
         match self.ports.reservations.hold(&req)? {
             HoldOutcome::Held(r) => Ok(r),
             HoldOutcome::SeatTaken => Err(ReserveError::SeatUnavailable),
             HoldOutcome::NoSuchSeat => Err(ReserveError::NotFound),
+            HoldOutcome::HoldLimit => Err(ReserveError::HoldLimit { max: self.policy.max_holds_per_user }),
         }
     }
 
@@ -297,58 +369,71 @@ impl Ticketing {
             .find(id)?
             .filter(|r| r.user_id == who.user_id)
             .ok_or(GetReservationError::NotFound)?;
-        Ok(r.as_of(self.ports.clock.now()))
+        Ok(r.as_of(self.now()))
     }
 
     // ---- 7: payment ------------------------------------------------------------------------
 
-    /// Step 7: pays a held seat from the user's balance. All or nothing: debit, reservation
-    /// PAID (so the seat is SOLD), payment and ledger entry recorded, the payer's token
-    /// EXPIRED.
+    /// Step 7: pays a held seat from the balance of the bearer token's user, all or nothing:
+    /// debit, reservation PAID (so the seat is SOLD), payment and ledger entry recorded, and
+    /// that token (no other) used up. A token pays once. With a key, a retry of a recorded
+    /// payment gets its response again, whichever token of the user presents it, even though
+    /// the payment used its token up.
     ///
     /// # Errors
-    /// `NotFound` (unknown or another user's), `HoldExpired`, `AlreadyPaid`,
-    /// `InsufficientBalance`, `Store`; nothing changes on any of them.
-    #[instrument(skip(self, who), fields(user.id = %who.user_id, reservation.id = %reservation))]
-    pub fn pay(&self, who: &ActiveUser, reservation: ReservationId) -> Result<Payment, PayError> {
-        let now = self.ports.clock.now();
-        let user = who.user_id;
-        self.ports.payments.run(&mut |tx| {
-            let r = tx.lock_reservation(reservation)?.filter(|r| r.user_id == user).ok_or(PayError::NotFound)?;
-            match r.status_at(now) {
-                ReservationStatus::Paid => return Err(PayError::AlreadyPaid),
-                ReservationStatus::Expired => return Err(PayError::HoldExpired),
-                ReservationStatus::Held => {}
+    /// `TokenInvalid`, `TokenExpired`, `TokenNotActive`, `NotFound` (unknown or another
+    /// user's), `HoldExpired`, `AlreadyPaid`, `InsufficientBalance`, `KeyReused`,
+    /// `KeyInFlight`, `Store`; nothing changes on any of them.
+    #[instrument(skip(self, bearer, idempotency), fields(reservation.id = %reservation))]
+    pub fn pay(
+        &self,
+        bearer: &str,
+        reservation: ReservationId,
+        idempotency: Option<IdempotencyRequest<'_>>,
+    ) -> Result<Outcome<Payment>, PayError> {
+        let token = self.known_token(bearer)?;
+        let user = token.user_id;
+        let now = self.now();
+        let fingerprint = Fingerprint::payment(reservation);
+        if let Some(idem) = &idempotency {
+            // Before the token check: the payment being retried may have used this token up.
+            if let Some(record) = self.ports.idempotency.find(user, &idem.key, now)? {
+                return replay(record, &fingerprint).map_err(|()| PayError::KeyReused);
             }
-            let balance_after = match tx.debit(user, r.price)? {
-                DebitOutcome::Debited(after) => after,
-                DebitOutcome::Insufficient(balance) => {
-                    return Err(PayError::InsufficientBalance { balance, price: r.price })
+        }
+        let who = active(token, now)?;
+        let request = PaymentRequest { reservation, user, token: who.token.value.clone() };
+        let guard = idempotency.as_ref().map(|idem| IdempotencyGuard {
+            user,
+            key: &idem.key,
+            fingerprint: &fingerprint,
+            now,
+            expires_at: now + self.policy.idempotency_ttl,
+            render: idem.render,
+        });
+        let claimed = self.ports.payments.pay(&request, guard.as_ref(), &mut |facts| {
+            let ids = SettlementIds {
+                payment: PaymentId::from_uuid(self.ports.random.uuid()),
+                entry: LedgerEntryId::from_uuid(self.ports.random.uuid()),
+            };
+            // Read after the store took its locks: the TTL and the hold are judged as close to
+            // the commit as the decision can be.
+            settle(facts, &request, &who.token, self.now(), ids)
+        })?;
+        match claimed {
+            Claimed::Done(settlement) => {
+                // A store that holds the token in the payment's database already used it up in
+                // the transaction. Another (Redis) does it now; if that fails the token stays
+                // ACTIVE until its TTL but can never pay again: the payment store recorded it.
+                if let Err(e) = self.ports.queue.use_up(&settlement.token, settlement.payment.paid_at) {
+                    tracing::warn!(error = %e, "payment committed but its token could not be marked used; it cannot pay again and lapses at its TTL");
                 }
-            };
-            let payment = Payment {
-                id: PaymentId::random(),
-                reservation_id: r.id,
-                user_id: user,
-                amount: r.price,
-                balance_after,
-                paid_at: now,
-            };
-            tx.mark_paid(r.id, now)?;
-            tx.record_payment(&payment)?;
-            tx.append_ledger(&LedgerEntry {
-                id: LedgerEntryId::random(),
-                user_id: user,
-                kind: LedgerKind::Payment,
-                amount: Won::new(-r.price.get()),
-                balance_after,
-                at: now,
-                payment_id: Some(payment.id),
-                reservation_id: Some(r.id),
-            })?;
-            tx.expire_tokens_of(user, now)?;
-            Ok(payment)
-        })
+                let recorded = guard.map(|g| (g.render)(&Effect::Paid(settlement.payment.clone())));
+                Ok(Outcome::Fresh { value: settlement.payment, recorded })
+            }
+            Claimed::Recorded(record) => replay(record, &fingerprint).map_err(|()| PayError::KeyReused),
+            Claimed::InFlight => Err(PayError::KeyInFlight),
+        }
     }
 
     // ---- 8-9: balance ----------------------------------------------------------------------
@@ -361,26 +446,167 @@ impl Ticketing {
         Ok(self.ports.accounts.balance(user)?)
     }
 
-    /// The user's ledger, oldest first.
+    /// The user's balance history, newest first: at most `limit` entries (1..=100, default
+    /// 50), older than the entry `before` when given.
     ///
     /// # Errors
-    /// `Store` when the store fails.
-    pub fn ledger(&self, user: UserId) -> Result<Vec<LedgerEntry>, BalanceError> {
-        Ok(self.ports.accounts.ledger(user)?)
+    /// `InvalidLimit`, `UnknownBefore` (not an entry of this user), `Store`.
+    pub fn balance_history(
+        &self,
+        user: UserId,
+        before: Option<LedgerEntryId>,
+        limit: Option<u32>,
+    ) -> Result<LedgerPage, HistoryError> {
+        let limit = limit.unwrap_or(HISTORY_PAGE_DEFAULT);
+        if !HISTORY_PAGE.contains(&limit) {
+            return Err(HistoryError::InvalidLimit);
+        }
+        // One more than the page: whether there is a next page without a count.
+        let query = LedgerQuery { before, limit: limit + 1 };
+        let mut entries = self.ports.accounts.ledger(user, &query)?.ok_or(HistoryError::UnknownBefore)?;
+        let more = entries.len() > limit as usize;
+        entries.truncate(limit as usize);
+        let next_before = if more { entries.last().map(|e| e.id) } else { None };
+        Ok(LedgerPage { entries, next_before })
     }
 
-    /// Step 9: adds `amount` won to the balance.
+    /// Step 9: adds `amount` won to the balance. With a key, a retry of a recorded charge gets
+    /// its response again and changes nothing.
     ///
     /// # Errors
     /// `InvalidAmount` outside `1..=1_000_000_000`, `BalanceLimit` if the balance would pass
-    /// 10,000,000,000 (nothing changes), `Store`.
-    #[instrument(skip(self), fields(user.id = %user))]
-    pub fn charge(&self, user: UserId, amount: i64) -> Result<Won, ChargeError> {
+    /// 10,000,000,000, `KeyReused`, `KeyInFlight`, `Store`; nothing changes on any of them.
+    #[instrument(skip(self, idempotency), fields(user.id = %user))]
+    pub fn charge(
+        &self,
+        user: UserId,
+        amount: i64,
+        idempotency: Option<IdempotencyRequest<'_>>,
+    ) -> Result<Outcome<Won>, ChargeError> {
         let amount = ChargeAmount::new(amount).map_err(|_| ChargeError::InvalidAmount)?.won();
-        let now = self.ports.clock.now();
-        match self.ports.accounts.credit(user, amount, BALANCE_LIMIT, LedgerEntryId::random(), now)? {
-            CreditOutcome::Credited(balance) => Ok(balance),
-            CreditOutcome::LimitExceeded(balance) => Err(ChargeError::BalanceLimit { balance, amount }),
+        let now = self.now();
+        let fingerprint = Fingerprint::charge(user, amount);
+        let guard = idempotency.as_ref().map(|idem| IdempotencyGuard {
+            user,
+            key: &idem.key,
+            fingerprint: &fingerprint,
+            now,
+            expires_at: now + self.policy.idempotency_ttl,
+            render: idem.render,
+        });
+        let req = CreditRequest {
+            user,
+            amount,
+            limit: BALANCE_LIMIT,
+            entry: LedgerEntryId::from_uuid(self.ports.random.uuid()),
+            at: now,
+        };
+        match self.ports.accounts.credit(&req, guard.as_ref())? {
+            Claimed::Done(CreditOutcome::Credited(balance)) => {
+                let recorded = guard.map(|g| (g.render)(&Effect::Charged { user, balance }));
+                Ok(Outcome::Fresh { value: balance, recorded })
+            }
+            Claimed::Done(CreditOutcome::LimitExceeded(balance)) => Err(ChargeError::BalanceLimit { balance, amount }),
+            Claimed::Recorded(record) => replay(record, &fingerprint).map_err(|()| ChargeError::KeyReused),
+            Claimed::InFlight => Err(ChargeError::KeyInFlight),
         }
+    }
+
+    // ---- operator --------------------------------------------------------------------------
+
+    /// The waiting room for an operator: counts, cursor, settings in force, next admission.
+    ///
+    /// # Errors
+    /// [`StoreError`] when a store fails.
+    pub fn queue_state(&self) -> Result<QueueState, StoreError> {
+        let settings = self.ports.settings.load()?;
+        Ok(QueueState::of(self.ports.queue.stats()?, settings))
+    }
+
+    /// Changes the waiting room's live settings for every instance (applied at each one's next
+    /// scheduler check) and logs the change once, with who made it.
+    ///
+    /// # Errors
+    /// `Store` when a store fails; nothing changes then.
+    pub fn update_queue(&self, actor: &str, patch: &SettingsPatch) -> Result<QueueState, UpdateQueueError> {
+        let (before, after) = self.ports.settings.update(patch)?;
+        tracing::info!(actor, action = "queue.update", before = ?before, after = ?after, "operator changed the waiting room");
+        Ok(QueueState::of(self.ports.queue.stats()?, after))
+    }
+
+    /// Creates a concert with its schedules and seats, all or nothing, and logs it once.
+    ///
+    /// # Errors
+    /// `Invalid` (a catalogue rule, nothing stored), `Store`.
+    pub fn create_concert(&self, actor: &str, draft: &ConcertDraft) -> Result<NewConcert, CreateConcertError> {
+        let concert = draft.validate(self.now(), self.ports.random.as_ref())?;
+        if !self.ports.catalogue.create_concert(&concert)? {
+            return Err(StoreError::Internal(format!("concert id {} already taken", concert.concert.id)).into());
+        }
+        tracing::info!(
+            actor,
+            action = "concert.create",
+            concert.id = %concert.concert.id,
+            title = %concert.concert.title,
+            schedules = concert.schedules.len(),
+            seats = concert.schedules.iter().map(|s| s.seats.len()).sum::<usize>(),
+            "operator created a concert"
+        );
+        Ok(concert)
+    }
+
+    /// Adds a schedule with its seats to a concert, all or nothing, and logs it once.
+    ///
+    /// # Errors
+    /// `NotFound` (unknown concert), `Invalid` (a catalogue rule; nothing stored), `Store`.
+    pub fn add_schedule(
+        &self,
+        actor: &str,
+        concert: ConcertId,
+        draft: &ScheduleDraft,
+    ) -> Result<NewSchedule, AddScheduleError> {
+        let schedule = draft.validate(concert, self.now(), self.ports.random.as_ref())?;
+        match self.ports.catalogue.add_schedule(&schedule)? {
+            AddSchedule::Added => {}
+            AddSchedule::NoSuchConcert => return Err(AddScheduleError::NotFound),
+            AddSchedule::AlreadyExists => {
+                return Err(StoreError::Internal(format!("schedule id {} already taken", schedule.id)).into())
+            }
+        }
+        tracing::info!(
+            actor,
+            action = "schedule.create",
+            concert.id = %concert,
+            schedule.id = %schedule.id,
+            starts_at = %schedule.starts_at,
+            seats = schedule.seats.len(),
+            "operator added a schedule"
+        );
+        Ok(schedule)
+    }
+
+    /// A concert's sales per schedule as of now.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown concert; `Store`.
+    pub fn sales(&self, concert: ConcertId) -> Result<Vec<ScheduleSales>, SalesError> {
+        self.ports.catalogue.sales(concert, self.now())?.ok_or(SalesError::NotFound)
+    }
+}
+
+/// The token must be ACTIVE at `now`.
+fn active(token: QueueToken, now: OffsetDateTime) -> Result<ActiveUser, AuthorizeError> {
+    match token.status_at(now) {
+        TokenStatus::Active => Ok(ActiveUser { user_id: token.user_id, token }),
+        TokenStatus::Waiting => Err(AuthorizeError::NotActive),
+        TokenStatus::Expired => Err(AuthorizeError::Expired),
+    }
+}
+
+/// A recorded key's answer for this request, or `Err(())` when the key was used for another.
+fn replay<T>(record: IdempotencyRecord, fingerprint: &Fingerprint) -> Result<Outcome<T>, ()> {
+    match record.replay_for(fingerprint) {
+        Replay::Same(response) => Ok(Outcome::Replayed(response)),
+        Replay::Reused => Err(()),
     }
 }

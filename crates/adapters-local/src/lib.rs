@@ -1,0 +1,75 @@
+//! Process-local adapters: the implementations of the domain's ports that need the operating
+//! system or this process's memory rather than a store.
+//!
+//! - [`SystemClock`]: the wall clock behind the domain's `Clock` port.
+//! - [`OsRandom`]: the operating system's generator behind the `Randomness` port (256-bit
+//!   tokens, UUID v4 ids).
+//! - [`poll_cache::CachedQueue`]: a decorator of a `QueueStore` that answers polls of WAITING
+//!   tokens from memory, without blocking, for a line of a million.
+//! - [`settings_cache::CachedSettings`]: a decorator of a `SettingsStore` that serves the
+//!   waiting room's live settings from memory, at most one check period stale.
+//! - [`ticker`]: the monotonic clock the caches measure freshness on.
+//!
+//! # Layout
+//! One module per adapter; each decorator's module header says what it serves from memory,
+//! how stale that may be, and what always goes to the store.
+
+pub mod poll_cache;
+pub mod settings_cache;
+pub mod ticker;
+
+use domain::clock::{truncate_to_micros, Clock};
+use domain::queue::TokenValue;
+use domain::random::Randomness;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// The wall clock, at microsecond precision.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        truncate_to_micros(OffsetDateTime::now_utc())
+    }
+}
+
+/// The operating system's random generator: 256-bit token values, UUID v4 ids.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OsRandom;
+
+impl Randomness for OsRandom {
+    fn token(&self) -> TokenValue {
+        let mut bytes = [0_u8; 32];
+        // The OS generator only fails where no secure token can be made at all; two UUID v4s
+        // (themselves from the OS, 244 random bits) keep the request alive in that case.
+        if getrandom::fill(&mut bytes).is_err() {
+            bytes[..16].copy_from_slice(Uuid::new_v4().as_bytes());
+            bytes[16..].copy_from_slice(Uuid::new_v4().as_bytes());
+        }
+        TokenValue::from_bytes(bytes)
+    }
+
+    fn uuid(&self) -> Uuid {
+        Uuid::new_v4()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn os_tokens_and_ids_are_distinct_and_well_formed() {
+        let (a, b) = (OsRandom.token(), OsRandom.token());
+        assert_ne!(a, b);
+        assert!(TokenValue::parse(a.as_str()).is_ok());
+        assert_eq!(OsRandom.uuid().get_version_num(), 4);
+        assert_ne!(OsRandom.uuid(), OsRandom.uuid());
+    }
+
+    #[test]
+    fn the_system_clock_has_microsecond_precision() {
+        assert_eq!(SystemClock.now().nanosecond() % 1_000, 0);
+    }
+}

@@ -1,0 +1,468 @@
+//! A decorator of a [`QueueStore`] that answers polls of WAITING tokens from memory, without
+//! blocking, for a line of a million.
+//!
+//! Polling is the hottest call of a waiting room: everyone in line polls every few seconds, and
+//! each poll is worth nothing but a position. Two facts make a poll cacheable:
+//!
+//! - A WAITING token's stored facts (`value`, `user_id`, `seq`, `issued_at`) never change while
+//!   it waits, and a WAITING token leaves the line only by admission, which advances the shared
+//!   cursor past its `seq` (a payment uses up only the ACTIVE token that paid).
+//! - So a cached WAITING token with `seq > admitted_through` of a recent cursor is still
+//!   WAITING, and its position is `seq - admitted_through`.
+//!
+//! What is served from memory: [`QueueStore::find_in_memory`] and
+//! [`QueueStore::find_with_cursor`] for cached WAITING tokens, and [`QueueStore::cursor`], with
+//! a cursor at most `cursor_ttl` old, measured on a monotonic clock ([`Ticker`]). A token
+//! admitted by *another* instance may therefore read WAITING (at position 1..=N) for up to
+//! `cursor_ttl`. This instance's own admissions drop the cached cursor at once, and a cursor
+//! read that started before such an admission is never written back. Everything that grants
+//! access or changes state goes to the store: [`QueueStore::find`] (authorization of every
+//! protected call), issue, admission, expiry, `use_up`.
+//!
+//! Layout: tokens are kept twice, by value (a hash map, for lookups) and by `seq` (a B-tree),
+//! so that a cursor advance drops the whole admitted range with one `split_off` and touches
+//! only the tokens it drops; nothing ever scans the cache. Each entry is about 150 bytes, so a
+//! million cached tokens take about 150 MB; past `capacity` new tokens are not cached (their
+//! polls go to the store) until admissions make room.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+
+use domain::ids::UserId;
+use domain::ports::{IssueOutcome, QueueStore, StoreError};
+use domain::queue::{AdmissionOutcome, AdmissionPolicy, QueueCursor, QueueStats, QueueToken, TokenStatus, TokenValue};
+use time::OffsetDateTime;
+
+use crate::ticker::Ticker;
+
+/// Settings of a [`CachedQueue`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollCacheSettings {
+    /// How stale the cursor (and so a poll) may be.
+    pub cursor_ttl: Duration,
+    /// Most WAITING tokens kept.
+    pub capacity: usize,
+}
+
+impl Default for PollCacheSettings {
+    fn default() -> Self {
+        Self { cursor_ttl: Duration::from_millis(250), capacity: 1_000_000 }
+    }
+}
+
+/// A token value as its 32 bytes (half the memory of its hex string).
+type Key = [u8; 32];
+
+fn key(value: &TokenValue) -> Key {
+    let hex = value.as_str().as_bytes();
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => c - b'0',
+        _ => c.wrapping_sub(b'a').wrapping_add(10),
+    };
+    let mut out = [0_u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        // `TokenValue` guarantees 64 lower-case hex digits.
+        let (hi, lo) = (hex.get(2 * i).copied().unwrap_or(b'0'), hex.get(2 * i + 1).copied().unwrap_or(b'0'));
+        *byte = (nibble(hi) << 4) | nibble(lo);
+    }
+    out
+}
+
+/// What a WAITING token needs besides its value.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    seq: i64,
+    user: UserId,
+    issued_at: OffsetDateTime,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// The cursor and when its read started.
+    cursor: Option<(QueueCursor, Instant)>,
+    /// Bumped by each admission of this instance: a cursor read that started in an older
+    /// generation may predate the admission and is not written back.
+    generation: u64,
+    by_key: HashMap<Key, Entry>,
+    by_seq: BTreeMap<i64, Key>,
+}
+
+impl State {
+    fn fresh_cursor(&self, now: Instant, ttl: Duration) -> Option<QueueCursor> {
+        self.cursor.filter(|(_, read_at)| now.saturating_duration_since(*read_at) < ttl).map(|(c, _)| c)
+    }
+
+    /// Takes a cursor read that started at `read_at`, unless it is older than the one held,
+    /// and drops every token it admitted.
+    fn set_cursor(&mut self, cursor: QueueCursor, read_at: Instant) {
+        if self.cursor.is_some_and(|(held, _)| cursor.admitted_through < held.admitted_through) {
+            return;
+        }
+        self.cursor = Some((cursor, read_at));
+        self.drop_through(cursor.admitted_through);
+    }
+
+    /// Drops the tokens with `seq <= through`: one split of the B-tree, then one hash removal
+    /// per dropped token.
+    fn drop_through(&mut self, through: i64) {
+        if self.by_seq.first_key_value().is_some_and(|(seq, _)| *seq <= through) {
+            let kept = self.by_seq.split_off(&through.saturating_add(1));
+            let admitted = std::mem::replace(&mut self.by_seq, kept);
+            for key in admitted.into_values() {
+                self.by_key.remove(&key);
+            }
+        }
+    }
+
+    fn remember(&mut self, token: &QueueToken, capacity: usize) {
+        let key = key(&token.value);
+        if token.status != TokenStatus::Waiting {
+            if let Some(old) = self.by_key.remove(&key) {
+                self.by_seq.remove(&old.seq);
+            }
+            return;
+        }
+        if self.by_key.len() >= capacity && !self.by_key.contains_key(&key) {
+            return;
+        }
+        let entry = Entry { seq: token.seq, user: token.user_id, issued_at: token.issued_at };
+        if let Some(old) = self.by_key.insert(key, entry) {
+            self.by_seq.remove(&old.seq);
+        }
+        self.by_seq.insert(token.seq, key);
+    }
+
+    fn lookup(&self, value: &TokenValue, cursor: &QueueCursor) -> Option<QueueToken> {
+        let e = self.by_key.get(&key(value))?;
+        (e.seq > cursor.admitted_through).then(|| QueueToken::new_waiting(value.clone(), e.user, e.seq, e.issued_at))
+    }
+}
+
+/// A [`QueueStore`] that answers polls of WAITING tokens from memory (see the module docs).
+pub struct CachedQueue {
+    inner: Arc<dyn QueueStore>,
+    ticker: Arc<dyn Ticker>,
+    settings: PollCacheSettings,
+    state: RwLock<State>,
+}
+
+impl std::fmt::Debug for CachedQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedQueue")
+            .field("settings", &self.settings)
+            .field("cached", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CachedQueue {
+    /// Wraps `inner`; `ticker` measures how old the cached cursor is.
+    #[must_use]
+    pub fn new(inner: Arc<dyn QueueStore>, ticker: Arc<dyn Ticker>, settings: PollCacheSettings) -> Self {
+        Self { inner, ticker, settings, state: RwLock::new(State::default()) }
+    }
+
+    /// How many WAITING tokens are cached.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.read().by_key.len()
+    }
+
+    /// Whether nothing is cached.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    // A panic while holding the lock leaves the maps consistent (each change is a few map
+    // operations), so a poisoned lock is used as it is.
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reads the cursor from the store and keeps it, unless this instance admitted meanwhile.
+    fn refresh_cursor(&self) -> Result<QueueCursor, StoreError> {
+        let generation = self.read().generation;
+        let started = self.ticker.now();
+        let cursor = self.inner.cursor()?;
+        let mut state = self.write();
+        if state.generation == generation {
+            state.set_cursor(cursor, started);
+        }
+        Ok(cursor)
+    }
+
+    fn cursor_now(&self) -> Result<QueueCursor, StoreError> {
+        // Bound first: the read guard must be gone before a refresh takes the write lock.
+        let fresh = self.read().fresh_cursor(self.ticker.now(), self.settings.cursor_ttl);
+        fresh.map_or_else(|| self.refresh_cursor(), Ok)
+    }
+}
+
+impl QueueStore for CachedQueue {
+    fn issue(&self, user: UserId, value: TokenValue, now: OffsetDateTime) -> Result<IssueOutcome, StoreError> {
+        let generation = self.read().generation;
+        let started = self.ticker.now();
+        let outcome = self.inner.issue(user, value, now)?;
+        let mut state = self.write();
+        if state.generation == generation {
+            state.set_cursor(outcome.cursor, started);
+        }
+        if outcome.token.seq > outcome.cursor.admitted_through {
+            state.remember(&outcome.token, self.settings.capacity);
+        }
+        Ok(outcome)
+    }
+
+    /// Always the store's answer: it decides access to protected calls.
+    fn find(&self, value: &TokenValue) -> Result<Option<QueueToken>, StoreError> {
+        self.inner.find(value)
+    }
+
+    fn find_with_cursor(&self, value: &TokenValue) -> Result<Option<(QueueToken, QueueCursor)>, StoreError> {
+        if let Some(hit) = self.find_in_memory(value) {
+            return Ok(Some(hit));
+        }
+        let cursor = self.cursor_now()?;
+        let cached = self.read().lookup(value, &cursor);
+        if let Some(token) = cached {
+            return Ok(Some((token, cursor)));
+        }
+        let generation = self.read().generation;
+        let started = self.ticker.now();
+        let found = self.inner.find_with_cursor(value)?;
+        if let Some((token, cursor)) = &found {
+            let mut state = self.write();
+            if state.generation == generation {
+                state.set_cursor(*cursor, started);
+            }
+            if token.seq > cursor.admitted_through {
+                state.remember(token, self.settings.capacity);
+            }
+        }
+        Ok(found)
+    }
+
+    fn find_in_memory(&self, value: &TokenValue) -> Option<(QueueToken, QueueCursor)> {
+        let state = self.read();
+        let cursor = state.fresh_cursor(self.ticker.now(), self.settings.cursor_ttl)?;
+        state.lookup(value, &cursor).map(|t| (t, cursor))
+    }
+
+    fn cursor(&self) -> Result<QueueCursor, StoreError> {
+        self.cursor_now()
+    }
+
+    fn admit(&self, policy: &AdmissionPolicy) -> Result<AdmissionOutcome, StoreError> {
+        let outcome = self.inner.admit(policy)?;
+        if matches!(outcome, AdmissionOutcome::Admitted(n) if n > 0) {
+            // Our own admission: stop serving the tokens it let in at once, and refuse any
+            // cursor read that started before it.
+            let mut state = self.write();
+            state.generation += 1;
+            state.cursor = None;
+        }
+        Ok(outcome)
+    }
+
+    fn expire_tokens(&self, limit: u32) -> Result<u64, StoreError> {
+        self.inner.expire_tokens(limit)
+    }
+
+    fn use_up(&self, value: &TokenValue, at: OffsetDateTime) -> Result<(), StoreError> {
+        self.inner.use_up(value, at)
+    }
+
+    fn stats(&self) -> Result<QueueStats, StoreError> {
+        self.inner.stats()
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+
+    use std::sync::Mutex;
+
+    use domain::ports::MockQueueStore;
+    use domain::random::{Randomness as _, SeededRandom};
+    use mockall::predicate::eq;
+
+    use super::*;
+    use crate::ticker::ManualTicker;
+
+    fn at() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_893_456_000).unwrap()
+    }
+
+    fn token(seq: i64) -> QueueToken {
+        let random = SeededRandom::new(u64::try_from(seq).unwrap());
+        QueueToken::new_waiting(random.token(), UserId::from_uuid(random.uuid()), seq, at())
+    }
+
+    fn cursor(admitted_through: i64) -> QueueCursor {
+        QueueCursor { admitted_through, last_admission_at: None }
+    }
+
+    fn cache(inner: MockQueueStore, ticker: &ManualTicker, capacity: usize) -> CachedQueue {
+        let settings = PollCacheSettings { cursor_ttl: Duration::from_millis(250), capacity };
+        CachedQueue::new(Arc::new(inner), Arc::new(ticker.clone()), settings)
+    }
+
+    fn issued(t: &QueueToken, c: QueueCursor) -> IssueOutcome {
+        IssueOutcome { token: t.clone(), created: true, cursor: c }
+    }
+
+    #[test]
+    fn repeated_polls_of_a_waiting_token_hit_the_store_once_and_then_need_no_io() {
+        let ticker = ManualTicker::new();
+        let t = token(10);
+        let mut inner = MockQueueStore::new();
+        inner.expect_cursor().times(1).returning(|| Ok(cursor(3)));
+        let found = t.clone();
+        inner.expect_find_with_cursor().times(1).returning(move |_| Ok(Some((found.clone(), cursor(3)))));
+        let q = cache(inner, &ticker, 10);
+        assert_eq!(q.find_in_memory(&t.value), None, "nothing cached yet");
+        for _ in 0..5 {
+            assert_eq!(q.find_with_cursor(&t.value).unwrap(), Some((t.clone(), cursor(3))));
+        }
+        assert_eq!(q.find_in_memory(&t.value), Some((t.clone(), cursor(3))));
+        assert_eq!(q.len(), 1);
+    }
+
+    #[test]
+    fn the_cursor_is_reread_after_its_ttl_on_the_monotonic_clock() {
+        let ticker = ManualTicker::new();
+        let t = token(10);
+        let mut inner = MockQueueStore::new();
+        let cursors = Mutex::new(vec![cursor(3), cursor(10)].into_iter());
+        inner.expect_cursor().times(2).returning(move || Ok(cursors.lock().unwrap().next().unwrap()));
+        let mut active = t.clone();
+        active.status = TokenStatus::Active;
+        let answers = Mutex::new(vec![(t.clone(), cursor(3)), (active.clone(), cursor(10))].into_iter());
+        inner.expect_find_with_cursor().times(2).returning(move |_| Ok(answers.lock().unwrap().next()));
+        let q = cache(inner, &ticker, 10);
+
+        assert_eq!(q.find_with_cursor(&t.value).unwrap().unwrap().0.status, TokenStatus::Waiting);
+        ticker.advance(Duration::from_millis(249));
+        assert!(q.find_in_memory(&t.value).is_some(), "cursor still fresh");
+        ticker.advance(Duration::from_millis(1));
+        assert_eq!(q.find_in_memory(&t.value), None, "stale cursor: not answered from memory");
+        // The re-read cursor has passed the token: the store says it was admitted.
+        assert_eq!(q.find_with_cursor(&t.value).unwrap(), Some((active, cursor(10))));
+        assert!(q.is_empty(), "an admitted token is dropped");
+    }
+
+    #[test]
+    fn authorization_lookups_always_go_to_the_store() {
+        let ticker = ManualTicker::new();
+        let t = token(10);
+        let mut inner = MockQueueStore::new();
+        let found = t.clone();
+        inner.expect_find().with(eq(t.value.clone())).times(3).returning(move |_| Ok(Some(found.clone())));
+        let q = cache(inner, &ticker, 10);
+        for _ in 0..3 {
+            assert_eq!(q.find(&t.value).unwrap(), Some(t.clone()));
+        }
+    }
+
+    #[test]
+    fn issued_tokens_are_answered_from_memory_at_once() {
+        let ticker = ManualTicker::new();
+        let t = token(5);
+        let mut inner = MockQueueStore::new();
+        let out = issued(&t, cursor(2));
+        inner.expect_issue().times(1).returning(move |_, _, _| Ok(out.clone()));
+        let q = cache(inner, &ticker, 10);
+        q.issue(t.user_id, t.value.clone(), at()).unwrap();
+        assert_eq!(q.find_in_memory(&t.value), Some((t, cursor(2))));
+    }
+
+    #[test]
+    fn an_admission_drops_the_cursor_and_the_admitted_range() {
+        let ticker = ManualTicker::new();
+        let tokens: Vec<QueueToken> = (1..=6).map(token).collect();
+        let mut inner = MockQueueStore::new();
+        let outs = Mutex::new(tokens.iter().map(|t| issued(t, cursor(0))).collect::<Vec<_>>().into_iter());
+        inner.expect_issue().times(6).returning(move |_, _, _| Ok(outs.lock().unwrap().next().unwrap()));
+        inner.expect_admit().times(1).returning(|_| Ok(AdmissionOutcome::Admitted(4)));
+        inner.expect_cursor().times(1).returning(|| Ok(cursor(4)));
+        let q = cache(inner, &ticker, 10);
+        for t in &tokens {
+            q.issue(t.user_id, t.value.clone(), at()).unwrap();
+        }
+        assert_eq!(q.len(), 6);
+        q.admit(&AdmissionPolicy::default()).unwrap();
+        assert_eq!(q.find_in_memory(&tokens[5].value), None, "no cursor after our own admission");
+        assert_eq!(q.cursor().unwrap(), cursor(4));
+        assert_eq!(q.len(), 2, "tokens 1-4 dropped in one step");
+        assert_eq!(q.find_in_memory(&tokens[4].value).map(|(t, _)| t.seq), Some(5));
+        assert_eq!(q.find_in_memory(&tokens[0].value), None);
+    }
+
+    #[test]
+    fn a_cursor_read_that_started_before_our_admission_is_not_written_back() {
+        let ticker = ManualTicker::new();
+        let t = token(3);
+        let q = Arc::new(Mutex::new(None::<Arc<CachedQueue>>));
+        let mut inner = MockQueueStore::new();
+        let out = issued(&t, cursor(0));
+        inner.expect_issue().times(1).returning(move |_, _, _| Ok(out.clone()));
+        inner.expect_admit().times(1).returning(|_| Ok(AdmissionOutcome::Admitted(5)));
+        // The slow read: while it is in flight, this instance admits.
+        let during = q.clone();
+        inner.expect_cursor().times(1).returning(move || {
+            let cache = during.lock().unwrap().clone().unwrap();
+            cache.admit(&AdmissionPolicy::default()).unwrap();
+            Ok(cursor(0))
+        });
+        let cache_q = Arc::new(cache(inner, &ticker, 10));
+        *q.lock().unwrap() = Some(cache_q.clone());
+        cache_q.issue(t.user_id, t.value.clone(), at()).unwrap();
+        ticker.advance(Duration::from_millis(300));
+        assert_eq!(cache_q.cursor().unwrap(), cursor(0), "the caller gets what it read");
+        assert_eq!(cache_q.find_in_memory(&t.value), None, "but the pre-admission cursor is not kept");
+    }
+
+    #[test]
+    fn the_cache_stops_growing_at_capacity_without_scanning() {
+        let ticker = ManualTicker::new();
+        let tokens: Vec<QueueToken> = (1..=3).map(token).collect();
+        let mut inner = MockQueueStore::new();
+        let outs = Mutex::new(tokens.iter().map(|t| issued(t, cursor(0))).collect::<Vec<_>>().into_iter());
+        inner.expect_issue().times(3).returning(move |_, _, _| Ok(outs.lock().unwrap().next().unwrap()));
+        let q = cache(inner, &ticker, 2);
+        for t in &tokens {
+            q.issue(t.user_id, t.value.clone(), at()).unwrap();
+        }
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.find_in_memory(&tokens[2].value), None, "the third is served by the store");
+    }
+
+    #[test]
+    fn store_failures_pass_through() {
+        let ticker = ManualTicker::new();
+        let mut inner = MockQueueStore::new();
+        inner.expect_cursor().returning(|| Err(StoreError::Unavailable("down".into())));
+        let q = cache(inner, &ticker, 2);
+        assert_eq!(q.find_with_cursor(&token(1).value), Err(StoreError::Unavailable("down".into())));
+    }
+
+    #[test]
+    fn keys_round_trip_every_hex_digit() {
+        let v = TokenValue::parse(&"0123456789abcdef".repeat(4)).unwrap();
+        let k = key(&v);
+        assert_eq!(k[0], 0x01);
+        assert_eq!(k[7], 0xef);
+        assert_eq!(TokenValue::from_bytes(k), v);
+    }
+}

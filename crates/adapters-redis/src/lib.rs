@@ -1,0 +1,1 @@
+//! The Redis queue adapter (being built).
