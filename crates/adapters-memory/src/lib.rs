@@ -1,16 +1,22 @@
-//! In-memory adapter: every domain port ([`QueueStore`], [`CatalogueStore`],
-//! [`ReservationStore`], [`AccountStore`], [`PaymentUnitOfWork`]) over one [`MemoryStore`].
+//! In-memory adapter: every storage port of the domain (`QueueStore`, `SettingsStore`,
+//! `CatalogueStore`, `ReservationStore`, `AccountStore`, `PaymentStore`, `IdempotencyStore`)
+//! over one [`MemoryStore`].
 //!
-//! It backs unit and API tests, demos and the `--store memory` mode, and it is held to the
-//! same conformance suite (`port-tests`) as the PostgreSQL adapter. All state sits behind one
-//! mutex: every port call is a critical section, which makes each one trivially atomic and
-//! serialised against every other (one seat hold wins, no charge is lost, admission runs once
-//! per interval). A payment runs its whole unit of work under that lock with an undo log, so an
-//! `Err` from the work rolls back every write it made.
+//! It backs unit and API tests, demos and the in-memory mode of the binary, and it is held to
+//! the same conformance suite (`port-tests`) as the PostgreSQL and Redis adapters: it is the
+//! reference implementation the others are compared with. All state sits behind one mutex, so
+//! every port call is one critical section, trivially atomic and linearizable: one seat hold
+//! wins, no charge is lost, admission runs once per interval, a token pays once, and a
+//! concurrent duplicate of a keyed request finds the first one's record (so this store never
+//! answers `InFlight`). A payment reads, decides and applies under that lock, checking
+//! everything before its first write, so an `Err` leaves nothing behind.
+//!
+//! The store's clock (on which admission and token expiry are timed, as a database's `now()`
+//! would be) is the clock given to [`MemoryStore::ports`].
 //!
 //! # Layout
-//! - [`MemoryStore`]: the shared state, seeding, the failure switch and readiness probe.
-//! - `state`: the data and the rules each port applies to it inside the lock.
+//! - [`MemoryStore`]: the shared state, the ports, the failure switch and readiness probe.
+//! - `state`: the data and what each port call does to it inside the lock.
 //! - `ports`: the trait implementations, thin wrappers that take the lock and delegate.
 
 mod ports;
@@ -19,41 +25,56 @@ mod state;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use domain::clock::Clock;
-use domain::demo::DemoCatalogue;
-use domain::ports::{AccountStore, CatalogueStore, PaymentUnitOfWork, QueueStore, ReservationStore, StoreError};
-use domain::queue::TokenGenerator;
+use domain::ports::StoreError;
+use domain::queue::QueueSettings;
+use domain::random::Randomness;
 use domain::service::Ports;
 
+use crate::ports::MemoryPorts;
 use crate::state::State;
 
 /// One in-memory store. Clones share the same state.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct MemoryStore {
     inner: Arc<Mutex<State>>,
 }
 
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl MemoryStore {
-    /// An empty store.
+    /// An empty store whose waiting-room settings start as [`QueueSettings::default`].
     #[must_use]
     pub fn new() -> Self {
-        Self::default()
+        Self::with_settings(QueueSettings::default())
     }
 
-    /// All ports backed by this store, reading `clock`, tokens from `tokens`.
+    /// An empty store whose waiting-room settings start as `settings` (configuration's values,
+    /// in force until an operator changes them).
     #[must_use]
-    pub fn ports(&self, clock: Arc<dyn Clock>, tokens: Arc<dyn TokenGenerator>) -> Ports {
-        let queue: Arc<dyn QueueStore> = Arc::new(self.clone());
-        let catalogue: Arc<dyn CatalogueStore> = Arc::new(self.clone());
-        let reservations: Arc<dyn ReservationStore> = Arc::new(self.clone());
-        let accounts: Arc<dyn AccountStore> = Arc::new(self.clone());
-        let payments: Arc<dyn PaymentUnitOfWork> = Arc::new(self.clone());
-        Ports { queue, catalogue, reservations, accounts, payments, clock, tokens }
+    pub fn with_settings(settings: QueueSettings) -> Self {
+        Self { inner: Arc::new(Mutex::new(State::new(settings))) }
     }
 
-    /// Inserts the catalogue's concerts, schedules and seats unless already there
-    /// (idempotent); returns `true` if it inserted anything.
-    pub fn seed(&self, catalogue: &DemoCatalogue) -> bool {
-        self.lock().seed(catalogue)
+    /// Every port backed by this store. `clock` is both the domain's clock and the store's own
+    /// (admission and token expiry are timed on it); `random` makes token values and ids.
+    #[must_use]
+    pub fn ports(&self, clock: Arc<dyn Clock>, random: Arc<dyn Randomness>) -> Ports {
+        let ports = Arc::new(MemoryPorts::new(self.clone(), clock.clone()));
+        Ports {
+            queue: ports.clone(),
+            settings: ports.clone(),
+            catalogue: ports.clone(),
+            reservations: ports.clone(),
+            accounts: ports.clone(),
+            payments: ports.clone(),
+            idempotency: ports,
+            clock,
+            random,
+        }
     }
 
     /// Failure switch for tests: while `Some`, every port call returns this error and changes
@@ -70,9 +91,9 @@ impl MemoryStore {
         self.lock().check()
     }
 
-    /// The state, locked. A thread that panicked while holding the lock leaves no half-made
-    /// change behind (every mutation is a few assignments after all checks passed, and
-    /// payments undo on unwind too), so the poisoned state is still consistent and is used.
+    /// The state, locked. A thread that panicked while holding the lock left no half-made
+    /// change behind (every mutation checks all it can refuse before its first write, and the
+    /// writes after that cannot fail), so the poisoned state is still consistent and is used.
     fn lock(&self) -> MutexGuard<'_, State> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }

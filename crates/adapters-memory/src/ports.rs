@@ -1,110 +1,183 @@
-//! The port traits, implemented on [`MemoryStore`]: each call takes the lock (failing while the
-//! failure switch is set) and delegates to [`crate::state::State`].
+//! The port traits, implemented on [`MemoryPorts`]: each call takes the store's lock (failing
+//! while the failure switch is set) and delegates to [`crate::state::State`]. Calls timed on
+//! the store's clock read the clock the ports were built with.
 
-use domain::account::{CreditOutcome, LedgerEntry};
-use domain::catalogue::{Concert, ScheduleSummary, SeatRecord};
+use std::sync::Arc;
+
+use domain::account::{CreditOutcome, CreditRequest, LedgerEntry, LedgerQuery};
+use domain::catalogue::{AddSchedule, Concert, NewConcert, NewSchedule, ScheduleSales, ScheduleSummary, SeatRecord};
+use domain::clock::Clock;
 use domain::error::PayError;
-use domain::ids::{ConcertId, LedgerEntryId, ReservationId, ScheduleId, UserId};
+use domain::idempotency::{Claimed, IdempotencyGuard, IdempotencyKey, IdempotencyRecord};
+use domain::ids::{ConcertId, ReservationId, ScheduleId, UserId};
 use domain::money::Won;
-use domain::payment::Payment;
+use domain::payment::{PaymentRequest, Settlement};
 use domain::ports::{
-    AccountStore, CatalogueStore, IssueOutcome, PaymentUnitOfWork, PaymentWork, QueueStore, ReservationStore,
-    StoreError,
+    AccountStore, CatalogueStore, Decide, IdempotencyStore, IssueOutcome, PaymentStore, QueueStore, ReservationStore,
+    SettingsStore, StoreError,
 };
-use domain::queue::{AdmissionOutcome, AdmissionPolicy, QueueCursor, QueueToken, TokenValue};
+use domain::queue::{
+    AdmissionOutcome, AdmissionPolicy, QueueCursor, QueueSettings, QueueStats, QueueToken, SettingsPatch, TokenValue,
+};
 use domain::reservation::{HoldOutcome, HoldRequest, Reservation};
 use time::OffsetDateTime;
 
-use crate::state::Tx;
 use crate::MemoryStore;
 
-impl QueueStore for MemoryStore {
+/// Every port of one [`MemoryStore`], with the store's clock.
+pub(crate) struct MemoryPorts {
+    store: MemoryStore,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for MemoryPorts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryPorts").finish_non_exhaustive()
+    }
+}
+
+impl MemoryPorts {
+    pub(crate) fn new(store: MemoryStore, clock: Arc<dyn Clock>) -> Self {
+        Self { store, clock }
+    }
+}
+
+impl QueueStore for MemoryPorts {
     fn issue(&self, user: UserId, value: TokenValue, now: OffsetDateTime) -> Result<IssueOutcome, StoreError> {
-        self.open()?.issue(user, value, now)
+        self.store.open()?.issue(user, value, now)
     }
 
     fn find(&self, value: &TokenValue) -> Result<Option<QueueToken>, StoreError> {
-        Ok(self.open()?.find_token(value))
+        Ok(self.store.open()?.find_token(value))
     }
 
     fn find_with_cursor(&self, value: &TokenValue) -> Result<Option<(QueueToken, QueueCursor)>, StoreError> {
-        let state = self.open()?;
+        let state = self.store.open()?;
         Ok(state.find_token(value).map(|t| (t, state.cursor())))
     }
 
     fn cursor(&self) -> Result<QueueCursor, StoreError> {
-        Ok(self.open()?.cursor())
+        Ok(self.store.open()?.cursor())
     }
 
-    fn admit(&self, policy: &AdmissionPolicy, now: OffsetDateTime) -> Result<AdmissionOutcome, StoreError> {
-        Ok(self.open()?.admit(policy, now))
+    fn admit(&self, policy: &AdmissionPolicy) -> Result<AdmissionOutcome, StoreError> {
+        let mut state = self.store.open()?;
+        // Read under the lock, so the instant of the decision is the instant of the write.
+        Ok(state.admit(policy, self.clock.now()))
     }
 
-    fn expire_tokens(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
-        Ok(self.open()?.expire_tokens(now))
+    fn expire_tokens(&self, limit: u32) -> Result<u64, StoreError> {
+        let mut state = self.store.open()?;
+        Ok(state.expire_tokens(self.clock.now(), limit))
+    }
+
+    fn use_up(&self, value: &TokenValue, at: OffsetDateTime) -> Result<(), StoreError> {
+        self.store.open()?.use_up(value, at);
+        Ok(())
+    }
+
+    fn stats(&self) -> Result<QueueStats, StoreError> {
+        let state = self.store.open()?;
+        Ok(state.stats(self.clock.now()))
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        self.store.ping()
     }
 }
 
-impl CatalogueStore for MemoryStore {
+impl SettingsStore for MemoryPorts {
+    fn load(&self) -> Result<QueueSettings, StoreError> {
+        Ok(self.store.open()?.settings())
+    }
+
+    fn update(&self, patch: &SettingsPatch) -> Result<(QueueSettings, QueueSettings), StoreError> {
+        Ok(self.store.open()?.update_settings(patch))
+    }
+}
+
+impl CatalogueStore for MemoryPorts {
     fn concerts(&self) -> Result<Vec<Concert>, StoreError> {
-        Ok(self.open()?.concerts())
+        Ok(self.store.open()?.concerts())
     }
 
     fn schedules(&self, concert: ConcertId, now: OffsetDateTime) -> Result<Option<Vec<ScheduleSummary>>, StoreError> {
-        Ok(self.open()?.schedules(concert, now))
+        Ok(self.store.open()?.schedules(concert, now))
     }
 
     fn seats(&self, schedule: ScheduleId) -> Result<Option<Vec<SeatRecord>>, StoreError> {
-        Ok(self.open()?.seats(schedule))
+        Ok(self.store.open()?.seats(schedule))
+    }
+
+    fn create_concert(&self, concert: &NewConcert) -> Result<bool, StoreError> {
+        self.store.open()?.create_concert(concert)
+    }
+
+    fn add_schedule(&self, schedule: &NewSchedule) -> Result<AddSchedule, StoreError> {
+        self.store.open()?.add_schedule(schedule)
+    }
+
+    fn sales(&self, concert: ConcertId, now: OffsetDateTime) -> Result<Option<Vec<ScheduleSales>>, StoreError> {
+        Ok(self.store.open()?.sales(concert, now))
     }
 }
 
-impl ReservationStore for MemoryStore {
+impl ReservationStore for MemoryPorts {
     fn hold(&self, req: &HoldRequest) -> Result<HoldOutcome, StoreError> {
-        self.open()?.hold(req)
+        self.store.open()?.hold(req)
     }
 
     fn find(&self, id: ReservationId) -> Result<Option<Reservation>, StoreError> {
-        Ok(self.open()?.find_reservation(id))
+        Ok(self.store.open()?.find_reservation(id))
     }
 
-    fn release_lapsed(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
-        Ok(self.open()?.release_lapsed(now))
+    fn release_lapsed(&self, now: OffsetDateTime, limit: u32) -> Result<u64, StoreError> {
+        Ok(self.store.open()?.release_lapsed(now, limit))
     }
 }
 
-impl AccountStore for MemoryStore {
+impl AccountStore for MemoryPorts {
     fn balance(&self, user: UserId) -> Result<Won, StoreError> {
-        Ok(self.open()?.balance(user))
+        Ok(self.store.open()?.balance(user))
     }
 
     fn credit(
         &self,
-        user: UserId,
-        amount: Won,
-        limit: Won,
-        entry: LedgerEntryId,
-        at: OffsetDateTime,
-    ) -> Result<CreditOutcome, StoreError> {
-        self.open()?.credit(user, amount, limit, entry, at)
+        req: &CreditRequest,
+        guard: Option<&IdempotencyGuard<'_>>,
+    ) -> Result<Claimed<CreditOutcome>, StoreError> {
+        self.store.open()?.credit(req, guard)
     }
 
-    fn ledger(&self, user: UserId) -> Result<Vec<LedgerEntry>, StoreError> {
-        Ok(self.open()?.ledger(user))
+    fn ledger(&self, user: UserId, query: &LedgerQuery) -> Result<Option<Vec<LedgerEntry>>, StoreError> {
+        Ok(self.store.open()?.ledger(user, query))
     }
 }
 
-impl PaymentUnitOfWork for MemoryStore {
-    fn run(&self, work: &mut PaymentWork<'_>) -> Result<Payment, PayError> {
-        let mut state = self.open()?;
-        // The lock is held until the work is done, so the payment is serialised against every
-        // other port call: the reservation, the balance and the token cannot move under it.
-        let mut tx = Tx::begin(&mut state);
-        let result = work(&mut tx);
-        if result.is_ok() {
-            tx.commit();
-        }
-        // Otherwise dropping `tx` undoes every write the work made.
-        result
+impl PaymentStore for MemoryPorts {
+    fn pay(
+        &self,
+        req: &PaymentRequest,
+        guard: Option<&IdempotencyGuard<'_>>,
+        decide: &mut Decide<'_>,
+    ) -> Result<Claimed<Settlement>, PayError> {
+        // The lock is held until the settlement is applied, so the payment is serialised
+        // against every other port call: reservation, balance and token cannot move under it.
+        self.store.open()?.pay(req, guard, decide)
+    }
+}
+
+impl IdempotencyStore for MemoryPorts {
+    fn find(
+        &self,
+        user: UserId,
+        key: &IdempotencyKey,
+        now: OffsetDateTime,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        Ok(self.store.open()?.find_record(user, key, now))
+    }
+
+    fn purge_expired(&self, now: OffsetDateTime, limit: u32) -> Result<u64, StoreError> {
+        Ok(self.store.open()?.purge_expired(now, limit))
     }
 }

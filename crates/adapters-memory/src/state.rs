@@ -1,20 +1,30 @@
 //! The data of a [`crate::MemoryStore`] and what each port call does to it. Every method here
-//! runs with the store's lock held, so each is atomic and serialised against all others; the
-//! rule decisions themselves come from the domain (`status_at`, `occupies_seat_at`, the
-//! admission policy), never re-derived here.
+//! runs with the store's lock held, so each is atomic and serialised against all others. The
+//! rules themselves are the domain's functions (`status_at`, `occupies_seat_at`,
+//! `may_hold_another`, `credit_fits`, the admission policy), called rather than restated; the
+//! one rule restated here (a schedule is bookable) names the function it mirrors.
+//!
+//! Every mutating method checks everything that can fail *before* its first write, so an
+//! `Err` always leaves the state as it was: that is the whole of this store's rollback.
 
-use std::collections::hash_map::Entry;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
-use domain::account::{CreditOutcome, LedgerEntry, LedgerKind};
-use domain::catalogue::{Concert, ScheduleSummary, Seat, SeatClaim, SeatRecord};
-use domain::demo::DemoCatalogue;
-use domain::ids::{ConcertId, LedgerEntryId, PaymentId, ReservationId, ScheduleId, SeatId, UserId};
-use domain::money::Won;
-use domain::payment::Payment;
-use domain::ports::{DebitOutcome, IssueOutcome, PaymentTx, StoreError};
-use domain::queue::{AdmissionOutcome, AdmissionPolicy, QueueCursor, QueueToken, TokenStatus, TokenValue};
-use domain::reservation::{HoldOutcome, HoldRequest, Reservation, ReservationStatus};
+use domain::account::{CreditOutcome, CreditRequest, LedgerEntry, LedgerKind, LedgerQuery};
+use domain::catalogue::{
+    AddSchedule, Concert, NewConcert, NewSchedule, ScheduleSales, ScheduleSummary, Seat, SeatClaim, SeatRecord,
+    SeatStatus,
+};
+use domain::error::PayError;
+use domain::idempotency::{Claimed, Effect, IdempotencyGuard, IdempotencyKey, IdempotencyRecord};
+use domain::ids::{ConcertId, PaymentId, ReservationId, ScheduleId, SeatId, UserId};
+use domain::money::{credit_fits, Won};
+use domain::payment::{Payment, PaymentFacts, PaymentRequest, Settlement};
+use domain::ports::{Decide, IssueOutcome, StoreError};
+use domain::queue::{
+    AdmissionOutcome, AdmissionPolicy, QueueCursor, QueueSettings, QueueStats, QueueToken, SettingsPatch, TokenStatus,
+    TokenValue,
+};
+use domain::reservation::{may_hold_another, HoldOutcome, HoldRequest, Reservation, ReservationStatus};
 use time::OffsetDateTime;
 
 /// A schedule as stored: the seats are kept in number order for the seat map.
@@ -25,17 +35,31 @@ struct ScheduleRow {
     seats: Vec<SeatId>,
 }
 
+/// A recorded keyed request, kept until `expires_at`.
+#[derive(Debug, Clone)]
+struct StoredRecord {
+    record: IdempotencyRecord,
+    expires_at: OffsetDateTime,
+}
+
 /// Everything the store holds.
 #[derive(Debug, Default)]
 pub(crate) struct State {
     /// The failure switch: while set, every port call fails with it and changes nothing.
     pub(crate) failure: Option<StoreError>,
 
+    settings: QueueSettings,
+
     /// Tokens in issue order: the token with `seq` s sits at index s - 1, which keeps `seq`
-    /// gapless by construction.
+    /// gapless by construction. Every token past `cursor.admitted_through` is WAITING (a
+    /// WAITING token leaves the line only by admission), so the waiting count and the next
+    /// batch are index ranges.
     tokens: Vec<QueueToken>,
     token_index: HashMap<TokenValue, usize>,
     tokens_of: HashMap<UserId, Vec<usize>>,
+    /// The stored-ACTIVE tokens by `(expires_at, index)`: expiry takes the oldest first and the
+    /// unexpired ones are a range, so neither scans the line.
+    active: BTreeSet<(OffsetDateTime, usize)>,
     cursor: QueueCursor,
 
     concerts: HashMap<ConcertId, Concert>,
@@ -43,52 +67,55 @@ pub(crate) struct State {
     seats: HashMap<SeatId, Seat>,
 
     reservations: HashMap<ReservationId, Reservation>,
+    reservations_of: HashMap<UserId, Vec<ReservationId>>,
     /// The HELD or PAID reservation occupying each seat. A HELD one may have lapsed; EXPIRED
     /// ones are removed, so a seat has at most one entry (the second line behind the hold
     /// rule, like PostgreSQL's unique partial index).
     claims: HashMap<SeatId, ReservationId>,
 
     balances: HashMap<UserId, Won>,
+    /// Each user's ledger, oldest first.
     ledgers: HashMap<UserId, Vec<LedgerEntry>>,
     payments: HashMap<PaymentId, Payment>,
+    /// The reservation each payment paid and the token that paid it: at most one payment per
+    /// reservation and per token (the second line behind `payment::settle`).
+    paid_reservations: HashSet<ReservationId>,
+    paid_tokens: HashSet<TokenValue>,
+
+    records: HashMap<(UserId, IdempotencyKey), StoredRecord>,
 }
 
-fn internal(what: &str) -> StoreError {
-    StoreError::Internal(what.to_owned())
+fn internal(what: impl Into<String>) -> StoreError {
+    StoreError::Internal(what.into())
+}
+
+fn as_u64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+fn as_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn limit(n: u32) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+/// Whether seats of a schedule starting at `starts_at` may be reserved at `now`: restates
+/// [`ScheduleSummary::is_bookable_at`] for a stored row.
+fn bookable(starts_at: OffsetDateTime, now: OffsetDateTime) -> bool {
+    starts_at > now
 }
 
 impl State {
+    /// An empty store whose settings start as `settings`.
+    pub(crate) fn new(settings: QueueSettings) -> Self {
+        Self { settings, ..Self::default() }
+    }
+
     /// `Err` while the failure switch is set.
     pub(crate) fn check(&self) -> Result<(), StoreError> {
         self.failure.as_ref().map_or(Ok(()), |e| Err(e.clone()))
-    }
-
-    // ---- seeding -----------------------------------------------------------------------------
-
-    pub(crate) fn seed(&mut self, catalogue: &DemoCatalogue) -> bool {
-        let mut inserted = false;
-        for concert in &catalogue.concerts {
-            if let Entry::Vacant(slot) = self.concerts.entry(concert.id) {
-                slot.insert(concert.clone());
-                inserted = true;
-            }
-        }
-        for schedule in &catalogue.schedules {
-            let row = self.schedules.entry(schedule.id).or_insert_with(|| {
-                inserted = true;
-                ScheduleRow { concert_id: schedule.concert_id, starts_at: schedule.starts_at, seats: Vec::new() }
-            });
-            for seat in &schedule.seats {
-                if let Entry::Vacant(slot) = self.seats.entry(seat.id) {
-                    slot.insert(Seat { schedule_id: schedule.id, ..seat.clone() });
-                    row.seats.push(seat.id);
-                    inserted = true;
-                }
-            }
-            let seats = &self.seats;
-            row.seats.sort_by_key(|id| seats.get(id).map_or(u32::MAX, |s| s.number));
-        }
-        inserted
     }
 
     // ---- queue ---------------------------------------------------------------------------------
@@ -99,28 +126,41 @@ impl State {
         value: TokenValue,
         now: OffsetDateTime,
     ) -> Result<IssueOutcome, StoreError> {
-        let mine = self.tokens_of.get(&user).map(Vec::as_slice).unwrap_or_default();
+        let mine = self.tokens_of.get(&user).cloned().unwrap_or_default();
         if let Some(live) = mine.iter().filter_map(|&i| self.tokens.get(i)).find(|t| t.is_live_at(now)) {
-            return Ok(IssueOutcome { token: live.clone(), created: false });
+            return Ok(IssueOutcome { token: live.clone(), created: false, cursor: self.cursor });
         }
         // Checked before anything changes, so a refused issue burns no number.
         if self.token_index.contains_key(&value) {
             return Err(internal("duplicate token value"));
         }
         let seq = i64::try_from(self.tokens.len()).map_err(|_| internal("queue sequence overflow"))? + 1;
-        for &i in mine {
-            if let Some(t) = self.tokens.get_mut(i) {
-                if t.status == TokenStatus::Active {
-                    t.status = TokenStatus::Expired;
-                }
-            }
+        for &i in &mine {
+            self.expire_at(i, None);
         }
         let token = QueueToken::new_waiting(value.clone(), user, seq, now);
         let index = self.tokens.len();
         self.tokens.push(token.clone());
         self.token_index.insert(value, index);
         self.tokens_of.entry(user).or_default().push(index);
-        Ok(IssueOutcome { token, created: true })
+        Ok(IssueOutcome { token, created: true, cursor: self.cursor })
+    }
+
+    /// Marks the token at `i` EXPIRED if it is stored ACTIVE, with `expires_at = at` when
+    /// given (a payment used it up) or its own expiry kept (its time ran out).
+    fn expire_at(&mut self, i: usize, at: Option<OffsetDateTime>) -> bool {
+        let Some(t) = self.tokens.get_mut(i) else { return false };
+        if t.status != TokenStatus::Active {
+            return false;
+        }
+        if let Some(exp) = t.expires_at {
+            self.active.remove(&(exp, i));
+        }
+        t.status = TokenStatus::Expired;
+        if at.is_some() {
+            t.expires_at = at;
+        }
+        true
     }
 
     pub(crate) fn find_token(&self, value: &TokenValue) -> Option<QueueToken> {
@@ -131,46 +171,76 @@ impl State {
         self.cursor
     }
 
+    fn issued_through(&self) -> i64 {
+        i64::try_from(self.tokens.len()).unwrap_or(i64::MAX)
+    }
+
+    /// ACTIVE tokens whose TTL has not run out at `now` ([`QueueToken::status_at`]: an ACTIVE
+    /// token is over at its exact `expires_at`).
+    fn active_at(&self, now: OffsetDateTime) -> u64 {
+        as_u64(self.active.iter().rev().take_while(|(exp, _)| *exp > now).count())
+    }
+
     pub(crate) fn admit(&mut self, policy: &AdmissionPolicy, now: OffsetDateTime) -> AdmissionOutcome {
         let last = self.cursor.last_admission_at;
         if !policy.is_due(last, now) {
-            return AdmissionOutcome::NotDue { next_at: policy.next_admission_at(last, now) };
+            return AdmissionOutcome::NotDue { wait: policy.next_admission_at(last, now) - now };
         }
-        let active = if policy.max_active.is_some() {
-            self.tokens.iter().filter(|t| t.status_at(now) == TokenStatus::Active).count()
-        } else {
-            0
-        };
-        // Admission goes strictly in seq order, so no WAITING token sits below the cursor.
-        let start = usize::try_from(self.cursor.admitted_through).unwrap_or(0).min(self.tokens.len());
-        let waiting = self.tokens[start..].iter().filter(|t| t.status == TokenStatus::Waiting).count();
-        let n = policy.quota(as_u64(active), as_u64(waiting));
-        let mut admitted = 0_u64;
-        for t in self.tokens[start..].iter_mut().filter(|t| t.status == TokenStatus::Waiting) {
-            if admitted == n {
-                break;
+        let active = if policy.max_active.is_some() { self.active_at(now) } else { 0 };
+        let waiting = self.issued_through().saturating_sub(self.cursor.admitted_through);
+        let n = policy.quota(active, u64::try_from(waiting).unwrap_or(0));
+        let start = usize::try_from(self.cursor.admitted_through).unwrap_or(0);
+        let end = start.saturating_add(usize::try_from(n).unwrap_or(0)).min(self.tokens.len());
+        let expires_at = policy.expiry_for(now);
+        for i in start..end {
+            if let Some(t) = self.tokens.get_mut(i) {
+                t.status = TokenStatus::Active;
+                t.activated_at = Some(now);
+                t.expires_at = Some(expires_at);
+                self.active.insert((expires_at, i));
             }
-            t.status = TokenStatus::Active;
-            t.activated_at = Some(now);
-            t.expires_at = Some(policy.expiry_for(now));
-            admitted += 1;
         }
-        self.cursor.admitted_through += i64::try_from(admitted).unwrap_or(i64::MAX);
+        let admitted = as_u64(end - start);
+        self.cursor.admitted_through += i64::try_from(admitted).unwrap_or(0);
         if admitted > 0 {
             self.cursor.last_admission_at = Some(now);
         }
         AdmissionOutcome::Admitted(admitted)
     }
 
-    pub(crate) fn expire_tokens(&mut self, now: OffsetDateTime) -> u64 {
-        let mut changed = 0;
-        for t in &mut self.tokens {
-            if t.status == TokenStatus::Active && t.expires_at.is_some_and(|exp| exp <= now) {
-                t.status = TokenStatus::Expired;
-                changed += 1;
-            }
+    pub(crate) fn expire_tokens(&mut self, now: OffsetDateTime, max: u32) -> u64 {
+        let due: Vec<usize> =
+            self.active.iter().take_while(|(exp, _)| *exp <= now).take(limit(max)).map(|(_, i)| *i).collect();
+        as_u64(due.into_iter().filter(|&i| self.expire_at(i, None)).count())
+    }
+
+    pub(crate) fn use_up(&mut self, value: &TokenValue, at: OffsetDateTime) {
+        if let Some(&i) = self.token_index.get(value) {
+            self.expire_at(i, Some(at));
         }
-        changed
+    }
+
+    pub(crate) fn stats(&self, now: OffsetDateTime) -> QueueStats {
+        let issued_through = self.issued_through();
+        QueueStats {
+            waiting: u64::try_from(issued_through - self.cursor.admitted_through).unwrap_or(0),
+            active: self.active_at(now),
+            issued_through,
+            cursor: self.cursor,
+            now,
+        }
+    }
+
+    // ---- settings ------------------------------------------------------------------------------
+
+    pub(crate) fn settings(&self) -> QueueSettings {
+        self.settings
+    }
+
+    pub(crate) fn update_settings(&mut self, patch: &SettingsPatch) -> (QueueSettings, QueueSettings) {
+        let before = self.settings;
+        self.settings = patch.apply(before);
+        (before, self.settings)
     }
 
     // ---- catalogue -----------------------------------------------------------------------------
@@ -186,39 +256,154 @@ impl State {
         self.claims.get(&seat).and_then(|id| self.reservations.get(id))
     }
 
+    fn record(&self, seat: &Seat) -> SeatRecord {
+        SeatRecord { seat: seat.clone(), claim: self.claim(seat.id).map(SeatClaim::of) }
+    }
+
+    fn records<'a>(&'a self, row: &'a ScheduleRow) -> impl Iterator<Item = SeatRecord> + 'a {
+        row.seats.iter().filter_map(|id| self.seats.get(id)).map(|seat| self.record(seat))
+    }
+
+    /// The schedules of `concert`, soonest first.
+    fn schedules_of(&self, concert: ConcertId) -> Vec<(ScheduleId, &ScheduleRow)> {
+        let mut list: Vec<(ScheduleId, &ScheduleRow)> =
+            self.schedules.iter().filter(|(_, row)| row.concert_id == concert).map(|(id, row)| (*id, row)).collect();
+        list.sort_by(|a, b| a.1.starts_at.cmp(&b.1.starts_at).then(a.0.cmp(&b.0)));
+        list
+    }
+
     pub(crate) fn schedules(&self, concert: ConcertId, now: OffsetDateTime) -> Option<Vec<ScheduleSummary>> {
         if !self.concerts.contains_key(&concert) {
             return None;
         }
-        let mut list: Vec<ScheduleSummary> = self
-            .schedules
-            .iter()
-            .filter(|(_, row)| row.concert_id == concert && row.starts_at > now)
-            .map(|(&id, row)| {
-                let taken =
-                    row.seats.iter().filter(|&&s| self.claim(s).is_some_and(|r| r.occupies_seat_at(now))).count();
+        let list = self
+            .schedules_of(concert)
+            .into_iter()
+            .map(|(id, row)| {
+                let available = self.records(row).filter(|r| r.status_at(now) == SeatStatus::Available).count();
                 ScheduleSummary {
                     id,
                     concert_id: concert,
                     starts_at: row.starts_at,
                     total_seats: as_u32(row.seats.len()),
-                    available_seats: as_u32(row.seats.len() - taken),
+                    available_seats: as_u32(available),
                 }
             })
+            .filter(|s| s.is_bookable_at(now))
             .collect();
-        list.sort_by(|a, b| a.starts_at.cmp(&b.starts_at).then(a.id.cmp(&b.id)));
         Some(list)
     }
 
     pub(crate) fn seats(&self, schedule: ScheduleId) -> Option<Vec<SeatRecord>> {
         let row = self.schedules.get(&schedule)?;
-        let records = row
-            .seats
-            .iter()
-            .filter_map(|id| self.seats.get(id))
-            .map(|seat| SeatRecord { seat: seat.clone(), claim: self.claim(seat.id).map(SeatClaim::of) })
+        Some(self.records(row).collect())
+    }
+
+    /// Why `schedule` cannot be added as it is (ids taken, seats not its own), if it cannot.
+    fn schedule_conflict(&self, schedule: &NewSchedule, seen: &mut HashSet<SeatId>) -> Option<String> {
+        if self.schedules.contains_key(&schedule.id) {
+            return Some(format!("schedule id {} already taken", schedule.id));
+        }
+        let mut numbers = HashSet::new();
+        for seat in &schedule.seats {
+            if seat.schedule_id != schedule.id {
+                return Some(format!("seat {} does not belong to schedule {}", seat.id, schedule.id));
+            }
+            if self.seats.contains_key(&seat.id) || !seen.insert(seat.id) {
+                return Some(format!("seat id {} already taken", seat.id));
+            }
+            if !numbers.insert(seat.number) {
+                return Some(format!("seat number {} twice in schedule {}", seat.number, schedule.id));
+            }
+        }
+        None
+    }
+
+    fn insert_schedule(&mut self, schedule: &NewSchedule) {
+        let mut seats: Vec<&Seat> = schedule.seats.iter().collect();
+        seats.sort_by_key(|s| s.number);
+        let row = ScheduleRow {
+            concert_id: schedule.concert_id,
+            starts_at: schedule.starts_at,
+            seats: seats.iter().map(|s| s.id).collect(),
+        };
+        for seat in seats {
+            self.seats.insert(seat.id, seat.clone());
+        }
+        self.schedules.insert(schedule.id, row);
+    }
+
+    pub(crate) fn create_concert(&mut self, concert: &NewConcert) -> Result<bool, StoreError> {
+        let id = concert.concert.id;
+        if self.concerts.contains_key(&id) {
+            return Ok(false);
+        }
+        let mut seen_seats = HashSet::new();
+        let mut seen_schedules = HashSet::new();
+        for schedule in &concert.schedules {
+            if schedule.concert_id != id {
+                return Err(internal(format!("schedule {} does not belong to concert {id}", schedule.id)));
+            }
+            if !seen_schedules.insert(schedule.id) {
+                return Err(internal(format!("schedule id {} twice in one concert", schedule.id)));
+            }
+            if let Some(conflict) = self.schedule_conflict(schedule, &mut seen_seats) {
+                return Err(internal(conflict));
+            }
+        }
+        self.concerts.insert(id, concert.concert.clone());
+        for schedule in &concert.schedules {
+            self.insert_schedule(schedule);
+        }
+        Ok(true)
+    }
+
+    pub(crate) fn add_schedule(&mut self, schedule: &NewSchedule) -> Result<AddSchedule, StoreError> {
+        if !self.concerts.contains_key(&schedule.concert_id) {
+            return Ok(AddSchedule::NoSuchConcert);
+        }
+        if self.schedules.contains_key(&schedule.id) {
+            return Ok(AddSchedule::AlreadyExists);
+        }
+        if let Some(conflict) = self.schedule_conflict(schedule, &mut HashSet::new()) {
+            return Err(internal(conflict));
+        }
+        self.insert_schedule(schedule);
+        Ok(AddSchedule::Added)
+    }
+
+    pub(crate) fn sales(&self, concert: ConcertId, now: OffsetDateTime) -> Option<Vec<ScheduleSales>> {
+        if !self.concerts.contains_key(&concert) {
+            return None;
+        }
+        let list = self
+            .schedules_of(concert)
+            .into_iter()
+            .map(|(id, row)| {
+                let mut sales = ScheduleSales {
+                    schedule_id: id,
+                    starts_at: row.starts_at,
+                    total_seats: as_u32(row.seats.len()),
+                    sold: 0,
+                    held: 0,
+                    available: 0,
+                    revenue: Won::ZERO,
+                };
+                for record in self.records(row) {
+                    match record.status_at(now) {
+                        SeatStatus::Sold => {
+                            sales.sold += 1;
+                            let price = self.claim(record.seat.id).map_or(Won::ZERO, |r| r.price);
+                            sales.revenue = sales.revenue.checked_add(price).unwrap_or(sales.revenue);
+                        }
+                        SeatStatus::Held => sales.held += 1,
+                        SeatStatus::Available => sales.available += 1,
+                    }
+                }
+                sales
+            })
             .collect();
-        Some(records)
+        Some(list)
     }
 
     // ---- reservations --------------------------------------------------------------------------
@@ -227,11 +412,22 @@ impl State {
         let Some(seat) = self.seats.get(&req.seat_id).filter(|s| s.schedule_id == req.schedule_id).cloned() else {
             return Ok(HoldOutcome::NoSuchSeat);
         };
-        if self.schedules.get(&req.schedule_id).is_none_or(|row| row.starts_at <= req.now) {
+        if !self.schedules.get(&req.schedule_id).is_some_and(|row| bookable(row.starts_at, req.now)) {
             return Ok(HoldOutcome::NoSuchSeat);
         }
         if self.claim(seat.id).is_some_and(|r| r.occupies_seat_at(req.now)) {
             return Ok(HoldOutcome::SeatTaken);
+        }
+        let live_holds = self
+            .reservations_of
+            .get(&req.user_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.reservations.get(id))
+            .filter(|r| r.status_at(req.now) == ReservationStatus::Held)
+            .count();
+        if !may_hold_another(as_u32(live_holds), req.max_live_holds) {
+            return Ok(HoldOutcome::HoldLimit);
         }
         if self.reservations.contains_key(&req.reservation_id) {
             return Err(internal("duplicate reservation id"));
@@ -253,6 +449,7 @@ impl State {
             paid_at: None,
         };
         self.reservations.insert(r.id, r.clone());
+        self.reservations_of.entry(r.user_id).or_default().push(r.id);
         self.claims.insert(seat.id, r.id);
         Ok(HoldOutcome::Held(r))
     }
@@ -261,18 +458,61 @@ impl State {
         self.reservations.get(&id).cloned()
     }
 
-    pub(crate) fn release_lapsed(&mut self, now: OffsetDateTime) -> u64 {
-        let reservations = &mut self.reservations;
-        let mut released = 0;
-        self.claims.retain(|_, id| match reservations.get_mut(id) {
-            Some(r) if r.status == ReservationStatus::Held && r.held_until <= now => {
+    pub(crate) fn release_lapsed(&mut self, now: OffsetDateTime, max: u32) -> u64 {
+        let lapsed: Vec<(SeatId, ReservationId)> = self
+            .claims
+            .iter()
+            .filter(|(_, id)| {
+                self.reservations.get(id).is_some_and(|r| {
+                    r.status == ReservationStatus::Held && r.status_at(now) == ReservationStatus::Expired
+                })
+            })
+            .take(limit(max))
+            .map(|(seat, id)| (*seat, *id))
+            .collect();
+        for (seat, id) in &lapsed {
+            self.claims.remove(seat);
+            if let Some(r) = self.reservations.get_mut(id) {
                 r.status = ReservationStatus::Expired;
-                released += 1;
-                false
             }
-            _ => true,
-        });
-        released
+        }
+        as_u64(lapsed.len())
+    }
+
+    // ---- idempotency ---------------------------------------------------------------------------
+
+    /// The unexpired record of `(user, key)` at `now`: a record is kept until its exact
+    /// `expires_at` (like a token's TTL), so at that instant it is gone.
+    pub(crate) fn find_record(
+        &self,
+        user: UserId,
+        key: &IdempotencyKey,
+        now: OffsetDateTime,
+    ) -> Option<IdempotencyRecord> {
+        self.records.get(&(user, key.clone())).filter(|r| r.expires_at > now).map(|r| r.record.clone())
+    }
+
+    pub(crate) fn purge_expired(&mut self, now: OffsetDateTime, max: u32) -> u64 {
+        let expired: Vec<(UserId, IdempotencyKey)> =
+            self.records.iter().filter(|(_, r)| r.expires_at <= now).take(limit(max)).map(|(k, _)| k.clone()).collect();
+        for k in &expired {
+            self.records.remove(k);
+        }
+        as_u64(expired.len())
+    }
+
+    /// The claim step of a guarded unit of work: the record if one is in force. One lock
+    /// serialises every caller, so a concurrent duplicate simply finds the record (never
+    /// `InFlight`).
+    fn claimed(&self, guard: Option<&IdempotencyGuard<'_>>) -> Option<IdempotencyRecord> {
+        guard.and_then(|g| self.find_record(g.user, g.key, g.now))
+    }
+
+    fn keep_record(&mut self, guard: Option<&IdempotencyGuard<'_>>, effect: &Effect) {
+        if let Some(g) = guard {
+            let record = IdempotencyRecord { fingerprint: g.fingerprint.clone(), response: (g.render)(effect) };
+            self.records.insert((g.user, g.key.clone()), StoredRecord { record, expires_at: g.expires_at });
+        }
     }
 
     // ---- accounts ------------------------------------------------------------------------------
@@ -283,168 +523,114 @@ impl State {
 
     pub(crate) fn credit(
         &mut self,
-        user: UserId,
-        amount: Won,
-        limit: Won,
-        entry: LedgerEntryId,
-        at: OffsetDateTime,
-    ) -> Result<CreditOutcome, StoreError> {
-        if amount <= Won::ZERO {
+        req: &CreditRequest,
+        guard: Option<&IdempotencyGuard<'_>>,
+    ) -> Result<Claimed<CreditOutcome>, StoreError> {
+        if let Some(record) = self.claimed(guard) {
+            return Ok(Claimed::Recorded(record));
+        }
+        if req.amount <= Won::ZERO {
             return Err(internal("credit of a non-positive amount"));
         }
-        let current = self.balance(user);
-        let Some(after) = current.checked_add(amount).filter(|after| *after <= limit) else {
-            return Ok(CreditOutcome::LimitExceeded(current));
-        };
-        self.balances.insert(user, after);
-        self.ledgers.entry(user).or_default().push(LedgerEntry {
-            id: entry,
-            user_id: user,
+        let current = self.balance(req.user);
+        if !credit_fits(current, req.amount, req.limit) {
+            return Ok(Claimed::Done(CreditOutcome::LimitExceeded(current)));
+        }
+        let after = current.checked_add(req.amount).ok_or_else(|| internal("balance overflow"))?;
+        self.balances.insert(req.user, after);
+        self.ledgers.entry(req.user).or_default().push(LedgerEntry {
+            id: req.entry,
+            user_id: req.user,
             kind: LedgerKind::Charge,
-            amount,
+            amount: req.amount,
             balance_after: after,
-            at,
+            at: req.at,
             payment_id: None,
             reservation_id: None,
         });
-        Ok(CreditOutcome::Credited(after))
+        self.keep_record(guard, &Effect::Charged { user: req.user, balance: after });
+        Ok(Claimed::Done(CreditOutcome::Credited(after)))
     }
 
-    pub(crate) fn ledger(&self, user: UserId) -> Vec<LedgerEntry> {
-        self.ledgers.get(&user).cloned().unwrap_or_default()
-    }
-}
-
-fn as_u64(n: usize) -> u64 {
-    u64::try_from(n).unwrap_or(u64::MAX)
-}
-
-fn as_u32(n: usize) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
-}
-
-// ---- payments ------------------------------------------------------------------------------------
-
-/// How to take back one write of a payment.
-#[derive(Debug)]
-enum Undo {
-    Balance(UserId, Option<Won>),
-    Reservation(Reservation),
-    Payment(PaymentId),
-    Ledger(UserId),
-    Token(usize, QueueToken),
-}
-
-/// One payment's transaction: writes go straight to the state (the lock is held throughout)
-/// and are logged, so that [`Tx::commit`] just forgets the log and anything else — an `Err`
-/// from the work, or a panic unwinding through it — undoes them, newest first.
-#[derive(Debug)]
-pub(crate) struct Tx<'a> {
-    state: &'a mut State,
-    undo: Vec<Undo>,
-}
-
-impl<'a> Tx<'a> {
-    pub(crate) fn begin(state: &'a mut State) -> Self {
-        Self { state, undo: Vec::new() }
+    pub(crate) fn ledger(&self, user: UserId, query: &LedgerQuery) -> Option<Vec<LedgerEntry>> {
+        let entries = self.ledgers.get(&user).map(Vec::as_slice).unwrap_or_default();
+        let end = match query.before {
+            None => entries.len(),
+            Some(before) => entries.iter().position(|e| e.id == before)?,
+        };
+        Some(entries[..end].iter().rev().take(limit(query.limit)).cloned().collect())
     }
 
-    pub(crate) fn commit(mut self) {
-        self.undo.clear();
-    }
-}
+    // ---- payments ------------------------------------------------------------------------------
 
-impl Drop for Tx<'_> {
-    fn drop(&mut self) {
-        while let Some(step) = self.undo.pop() {
-            let s = &mut *self.state;
-            match step {
-                Undo::Balance(user, Some(before)) => {
-                    s.balances.insert(user, before);
-                }
-                Undo::Balance(user, None) => {
-                    s.balances.remove(&user);
-                }
-                Undo::Reservation(before) => {
-                    s.reservations.insert(before.id, before);
-                }
-                Undo::Payment(id) => {
-                    s.payments.remove(&id);
-                }
-                Undo::Ledger(user) => {
-                    if let Some(entries) = s.ledgers.get_mut(&user) {
-                        entries.pop();
-                    }
-                }
-                Undo::Token(i, before) => {
-                    if let Some(t) = s.tokens.get_mut(i) {
-                        *t = before;
-                    }
-                }
-            }
+    /// Read, decide, apply, all under the store's lock: nothing can move between the read and
+    /// the write, and since every check of the settlement runs before the first write, an
+    /// `Err` from `decide` or from a check leaves everything as it was.
+    pub(crate) fn pay(
+        &mut self,
+        req: &PaymentRequest,
+        guard: Option<&IdempotencyGuard<'_>>,
+        decide: &mut Decide<'_>,
+    ) -> Result<Claimed<Settlement>, PayError> {
+        if let Some(record) = self.claimed(guard) {
+            return Ok(Claimed::Recorded(record));
         }
+        let facts = PaymentFacts {
+            reservation: self.find_reservation(req.reservation),
+            balance: self.balance(req.user),
+            token_paid: self.paid_tokens.contains(&req.token),
+            // `None` when the queue lives in another store (this store then only records the
+            // token that paid).
+            token: self.find_token(&req.token),
+        };
+        let settlement = decide(&facts)?;
+        self.check_settlement(req, &facts, &settlement)?;
+        self.apply(&settlement);
+        self.keep_record(guard, &Effect::Paid(settlement.payment.clone()));
+        Ok(Claimed::Done(settlement))
     }
-}
 
-impl PaymentTx for Tx<'_> {
-    fn lock_reservation(&mut self, id: ReservationId) -> Result<Option<Reservation>, StoreError> {
-        // The whole payment runs under the store's lock: the reservation is locked already.
-        Ok(self.state.find_reservation(id))
-    }
-
-    fn debit(&mut self, user: UserId, amount: Won) -> Result<DebitOutcome, StoreError> {
-        if amount <= Won::ZERO {
-            return Err(internal("debit of a non-positive amount"));
+    /// The store's own line behind the domain's decision: what a database's constraints would
+    /// refuse (a second payment of a reservation or with a token, a negative balance, a
+    /// settlement that does not match what was read).
+    fn check_settlement(&self, req: &PaymentRequest, facts: &PaymentFacts, s: &Settlement) -> Result<(), StoreError> {
+        let p = &s.payment;
+        let r = facts.reservation.as_ref().ok_or_else(|| internal("settlement of an unknown reservation"))?;
+        if p.reservation_id != req.reservation || s.token != req.token || p.user_id != r.user_id {
+            return Err(internal("settlement does not match the payment request"));
         }
-        let before = self.state.balances.get(&user).copied();
-        let current = before.unwrap_or(Won::ZERO);
-        match current.checked_sub(amount).filter(|after| *after >= Won::ZERO) {
-            Some(after) => {
-                self.undo.push(Undo::Balance(user, before));
-                self.state.balances.insert(user, after);
-                Ok(DebitOutcome::Debited(after))
-            }
-            None => Ok(DebitOutcome::Insufficient(current)),
+        if r.status != ReservationStatus::Held || self.paid_reservations.contains(&r.id) {
+            return Err(internal("reservation already paid or closed"));
         }
-    }
-
-    fn mark_paid(&mut self, id: ReservationId, at: OffsetDateTime) -> Result<(), StoreError> {
-        let r = self.state.reservations.get_mut(&id).ok_or_else(|| internal("paying an unknown reservation"))?;
-        if r.status != ReservationStatus::Held {
-            return Err(internal("paying a reservation that is not held"));
+        if self.paid_tokens.contains(&s.token) {
+            return Err(internal("token already paid"));
         }
-        self.undo.push(Undo::Reservation(r.clone()));
-        r.status = ReservationStatus::Paid;
-        r.paid_at = Some(at);
-        Ok(())
-    }
-
-    fn record_payment(&mut self, payment: &Payment) -> Result<(), StoreError> {
-        if self.state.payments.contains_key(&payment.id) {
+        if p.amount != r.price
+            || facts.balance.checked_sub(p.amount) != Some(p.balance_after)
+            || p.balance_after < Won::ZERO
+        {
+            return Err(internal("settlement amounts do not match the balance and price"));
+        }
+        if self.payments.contains_key(&p.id) {
             return Err(internal("duplicate payment id"));
         }
-        self.state.payments.insert(payment.id, payment.clone());
-        self.undo.push(Undo::Payment(payment.id));
-        Ok(())
-    }
-
-    fn append_ledger(&mut self, entry: &LedgerEntry) -> Result<(), StoreError> {
-        self.state.ledgers.entry(entry.user_id).or_default().push(entry.clone());
-        self.undo.push(Undo::Ledger(entry.user_id));
-        Ok(())
-    }
-
-    fn expire_tokens_of(&mut self, user: UserId, at: OffsetDateTime) -> Result<(), StoreError> {
-        let mine = self.state.tokens_of.get(&user).cloned().unwrap_or_default();
-        for i in mine {
-            if let Some(t) = self.state.tokens.get_mut(i) {
-                if matches!(t.status, TokenStatus::Waiting | TokenStatus::Active) {
-                    self.undo.push(Undo::Token(i, t.clone()));
-                    t.status = TokenStatus::Expired;
-                    t.expires_at = Some(at);
-                }
-            }
+        if s.entry.user_id != p.user_id || s.entry.balance_after != p.balance_after {
+            return Err(internal("ledger entry does not match the payment"));
         }
         Ok(())
+    }
+
+    fn apply(&mut self, s: &Settlement) {
+        let p = &s.payment;
+        if let Some(r) = self.reservations.get_mut(&p.reservation_id) {
+            r.status = ReservationStatus::Paid;
+            r.paid_at = Some(p.paid_at);
+        }
+        self.balances.insert(p.user_id, p.balance_after);
+        self.payments.insert(p.id, p.clone());
+        self.paid_reservations.insert(p.reservation_id);
+        self.paid_tokens.insert(s.token.clone());
+        self.ledgers.entry(p.user_id).or_default().push(s.entry.clone());
+        self.use_up(&s.token, p.paid_at);
     }
 }

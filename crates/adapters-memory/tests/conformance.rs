@@ -1,16 +1,17 @@
-//! The port conformance suite, run against the in-memory store, plus what only this adapter
-//! has: the failure switch.
+//! The port conformance suite, run against the in-memory store, and again through the
+//! process-local caches an instance puts in front of a store (the poll cache over the queue,
+//! the settings cache), one cache per store as one instance has: within an instance the caches
+//! must be indistinguishable from the store they wrap.
 
 use std::sync::Arc;
 
+use adapters_local::OsRandom;
 use adapters_memory::MemoryStore;
-use domain::clock::{Clock, ManualClock};
-use domain::demo::{self, DemoCatalogue};
-use domain::queue::OsTokenGenerator;
+use domain::clock::ManualClock;
 use domain::service::Ports;
 use port_tests::Harness;
 
-/// A fresh memory store per case.
+/// A fresh memory store per case; its clock is the case's.
 struct Memory {
     store: MemoryStore,
     clock: ManualClock,
@@ -22,66 +23,46 @@ impl Harness for Memory {
     }
 
     fn ports(&self) -> Ports {
-        self.store.ports(Arc::new(self.clock.clone()), Arc::new(OsTokenGenerator))
-    }
-
-    fn seed(&self, catalogue: &DemoCatalogue) {
-        assert!(self.store.seed(catalogue));
+        self.store.ports(Arc::new(self.clock.clone()), Arc::new(OsRandom))
     }
 }
 
 port_tests::conformance_suite!(Memory);
 
-#[test]
-fn seeding_is_idempotent() {
-    let store = MemoryStore::new();
-    let clock = ManualClock::at_epoch();
-    let catalogue = demo::catalogue(clock.now());
-    assert!(store.seed(&catalogue));
-    assert!(!store.seed(&catalogue));
-    let ports = store.ports(Arc::new(clock.clone()), Arc::new(OsTokenGenerator));
-    assert_eq!(ports.catalogue.concerts().unwrap().len(), catalogue.concerts.len());
-    for s in &catalogue.schedules {
-        assert_eq!(ports.catalogue.seats(s.id).unwrap().unwrap().len(), s.seats.len());
-    }
-}
-
-/// The same suite through the poll cache ([`domain::queue_cache::CachedQueue`]) in front of
-/// the queue port, one cache per store as one instance has: within an instance the cache must be
-/// indistinguishable from the store it wraps.
-mod through_the_poll_cache {
+mod through_the_caches {
     use std::sync::Arc;
+    use std::time::Duration;
 
+    use adapters_local::poll_cache::{CachedQueue, PollCacheSettings};
+    use adapters_local::settings_cache::CachedSettings;
+    use adapters_local::ticker::ManualTicker;
+    use adapters_local::OsRandom;
     use adapters_memory::MemoryStore;
     use domain::clock::ManualClock;
-    use domain::demo::DemoCatalogue;
-    use domain::ports::QueueStore;
-    use domain::queue::OsTokenGenerator;
-    use domain::queue_cache::{CachedQueue, QueueCacheSettings};
+    use domain::ports::{QueueStore, SettingsStore};
     use domain::service::Ports;
     use port_tests::Harness;
 
+    /// A memory store behind one poll cache and one settings cache. The caches' monotonic
+    /// ticker never moves, so a cached cursor stays fresh until this instance's own admission
+    /// drops it: the cases see the cache at its most stale within one instance.
     struct CachedMemory {
-        store: MemoryStore,
-        clock: ManualClock,
-        queue: Arc<dyn QueueStore>,
+        ports: Ports,
     }
 
     impl Harness for CachedMemory {
         fn new_store(clock: ManualClock) -> Self {
-            let store = MemoryStore::new();
-            let inner = store.ports(Arc::new(clock.clone()), Arc::new(OsTokenGenerator)).queue;
-            let queue = Arc::new(CachedQueue::new(inner, Arc::new(clock.clone()), QueueCacheSettings::default()));
-            Self { store, clock, queue }
+            let ports = MemoryStore::new().ports(Arc::new(clock), Arc::new(OsRandom));
+            let ticker = Arc::new(ManualTicker::new());
+            let queue: Arc<dyn QueueStore> =
+                Arc::new(CachedQueue::new(ports.queue.clone(), ticker.clone(), PollCacheSettings::default()));
+            let settings: Arc<dyn SettingsStore> =
+                Arc::new(CachedSettings::new(ports.settings.clone(), ticker, Duration::from_secs(1)));
+            Self { ports: Ports { queue, settings, ..ports } }
         }
 
         fn ports(&self) -> Ports {
-            let ports = self.store.ports(Arc::new(self.clock.clone()), Arc::new(OsTokenGenerator));
-            Ports { queue: self.queue.clone(), ..ports }
-        }
-
-        fn seed(&self, catalogue: &DemoCatalogue) {
-            assert!(self.store.seed(catalogue));
+            self.ports.clone()
         }
     }
 
