@@ -1,36 +1,38 @@
-//! The JSON shapes of the contract: request bodies (strict: unknown fields are rejected, so a
-//! client can never smuggle in a price, a user or a status) and response bodies, each built
-//! from a domain value. camelCase, ids as hyphenated UUIDs, times as RFC 3339 UTC, money as
-//! integer won.
+//! Request bodies (exactly the fields a client may send: they never smuggle in a price, a user or
+//! a status) and response bodies, each built from a domain value. camelCase, ids as lower-case
+//! hyphenated UUIDs, times as RFC 3339 UTC, money as integer won. Domain enums go on the wire
+//! through [`crate::wire`], never through a hand-written mirror.
 
-use domain::account::{LedgerEntry, LedgerKind};
-use domain::catalogue::{Concert, ScheduleSummary, SeatStatus, SeatView};
+use domain::account::{LedgerEntry, LedgerKind, LedgerPage};
+use domain::catalogue::{
+    Concert, ConcertDraft, NewConcert, NewSchedule, ScheduleDraft, ScheduleSales, ScheduleSummary, SeatDraft,
+    SeatStatus, SeatView,
+};
 use domain::ids::UserId;
 use domain::money::Won;
 use domain::payment::Payment;
-use domain::queue::{TokenStatus, TokenView};
+use domain::queue::{QueueState, TokenStatus, TokenView};
 use domain::reservation::{Reservation, ReservationStatus};
-use serde::{Deserialize, Serialize};
-use time::{OffsetDateTime, UtcOffset};
+use serde::{Deserialize, Deserializer, Serialize};
+use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-fn utc(t: OffsetDateTime) -> OffsetDateTime {
-    t.to_offset(UtcOffset::UTC)
-}
+use crate::wire::{self, utc, CanonicalUuid};
 
 // ---- requests -------------------------------------------------------------------------------
 
 /// `POST /queue/tokens`.
-#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "an object {\"userId\": \"<uuid>\"}")]
+#[schema(example = json!({"userId": "6a1f1d52-3d43-4d4b-9a55-2f6c3f1e0b7a"}))]
 pub struct IssueTokenRequest {
     /// Who takes a place in line.
-    pub user_id: Uuid,
+    pub user_id: CanonicalUuid,
 }
 
 /// `POST /reservations`. The user is the token's; the price is the seat's.
-#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(
     rename_all = "camelCase",
     deny_unknown_fields,
@@ -38,69 +40,156 @@ pub struct IssueTokenRequest {
 )]
 pub struct ReserveRequest {
     /// The schedule.
-    pub schedule_id: Uuid,
+    pub schedule_id: CanonicalUuid,
     /// A seat of that schedule.
-    pub seat_id: Uuid,
+    pub seat_id: CanonicalUuid,
 }
 
 /// `POST /payments`. The payer is the token's user; the amount is the reservation's price.
-#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "an object {\"reservationId\": \"<uuid>\"}")]
 pub struct PayRequest {
     /// The reservation to pay.
-    pub reservation_id: Uuid,
+    pub reservation_id: CanonicalUuid,
 }
 
 /// `POST /users/{userId}/balance/charge`.
 // `amount` is read as any JSON value so that a present but wrong amount (a string, a float, a
 // negative or huge number) is answered `INVALID_AMOUNT`, while a missing one or a garbled body
 // is `INVALID_REQUEST`; the schema still advertises an integer.
-#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "an object {\"amount\": <integer>}")]
+#[schema(example = json!({"amount": 50000}))]
 pub struct ChargeRequest {
     /// Won to add: an integer in `1..=1_000_000_000`.
     #[schema(value_type = i64, minimum = 1, maximum = 1_000_000_000)]
     pub amount: serde_json::Value,
 }
 
-// ---- responses ------------------------------------------------------------------------------
-
-/// A queue token's state as stored, in the contract's spelling.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum TokenStatusDto {
-    /// In line.
-    Waiting,
-    /// Admitted.
-    Active,
-    /// Used up or timed out.
-    Expired,
+/// Reads a field that is present (possibly `null`) as `Some`; an absent field stays `None`
+/// through `#[serde(default)]`. Tells "lift the cap" (`null`) from "leave it" (absent).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
-impl From<TokenStatus> for TokenStatusDto {
-    fn from(s: TokenStatus) -> Self {
-        match s {
-            TokenStatus::Waiting => Self::Waiting,
-            TokenStatus::Active => Self::Active,
-            TokenStatus::Expired => Self::Expired,
+/// `PATCH /admin/queue`: any of the settings; absent ones stay as they are.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "an object of queue settings")]
+#[schema(example = json!({"admitBatch": 200, "admitIntervalSecs": 30}))]
+pub struct QueuePatchRequest {
+    /// `true` stops admission (tokens are still issued and polled); `false` resumes it.
+    pub paused: Option<bool>,
+    /// N: most tokens one admission tick activates, `1..=100000`.
+    #[schema(minimum = 1, maximum = 100_000)]
+    pub admit_batch: Option<i64>,
+    /// M: seconds between admission ticks, `1..=86400`.
+    #[schema(minimum = 1, maximum = 86_400)]
+    pub admit_interval_secs: Option<i64>,
+    /// Seconds an ACTIVE token stays valid, `10..=86400` (for tokens admitted after the change).
+    #[schema(minimum = 10, maximum = 86_400)]
+    pub active_ttl_secs: Option<i64>,
+    /// Most ACTIVE tokens at once, `1..=10000000`; `null` lifts the cap.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>, nullable, minimum = 1, maximum = 10_000_000)]
+    pub max_active: Option<Option<i64>>,
+}
+
+/// A seat of a new schedule.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "an object {\"number\", \"price\"}")]
+pub struct SeatRequest {
+    /// Its number, `>= 1`, unique in the schedule.
+    #[schema(minimum = 1)]
+    pub number: i64,
+    /// Its price in won, `1..=100000000`.
+    #[schema(minimum = 1, maximum = 100_000_000)]
+    pub price: i64,
+}
+
+/// A new schedule with its seats (`POST /admin/concerts/{concertId}/schedules`, and inside a
+/// new concert).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "an object {\"startsAt\", \"seats\"}")]
+#[schema(example = json!({"startsAt": "2030-06-01T19:00:00Z", "seats": [{"number": 1, "price": 50000}]}))]
+pub struct ScheduleRequest {
+    /// When it starts: in the future.
+    #[serde(with = "time::serde::rfc3339")]
+    pub starts_at: OffsetDateTime,
+    /// 1 to 5000 seats.
+    pub seats: Vec<SeatRequest>,
+}
+
+/// `POST /admin/concerts`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "an object {\"title\", \"schedules\"}")]
+#[schema(example = json!({
+    "title": "Midsummer Night",
+    "artist": "The Band",
+    "venue": "Olympic Hall",
+    "schedules": [{"startsAt": "2030-06-01T19:00:00Z", "seats": [{"number": 1, "price": 50000}]}]
+}))]
+pub struct ConcertRequest {
+    /// 1 to 200 characters.
+    pub title: String,
+    /// Who performs (optional, up to 200 characters).
+    #[serde(default)]
+    pub artist: String,
+    /// Where (optional, up to 200 characters).
+    #[serde(default)]
+    pub venue: String,
+    /// 0 to 20 schedules, at most 50,000 seats in all.
+    #[serde(default)]
+    pub schedules: Vec<ScheduleRequest>,
+}
+
+impl From<&ScheduleRequest> for ScheduleDraft {
+    fn from(r: &ScheduleRequest) -> Self {
+        Self {
+            starts_at: r.starts_at,
+            seats: r.seats.iter().map(|s| SeatDraft { number: s.number, price: s.price }).collect(),
         }
     }
 }
 
-/// A queue token as the client sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+impl From<&ConcertRequest> for ConcertDraft {
+    fn from(r: &ConcertRequest) -> Self {
+        Self {
+            title: r.title.clone(),
+            artist: r.artist.clone(),
+            venue: r.venue.clone(),
+            schedules: r.schedules.iter().map(ScheduleDraft::from).collect(),
+        }
+    }
+}
+
+// ---- responses ------------------------------------------------------------------------------
+
+/// A queue token as its holder sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({
+    "token": "9f2c0c7e4b1a5d3e8f6a7b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e",
+    "userId": "6a1f1d52-3d43-4d4b-9a55-2f6c3f1e0b7a",
+    "status": "WAITING", "position": 42, "estimatedWaitSecs": 120, "paused": false, "pollAfterSecs": 20,
+    "issuedAt": "2030-01-01T00:00:00Z", "activatedAt": null, "expiresAt": null
+}))]
 pub struct TokenResponse {
     /// The opaque bearer value (64 hex digits).
     pub token: String,
     /// Whose place in line.
     pub user_id: Uuid,
     /// Status as of this response.
-    pub status: TokenStatusDto,
+    #[serde(serialize_with = "wire::as_str")]
+    #[schema(schema_with = wire::enum_schema::<TokenStatus>)]
+    pub status: TokenStatus,
     /// 1 + the WAITING tokens issued before it (1 = next); 0 when ACTIVE or EXPIRED.
     pub position: i64,
     /// Estimated seconds until admission; 0 unless WAITING.
     pub estimated_wait_secs: i64,
+    /// Whether an operator paused admission.
+    pub paused: bool,
+    /// When to poll again, in seconds (0: no need, the token is no longer WAITING).
+    pub poll_after_secs: i64,
     /// When the token was issued.
     #[serde(with = "time::serde::rfc3339")]
     pub issued_at: OffsetDateTime,
@@ -117,9 +206,11 @@ impl From<TokenView> for TokenResponse {
         Self {
             token: v.token.value.as_str().to_owned(),
             user_id: v.token.user_id.as_uuid(),
-            status: v.status.into(),
+            status: v.status,
             position: v.position,
             estimated_wait_secs: v.estimated_wait_secs,
+            paused: v.paused,
+            poll_after_secs: v.poll_after_secs,
             issued_at: utc(v.token.issued_at),
             activated_at: v.token.activated_at.map(utc),
             expires_at: v.token.expires_at.map(utc),
@@ -128,16 +219,16 @@ impl From<TokenView> for TokenResponse {
 }
 
 /// A concert.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConcertResponse {
     /// Its id.
     pub id: Uuid,
     /// Its title.
     pub title: String,
-    /// Who performs.
+    /// Who performs (may be empty).
     pub artist: String,
-    /// Where.
+    /// Where (may be empty).
     pub venue: String,
 }
 
@@ -148,7 +239,7 @@ impl From<Concert> for ConcertResponse {
 }
 
 /// A schedule still open for booking.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ScheduleResponse {
     /// Its id.
@@ -176,30 +267,8 @@ impl From<ScheduleSummary> for ScheduleResponse {
     }
 }
 
-/// A seat's status on the seat map.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum SeatStatusDto {
-    /// Free.
-    Available,
-    /// Under an unexpired hold.
-    Held,
-    /// Paid for.
-    Sold,
-}
-
-impl From<SeatStatus> for SeatStatusDto {
-    fn from(s: SeatStatus) -> Self {
-        match s {
-            SeatStatus::Available => Self::Available,
-            SeatStatus::Held => Self::Held,
-            SeatStatus::Sold => Self::Sold,
-        }
-    }
-}
-
 /// One seat of a schedule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SeatResponse {
     /// Its id.
@@ -211,7 +280,9 @@ pub struct SeatResponse {
     /// Its price in won.
     pub price: i64,
     /// Its status as of this response.
-    pub status: SeatStatusDto,
+    #[serde(serialize_with = "wire::as_str")]
+    #[schema(schema_with = wire::enum_schema::<SeatStatus>)]
+    pub status: SeatStatus,
 }
 
 impl From<SeatView> for SeatResponse {
@@ -221,35 +292,13 @@ impl From<SeatView> for SeatResponse {
             schedule_id: v.seat.schedule_id.as_uuid(),
             number: v.seat.number,
             price: v.seat.price.get(),
-            status: v.status.into(),
-        }
-    }
-}
-
-/// A reservation's status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum ReservationStatusDto {
-    /// Holding the seat until `heldUntil`.
-    Held,
-    /// Paid.
-    Paid,
-    /// The hold lapsed.
-    Expired,
-}
-
-impl From<ReservationStatus> for ReservationStatusDto {
-    fn from(s: ReservationStatus) -> Self {
-        match s {
-            ReservationStatus::Held => Self::Held,
-            ReservationStatus::Paid => Self::Paid,
-            ReservationStatus::Expired => Self::Expired,
+            status: v.status,
         }
     }
 }
 
 /// A reservation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReservationResponse {
     /// Its id.
@@ -265,7 +314,9 @@ pub struct ReservationResponse {
     /// The price in won, fixed when the hold was made.
     pub price: i64,
     /// Status as of this response.
-    pub status: ReservationStatusDto,
+    #[serde(serialize_with = "wire::as_str")]
+    #[schema(schema_with = wire::enum_schema::<ReservationStatus>)]
+    pub status: ReservationStatus,
     /// When the hold lapses if unpaid.
     #[serde(with = "time::serde::rfc3339")]
     pub held_until: OffsetDateTime,
@@ -286,7 +337,7 @@ impl From<Reservation> for ReservationResponse {
             seat_id: r.seat_id.as_uuid(),
             seat_number: r.seat_number,
             price: r.price.get(),
-            status: r.status.into(),
+            status: r.status,
             held_until: utc(r.held_until),
             created_at: utc(r.created_at),
             paid_at: r.paid_at.map(utc),
@@ -295,7 +346,7 @@ impl From<Reservation> for ReservationResponse {
 }
 
 /// A completed payment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentResponse {
     /// Its id.
@@ -327,7 +378,7 @@ impl From<Payment> for PaymentResponse {
 }
 
 /// A balance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BalanceResponse {
     /// Whose.
@@ -344,33 +395,16 @@ impl BalanceResponse {
     }
 }
 
-/// Why a balance changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum LedgerKindDto {
-    /// Money in.
-    Charge,
-    /// Money out, for a reservation.
-    Payment,
-}
-
-impl From<LedgerKind> for LedgerKindDto {
-    fn from(k: LedgerKind) -> Self {
-        match k {
-            LedgerKind::Charge => Self::Charge,
-            LedgerKind::Payment => Self::Payment,
-        }
-    }
-}
-
 /// One balance change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LedgerEntryResponse {
-    /// Its id.
+    /// Its id (pass it as `before` for older entries).
     pub id: Uuid,
     /// Charge or payment.
-    pub kind: LedgerKindDto,
+    #[serde(serialize_with = "wire::as_str")]
+    #[schema(schema_with = wire::enum_schema::<LedgerKind>)]
+    pub kind: LedgerKind,
     /// Signed change in won: positive for a charge, negative for a payment.
     pub amount: i64,
     /// The balance right after, in won.
@@ -378,9 +412,7 @@ pub struct LedgerEntryResponse {
     /// When.
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
-    /// For a payment: the payment.
-    pub payment_id: Option<Uuid>,
-    /// For a payment: the reservation paid.
+    /// For a payment: the reservation paid; `null` for a charge.
     pub reservation_id: Option<Uuid>,
 }
 
@@ -388,19 +420,175 @@ impl From<LedgerEntry> for LedgerEntryResponse {
     fn from(e: LedgerEntry) -> Self {
         Self {
             id: e.id.as_uuid(),
-            kind: e.kind.into(),
+            kind: e.kind,
             amount: e.amount.get(),
             balance_after: e.balance_after.get(),
             at: utc(e.at),
-            payment_id: e.payment_id.map(|p| p.as_uuid()),
             reservation_id: e.reservation_id.map(|r| r.as_uuid()),
         }
     }
 }
 
+/// One page of a balance history, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryResponse {
+    /// The entries, newest first.
+    pub entries: Vec<LedgerEntryResponse>,
+    /// Pass as `before` for the next (older) page; `null` on the last page.
+    pub next_before: Option<Uuid>,
+}
+
+impl From<LedgerPage> for HistoryResponse {
+    fn from(p: LedgerPage) -> Self {
+        Self {
+            entries: p.entries.into_iter().map(LedgerEntryResponse::from).collect(),
+            next_before: p.next_before.map(|id| id.as_uuid()),
+        }
+    }
+}
+
 /// A health check's answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct HealthResponse {
     /// `ok` (live) or `ready` (ready).
     pub status: String,
+}
+
+/// The waiting room for an operator (`GET`/`PATCH /admin/queue`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueStateResponse {
+    /// WAITING tokens.
+    pub waiting: u64,
+    /// Unexpired ACTIVE tokens.
+    pub active: u64,
+    /// Position number of the last token issued.
+    pub issued_through: i64,
+    /// Position number of the last token admitted.
+    pub admitted_through: i64,
+    /// When the last admission that admitted anybody ran.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_admission_at: Option<OffsetDateTime>,
+    /// The earliest time of the next admission; `null` while paused.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub next_admission_at: Option<OffsetDateTime>,
+    /// Whether admission is paused.
+    pub paused: bool,
+    /// N.
+    pub admit_batch: u32,
+    /// M, in seconds.
+    pub admit_interval_secs: i64,
+    /// How long an ACTIVE token stays valid, in seconds.
+    pub active_ttl_secs: i64,
+    /// The cap on ACTIVE tokens; `null` when there is none.
+    pub max_active: Option<u32>,
+}
+
+impl From<QueueState> for QueueStateResponse {
+    fn from(s: QueueState) -> Self {
+        let a = s.settings.admission;
+        Self {
+            waiting: s.stats.waiting,
+            active: s.stats.active,
+            issued_through: s.stats.issued_through,
+            admitted_through: s.stats.cursor.admitted_through,
+            last_admission_at: s.stats.cursor.last_admission_at.map(utc),
+            next_admission_at: s.next_admission_at.map(utc),
+            paused: s.settings.paused,
+            admit_batch: a.batch,
+            admit_interval_secs: a.interval.whole_seconds(),
+            active_ttl_secs: a.active_ttl.whole_seconds(),
+            max_active: a.max_active,
+        }
+    }
+}
+
+/// A schedule just created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NewScheduleResponse {
+    /// Its id.
+    pub id: Uuid,
+    /// Its concert.
+    pub concert_id: Uuid,
+    /// When it starts.
+    #[serde(with = "time::serde::rfc3339")]
+    pub starts_at: OffsetDateTime,
+    /// Its seats.
+    pub total_seats: u32,
+}
+
+impl From<&NewSchedule> for NewScheduleResponse {
+    fn from(s: &NewSchedule) -> Self {
+        Self {
+            id: s.id.as_uuid(),
+            concert_id: s.concert_id.as_uuid(),
+            starts_at: utc(s.starts_at),
+            total_seats: u32::try_from(s.seats.len()).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+/// A concert just created, with its schedules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NewConcertResponse {
+    /// Its id.
+    pub id: Uuid,
+    /// Its title.
+    pub title: String,
+    /// Who performs.
+    pub artist: String,
+    /// Where.
+    pub venue: String,
+    /// Its schedules.
+    pub schedules: Vec<NewScheduleResponse>,
+}
+
+impl From<&NewConcert> for NewConcertResponse {
+    fn from(c: &NewConcert) -> Self {
+        Self {
+            id: c.concert.id.as_uuid(),
+            title: c.concert.title.clone(),
+            artist: c.concert.artist.clone(),
+            venue: c.concert.venue.clone(),
+            schedules: c.schedules.iter().map(NewScheduleResponse::from).collect(),
+        }
+    }
+}
+
+/// One schedule's sales.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SalesResponse {
+    /// The schedule.
+    pub schedule_id: Uuid,
+    /// When it starts.
+    #[serde(with = "time::serde::rfc3339")]
+    pub starts_at: OffsetDateTime,
+    /// Its seats.
+    pub total_seats: u32,
+    /// Seats paid for.
+    pub sold: u32,
+    /// Seats under an unexpired hold.
+    pub held: u32,
+    /// The rest.
+    pub available: u32,
+    /// Won paid for its seats.
+    pub revenue: i64,
+}
+
+impl From<ScheduleSales> for SalesResponse {
+    fn from(s: ScheduleSales) -> Self {
+        Self {
+            schedule_id: s.schedule_id.as_uuid(),
+            starts_at: utc(s.starts_at),
+            total_seats: s.total_seats,
+            sold: s.sold,
+            held: s.held,
+            available: s.available,
+            revenue: s.revenue.get(),
+        }
+    }
 }

@@ -1,88 +1,246 @@
-//! Extractors: the bearer token, the proof of an ACTIVE one, and strict JSON bodies.
+//! Extractors: bearer tokens (queue and operator), the `Idempotency-Key` header, ids in the
+//! contract's form, and strict JSON bodies read within a size limit and a time limit.
 //!
-//! [`Authorized`] is the only way a handler gets an [`ActiveUser`], and the domain's protected
-//! use cases take one, so a protected handler cannot forget to check the token: it would not
-//! compile.
+//! A protected handler takes a [`Bearer`] and calls [`crate::state::ApiState::as_active`],
+//! which checks the token and runs the use case in one store hop; the domain's protected use
+//! cases take the `ActiveUser` only that check makes, so a handler cannot forget it.
 
-use std::future::Future;
+use std::future::{ready, Future, Ready};
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
+use actix_web::web::{Bytes, BytesMut};
 use actix_web::{web, FromRequest, HttpRequest};
-use domain::service::ActiveUser;
+use domain::idempotency::IdempotencyKey;
+use futures_util::StreamExt as _;
 use serde::de::DeserializeOwned;
+use uuid::Uuid;
 
-use crate::error::{json_detail, ApiError};
-use crate::state::{blocking, ApiState};
+use crate::error::{json_detail, payload_error, ApiError, Realm};
+use crate::state::ApiState;
+use crate::wire::canonical_uuid;
 
-/// The raw token of an `Authorization: Bearer <token>` header. Whether it is known is not
-/// checked here.
-#[derive(Debug, Clone)]
-pub struct Bearer(pub String);
+/// The largest body of the public API (16 KiB); larger ones get 413 `PAYLOAD_TOO_LARGE`.
+pub const BODY_LIMIT: usize = 16 * 1024;
+
+/// The largest body under `/admin` (4 MiB: a concert of 50,000 seats).
+pub const ADMIN_BODY_LIMIT: usize = 4 * 1024 * 1024;
+
+/// The body limit of a path: [`ADMIN_BODY_LIMIT`] under `/admin`, [`BODY_LIMIT`] elsewhere.
+#[must_use]
+pub fn body_limit(path: &str) -> usize {
+    if path == "/admin" || path.starts_with("/admin/") {
+        ADMIN_BODY_LIMIT
+    } else {
+        BODY_LIMIT
+    }
+}
 
 /// Parses `Authorization: Bearer <token>`; the scheme is case-insensitive (RFC 9110 §11.1).
-fn bearer_of(req: &HttpRequest) -> Result<String, ApiError> {
-    let value = req.headers().get(header::AUTHORIZATION).ok_or_else(ApiError::token_missing)?;
-    let value = value.to_str().map_err(|_| ApiError::token_missing())?.trim();
-    let (scheme, token) = value.split_once(' ').ok_or_else(ApiError::token_missing)?;
+fn bearer_of(req: &HttpRequest, realm: Realm) -> Result<String, ApiError> {
+    let missing = || ApiError::token_missing(realm);
+    let value = req.headers().get(header::AUTHORIZATION).ok_or_else(missing)?;
+    let value = value.to_str().map_err(|_| missing())?.trim();
+    let (scheme, token) = value.split_once(' ').ok_or_else(missing)?;
     let token = token.trim();
     if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
-        return Err(ApiError::token_missing());
+        return Err(missing());
     }
     Ok(token.to_owned())
 }
 
+/// The raw queue token of an `Authorization: Bearer <token>` header (`TOKEN_MISSING`
+/// without one). Whether it is known is the domain's question.
+#[derive(Clone)]
+pub struct Bearer(String);
+
+impl Bearer {
+    /// The token as sent.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+// A bearer is a credential: never print it whole.
+impl std::fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Bearer({}…)", self.0.get(..8).unwrap_or(""))
+    }
+}
+
 impl FromRequest for Bearer {
     type Error = ApiError;
-    type Future = std::future::Ready<Result<Self, ApiError>>;
+    type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(bearer_of(req).map(Self))
+        ready(bearer_of(req, Realm::Queue).map(Self))
     }
 }
 
-/// A request whose bearer token is ACTIVE and unexpired: `TOKEN_MISSING`, `TOKEN_INVALID`,
-/// `TOKEN_EXPIRED` or `TOKEN_NOT_ACTIVE` otherwise.
+/// A request made with the operator token; holds the operator's short id (the first 8 hex
+/// digits of the token's SHA-256), which the use cases log as the actor. `TOKEN_MISSING` or
+/// `TOKEN_INVALID` otherwise (a queue token included); 404 when the operator API is off.
 #[derive(Debug, Clone)]
-pub struct Authorized(pub ActiveUser);
+pub struct Operator(pub String);
 
-impl FromRequest for Authorized {
+impl FromRequest for Operator {
     type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+    type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let bearer = bearer_of(req);
-        let state = req.app_data::<web::Data<ApiState>>().cloned();
-        Box::pin(async move {
-            let bearer = bearer?;
-            let state = state.ok_or_else(|| ApiError::internal(&"ApiState is not registered"))?;
-            let user = blocking(move || state.ticketing().authorize(&bearer)).await?;
-            Ok(Self(user))
-        })
+        ready(operator_of(req).map(Self))
     }
 }
 
-/// A JSON request body that must be an object of exactly `T`'s fields.
+fn operator_of(req: &HttpRequest) -> Result<String, ApiError> {
+    let state = state_of(req)?;
+    if !state.admin_enabled() {
+        return Err(ApiError::not_found("no such route"));
+    }
+    let token = bearer_of(req, Realm::Admin)?;
+    state.operator(&token).ok_or_else(ApiError::admin_token_invalid)
+}
+
+/// `GET /metrics` access: the operator token when one is configured, open otherwise.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricsAccess;
+
+impl FromRequest for MetricsAccess {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(state_of(req).and_then(
+            |state| {
+                if state.admin_enabled() {
+                    operator_of(req).map(|_| Self)
+                } else {
+                    Ok(Self)
+                }
+            },
+        ))
+    }
+}
+
+pub(crate) fn state_of(req: &HttpRequest) -> Result<web::Data<ApiState>, ApiError> {
+    req.app_data::<web::Data<ApiState>>().cloned().ok_or_else(|| ApiError::internal(&"ApiState is not registered"))
+}
+
+/// The optional `Idempotency-Key` header: 1 to 255 visible ASCII characters, else 400
+/// `INVALID_REQUEST`.
+#[derive(Debug, Clone)]
+pub struct IdemKey(pub Option<IdempotencyKey>);
+
+impl FromRequest for IdemKey {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let mut values = req.headers().get_all("idempotency-key");
+        let result = match (values.next(), values.next()) {
+            (None, _) => Ok(Self(None)),
+            (Some(_), Some(_)) => Err(ApiError::invalid_request("send one Idempotency-Key header, not several")),
+            (Some(v), None) => {
+                v.to_str().ok().and_then(|s| IdempotencyKey::parse(s).ok()).map(|k| Self(Some(k))).ok_or_else(|| {
+                    ApiError::invalid_request("an Idempotency-Key has 1 to 255 visible ASCII characters")
+                })
+            }
+        };
+        ready(result)
+    }
+}
+
+/// An id from the path, accepted only in the contract's form (lower-case, hyphenated UUID).
+///
+/// # Errors
+/// 400 `INVALID_REQUEST` naming the parameter.
+pub fn path_id<T: From<Uuid>>(value: &str, name: &str) -> Result<T, ApiError> {
+    canonical_uuid(value)
+        .map(T::from)
+        .ok_or_else(|| ApiError::invalid_request(format!("{name} must be a lower-case hyphenated UUID")))
+}
+
+/// A JSON request body that must be an object of exactly `T`'s fields, read whole within the
+/// path's body limit and the state's body timeout.
 ///
 /// `web::Json<T>` alone would also accept a JSON array for a struct (serde reads a sequence as
 /// the fields in order), so `[scheduleId, seatId]` would pass: the body is read as an object
-/// first and only then as `T`. Every failure is a 400 `INVALID_REQUEST` (or 413), answered by
-/// the `JsonConfig` handler or here.
+/// first and only then as `T`. A body shorter than its `Content-Length` is 400 as soon as the
+/// client closes its side, and 408 `REQUEST_TIMEOUT` when it stalls past the body timeout: it
+/// never waits for a store deadline, and nothing is done either way.
 #[derive(Debug, Clone)]
 pub struct Body<T>(pub T);
 
 impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
-    type Error = actix_web::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, actix_web::Error>>>>;
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let object = web::Json::<serde_json::Map<String, serde_json::Value>>::from_request(req, payload);
+        let limit = body_limit(req.path());
+        let json = is_json(req);
+        let timeout = state_of(req).map(|s| s.body_timeout());
+        let payload = payload.take();
         Box::pin(async move {
-            let object = object.await?.into_inner();
+            if !json {
+                return Err(ApiError::invalid_request("the body must be JSON (Content-Type: application/json)"));
+            }
+            let bytes = match actix_web::rt::time::timeout(timeout?, read(payload, limit)).await {
+                Ok(bytes) => bytes?,
+                Err(_elapsed) => return Err(ApiError::body_timeout()),
+            };
+            let object: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid_request(json_detail(&e)))?;
             serde_json::from_value(serde_json::Value::Object(object))
                 .map(Self)
-                .map_err(|e| ApiError::invalid_request(json_detail(&e)).into())
+                .map_err(|e| ApiError::invalid_request(json_detail(&e)))
         })
+    }
+}
+
+/// `application/json` or any `+json` type.
+fn is_json(req: &HttpRequest) -> bool {
+    let Some(Ok(ct)) = req.headers().get(header::CONTENT_TYPE).map(|v| v.to_str()) else {
+        return false;
+    };
+    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+async fn read(mut payload: Payload, limit: usize) -> Result<Bytes, ApiError> {
+    let mut body = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| payload_error(e, limit))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::payload_too_large(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test::TestRequest;
+
+    use super::*;
+
+    #[test]
+    fn bearer_needs_the_scheme_and_a_token() {
+        let req = |v: &str| TestRequest::default().insert_header((header::AUTHORIZATION, v)).to_http_request();
+        assert_eq!(bearer_of(&req("Bearer abc"), Realm::Queue).unwrap(), "abc");
+        assert_eq!(bearer_of(&req("bearer  abc "), Realm::Queue).unwrap(), "abc");
+        assert!(bearer_of(&req("Basic abc"), Realm::Queue).is_err());
+        assert!(bearer_of(&req("Bearer"), Realm::Queue).is_err());
+        assert!(bearer_of(&TestRequest::default().to_http_request(), Realm::Queue).is_err());
+    }
+
+    #[test]
+    fn admin_paths_get_the_larger_limit() {
+        assert_eq!(body_limit("/admin/concerts"), ADMIN_BODY_LIMIT);
+        assert_eq!(body_limit("/admin"), ADMIN_BODY_LIMIT);
+        assert_eq!(body_limit("/administrator"), BODY_LIMIT);
+        assert_eq!(body_limit("/payments"), BODY_LIMIT);
     }
 }

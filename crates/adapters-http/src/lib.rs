@@ -1,114 +1,118 @@
-//! The HTTP adapter: the public contract (`shared/api.md`) served with actix-web on top of the
-//! domain's use cases. It translates and decides nothing: JSON and paths in, one
-//! [`domain::service::Ticketing`] call on the blocking pool, JSON or problem details out. It
-//! depends on `domain` only; the app hands it a `Ticketing` wired to some store and a
-//! [`Readiness`] probe for that store.
+//! The HTTP adapter: the public contract (`docs/api.md`) served with actix-web on top of the
+//! domain's use cases, plus the operator API, metrics, the API reference and the buyer's page.
+//! It translates and decides nothing: JSON and paths in, one [`domain::service::Ticketing`]
+//! call (on a bounded store slot when it touches a store), JSON or problem details out. It
+//! depends on `domain` only; the app builds an [`ApiState`] and mounts [`configure`].
+//!
+//! ```ignore
+//! let metrics = adapters_http::metrics::install_recorder()?;
+//! let state = ApiState::builder(ticketing)
+//!     .readiness(move || store.ping())
+//!     .store_slots(pool_size)
+//!     .admin_token(settings.admin_token.as_deref())
+//!     .issue_rate_per_min(settings.issue_rate_per_min)
+//!     .trusted_proxies(TrustedProxies::parse_list(&settings.trusted_proxies)?)
+//!     .metrics(metrics)
+//!     .pool_gauge(move || PoolConnections { idle, busy })
+//!     .build();
+//! HttpServer::new(move || App::new().configure(adapters_http::configure(state.clone())))
+//! ```
 //!
 //! # Layout
-//! - [`configure`]: routes, extractor configs and fallbacks, to mount with `App::configure`.
-//! - [`routes`]: one handler per endpoint, each documented for OpenAPI.
-//! - [`extract`]: the bearer token, the [`extract::Authorized`] proof of an ACTIVE one, and
-//!   strict JSON bodies ([`extract::Body`]).
-//! - [`dto`]: request and response bodies.
-//! - [`error`]: the single mapping of every failure to problem+json.
-//! - [`state`]: the shared [`ApiState`] and the [`Readiness`] probe.
+//! - [`configure`]: routes, middlewares and fallbacks, to mount with `App::configure`.
+//! - [`state`]: [`ApiState`] and its builder, the store slots, the [`Readiness`] probe.
+//! - [`routes`]: one handler per endpoint, each documented for OpenAPI (`public`, `admin`,
+//!   `ops`).
+//! - [`extract`]: bearer tokens, the operator, `Idempotency-Key`, ids, strict JSON bodies.
+//! - [`middleware`]: the declared body size and the issue rate limit, before routing.
+//! - [`limit`]: the per-address rate limiter with bounded memory.
+//! - [`client`]: the client address behind trusted proxies.
+//! - [`metrics`]: the Prometheus recorder, the request metrics, the metric names.
+//! - [`dto`], [`wire`]: request and response bodies; how enums, times and ids go on the wire.
+//! - [`error`]: the single mapping of every failure to problem+json, and its code table.
 //! - [`openapi`]: the generated OpenAPI 3 document.
 
+pub mod client;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod limit;
+pub mod metrics;
+pub mod middleware;
 pub mod openapi;
 pub mod routes;
 pub mod state;
+pub mod wire;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header;
-use actix_web::middleware::{from_fn, Next};
-use actix_web::{web, ResponseError};
+use actix_web::middleware::from_fn;
+use actix_web::web;
 
+pub use client::{InvalidProxy, TrustedProxies};
 pub use error::{ApiError, ErrorCode, Problem};
-pub use state::{ApiState, Readiness};
+pub use extract::{ADMIN_BODY_LIMIT, BODY_LIMIT};
+pub use state::{ApiState, ApiStateBuilder, PoolConnections, Readiness};
 
-/// The largest request body accepted (16 KiB); larger ones get 413 `PAYLOAD_TOO_LARGE`.
-pub const BODY_LIMIT: usize = 16 * 1024;
+use routes::{admin, ops, public};
 
-/// Mounts the whole API: `App::new().configure(adapters_http::configure(state))`.
+/// Mounts the whole API: `App::new().configure(adapters_http::configure(state))`. The operator
+/// API is mounted only when the state has an operator token; without one every `/admin/*` path
+/// falls through to the 404 fallback.
 pub fn configure(state: ApiState) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
+        let admin_on = state.admin_enabled();
         cfg.app_data(web::Data::new(state))
+            // Bodies are read by `extract::Body`; these keep any other extractor's rejection
+            // a contract problem too.
             .app_data(web::JsonConfig::default().limit(BODY_LIMIT).error_handler(error::json_error))
             .app_data(web::PathConfig::default().error_handler(error::path_error))
-            .app_data(web::QueryConfig::default().error_handler(error::query_error))
-            .app_data(web::PayloadConfig::new(BODY_LIMIT))
-            .service(
-                // An empty-prefix scope so the body-size guard and the 404 fallback cover every
-                // path, including unknown ones.
-                web::scope("")
-                    .wrap(from_fn(reject_oversized))
-                    .wrap(from_fn(enforce_deadline))
-                    .service(resource("/queue/tokens", "POST").route(web::post().to(routes::issue_token)))
-                    .service(resource("/queue/token", "GET").route(web::get().to(routes::read_token)))
-                    .service(resource("/concerts", "GET").route(web::get().to(routes::list_concerts)))
+            .app_data(web::QueryConfig::default().error_handler(error::query_error));
+        // An empty-prefix scope so the middlewares and the 404 fallback cover every path,
+        // including unknown ones. Outermost first: metrics, rate limit, body size.
+        let mut scope = web::scope("")
+            .wrap(from_fn(middleware::reject_oversized))
+            .wrap(from_fn(middleware::limit_issue))
+            .wrap(from_fn(metrics::track))
+            .service(resource("/", "GET").route(web::get().to(ops::page)))
+            .service(resource("/assets/{file}", "GET").route(web::get().to(ops::page_asset)))
+            .service(resource("/queue/tokens", "POST").route(web::post().to(public::issue_token)))
+            .service(resource("/queue/token", "GET").route(web::get().to(public::read_token)))
+            .service(resource("/concerts", "GET").route(web::get().to(public::list_concerts)))
+            .service(resource("/concerts/{concertId}/schedules", "GET").route(web::get().to(public::list_schedules)))
+            .service(resource("/schedules/{scheduleId}/seats", "GET").route(web::get().to(public::list_seats)))
+            .service(resource("/reservations", "POST").route(web::post().to(public::reserve)))
+            .service(resource("/reservations/{reservationId}", "GET").route(web::get().to(public::get_reservation)))
+            .service(resource("/payments", "POST").route(web::post().to(public::pay)))
+            .service(resource("/users/{userId}/balance", "GET").route(web::get().to(public::get_balance)))
+            .service(resource("/users/{userId}/balance/charge", "POST").route(web::post().to(public::charge)))
+            .service(resource("/users/{userId}/balance/history", "GET").route(web::get().to(public::balance_history)))
+            .service(resource("/health/live", "GET").route(web::get().to(ops::live)))
+            .service(resource("/health/ready", "GET").route(web::get().to(ops::ready)))
+            .service(resource("/metrics", "GET").route(web::get().to(ops::metrics)))
+            .service(resource("/openapi.json", "GET").route(web::get().to(ops::openapi)))
+            .service(resource("/docs", "GET").route(web::get().to(ops::docs_index)))
+            .service(resource("/docs/", "GET").route(web::get().to(ops::docs_index)))
+            .service(resource("/docs/{file}", "GET").route(web::get().to(ops::docs_asset)))
+            .service(resource("/problems/{slug}", "GET").route(web::get().to(ops::problem_type)));
+        if admin_on {
+            scope = scope.service(
+                web::scope("/admin")
                     .service(
-                        resource("/concerts/{concertId}/schedules", "GET").route(web::get().to(routes::list_schedules)),
+                        resource("/queue", "GET, PATCH")
+                            .route(web::get().to(admin::queue_state))
+                            .route(web::patch().to(admin::update_queue)),
                     )
-                    .service(resource("/schedules/{scheduleId}/seats", "GET").route(web::get().to(routes::list_seats)))
-                    .service(resource("/reservations", "POST").route(web::post().to(routes::reserve)))
+                    .service(resource("/concerts", "POST").route(web::post().to(admin::create_concert)))
                     .service(
-                        resource("/reservations/{reservationId}", "GET").route(web::get().to(routes::get_reservation)),
+                        resource("/concerts/{concertId}/schedules", "POST").route(web::post().to(admin::add_schedule)),
                     )
-                    .service(resource("/payments", "POST").route(web::post().to(routes::pay)))
-                    .service(resource("/users/{userId}/balance", "GET").route(web::get().to(routes::get_balance)))
-                    .service(resource("/users/{userId}/balance/charge", "POST").route(web::post().to(routes::charge)))
-                    .service(
-                        resource("/users/{userId}/balance/history", "GET")
-                            .route(web::get().to(routes::balance_history)),
-                    )
-                    .service(resource("/health/live", "GET").route(web::get().to(routes::live)))
-                    .service(resource("/health/ready", "GET").route(web::get().to(routes::ready)))
-                    .service(resource("/openapi.json", "GET").route(web::get().to(routes::openapi)))
-                    .default_service(web::to(routes::not_found)),
+                    .service(resource("/concerts/{concertId}/sales", "GET").route(web::get().to(admin::sales))),
             );
+        }
+        cfg.service(scope.default_service(web::to(ops::not_found)));
     }
 }
 
 /// A resource whose unmatched methods get a 405 problem naming the `allow`ed ones.
 fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(move || routes::method_not_allowed(allow)))
-}
-
-/// Answers 503 `UNAVAILABLE` when a request outlives the state's deadline, so a store that
-/// hangs (a black-holed host, a stuck lock) never hangs the client. The blocking call it waited
-/// for cannot be cancelled and finishes on its own; its result is dropped.
-async fn enforce_deadline(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let deadline = req.app_data::<web::Data<ApiState>>().map_or(state::DEFAULT_DEADLINE, |s| s.deadline());
-    match actix_web::rt::time::timeout(deadline, next.call(req)).await {
-        Ok(res) => res,
-        // The request was moved into the timed-out call, so the problem travels as an error;
-        // actix renders it through `ApiError::error_response` like any other.
-        Err(_elapsed) => Err(ApiError::unavailable(&format_args!("request exceeded its {deadline:?} deadline")).into()),
-    }
-}
-
-/// Answers 413 before routing when the declared body is too large, so the limit holds on every
-/// path and before any token is checked; bodies without a length are cut by the extractors'
-/// limits instead.
-async fn reject_oversized(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|len| len > BODY_LIMIT as u64) {
-        let res = ApiError::payload_too_large().error_response();
-        return Ok(req.into_response(res).map_into_right_body());
-    }
-    next.call(req).await.map(ServiceResponse::map_into_left_body)
+    web::resource(path).default_service(web::to(move || ops::method_not_allowed(allow)))
 }

@@ -1,66 +1,100 @@
-//! The OpenAPI 3 document, generated from the handlers' `#[utoipa::path]` attributes and the
-//! DTOs' `ToSchema` derives, so it cannot drift from the code.
+//! The OpenAPI 3 document, generated from the handlers' `#[utoipa::path]` attributes, the
+//! DTOs' `ToSchema` derives and the error table ([`crate::error::Fails`]), so it cannot drift
+//! from the code. `GET /openapi.json` serves it and `/docs` browses it.
 
+use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::dto::{
-    BalanceResponse, ChargeRequest, ConcertResponse, HealthResponse, IssueTokenRequest, LedgerEntryResponse,
-    LedgerKindDto, PayRequest, PaymentResponse, ReservationResponse, ReservationStatusDto, ReserveRequest,
-    ScheduleResponse, SeatResponse, SeatStatusDto, TokenResponse, TokenStatusDto,
+    BalanceResponse, ChargeRequest, ConcertRequest, ConcertResponse, HealthResponse, HistoryResponse,
+    IssueTokenRequest, LedgerEntryResponse, NewConcertResponse, NewScheduleResponse, PayRequest, PaymentResponse,
+    QueuePatchRequest, QueueStateResponse, ReservationResponse, ReserveRequest, SalesResponse, ScheduleRequest,
+    ScheduleResponse, SeatRequest, SeatResponse, TokenResponse,
 };
 use crate::error::{ErrorCode, Problem};
-use crate::routes;
+use crate::routes::{admin, ops, public};
 
 /// The service's OpenAPI document (`GET /openapi.json`).
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(
         title = "Concert reservation service",
-        description = "Waiting queue, catalogue, seat holds, payments and balances. Errors are RFC 9457 \
-                       problem details (`application/problem+json`) with a machine-readable `code`."
+        description = "A waiting room in front of a concert ticket shop: take a place in line, get admitted, \
+                       browse, hold a seat, pay from a prepaid balance. Errors are RFC 9457 problem details \
+                       (`application/problem+json`) with a machine-readable `code`; each `type` links to its \
+                       documentation. Charges and payments accept an `Idempotency-Key` for safe retries."
     ),
+    servers((url = "/", description = "This instance")),
     paths(
-        routes::issue_token,
-        routes::read_token,
-        routes::list_concerts,
-        routes::list_schedules,
-        routes::list_seats,
-        routes::reserve,
-        routes::get_reservation,
-        routes::pay,
-        routes::get_balance,
-        routes::charge,
-        routes::balance_history,
-        routes::live,
-        routes::ready,
-        routes::openapi,
+        public::issue_token,
+        public::read_token,
+        public::list_concerts,
+        public::list_schedules,
+        public::list_seats,
+        public::reserve,
+        public::get_reservation,
+        public::pay,
+        public::get_balance,
+        public::charge,
+        public::balance_history,
+        admin::queue_state,
+        admin::update_queue,
+        admin::create_concert,
+        admin::add_schedule,
+        admin::sales,
+        ops::live,
+        ops::ready,
+        ops::metrics,
+        ops::openapi,
+        ops::docs_index,
+        ops::docs_asset,
+        ops::problem_type,
+        ops::page,
+        ops::page_asset,
     ),
     components(schemas(
-        IssueTokenRequest, ReserveRequest, PayRequest, ChargeRequest, TokenResponse, TokenStatusDto,
-        ConcertResponse, ScheduleResponse, SeatResponse, SeatStatusDto, ReservationResponse,
-        ReservationStatusDto, PaymentResponse, BalanceResponse, LedgerEntryResponse, LedgerKindDto,
-        HealthResponse, Problem, ErrorCode,
+        IssueTokenRequest, ReserveRequest, PayRequest, ChargeRequest, TokenResponse, ConcertResponse,
+        ScheduleResponse, SeatResponse, ReservationResponse, PaymentResponse, BalanceResponse, LedgerEntryResponse,
+        HistoryResponse, HealthResponse, QueuePatchRequest, QueueStateResponse, ConcertRequest, ScheduleRequest,
+        SeatRequest, NewConcertResponse, NewScheduleResponse, SalesResponse, Problem, ErrorCode,
     )),
-    modifiers(&BearerAuth),
+    modifiers(&SecuritySchemes),
     tags(
         (name = "queue", description = "The waiting room"),
         (name = "catalogue", description = "Concerts, schedules, seats (ACTIVE token required)"),
         (name = "reservations", description = "Seat holds (ACTIVE token required)"),
         (name = "payments", description = "Payments (ACTIVE token required)"),
         (name = "balance", description = "Balances (no token)"),
-        (name = "operations", description = "Health and this document"),
+        (name = "admin", description = "The operator API (operator token; only when ADMIN_TOKEN is set)"),
+        (name = "operations", description = "Health, metrics, this document, problem types"),
+        (name = "page", description = "The buyer's page"),
     )
 )]
 pub struct ApiDoc;
 
-/// Declares the `bearer` security scheme the protected paths name.
+/// Declares the `bearer` (queue token) and `admin` (operator token) schemes the paths name.
 #[derive(Debug)]
-struct BearerAuth;
+struct SecuritySchemes;
 
-impl Modify for BearerAuth {
+impl Modify for SecuritySchemes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        let mut queue = Http::new(HttpAuthScheme::Bearer);
+        queue.description = Some("The queue token from POST /queue/tokens".to_owned());
+        components.add_security_scheme("bearer", SecurityScheme::Http(queue));
+        let mut admin = Http::new(HttpAuthScheme::Bearer);
+        admin.description = Some("The operator token (ADMIN_TOKEN)".to_owned());
+        components.add_security_scheme("admin", SecurityScheme::Http(admin));
     }
+}
+
+/// An integer header or field.
+pub(crate) fn integer_schema() -> Schema {
+    ObjectBuilder::new().schema_type(SchemaType::Type(Type::Integer)).into()
+}
+
+/// A string header or field.
+pub(crate) fn string_schema() -> Schema {
+    ObjectBuilder::new().schema_type(SchemaType::Type(Type::String)).into()
 }

@@ -1,23 +1,45 @@
-//! What every handler shares: the use cases, and how to tell whether the store answers.
+//! What every handler shares, built once by the app with [`ApiState::builder`]: the use cases,
+//! the readiness probe, the store slots, the body timeout, the operator key, the issue rate
+//! limit with the trusted proxies, and the metrics hooks.
+//!
+//! # Store slots
+//! Store work is synchronous (diesel, r2d2, the Redis client) and runs on actix's blocking
+//! pool, but never more of it at once than [`ApiStateBuilder::store_slots`] (the app passes the
+//! database pool's size): a `tokio::sync::Semaphore` permit is taken on the HTTP worker before
+//! each hop and released on the blocking thread when the call returns. So the cores never see
+//! more runnable store threads than there are connections to serve them, and a burst waits in
+//! the semaphore's fair queue instead of as parked threads. Waiting for a permit is bounded by
+//! [`ApiStateBuilder::slot_wait`]: past it the request is answered 503 `UNAVAILABLE`, and
+//! nothing was started. Once a call has started it is never answered on a timer: the store
+//! adapters bound their own calls (lock and statement timeouts, a commit budget), so "a 503
+//! means nothing happened" holds.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web;
-use domain::ports::StoreError;
-use domain::service::Ticketing;
+use domain::error::StoreError;
+use domain::service::{ActiveUser, Ticketing};
+use ipnet::IpNet;
+use metrics_exporter_prometheus::PrometheusHandle;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
 
+use crate::client::TrustedProxies;
 use crate::error::ApiError;
+use crate::extract::Bearer;
+use crate::limit::IssueLimiter;
 
-/// Whether the store can serve requests right now (`GET /health/ready`). The app wires the
-/// store adapter's ping; any `Fn() -> Result<(), StoreError>` will do.
+/// Whether the stores can serve requests right now (`GET /health/ready`). The app wires the
+/// store adapters' pings; any `Fn() -> Result<(), StoreError>` will do.
 pub trait Readiness: Send + Sync {
-    /// `Ok` when the store answers.
+    /// `Ok` when every store answers.
     ///
     /// # Errors
-    /// [`StoreError::Unavailable`] when it cannot be reached (answered 503),
-    /// [`StoreError::Internal`] when it answers wrongly (answered 500).
+    /// [`StoreError::Unavailable`] or [`StoreError::Timeout`] when one cannot be reached in
+    /// time (answered 503), [`StoreError::Internal`] when it answers wrongly (answered 500).
     fn check(&self) -> Result<(), StoreError>;
 }
 
@@ -30,71 +52,321 @@ where
     }
 }
 
-/// How long a request may take before it is answered 503 `UNAVAILABLE`: under the contract's
-/// 5 s bound for an unreachable database, whatever the store's own timeouts do.
-pub const DEFAULT_DEADLINE: Duration = Duration::from_millis(4_500);
+/// Connections of the database pool, for `db_pool_connections{state}` at scrape time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolConnections {
+    /// Open and not in use.
+    pub idle: u32,
+    /// Lent out to a request or the scheduler.
+    pub busy: u32,
+}
 
-/// The state behind every handler.
-#[derive(Clone)]
-pub struct ApiState {
+/// Reads the pool's connection counts (r2d2: `pool.state()`; `busy = connections - idle`).
+pub type PoolGauge = dyn Fn() -> PoolConnections + Send + Sync;
+
+/// Defaults of the builder.
+pub mod defaults {
+    use std::time::Duration;
+
+    /// Store calls in flight at once (the app passes its database pool's size).
+    pub const STORE_SLOTS: usize = 10;
+    /// Longest wait for a store slot before 503.
+    pub const SLOT_WAIT: Duration = Duration::from_secs(2);
+    /// Longest wait for a request body to arrive whole before 408.
+    pub const BODY_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Longest wait for the readiness probe before 503.
+    pub const READY_TIMEOUT: Duration = Duration::from_secs(3);
+    /// Most client addresses the issue rate limit tracks at once.
+    pub const RATE_KEYS: usize = 100_000;
+}
+
+/// The operator key, kept only as its SHA-256 digest.
+struct AdminKey {
+    digest: [u8; 32],
+    actor: String,
+}
+
+impl AdminKey {
+    fn new(token: &str) -> Self {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        // Four bytes of the digest name the key in logs without revealing it.
+        let actor = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+        Self { digest, actor }
+    }
+
+    /// Compares in constant time: both sides are hashed first, so neither the length nor any
+    /// prefix of the secret shows in the timing.
+    fn matches(&self, presented: &str) -> bool {
+        let presented: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        presented.ct_eq(&self.digest).into()
+    }
+}
+
+struct Inner {
     ticketing: Ticketing,
     readiness: Arc<dyn Readiness>,
-    deadline: Duration,
+    slots: Arc<Semaphore>,
+    slot_wait: Duration,
+    body_timeout: Duration,
+    ready_timeout: Duration,
+    admin: Option<AdminKey>,
+    issue_limit: Option<IssueLimiter>,
+    proxies: TrustedProxies,
+    metrics: Option<PrometheusHandle>,
+    pool: Option<Arc<PoolGauge>>,
+}
+
+/// The state behind every handler. Cloning is cheap (one `Arc`).
+#[derive(Clone)]
+pub struct ApiState(Arc<Inner>);
+
+/// Builds an [`ApiState`]; every setting but the use cases has a default.
+#[must_use]
+pub struct ApiStateBuilder {
+    inner: Inner,
+    store_slots: usize,
+    rate_per_min: u32,
+    rate_keys: usize,
 }
 
 impl ApiState {
-    /// Wires the use cases and the readiness probe, with the [`DEFAULT_DEADLINE`].
-    #[must_use]
-    pub fn new(ticketing: Ticketing, readiness: Arc<dyn Readiness>) -> Self {
-        Self { ticketing, readiness, deadline: DEFAULT_DEADLINE }
-    }
-
-    /// Sets how long a request may take before it is answered 503.
-    #[must_use]
-    pub fn with_deadline(mut self, deadline: Duration) -> Self {
-        self.deadline = deadline;
-        self
-    }
-
-    /// How long a request may take before it is answered 503.
-    #[must_use]
-    pub fn deadline(&self) -> Duration {
-        self.deadline
+    /// Starts a state for `ticketing`: readiness always ok, [`defaults`] for the rest, no
+    /// operator API, no rate limit, no trusted proxy, no metrics.
+    pub fn builder(ticketing: Ticketing) -> ApiStateBuilder {
+        ApiStateBuilder {
+            inner: Inner {
+                ticketing,
+                readiness: Arc::new(|| Ok(())),
+                slots: Arc::new(Semaphore::new(defaults::STORE_SLOTS)),
+                slot_wait: defaults::SLOT_WAIT,
+                body_timeout: defaults::BODY_TIMEOUT,
+                ready_timeout: defaults::READY_TIMEOUT,
+                admin: None,
+                issue_limit: None,
+                proxies: TrustedProxies::default(),
+                metrics: None,
+                pool: None,
+            },
+            store_slots: defaults::STORE_SLOTS,
+            rate_per_min: 0,
+            rate_keys: defaults::RATE_KEYS,
+        }
     }
 
     /// The use cases.
     #[must_use]
     pub fn ticketing(&self) -> &Ticketing {
-        &self.ticketing
+        &self.0.ticketing
     }
 
-    /// The readiness probe.
+    pub(crate) fn body_timeout(&self) -> Duration {
+        self.0.body_timeout
+    }
+
+    pub(crate) fn proxies(&self) -> &TrustedProxies {
+        &self.0.proxies
+    }
+
+    pub(crate) fn issue_limit(&self) -> Option<&IssueLimiter> {
+        self.0.issue_limit.as_ref()
+    }
+
+    pub(crate) fn metrics(&self) -> Option<&PrometheusHandle> {
+        self.0.metrics.as_ref()
+    }
+
+    pub(crate) fn pool(&self) -> Option<&PoolGauge> {
+        self.0.pool.as_deref()
+    }
+
+    /// Whether the operator API is on.
     #[must_use]
-    pub fn readiness(&self) -> &dyn Readiness {
-        self.readiness.as_ref()
+    pub fn admin_enabled(&self) -> bool {
+        self.0.admin.is_some()
+    }
+
+    /// The operator's short id if `presented` is the operator token; `None` otherwise (and
+    /// when the operator API is off).
+    pub(crate) fn operator(&self, presented: &str) -> Option<String> {
+        self.0.admin.as_ref().filter(|k| k.matches(presented)).map(|k| k.actor.clone())
+    }
+
+    /// Runs a store call on the blocking pool once a store slot is free (see the module
+    /// header), inside the request's span so its logs stay attributed to the request.
+    ///
+    /// # Errors
+    /// 503 `UNAVAILABLE` when no slot came free within the slot wait (nothing was started);
+    /// the call's own error, mapped to problem details; 500 if the pool failed.
+    pub(crate) async fn store<T, E, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&Ticketing) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Into<ApiError> + Send + 'static,
+    {
+        let permit = match actix_web::rt::time::timeout(self.0.slot_wait, self.0.slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(closed)) => return Err(ApiError::internal(&closed)),
+            Err(_elapsed) => {
+                return Err(ApiError::unavailable(&format_args!(
+                    "no store slot came free within {:?}",
+                    self.0.slot_wait
+                )))
+            }
+        };
+        let state = self.clone();
+        let span = tracing::Span::current();
+        web::block(move || {
+            // Held until the call returns, on this thread, even if the client has gone.
+            let _permit = permit;
+            span.in_scope(|| f(&state.0.ticketing))
+        })
+        .await?
+        .map_err(Into::into)
+    }
+
+    /// [`ApiState::store`] for a call that needs an ACTIVE token: the token is checked and the
+    /// call made in the same hop, with one slot.
+    ///
+    /// # Errors
+    /// `TOKEN_INVALID`, `TOKEN_EXPIRED`, `TOKEN_NOT_ACTIVE`, or as [`ApiState::store`].
+    pub(crate) async fn as_active<T, E, F>(&self, bearer: Bearer, f: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&Ticketing, &ActiveUser) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Into<ApiError> + Send + 'static,
+    {
+        self.store(move |t| {
+            let who = t.authorize(bearer.as_str()).map_err(ApiError::from)?;
+            f(t, &who).map_err(Into::into)
+        })
+        .await
+    }
+
+    /// Runs the readiness probe on the blocking pool, outside the store slots (an instance
+    /// busy with requests is still ready), answering 503 if it takes longer than the ready
+    /// timeout. The probe changes nothing, so answering it on a timer is safe.
+    pub(crate) async fn check_ready(&self) -> Result<(), ApiError> {
+        let state = self.clone();
+        let probe = web::block(move || state.0.readiness.check());
+        match actix_web::rt::time::timeout(self.0.ready_timeout, probe).await {
+            Ok(result) => Ok(result??),
+            Err(_elapsed) => Err(ApiError::unavailable(&"readiness probe timed out")),
+        }
+    }
+}
+
+impl ApiStateBuilder {
+    /// The readiness probe of `GET /health/ready`.
+    pub fn readiness(mut self, probe: impl Readiness + 'static) -> Self {
+        self.inner.readiness = Arc::new(probe);
+        self
+    }
+
+    /// Most store calls in flight at once: the database pool's size (at least 1).
+    pub fn store_slots(mut self, slots: usize) -> Self {
+        self.store_slots = slots.max(1);
+        self
+    }
+
+    /// Longest wait for a store slot before answering 503 (nothing started).
+    pub fn slot_wait(mut self, wait: Duration) -> Self {
+        self.inner.slot_wait = wait;
+        self
+    }
+
+    /// Longest wait for a request body to arrive whole before answering 408.
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.inner.body_timeout = timeout;
+        self
+    }
+
+    /// Longest wait for the readiness probe before answering 503.
+    pub fn ready_timeout(mut self, timeout: Duration) -> Self {
+        self.inner.ready_timeout = timeout;
+        self
+    }
+
+    /// `ADMIN_TOKEN`: turns on the operator API (and puts `/metrics` behind it). `None` or an
+    /// empty token leaves it off: every `/admin/*` answers 404.
+    pub fn admin_token(mut self, token: Option<&str>) -> Self {
+        self.inner.admin = token.filter(|t| !t.is_empty()).map(AdminKey::new);
+        self
+    }
+
+    /// `ISSUE_RATE_PER_MIN`: most `POST /queue/tokens` per client address per minute; 0 is no
+    /// limit.
+    pub fn issue_rate_per_min(mut self, per_min: u32) -> Self {
+        self.rate_per_min = per_min;
+        self
+    }
+
+    /// Most client addresses the rate limit tracks at once; past it, new addresses share one
+    /// allowance (see [`crate::limit`]).
+    pub fn issue_rate_keys(mut self, keys: usize) -> Self {
+        self.rate_keys = keys.max(1);
+        self
+    }
+
+    /// `TRUSTED_PROXIES`: networks whose `X-Forwarded-For` names the client.
+    pub fn trusted_proxies(mut self, nets: impl IntoIterator<Item = IpNet>) -> Self {
+        self.inner.proxies = TrustedProxies::new(nets);
+        self
+    }
+
+    /// The recorder handle `GET /metrics` renders (from [`crate::metrics::install_recorder`]).
+    /// Without one, `/metrics` answers 404.
+    pub fn metrics(mut self, handle: PrometheusHandle) -> Self {
+        self.inner.metrics = Some(handle);
+        self
+    }
+
+    /// How to read the database pool's connections at scrape time.
+    pub fn pool_gauge(mut self, gauge: impl Fn() -> PoolConnections + Send + Sync + 'static) -> Self {
+        self.inner.pool = Some(Arc::new(gauge));
+        self
+    }
+
+    /// The state.
+    #[must_use]
+    pub fn build(mut self) -> ApiState {
+        self.inner.slots = Arc::new(Semaphore::new(self.store_slots));
+        self.inner.issue_limit = IssueLimiter::per_minute(self.rate_per_min, self.rate_keys);
+        ApiState(Arc::new(self.inner))
     }
 }
 
 impl fmt::Debug for ApiState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ApiState")
-            .field("ticketing", &self.ticketing)
-            .field("deadline", &self.deadline)
+            .field("ticketing", &self.0.ticketing)
+            .field("store_slots_free", &self.0.slots.available_permits())
+            .field("slot_wait", &self.0.slot_wait)
+            .field("body_timeout", &self.0.body_timeout)
+            .field("admin", &self.0.admin.is_some())
+            .field("issue_limit", &self.0.issue_limit)
+            .field("proxies", &self.0.proxies)
             .finish_non_exhaustive()
     }
 }
 
-/// Runs a (sync, store-touching) domain call on actix's blocking pool so it never stalls an
-/// async worker, inside the request's span so its logs stay attributed to the request.
-///
-/// # Errors
-/// The call's own error, mapped to problem details; `INTERNAL` if the pool failed.
-pub(crate) async fn blocking<T, E, F>(f: F) -> Result<T, ApiError>
-where
-    F: FnOnce() -> Result<T, E> + Send + 'static,
-    T: Send + 'static,
-    E: Into<ApiError> + Send + 'static,
-{
-    let span = tracing::Span::current();
-    web::block(move || span.in_scope(f)).await?.map_err(Into::into)
+impl fmt::Debug for ApiStateBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiStateBuilder").field("store_slots", &self.store_slots).finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_operator_key_matches_only_itself_and_names_itself_by_its_digest() {
+        let key = AdminKey::new("s3cret");
+        assert!(key.matches("s3cret"));
+        assert!(!key.matches("s3cre"));
+        assert!(!key.matches("s3cret "));
+        assert!(!key.matches(""));
+        assert_eq!(key.actor.len(), 8);
+        assert!(!key.actor.contains("s3"));
+    }
 }

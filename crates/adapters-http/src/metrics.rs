@@ -1,0 +1,152 @@
+//! Prometheus metrics through the `metrics` facade and `metrics-exporter-prometheus` (no HTTP
+//! listener of its own: `GET /metrics` renders the handle).
+//!
+//! - [`install_recorder`] installs the global recorder once, whoever calls it first (the app,
+//!   each test), and returns its handle.
+//! - [`track`] is the middleware behind `http_requests_total{method,route,status}` and
+//!   `http_request_duration_seconds{method,route}`; `route` is the path template exactly as
+//!   the contract spells it, `unmatched` when no route matched (so raw paths never become
+//!   labels and the label set stays bounded).
+//! - The domain counters are incremented where the use case succeeded (handlers) or by the
+//!   caller that drives it (the scheduler, for [`QUEUE_TOKENS_ADMITTED_TOTAL`]: see
+//!   [`record_admitted`]); the gauges are refreshed at scrape time.
+
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Counter: requests answered, by `method`, `route`, `status`.
+pub const HTTP_REQUESTS_TOTAL: &str = "http_requests_total";
+/// Histogram: seconds to answer, by `method`, `route`.
+pub const HTTP_REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
+/// Gauge: WAITING tokens (refreshed at scrape).
+pub const QUEUE_WAITING: &str = "queue_waiting";
+/// Gauge: unexpired ACTIVE tokens (refreshed at scrape).
+pub const QUEUE_ACTIVE: &str = "queue_active";
+/// Counter: new tokens issued by this instance.
+pub const QUEUE_TOKENS_ISSUED_TOTAL: &str = "queue_tokens_issued_total";
+/// Counter: tokens admitted by this instance's scheduler.
+pub const QUEUE_TOKENS_ADMITTED_TOTAL: &str = "queue_tokens_admitted_total";
+/// Counter: seats held by this instance.
+pub const RESERVATIONS_HELD_TOTAL: &str = "reservations_held_total";
+/// Counter: payments made by this instance (replays not counted).
+pub const PAYMENTS_TOTAL: &str = "payments_total";
+/// Counter: store failures, by `kind` (`unavailable`, `timeout`, `internal`).
+pub const STORE_ERRORS_TOTAL: &str = "store_errors_total";
+/// Gauge: database pool connections, by `state` (`idle`, `busy`).
+pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";
+
+/// The media type of the text exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The label of a request no route matched.
+pub const UNMATCHED: &str = "unmatched";
+
+/// Buckets of `http_request_duration_seconds`: 1 ms to 10 s, dense where the contract's
+/// targets are (p99 within 10x p50, nothing over 250 ms).
+pub const DURATION_BUCKETS: [f64; 14] =
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Why the recorder could not be installed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot install the Prometheus recorder: {0}")]
+pub struct InstallError(String);
+
+/// Installs the global Prometheus recorder on the first call and returns its handle; later
+/// calls return the same handle. Also describes every family of this crate, so a scrape lists
+/// them before any traffic.
+///
+/// # Errors
+/// [`InstallError`] when another recorder was installed first by someone else.
+pub fn install_recorder() -> Result<PrometheusHandle, InstallError> {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    static INSTALLING: Mutex<()> = Mutex::new(());
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle.clone());
+    }
+    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle.clone());
+    }
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(HTTP_REQUEST_DURATION_SECONDS.to_owned()), &DURATION_BUCKETS)
+        .map_err(|e| InstallError(e.to_string()))?
+        .install_recorder()
+        .map_err(|e| InstallError(e.to_string()))?;
+    describe();
+    Ok(HANDLE.get_or_init(|| handle).clone())
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(HTTP_REQUESTS_TOTAL, "HTTP requests answered, by method, route template and status");
+    describe_histogram!(HTTP_REQUEST_DURATION_SECONDS, Unit::Seconds, "Time to answer an HTTP request");
+    describe_gauge!(QUEUE_WAITING, "WAITING queue tokens");
+    describe_gauge!(QUEUE_ACTIVE, "Unexpired ACTIVE queue tokens");
+    describe_counter!(QUEUE_TOKENS_ISSUED_TOTAL, "New queue tokens issued by this instance");
+    describe_counter!(QUEUE_TOKENS_ADMITTED_TOTAL, "Queue tokens admitted by this instance's scheduler");
+    describe_counter!(RESERVATIONS_HELD_TOTAL, "Seats held by this instance");
+    describe_counter!(PAYMENTS_TOTAL, "Payments made by this instance");
+    describe_counter!(STORE_ERRORS_TOTAL, "Store failures, by kind");
+    describe_gauge!(DB_POOL_CONNECTIONS, "Database pool connections, by state");
+    // Families without labels appear at 0 from the start; the labelled ones with their first
+    // observation.
+    for name in [QUEUE_TOKENS_ISSUED_TOTAL, QUEUE_TOKENS_ADMITTED_TOTAL, RESERVATIONS_HELD_TOTAL, PAYMENTS_TOTAL] {
+        metrics::counter!(name).absolute(0);
+    }
+}
+
+/// Counts tokens admitted by one scheduler tick (`queue_tokens_admitted_total`); the app's
+/// scheduler wiring calls it with `AdmissionOutcome::Admitted(n)`.
+pub fn record_admitted(n: u64) {
+    metrics::counter!(QUEUE_TOKENS_ADMITTED_TOTAL).increment(n);
+}
+
+/// Sets a gauge to a count read at scrape time.
+pub(crate) fn set_gauge(name: &'static str, labels: &[(&'static str, &'static str)], value: u64) {
+    let labels: Vec<metrics::Label> = labels.iter().map(|(k, v)| metrics::Label::new(*k, *v)).collect();
+    // Counts far below 2^53: exact as f64.
+    #[allow(clippy::cast_precision_loss)]
+    metrics::gauge!(name, labels).set(value as f64);
+}
+
+pub(crate) fn record_issued() {
+    metrics::counter!(QUEUE_TOKENS_ISSUED_TOTAL).increment(1);
+}
+
+pub(crate) fn record_held() {
+    metrics::counter!(RESERVATIONS_HELD_TOTAL).increment(1);
+}
+
+pub(crate) fn record_paid() {
+    metrics::counter!(PAYMENTS_TOTAL).increment(1);
+}
+
+/// Records every request's count and duration. Wraps everything else, so rejections by the
+/// other middlewares (413, 429) are counted too.
+///
+/// # Errors
+/// Whatever the wrapped service returns (the other middlewares never return errors).
+pub async fn track(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = req.method().as_str().to_owned();
+    // Matched against the route table, not the raw path: a template or `unmatched`.
+    let route = req.match_pattern().unwrap_or_else(|| UNMATCHED.to_owned());
+    let res = next.call(req).await;
+    let status = match &res {
+        Ok(res) => res.status(),
+        Err(e) => e.as_response_error().status_code(),
+    };
+    metrics::counter!(HTTP_REQUESTS_TOTAL, "method" => method.clone(), "route" => route.clone(), "status" => status.as_str().to_owned())
+        .increment(1);
+    metrics::histogram!(HTTP_REQUEST_DURATION_SECONDS, "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    res
+}

@@ -1,0 +1,120 @@
+//! The operator API under `/admin`, mounted only when an operator token is configured. Every
+//! handler takes an [`Operator`], whose short key id the use cases log as the actor of each
+//! change (never the key itself). Bodies are validated before any store call: a 400 stores
+//! nothing.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use domain::catalogue::{ConcertDraft, ScheduleDraft};
+use domain::error::{AddScheduleError, CreateConcertError, SalesError, StoreError, UpdateQueueError};
+use domain::ids::ConcertId;
+use domain::queue::SettingsPatch;
+
+use super::json;
+use crate::dto::{
+    ConcertRequest, NewConcertResponse, NewScheduleResponse, QueuePatchRequest, QueueStateResponse, SalesResponse,
+    ScheduleRequest,
+};
+use crate::error::{AdminRows, ApiError, BadInput, BodyRows, Fails, SlotRows};
+use crate::extract::{path_id, Body, Operator};
+use crate::state::ApiState;
+
+/// The waiting room now: counts, cursor, next admission, settings in force.
+#[utoipa::path(
+    get, path = "/admin/queue", tag = "admin",
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "The waiting room", body = QueueStateResponse),
+        Fails<(AdminRows, SlotRows, StoreError)>,
+    )
+)]
+pub async fn queue_state(state: web::Data<ApiState>, _op: Operator) -> Result<HttpResponse, ApiError> {
+    let queue = state.store(|t| t.queue_state()).await?;
+    json(StatusCode::OK, &QueueStateResponse::from(queue))
+}
+
+/// Changes the waiting room's live settings for every instance (applied at each one's next
+/// scheduler check; kept across restarts).
+#[utoipa::path(
+    patch, path = "/admin/queue", tag = "admin",
+    security(("admin" = [])),
+    request_body = QueuePatchRequest,
+    responses(
+        (status = 200, description = "The waiting room after the change", body = QueueStateResponse),
+        Fails<(AdminRows, BodyRows, SlotRows, UpdateQueueError)>,
+    )
+)]
+pub async fn update_queue(
+    state: web::Data<ApiState>,
+    op: Operator,
+    body: Body<QueuePatchRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let b = body.0;
+    let patch = SettingsPatch::new(b.paused, b.admit_batch, b.admit_interval_secs, b.active_ttl_secs, b.max_active)
+        .map_err(UpdateQueueError::from)?;
+    let queue = state.store(move |t| t.update_queue(&op.0, &patch)).await?;
+    json(StatusCode::OK, &QueueStateResponse::from(queue))
+}
+
+/// Creates a concert with its schedules and seat maps, all or nothing.
+#[utoipa::path(
+    post, path = "/admin/concerts", tag = "admin",
+    security(("admin" = [])),
+    request_body = ConcertRequest,
+    responses(
+        (status = 201, description = "The concert and its schedules", body = NewConcertResponse),
+        Fails<(AdminRows, BodyRows, SlotRows, CreateConcertError)>,
+    )
+)]
+pub async fn create_concert(
+    state: web::Data<ApiState>,
+    op: Operator,
+    body: Body<ConcertRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let draft = ConcertDraft::from(&body.0);
+    let concert = state.store(move |t| t.create_concert(&op.0, &draft)).await?;
+    json(StatusCode::CREATED, &NewConcertResponse::from(&concert))
+}
+
+/// Adds a schedule with its seat map to a concert, all or nothing.
+#[utoipa::path(
+    post, path = "/admin/concerts/{concertId}/schedules", tag = "admin",
+    security(("admin" = [])),
+    params(("concertId" = Uuid, Path, description = "The concert")),
+    request_body = ScheduleRequest,
+    responses(
+        (status = 201, description = "The schedule", body = NewScheduleResponse),
+        Fails<(AdminRows, BadInput, BodyRows, SlotRows, AddScheduleError)>,
+    )
+)]
+pub async fn add_schedule(
+    state: web::Data<ApiState>,
+    op: Operator,
+    path: web::Path<String>,
+    body: Body<ScheduleRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let concert: ConcertId = path_id(&path, "concertId")?;
+    let draft = ScheduleDraft::from(&body.0);
+    let schedule = state.store(move |t| t.add_schedule(&op.0, concert, &draft)).await?;
+    json(StatusCode::CREATED, &NewScheduleResponse::from(&schedule))
+}
+
+/// A concert's sales per schedule as of now.
+#[utoipa::path(
+    get, path = "/admin/concerts/{concertId}/sales", tag = "admin",
+    security(("admin" = [])),
+    params(("concertId" = Uuid, Path, description = "The concert")),
+    responses(
+        (status = 200, description = "Sales per schedule, ascending by start", body = [SalesResponse]),
+        Fails<(AdminRows, BadInput, SlotRows, SalesError)>,
+    )
+)]
+pub async fn sales(
+    state: web::Data<ApiState>,
+    _op: Operator,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let concert: ConcertId = path_id(&path, "concertId")?;
+    let rows = state.store(move |t| t.sales(concert)).await?;
+    json(StatusCode::OK, &rows.into_iter().map(SalesResponse::from).collect::<Vec<_>>())
+}

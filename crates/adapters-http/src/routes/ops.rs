@@ -1,0 +1,255 @@
+//! Operations and documents: health, metrics, the OpenAPI document and its browsable reference
+//! (`/docs`), the problem type documents, the buyer's page, and the fallbacks.
+
+use std::borrow::Cow;
+use std::sync::{Arc, OnceLock};
+
+use actix_web::http::header;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use domain::error::StoreError;
+use rust_embed::RustEmbed;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::Config;
+
+use super::json;
+use crate::dto::HealthResponse;
+use crate::error::{AdminRows, ApiError, ErrorCode, Fails, NotFoundRows};
+use crate::extract::MetricsAccess;
+use crate::metrics;
+use crate::state::ApiState;
+
+/// The buyer's page's Content-Security-Policy: everything from this origin only, no inline
+/// script or style, no framing.
+pub const PAGE_CSP: &str =
+    "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; object-src 'none'";
+
+/// `/docs`'s Content-Security-Policy: Swagger UI styles elements inline and draws icons as
+/// `data:` images; scripts still come from this origin only.
+pub const DOCS_CSP: &str = "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; base-uri 'self'; form-action 'self'; frame-ancestors 'none'; object-src 'none'";
+
+// ---- health ---------------------------------------------------------------------------------
+
+/// The process is up (answered on the HTTP worker, never touching a store).
+#[utoipa::path(
+    get, path = "/health/live", tag = "operations",
+    responses((status = 200, description = "Alive", body = HealthResponse))
+)]
+pub async fn live() -> Result<HttpResponse, ApiError> {
+    json(StatusCode::OK, &HealthResponse { status: "ok".to_owned() })
+}
+
+/// Every store answers.
+#[utoipa::path(
+    get, path = "/health/ready", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = HealthResponse),
+        Fails<StoreError>,
+    )
+)]
+pub async fn ready(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    state.check_ready().await?;
+    json(StatusCode::OK, &HealthResponse { status: "ready".to_owned() })
+}
+
+// ---- metrics --------------------------------------------------------------------------------
+
+/// Prometheus text exposition of this instance's metrics. Needs the operator token when one is
+/// configured.
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations",
+    security((), ("admin" = [])),
+    responses(
+        (status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain; version=0.0.4",
+            body = String),
+        Fails<(AdminRows, NotFoundRows)>,
+    )
+)]
+pub async fn metrics(state: web::Data<ApiState>, _access: MetricsAccess) -> Result<HttpResponse, ApiError> {
+    let Some(handle) = state.metrics().cloned() else {
+        return Err(ApiError::not_found("metrics are not enabled on this instance"));
+    };
+    // Gauges of the line are read now, so a scrape is never staler than itself; a failing
+    // store leaves the last values (and is counted in store_errors_total).
+    match state.store(|t| t.queue_state()).await {
+        Ok(q) => {
+            metrics::set_gauge(metrics::QUEUE_WAITING, &[], q.stats.waiting);
+            metrics::set_gauge(metrics::QUEUE_ACTIVE, &[], q.stats.active);
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics scrape could not read the queue"),
+    }
+    if let Some(pool) = state.pool() {
+        let conns = pool();
+        metrics::set_gauge(metrics::DB_POOL_CONNECTIONS, &[("state", "idle")], u64::from(conns.idle));
+        metrics::set_gauge(metrics::DB_POOL_CONNECTIONS, &[("state", "busy")], u64::from(conns.busy));
+    }
+    handle.run_upkeep();
+    Ok(HttpResponse::Ok().content_type(metrics::CONTENT_TYPE).body(handle.render()))
+}
+
+// ---- documents ------------------------------------------------------------------------------
+
+/// The OpenAPI 3 document of this API.
+#[utoipa::path(
+    get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3 document", content_type = "application/json", body = Object))
+)]
+pub async fn openapi() -> HttpResponse {
+    static DOC: OnceLock<String> = OnceLock::new();
+    let doc = DOC.get_or_init(|| crate::openapi::ApiDoc::openapi().to_json().unwrap_or_else(|_| "{}".to_owned()));
+    HttpResponse::Ok().content_type("application/json").body(doc.as_str())
+}
+
+fn swagger_config() -> Arc<Config<'static>> {
+    static CONFIG: OnceLock<Arc<Config<'static>>> = OnceLock::new();
+    CONFIG.get_or_init(|| Arc::new(Config::from("/openapi.json"))).clone()
+}
+
+/// The browsable API reference (Swagger UI, embedded in the binary).
+#[utoipa::path(
+    get, path = "/docs", tag = "operations",
+    responses((status = 200, description = "Swagger UI", content_type = "text/html"))
+)]
+pub async fn docs_index() -> Result<HttpResponse, ApiError> {
+    docs_file("index.html")
+}
+
+/// A file of the API reference (scripts, styles, icons).
+#[utoipa::path(
+    get, path = "/docs/{file}", tag = "operations",
+    params(("file" = String, Path, description = "A file of Swagger UI")),
+    responses(
+        (status = 200, description = "The file"),
+        Fails<NotFoundRows>,
+    )
+)]
+pub async fn docs_asset(path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    docs_file(&path)
+}
+
+fn docs_file(name: &str) -> Result<HttpResponse, ApiError> {
+    let name = if name.is_empty() { "index.html" } else { name };
+    let file = utoipa_swagger_ui::serve(name, swagger_config())
+        .map_err(|e| ApiError::internal(&e))?
+        .ok_or_else(|| ApiError::not_found("no such file of the API reference"))?;
+    let mut bytes = file.bytes.into_owned();
+    if name == "index.html" {
+        // Served at `/docs` as well as `/docs/`: a base makes its relative links work from both.
+        let html = String::from_utf8_lossy(&bytes).replacen("<head>", "<head><base href=\"/docs/\">", 1);
+        bytes = html.into_bytes();
+    }
+    let mut res = HttpResponse::Ok();
+    if file.gzpipped {
+        res.insert_header((header::CONTENT_ENCODING, "gzip"));
+    }
+    res.content_type(file.content_type)
+        .insert_header((header::CONTENT_SECURITY_POLICY, DOCS_CSP))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"));
+    Ok(res.body(bytes))
+}
+
+/// The documentation of one problem `type` (from the same table as the error bodies).
+#[utoipa::path(
+    get, path = "/problems/{slug}", tag = "operations",
+    params(("slug" = String, Path, description = "The problem type, e.g. `seat-unavailable`")),
+    responses(
+        (status = 200, description = "What the problem means and what to do", content_type = "text/html"),
+        Fails<NotFoundRows>,
+    )
+)]
+pub async fn problem_type(path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let code = ErrorCode::from_slug(&path).ok_or_else(|| ApiError::not_found("no such problem type"))?;
+    let status = code.status();
+    // Every piece comes from the static table: nothing from the request is echoed.
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head><body>\
+         <h1>{title}</h1><p>HTTP {status} &middot; <code>{code}</code></p><p>{description}</p>\
+         <p>Error bodies are RFC 9457 problem details (<code>application/problem+json</code>) with this \
+         <code>type</code> and <code>\"code\": \"{code}\"</code>.</p></body></html>",
+        title = code.title(),
+        status = status.as_u16(),
+        code = code.as_str(),
+        description = code.description(),
+    );
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CONTENT_SECURITY_POLICY, PAGE_CSP))
+        .body(html))
+}
+
+// ---- the buyer's page -----------------------------------------------------------------------
+
+/// The page's files, embedded in the binary at build time (also in debug builds).
+#[derive(RustEmbed)]
+#[folder = "assets/"]
+struct Assets;
+
+/// The waiting room and seat map in the browser.
+#[utoipa::path(
+    get, path = "/", tag = "page",
+    responses((status = 200, description = "The buyer's page", content_type = "text/html"))
+)]
+pub async fn page() -> Result<HttpResponse, ApiError> {
+    asset("index.html")
+}
+
+/// A file of the buyer's page (script, style, image).
+#[utoipa::path(
+    get, path = "/assets/{file}", tag = "page",
+    params(("file" = String, Path, description = "A file of the page, e.g. `app.js`")),
+    responses(
+        (status = 200, description = "The file, with its content type"),
+        Fails<NotFoundRows>,
+    )
+)]
+pub async fn page_asset(path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    asset(&path)
+}
+
+fn asset(name: &str) -> Result<HttpResponse, ApiError> {
+    let file = Assets::get(name).ok_or_else(|| ApiError::not_found("no such file"))?;
+    let etag =
+        format!("\"{}\"", file.metadata.sha256_hash().iter().take(16).map(|b| format!("{b:02x}")).collect::<String>());
+    let body: Cow<'static, [u8]> = file.data;
+    Ok(HttpResponse::Ok()
+        .content_type(content_type(name))
+        .insert_header((header::CONTENT_SECURITY_POLICY, PAGE_CSP))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        // Not fingerprinted: revalidate every time (cheap with the ETag), so a new build's page
+        // is seen at once.
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header((header::ETAG, etag))
+        .body(body.into_owned()))
+}
+
+/// The content type of a page file, by extension.
+fn content_type(name: &str) -> &'static str {
+    match name.rsplit_once('.').map(|(_, ext)| ext.to_ascii_lowercase()).as_deref() {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js" | "mjs") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("json") => "application/json",
+        Some("webmanifest") => "application/manifest+json",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("webp") => "image/webp",
+        Some("ico") => "image/x-icon",
+        Some("woff2") => "font/woff2",
+        Some("txt") => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+// ---- fallbacks ------------------------------------------------------------------------------
+
+/// Any path no route matches (and every `/admin/*` while the operator API is off).
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found("no such route"))
+}
+
+/// A known path with a method it does not serve; `Allow` lists the ones it does.
+pub async fn method_not_allowed(allow: &'static str) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::method_not_allowed(allow))
+}
