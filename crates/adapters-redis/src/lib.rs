@@ -1,1 +1,431 @@
-//! The Redis queue adapter (being built).
+//! The waiting queue on Redis: [`RedisQueue`] implements the domain's
+//! [`QueueStore`](domain::ports::QueueStore) port for `QUEUE_STORE=redis`. Tokens, their
+//! gapless order, positions, the admission cursor and the admission clock live in Redis;
+//! the catalogue, reservations, balances and payments stay in the other store. Every queue
+//! operation is one atomic step in one round trip, a Lua script (`EVALSHA`, reloaded by the
+//! `redis` crate after a server restart) or a single command, so every rule of the port holds
+//! with any number of threads and instances sharing one Redis.
+//!
+//! # Layout
+//!
+//! Modules: [`config`] (URL, prefix, pool, timeouts), `pool` (r2d2 connections with timeouts
+//! and an epoch that retires every pooled connection once Redis is found gone), `keys`,
+//! `codec` (µs times, token hashes, error mapping), `scripts` with the Lua in `src/lua/`.
+//!
+//! Keys, all in the namespace `{prefix}` (default `{concert}`; the braces are a cluster hash
+//! tag, so one deployment's keys share a slot, which scripts that touch several need):
+//!
+//! | key | type | holds |
+//! | --- | --- | --- |
+//! | `{p}:issued` | string (counter) | the `seq` of the last token issued (`issued_through`) |
+//! | `{p}:cursor` | hash | `admitted` (`admitted_through`), `last` (`last_admission_at`, µs; absent before the first admission) |
+//! | `{p}:waiting` | list | WAITING token values in `seq` order (pushed at issue, popped from the head by admission) |
+//! | `{p}:active` | sorted set | ACTIVE token values scored by `expires_at` (µs): expiry sweeps in `LIMIT` batches, the active count |
+//! | `{p}:t:<value>` | hash | a token: `user`, `seq`, `status` (`WAITING`/`ACTIVE`/`EXPIRED`), `issued`, `activated`, `expires` (µs) |
+//! | `{p}:u:<user>` | string | the value of the user's latest token (live or not) |
+//!
+//! Times are integers of microseconds since the Unix epoch (the domain's precision; exact in
+//! Lua's doubles until the year 2255). A WAITING or ACTIVE token has no TTL. When a token
+//! becomes EXPIRED (sweep, payment, or a new issue for its user) its hash, and the user's
+//! pointer if it still points to it, get a key TTL of [`RedisConfig::expired_retention`]
+//! (default a day, on Redis' clock): until then a poll answers EXPIRED, afterwards the token
+//! is unknown (401 `TOKEN_INVALID`), which bounds the memory of tokens that left the line.
+//!
+//! # Scripts and what each guarantees
+//!
+//! Redis runs one script at a time, so each is atomic and serialised against every caller on
+//! every instance. Where a script restates a domain rule, a comment in it names the domain
+//! function it mirrors; the conformance suite (`port_tests::queue_suite!`) catches a
+//! divergence.
+//!
+//! - `issue`: returns the user's live token (`QueueToken::is_live_at`), or retires their
+//!   lapsed ACTIVE one and stores a new WAITING token with `seq = INCR issued`, taken only
+//!   after every check, so a refused issue burns no number; 64 concurrent issues for one user
+//!   give one token.
+//! - `find_with_cursor`: a token's hash and the cursor, read together.
+//! - `admit`: `AdmissionPolicy::is_due` on the store's clock, `quota` (the active count only
+//!   under a cap), pops the `n` oldest WAITING values, activates them
+//!   (`expiry_for`), advances `admitted` by `n` and, if `n > 0`, sets `last`. Never `Busy`.
+//! - `expire`: up to `limit` ACTIVE tokens with `expires_at <= now` (`status_at`) become
+//!   EXPIRED and leave the sorted set in the same step, so concurrent sweeps change each once.
+//! - `use_up`: the paying token, if ACTIVE, becomes EXPIRED with `expires_at = at`; no other
+//!   token is touched (a WAITING token of the payer stays in line). Idempotent.
+//! - `stats`: issued, cursor and the active count on the store's clock.
+//!
+//! `find` and `cursor` are one `HMGET` each, `ping` is `PING`.
+//!
+//! # Time source
+//!
+//! Admission, expiry sweeps and `stats` read Redis' clock (`TIME` inside the script) by
+//! default ([`TimeSource::Server`]), never the instance's, so instances whose clocks disagree
+//! still admit at most N per interval; `NotDue { wait }` is measured on that clock. Tests
+//! inject a clock instead ([`RedisQueue::with_clock`]); the script then takes "now" as an
+//! argument. `issue` and `use_up` take the caller's time, as the port says.
+//!
+//! # Outages
+//!
+//! Connections come from an r2d2 pool, opened on demand (so [`RedisQueue::new`] succeeds with
+//! Redis down and the service reports not ready until it is back), with connect, read and
+//! write timeouts on every socket ([`RedisTimeouts`]): with Redis down or hung a call fails
+//! with `StoreError::Unavailable` after at most checkout + write + read (4 s by default), and
+//! `ping` fails. Once a connection attempt has failed, calls fail at once (no waiting) until
+//! Redis answers again; r2d2 keeps retrying in the background and one call per
+//! `probe_interval` asks the pool too. A connection that saw an I/O error is dropped and
+//! retires every pooled connection opened before it, so once Redis is back the next calls open
+//! fresh connections: no restart. Data that Redis loses in a restart without persistence is gone (the line
+//! starts again); that is the operator's choice of Redis persistence, not this adapter's.
+//!
+//! A script whose reply is lost after it was sent may have run. What that means, per call:
+//! - `issue`: the caller answers 503; a retry finds the token the lost call stored and returns
+//!   it (200, `created: false`): the user keeps one place, no number is lost.
+//! - `admit`: the scheduler logs the error; its next tick reads the cursor the lost call left
+//!   (usually `NotDue`), so no interval admits twice.
+//! - `expire_tokens`, `use_up`: idempotent; the next sweep or nothing is needed (`use_up`
+//!   failing leaves the token ACTIVE until its TTL, but the payment store records that it
+//!   paid, so it cannot pay again).
+//! - reads (`find`, `find_with_cursor`, `cursor`, `stats`): retried once on a fresh
+//!   connection when the first attempt met a dropped connection quickly; they change nothing.
+
+pub mod config;
+
+mod codec;
+mod keys;
+mod pool;
+mod scripts;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use domain::clock::Clock;
+use domain::ids::UserId;
+use domain::ports::{IssueOutcome, QueueStore, StoreError};
+use domain::queue::{AdmissionOutcome, AdmissionPolicy, QueueCursor, QueueStats, QueueToken, TokenValue};
+use redis::RedisResult;
+use time::{Duration, OffsetDateTime};
+
+pub use crate::config::{ConfigError, RedisConfig, RedisTimeouts};
+use crate::keys::Keys;
+use crate::pool::{Conn, Health, Manager};
+use crate::scripts::Scripts;
+
+/// Whose clock admission, expiry sweeps and `stats` go by.
+#[derive(Clone, Default)]
+pub enum TimeSource {
+    /// Redis' own clock (`TIME`), the same for every instance: production.
+    #[default]
+    Server,
+    /// An injected clock: tests move a `ManualClock` instead of sleeping.
+    Clock(Arc<dyn Clock>),
+}
+
+impl fmt::Debug for TimeSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Server => f.write_str("Server"),
+            Self::Clock(_) => f.write_str("Clock(..)"),
+        }
+    }
+}
+
+/// The waiting queue on Redis (see the crate docs).
+pub struct RedisQueue {
+    pool: r2d2::Pool<Manager>,
+    health: Arc<Health>,
+    timeouts: RedisTimeouts,
+    keys: Keys,
+    scripts: Scripts,
+    time: TimeSource,
+    /// Expired tokens' key TTL, in ms (the scripts' `PEXPIRE` argument).
+    retain_ms: String,
+    /// A read that met a dropped connection sooner than this after it started is retried once.
+    retry_within: std::time::Duration,
+    redacted_url: String,
+}
+
+impl fmt::Debug for RedisQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisQueue")
+            .field("url", &self.redacted_url)
+            .field("namespace", &self.keys.namespace)
+            .field("time", &self.time)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a read does on its connection (it may run twice, see [`RedisQueue::read`]).
+type Op<'a, T> = dyn Fn(&mut redis::Connection) -> RedisResult<T> + 'a;
+
+impl RedisQueue {
+    /// A queue on the Redis of `cfg`, timed on Redis' clock. Connects lazily: it succeeds when
+    /// Redis is down, and calls fail with `Unavailable` until it is back.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the configuration cannot work whatever the server does.
+    pub fn new(cfg: &RedisConfig) -> Result<Self, ConfigError> {
+        cfg.validate()?;
+        let client = Manager::client(&cfg.url).map_err(|e| ConfigError::InvalidUrl(e.to_string()))?;
+        let health = Arc::new(Health::default());
+        let pool = r2d2::Pool::builder()
+            .max_size(cfg.pool_size)
+            // Open on demand: no background reconnect loop while Redis is down.
+            .min_idle(Some(0))
+            .connection_timeout(cfg.timeouts.checkout)
+            // The checkout test is the epoch comparison, an atomic load: no PING round trip.
+            .test_on_check_out(true)
+            // Failures reach the caller as `StoreError`s and are logged once where handled.
+            .error_handler(Box::new(r2d2::NopErrorHandler))
+            .build_unchecked(Manager::new(client, cfg.timeouts, Arc::clone(&health)));
+        Ok(Self {
+            pool,
+            health,
+            timeouts: cfg.timeouts,
+            keys: Keys::new(&cfg.prefix),
+            scripts: Scripts::new(),
+            time: TimeSource::Server,
+            retain_ms: cfg.expired_retention.as_millis().max(1).to_string(),
+            retry_within: cfg.timeouts.read,
+            redacted_url: cfg.redacted_url(),
+        })
+    }
+
+    /// Times admission, expiry and `stats` on `clock` instead of Redis' (tests).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.time = TimeSource::Clock(clock);
+        self
+    }
+
+    /// The clock admission goes by.
+    #[must_use]
+    pub fn time_source(&self) -> &TimeSource {
+        &self.time
+    }
+
+    /// The key namespace, braces included (`{concert}`): every key of this queue starts with
+    /// it and a colon.
+    #[must_use]
+    pub fn namespace(&self) -> &str {
+        &self.keys.namespace
+    }
+
+    /// The scripts' "now" argument: the injected clock's time, or '' for Redis' `TIME`.
+    fn now_arg(&self) -> String {
+        match &self.time {
+            TimeSource::Server => String::new(),
+            TimeSource::Clock(clock) => codec::to_micros(clock.now()).to_string(),
+        }
+    }
+
+    /// A pooled connection, waiting at most the checkout timeout, and failing at once while
+    /// Redis is known unreachable (see `pool`): the pool is asked in short slices, so a call
+    /// that started just before a connection attempt failed gives up as soon as it did.
+    fn checkout(&self) -> Result<r2d2::PooledConnection<Manager>, StoreError> {
+        const SLICE: std::time::Duration = std::time::Duration::from_millis(50);
+        let unreachable = || StoreError::Unavailable("Redis unreachable: the last connection attempt failed".into());
+        if self.health.unreachable() && !self.health.may_probe(self.timeouts.probe_interval) {
+            return Err(unreachable());
+        }
+        let deadline = Instant::now() + self.timeouts.checkout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.pool.get_timeout(left.min(SLICE)) {
+                Ok(conn) => return Ok(conn),
+                Err(_) if self.health.unreachable() => return Err(unreachable()),
+                Err(e) if left <= SLICE => {
+                    return Err(StoreError::Unavailable(format!("no Redis connection free in time: {e}")))
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Runs `op` on a pooled connection. On a lost connection, drops it and retires every
+    /// connection opened before it (see `pool`).
+    fn attempt<T>(&self, op: &Op<'_, T>) -> Result<T, (StoreError, bool)> {
+        let mut conn = self.checkout().map_err(|e| (e, false))?;
+        let result = op(&mut conn.inner);
+        if result.is_ok() {
+            self.health.answered();
+        }
+        result.map_err(|e| {
+            let lost = codec::connection_lost(&e);
+            if lost {
+                self.retire(&mut conn);
+            }
+            (codec::store_error(&e), e.is_connection_dropped())
+        })
+    }
+
+    fn retire(&self, conn: &mut Conn) {
+        conn.mark_broken();
+        let epoch = self.health.retire_all();
+        tracing::debug!(epoch, "a Redis connection was lost; retiring every pooled connection");
+    }
+
+    /// A write: one attempt, never retried (a lost reply may mean it ran; see the crate docs).
+    fn write<T>(&self, op: &Op<'_, T>) -> Result<T, StoreError> {
+        self.attempt(op).map_err(|(e, _)| e)
+    }
+
+    /// A read: retried once, on a fresh connection, when the first attempt met a dropped
+    /// connection quickly (a stale pooled connection after a Redis restart), so the retry
+    /// still fits in the call's time budget.
+    fn read<T>(&self, op: &Op<'_, T>) -> Result<T, StoreError> {
+        let started = Instant::now();
+        match self.attempt(op) {
+            Err((_, true)) if started.elapsed() < self.retry_within => self.write(op),
+            other => other.map_err(|(e, _)| e),
+        }
+    }
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.whole_microseconds()).unwrap_or(i64::MAX)
+}
+
+impl QueueStore for RedisQueue {
+    fn issue(&self, user: UserId, value: TokenValue, now: OffsetDateTime) -> Result<IssueOutcome, StoreError> {
+        let k = &self.keys;
+        let (user_key, token_key, now_us) = (k.user(user), k.token(&value), codec::to_micros(now).to_string());
+        let user_id = user.to_string();
+        let reply: Vec<Option<String>> = self.write(&|c| {
+            self.scripts
+                .issue
+                .key(&k.issued)
+                .key(&k.cursor)
+                .key(&k.waiting)
+                .key(&k.active)
+                .key(&user_key)
+                .key(&token_key)
+                .arg(&k.token_prefix)
+                .arg(&user_id)
+                .arg(value.as_str())
+                .arg(&now_us)
+                .arg(&self.retain_ms)
+                .invoke(c)
+        })?;
+        let created = match reply.first().and_then(Option::as_deref) {
+            Some("1") => true,
+            Some("0") => false,
+            _ => return Err(codec::corrupt("issue reply")),
+        };
+        let value = reply
+            .get(1)
+            .and_then(Option::as_deref)
+            .and_then(|v| TokenValue::parse(v).ok())
+            .ok_or_else(|| codec::corrupt("token value"))?;
+        Ok(IssueOutcome { token: codec::token(value, &reply, 2)?, created, cursor: codec::cursor(&reply, 8)? })
+    }
+
+    fn find(&self, value: &TokenValue) -> Result<Option<QueueToken>, StoreError> {
+        let key = self.keys.token(value);
+        let fields: Vec<Option<String>> = self.read(&|c| {
+            redis::cmd("HMGET").arg(&key).arg(&["user", "seq", "status", "issued", "activated", "expires"]).query(c)
+        })?;
+        if fields.get(2).is_none_or(Option::is_none) {
+            return Ok(None);
+        }
+        codec::token(value.clone(), &fields, 0).map(Some)
+    }
+
+    fn find_with_cursor(&self, value: &TokenValue) -> Result<Option<(QueueToken, QueueCursor)>, StoreError> {
+        let key = self.keys.token(value);
+        let reply: Option<Vec<Option<String>>> =
+            self.read(&|c| self.scripts.find_with_cursor.key(&key).key(&self.keys.cursor).invoke(c))?;
+        reply.map(|f| Ok((codec::token(value.clone(), &f, 0)?, codec::cursor(&f, 6)?))).transpose()
+    }
+
+    fn cursor(&self) -> Result<QueueCursor, StoreError> {
+        let fields: Vec<Option<String>> =
+            self.read(&|c| redis::cmd("HMGET").arg(&self.keys.cursor).arg(&["admitted", "last"]).query(c))?;
+        codec::cursor(&fields, 0)
+    }
+
+    fn admit(&self, policy: &AdmissionPolicy) -> Result<AdmissionOutcome, StoreError> {
+        let k = &self.keys;
+        let now = self.now_arg();
+        let cap = policy.max_active.map(|m| m.to_string()).unwrap_or_default();
+        let reply: Vec<String> = self.write(&|c| {
+            self.scripts
+                .admit
+                .key(&k.cursor)
+                .key(&k.waiting)
+                .key(&k.active)
+                .arg(&k.token_prefix)
+                .arg(&now)
+                .arg(policy.batch)
+                .arg(micros(policy.interval))
+                .arg(micros(policy.active_ttl))
+                .arg(&cap)
+                .invoke(c)
+        })?;
+        let number = |i: usize| reply.get(i).and_then(|s| s.parse::<i64>().ok()).ok_or_else(|| codec::corrupt("admit"));
+        match reply.first().map(String::as_str) {
+            Some("wait") => Ok(AdmissionOutcome::NotDue { wait: Duration::microseconds(number(1)?) }),
+            Some("admitted") => Ok(AdmissionOutcome::Admitted(u64::try_from(number(1)?).unwrap_or(0))),
+            _ => Err(codec::corrupt("admit reply")),
+        }
+    }
+
+    fn expire_tokens(&self, limit: u32) -> Result<u64, StoreError> {
+        let k = &self.keys;
+        let now = self.now_arg();
+        let changed: u64 = self.write(&|c| {
+            self.scripts
+                .expire
+                .key(&k.active)
+                .arg(&k.token_prefix)
+                .arg(&k.user_prefix)
+                .arg(&now)
+                .arg(limit)
+                .arg(&self.retain_ms)
+                .invoke(c)
+        })?;
+        Ok(changed)
+    }
+
+    fn use_up(&self, value: &TokenValue, at: OffsetDateTime) -> Result<(), StoreError> {
+        let k = &self.keys;
+        let (key, at) = (k.token(value), codec::to_micros(at).to_string());
+        let _changed: i64 = self.write(&|c| {
+            self.scripts
+                .use_up
+                .key(&key)
+                .key(&k.active)
+                .arg(value.as_str())
+                .arg(&at)
+                .arg(&k.user_prefix)
+                .arg(&self.retain_ms)
+                .invoke(c)
+        })?;
+        Ok(())
+    }
+
+    fn stats(&self) -> Result<QueueStats, StoreError> {
+        let k = &self.keys;
+        let now = self.now_arg();
+        let f: Vec<Option<String>> =
+            self.read(&|c| self.scripts.stats.key(&k.issued).key(&k.cursor).key(&k.active).arg(&now).invoke(c))?;
+        let issued_through = codec::int(&f, 0, "issued")?;
+        let cursor = codec::cursor(&f, 1)?;
+        let count = |i, name| codec::int(&f, i, name).map(|n| u64::try_from(n).unwrap_or(0));
+        Ok(QueueStats {
+            // A WAITING token leaves the line only by admission (see `domain::queue`).
+            waiting: u64::try_from(issued_through - cursor.admitted_through).unwrap_or(0),
+            active: count(3, "active")?,
+            issued_through,
+            cursor,
+            now: codec::from_micros(codec::int(&f, 4, "now")?)?,
+        })
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        let pong: String = self.write(&|c| redis::cmd("PING").query(c))?;
+        if pong == "PONG" {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(format!("Redis answered PING with {pong:?}")))
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! Between Redis' strings and the domain's values: times as integers of microseconds since the
+//! epoch, tokens from the fields of their hash, errors as [`StoreError`].
+
+use std::str::FromStr as _;
+
+use domain::ids::UserId;
+use domain::ports::StoreError;
+use domain::queue::{QueueCursor, QueueToken, TokenStatus, TokenValue};
+use redis::{ErrorKind, RedisError, ServerErrorKind};
+use time::OffsetDateTime;
+
+/// Microseconds since the epoch (the domain keeps no finer precision).
+pub(crate) fn to_micros(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos().div_euclid(1_000)).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn from_micros(us: i64) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1_000)
+        .map_err(|_| corrupt(&format!("time {us} µs out of range")))
+}
+
+pub(crate) fn corrupt(what: &str) -> StoreError {
+    StoreError::Internal(format!("unexpected data in Redis: {what}"))
+}
+
+fn field<'a>(fields: &'a [Option<String>], i: usize, name: &str) -> Result<&'a str, StoreError> {
+    fields.get(i).and_then(Option::as_deref).ok_or_else(|| corrupt(&format!("missing {name}")))
+}
+
+pub(crate) fn int(fields: &[Option<String>], i: usize, name: &str) -> Result<i64, StoreError> {
+    field(fields, i, name)?.parse().map_err(|_| corrupt(&format!("{name} is not an integer")))
+}
+
+fn opt_time(fields: &[Option<String>], i: usize, name: &str) -> Result<Option<OffsetDateTime>, StoreError> {
+    match fields.get(i).and_then(Option::as_deref) {
+        None => Ok(None),
+        Some(s) => s.parse().map_err(|_| corrupt(&format!("{name} is not an integer"))).and_then(from_micros).map(Some),
+    }
+}
+
+/// A token from the fields `user, seq, status, issued, activated, expires` at `fields[at..]`.
+pub(crate) fn token(value: TokenValue, fields: &[Option<String>], at: usize) -> Result<QueueToken, StoreError> {
+    let user = uuid::Uuid::parse_str(field(fields, at, "user")?).map_err(|_| corrupt("user is not a UUID"))?;
+    let status = TokenStatus::from_str(field(fields, at + 2, "status")?).map_err(|_| corrupt("unknown status"))?;
+    Ok(QueueToken {
+        value,
+        user_id: UserId::from_uuid(user),
+        seq: int(fields, at + 1, "seq")?,
+        status,
+        issued_at: from_micros(int(fields, at + 3, "issued")?)?,
+        activated_at: opt_time(fields, at + 4, "activated")?,
+        expires_at: opt_time(fields, at + 5, "expires")?,
+    })
+}
+
+/// The cursor from the fields `admitted, last` at `fields[at..]` (both absent before the first
+/// admission).
+pub(crate) fn cursor(fields: &[Option<String>], at: usize) -> Result<QueueCursor, StoreError> {
+    let admitted_through = match fields.get(at).and_then(Option::as_deref) {
+        None => 0,
+        Some(_) => int(fields, at, "admitted")?,
+    };
+    Ok(QueueCursor { admitted_through, last_admission_at: opt_time(fields, at + 1, "last")? })
+}
+
+/// Whether the connection that returned `e` can no longer be trusted: the server is gone,
+/// timed out (a late reply could be taken for the next call's), or sent what does not parse.
+pub(crate) fn connection_lost(e: &RedisError) -> bool {
+    e.is_io_error() || e.kind() == ErrorKind::Parse
+}
+
+/// A Redis failure as the port's [`StoreError`]: unreachable, timed out or not serving (loading
+/// a dump, a replica, a script running too long) is `Unavailable`, so the caller answers 503;
+/// anything else (a script error, a wrong type) is `Internal`.
+pub(crate) fn store_error(e: &RedisError) -> StoreError {
+    let unavailable = connection_lost(e)
+        || matches!(
+            e.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::ClusterDown
+                    | ServerErrorKind::ReadOnly
+            )
+        )
+        || e.code() == Some("BUSY");
+    if unavailable {
+        StoreError::Unavailable(format!("Redis: {e}"))
+    } else {
+        StoreError::Internal(format!("Redis: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_round_trip_at_microsecond_precision() {
+        let t = OffsetDateTime::from_unix_timestamp_nanos(1_893_456_000_123_456_000).unwrap();
+        assert_eq!(to_micros(t), 1_893_456_000_123_456);
+        assert_eq!(from_micros(to_micros(t)).unwrap(), t);
+        // Within 2^53, so Lua's doubles hold it exactly.
+        assert!(to_micros(t) < 1_i64 << 53);
+    }
+
+    #[test]
+    fn a_token_decodes_from_its_hash_fields() {
+        let value = TokenValue::from_bytes([1; 32]);
+        let f = |s: &str| Some(s.to_owned());
+        let fields = [
+            f("9b2f0f54-7d55-4ef7-9d0c-2b1a4fb1f1c1"),
+            f("7"),
+            f("ACTIVE"),
+            f("1893456000000000"),
+            f("1893456060000000"),
+            f("1893456660000000"),
+        ];
+        let t = token(value.clone(), &fields, 0).unwrap();
+        assert_eq!((t.seq, t.status), (7, TokenStatus::Active));
+        assert_eq!(t.expires_at.map(to_micros), Some(1_893_456_660_000_000));
+        let waiting = [fields[0].clone(), f("8"), f("WAITING"), f("1893456000000001"), None, None];
+        let w = token(value.clone(), &waiting, 0).unwrap();
+        assert_eq!((w.activated_at, w.expires_at), (None, None));
+        let bad = [fields[0].clone(), f("8"), f("LOST"), f("1"), None, None];
+        assert!(matches!(token(value, &bad, 0), Err(StoreError::Internal(_))));
+    }
+
+    #[test]
+    fn a_missing_cursor_is_the_start_of_the_line() {
+        assert_eq!(cursor(&[None, None], 0).unwrap(), QueueCursor::default());
+    }
+
+    #[test]
+    fn unreachable_is_unavailable_and_a_script_error_is_internal() {
+        let io = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(matches!(store_error(&io), StoreError::Unavailable(_)));
+        assert!(connection_lost(&io));
+        let timeout = RedisError::from(std::io::Error::from(std::io::ErrorKind::WouldBlock));
+        assert!(matches!(store_error(&timeout), StoreError::Unavailable(_)));
+        let other = RedisError::from((ErrorKind::UnexpectedReturnType, "bad reply"));
+        assert!(matches!(store_error(&other), StoreError::Internal(_)));
+        assert!(!connection_lost(&other));
+    }
+}

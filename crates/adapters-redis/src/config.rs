@@ -1,0 +1,206 @@
+//! Configuration of a [`crate::RedisQueue`]: where Redis is, the key namespace, the pool and
+//! its timeouts.
+
+use std::fmt;
+use std::time::Duration;
+
+use thiserror::Error;
+
+/// The contract's default `REDIS_URL`.
+pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
+
+/// The default key namespace.
+pub const DEFAULT_PREFIX: &str = "concert";
+
+/// How long a call may wait at each step. Together they bound a call when Redis is down or
+/// hung: at most `checkout` for a connection (which includes opening one, each attempt bounded
+/// by `connect`), then `write` to send the script and `read` for its reply. The defaults, 2 s
+/// plus 1 s plus 1 s, keep every call under the contract's 5 s, so a request answers 503
+/// rather than hangs. In practice an outage costs less: once a connection attempt has failed,
+/// calls fail at once until Redis answers again (`probe_interval`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedisTimeouts {
+    /// Opening a TCP connection and its handshake.
+    pub connect: Duration,
+    /// Waiting for a reply.
+    pub read: Duration,
+    /// Sending a command.
+    pub write: Duration,
+    /// Waiting for a pooled connection (including opening a new one).
+    pub checkout: Duration,
+    /// While the last connection attempt failed, calls fail at once, except one per this
+    /// interval, which asks the pool (so that a connection attempt is always under way).
+    pub probe_interval: Duration,
+}
+
+impl Default for RedisTimeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(1),
+            read: Duration::from_secs(1),
+            write: Duration::from_secs(1),
+            checkout: Duration::from_secs(2),
+            probe_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Where and how to reach Redis.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// `REDIS_URL`: `redis://[user:password@]host[:port][/db]`, or `redis+unix:///path`.
+    pub url: String,
+    /// Every key is `{prefix}:...`, so deployments with different prefixes share a server
+    /// (the braces make the prefix a cluster hash tag: one deployment's keys share a slot,
+    /// which a script touching several of them needs).
+    pub prefix: String,
+    /// Most connections open at once.
+    pub pool_size: u32,
+    /// See [`RedisTimeouts`].
+    pub timeouts: RedisTimeouts,
+    /// How long an EXPIRED token stays stored (so a poll still answers EXPIRED) before Redis
+    /// drops it: the bound on the memory spent on tokens that left the line.
+    pub expired_retention: Duration,
+}
+
+impl Default for RedisConfig {
+    /// [`DEFAULT_URL`], prefix [`DEFAULT_PREFIX`], 16 connections, default timeouts, expired
+    /// tokens kept a day.
+    fn default() -> Self {
+        Self {
+            url: DEFAULT_URL.to_owned(),
+            prefix: DEFAULT_PREFIX.to_owned(),
+            pool_size: 16,
+            timeouts: RedisTimeouts::default(),
+            expired_retention: Duration::from_secs(86_400),
+        }
+    }
+}
+
+impl RedisConfig {
+    /// The defaults with another URL.
+    #[must_use]
+    pub fn with_url(url: impl Into<String>) -> Self {
+        Self { url: url.into(), ..Self::default() }
+    }
+
+    /// The defaults with another URL and prefix.
+    #[must_use]
+    pub fn with_url_and_prefix(url: impl Into<String>, prefix: impl Into<String>) -> Self {
+        Self { prefix: prefix.into(), ..Self::with_url(url) }
+    }
+
+    /// The URL with any password replaced by `***`, for logs.
+    #[must_use]
+    pub fn redacted_url(&self) -> String {
+        match url::Url::parse(&self.url) {
+            Ok(mut u) => {
+                if u.password().is_some() {
+                    let _ = u.set_password(Some("***"));
+                }
+                u.to_string()
+            }
+            Err(_) => "<invalid url>".to_owned(),
+        }
+    }
+
+    /// Checks everything that can be checked without a server.
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        let url = url::Url::parse(&self.url).map_err(|e| ConfigError::InvalidUrl(e.to_string()))?;
+        if !matches!(url.scheme(), "redis" | "redis+unix" | "unix") {
+            return Err(ConfigError::InvalidUrl(format!("unsupported scheme `{}` (use redis://)", url.scheme())));
+        }
+        let prefix_ok = (1..=64).contains(&self.prefix.len())
+            && self.prefix.chars().all(|c| c.is_ascii_graphic() && c != '{' && c != '}');
+        if !prefix_ok {
+            return Err(ConfigError::InvalidPrefix);
+        }
+        if self.pool_size == 0 {
+            return Err(ConfigError::InvalidPoolSize);
+        }
+        let t = &self.timeouts;
+        if [t.connect, t.read, t.write, t.checkout, t.probe_interval].iter().any(Duration::is_zero) {
+            return Err(ConfigError::InvalidTimeout);
+        }
+        if self.expired_retention < Duration::from_millis(1) {
+            return Err(ConfigError::InvalidRetention);
+        }
+        Ok(())
+    }
+}
+
+// The URL may carry a password: never print it.
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &self.redacted_url())
+            .field("prefix", &self.prefix)
+            .field("pool_size", &self.pool_size)
+            .field("timeouts", &self.timeouts)
+            .field("expired_retention", &self.expired_retention)
+            .finish()
+    }
+}
+
+/// A [`RedisConfig`] that cannot work, whatever the server does. (A server that is down is not
+/// one: [`crate::RedisQueue::new`] connects lazily.)
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ConfigError {
+    /// `REDIS_URL` does not parse, or names a scheme this build cannot speak.
+    #[error("REDIS_URL is not a usable Redis URL: {0}")]
+    InvalidUrl(String),
+    /// The prefix is empty, longer than 64 characters, or holds whitespace or braces.
+    #[error("the Redis key prefix must be 1 to 64 visible ASCII characters without braces")]
+    InvalidPrefix,
+    /// A pool of no connections.
+    #[error("the Redis pool size must be at least 1")]
+    InvalidPoolSize,
+    /// A zero timeout (it would mean "wait forever" to the socket layer).
+    #[error("every Redis timeout must be positive")]
+    InvalidTimeout,
+    /// Expired tokens would be dropped at once, so a poll could not answer EXPIRED.
+    #[error("expired tokens must be kept at least a millisecond")]
+    InvalidRetention,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid_and_match_the_contract() {
+        let cfg = RedisConfig::default();
+        assert_eq!(cfg.url, "redis://127.0.0.1:6379");
+        assert_eq!(cfg.prefix, "concert");
+        assert_eq!(cfg.validate(), Ok(()));
+        let t = cfg.timeouts;
+        assert!(t.checkout + t.write + t.read < Duration::from_secs(5), "a call fails within the contract's 5 s");
+    }
+
+    #[test]
+    fn bad_urls_prefixes_sizes_and_timeouts_are_refused() {
+        let bad_url = RedisConfig::with_url("http://127.0.0.1:6379");
+        assert!(matches!(bad_url.validate(), Err(ConfigError::InvalidUrl(_))));
+        assert!(matches!(RedisConfig::with_url("not a url").validate(), Err(ConfigError::InvalidUrl(_))));
+        for prefix in ["", "a b", "{x}", &"p".repeat(65)] {
+            let cfg = RedisConfig::with_url_and_prefix(DEFAULT_URL, prefix);
+            assert_eq!(cfg.validate(), Err(ConfigError::InvalidPrefix), "{prefix:?}");
+        }
+        let cfg = RedisConfig { pool_size: 0, ..RedisConfig::default() };
+        assert_eq!(cfg.validate(), Err(ConfigError::InvalidPoolSize));
+        let cfg = RedisConfig {
+            timeouts: RedisTimeouts { read: Duration::ZERO, ..RedisTimeouts::default() },
+            ..RedisConfig::default()
+        };
+        assert_eq!(cfg.validate(), Err(ConfigError::InvalidTimeout));
+    }
+
+    #[test]
+    fn the_password_never_shows() {
+        let cfg = RedisConfig::with_url("redis://app:s3cret@10.0.0.1:6380/2");
+        assert_eq!(cfg.validate(), Ok(()));
+        let shown = format!("{cfg:?} {}", cfg.redacted_url());
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("10.0.0.1:6380"), "{shown}");
+    }
+}

@@ -1,0 +1,49 @@
+-- issue: gives a user one place in line (QueueStore::issue).
+-- KEYS: 1 issued counter, 2 cursor hash, 3 waiting list, 4 active zset, 5 the user's pointer,
+--       6 the new token's hash
+-- ARGV: 1 token key prefix, 2 user id, 3 new token value, 4 now (µs, the caller's),
+--       5 retention of expired tokens (ms)
+-- Reply: { created '1'|'0', value, user, seq, status, issued, activated, expires,
+--          admitted_through, last_admission_at } (missing values nil)
+--
+-- Atomic: Redis runs one script at a time, so concurrent issues for one user see each other
+-- and yield one token; `seq` is taken (INCR) only once every check has passed and nothing
+-- after it can fail, so a refused issue burns no number and the order is gapless.
+local now = tonumber(ARGV[4])
+
+local function reply(created, value, t)
+  local c = redis.call('HMGET', KEYS[2], 'admitted', 'last')
+  return { created, value, t[1], t[2], t[3], t[4], t[5], t[6], c[1], c[2] }
+end
+
+local current = redis.call('GET', KEYS[5])
+local stale = nil
+if current then
+  local key = ARGV[1] .. current
+  local t = redis.call('HMGET', key, unpack(TOKEN_FIELDS))
+  -- Mirrors QueueToken::is_live_at: WAITING, or ACTIVE with expires_at > now.
+  if t[3] == 'WAITING' or (t[3] == 'ACTIVE' and tonumber(t[6]) > now) then
+    return reply('0', current, t)
+  end
+  if t[3] == 'ACTIVE' then
+    stale = key
+  end
+end
+
+-- 256 random bits never collide; if they ever did, refuse before writing anything.
+if redis.call('EXISTS', KEYS[6]) == 1 then
+  return redis.error_reply('ERR token value already stored')
+end
+
+-- The user's ACTIVE token whose time is up: mark it as the expiry sweep would.
+if stale then
+  redis.call('ZREM', KEYS[4], current)
+  retire(stale, current, KEYS[5], ARGV[5])
+end
+
+local seq = int(redis.call('INCR', KEYS[1]))
+redis.call('HSET', KEYS[6], 'user', ARGV[2], 'seq', seq, 'status', 'WAITING', 'issued', ARGV[4])
+redis.call('RPUSH', KEYS[3], ARGV[3])
+-- SET also drops any TTL the pointer had from the user's expired token.
+redis.call('SET', KEYS[5], ARGV[3])
+return reply('1', ARGV[3], { ARGV[2], seq, 'WAITING', ARGV[4], false, false })

@@ -1,0 +1,40 @@
+-- Prepended to every script of this crate.
+--
+-- Times are integers of microseconds since the Unix epoch (the domain keeps µs). They stay
+-- below 2^53, so Lua's doubles hold them exactly; `int` formats them back without the
+-- exponent notation that `tostring` (14 significant digits) would use, and every number
+-- handed to `redis.call` goes through it, so no conversion ever rounds a time or a `seq`.
+local function int(x)
+  return string.format('%d', x)
+end
+
+-- The store's clock: ARGV "now" is the injected clock's time in tests, or '' in production,
+-- where Redis' own `TIME` is read inside the script, so every instance sharing this Redis
+-- admits and expires on one clock whatever its own says. Redis 7 replicates a script's
+-- effects, not the script, which is what allows a non-deterministic command here; on Redis
+-- 5 and 6 `replicate_commands` asks for that mode (a no-op on 7). It must come before any
+-- write, which is why scripts read the clock first.
+local function clock(arg)
+  if arg ~= '' then
+    return tonumber(arg)
+  end
+  if redis.replicate_commands then
+    redis.replicate_commands()
+  end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+-- The fields of a token hash, in the order every reply carries them.
+local TOKEN_FIELDS = { 'user', 'seq', 'status', 'issued', 'activated', 'expires' }
+
+-- Marks a token EXPIRED and lets Redis drop it (and the user's pointer to it, unless that
+-- already points to a newer token) `retain_ms` later: long enough that a poll of an expired
+-- token still answers EXPIRED, short enough that memory stays bounded.
+local function retire(token_key, value, user_key, retain_ms)
+  redis.call('HSET', token_key, 'status', 'EXPIRED')
+  redis.call('PEXPIRE', token_key, retain_ms)
+  if redis.call('GET', user_key) == value then
+    redis.call('PEXPIRE', user_key, retain_ms)
+  end
+end

@@ -1,0 +1,36 @@
+//! The Lua scripts, one per queue operation that must be atomic across several keys. The
+//! sources are in `src/lua/`; each opens with its keys, arguments, reply and what it
+//! guarantees, and `prelude.lua` (prepended to each) holds the clock and number helpers.
+
+use redis::Script;
+
+const PRELUDE: &str = include_str!("lua/prelude.lua");
+
+/// The loaded scripts. `Script` sends `EVALSHA` and, when Redis does not know the script (after
+/// a restart or `SCRIPT FLUSH`), loads it and retries.
+#[derive(Debug)]
+pub(crate) struct Scripts {
+    pub(crate) issue: Script,
+    pub(crate) find_with_cursor: Script,
+    pub(crate) admit: Script,
+    pub(crate) expire: Script,
+    pub(crate) use_up: Script,
+    pub(crate) stats: Script,
+}
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{PRELUDE}\n{body}"))
+}
+
+impl Scripts {
+    pub(crate) fn new() -> Self {
+        Self {
+            issue: script(include_str!("lua/issue.lua")),
+            find_with_cursor: script(include_str!("lua/find_with_cursor.lua")),
+            admit: script(include_str!("lua/admit.lua")),
+            expire: script(include_str!("lua/expire.lua")),
+            use_up: script(include_str!("lua/use_up.lua")),
+            stats: script(include_str!("lua/stats.lua")),
+        }
+    }
+}

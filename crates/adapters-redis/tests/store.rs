@@ -1,0 +1,171 @@
+//! What only the Redis adapter has: its key layout and namespace, the retention of expired
+//! tokens, microsecond times through Lua, Redis' own clock, lazy start-up. The port's
+//! behaviour itself is the conformance suite's (`conformance.rs`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
+
+mod common;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Instant;
+
+use adapters_redis::{RedisConfig, RedisQueue};
+use common::Namespace;
+use domain::clock::{Clock as _, ManualClock};
+use domain::ids::UserId;
+use domain::ports::{QueueStore, StoreError};
+use domain::queue::{AdmissionOutcome, AdmissionPolicy, TokenStatus, TokenValue};
+use redis::Commands as _;
+use time::{Duration, OffsetDateTime};
+
+fn user() -> UserId {
+    UserId::from_uuid(uuid::Uuid::new_v4())
+}
+
+fn value() -> TokenValue {
+    let mut bytes = [0_u8; 32];
+    bytes[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    bytes[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    TokenValue::from_bytes(bytes)
+}
+
+fn policy(batch: u32) -> AdmissionPolicy {
+    AdmissionPolicy { batch, interval: Duration::seconds(60), active_ttl: Duration::seconds(600), max_active: None }
+}
+
+#[test]
+fn times_keep_their_microseconds_and_every_key_stays_in_the_namespace() {
+    let ns = Namespace::new();
+    let clock = ManualClock::new(OffsetDateTime::from_unix_timestamp_nanos(1_893_456_000_123_456_000).unwrap());
+    let queue = ns.queue(Arc::new(clock.clone()));
+    let issued = queue.issue(user(), value(), clock.now()).unwrap();
+    assert_eq!(issued.token.issued_at, clock.now());
+    clock.advance(Duration::microseconds(1));
+    assert_eq!(queue.admit(&policy(1)).unwrap(), AdmissionOutcome::Admitted(1));
+    let token = queue.find(&issued.token.value).unwrap().unwrap();
+    assert_eq!(token.activated_at, Some(clock.now()), "to the microsecond");
+    assert_eq!(token.expires_at, Some(clock.now() + Duration::seconds(600)));
+    assert_eq!(queue.cursor().unwrap().last_admission_at, Some(clock.now()));
+
+    let keys = ns.keys();
+    assert!(!keys.is_empty());
+    let namespace = format!("{{{}}}:", ns.prefix);
+    assert!(keys.iter().all(|k| k.starts_with(&namespace)), "{keys:?}");
+    assert_eq!(queue.namespace(), format!("{{{}}}", ns.prefix));
+}
+
+#[test]
+fn two_prefixes_on_one_server_are_two_separate_lines() {
+    let (a, b) = (Namespace::new(), Namespace::new());
+    let clock = ManualClock::at_epoch();
+    let (qa, qb) = (a.queue(Arc::new(clock.clone())), b.queue(Arc::new(clock.clone())));
+    let u = user();
+    let ta = qa.issue(u, value(), clock.now()).unwrap();
+    let tb = qb.issue(u, value(), clock.now()).unwrap();
+    assert!(ta.created && tb.created, "one place per user in each line");
+    assert_eq!((ta.token.seq, tb.token.seq), (1, 1));
+    assert_eq!(qb.find(&ta.token.value).unwrap(), None);
+    assert_eq!(qa.admit(&policy(10)).unwrap(), AdmissionOutcome::Admitted(1));
+    assert_eq!(qb.cursor().unwrap().admitted_through, 0);
+}
+
+#[test]
+fn an_expired_token_stays_findable_for_the_retention_then_redis_drops_it() {
+    let ns = Namespace::new();
+    let clock = ManualClock::at_epoch();
+    let queue = ns.queue(Arc::new(clock.clone()));
+    let u = user();
+    let t = queue.issue(u, value(), clock.now()).unwrap().token;
+    let waiting = queue.issue(user(), value(), clock.now()).unwrap().token;
+    let mut con = ns.connection();
+    let token_key = format!("{{{}}}:t:{}", ns.prefix, t.value.as_str());
+    let user_key = format!("{{{}}}:u:{u}", ns.prefix);
+    assert_eq!(con.pttl::<_, i64>(&token_key).unwrap(), -1, "a WAITING token is kept");
+
+    assert_eq!(queue.admit(&policy(1)).unwrap(), AdmissionOutcome::Admitted(1));
+    assert_eq!(con.pttl::<_, i64>(&token_key).unwrap(), -1, "an ACTIVE token is kept");
+    clock.advance(Duration::seconds(600));
+    assert_eq!(queue.expire_tokens(100).unwrap(), 1);
+
+    assert_eq!(queue.find(&t.value).unwrap().unwrap().status, TokenStatus::Expired, "a poll still answers EXPIRED");
+    let day_ms = 86_400_000;
+    for key in [&token_key, &user_key] {
+        let ttl: i64 = con.pttl(key).unwrap();
+        assert!(0 < ttl && ttl <= day_ms, "{key}: {ttl}");
+    }
+    let other = format!("{{{}}}:t:{}", ns.prefix, waiting.value.as_str());
+    assert_eq!(con.pttl::<_, i64>(&other).unwrap(), -1, "the sweep leaves WAITING tokens alone");
+
+    // A new token for the user takes the pointer back, without a TTL.
+    assert!(queue.issue(u, value(), clock.now()).unwrap().created);
+    assert_eq!(con.pttl::<_, i64>(&user_key).unwrap(), -1);
+}
+
+#[test]
+fn with_a_short_retention_an_expired_token_becomes_unknown() {
+    let ns = Namespace::new();
+    let clock = ManualClock::at_epoch();
+    let cfg = RedisConfig { expired_retention: std::time::Duration::from_millis(1), ..ns.config() };
+    let queue = RedisQueue::new(&cfg).unwrap().with_clock(Arc::new(clock.clone()));
+    let t = queue.issue(user(), value(), clock.now()).unwrap().token;
+    assert_eq!(queue.admit(&policy(1)).unwrap(), AdmissionOutcome::Admitted(1));
+    queue.use_up(&t.value, clock.now()).unwrap();
+    // Redis expires the key on access once its 1 ms TTL has passed; wait for that on Redis'
+    // clock, observing the key rather than timing it.
+    let mut con = ns.connection();
+    let key = format!("{{{}}}:t:{}", ns.prefix, t.value.as_str());
+    while con.exists::<_, bool>(&key).unwrap() {
+        std::thread::yield_now();
+    }
+    assert_eq!(queue.find(&t.value).unwrap(), None);
+}
+
+#[test]
+fn admission_on_redis_time_stamps_tokens_with_the_servers_clock_and_waits_relative_to_it() {
+    let ns = Namespace::new();
+    let queue = ns.queue_on_server_time();
+    let mut con = ns.connection();
+    let server_now = |con: &mut redis::Connection| {
+        let (s, us): (i64, i64) = redis::cmd("TIME").query(con).unwrap();
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(s * 1_000_000 + us) * 1_000).unwrap()
+    };
+    // The caller's `now` for issue is its own; here it is far from the server's on purpose.
+    let far = OffsetDateTime::from_unix_timestamp(1_000_000_000).unwrap();
+    let t = queue.issue(user(), value(), far).unwrap().token;
+    queue.issue(user(), value(), far).unwrap();
+
+    let before = server_now(&mut con);
+    assert_eq!(queue.admit(&policy(1)).unwrap(), AdmissionOutcome::Admitted(1));
+    let after = server_now(&mut con);
+    let activated = queue.find(&t.value).unwrap().unwrap().activated_at.unwrap();
+    assert!(before <= activated && activated <= after, "{before} <= {activated} <= {after}");
+
+    match queue.admit(&policy(1)).unwrap() {
+        AdmissionOutcome::NotDue { wait } => assert!(Duration::ZERO < wait && wait <= Duration::seconds(60), "{wait}"),
+        other => panic!("expected NotDue, got {other:?}"),
+    }
+    let stats = queue.stats().unwrap();
+    assert!(after <= stats.now, "stats read Redis' clock");
+    assert_eq!((stats.waiting, stats.active, stats.issued_through), (1, 1, 2));
+    assert_eq!(queue.expire_tokens(10).unwrap(), 0, "600 s on Redis' clock have not passed");
+}
+
+#[test]
+fn it_starts_with_redis_unreachable_and_fails_calls_as_unavailable_within_the_budget() {
+    // A port nobody listens on: bound, then released.
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let ns = Namespace::on(&format!("redis://127.0.0.1:{port}"));
+    let queue = ns.queue_on_server_time();
+    let started = Instant::now();
+    assert!(matches!(queue.ping(), Err(StoreError::Unavailable(_))));
+    assert!(matches!(queue.issue(user(), value(), ManualClock::at_epoch().now()), Err(StoreError::Unavailable(_))));
+    assert!(matches!(queue.find(&value()), Err(StoreError::Unavailable(_))));
+    // Not a timing assertion on the code under test's speed: the contract's bound on a hang.
+    assert!(started.elapsed() < std::time::Duration::from_secs(15), "three calls, each under 5 s");
+}
+
+#[test]
+fn a_bad_configuration_is_refused_at_construction() {
+    assert!(RedisQueue::new(&RedisConfig::with_url("postgres://localhost/x")).is_err());
+    assert!(RedisQueue::new(&RedisConfig::with_url_and_prefix(common::REDIS_URL, "")).is_err());
+}
