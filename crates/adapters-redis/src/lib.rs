@@ -1,16 +1,19 @@
 //! The waiting queue on Redis: [`RedisQueue`] implements the domain's
-//! [`QueueStore`](domain::ports::QueueStore) port for `QUEUE_STORE=redis`. Tokens, their
+//! [`QueueStore`] port for `QUEUE_STORE=redis`. Tokens, their
 //! gapless order, positions, the admission cursor and the admission clock live in Redis;
 //! the catalogue, reservations, balances and payments stay in the other store. Every queue
-//! operation is one atomic step in one round trip, a Lua script (`EVALSHA`, reloaded by the
-//! `redis` crate after a server restart) or a single command, so every rule of the port holds
-//! with any number of threads and instances sharing one Redis.
+//! operation is one atomic step in one round trip, a Lua script (`EVALSHA`; after a server
+//! restart the `redis` crate meets `NOSCRIPT` once, loads the script and sends it again) or a
+//! single command, so every rule of the port holds with any number of threads and instances
+//! sharing one Redis.
 //!
 //! # Layout
 //!
 //! Modules: [`config`] (URL, prefix, pool, timeouts), `pool` (r2d2 connections with timeouts
 //! and an epoch that retires every pooled connection once Redis is found gone), `keys`,
 //! `codec` (µs times, token hashes, error mapping), `scripts` with the Lua in `src/lua/`.
+//! Tests in `tests/`: `conformance` (the queue suite, directly and through the poll cache),
+//! `races`, `store` (what only this adapter has), `outage` (a private `redis-server`).
 //!
 //! Keys, all in the namespace `{prefix}` (default `{concert}`; the braces are a cluster hash
 //! tag, so one deployment's keys share a slot, which scripts that touch several need):
@@ -72,8 +75,9 @@
 //! Redis answers again; r2d2 keeps retrying in the background and one call per
 //! `probe_interval` asks the pool too. A connection that saw an I/O error is dropped and
 //! retires every pooled connection opened before it, so once Redis is back the next calls open
-//! fresh connections: no restart. Data that Redis loses in a restart without persistence is gone (the line
-//! starts again); that is the operator's choice of Redis persistence, not this adapter's.
+//! fresh connections: no restart. Data that Redis loses in a restart without persistence is
+//! gone (the line starts again at `seq` 1); that is the operator's choice of Redis
+//! persistence, not this adapter's.
 //!
 //! A script whose reply is lost after it was sent may have run. What that means, per call:
 //! - `issue`: the caller answers 503; a retry finds the token the lost call stored and returns
@@ -83,7 +87,7 @@
 //! - `expire_tokens`, `use_up`: idempotent; the next sweep or nothing is needed (`use_up`
 //!   failing leaves the token ACTIVE until its TTL, but the payment store records that it
 //!   paid, so it cannot pay again).
-//! - reads (`find`, `find_with_cursor`, `cursor`, `stats`): retried once on a fresh
+//! - reads (`find`, `find_with_cursor`, `cursor`, `stats`, `ping`): retried once on a fresh
 //!   connection when the first attempt met a dropped connection quickly; they change nothing.
 
 pub mod config;
@@ -223,7 +227,12 @@ impl RedisQueue {
     fn checkout(&self) -> Result<r2d2::PooledConnection<Manager>, StoreError> {
         const SLICE: std::time::Duration = std::time::Duration::from_millis(50);
         let unreachable = || StoreError::Unavailable("Redis unreachable: the last connection attempt failed".into());
-        if self.health.unreachable() && !self.health.may_probe(self.timeouts.probe_interval) {
+        // An idle connection may still be good (the failed attempt may have been a fluke
+        // under load), so only an empty pool fails at once.
+        if self.health.unreachable()
+            && self.pool.state().idle_connections == 0
+            && !self.health.may_probe(self.timeouts.probe_interval)
+        {
             return Err(unreachable());
         }
         let deadline = Instant::now() + self.timeouts.checkout;
@@ -263,8 +272,9 @@ impl RedisQueue {
         tracing::debug!(epoch, "a Redis connection was lost; retiring every pooled connection");
     }
 
-    /// A write: one attempt, never retried (a lost reply may mean it ran; see the crate docs).
-    fn write<T>(&self, op: &Op<'_, T>) -> Result<T, StoreError> {
+    /// One attempt, never retried: for writes, whose lost reply may mean they ran (see the
+    /// crate docs).
+    fn once<T>(&self, op: &Op<'_, T>) -> Result<T, StoreError> {
         self.attempt(op).map_err(|(e, _)| e)
     }
 
@@ -274,7 +284,7 @@ impl RedisQueue {
     fn read<T>(&self, op: &Op<'_, T>) -> Result<T, StoreError> {
         let started = Instant::now();
         match self.attempt(op) {
-            Err((_, true)) if started.elapsed() < self.retry_within => self.write(op),
+            Err((_, true)) if started.elapsed() < self.retry_within => self.once(op),
             other => other.map_err(|(e, _)| e),
         }
     }
@@ -289,7 +299,7 @@ impl QueueStore for RedisQueue {
         let k = &self.keys;
         let (user_key, token_key, now_us) = (k.user(user), k.token(&value), codec::to_micros(now).to_string());
         let user_id = user.to_string();
-        let reply: Vec<Option<String>> = self.write(&|c| {
+        let reply: Vec<Option<String>> = self.once(&|c| {
             self.scripts
                 .issue
                 .key(&k.issued)
@@ -346,7 +356,7 @@ impl QueueStore for RedisQueue {
         let k = &self.keys;
         let now = self.now_arg();
         let cap = policy.max_active.map(|m| m.to_string()).unwrap_or_default();
-        let reply: Vec<String> = self.write(&|c| {
+        let reply: Vec<String> = self.once(&|c| {
             self.scripts
                 .admit
                 .key(&k.cursor)
@@ -371,7 +381,7 @@ impl QueueStore for RedisQueue {
     fn expire_tokens(&self, limit: u32) -> Result<u64, StoreError> {
         let k = &self.keys;
         let now = self.now_arg();
-        let changed: u64 = self.write(&|c| {
+        let changed: u64 = self.once(&|c| {
             self.scripts
                 .expire
                 .key(&k.active)
@@ -388,7 +398,7 @@ impl QueueStore for RedisQueue {
     fn use_up(&self, value: &TokenValue, at: OffsetDateTime) -> Result<(), StoreError> {
         let k = &self.keys;
         let (key, at) = (k.token(value), codec::to_micros(at).to_string());
-        let _changed: i64 = self.write(&|c| {
+        let _changed: i64 = self.once(&|c| {
             self.scripts
                 .use_up
                 .key(&key)
@@ -421,7 +431,7 @@ impl QueueStore for RedisQueue {
     }
 
     fn ping(&self) -> Result<(), StoreError> {
-        let pong: String = self.write(&|c| redis::cmd("PING").query(c))?;
+        let pong: String = self.read(&|c| redis::cmd("PING").query(c))?;
         if pong == "PONG" {
             Ok(())
         } else {

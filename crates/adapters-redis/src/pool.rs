@@ -11,11 +11,13 @@
 //! trip.
 //!
 //! While the last attempt to open a connection failed (Redis refused it or did not answer in
-//! time), a call fails at once instead of waiting out the checkout timeout, so a request
-//! during an outage answers 503 in microseconds and never holds a worker for seconds. r2d2
-//! keeps retrying a failed connection in the background, and one call per probe interval
-//! still asks the pool (so an attempt is always under way); the first connection opened or
-//! reply received clears the state.
+//! time) and the pool has no idle connection, a call fails at once instead of waiting out the
+//! checkout timeout, so a request during an outage answers 503 in microseconds and never holds
+//! a worker for seconds. r2d2 keeps retrying a failed connection in the background (every
+//! 0.2 s to 1 s), and one call per probe interval still asks the pool (so an attempt is always
+//! under way); the first connection opened or reply received clears the state. The price: a
+//! single failed attempt while Redis is in fact up (a fluke under load) fails the calls that
+//! find the pool empty until the retry or the next probe succeeds, a fraction of a second.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};

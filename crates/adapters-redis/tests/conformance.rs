@@ -8,41 +8,7 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use adapters_local::OsRandom;
-use adapters_memory::MemoryStore;
-use common::Namespace;
-use domain::clock::ManualClock;
-use domain::ports::QueueStore;
-use domain::service::Ports;
-use port_tests::Harness;
-
-/// Redis for the queue, memory for the rest, one namespace per case.
-struct Redis {
-    ports: Ports,
-    // Dropped after the ports' last use in the case: deletes the case's keys.
-    _namespace: Namespace,
-}
-
-impl Redis {
-    fn ports_on(namespace: &Namespace, clock: ManualClock) -> Ports {
-        let memory = MemoryStore::new().ports(Arc::new(clock.clone()), Arc::new(OsRandom));
-        let queue: Arc<dyn QueueStore> = Arc::new(namespace.queue(Arc::new(clock)));
-        Ports { queue, ..memory }
-    }
-}
-
-impl Harness for Redis {
-    fn new_store(clock: ManualClock) -> Self {
-        let namespace = Namespace::new();
-        Self { ports: Self::ports_on(&namespace, clock), _namespace: namespace }
-    }
-
-    fn ports(&self) -> Ports {
-        self.ports.clone()
-    }
-}
+use common::RedisHarness as Redis;
 
 port_tests::queue_suite!(Redis);
 
@@ -58,7 +24,7 @@ mod through_the_caches {
     use domain::service::Ports;
     use port_tests::Harness;
 
-    use super::{Namespace, Redis};
+    use super::common::{ports_on, Namespace};
 
     /// Redis behind one poll cache, memory settings behind one settings cache, as one
     /// instance has them. The caches' monotonic ticker never moves, so a cached cursor stays
@@ -66,13 +32,14 @@ mod through_the_caches {
     /// stale within one instance.
     struct CachedRedis {
         ports: Ports,
+        // Dropped with the case: deletes the case's keys.
         _namespace: Namespace,
     }
 
     impl Harness for CachedRedis {
         fn new_store(clock: ManualClock) -> Self {
             let namespace = Namespace::new();
-            let ports = Redis::ports_on(&namespace, clock);
+            let ports = ports_on(&namespace, &adapters_memory::MemoryStore::new(), &clock);
             let ticker = Arc::new(ManualTicker::new());
             let queue: Arc<dyn QueueStore> =
                 Arc::new(CachedQueue::new(ports.queue.clone(), ticker.clone(), PollCacheSettings::default()));

@@ -4,8 +4,12 @@
 
 use std::sync::Arc;
 
+use adapters_local::OsRandom;
+use adapters_memory::MemoryStore;
 use adapters_redis::{RedisConfig, RedisQueue};
-use domain::clock::Clock;
+use domain::clock::{Clock, ManualClock};
+use domain::ports::QueueStore;
+use domain::service::Ports;
 
 /// The machine's Redis (never flushed: tests only touch their own namespace).
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
@@ -74,5 +78,30 @@ impl Drop for Namespace {
         for chunk in keys.chunks(500) {
             let _: Result<i64, _> = redis::cmd("DEL").arg(chunk).query(&mut con);
         }
+    }
+}
+
+/// Every port: the queue on Redis in `namespace` (timed on `clock`), everything else in
+/// `memory` (whose clock is `clock` too): one instance of the service with `QUEUE_STORE=redis`.
+pub fn ports_on(namespace: &Namespace, memory: &MemoryStore, clock: &ManualClock) -> Ports {
+    let queue: Arc<dyn QueueStore> = Arc::new(namespace.queue(Arc::new(clock.clone())));
+    Ports { queue, ..memory.ports(Arc::new(clock.clone()), Arc::new(OsRandom)) }
+}
+
+/// The conformance harness: Redis for the queue, memory for the rest, one namespace per case.
+pub struct RedisHarness {
+    pub ports: Ports,
+    // Dropped with the case: deletes the case's keys.
+    pub namespace: Namespace,
+}
+
+impl port_tests::Harness for RedisHarness {
+    fn new_store(clock: ManualClock) -> Self {
+        let namespace = Namespace::new();
+        Self { ports: ports_on(&namespace, &MemoryStore::new(), &clock), namespace }
+    }
+
+    fn ports(&self) -> Ports {
+        self.ports.clone()
     }
 }
