@@ -39,7 +39,9 @@
 //! Redis runs one script at a time, so each is atomic and serialised against every caller on
 //! every instance. Where a script restates a domain rule, a comment in it names the domain
 //! function it mirrors; the conformance suite (`port_tests::queue_suite!`) catches a
-//! divergence.
+//! divergence. `admit`, `expire` and `use_up` also touch keys they find only while running
+//! (the hashes of the tokens they pop, a user's pointer): not declared in `KEYS`, which one
+//! server allows, and which a cluster allows because they share the namespace's hash tag.
 //!
 //! - `issue`: returns the user's live token (`QueueToken::is_live_at`), or retires their
 //!   lapsed ACTIVE one and stores a new WAITING token with `seq = INCR issued`, taken only
