@@ -1,769 +1,1090 @@
 //! The HTTP contract, end to end through actix's test service on the in-memory store with a
-//! manual clock: every endpoint, every error row of `shared/api.md`, and that failed calls
-//! change nothing. Admission is driven by calling `Ticketing::admit` directly.
+//! manual clock: every endpoint, every error row, idempotent retries, the hold limit, the rate
+//! limit behind trusted proxies, store slots, the operator API, the documents and the page.
+//! Admission is driven by calling `Ticketing::admit` directly. Nothing here reads the
+//! developer's environment. (Metrics are in `tests/metrics.rs`: the recorder is global, so its
+//! counts are checked in a process of their own.)
 
 // Helpers outside `#[test]` fns are test code too: a failed expectation should panic there.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::Arc;
+mod common;
 
-use actix_http::Request;
-use actix_web::body::MessageBody;
-use actix_web::dev::{Service, ServiceResponse};
-use actix_web::http::header::HeaderMap;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration as StdDuration;
+
 use actix_web::http::Method;
-use actix_web::test::{self, TestRequest};
-use actix_web::App;
-use adapters_http::{configure, ApiState};
-use adapters_memory::MemoryStore;
-use domain::clock::{Clock, ManualClock};
-use domain::demo;
+use actix_web::test::TestRequest;
+use adapters_http::ApiState;
+use adapters_local::poll_cache::{CachedQueue, PollCacheSettings};
+use adapters_local::settings_cache::CachedSettings;
+use adapters_local::ticker::ManualTicker;
+use common::*;
+use domain::account::{CreditOutcome, CreditRequest, LedgerEntry, LedgerQuery};
+use domain::error::StoreError;
+use domain::idempotency::{Claimed, IdempotencyGuard};
 use domain::ids::UserId;
-use domain::ports::{IssueOutcome, QueueStore, StoreError};
-use domain::queue::{AdmissionOutcome, AdmissionPolicy, OsTokenGenerator, QueueCursor, QueueToken, TokenValue};
-use domain::service::{Policy, Ticketing};
+use domain::money::Won;
+use domain::ports::AccountStore;
 use serde_json::{json, Value};
-use time::format_description::well_known::Rfc3339;
-use time::{Duration, OffsetDateTime};
+use time::Duration;
 use uuid::Uuid;
 
-/// The store, the clock and the use cases behind one test's app.
-struct World {
-    store: MemoryStore,
-    clock: ManualClock,
-    ticketing: Ticketing,
-}
+// ---- the waiting queue ----------------------------------------------------------------------
 
-const HOLD_SECS: i64 = 300;
-const TTL_SECS: i64 = 600;
-
-impl World {
-    fn new() -> Self {
-        let store = MemoryStore::new();
-        let clock = ManualClock::at_epoch();
-        assert!(store.seed(&demo::catalogue(clock.now())));
-        let policy = Policy {
-            // A 1 s interval so that `admit` can run once per test step by moving the clock 1 s.
-            admission: AdmissionPolicy {
-                batch: 100,
-                interval: Duration::seconds(1),
-                active_ttl: Duration::seconds(TTL_SECS),
-                max_active: None,
-            },
-            hold: Duration::seconds(HOLD_SECS),
-        };
-        let ticketing = Ticketing::new(store.ports(Arc::new(clock.clone()), Arc::new(OsTokenGenerator)), policy);
-        Self { store, clock, ticketing }
-    }
-
-    /// The same world, but token look-ups take `delay`, like a database that stopped answering.
-    fn with_slow_token_lookups(delay: std::time::Duration) -> Self {
-        let world = Self::new();
-        let mut ports = world.store.ports(Arc::new(world.clock.clone()), Arc::new(OsTokenGenerator));
-        ports.queue = Arc::new(SlowQueue { inner: ports.queue.clone(), delay });
-        let ticketing = Ticketing::new(ports, *world.ticketing.policy());
-        Self { ticketing, ..world }
-    }
-
-    fn state(&self) -> ApiState {
-        let store = self.store.clone();
-        ApiState::new(self.ticketing.clone(), Arc::new(move || store.ping()))
-    }
-
-    /// Runs an admission tick now (one interval after the previous one).
-    fn admit(&self) {
-        self.clock.advance(Duration::seconds(1));
-        self.ticketing.admit().expect("admission tick");
-    }
-}
-
-/// A queue store whose `find` answers only after `delay`.
-struct SlowQueue {
-    inner: Arc<dyn QueueStore>,
-    delay: std::time::Duration,
-}
-
-impl QueueStore for SlowQueue {
-    fn issue(&self, user: UserId, value: TokenValue, now: OffsetDateTime) -> Result<IssueOutcome, StoreError> {
-        self.inner.issue(user, value, now)
-    }
-    fn find(&self, value: &TokenValue) -> Result<Option<QueueToken>, StoreError> {
-        std::thread::sleep(self.delay);
-        self.inner.find(value)
-    }
-    fn find_with_cursor(&self, value: &TokenValue) -> Result<Option<(QueueToken, QueueCursor)>, StoreError> {
-        self.inner.find_with_cursor(value)
-    }
-    fn cursor(&self) -> Result<QueueCursor, StoreError> {
-        self.inner.cursor()
-    }
-    fn admit(&self, policy: &AdmissionPolicy, now: OffsetDateTime) -> Result<AdmissionOutcome, StoreError> {
-        self.inner.admit(policy, now)
-    }
-    fn expire_tokens(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
-        self.inner.expire_tokens(now)
-    }
-}
-
-async fn app(
-    world: &World,
-) -> impl Service<Request, Response = ServiceResponse<impl MessageBody>, Error = actix_web::Error> {
-    test::init_service(App::new().configure(configure(world.state()))).await
-}
-
-/// A response, read whole.
-#[derive(Debug)]
-struct Resp {
-    status: u16,
-    headers: HeaderMap,
-    body: Value,
-}
-
-impl Resp {
-    fn content_type(&self) -> &str {
-        self.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("")
-    }
-
-    /// Asserts a problem+json body with this status and code, and no internals in it.
-    #[track_caller]
-    fn assert_problem(&self, status: u16, code: &str) {
-        assert_eq!((self.status, self.body["code"].as_str()), (status, Some(code)), "{:?}", self.body);
-        assert_eq!(self.content_type(), "application/problem+json", "{self:?}");
-        for key in ["type", "title", "status", "detail", "code"] {
-            assert!(self.body.get(key).is_some(), "problem lacks {key}: {}", self.body);
-        }
-        assert_eq!(self.body["status"], status);
-        let text = self.body.to_string().to_lowercase();
-        for leak in ["select ", "diesel", "panicked", "domain::", "sqlstate", "adapters_", "struct "] {
-            assert!(!text.contains(leak), "problem leaks {leak:?}: {text}");
-        }
-    }
-}
-
-async fn send<S, B>(app: &S, req: TestRequest) -> Resp
-where
-    S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
-    // A middleware's error (the request deadline) reaches the test service as `Err`; the real
-    // server renders it with `error_response`, and so does this helper.
-    let (status, headers, bytes) = match app.call(req.to_request()).await {
-        Ok(res) => (res.status().as_u16(), res.headers().clone(), test::read_body(res).await),
-        Err(e) => {
-            let res = e.error_response();
-            let (status, headers) = (res.status().as_u16(), res.headers().clone());
-            (status, headers, actix_web::body::to_bytes(res.into_body()).await.unwrap_or_default())
-        }
-    };
-    let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
-    Resp { status, headers, body }
-}
-
-fn get(path: &str, token: Option<&str>) -> TestRequest {
-    let req = TestRequest::get().uri(path);
-    match token {
-        Some(t) => req.insert_header(("Authorization", format!("Bearer {t}"))),
-        None => req,
-    }
-}
-
-fn post(path: &str, token: Option<&str>, body: Value) -> TestRequest {
-    let req = TestRequest::post().uri(path).set_json(body);
-    match token {
-        Some(t) => req.insert_header(("Authorization", format!("Bearer {t}"))),
-        None => req,
-    }
-}
-
-fn raw_post(path: &str, token: Option<&str>, content_type: Option<&str>, body: &str) -> TestRequest {
-    let mut req = TestRequest::post().uri(path).set_payload(body.to_owned());
-    if let Some(ct) = content_type {
-        req = req.insert_header(("Content-Type", ct));
-    }
-    if let Some(t) = token {
-        req = req.insert_header(("Authorization", format!("Bearer {t}")));
-    }
-    req
-}
-
-/// Issues a token for `user` over HTTP and returns it.
-async fn issue<S, B>(app: &S, user: Uuid) -> String
-where
-    S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
-    let r = send(app, post("/queue/tokens", None, json!({ "userId": user }))).await;
-    assert!(r.status == 201 || r.status == 200, "{r:?}");
-    r.body["token"].as_str().expect("token").to_owned()
-}
-
-/// A new user with an ACTIVE token.
-async fn active_user<S, B>(app: &S, world: &World) -> (Uuid, String)
-where
-    S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
+#[actix_web::test]
+async fn issuing_gives_one_place_per_user_with_its_pace_and_pause() {
+    let world = World::new();
+    let app = app(world.state()).await;
     let user = Uuid::new_v4();
-    let token = issue(app, user).await;
-    world.admit();
-    (user, token)
-}
-
-/// The first schedule of the first concert, and its seats.
-async fn first_schedule<S, B>(app: &S, token: &str) -> (String, Vec<Value>)
-where
-    S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
-    let concerts = send(app, get("/concerts", Some(token))).await;
-    assert_eq!(concerts.status, 200, "{concerts:?}");
-    let concert = concerts.body[0]["id"].as_str().expect("concert id").to_owned();
-    let schedules = send(app, get(&format!("/concerts/{concert}/schedules"), Some(token))).await;
-    let schedule = schedules.body[0]["id"].as_str().expect("schedule id").to_owned();
-    let seats = send(app, get(&format!("/schedules/{schedule}/seats"), Some(token))).await;
-    assert_eq!(seats.status, 200, "{seats:?}");
-    (schedule, seats.body.as_array().expect("seats").clone())
-}
-
-async fn balance<S, B>(app: &S, user: Uuid) -> i64
-where
-    S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
-    let r = send(app, get(&format!("/users/{user}/balance"), None)).await;
-    assert_eq!(r.status, 200, "{r:?}");
-    r.body["balance"].as_i64().expect("balance")
-}
-
-fn is_utc_rfc3339(v: &Value) -> bool {
-    v.as_str().is_some_and(|s| s.ends_with('Z') && OffsetDateTime::parse(s, &Rfc3339).is_ok())
-}
-
-fn is_lower_uuid(v: &Value) -> bool {
-    v.as_str().is_some_and(|s| Uuid::parse_str(s).is_ok() && s.len() == 36 && s == s.to_lowercase())
-}
-
-// ---- queue ----------------------------------------------------------------------------------
-
-#[actix_web::test]
-async fn a_token_is_issued_once_per_user_and_reports_its_place_in_line() {
-    let world = World::new();
-    let app = app(&world).await;
-    let (alice, bob) = (Uuid::new_v4(), Uuid::new_v4());
-
-    let first = send(&app, post("/queue/tokens", None, json!({ "userId": alice }))).await;
+    let first = call(&app, post("/queue/tokens").set_json(json!({"userId": user}))).await;
     assert_eq!(first.status, 201, "{first:?}");
-    assert_eq!(first.content_type(), "application/json");
     let b = &first.body;
-    assert_eq!(b["userId"], alice.to_string());
-    assert_eq!((b["status"].as_str(), b["position"].as_i64()), (Some("WAITING"), Some(1)));
-    assert!(b["estimatedWaitSecs"].is_i64());
-    assert!(is_utc_rfc3339(&b["issuedAt"]), "{b}");
-    assert!(b["activatedAt"].is_null() && b["expiresAt"].is_null());
+    assert_eq!(b["userId"], json!(user.to_string()));
+    assert_eq!(b["status"], "WAITING");
+    assert_eq!(b["position"], 1);
+    assert_eq!(b["paused"], false);
+    assert!(b["pollAfterSecs"].as_i64().unwrap() >= 1, "{b}");
+    assert!(b["estimatedWaitSecs"].as_i64().is_some());
+    assert!(b["issuedAt"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(b["activatedAt"], Value::Null);
+    assert_eq!(b["expiresAt"], Value::Null);
+    assert_eq!(b["token"].as_str().unwrap().len(), 64);
+
+    let again = call(&app, post("/queue/tokens").set_json(json!({"userId": user}))).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.body["token"], b["token"]);
+
     let token = b["token"].as_str().unwrap().to_owned();
-    assert_eq!(token.len(), 64);
-
-    let again = send(&app, post("/queue/tokens", None, json!({ "userId": alice }))).await;
-    assert_eq!((again.status, again.body["token"].as_str()), (200, Some(token.as_str())));
-
-    let bob_token = issue(&app, bob).await;
-    let polled = send(&app, get("/queue/token", Some(&bob_token))).await;
-    assert_eq!((polled.status, polled.body["position"].as_i64()), (200, Some(2)), "{polled:?}");
+    let polled = call(&app, get("/queue/token").insert_header(bearer(&token))).await;
+    assert_eq!(polled.status, 200);
+    assert_eq!(polled.body["status"], "WAITING");
+    assert_eq!(polled.body["position"], 1);
 
     world.admit();
-    let polled = send(&app, get("/queue/token", Some(&token))).await;
-    let b = &polled.body;
-    assert_eq!((polled.status, b["status"].as_str(), b["position"].as_i64()), (200, Some("ACTIVE"), Some(0)));
-    assert_eq!(b["estimatedWaitSecs"], 0);
-    assert!(is_utc_rfc3339(&b["activatedAt"]) && is_utc_rfc3339(&b["expiresAt"]), "{b}");
+    let polled = call(&app, get("/queue/token").insert_header(bearer(&token))).await;
+    assert_eq!(polled.body["status"], "ACTIVE");
+    assert_eq!(polled.body["position"], 0);
+    assert_eq!(polled.body["pollAfterSecs"], 0);
+    assert!(polled.body["expiresAt"].is_string());
 }
 
 #[actix_web::test]
-async fn bad_token_requests_are_rejected() {
+async fn issuing_refuses_malformed_bodies_and_ids() {
     let world = World::new();
-    let app = app(&world).await;
-    for path in ["/queue/token", "/concerts"] {
-        send(&app, TestRequest::get().uri(path)).await.assert_problem(401, "TOKEN_MISSING");
-        for header in ["Basic dXNlcjpwYXNz", "Bearer", "Bearer   ", "Token abc", "bearer"] {
-            let r = send(&app, TestRequest::get().uri(path).insert_header(("Authorization", header))).await;
-            r.assert_problem(401, "TOKEN_MISSING");
-            assert_eq!(r.headers.get("www-authenticate").unwrap(), "Bearer");
-        }
-        let garbled = actix_web::http::header::HeaderValue::from_bytes(b"Bearer \xff\xfe").unwrap();
-        let r = send(&app, TestRequest::get().uri(path).insert_header(("Authorization", garbled))).await;
-        r.assert_problem(401, "TOKEN_MISSING");
-        send(&app, get(path, Some("not-a-token"))).await.assert_problem(401, "TOKEN_INVALID");
-        send(&app, get(path, Some(&"ab".repeat(32)))).await.assert_problem(401, "TOKEN_INVALID");
+    let app = app(world.state()).await;
+    let upper = Uuid::new_v4().to_string().to_uppercase();
+    let simple = Uuid::new_v4().simple().to_string();
+    for body in [
+        r#"{"userId": "not-a-uuid"}"#.to_owned(),
+        format!(r#"{{"userId": "{upper}"}}"#),
+        format!(r#"{{"userId": "{simple}"}}"#),
+        format!(r#"["{}"]"#, Uuid::new_v4()),
+        format!(r#"{{"userId": "{}", "extra": 1}}"#, Uuid::new_v4()),
+        r#"{"userId": 5}"#.to_owned(),
+        "{".to_owned(),
+        "{}".to_owned(),
+    ] {
+        let res = call(&app, post("/queue/tokens").insert_header(json_type()).set_payload(body.clone())).await;
+        assert_problem(&res, 400, "INVALID_REQUEST");
+        assert!(!res.raw.contains("Uuid") && !res.raw.contains("CanonicalUuid"), "{body}: {}", res.raw);
     }
+    let res = call(&app, post("/queue/tokens").set_payload(format!(r#"{{"userId": "{}"}}"#, Uuid::new_v4()))).await;
+    assert_problem(&res, 400, "INVALID_REQUEST");
+    assert_eq!(world.ticketing.queue_state().unwrap().stats.waiting, 0, "nothing was stored");
 }
 
 #[actix_web::test]
-async fn a_waiting_token_is_not_let_in_and_keeps_its_place() {
+async fn polling_needs_a_known_bearer() {
     let world = World::new();
-    let app = app(&world).await;
+    let app = app(world.state()).await;
+    let res = call(&app, get("/queue/token")).await;
+    assert_problem(&res, 401, "TOKEN_MISSING");
+    assert!(res.header("www-authenticate").unwrap().starts_with("Bearer"));
+    let res = call(&app, get("/queue/token").insert_header(("Authorization", "Basic abc"))).await;
+    assert_problem(&res, 401, "TOKEN_MISSING");
+    let res = call(&app, get("/queue/token").insert_header(bearer("nope"))).await;
+    assert_problem(&res, 401, "TOKEN_INVALID");
+    let res = call(&app, get("/queue/token").insert_header(bearer(&"a".repeat(64)))).await;
+    assert_problem(&res, 401, "TOKEN_INVALID");
+    assert!(res.header("www-authenticate").unwrap().contains("invalid_token"));
+}
+
+#[actix_web::test]
+async fn a_cached_waiting_poll_is_answered_without_a_store_slot() {
+    let world = World::new();
+    let ticker = Arc::new(ManualTicker::new());
+    let mut ports = world.ports();
+    ports.queue = Arc::new(CachedQueue::new(ports.queue.clone(), ticker.clone(), PollCacheSettings::default()));
+    ports.settings = Arc::new(CachedSettings::new(ports.settings.clone(), ticker, StdDuration::from_secs(60)));
+    let blocker = Blocker::new();
+    ports.accounts = Arc::new(BlockingAccounts { inner: ports.accounts.clone(), blocker: blocker.clone() });
+    let ticketing = domain::service::Ticketing::new(ports, policy());
+    let state = ApiState::builder(ticketing).store_slots(1).slot_wait(StdDuration::from_millis(50)).build();
+    let app = app(state).await;
     let token = issue(&app, Uuid::new_v4()).await;
-    send(&app, get("/concerts", Some(&token))).await.assert_problem(403, "TOKEN_NOT_ACTIVE");
-    let body = json!({ "scheduleId": Uuid::new_v4(), "seatId": Uuid::new_v4() });
-    send(&app, post("/reservations", Some(&token), body)).await.assert_problem(403, "TOKEN_NOT_ACTIVE");
-    let polled = send(&app, get("/queue/token", Some(&token))).await;
-    assert_eq!((polled.body["status"].as_str(), polled.body["position"].as_i64()), (Some("WAITING"), Some(1)));
-}
+    // Warm the cache once (the issue may already have).
+    let _ = call(&app, get("/queue/token").insert_header(bearer(&token))).await;
 
-#[actix_web::test]
-async fn an_active_token_expires_after_its_ttl() {
-    let world = World::new();
-    let app = app(&world).await;
-    let (user, token) = active_user(&app, &world).await;
-    assert_eq!(send(&app, get("/concerts", Some(&token))).await.status, 200);
-    world.clock.advance(Duration::seconds(TTL_SECS));
-    send(&app, get("/concerts", Some(&token))).await.assert_problem(401, "TOKEN_EXPIRED");
-    let polled = send(&app, get("/queue/token", Some(&token))).await;
-    assert_eq!(
-        (polled.status, polled.body["status"].as_str(), polled.body["position"].as_i64()),
-        (200, Some("EXPIRED"), Some(0))
-    );
-    // The user may line up again, with a new token.
-    let again = send(&app, post("/queue/tokens", None, json!({ "userId": user }))).await;
-    assert_eq!(again.status, 201, "{again:?}");
-    assert_ne!(again.body["token"].as_str(), Some(token.as_str()));
+    // The only slot is taken by a store call that does not return until released.
+    let held = call(&app, get(&format!("/users/{}/balance", Uuid::new_v4())));
+    let others = async {
+        blocker.wait_until_blocked().await;
+        let poll = call(&app, get("/queue/token").insert_header(bearer(&token))).await;
+        let live = call(&app, get("/health/live")).await;
+        let starved = call(&app, get(&format!("/users/{}/balance", Uuid::new_v4()))).await;
+        blocker.release();
+        (poll, live, starved)
+    };
+    let (held, (poll, live, starved)) = futures_util::future::join(held, others).await;
+    assert_eq!(poll.status, 200, "a cached WAITING poll needs no slot: {poll:?}");
+    assert_eq!(poll.body["status"], "WAITING");
+    assert_eq!(live.status, 200);
+    assert_problem(&starved, 503, "UNAVAILABLE");
+    assert_eq!(starved.header("retry-after"), Some("1"));
+    // The call that had started was answered by its result, however long it took.
+    assert_eq!(held.status, 200, "{held:?}");
 }
 
 // ---- catalogue ------------------------------------------------------------------------------
 
 #[actix_web::test]
-async fn the_catalogue_lists_concerts_future_schedules_and_fifty_seats() {
+async fn the_catalogue_needs_an_active_token() {
     let world = World::new();
-    let app = app(&world).await;
-    let (_, token) = active_user(&app, &world).await;
-    let concerts = send(&app, get("/concerts", Some(&token))).await;
-    assert_eq!(concerts.status, 200);
-    let list = concerts.body.as_array().unwrap();
-    assert!(!list.is_empty());
-    assert!(list.iter().all(|c| is_lower_uuid(&c["id"]) && c["title"].is_string()));
+    let app = app(world.state()).await;
+    let res = call(&app, get("/concerts")).await;
+    assert_problem(&res, 401, "TOKEN_MISSING");
+    let waiting = issue(&app, Uuid::new_v4()).await;
+    let res = call(&app, get("/concerts").insert_header(bearer(&waiting))).await;
+    assert_problem(&res, 403, "TOKEN_NOT_ACTIVE");
+    world.admit();
+    let res = call(&app, get("/concerts").insert_header(bearer(&waiting))).await;
+    assert_eq!(res.status, 200);
+    let concerts = res.body.as_array().unwrap();
+    assert_eq!(concerts.len(), 1);
+    assert_eq!(concerts[0]["id"], json!(world.concert.to_string()));
+    assert_eq!(concerts[0]["title"], "Test Concert");
 
-    let concert = list[0]["id"].as_str().unwrap();
-    let schedules = send(&app, get(&format!("/concerts/{concert}/schedules"), Some(&token))).await;
-    let schedules = schedules.body.as_array().unwrap().clone();
-    assert!(schedules.len() >= 3);
-    let starts: Vec<&str> = schedules.iter().map(|s| s["startsAt"].as_str().unwrap()).collect();
-    assert!(starts.windows(2).all(|w| w[0] < w[1]), "ascending by start: {starts:?}");
-    for s in &schedules {
-        assert_eq!(s["concertId"].as_str(), Some(concert));
-        assert_eq!((s["totalSeats"].as_i64(), s["availableSeats"].as_i64()), (Some(50), Some(50)));
-        assert!(is_utc_rfc3339(&s["startsAt"]));
-    }
+    let res = call(&app, get(&format!("/concerts/{}/schedules", world.concert)).insert_header(bearer(&waiting))).await;
+    assert_eq!(res.status, 200);
+    let schedules = res.body.as_array().unwrap();
+    assert_eq!(schedules.len(), 2);
+    assert_eq!(schedules[0]["id"], json!(world.schedule.to_string()));
+    assert_eq!(schedules[0]["totalSeats"], 10);
+    assert_eq!(schedules[0]["availableSeats"], 10);
+    assert!(schedules[0]["startsAt"].as_str().unwrap() < schedules[1]["startsAt"].as_str().unwrap());
 
-    let (_, seats) = first_schedule(&app, &token).await;
-    assert_eq!(seats.iter().map(|s| s["number"].as_i64().unwrap()).collect::<Vec<_>>(), (1..=50).collect::<Vec<_>>());
-    assert!(seats.iter().all(|s| s["status"] == "AVAILABLE" && s["price"].as_i64().unwrap() > 0));
-    assert!(seats.iter().all(|s| is_lower_uuid(&s["id"])));
-}
+    let res = call(&app, get(&format!("/schedules/{}/seats", world.schedule)).insert_header(bearer(&waiting))).await;
+    assert_eq!(res.status, 200);
+    let seats = res.body.as_array().unwrap();
+    assert_eq!(seats.len(), 10);
+    assert_eq!(seats[0]["number"], 1);
+    assert_eq!(seats[0]["price"], 1000);
+    assert_eq!(seats[0]["status"], "AVAILABLE");
 
-#[actix_web::test]
-async fn unknown_or_malformed_catalogue_ids_are_refused() {
-    let world = World::new();
-    let app = app(&world).await;
-    let (_, token) = active_user(&app, &world).await;
-    let t = Some(token.as_str());
     let unknown = Uuid::new_v4();
-    send(&app, get(&format!("/concerts/{unknown}/schedules"), t)).await.assert_problem(404, "NOT_FOUND");
-    send(&app, get(&format!("/schedules/{unknown}/seats"), t)).await.assert_problem(404, "NOT_FOUND");
-    send(&app, get("/concerts/not-a-uuid/schedules", t)).await.assert_problem(400, "INVALID_REQUEST");
-    send(&app, get("/schedules/123/seats", t)).await.assert_problem(400, "INVALID_REQUEST");
-    send(&app, get("/reservations/xyz", t)).await.assert_problem(400, "INVALID_REQUEST");
+    let res = call(&app, get(&format!("/concerts/{unknown}/schedules")).insert_header(bearer(&waiting))).await;
+    assert_problem(&res, 404, "NOT_FOUND");
+    let res = call(&app, get(&format!("/schedules/{unknown}/seats")).insert_header(bearer(&waiting))).await;
+    assert_problem(&res, 404, "NOT_FOUND");
+    let upper = world.schedule.to_string().to_uppercase();
+    for bad in ["nope", upper.as_str(), "00000000000000000000000000000000"] {
+        let res = call(&app, get(&format!("/schedules/{bad}/seats")).insert_header(bearer(&waiting))).await;
+        assert_problem(&res, 400, "INVALID_REQUEST");
+    }
 }
 
 // ---- reservations ---------------------------------------------------------------------------
 
 #[actix_web::test]
-async fn a_seat_is_held_once_and_only_its_holder_sees_the_reservation() {
+async fn holding_a_seat_and_reading_it_back() {
     let world = World::new();
-    let app = app(&world).await;
-    let (alice, token) = active_user(&app, &world).await;
-    let (_, other) = active_user(&app, &world).await;
-    let (schedule, seats) = first_schedule(&app, &token).await;
-    let seat = seats[0]["id"].as_str().unwrap().to_owned();
+    let app = app(world.state()).await;
+    let token = active_token(&world, &app, Uuid::new_v4()).await;
+    let seat = world.seat(1);
+    let res = call(&app, reserve(&token, world.schedule, seat)).await;
+    assert_eq!(res.status, 201, "{res:?}");
+    let r = res.body.clone();
+    assert_eq!(r["status"], "HELD");
+    assert_eq!(r["seatNumber"], 1);
+    assert_eq!(r["price"], 1000);
+    assert_eq!(r["seatId"], json!(seat.to_string()));
+    assert!(r["heldUntil"].is_string());
 
-    let r = send(&app, post("/reservations", Some(&token), json!({ "scheduleId": schedule, "seatId": seat }))).await;
-    assert_eq!(r.status, 201, "{r:?}");
-    let b = &r.body;
-    assert_eq!(
-        (b["userId"].as_str(), b["scheduleId"].as_str(), b["seatId"].as_str()),
-        (Some(alice.to_string().as_str()), Some(schedule.as_str()), Some(seat.as_str()))
-    );
-    assert_eq!(
-        (b["seatNumber"].as_i64(), b["price"].as_i64(), b["status"].as_str()),
-        (Some(1), seats[0]["price"].as_i64(), Some("HELD"))
-    );
-    assert!(is_utc_rfc3339(&b["heldUntil"]) && is_lower_uuid(&b["id"]));
-    let id = b["id"].as_str().unwrap().to_owned();
+    let res = call(&app, reserve(&token, world.schedule, seat)).await;
+    assert_problem(&res, 409, "SEAT_UNAVAILABLE");
+    let res = call(&app, reserve(&token, world.other_schedule, seat)).await;
+    assert_problem(&res, 404, "NOT_FOUND");
+    let res = call(&app, reserve(&token, world.schedule, Uuid::new_v4())).await;
+    assert_problem(&res, 404, "NOT_FOUND");
 
-    let taken =
-        send(&app, post("/reservations", Some(&other), json!({ "scheduleId": schedule, "seatId": seat }))).await;
-    taken.assert_problem(409, "SEAT_UNAVAILABLE");
+    let id = r["id"].as_str().unwrap();
+    let res = call(&app, get(&format!("/reservations/{id}")).insert_header(bearer(&token))).await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.body["id"], r["id"]);
+    let other = active_token(&world, &app, Uuid::new_v4()).await;
+    let res = call(&app, get(&format!("/reservations/{id}")).insert_header(bearer(&other))).await;
+    assert_problem(&res, 404, "NOT_FOUND");
+    let res = call(&app, get(&format!("/reservations/{}", id.to_uppercase())).insert_header(bearer(&token))).await;
+    assert_problem(&res, 400, "INVALID_REQUEST");
 
-    let (_, seats) = first_schedule(&app, &token).await;
-    assert_eq!(seats[0]["status"], "HELD");
-    let concerts = send(&app, get("/concerts", Some(&token))).await;
-    let concert = concerts.body[0]["id"].as_str().unwrap();
-    let schedules = send(&app, get(&format!("/concerts/{concert}/schedules"), Some(&token))).await;
-    assert_eq!(schedules.body[0]["availableSeats"], 49);
+    // The hold runs out: the seat is AVAILABLE at once, the reservation EXPIRED.
+    world.clock.advance(Duration::seconds(HOLD_SECS));
+    let seats = call(&app, get(&format!("/schedules/{}/seats", world.schedule)).insert_header(bearer(&token))).await;
+    assert_eq!(seats.body[0]["status"], "AVAILABLE");
+    let res = call(&app, get(&format!("/reservations/{id}")).insert_header(bearer(&token))).await;
+    assert_eq!(res.body["status"], "EXPIRED");
+}
 
-    let mine = send(&app, get(&format!("/reservations/{id}"), Some(&token))).await;
-    assert_eq!((mine.status, mine.body["status"].as_str()), (200, Some("HELD")));
-    send(&app, get(&format!("/reservations/{id}"), Some(&other))).await.assert_problem(404, "NOT_FOUND");
-    send(&app, get(&format!("/reservations/{}", Uuid::new_v4()), Some(&token))).await.assert_problem(404, "NOT_FOUND");
+#[actix_web::test]
+async fn a_user_holds_at_most_the_limit() {
+    let world = World::new();
+    let app = app(world.state()).await;
+    let token = active_token(&world, &app, Uuid::new_v4()).await;
+    for n in 1..=MAX_HOLDS {
+        let res = call(&app, reserve(&token, world.schedule, world.seat(n))).await;
+        assert_eq!(res.status, 201, "hold {n}: {res:?}");
+    }
+    let res = call(&app, reserve(&token, world.schedule, world.seat(MAX_HOLDS + 1))).await;
+    assert_problem(&res, 409, "HOLD_LIMIT");
+    let seats = call(&app, get(&format!("/schedules/{}/seats", world.schedule)).insert_header(bearer(&token))).await;
+    assert_eq!(seats.body[(MAX_HOLDS) as usize]["status"], "AVAILABLE", "the refused hold stored nothing");
 }
 
 #[actix_web::test]
 async fn reservation_bodies_are_strict() {
     let world = World::new();
-    let app = app(&world).await;
-    let (_, token) = active_user(&app, &world).await;
-    let t = Some(token.as_str());
-    let (schedule, seats) = first_schedule(&app, &token).await;
-    let seat = seats[0]["id"].as_str().unwrap();
-    let concerts = send(&app, get("/concerts", t)).await;
-    let concert = concerts.body[0]["id"].as_str().unwrap();
-    let schedules = send(&app, get(&format!("/concerts/{concert}/schedules"), t)).await;
-    let other_schedule = schedules.body[1]["id"].as_str().unwrap();
-    let foreign = send(&app, get(&format!("/schedules/{other_schedule}/seats"), t)).await;
-    let foreign_seat = foreign.body[0]["id"].as_str().unwrap();
-
-    let bad = [
-        json!({ "scheduleId": schedule, "seatId": seat, "price": 1 }),
-        json!({ "scheduleId": schedule, "seatId": seat, "userId": Uuid::new_v4() }),
-        json!({ "scheduleId": schedule, "seatId": seat, "status": "PAID" }),
-        json!({ "scheduleId": schedule }),
-        json!({ "scheduleId": schedule, "seatId": "not-a-uuid" }),
-        json!({ "scheduleId": 5, "seatId": seat }),
+    let app = app(world.state()).await;
+    let token = active_token(&world, &app, Uuid::new_v4()).await;
+    let (schedule, seat) = (world.schedule.to_string(), world.seat(1).to_string());
+    for body in [
         json!([schedule, seat]),
-        json!(null),
-    ];
-    for body in bad {
-        send(&app, post("/reservations", t, body)).await.assert_problem(400, "INVALID_REQUEST");
+        json!({"scheduleId": schedule}),
+        json!({"scheduleId": schedule, "seatId": seat, "userId": Uuid::new_v4()}),
+        json!({"scheduleId": schedule, "seatId": seat.to_uppercase()}),
+        json!({"scheduleId": 1, "seatId": seat}),
+    ] {
+        let res = call(&app, post("/reservations").insert_header(bearer(&token)).set_json(&body)).await;
+        assert_problem(&res, 400, "INVALID_REQUEST");
     }
-    let r = send(&app, raw_post("/reservations", t, Some("application/json"), "{\"scheduleId\":")).await;
-    r.assert_problem(400, "INVALID_REQUEST");
-    let body = format!(r#"{{"scheduleId":"{schedule}","seatId":"{seat}"}}"#);
-    send(&app, raw_post("/reservations", t, Some("text/plain"), &body)).await.assert_problem(400, "INVALID_REQUEST");
-    send(&app, raw_post("/reservations", t, None, &body)).await.assert_problem(400, "INVALID_REQUEST");
-    let body = json!({ "scheduleId": schedule, "seatId": foreign_seat });
-    send(&app, post("/reservations", t, body)).await.assert_problem(404, "NOT_FOUND");
-    let body = json!({ "scheduleId": schedule, "seatId": Uuid::new_v4() });
-    send(&app, post("/reservations", t, body)).await.assert_problem(404, "NOT_FOUND");
-
-    // None of that held anything.
-    let (_, seats) = first_schedule(&app, &token).await;
-    assert!(seats.iter().all(|s| s["status"] == "AVAILABLE"));
-}
-
-#[actix_web::test]
-async fn a_schedule_that_has_started_is_not_bookable() {
-    let world = World::new();
-    let app = app(&world).await;
-    let (_, token) = active_user(&app, &world).await;
-    let (schedule, seats) = first_schedule(&app, &token).await;
-    // The first demo schedule starts 7 days out; the token lives 600 s, so take a fresh one.
-    world.clock.advance(Duration::days(8));
-    let (_, token) = active_user(&app, &world).await;
-    let body = json!({ "scheduleId": schedule, "seatId": seats[0]["id"] });
-    send(&app, post("/reservations", Some(&token), body)).await.assert_problem(404, "NOT_FOUND");
+    let res = call(&app, post("/reservations").set_json(json!({"scheduleId": schedule, "seatId": seat}))).await;
+    assert_problem(&res, 401, "TOKEN_MISSING");
 }
 
 // ---- payments -------------------------------------------------------------------------------
 
 #[actix_web::test]
-async fn a_payment_needs_the_balance_then_sells_the_seat_and_uses_the_token_up() {
+async fn paying_debits_sells_and_uses_the_token_up() {
     let world = World::new();
-    let app = app(&world).await;
-    let (user, token) = active_user(&app, &world).await;
-    let t = Some(token.as_str());
-    let (schedule, seats) = first_schedule(&app, &token).await;
-    let price = seats[0]["price"].as_i64().unwrap();
-    let r = send(&app, post("/reservations", t, json!({ "scheduleId": schedule, "seatId": seats[0]["id"] }))).await;
-    let reservation = r.body["id"].as_str().unwrap().to_owned();
+    let app = app(world.state()).await;
+    let user = Uuid::new_v4();
+    let token = active_token(&world, &app, user).await;
+    let r1 = hold(&app, &token, world.schedule, world.seat(2)).await;
+    let res = call(&app, pay(&token, &r1, None)).await;
+    assert_problem(&res, 402, "INSUFFICIENT_BALANCE");
+    charge(&app, user, 5000, None).await;
+    let res = call(&app, pay(&token, &r1, None)).await;
+    assert_eq!(res.status, 201, "{res:?}");
+    assert_eq!(res.body["reservationId"], json!(r1));
+    assert_eq!(res.body["userId"], json!(user.to_string()));
+    assert_eq!(res.body["amount"], 2000);
+    assert_eq!(res.body["balance"], 3000);
+    assert!(res.header("idempotent-replayed").is_none());
 
-    let short = send(&app, post(&format!("/users/{user}/balance/charge"), None, json!({ "amount": price - 1 }))).await;
-    assert_eq!((short.status, short.body["balance"].as_i64()), (200, Some(price - 1)));
-    send(&app, post("/payments", t, json!({ "reservationId": reservation })))
-        .await
-        .assert_problem(402, "INSUFFICIENT_BALANCE");
-    // Nothing changed.
-    assert_eq!(balance(&app, user).await, price - 1);
-    let r = send(&app, get(&format!("/reservations/{reservation}"), t)).await;
-    assert_eq!(r.body["status"], "HELD");
+    // The token paid: it is used up.
+    let res = call(&app, get("/concerts").insert_header(bearer(&token))).await;
+    assert_problem(&res, 401, "TOKEN_EXPIRED");
+    let res = call(&app, pay(&token, &r1, None)).await;
+    assert_problem(&res, 401, "TOKEN_EXPIRED");
 
-    // Unknown fields (an amount of the client's choosing) and unknown reservations are refused.
-    let body = json!({ "reservationId": reservation, "amount": 1 });
-    send(&app, post("/payments", t, body)).await.assert_problem(400, "INVALID_REQUEST");
-    let body = json!({ "reservationId": Uuid::new_v4() });
-    send(&app, post("/payments", t, body)).await.assert_problem(404, "NOT_FOUND");
-    send(&app, post("/payments", t, json!({ "reservationId": "nope" }))).await.assert_problem(400, "INVALID_REQUEST");
+    let token = active_token(&world, &app, user).await;
+    let res = call(&app, pay(&token, &r1, None)).await;
+    assert_problem(&res, 409, "ALREADY_PAID");
+    let seats = call(&app, get(&format!("/schedules/{}/seats", world.schedule)).insert_header(bearer(&token))).await;
+    assert_eq!(seats.body[1]["status"], "SOLD");
+    let res = call(&app, pay(&token, &Uuid::new_v4().to_string(), None)).await;
+    assert_problem(&res, 404, "NOT_FOUND");
 
-    send(&app, post(&format!("/users/{user}/balance/charge"), None, json!({ "amount": 1_001 }))).await;
-    let paid = send(&app, post("/payments", t, json!({ "reservationId": reservation }))).await;
-    assert_eq!(paid.status, 201, "{paid:?}");
-    let p = &paid.body;
-    assert_eq!((p["amount"].as_i64(), p["balance"].as_i64()), (Some(price), Some(1_000)));
-    assert_eq!(
-        (p["reservationId"].as_str(), p["userId"].as_str()),
-        (Some(reservation.as_str()), Some(user.to_string().as_str()))
-    );
-    assert!(is_utc_rfc3339(&p["paidAt"]) && is_lower_uuid(&p["id"]));
-    assert_eq!(balance(&app, user).await, 1_000);
+    let r2 = hold(&app, &token, world.schedule, world.seat(3)).await;
+    world.clock.advance(Duration::seconds(HOLD_SECS));
+    let res = call(&app, pay(&token, &r2, None)).await;
+    assert_problem(&res, 409, "HOLD_EXPIRED");
 
-    // The token is used up.
-    send(&app, get("/concerts", t)).await.assert_problem(401, "TOKEN_EXPIRED");
-    let polled = send(&app, get("/queue/token", t)).await;
-    assert_eq!((polled.status, polled.body["status"].as_str()), (200, Some("EXPIRED")));
+    let res = call(&app, pay(&"b".repeat(64), &r2, None)).await;
+    assert_problem(&res, 401, "TOKEN_INVALID");
+    let waiting = issue(&app, Uuid::new_v4()).await;
+    let res = call(&app, pay(&waiting, &r2, None)).await;
+    assert_problem(&res, 403, "TOKEN_NOT_ACTIVE");
+}
 
-    // With a new token: the seat is SOLD, the reservation PAID, and paying again is refused.
-    let token2 = issue(&app, user).await;
-    world.admit();
-    let t2 = Some(token2.as_str());
-    let (_, seats) = first_schedule(&app, &token2).await;
-    assert_eq!(seats[0]["status"], "SOLD");
-    let r = send(&app, get(&format!("/reservations/{reservation}"), t2)).await;
-    assert_eq!((r.body["status"].as_str(), is_utc_rfc3339(&r.body["paidAt"])), (Some("PAID"), true));
-    send(&app, post("/payments", t2, json!({ "reservationId": reservation })))
-        .await
-        .assert_problem(409, "ALREADY_PAID");
-    assert_eq!(balance(&app, user).await, 1_000);
+// ---- idempotent retries ---------------------------------------------------------------------
 
-    let history = send(&app, get(&format!("/users/{user}/balance/history"), None)).await;
-    let kinds: Vec<&str> = history.body.as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["CHARGE", "CHARGE", "PAYMENT"]);
-    assert_eq!(history.body[2]["amount"].as_i64(), Some(-price));
+#[actix_web::test]
+async fn a_keyed_charge_is_replayed_byte_for_byte_and_applied_once() {
+    let world = World::new();
+    let app = app(world.state()).await;
+    let user = Uuid::new_v4();
+    let first = call(&app, charge_req(user, 700, Some("charge-1"))).await;
+    assert_eq!(first.status, 200);
+    assert!(first.header("idempotent-replayed").is_none());
+    let again = call(&app, charge_req(user, 700, Some("charge-1"))).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.raw, first.raw, "the replay is the first answer's bytes");
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.header("content-type"), Some("application/json"));
+    assert_eq!(balance(&app, user).await, 700, "applied once");
+
+    let reused = call(&app, charge_req(user, 800, Some("charge-1"))).await;
+    assert_problem(&reused, 422, "IDEMPOTENCY_KEY_REUSED");
+    assert_eq!(balance(&app, user).await, 700);
+
+    // The key is scoped to the user.
+    let other = Uuid::new_v4();
+    let res = call(&app, charge_req(other, 800, Some("charge-1"))).await;
+    assert_eq!(res.status, 200);
+    assert!(res.header("idempotent-replayed").is_none());
+
+    // Without a key: the same serializer.
+    let plain = call(&app, charge_req(user, 1, None)).await;
+    assert_eq!(plain.raw, format!(r#"{{"userId":"{user}","balance":701}}"#));
+    assert_eq!(first.raw, format!(r#"{{"userId":"{user}","balance":700}}"#));
+
+    for key in ["", "a b", &"k".repeat(256), "키"] {
+        let res = call(
+            &app,
+            post(&format!("/users/{user}/balance/charge"))
+                .insert_header(("Idempotency-Key", key))
+                .set_json(json!({"amount": 5})),
+        )
+        .await;
+        assert_problem(&res, 400, "INVALID_REQUEST");
+    }
+    assert_eq!(balance(&app, user).await, 701);
 }
 
 #[actix_web::test]
-async fn paying_a_lapsed_hold_is_refused_and_frees_nothing_twice() {
+async fn a_refused_request_records_nothing_so_its_retry_runs() {
     let world = World::new();
-    let app = app(&world).await;
-    let (user, token) = active_user(&app, &world).await;
-    let t = Some(token.as_str());
-    let (schedule, seats) = first_schedule(&app, &token).await;
-    let price = seats[0]["price"].as_i64().unwrap();
-    send(&app, post(&format!("/users/{user}/balance/charge"), None, json!({ "amount": price }))).await;
-    let r = send(&app, post("/reservations", t, json!({ "scheduleId": schedule, "seatId": seats[0]["id"] }))).await;
-    let reservation = r.body["id"].as_str().unwrap().to_owned();
+    let app = app(world.state()).await;
+    let user = Uuid::new_v4();
+    let token = active_token(&world, &app, user).await;
+    let r = hold(&app, &token, world.schedule, world.seat(4)).await;
+    let refused = call(&app, pay(&token, &r, Some("pay-1"))).await;
+    assert_problem(&refused, 402, "INSUFFICIENT_BALANCE");
+    charge(&app, user, 4000, None).await;
+    let paid = call(&app, pay(&token, &r, Some("pay-1"))).await;
+    assert_eq!(paid.status, 201, "the retry ran: {paid:?}");
+    assert!(paid.header("idempotent-replayed").is_none());
 
-    world.clock.advance(Duration::seconds(HOLD_SECS));
-    send(&app, post("/payments", t, json!({ "reservationId": reservation }))).await.assert_problem(409, "HOLD_EXPIRED");
-    assert_eq!(balance(&app, user).await, price, "a refused payment changes nothing");
-    let r = send(&app, get(&format!("/reservations/{reservation}"), t)).await;
-    assert_eq!(r.body["status"], "EXPIRED");
-    let (_, seats) = first_schedule(&app, &token).await;
-    assert_eq!(seats[0]["status"], "AVAILABLE", "a lapsed hold frees the seat at once");
-    let again = send(&app, post("/reservations", t, json!({ "scheduleId": schedule, "seatId": seats[0]["id"] }))).await;
+    // A charge refused for the balance limit records nothing either.
+    let rich = Uuid::new_v4();
+    for _ in 0..10 {
+        charge(&app, rich, 1_000_000_000, None).await;
+    }
+    let res = call(&app, charge_req(rich, 1, Some("top-up"))).await;
+    assert_problem(&res, 409, "BALANCE_LIMIT");
+    let res = call(&app, charge_req(rich, 1, Some("top-up"))).await;
+    assert_problem(&res, 409, "BALANCE_LIMIT");
+    assert!(res.header("idempotent-replayed").is_none());
+}
+
+#[actix_web::test]
+async fn a_payment_replay_is_answered_after_its_token_was_used_up() {
+    let world = World::new();
+    let app = app(world.state()).await;
+    let user = Uuid::new_v4();
+    charge(&app, user, 10_000, None).await;
+    let token = active_token(&world, &app, user).await;
+    let r = hold(&app, &token, world.schedule, world.seat(5)).await;
+    let first = call(&app, pay(&token, &r, Some("pay-once"))).await;
+    assert_eq!(first.status, 201);
+    let again = call(&app, pay(&token, &r, Some("pay-once"))).await;
     assert_eq!(again.status, 201, "{again:?}");
+    assert_eq!(again.raw, first.raw);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(balance(&app, user).await, 5000, "paid once");
+    // The same key for another reservation.
+    let token = active_token(&world, &app, user).await;
+    let r2 = hold(&app, &token, world.schedule, world.seat(2)).await;
+    let res = call(&app, pay(&token, &r2, Some("pay-once"))).await;
+    assert_problem(&res, 422, "IDEMPOTENCY_KEY_REUSED");
+    let res = call(&app, pay(&token, &r2, None)).await;
+    assert_eq!(res.status, 201, "the token was not used by the refused request");
+}
+
+#[actix_web::test]
+async fn a_key_in_flight_is_answered_409_with_retry_after() {
+    let world = World::new();
+    let mut ports = world.ports();
+    ports.accounts = Arc::new(InFlightAccounts(ports.accounts.clone()));
+    let app = app(ApiState::builder(domain::service::Ticketing::new(ports, policy())).build()).await;
+    let res = call(&app, charge_req(Uuid::new_v4(), 5, Some("busy"))).await;
+    assert_problem(&res, 409, "IDEMPOTENCY_KEY_IN_FLIGHT");
+    assert_eq!(res.header("retry-after"), Some("1"));
 }
 
 // ---- balance --------------------------------------------------------------------------------
 
 #[actix_web::test]
-async fn balances_start_at_zero_and_charges_are_validated() {
+async fn balances_and_their_history_page_newest_first() {
     let world = World::new();
-    let app = app(&world).await;
+    let app = app(world.state()).await;
     let user = Uuid::new_v4();
-    let r = send(&app, get(&format!("/users/{user}/balance"), None)).await;
-    assert_eq!(
-        (r.status, r.body["userId"].as_str(), r.body["balance"].as_i64()),
-        (200, Some(user.to_string().as_str()), Some(0))
-    );
-    send(&app, get("/users/not-a-uuid/balance", None)).await.assert_problem(400, "INVALID_REQUEST");
-
-    let path = format!("/users/{user}/balance/charge");
-    let ok = send(&app, post(&path, None, json!({ "amount": 5000 }))).await;
-    assert_eq!((ok.status, ok.body["balance"].as_i64()), (200, Some(5000)));
-
-    for amount in ["0", "-5", "1.5", "1.0", "\"100\"", "1000000001", "99999999999999999999999", "null", "true", "[1]"] {
-        let body = format!(r#"{{"amount":{amount}}}"#);
-        let r = send(&app, raw_post(&path, None, Some("application/json"), &body)).await;
-        r.assert_problem(400, "INVALID_AMOUNT");
+    assert_eq!(balance(&app, user).await, 0);
+    for amount in [1000, 2000, 3000] {
+        charge(&app, user, amount, None).await;
     }
-    for body in ["{}", "[1,2", "", "{\"amount\":1,\"userId\":\"x\"}", "5000", "{\"amount\":}"] {
-        let r = send(&app, raw_post(&path, None, Some("application/json"), body)).await;
-        r.assert_problem(400, "INVALID_REQUEST");
+    let token = active_token(&world, &app, user).await;
+    let r = hold(&app, &token, world.schedule, world.seat(1)).await;
+    assert_eq!(call(&app, pay(&token, &r, None)).await.status, 201);
+
+    let page = call(&app, get(&format!("/users/{user}/balance/history?limit=2"))).await;
+    assert_eq!(page.status, 200);
+    let entries = page.body["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0]["kind"], "PAYMENT");
+    assert_eq!(entries[0]["amount"], -1000);
+    assert_eq!(entries[0]["balanceAfter"], 5000);
+    assert_eq!(entries[0]["reservationId"], json!(r));
+    assert_eq!(entries[1]["kind"], "CHARGE");
+    assert_eq!(entries[1]["amount"], 3000);
+    assert_eq!(entries[1]["reservationId"], Value::Null);
+    let next = page.body["nextBefore"].as_str().unwrap().to_owned();
+    assert_eq!(json!(next), entries[1]["id"]);
+    let rest = call(&app, get(&format!("/users/{user}/balance/history?limit=2&before={next}"))).await;
+    let entries = rest.body["entries"].as_array().unwrap();
+    assert_eq!(entries.iter().map(|e| e["amount"].as_i64().unwrap()).collect::<Vec<_>>(), vec![2000, 1000]);
+    assert_eq!(rest.body["nextBefore"], Value::Null);
+    let all = call(&app, get(&format!("/users/{user}/balance/history"))).await;
+    assert_eq!(all.body["entries"].as_array().unwrap().len(), 4);
+
+    let stranger = Uuid::new_v4();
+    for query in [
+        "limit=0".to_owned(),
+        "limit=101".to_owned(),
+        "limit=abc".to_owned(),
+        "limit=%2B5".to_owned(),
+        "limit=".to_owned(),
+        "before=nope".to_owned(),
+        format!("before={}", next.to_uppercase()),
+        format!("before={}", Uuid::new_v4()),
+    ] {
+        let res = call(&app, get(&format!("/users/{user}/balance/history?{query}"))).await;
+        assert_problem(&res, 400, "INVALID_REQUEST");
     }
-    send(&app, raw_post(&path, None, Some("text/plain"), r#"{"amount":1}"#))
-        .await
-        .assert_problem(400, "INVALID_REQUEST");
-    send(&app, raw_post("/users/nope/balance/charge", None, Some("application/json"), r#"{"amount":1}"#))
-        .await
-        .assert_problem(400, "INVALID_REQUEST");
-    assert_eq!(balance(&app, user).await, 5000, "refused charges change nothing");
+    let res = call(&app, get(&format!("/users/{stranger}/balance/history?before={next}"))).await;
+    assert_problem(&res, 400, "INVALID_REQUEST");
+    let res = call(&app, get("/users/nope/balance")).await;
+    assert_problem(&res, 400, "INVALID_REQUEST");
 }
 
 #[actix_web::test]
-async fn a_charge_past_the_balance_limit_is_refused() {
+async fn charges_validate_their_amount() {
     let world = World::new();
-    let app = app(&world).await;
+    let app = app(world.state()).await;
     let user = Uuid::new_v4();
-    let path = format!("/users/{user}/balance/charge");
-    for _ in 0..10 {
-        assert_eq!(send(&app, post(&path, None, json!({ "amount": 1_000_000_000 }))).await.status, 200);
+    for amount in [json!(0), json!(-5), json!(1_000_000_001), json!(1.5), json!("100"), json!(null)] {
+        let res =
+            call(&app, post(&format!("/users/{user}/balance/charge")).set_json(json!({ "amount": amount }))).await;
+        assert_problem(&res, 400, "INVALID_AMOUNT");
     }
-    send(&app, post(&path, None, json!({ "amount": 1 }))).await.assert_problem(409, "BALANCE_LIMIT");
+    let res = call(&app, post(&format!("/users/{user}/balance/charge")).set_json(json!({}))).await;
+    assert_problem(&res, 400, "INVALID_REQUEST");
+    let mut rich: i64 = 0;
+    while rich < 10_000_000_000 {
+        charge(&app, user, 1_000_000_000, None).await;
+        rich += 1_000_000_000;
+    }
+    let res = call(&app, charge_req(user, 1, None)).await;
+    assert_problem(&res, 409, "BALANCE_LIMIT");
     assert_eq!(balance(&app, user).await, 10_000_000_000);
+}
+
+// ---- store failures -------------------------------------------------------------------------
+
+#[actix_web::test]
+async fn a_store_that_fails_gets_503_or_500_and_leaks_nothing() {
+    let world = World::new();
+    let app = app(world.state()).await;
+    let user = Uuid::new_v4();
+    world.store.set_failure(Some(StoreError::Unavailable("connection refused to 10.1.2.3".into())));
+    let res = call(&app, get(&format!("/users/{user}/balance"))).await;
+    assert_problem(&res, 503, "UNAVAILABLE");
+    assert_eq!(res.header("retry-after"), Some("1"));
+    assert!(!res.raw.contains("10.1.2.3"));
+    let res = call(&app, get("/health/ready")).await;
+    assert_problem(&res, 503, "UNAVAILABLE");
+    let res = call(&app, get("/health/live")).await;
+    assert_eq!(res.status, 200);
+    world.store.set_failure(Some(StoreError::Timeout("canceling statement due to lock timeout".into())));
+    let res = call(&app, charge_req(user, 5, Some("k"))).await;
+    assert_problem(&res, 503, "UNAVAILABLE");
+    world.store.set_failure(Some(StoreError::Internal("relation \"accounts\" does not exist".into())));
+    let res = call(&app, get(&format!("/users/{user}/balance"))).await;
+    assert_problem(&res, 500, "INTERNAL");
+    assert!(!res.raw.contains("accounts"));
+    world.store.set_failure(None);
+    let res = call(&app, charge_req(user, 5, Some("k"))).await;
+    assert_eq!(res.status, 200, "the 503 recorded nothing: the retry runs");
+    assert!(res.header("idempotent-replayed").is_none());
+    assert_eq!(call(&app, get("/health/ready")).await.status, 200);
 }
 
 // ---- HTTP-level errors ----------------------------------------------------------------------
 
 #[actix_web::test]
-async fn oversized_bodies_get_413_everywhere() {
+async fn every_http_level_rejection_is_problem_json() {
     let world = World::new();
-    let app = app(&world).await;
-    let (_, token) = active_user(&app, &world).await;
-    let big = format!("{{\"amount\": 1, \"pad\": \"{}\"}}", "x".repeat(17 * 1024));
-    let user = Uuid::new_v4();
-    for (path, token) in [
-        ("/queue/tokens".to_owned(), None),
-        (format!("/users/{user}/balance/charge"), None),
-        ("/reservations".to_owned(), Some(token.as_str())),
-        ("/payments".to_owned(), Some(token.as_str())),
-        ("/payments".to_owned(), None),
-    ] {
-        send(&app, raw_post(&path, token, Some("application/json"), &big))
-            .await
-            .assert_problem(413, "PAYLOAD_TOO_LARGE");
-    }
-    assert_eq!(balance(&app, user).await, 0);
+    let app = app(world.state()).await;
+    let res = call(&app, get("/nowhere")).await;
+    assert_problem(&res, 404, "NOT_FOUND");
+    let res = call(&app, TestRequest::default().method(Method::DELETE).uri("/concerts")).await;
+    assert_problem(&res, 405, "METHOD_NOT_ALLOWED");
+    assert_eq!(res.header("allow"), Some("GET"));
+    let big = format!(r#"{{"userId": "{}", "pad": "{}"}}"#, Uuid::new_v4(), "x".repeat(17 * 1024));
+    let res = call(&app, post("/queue/tokens").insert_header(json_type()).set_payload(big.clone())).await;
+    assert_problem(&res, 413, "PAYLOAD_TOO_LARGE");
+    // Declared too large before anything else: no token needed to be told.
+    let res = call(&app, post("/payments").insert_header(json_type()).set_payload(big)).await;
+    assert_problem(&res, 413, "PAYLOAD_TOO_LARGE");
+    let res = call(&app, get(&format!("/users/{}/balance/history?limit=1&limit=2", Uuid::new_v4()))).await;
+    assert_problem(&res, 400, "INVALID_REQUEST");
 }
 
 #[actix_web::test]
-async fn unknown_routes_and_methods_are_problems_too() {
+async fn problem_types_are_documents() {
     let world = World::new();
-    let app = app(&world).await;
-    send(&app, TestRequest::get().uri("/nope")).await.assert_problem(404, "NOT_FOUND");
-    send(&app, TestRequest::get().uri("/")).await.assert_problem(404, "NOT_FOUND");
-    let r = send(&app, TestRequest::delete().uri("/concerts")).await;
-    r.assert_problem(405, "METHOD_NOT_ALLOWED");
-    assert_eq!(r.headers.get("allow").unwrap(), "GET");
-    let r = send(&app, TestRequest::default().method(Method::GET).uri("/queue/tokens")).await;
-    r.assert_problem(405, "METHOD_NOT_ALLOWED");
-    assert_eq!(r.headers.get("allow").unwrap(), "POST");
-}
-
-#[actix_web::test]
-async fn an_unreachable_store_answers_503_with_retry_after_and_changes_nothing() {
-    let world = World::new();
-    let app = app(&world).await;
-    let (user, token) = active_user(&app, &world).await;
-    send(&app, post(&format!("/users/{user}/balance/charge"), None, json!({ "amount": 700 }))).await;
-    assert_eq!(send(&app, get("/health/ready", None)).await.status, 200);
-
-    world.store.set_failure(Some(StoreError::Unavailable("connection refused (10.1.2.3:5432)".into())));
-    let calls = [
-        get("/health/ready", None),
-        get(&format!("/users/{user}/balance"), None),
-        post(&format!("/users/{user}/balance/charge"), None, json!({ "amount": 1 })),
-        post("/queue/tokens", None, json!({ "userId": Uuid::new_v4() })),
-        get("/queue/token", Some(&token)),
-        get("/concerts", Some(&token)),
-    ];
-    for req in calls {
-        let r = send(&app, req).await;
-        r.assert_problem(503, "UNAVAILABLE");
-        assert_eq!(r.headers.get("retry-after").unwrap(), "1");
-        assert!(!r.body.to_string().contains("refused"), "{:?}", r.body);
-    }
-    assert_eq!(send(&app, get("/health/live", None)).await.status, 200, "liveness does not depend on the store");
-
-    world.store.set_failure(Some(StoreError::Internal("syntax error at or near \"SELEC\"".into())));
-    let r = send(&app, get(&format!("/users/{user}/balance"), None)).await;
-    r.assert_problem(500, "INTERNAL");
-    assert!(!r.body.to_string().contains("SELEC"));
-
-    world.store.set_failure(None);
-    assert_eq!(send(&app, get("/health/ready", None)).await.status, 200);
-    assert_eq!(balance(&app, user).await, 700, "failed calls changed nothing");
-}
-
-#[actix_web::test]
-async fn a_store_that_hangs_is_answered_503_at_the_deadline() {
-    use std::io::{Read as _, Write as _};
-
-    let world = World::with_slow_token_lookups(std::time::Duration::from_millis(1_500));
-    let state = world.state().with_deadline(std::time::Duration::from_millis(200));
-    // A real server, so the deadline's answer goes through actix's own error rendering.
-    let server = actix_web::HttpServer::new(move || App::new().configure(configure(state.clone())))
-        .workers(1)
-        .disable_signals()
-        .bind("127.0.0.1:0")
-        .unwrap();
-    let addr = server.addrs()[0];
-    let server = server.run();
-    let handle = server.handle();
-    actix_web::rt::spawn(server);
-    let token = world.ticketing.issue_token(UserId::random()).unwrap().view.token.value.as_str().to_owned();
-    world.admit();
-
-    let started = std::time::Instant::now();
-    let response = actix_web::rt::task::spawn_blocking(move || {
-        let mut conn = std::net::TcpStream::connect(addr).unwrap();
-        let request = format!(
-            "GET /concerts HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
-        );
-        conn.write_all(request.as_bytes()).unwrap();
-        let mut response = String::new();
-        conn.read_to_string(&mut response).unwrap();
-        response
-    })
-    .await
-    .unwrap();
-    let elapsed = started.elapsed();
-    handle.stop(false).await;
-
-    let lower = response.to_lowercase();
-    assert!(lower.starts_with("http/1.1 503"), "{response}");
-    assert!(lower.contains("retry-after: 1") && lower.contains("content-type: application/problem+json"), "{response}");
-    assert!(response.contains(r#""code":"UNAVAILABLE""#), "{response}");
-    assert!(elapsed < std::time::Duration::from_secs(1), "answered at the deadline, not after the store: {elapsed:?}");
-}
-
-// ---- operations -----------------------------------------------------------------------------
-
-#[actix_web::test]
-async fn health_and_the_openapi_document_are_served() {
-    let world = World::new();
-    let app = app(&world).await;
-    let live = send(&app, get("/health/live", None)).await;
-    assert_eq!((live.status, live.body["status"].as_str()), (200, Some("ok")));
-    let ready = send(&app, get("/health/ready", None)).await;
-    assert_eq!((ready.status, ready.body["status"].as_str()), (200, Some("ready")));
-
-    let doc = send(&app, get("/openapi.json", None)).await;
+    let app = app(world.state()).await;
+    let res = call(&app, get("/nowhere")).await;
+    let type_uri = res.body["type"].as_str().unwrap().to_owned();
+    assert_eq!(type_uri, "/problems/not-found");
+    let doc = call(&app, get(&type_uri)).await;
     assert_eq!(doc.status, 200);
-    assert!(doc.body["openapi"].as_str().unwrap().starts_with('3'));
-    let paths = doc.body["paths"].as_object().unwrap();
-    for (path, method, statuses) in [
-        ("/queue/tokens", "post", &["200", "201", "400", "413", "503"][..]),
-        ("/queue/token", "get", &["200", "401", "503"]),
-        ("/concerts", "get", &["200", "401", "403", "503"]),
-        ("/concerts/{concertId}/schedules", "get", &["200", "400", "401", "403", "404", "503"]),
-        ("/schedules/{scheduleId}/seats", "get", &["200", "400", "401", "403", "404", "503"]),
-        ("/reservations", "post", &["201", "400", "401", "403", "404", "409", "413", "503"]),
-        ("/reservations/{reservationId}", "get", &["200", "400", "401", "403", "404", "503"]),
-        ("/payments", "post", &["201", "400", "401", "402", "403", "404", "409", "413", "503"]),
-        ("/users/{userId}/balance", "get", &["200", "400", "503"]),
-        ("/users/{userId}/balance/charge", "post", &["200", "400", "409", "413", "503"]),
-        ("/health/live", "get", &["200"]),
-        ("/health/ready", "get", &["200", "503"]),
-        ("/openapi.json", "get", &["200"]),
+    assert!(doc.header("content-type").unwrap().starts_with("text/html"));
+    assert!(doc.raw.contains("NOT_FOUND") && doc.raw.contains("Not found"));
+    for code in ["hold-limit", "idempotency-key-in-flight", "rate-limited", "unavailable", "request-timeout"] {
+        assert_eq!(call(&app, get(&format!("/problems/{code}"))).await.status, 200, "{code}");
+    }
+    assert_problem(&call(&app, get("/problems/no-such-thing")).await, 404, "NOT_FOUND");
+    assert_problem(&call(&app, get("/problems/HOLD-LIMIT")).await, 404, "NOT_FOUND");
+}
+
+// ---- rate limit -----------------------------------------------------------------------------
+
+#[actix_web::test]
+async fn issue_is_limited_per_client_address_whatever_the_answer() {
+    let world = World::new();
+    let app = app(world.builder().issue_rate_per_min(2).build()).await;
+    let from = |peer: &str| post("/queue/tokens").peer_addr(peer.parse().unwrap());
+    let res = call(&app, from("198.51.100.1:4000").insert_header(json_type()).set_payload("{")).await;
+    assert_problem(&res, 400, "INVALID_REQUEST");
+    let res = call(&app, from("198.51.100.1:4001").set_json(json!({"userId": Uuid::new_v4()}))).await;
+    assert_eq!(res.status, 201);
+    let res = call(&app, from("198.51.100.1:4002").set_json(json!({"userId": Uuid::new_v4()}))).await;
+    assert_problem(&res, 429, "RATE_LIMITED");
+    let wait: u64 = res.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert_eq!(world.ticketing.queue_state().unwrap().stats.issued_through, 1, "nothing stored");
+    let res = call(&app, from("198.51.100.2:4000").set_json(json!({"userId": Uuid::new_v4()}))).await;
+    assert_eq!(res.status, 201, "another address has its own allowance");
+    // Forwarded-for from an untrusted peer changes nothing.
+    let res = call(
+        &app,
+        from("198.51.100.1:4003")
+            .insert_header(("X-Forwarded-For", "203.0.113.77"))
+            .set_json(json!({"userId": Uuid::new_v4()})),
+    )
+    .await;
+    assert_problem(&res, 429, "RATE_LIMITED");
+    // Other paths are not limited.
+    let res = call(&app, get("/health/live").peer_addr("198.51.100.1:4004".parse().unwrap())).await;
+    assert_eq!(res.status, 200);
+}
+
+#[actix_web::test]
+async fn behind_trusted_proxies_the_forwarded_client_is_limited() {
+    let world = World::new();
+    let proxies = adapters_http::TrustedProxies::parse_list("10.0.0.0/8").unwrap();
+    let app = app(world.builder().issue_rate_per_min(1).trusted_proxies(proxies).build()).await;
+    let via = |xff: &str| {
+        post("/queue/tokens")
+            .peer_addr("10.0.0.1:5000".parse().unwrap())
+            .insert_header(("X-Forwarded-For", xff.to_owned()))
+            .set_json(json!({"userId": Uuid::new_v4()}))
+    };
+    assert_eq!(call(&app, via("203.0.113.5")).await.status, 201);
+    assert_problem(&call(&app, via("203.0.113.5")).await, 429, "RATE_LIMITED");
+    // The right-most untrusted entry is the client, whatever the client wrote to its left.
+    assert_problem(&call(&app, via("1.1.1.1, 203.0.113.5, 10.0.0.9")).await, 429, "RATE_LIMITED");
+    assert_eq!(call(&app, via("203.0.113.5, 203.0.113.6")).await.status, 201);
+    // No header: the proxy itself is the client.
+    let bare =
+        post("/queue/tokens").peer_addr("10.0.0.1:5000".parse().unwrap()).set_json(json!({"userId": Uuid::new_v4()}));
+    assert_eq!(call(&app, bare).await.status, 201);
+}
+
+#[actix_web::test]
+async fn the_rate_limit_tracks_a_bounded_number_of_addresses() {
+    let world = World::new();
+    let app = app(world.builder().issue_rate_per_min(1).issue_rate_keys(3).build()).await;
+    let from = |n: u8| {
+        post("/queue/tokens")
+            .peer_addr(format!("192.0.2.{n}:1000").parse().unwrap())
+            .set_json(json!({"userId": Uuid::new_v4()}))
+    };
+    for n in 1..=3 {
+        assert_eq!(call(&app, from(n)).await.status, 201);
+    }
+    // The table is full of fresh entries: newcomers share one allowance, and never get past it.
+    assert_eq!(call(&app, from(100)).await.status, 201);
+    assert_problem(&call(&app, from(101)).await, 429, "RATE_LIMITED");
+    assert_problem(&call(&app, from(102)).await, 429, "RATE_LIMITED");
+    // The tracked addresses keep their own.
+    assert_problem(&call(&app, from(1)).await, 429, "RATE_LIMITED");
+}
+
+// ---- operator API ---------------------------------------------------------------------------
+
+#[actix_web::test]
+async fn the_operator_api_is_off_without_a_token() {
+    let world = World::new();
+    let app = app(world.builder().admin_token(None).build()).await;
+    for (method, path) in [
+        (Method::GET, "/admin/queue".to_owned()),
+        (Method::PATCH, "/admin/queue".to_owned()),
+        (Method::POST, "/admin/concerts".to_owned()),
+        (Method::GET, format!("/admin/concerts/{}/sales", world.concert)),
     ] {
-        let op = &paths[path][method];
-        for s in statuses {
-            assert!(op["responses"].get(*s).is_some(), "{method} {path} lacks {s}");
+        let res = call(&app, TestRequest::default().method(method).uri(&path).insert_header(bearer(ADMIN))).await;
+        assert_problem(&res, 404, "NOT_FOUND");
+    }
+    // Metrics are open then (and 404 here only because no recorder was given).
+    assert_problem(&call(&app, get("/metrics")).await, 404, "NOT_FOUND");
+}
+
+#[actix_web::test]
+async fn the_operator_api_needs_the_operator_token() {
+    let world = World::new();
+    let app = app(world.state()).await;
+    let res = call(&app, get("/admin/queue")).await;
+    assert_problem(&res, 401, "TOKEN_MISSING");
+    assert!(res.header("www-authenticate").unwrap().starts_with("Bearer"));
+    let res = call(&app, get("/admin/queue").insert_header(bearer("wrong"))).await;
+    assert_problem(&res, 401, "TOKEN_INVALID");
+    assert!(res.header("www-authenticate").is_some());
+    let queue_token = active_token(&world, &app, Uuid::new_v4()).await;
+    let res = call(&app, get("/admin/queue").insert_header(bearer(&queue_token))).await;
+    assert_problem(&res, 401, "TOKEN_INVALID");
+    let res = call(&app, get("/metrics").insert_header(bearer(&queue_token))).await;
+    assert_problem(&res, 401, "TOKEN_INVALID");
+    let res = call(&app, get("/admin/queue").insert_header(bearer(ADMIN))).await;
+    assert_eq!(res.status, 200);
+    let res =
+        call(&app, TestRequest::default().method(Method::DELETE).uri("/admin/queue").insert_header(bearer(ADMIN)))
+            .await;
+    assert_problem(&res, 405, "METHOD_NOT_ALLOWED");
+    assert_eq!(res.header("allow"), Some("GET, PATCH"));
+}
+
+#[actix_web::test]
+async fn operators_read_and_change_the_waiting_room() {
+    let world = World::new();
+    let app = app(world.state()).await;
+    let admin = |req: TestRequest| req.insert_header(bearer(ADMIN));
+    let a = Uuid::new_v4();
+    let token = issue(&app, a).await;
+    issue(&app, Uuid::new_v4()).await;
+    world.admit();
+    let res = call(&app, admin(get("/admin/queue"))).await;
+    assert_eq!(res.status, 200);
+    let q = &res.body;
+    assert_eq!(q["waiting"], 0);
+    assert_eq!(q["active"], 2);
+    assert_eq!(q["issuedThrough"], 2);
+    assert_eq!(q["admittedThrough"], 2);
+    assert!(q["lastAdmissionAt"].is_string());
+    assert!(q["nextAdmissionAt"].is_string());
+    assert_eq!(q["paused"], false);
+    assert_eq!(q["admitBatch"], 100);
+    assert_eq!(q["admitIntervalSecs"], 1);
+    assert_eq!(q["activeTtlSecs"], TTL_SECS);
+    assert_eq!(q["maxActive"], Value::Null);
+
+    let res = call(&app, admin(patch("/admin/queue")).set_json(json!({"paused": true, "maxActive": 5}))).await;
+    assert_eq!(res.status, 200, "{res:?}");
+    assert_eq!(res.body["paused"], true);
+    assert_eq!(res.body["maxActive"], 5);
+    assert_eq!(res.body["nextAdmissionAt"], Value::Null);
+    let waiting = issue(&app, Uuid::new_v4()).await;
+    let polled = call(&app, get("/queue/token").insert_header(bearer(&waiting))).await;
+    assert_eq!(polled.body["paused"], true, "token bodies carry the pause");
+    assert_eq!(polled.body["pollAfterSecs"], 20);
+    world.admit();
+    let polled = call(&app, get("/queue/token").insert_header(bearer(&waiting))).await;
+    assert_eq!(polled.body["status"], "WAITING", "paused: nobody admitted");
+    let res = call(&app, admin(get("/admin/queue"))).await;
+    assert_eq!(res.body["paused"], true);
+    assert_eq!(res.body["waiting"], 1);
+
+    let res = call(
+        &app,
+        admin(patch("/admin/queue")).set_json(
+            json!({"paused": false, "maxActive": null, "admitBatch": 7, "admitIntervalSecs": 30, "activeTtlSecs": 60}),
+        ),
+    )
+    .await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.body["maxActive"], Value::Null, "null lifts the cap");
+    assert_eq!(res.body["admitBatch"], 7);
+    assert_eq!(res.body["admitIntervalSecs"], 30);
+    assert_eq!(res.body["activeTtlSecs"], 60);
+    let polled = call(&app, get("/queue/token").insert_header(bearer(&token))).await;
+    assert_eq!(polled.body["paused"], false);
+
+    let before = call(&app, admin(get("/admin/queue"))).await.body;
+    for body in [
+        json!({}),
+        json!({"admitBatch": 0}),
+        json!({"admitBatch": 100_001}),
+        json!({"admitIntervalSecs": 0}),
+        json!({"activeTtlSecs": 9}),
+        json!({"maxActive": 0}),
+        json!({"paused": "yes"}),
+        json!({"admitBatch": 1.5}),
+        json!({"paused": true, "color": "red"}),
+        json!([true]),
+    ] {
+        let res = call(&app, admin(patch("/admin/queue")).set_json(&body)).await;
+        assert_problem(&res, 400, "INVALID_REQUEST");
+    }
+    let after = call(&app, admin(get("/admin/queue"))).await.body;
+    assert_eq!(before["paused"], after["paused"]);
+    assert_eq!(before["admitBatch"], after["admitBatch"], "nothing stored on 400");
+}
+
+#[actix_web::test]
+async fn operators_create_concerts_and_read_sales() {
+    let world = World::new();
+    let app = app(world.state()).await;
+    let admin = |req: TestRequest| req.insert_header(bearer(ADMIN));
+    let future = |days: i64| rfc3339(world.now() + Duration::days(days));
+    let body = json!({
+        "title": "Midsummer", "artist": "The Band", "venue": "Hall",
+        "schedules": [{"startsAt": future(3), "seats": [{"number": 2, "price": 500}, {"number": 1, "price": 700}]}]
+    });
+    let res = call(&app, admin(post("/admin/concerts")).set_json(&body)).await;
+    assert_eq!(res.status, 201, "{res:?}");
+    let concert = res.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(res.body["title"], "Midsummer");
+    assert_eq!(res.body["schedules"][0]["totalSeats"], 2);
+    assert_eq!(res.body["schedules"][0]["concertId"], json!(concert));
+
+    let res = call(
+        &app,
+        admin(post(&format!("/admin/concerts/{concert}/schedules")))
+            .set_json(json!({"startsAt": future(4), "seats": [{"number": 1, "price": 900}]})),
+    )
+    .await;
+    assert_eq!(res.status, 201, "{res:?}");
+    assert_eq!(res.body["totalSeats"], 1);
+    let res = call(
+        &app,
+        admin(post(&format!("/admin/concerts/{}/schedules", Uuid::new_v4())))
+            .set_json(json!({"startsAt": future(4), "seats": [{"number": 1, "price": 900}]})),
+    )
+    .await;
+    assert_problem(&res, 404, "NOT_FOUND");
+    let res = call(
+        &app,
+        admin(post("/admin/concerts/NOPE/schedules"))
+            .set_json(json!({"startsAt": future(4), "seats": [{"number": 1, "price": 900}]})),
+    )
+    .await;
+    assert_problem(&res, 400, "INVALID_REQUEST");
+
+    let token = active_token(&world, &app, Uuid::new_v4()).await;
+    let count =
+        || async { call(&app, get("/concerts").insert_header(bearer(&token))).await.body.as_array().unwrap().len() };
+    assert_eq!(count().await, 2);
+    for bad in [
+        json!({"title": "", "schedules": []}),
+        json!({"title": "x".repeat(201)}),
+        json!({"title": "Past", "schedules": [{"startsAt": rfc3339(world.now() - Duration::days(1)), "seats": [{"number": 1, "price": 1}]}]}),
+        json!({"title": "Twice", "schedules": [{"startsAt": future(2), "seats": [{"number": 1, "price": 1}, {"number": 1, "price": 2}]}]}),
+        json!({"title": "Free", "schedules": [{"startsAt": future(2), "seats": [{"number": 1, "price": 0}]}]}),
+        json!({"title": "Empty", "schedules": [{"startsAt": future(2), "seats": []}]}),
+        json!({"title": "When", "schedules": [{"startsAt": "tomorrow", "seats": [{"number": 1, "price": 1}]}]}),
+        json!({"title": "Extra", "genre": "rock"}),
+        json!({"schedules": []}),
+    ] {
+        let res = call(&app, admin(post("/admin/concerts")).set_json(&bad)).await;
+        assert_problem(&res, 400, "INVALID_REQUEST");
+    }
+    assert_eq!(count().await, 2, "nothing stored on 400");
+
+    // Sales after one hold and one payment of the test concert.
+    let buyer = Uuid::new_v4();
+    charge(&app, buyer, 10_000, None).await;
+    let t = active_token(&world, &app, buyer).await;
+    let r = hold(&app, &t, world.schedule, world.seat(3)).await;
+    assert_eq!(call(&app, pay(&t, &r, None)).await.status, 201);
+    let t = active_token(&world, &app, buyer).await;
+    hold(&app, &t, world.schedule, world.seat(4)).await;
+    let res = call(&app, admin(get(&format!("/admin/concerts/{}/sales", world.concert)))).await;
+    assert_eq!(res.status, 200);
+    let row = &res.body[0];
+    assert_eq!(row["scheduleId"], json!(world.schedule.to_string()));
+    assert_eq!((row["totalSeats"].as_i64(), row["sold"].as_i64(), row["held"].as_i64()), (Some(10), Some(1), Some(1)));
+    assert_eq!(row["available"], 8);
+    assert_eq!(row["revenue"], 3000);
+    let res = call(&app, admin(get(&format!("/admin/concerts/{}/sales", Uuid::new_v4())))).await;
+    assert_problem(&res, 404, "NOT_FOUND");
+}
+
+#[actix_web::test]
+async fn admin_bodies_may_be_larger_than_public_ones() {
+    let world = World::new();
+    let app = app(world.state()).await;
+    let seats: Vec<Value> = (1..=3000).map(|n| json!({"number": n, "price": 1000})).collect();
+    let body =
+        json!({"title": "Big", "schedules": [{"startsAt": rfc3339(world.now() + Duration::days(5)), "seats": seats}]});
+    assert!(body.to_string().len() > adapters_http::BODY_LIMIT);
+    let res = call(&app, post("/admin/concerts").insert_header(bearer(ADMIN)).set_json(&body)).await;
+    assert_eq!(res.status, 201, "{:?}", res.body);
+    let huge = "x".repeat(adapters_http::ADMIN_BODY_LIMIT + 1);
+    let res =
+        call(&app, post("/admin/concerts").insert_header(bearer(ADMIN)).insert_header(json_type()).set_payload(huge))
+            .await;
+    assert_problem(&res, 413, "PAYLOAD_TOO_LARGE");
+}
+
+// ---- documents and the page -----------------------------------------------------------------
+
+#[actix_web::test]
+async fn the_page_the_docs_and_the_openapi_document_are_served() {
+    let world = World::new();
+    let app = app(world.state()).await;
+    let page = call(&app, get("/")).await;
+    assert_eq!(page.status, 200);
+    assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"));
+    let csp = page.header("content-security-policy").unwrap().to_owned();
+    assert!(csp.contains("default-src 'self'") && !csp.contains("unsafe") && !csp.contains("http"), "{csp}");
+    let script = call(&app, get("/assets/app.js")).await;
+    assert_eq!(script.status, 200);
+    assert_eq!(script.header("content-type"), Some("text/javascript; charset=utf-8"));
+    let style = call(&app, get("/assets/style.css")).await;
+    assert_eq!(style.header("content-type"), Some("text/css; charset=utf-8"));
+    assert_problem(&call(&app, get("/assets/nope.js")).await, 404, "NOT_FOUND");
+    assert_problem(&call(&app, get("/assets/..%2FCargo.toml")).await, 404, "NOT_FOUND");
+
+    for path in ["/docs", "/docs/"] {
+        let docs = call(&app, get(path)).await;
+        assert_eq!(docs.status, 200, "{path}");
+        assert!(docs.header("content-type").unwrap().starts_with("text/html"));
+        assert!(docs.raw.contains("<base href=\"/docs/\">"));
+    }
+    let init = call(&app, get("/docs/swagger-initializer.js")).await;
+    assert_eq!(init.status, 200);
+    assert!(init.raw.contains("/openapi.json"));
+    assert_eq!(call(&app, get("/docs/swagger-ui.css")).await.status, 200);
+
+    let doc = call(&app, get("/openapi.json")).await;
+    assert_eq!(doc.status, 200);
+    let paths = doc.body["paths"].as_object().unwrap();
+    for path in [
+        "/queue/tokens",
+        "/queue/token",
+        "/concerts",
+        "/concerts/{concertId}/schedules",
+        "/schedules/{scheduleId}/seats",
+        "/reservations",
+        "/reservations/{reservationId}",
+        "/payments",
+        "/users/{userId}/balance",
+        "/users/{userId}/balance/charge",
+        "/users/{userId}/balance/history",
+        "/health/live",
+        "/health/ready",
+        "/openapi.json",
+        "/metrics",
+        "/docs",
+        "/docs/{file}",
+        "/problems/{slug}",
+        "/",
+        "/assets/{file}",
+        "/admin/queue",
+        "/admin/concerts",
+        "/admin/concerts/{concertId}/schedules",
+        "/admin/concerts/{concertId}/sales",
+    ] {
+        assert!(paths.contains_key(path), "{path} missing from the OpenAPI document");
+    }
+    assert!(paths["/admin/queue"].get("patch").is_some());
+    assert_eq!(doc.body["servers"][0]["url"], "/");
+    let pay = &paths["/payments"]["post"]["responses"];
+    assert!(pay["201"]["headers"].get("Idempotent-Replayed").is_some());
+    assert!(pay["503"]["headers"].get("Retry-After").is_some());
+    assert!(pay["409"]["headers"].get("Retry-After").is_some(), "IDEMPOTENCY_KEY_IN_FLIGHT");
+    assert!(pay["401"]["headers"].get("WWW-Authenticate").is_some());
+    assert!(pay["422"]["content"]["application/problem+json"]["examples"].get("IDEMPOTENCY_KEY_REUSED").is_some());
+    assert!(paths["/queue/tokens"]["post"]["responses"]["429"].is_object());
+    let reserve = &paths["/reservations"]["post"]["responses"]["409"]["description"];
+    assert!(reserve.as_str().unwrap().contains("HOLD_LIMIT"));
+    let status = &doc.body["components"]["schemas"]["TokenResponse"]["properties"]["status"]["enum"];
+    assert_eq!(status, &json!(["WAITING", "ACTIVE", "EXPIRED"]));
+}
+
+// ---- test doubles ---------------------------------------------------------------------------
+
+/// An account store whose every keyed credit finds a concurrent claimer.
+struct InFlightAccounts(Arc<dyn AccountStore>);
+
+impl AccountStore for InFlightAccounts {
+    fn balance(&self, user: UserId) -> Result<Won, StoreError> {
+        self.0.balance(user)
+    }
+    fn credit(
+        &self,
+        req: &CreditRequest,
+        guard: Option<&IdempotencyGuard<'_>>,
+    ) -> Result<Claimed<CreditOutcome>, StoreError> {
+        if guard.is_some() {
+            return Ok(Claimed::InFlight);
+        }
+        self.0.credit(req, guard)
+    }
+    fn ledger(&self, user: UserId, query: &LedgerQuery) -> Result<Option<Vec<LedgerEntry>>, StoreError> {
+        self.0.ledger(user, query)
+    }
+}
+
+/// Makes the first `balance` call block until released.
+#[derive(Clone)]
+struct Blocker {
+    blocked: Arc<Mutex<Option<mpsc::Sender<()>>>>,
+    blocked_rx: Arc<Mutex<mpsc::Receiver<()>>>,
+    release_tx: Arc<Mutex<mpsc::Sender<()>>>,
+    release_rx: Arc<Mutex<Option<mpsc::Receiver<()>>>>,
+}
+
+impl Blocker {
+    fn new() -> Self {
+        let (btx, brx) = mpsc::channel();
+        let (rtx, rrx) = mpsc::channel();
+        Self {
+            blocked: Arc::new(Mutex::new(Some(btx))),
+            blocked_rx: Arc::new(Mutex::new(brx)),
+            release_tx: Arc::new(Mutex::new(rtx)),
+            release_rx: Arc::new(Mutex::new(Some(rrx))),
         }
     }
-    let schemas = doc.body["components"]["schemas"].as_object().unwrap();
-    for name in ["Problem", "ErrorCode", "TokenResponse", "ReservationResponse", "PaymentResponse"] {
-        assert!(schemas.contains_key(name), "missing schema {name}");
+
+    /// Called by the store: blocks the first caller until [`Blocker::release`].
+    fn block_once(&self) {
+        let Some(release) = self.release_rx.lock().unwrap().take() else { return };
+        if let Some(tx) = self.blocked.lock().unwrap().take() {
+            tx.send(()).unwrap();
+        }
+        release.recv_timeout(StdDuration::from_secs(30)).expect("released");
     }
-    let codes = schemas["ErrorCode"]["enum"].as_array().unwrap();
-    for code in ["INVALID_REQUEST", "TOKEN_MISSING", "SEAT_UNAVAILABLE", "PAYLOAD_TOO_LARGE", "UNAVAILABLE"] {
-        assert!(codes.iter().any(|c| c == code), "ErrorCode lacks {code}");
+
+    /// Waits (without blocking the test's runtime) until a store call is blocked.
+    async fn wait_until_blocked(&self) {
+        for _ in 0..30_000 {
+            if self.blocked_rx.lock().unwrap().try_recv().is_ok() {
+                return;
+            }
+            actix_web::rt::time::sleep(StdDuration::from_millis(1)).await;
+        }
+        panic!("no store call blocked");
     }
+
+    fn release(&self) {
+        self.release_tx.lock().unwrap().send(()).unwrap();
+    }
+}
+
+struct BlockingAccounts {
+    inner: Arc<dyn AccountStore>,
+    blocker: Blocker,
+}
+
+impl AccountStore for BlockingAccounts {
+    fn balance(&self, user: UserId) -> Result<Won, StoreError> {
+        self.blocker.block_once();
+        self.inner.balance(user)
+    }
+    fn credit(
+        &self,
+        req: &CreditRequest,
+        guard: Option<&IdempotencyGuard<'_>>,
+    ) -> Result<Claimed<CreditOutcome>, StoreError> {
+        self.inner.credit(req, guard)
+    }
+    fn ledger(&self, user: UserId, query: &LedgerQuery) -> Result<Option<Vec<LedgerEntry>>, StoreError> {
+        self.inner.ledger(user, query)
+    }
+}
+
+// ---- bodies over a real connection ----------------------------------------------------------
+
+/// Sends `head` + `partial` (fewer bytes than the declared length) on a real TCP connection,
+/// half-closes it or not, and reads the whole answer.
+fn short_body(addr: std::net::SocketAddr, close: bool) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(StdDuration::from_secs(30))).unwrap();
+    s.write_all(
+        b"POST /queue/tokens HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"userId\"",
+    )
+    .unwrap();
+    if close {
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+    }
+    let mut out = Vec::new();
+    let mut buf = [0_u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&out).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap())
+                })
+                .unwrap_or(0);
+            if body.len() >= len {
+                return text;
+            }
+        }
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return text,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[actix_web::test]
+async fn a_body_shorter_than_its_length_is_answered_without_waiting_for_the_store() {
+    let world = World::new();
+    let state = world.builder().body_timeout(StdDuration::from_millis(200)).build();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server =
+        actix_web::HttpServer::new(move || actix_web::App::new().configure(adapters_http::configure(state.clone())))
+            .workers(1)
+            .disable_signals()
+            .listen(listener)
+            .unwrap()
+            .run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    let (closed, stalled) =
+        actix_web::web::block(move || (short_body(addr, true), short_body(addr, false))).await.unwrap();
+    assert!(closed.starts_with("HTTP/1.1 400"), "{closed}");
+    assert!(closed.to_ascii_lowercase().contains("content-type: application/problem+json"), "{closed}");
+    assert!(closed.contains("INVALID_REQUEST"), "{closed}");
+    assert!(stalled.starts_with("HTTP/1.1 408"), "{stalled}");
+    assert!(stalled.contains("REQUEST_TIMEOUT"), "{stalled}");
+    assert_eq!(world.ticketing.queue_state().unwrap().stats.issued_through, 0, "nothing was done");
+    handle.stop(true).await;
 }
