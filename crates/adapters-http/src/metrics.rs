@@ -139,6 +139,7 @@ pub async fn track(
     let method = req.method().as_str().to_owned();
     // Matched against the route table, not the raw path: a template or `unmatched`.
     let route = req.match_pattern().unwrap_or_else(|| UNMATCHED.to_owned());
+    let state = req.app_data::<actix_web::web::Data<crate::ApiState>>().cloned();
     let res = next.call(req).await;
     let status = match &res {
         Ok(res) => res.status(),
@@ -148,5 +149,8 @@ pub async fn track(
         .increment(1);
     metrics::histogram!(HTTP_REQUEST_DURATION_SECONDS, "method" => method, "route" => route)
         .record(started.elapsed().as_secs_f64());
+    if let Some(state) = state {
+        state.maybe_upkeep();
+    }
     res
 }

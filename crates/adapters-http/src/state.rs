@@ -15,8 +15,9 @@
 //! means nothing happened" holds.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::web;
 use domain::error::StoreError;
@@ -78,6 +79,8 @@ pub mod defaults {
     pub const READY_TIMEOUT: Duration = Duration::from_secs(3);
     /// Most client addresses the issue rate limit tracks at once.
     pub const RATE_KEYS: usize = 100_000;
+    /// How often request metrics' histograms are drained between scrapes.
+    pub const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 }
 
 /// The operator key, kept only as its SHA-256 digest.
@@ -114,6 +117,9 @@ struct Inner {
     proxies: TrustedProxies,
     metrics: Option<PrometheusHandle>,
     pool: Option<Arc<PoolGauge>>,
+    /// When histograms were last drained, in ms since `started`.
+    last_upkeep_ms: AtomicU64,
+    started: Instant,
 }
 
 /// The state behind every handler. Cloning is cheap (one `Arc`).
@@ -146,6 +152,8 @@ impl ApiState {
                 proxies: TrustedProxies::default(),
                 metrics: None,
                 pool: None,
+                last_upkeep_ms: AtomicU64::new(0),
+                started: Instant::now(),
             },
             store_slots: defaults::STORE_SLOTS,
             rate_per_min: 0,
@@ -177,6 +185,19 @@ impl ApiState {
 
     pub(crate) fn pool(&self) -> Option<&PoolGauge> {
         self.0.pool.as_deref()
+    }
+
+    /// Drains the recorder's histograms at most every [`defaults::UPKEEP_EVERY`], so their
+    /// memory stays bounded even when nobody scrapes (the exporter keeps raw samples until
+    /// upkeep folds them into buckets).
+    pub(crate) fn maybe_upkeep(&self) {
+        let Some(handle) = &self.0.metrics else { return };
+        let now = u64::try_from(self.0.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = self.0.last_upkeep_ms.load(Ordering::Relaxed);
+        let due = now.saturating_sub(last) >= u64::try_from(defaults::UPKEEP_EVERY.as_millis()).unwrap_or(u64::MAX);
+        if due && self.0.last_upkeep_ms.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            handle.run_upkeep();
+        }
     }
 
     /// Whether the operator API is on.
