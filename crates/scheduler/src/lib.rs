@@ -1,37 +1,54 @@
-//! The scheduler: the seed's two background flows (admit waiting tokens, expire active ones;
-//! close lapsed holds) as one tokio task per instance.
+//! The scheduler: the background flows of one instance (admit waiting tokens, expire ACTIVE
+//! ones, release lapsed holds, purge expired idempotency records) as one tokio task.
 //!
-//! The task wakes every `check_every` (1 s by default, never more than the admission interval)
-//! and runs [`Ticketing::tick`] on the blocking pool, because ports are synchronous. It does not
-//! decide *when* an admission is due: the queue store does, inside its atomic section, from the
-//! time of the last admission that any instance recorded. That is what keeps several instances,
-//! started together or with offset timers, at no more than N admissions per interval, and it is
-//! why the task checks often rather than sleeping a whole interval (a check that is not due costs
-//! one short transaction; an instance that slept M would drift against the recorded tick and
-//! could wait up to 2M). When the store says when the next admission is due, the task sleeps
-//! exactly until then instead of a whole check period.
+//! The task wakes every `check_every` (`SCHEDULER_CHECK_MILLIS`, never more than the admission
+//! interval it started with) and runs [`Ticketing::tick`] on the blocking pool, because ports
+//! are synchronous. It does not decide *when* an admission is due, nor how many: the queue
+//! store does, inside its atomic section, on its own clock, from the last admission any
+//! instance recorded, with the settings an operator last stored (read at every tick, so a
+//! change applies at the next check). That keeps several instances, started together, offset,
+//! or with clocks that disagree, at no more than N admissions per interval. When the store
+//! answers `NotDue { wait }`, the task sleeps `wait` (plus a millisecond, so the store's clock is
+//! past the due instant when it gets there) if that is shorter than a check period, so
+//! admissions run M apart rather than M plus up to one period. `Paused` is a normal outcome:
+//! the task keeps checking, and resumes admitting at the first check after an operator
+//! un-pauses.
 //!
-//! Reads never wait for this task: a lapsed token or hold already reads as lapsed (see the
-//! domain's `status_at` rules); the task only makes storage catch up, so a slow or failed tick
-//! costs freshness of counts, never correctness.
+//! Reads never wait for this task: a lapsed token or hold already reads as lapsed (the domain's
+//! `status_at` rules); the task only makes storage catch up, in bounded batches, so a slow or
+//! failed tick costs freshness of counts, never correctness.
+//!
+//! Each tick is measured with the `metrics` facade: `queue_tokens_admitted_total` (counter),
+//! `scheduler_tick_duration_seconds` (histogram), and `store_errors_total{kind}` (counter, the
+//! [`StoreError::kind`] of a failed tick).
 //!
 //! # Layout
 //! - [`SchedulerSettings`]: how often to check.
-//! - [`spawn`]: starts the loop; it stops between ticks when the shutdown channel flips.
-//! - [`run_tick`]: one pass, logged; used by the loop and by tests.
+//! - [`spawn`], [`spawn_observed`]: start the loop (the latter also sends every tick's result
+//!   to a channel, for tests and probes); it stops between ticks when the shutdown channel
+//!   flips.
+//! - [`run_tick`]: one pass, logged and measured; used by the loop and by tests.
 
 use std::time::{Duration, Instant};
 
+use domain::ports::StoreError;
 use domain::queue::AdmissionOutcome;
 use domain::service::{TickReport, Ticketing};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
+
+/// Tokens activated by this instance's admission ticks.
+pub const ADMITTED_TOTAL: &str = "queue_tokens_admitted_total";
+/// How long one scheduler tick took, in seconds.
+pub const TICK_DURATION: &str = "scheduler_tick_duration_seconds";
+/// Failed store calls, by `kind` (`unavailable`, `timeout`, `internal`).
+pub const STORE_ERRORS_TOTAL: &str = "store_errors_total";
 
 /// How the scheduler runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SchedulerSettings {
-    /// How often the task wakes to admit, expire and release.
+    /// How often the task wakes to admit, expire, release and purge.
     pub check_every: Duration,
 }
 
@@ -44,98 +61,173 @@ impl SchedulerSettings {
     }
 }
 
-/// Runs one scheduler pass on the blocking pool and logs what it did: each pass at debug level,
-/// a summary at info level when something changed. Returns the report, or the store error
-/// (already logged by the caller's streak logic, not here).
-pub async fn run_tick(ticketing: &Ticketing) -> Result<TickReport, String> {
+/// Why a tick failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TickError {
+    /// A store failed (after every part of the tick was tried).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The blocking task panicked or was cancelled.
+    #[error("scheduler tick panicked or was cancelled: {0}")]
+    Aborted(String),
+}
+
+/// What one tick gave: its report, or why it failed.
+pub type TickResult = Result<TickReport, TickError>;
+
+/// Runs one scheduler pass on the blocking pool, logs what it did (each pass at debug level, a
+/// summary at info level when something changed) and records its metrics. Failures are logged
+/// by the loop, which knows whether they are new.
+///
+/// # Errors
+/// [`TickError::Store`] with the first store error of the pass; [`TickError::Aborted`] when
+/// the blocking task did not finish.
+pub async fn run_tick(ticketing: &Ticketing) -> TickResult {
     let ticketing = ticketing.clone();
     let started = Instant::now();
     let outcome = tokio::task::spawn_blocking(move || ticketing.tick()).await;
     let elapsed = started.elapsed();
-    match outcome {
-        Ok(Ok(report)) => {
-            let admitted = match report.admission {
-                AdmissionOutcome::Admitted(n) => n,
-                AdmissionOutcome::NotDue { .. } | AdmissionOutcome::Busy => 0,
-            };
-            debug!(
-                admitted,
-                admission = ?report.admission,
-                tokens_expired = report.tokens_expired,
-                holds_released = report.holds_released,
-                duration_ms = elapsed.as_secs_f64() * 1e3,
-                "scheduler tick"
-            );
-            if admitted > 0 || report.tokens_expired > 0 || report.holds_released > 0 {
-                info!(
-                    admitted,
-                    tokens_expired = report.tokens_expired,
-                    holds_released = report.holds_released,
-                    duration_ms = elapsed.as_secs_f64() * 1e3,
-                    "scheduler tick changed state"
-                );
-            }
-            Ok(report)
+    metrics::histogram!(TICK_DURATION).record(elapsed.as_secs_f64());
+    let report = match outcome {
+        Ok(Ok(report)) => report,
+        Ok(Err(e)) => {
+            metrics::counter!(STORE_ERRORS_TOTAL, "kind" => e.kind()).increment(1);
+            return Err(TickError::Store(e));
         }
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(join) => Err(format!("scheduler tick panicked or was cancelled: {join}")),
+        Err(join) => return Err(TickError::Aborted(join.to_string())),
+    };
+    let admitted = match report.admission {
+        AdmissionOutcome::Admitted(n) => n,
+        AdmissionOutcome::NotDue { .. } | AdmissionOutcome::Busy | AdmissionOutcome::Paused => 0,
+    };
+    metrics::counter!(ADMITTED_TOTAL).increment(admitted);
+    debug!(
+        admitted,
+        admission = ?report.admission,
+        tokens_expired = report.tokens_expired,
+        holds_released = report.holds_released,
+        keys_purged = report.keys_purged,
+        duration_ms = elapsed.as_secs_f64() * 1e3,
+        "scheduler tick"
+    );
+    if admitted > 0 || report.tokens_expired > 0 || report.holds_released > 0 || report.keys_purged > 0 {
+        info!(
+            admitted,
+            tokens_expired = report.tokens_expired,
+            holds_released = report.holds_released,
+            keys_purged = report.keys_purged,
+            duration_ms = elapsed.as_secs_f64() * 1e3,
+            "scheduler tick changed state"
+        );
+    }
+    Ok(report)
+}
+
+/// Starts the scheduler loop. It runs a pass at once, then one per `settings.check_every` (or
+/// sooner when the next admission falls due), and returns between passes once `shutdown` turns
+/// `true` or its sender is dropped.
+///
+/// A failed pass (store down) is logged once when the failure starts, at debug level while it
+/// lasts, and at info level when passes succeed again; the next pass simply carries on, and
+/// nothing is skipped for good because every pass works from the stored state.
+pub fn spawn(ticketing: Ticketing, settings: SchedulerSettings, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(run(ticketing, settings, shutdown, None))
+}
+
+/// [`spawn`], also sending each pass's result to `reports` as soon as the pass is over (a
+/// closed receiver is ignored). Tests wait on it instead of sleeping.
+pub fn spawn_observed(
+    ticketing: Ticketing,
+    settings: SchedulerSettings,
+    shutdown: watch::Receiver<bool>,
+    reports: mpsc::UnboundedSender<TickResult>,
+) -> JoinHandle<()> {
+    tokio::spawn(run(ticketing, settings, shutdown, Some(reports)))
+}
+
+async fn run(
+    ticketing: Ticketing,
+    settings: SchedulerSettings,
+    mut shutdown: watch::Receiver<bool>,
+    reports: Option<mpsc::UnboundedSender<TickResult>>,
+) {
+    let mut next_wake = tokio::time::Instant::now();
+    let mut failing_since: Option<Instant> = None;
+    info!(check_every_ms = settings.check_every.as_millis(), "scheduler started");
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(next_wake) => {}
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    break;
+                }
+                continue;
+            }
+        }
+        let outcome = run_tick(&ticketing).await;
+        next_wake = tokio::time::Instant::now() + next_wait(&settings, outcome.as_ref().ok());
+        match &outcome {
+            Ok(_) => {
+                if let Some(since) = failing_since.take() {
+                    info!(failed_for_ms = since.elapsed().as_millis(), "scheduler recovered");
+                }
+            }
+            Err(cause) if failing_since.is_none() => {
+                warn!(%cause, "scheduler tick failed; retrying at the next check");
+                failing_since = Some(Instant::now());
+            }
+            Err(cause) => debug!(%cause, "scheduler tick still failing"),
+        }
+        if let Some(reports) = &reports {
+            let _ = reports.send(outcome);
+        }
+    }
+    info!("scheduler stopped");
+}
+
+/// How long to sleep before the next pass: the check period, or less when the store said the
+/// next admission falls due sooner. The extra millisecond makes the store's clock read past
+/// the due instant when the pass runs (a pass that lands a hair early would otherwise wait a
+/// whole period more).
+fn next_wait(settings: &SchedulerSettings, report: Option<&TickReport>) -> Duration {
+    match report.map(|r| r.admission) {
+        Some(AdmissionOutcome::NotDue { wait }) => Duration::try_from(wait + time::Duration::milliseconds(1))
+            .unwrap_or(Duration::from_millis(1))
+            .min(settings.check_every),
+        _ => settings.check_every,
     }
 }
 
-/// Starts the scheduler loop. It runs a pass at once, then every `settings.check_every`, and
-/// returns between passes once `shutdown` turns `true` (or its sender is dropped).
-///
-/// A failed pass (database down) is logged once when the failure starts, at debug level while
-/// it lasts, and at info level when passes succeed again; the next pass simply carries on, and
-/// nothing is skipped for good because every pass works from the stored state.
-pub fn spawn(ticketing: Ticketing, settings: SchedulerSettings, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut next_wake = tokio::time::Instant::now();
-        let mut failing_since: Option<Instant> = None;
-        info!(check_every_ms = settings.check_every.as_millis(), "scheduler started");
-        loop {
-            if *shutdown.borrow() {
-                break;
-            }
-            tokio::select! {
-                () = tokio::time::sleep_until(next_wake) => {}
-                changed = shutdown.changed() => {
-                    if changed.is_err() || *shutdown.borrow() {
-                        break;
-                    }
-                    continue;
-                }
-            }
-            let outcome = run_tick(&ticketing).await;
-            next_wake = tokio::time::Instant::now() + next_wait(&ticketing, &settings, outcome.as_ref().ok());
-            match outcome {
-                Ok(_) => {
-                    if let Some(since) = failing_since.take() {
-                        info!(failed_for_ms = since.elapsed().as_millis(), "scheduler recovered");
-                    }
-                }
-                Err(cause) if failing_since.is_none() => {
-                    warn!(%cause, "scheduler tick failed; retrying on the next tick");
-                    failing_since = Some(Instant::now());
-                }
-                Err(cause) => debug!(%cause, "scheduler tick still failing"),
-            }
-        }
-        info!("scheduler stopped");
-    })
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// How long to sleep before the next pass: the regular check period, or less when the store said
-/// the next admission falls due sooner. Waking at the due instant keeps admissions M apart
-/// rather than M plus up to one check period (a check that lands a hair before the due instant
-/// would otherwise wait a whole period).
-fn next_wait(ticketing: &Ticketing, settings: &SchedulerSettings, report: Option<&TickReport>) -> Duration {
-    let until_due = match report.map(|r| r.admission) {
-        Some(AdmissionOutcome::NotDue { next_at }) => next_at - ticketing.clock().now(),
-        Some(AdmissionOutcome::Admitted(n)) if n > 0 => ticketing.policy().admission.interval,
-        _ => return settings.check_every,
-    };
-    // A millisecond of slack so the store's clock reading is past `next_at` when we get there.
-    Duration::try_from(until_due + time::Duration::milliseconds(1))
-        .map_or(settings.check_every, |d| d.min(settings.check_every))
+    fn report(admission: AdmissionOutcome) -> TickReport {
+        TickReport { admission, tokens_expired: 0, holds_released: 0, keys_purged: 0 }
+    }
+
+    #[test]
+    fn the_check_period_is_capped_by_the_interval_and_floored_at_ten_ms() {
+        let s = SchedulerSettings::new(Duration::from_secs(5), Duration::from_secs(1));
+        assert_eq!(s.check_every, Duration::from_secs(1));
+        let s = SchedulerSettings::new(Duration::from_millis(1), Duration::from_secs(60));
+        assert_eq!(s.check_every, Duration::from_millis(10));
+    }
+
+    #[test]
+    fn a_pass_sleeps_until_the_due_admission_when_sooner_than_a_check_period() {
+        let s = SchedulerSettings { check_every: Duration::from_secs(5) };
+        let not_due = |ms| Some(report(AdmissionOutcome::NotDue { wait: time::Duration::milliseconds(ms) }));
+        assert_eq!(next_wait(&s, not_due(1_500).as_ref()), Duration::from_millis(1_501));
+        assert_eq!(next_wait(&s, not_due(4_999).as_ref()), Duration::from_secs(5), "capped at the period");
+        assert_eq!(next_wait(&s, not_due(60_000).as_ref()), Duration::from_secs(5));
+        assert_eq!(next_wait(&s, not_due(-3).as_ref()), Duration::from_millis(1), "already due");
+        for other in [AdmissionOutcome::Admitted(3), AdmissionOutcome::Busy, AdmissionOutcome::Paused] {
+            assert_eq!(next_wait(&s, Some(&report(other))), Duration::from_secs(5));
+        }
+        assert_eq!(next_wait(&s, None), Duration::from_secs(5), "a failed pass retries a period later");
+    }
 }

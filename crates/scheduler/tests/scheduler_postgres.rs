@@ -1,9 +1,11 @@
 //! Several scheduler instances against one PostgreSQL database.
 //!
 //! Each "instance" is its own `PgStore` (own pool) and `Ticketing`, as separate processes
-//! would have. tokio's clock is paused and the domain clock follows it, so the instances' timers
-//! and the "now" their SQL receives move together without sleeping in real time; the blocking
-//! database calls hold tokio's auto-advance back while they run.
+//! would have. tokio's clock is paused and both the database's clock (injected into the store,
+//! standing in for `now()`) and the instances' clocks follow it, so their timers and the times
+//! their SQL uses move together without sleeping in real time; the blocking database calls
+//! hold tokio's auto-advance back while they run. One instance's own clock may run ahead: the
+//! store's clock still decides admission.
 
 #![allow(
     clippy::unwrap_used,
@@ -17,14 +19,17 @@ mod common;
 use std::sync::{Arc, Barrier};
 use std::time::Duration as StdDuration;
 
+use adapters_local::OsRandom;
 use adapters_postgres::testing::TestDatabase;
-use adapters_postgres::PgStore;
 use common::TokioClock;
-use diesel::prelude::*;
-use domain::clock::{Clock, ManualClock};
-use domain::demo;
-use domain::ids::UserId;
-use domain::queue::{AdmissionPolicy, OsTokenGenerator};
+use domain::catalogue::{Concert, NewConcert, NewSchedule, Seat};
+use domain::clock::{Clock, ManualClock, SkewedClock};
+use domain::error::PayError;
+use domain::idempotency::Outcome;
+use domain::ids::{ConcertId, ScheduleId, SeatId, UserId};
+use domain::money::Won;
+use domain::queue::{QueueToken, SettingsPatch};
+use domain::random::Randomness;
 use domain::reservation::ReservationStatus;
 use domain::service::{Policy, Ticketing};
 use scheduler::SchedulerSettings;
@@ -34,62 +39,54 @@ use tokio::sync::watch;
 const N: u32 = 3;
 const M_SECS: i64 = 2;
 
-fn policy() -> Policy {
-    Policy {
-        admission: AdmissionPolicy {
-            batch: N,
-            interval: Duration::seconds(M_SECS),
-            active_ttl: Duration::seconds(3600),
-            max_active: None,
-        },
-        hold: Duration::seconds(300),
-    }
+/// An instance: its own pool on `db`, the database's clock `store_clock`, its own `clock`.
+fn instance(db: &TestDatabase, store_clock: Arc<dyn Clock>, clock: Arc<dyn Clock>) -> Ticketing {
+    let store = db.store().unwrap().with_clock(store_clock);
+    Ticketing::new(store.ports(clock, Arc::new(OsRandom)), Policy::default())
 }
 
-fn instance(db: &TestDatabase, clock: Arc<dyn Clock>) -> Ticketing {
-    let store: PgStore = db.store().unwrap();
-    Ticketing::new(store.ports(clock, Arc::new(OsTokenGenerator)), policy())
+/// N every M, ACTIVE for an hour (stored once, seen by every instance).
+fn configure(t: &Ticketing) {
+    let patch = SettingsPatch::new(Some(false), Some(i64::from(N)), Some(M_SECS), Some(3_600), Some(None)).unwrap();
+    t.update_queue("test", &patch).unwrap();
 }
 
-#[derive(QueryableByName, Debug)]
-struct Activation {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    seq: i64,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
-    activated_at: Option<OffsetDateTime>,
+fn seed(t: &Ticketing, now: OffsetDateTime) -> NewSchedule {
+    let concert = ConcertId::from_uuid(OsRandom.uuid());
+    let schedule = ScheduleId::from_uuid(OsRandom.uuid());
+    let seats = (1..=20)
+        .map(|number| Seat {
+            id: SeatId::from_uuid(OsRandom.uuid()),
+            schedule_id: schedule,
+            number,
+            price: Won::new(1_000),
+        })
+        .collect();
+    let new = NewSchedule { id: schedule, concert_id: concert, starts_at: now + Duration::days(7), seats };
+    let c = NewConcert {
+        concert: Concert { id: concert, title: "T".into(), artist: String::new(), venue: String::new() },
+        schedules: vec![new.clone()],
+    };
+    assert!(t.ports().catalogue.create_concert(&c).unwrap());
+    new
 }
 
-fn stored_status(db: &TestDatabase, id: uuid::Uuid) -> ReservationStatus {
-    #[derive(QueryableByName)]
-    struct Row {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        status: String,
-    }
-    let mut conn = PgConnection::establish(&db.url()).unwrap();
-    let row: Row = diesel::sql_query("SELECT status FROM reservations WHERE id = $1")
-        .bind::<diesel::sql_types::Uuid, _>(id)
-        .get_result(&mut conn)
-        .unwrap();
-    ReservationStatus::parse(&row.status).unwrap()
+fn issue(t: &Ticketing, n: usize) -> Vec<QueueToken> {
+    (0..n).map(|_| t.issue_token(UserId::from_uuid(OsRandom.uuid())).unwrap().view.token).collect()
 }
 
-fn activations(db: &TestDatabase) -> Vec<Activation> {
-    let mut conn = PgConnection::establish(&db.url()).unwrap();
-    diesel::sql_query("SELECT seq, activated_at FROM queue_tokens ORDER BY seq").load(&mut conn).unwrap()
-}
-
-/// Checks the admission record: strictly FIFO, each admission batch at most N, batches at least
-/// M apart, no token admitted twice (a token has one activation time). Returns how many were admitted.
-fn assert_admission_contract(rows: &[Activation]) -> usize {
-    let admitted: Vec<&Activation> = rows.iter().filter(|r| r.activated_at.is_some()).collect();
-    // FIFO: the admitted tokens are exactly a prefix of the line, in order of activation.
-    for (i, r) in admitted.iter().enumerate() {
-        assert_eq!(r.seq, i as i64 + 1, "admission skipped a place in line");
-    }
-    assert!(admitted.windows(2).all(|w| w[0].activated_at <= w[1].activated_at), "admitted out of order");
+/// Checks the admission record: strictly FIFO, each batch at most N, batches at least M apart,
+/// none in the store's future. Returns how many were admitted.
+fn assert_admission_contract(t: &Ticketing, tokens: &[QueueToken], now: OffsetDateTime) -> usize {
+    let activated: Vec<Option<OffsetDateTime>> =
+        tokens.iter().map(|tk| t.ports().queue.find(&tk.value).unwrap().unwrap().activated_at).collect();
+    let admitted = activated.iter().take_while(|a| a.is_some()).count();
+    assert!(activated[admitted..].iter().all(Option::is_none), "admission skipped a place in line: {activated:?}");
+    let times: Vec<OffsetDateTime> = activated.iter().flatten().copied().collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "admitted out of order");
+    assert!(times.iter().all(|at| *at <= now), "an activation in the store's future");
     let mut batches: Vec<(OffsetDateTime, usize)> = Vec::new();
-    for r in &admitted {
-        let at = r.activated_at.unwrap();
+    for at in times {
         match batches.last_mut() {
             Some((t, n)) if *t == at => *n += 1,
             _ => batches.push((at, 1)),
@@ -101,21 +98,21 @@ fn assert_admission_contract(rows: &[Activation]) -> usize {
     for w in batches.windows(2) {
         assert!(w[1].0 - w[0].0 >= Duration::seconds(M_SECS), "admissions {} and {} less than M apart", w[0].0, w[1].0);
     }
-    admitted.len()
+    admitted
 }
 
-async fn run_two_instances(offset: StdDuration, check_every: StdDuration) {
+async fn run_two_instances(offset: StdDuration, check_every: StdDuration, skew: Duration) {
     let db = TestDatabase::create().unwrap();
     let start = OffsetDateTime::from_unix_timestamp(1_893_456_000).unwrap();
     let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(start));
-    let a = instance(&db, clock.clone());
-    let b = instance(&db, clock.clone());
-    for _ in 0..20 {
-        a.issue_token(UserId::random()).unwrap();
-    }
+    let skewed: Arc<dyn Clock> = Arc::new(SkewedClock::new(clock.clone(), skew));
+    let a = instance(&db, clock.clone(), clock.clone());
+    let b = instance(&db, clock.clone(), skewed);
+    configure(&a);
+    let tokens = issue(&a, 20);
     let settings = SchedulerSettings::new(check_every, StdDuration::from_secs(M_SECS as u64));
     let (stop, rx) = watch::channel(false);
-    let task_a = scheduler::spawn(a, settings, rx.clone());
+    let task_a = scheduler::spawn(a.clone(), settings, rx.clone());
     tokio::time::sleep(offset).await;
     let task_b = scheduler::spawn(b, settings, rx);
     // Eight intervals: enough for all 20 (7 batches of 3), with both instances ticking.
@@ -123,45 +120,51 @@ async fn run_two_instances(offset: StdDuration, check_every: StdDuration) {
     stop.send(true).unwrap();
     task_a.await.unwrap();
     task_b.await.unwrap();
-    assert_eq!(assert_admission_contract(&activations(&db)), 20, "everyone admitted in the end");
+    assert_eq!(assert_admission_contract(&a, &tokens, clock.now()), 20, "everyone admitted in the end");
 }
 
 #[tokio::test(start_paused = true)]
 async fn two_instances_started_together_admit_at_most_n_per_interval() {
-    run_two_instances(StdDuration::ZERO, StdDuration::from_millis(250)).await;
+    run_two_instances(StdDuration::ZERO, StdDuration::from_millis(250), Duration::ZERO).await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn two_instances_offset_by_half_an_interval_admit_at_most_n_per_interval() {
     // Each wakes once per interval, half an interval apart: the case where row locking alone
     // admits 2N per interval.
-    run_two_instances(StdDuration::from_secs(1), StdDuration::from_secs(M_SECS as u64)).await;
+    run_two_instances(StdDuration::from_secs(1), StdDuration::from_secs(M_SECS as u64), Duration::ZERO).await;
 }
 
-/// Both instances run a tick at the same instant from real threads, repeatedly: every expiry and
-/// every hold release is reported by exactly one of them.
+#[tokio::test(start_paused = true)]
+async fn an_instance_whose_clock_runs_30_s_ahead_still_admits_at_most_n_per_interval() {
+    run_two_instances(StdDuration::from_millis(500), StdDuration::from_millis(250), Duration::seconds(30)).await;
+}
+
+/// Both instances run a tick at the same instant from real threads: every expiry and every hold
+/// release is reported by exactly one of them.
 #[test]
 fn concurrent_ticks_expire_each_token_and_release_each_hold_once() {
     let db = TestDatabase::create().unwrap();
     let clock = ManualClock::at_epoch();
-    let a = instance(&db, Arc::new(clock.clone()));
-    let b = instance(&db, Arc::new(clock.clone()));
-    db.store().unwrap().seed(&demo::catalogue(clock.now())).unwrap();
-    let schedule = demo::catalogue(clock.now()).schedules[0].clone();
+    let shared: Arc<dyn Clock> = Arc::new(clock.clone());
+    let a = instance(&db, shared.clone(), shared.clone());
+    let b = instance(&db, shared.clone(), shared);
+    configure(&a);
+    let schedule = seed(&a, clock.now());
 
     // 12 users admitted (four ticks of 3), each holding one seat.
-    let users: Vec<_> = (0..12).map(|_| a.issue_token(UserId::random()).unwrap().view.token.value).collect();
+    let tokens = issue(&a, 12);
     for _ in 0..4 {
         a.admit().unwrap();
         clock.advance(Duration::seconds(M_SECS));
     }
     let mut holds = Vec::new();
-    for (i, t) in users.iter().enumerate() {
-        let who = a.authorize(t.as_str()).unwrap();
+    for (i, t) in tokens.iter().enumerate() {
+        let who = a.authorize(t.value.as_str()).unwrap();
         holds.push(a.reserve(&who, schedule.id, schedule.seats[i].id).unwrap().id);
     }
     // Past every hold and every token's TTL.
-    clock.advance(Duration::seconds(3600));
+    clock.advance(Duration::seconds(3_600));
 
     let barrier = Barrier::new(2);
     let (ra, rb) = std::thread::scope(|s| {
@@ -178,35 +181,34 @@ fn concurrent_ticks_expire_each_token_and_release_each_hold_once() {
     assert_eq!(ra.holds_released + rb.holds_released, 12, "{ra:?} {rb:?}");
     assert_eq!(ra.tokens_expired + rb.tokens_expired, 12, "{ra:?} {rb:?}");
     for id in holds {
-        assert_eq!(stored_status(&db, id.as_uuid()), ReservationStatus::Expired);
+        assert_eq!(a.ports().reservations.find(id).unwrap().unwrap().status, ReservationStatus::Expired);
     }
     assert!(adapters_postgres::invariants::check(&db.store().unwrap()).unwrap().is_empty());
 }
 
-/// A payment (its clock just before the deadline) races the hold release of another instance
-/// (its clock at the deadline), many times: exactly one of them wins each time.
+/// A payment (its instance's clock just before the deadline) races the hold release of another
+/// instance (its clock at the deadline), many times: exactly one of them wins each time.
 #[test]
 fn a_payment_racing_the_hold_release_at_the_deadline_has_exactly_one_winner() {
     let db = TestDatabase::create().unwrap();
     let base = ManualClock::at_epoch().now();
     let payer_clock = ManualClock::new(base);
     let sweeper_clock = ManualClock::new(base);
-    let payer = instance(&db, Arc::new(payer_clock.clone()));
-    let sweeper = instance(&db, Arc::new(sweeper_clock.clone()));
-    let store = db.store().unwrap();
-    store.seed(&demo::catalogue(base)).unwrap();
-    let schedule = demo::catalogue(base).schedules[0].clone();
+    let payer = instance(&db, Arc::new(payer_clock.clone()), Arc::new(payer_clock.clone()));
+    let sweeper = instance(&db, Arc::new(sweeper_clock.clone()), Arc::new(sweeper_clock.clone()));
+    configure(&payer);
+    let schedule = seed(&payer, base);
 
     let rounds: usize = 12;
-    let users: Vec<_> = (0..rounds).map(|_| payer.issue_token(UserId::random()).unwrap().view.token).collect();
+    let tokens = issue(&payer, rounds);
     for _ in 0..rounds.div_ceil(N as usize) {
         payer.admit().unwrap();
         payer_clock.advance(Duration::seconds(M_SECS));
     }
     let (mut paid, mut released) = (0, 0);
-    for (i, token) in users.iter().enumerate() {
+    for (i, token) in tokens.iter().enumerate() {
         let who = payer.authorize(token.value.as_str()).unwrap();
-        payer.charge(token.user_id, schedule.seats[i].price.get()).unwrap();
+        payer.charge(token.user_id, schedule.seats[i].price.get(), None).unwrap();
         let r = payer.reserve(&who, schedule.id, schedule.seats[i].id).unwrap();
         payer_clock.set(r.held_until - Duration::microseconds(1));
         sweeper_clock.set(r.held_until);
@@ -215,7 +217,7 @@ fn a_payment_racing_the_hold_release_at_the_deadline_has_exactly_one_winner() {
         let (pay, swept) = std::thread::scope(|s| {
             let p = s.spawn(|| {
                 barrier.wait();
-                payer.pay(&who, r.id)
+                payer.pay(token.value.as_str(), r.id, None)
             });
             let w = s.spawn(|| {
                 barrier.wait();
@@ -224,14 +226,14 @@ fn a_payment_racing_the_hold_release_at_the_deadline_has_exactly_one_winner() {
             (p.join().unwrap(), w.join().unwrap())
         });
         match (&pay, swept) {
-            (Ok(_), 0) => paid += 1,
-            (Err(domain::error::PayError::HoldExpired), 1) => released += 1,
+            (Ok(Outcome::Fresh { .. }), 0) => paid += 1,
+            (Err(PayError::HoldExpired), 1) => released += 1,
             other => panic!("round {i}: both or neither won: {other:?}"),
         }
-        let stored = stored_status(&db, r.id.as_uuid());
+        let stored = payer.ports().reservations.find(r.id).unwrap().unwrap().status;
         assert_eq!(stored, if pay.is_ok() { ReservationStatus::Paid } else { ReservationStatus::Expired });
         payer_clock.set(r.held_until - Duration::seconds(300));
     }
     assert_eq!(paid + released, rounds);
-    assert!(adapters_postgres::invariants::check(&store).unwrap().is_empty());
+    assert!(adapters_postgres::invariants::check(&db.store().unwrap()).unwrap().is_empty());
 }
