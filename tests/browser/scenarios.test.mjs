@@ -77,6 +77,14 @@ test('a whole purchase by clicking: charge, join, wait, pick, hold, pay, receipt
     await page.getByText(`Seat ${info.number} · ${info.price.toLocaleString('en-US')} won`).waitFor();
     await screenshot(page, 'hold.png');
 
+    // A reload keeps the hold: the same seat, the countdown going on, Pay still there.
+    const holdId = await page.evaluate(() => JSON.parse(localStorage.getItem('concert.hold')).id);
+    await page.reload();
+    await page.getByText(`Seat ${info.number} · ${info.price.toLocaleString('en-US')} won`).waitFor();
+    await page.getByRole('button', { name: /^Pay / }).waitFor();
+    assert.equal(await page.evaluate(() => JSON.parse(localStorage.getItem('concert.hold')).id), holdId);
+    assert.match(await page.getByRole('timer').textContent(), /^\d+:\d\d$/);
+
     // Pay with 1,000 won: refused, with the shortfall offered as the next step.
     await page.getByRole('button', { name: /^Pay / }).click();
     const alert = page.getByRole('alert');
@@ -131,6 +139,7 @@ test('a seat someone else took in the meantime: 409, said in words, map refreshe
     assert.equal(await taken.isDisabled(), true);
     await screenshot(page, 'seat-taken.png');
 
+    await assertContrast(page, 'seat taken');
     await alert.getByRole('button', { name: 'Pick another seat' }).click();
     const next = availableSeats(page).first();
     const nextInfo = await seatInfo(next);
@@ -158,6 +167,7 @@ test('a hold that runs out: the countdown reaches 0:00, the page says so and off
     assert.equal(await page.getByRole('timer').textContent(), '0:00');
     assert.equal(await page.getByRole('button', { name: /^Pay / }).count(), 0, 'nothing left to pay');
     assert.equal(await page.evaluate(() => localStorage.getItem('concert.hold')), null, 'the hold is forgotten');
+    await assertContrast(page, 'hold ran out');
     await screenshot(page, 'hold-ran-out.png');
 
     await alert.getByRole('button', { name: 'Pick a seat again' }).click();
@@ -190,12 +200,31 @@ test('a reload while in line keeps the place: same token, same or better positio
     assert.equal(server.position, after, 'the page shows the server\'s position');
     assert.equal(await page.getByRole('button', { name: /Join the line/ }).count(), 0, 'no second place offered');
 
+    // The service answers 503 to a poll: the page keeps the place, waits as told, polls again.
+    let refused = 0;
+    await page.route('**/queue/token', async (route) => {
+      refused += 1;
+      await route.fulfill({
+        status: 503,
+        headers: { 'Content-Type': 'application/problem+json', 'Retry-After': '1' },
+        body: JSON.stringify({ type: 'about:blank', title: 'Service unavailable', status: 503, detail: 'The store is unreachable.', code: 'UNAVAILABLE' }),
+      });
+    });
+    await page.reload();
+    await page.getByText('You keep your place. Checking again in 1 second.').waitFor();
+    assert.equal(await storedToken(page), token, 'a 503 does not drop the place');
+    await page.unroute('**/queue/token');
+    await page.locator('#position').waitFor();
+    assert.ok(refused >= 1);
+    assert.equal(await page.getByText('Checking again').count(), 0, 'the notice goes once the service answers');
+
     // An operator pauses admission: the page says so, and the place is still kept.
     await api.admin(adminToken, 'PATCH', '/admin/queue', { paused: true });
     await page.reload();
     await page.getByText('Admission is paused for a moment').waitFor();
     assert.equal(await storedToken(page), token);
     assert.ok((await shownPosition(page)) <= after);
+    await assertContrast(page, 'paused');
     await screenshot(page, 'in-line-paused.png');
     assertNoProblems(browser);
   });

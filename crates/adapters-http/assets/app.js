@@ -54,6 +54,12 @@ function mmss(ms) {
   return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
 }
 
+/** Whole seconds in words: "1 second", "5 seconds". */
+function seconds(secs) {
+  const n = Math.max(1, Math.ceil(secs));
+  return `${n} second${n === 1 ? '' : 's'}`;
+}
+
 /** A wait in words, coarse enough that the announced text changes only when it matters. */
 function waitWords(secs) {
   if (!(secs > 0)) return 'any moment now';
@@ -247,7 +253,7 @@ async function onCharge(event) {
     { body: { amount }, idempotencyKey: key },
     {
       onWait: (secs) => showMessage('account-msg', {
-        lines: [`Still trying to reach the service; trying again in ${secs} seconds. You will not be charged twice.`],
+        lines: [`Still trying to reach the service; trying again in ${seconds(secs)}. You will not be charged twice.`],
       }),
     },
   );
@@ -318,7 +324,7 @@ async function poll() {
   const d = describe(r.problem, r.status);
   showMessage('queue-msg', {
     title: d.title,
-    lines: [`You keep your place. Checking again in ${Math.ceil(secs)} seconds.`],
+    lines: [`You keep your place. Checking again in ${seconds(secs)}.`],
   });
   if (isRetryable(r) || r.status >= 500) schedulePoll(secs);
 }
@@ -349,7 +355,7 @@ async function join() {
   const r = await callWithRetry('POST', '/queue/tokens', { body: { userId } }, {
     onWait: (secs, res) => showMessage('queue-msg', {
       title: describe(res.problem, res.status).title,
-      lines: [`Trying again in ${secs} seconds.`],
+      lines: [`Trying again in ${seconds(secs)}.`],
     }),
   });
   button.disabled = false;
@@ -371,6 +377,21 @@ async function join() {
 function onAdmitted() {
   state.concerts = [];
   loadConcerts();
+  if (state.hold) checkHold(state.hold);
+}
+
+/** A hold kept from before a reload may have been paid (another tab) or ended meanwhile. */
+async function checkHold(h) {
+  const r = await call('GET', `/reservations/${h.id}`, { token: state.tokenValue });
+  if (state.hold !== h) return;
+  if (r.ok && r.data.status === 'PAID') {
+    await alreadyPaid(h, r);
+  } else if (r.ok && r.data.status === 'EXPIRED') {
+    holdRanOut();
+  } else if (r.status === 404) {
+    dropHold();
+    render();
+  }
 }
 
 function renderQueue() {
@@ -645,7 +666,7 @@ async function pay() {
     idempotencyKey: h.payKey,
   }, {
     onWait: (secs) => showMessage('hold-msg', {
-      lines: [`Still trying to reach the service; trying again in ${secs} seconds. You will not pay twice.`],
+      lines: [`Still trying to reach the service; trying again in ${seconds(secs)}. You will not pay twice.`],
     }),
   });
   button.disabled = false;
