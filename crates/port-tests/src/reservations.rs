@@ -177,16 +177,17 @@ pub fn release_lapsed_works_in_batches_of_the_limit<H: Harness>() {
     assert_eq!(counts, vec![5, 5, 2, 0]);
     assert!(holds.iter().all(|r| fx.stored(r.id).status == ReservationStatus::Expired));
 
-    let more: Vec<_> = (0..3_u32)
-        .flat_map(|i| (1..=3).map(move |n| (i, 20 + i * 3 + n)))
-        .map(|(i, n)| fx.hold(&users[i as usize], 1, n))
-        .collect();
-    assert_eq!(more.len(), 9);
+    // Three more each, on seats 21-29 of another schedule.
+    let mut more = Vec::new();
+    for (who, first) in users.iter().zip([21, 24, 27]) {
+        more.extend((first..first + 3).map(|n| fx.hold(who, 1, n)));
+    }
     fx.clock.set(lapse);
     fx.set_policy(Policy { sweep_batch: 2, sweep_batches_per_tick: 3, ..Policy::default() });
     assert_eq!(fx.app.release_holds().unwrap(), 6, "three batches of two per tick");
     assert_eq!(fx.app.release_holds().unwrap(), 3, "two, then a short batch of one");
     assert_eq!(fx.app.release_holds().unwrap(), 0);
+    assert!(more.iter().all(|r| fx.stored(r.id).status == ReservationStatus::Expired));
 }
 
 /// A user may have at most `max_live_holds` live holds: HELD and unexpired. A paid
