@@ -12,11 +12,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use adapters_local::{OsRandom, SystemClock};
 use adapters_postgres::testing::TestDatabase;
 use adapters_postgres::PgStore;
 use diesel::{Connection as _, PgConnection, RunQueryDsl as _};
-use domain::clock::{Clock, SystemClock};
-use domain::queue::{OsTokenGenerator, TokenValue};
+use domain::clock::Clock;
+use domain::queue::TokenValue;
 
 const ROUNDS: usize = 7;
 const LOOKUPS_PER_ROUND: usize = 1_000;
@@ -33,10 +34,6 @@ fn fill(db: &TestDatabase, n: i64) -> TokenValue {
     .bind::<diesel::sql_types::BigInt, _>(n)
     .execute(&mut conn)
     .unwrap();
-    diesel::sql_query("UPDATE queue_counter SET last_seq = $1")
-        .bind::<diesel::sql_types::BigInt, _>(n)
-        .execute(&mut conn)
-        .unwrap();
     diesel::sql_query("VACUUM ANALYZE queue_tokens").execute(&mut conn).unwrap();
     eprintln!("filled {n:>9} tokens in {:.1?}", started.elapsed());
     TokenValue::parse(&format!("{n:064x}")).unwrap()
@@ -59,7 +56,7 @@ impl Subject {
     }
 
     fn round(&mut self) {
-        let ports = self.store.ports(Arc::new(SystemClock), Arc::new(OsTokenGenerator));
+        let ports = self.store.ports(Arc::new(SystemClock), Arc::new(OsRandom));
         for _ in 0..LOOKUPS_PER_ROUND {
             let started = Instant::now();
             let (token, cursor) = ports.queue.find_with_cursor(&self.back).unwrap().unwrap();

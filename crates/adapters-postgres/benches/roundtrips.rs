@@ -8,7 +8,8 @@
 //! connection and `sslmode=disable`, so the byte stream can be read as PostgreSQL's protocol.
 //! Part 2 times the use cases from 8 threads over an 8-connection pool, directly.
 //!
-//! Not a test: `cargo bench -p adapters-postgres --bench roundtrips` (about 20 s).
+//! Not a test: `cargo bench -p adapters-postgres --bench roundtrips` (about 20 s; append
+//! `-- --counts-only` for part 1 alone).
 
 #![allow(
     clippy::unwrap_used,
@@ -25,12 +26,14 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use adapters_local::OsRandom;
 use adapters_postgres::testing::TestDatabase;
 use adapters_postgres::{PgConfig, PgStore};
+use domain::catalogue::NewConcert;
 use domain::clock::{Clock, ManualClock};
-use domain::demo;
 use domain::ids::UserId;
-use domain::queue::{AdmissionOutcome, OsTokenGenerator, TokenStatus};
+use domain::queue::{AdmissionOutcome, TokenStatus};
+use domain::random::Randomness as _;
 use domain::service::{ActiveUser, Policy, Ticketing};
 
 /// Protocol message counts seen by the proxy.
@@ -112,17 +115,30 @@ fn forward_counting(mut from: TcpStream, mut to: TcpStream, counts: &Counts) {
     let _ = to.shutdown(Shutdown::Both);
 }
 
+/// The use cases over `store`, whose store clock is `clock` too (the bench moves it to admit).
 fn app(store: &PgStore, clock: &ManualClock) -> Ticketing {
-    Ticketing::new(store.ports(Arc::new(clock.clone()), Arc::new(OsTokenGenerator)), Policy::default())
+    let store = store.clone().with_clock(Arc::new(clock.clone()));
+    Ticketing::new(store.ports(Arc::new(clock.clone()), Arc::new(OsRandom)), Policy::default())
+}
+
+fn user() -> UserId {
+    UserId::from_uuid(OsRandom.uuid())
+}
+
+/// A concert with three schedules of 50 seats, created through the catalogue port.
+fn catalogue(app: &Ticketing, clock: &ManualClock) -> NewConcert {
+    let concert = port_tests::fixture::new_concert(&OsRandom, "Bench", 50_000, clock.now());
+    assert!(app.ports().catalogue.create_concert(&concert).unwrap());
+    concert
 }
 
 /// `n` admitted users with their bearer strings.
 fn active(app: &Ticketing, clock: &ManualClock, n: usize) -> Vec<(String, ActiveUser)> {
     let tokens: Vec<String> =
-        (0..n).map(|_| app.issue_token(UserId::random()).unwrap().view.token.value.as_str().to_owned()).collect();
+        (0..n).map(|_| app.issue_token(user()).unwrap().view.token.value.as_str().to_owned()).collect();
     while tokens.iter().any(|t| app.read_token(t).unwrap().status == TokenStatus::Waiting) {
-        if let AdmissionOutcome::NotDue { next_at } = app.admit().unwrap() {
-            clock.set(next_at);
+        if let AdmissionOutcome::NotDue { wait } = app.admit().unwrap() {
+            clock.advance(wait);
         }
     }
     tokens.into_iter().map(|t| (t.clone(), app.authorize(&t).unwrap())).collect()
@@ -148,16 +164,15 @@ fn part1() {
     let port = proxy(counts.clone());
     let url = format!("postgres://postgres@127.0.0.1:{port}/{}?sslmode=disable", db.name());
     let cfg = PgConfig { pool_size: 1, ..PgConfig::new(url) };
-    let store = PgStore::connect(&cfg).unwrap();
+    let store = PgStore::new(&cfg).unwrap();
     let clock = ManualClock::at_epoch();
-    let catalogue = demo::catalogue(clock.now());
-    store.seed(&catalogue).unwrap();
     let app = app(&store, &clock);
+    let catalogue = catalogue(&app, &clock);
     let users = active(&app, &clock, 3 * (K + 2));
     let schedule = &catalogue.schedules[0];
     let (t0, who0) = &users[0];
     for (_, who) in &users[K + 2..] {
-        app.charge(who.user_id(), 1_000_000_000).unwrap();
+        app.charge(who.user_id(), 1_000_000_000, None).unwrap();
     }
     let payers: Vec<_> = (0..K + 2)
         .map(|i| {
@@ -181,17 +196,22 @@ fn part1() {
         app.balance(who0.user_id()).unwrap();
     });
     report("charge", K, &counts, |_| {
-        app.charge(who0.user_id(), 1_000).unwrap();
+        app.charge(who0.user_id(), 1_000, None).unwrap();
     });
     let full = users[1].1.user_id();
     for _ in 0..10 {
-        app.charge(full, 1_000_000_000).unwrap();
+        app.charge(full, 1_000_000_000, None).unwrap();
     }
     report("charge over the limit", K, &counts, |_| {
-        assert!(app.charge(full, 1_000).is_err());
+        assert!(app.charge(full, 1_000, None).is_err());
+    });
+    report("charge (keyed)", K, &counts, |i| {
+        let key = domain::idempotency::IdempotencyKey::parse(&format!("bench-{i}")).unwrap();
+        let request = domain::idempotency::IdempotencyRequest { key, render: &port_tests::fixture::render };
+        app.charge(who0.user_id(), 1_000, Some(request)).unwrap();
     });
     report("issue (new user)", K, &counts, |_| {
-        app.issue_token(UserId::random()).unwrap();
+        app.issue_token(user()).unwrap();
     });
     report("issue (user in line)", K, &counts, |_| {
         app.issue_token(who0.user_id()).unwrap();
@@ -205,7 +225,7 @@ fn part1() {
     });
     report("pay", K, &counts, |i| {
         let (who, r) = payers[i];
-        app.pay(who, r).unwrap();
+        app.pay(who.token().value.as_str(), r, None).unwrap();
     });
     drop(app);
     drop(store);
@@ -238,11 +258,10 @@ fn part2() {
     const THREADS: usize = 8;
     let db = TestDatabase::create().unwrap();
     let cfg = PgConfig { pool_size: 8, ..PgConfig::new(db.url()) };
-    let store = PgStore::connect(&cfg).unwrap();
+    let store = PgStore::new(&cfg).unwrap();
     let clock = ManualClock::at_epoch();
-    let catalogue = demo::catalogue(clock.now());
-    store.seed(&catalogue).unwrap();
     let app = app(&store, &clock);
+    let catalogue = catalogue(&app, &clock);
     let users = active(&app, &clock, THREADS);
     println!("\n{THREADS} threads, {} connections, libpq's default sslmode", cfg.pool_size);
     timed("poll", THREADS, 2.0, |t, _| {
@@ -250,13 +269,13 @@ fn part2() {
     });
     timed("authorize + seat map", THREADS, 2.0, |t, _| {
         let who = app.authorize(&users[t].0).unwrap();
-        app.seats(&who, catalogue.schedules[t % 6].id).unwrap();
+        app.seats(&who, catalogue.schedules[t % 3].id).unwrap();
     });
     timed("charge", THREADS, 2.0, |t, _| {
-        app.charge(users[t].1.user_id(), 1).unwrap();
+        app.charge(users[t].1.user_id(), 1, None).unwrap();
     });
     timed("issue (new user)", THREADS, 2.0, |_, _| {
-        app.issue_token(UserId::random()).unwrap();
+        app.issue_token(user()).unwrap();
     });
     drop(app);
     drop(store);
@@ -264,5 +283,8 @@ fn part2() {
 
 fn main() {
     part1();
-    part2();
+    // `-- --counts-only`: the round-trip counts alone, without the throughput part (no load).
+    if !std::env::args().any(|a| a == "--counts-only") {
+        part2();
+    }
 }

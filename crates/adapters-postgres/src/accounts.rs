@@ -1,19 +1,60 @@
 //! Balances and their ledger. A balance only changes through one conditional statement that
-//! both tests and writes (no read-modify-write), with its ledger entry in the same transaction.
+//! both tests and writes (no read-modify-write), with its ledger entry in the same statement.
+
+use std::time::Instant;
 
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz, Uuid as SqlUuid};
-use domain::account::{CreditOutcome, LedgerEntry, LedgerKind};
+use diesel::sql_types::{BigInt, Bool, Nullable, Timestamptz, Uuid as SqlUuid};
+use domain::account::{CreditOutcome, CreditRequest, LedgerEntry, LedgerKind, LedgerQuery};
+use domain::idempotency::{Claimed, Effect, IdempotencyGuard};
 use domain::ids::{LedgerEntryId, PaymentId, ReservationId, UserId};
 use domain::money::Won;
-use domain::ports::{AccountStore, DebitOutcome, StoreError};
+use domain::ports::{AccountStore, StoreError};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::error::corrupt;
-use crate::schema::{accounts, ledger_entries};
+use crate::error::{corrupt, Fail};
+use crate::idempotency;
+use crate::schema::ledger_entries;
 use crate::sql::prepared;
 use crate::PgStore;
+
+pub(crate) const BALANCE: &str = "SELECT balance FROM accounts WHERE user_id = $1";
+
+/// The conditional upsert (which locks the account row, so concurrent charges queue there and
+/// re-check the limit against the latest balance) and the ledger entry built from its
+/// RETURNING, so the entry exists exactly when the balance changed. The limit test restates
+/// `credit_fits` (`balance + amount <= limit`). The account row is locked before the entry
+/// takes its `entry_no`, so ledger order is balance order. `seen` is the balance in the
+/// statement's snapshot, only used to explain a refusal.
+pub(crate) const CREDIT: &str = "WITH a AS ( \
+       INSERT INTO accounts AS a (user_id, balance) SELECT $1, $2 WHERE $2 <= $3 \
+       ON CONFLICT (user_id) DO UPDATE SET balance = a.balance + EXCLUDED.balance \
+       WHERE a.balance + EXCLUDED.balance <= $3 \
+       RETURNING a.balance), \
+     l AS ( \
+       INSERT INTO ledger_entries (id, user_id, kind, amount, balance_after, at) \
+       SELECT $4, $1, 'CHARGE', $2, a.balance, $5 FROM a \
+       RETURNING balance_after) \
+     SELECT (SELECT balance_after FROM l) AS credited, \
+       (SELECT balance FROM accounts WHERE user_id = $1) AS seen";
+
+/// The newest `$2` entries of the user.
+pub(crate) const LEDGER_LATEST: &str =
+    "SELECT TRUE AS found, id, user_id, kind, amount, balance_after, at, payment_id, reservation_id \
+     FROM ledger_entries WHERE user_id = $1 ORDER BY entry_no DESC LIMIT $2";
+
+/// The newest `$3` entries of the user older than their entry `$2`: one row with `found`
+/// false (and no entry) when `$2` is not an entry of theirs.
+pub(crate) const LEDGER_BEFORE: &str = "SELECT b.entry_no IS NOT NULL AS found, \
+       e.id, e.user_id, e.kind, e.amount, e.balance_after, e.at, e.payment_id, e.reservation_id \
+     FROM (SELECT) AS one \
+     LEFT JOIN ledger_entries b ON b.id = $2 AND b.user_id = $1 \
+     LEFT JOIN LATERAL ( \
+       SELECT l.entry_no, l.id, l.user_id, l.kind, l.amount, l.balance_after, l.at, l.payment_id, l.reservation_id \
+       FROM ledger_entries l WHERE l.user_id = $1 AND l.entry_no < b.entry_no \
+       ORDER BY l.entry_no DESC LIMIT $3) e ON TRUE \
+     ORDER BY e.entry_no DESC";
 
 /// The outcome of the charge statement.
 #[derive(Debug, QueryableByName)]
@@ -32,7 +73,7 @@ struct Balance {
     balance: i64,
 }
 
-#[derive(Debug, Queryable, Selectable)]
+#[derive(Debug, QueryableByName)]
 #[diesel(table_name = ledger_entries, check_for_backend(diesel::pg::Pg))]
 struct LedgerRow {
     id: Uuid,
@@ -45,120 +86,103 @@ struct LedgerRow {
     reservation_id: Option<Uuid>,
 }
 
-/// The stored balance, 0 for a user without an account row.
-pub(crate) fn current_balance(c: &mut PgConnection, user: Uuid) -> QueryResult<Won> {
-    let b: Option<i64> = accounts::table.find(user).select(accounts::balance).get_result(c).optional()?;
-    Ok(Won::new(b.unwrap_or(0)))
+#[derive(Debug, QueryableByName)]
+struct LedgerPageRow {
+    #[diesel(sql_type = Bool)]
+    found: bool,
+    #[diesel(embed)]
+    entry: Option<LedgerRow>,
 }
 
-pub(crate) fn insert_ledger(c: &mut PgConnection, e: &LedgerEntry) -> QueryResult<()> {
-    prepared(
-        "INSERT INTO ledger_entries (id, user_id, kind, amount, balance_after, at, payment_id, reservation_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind::<SqlUuid, _>(e.id.as_uuid())
-    .bind::<SqlUuid, _>(e.user_id.as_uuid())
-    .bind::<Text, _>(e.kind.as_str())
-    .bind::<BigInt, _>(e.amount.get())
-    .bind::<BigInt, _>(e.balance_after.get())
-    .bind::<Timestamptz, _>(e.at)
-    .bind::<Nullable<SqlUuid>, _>(e.payment_id.map(|p| p.as_uuid()))
-    .bind::<Nullable<SqlUuid>, _>(e.reservation_id.map(|r| r.as_uuid()))
-    .execute(c)
-    .map(|_| ())
-}
-
-/// Subtracts `amount` if the balance covers it, in one statement: the row lock taken by the
-/// UPDATE serialises concurrent debits and charges of one user, and the WHERE is re-checked
-/// against the latest balance after waiting.
-pub(crate) fn debit(c: &mut PgConnection, user: Uuid, amount: Won) -> QueryResult<DebitOutcome> {
-    let after: Option<Balance> =
-        prepared("UPDATE accounts SET balance = balance - $2 WHERE user_id = $1 AND balance >= $2 RETURNING balance")
-            .bind::<SqlUuid, _>(user)
-            .bind::<BigInt, _>(amount.get())
-            .get_result(c)
-            .optional()?;
-    match after {
-        Some(b) => Ok(DebitOutcome::Debited(Won::new(b.balance))),
-        None => Ok(DebitOutcome::Insufficient(current_balance(c, user)?)),
+impl LedgerRow {
+    fn into_domain(self) -> Result<LedgerEntry, StoreError> {
+        Ok(LedgerEntry {
+            id: LedgerEntryId::from_uuid(self.id),
+            user_id: UserId::from_uuid(self.user_id),
+            kind: self.kind.parse::<LedgerKind>().map_err(|_| corrupt("ledger_entries.kind"))?,
+            amount: Won::new(self.amount),
+            balance_after: Won::new(self.balance_after),
+            at: self.at,
+            payment_id: self.payment_id.map(PaymentId::from_uuid),
+            reservation_id: self.reservation_id.map(ReservationId::from_uuid),
+        })
     }
+}
+
+fn current_balance(c: &mut PgConnection, user: Uuid) -> QueryResult<Won> {
+    let b: Option<Balance> = prepared(BALANCE).bind::<SqlUuid, _>(user).get_result(c).optional()?;
+    Ok(Won::new(b.map_or(0, |b| b.balance)))
+}
+
+/// Runs the credit statement; explains a refusal with the balance that refused it.
+fn credit_once(c: &mut PgConnection, req: &CreditRequest) -> QueryResult<CreditOutcome> {
+    let row: Credit = prepared(CREDIT)
+        .bind::<SqlUuid, _>(req.user.as_uuid())
+        .bind::<BigInt, _>(req.amount.get())
+        .bind::<BigInt, _>(req.limit.get())
+        .bind::<SqlUuid, _>(req.entry.as_uuid())
+        .bind::<Timestamptz, _>(req.at)
+        .get_result(c)?;
+    if let Some(after) = row.credited {
+        return Ok(CreditOutcome::Credited(Won::new(after)));
+    }
+    // Refused. The upsert decided on the latest committed balance, which may be newer than the
+    // snapshot's: the snapshot's balance is reported when it also exceeds the limit (true when
+    // nothing committed in between, and a balance the user really had), otherwise the balance
+    // is read again, as a separate statement would.
+    let seen = Won::new(row.seen.unwrap_or(0));
+    if !domain::money::credit_fits(seen, req.amount, req.limit) {
+        return Ok(CreditOutcome::LimitExceeded(seen));
+    }
+    current_balance(c, req.user.as_uuid()).map(CreditOutcome::LimitExceeded)
 }
 
 impl AccountStore for PgStore {
     fn balance(&self, user: UserId) -> Result<Won, StoreError> {
-        self.with_conn(|c| current_balance(c, user.as_uuid()))
+        self.autocommit(|c| current_balance(c, user.as_uuid()))
     }
 
     fn credit(
         &self,
-        user: UserId,
-        amount: Won,
-        limit: Won,
-        entry: LedgerEntryId,
-        at: OffsetDateTime,
-    ) -> Result<CreditOutcome, StoreError> {
-        // One autocommit statement: the conditional upsert (which locks the account row, so
-        // concurrent charges queue there and re-check the limit against the latest balance)
-        // and the ledger entry built from its RETURNING, so the entry exists exactly when the
-        // balance changed. The account row is locked before the entry takes its `entry_no`,
-        // so ledger order is balance order. `seen` is the balance in the statement's snapshot,
-        // only used to explain a refusal (below).
-        let row: Credit = self.with_conn(|c| {
-            prepared(
-                "WITH a AS ( \
-                   INSERT INTO accounts AS a (user_id, balance) SELECT $1, $2 WHERE $2 <= $3 \
-                   ON CONFLICT (user_id) DO UPDATE SET balance = a.balance + EXCLUDED.balance \
-                   WHERE a.balance + EXCLUDED.balance <= $3 \
-                   RETURNING a.balance), \
-                 l AS ( \
-                   INSERT INTO ledger_entries (id, user_id, kind, amount, balance_after, at) \
-                   SELECT $4, $1, 'CHARGE', $2, a.balance, $5 FROM a \
-                   RETURNING balance_after) \
-                 SELECT (SELECT balance_after FROM l) AS credited, \
-                   (SELECT balance FROM accounts WHERE user_id = $1) AS seen",
-            )
-            .bind::<SqlUuid, _>(user.as_uuid())
-            .bind::<BigInt, _>(amount.get())
-            .bind::<BigInt, _>(limit.get())
-            .bind::<SqlUuid, _>(entry.as_uuid())
-            .bind::<Timestamptz, _>(at)
-            .get_result(c)
+        req: &CreditRequest,
+        guard: Option<&IdempotencyGuard<'_>>,
+    ) -> Result<Claimed<CreditOutcome>, StoreError> {
+        let Some(guard) = guard else {
+            // Unkeyed: one autocommit statement.
+            return self.autocommit(|c| credit_once(c, req)).map(Claimed::Done);
+        };
+        // Keyed: claim, credit, record, in one short transaction (a refusal rolls the claim
+        // back, so nothing is recorded).
+        let started = Instant::now();
+        let outcome = self.transaction("BEGIN", started, |tx| {
+            if let Some(stop) = idempotency::claim(tx, guard)? {
+                return Err(Fail::Refuse(stop.claimed()));
+            }
+            match credit_once(tx.conn(), req)? {
+                CreditOutcome::Credited(balance) => {
+                    let response = (guard.render)(&Effect::Charged { user: req.user, balance });
+                    idempotency::record(tx, guard, &response, req.entry.as_uuid())?;
+                    Ok(Claimed::Done(CreditOutcome::Credited(balance)))
+                }
+                refused @ CreditOutcome::LimitExceeded(_) => Err(Fail::Refuse(Claimed::Done(refused))),
+            }
         })?;
-        if let Some(after) = row.credited {
-            return Ok(CreditOutcome::Credited(Won::new(after)));
-        }
-        // Refused. The upsert decided on the latest committed balance, which may be newer than
-        // the snapshot's: the snapshot's balance is reported when it also exceeds the limit
-        // (true when nothing committed in between, and a balance the user really had),
-        // otherwise the balance is read again, as a separate statement would.
-        let seen = Won::new(row.seen.unwrap_or(0));
-        if seen.get().saturating_add(amount.get()) > limit.get() {
-            return Ok(CreditOutcome::LimitExceeded(seen));
-        }
-        self.with_conn(|c| current_balance(c, user.as_uuid())).map(CreditOutcome::LimitExceeded)
+        Ok(outcome.unwrap_or_else(|stopped| stopped))
     }
 
-    fn ledger(&self, user: UserId) -> Result<Vec<LedgerEntry>, StoreError> {
-        let rows: Vec<LedgerRow> = self.with_conn(|c| {
-            ledger_entries::table
-                .filter(ledger_entries::user_id.eq(user.as_uuid()))
-                .order(ledger_entries::entry_no)
-                .select(LedgerRow::as_select())
-                .load(c)
+    fn ledger(&self, user: UserId, query: &LedgerQuery) -> Result<Option<Vec<LedgerEntry>>, StoreError> {
+        let limit = i64::from(query.limit);
+        let rows: Vec<LedgerPageRow> = self.autocommit(|c| match query.before {
+            None => prepared(LEDGER_LATEST).bind::<SqlUuid, _>(user.as_uuid()).bind::<BigInt, _>(limit).load(c),
+            Some(before) => prepared(LEDGER_BEFORE)
+                .bind::<SqlUuid, _>(user.as_uuid())
+                .bind::<SqlUuid, _>(before.as_uuid())
+                .bind::<BigInt, _>(limit)
+                .load(c),
         })?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(LedgerEntry {
-                    id: LedgerEntryId::from_uuid(r.id),
-                    user_id: UserId::from_uuid(r.user_id),
-                    kind: LedgerKind::parse(&r.kind).ok_or_else(|| corrupt("ledger_entries.kind"))?,
-                    amount: Won::new(r.amount),
-                    balance_after: Won::new(r.balance_after),
-                    at: r.at,
-                    payment_id: r.payment_id.map(PaymentId::from_uuid),
-                    reservation_id: r.reservation_id.map(ReservationId::from_uuid),
-                })
-            })
-            .collect()
+        if query.before.is_some() && !rows.first().is_some_and(|r| r.found) {
+            return Ok(None);
+        }
+        rows.into_iter().filter_map(|r| r.entry).map(LedgerRow::into_domain).collect::<Result<_, _>>().map(Some)
     }
 }

@@ -1,14 +1,14 @@
-//! Whole-database consistency checks. The race tests run them after every race; an operator
-//! can run them against a live database too (read-only, one snapshot).
+//! Whole-database consistency checks. The race tests run them after every race, the bench after
+//! every write phase (their twin is `bench/sql/invariants.sql`: keep the two in step), and an
+//! operator against a live database (`concert check-invariants`: read-only, one snapshot).
 //!
 //! Each returned string describes one violation; an empty list means consistent.
 
 use diesel::prelude::*;
 use diesel::sql_types::Text;
-
-use crate::error::from_diesel;
-use crate::PgStore;
 use domain::ports::StoreError;
+
+use crate::PgStore;
 
 #[derive(Debug, QueryableByName)]
 struct Violation {
@@ -18,19 +18,19 @@ struct Violation {
 
 /// Each query returns one row per violation, already phrased.
 const CHECKS: &[&str] = &[
-    // A seat never has two live claims (the partial unique index should make this impossible).
+    // Seats: never two live claims (the partial unique index should make this impossible).
     "SELECT 'seat ' || seat_id || ' has ' || count(*) || ' live reservations' AS problem \
      FROM reservations WHERE status IN ('HELD', 'PAID') GROUP BY seat_id HAVING count(*) > 1",
-    // Every balance equals the sum of its ledger; no ledger without an account.
+    // Money: every balance equals the sum of its ledger and its last entry; none negative.
     "SELECT 'account ' || a.user_id || ' balance ' || a.balance || ' != ledger sum ' || COALESCE(sum(l.amount), 0) AS problem \
      FROM accounts a LEFT JOIN ledger_entries l ON l.user_id = a.user_id \
      GROUP BY a.user_id, a.balance HAVING a.balance <> COALESCE(sum(l.amount), 0)",
     "SELECT 'account ' || user_id || ' has a negative balance ' || balance AS problem FROM accounts WHERE balance < 0",
-    // The last ledger entry of each user states the current balance.
     "SELECT 'account ' || a.user_id || ' last ledger balance_after ' || l.balance_after || ' != balance ' || a.balance AS problem \
      FROM accounts a JOIN LATERAL (SELECT balance_after FROM ledger_entries e WHERE e.user_id = a.user_id \
        ORDER BY entry_no DESC LIMIT 1) l ON TRUE WHERE l.balance_after <> a.balance",
-    // Payments and PAID reservations match one to one, amount = price, payer = holder.
+    // Payments: one per PAID reservation and none for another, amount = price, payer = holder,
+    // each with exactly one PAYMENT ledger entry.
     "SELECT 'reservation ' || r.id || ' is PAID without a payment' AS problem \
      FROM reservations r LEFT JOIN payments p ON p.reservation_id = r.id WHERE r.status = 'PAID' AND p.id IS NULL",
     "SELECT 'payment ' || p.id || ' is for reservation ' || r.id || ' in status ' || r.status AS problem \
@@ -41,19 +41,30 @@ const CHECKS: &[&str] = &[
     "SELECT 'payment ' || p.id || ' has ' || count(l.id) || ' ledger entries' AS problem \
      FROM payments p LEFT JOIN ledger_entries l ON l.payment_id = p.id AND l.kind = 'PAYMENT' \
      GROUP BY p.id HAVING count(l.id) <> 1",
-    // The queue: one live token per user, gapless seq, the cursor consistent with the rows.
+    // A token pays once, and the token that paid is used up (when this store holds it).
+    "SELECT 'token ' || left(token, 8) || '... paid ' || count(*) || ' times' AS problem \
+     FROM payments WHERE token IS NOT NULL GROUP BY token HAVING count(*) > 1",
+    "SELECT 'token ' || t.seq || ' paid but is ' || t.status AS problem \
+     FROM payments p JOIN queue_tokens t ON t.token = p.token WHERE t.status <> 'EXPIRED'",
+    // The queue: one live token per user, gapless seq, the cursor consistent with the rows:
+    // WAITING are exactly the tokens above admitted_through, so waiting = issued_through -
+    // admitted_through.
     "SELECT 'user ' || user_id || ' has ' || count(*) || ' live tokens' AS problem \
      FROM queue_tokens WHERE status IN ('WAITING', 'ACTIVE') GROUP BY user_id HAVING count(*) > 1",
-    "SELECT 'queue seq is not gapless: ' || count(t.seq) || ' tokens, max seq ' || COALESCE(max(t.seq), 0) \
-       || ', counter ' || c.last_seq AS problem \
-     FROM queue_counter c LEFT JOIN queue_tokens t ON TRUE GROUP BY c.last_seq \
-     HAVING count(t.seq) <> c.last_seq OR COALESCE(max(t.seq), 0) <> c.last_seq",
+    "SELECT 'queue seq is not gapless: ' || count(seq) || ' tokens, max seq ' || COALESCE(max(seq), 0) AS problem \
+     FROM queue_tokens HAVING count(seq) <> COALESCE(max(seq), 0)",
     "SELECT 'token ' || t.seq || ' is WAITING at or below admitted_through ' || a.admitted_through AS problem \
      FROM queue_tokens t CROSS JOIN queue_admission a WHERE t.status = 'WAITING' AND t.seq <= a.admitted_through",
-    "SELECT 'token ' || t.seq || ' was activated above admitted_through ' || a.admitted_through AS problem \
-     FROM queue_tokens t CROSS JOIN queue_admission a WHERE t.activated_at IS NOT NULL AND t.seq > a.admitted_through",
-    "SELECT 'admitted_through ' || a.admitted_through || ' is past the last seq ' || c.last_seq AS problem \
-     FROM queue_admission a CROSS JOIN queue_counter c WHERE a.admitted_through > c.last_seq",
+    "SELECT 'token ' || t.seq || ' is ' || t.status || ' above admitted_through ' || a.admitted_through AS problem \
+     FROM queue_tokens t CROSS JOIN queue_admission a WHERE t.status <> 'WAITING' AND t.seq > a.admitted_through",
+    "SELECT 'admitted_through ' || a.admitted_through || ' is past the last seq ' || COALESCE(max(t.seq), 0) AS problem \
+     FROM queue_admission a LEFT JOIN queue_tokens t ON TRUE \
+     GROUP BY a.admitted_through HAVING a.admitted_through > COALESCE(max(t.seq), 0)",
+    // Idempotency: a record exists only with its effect (a ledger entry of the same user: the
+    // charge's, or the payment's), and only complete.
+    "SELECT 'idempotency record ' || k.key || ' of user ' || k.user_id || ' has no effect of that user' AS problem \
+     FROM idempotency_keys k LEFT JOIN ledger_entries l ON l.id = k.ledger_entry_id \
+     WHERE l.id IS NULL OR l.user_id <> k.user_id OR k.status IS NULL",
 ];
 
 /// Runs every check in one REPEATABLE READ snapshot.
@@ -61,15 +72,16 @@ const CHECKS: &[&str] = &[
 /// # Errors
 /// When the database fails.
 pub fn check(store: &PgStore) -> Result<Vec<String>, StoreError> {
-    let mut conn = store.conn()?;
-    conn.run(|c| {
+    store.autocommit(|c| {
         c.build_transaction().read_only().repeatable_read().run(|c| {
+            // Whole-table scans: on a large database they outlast the pool's statement timeout,
+            // which is sized for requests.
+            diesel::sql_query("SET LOCAL statement_timeout = '10min'").execute(c)?;
             let mut problems = Vec::new();
             for sql in CHECKS {
                 problems.extend(diesel::sql_query(*sql).load::<Violation>(c)?.into_iter().map(|v| v.problem));
             }
-            diesel::QueryResult::Ok(problems)
+            QueryResult::Ok(problems)
         })
     })
-    .map_err(from_diesel)
 }

@@ -1,59 +1,81 @@
-//! The PostgreSQL adapter: every storage port of the domain (`QueueStore`, `CatalogueStore`,
-//! `ReservationStore`, `AccountStore`, `PaymentUnitOfWork`) implemented with diesel 2 over an
-//! r2d2 pool, plus the embedded migrations, database creation and demo seeding that the
-//! `concert` binary runs at start-up.
+//! The PostgreSQL adapter: every storage port of the domain (`QueueStore`, `SettingsStore`,
+//! `CatalogueStore`, `ReservationStore`, `AccountStore`, `PaymentStore`, `IdempotencyStore`)
+//! implemented with diesel 2 over an r2d2 pool, plus the embedded migrations and database
+//! creation that the `concert` binary runs at start-up.
 //!
-//! The adapter decides nothing: the domain states each rule and passes in `now`, and each
-//! method here makes the decision and the write happen atomically with one conditional
-//! statement or one short transaction. SQL `now()` is never used, so a manual clock drives the
-//! same tests here as in memory. Partial unique indexes and CHECK constraints back the rules up
-//! as a second line. Statements whose atomicity lives in the SQL (`ON CONFLICT`, conditional
-//! `UPDATE … RETURNING`, data-modifying CTEs) are written as raw SQL with typed binds, prepared
-//! once per connection like diesel's DSL queries (`sql`), and status literals that match a
-//! partial index's predicate are spelled out rather than bound, so the planner can use those
-//! indexes with generic (cached) plans.
+//! The adapter decides nothing: the domain states each rule, and each method here makes the
+//! domain's decision and the write happen atomically, with one conditional statement or one
+//! short transaction whose locks are named in [`locks`]. Where SQL restates a domain rule (the
+//! live claim, bookable schedules, the hold limit, the credit limit, admission timing), a
+//! comment names the domain function it mirrors and the conformance suite compares the two at
+//! the boundary. Partial unique indexes, foreign keys and CHECK constraints back the rules up
+//! as a second line.
+//!
+//! Time: the domain's clock is bound into every statement that takes a `now`, except
+//! admission and token expiry, which are timed on the database server's clock (so instances
+//! whose clocks disagree still admit at most N per interval); [`PgStore::with_clock`] replaces
+//! that clock with an injected one for tests.
 //!
 //! # Layout
-//! - [`pool`]: [`PgConfig`], the r2d2 pool (session settings, fail-fast checkout, no ping:
-//!   a connection is retired after a statement finds it dead) and [`ensure_database`].
-//! - `error`: diesel and pool failures to `StoreError` (`Unavailable` vs `Internal`).
-//! - `queue`: tokens, gapless sequence, position cursor, admission under an advisory lock.
-//! - `catalogue`, `reservations`, `accounts`, `payments`: the other ports.
-//! - `seed`: idempotent insert of the demo catalogue.
+//! - [`config`]: [`PgConfig`]: the URL and every bound on waiting; [`ConfigError`].
+//! - [`pool`]: the r2d2 pool, its connections (a statement timer on each) and
+//!   [`ensure_database`].
+//! - `error`: the one place where failures become `StoreError`s, and why they are told apart
+//!   without reading message text.
+//! - `work`: a call's autocommit statement or budgeted transaction.
+//! - [`locks`]: the advisory locks and what each serialises.
+//! - `issue`: group-commit token issue (a batcher thread per store).
+//! - `queue`, `settings`, `catalogue`, `reservations`, `accounts`, `payments`,
+//!   `idempotency`: the ports, each with its SQL.
 //! - `sql`: raw statements that diesel prepares once per connection, like its DSL queries.
-//! - [`invariants`]: whole-database consistency checks the race tests run after each race.
+//! - [`invariants`]: whole-database consistency checks (races, `concert check-invariants`).
 //! - `schema`: diesel's table definitions (matches `migrations/`, see `diesel.toml`).
+//! - `pgbench` (tests only): keeps `bench/pgbench/*.sql` equal to the statements sent here.
 //! - `testing` (feature `testing`): a throw-away database per test, cloned from a migrated
 //!   template.
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context as _};
 use diesel::prelude::*;
 use diesel::r2d2::PooledConnection;
 use diesel::sql_types::BigInt;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness as _};
 use domain::clock::Clock;
 use domain::ports::StoreError;
-use domain::queue::TokenGenerator;
+use domain::queue::QueueSettings;
+use domain::random::Randomness;
 use domain::service::Ports;
+use thiserror::Error;
+use time::OffsetDateTime;
 
 mod accounts;
 mod catalogue;
+pub mod config;
 mod error;
+mod idempotency;
 pub mod invariants;
+mod issue;
+pub mod locks;
 mod payments;
+#[cfg(test)]
+mod pgbench;
 pub mod pool;
 mod queue;
 mod reservations;
 mod schema;
-mod seed;
+mod settings;
 mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod work;
 
-pub use pool::{ensure_database, PgConfig};
+pub use config::{ConfigError, PgConfig};
+pub use pool::{ensure_database, EnsureDatabaseError};
+
+use crate::error::{Fail, Waits};
+use crate::work::{Limits, Tx};
 
 /// The migrations in the workspace's `migrations/`, compiled into the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
@@ -65,11 +87,26 @@ const MIGRATION_LOCK: i64 = 0x636f_6e63_6572_7400;
 
 type Conn = PooledConnection<pool::Manager>;
 
-/// The PostgreSQL store: one pool, shared by every port. Cheap to clone.
+/// Whose clock times admission and token expiry.
+#[derive(Clone)]
+enum TimeSource {
+    /// The database server's (production): `clock_timestamp()` / `statement_timestamp()`.
+    Database,
+    /// An injected clock, bound into the statements (tests: the suite's `ManualClock`).
+    Injected(Arc<dyn Clock>),
+}
+
+/// The PostgreSQL store: one pool, shared by every port. Cheap to clone; clones share the
+/// pool and the issue batcher.
 #[derive(Clone)]
 pub struct PgStore {
     pool: pool::PgPool,
-    url: String,
+    maintenance_url: String,
+    limits: Limits,
+    checkout_timeout: Duration,
+    time: TimeSource,
+    starting: QueueSettings,
+    issuer: Arc<issue::Issuer>,
     /// One count per live clone, so [`PgStore::close`] can tell when it holds the last one.
     handles: Arc<()>,
 }
@@ -80,54 +117,112 @@ impl fmt::Debug for PgStore {
         f.debug_struct("PgStore")
             .field("connections", &state.connections)
             .field("idle", &state.idle_connections)
+            .field("clock", &matches!(self.time, TimeSource::Database).then_some("database").unwrap_or("injected"))
             .finish_non_exhaustive()
     }
 }
 
+/// Why migrations could not run.
+#[derive(Debug, Error)]
+pub enum MigrationError {
+    /// The URL is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The database could not be reached.
+    #[error("connecting to the database to run migrations: {0}")]
+    Connect(#[source] diesel::ConnectionError),
+    /// The migration lock could not be taken.
+    #[error("taking the migration lock: {0}")]
+    Lock(#[source] diesel::result::Error),
+    /// A migration failed (and was rolled back).
+    #[error("running migrations: {0}")]
+    Run(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
 impl PgStore {
-    /// Builds the pool. Does not wait for the database: if it is down, calls fail with
-    /// `StoreError::Unavailable` after `cfg.connect_timeout` until it is back.
+    /// A store over a pool that opens connections lazily, when calls need them: nothing is
+    /// connected here, so this succeeds while the database is down, and calls then fail with
+    /// `StoreError::Unavailable` (within `checkout_timeout`) until it is back.
+    ///
+    /// Admission and token expiry are timed on the database server's clock; the waiting room
+    /// settings start at `QueueSettings::default()` (see [`PgStore::with_starting_settings`]).
     ///
     /// # Errors
-    /// None today; kept fallible so configuration checks can be added without breaking callers.
-    pub fn connect(cfg: &PgConfig) -> anyhow::Result<Self> {
-        Ok(Self { pool: pool::build_pool(cfg), url: cfg.effective_url(), handles: Arc::new(()) })
+    /// [`ConfigError`] when the configuration is unusable (see [`PgConfig::validate`]).
+    pub fn new(cfg: &PgConfig) -> Result<Self, ConfigError> {
+        cfg.validate()?;
+        let gave_up_after = cfg.lock_timeout.min(cfg.statement_timeout);
+        Ok(Self {
+            pool: pool::build_pool(cfg)?,
+            maintenance_url: cfg.maintenance_url()?,
+            limits: Limits {
+                waits: Waits { gave_up_after },
+                budget: cfg.call_budget,
+                issue_batch_max: cfg.issue_batch_max,
+            },
+            checkout_timeout: cfg.checkout_timeout,
+            time: TimeSource::Database,
+            starting: QueueSettings::default(),
+            issuer: Arc::new(issue::Issuer::default()),
+            handles: Arc::new(()),
+        })
+    }
+
+    /// Times admission and token expiry on `clock` instead of the database server's clock
+    /// (tests inject their `ManualClock`; production never calls this).
+    #[must_use]
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
+        Self { time: TimeSource::Injected(clock), ..self }
+    }
+
+    /// The waiting room's settings in force until an operator changes them (from the
+    /// configuration: `QUEUE_ADMIT_BATCH`, ...).
+    #[must_use]
+    pub fn with_starting_settings(self, settings: QueueSettings) -> Self {
+        Self { starting: settings, ..self }
     }
 
     /// Closes every pooled connection on the calling thread, once every other clone of this
     /// store (ports, readiness probes, HTTP workers' state) has been dropped, waiting at most
-    /// `wait` for them. Returns whether it could.
+    /// `wait` for them; stops the issue batcher first. Returns whether it could.
     ///
     /// Call it before the process exits. libpq's TLS runs on OpenSSL, whose global state is
     /// torn down by an `atexit` handler; a connection closed by another thread during that
-    /// teardown (an HTTP worker dropping the last clone late) crashes the process in libcrypto.
-    /// Closing the pool here, before `main` returns, leaves nothing for other threads to close.
+    /// teardown crashes the process in libcrypto. Closing the pool here, before `main` returns,
+    /// leaves nothing for other threads to close.
     #[must_use]
-    pub fn close(self, wait: std::time::Duration) -> bool {
-        let deadline = std::time::Instant::now() + wait;
+    pub fn close(self, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
         while Arc::strong_count(&self.handles) > 1 {
-            if std::time::Instant::now() >= deadline {
+            if Instant::now() >= deadline {
                 return false;
             }
-            std::thread::sleep(std::time::Duration::from_millis(5));
+            std::thread::sleep(Duration::from_millis(5));
         }
-        // The last handle: dropping the pool closes its idle connections right here.
+        // The last handle: nobody can submit an issue any more.
+        self.issuer.stop();
+        // Dropping the pool closes its idle connections right here.
         drop(self);
         true
     }
 
-    /// Runs the pending migrations; returns the versions applied (empty when up to date).
+    /// Runs the pending migrations on a dedicated connection, under a session lock so that
+    /// instances starting together apply each once; returns the versions applied (empty when
+    /// up to date).
     ///
     /// # Errors
-    /// When the database cannot be reached or a migration fails (that migration is rolled
-    /// back).
-    pub fn run_migrations(&self) -> anyhow::Result<Vec<String>> {
-        let mut conn = PgConnection::establish(&self.url).context("connecting to run migrations")?;
-        diesel::sql_query("SELECT pg_advisory_lock($1)").bind::<BigInt, _>(MIGRATION_LOCK).execute(&mut conn)?;
+    /// [`MigrationError`] when the database cannot be reached or a migration fails (that
+    /// migration is rolled back).
+    pub fn run_migrations(&self) -> Result<Vec<String>, MigrationError> {
+        let mut conn = PgConnection::establish(&self.maintenance_url).map_err(MigrationError::Connect)?;
+        diesel::sql_query("SELECT pg_advisory_lock($1)")
+            .bind::<BigInt, _>(MIGRATION_LOCK)
+            .execute(&mut conn)
+            .map_err(MigrationError::Lock)?;
         let applied = conn
             .run_pending_migrations(MIGRATIONS)
             .map(|versions| versions.iter().map(ToString::to_string).collect::<Vec<_>>())
-            .map_err(|e| anyhow!("running migrations: {e}"));
+            .map_err(MigrationError::Run);
         // Closing the connection would release the lock too; unlocking keeps it explicit.
         let _ = diesel::sql_query("SELECT pg_advisory_unlock($1)").bind::<BigInt, _>(MIGRATION_LOCK).execute(&mut conn);
         let applied = applied?;
@@ -137,28 +232,21 @@ impl PgStore {
         Ok(applied)
     }
 
-    /// Every port, backed by this store.
+    /// Every port, backed by this store; `clock` and `random` are the domain's.
     #[must_use]
-    pub fn ports(&self, clock: Arc<dyn Clock>, tokens: Arc<dyn TokenGenerator>) -> Ports {
+    pub fn ports(&self, clock: Arc<dyn Clock>, random: Arc<dyn Randomness>) -> Ports {
         let store = Arc::new(self.clone());
         Ports {
             queue: store.clone(),
+            settings: store.clone(),
             catalogue: store.clone(),
             reservations: store.clone(),
             accounts: store.clone(),
-            payments: store,
+            payments: store.clone(),
+            idempotency: store,
             clock,
-            tokens,
+            random,
         }
-    }
-
-    /// Inserts the demo catalogue unless it is there; `true` if anything was inserted.
-    ///
-    /// # Errors
-    /// When the database fails; nothing is inserted then.
-    pub fn seed(&self, catalogue: &domain::demo::DemoCatalogue) -> anyhow::Result<bool> {
-        let mut conn = self.conn().map_err(|e| anyhow!(e))?;
-        conn.run(|c| seed::seed(c, catalogue)).context("seeding the demo catalogue")
     }
 
     /// Readiness: one round trip to the database.
@@ -166,19 +254,46 @@ impl PgStore {
     /// # Errors
     /// `Unavailable` when the database cannot be reached in time.
     pub fn ping(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
-        conn.run(|c| diesel::sql_query("SELECT 1").execute(c)).map(|_| ()).map_err(error::from_diesel)
+        use diesel::connection::SimpleConnection as _;
+        self.autocommit(|c| c.batch_execute("SELECT 1"))
     }
 
-    /// A pooled connection, or `Unavailable` after the connection timeout.
+    /// The pool's connections: (open, idle).
+    #[must_use]
+    pub fn pool_state(&self) -> (u32, u32) {
+        let state = self.pool.state();
+        (state.connections, state.idle_connections)
+    }
+
+    /// The store clock's `now` to bind: the injected clock's, or `None` for "the server's"
+    /// (the statements read `COALESCE($n, <server clock>)`).
+    fn store_now(&self) -> Option<OffsetDateTime> {
+        match &self.time {
+            TimeSource::Database => None,
+            TimeSource::Injected(clock) => Some(clock.now()),
+        }
+    }
+
+    /// A pooled connection, or `Unavailable` after the checkout timeout.
     fn conn(&self) -> Result<Conn, StoreError> {
-        self.pool.get().map_err(|e| error::from_pool(&e))
+        self.pool.get_timeout(self.checkout_timeout).map_err(|e| error::from_pool(&e))
     }
 
-    /// Runs `f` on a pooled connection, mapping failures (and retiring the connection if it
-    /// turned out to be dead, see [`pool::PgConn`]).
-    fn with_conn<T>(&self, f: impl FnOnce(&mut PgConnection) -> QueryResult<T>) -> Result<T, StoreError> {
+    /// Runs `f` as autocommit statements on a pooled connection (see `work`).
+    fn autocommit<T>(&self, f: impl FnOnce(&mut PgConnection) -> QueryResult<T>) -> Result<T, StoreError> {
         let mut conn = self.conn()?;
-        conn.run(f).map_err(error::from_diesel)
+        work::autocommit(&mut conn, self.limits.waits, f)
+    }
+
+    /// Runs `f` in a transaction opened by `begin`, committed only within the call budget
+    /// counted from `started` (see `work`).
+    fn transaction<T, E>(
+        &self,
+        begin: &str,
+        started: Instant,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, Fail<E>>,
+    ) -> Result<Result<T, E>, StoreError> {
+        let mut conn = self.conn()?;
+        work::transaction(&mut conn, begin, started + self.limits.budget, self.limits.waits, f)
     }
 }

@@ -1,227 +1,259 @@
-//! The payment unit of work: the domain's `pay` rule runs inside one diesel transaction, so
-//! debit, PAID, payment, ledger entry and token expiry commit together or not at all.
+//! The payment unit of work, shaped read, decide, apply, in one transaction:
+//!
+//! 1. with a guard, claim the `Idempotency-Key` (first, so a concurrent duplicate waits on the
+//!    key and is answered `InFlight` or its replay, never a lock timeout elsewhere);
+//! 2. take the lock on payments with this token (`locks`), in a statement of its own, so the
+//!    next read sees every payment with the token committed before: "has this token paid" is
+//!    authoritative;
+//! 3. read and lock the facts in one statement: the reservation `FOR UPDATE`, then the payer's
+//!    balance `FOR UPDATE` (0 without an account), whether a payment with the token exists, and
+//!    the token `FOR UPDATE` if it is in `queue_tokens` (`None` when the queue lives in another
+//!    store). Locks are always taken in one order (token, reservation, account, token row), so
+//!    payments never deadlock one another or a charge;
+//! 4. call the domain's `decide` once; a refusal rolls back;
+//! 5. write the settlement as one statement: the reservation PAID, the debit (guarded: it must
+//!    still cover the price), the payment with its token (UNIQUE: the second line of "a token
+//!    pays once"), the ledger entry, that token EXPIRED with `expires_at = paid_at` (never any
+//!    other token of the user), and with a guard the record;
+//! 6. COMMIT, unless the call budget has run out (then roll back: `Timeout`).
+
+use std::cell::RefCell;
+use std::time::Instant;
 
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz, Uuid as SqlUuid};
-use domain::account::LedgerEntry;
+use diesel::sql_types::{BigInt, Bool, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use domain::error::PayError;
-use domain::ids::{ReservationId, UserId};
+use domain::idempotency::{Claimed, Effect, IdempotencyGuard};
+use domain::ids::UserId;
 use domain::money::Won;
-use domain::payment::Payment;
-use domain::ports::{DebitOutcome, PaymentTx, PaymentUnitOfWork, PaymentWork, StoreError};
-use domain::reservation::Reservation;
+use domain::payment::{PaymentFacts, PaymentRequest, Settlement};
+use domain::ports::{Decide, PaymentStore, StoreError};
+use domain::queue::{QueueToken, TokenStatus, TokenValue};
 use time::OffsetDateTime;
+use uuid::Uuid;
 
-use crate::accounts;
-use crate::error::{from_diesel, loses_connection, TxError};
-use crate::reservations::{reservation_columns, ReservationRow};
+use crate::error::{corrupt, Fail};
+use crate::idempotency;
+use crate::locks;
+use crate::reservations::ReservationRow;
 use crate::sql::prepared;
 use crate::PgStore;
 
-/// A write the payment asked for, not yet sent.
-#[derive(Debug)]
-enum Write {
-    MarkPaid { id: ReservationId, at: OffsetDateTime },
-    Payment(Payment),
-    Ledger(LedgerEntry),
-    ExpireTokens { user: UserId, at: OffsetDateTime },
+/// The token lock as a statement of its own (after a claim, when it cannot share the BEGIN's
+/// round trip).
+pub(crate) const LOCK_TOKEN: &str = "SELECT pg_advisory_xact_lock($1, $2)";
+
+/// The facts, locked in a fixed order: each CTE waits for the previous one (`count(*) >= 0`
+/// is always true, but makes the account's lock follow the reservation's, and the token row's
+/// follow the account's).
+pub(crate) const FACTS: &str = "WITH r AS ( \
+       SELECT id, user_id, schedule_id, seat_id, seat_number, price, status, created_at, held_until, paid_at \
+       FROM reservations WHERE id = $1 FOR UPDATE), \
+     a AS (SELECT balance FROM accounts WHERE user_id = $2 AND (SELECT count(*) FROM r) >= 0 FOR UPDATE), \
+     t AS ( \
+       SELECT seq, token, user_id, status, issued_at, activated_at, expires_at \
+       FROM queue_tokens WHERE token = $3 AND (SELECT count(*) FROM a) >= 0 FOR UPDATE) \
+     SELECT r.id, r.user_id, r.schedule_id, r.seat_id, r.seat_number, r.price, r.status, r.created_at, \
+       r.held_until, r.paid_at, \
+       COALESCE((SELECT balance FROM a), 0) AS balance, \
+       EXISTS (SELECT 1 FROM payments p WHERE p.token = $3) AS token_paid, \
+       t.seq AS t_seq, t.token AS t_token, t.user_id AS t_user_id, t.status AS t_status, \
+       t.issued_at AS t_issued_at, t.activated_at AS t_activated_at, t.expires_at AS t_expires_at \
+     FROM (SELECT) AS one LEFT JOIN r ON TRUE LEFT JOIN t ON TRUE";
+
+/// The settlement, one statement: each step runs only if the one before it did, so a fact that
+/// changed anyway (it cannot under the locks) writes nothing and the count says so.
+pub(crate) const SETTLE: &str = "WITH r AS ( \
+       UPDATE reservations SET status = 'PAID', paid_at = $2 WHERE id = $1 AND status = 'HELD' RETURNING id), \
+     a AS ( \
+       UPDATE accounts SET balance = balance - $3 \
+       WHERE user_id = $4 AND balance >= $3 AND balance - $3 = $5 AND EXISTS (SELECT 1 FROM r) \
+       RETURNING balance), \
+     p AS ( \
+       INSERT INTO payments (id, reservation_id, user_id, amount, balance_after, paid_at, token) \
+       SELECT $6, r.id, $4, $3, $5, $2, $7 FROM r, a RETURNING id), \
+     l AS ( \
+       INSERT INTO ledger_entries (id, user_id, kind, amount, balance_after, at, payment_id, reservation_id) \
+       SELECT $8, $4, 'PAYMENT', $9, $10, $11, p.id, $1 FROM p RETURNING id), \
+     t AS ( \
+       UPDATE queue_tokens SET status = 'EXPIRED', expires_at = $2 \
+       WHERE token = $7 AND status = 'ACTIVE' AND EXISTS (SELECT 1 FROM l) RETURNING seq), \
+     k AS ( \
+       UPDATE idempotency_keys SET status = $12, body = $13, ledger_entry_id = l.id FROM l \
+       WHERE user_id = $14 AND key = $15 RETURNING 1) \
+     SELECT (SELECT count(*) FROM l) AS settled, (SELECT count(*) FROM t) AS used_up, \
+       (SELECT count(*) FROM k) AS recorded";
+
+#[derive(Debug, QueryableByName)]
+struct FactsRow {
+    #[diesel(embed)]
+    reservation: Option<ReservationRow>,
+    #[diesel(sql_type = BigInt)]
+    balance: i64,
+    #[diesel(sql_type = Bool)]
+    token_paid: bool,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    t_seq: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    t_token: Option<String>,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    t_user_id: Option<Uuid>,
+    #[diesel(sql_type = Nullable<Text>)]
+    t_status: Option<String>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    t_issued_at: Option<OffsetDateTime>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    t_activated_at: Option<OffsetDateTime>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    t_expires_at: Option<OffsetDateTime>,
 }
 
-/// A payment's view of its open transaction.
-///
-/// Reads (`lock_reservation`, `debit`, whose result the domain needs) run at once. The writes
-/// after them only matter together, at commit, so they are queued and sent just before the
-/// next read or before COMMIT; the domain's usual sequence (mark paid, payment, ledger entry,
-/// token expiry) goes as one statement of data-modifying CTEs. That saves three round trips
-/// while the reservation and account rows are locked, and changes nothing a caller can see:
-/// nothing reads between the writes, and all of them still commit or roll back together.
-struct PgPaymentTx<'c> {
-    conn: &'c mut PgConnection,
-    /// Set when a statement failed because the connection is gone.
-    lost: &'c mut bool,
-    pending: Vec<Write>,
-}
-
-impl PgPaymentTx<'_> {
-    /// Maps a failure for the domain, remembering a lost connection for the pool.
-    fn fail(&mut self, e: diesel::result::Error) -> StoreError {
-        if loses_connection(&e) {
-            *self.lost = true;
-        }
-        from_diesel(e)
+impl FactsRow {
+    fn into_domain(self) -> Result<PaymentFacts, StoreError> {
+        let token = match (self.t_seq, self.t_token, self.t_user_id, self.t_status, self.t_issued_at) {
+            (Some(seq), Some(value), Some(user), Some(status), Some(issued_at)) => Some(QueueToken {
+                value: TokenValue::parse(&value).map_err(|_| corrupt("queue_tokens.token"))?,
+                user_id: UserId::from_uuid(user),
+                seq,
+                status: status.parse::<TokenStatus>().map_err(|_| corrupt("queue_tokens.status"))?,
+                issued_at,
+                activated_at: self.t_activated_at,
+                expires_at: self.t_expires_at,
+            }),
+            _ => None,
+        };
+        Ok(PaymentFacts {
+            reservation: self.reservation.map(ReservationRow::into_domain).transpose()?,
+            balance: Won::new(self.balance),
+            token_paid: self.token_paid,
+            token,
+        })
     }
-
-    /// Sends the queued writes.
-    fn flush(&mut self) -> Result<(), StoreError> {
-        let pending = std::mem::take(&mut self.pending);
-        match pending.as_slice() {
-            [] => Ok(()),
-            [Write::MarkPaid { id, at }, Write::Payment(p), Write::Ledger(l), Write::ExpireTokens { user, at: expired_at }]
-                if p.reservation_id == *id && l.payment_id == Some(p.id) =>
-            {
-                let n = prepared(
-                    "WITH r AS ( \
-                       UPDATE reservations SET status = 'PAID', paid_at = $2 \
-                       WHERE id = $1 AND status = 'HELD' RETURNING id), \
-                     p AS ( \
-                       INSERT INTO payments (id, reservation_id, user_id, amount, balance_after, paid_at) \
-                       SELECT $3, r.id, $4, $5, $6, $7 FROM r RETURNING id), \
-                     l AS ( \
-                       INSERT INTO ledger_entries \
-                         (id, user_id, kind, amount, balance_after, at, payment_id, reservation_id) \
-                       SELECT $8, $9, $10, $11, $12, $13, p.id, $14 FROM p RETURNING id), \
-                     t AS ( \
-                       UPDATE queue_tokens SET status = 'EXPIRED', expires_at = $16 \
-                       WHERE user_id = $15 AND status IN ('WAITING', 'ACTIVE')) \
-                     SELECT count(*) AS n FROM l",
-                )
-                .bind::<SqlUuid, _>(id.as_uuid())
-                .bind::<Timestamptz, _>(*at)
-                .bind::<SqlUuid, _>(p.id.as_uuid())
-                .bind::<SqlUuid, _>(p.user_id.as_uuid())
-                .bind::<BigInt, _>(p.amount.get())
-                .bind::<BigInt, _>(p.balance_after.get())
-                .bind::<Timestamptz, _>(p.paid_at)
-                .bind::<SqlUuid, _>(l.id.as_uuid())
-                .bind::<SqlUuid, _>(l.user_id.as_uuid())
-                .bind::<Text, _>(l.kind.as_str())
-                .bind::<BigInt, _>(l.amount.get())
-                .bind::<BigInt, _>(l.balance_after.get())
-                .bind::<Timestamptz, _>(l.at)
-                .bind::<Nullable<SqlUuid>, _>(l.reservation_id.map(|r| r.as_uuid()))
-                .bind::<SqlUuid, _>(user.as_uuid())
-                .bind::<Timestamptz, _>(*expired_at)
-                .get_result::<Count>(self.conn)
-                .map_err(|e| self.fail(e))?
-                .n;
-                // Nothing after the mark-paid CTE runs when it updated nothing.
-                if n == 1 {
-                    Ok(())
-                } else {
-                    Err(not_held(*id))
-                }
-            }
-            writes => writes.iter().try_for_each(|w| self.write(w)),
-        }
-    }
-
-    /// Sends one write as its own statement (any order the domain may use).
-    fn write(&mut self, w: &Write) -> Result<(), StoreError> {
-        match w {
-            Write::MarkPaid { id, at } => {
-                let n =
-                    prepared("UPDATE reservations SET status = 'PAID', paid_at = $2 WHERE id = $1 AND status = 'HELD'")
-                        .bind::<SqlUuid, _>(id.as_uuid())
-                        .bind::<Timestamptz, _>(*at)
-                        .execute(self.conn)
-                        .map_err(|e| self.fail(e))?;
-                if n == 1 {
-                    Ok(())
-                } else {
-                    Err(not_held(*id))
-                }
-            }
-            Write::Payment(p) => prepared(
-                "INSERT INTO payments (id, reservation_id, user_id, amount, balance_after, paid_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind::<SqlUuid, _>(p.id.as_uuid())
-            .bind::<SqlUuid, _>(p.reservation_id.as_uuid())
-            .bind::<SqlUuid, _>(p.user_id.as_uuid())
-            .bind::<BigInt, _>(p.amount.get())
-            .bind::<BigInt, _>(p.balance_after.get())
-            .bind::<Timestamptz, _>(p.paid_at)
-            .execute(self.conn)
-            .map(|_| ())
-            .map_err(|e| self.fail(e)),
-            Write::Ledger(entry) => accounts::insert_ledger(self.conn, entry).map_err(|e| self.fail(e)),
-            Write::ExpireTokens { user, at } => prepared(
-                "UPDATE queue_tokens SET status = 'EXPIRED', expires_at = $2 \
-                 WHERE user_id = $1 AND status IN ('WAITING', 'ACTIVE')",
-            )
-            .bind::<SqlUuid, _>(user.as_uuid())
-            .bind::<Timestamptz, _>(*at)
-            .execute(self.conn)
-            .map(|_| ())
-            .map_err(|e| self.fail(e)),
-        }
-    }
-}
-
-/// The domain only marks a reservation it locked and saw HELD; anything else is a bug, and
-/// the error rolls the payment back.
-fn not_held(id: ReservationId) -> StoreError {
-    StoreError::Internal(format!("reservation {id} was not HELD when marked paid"))
 }
 
 #[derive(Debug, QueryableByName)]
-struct Count {
+struct Settled {
     #[diesel(sql_type = BigInt)]
-    n: i64,
+    settled: i64,
+    #[diesel(sql_type = BigInt)]
+    used_up: i64,
+    #[diesel(sql_type = BigInt)]
+    recorded: i64,
 }
 
-impl PaymentTx for PgPaymentTx<'_> {
-    fn lock_reservation(&mut self, id: ReservationId) -> Result<Option<Reservation>, StoreError> {
-        self.flush()?;
-        // FOR UPDATE: concurrent payments of this reservation, and a hold or sweep expiring it,
-        // wait here until we commit or roll back, then see our outcome.
-        let row: Option<ReservationRow> =
-            prepared(concat!("SELECT ", reservation_columns!(), " FROM reservations WHERE id = $1 FOR UPDATE"))
-                .bind::<SqlUuid, _>(id.as_uuid())
-                .get_result(self.conn)
-                .optional()
-                .map_err(|e| self.fail(e))?;
-        row.map(ReservationRow::into_domain).transpose()
-    }
-
-    fn debit(&mut self, user: UserId, amount: Won) -> Result<DebitOutcome, StoreError> {
-        self.flush()?;
-        accounts::debit(self.conn, user.as_uuid(), amount).map_err(|e| self.fail(e))
-    }
-
-    fn mark_paid(&mut self, id: ReservationId, at: OffsetDateTime) -> Result<(), StoreError> {
-        self.pending.push(Write::MarkPaid { id, at });
-        Ok(())
-    }
-
-    fn record_payment(&mut self, payment: &Payment) -> Result<(), StoreError> {
-        self.pending.push(Write::Payment(payment.clone()));
-        Ok(())
-    }
-
-    fn append_ledger(&mut self, entry: &LedgerEntry) -> Result<(), StoreError> {
-        self.pending.push(Write::Ledger(entry.clone()));
-        Ok(())
-    }
-
-    fn expire_tokens_of(&mut self, user: UserId, at: OffsetDateTime) -> Result<(), StoreError> {
-        self.pending.push(Write::ExpireTokens { user, at });
-        Ok(())
-    }
+/// Why a payment stops before commit.
+enum Stopped {
+    Refused(PayError),
+    /// Boxed: a recorded response is large next to the other outcomes.
+    Claim(Box<Claimed<Settlement>>),
 }
 
-impl PaymentUnitOfWork for PgStore {
-    fn run(&self, work: &mut PaymentWork<'_>) -> Result<Payment, PayError> {
-        let mut conn = self.conn()?;
-        let mut lost = false;
-        // The work's own error travels out as `TxError::Abort`, which makes diesel roll back;
-        // so does a failure of the queued writes, sent before COMMIT.
-        let result = conn.run(|c| {
-            c.transaction::<Payment, TxError<PayError>, _>(|c| {
-                let mut tx = PgPaymentTx { conn: c, lost: &mut lost, pending: Vec::new() };
-                let payment = work(&mut tx).map_err(TxError::Abort)?;
-                tx.flush().map_err(|e| TxError::Abort(PayError::Store(e)))?;
-                Ok(payment)
-            })
-        });
-        // A statement of the work found the connection dead; its error reached the domain as
-        // a `StoreError`, so it is remembered here instead.
-        if lost {
-            conn.mark_broken();
+thread_local! {
+    /// The token the last payment on this thread used up in its own transaction (see
+    /// `QueueStore::use_up` on `PgStore`).
+    static USED_UP: RefCell<Option<TokenValue>> = const { RefCell::new(None) };
+}
+
+/// Notes that a committed payment on this thread used `token` up.
+fn note_used_up(token: TokenValue) {
+    USED_UP.with(|slot| *slot.borrow_mut() = Some(token));
+}
+
+/// Whether the last payment on this thread used `token` up (forgets it either way): an
+/// EXPIRED token is final, so a `use_up` of it may be skipped.
+pub(crate) fn take_used_up(token: &TokenValue) -> bool {
+    USED_UP.with(|slot| slot.borrow_mut().take()).as_ref() == Some(token)
+}
+
+fn settle_values(
+    s: &Settlement,
+    guard: Option<&IdempotencyGuard<'_>>,
+) -> (Option<i32>, Option<String>, Option<Uuid>, Option<String>) {
+    match guard {
+        Some(g) => {
+            let response = (g.render)(&Effect::Paid(s.payment.clone()));
+            (
+                Some(i32::from(response.status)),
+                Some(response.body),
+                Some(g.user.as_uuid()),
+                Some(g.key.as_str().to_owned()),
+            )
         }
-        result.map_err(|e| match e {
-            TxError::Abort(pay) => pay,
-            TxError::Db(db) => PayError::Store(from_diesel(db)),
-        })
+        None => (None, None, None, None),
+    }
+}
+
+impl PaymentStore for PgStore {
+    fn pay(
+        &self,
+        req: &PaymentRequest,
+        guard: Option<&IdempotencyGuard<'_>>,
+        decide: &mut Decide<'_>,
+    ) -> Result<Claimed<Settlement>, PayError> {
+        let started = Instant::now();
+        // Unkeyed, `BEGIN` and the token lock go in one round trip; keyed, the claim comes
+        // first (see the module docs), so the lock follows it.
+        let begin = match guard {
+            None => locks::token_payments_begin(&req.token),
+            Some(_) => "BEGIN".to_owned(),
+        };
+        let outcome = self.transaction(&begin, started, |tx| {
+            if let Some(guard) = guard {
+                if let Some(stop) = idempotency::claim(tx, guard)? {
+                    return Err(Fail::Refuse(Stopped::Claim(Box::new(stop.claimed()))));
+                }
+                prepared(LOCK_TOKEN)
+                    .bind::<Int4, _>(locks::TOKEN_PAYMENTS)
+                    .bind::<Int4, _>(locks::token_key(&req.token))
+                    .execute(tx.conn())?;
+            }
+            let facts: FactsRow = prepared(FACTS)
+                .bind::<SqlUuid, _>(req.reservation.as_uuid())
+                .bind::<SqlUuid, _>(req.user.as_uuid())
+                .bind::<Text, _>(req.token.as_str())
+                .get_result(tx.conn())?;
+            let facts = facts.into_domain()?;
+            let settlement = decide(&facts).map_err(|e| Fail::Refuse(Stopped::Refused(e)))?;
+            let p = &settlement.payment;
+            let e = &settlement.entry;
+            let (status, body, key_user, key) = settle_values(&settlement, guard);
+            let done: Settled = prepared(SETTLE)
+                .bind::<SqlUuid, _>(p.reservation_id.as_uuid())
+                .bind::<Timestamptz, _>(p.paid_at)
+                .bind::<BigInt, _>(p.amount.get())
+                .bind::<SqlUuid, _>(p.user_id.as_uuid())
+                .bind::<BigInt, _>(p.balance_after.get())
+                .bind::<SqlUuid, _>(p.id.as_uuid())
+                .bind::<Text, _>(settlement.token.as_str())
+                .bind::<SqlUuid, _>(e.id.as_uuid())
+                .bind::<BigInt, _>(e.amount.get())
+                .bind::<BigInt, _>(e.balance_after.get())
+                .bind::<Timestamptz, _>(e.at)
+                .bind::<Nullable<Int4>, _>(status)
+                .bind::<Nullable<Text>, _>(body)
+                .bind::<Nullable<SqlUuid>, _>(key_user)
+                .bind::<Nullable<Text>, _>(key)
+                .get_result(tx.conn())?;
+            if done.settled != 1 || (guard.is_some() && done.recorded != 1) {
+                // The settlement does not fit the locked facts: a decision made on other facts
+                // than these. Nothing of it may commit.
+                return Err(Fail::Store(StoreError::Internal(format!(
+                    "the settlement of reservation {} does not apply to the locked facts",
+                    p.reservation_id
+                ))));
+            }
+            Ok((settlement, done.used_up == 1))
+        });
+        match outcome {
+            Ok(Ok((settlement, used_up))) => {
+                if used_up {
+                    note_used_up(settlement.token.clone());
+                }
+                Ok(Claimed::Done(settlement))
+            }
+            Ok(Err(Stopped::Refused(e))) => Err(e),
+            Ok(Err(Stopped::Claim(claimed))) => Ok(*claimed),
+            Err(e) => Err(PayError::Store(e)),
+        }
     }
 }

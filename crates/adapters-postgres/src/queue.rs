@@ -1,31 +1,23 @@
-//! The waiting queue: issue with a gapless sequence, lookups with the position cursor, and
-//! set-based admission and expiry that stay correct with several instances ticking at once.
+//! The waiting queue: lookups with the position cursor, admission under one lock on the store's
+//! clock, batched expiry, stats. Issue is in `issue` (group commit).
+
+use std::time::Instant;
 
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Bool, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{BigInt, Bool, Nullable, Text, Timestamptz};
 use domain::ids::UserId;
 use domain::ports::{IssueOutcome, QueueStore, StoreError};
-use domain::queue::{AdmissionOutcome, AdmissionPolicy, QueueCursor, QueueToken, TokenStatus, TokenValue};
+use domain::queue::{AdmissionOutcome, AdmissionPolicy, QueueCursor, QueueStats, QueueToken, TokenStatus, TokenValue};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::error::{corrupt, from_diesel, TxError};
-use crate::schema::{queue_admission, queue_tokens};
+use crate::error::{corrupt, Fail};
+use crate::locks::ADMISSION_BEGIN;
+use crate::schema::queue_tokens;
 use crate::sql::prepared;
 use crate::PgStore;
 
-/// Transaction-level advisory lock key of the admission tick (per database). Transaction-level
-/// so it can never outlive the tick on a pooled connection.
-const ADMISSION_LOCK: i64 = 0x636f_6e63_6572_7401;
-
-/// The columns of [`TokenRow`], for `concat!` into `&'static str` statements (see `sql`).
-macro_rules! token_columns {
-    () => {
-        "t.seq, t.token, t.user_id, t.status, t.issued_at, t.activated_at, t.expires_at"
-    };
-}
-
-#[derive(Debug, QueryableByName, Queryable, Selectable)]
+#[derive(Debug, QueryableByName)]
 #[diesel(table_name = queue_tokens, check_for_backend(diesel::pg::Pg))]
 pub(crate) struct TokenRow {
     seq: i64,
@@ -38,18 +30,72 @@ pub(crate) struct TokenRow {
 }
 
 impl TokenRow {
-    fn into_domain(self) -> Result<QueueToken, StoreError> {
+    pub(crate) fn into_domain(self) -> Result<QueueToken, StoreError> {
         Ok(QueueToken {
             value: TokenValue::parse(&self.token).map_err(|_| corrupt("queue_tokens.token"))?,
             user_id: UserId::from_uuid(self.user_id),
             seq: self.seq,
-            status: TokenStatus::parse(&self.status).ok_or_else(|| corrupt("queue_tokens.status"))?,
+            status: self.status.parse::<TokenStatus>().map_err(|_| corrupt("queue_tokens.status"))?,
             issued_at: self.issued_at,
             activated_at: self.activated_at,
             expires_at: self.expires_at,
         })
     }
 }
+
+/// The token with this value: every protected call's authorization.
+pub(crate) const FIND_TOKEN: &str =
+    "SELECT t.seq, t.token, t.user_id, t.status, t.issued_at, t.activated_at, t.expires_at \
+     FROM queue_tokens t WHERE t.token = $1";
+
+/// The token and the one-row cursor, read together: every poll.
+pub(crate) const FIND_WITH_CURSOR: &str =
+    "SELECT t.seq, t.token, t.user_id, t.status, t.issued_at, t.activated_at, t.expires_at, \
+       a.admitted_through, a.last_admission_at \
+     FROM queue_tokens t CROSS JOIN queue_admission a WHERE t.token = $1";
+
+pub(crate) const CURSOR: &str = "SELECT admitted_through, last_admission_at FROM queue_admission";
+
+/// Admission's read, after the admission lock: the store's clock (`$1`, or the server's clock
+/// *now*, after any wait for the lock), the cursor, the highest `seq` (every lower one is
+/// committed: issue batches commit in order) and, when `$2`, the ACTIVE tokens unexpired at
+/// that clock (`QueueToken::status_at`).
+pub(crate) const ADMIT_READ: &str =
+    "WITH clock AS MATERIALIZED (SELECT COALESCE($1::timestamptz, clock_timestamp()) AS now) \
+     SELECT clock.now, a.admitted_through, a.last_admission_at, \
+       (SELECT COALESCE(max(seq), 0) FROM queue_tokens) AS issued_through, \
+       CASE WHEN $2 THEN (SELECT count(*) FROM queue_tokens t \
+         WHERE t.status = 'ACTIVE' AND t.expires_at > clock.now) ELSE 0 END AS active \
+     FROM queue_admission a, clock";
+
+/// Admission's write: the tokens in `($3, $4]` (all WAITING: a WAITING token leaves the line
+/// only by admission) become ACTIVE, and the cursor moves to `$4`; returns how many changed.
+pub(crate) const ADMIT_WRITE: &str =
+    "WITH t AS (UPDATE queue_tokens SET status = 'ACTIVE', activated_at = $1, expires_at = $2 \
+       WHERE seq > $3 AND seq <= $4 AND status = 'WAITING' RETURNING seq) \
+     UPDATE queue_admission SET admitted_through = $4, last_admission_at = $1 \
+     FROM (SELECT count(*) AS n FROM t) AS c RETURNING c.n";
+
+/// At most `$2` ACTIVE tokens whose time is up at the store's clock become EXPIRED. SKIP
+/// LOCKED: concurrent sweeps take disjoint rows, and a token a payment holds is left to it (or
+/// to the next sweep), so each token changes once.
+pub(crate) const EXPIRE_TOKENS: &str = "UPDATE queue_tokens SET status = 'EXPIRED' \
+     WHERE seq IN (SELECT seq FROM queue_tokens \
+       WHERE status = 'ACTIVE' AND expires_at <= COALESCE($1::timestamptz, statement_timestamp()) \
+       ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
+     AND status = 'ACTIVE'";
+
+pub(crate) const USE_UP: &str =
+    "UPDATE queue_tokens SET status = 'EXPIRED', expires_at = $2 WHERE token = $1 AND status = 'ACTIVE'";
+
+/// Counts for an operator at the store's clock: waiting is `issued_through - admitted_through`
+/// (gapless `seq`, strict FIFO), active counts unexpired ACTIVE tokens.
+pub(crate) const STATS: &str =
+    "WITH clock AS MATERIALIZED (SELECT COALESCE($1::timestamptz, statement_timestamp()) AS now) \
+     SELECT clock.now, a.admitted_through, a.last_admission_at, \
+       (SELECT COALESCE(max(seq), 0) FROM queue_tokens) AS issued_through, \
+       (SELECT count(*) FROM queue_tokens t WHERE t.status = 'ACTIVE' AND t.expires_at > clock.now) AS active \
+     FROM queue_admission a, clock";
 
 #[derive(Debug, QueryableByName)]
 struct CursorRow {
@@ -66,9 +112,24 @@ impl CursorRow {
 }
 
 #[derive(Debug, QueryableByName)]
-struct Flag {
-    #[diesel(sql_type = Bool)]
-    flag: bool,
+struct TokenWithCursor {
+    #[diesel(embed)]
+    token: TokenRow,
+    #[diesel(embed)]
+    cursor: CursorRow,
+}
+
+/// What admission and stats read.
+#[derive(Debug, QueryableByName)]
+struct QueueRead {
+    #[diesel(sql_type = Timestamptz)]
+    now: OffsetDateTime,
+    #[diesel(embed)]
+    cursor: CursorRow,
+    #[diesel(sql_type = BigInt)]
+    issued_through: i64,
+    #[diesel(sql_type = BigInt)]
+    active: i64,
 }
 
 #[derive(Debug, QueryableByName)]
@@ -77,218 +138,111 @@ struct Count {
     n: i64,
 }
 
-/// The user's WAITING or ACTIVE row (at most one, by the partial unique index).
-fn live_row(conn: &mut PgConnection, user: Uuid) -> QueryResult<Option<TokenRow>> {
-    prepared(concat!(
-        "SELECT ",
-        token_columns!(),
-        " FROM queue_tokens t WHERE t.user_id = $1 AND t.status IN ('WAITING', 'ACTIVE')"
-    ))
-    .bind::<SqlUuid, _>(user)
-    .get_result(conn)
-    .optional()
-}
-
-/// Why an issue transaction rolled back.
-#[derive(Debug)]
-enum IssueAbort {
-    /// A concurrent issue for the same user committed first: its token wins.
-    Conflict,
-    /// No connection, or a row we cannot map.
-    Failed(StoreError),
-}
-
-/// Stores a new WAITING token with the next number, in one statement: the counter row is
-/// locked (`FOR UPDATE`) and read, the token inserted with `last_seq + 1`, and the counter set
-/// to it only if the insert happened. Issuers queue on the counter row lock, which is held to
-/// the end of the transaction (in autocommit: the statement and its commit), so they commit in
-/// `seq` order; a token that is not inserted (the user got one concurrently, `DO NOTHING`) or
-/// a failed statement leaves the counter as it was, so the sequence stays gapless. The lock is
-/// held for this one statement and its WAL flush, nothing else.
-fn insert_next(
-    c: &mut PgConnection,
-    user: Uuid,
-    value: &TokenValue,
-    now: OffsetDateTime,
-) -> Result<IssueOutcome, TxError<IssueAbort>> {
-    let inserted: Option<TokenRow> = prepared(concat!(
-        "WITH n AS (SELECT last_seq FROM queue_counter FOR UPDATE), \
-         t AS ( \
-           INSERT INTO queue_tokens AS t (seq, token, user_id, status, issued_at) \
-           SELECT n.last_seq + 1, $1, $2, 'WAITING', $3 FROM n \
-           ON CONFLICT (user_id) WHERE status IN ('WAITING', 'ACTIVE') DO NOTHING \
-           RETURNING ",
-        token_columns!(),
-        "), \
-         c AS (UPDATE queue_counter SET last_seq = t.seq FROM t) \
-         SELECT ",
-        token_columns!(),
-        " FROM t"
-    ))
-    .bind::<Text, _>(value.as_str())
-    .bind::<SqlUuid, _>(user)
-    .bind::<Timestamptz, _>(now)
-    .get_result(c)
-    .optional()?;
-    let row = inserted.ok_or(TxError::Abort(IssueAbort::Conflict))?;
-    let token = row.into_domain().map_err(|e| TxError::Abort(IssueAbort::Failed(e)))?;
-    Ok(IssueOutcome { token, created: true })
-}
-
-impl PgStore {
-    fn try_issue(
-        &self,
-        user: Uuid,
-        value: &TokenValue,
-        now: OffsetDateTime,
-    ) -> Result<IssueOutcome, TxError<IssueAbort>> {
-        let mut conn = self.conn().map_err(|e| TxError::Abort(IssueAbort::Failed(e)))?;
-        conn.run(|c| {
-            // Read before any lock: a user already in line (the common repeat) costs one read,
-            // and the counter lock is only taken to insert.
-            let Some(row) = live_row(c, user)? else {
-                return insert_next(c, user, value, now);
-            };
-            let token = row.into_domain().map_err(|e| TxError::Abort(IssueAbort::Failed(e)))?;
-            if token.is_live_at(now) {
-                return Ok(IssueOutcome { token, created: false });
-            }
-            // Rare: an ACTIVE token whose time is up (WAITING ones are always live). Expiring it
-            // frees the user's slot in the partial unique index; one transaction with the
-            // insert, so a failed issue stores nothing. If another issue got in first, the
-            // insert does nothing and the caller retries, finding that token live.
-            c.transaction(|c| {
-                prepared("UPDATE queue_tokens SET status = 'EXPIRED' WHERE seq = $1 AND status = 'ACTIVE'")
-                    .bind::<BigInt, _>(token.seq)
-                    .execute(c)?;
-                insert_next(c, user, value, now)
-            })
-        })
-    }
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
 }
 
 impl QueueStore for PgStore {
     fn issue(&self, user: UserId, value: TokenValue, now: OffsetDateTime) -> Result<IssueOutcome, StoreError> {
-        // A conflict means another issue for this user committed; the next attempt finds its
-        // token in the first statement. Three attempts cover a token that also lapses in between.
-        for _ in 0..3 {
-            match self.try_issue(user.as_uuid(), &value, now) {
-                Ok(outcome) => return Ok(outcome),
-                Err(TxError::Abort(IssueAbort::Conflict)) => {}
-                Err(TxError::Abort(IssueAbort::Failed(e))) => return Err(e),
-                Err(TxError::Db(e)) => return Err(from_diesel(e)),
-            }
-        }
-        Err(StoreError::Internal("issue kept conflicting with concurrent issues for the same user".into()))
+        self.issuer.issue(&self.pool, self.limits, user, value, now)
     }
 
     fn find(&self, value: &TokenValue) -> Result<Option<QueueToken>, StoreError> {
-        // Every protected request's authorization: the query DSL, so diesel prepares it once
-        // per connection.
-        let row: Option<TokenRow> = self.with_conn(|c| {
-            queue_tokens::table
-                .filter(queue_tokens::token.eq(value.as_str()))
-                .select(TokenRow::as_select())
-                .get_result(c)
-                .optional()
-        })?;
+        let row: Option<TokenRow> =
+            self.autocommit(|c| prepared(FIND_TOKEN).bind::<Text, _>(value.as_str()).get_result(c).optional())?;
         row.map(TokenRow::into_domain).transpose()
     }
 
     fn find_with_cursor(&self, value: &TokenValue) -> Result<Option<(QueueToken, QueueCursor)>, StoreError> {
-        // Every poll: one prepared statement, the token joined to the one-row cursor table
-        // (`ON queue_admission.id`, which is the constant TRUE).
-        let row: Option<(TokenRow, (i64, Option<OffsetDateTime>))> = self.with_conn(|c| {
-            queue_tokens::table
-                .inner_join(queue_admission::table.on(queue_admission::id))
-                .filter(queue_tokens::token.eq(value.as_str()))
-                .select((
-                    TokenRow::as_select(),
-                    (queue_admission::admitted_through, queue_admission::last_admission_at),
-                ))
-                .get_result(c)
-                .optional()
-        })?;
-        row.map(|(token, (admitted_through, last_admission_at))| {
-            Ok((token.into_domain()?, QueueCursor { admitted_through, last_admission_at }))
-        })
-        .transpose()
+        let row: Option<TokenWithCursor> =
+            self.autocommit(|c| prepared(FIND_WITH_CURSOR).bind::<Text, _>(value.as_str()).get_result(c).optional())?;
+        row.map(|r| Ok((r.token.into_domain()?, r.cursor.into_domain()))).transpose()
     }
 
     fn cursor(&self) -> Result<QueueCursor, StoreError> {
-        self.with_conn(|c| {
-            prepared("SELECT admitted_through, last_admission_at FROM queue_admission").get_result::<CursorRow>(c)
-        })
-        .map(CursorRow::into_domain)
+        self.autocommit(|c| prepared(CURSOR).get_result::<CursorRow>(c)).map(CursorRow::into_domain)
     }
 
-    fn admit(&self, policy: &AdmissionPolicy, now: OffsetDateTime) -> Result<AdmissionOutcome, StoreError> {
-        self.with_conn(|c| {
-            c.transaction(|c| {
-                // Another instance is mid-tick: it will have admitted by the time we could, so
-                // waiting would only end in NotDue.
-                let locked = prepared("SELECT pg_try_advisory_xact_lock($1) AS flag")
-                    .bind::<BigInt, _>(ADMISSION_LOCK)
-                    .get_result::<Flag>(c)?
-                    .flag;
-                if !locked {
-                    return Ok(AdmissionOutcome::Busy);
-                }
-                // The row lock is the real serialisation point (it also holds against a caller
-                // that does not take the advisory lock); FOR UPDATE reads the latest commit.
-                let cursor = prepared("SELECT admitted_through, last_admission_at FROM queue_admission FOR UPDATE")
-                    .get_result::<CursorRow>(c)?;
-                if !policy.is_due(cursor.last_admission_at, now) {
-                    return Ok(AdmissionOutcome::NotDue {
-                        next_at: policy.next_admission_at(cursor.last_admission_at, now),
-                    });
-                }
-                // Every seq up to the committed counter belongs to a committed token (the
-                // counter and the token are written in one transaction).
-                let last_seq = prepared("SELECT last_seq AS n FROM queue_counter").get_result::<Count>(c)?.n;
-                let waiting = u64::try_from(last_seq - cursor.admitted_through).unwrap_or(0);
-                let active = if policy.max_active.is_some() {
-                    let n =
-                        prepared("SELECT count(*) AS n FROM queue_tokens WHERE status = 'ACTIVE' AND expires_at > $1")
-                            .bind::<Timestamptz, _>(now)
-                            .get_result::<Count>(c)?
-                            .n;
-                    u64::try_from(n).unwrap_or(0)
-                } else {
-                    0
-                };
-                let n = policy.quota(active, waiting);
-                if n == 0 {
-                    return Ok(AdmissionOutcome::Admitted(0));
-                }
-                let n_i64 = i64::try_from(n).unwrap_or(i64::MAX);
-                let through = cursor.admitted_through.saturating_add(n_i64);
-                prepared(
-                    "UPDATE queue_tokens SET status = 'ACTIVE', activated_at = $1, expires_at = $2 \
-                     WHERE seq > $3 AND seq <= $4 AND status = 'WAITING'",
-                )
+    fn admit(&self, policy: &AdmissionPolicy) -> Result<AdmissionOutcome, StoreError> {
+        let started = Instant::now();
+        let store_now = self.store_now();
+        let outcome = self.transaction(ADMISSION_BEGIN, started, |tx| {
+            // Read after the lock, in a statement of its own: the snapshot sees the last tick's
+            // commit, and the server's clock is read after any wait for the lock.
+            let read: QueueRead = prepared(ADMIT_READ)
+                .bind::<Nullable<Timestamptz>, _>(store_now)
+                .bind::<Bool, _>(policy.max_active.is_some())
+                .get_result(tx.conn())?;
+            let now = read.now;
+            let cursor = read.cursor.into_domain();
+            if !policy.is_due(cursor.last_admission_at, now) {
+                let wait = policy.next_admission_at(cursor.last_admission_at, now) - now;
+                return Ok(AdmissionOutcome::NotDue { wait });
+            }
+            let waiting = count(read.issued_through - cursor.admitted_through);
+            let n = policy.quota(count(read.active), waiting);
+            if n == 0 {
+                return Ok(AdmissionOutcome::Admitted(0));
+            }
+            let through = cursor.admitted_through + i64::try_from(n).unwrap_or(i64::MAX);
+            let changed: Count = prepared(ADMIT_WRITE)
                 .bind::<Timestamptz, _>(now)
                 .bind::<Timestamptz, _>(policy.expiry_for(now))
                 .bind::<BigInt, _>(cursor.admitted_through)
                 .bind::<BigInt, _>(through)
-                .execute(c)?;
-                prepared("UPDATE queue_admission SET admitted_through = $1, last_admission_at = $2")
-                    .bind::<BigInt, _>(through)
-                    .bind::<Timestamptz, _>(now)
-                    .execute(c)?;
-                Ok(AdmissionOutcome::Admitted(n))
-            })
-        })
+                .get_result(tx.conn())?;
+            if count(changed.n) != n {
+                // The cursor would move past tokens that were not activated.
+                return Err(Fail::Store(StoreError::Internal(format!(
+                    "admission expected {n} WAITING tokens above {} and found {}",
+                    cursor.admitted_through, changed.n
+                ))));
+            }
+            Ok::<_, Fail<()>>(AdmissionOutcome::Admitted(n))
+        })?;
+        outcome.map_err(|()| StoreError::Internal("admission refused itself".into()))
     }
 
-    fn expire_tokens(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
-        // Concurrent sweeps: the second waits on the first's row locks, re-checks the WHERE
-        // on the new row versions and skips them, so each token changes once.
-        let n = self.with_conn(|c| {
-            prepared("UPDATE queue_tokens SET status = 'EXPIRED' WHERE status = 'ACTIVE' AND expires_at <= $1")
-                .bind::<Timestamptz, _>(now)
+    fn expire_tokens(&self, limit: u32) -> Result<u64, StoreError> {
+        let store_now = self.store_now();
+        let n = self.autocommit(|c| {
+            prepared(EXPIRE_TOKENS)
+                .bind::<Nullable<Timestamptz>, _>(store_now)
+                .bind::<BigInt, _>(i64::from(limit))
                 .execute(c)
         })?;
         Ok(n as u64)
+    }
+
+    /// One statement, except right after a payment on this thread used the same token up: the
+    /// payment's transaction marked it EXPIRED (`expires_at = paid_at`) atomically with the
+    /// payment, so the domain's follow-up call (`Ticketing::pay` calls this after every
+    /// payment, for stores that keep the queue elsewhere) would change nothing and is skipped
+    /// (see `payments::note_used_up`). A call for any other token, or from anywhere else, runs
+    /// the statement.
+    fn use_up(&self, value: &TokenValue, at: OffsetDateTime) -> Result<(), StoreError> {
+        if crate::payments::take_used_up(value) {
+            return Ok(());
+        }
+        self.autocommit(|c| prepared(USE_UP).bind::<Text, _>(value.as_str()).bind::<Timestamptz, _>(at).execute(c))
+            .map(|_| ())
+    }
+
+    fn stats(&self) -> Result<QueueStats, StoreError> {
+        let store_now = self.store_now();
+        let read: QueueRead =
+            self.autocommit(|c| prepared(STATS).bind::<Nullable<Timestamptz>, _>(store_now).get_result(c))?;
+        let cursor = read.cursor.into_domain();
+        Ok(QueueStats {
+            waiting: count(read.issued_through - cursor.admitted_through),
+            active: count(read.active),
+            issued_through: read.issued_through,
+            cursor,
+            now: read.now,
+        })
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        PgStore::ping(self)
     }
 }

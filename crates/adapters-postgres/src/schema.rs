@@ -38,6 +38,20 @@ diesel::table! {
         amount -> Int8,
         balance_after -> Int8,
         paid_at -> Timestamptz,
+        token -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (user_id, key) {
+        user_id -> Uuid,
+        key -> Text,
+        fingerprint -> Text,
+        status -> Nullable<Int4>,
+        body -> Nullable<Text>,
+        ledger_entry_id -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
     }
 }
 
@@ -50,9 +64,13 @@ diesel::table! {
 }
 
 diesel::table! {
-    queue_counter (id) {
+    queue_settings (id) {
         id -> Bool,
-        last_seq -> Int8,
+        paused -> Bool,
+        admit_batch -> Int4,
+        admit_interval_micros -> Int8,
+        active_ttl_micros -> Int8,
+        max_active -> Nullable<Int4>,
     }
 }
 
@@ -100,6 +118,7 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(idempotency_keys -> ledger_entries (ledger_entry_id));
 diesel::joinable!(ledger_entries -> accounts (user_id));
 diesel::joinable!(ledger_entries -> payments (payment_id));
 diesel::joinable!(ledger_entries -> reservations (reservation_id));
@@ -112,10 +131,11 @@ diesel::joinable!(seats -> schedules (schedule_id));
 diesel::allow_tables_to_appear_in_same_query!(
     accounts,
     concerts,
+    idempotency_keys,
     ledger_entries,
     payments,
     queue_admission,
-    queue_counter,
+    queue_settings,
     queue_tokens,
     reservations,
     schedules,

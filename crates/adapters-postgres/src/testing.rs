@@ -17,13 +17,33 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{anyhow, Context as _};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use diesel_migrations::MigrationHarness as _;
+use thiserror::Error;
 
 use crate::pool::{database_exists, quote_ident};
-use crate::{PgConfig, PgStore, MIGRATIONS};
+use crate::{ConfigError, PgConfig, PgStore, MIGRATIONS};
+
+/// Why a test database could not be made.
+#[derive(Debug, Error)]
+pub enum TestDbError {
+    /// The test server could not be reached.
+    #[error("connecting to the test server ({TEST_SERVER_VAR}): {0}")]
+    Connect(#[from] diesel::ConnectionError),
+    /// A statement failed.
+    #[error("preparing a test database: {0}")]
+    Query(#[from] diesel::result::Error),
+    /// Migrating the template failed.
+    #[error("migrating the test template: {0}")]
+    Migrate(String),
+    /// The store could not be built.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// The variable naming the test server.
+const TEST_SERVER_VAR: &str = "TEST_DATABASE_SERVER";
 
 /// Session advisory lock key guarding template builds and leftover clean-up.
 const TEMPLATE_LOCK: i64 = 0x636f_6e63_6572_7402;
@@ -38,7 +58,7 @@ fn template_name() -> String {
 /// The server every test database lives on.
 #[must_use]
 pub fn server_url() -> String {
-    std::env::var("TEST_DATABASE_SERVER")
+    std::env::var(TEST_SERVER_VAR)
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
         .trim_end_matches('/')
         .to_owned()
@@ -48,8 +68,8 @@ fn db_url(name: &str) -> String {
     format!("{}/{name}", server_url())
 }
 
-fn admin() -> anyhow::Result<PgConnection> {
-    PgConnection::establish(&db_url("postgres")).context("connecting to the `postgres` database")
+fn admin() -> Result<PgConnection, TestDbError> {
+    Ok(PgConnection::establish(&db_url("postgres"))?)
 }
 
 fn now_secs() -> u64 {
@@ -73,7 +93,7 @@ fn drop_database(admin: &mut PgConnection, name: &str) -> QueryResult<usize> {
 
 /// Drops test databases of dead or hour-old runs, templates of other migration sets and
 /// half-built templates. Runs under the template lock.
-fn clean_leftovers(admin: &mut PgConnection) -> anyhow::Result<()> {
+fn clean_leftovers(admin: &mut PgConnection) -> Result<(), TestDbError> {
     let names: Vec<Name> = diesel::sql_query("SELECT datname FROM pg_database WHERE starts_with(datname, $1)")
         .bind::<Text, _>(PREFIX)
         .load(admin)?;
@@ -101,7 +121,7 @@ fn clean_leftovers(admin: &mut PgConnection) -> anyhow::Result<()> {
 }
 
 /// Builds the template unless it exists; the result is remembered for the process.
-fn ensure_template() -> anyhow::Result<String> {
+fn ensure_template() -> Result<String, TestDbError> {
     static DONE: Mutex<Option<String>> = Mutex::new(None);
     let mut done = DONE.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(name) = done.as_ref() {
@@ -111,7 +131,7 @@ fn ensure_template() -> anyhow::Result<String> {
     let mut admin = admin()?;
     // A dedicated, unpooled connection: the session lock ends with it at the latest.
     diesel::sql_query("SELECT pg_advisory_lock($1)").bind::<BigInt, _>(TEMPLATE_LOCK).execute(&mut admin)?;
-    let built = (|| -> anyhow::Result<()> {
+    let built = (|| -> Result<(), TestDbError> {
         clean_leftovers(&mut admin)?;
         if database_exists(&mut admin, &name)? {
             return Ok(());
@@ -121,7 +141,7 @@ fn ensure_template() -> anyhow::Result<String> {
         diesel::sql_query(format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(&build))).execute(&mut admin)?;
         {
             let mut conn = PgConnection::establish(&db_url(&build))?;
-            conn.run_pending_migrations(MIGRATIONS).map_err(|e| anyhow!("migrating the template: {e}"))?;
+            conn.run_pending_migrations(MIGRATIONS).map_err(|e| TestDbError::Migrate(e.to_string()))?;
         }
         diesel::sql_query(format!("ALTER DATABASE {} RENAME TO {}", quote_ident(&build), quote_ident(&name)))
             .execute(&mut admin)?;
@@ -147,14 +167,13 @@ impl TestDatabase {
     ///
     /// # Errors
     /// When the server cannot be reached or the template cannot be built.
-    pub fn create() -> anyhow::Result<Self> {
+    pub fn create() -> Result<Self, TestDbError> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let template = ensure_template()?;
         let name = format!("{PREFIX}{}_{}_{}", std::process::id(), now_secs(), NEXT.fetch_add(1, Ordering::Relaxed));
         let mut admin = admin()?;
         diesel::sql_query(format!("CREATE DATABASE {} TEMPLATE {}", quote_ident(&name), quote_ident(&template)))
-            .execute(&mut admin)
-            .with_context(|| format!("cloning {template}"))?;
+            .execute(&mut admin)?;
         Ok(Self { name })
     }
 
@@ -170,24 +189,27 @@ impl TestDatabase {
         db_url(&self.name)
     }
 
-    /// Settings for tests: generous timeouts (a loaded CI box is not an outage) and enough
-    /// connections for the race tests.
+    /// Settings for tests: the production timeouts, except the waits a loaded shared box can
+    /// stretch without any outage (a connection from a pool that 200 racing threads share, a
+    /// budget that includes that wait), and a pool of 8: the server allows 100 connections
+    /// and other test binaries run at the same time.
     #[must_use]
     pub fn config(&self) -> PgConfig {
         PgConfig {
-            pool_size: 16,
+            pool_size: 8,
+            checkout_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
-            statement_timeout: Duration::from_secs(30),
+            call_budget: Duration::from_secs(60),
             ..PgConfig::new(self.url())
         }
     }
 
-    /// A store on this database.
+    /// A store on this database, with [`TestDatabase::config`].
     ///
     /// # Errors
-    /// None in practice (see [`PgStore::connect`]).
-    pub fn store(&self) -> anyhow::Result<PgStore> {
-        PgStore::connect(&self.config())
+    /// [`TestDbError::Config`] never in practice (the URL is built here).
+    pub fn store(&self) -> Result<PgStore, TestDbError> {
+        Ok(PgStore::new(&self.config())?)
     }
 }
 
@@ -210,6 +232,15 @@ impl PgStore {
     /// `Unavailable` when the pool cannot open them in time.
     pub fn open_connections(&self, n: u32) -> Result<(), domain::ports::StoreError> {
         let held = (0..n).map(|_| self.conn()).collect::<Result<Vec<_>, _>>()?;
+        // Each one used once, so it exists on the server (checkout alone may reuse).
+        let held = held
+            .into_iter()
+            .map(|mut c| {
+                use diesel::connection::SimpleConnection as _;
+                c.conn.batch_execute("SELECT 1").map(|()| c)
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| domain::ports::StoreError::Internal(e.to_string()))?;
         drop(held);
         Ok(())
     }

@@ -1,7 +1,8 @@
-//! The port conformance suite (`crates/port-tests`), run against PostgreSQL: each case gets its
-//! own database cloned from the migrated template, so the PostgreSQL adapter provably behaves
-//! like the in-memory one, time boundaries included (the manual clock's `now` is bound into
-//! every statement).
+//! The port conformance suite (`crates/port-tests`) against PostgreSQL, each case on a database
+//! of its own cloned from the migrated template: once on the store itself, once through the
+//! poll and settings caches over it (as `concert serve` wires them), so the PostgreSQL adapter
+//! provably behaves like the in-memory one, time boundaries included (the suite's manual clock
+//! is bound into every statement, and is the store's clock too).
 
 #![allow(
     clippy::unwrap_used,
@@ -12,4 +13,14 @@
 
 mod common;
 
-port_tests::conformance_suite!(common::Postgres);
+mod direct {
+    use super::common::Postgres;
+
+    port_tests::conformance_suite!(Postgres);
+}
+
+mod cached {
+    use super::common::CachedPostgres;
+
+    port_tests::conformance_suite!(CachedPostgres);
+}

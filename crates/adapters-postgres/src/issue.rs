@@ -1,0 +1,266 @@
+//! Token issue by group commit: concurrent issues of one instance are numbered and stored by
+//! one transaction.
+//!
+//! A token's `seq` must be gapless and in commit order over every instance (a token becomes
+//! visible only after every lower `seq`), which needs one serialisation point. Taking it once
+//! per arrival (the counter row of the first schema) capped issue at one commit per lock hold
+//! and rewrote that row once per arrival. Here a dedicated batcher thread per store takes the
+//! requests waiting for it, up to `issue_batch_max`, and runs one transaction for all of them:
+//!
+//! 1. `BEGIN; SELECT pg_advisory_xact_lock(issue)`: one lock per batch, held to commit, so
+//!    batches of all instances commit one after another in `seq` order.
+//! 2. One statement, with a snapshot taken after the lock: marks EXPIRED the lapsed ACTIVE
+//!    tokens of the batch's users, and reads their live tokens (returned as they are) and the
+//!    queue cursor.
+//! 3. One statement inserts a WAITING token for each user left, numbered
+//!    `max(seq) + ordinality` (`max` read off the primary key index), and returns them.
+//! 4. COMMIT, unless the call budget of the batch's oldest request has run out (then every
+//!    request of the batch gets `Timeout` and nothing is stored).
+//!
+//! Users are deduplicated inside a batch (one token per user; the other requests of that user
+//! get it with `created: false`). No request waits for company: the thread takes whatever is
+//! queued the moment it is free, so a lone request is handled at once, and requests queue only
+//! while a batch is in flight. A failed batch fails each of its requests with the same error
+//! and stores nothing; a request whose budget ran out while it queued is answered `Timeout`
+//! without running. Nothing is rewritten per arrival: each token is one inserted row.
+
+use std::collections::HashMap;
+use std::sync::{mpsc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use domain::ids::UserId;
+use domain::ports::{IssueOutcome, StoreError};
+use domain::queue::{QueueCursor, QueueToken, TokenValue};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::error::Fail;
+use crate::locks::ISSUE_BEGIN;
+use crate::pool::PgPool;
+use crate::queue::TokenRow;
+use crate::sql::prepared;
+use crate::work::{self, Limits};
+
+/// Marks the batch users' lapsed ACTIVE tokens EXPIRED (frees their place in the one-live-
+/// token-per-user index) and reads their live tokens with the cursor. The live filter restates
+/// `QueueToken::is_live_at` (WAITING, or ACTIVE with `expires_at > now`), each user at their
+/// own request's `now`; the read's snapshot predates the UPDATE, so it sees the lapsed tokens
+/// as they were and the filter leaves them out. One row per live token, or one row with NULL
+/// token columns when no user has one.
+pub(crate) const ISSUE_LIVE: &str =
+    "WITH req AS (SELECT r.user_id, r.now FROM unnest($1::uuid[], $2::timestamptz[]) AS r (user_id, now)), \
+     lapsed AS (UPDATE queue_tokens t SET status = 'EXPIRED' FROM req \
+       WHERE t.user_id = req.user_id AND t.status = 'ACTIVE' AND t.expires_at <= req.now RETURNING t.seq) \
+     SELECT a.admitted_through, a.last_admission_at, (SELECT count(*) FROM lapsed) AS lapsed, \
+       live.seq, live.token, live.user_id, live.status, live.issued_at, live.activated_at, live.expires_at \
+     FROM queue_admission a LEFT JOIN ( \
+       SELECT t.seq, t.token, t.user_id, t.status, t.issued_at, t.activated_at, t.expires_at \
+       FROM queue_tokens t JOIN req ON t.user_id = req.user_id \
+       WHERE t.status IN ('WAITING', 'ACTIVE') AND (t.status = 'WAITING' OR t.expires_at > req.now)) live ON TRUE";
+
+/// Inserts the new tokens, numbered after the highest `seq` ever issued in arrival order.
+/// Under the issue lock no other transaction can insert a live token, and step 2 found none
+/// for these users, so every row is inserted: there is no `ON CONFLICT` that could skip a row
+/// after it was numbered. A writer that bypassed the lock would make this fail (unique
+/// violation) and the batch store nothing, rather than leave a gap.
+pub(crate) const ISSUE_INSERT: &str = "INSERT INTO queue_tokens (seq, token, user_id, status, issued_at) \
+     SELECT top.seq + r.ord, r.token, r.user_id, 'WAITING', r.issued_at \
+     FROM (SELECT COALESCE(max(seq), 0) AS seq FROM queue_tokens) AS top, \
+       unnest($1::uuid[], $2::text[], $3::timestamptz[]) WITH ORDINALITY AS r (user_id, token, issued_at, ord) \
+     RETURNING seq, token, user_id, status, issued_at, activated_at, expires_at";
+
+#[derive(Debug, QueryableByName)]
+struct LiveRow {
+    #[diesel(sql_type = BigInt)]
+    admitted_through: i64,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    last_admission_at: Option<OffsetDateTime>,
+    #[diesel(embed)]
+    token: Option<TokenRow>,
+}
+
+/// One issue waiting for its batch.
+struct Request {
+    user: UserId,
+    value: TokenValue,
+    now: OffsetDateTime,
+    arrived: Instant,
+    reply: mpsc::SyncSender<Result<IssueOutcome, StoreError>>,
+}
+
+/// The batcher of one store (shared by its clones): started by the first issue, stopped by
+/// [`Issuer::stop`] or when the last clone is dropped (its channel closes).
+#[derive(Default)]
+pub(crate) struct Issuer {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    sender: Option<mpsc::Sender<Request>>,
+    thread: Option<JoinHandle<()>>,
+    stopped: bool,
+}
+
+impl std::fmt::Debug for Issuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issuer").finish_non_exhaustive()
+    }
+}
+
+impl Issuer {
+    /// Issues through the batcher, starting it on first use, and waits for the batch's answer.
+    /// The wait is bounded by the batch's own bounds (checkout, statements, the budget checked
+    /// before COMMIT); it never gives up by itself, so an answer of failure always means
+    /// nothing was stored.
+    pub(crate) fn issue(
+        &self,
+        pool: &PgPool,
+        limits: Limits,
+        user: UserId,
+        value: TokenValue,
+        now: OffsetDateTime,
+    ) -> Result<IssueOutcome, StoreError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let request = Request { user, value, now, arrived: Instant::now(), reply };
+        {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            if state.stopped {
+                return Err(StoreError::Unavailable("the store is closed".into()));
+            }
+            if state.sender.is_none() {
+                let (sender, requests) = mpsc::channel();
+                let pool = pool.clone();
+                let thread = std::thread::Builder::new()
+                    .name("pg-issue-batcher".into())
+                    .spawn(move || run(&pool, limits, &requests))
+                    .map_err(|e| StoreError::Internal(format!("cannot start the issue batcher: {e}")))?;
+                state.sender = Some(sender);
+                state.thread = Some(thread);
+            }
+            let sent = state.sender.as_ref().map(|s| s.send(request));
+            if !matches!(sent, Some(Ok(()))) {
+                return Err(StoreError::Internal("the issue batcher has stopped".into()));
+            }
+        }
+        answer.recv().unwrap_or_else(|_| Err(StoreError::Internal("the issue batcher stopped mid-batch".into())))
+    }
+
+    /// Stops the batcher (after the batch in flight) and waits for its thread.
+    pub(crate) fn stop(&self) {
+        let thread = {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.stopped = true;
+            state.sender = None;
+            state.thread.take()
+        };
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The batcher thread: one batch per loop, whatever is queued when it is free.
+fn run(pool: &PgPool, limits: Limits, requests: &mpsc::Receiver<Request>) {
+    while let Ok(first) = requests.recv() {
+        let mut batch = vec![first];
+        while batch.len() < limits.issue_batch_max {
+            match requests.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        run_batch(pool, limits, batch);
+    }
+}
+
+fn run_batch(pool: &PgPool, limits: Limits, batch: Vec<Request>) {
+    let started = Instant::now();
+    let (batch, late): (Vec<_>, Vec<_>) = batch.into_iter().partition(|r| started < r.arrived + limits.budget);
+    for request in late {
+        let _ = request.reply.send(Err(StoreError::Timeout("the issue waited its whole time budget in line".into())));
+    }
+    let Some(oldest) = batch.iter().map(|r| r.arrived).min() else { return };
+    // One entry per user, in arrival order: the first request of a user names the token.
+    let mut slot_of: HashMap<UserId, usize> = HashMap::new();
+    let mut unique: Vec<&Request> = Vec::new();
+    for request in &batch {
+        slot_of.entry(request.user).or_insert_with(|| {
+            unique.push(request);
+            unique.len() - 1
+        });
+    }
+    let result = store_batch(pool, limits, oldest, &unique);
+    let mut answered = vec![false; unique.len()];
+    for request in &batch {
+        let answer = match (&result, slot_of.get(&request.user)) {
+            (Ok((tokens, cursor)), Some(&slot)) => match tokens.get(slot) {
+                Some((token, created)) => {
+                    // Only the first request of a user can have created its token.
+                    let created = *created && !answered[slot];
+                    answered[slot] = true;
+                    Ok(IssueOutcome { token: token.clone(), created, cursor: *cursor })
+                }
+                None => Err(StoreError::Internal("the issue batch lost a request".into())),
+            },
+            (Ok(_), None) => Err(StoreError::Internal("the issue batch lost a request".into())),
+            (Err(e), _) => Err(e.clone()),
+        };
+        // A caller that went away no longer needs the answer.
+        let _ = request.reply.send(answer);
+    }
+}
+
+/// Stores one batch; returns, per unique user, their token and whether it is new.
+fn store_batch(
+    pool: &PgPool,
+    limits: Limits,
+    oldest: Instant,
+    unique: &[&Request],
+) -> Result<(Vec<(QueueToken, bool)>, QueueCursor), StoreError> {
+    let mut conn = pool.get().map_err(|e| crate::error::from_pool(&e))?;
+    let users: Vec<Uuid> = unique.iter().map(|r| r.user.as_uuid()).collect();
+    let nows: Vec<OffsetDateTime> = unique.iter().map(|r| r.now).collect();
+    let outcome = work::transaction(&mut conn, ISSUE_BEGIN, oldest + limits.budget, limits.waits, |tx| {
+        let rows: Vec<LiveRow> = prepared(ISSUE_LIVE)
+            .bind::<Array<SqlUuid>, _>(&users)
+            .bind::<Array<Timestamptz>, _>(&nows)
+            .load(tx.conn())?;
+        let cursor = rows
+            .first()
+            .map(|r| QueueCursor { admitted_through: r.admitted_through, last_admission_at: r.last_admission_at })
+            .ok_or_else(|| StoreError::Internal("the queue cursor row is missing".into()))?;
+        let mut tokens: HashMap<Uuid, (QueueToken, bool)> = HashMap::with_capacity(unique.len());
+        for row in rows {
+            if let Some(token) = row.token {
+                let token = token.into_domain()?;
+                tokens.insert(token.user_id.as_uuid(), (token, false));
+            }
+        }
+        let fresh: Vec<&&Request> = unique.iter().filter(|r| !tokens.contains_key(&r.user.as_uuid())).collect();
+        if !fresh.is_empty() {
+            let users: Vec<Uuid> = fresh.iter().map(|r| r.user.as_uuid()).collect();
+            let values: Vec<&str> = fresh.iter().map(|r| r.value.as_str()).collect();
+            let nows: Vec<OffsetDateTime> = fresh.iter().map(|r| r.now).collect();
+            let inserted: Vec<TokenRow> = prepared(ISSUE_INSERT)
+                .bind::<Array<SqlUuid>, _>(&users)
+                .bind::<Array<Text>, _>(&values)
+                .bind::<Array<Timestamptz>, _>(&nows)
+                .load(tx.conn())?;
+            for row in inserted {
+                let token = row.into_domain()?;
+                tokens.insert(token.user_id.as_uuid(), (token, true));
+            }
+        }
+        let per_user = unique
+            .iter()
+            .map(|r| tokens.remove(&r.user.as_uuid()))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| StoreError::Internal("a user of the batch got no token".into()))?;
+        Ok::<_, Fail<()>>((per_user, cursor))
+    })?;
+    outcome.map_err(|()| StoreError::Internal("the issue batch refused itself".into()))
+}
