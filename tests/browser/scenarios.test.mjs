@@ -44,7 +44,8 @@ test('a whole purchase by clicking: charge, join, wait, pick, hold, pay, receipt
     // Too little at first, to go through the "charge more" advice of a 402.
     await charge(page, 1000, 1000);
 
-    for (let i = 0; i < 10; i += 1) await api.issue();
+    const others = [];
+    for (let i = 0; i < 10; i += 1) others.push(await api.issue());
     await page.getByRole('button', { name: 'Join the line' }).click();
     await page.locator('#position').waitFor();
     const first = await shownPosition(page);
@@ -63,7 +64,17 @@ test('a whole purchase by clicking: charge, join, wait, pick, hold, pay, receipt
     assert.equal(await storedToken(page), (await api.issue(me)).token, 'the page holds the user\'s one token');
 
     await waitAdmitted(page);
+    // Buyers ahead in line hold seats 3 and 4 and buy 11 and 12 of the date the page will show.
+    for (const o of others.slice(0, 4)) await api.waitActive(o.token);
+    const schedule = await api.firstSchedule(others[0].token);
+    await api.takeSeats(others, schedule.id, { held: [3, 4], sold: [11, 12] });
+
     await pickFirstConcertAndDate(page);
+    for (const [n, word] of [[3, 'held by someone'], [4, 'held by someone'], [11, 'sold'], [12, 'sold']]) {
+      const taken = page.getByRole('radio', { name: new RegExp(`^Seat ${n}, [\\d,]+ won, ${word}$`) });
+      assert.equal(await taken.isDisabled(), true, `seat ${n} is shown ${word} and cannot be picked`);
+    }
+    assert.match(await page.getByRole('group', { name: /^Seats on / }).locator('legend').textContent(), /: 46 of 50 free$/);
     const seat = availableSeats(page).nth(4);
     const info = await seatInfo(seat);
     await seat.check();

@@ -411,7 +411,7 @@ function renderQueue() {
     join.hidden = true;
     content = [
       el('p', { className: 'place' }, el('span', {}, 'Your place in line '), el('strong', { className: 'big', id: 'position' }, String(t.position))),
-      el('p', {}, `Estimated wait: ${waitWords(t.estimatedWaitSecs)}.`),
+      el('p', {}, `Estimated wait: ${waitWords(t.estimatedWaitSecs)}${t.paused === true ? ' once admission resumes' : ''}.`),
     ];
   } else if (t.status === 'ACTIVE') {
     join.hidden = true;
@@ -609,6 +609,7 @@ async function holdSeat() {
     seatNumber: res.seatNumber,
     price: res.price,
     heldUntil: res.heldUntil,
+    createdAt: res.createdAt,
     concertTitle: state.concert?.title ?? '',
     startsAt: schedule.startsAt,
     // One key for every attempt to pay this reservation, kept across reloads.
@@ -822,12 +823,21 @@ function render() {
   renderDone();
 }
 
+/**
+ * Time left, never more than the whole span from `from` to `until`: the server clock is read
+ * from whole-second `Date` headers and errs late, which must not show 10:01 of a 10:00 turn.
+ */
+function within(left, until, from) {
+  const span = Date.parse(until) - Date.parse(from);
+  return Number.isFinite(span) ? Math.min(left, span) : left;
+}
+
 /** Twice a second: the hold's countdown, the turn's time left, and their ends. */
 function tick() {
   const now = serverNow();
   const h = state.hold;
   if (h) {
-    const left = Date.parse(h.heldUntil) - now;
+    const left = within(Date.parse(h.heldUntil) - now, h.heldUntil, h.createdAt);
     $('countdown').textContent = mmss(left);
     $('hold-panel').classList.toggle('urgent', left <= 60_000);
     if (left <= 60_000 && left > 0 && !state.announcedMinute) {
@@ -840,7 +850,7 @@ function tick() {
   }
   const t = state.token;
   if (t?.status === 'ACTIVE' && t.expiresAt) {
-    const left = Date.parse(t.expiresAt) - now;
+    const left = within(Date.parse(t.expiresAt) - now, t.expiresAt, t.activatedAt);
     $('turn-left').textContent = `Your turn lasts until ${at(t.expiresAt)} (${mmss(left)} left).`;
     if (left <= 0 && !state.turnEndPolled) {
       // Ask the server rather than assume: it says EXPIRED, and the page follows.
