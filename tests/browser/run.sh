@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Browser tests of the buyer's page: Debian's chromium driven by playwright-core, against the
 # real `concert` binary (started once per scenario by the tests, in-memory store, short timings).
-# Builds nothing: pass the binary in CONCERT_BIN (default target/debug/concert, relative to the
+# Builds nothing: pass the binary in CONCERT_BIN (default $CARGO_TARGET_DIR/debug/concert, else
+# target/debug/concert; a relative path is taken from the
 # current directory). Needs `chromium` (apt) and `npm ci` done in tests/browser.
 #
-#   CONCERT_BIN      the binary to test                    (target/debug/concert)
+#   CONCERT_BIN      the binary to test                    ($CARGO_TARGET_DIR or target, /debug/concert)
 #   CHROMIUM_BIN     the browser                           (/usr/bin/chromium)
 #   SCREENSHOT_DIR   where screenshots go                  (target/browser-screenshots;
 #                    docs/screenshots to refresh the committed ones)
@@ -16,7 +17,7 @@ root="$(cd "$here/../.." && pwd)"
 
 abs() { case "$1" in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$PWD/$1" ;; esac; }
 
-CONCERT_BIN="$(abs "${CONCERT_BIN:-target/debug/concert}")"
+CONCERT_BIN="$(abs "${CONCERT_BIN:-${CARGO_TARGET_DIR:-target}/debug/concert}")"
 CHROMIUM_BIN="${CHROMIUM_BIN:-/usr/bin/chromium}"
 SCREENSHOT_DIR="$(abs "${SCREENSHOT_DIR:-$root/target/browser-screenshots}")"
 export CONCERT_BIN CHROMIUM_BIN SCREENSHOT_DIR

@@ -126,12 +126,13 @@ const isActive = () => state.token?.status === 'ACTIVE';
 // Messages
 
 /**
- * Shows a message in a section's slot. Errors are `role="alert"` (announced at once), the rest
- * `role="status"`. `actions` are buttons: `{ label, run }`.
+ * Shows a message in a section's slot. The slots are live regions from the start (a region
+ * added with its text is often not read out); errors are also `role="alert"`, read at once.
+ * `actions` are buttons: `{ label, run }`.
  */
 function showMessage(slotId, { kind = 'info', title = '', lines = [], actions = [] }) {
   const slot = $(slotId);
-  const box = el('div', { className: `msg ${kind}`, role: kind === 'error' ? 'alert' : 'status' });
+  const box = el('div', kind === 'error' ? { className: `msg ${kind}`, role: 'alert' } : { className: `msg ${kind}` });
   if (title) box.append(el('p', { className: 'msg-title' }, title));
   for (const line of lines) if (line) box.append(el('p', {}, line));
   if (actions.length) {
