@@ -1,15 +1,13 @@
--- POST /queue/tokens for a new user: QueueStore::issue (the live-token read, then numbering and
--- insert in one autocommit statement under the counter row's lock). The cursor the response
--- needs comes from the server's poll cache (one read per 250 ms per instance), so it is not here.
+-- Generated from the PostgreSQL adapter's statements by crates/adapters-postgres/src/pgbench.rs;
+-- do not edit: UPDATE_PGBENCH=1 cargo test -p adapters-postgres --lib pgbench
+-- POST /queue/tokens for a new user: the transaction the adapter's issue batcher runs, for a
+-- batch of one (the server batches concurrent issues; pgbench cannot). The cursor read is part
+-- of the batch's first statement.
 \set k :k + 1
 \set n :base + :offset + :client_id + :k * :clients
-SELECT t.seq, t.token, t.user_id, t.status, t.issued_at, t.activated_at, t.expires_at
-  FROM queue_tokens t WHERE t.user_id = lpad(to_hex(:n::bigint), 32, '0')::uuid AND t.status IN ('WAITING', 'ACTIVE');
-WITH n AS (SELECT last_seq FROM queue_counter FOR UPDATE),
-     t AS (
-       INSERT INTO queue_tokens AS t (seq, token, user_id, status, issued_at)
-       SELECT n.last_seq + 1, (md5('t' || :n) || md5('u' || :n)), lpad(to_hex(:n::bigint), 32, '0')::uuid, 'WAITING', now() FROM n
-       ON CONFLICT (user_id) WHERE status IN ('WAITING', 'ACTIVE') DO NOTHING
-       RETURNING t.seq, t.token, t.user_id, t.status, t.issued_at, t.activated_at, t.expires_at),
-     c AS (UPDATE queue_counter SET last_seq = t.seq FROM t)
-SELECT t.seq, t.token, t.user_id, t.status, t.issued_at, t.activated_at, t.expires_at FROM t;
+-- POST /queue/tokens: the group-commit batch, here of one request
+BEGIN;
+SELECT pg_advisory_xact_lock(1000001, 0);
+WITH req AS (SELECT r.user_id, r.now FROM unnest(ARRAY[lpad(to_hex(:n::bigint), 32, '0')::uuid]::uuid[], ARRAY[now()]::timestamptz[]) AS r (user_id, now)), lapsed AS (UPDATE queue_tokens t SET status = 'EXPIRED' FROM req WHERE t.user_id = req.user_id AND t.status = 'ACTIVE' AND t.expires_at <= req.now RETURNING t.seq) SELECT a.admitted_through, a.last_admission_at, (SELECT count(*) FROM lapsed) AS lapsed, live.seq, live.token, live.user_id, live.status, live.issued_at, live.activated_at, live.expires_at FROM queue_admission a LEFT JOIN ( SELECT t.seq, t.token, t.user_id, t.status, t.issued_at, t.activated_at, t.expires_at FROM queue_tokens t JOIN req ON t.user_id = req.user_id WHERE t.status IN ('WAITING', 'ACTIVE') AND (t.status = 'WAITING' OR t.expires_at > req.now)) live ON TRUE;
+INSERT INTO queue_tokens (seq, token, user_id, status, issued_at) SELECT top.seq + r.ord, r.token, r.user_id, 'WAITING', r.issued_at FROM (SELECT COALESCE(max(seq), 0) AS seq FROM queue_tokens) AS top, unnest(ARRAY[lpad(to_hex(:n::bigint), 32, '0')::uuid]::uuid[], ARRAY[(md5('t' || :n) || md5('u' || :n))]::text[], ARRAY[now()]::timestamptz[]) WITH ORDINALITY AS r (user_id, token, issued_at, ord) RETURNING seq, token, user_id, status, issued_at, activated_at, expires_at;
+COMMIT;

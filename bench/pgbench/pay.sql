@@ -1,26 +1,13 @@
--- POST /payments: authorize + the PaymentUnitOfWork transaction of Ticketing::pay (locked read,
--- debit, then the four writes as one statement of data-modifying CTEs), for pay
--- user n = :base + i (its HELD reservation, its balance).
+-- Generated from the PostgreSQL adapter's statements by crates/adapters-postgres/src/pgbench.rs;
+-- do not edit: UPDATE_PGBENCH=1 cargo test -p adapters-postgres --lib pgbench
+-- POST /payments without a key: authorize + PaymentStore::pay (token lock, locked facts,
+-- one settlement statement), for pay user n = :base + i (its HELD reservation, its balance).
 \set k :k + 1
 \set n :base + :offset + :client_id + :k * :clients
-SELECT t.seq, t.token, t.user_id, t.status, t.issued_at, t.activated_at, t.expires_at
-  FROM queue_tokens t WHERE t.token = (md5('t' || :n) || md5('u' || :n));
+-- POST /payments
+SELECT t.seq, t.token, t.user_id, t.status, t.issued_at, t.activated_at, t.expires_at FROM queue_tokens t WHERE t.token = (md5('t' || :n) || md5('u' || :n));
 BEGIN;
-SELECT id, user_id, schedule_id, seat_id, seat_number, price, status, created_at, held_until, paid_at
-  FROM reservations WHERE id = lpad(to_hex(:n::bigint), 32, '0')::uuid FOR UPDATE \gset r_
-UPDATE accounts SET balance = balance - :r_price WHERE user_id = lpad(to_hex(:n::bigint), 32, '0')::uuid AND balance >= :r_price
-  RETURNING balance \gset
-WITH r AS (
-       UPDATE reservations SET status = 'PAID', paid_at = now()
-       WHERE id = lpad(to_hex(:n::bigint), 32, '0')::uuid AND status = 'HELD' RETURNING id),
-     p AS (
-       INSERT INTO payments (id, reservation_id, user_id, amount, balance_after, paid_at)
-       SELECT gen_random_uuid(), r.id, lpad(to_hex(:n::bigint), 32, '0')::uuid, :r_price, :balance, now() FROM r RETURNING id),
-     l AS (
-       INSERT INTO ledger_entries (id, user_id, kind, amount, balance_after, at, payment_id, reservation_id)
-       SELECT gen_random_uuid(), lpad(to_hex(:n::bigint), 32, '0')::uuid, 'PAYMENT', -:r_price::bigint, :balance, now(), p.id, lpad(to_hex(:n::bigint), 32, '0')::uuid FROM p RETURNING id),
-     t AS (
-       UPDATE queue_tokens SET status = 'EXPIRED', expires_at = now()
-       WHERE user_id = lpad(to_hex(:n::bigint), 32, '0')::uuid AND status IN ('WAITING', 'ACTIVE'))
-SELECT count(*) AS n FROM l;
+SELECT pg_advisory_xact_lock(1000004, ('x' || left(md5('t' || :n), 8))::bit(32)::int);
+WITH r AS ( SELECT id, user_id, schedule_id, seat_id, seat_number, price, status, created_at, held_until, paid_at FROM reservations WHERE id = lpad(to_hex(:n::bigint), 32, '0')::uuid FOR UPDATE), a AS (SELECT balance FROM accounts WHERE user_id = lpad(to_hex(:n::bigint), 32, '0')::uuid AND (SELECT count(*) FROM r) >= 0 FOR UPDATE), t AS ( SELECT seq, token, user_id, status, issued_at, activated_at, expires_at FROM queue_tokens WHERE token = (md5('t' || :n) || md5('u' || :n)) AND (SELECT count(*) FROM a) >= 0 FOR UPDATE) SELECT r.id, r.user_id, r.schedule_id, r.seat_id, r.seat_number, r.price, r.status, r.created_at, r.held_until, r.paid_at, COALESCE((SELECT balance FROM a), 0) AS balance, EXISTS (SELECT 1 FROM payments p WHERE p.token = (md5('t' || :n) || md5('u' || :n))) AS token_paid, t.seq AS t_seq, t.token AS t_token, t.user_id AS t_user_id, t.status AS t_status, t.issued_at AS t_issued_at, t.activated_at AS t_activated_at, t.expires_at AS t_expires_at FROM (SELECT) AS one LEFT JOIN r ON TRUE LEFT JOIN t ON TRUE \gset f_
+WITH r AS ( UPDATE reservations SET status = 'PAID', paid_at = now() WHERE id = lpad(to_hex(:n::bigint), 32, '0')::uuid AND status = 'HELD' RETURNING id), a AS ( UPDATE accounts SET balance = balance - :f_price WHERE user_id = lpad(to_hex(:n::bigint), 32, '0')::uuid AND balance >= :f_price AND balance - :f_price = (:f_balance::bigint - :f_price::bigint) AND EXISTS (SELECT 1 FROM r) RETURNING balance), p AS ( INSERT INTO payments (id, reservation_id, user_id, amount, balance_after, paid_at, token) SELECT gen_random_uuid(), r.id, lpad(to_hex(:n::bigint), 32, '0')::uuid, :f_price, (:f_balance::bigint - :f_price::bigint), now(), (md5('t' || :n) || md5('u' || :n)) FROM r, a RETURNING id), l AS ( INSERT INTO ledger_entries (id, user_id, kind, amount, balance_after, at, payment_id, reservation_id) SELECT gen_random_uuid(), lpad(to_hex(:n::bigint), 32, '0')::uuid, 'PAYMENT', (-:f_price::bigint), (:f_balance::bigint - :f_price::bigint), now(), p.id, lpad(to_hex(:n::bigint), 32, '0')::uuid FROM p RETURNING id), t AS ( UPDATE queue_tokens SET status = 'EXPIRED', expires_at = now() WHERE token = (md5('t' || :n) || md5('u' || :n)) AND status = 'ACTIVE' AND EXISTS (SELECT 1 FROM l) RETURNING seq), k AS ( UPDATE idempotency_keys SET status = NULL::int, body = NULL::text, ledger_entry_id = l.id FROM l WHERE user_id = NULL::uuid AND key = NULL::text RETURNING 1) SELECT (SELECT count(*) FROM l) AS settled, (SELECT count(*) FROM t) AS used_up, (SELECT count(*) FROM k) AS recorded;
 COMMIT;

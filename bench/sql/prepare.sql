@@ -64,7 +64,6 @@ INSERT INTO accounts (user_id, balance) SELECT bench.uid(n), 1000000 FROM genera
 INSERT INTO ledger_entries (id, user_id, kind, amount, balance_after, at)
 SELECT gen_random_uuid(), bench.uid(n), 'CHARGE', 1000000, 1000000, now() FROM generate_series(10001, 70000) n;
 
-UPDATE queue_counter SET last_seq = (SELECT max(seq) FROM queue_tokens);
 -- The line starts after the prepared ACTIVE tokens; an admission tick just ran, so the next
 -- one is a whole interval away.
 UPDATE queue_admission SET admitted_through = (SELECT max(seq) FROM queue_tokens), last_admission_at = now();

@@ -44,8 +44,8 @@ const CHECKS: &[&str] = &[
     // A token pays once, and the token that paid is used up (when this store holds it).
     "SELECT 'token ' || left(token, 8) || '... paid ' || count(*) || ' times' AS problem \
      FROM payments WHERE token IS NOT NULL GROUP BY token HAVING count(*) > 1",
-    "SELECT 'token ' || t.seq || ' paid but is ' || t.status AS problem \
-     FROM payments p JOIN queue_tokens t ON t.token = p.token WHERE t.status <> 'EXPIRED'",
+    "SELECT 'token ' || t.seq || ' paid but is still ACTIVE' AS problem \
+     FROM payments p JOIN queue_tokens t ON t.token = p.token WHERE t.status = 'ACTIVE'",
     // The queue: one live token per user, gapless seq, the cursor consistent with the rows:
     // WAITING are exactly the tokens above admitted_through, so waiting = issued_through -
     // admitted_through.

@@ -20,7 +20,7 @@ pub(crate) const ISSUE_BEGIN: &str = "BEGIN; SELECT pg_advisory_xact_lock(100000
 pub(crate) const ADMISSION_BEGIN: &str = "BEGIN; SELECT pg_advisory_xact_lock(1000002, 0)";
 
 /// One user's holds, so the count of their live holds cannot be raced (write skew).
-const HOLDS: i32 = 1_000_003;
+pub(crate) const HOLDS: i32 = 1_000_003;
 
 /// Payments made with one token, so the "has this token paid" read is authoritative.
 pub(crate) const TOKEN_PAYMENTS: i32 = 1_000_004;
