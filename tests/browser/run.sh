@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Browser tests of the buyer's page: Debian's chromium driven by playwright-core, against the
 # real `concert` binary (started once per scenario by the tests, in-memory store, short timings).
-# Builds nothing: pass the binary in CONCERT_BIN (default $CARGO_TARGET_DIR/debug/concert, else
-# target/debug/concert; a relative path is taken from the
-# current directory). Needs `chromium` (apt) and `npm ci` done in tests/browser.
+# Builds nothing: it tests the binary it is given. Needs `chromium` (apt) and `npm ci` done in
+# tests/browser. Relative paths are taken from the current directory.
 #
-#   CONCERT_BIN      the binary to test                    ($CARGO_TARGET_DIR or target, /debug/concert)
+#   CONCERT_BIN      the binary to test                    ($CARGO_TARGET_DIR/debug/concert,
+#                                                          else target/debug/concert)
 #   CHROMIUM_BIN     the browser                           (/usr/bin/chromium)
 #   SCREENSHOT_DIR   where screenshots go                  (target/browser-screenshots;
 #                    docs/screenshots to refresh the committed ones)
