@@ -6,41 +6,68 @@ DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/concert
 BIND_ADDR ?= 127.0.0.1:8080
 export DATABASE_URL BIND_ADDR
 
-.PHONY: help run run-memory test lint fmt build bench bench-position db-up clean-test-dbs
+CARGO ?= cargo
+BIN := target/release/concert
+DEBUG_BIN := target/debug/concert
+
+.PHONY: help run run-memory test test-rust test-browser test-api lint fmt tools build bench bench-position db-up redis-up clean-test-dbs
 
 help: ## List the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+	@awk -F':.*## ' '/^[a-zA-Z_-]+:.*## / { printf "  %-16s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+tools: ## Install rustfmt and clippy if this toolchain lacks them
+	@rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+	@rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 
 db-up: ## Start the local PostgreSQL 15 if it is not accepting connections
 	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect 15 main start
 	@for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && exit 0; sleep 1; done; echo "PostgreSQL did not come up" >&2; exit 1
 
+redis-up: ## Start the local Redis if it does not answer
+	@redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 || redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no >/dev/null
+	@for i in $$(seq 1 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && exit 0; sleep 0.2; done; echo "Redis did not come up" >&2; exit 1
+
 build: ## Build the release binary (target/release/concert)
-	cargo build --release -p app --bin concert
+	$(CARGO) build --release -p app --bin concert
 
-run: db-up build ## Create + migrate the database, seed the demo catalogue, serve on $(BIND_ADDR)
-	./target/release/concert seed-demo
-	./target/release/concert serve
+run: build ## Serve on 127.0.0.1:8080 with the demo catalogue: PostgreSQL if it can be reached or started, else in memory
+	@$(MAKE) -s db-up >/dev/null 2>&1 || true
+	@if ./$(BIN) seed-demo 2>/dev/null; then \
+		exec ./$(BIN) serve; \
+	else \
+		echo "No PostgreSQL could be reached at DATABASE_URL: serving the demo from memory (nothing is kept); set DATABASE_URL=postgres://user@host:port/db and run make run again to use a database."; \
+		exec ./$(BIN) serve --store memory; \
+	fi
 
-run-memory: build ## Serve on the in-memory store with the demo catalogue (no database)
-	./target/release/concert serve --store memory
+run-memory: build ## Serve from memory with the demo catalogue (no database)
+	./$(BIN) serve --store memory
 
 fmt: ## Format the code
-	cargo fmt --all
+	$(CARGO) fmt --all
 
-lint: ## rustfmt check and clippy with warnings denied
-	cargo fmt --all --check
-	cargo clippy --workspace --all-targets -- -D warnings
+lint: tools ## rustfmt check and clippy with warnings denied
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-test: db-up lint ## Lint, then every test (unit, conformance, PostgreSQL races, HTTP, black-box)
-	cargo test --workspace --lib --bins --tests --no-fail-fast
-	cargo test --workspace --doc
+test: tools db-up redis-up lint test-rust test-browser test-api ## Lint, then every test: unit, conformance, races, HTTP, black-box, faults, browser, schemathesis
+
+test-rust: ## Every Rust test (unit, conformance, races, HTTP, black-box, model-based, faults)
+	$(CARGO) test --workspace --lib --bins --tests --no-fail-fast
+	$(CARGO) test --workspace --doc
+
+test-browser: ## The buyer's page in headless Chromium (tests/browser)
+	$(CARGO) build -p app --bin concert
+	CONCERT_BIN=$(DEBUG_BIN) tests/browser/run.sh
+
+test-api: ## schemathesis against /openapi.json of a running binary (tests/api)
+	$(CARGO) build -p app --bin concert
+	CONCERT_BIN=$(DEBUG_BIN) tests/api/run.sh
 
 bench-position: db-up ## Position lookup cost at 1,000 vs 1,000,000 waiting tokens
-	cargo bench -p adapters-postgres --bench position
+	$(CARGO) bench -p adapters-postgres --bench position
 
-bench: db-up build ## Load-test the release binary on PostgreSQL against its ceilings (see docs/benchmarks.md)
+bench: db-up redis-up build ## Load-test the release binary on both queue stores against ceilings measured in the same run
 	./bench/run.sh
 
-clean-test-dbs: ## Drop databases left by crashed test runs
+clean-test-dbs: ## Drop test databases of crashed runs and the migrated template that test runs keep between runs
 	psql -h 127.0.0.1 -U postgres -Atc "select datname from pg_database where datname like 'concert\_test\_%' or datname like 'concert\_e2e\_%'" | while read -r db; do psql -h 127.0.0.1 -U postgres -qc "drop database if exists \"$$db\" with (force)"; done

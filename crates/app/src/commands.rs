@@ -1,13 +1,16 @@
 //! The one-shot commands and the dispatch of every command.
 
+use std::io::Write as _;
 use std::process::ExitCode;
+use std::sync::Arc;
 
+use adapters_local::{OsRandom, SystemClock};
 use anyhow::Context as _;
-use domain::clock::{Clock as _, SystemClock};
-use domain::demo;
+use domain::clock::Clock as _;
 
+use crate::demo;
 use crate::settings::{Command, DatabaseSettings};
-use crate::startup::{prepare_database, Application};
+use crate::startup::{pg_config, prepare_database, Application};
 
 /// Runs one command of the binary. Needs a Tokio runtime (for `serve`).
 ///
@@ -17,7 +20,7 @@ use crate::startup::{prepare_database, Application};
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(settings) => {
-            Application::build(settings).await?.run_until_stopped().await?;
+            Application::build(*settings).await?.run_until_stopped().await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate(db) => blocking(move || migrate(&db)).await,
@@ -26,7 +29,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Diesel is synchronous: one-shot commands run on the blocking pool like every store call.
+/// diesel is synchronous: one-shot commands run on the blocking pool like every store call.
 async fn blocking<F>(f: F) -> anyhow::Result<ExitCode>
 where
     F: FnOnce() -> anyhow::Result<ExitCode> + Send + 'static,
@@ -39,39 +42,56 @@ where
 /// # Errors
 /// When the database cannot be created, reached or migrated.
 pub fn migrate(db: &DatabaseSettings) -> anyhow::Result<ExitCode> {
-    prepare_database(db)?;
+    let store = prepare_database(db)?;
+    close(store);
     Ok(ExitCode::SUCCESS)
 }
 
-/// `concert seed-demo`: idempotent.
+/// `concert seed-demo`: idempotent; keeps at least three future schedules per demo concert.
 ///
 /// # Errors
 /// When the database cannot be prepared or written.
 pub fn seed_demo(db: &DatabaseSettings) -> anyhow::Result<ExitCode> {
     let store = prepare_database(db)?;
-    let inserted = store.seed(&demo::catalogue(SystemClock.now()))?;
-    if inserted {
-        tracing::info!("demo catalogue inserted");
+    let ports = store.ports(Arc::new(SystemClock), Arc::new(OsRandom));
+    let seeded = demo::ensure(ports.catalogue.as_ref(), SystemClock.now()).context("seeding the demo catalogue")?;
+    drop(ports);
+    if seeded == demo::Seeded::default() {
+        tracing::info!("demo catalogue present with enough future schedules; nothing to do");
     } else {
-        tracing::info!("demo catalogue already present; nothing to do");
+        tracing::info!(concerts = seeded.concerts, schedules = seeded.schedules, "demo catalogue seeded");
     }
+    close(store);
     Ok(ExitCode::SUCCESS)
 }
 
 /// `concert check-invariants`: prints one violation per line on stdout; exit code 1 if any.
+/// A closed stdout (`| head -1`) ends the report early but never panics.
 ///
 /// # Errors
 /// When the database cannot be reached or read.
 pub fn check_invariants(db: &DatabaseSettings) -> anyhow::Result<ExitCode> {
-    let store = adapters_postgres::PgStore::connect(&db.pg_config()).context("connecting to the database")?;
+    let store = adapters_postgres::PgStore::new(&pg_config(db))
+        .context("DATABASE_URL (--database-url) is not a usable PostgreSQL URL")?;
     let violations = adapters_postgres::invariants::check(&store).context("checking invariants")?;
+    close(store);
+    let mut out = std::io::stdout().lock();
     if violations.is_empty() {
-        println!("ok: every invariant holds");
+        let _ = writeln!(out, "ok: every invariant holds");
         return Ok(ExitCode::SUCCESS);
     }
     for v in &violations {
-        println!("violation: {v}");
+        if writeln!(out, "violation: {v}").is_err() {
+            break;
+        }
     }
-    println!("{} invariant violation(s)", violations.len());
+    let _ = writeln!(out, "{} invariant violation(s)", violations.len());
     Ok(ExitCode::FAILURE)
+}
+
+/// Closes the pool on this thread before the process exits (see `PgStore::close`).
+fn close(store: adapters_postgres::PgStore) {
+    if !store.close(std::time::Duration::from_secs(5)) {
+        tracing::warn!("database connections still in use at exit");
+    }
 }

@@ -8,10 +8,15 @@ use clap::Parser as _;
 #[actix_web::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = telemetry::init(&cli.log) {
-        eprintln!("error: {e:#}");
-        return ExitCode::FAILURE;
-    }
+    // Kept to the end: dropping it flushes the log lines still queued.
+    let _log = match telemetry::init(&cli.log) {
+        Ok(guard) => guard,
+        Err(e) => {
+            // stderr may be gone; there is nowhere else to say it.
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("error: {e:#}\n").as_bytes());
+            return ExitCode::FAILURE;
+        }
+    };
     match commands::run(cli.command).await {
         Ok(code) => code,
         Err(e) => {

@@ -1,18 +1,22 @@
 //! Configuration: the command line, with the contract's environment variables as fallbacks
-//! (a flag wins over its variable, which wins over the default).
+//! (a flag wins over its variable, which wins over the default). Every value is checked here,
+//! before anything starts, and an error names the flag and its variable.
 
-use domain::queue_cache::QueueCacheSettings;
 use std::time::Duration as StdDuration;
 
-use adapters_postgres::PgConfig;
+use adapters_local::poll_cache::PollCacheSettings;
 use clap::builder::BoolishValueParser;
-use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
-use domain::queue::AdmissionPolicy;
+use clap::{ArgAction, Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
+use domain::queue::{AdmissionPolicy, QueueSettings};
 use domain::service::Policy;
+use ipnet::IpNet;
 use scheduler::SchedulerSettings;
 
 /// The contract's default database.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/concert";
+
+/// The contract's default Redis.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 /// `concert`: the concert reservation service.
 #[derive(Debug, Clone, Parser)]
@@ -29,11 +33,13 @@ pub struct Cli {
 /// The commands of the binary.
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
-    /// Create the database if missing, run pending migrations, then serve HTTP and the scheduler.
-    Serve(Settings),
+    /// Serve HTTP and the scheduler; the database is created and migrated as soon as it can be
+    /// reached (until then `/health/ready` answers 503).
+    Serve(Box<Settings>),
     /// Create the database if missing, run pending migrations, exit.
     Migrate(DatabaseSettings),
-    /// Create and migrate the database if needed, insert the demo catalogue unless present, exit.
+    /// Create and migrate the database if needed, insert the demo catalogue unless present
+    /// and keep at least three future schedules per demo concert, exit.
     SeedDemo(DatabaseSettings),
     /// Print every violated storage invariant; exit non-zero if there is any.
     CheckInvariants(DatabaseSettings),
@@ -68,30 +74,44 @@ pub enum StoreKind {
     Memory,
 }
 
+/// Where the waiting queue lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QueueStoreKind {
+    /// With everything else (PostgreSQL, or memory with `--store memory`).
+    Postgres,
+    /// Redis at `REDIS_URL`; everything else stays in PostgreSQL.
+    Redis,
+}
+
 /// How to reach PostgreSQL.
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct DatabaseSettings {
     /// PostgreSQL URL; the database is created if missing.
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     pub database_url: String,
-    /// Most connections the pool opens.
+    /// Most connections the pool opens (also the number of store calls in flight at once).
     #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub database_pool_size: u32,
-    /// Seconds to wait for a database connection before answering 503.
-    #[arg(long, env = "DATABASE_CONNECT_TIMEOUT_SECS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=60))]
-    pub database_connect_timeout_secs: u64,
+    /// Milliseconds to wait for a pooled connection before answering 503.
+    #[arg(long, env = "DATABASE_CONNECT_TIMEOUT_MILLIS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub database_connect_timeout_millis: u64,
+    /// Milliseconds a statement waits for a row lock before giving up (503, nothing done).
+    #[arg(long, env = "DATABASE_LOCK_TIMEOUT_MILLIS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub database_lock_timeout_millis: u64,
+    /// Milliseconds any one statement may run.
+    #[arg(long, env = "DATABASE_STATEMENT_TIMEOUT_MILLIS", default_value_t = 1500, value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub database_statement_timeout_millis: u64,
 }
 
-impl DatabaseSettings {
-    /// The PostgreSQL adapter's configuration.
-    #[must_use]
-    pub fn pg_config(&self) -> PgConfig {
-        PgConfig {
-            pool_size: self.database_pool_size,
-            connect_timeout: StdDuration::from_secs(self.database_connect_timeout_secs),
-            ..PgConfig::new(self.database_url.clone())
-        }
-    }
+/// How to reach Redis (with `QUEUE_STORE=redis`).
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct RedisSettings {
+    /// Redis URL.
+    #[arg(long, env = "REDIS_URL", default_value = DEFAULT_REDIS_URL)]
+    pub redis_url: String,
+    /// Prefix of every key, so several deployments can share one Redis.
+    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "concert")]
+    pub redis_key_prefix: String,
 }
 
 // Upper bounds keep every duration far inside `time::Duration`'s and `i64`'s range.
@@ -103,27 +123,48 @@ pub struct Settings {
     /// Where the data lives.
     #[arg(long, env = "STORE", value_enum, default_value_t = StoreKind::Postgres)]
     pub store: StoreKind,
+    /// Where the waiting queue lives.
+    #[arg(long, env = "QUEUE_STORE", value_enum, default_value_t = QueueStoreKind::Postgres)]
+    pub queue_store: QueueStoreKind,
     /// PostgreSQL settings (ignored with `--store memory`).
     #[command(flatten)]
     pub database: DatabaseSettings,
+    /// Redis settings (used with `--queue-store redis`).
+    #[command(flatten)]
+    pub redis: RedisSettings,
     /// HTTP listen address (`host:port`; port 0 picks a free one).
     #[arg(long, env = "BIND_ADDR", default_value = "127.0.0.1:8080")]
     pub bind_addr: String,
-    /// M: seconds between admission ticks.
-    #[arg(long, env = "QUEUE_ADMIT_INTERVAL_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=MAX_SECS))]
+    /// M: seconds between admission ticks (until an operator changes it).
+    #[arg(long, env = "QUEUE_ADMIT_INTERVAL_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub queue_admit_interval_secs: u64,
-    /// N: waiting tokens one admission tick activates, oldest first.
-    #[arg(long, env = "QUEUE_ADMIT_BATCH", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    /// N: waiting tokens one admission tick activates, oldest first (until an operator changes it).
+    #[arg(long, env = "QUEUE_ADMIT_BATCH", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub queue_admit_batch: u32,
-    /// Seconds an ACTIVE token stays valid after activation.
-    #[arg(long, env = "QUEUE_ACTIVE_TTL_SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=MAX_SECS))]
+    /// Seconds an ACTIVE token stays valid after activation (until an operator changes it).
+    #[arg(long, env = "QUEUE_ACTIVE_TTL_SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub queue_active_ttl_secs: u64,
-    /// Optional cap on ACTIVE tokens at once (admission holds back while it is reached).
-    #[arg(long, env = "QUEUE_MAX_ACTIVE", value_parser = clap::value_parser!(u32).range(1..))]
+    /// Optional cap on ACTIVE tokens at once (until an operator changes it).
+    #[arg(long, env = "QUEUE_MAX_ACTIVE", value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub queue_max_active: Option<u32>,
     /// Seconds a reservation holds its seat unpaid.
     #[arg(long, env = "SEAT_HOLD_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=MAX_SECS))]
     pub seat_hold_secs: u64,
+    /// Most live (HELD, unexpired) reservations one user may have at once.
+    #[arg(long, env = "MAX_HOLDS_PER_USER", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_holds_per_user: u32,
+    /// Most `POST /queue/tokens` per client address per minute; 0 is no limit.
+    #[arg(long, env = "ISSUE_RATE_PER_MIN", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub issue_rate_per_min: u32,
+    /// Comma-separated CIDRs whose `X-Forwarded-For` names the client address.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_cidr)]
+    pub trusted_proxies: Vec<IpNet>,
+    /// How long a recorded `Idempotency-Key` outcome is kept (at least), in seconds.
+    #[arg(long, env = "IDEMPOTENCY_TTL_SECS", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(60..=MAX_SECS))]
+    pub idempotency_ttl_secs: u64,
+    /// Bearer secret of the operator API and `/metrics`; unset turns `/admin/*` off (404).
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true, value_parser = parse_admin_token)]
+    pub admin_token: Option<String>,
     /// `false` runs an API-only instance (no admission, expiry or hold release here).
     #[arg(
         long,
@@ -133,17 +174,36 @@ pub struct Settings {
         value_parser = BoolishValueParser::new()
     )]
     pub scheduler_enabled: bool,
-    /// How often the scheduler checks, in milliseconds (capped at the admission interval).
+    /// How often the scheduler checks for due work and changed settings, in milliseconds
+    /// (capped at the admission interval).
     #[arg(long, env = "SCHEDULER_CHECK_MILLIS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=MAX_SECS * 1000))]
     pub scheduler_check_millis: u64,
     /// How stale a WAITING token's poll may be, in milliseconds: polls are answered from
-    /// memory with the queue cursor re-read at most this often (0: every poll reads the
-    /// database). Authorization, issue and admission are always exact.
+    /// memory with the queue cursor re-read at most this often (0: every poll reads the store).
     #[arg(long, env = "QUEUE_POLL_CACHE_MILLIS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub queue_poll_cache_millis: u64,
+    /// Most WAITING tokens the poll cache keeps (about 150 bytes each).
+    #[arg(long, env = "QUEUE_POLL_CACHE_CAPACITY", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub queue_poll_cache_capacity: u64,
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "HTTP_WORKERS", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub http_workers: Option<u16>,
+}
+
+fn parse_cidr(s: &str) -> Result<IpNet, String> {
+    let s = s.trim();
+    // A bare address is a /32 (or /128): what an operator means by "this proxy".
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("`{s}` is not a CIDR such as 10.0.0.0/8 or an IP address"))
+}
+
+fn parse_admin_token(s: &str) -> Result<String, String> {
+    if s.len() >= 16 && s.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(s.to_owned())
+    } else {
+        Err("use at least 16 visible ASCII characters (e.g. `openssl rand -hex 32`)".to_owned())
+    }
 }
 
 /// Only `serve`'s flags, for [`Settings::from_flags`].
@@ -168,25 +228,60 @@ impl Settings {
         ServeOnly::try_parse_from(flags).map(|s| s.settings)
     }
 
-    /// The business policy these settings describe.
+    /// Parses `serve`'s flags alone, ignoring the environment: what tests use, so that a
+    /// developer's `DATABASE_URL` or `ADMIN_TOKEN` never leaks into them.
+    ///
+    /// # Errors
+    /// A [`clap::Error`] describing the bad flag or value.
+    pub fn from_flags_only<I, T>(flags: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let command = ServeOnly::command().mut_args(|arg| arg.env(None));
+        let matches = command.try_get_matches_from(flags)?;
+        ServeOnly::from_arg_matches(&matches).map(|s| s.settings)
+    }
+
+    /// The settings fixed for the life of the instance.
     #[must_use]
     pub fn policy(&self) -> Policy {
         Policy {
+            hold: secs(self.seat_hold_secs),
+            max_holds_per_user: self.max_holds_per_user,
+            idempotency_ttl: secs(self.idempotency_ttl_secs),
+            ..Policy::default()
+        }
+    }
+
+    /// The waiting room's starting settings: in force until an operator changes them (the
+    /// change is stored and wins over these from then on, on every instance).
+    #[must_use]
+    pub fn starting_queue_settings(&self) -> QueueSettings {
+        QueueSettings {
+            paused: false,
             admission: AdmissionPolicy {
                 batch: self.queue_admit_batch,
                 interval: secs(self.queue_admit_interval_secs),
                 active_ttl: secs(self.queue_active_ttl_secs),
                 max_active: self.queue_max_active,
             },
-            hold: secs(self.seat_hold_secs),
         }
     }
 
     /// The poll cache's settings, `None` when `QUEUE_POLL_CACHE_MILLIS` is 0.
     #[must_use]
-    pub fn queue_cache_settings(&self) -> Option<QueueCacheSettings> {
-        let millis = i64::try_from(self.queue_poll_cache_millis).ok().filter(|m| *m > 0)?;
-        Some(QueueCacheSettings { cursor_ttl: time::Duration::milliseconds(millis), ..QueueCacheSettings::default() })
+    pub fn poll_cache_settings(&self) -> Option<PollCacheSettings> {
+        (self.queue_poll_cache_millis > 0).then(|| PollCacheSettings {
+            cursor_ttl: StdDuration::from_millis(self.queue_poll_cache_millis),
+            capacity: usize::try_from(self.queue_poll_cache_capacity).unwrap_or(usize::MAX),
+        })
+    }
+
+    /// How long this instance keeps the live settings in memory: one scheduler check.
+    #[must_use]
+    pub fn settings_cache_ttl(&self) -> StdDuration {
+        StdDuration::from_millis(self.scheduler_check_millis)
     }
 
     /// How often the scheduler checks: `SCHEDULER_CHECK_MILLIS`, at most the admission interval.
@@ -200,23 +295,24 @@ impl Settings {
 }
 
 fn secs(s: u64) -> time::Duration {
-    // The parsers cap every value at MAX_SECS, far below i64::MAX.
+    // The parsers cap every value far below i64::MAX.
     time::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+
     use super::*;
 
     #[test]
     fn the_cli_is_well_formed() {
-        use clap::CommandFactory;
         Cli::command().debug_assert();
     }
 
     #[test]
-    fn policy_and_scheduler_follow_the_settings() {
-        let s = Settings::from_flags([
+    fn policy_queue_settings_and_scheduler_follow_the_flags() {
+        let s = Settings::from_flags_only([
             "--queue-admit-interval-secs",
             "2",
             "--queue-admit-batch",
@@ -229,22 +325,34 @@ mod tests {
             "50",
             "--scheduler-check-millis",
             "5000",
+            "--max-holds-per-user",
+            "2",
+            "--trusted-proxies",
+            "10.0.0.0/8, 192.168.1.7",
         ])
         .unwrap();
+        let q = s.starting_queue_settings();
+        assert_eq!(q.admission.batch, 7);
+        assert_eq!(q.admission.interval, time::Duration::seconds(2));
+        assert_eq!(q.admission.active_ttl, time::Duration::seconds(30));
+        assert_eq!(q.admission.max_active, Some(50));
+        assert!(!q.paused);
         let p = s.policy();
-        assert_eq!(p.admission.batch, 7);
-        assert_eq!(p.admission.interval, time::Duration::seconds(2));
-        assert_eq!(p.admission.active_ttl, time::Duration::seconds(30));
-        assert_eq!(p.admission.max_active, Some(50));
-        assert_eq!(p.hold, time::Duration::seconds(9));
+        assert_eq!((p.hold, p.max_holds_per_user), (time::Duration::seconds(9), 2));
         assert_eq!(s.scheduler_settings().check_every, StdDuration::from_secs(2), "capped at the interval");
+        assert_eq!(s.trusted_proxies.len(), 2);
+        assert_eq!(s.trusted_proxies[1].to_string(), "192.168.1.7/32");
     }
 
     #[test]
-    fn out_of_range_values_are_refused() {
-        assert!(Settings::from_flags(["--queue-admit-interval-secs", "0"]).is_err());
-        assert!(Settings::from_flags(["--queue-admit-batch", "-1"]).is_err());
-        assert!(Settings::from_flags(["--store", "mongo"]).is_err());
-        assert!(Settings::from_flags(["--scheduler-enabled", "maybe"]).is_err());
+    fn out_of_range_values_are_refused_naming_the_variable() {
+        assert!(Settings::from_flags_only(["--queue-admit-interval-secs", "0"]).is_err());
+        assert!(Settings::from_flags_only(["--queue-admit-batch", "-1"]).is_err());
+        assert!(Settings::from_flags_only(["--store", "mongo"]).is_err());
+        assert!(Settings::from_flags_only(["--scheduler-enabled", "maybe"]).is_err());
+        assert!(Settings::from_flags_only(["--trusted-proxies", "10.0.0.0/33"]).is_err());
+        assert!(Settings::from_flags_only(["--admin-token", "short"]).is_err());
+        let e = Settings::from_flags_only(["--queue-admit-batch", "0"]).unwrap_err().to_string();
+        assert!(e.contains("QUEUE_ADMIT_BATCH"), "{e}");
     }
 }

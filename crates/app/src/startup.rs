@@ -1,96 +1,145 @@
-//! Building and running the service: store, use cases, HTTP server and scheduler, and their
-//! orderly stop.
+//! Building and running the service: stores, use cases, HTTP server and scheduler, the schema
+//! migration that waits for the database, and their orderly stop.
+//!
+//! `serve` never refuses to start because a store is down: it binds its port at once, answers
+//! `/health/ready` 503 (and store-backed requests 503) until PostgreSQL (and, with
+//! `QUEUE_STORE=redis`, Redis) can be reached and the schema is migrated, then becomes ready,
+//! as an orchestrator expects. The database is created and migrated by a background task that
+//! retries every second and logs once, naming the setting to fix, while it cannot.
 
 use std::future::Future;
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer};
-use adapters_http::{ApiState, Readiness};
+use adapters_http::{ApiState, PoolConnections};
+use adapters_local::poll_cache::CachedQueue;
+use adapters_local::settings_cache::CachedSettings;
+use adapters_local::ticker::SystemTicker;
+use adapters_local::{OsRandom, SystemClock};
 use adapters_memory::MemoryStore;
-use adapters_postgres::PgStore;
+use adapters_postgres::{PgConfig, PgStore};
+use adapters_redis::{RedisConfig, RedisQueue};
 use anyhow::Context as _;
-use domain::clock::{Clock, SystemClock};
-use domain::demo;
-use domain::queue::OsTokenGenerator;
-use domain::queue_cache::{CachedQueue, QueueCacheSettings};
+use domain::clock::Clock;
+use domain::ports::{QueueStore, StoreError};
+use domain::random::Randomness;
 use domain::service::{Ports, Ticketing};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing_actix_web::TracingLogger;
 
-use crate::settings::{DatabaseSettings, Settings, StoreKind};
+use crate::demo;
+use crate::settings::{DatabaseSettings, QueueStoreKind, RedisSettings, Settings, StoreKind};
 use crate::telemetry::RequestSpan;
 
 /// How long a graceful stop waits for in-flight requests before closing them.
 const SHUTDOWN_GRACE_SECS: u64 = 30;
 
 /// How long the stop waits for HTTP workers to let go of the database pool before closing it.
-const POOL_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+const POOL_CLOSE_WAIT: Duration = Duration::from_secs(5);
 
-/// The running scheduler and the switch that stops it.
+/// How often the schema task retries while the database cannot be reached.
+const SCHEMA_RETRY: Duration = Duration::from_secs(1);
+
+/// Longest wait for a store slot before a request is answered 503 (nothing started): with
+/// the database's checkout timeout (1 s) inside the contract's 5 s, whatever the queue.
+const SLOT_WAIT: Duration = Duration::from_millis(1_500);
+
+/// A readiness probe of one store.
+type Probe = Arc<dyn Fn() -> Result<(), StoreError> + Send + Sync>;
+
+/// The stores, wired.
+struct Stores {
+    ports: Ports,
+    probes: Vec<Probe>,
+    postgres: Option<PgStore>,
+    /// Set once the schema is migrated (always set for the memory store).
+    schema_ready: Arc<AtomicBool>,
+}
+
+/// The running background tasks and the switch that stops them.
 #[derive(Debug)]
-struct SchedulerTask {
+struct Background {
     shutdown: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 /// The service, bound and ready to run.
 pub struct Application {
     addr: std::net::SocketAddr,
     server: Server,
-    scheduler: Option<SchedulerTask>,
+    background: Background,
     ticketing: Ticketing,
     /// Kept to close the pool before the process exits (see [`PgStore::close`]).
     postgres: Option<PgStore>,
+    scheduler: bool,
 }
 
 impl std::fmt::Debug for Application {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Application")
-            .field("addr", &self.addr)
-            .field("scheduler", &self.scheduler.is_some())
-            .finish_non_exhaustive()
+        f.debug_struct("Application").field("addr", &self.addr).finish_non_exhaustive()
     }
 }
 
-/// A store and how to probe it.
-struct Store {
-    ports: Ports,
-    readiness: Arc<dyn Readiness>,
-    postgres: Option<PgStore>,
-}
-
 impl Application {
-    /// Builds the store (for PostgreSQL: creates the database if missing and runs pending
-    /// migrations; for memory: loads the demo catalogue), binds `bind_addr`, starts the HTTP
-    /// workers and, unless disabled, the scheduler. Requests are served once this returns;
-    /// [`Application::run_until_stopped`] keeps it running.
+    /// Builds the stores (lazily connected; for memory: the demo catalogue loaded), binds
+    /// `bind_addr`, starts the HTTP workers, the schema task (PostgreSQL) and, unless disabled,
+    /// the scheduler. Requests are served once this returns; [`Application::run_until_stopped`]
+    /// keeps it running.
     ///
     /// Must run inside a Tokio runtime.
     ///
     /// # Errors
-    /// When the database cannot be prepared or the address cannot be bound.
+    /// When a setting cannot work (a malformed URL) or the address cannot be bound; never
+    /// because a store is down.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let metrics = adapters_http::metrics::install_recorder().context("installing the metrics recorder")?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let store = match settings.store {
-            StoreKind::Memory => memory_store(&clock),
-            StoreKind::Postgres => {
-                let db = settings.database.clone();
-                let clock = clock.clone();
-                let cache = settings.queue_cache_settings();
-                tokio::task::spawn_blocking(move || postgres_store(&db, clock, cache))
-                    .await
-                    .context("preparing the database")??
-            }
+        let random: Arc<dyn Randomness> = Arc::new(OsRandom);
+        let mut stores = match settings.store {
+            StoreKind::Memory => memory_stores(&settings, &clock, &random)?,
+            StoreKind::Postgres => postgres_stores(&settings, &clock, &random)?,
         };
-        let ticketing = Ticketing::new(store.ports, settings.policy());
+        if settings.queue_store == QueueStoreKind::Redis {
+            let queue = Arc::new(redis_queue(&settings.redis)?);
+            let probe = queue.clone();
+            stores.probes.push(Arc::new(move || probe.ping()));
+            stores.ports.queue = queue;
+        }
+        let shared_queue = settings.store == StoreKind::Postgres || settings.queue_store == QueueStoreKind::Redis;
+        if let (true, Some(cache)) = (shared_queue, settings.poll_cache_settings()) {
+            // Polls of WAITING tokens from memory; see `adapters_local::poll_cache`.
+            stores.ports.queue = Arc::new(CachedQueue::new(stores.ports.queue.clone(), Arc::new(SystemTicker), cache));
+        }
+        stores.ports.settings = Arc::new(CachedSettings::new(
+            stores.ports.settings.clone(),
+            Arc::new(SystemTicker),
+            settings.settings_cache_ttl(),
+        ));
+        let ticketing = Ticketing::new(stores.ports.clone(), settings.policy());
 
         let listener = TcpListener::bind(&settings.bind_addr)
-            .with_context(|| format!("cannot listen on {}", settings.bind_addr))?;
+            .with_context(|| format!("cannot listen on {} (set BIND_ADDR or --bind-addr)", settings.bind_addr))?;
         let addr = listener.local_addr().context("reading the bound address")?;
-        let state = ApiState::new(ticketing.clone(), store.readiness);
+        let mut state = ApiState::builder(ticketing.clone())
+            .readiness(readiness(stores.schema_ready.clone(), stores.probes.clone()))
+            .store_slots(usize::try_from(settings.database.database_pool_size).unwrap_or(1))
+            .slot_wait(SLOT_WAIT)
+            .admin_token(settings.admin_token.as_deref())
+            .issue_rate_per_min(settings.issue_rate_per_min)
+            .trusted_proxies(settings.trusted_proxies.clone())
+            .metrics(metrics);
+        if let Some(pg) = stores.postgres.clone() {
+            state = state.pool_gauge(move || {
+                let (open, idle) = pg.pool_state();
+                PoolConnections { idle, busy: open.saturating_sub(idle) }
+            });
+        }
+        let state = state.build();
         let mut server = HttpServer::new(move || {
             App::new().wrap(TracingLogger::<RequestSpan>::new()).configure(adapters_http::configure(state.clone()))
         })
@@ -101,23 +150,58 @@ impl Application {
             server = server.workers(usize::from(workers));
         }
         let server = server.listen(listener).context("starting the HTTP server")?.run();
-        tracing::info!(%addr, store = ?settings.store, "HTTP server bound");
+        tracing::info!(%addr, store = ?settings.store, queue = ?settings.queue_store, "HTTP server bound");
 
-        let scheduler = settings.scheduler_enabled.then(|| {
-            let (shutdown, rx) = watch::channel(false);
-            let task = scheduler::spawn(ticketing.clone(), settings.scheduler_settings(), rx);
-            SchedulerTask { shutdown, task }
-        });
-        if scheduler.is_none() {
+        let (shutdown, stop_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        if let Some(pg) = stores.postgres.clone() {
+            tasks.push(tokio::spawn(prepare_schema(
+                pg,
+                settings.database.clone(),
+                stores.schema_ready.clone(),
+                stop_rx.clone(),
+            )));
+        }
+        if settings.scheduler_enabled {
+            let ticketing = ticketing.clone();
+            let schedule = settings.scheduler_settings();
+            let ready = stores.schema_ready.clone();
+            let mut rx = stop_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                // Ticks against a schema that does not exist yet would only fail.
+                while !ready.load(Ordering::Acquire) {
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                        _ = rx.changed() => return,
+                    }
+                }
+                if let Err(e) = scheduler::spawn(ticketing, schedule, rx).await {
+                    tracing::error!(error = %e, "the scheduler task failed");
+                }
+            }));
+        } else {
             tracing::info!("scheduler disabled: this instance serves the API only");
         }
-        Ok(Self { addr, server, scheduler, ticketing, postgres: store.postgres })
+        Ok(Self {
+            addr,
+            server,
+            background: Background { shutdown, tasks },
+            ticketing,
+            postgres: stores.postgres,
+            scheduler: settings.scheduler_enabled,
+        })
     }
 
     /// The port the server listens on (the real one when `bind_addr` asked for port 0).
     #[must_use]
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// Whether this instance runs the scheduler (`SCHEDULER_ENABLED`).
+    #[must_use]
+    pub fn runs_scheduler(&self) -> bool {
+        self.scheduler
     }
 
     /// The use cases the server runs, for tests that drive time-based steps directly.
@@ -129,23 +213,24 @@ impl Application {
     /// Serves until SIGTERM or SIGINT, then stops gracefully (see [`Application::run_until`]).
     ///
     /// # Errors
-    /// When the HTTP server fails or the scheduler task panicked.
+    /// When the HTTP server fails.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let signals = ShutdownSignals::install()?;
         self.run_until(signals.recv()).await
     }
 
     /// Serves until `stop` completes, then: stops accepting connections, lets in-flight
-    /// requests finish (up to 30 s), tells the scheduler to stop and waits for it.
+    /// requests finish (up to 30 s), stops the scheduler and the schema task and waits for
+    /// them, closes the database pool.
     ///
     /// # Errors
-    /// When the HTTP server fails or the scheduler task panicked.
+    /// When the HTTP server fails.
     pub async fn run_until<F>(self, stop: F) -> anyhow::Result<()>
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let Self { addr, server, scheduler, ticketing, postgres } = self;
-        // Only the HTTP workers and the scheduler may hold the store from here on.
+        let Self { addr, server, background, ticketing, postgres, .. } = self;
+        // Only the HTTP workers and the background tasks may hold the stores from here on.
         drop(ticketing);
         let handle = server.handle();
         // The server future must keep being polled while it drains, so the stop request is
@@ -160,10 +245,12 @@ impl Application {
         tracing::info!(%addr, "listening on http://{addr}");
         let served = server.await;
         stopper.abort();
-        if let Some(SchedulerTask { shutdown, task }) = scheduler {
-            // A send error means the task already ended; awaiting it below is still right.
-            let _ = shutdown.send(true);
-            task.await.context("the scheduler task failed")?;
+        // A send error means every task already ended; awaiting them is still right.
+        let _ = background.shutdown.send(true);
+        for task in background.tasks {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "a background task failed");
+            }
         }
         if let Some(store) = postgres {
             let closed = tokio::task::spawn_blocking(move || store.close(POOL_CLOSE_WAIT)).await.unwrap_or(false);
@@ -174,6 +261,16 @@ impl Application {
         served.context("the HTTP server failed")?;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Ready when the schema is migrated and every store answers.
+fn readiness(schema_ready: Arc<AtomicBool>, probes: Vec<Probe>) -> impl Fn() -> Result<(), StoreError> + Send + Sync {
+    move || {
+        if !schema_ready.load(Ordering::Acquire) {
+            return Err(StoreError::Unavailable("the database schema is not migrated yet".into()));
+        }
+        probes.iter().try_for_each(|probe| probe())
     }
 }
 
@@ -219,37 +316,112 @@ impl ShutdownSignals {
     }
 }
 
-fn memory_store(clock: &Arc<dyn Clock>) -> Store {
-    let store = MemoryStore::new();
-    store.seed(&demo::catalogue(clock.now()));
-    let ports = store.ports(clock.clone(), Arc::new(OsTokenGenerator));
-    Store { ports, readiness: Arc::new(move || store.ping()), postgres: None }
+fn memory_stores(settings: &Settings, clock: &Arc<dyn Clock>, random: &Arc<dyn Randomness>) -> anyhow::Result<Stores> {
+    let store = MemoryStore::with_settings(settings.starting_queue_settings());
+    let ports = store.ports(clock.clone(), random.clone());
+    let seeded = demo::ensure(ports.catalogue.as_ref(), clock.now()).context("loading the demo catalogue")?;
+    tracing::info!(
+        concerts = seeded.concerts,
+        schedules = seeded.schedules,
+        "serving from memory with the demo catalogue"
+    );
+    Ok(Stores {
+        ports,
+        probes: vec![Arc::new(move || store.ping())],
+        postgres: None,
+        schema_ready: Arc::new(AtomicBool::new(true)),
+    })
 }
 
-fn postgres_store(
-    db: &DatabaseSettings,
-    clock: Arc<dyn Clock>,
-    cache: Option<QueueCacheSettings>,
-) -> anyhow::Result<Store> {
-    let store = prepare_database(db)?;
-    let mut ports = store.ports(clock.clone(), Arc::new(OsTokenGenerator));
-    if let Some(settings) = cache {
-        // Polls of WAITING tokens from memory; see `domain::queue_cache` for what stays exact.
-        ports.queue = Arc::new(CachedQueue::new(ports.queue, clock, settings));
-    }
+fn postgres_stores(
+    settings: &Settings,
+    clock: &Arc<dyn Clock>,
+    random: &Arc<dyn Randomness>,
+) -> anyhow::Result<Stores> {
+    let store = PgStore::new(&pg_config(&settings.database))
+        .context("DATABASE_URL (--database-url) is not a usable PostgreSQL URL")?
+        .with_starting_settings(settings.starting_queue_settings());
+    let ports = store.ports(clock.clone(), random.clone());
     let probe = store.clone();
-    Ok(Store { ports, readiness: Arc::new(move || probe.ping()), postgres: Some(store) })
+    Ok(Stores {
+        ports,
+        probes: vec![Arc::new(move || probe.ping())],
+        postgres: Some(store),
+        schema_ready: Arc::new(AtomicBool::new(false)),
+    })
 }
 
-/// Creates the database if missing, connects, and runs pending migrations.
-///
-/// # Errors
-/// When the server cannot be reached or a migration fails.
-pub fn prepare_database(db: &DatabaseSettings) -> anyhow::Result<PgStore> {
-    let cfg = db.pg_config();
-    adapters_postgres::ensure_database(&cfg.url).context("creating the database")?;
-    let store = PgStore::connect(&cfg).context("connecting to the database")?;
+fn redis_queue(settings: &RedisSettings) -> anyhow::Result<RedisQueue> {
+    let cfg = RedisConfig::with_url_and_prefix(settings.redis_url.clone(), settings.redis_key_prefix.clone());
+    RedisQueue::new(&cfg).context("REDIS_URL (--redis-url) or REDIS_KEY_PREFIX cannot be used")
+}
+
+/// The PostgreSQL adapter's configuration from the settings.
+#[must_use]
+pub fn pg_config(db: &DatabaseSettings) -> PgConfig {
+    PgConfig {
+        pool_size: db.database_pool_size,
+        checkout_timeout: Duration::from_millis(db.database_connect_timeout_millis),
+        lock_timeout: Duration::from_millis(db.database_lock_timeout_millis),
+        statement_timeout: Duration::from_millis(db.database_statement_timeout_millis),
+        ..PgConfig::new(db.database_url.clone())
+    }
+}
+
+/// Creates the database if missing and runs pending migrations, retrying every second until it
+/// can; logs once when it cannot, once when it could, and marks the schema ready.
+async fn prepare_schema(store: PgStore, db: DatabaseSettings, ready: Arc<AtomicBool>, mut stop: watch::Receiver<bool>) {
+    let mut failing = false;
+    loop {
+        let (store2, db2) = (store.clone(), db.clone());
+        let outcome = tokio::task::spawn_blocking(move || migrate_store(&store2, &db2)).await;
+        match outcome {
+            Ok(Ok(())) => {
+                ready.store(true, Ordering::Release);
+                if failing {
+                    tracing::info!("the database is reachable again; schema up to date, serving");
+                }
+                return;
+            }
+            Ok(Err(e)) if !failing => {
+                failing = true;
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "cannot prepare the database; answering 503 and retrying every second (check DATABASE_URL / --database-url)"
+                );
+            }
+            Ok(Err(e)) => tracing::debug!(error = format!("{e:#}"), "database still unreachable"),
+            Err(join) => {
+                tracing::error!(error = %join, "the schema task failed");
+                return;
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(SCHEMA_RETRY) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+fn migrate_store(store: &PgStore, db: &DatabaseSettings) -> anyhow::Result<()> {
+    adapters_postgres::ensure_database(&pg_config(db)).context("creating the database named in DATABASE_URL")?;
     let applied = store.run_migrations().context("running migrations")?;
     tracing::info!(applied = applied.len(), "database schema up to date");
+    Ok(())
+}
+
+/// Creates the database if missing, and runs pending migrations (one-shot commands).
+///
+/// # Errors
+/// When the server cannot be reached or a migration fails; the message names the setting.
+pub fn prepare_database(db: &DatabaseSettings) -> anyhow::Result<PgStore> {
+    let store = PgStore::new(&pg_config(db)).context("DATABASE_URL (--database-url) is not a usable PostgreSQL URL")?;
+    migrate_store(&store, db).context("cannot prepare the database (check DATABASE_URL / --database-url)")?;
     Ok(store)
+}
+
+/// The queue port as the app wires it, for probes in tests.
+#[must_use]
+pub fn queue_of(ticketing: &Ticketing) -> Arc<dyn QueueStore> {
+    ticketing.ports().queue.clone()
 }

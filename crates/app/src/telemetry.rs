@@ -1,5 +1,13 @@
 //! Logging, set up once per process, and the per-request root span.
+//!
+//! Log lines go to stderr through a bounded, lossy queue and a writer thread of their own, so a
+//! slow, full or closed log sink never stops a request, the scheduler or shutdown: a full queue
+//! drops lines, and a sink that fails (a `| grep` that exited, a `| head -1`) is written off
+//! silently. Nothing in the logging path can panic on a write error: the writer reports
+//! success for bytes it could not write, and the subscriber's own error reporting (which would
+//! `eprintln!` to the very stream that failed) is off.
 
+use std::io::{self, Write};
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
@@ -8,25 +16,64 @@ use actix_web::HttpMessage as _;
 use anyhow::anyhow;
 use tracing::Span;
 use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder};
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 use crate::settings::{LogFormat, LogSettings};
 
+/// Lines held for the writer thread before new ones are dropped.
+const QUEUED_LINES: usize = 16_384;
+
+/// stderr that never fails: once a write fails (the reader is gone), later lines are dropped
+/// without a system call each.
+#[derive(Debug, Default)]
+struct ForgivingStderr {
+    dead: bool,
+}
+
+impl Write for ForgivingStderr {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if !self.dead && io::stderr().lock().write_all(buf).is_err() {
+            self.dead = true;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.dead && io::stderr().lock().flush().is_err() {
+            self.dead = true;
+        }
+        Ok(())
+    }
+}
+
 /// Installs the global subscriber: `filter` in `tracing` syntax, text or JSON lines on stderr
-/// (stdout stays for command output such as `check-invariants`' report).
+/// (stdout stays for command output such as `check-invariants`' report). Keep the returned
+/// guard alive until the process ends: dropping it flushes the queued lines (waiting at most
+/// a second for a sink that does not read).
 ///
 /// # Errors
 /// When the filter does not parse or a subscriber is already installed.
-pub fn init(settings: &LogSettings) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_new(&settings.log_filter).map_err(|e| anyhow!("invalid log filter: {e}"))?;
+pub fn init(settings: &LogSettings) -> anyhow::Result<WorkerGuard> {
+    let filter = EnvFilter::try_new(&settings.log_filter).map_err(|e| anyhow!("invalid log filter (RUST_LOG): {e}"))?;
     // Colours only for a person at a terminal, never into files or log shippers.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(QUEUED_LINES)
+        .thread_name("concert-log")
+        .finish(ForgivingStderr::default());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(ansi)
+        .log_internal_errors(false);
     match settings.log_format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).try_init(),
     }
-    .map_err(|e| anyhow!("cannot install the log subscriber: {e}"))
+    .map_err(|e| anyhow!("cannot install the log subscriber: {e}"))?;
+    Ok(guard)
 }
 
 /// When the request started, kept in its extensions for the latency.
@@ -60,5 +107,17 @@ impl RootSpanBuilder for RequestSpan {
                 tracing::info!(status, latency_ms, "request completed");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dead_sink_reports_success_and_is_not_retried() {
+        let mut w = ForgivingStderr { dead: true };
+        assert_eq!(w.write(b"line\n").unwrap_or(0), 5);
+        assert!(w.flush().is_ok());
     }
 }

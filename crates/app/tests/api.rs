@@ -68,7 +68,8 @@ async fn spawn_app(extra: &[&str]) -> TestApp {
         "50",
     ];
     flags.extend_from_slice(extra);
-    let settings = Settings::from_flags(flags).expect("valid flags");
+    // Flags only: a developer's DATABASE_URL or ADMIN_TOKEN must not change the test.
+    let settings = Settings::from_flags_only(flags).expect("valid flags");
     let app = Application::build(settings).await.expect("app builds");
     let base = format!("http://127.0.0.1:{}", app.port());
     let (tx, rx) = oneshot::channel::<()>();
@@ -138,13 +139,42 @@ async fn the_scheduler_admits_and_a_purchase_goes_through() {
 }
 
 #[tokio::test]
-async fn an_api_only_instance_admits_nobody() {
-    let app = spawn_app(&["--scheduler-enabled", "false"]).await;
-    let (_, token) = app.post("/queue/tokens", None, json!({ "userId": Uuid::new_v4() })).await;
-    let token = token["token"].as_str().unwrap().to_owned();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (_, polled) = app.get("/queue/token", Some(&token)).await;
-    assert_eq!(polled["status"], "WAITING");
+async fn an_api_only_instance_runs_no_scheduler() {
+    let settings =
+        Settings::from_flags_only(["--store", "memory", "--bind-addr", "127.0.0.1:0", "--scheduler-enabled", "false"])
+            .unwrap();
+    let app = Application::build(settings).await.unwrap();
+    assert!(!app.runs_scheduler());
+    let settings = Settings::from_flags_only(["--store", "memory", "--bind-addr", "127.0.0.1:0"]).unwrap();
+    let with = Application::build(settings).await.unwrap();
+    assert!(with.runs_scheduler());
+}
+
+#[tokio::test]
+async fn operator_metrics_and_page_are_wired() {
+    let token = "an-operator-secret-of-32-chars!!";
+    let app = spawn_app(&["--admin-token", token]).await;
+    let http = &app.http;
+    let res = http.get(app.url("/admin/queue")).bearer_auth(token).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let queue: Value = res.json().await.unwrap();
+    assert_eq!((queue["admitIntervalSecs"].as_i64(), queue["paused"].as_bool()), (Some(1), Some(false)));
+    let res = http.get(app.url("/admin/queue")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let res = http.get(app.url("/metrics")).bearer_auth(token).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.text().await.unwrap().contains("http_requests_total"));
+    let res = http.get(app.url("/")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn without_an_operator_token_the_admin_api_is_off() {
+    let app = spawn_app(&[]).await;
+    let (status, problem) = app.get("/admin/queue", None).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::NOT_FOUND, Some("NOT_FOUND")));
     app.stop().await.unwrap();
 }
 
@@ -162,7 +192,8 @@ async fn a_graceful_stop_closes_the_listener_and_ends_cleanly() {
 async fn binding_a_taken_address_fails_to_build() {
     let app = spawn_app(&[]).await;
     let port = app.base.rsplit(':').next().unwrap().to_owned();
-    let settings = Settings::from_flags(["--store", "memory", "--bind-addr", &format!("127.0.0.1:{port}")]).unwrap();
+    let settings =
+        Settings::from_flags_only(["--store", "memory", "--bind-addr", &format!("127.0.0.1:{port}")]).unwrap();
     assert!(Application::build(settings).await.is_err());
     app.stop().await.unwrap();
 }

@@ -100,3 +100,73 @@ fn log_format_json_writes_one_json_object_per_line() {
     let v: serde_json::Value = serde_json::from_str(listening).unwrap();
     assert!(v["fields"]["addr"].as_str().unwrap().starts_with("127.0.0.1:"), "{listening}");
 }
+
+/// Spawns `concert serve --store memory` on port 0 logging every request, reads its stderr up to
+/// the `listening on` line and returns the child, its port and the stderr reader (not read any
+/// further).
+fn spawn_logging() -> (Child, u16, BufReader<std::process::ChildStderr>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_concert"))
+        .args(["serve", "--store", "memory", "--bind-addr", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .env("LOG_FORMAT", "text")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn concert");
+    let mut reader = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let port = loop {
+        line.clear();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "the server exited before listening");
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.split_whitespace().next().unwrap().rsplit(':').next().unwrap().parse::<u16>().unwrap();
+        }
+    };
+    (child, port, reader)
+}
+
+/// Requests that each write an access-log line: all must be answered.
+fn hammer(port: u16, n: usize) {
+    let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    for i in 0..n {
+        let res = http.get(format!("http://127.0.0.1:{port}/health/live")).send().unwrap();
+        assert_eq!(res.status(), 200, "request {i}");
+        if i % 10 == 0 {
+            let res = http
+                .post(format!("http://127.0.0.1:{port}/queue/tokens"))
+                .json(&serde_json::json!({ "userId": uuid::Uuid::new_v4() }))
+                .send()
+                .unwrap();
+            assert_eq!(res.status(), 201, "issue {i}");
+        }
+    }
+}
+
+/// A log reader that goes away (`concert serve 2>&1 | head -1`, or a `| grep` that exits) never
+/// takes the server down: requests are answered and SIGINT / SIGTERM still stop it cleanly.
+#[test]
+fn a_closed_log_pipe_never_stops_requests_or_shutdown() {
+    for signal in ["-INT", "-TERM"] {
+        let (mut child, port, reader) = spawn_logging();
+        drop(reader);
+        hammer(port, 300);
+        let sent = Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
+        assert!(sent.success());
+        let status = wait_exit(&mut child);
+        assert!(status.success(), "exit status after {signal} with a closed log pipe: {status:?}");
+    }
+}
+
+/// A log reader that stops reading (the pipe fills up) never blocks requests or shutdown: lines
+/// that cannot be written are dropped.
+#[test]
+fn a_full_log_pipe_never_blocks_requests_or_shutdown() {
+    let (mut child, port, reader) = spawn_logging();
+    // About 2,200 access lines of ~200 bytes: several times a pipe's 64 KiB buffer.
+    hammer(port, 2_000);
+    let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    let status = wait_exit(&mut child);
+    assert!(status.success(), "exit status with a full log pipe: {status:?}");
+    drop(reader);
+}
