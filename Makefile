@@ -7,8 +7,9 @@ BIND_ADDR ?= 127.0.0.1:8080
 export DATABASE_URL BIND_ADDR
 
 CARGO ?= cargo
-BIN := target/release/concert
-DEBUG_BIN := target/debug/concert
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+BIN := $(TARGET_DIR)/release/concert
+DEBUG_BIN := $(TARGET_DIR)/debug/concert
 
 .PHONY: help run run-memory test test-rust test-browser test-api lint fmt tools build bench bench-position db-up redis-up clean-test-dbs
 
@@ -32,15 +33,15 @@ build: ## Build the release binary (target/release/concert)
 
 run: build ## Serve on 127.0.0.1:8080 with the demo catalogue: PostgreSQL if it can be reached or started, else in memory
 	@$(MAKE) -s db-up >/dev/null 2>&1 || true
-	@if ./$(BIN) seed-demo 2>/dev/null; then \
-		exec ./$(BIN) serve; \
+	@if $(BIN) seed-demo 2>/dev/null; then \
+		exec $(BIN) serve; \
 	else \
 		echo "No PostgreSQL could be reached at DATABASE_URL: serving the demo from memory (nothing is kept); set DATABASE_URL=postgres://user@host:port/db and run make run again to use a database."; \
-		exec ./$(BIN) serve --store memory; \
+		exec $(BIN) serve --store memory; \
 	fi
 
 run-memory: build ## Serve from memory with the demo catalogue (no database)
-	./$(BIN) serve --store memory
+	$(BIN) serve --store memory
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
