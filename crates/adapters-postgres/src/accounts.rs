@@ -158,7 +158,7 @@ impl AccountStore for PgStore {
             if let Some(stop) = idempotency::claim(tx, guard)? {
                 return Err(Fail::Refuse(stop.claimed()));
             }
-            match credit_once(tx.conn(), req)? {
+            match credit_once(tx.conn()?, req)? {
                 CreditOutcome::Credited(balance) => {
                     let response = (guard.render)(&Effect::Charged { user: req.user, balance });
                     idempotency::record(tx, guard, &response, req.entry.as_uuid())?;

@@ -111,7 +111,7 @@ pub(crate) fn claim<E>(tx: &mut Tx<'_>, guard: &IdempotencyGuard<'_>) -> Result<
         .bind::<Text, _>(guard.fingerprint.as_str())
         .bind::<Timestamptz, _>(guard.now)
         .bind::<Timestamptz, _>(guard.expires_at)
-        .get_result::<ClaimRow>(tx.conn())
+        .get_result::<ClaimRow>(tx.conn()?)
         .optional();
     match claimed {
         Ok(Some(_)) => Ok(None),
@@ -119,7 +119,7 @@ pub(crate) fn claim<E>(tx: &mut Tx<'_>, guard: &IdempotencyGuard<'_>) -> Result<
             let row: Option<RecordRow> = prepared(READ_RECORD)
                 .bind::<SqlUuid, _>(guard.user.as_uuid())
                 .bind::<Text, _>(guard.key.as_str())
-                .get_result(tx.conn())
+                .get_result(tx.conn()?)
                 .optional()?;
             let record = row.map(RecordRow::into_domain).transpose()?.flatten();
             Ok(Some(record.map_or(Stop::InFlight, Stop::Recorded)))
@@ -144,7 +144,7 @@ pub(crate) fn record<E>(
         .bind::<Int4, _>(i32::from(response.status))
         .bind::<Text, _>(response.body.as_str())
         .bind::<SqlUuid, _>(entry)
-        .execute(tx.conn())?;
+        .execute(tx.conn()?)?;
     if n == 1 {
         Ok(())
     } else {

@@ -125,25 +125,36 @@ impl Issuer {
         now: OffsetDateTime,
     ) -> Result<IssueOutcome, StoreError> {
         let (reply, answer) = mpsc::sync_channel(1);
-        let request = Request { user, value, now, arrived: Instant::now(), reply };
+        let mut request = Request { user, value, now, arrived: Instant::now(), reply };
         {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             if state.stopped {
                 return Err(StoreError::Unavailable("the store is closed".into()));
             }
-            if state.sender.is_none() {
-                let (sender, requests) = mpsc::channel();
-                let pool = pool.clone();
-                let thread = std::thread::Builder::new()
-                    .name("pg-issue-batcher".into())
-                    .spawn(move || run(&pool, limits, &requests))
-                    .map_err(|e| StoreError::Internal(format!("cannot start the issue batcher: {e}")))?;
-                state.sender = Some(sender);
-                state.thread = Some(thread);
+            // Started on first use, and again if its thread ever died (its receiver is gone,
+            // so a send fails and hands the request back).
+            for _ in 0..2 {
+                if state.sender.is_none() {
+                    let (sender, requests) = mpsc::channel();
+                    let pool = pool.clone();
+                    let thread = std::thread::Builder::new()
+                        .name("pg-issue-batcher".into())
+                        .spawn(move || run(&pool, limits, &requests))
+                        .map_err(|e| StoreError::Internal(format!("cannot start the issue batcher: {e}")))?;
+                    state.sender = Some(sender);
+                    state.thread = Some(thread);
+                }
+                match state.sender.as_ref().map(|s| s.send(request)) {
+                    Some(Ok(())) => break,
+                    Some(Err(mpsc::SendError(back))) => {
+                        state.sender = None;
+                        request = back;
+                    }
+                    None => return Err(StoreError::Internal("the issue batcher has no channel".into())),
+                }
             }
-            let sent = state.sender.as_ref().map(|s| s.send(request));
-            if !matches!(sent, Some(Ok(()))) {
-                return Err(StoreError::Internal("the issue batcher has stopped".into()));
+            if state.sender.is_none() {
+                return Err(StoreError::Internal("the issue batcher cannot be started".into()));
             }
         }
         answer.recv().unwrap_or_else(|_| Err(StoreError::Internal("the issue batcher stopped mid-batch".into())))
@@ -228,7 +239,7 @@ fn store_batch(
         let rows: Vec<LiveRow> = prepared(ISSUE_LIVE)
             .bind::<Array<SqlUuid>, _>(&users)
             .bind::<Array<Timestamptz>, _>(&nows)
-            .load(tx.conn())?;
+            .load(tx.conn()?)?;
         let cursor = rows
             .first()
             .map(|r| QueueCursor { admitted_through: r.admitted_through, last_admission_at: r.last_admission_at })
@@ -249,7 +260,7 @@ fn store_batch(
                 .bind::<Array<SqlUuid>, _>(&users)
                 .bind::<Array<Text>, _>(&values)
                 .bind::<Array<Timestamptz>, _>(&nows)
-                .load(tx.conn())?;
+                .load(tx.conn()?)?;
             for row in inserted {
                 let token = row.into_domain()?;
                 tokens.insert(token.user_id.as_uuid(), (token, true));

@@ -5,7 +5,7 @@
 //!
 //! The adapter decides nothing: the domain states each rule, and each method here makes the
 //! domain's decision and the write happen atomically, with one conditional statement or one
-//! short transaction whose locks are named in [`locks`]. Where SQL restates a domain rule (the
+//! short transaction whose locks are named in `locks`. Where SQL restates a domain rule (the
 //! live claim, bookable schedules, the hold limit, the credit limit, admission timing), a
 //! comment names the domain function it mirrors and the conformance suite compares the two at
 //! the boundary. Partial unique indexes, foreign keys and CHECK constraints back the rules up
@@ -17,13 +17,13 @@
 //! that clock with an injected one for tests.
 //!
 //! # Layout
-//! - [`config`]: [`PgConfig`]: the URL and every bound on waiting; [`ConfigError`].
-//! - [`pool`]: the r2d2 pool, its connections (a statement timer on each) and
+//! - `config`: [`PgConfig`]: the URL and every bound on waiting; [`ConfigError`].
+//! - `pool`: the r2d2 pool, its connections (a statement timer on each) and
 //!   [`ensure_database`].
 //! - `error`: the one place where failures become `StoreError`s, and why they are told apart
 //!   without reading message text.
 //! - `work`: a call's autocommit statement or budgeted transaction.
-//! - [`locks`]: the advisory locks and what each serialises.
+//! - `locks`: the advisory locks and what each serialises.
 //! - `issue`: group-commit token issue (a batcher thread per store).
 //! - `queue`, `settings`, `catalogue`, `reservations`, `accounts`, `payments`,
 //!   `idempotency`: the ports, each with its SQL.
@@ -52,16 +52,16 @@ use time::OffsetDateTime;
 
 mod accounts;
 mod catalogue;
-pub mod config;
+mod config;
 mod error;
 mod idempotency;
 pub mod invariants;
 mod issue;
-pub mod locks;
+mod locks;
 mod payments;
 #[cfg(test)]
 mod pgbench;
-pub mod pool;
+mod pool;
 mod queue;
 mod reservations;
 mod schema;

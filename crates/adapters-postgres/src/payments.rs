@@ -205,13 +205,13 @@ impl PaymentStore for PgStore {
                 prepared(LOCK_TOKEN)
                     .bind::<Int4, _>(locks::TOKEN_PAYMENTS)
                     .bind::<Int4, _>(locks::token_key(&req.token))
-                    .execute(tx.conn())?;
+                    .execute(tx.conn()?)?;
             }
             let facts: FactsRow = prepared(FACTS)
                 .bind::<SqlUuid, _>(req.reservation.as_uuid())
                 .bind::<SqlUuid, _>(req.user.as_uuid())
                 .bind::<Text, _>(req.token.as_str())
-                .get_result(tx.conn())?;
+                .get_result(tx.conn()?)?;
             let facts = facts.into_domain()?;
             let settlement = decide(&facts).map_err(|e| Fail::Refuse(Stopped::Refused(e)))?;
             let p = &settlement.payment;
@@ -233,7 +233,7 @@ impl PaymentStore for PgStore {
                 .bind::<Nullable<Text>, _>(body)
                 .bind::<Nullable<SqlUuid>, _>(key_user)
                 .bind::<Nullable<Text>, _>(key)
-                .get_result(tx.conn())?;
+                .get_result(tx.conn()?)?;
             if done.settled != 1 || (guard.is_some() && done.recorded != 1) {
                 // The settlement does not fit the locked facts: a decision made on other facts
                 // than these. Nothing of it may commit.

@@ -172,7 +172,7 @@ impl QueueStore for PgStore {
             let read: QueueRead = prepared(ADMIT_READ)
                 .bind::<Nullable<Timestamptz>, _>(store_now)
                 .bind::<Bool, _>(policy.max_active.is_some())
-                .get_result(tx.conn())?;
+                .get_result(tx.conn()?)?;
             let now = read.now;
             let cursor = read.cursor.into_domain();
             if !policy.is_due(cursor.last_admission_at, now) {
@@ -190,7 +190,7 @@ impl QueueStore for PgStore {
                 .bind::<Timestamptz, _>(policy.expiry_for(now))
                 .bind::<BigInt, _>(cursor.admitted_through)
                 .bind::<BigInt, _>(through)
-                .get_result(tx.conn())?;
+                .get_result(tx.conn()?)?;
             if count(changed.n) != n {
                 // The cursor would move past tokens that were not activated.
                 return Err(Fail::Store(StoreError::Internal(format!(

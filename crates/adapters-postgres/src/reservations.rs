@@ -145,7 +145,7 @@ impl ReservationStore for PgStore {
         // `BEGIN` and the user's hold lock in one round trip; the count runs in the next
         // statement, whose snapshot sees every hold of the user committed before the lock.
         let outcome = self.transaction(&locks::holds_begin(req.user_id), started, |tx| {
-            if let Some(outcome) = attempt(tx.conn(), req)?.decided(max) {
+            if let Some(outcome) = attempt(tx.conn()?, req)?.decided(max) {
                 return Ok(outcome?);
             }
             // The insert met a claim that the snapshot did not show as live: a lapsed hold
@@ -156,8 +156,8 @@ impl ReservationStore for PgStore {
             prepared(EXPIRE_SEAT_LAPSED)
                 .bind::<SqlUuid, _>(req.seat_id.as_uuid())
                 .bind::<Timestamptz, _>(req.now)
-                .execute(tx.conn())?;
-            let outcome = attempt(tx.conn(), req)?.decided(max).unwrap_or(Ok(HoldOutcome::SeatTaken))?;
+                .execute(tx.conn()?)?;
+            let outcome = attempt(tx.conn()?, req)?.decided(max).unwrap_or(Ok(HoldOutcome::SeatTaken))?;
             Ok::<_, Fail<()>>(outcome)
         })?;
         outcome.map_err(|()| StoreError::Internal("the hold refused itself".into()))

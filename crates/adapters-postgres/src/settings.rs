@@ -95,11 +95,11 @@ impl SettingsStore for PgStore {
         let started = Instant::now();
         let starting = SettingsRow::of(&self.starting)?;
         let outcome = self.transaction("BEGIN", started, |tx| {
-            let current: SettingsRow = bind_settings!(LOCK, starting).get_result(tx.conn())?;
+            let current: SettingsRow = bind_settings!(LOCK, starting).get_result(tx.conn()?)?;
             let before = current.into_domain()?;
             let after = patch.apply(before);
             let row = SettingsRow::of(&after)?;
-            bind_settings!(STORE, row).execute(tx.conn())?;
+            bind_settings!(STORE, row).execute(tx.conn()?)?;
             Ok::<_, Fail<()>>((before, after))
         })?;
         outcome.map_err(|()| StoreError::Internal("the settings update refused itself".into()))

@@ -26,12 +26,18 @@ pub(crate) struct Limits {
 pub(crate) struct Tx<'a> {
     pg: &'a mut PgConn,
     waits: Waits,
+    deadline: Instant,
 }
 
 impl Tx<'_> {
-    /// The connection, to run statements on.
-    pub(crate) fn conn(&mut self) -> &mut PgConnection {
-        &mut self.pg.conn
+    /// The connection, to run the next statement on, unless the call's budget has run out:
+    /// then `Timeout` (the transaction rolls back), so a call never starts a statement after
+    /// its budget and ends within the budget plus one statement timeout.
+    pub(crate) fn conn(&mut self) -> Result<&mut PgConnection, StoreError> {
+        if Instant::now() >= self.deadline {
+            return Err(out_of_budget());
+        }
+        Ok(&mut self.pg.conn)
     }
 
     /// Whether the statement that just failed with `e` gave up waiting (for a lock, or its
@@ -73,14 +79,12 @@ pub(crate) fn transaction<T, E>(
         let after = settle(pg, closed);
         return Err(classify(e, pg, gave_up, after));
     }
-    let outcome = f(&mut Tx { pg, waits });
+    let outcome = f(&mut Tx { pg, waits, deadline });
     match outcome {
         Ok(value) => {
             if Instant::now() >= deadline {
                 rollback(pg);
-                return Err(StoreError::Timeout(
-                    "the call's time budget ran out before COMMIT; the transaction was rolled back".into(),
-                ));
+                return Err(out_of_budget());
             }
             match AnsiTransactionManager::commit_transaction(&mut pg.conn) {
                 Ok(()) => Ok(Ok(value)),
@@ -104,6 +108,10 @@ pub(crate) fn transaction<T, E>(
             Err(classify(e, pg, gave_up, after))
         }
     }
+}
+
+fn out_of_budget() -> StoreError {
+    StoreError::Timeout("the call's time budget ran out before COMMIT; the transaction was rolled back".into())
 }
 
 /// Rolls back the open transaction; a connection on which that fails leaves the pool (the
