@@ -312,17 +312,20 @@ fn concurrent_keyed_payments_have_one_effect() {
 
 // ---- the queue -----------------------------------------------------------------------------
 
-/// Group commit: 64 threads issue for 48 users (16 of them twice at once, so duplicates land
-/// in one batch), while a watcher reads the line in a loop. Every snapshot it takes shows a
-/// gapless prefix (a token is visible only after every lower seq: commit order), each user has
-/// one token created once, and the numbers are 1..=48.
+/// Group commit over two instances (two stores, two batchers): 64 threads issue for 48 users
+/// (16 of them twice at once, once through each instance), while a
+/// watcher reads the line in a loop. Every snapshot it takes shows a gapless prefix (a token is
+/// visible only after every lower seq: commit order), each user has one token created once,
+/// and the numbers are 1..=48.
 #[test]
 fn group_commit_issues_are_gapless_commit_ordered_and_one_per_user() {
     let fx = Fx::empty(Admission::default());
     let users: Vec<_> = (0..48).map(|_| fx.user()).collect();
     let stop = AtomicBool::new(false);
     let mut watcher = raw(&fx);
-    let w = &fx.world;
+    let second = PgStore::new(&fx.harness.db.config()).unwrap().with_clock(Arc::new(fx.clock.clone()));
+    let other = Ticketing::new(second.ports(Arc::new(fx.clock.clone()), Arc::new(OsRandom)), Policy::default());
+    let apps = [&fx.app, &other];
     let (results, snapshots) = thread::scope(|s| {
         let watch = s.spawn(|| {
             #[derive(QueryableByName)]
@@ -342,7 +345,7 @@ fn group_commit_issues_are_gapless_commit_ordered_and_one_per_user() {
             }
             seen
         });
-        let results = race(64, |i| w.app.issue_token(users[i % 48]).unwrap());
+        let results = race(64, |i| apps[(i + i / 48) % 2].issue_token(users[i % 48]).unwrap());
         stop.store(true, Ordering::SeqCst);
         (results, watch.join().unwrap())
     });
