@@ -72,7 +72,8 @@ pub fn configure(state: ApiState) -> impl FnOnce(&mut web::ServiceConfig) {
             .wrap(from_fn(middleware::reject_oversized))
             .wrap(from_fn(middleware::limit_issue))
             .wrap(from_fn(metrics::track))
-            .service(resource("/", "GET").route(web::get().to(ops::page)))
+            // HEAD too where a browser, a proxy or an orchestrator's probe may ask it.
+            .service(resource("/", "GET, HEAD").route(web::get().to(ops::page)).route(web::head().to(ops::page)))
             .service(resource("/assets/{file}", "GET").route(web::get().to(ops::page_asset)))
             .service(resource("/queue/tokens", "POST").route(web::post().to(public::issue_token)))
             .service(resource("/queue/token", "GET").route(web::get().to(public::read_token)))
@@ -85,8 +86,14 @@ pub fn configure(state: ApiState) -> impl FnOnce(&mut web::ServiceConfig) {
             .service(resource("/users/{userId}/balance", "GET").route(web::get().to(public::get_balance)))
             .service(resource("/users/{userId}/balance/charge", "POST").route(web::post().to(public::charge)))
             .service(resource("/users/{userId}/balance/history", "GET").route(web::get().to(public::balance_history)))
-            .service(resource("/health/live", "GET").route(web::get().to(ops::live)))
-            .service(resource("/health/ready", "GET").route(web::get().to(ops::ready)))
+            .service(
+                resource("/health/live", "GET, HEAD").route(web::get().to(ops::live)).route(web::head().to(ops::live)),
+            )
+            .service(
+                resource("/health/ready", "GET, HEAD")
+                    .route(web::get().to(ops::ready))
+                    .route(web::head().to(ops::ready)),
+            )
             .service(resource("/metrics", "GET").route(web::get().to(ops::metrics)))
             .service(resource("/openapi.json", "GET").route(web::get().to(ops::openapi)))
             .service(resource("/docs", "GET").route(web::get().to(ops::docs_index)))

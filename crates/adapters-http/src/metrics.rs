@@ -7,9 +7,9 @@
 //!   `http_request_duration_seconds{method,route}`; `route` is the path template exactly as
 //!   the contract spells it, `unmatched` when no route matched (so raw paths never become
 //!   labels and the label set stays bounded).
-//! - The domain counters are incremented where the use case succeeded (handlers) or by the
-//!   caller that drives it (the scheduler, for [`QUEUE_TOKENS_ADMITTED_TOTAL`]: see
-//!   [`record_admitted`]); the gauges are refreshed at scrape time.
+//! - The domain counters are incremented where the use case succeeded (handlers), except
+//!   [`QUEUE_TOKENS_ADMITTED_TOTAL`], which the scheduler crate increments under the same name
+//!   (admission is not an HTTP call); the gauges are refreshed at scrape time.
 
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Instant;
@@ -98,12 +98,6 @@ fn describe() {
     for name in [QUEUE_TOKENS_ISSUED_TOTAL, QUEUE_TOKENS_ADMITTED_TOTAL, RESERVATIONS_HELD_TOTAL, PAYMENTS_TOTAL] {
         metrics::counter!(name).absolute(0);
     }
-}
-
-/// Counts tokens admitted by one scheduler tick (`queue_tokens_admitted_total`); the app's
-/// scheduler wiring calls it with `AdmissionOutcome::Admitted(n)`.
-pub fn record_admitted(n: u64) {
-    metrics::counter!(QUEUE_TOKENS_ADMITTED_TOTAL).increment(n);
 }
 
 /// Sets a gauge to a count read at scrape time.

@@ -15,7 +15,7 @@
 //! means nothing happened" holds.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -117,6 +117,8 @@ struct Inner {
     proxies: TrustedProxies,
     metrics: Option<PrometheusHandle>,
     pool: Option<Arc<PoolGauge>>,
+    /// While `false`, store calls are answered 503 without being started.
+    open: Option<Arc<AtomicBool>>,
     /// When histograms were last drained, in ms since `started`.
     last_upkeep_ms: AtomicU64,
     started: Instant,
@@ -152,6 +154,7 @@ impl ApiState {
                 proxies: TrustedProxies::default(),
                 metrics: None,
                 pool: None,
+                open: None,
                 last_upkeep_ms: AtomicU64::new(0),
                 started: Instant::now(),
             },
@@ -224,6 +227,9 @@ impl ApiState {
         T: Send + 'static,
         E: Into<ApiError> + Send + 'static,
     {
+        if self.0.open.as_ref().is_some_and(|open| !open.load(Ordering::Acquire)) {
+            return Err(ApiError::unavailable(&"the stores are not ready yet (schema not migrated)"));
+        }
         let permit = match actix_web::rt::time::timeout(self.0.slot_wait, self.0.slots.clone().acquire_owned()).await {
             Ok(Ok(permit)) => permit,
             Ok(Err(closed)) => return Err(ApiError::internal(&closed)),
@@ -338,6 +344,14 @@ impl ApiStateBuilder {
     /// Without one, `/metrics` answers 404.
     pub fn metrics(mut self, handle: PrometheusHandle) -> Self {
         self.inner.metrics = Some(handle);
+        self
+    }
+
+    /// A switch that keeps store calls closed (503, nothing started) until it turns `true`:
+    /// the app opens it once the database schema is migrated, so a request that reaches a
+    /// database created a moment ago never meets a missing table.
+    pub fn store_gate(mut self, open: Arc<AtomicBool>) -> Self {
+        self.inner.open = Some(open);
         self
     }
 

@@ -530,6 +530,20 @@ async fn a_store_that_fails_gets_503_or_500_and_leaks_nothing() {
     assert_eq!(call(&app, get("/health/ready")).await.status, 200);
 }
 
+#[actix_web::test]
+async fn store_calls_wait_for_the_gate_and_start_nothing_while_it_is_closed() {
+    let world = World::new();
+    let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let app = app(world.builder().store_gate(open.clone()).build()).await;
+    let user = Uuid::new_v4();
+    let res = call(&app, charge_req(user, 5, Some("gate"))).await;
+    assert_problem(&res, 503, "UNAVAILABLE");
+    assert_eq!(call(&app, get("/health/live")).await.status, 200, "liveness needs no store");
+    open.store(true, std::sync::atomic::Ordering::Release);
+    let res = call(&app, charge_req(user, 5, Some("gate"))).await;
+    assert_eq!((res.status, res.body["balance"].as_i64()), (200, Some(5)), "nothing was started while closed");
+}
+
 // ---- HTTP-level errors ----------------------------------------------------------------------
 
 #[actix_web::test]
@@ -866,6 +880,10 @@ async fn the_page_the_docs_and_the_openapi_document_are_served() {
     let app = app(world.state()).await;
     let page = call(&app, get("/")).await;
     assert_eq!(page.status, 200);
+    for path in ["/", "/health/live", "/health/ready"] {
+        let head = call(&app, TestRequest::default().method(Method::HEAD).uri(path)).await;
+        assert_eq!(head.status, 200, "HEAD {path}");
+    }
     assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"));
     let csp = page.header("content-security-policy").unwrap().to_owned();
     assert!(csp.contains("default-src 'self'") && !csp.contains("unsafe") && !csp.contains("http"), "{csp}");

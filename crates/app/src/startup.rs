@@ -132,7 +132,8 @@ impl Application {
             .admin_token(settings.admin_token.as_deref())
             .issue_rate_per_min(settings.issue_rate_per_min)
             .trusted_proxies(settings.trusted_proxies.clone())
-            .metrics(metrics);
+            .metrics(metrics)
+            .store_gate(stores.schema_ready.clone());
         if let Some(pg) = stores.postgres.clone() {
             state = state.pool_gauge(move || {
                 let (open, idle) = pg.pool_state();
