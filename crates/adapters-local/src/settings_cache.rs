@@ -64,9 +64,12 @@ impl SettingsStore for CachedSettings {
     }
 
     fn update(&self, patch: &SettingsPatch) -> Result<(QueueSettings, QueueSettings), StoreError> {
-        let started = self.ticker.now();
         let (before, after) = self.inner.update(patch)?;
-        self.keep(after, started);
+        // Stamped when the update returns, not when it started: concurrent updates queue in the
+        // store and each applies its patch to the one before, so the one that returns last
+        // carries every change; stamped at their start, an earlier-started update that waited
+        // would lose to a later one that it already includes.
+        self.keep(after, self.ticker.now());
         Ok((before, after))
     }
 }
