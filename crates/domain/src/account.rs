@@ -6,32 +6,13 @@ use time::OffsetDateTime;
 use crate::ids::{LedgerEntryId, PaymentId, ReservationId, UserId};
 use crate::money::Won;
 
-/// Why a balance changed, spelled as in the contract (`CHARGE`, `PAYMENT`) by `strum`.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    strum::IntoStaticStr,
-    strum::EnumString,
-    strum::VariantNames,
-    strum::Display,
-)]
-#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
-pub enum LedgerKind {
-    /// Money in.
-    Charge,
-    /// Money out, for a reservation.
-    Payment,
-}
-
-impl LedgerKind {
-    /// The contract's spelling, also used in storage.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        self.into()
+spelled_enum! {
+    /// Why a balance changed, spelled as in the contract (`CHARGE`, `PAYMENT`) by `strum`.
+    pub enum LedgerKind {
+        /// Money in.
+        Charge,
+        /// Money out, for a reservation.
+        Payment,
     }
 }
 

@@ -61,23 +61,15 @@ pub struct Seat {
     pub price: Won,
 }
 
-/// A seat's status on the seat map.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::VariantNames, strum::Display)]
-#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
-pub enum SeatStatus {
-    /// Free to reserve.
-    Available,
-    /// Under an unexpired hold.
-    Held,
-    /// Paid for.
-    Sold,
-}
-
-impl SeatStatus {
-    /// The contract's spelling.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        self.into()
+spelled_enum! {
+    /// A seat's status on the seat map.
+    pub enum SeatStatus {
+        /// Free to reserve.
+        Available,
+        /// Under an unexpired hold.
+        Held,
+        /// Paid for.
+        Sold,
     }
 }
 

@@ -15,6 +15,39 @@
 //! - [`service`]: the use cases.
 //! - [`clock`], [`random`]: the time and randomness ports, with test doubles.
 
+/// Declares an enum whose variants are spelled as in the contract (`WAITING`, `HELD`, ...), in
+/// storage and on the wire alike: the one place that lists the spelling derives and the
+/// `as_str` helper, so every status enum is declared the same way.
+macro_rules! spelled_enum {
+    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident,)+ }) => {
+        $(#[$meta])*
+        #[derive(
+            Debug,
+            Clone,
+            Copy,
+            PartialEq,
+            Eq,
+            Hash,
+            strum::IntoStaticStr,
+            strum::EnumString,
+            strum::VariantNames,
+            strum::Display,
+        )]
+        #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            /// The contract's spelling, also used in storage.
+            #[must_use]
+            pub fn as_str(self) -> &'static str {
+                self.into()
+            }
+        }
+    };
+}
+
 pub mod account;
 pub mod catalogue;
 pub mod clock;

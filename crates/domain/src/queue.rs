@@ -72,35 +72,16 @@ impl fmt::Debug for TokenValue {
     }
 }
 
-/// A token's state as stored. Spelled as in the contract (`WAITING`, ...) by `strum`, in
-/// storage and on the wire alike.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    strum::IntoStaticStr,
-    strum::EnumString,
-    strum::VariantNames,
-    strum::Display,
-)]
-#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
-pub enum TokenStatus {
-    /// In line, not yet admitted.
-    Waiting,
-    /// Admitted: may browse, reserve and pay until `expires_at`.
-    Active,
-    /// TTL reached or used up by a payment. Final.
-    Expired,
-}
-
-impl TokenStatus {
-    /// The contract's spelling.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        self.into()
+spelled_enum! {
+    /// A token's state as stored. Spelled as in the contract (`WAITING`, ...) by `strum`, in
+    /// storage and on the wire alike.
+    pub enum TokenStatus {
+        /// In line, not yet admitted.
+        Waiting,
+        /// Admitted: may browse, reserve and pay until `expires_at`.
+        Active,
+        /// TTL reached or used up by a payment. Final.
+        Expired,
     }
 }
 

@@ -5,34 +5,15 @@ use time::OffsetDateTime;
 use crate::ids::{ReservationId, ScheduleId, SeatId, UserId};
 use crate::money::Won;
 
-/// A reservation's stored state, spelled as in the contract (`HELD`, ...) by `strum`.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    strum::IntoStaticStr,
-    strum::EnumString,
-    strum::VariantNames,
-    strum::Display,
-)]
-#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
-pub enum ReservationStatus {
-    /// The seat is held until `held_until`.
-    Held,
-    /// Paid: the seat is sold. Final.
-    Paid,
-    /// The hold lapsed unpaid. Final.
-    Expired,
-}
-
-impl ReservationStatus {
-    /// The contract's spelling, also used in storage.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        self.into()
+spelled_enum! {
+    /// A reservation's stored state, spelled as in the contract (`HELD`, ...) by `strum`.
+    pub enum ReservationStatus {
+        /// The seat is held until `held_until`.
+        Held,
+        /// Paid: the seat is sold. Final.
+        Paid,
+        /// The hold lapsed unpaid. Final.
+        Expired,
     }
 }
 

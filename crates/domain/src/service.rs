@@ -403,14 +403,7 @@ impl Ticketing {
         }
         let who = active(token, now)?;
         let request = PaymentRequest { reservation, user, token: who.token.value.clone() };
-        let guard = idempotency.as_ref().map(|idem| IdempotencyGuard {
-            user,
-            key: &idem.key,
-            fingerprint: &fingerprint,
-            now,
-            expires_at: now + self.policy.idempotency_ttl,
-            render: idem.render,
-        });
+        let guard = idempotency.as_ref().map(|idem| self.guard(user, idem, &fingerprint, now));
         let claimed = self.ports.payments.pay(&request, guard.as_ref(), &mut |facts| {
             let ids = SettlementIds {
                 payment: PaymentId::from_uuid(self.ports.random.uuid()),
@@ -433,6 +426,25 @@ impl Ticketing {
             }
             Claimed::Recorded(record) => replay(record, &fingerprint).map_err(|()| PayError::KeyReused),
             Claimed::InFlight => Err(PayError::KeyInFlight),
+        }
+    }
+
+    /// What a store needs to claim `idem` for `user` inside the effect's unit of work: the
+    /// record is kept at least `IDEMPOTENCY_TTL_SECS`.
+    fn guard<'a>(
+        &self,
+        user: UserId,
+        idem: &'a IdempotencyRequest<'a>,
+        fingerprint: &'a Fingerprint,
+        now: OffsetDateTime,
+    ) -> IdempotencyGuard<'a> {
+        IdempotencyGuard {
+            user,
+            key: &idem.key,
+            fingerprint,
+            now,
+            expires_at: now + self.policy.idempotency_ttl,
+            render: idem.render,
         }
     }
 
@@ -486,14 +498,7 @@ impl Ticketing {
         let amount = ChargeAmount::new(amount).map_err(|_| ChargeError::InvalidAmount)?.won();
         let now = self.now();
         let fingerprint = Fingerprint::charge(user, amount);
-        let guard = idempotency.as_ref().map(|idem| IdempotencyGuard {
-            user,
-            key: &idem.key,
-            fingerprint: &fingerprint,
-            now,
-            expires_at: now + self.policy.idempotency_ttl,
-            render: idem.render,
-        });
+        let guard = idempotency.as_ref().map(|idem| self.guard(user, idem, &fingerprint, now));
         let req = CreditRequest {
             user,
             amount,
