@@ -1,5 +1,17 @@
-//! Starts the real `concert` binary on its own PostgreSQL database and a free loopback port,
-//! and drops both when the test ends.
+//! Starts the real `concert` binary as a client would meet it, and cleans up after it.
+//!
+//! A [`Deployment`] is what several instances share: a fresh PostgreSQL database (created,
+//! seeded with the demo catalogue, dropped with the deployment) and, for `QUEUE_STORE=redis`, a
+//! random Redis key prefix (its keys deleted with the deployment). A [`Server`] is one
+//! `concert serve` process of a deployment on a free loopback port, in its own process group
+//! (so a wrapper such as `faketime` and the server it forks are stopped together), logging to a
+//! file whose tail is printed when a test fails. Everything is undone by `Drop`, including when
+//! a test panics half-way: processes first, then the Redis keys and the database.
+//!
+//! # Layout
+//! - this file: [`Queue`], [`Deployment`], [`Launch`], [`Server`], one-shot commands, waits.
+//! - [`private`]: a PostgreSQL cluster and a `redis-server` of a test's own, on free ports, for
+//!   the outage tests (never the machine's own servers).
 
 #![allow(
     dead_code,
@@ -9,19 +21,87 @@
     reason = "test support: a failed expectation should panic"
 )]
 
+pub mod private;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Read as _;
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diesel::{Connection, PgConnection, RunQueryDsl};
-use reqwest::blocking::{Client, Response};
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+/// The machine's PostgreSQL (tests only create and drop their own databases on it).
 pub const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
 
-/// The `concert` binary cargo built next to this test (`target/<profile>/concert`).
+/// The machine's Redis (never flushed: tests only touch their own key prefix).
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// The operator secret the tests configure (`ADMIN_TOKEN`; at least 16 visible characters).
+pub const ADMIN: &str = "e2e-operator-secret-4f1d9c07";
+
+/// Every variable the binary reads. Each child starts without them, so that a developer's
+/// `DATABASE_URL` or `ADMIN_TOKEN` never leaks into a test; the test sets what it means.
+const BINARY_VARS: &[&str] = &[
+    "STORE",
+    "QUEUE_STORE",
+    "DATABASE_URL",
+    "DATABASE_POOL_SIZE",
+    "DATABASE_CONNECT_TIMEOUT_MILLIS",
+    "DATABASE_LOCK_TIMEOUT_MILLIS",
+    "DATABASE_STATEMENT_TIMEOUT_MILLIS",
+    "REDIS_URL",
+    "REDIS_KEY_PREFIX",
+    "BIND_ADDR",
+    "QUEUE_ADMIT_INTERVAL_SECS",
+    "QUEUE_ADMIT_BATCH",
+    "QUEUE_ACTIVE_TTL_SECS",
+    "QUEUE_MAX_ACTIVE",
+    "QUEUE_POLL_CACHE_MILLIS",
+    "QUEUE_POLL_CACHE_CAPACITY",
+    "SEAT_HOLD_SECS",
+    "MAX_HOLDS_PER_USER",
+    "ISSUE_RATE_PER_MIN",
+    "TRUSTED_PROXIES",
+    "IDEMPOTENCY_TTL_SECS",
+    "ADMIN_TOKEN",
+    "SCHEDULER_ENABLED",
+    "SCHEDULER_CHECK_MILLIS",
+    "HTTP_WORKERS",
+    "LOG_FORMAT",
+    "RUST_LOG",
+    "FAKETIME",
+    "LD_PRELOAD",
+];
+
+/// What a test instance runs with unless the test says otherwise: scheduler checks every
+/// 100 ms and one admission per second, so admission is observed in about a second; a small
+/// pool, so parallel tests with two instances each stay far inside the server's 100
+/// connections.
+const TEST_DEFAULTS: &[(&str, &str)] = &[
+    ("SCHEDULER_CHECK_MILLIS", "100"),
+    ("QUEUE_ADMIT_INTERVAL_SECS", "1"),
+    ("DATABASE_POOL_SIZE", "5"),
+    ("RUST_LOG", "info"),
+];
+
+/// Where the waiting queue lives (`QUEUE_STORE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queue {
+    Postgres,
+    Redis,
+}
+
+/// The `concert` binary cargo built next to this test (`target/<profile>/concert`), or
+/// `CONCERT_BIN`.
 pub fn concert_bin() -> PathBuf {
     if let Ok(p) = std::env::var("CONCERT_BIN") {
         return PathBuf::from(p);
@@ -44,25 +124,128 @@ pub fn concert_bin() -> PathBuf {
     bin
 }
 
-/// Runs a one-shot `concert` command (`seed-demo`, `check-invariants`, ...) on a database.
+/// A `concert` command with none of the binary's variables inherited.
+fn concert_command() -> Command {
+    let mut cmd = Command::new(concert_bin());
+    for var in BINARY_VARS {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// Runs a one-shot `concert` command (`seed-demo`, `migrate`, `check-invariants`) on a
+/// database and waits for it.
 pub fn run_command(command: &str, db_url: &str) -> Output {
-    Command::new(concert_bin())
+    run_command_within(command, db_url, Duration::from_secs(120))
+}
+
+/// Like [`run_command`], but kills the command and fails the test if it runs past `limit`.
+pub fn run_command_within(command: &str, db_url: &str, limit: Duration) -> Output {
+    let mut child = concert_command()
         .arg(command)
         .env("DATABASE_URL", db_url)
         .env("RUST_LOG", "warn")
-        .output()
-        .unwrap_or_else(|e| panic!("run concert {command}: {e}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run concert {command}: {e}"));
+    // Drained by threads, so a chatty command never blocks on a full pipe.
+    let drain = |mut r: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("concert {command} still ran after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output { status, stdout: out.join().unwrap(), stderr: err.join().unwrap() }
 }
 
-fn free_port() -> u16 {
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind :0").local_addr().expect("addr").port()
 }
 
-fn admin() -> PgConnection {
-    PgConnection::establish(&format!("{PG_SERVER}/postgres")).expect("connect to the postgres database")
+/// Polls `cond` every 50 ms until it holds; fails the test, naming `what`, after `limit`.
+pub fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "not reached within {limit:?}: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
-/// Drops its database when dropped, including when a test panics half-way through start-up.
+/// One `i64` per row of `sql` (a column named `n`), on the database at `db_url`.
+pub fn query_i64s(db_url: &str, sql: &str) -> Vec<i64> {
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = PgConnection::establish(db_url).expect("connect to the test database");
+    diesel::sql_query(sql)
+        .load::<N>(&mut conn)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .into_iter()
+        .map(|r| r.n)
+        .collect()
+}
+
+/// The single `i64` of `sql` (a column named `n`).
+pub fn query_i64(db_url: &str, sql: &str) -> i64 {
+    let rows = query_i64s(db_url, sql);
+    assert_eq!(rows.len(), 1, "{sql} returned {rows:?}");
+    rows[0]
+}
+
+/// Runs a statement on the database at `db_url`.
+pub fn execute(db_url: &str, sql: &str) -> usize {
+    let mut conn = PgConnection::establish(db_url).expect("connect to the test database");
+    diesel::sql_query(sql).execute(&mut conn).unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// A directory under the system's temp directory, removed when dropped.
+#[derive(Debug)]
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("{prefix}-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&path).expect("create a temp dir");
+        Self(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A database name on the machine's server, dropped (with its connections) when this is dropped,
+/// including when a test panics half-way through start-up.
+#[derive(Debug)]
 pub struct Database(pub String);
 
 impl Database {
@@ -78,29 +261,78 @@ impl Database {
 
 impl Drop for Database {
     fn drop(&mut self) {
-        let mut conn = admin();
-        let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0)).execute(&mut conn);
+        if let Ok(mut conn) = PgConnection::establish(&format!("{PG_SERVER}/postgres")) {
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0)).execute(&mut conn);
+        }
     }
 }
 
-/// A running `concert serve` with its own database.
-pub struct Server {
-    child: Child,
-    pub base: String,
-    pub db_url: String,
-    // Declared after `child`: dropped after the server is stopped.
-    _db: Database,
-    pub http: Client,
+/// A random Redis key prefix; its keys (`{prefix}:*`) are deleted when this is dropped.
+#[derive(Debug)]
+pub struct RedisNamespace {
+    pub url: String,
+    pub prefix: String,
 }
 
-impl Server {
-    /// Seeds the demo catalogue into a fresh database, then serves it with `env` on top of
-    /// test-friendly defaults (fast scheduler checks).
-    pub fn start(env: &[(&str, &str)]) -> Self {
+impl RedisNamespace {
+    pub fn on(url: &str) -> Self {
+        Self { url: url.to_owned(), prefix: format!("e2e-{}", Uuid::new_v4().simple()) }
+    }
+
+    /// Every key of this namespace, by `SCAN` (never `KEYS` on a shared server).
+    pub fn keys(&self) -> redis::RedisResult<Vec<String>> {
+        let client = redis::Client::open(self.url.as_str())?;
+        let mut con = client.get_connection_with_timeout(Duration::from_secs(2))?;
+        let pattern = format!("{{{}}}:*", self.prefix);
+        let (mut cursor, mut keys) = (0_u64, Vec::new());
+        loop {
+            let (next, batch): (u64, Vec<String>) =
+                redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000).query(&mut con)?;
+            keys.extend(batch);
+            if next == 0 {
+                return Ok(keys);
+            }
+            cursor = next;
+        }
+    }
+}
+
+impl Drop for RedisNamespace {
+    fn drop(&mut self) {
+        // A private server may be gone by now (outage tests): nothing to clean then.
+        let Ok(keys) = self.keys() else { return };
+        let Ok(client) = redis::Client::open(self.url.as_str()) else { return };
+        let Ok(mut con) = client.get_connection_with_timeout(Duration::from_secs(2)) else { return };
+        for chunk in keys.chunks(500) {
+            let _: Result<i64, _> = redis::cmd("DEL").arg(chunk).query(&mut con);
+        }
+    }
+}
+
+/// What the instances of one test share: the database and, with `QUEUE_STORE=redis`, a Redis
+/// key prefix. Dropped once the test and every [`Server`] of it let go (servers hold an `Arc`),
+/// so its processes always stop before their stores are removed.
+#[derive(Debug)]
+pub struct Deployment {
+    pub queue: Queue,
+    pub db_url: String,
+    env: Vec<(String, String)>,
+    // Dropped after the fields above, in this order: Redis keys, then the database.
+    redis: Option<RedisNamespace>,
+    db: Option<Database>,
+}
+
+impl Deployment {
+    /// A fresh database on the machine's server, seeded with the demo catalogue, and for
+    /// [`Queue::Redis`] a fresh prefix on the machine's Redis; `env` applies to every instance.
+    pub fn new(queue: Queue, env: &[(&str, &str)]) -> Arc<Self> {
+        Self::with_redis_at(queue, REDIS_URL, env)
+    }
+
+    /// As [`Deployment::new`], with Redis at `redis_url` (a private server).
+    pub fn with_redis_at(queue: Queue, redis_url: &str, env: &[(&str, &str)]) -> Arc<Self> {
         let db = Database::fresh();
-        let db_url = db.url();
-        let port = free_port();
-        let seed = run_command("seed-demo", &db_url);
+        let seed = run_command("seed-demo", &db.url());
         assert!(
             seed.status.success(),
             "seed-demo failed ({}): {}{}",
@@ -108,45 +340,285 @@ impl Server {
             String::from_utf8_lossy(&seed.stdout),
             String::from_utf8_lossy(&seed.stderr)
         );
-        let mut cmd = Command::new(concert_bin());
-        cmd.arg("serve")
-            .env("DATABASE_URL", &db_url)
-            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-            .env("SCHEDULER_CHECK_MILLIS", "100")
-            .env("QUEUE_ADMIT_INTERVAL_SECS", "1")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        for (k, v) in env {
-            cmd.env(k, v);
+        let redis = (queue == Queue::Redis).then(|| RedisNamespace::on(redis_url));
+        Arc::new(Self { queue, db_url: db.url(), env: owned(env), redis, db: Some(db) })
+    }
+
+    /// A deployment on a database this value does not own (a private cluster, removed by its
+    /// own guard), not created or seeded here.
+    pub fn on_database(queue: Queue, db_url: &str, env: &[(&str, &str)]) -> Arc<Self> {
+        let redis = (queue == Queue::Redis).then(|| RedisNamespace::on(REDIS_URL));
+        Arc::new(Self { queue, db_url: db_url.to_owned(), env: owned(env), redis, db: None })
+    }
+
+    /// The variables every instance of this deployment gets.
+    fn instance_env(&self) -> Vec<(String, String)> {
+        let mut env = vec![("DATABASE_URL".to_owned(), self.db_url.clone())];
+        match (&self.queue, &self.redis) {
+            (Queue::Redis, Some(ns)) => {
+                env.push(("QUEUE_STORE".into(), "redis".into()));
+                env.push(("REDIS_URL".into(), ns.url.clone()));
+                env.push(("REDIS_KEY_PREFIX".into(), ns.prefix.clone()));
+            }
+            _ => env.push(("QUEUE_STORE".into(), "postgres".into())),
         }
-        let child = cmd.spawn().expect("spawn concert serve");
-        let server = Self {
+        env.extend(self.env.iter().cloned());
+        env
+    }
+
+    /// Starts an instance with `env` on top of the deployment's, and waits until it is ready.
+    pub fn spawn(self: &Arc<Self>, env: &[(&str, &str)]) -> Server {
+        let mut launch = Launch::new();
+        for (k, v) in env {
+            launch = launch.env(k, v);
+        }
+        self.launch(launch)
+    }
+
+    /// Starts an instance as `launch` says.
+    pub fn launch(self: &Arc<Self>, launch: Launch) -> Server {
+        Server::launch(Some(self.clone()), launch)
+    }
+
+    /// Starts one instance per entry of `envs` at the same time; returns them in that order.
+    pub fn spawn_many(self: &Arc<Self>, envs: &[&[(&str, &str)]]) -> Vec<Server> {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = envs.iter().map(|env| scope.spawn(move || self.spawn(env))).collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+        })
+    }
+
+    /// Counts with a SQL query (`SELECT count(*) AS n ...`) on this deployment's database.
+    pub fn count(&self, sql: &str) -> i64 {
+        query_i64(&self.db_url, sql)
+    }
+
+    /// Runs `concert check-invariants` on this deployment's database and asserts it passes.
+    pub fn assert_invariants(&self) {
+        let out = run_command("check-invariants", &self.db_url);
+        assert!(
+            out.status.success(),
+            "invariants violated:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+fn owned(env: &[(&str, &str)]) -> Vec<(String, String)> {
+    env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
+/// How to start one `concert serve`.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    env: Vec<(String, String)>,
+    args: Vec<String>,
+    faketime: Option<String>,
+    defaults: bool,
+    ready: bool,
+}
+
+impl Default for Launch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Launch {
+    /// With the test defaults, waiting until `/health/ready` answers 200.
+    pub fn new() -> Self {
+        Self { env: Vec::new(), args: Vec::new(), faketime: None, defaults: true, ready: true }
+    }
+
+    /// Without the test defaults: the binary's own defaults, as `make run` starts it.
+    pub fn bare() -> Self {
+        Self { defaults: false, ..Self::new() }
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.to_owned());
+        self
+    }
+
+    /// Runs the server under Debian's `faketime` with this offset (e.g. `+30s`).
+    pub fn faketime(mut self, offset: &str) -> Self {
+        self.faketime = Some(offset.to_owned());
+        self
+    }
+
+    /// Waits only until `/health/live` answers (for a server whose stores are down).
+    pub fn live_only(mut self) -> Self {
+        self.ready = false;
+        self
+    }
+}
+
+/// One running `concert serve`, stopped (its whole process group) when dropped.
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub http: Client,
+    admin: Option<String>,
+    log: PathBuf,
+    stopped: Option<ExitStatus>,
+    // Dropped after the process is stopped: the log, then the stores.
+    _logs: TempDir,
+    pub deployment: Option<Arc<Deployment>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("pid", &self.child.id()).field("base", &self.base).finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A fresh deployment (database seeded with the demo catalogue; a Redis prefix for
+    /// [`Queue::Redis`]) with one ready instance; `env` applies to it.
+    pub fn start(queue: Queue, env: &[(&str, &str)]) -> Self {
+        Deployment::new(queue, env).spawn(&[])
+    }
+
+    /// Starts `concert serve` (of `deployment`, if any) as `launch` says and waits for it.
+    pub fn launch(deployment: Option<Arc<Deployment>>, launch: Launch) -> Self {
+        let port = free_port();
+        let mut env: BTreeMap<String, String> = BTreeMap::new();
+        if launch.defaults {
+            env.extend(TEST_DEFAULTS.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        } else {
+            env.insert("RUST_LOG".into(), "info".into());
+        }
+        if let Some(d) = &deployment {
+            env.extend(d.instance_env());
+        }
+        env.extend(launch.env.iter().cloned());
+        env.insert("BIND_ADDR".into(), format!("127.0.0.1:{port}"));
+
+        let logs = TempDir::new("concert-e2e-log");
+        let log = logs.path().join("serve.log");
+        let mut cmd = match &launch.faketime {
+            Some(offset) => {
+                let mut cmd = Command::new("faketime");
+                cmd.arg("-f").arg(offset).arg(concert_bin());
+                cmd
+            }
+            None => Command::new(concert_bin()),
+        };
+        for var in BINARY_VARS {
+            cmd.env_remove(var);
+        }
+        cmd.arg("serve")
+            .args(&launch.args)
+            .envs(&env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).expect("create the log file"))
+            // Its own process group: a stop reaches the server even under a forking wrapper.
+            .process_group(0);
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn concert serve ({cmd:?}): {e}"));
+        let mut server = Self {
             child,
             base: format!("http://127.0.0.1:{port}"),
-            db_url,
-            _db: db,
             http: Client::builder().timeout(Duration::from_secs(30)).build().expect("http client"),
+            admin: env.get("ADMIN_TOKEN").cloned(),
+            log,
+            stopped: None,
+            _logs: logs,
+            deployment,
         };
-        server.wait_ready();
+        server.wait_up(if launch.ready { "/health/ready" } else { "/health/live" });
         server
     }
 
-    fn wait_ready(&self) {
+    fn wait_up(&mut self, path: &str) {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(r) = self.http.get(self.url("/health/ready")).send() {
+        loop {
+            if let Ok(r) = self.http.get(self.url(path)).timeout(Duration::from_secs(5)).send() {
                 if r.status().is_success() {
                     return;
                 }
             }
+            assert!(self.is_running(), "concert serve exited during start-up:\n{}", self.log_tail(40));
+            assert!(Instant::now() < deadline, "{path} did not answer 200 within 60 s");
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("server did not become ready");
+    }
+
+    pub fn deployment(&self) -> &Arc<Deployment> {
+        self.deployment.as_ref().expect("a server of a deployment")
+    }
+
+    /// Whether the process is still running (not exited, not stopped by the test).
+    pub fn is_running(&mut self) -> bool {
+        self.stopped.is_none() && matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends `signal` (`TERM`, `INT`) to the server's process group and waits until the whole
+    /// group has exited; fails the test if it takes over 30 s.
+    pub fn stop(&mut self, signal: &str) -> ExitStatus {
+        if let Some(status) = self.stopped {
+            return status;
+        }
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args([&format!("-{signal}"), "--", &group]).status();
+        let status = self.wait_group(Duration::from_secs(30));
+        match status {
+            Some(status) => {
+                self.stopped = Some(status);
+                status
+            }
+            None => {
+                let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+                let _ = self.child.wait();
+                self.stopped = Some(ExitStatus::default());
+                panic!("concert serve did not stop within 30 s of SIG{signal}\n{}", self.log_tail(40));
+            }
+        }
+    }
+
+    /// Waits for the leader to exit, then for every other member of the group (a wrapper's
+    /// child) to be gone.
+    fn wait_group(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let group = format!("-{}", self.child.id());
+        while Command::new("kill").args(["-0", "--", &group]).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+        {
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(status)
+    }
+
+    /// The last `lines` lines of the server's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    pub fn send(&self, req: RequestBuilder) -> (u16, Value) {
+        read(req.send().unwrap_or_else(|e| panic!("request to {} failed: {e}", self.base)))
     }
 
     pub fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
@@ -154,7 +626,7 @@ impl Server {
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
-        read(req.send().expect("GET"))
+        self.send(req)
     }
 
     pub fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
@@ -162,7 +634,48 @@ impl Server {
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
-        read(req.send().expect("POST"))
+        self.send(req)
+    }
+
+    /// A request with the operator's bearer (`ADMIN_TOKEN` of this instance, or [`ADMIN`]).
+    pub fn admin(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
+        self.http.request(method, self.url(path)).bearer_auth(self.admin.as_deref().unwrap_or(ADMIN))
+    }
+
+    /// `GET /admin/queue`, asserted 200.
+    pub fn queue_state(&self) -> Value {
+        let (st, q) = self.send(self.admin(reqwest::Method::GET, "/admin/queue"));
+        assert_eq!(st, 200, "{q}");
+        q
+    }
+
+    /// `PATCH /admin/queue` with `body`, asserted 200; the state after it.
+    pub fn patch_queue(&self, body: Value) -> Value {
+        let (st, q) = self.send(self.admin(reqwest::Method::PATCH, "/admin/queue").json(&body));
+        assert_eq!(st, 200, "PATCH /admin/queue {body}: {q}");
+        q
+    }
+
+    /// `/metrics` (with the operator's bearer when this instance has one).
+    pub fn metrics(&self) -> String {
+        let mut req = self.http.get(self.url("/metrics"));
+        if let Some(a) = &self.admin {
+            req = req.bearer_auth(a);
+        }
+        let resp = req.send().expect("GET /metrics");
+        assert_eq!(resp.status().as_u16(), 200);
+        resp.text().expect("metrics text")
+    }
+
+    /// The value of one sample line of `/metrics` (`name{labels}` exactly as exposed), 0 when
+    /// absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        metric_in(&self.metrics(), series)
+    }
+
+    /// How many scheduler passes this instance has run (its tick-duration histogram's count).
+    pub fn scheduler_passes(&self) -> f64 {
+        self.metric("scheduler_tick_duration_seconds_count")
     }
 
     /// Issues a token for a new user (201) without waiting for admission.
@@ -180,20 +693,24 @@ impl Server {
         (user, token)
     }
 
-    pub fn wait_active(&self, token: &str) {
-        self.wait_for(Duration::from_secs(20), || self.get("/queue/token", Some(token)).1["status"] == "ACTIVE");
+    /// A token for an existing user (new or the live one), waited until ACTIVE.
+    pub fn active_user_for(&self, user: &str) -> (String, String) {
+        let (status, body) = self.post("/queue/tokens", None, json!({ "userId": user }));
+        assert!(status == 201 || status == 200, "{body}");
+        let token = body["token"].as_str().expect("token").to_owned();
+        self.wait_active(&token);
+        (user.to_owned(), token)
     }
 
-    /// Polls `cond` every 50 ms until it holds; panics after `limit`.
-    pub fn wait_for(&self, limit: Duration, mut cond: impl FnMut() -> bool) {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if cond() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("condition not reached within {limit:?}");
+    pub fn wait_active(&self, token: &str) {
+        wait_for("the token becomes ACTIVE", Duration::from_secs(20), || {
+            self.get("/queue/token", Some(token)).1["status"] == "ACTIVE"
+        });
+    }
+
+    /// Polls `cond` every 50 ms until it holds; fails after `limit`.
+    pub fn wait_for(&self, limit: Duration, cond: impl FnMut() -> bool) {
+        wait_for("condition", limit, cond);
     }
 
     /// The first bookable schedule of the first concert and its seats.
@@ -215,57 +732,66 @@ impl Server {
         b["balance"].as_i64().expect("balance")
     }
 
+    pub fn charge(&self, user: &str, amount: i64) -> i64 {
+        let (s, b) = self.post(&format!("/users/{user}/balance/charge"), None, json!({ "amount": amount }));
+        assert_eq!(s, 200, "{b}");
+        b["balance"].as_i64().expect("balance")
+    }
+
     /// Runs `concert check-invariants` on this server's database and asserts it passes.
     pub fn assert_invariants(&self) {
-        let out = run_command("check-invariants", &self.db_url);
-        assert!(
-            out.status.success(),
-            "invariants violated:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.deployment().assert_invariants();
     }
 
     /// Counts rows with a SQL query on this server's database.
     pub fn count(&self, sql: &str) -> i64 {
-        #[derive(diesel::QueryableByName)]
-        struct N {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            n: i64,
-        }
-        let mut conn = PgConnection::establish(&self.db_url).expect("connect to the test database");
-        diesel::sql_query(sql).get_result::<N>(&mut conn).expect("count query").n
+        self.deployment().count(sql)
     }
 }
 
+impl Drop for Server {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- last log lines of concert serve at {} ----\n{}", self.base, self.log_tail(40));
+        }
+        if self.stopped.is_none() {
+            let group = format!("-{}", self.child.id());
+            let _ = Command::new("kill").args(["-TERM", "--", &group]).stderr(Stdio::null()).status();
+            if self.wait_group(Duration::from_secs(15)).is_none() {
+                let _ = Command::new("kill").args(["-KILL", "--", &group]).stderr(Stdio::null()).status();
+                let _ = self.child.wait();
+            }
+        }
+    }
+}
+
+/// The value of `series` in a Prometheus text exposition, 0 when absent.
+pub fn metric_in(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .map_or(0.0, |v| v.trim().parse().expect("a metric value"))
+}
+
+/// A response's status and JSON body (or its text as a JSON string).
 pub fn read(r: Response) -> (u16, Value) {
     let status = r.status().as_u16();
     let text = r.text().unwrap_or_default();
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A response's status, headers and JSON body.
+pub fn read_full(r: Response) -> (u16, HeaderMap, Value) {
+    let headers = r.headers().clone();
+    let (status, body) = read(r);
+    (status, headers, body)
 }
 
-impl Server {
-    /// A new token for an existing user, waited until ACTIVE.
-    pub fn active_user_for(&self, user: &str) -> (String, String) {
-        let (status, body) = self.post("/queue/tokens", None, json!({ "userId": user }));
-        assert!(status == 201 || status == 200, "{body}");
-        let token = body["token"].as_str().expect("token").to_owned();
-        self.wait_active(&token);
-        (user.to_owned(), token)
-    }
+/// Waits until every server in `servers` has run `n` more scheduler passes than now: the
+/// observed event behind "nothing happened" assertions (each pass could have admitted).
+pub fn wait_scheduler_passes(servers: &[&Server], n: f64) {
+    let start: Vec<f64> = servers.iter().map(|s| s.scheduler_passes()).collect();
+    wait_for(&format!("{n} more scheduler passes on every instance"), Duration::from_secs(30), || {
+        servers.iter().zip(&start).all(|(s, before)| s.scheduler_passes() >= before + n)
+    });
 }
