@@ -3,9 +3,10 @@
 //! A [`Deployment`] is what several instances share: a fresh PostgreSQL database (created,
 //! seeded with the demo catalogue, dropped with the deployment) and, for `QUEUE_STORE=redis`, a
 //! random Redis key prefix (its keys deleted with the deployment). A [`Server`] is one
-//! `concert serve` process of a deployment on a free loopback port, in its own process group
-//! (so a wrapper such as `faketime` and the server it forks are stopped together), logging to a
-//! file whose tail is printed when a test fails. Everything is undone by `Drop`, including when
+//! `concert serve` process of a deployment on a free loopback port (under `faketime` when a test
+//! asks: the signals then go to the server that `faketime` forks, and `faketime` exits with its
+//! status), logging to a file whose tail is printed when a test fails. Servers stay in the test's
+//! process group, so a Ctrl-C on `cargo test` stops them too. Everything is undone by `Drop`, including when
 //! a test panics half-way: processes first, then the Redis keys and the database.
 //!
 //! # Layout
@@ -27,7 +28,6 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read as _;
 use std::net::TcpListener;
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::Arc;
@@ -459,9 +459,11 @@ impl Launch {
     }
 }
 
-/// One running `concert serve`, stopped (its whole process group) when dropped.
+/// One running `concert serve`, stopped when dropped.
 pub struct Server {
     child: Child,
+    /// The pid to signal: the child's, or under `faketime` the server it forked.
+    target: u32,
     pub base: String,
     pub http: Client,
     admin: Option<String>,
@@ -518,12 +520,12 @@ impl Server {
             .envs(&env)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(File::create(&log).expect("create the log file"))
-            // Its own process group: a stop reaches the server even under a forking wrapper.
-            .process_group(0);
+            .stderr(File::create(&log).expect("create the log file"));
         let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn concert serve ({cmd:?}): {e}"));
+        let target = child.id();
         let mut server = Self {
             child,
+            target,
             base: format!("http://127.0.0.1:{port}"),
             http: Client::builder().timeout(Duration::from_secs(30)).build().expect("http client"),
             admin: env.get("ADMIN_TOKEN").cloned(),
@@ -532,8 +534,27 @@ impl Server {
             _logs: logs,
             deployment,
         };
+        if launch.faketime.is_some() {
+            server.target = server.forked_child();
+        }
         server.wait_up(if launch.ready { "/health/ready" } else { "/health/live" });
         server
+    }
+
+    /// The process a wrapper (`faketime`) forked to run the server.
+    fn forked_child(&mut self) -> u32 {
+        let pid = self.child.id();
+        let mut found = None;
+        wait_for("faketime forks the server", Duration::from_secs(10), || {
+            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+            found = children.split_whitespace().next().and_then(|c| c.parse().ok());
+            found.is_some() || !matches!(self.child.try_wait(), Ok(None))
+        });
+        found.unwrap_or_else(|| panic!("faketime exited without starting the server:\n{}", self.log_tail(40)))
+    }
+
+    fn signal(&self, signal: &str, pid: u32) {
+        let _ = Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).stderr(Stdio::null()).status();
     }
 
     fn wait_up(&mut self, path: &str) {
@@ -559,51 +580,44 @@ impl Server {
         self.stopped.is_none() && matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// Sends `signal` (`TERM`, `INT`) to the server's process group and waits until the whole
-    /// group has exited; fails the test if it takes over 30 s.
+    /// Sends `signal` (`TERM`, `INT`) to the server and waits until it has exited (and its
+    /// wrapper with it); fails the test if it takes over 30 s.
     pub fn stop(&mut self, signal: &str) -> ExitStatus {
         if let Some(status) = self.stopped {
             return status;
         }
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args([&format!("-{signal}"), "--", &group]).status();
-        let status = self.wait_group(Duration::from_secs(30));
+        self.signal(signal, self.target);
+        let status = self.wait_exit(Duration::from_secs(30));
         match status {
             Some(status) => {
                 self.stopped = Some(status);
                 status
             }
             None => {
-                let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-                let _ = self.child.wait();
+                self.kill();
                 self.stopped = Some(ExitStatus::default());
                 panic!("concert serve did not stop within 30 s of SIG{signal}\n{}", self.log_tail(40));
             }
         }
     }
 
-    /// Waits for the leader to exit, then for every other member of the group (a wrapper's
-    /// child) to be gone.
-    fn wait_group(&mut self, limit: Duration) -> Option<ExitStatus> {
+    fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + limit;
-        let status = loop {
+        loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                break status;
+                return Some(status);
             }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let group = format!("-{}", self.child.id());
-        while Command::new("kill").args(["-0", "--", &group]).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
-        {
             if Instant::now() >= deadline {
                 return None;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Some(status)
+    }
+
+    fn kill(&mut self) {
+        self.signal("KILL", self.target);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// The last `lines` lines of the server's log.
@@ -708,11 +722,6 @@ impl Server {
         });
     }
 
-    /// Polls `cond` every 50 ms until it holds; fails after `limit`.
-    pub fn wait_for(&self, limit: Duration, cond: impl FnMut() -> bool) {
-        wait_for("condition", limit, cond);
-    }
-
     /// The first bookable schedule of the first concert and its seats.
     pub fn first_schedule(&self, token: &str) -> (String, Vec<Value>) {
         let (s, concerts) = self.get("/concerts", Some(token));
@@ -755,11 +764,9 @@ impl Drop for Server {
             eprintln!("---- last log lines of concert serve at {} ----\n{}", self.base, self.log_tail(40));
         }
         if self.stopped.is_none() {
-            let group = format!("-{}", self.child.id());
-            let _ = Command::new("kill").args(["-TERM", "--", &group]).stderr(Stdio::null()).status();
-            if self.wait_group(Duration::from_secs(15)).is_none() {
-                let _ = Command::new("kill").args(["-KILL", "--", &group]).stderr(Stdio::null()).status();
-                let _ = self.child.wait();
+            self.signal("TERM", self.target);
+            if self.wait_exit(Duration::from_secs(15)).is_none() {
+                self.kill();
             }
         }
     }
