@@ -149,7 +149,7 @@ impl PgConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ConfigError {
     /// `DATABASE_URL` is not a URL at all.
-    #[error("DATABASE_URL is not a valid URL: {0}")]
+    #[error("DATABASE_URL is not a valid URL")]
     Url(#[from] url::ParseError),
     /// `DATABASE_URL` is a URL of another kind.
     #[error("DATABASE_URL must start with postgres:// or postgresql://")]

@@ -129,13 +129,13 @@ pub enum MigrationError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// The database could not be reached.
-    #[error("connecting to the database to run migrations: {0}")]
+    #[error("connecting to the database to run migrations")]
     Connect(#[source] diesel::ConnectionError),
     /// The migration lock could not be taken.
-    #[error("taking the migration lock: {0}")]
+    #[error("taking the migration lock")]
     Lock(#[source] diesel::result::Error),
     /// A migration failed (and was rolled back).
-    #[error("running migrations: {0}")]
+    #[error("running migrations")]
     Run(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 

@@ -133,10 +133,10 @@ pub enum EnsureDatabaseError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// The server's `postgres` database could not be reached.
-    #[error("connecting to the `postgres` database of the server in DATABASE_URL: {0}")]
+    #[error("connecting to the `postgres` database of the server in DATABASE_URL")]
     Connect(#[source] diesel::ConnectionError),
     /// The server refused to create the database, or failed.
-    #[error("creating database {name}: {source}")]
+    #[error("creating database {name}")]
     Create {
         /// The database.
         name: String,

@@ -29,10 +29,10 @@ use crate::{ConfigError, PgConfig, PgStore, MIGRATIONS};
 #[derive(Debug, Error)]
 pub enum TestDbError {
     /// The test server could not be reached.
-    #[error("connecting to the test server ({TEST_SERVER_VAR}): {0}")]
+    #[error("connecting to the test server ({TEST_SERVER_VAR})")]
     Connect(#[from] diesel::ConnectionError),
     /// A statement failed.
-    #[error("preparing a test database: {0}")]
+    #[error("preparing a test database")]
     Query(#[from] diesel::result::Error),
     /// Migrating the template failed.
     #[error("migrating the test template: {0}")]

@@ -20,7 +20,10 @@ async fn main() -> ExitCode {
     match commands::run(cli.command).await {
         Ok(code) => code,
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "concert failed");
+            // One line, read by a person: libpq's multi-line messages are joined, and the text is
+            // logged as it reads (not as an escaped string).
+            let message = format!("{e:#}").split_whitespace().collect::<Vec<_>>().join(" ");
+            tracing::error!(error = %message, "concert failed");
             ExitCode::FAILURE
         }
     }
