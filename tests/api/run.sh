@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# API fuzz test: schemathesis against /openapi.json of the real `concert` binary, every
+# operation, with a queue token that is ACTIVE (and the operator token for /admin/*), so that
+# authenticated calls get past 401 and reach the handlers. Fails on any failure of the
+# server-error, status-code, content-type and response-schema checks.
+#
+# Builds nothing: it tests the binary it is given. Needs `pip install -r tests/api/requirements.txt`.
+#
+#   CONCERT_BIN        the binary to test        ($CARGO_TARGET_DIR/debug/concert, else target/debug/concert)
+#   API_TEST_STORE     postgres | memory         (postgres: a fresh database, dropped at the end)
+#   API_TEST_PG        the PostgreSQL server     (postgres://postgres@127.0.0.1:5432)
+#   API_TEST_EXAMPLES  test cases per operation  (60)
+#   API_TEST_SEED      schemathesis seed         (random; printed, so a failure can be replayed)
+#
+# Extra arguments go to `st run` (e.g. --include-path /payments).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+abs() { case "$1" in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$PWD/$1" ;; esac; }
+
+CONCERT_BIN="$(abs "${CONCERT_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/concert}")"
+STORE="${API_TEST_STORE:-postgres}"
+PG="${API_TEST_PG:-postgres://postgres@127.0.0.1:5432}"
+EXAMPLES="${API_TEST_EXAMPLES:-60}"
+SEED="${API_TEST_SEED:-$(( (RANDOM << 15) | RANDOM ))}"
+CHECKS="${API_TEST_CHECKS:-not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance}"
+
+fail() { echo "tests/api/run.sh: $*" >&2; exit 2; }
+[[ -x "$CONCERT_BIN" ]] || fail "no executable at CONCERT_BIN=$CONCERT_BIN (build it: cargo build -p app --bin concert)"
+command -v st >/dev/null || fail "schemathesis is missing (python3 -m pip install -r tests/api/requirements.txt)"
+command -v curl >/dev/null || fail "curl is missing"
+
+work="$(mktemp -d)"
+server_pid=""
+db=""
+cleanup() {
+    local rc=$?
+    if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
+        kill -TERM "$server_pid" 2>/dev/null || true
+        for _ in $(seq 1 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$server_pid" 2>/dev/null || true
+    fi
+    if [[ -n "$db" ]]; then
+        psql "$PG/postgres" -qAtc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
+    fi
+    if ((rc != 0)) && [[ -s "$work/server.log" ]]; then
+        echo "--- last lines of the server's log ---" >&2
+        tail -n 40 "$work/server.log" >&2
+    fi
+    rm -rf "$work"
+    exit "$rc"
+}
+trap cleanup EXIT INT TERM
+
+# A free loopback port: bind :0, read the port, let it go (a race with another process is
+# possible in theory; the start-up check below would then fail loudly).
+port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+base="http://127.0.0.1:$port"
+admin_token="api-test-admin-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+
+# Short admission interval (the token is ACTIVE within a second or two), a TTL that outlasts
+# the run, and a hold limit high enough that generated holds do not all answer 409.
+env_args=(
+    BIND_ADDR="127.0.0.1:$port"
+    ADMIN_TOKEN="$admin_token"
+    QUEUE_ADMIT_INTERVAL_SECS=1
+    QUEUE_ADMIT_BATCH=1000
+    QUEUE_ACTIVE_TTL_SECS=86400
+    SCHEDULER_CHECK_MILLIS=100
+    ISSUE_RATE_PER_MIN=0
+    RUST_LOG=warn
+)
+case "$STORE" in
+    memory) env_args+=(STORE=memory QUEUE_STORE=postgres) ;;
+    postgres)
+        db="concert_e2e_api_$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+        env_args+=(STORE=postgres QUEUE_STORE=postgres DATABASE_URL="$PG/$db")
+        env "${env_args[@]}" "$CONCERT_BIN" seed-demo >"$work/seed.log" 2>&1 || { cat "$work/seed.log" >&2; fail "seed-demo failed"; }
+        ;;
+    *) fail "API_TEST_STORE must be postgres or memory, not $STORE" ;;
+esac
+
+# `env -i` keeps a developer's DATABASE_URL, ADMIN_TOKEN etc. out of the server.
+env -i PATH="$PATH" HOME="${HOME:-/tmp}" "${env_args[@]}" "$CONCERT_BIN" serve >"$work/server.log" 2>&1 &
+server_pid=$!
+
+for _ in $(seq 1 300); do
+    curl -fsS -o /dev/null "$base/health/ready" 2>/dev/null && break
+    kill -0 "$server_pid" 2>/dev/null || fail "the server exited at start-up"
+    sleep 0.1
+done
+curl -fsS -o /dev/null "$base/health/ready" || fail "the server did not become ready at $base"
+
+# An ACTIVE queue token, a held seat and the ids that exist, written into the config.
+token="$(python3 "$here/prepare.py" "$base" "$here/schemathesis.toml" "$work/schemathesis.toml")" ||
+    fail "preparing the server failed"
+
+echo "concert at $base ($STORE store), an ACTIVE token ready; seed $SEED, $EXAMPLES examples per operation"
+
+export CONCERT_QUEUE_TOKEN="$token" CONCERT_ADMIN_TOKEN="$admin_token"
+cd "$here"
+st_rc=0
+st --config-file "$work/schemathesis.toml" run "$base/openapi.json" \
+    --checks "$CHECKS" \
+    --max-examples "$EXAMPLES" \
+    --seed "$SEED" \
+    --workers 2 \
+    --request-timeout 10 \
+    --generation-database none \
+    --report junit --report-dir "$root/target/api-report" \
+    --no-color \
+    "$@" || st_rc=$?
+
+# The server must still be serving after the fuzzing.
+curl -fsS -o /dev/null "$base/health/live" || { echo "the server stopped answering during the run" >&2; st_rc=1; }
+if ((st_rc != 0)); then
+    echo "schemathesis found failures (seed $SEED); replay: API_TEST_SEED=$SEED $0" >&2
+fi
+exit "$st_rc"

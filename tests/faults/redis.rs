@@ -1,0 +1,108 @@
+//! The Redis queue store (`QUEUE_STORE=redis`) going away under load.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::harness::procs::{signal, Concert, RedisProc};
+use crate::harness::{new_uuid, rand_hex, server_env, Api, Db, Req, MAIN_PG};
+use crate::load::{assert_clean, audit, retry_unanswered, Load, Seats, Shape};
+
+const ANSWER_WITHIN: Duration = Duration::from_secs(5);
+
+/// Requests that need the queue and readiness answer 503 within 5 s while Redis hangs
+/// (SIGSTOP, 6 s) and while it is down (killed, 3 s, then started again from its append-only
+/// file); requests that need only PostgreSQL (balance, charge) keep working; the service
+/// recovers without a restart both times, the tokens issued before survive, and the audit of
+/// PostgreSQL is clean.
+#[test]
+fn redis_outage_answers_503_in_time_keeps_postgres_whole_and_recovers() {
+    let mut redis = RedisProc::start();
+    let db = Db::fresh(MAIN_PG);
+    db.seed();
+    let url = db.url();
+    let redis_url = redis.url();
+    let prefix = format!("faults{}", rand_hex(4));
+    let server = Concert::start(&server_env(
+        &url,
+        &[("QUEUE_STORE", "redis"), ("REDIS_URL", &redis_url), ("REDIS_KEY_PREFIX", &prefix)],
+    ));
+    let api = Arc::new(Api::new(&server.base(), Duration::from_secs(15)));
+    let (schedule, seats) = api.create_schedule(1_500);
+    let seats = Arc::new(Seats::new(schedule, seats));
+    // A token from before the outages, to poll after them.
+    let old_user = new_uuid().to_string();
+    let old_token = api.active_token(&old_user, Duration::from_secs(30));
+    let load = Load::start(&api, &seats, Shape { buyers: 10, think: Duration::from_millis(10) });
+    std::thread::sleep(Duration::from_secs(3));
+
+    let mut observed = Vec::new();
+    for (round, outage) in ["hang", "down"].into_iter().enumerate() {
+        load.phase(2 * round + 1);
+        match outage {
+            "hang" => signal(redis.pid(), "-STOP"),
+            _ => redis.crash(),
+        }
+        // While it is out: the queue answers 503 in time, readiness 503, PostgreSQL-only calls work.
+        let until = Instant::now() + Duration::from_secs(if outage == "hang" { 6 } else { 3 });
+        let side_user = new_uuid().to_string();
+        let (mut queue_503, mut ready_503, mut pg_ok, mut slowest) = (0, 0, 0, Duration::ZERO);
+        while Instant::now() < until {
+            for req in [
+                Req::post("/queue/tokens", json!({ "userId": new_uuid().to_string() })),
+                Req::get("/queue/token").bearer(&old_token),
+                Req::get("/concerts").bearer(&old_token),
+            ] {
+                let a = api.send(&req);
+                assert!(
+                    a.status.is_some() && a.elapsed < ANSWER_WITHIN,
+                    "{outage}: {} {}: {a:?}",
+                    req.method,
+                    req.path
+                );
+                assert!(a.is(503) && a.code() == "UNAVAILABLE", "{outage}: {} {} answered {a:?}", req.method, req.path);
+                slowest = slowest.max(a.elapsed);
+                queue_503 += 1;
+            }
+            let a = api.send(&Req::get("/health/ready"));
+            assert!(a.is(503) && a.elapsed < ANSWER_WITHIN, "{outage}: readiness answered {a:?}");
+            ready_503 += 1;
+            let a = api.send(&Req::post(format!("/users/{side_user}/balance/charge"), json!({ "amount": 10 })));
+            assert!(a.is(200), "{outage}: a charge (PostgreSQL only) answered {a:?}");
+            pg_ok += 1;
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        match outage {
+            "hang" => signal(redis.pid(), "-CONT"),
+            _ => redis.start_again(),
+        }
+        load.phase(2 * round + 2);
+        let back = Instant::now();
+        let polled = api.must(&Req::get("/queue/token").bearer(&old_token), Duration::from_secs(30));
+        assert_eq!(polled["status"], "ACTIVE", "the token issued before the outage: {polled}");
+        let recovery = back.elapsed();
+        api.must(&Req::get("/health/ready"), Duration::from_secs(30));
+        observed.push(format!(
+            "{outage}: {queue_503} queue requests answered 503 (slowest {slowest:?}), readiness 503 x{ready_503}, \
+             {pg_ok} charges answered 200 meanwhile; queue back {recovery:?} after Redis"
+        ));
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let users = load.users.clone();
+    let started = load.started;
+    let recs = load.stop();
+    for r in &recs {
+        assert!(r.answer.status.is_some(), "a buyer's request went unanswered: {r:?}");
+        assert_ne!(r.answer.status, Some(500), "a 500: {r:?}");
+        assert!(!r.answer.is(503) || r.answer.elapsed < ANSWER_WITHIN, "a 503 after {:?}", r.answer.elapsed);
+    }
+    assert!(recs.iter().filter(|r| r.phase == 4).any(|r| r.answer.ok()), "no buyer succeeded after Redis came back");
+    let mut conn = db.connect();
+    let retries = retry_unanswered(&api, &recs, 9, started);
+    let mut all = recs;
+    all.extend(retries);
+    let (problems, t) = audit(&mut conn, &api, &url, &all, &users);
+    assert_clean("after the Redis outages", &problems);
+    eprintln!("{}\nbuyers overall: {t}", observed.join("\n"));
+}
