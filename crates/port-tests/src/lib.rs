@@ -51,6 +51,8 @@
 //! - [`idempotency`]: keyed charges and payments: replay, reuse, refusals, purge, duplicates.
 //! - [`concurrency`]: real threads racing on one seat, one user's holds, one account, one
 //!   reservation, and the hold release; [`concurrency::race`] releases them together.
+//! - [`model`]: the model-based test of the whole service (generated use-case sequences
+//!   against a reference model, sequential and racing), run by [`model_suite!`].
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -66,6 +68,7 @@ pub mod catalogue;
 pub mod concurrency;
 pub mod fixture;
 pub mod idempotency;
+pub mod model;
 pub mod payments;
 pub mod queue;
 pub mod reservations;
@@ -263,6 +266,51 @@ macro_rules! __suite {
                     $crate::$group::$case::<$harness>();
                 }
             )*
+        }
+    };
+}
+
+/// The model-based test of the whole service ([`model`]) against a [`model::ModelStore`]: the
+/// sequential state-machine test, the concurrent one, and the kept regression sequences, with
+/// the case counts given (`PROPTEST_CASES` overrides them). Failing seeds are kept in the
+/// adapter's `proptest-regressions/model-sequential.txt` and `model-concurrent.txt`.
+///
+/// ```ignore
+/// port_tests::model_suite!(Memory, sequential = 256, steps = 48, concurrent = 64);
+/// ```
+#[macro_export]
+macro_rules! model_suite {
+    ($harness:ty, sequential = $cases:expr, steps = $steps:expr, concurrent = $concurrent:expr $(,)?) => {
+        mod model_based {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[test]
+            fn sequential() {
+                $crate::model::sequential_suite::<$harness>(&$crate::model::Budget {
+                    cases: $cases,
+                    steps: $steps,
+                    threads: 4,
+                    steps_per_thread: 3,
+                    regressions: "proptest-regressions/model-sequential.txt",
+                });
+            }
+
+            #[test]
+            fn concurrent() {
+                $crate::model::concurrent_suite::<$harness>(&$crate::model::Budget {
+                    cases: $concurrent,
+                    steps: 8,
+                    threads: 4,
+                    steps_per_thread: 3,
+                    regressions: "proptest-regressions/model-concurrent.txt",
+                });
+            }
+
+            #[test]
+            fn kept_sequences() {
+                $crate::model::regressions::run_all::<$harness>();
+            }
         }
     };
 }

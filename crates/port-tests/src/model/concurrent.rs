@@ -1,0 +1,412 @@
+//! The concurrent variant: a fixed warm-up and a generated prefix run sequentially (checked
+//! step by step like the sequential test), then several threads, released together by a
+//! barrier, each run a few generated steps against the one store while the clock stands still.
+//!
+//! Afterwards:
+//! - the invariants must hold on the store as its ports show it;
+//! - the outcomes that do not depend on the order must add up: at most one successful hold per
+//!   seat, one payment per token and per reservation, one effect per key, one admission tick
+//!   that admits anybody, no more new tokens for a user than payments freed them;
+//! - and the history must be *linearizable* against the model: some interleaving of the threads'
+//!   steps (each thread's in its own order) must give, step by step, exactly the answers the
+//!   threads got, and end in exactly the state the store shows. A step that answered "nothing
+//!   done, try later" (a transient store error, a busy admission lock, a key in flight) counts
+//!   as a step that changed nothing, as the contract promises.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::Barrier;
+
+use domain::idempotency::Outcome;
+use domain::queue::AdmissionOutcome;
+use proptest::prelude::*;
+use proptest::sample::select;
+use proptest::strategy::Union;
+use time::Duration;
+
+use crate::model::op::{token_ref, ClockMove, Op, ResRef, SeatRef, TokenRef, AMOUNTS};
+use crate::model::reference::{Model, Step, Sweep, TokenTarget};
+use crate::model::sequential::Sut;
+use crate::model::sut::{check_step, execute, Bindings, Observed};
+use crate::model::view::{compare, invariants, StoreView};
+use crate::model::world::{self, KEYS, SEATS, USERS};
+use crate::model::ModelStore;
+
+/// Every user in line and admitted (two at the first tick, one a minute later), user 0 able
+/// to pay, and each user holding one seat (the last three), so the racing steps start from a
+/// store with something to race for: two free seats, three holds to pay.
+pub const WARM_UP: [Op; 10] = [
+    Op::Issue(0),
+    Op::Issue(1),
+    Op::Issue(2),
+    Op::Admit,
+    Op::Advance(ClockMove::By(Duration::seconds(60))),
+    Op::Admit,
+    Op::Charge(0, 10_000, None),
+    Op::Reserve(TokenRef::Latest(0), SeatRef::Seat(2)),
+    Op::Reserve(TokenRef::Latest(1), SeatRef::Seat(3)),
+    Op::Reserve(TokenRef::Latest(2), SeatRef::Seat(4)),
+];
+
+/// Steps that race: holds on few seats, payments, keyed charges, issues, admissions, sweeps,
+/// and reads. No clock moves.
+pub fn racing_op() -> BoxedStrategy<Op> {
+    let user = 0..USERS;
+    let key = proptest::option::weighted(0.7, 0..KEYS.len());
+    let seat = prop_oneof![3 => 0..2_usize, 1 => 0..SEATS.len()];
+    let res = prop_oneof![3 => (0..USERS).prop_map(ResRef::LatestOf), 1 => (0..2_usize).prop_map(ResRef::Recent)];
+    Union::new_weighted(vec![
+        (6, user.clone().prop_map(Op::Issue).boxed()),
+        (4, Just(Op::Admit).boxed()),
+        (10, (user.clone(), seat).prop_map(|(u, s)| Op::Reserve(TokenRef::Latest(u), SeatRef::Seat(s))).boxed()),
+        (8, (token_ref(), res, key.clone()).prop_map(|(t, r, k)| Op::Pay(t, r, k)).boxed()),
+        (6, (user.clone(), select(AMOUNTS.to_vec()), key).prop_map(|(u, a, k)| Op::Charge(u, a, k)).boxed()),
+        (3, any::<bool>().prop_map(Op::Retry).boxed()),
+        (2, Just(Op::ExpireTokens).boxed()),
+        (2, Just(Op::ReleaseHolds).boxed()),
+        (1, Just(Op::PurgeKeys).boxed()),
+        (2, token_ref().prop_map(Op::Poll).boxed()),
+        (1, user.clone().prop_map(Op::Balance).boxed()),
+        (1, user.prop_map(|u| Op::History(u, None, None)).boxed()),
+        (1, Just(Op::QueueState).boxed()),
+    ])
+    .boxed()
+}
+
+/// Runs one concurrent case: `prefix` after the warm-up, then `threads` at once.
+///
+/// # Panics
+/// When the store diverges from the model, an invariant breaks, or no interleaving explains
+/// what the threads saw.
+pub fn run_case<H: ModelStore>(prefix: &[Op], threads: &[Vec<Op>]) {
+    let mut sut = Sut::<H>::start();
+    for op in WARM_UP.iter().chain(prefix) {
+        sut.step(op);
+        sut.check();
+    }
+    // Every thread's steps name what exists now; what the race makes is not named by it.
+    let steps: Vec<Vec<Step>> =
+        threads.iter().map(|ops| ops.iter().map(|op| sut.model.resolve(op)).collect()).collect();
+    let barrier = Barrier::new(steps.len());
+    let observed: Vec<Vec<Observed>> = std::thread::scope(|s| {
+        let handles: Vec<_> = steps
+            .iter()
+            .map(|mine| {
+                let (app, clock, bindings, barrier) = (&sut.app, &sut.clock, &sut.bindings, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    mine.iter().map(|step| execute(app, clock, bindings, step)).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("a racing thread panicked")).collect()
+    });
+    let history: Vec<Vec<(Step, Observed)>> =
+        steps.iter().zip(&observed).map(|(s, o)| s.iter().copied().zip(o.iter().cloned()).collect()).collect();
+    let report = |what: &str| -> ! {
+        let threads: Vec<String> = history
+            .iter()
+            .enumerate()
+            .map(|(t, h)| {
+                let lines: Vec<String> = h.iter().map(|(s, o)| format!("    {s:?}\n      -> {o:?}")).collect();
+                format!("  thread {t}:\n{}", lines.join("\n"))
+            })
+            .collect();
+        sut.fail(&format!("then these threads raced:\n{}\n{what}", threads.join("\n")))
+    };
+
+    // What the race made, whatever the order.
+    let mut tokens = sut.bindings.tokens.clone();
+    let mut reservations = sut.bindings.reservations.clone();
+    for o in observed.iter().flatten() {
+        match o {
+            Observed::Issue(Ok(i)) if i.created && !tokens.contains(&i.view.token.value) => {
+                tokens.push(i.view.token.value.clone());
+            }
+            Observed::Reserve(Ok(r)) if !reservations.contains(&r.id) => reservations.push(r.id),
+            _ => {}
+        }
+    }
+    let view = StoreView::read(&sut.app, &tokens, &reservations);
+    let mut bad = order_free(&history);
+    bad.extend(sut.harness.store_problems());
+    if !bad.is_empty() {
+        report(&format!("violated:\n{}", bad.join("\n")));
+    }
+    match linearize(&sut.model, &sut.bindings, &history, &view, H::QUEUE_APART) {
+        Ok((model, order)) => {
+            cover_race(&sut.model, &history, &order, H::QUEUE_APART);
+            let bad = invariants(&view, &model);
+            if !bad.is_empty() {
+                report(&format!("invariants violated:\n{}", bad.join("\n")));
+            }
+        }
+        Err(why) => report(&why),
+    }
+}
+
+/// The checks that hold whatever order the steps ran in.
+fn order_free(history: &[Vec<(Step, Observed)>]) -> Vec<String> {
+    let mut bad = Vec::new();
+    let mut holds_per_seat: HashMap<_, usize> = HashMap::new();
+    let mut pays_per_token: HashMap<TokenTarget, usize> = HashMap::new();
+    let mut pays_per_reservation: HashMap<_, usize> = HashMap::new();
+    let mut pays_per_user: HashMap<_, usize> = HashMap::new();
+    let mut created_per_user: HashMap<_, usize> = HashMap::new();
+    let mut effects_per_key: HashMap<(domain::ids::UserId, usize), usize> = HashMap::new();
+    let mut ticks = 0;
+    for (step, o) in history.iter().flatten() {
+        match (step, o) {
+            (_, Observed::Reserve(Ok(r))) => *holds_per_seat.entry(r.seat_id).or_default() += 1,
+            (Step::Pay { token, key, .. }, Observed::Pay(Ok(Outcome::Fresh { value, .. }))) => {
+                *pays_per_token.entry(*token).or_default() += 1;
+                *pays_per_reservation.entry(value.reservation_id).or_default() += 1;
+                *pays_per_user.entry(value.user_id).or_default() += 1;
+                if let Some(k) = key {
+                    *effects_per_key.entry((value.user_id, *k)).or_default() += 1;
+                }
+            }
+            (Step::Charge { user, key: Some(k), .. }, Observed::Charge(Ok(Outcome::Fresh { .. }))) => {
+                *effects_per_key.entry((crate::model::world::user(*user), *k)).or_default() += 1;
+            }
+            (_, Observed::Issue(Ok(i))) if i.created => *created_per_user.entry(i.view.token.user_id).or_default() += 1,
+            (_, Observed::Admit(Ok(AdmissionOutcome::Admitted(n)))) if *n > 0 => ticks += 1,
+            _ => {}
+        }
+    }
+    for (seat, n) in holds_per_seat {
+        if n > 1 {
+            bad.push(format!("seat {seat} was held {n} times while the clock stood still"));
+        }
+    }
+    for (token, n) in pays_per_token {
+        if n > 1 {
+            bad.push(format!("token {token:?} paid {n} times"));
+        }
+    }
+    for (r, n) in pays_per_reservation {
+        if n > 1 {
+            bad.push(format!("reservation {r} was paid {n} times"));
+        }
+    }
+    for ((user, k), n) in effects_per_key {
+        if n > 1 {
+            bad.push(format!("key {} of user {user} had {n} effects", KEYS[k]));
+        }
+    }
+    for (user, n) in created_per_user {
+        if n > 1 + pays_per_user.get(&user).copied().unwrap_or(0) {
+            bad.push(format!("user {user} was issued {n} new tokens"));
+        }
+    }
+    if ticks > 1 {
+        bad.push(format!("{ticks} admission ticks admitted somebody while the clock stood still"));
+    }
+    bad
+}
+
+/// Most search nodes before giving up (a few threads of a few steps need far fewer).
+const MAX_NODES: usize = 2_000_000;
+
+struct Search<'a> {
+    history: &'a [Vec<(Step, Observed)>],
+    view: &'a StoreView,
+    queue_apart: bool,
+    seen: HashSet<u64>,
+    nodes: usize,
+    /// The longest prefix explained, and why it went no further.
+    deepest: (usize, String),
+}
+
+/// Where a thread is: the step, and the phase of it (see [`Model::phase`]; for a sweep, the
+/// batch).
+type At = (usize, usize);
+
+/// One way an event can run: the model and bindings after it, and where its thread is next.
+type Next = (Model, Bindings, At);
+
+/// The batches of a sweep that changed `n` rows: full batches while a batch took a full one,
+/// then the short one that ended it (unless the tick's cap of batches ended it).
+fn batches(n: u64) -> Option<Vec<usize>> {
+    let policy = world::policy();
+    let (size, cap) = (usize::try_from(policy.sweep_batch).ok()?, usize::try_from(policy.sweep_batches_per_tick).ok()?);
+    let n = usize::try_from(n).ok()?;
+    let full = n / size;
+    match full.cmp(&cap) {
+        std::cmp::Ordering::Less => Some([vec![size; full], vec![n % size]].concat()),
+        std::cmp::Ordering::Equal if n % size == 0 => Some(vec![size; cap]),
+        _ => None,
+    }
+}
+
+/// Every choice of `k` of `rows`.
+fn choose<T: Copy>(rows: &[T], k: usize) -> Vec<Vec<T>> {
+    if k == 0 {
+        return vec![Vec::new()];
+    }
+    let mut out = Vec::new();
+    for (i, first) in rows.iter().enumerate() {
+        for mut rest in choose(&rows[i + 1..], k - 1) {
+            rest.insert(0, *first);
+            out.push(rest);
+        }
+    }
+    out
+}
+
+impl Search<'_> {
+    fn note(&mut self, depth: usize, why: String) {
+        if depth >= self.deepest.0 {
+            self.deepest = (depth, why);
+        }
+    }
+
+    /// The ways the event a thread is at can run: each with the model and bindings after it
+    /// and where the thread is next; or why the thread's answer cannot come from here.
+    fn successors(&self, m: &Model, b: &Bindings, t: usize, (i, phase): At) -> Result<Vec<Next>, String> {
+        let (step, observed) = &self.history[t][i];
+        if observed.is_retry_later() {
+            // Nothing was done: the whole step is one event that changes nothing.
+            return Ok(vec![(m.clone(), b.clone(), (i + 1, 0))]);
+        }
+        if let (Some(kind), Observed::Count(Ok(n))) = (Sweep::of(step), observed) {
+            // A sweep runs in batches, each one atomic, each taking some of the rows it may
+            // change (racing batches skip each other's rows): any rows, as many as it said.
+            let sizes = batches(*n).ok_or_else(|| format!("{step:?} cannot have swept {n} rows in one tick"))?;
+            let rows = m.sweepable(kind);
+            let k = sizes[phase];
+            if rows.len() < k {
+                return Err(format!("batch {phase} of {step:?} took {k} rows, only {} could be", rows.len()));
+            }
+            let next = if phase + 1 < sizes.len() { (i, phase + 1) } else { (i + 1, 0) };
+            return Ok(choose(&rows, k)
+                .into_iter()
+                .map(|taken| {
+                    let mut m2 = m.clone();
+                    for row in taken {
+                        m2.sweep(row);
+                    }
+                    (m2, b.clone(), next)
+                })
+                .collect());
+        }
+        let mut m2 = m.clone();
+        let (decided, more) = m2.phase(step, phase, self.queue_apart);
+        let b2 = match decided {
+            Some(expect) => check_step(&expect, &m2, b, observed)?,
+            None => b.clone(),
+        };
+        Ok(vec![(m2, b2, if more { (i, phase + 1) } else { (i + 1, 0) })])
+    }
+
+    fn dfs(
+        &mut self,
+        m: &Model,
+        b: &Bindings,
+        at: &mut Vec<At>,
+        order: &mut Vec<usize>,
+    ) -> Option<(Model, Vec<usize>)> {
+        self.nodes += 1;
+        if self.nodes > MAX_NODES {
+            return None;
+        }
+        let mut h = DefaultHasher::new();
+        (&*at, m, b).hash(&mut h);
+        if !self.seen.insert(h.finish()) {
+            return None;
+        }
+        let depth = order.len();
+        if at.iter().zip(self.history).all(|((i, _), h)| *i == h.len()) {
+            return match compare(m, b, self.view) {
+                Ok(_) => Some((m.clone(), order.clone())),
+                Err(diffs) => {
+                    self.note(
+                        depth,
+                        format!("order {order:?} explains every answer but not the final state:\n{}", diffs.join("\n")),
+                    );
+                    None
+                }
+            };
+        }
+        for t in 0..self.history.len() {
+            if at[t].0 == self.history[t].len() {
+                continue;
+            }
+            match self.successors(m, b, t, at[t]) {
+                Ok(nexts) => {
+                    for (m2, b2, next) in nexts {
+                        let was = std::mem::replace(&mut at[t], next);
+                        order.push(t);
+                        if let Some(found) = self.dfs(&m2, &b2, at, order) {
+                            return Some(found);
+                        }
+                        order.pop();
+                        at[t] = was;
+                    }
+                }
+                Err(why) => {
+                    let step = self.history[t][at[t].0].0;
+                    self.note(
+                        depth,
+                        format!("after events {order:?}, thread {t}'s {step:?} (phase {}): {why}", at[t].1),
+                    );
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Finds an interleaving of the threads' steps (each step's phases at points of their own, in
+/// order) that the model answers exactly as the threads saw, ending in the store's state;
+/// returns the model after it.
+fn linearize(
+    m: &Model,
+    b: &Bindings,
+    history: &[Vec<(Step, Observed)>],
+    view: &StoreView,
+    queue_apart: bool,
+) -> Result<(Model, Vec<usize>), String> {
+    let mut search = Search { history, view, queue_apart, seen: HashSet::new(), nodes: 0, deepest: (0, String::new()) };
+    let mut at = vec![(0, 0); history.len()];
+    search.dfs(m, b, &mut at, &mut Vec::new()).ok_or_else(|| {
+        let gave_up = if search.nodes > MAX_NODES { " (the search gave up)" } else { "" };
+        format!(
+            "no interleaving of the threads' steps explains their answers and the final state{gave_up}; \
+             the deepest ({} events) failed: {}",
+            search.deepest.0, search.deepest.1
+        )
+    })
+}
+
+/// Counts the racing steps' outcomes, in the order found, for the coverage report.
+fn cover_race(m: &Model, history: &[Vec<(Step, Observed)>], order: &[usize], queue_apart: bool) {
+    if std::env::var_os("MODEL_COVERAGE").is_none() {
+        return;
+    }
+    let mut m = m.clone();
+    let mut at = vec![(0, 0); history.len()];
+    for &t in order {
+        let (i, phase) = at[t];
+        let (step, observed) = &history[t][i];
+        if observed.is_retry_later() {
+            crate::model::cover_label(format!("racing: retry later ({step:?})"));
+            at[t] = (i + 1, 0);
+            continue;
+        }
+        if let (Some(_), Observed::Count(Ok(n))) = (Sweep::of(step), observed) {
+            let sizes = batches(*n).unwrap_or_default();
+            if phase == 0 {
+                crate::model::cover_label(format!("racing sweep: {}", n.min(&2)));
+            }
+            at[t] = if phase + 1 < sizes.len() { (i, phase + 1) } else { (i + 1, 0) };
+            continue;
+        }
+        let (decided, more) = m.phase(step, phase, queue_apart);
+        if let Some(e) = decided {
+            crate::model::cover_label(format!("racing {}", e.label()));
+        }
+        at[t] = if more { (i, phase + 1) } else { (i + 1, 0) };
+    }
+}
