@@ -9,7 +9,7 @@
 #   CONCERT_BIN        the binary to test        ($CARGO_TARGET_DIR/debug/concert, else target/debug/concert)
 #   API_TEST_STORE     postgres | memory         (postgres: a fresh database, dropped at the end)
 #   API_TEST_PG        the PostgreSQL server     (postgres://postgres@127.0.0.1:5432)
-#   API_TEST_EXAMPLES  test cases per operation  (60)
+#   API_TEST_EXAMPLES  test cases per operation  (100)
 #   API_TEST_SEED      schemathesis seed         (random; printed, so a failure can be replayed)
 #
 # Extra arguments go to `st run` (e.g. --include-path /payments).
@@ -22,7 +22,7 @@ abs() { case "$1" in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$PWD/$1" ;; esa
 CONCERT_BIN="$(abs "${CONCERT_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/concert}")"
 STORE="${API_TEST_STORE:-postgres}"
 PG="${API_TEST_PG:-postgres://postgres@127.0.0.1:5432}"
-EXAMPLES="${API_TEST_EXAMPLES:-60}"
+EXAMPLES="${API_TEST_EXAMPLES:-100}"
 SEED="${API_TEST_SEED:-$(( (RANDOM << 15) | RANDOM ))}"
 CHECKS="${API_TEST_CHECKS:-not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance}"
 

@@ -11,7 +11,8 @@ use serde_json::json;
 use crate::harness::procs::{Concert, PgCluster};
 use crate::harness::{new_uuid, rows, server_env, Answer, Api, Db, Req, MAIN_PG};
 use crate::load::{
-    assert_clean, audit, charge_req, pay_req, retry_unanswered, send_recorded, Load, Op, Rec, Seats, Shape,
+    assert_clean, audit, charge_req, pay_req, retry_unanswered, retry_unavailable, send_recorded, Load, Op, Rec, Seats,
+    Shape,
 };
 
 /// The contract's bound for a 503.
@@ -94,6 +95,40 @@ fn max_elapsed(recs: &[Rec], phase: usize) -> Duration {
     recs.iter().filter(|r| r.phase == phase).map(|r| r.answer.elapsed).max().unwrap_or_default()
 }
 
+/// Clients charging in a loop (one keyed charge every 50 ms each) until `until`, recorded in
+/// `phase`: requests that are sure to meet a fault, whatever the buyers are doing then.
+struct Chargers(Vec<std::thread::JoinHandle<(String, Vec<Rec>)>>);
+
+impl Chargers {
+    fn start(api: &Arc<Api>, started: Instant, phase: usize, until: Instant) -> Self {
+        Self(
+            (0..12)
+                .map(|_| {
+                    let api = api.clone();
+                    std::thread::spawn(move || {
+                        let user = new_uuid().to_string();
+                        let mut recs = Vec::new();
+                        while Instant::now() < until {
+                            let req = charge_req(&user, 7);
+                            recs.push(send_recorded(&api, &user, Op::Charge { amount: 7 }, req, started, phase));
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                        (user, recs)
+                    })
+                })
+                .collect(),
+        )
+    }
+
+    fn join_into(self, users: &mut Vec<String>, recs: &mut Vec<Rec>) {
+        for t in self.0 {
+            let (user, mut r) = t.join().expect("charger thread");
+            users.push(user);
+            recs.append(&mut r);
+        }
+    }
+}
+
 /// Charges a new user with one `Idempotency-Key` until it goes through (at most `limit`),
 /// recording every attempt: the first sign that the service recovered. Returns the records,
 /// the user and how long it took.
@@ -134,6 +169,7 @@ fn database_crash_and_return_mid_load_answers_503_in_time_and_recovers() {
     load.phase(1);
     let down_at = load.started.elapsed();
     cluster.crash();
+    let chargers = Chargers::start(&api, load.started, 1, Instant::now() + Duration::from_secs(4));
     std::thread::sleep(Duration::from_secs(4));
     cluster.restart();
     load.phase(2);
@@ -141,9 +177,10 @@ fn database_crash_and_return_mid_load_answers_503_in_time_and_recovers() {
     // Recovery without a restart: a charge goes through again.
     let (probe, probe_user, recovery) = charge_until_through(&api, load.started, 2, Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(2));
-    let users = load.users.clone();
+    let mut users = load.users.clone();
     let started = load.started;
-    let recs = load.stop();
+    let mut recs = load.stop();
+    chargers.join_into(&mut users, &mut recs);
     let ready = ready_probe.stop();
 
     let outage_503 = assert_answered_in_time(&recs, 1, "while the database was down");
@@ -167,13 +204,20 @@ fn database_crash_and_return_mid_load_answers_503_in_time_and_recovers() {
     let mut all = recs;
     all.extend(retries);
     all.extend(probe);
-    let mut users = users;
     users.push(probe_user);
     let (problems, t) = audit(&mut conn, &api, &url, &all, &users);
     assert_clean("after the database came back", &problems);
+    // Every 503 recorded nothing: retried with its key, each runs afresh, and the audit holds.
+    let rerun = retry_unavailable(&api, &all, 4, started);
+    let rerun_ok = rerun.iter().filter(|r| r.answer.ok()).count();
+    let rerun_len = rerun.len();
+    all.extend(rerun);
+    let (problems, _) = audit(&mut conn, &api, &url, &all, &users);
+    assert_clean("after retrying the 503s", &problems);
     eprintln!(
         "database down {down_at:?}..{up_at:?}: {outage_503} requests answered 503 during the outage, slowest answer \
-         {:?}; first charge through {recovery:?} after the restart; overall: {t}",
+         {:?}; first charge through {recovery:?} after the restart; overall: {t}; {rerun_len} keyed 503s retried: \
+         {rerun_ok} ran afresh with 2xx, none replayed",
         max_elapsed(&all, 1)
     );
 }
@@ -200,20 +244,7 @@ fn hung_database_mid_load_answers_503_in_time_and_recovers() {
     // Besides the buyers, 12 clients charging in a loop: some of their calls are sure to be on
     // a connection to the hung server.
     let freeze_end = Instant::now() + Duration::from_secs(8);
-    let chargers: Vec<_> = (0..12)
-        .map(|_| {
-            let (api, started) = (api.clone(), load.started);
-            std::thread::spawn(move || {
-                let user = new_uuid().to_string();
-                let mut recs = Vec::new();
-                while Instant::now() < freeze_end {
-                    recs.push(send_recorded(&api, &user, Op::Charge { amount: 7 }, charge_req(&user, 7), started, 1));
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                (user, recs)
-            })
-        })
-        .collect();
+    let chargers = Chargers::start(&api, load.started, 1, freeze_end);
     std::thread::sleep(freeze_end.saturating_duration_since(Instant::now()));
     cluster.thaw(&frozen);
     load.phase(2);
@@ -222,11 +253,7 @@ fn hung_database_mid_load_answers_503_in_time_and_recovers() {
     let mut users = load.users.clone();
     let started = load.started;
     let mut recs = load.stop();
-    for t in chargers {
-        let (user, mut r) = t.join().expect("charger thread");
-        users.push(user);
-        recs.append(&mut r);
-    }
+    chargers.join_into(&mut users, &mut recs);
 
     let slowest = max_elapsed(&recs, 1);
 

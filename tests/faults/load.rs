@@ -286,6 +286,27 @@ pub fn retry_unanswered(api: &Api, recs: &[Rec], phase: usize, started: Instant)
     out
 }
 
+/// Sends every keyed request that was answered 503 (and never 2xx) again, once, with its key:
+/// a 503 recorded nothing, so the retry runs afresh and is never a replay. Returns the retries'
+/// records (phase `phase`); panics on a replay.
+pub fn retry_unavailable(api: &Api, recs: &[Rec], phase: usize, started: Instant) -> Vec<Rec> {
+    let answered_ok: HashSet<(&str, &str)> =
+        recs.iter().filter(|r| r.answer.ok()).filter_map(|r| Some((r.user.as_str(), r.key()?))).collect();
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for r in recs.iter().filter(|r| r.answer.is(503) && r.key().is_some()) {
+        let key = r.key().unwrap_or_default();
+        if answered_ok.contains(&(r.user.as_str(), key)) || !seen.insert((r.user.as_str(), key)) {
+            continue;
+        }
+        let sent = started.elapsed();
+        let answer = api.send(&r.req);
+        assert!(!answer.replayed, "a retry of a request answered 503 was a replay: the 503 had an effect: {r:?}");
+        out.push(Rec { user: r.user.clone(), op: r.op.clone(), req: r.req.clone(), answer, sent, phase });
+    }
+    out
+}
+
 // ---- the audit ---------------------------------------------------------------------------------
 
 /// Figures of one audit, for the test's report.

@@ -3,11 +3,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use diesel::connection::SimpleConnection as _;
 use serde_json::json;
 
 use crate::harness::procs::{signal, Concert, RedisProc};
 use crate::harness::{new_uuid, rand_hex, server_env, Api, Db, Req, MAIN_PG};
-use crate::load::{assert_clean, audit, retry_unanswered, Load, Seats, Shape};
+use crate::load::{assert_clean, audit, charge_req, pay_req, retry_unanswered, send_recorded, Load, Op, Seats, Shape};
 
 const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 
@@ -105,4 +106,99 @@ fn redis_outage_answers_503_in_time_keeps_postgres_whole_and_recovers() {
     let (problems, t) = audit(&mut conn, &api, &url, &all, &users);
     assert_clean("after the Redis outages", &problems);
     eprintln!("{}\nbuyers overall: {t}", observed.join("\n"));
+}
+
+/// Redis hangs in the instant after a payment commits in PostgreSQL and before the token is
+/// marked used in Redis. The payment is still answered 201 (and is in the database), its
+/// replay with the same key is the same 201, and the token — still ACTIVE in Redis until its
+/// TTL — can never pay again: a second payment with it is refused and changes nothing.
+///
+/// The instant is made, not hoped for: the buyer's account row is held locked by another
+/// session, so the payment waits inside its transaction; Redis is stopped (SIGSTOP) and only
+/// then the lock released.
+#[test]
+fn a_redis_hiccup_after_a_payment_commits_keeps_the_payment_and_the_token_pays_once() {
+    let redis = RedisProc::start();
+    let db = Db::fresh(MAIN_PG);
+    db.seed();
+    let url = db.url();
+    let redis_url = redis.url();
+    let server = Concert::start(&server_env(
+        &url,
+        &[
+            ("QUEUE_STORE", "redis"),
+            ("REDIS_URL", &redis_url),
+            ("REDIS_KEY_PREFIX", "faults"),
+            // A wider window to stop Redis in while the payment waits for the row.
+            ("DATABASE_LOCK_TIMEOUT_MILLIS", "1200"),
+        ],
+    ));
+    let api = Arc::new(Api::new(&server.base(), Duration::from_secs(15)));
+    let (schedule, seats) = api.create_schedule(10);
+    let user = new_uuid().to_string();
+    let started = Instant::now();
+    let mut recs =
+        vec![send_recorded(&api, &user, Op::Charge { amount: 100_000 }, charge_req(&user, 100_000), started, 0)];
+    let token = api.active_token(&user, Duration::from_secs(30));
+    let mut reservations = Vec::new();
+    for (seat, _) in &seats[..2] {
+        let hold = Req::post("/reservations", json!({ "scheduleId": schedule, "seatId": seat })).bearer(&token);
+        let r = send_recorded(&api, &user, Op::Hold { seat: seat.clone() }, hold, started, 0);
+        assert!(r.answer.is(201), "{:?}", r.answer);
+        reservations.push(r.answer.body["id"].as_str().expect("id").to_owned());
+        recs.push(r);
+    }
+
+    let mut locker = db.connect();
+    locker
+        .batch_execute(&format!("BEGIN; SELECT balance FROM accounts WHERE user_id = '{user}' FOR UPDATE;"))
+        .expect("lock the account row");
+    let pay = pay_req(&token, &reservations[0]);
+    let payer = {
+        let (api, user, pay, reservation) = (api.clone(), user.clone(), pay.clone(), reservations[0].clone());
+        std::thread::spawn(move || send_recorded(&api, &user, Op::Pay { reservation }, pay, started, 1))
+    };
+    // The payment is now waiting for the row (it read the token in Redis first).
+    std::thread::sleep(Duration::from_millis(400));
+    signal(redis.pid(), "-STOP");
+    locker.batch_execute("ROLLBACK").expect("release the row");
+    let paid = payer.join().expect("payer thread");
+    signal(redis.pid(), "-CONT");
+    assert!(paid.answer.is(201), "the payment whose token could not be marked used: {:?}", paid.answer);
+    assert!(paid.answer.elapsed < Duration::from_secs(5), "answered after {:?}", paid.answer.elapsed);
+    recs.push(paid.clone());
+
+    assert!(
+        server.log_tail(500).contains("could not be marked used"),
+        "the server did not meet the stopped Redis after the commit (the instant was missed):\n{}",
+        server.log_tail(30)
+    );
+    // Redis never heard of the payment: the token still reads ACTIVE there...
+    let polled = api.must(&Req::get("/queue/token").bearer(&token), Duration::from_secs(10));
+    // ...but it has paid once, and that is final.
+    let again = pay_req(&token, &reservations[1]);
+    let second = send_recorded(&api, &user, Op::Pay { reservation: reservations[1].clone() }, again, started, 2);
+    assert!(
+        second.answer.is(401) && second.answer.code() == "TOKEN_EXPIRED",
+        "a second payment with the token: {:?}",
+        second.answer
+    );
+    recs.push(second);
+    let replay = send_recorded(&api, &user, Op::Pay { reservation: reservations[0].clone() }, pay, started, 2);
+    assert!(replay.answer.is(201) && replay.answer.replayed, "the replay: {:?}", replay.answer);
+    assert_eq!(replay.answer.body, paid.answer.body, "the replay differs from the answer");
+    recs.push(replay);
+
+    let mut conn = db.connect();
+    let (problems, t) = audit(&mut conn, &api, &url, &recs, &[user]);
+    assert_clean("after the Redis hiccup", &problems);
+    eprintln!(
+        "payment committed while Redis was stopped: answered {:?} after {:?}; the token then polled {} in Redis; \
+         a second payment with it: {:?} {}; the replay: 201, Idempotent-Replayed; {t}",
+        paid.answer.status,
+        paid.answer.elapsed,
+        polled["status"],
+        recs[recs.len() - 2].answer.status,
+        recs[recs.len() - 2].answer.code()
+    );
 }
