@@ -425,8 +425,10 @@ fn a_row_locked_by_another_session_fails_only_its_own_requests_and_none_commits_
     let (problems, t) = audit(&mut conn, &api, &url, &recs, &users);
     assert_clean("after the lock was released", &problems);
     let slowest = victim_locked.iter().map(|r| r.answer.elapsed).max().unwrap_or_default();
+    let in_flight = victim_locked.iter().filter(|r| r.answer.is(409)).count();
     eprintln!(
-        "row locked 12 s: the locked user's {} requests answered 503/409, slowest {slowest:?}; meanwhile the other \
+        "row locked 12 s: the locked user's {} requests answered 503 or 409 in flight ({in_flight} were 409), slowest \
+         {slowest:?}; meanwhile the other \
          {} buyers made {others_ok} successful requests ({others_pay} payments), 0 answered 503; overall: {t}",
         victim_locked.len(),
         users.len() - 1

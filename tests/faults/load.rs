@@ -327,8 +327,8 @@ impl std::fmt::Display for Tally {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} requests: {} 2xx, {} 4xx, {} 503, {} unanswered ({} of which had committed), other {:?}; \
-             database: {} charges, {} payments",
+            "{} requests: {} 2xx, {} 4xx, {} 503, {} unanswered (keys with an effect in the database: {}), \
+             other {:?}; database: {} charges, {} payments",
             self.requests,
             self.ok,
             self.refused,

@@ -105,7 +105,8 @@ impl Db {
 
 impl Drop for Db {
     fn drop(&mut self) {
-        if let Ok(mut c) = PgConnection::establish(&format!("{}/postgres", self.server)) {
+        // Bounded: a test that failed while its private cluster was frozen must still end.
+        if let Ok(mut c) = PgConnection::establish(&format!("{}/postgres?connect_timeout=5", self.server)) {
             let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut c);
         }
     }
