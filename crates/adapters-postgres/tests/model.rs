@@ -16,4 +16,12 @@ impl ModelStore for Postgres {
     }
 }
 
-port_tests::model_suite!(Postgres, sequential = 40, steps = 40, concurrent = 16);
+port_tests::model_suite!(Postgres, sequential = 64, steps = 48, concurrent = 24);
+
+/// Found by the concurrent model test: fails on PostgreSQL until the issue reads the cursor in
+/// a way that no admission can slip past before the issue commits (see the function's docs).
+#[test]
+#[ignore = "known bug, reported: an issue racing an admission answers the line as of before the admission"]
+fn an_issue_racing_an_admission_answers_as_of_after_it() {
+    port_tests::model::regressions::an_issue_racing_an_admission_answers_as_of_after_it::<Postgres>();
+}

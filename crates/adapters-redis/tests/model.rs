@@ -14,4 +14,9 @@ impl ModelStore for RedisHarness {
     const QUEUE_APART: bool = true;
 }
 
-port_tests::model_suite!(RedisHarness, sequential = 128, steps = 48, concurrent = 32);
+port_tests::model_suite!(RedisHarness, sequential = 256, steps = 64, concurrent = 64);
+
+#[test]
+fn an_issue_racing_an_admission_answers_as_of_after_it() {
+    port_tests::model::regressions::an_issue_racing_an_admission_answers_as_of_after_it::<RedisHarness>();
+}

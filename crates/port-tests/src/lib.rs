@@ -292,7 +292,7 @@ macro_rules! model_suite {
                     steps: $steps,
                     threads: 4,
                     steps_per_thread: 3,
-                    regressions: "proptest-regressions/model-sequential.txt",
+                    regressions: Some("proptest-regressions/model-sequential.txt"),
                 });
             }
 
@@ -303,7 +303,7 @@ macro_rules! model_suite {
                     steps: 8,
                     threads: 4,
                     steps_per_thread: 3,
-                    regressions: "proptest-regressions/model-concurrent.txt",
+                    regressions: Some("proptest-regressions/model-concurrent.txt"),
                 });
             }
 
