@@ -16,7 +16,7 @@ impl ModelStore for Postgres {
     }
 }
 
-port_tests::model_suite!(Postgres, sequential = 64, steps = 48, concurrent = 24);
+port_tests::model_suite!(Postgres, sequential = 48, steps = 48, concurrent = 24);
 
 /// Found by the concurrent model test: fails on PostgreSQL until the issue reads the cursor in
 /// a way that no admission can slip past before the issue commits (see the function's docs).

@@ -46,14 +46,16 @@
 //! count. A failure is shrunk and its seed appended to the file the suite names under the
 //! adapter's `proptest-regressions/` (commit it: it is replayed first on every run, for as long
 //! as the generators stay as they are); a failure that shows a real bug also gets an explicit
-//! test in [`regressions`], which does not depend on the generators.
+//! test in [`regressions`], which does not depend on the generators. With `MODEL_COVERAGE`
+//! set (and `-- --nocapture`), each suite prints how often each kind of answer came up, to see
+//! that the generators reach every one.
 //!
 //! Case counts (the memory store runs the most; PostgreSQL makes a database per case):
 //!
 //! | store | sequential | steps | concurrent (4 threads × 1-3 steps) |
 //! | --- | --- | --- | --- |
 //! | memory | 512 | 1-64 | 256 |
-//! | PostgreSQL | 64 | 1-48 | 24 |
+//! | PostgreSQL | 48 | 1-48 | 24 |
 //! | Redis queue + memory | 256 | 1-64 | 64 |
 //!
 //! # Layout
@@ -64,7 +66,7 @@
 //! - [`view`]: the store read through its ports, compared with the model; the invariants.
 //! - [`sequential`]: the state-machine test.
 //! - [`concurrent`]: the racing variant and its linearizability search.
-//! - [`regressions`]: shrunk failures kept as explicit sequences.
+//! - [`regressions`]: explicit sequences and races, kept from failures.
 
 pub mod concurrent;
 pub mod op;
