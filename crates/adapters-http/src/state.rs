@@ -10,9 +10,20 @@
 //! more runnable store threads than there are connections to serve them, and a burst waits in
 //! the semaphore's fair queue instead of as parked threads. Waiting for a permit is bounded by
 //! [`ApiStateBuilder::slot_wait`]: past it the request is answered 503 `UNAVAILABLE`, and
-//! nothing was started. Once a call has started it is never answered on a timer: the store
-//! adapters bound their own calls (lock and statement timeouts, a commit budget), so "a 503
-//! means nothing happened" holds.
+//! nothing was started.
+//!
+//! # Deadline
+//! A store call normally ends by itself: the adapters bound it with lock and statement
+//! timeouts and a commit budget. A store server that stops answering without closing its
+//! connections (a frozen process, a network path that acknowledges and delivers nothing) would
+//! still hold the call, so once [`ApiStateBuilder::store_deadline`] has passed since the request
+//! asked for a slot, the request *abandons* the call and answers 503; the call goes on on its
+//! blocking thread, holding its slot, until it ends on its own. Abandoning and committing are
+//! agreed through one state per call (`domain::call::CommitWatch`): adapters ask it right
+//! before every irrevocable write and roll back when the caller has given up, so 503 still
+//! means nothing was done. When a COMMIT was already on its way, the request cannot abandon the
+//! call: it waits for the real outcome (up to [`ApiStateBuilder::commit_wait`] more; past that,
+//! 500 with the outcome unknown) rather than answer a 503 that might be false.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,6 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::web;
+use domain::call::CommitWatch;
 use domain::error::StoreError;
 use domain::service::{ActiveUser, Ticketing};
 use ipnet::IpNet;
@@ -72,7 +84,13 @@ pub mod defaults {
     /// Store calls in flight at once (the app passes its database pool's size).
     pub const STORE_SLOTS: usize = 10;
     /// Longest wait for a store slot before 503.
-    pub const SLOT_WAIT: Duration = Duration::from_secs(2);
+    pub const SLOT_WAIT: Duration = Duration::from_secs(1);
+    /// Longest wait for a store call, slot included, before 503 (the contract's 5 s, less the
+    /// time to answer).
+    pub const STORE_DEADLINE: Duration = Duration::from_millis(4_500);
+    /// How much longer a call that was committing when the deadline passed is waited for
+    /// before its outcome is reported unknown (500).
+    pub const COMMIT_WAIT: Duration = Duration::from_secs(30);
     /// Longest wait for a request body to arrive whole before 408.
     pub const BODY_TIMEOUT: Duration = Duration::from_secs(5);
     /// Longest wait for the readiness probe before 503.
@@ -110,6 +128,8 @@ struct Inner {
     readiness: Arc<dyn Readiness>,
     slots: Arc<Semaphore>,
     slot_wait: Duration,
+    store_deadline: Duration,
+    commit_wait: Duration,
     body_timeout: Duration,
     ready_timeout: Duration,
     admin: Option<AdminKey>,
@@ -147,6 +167,8 @@ impl ApiState {
                 readiness: Arc::new(|| Ok(())),
                 slots: Arc::new(Semaphore::new(defaults::STORE_SLOTS)),
                 slot_wait: defaults::SLOT_WAIT,
+                store_deadline: defaults::STORE_DEADLINE,
+                commit_wait: defaults::COMMIT_WAIT,
                 body_timeout: defaults::BODY_TIMEOUT,
                 ready_timeout: defaults::READY_TIMEOUT,
                 admin: None,
@@ -219,8 +241,9 @@ impl ApiState {
     /// header), inside the request's span so its logs stay attributed to the request.
     ///
     /// # Errors
-    /// 503 `UNAVAILABLE` when no slot came free within the slot wait (nothing was started);
-    /// the call's own error, mapped to problem details; 500 if the pool failed.
+    /// 503 `UNAVAILABLE` when no slot came free within the slot wait (nothing was started) or
+    /// the store did not answer by the store deadline (the call can no longer commit, see the
+    /// module docs); the call's own error, mapped to problem details; 500 if the pool failed.
     pub(crate) async fn store<T, E, F>(&self, f: F) -> Result<T, ApiError>
     where
         F: FnOnce(&Ticketing) -> Result<T, E> + Send + 'static,
@@ -230,6 +253,7 @@ impl ApiState {
         if self.0.open.as_ref().is_some_and(|open| !open.load(Ordering::Acquire)) {
             return Err(ApiError::unavailable(&"the stores are not ready yet (schema not migrated)"));
         }
+        let asked = std::time::Instant::now();
         let permit = match actix_web::rt::time::timeout(self.0.slot_wait, self.0.slots.clone().acquire_owned()).await {
             Ok(Ok(permit)) => permit,
             Ok(Err(closed)) => return Err(ApiError::internal(&closed)),
@@ -242,13 +266,36 @@ impl ApiState {
         };
         let state = self.clone();
         let span = tracing::Span::current();
-        web::block(move || {
+        let watch = CommitWatch::new();
+        let watched = watch.clone();
+        let call = web::block(move || {
             // Held until the call returns, on this thread, even if the client has gone.
             let _permit = permit;
-            span.in_scope(|| f(&state.0.ticketing))
-        })
-        .await?
-        .map_err(Into::into)
+            span.in_scope(|| watched.attach(|| f(&state.0.ticketing)))
+        });
+        let mut call = std::pin::pin!(call);
+        let left = self.0.store_deadline.saturating_sub(asked.elapsed());
+        if let Ok(outcome) = actix_web::rt::time::timeout(left, &mut call).await {
+            return outcome?.map_err(Into::into);
+        }
+        if watch.abandon() {
+            // The call has not begun to commit, and now never will (the adapters ask the watch
+            // before every irrevocable write): nothing was done.
+            return Err(ApiError::unavailable(&format_args!(
+                "the store did not answer within {:?}; the call was abandoned before it could commit",
+                self.0.store_deadline
+            )));
+        }
+        // The call sent its COMMIT and the store froze before answering: "nothing was done"
+        // would be a guess. Wait for the real outcome, as long as `commit_wait` allows.
+        tracing::warn!("the store stopped answering while this call was committing; waiting for its outcome");
+        match actix_web::rt::time::timeout(self.0.commit_wait, &mut call).await {
+            Ok(outcome) => outcome?.map_err(Into::into),
+            Err(_elapsed) => Err(ApiError::internal(&format_args!(
+                "the store stopped answering for {:?} while this call was committing: its outcome is unknown",
+                self.0.store_deadline + self.0.commit_wait
+            ))),
+        }
     }
 
     /// [`ApiState::store`] for a call that needs an ACTIVE token: the token is checked and the
@@ -298,6 +345,19 @@ impl ApiStateBuilder {
     /// Longest wait for a store slot before answering 503 (nothing started).
     pub fn slot_wait(mut self, wait: Duration) -> Self {
         self.inner.slot_wait = wait;
+        self
+    }
+
+    /// Longest wait for a store call, its slot included, before answering 503: keep it longer
+    /// than the slot wait plus the store adapters' commit budget (see the module docs).
+    pub fn store_deadline(mut self, deadline: Duration) -> Self {
+        self.inner.store_deadline = deadline;
+        self
+    }
+
+    /// How much longer to wait, past the store deadline, for a call that was committing.
+    pub fn commit_wait(mut self, wait: Duration) -> Self {
+        self.inner.commit_wait = wait;
         self
     }
 
@@ -376,6 +436,8 @@ impl fmt::Debug for ApiState {
             .field("ticketing", &self.0.ticketing)
             .field("store_slots_free", &self.0.slots.available_permits())
             .field("slot_wait", &self.0.slot_wait)
+            .field("store_deadline", &self.0.store_deadline)
+            .field("commit_wait", &self.0.commit_wait)
             .field("body_timeout", &self.0.body_timeout)
             .field("admin", &self.0.admin.is_some())
             .field("issue_limit", &self.0.issue_limit)

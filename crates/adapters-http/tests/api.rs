@@ -146,6 +146,76 @@ async fn a_cached_waiting_poll_is_answered_without_a_store_slot() {
     assert_eq!(held.status, 200, "{held:?}");
 }
 
+#[actix_web::test]
+async fn a_store_that_stops_answering_gets_503_at_the_deadline_and_its_slot_back_later() {
+    let world = World::new();
+    let mut ports = world.ports();
+    let blocker = Blocker::new();
+    ports.accounts = Arc::new(BlockingAccounts { inner: ports.accounts.clone(), blocker: blocker.clone() });
+    let ticketing = domain::service::Ticketing::new(ports, policy());
+    let state = ApiState::builder(ticketing)
+        .store_slots(1)
+        .slot_wait(StdDuration::from_millis(50))
+        .store_deadline(StdDuration::from_millis(200))
+        .build();
+    let app = app(state).await;
+    // A call on a store that never answers (a frozen server) is answered 503 at the deadline.
+    let frozen = call(&app, get(&format!("/users/{}/balance", Uuid::new_v4()))).await;
+    assert_problem(&frozen, 503, "UNAVAILABLE");
+    assert_eq!(frozen.header("retry-after"), Some("1"));
+    // Its slot stays taken while the call runs on: the next store call is refused, not queued.
+    let starved = call(&app, get(&format!("/users/{}/balance", Uuid::new_v4()))).await;
+    assert_problem(&starved, 503, "UNAVAILABLE");
+    // Once the store answers, the call ends and gives its slot back.
+    blocker.release();
+    let user = Uuid::new_v4();
+    let mut answered = call(&app, get(&format!("/users/{user}/balance"))).await;
+    for _ in 0..100 {
+        if answered.status == 200 {
+            break;
+        }
+        actix_web::rt::time::sleep(StdDuration::from_millis(10)).await;
+        answered = call(&app, get(&format!("/users/{user}/balance"))).await;
+    }
+    assert_eq!(answered.status, 200, "{answered:?}");
+}
+
+#[actix_web::test]
+async fn a_call_that_was_committing_when_the_store_froze_gets_its_real_outcome_not_a_503() {
+    let world = World::new();
+    let mut ports = world.ports();
+    let blocker = Blocker::new();
+    ports.accounts = Arc::new(CommittingAccounts { inner: ports.accounts.clone(), blocker: blocker.clone() });
+    let ticketing = domain::service::Ticketing::new(ports, policy());
+    let state = ApiState::builder(ticketing).store_deadline(StdDuration::from_millis(100)).build();
+    let waiting = app(state).await;
+    let user = Uuid::new_v4();
+    let charge = call(&waiting, charge_req(user, 7, None));
+    let thaw = async {
+        blocker.wait_until_blocked().await;
+        // Well past the deadline: the COMMIT was sent, so the answer waits for the store.
+        actix_web::rt::time::sleep(StdDuration::from_millis(300)).await;
+        blocker.release();
+    };
+    let (charge, ()) = futures_util::future::join(charge, thaw).await;
+    assert_eq!((charge.status, charge.body["balance"].as_i64()), (200, Some(7)), "{charge:?}");
+
+    // If the store never comes back, the outcome is unknown: 500, never a 503 that may be false.
+    let world = World::new();
+    let mut ports = world.ports();
+    let blocker = Blocker::new();
+    ports.accounts = Arc::new(CommittingAccounts { inner: ports.accounts.clone(), blocker: blocker.clone() });
+    let ticketing = domain::service::Ticketing::new(ports, policy());
+    let state = ApiState::builder(ticketing)
+        .store_deadline(StdDuration::from_millis(100))
+        .commit_wait(StdDuration::from_millis(100))
+        .build();
+    let frozen = app(state).await;
+    let unknown = call(&frozen, charge_req(Uuid::new_v4(), 7, None)).await;
+    assert_problem(&unknown, 500, "INTERNAL");
+    blocker.release();
+}
+
 // ---- catalogue ------------------------------------------------------------------------------
 
 #[actix_web::test]
@@ -1019,6 +1089,31 @@ impl Blocker {
 
     fn release(&self) {
         self.release_tx.lock().unwrap().send(()).unwrap();
+    }
+}
+
+/// Marks the commit point of the first credit, then blocks until released (a COMMIT sent to a
+/// store that froze before answering).
+struct CommittingAccounts {
+    inner: Arc<dyn AccountStore>,
+    blocker: Blocker,
+}
+
+impl AccountStore for CommittingAccounts {
+    fn balance(&self, user: UserId) -> Result<Won, StoreError> {
+        self.inner.balance(user)
+    }
+    fn credit(
+        &self,
+        req: &CreditRequest,
+        guard: Option<&IdempotencyGuard<'_>>,
+    ) -> Result<Claimed<CreditOutcome>, StoreError> {
+        assert!(domain::call::commit_point(), "the caller still waits");
+        self.blocker.block_once();
+        self.inner.credit(req, guard)
+    }
+    fn ledger(&self, user: UserId, query: &LedgerQuery) -> Result<Option<Vec<LedgerEntry>>, StoreError> {
+        self.inner.ledger(user, query)
     }
 }
 

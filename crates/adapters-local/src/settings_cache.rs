@@ -6,7 +6,7 @@
 //! clock) is as good as the store's: [`SettingsStore::load`] re-reads the store once the copy
 //! is older than that, and [`SettingsStore::load_in_memory`] answers only while it is fresh, so
 //! a poll answered from memory never uses settings older than one check period. An update made
-//! through this instance is seen by it at once.
+//! through this instance drops the copy, so the next load reads the store and sees it at once.
 
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
@@ -64,13 +64,12 @@ impl SettingsStore for CachedSettings {
     }
 
     fn update(&self, patch: &SettingsPatch) -> Result<(QueueSettings, QueueSettings), StoreError> {
-        let (before, after) = self.inner.update(patch)?;
-        // Stamped when the update returns, not when it started: concurrent updates queue in the
-        // store and each applies its patch to the one before, so the one that returns last
-        // carries every change; stamped at their start, an earlier-started update that waited
-        // would lose to a later one that it already includes.
-        self.keep(after, self.ticker.now());
-        Ok((before, after))
+        let updated = self.inner.update(patch)?;
+        // Dropped rather than replaced: concurrent updates may return in another order than
+        // they committed, so this one's result may already be older than the store's. The next
+        // load reads the store, so this instance sees its own change at once all the same.
+        *self.copy.write().unwrap_or_else(PoisonError::into_inner) = None;
+        Ok(updated)
     }
 }
 
@@ -87,7 +86,9 @@ mod tests {
     fn settings_are_reread_once_per_ttl_and_updates_are_seen_at_once() {
         let ticker = ManualTicker::new();
         let mut inner = MockSettingsStore::new();
-        inner.expect_load().times(2).returning(|| Ok(QueueSettings::default()));
+        let loads = std::sync::Mutex::new(vec![QueueSettings::default(), QueueSettings::default()].into_iter());
+        let paused_after = QueueSettings { paused: true, ..QueueSettings::default() };
+        inner.expect_load().times(3).returning(move || Ok(loads.lock().unwrap().next().unwrap_or(paused_after)));
         let paused = QueueSettings { paused: true, ..QueueSettings::default() };
         inner.expect_update().times(1).returning(move |_| Ok((QueueSettings::default(), paused)));
         let s = CachedSettings::new(Arc::new(inner), Arc::new(ticker.clone()), Duration::from_secs(1));
@@ -99,6 +100,7 @@ mod tests {
         assert_eq!(s.load().unwrap(), QueueSettings::default(), "re-read");
         let patch = SettingsPatch::new(Some(true), None, None, None, None).unwrap();
         s.update(&patch).unwrap();
-        assert_eq!(s.load_in_memory(), Some(paused));
+        assert_eq!(s.load_in_memory(), None, "an update drops the copy");
+        assert_eq!(s.load().unwrap(), paused, "and the next load reads the store");
     }
 }

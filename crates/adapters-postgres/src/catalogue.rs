@@ -236,7 +236,7 @@ impl CatalogueStore for PgStore {
         let seat_schedules: Vec<Uuid> = seats.iter().map(|s| s.schedule_id.as_uuid()).collect();
         let numbers = seats.iter().map(|s| seat_number(s.number)).collect::<Result<Vec<_>, _>>()?;
         let prices: Vec<i64> = seats.iter().map(|s| s.price.get()).collect();
-        let row: Created = self.autocommit(|c| {
+        let row: Created = self.write_alone(|c| {
             prepared(CREATE_CONCERT)
                 .bind::<SqlUuid, _>(k.id.as_uuid())
                 .bind::<Text, _>(k.title.as_str())
@@ -257,7 +257,7 @@ impl CatalogueStore for PgStore {
         let seat_ids: Vec<Uuid> = schedule.seats.iter().map(|s| s.id.as_uuid()).collect();
         let numbers = schedule.seats.iter().map(|s| seat_number(s.number)).collect::<Result<Vec<_>, _>>()?;
         let prices: Vec<i64> = schedule.seats.iter().map(|s| s.price.get()).collect();
-        let row: Added = self.autocommit(|c| {
+        let row: Added = self.write_alone(|c| {
             prepared(ADD_SCHEDULE)
                 .bind::<SqlUuid, _>(schedule.id.as_uuid())
                 .bind::<SqlUuid, _>(schedule.concert_id.as_uuid())

@@ -69,6 +69,9 @@ pub(crate) fn connection_lost(e: &DieselError) -> bool {
 pub(crate) struct Waits {
     /// The shorter of `lock_timeout` and `statement_timeout`.
     pub(crate) gave_up_after: Duration,
+    /// `statement_timeout`: a statement that failed sooner gave up on a lock, not on its own
+    /// running time (nor on a server that stopped answering for longer than that).
+    pub(crate) statement_timeout: Duration,
 }
 
 impl Waits {
@@ -76,6 +79,12 @@ impl Waits {
     pub(crate) fn gave_up(&self, e: &DieselError, conn: &PgConn) -> bool {
         matches!(e, DieselError::DatabaseError(DatabaseErrorKind::Unknown, _))
             && conn.failed_after().is_some_and(|ran| ran >= self.gave_up_after)
+    }
+
+    /// Whether the statement that failed with `e` on `conn` gave up waiting for a lock: it
+    /// gave up (rule 2), but before its statement timeout could have cut it off.
+    pub(crate) fn gave_up_on_lock(&self, e: &DieselError, conn: &PgConn) -> bool {
+        self.gave_up(e, conn) && conn.failed_after().is_some_and(|ran| ran < self.statement_timeout)
     }
 }
 

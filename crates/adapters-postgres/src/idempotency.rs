@@ -125,8 +125,9 @@ pub(crate) fn claim<E>(tx: &mut Tx<'_>, guard: &IdempotencyGuard<'_>) -> Result<
             Ok(Some(record.map_or(Stop::InFlight, Stop::Recorded)))
         }
         // This statement waits only on the key's index entry (a concurrent claimer that has
-        // neither committed nor rolled back): giving up on it means the other one is in flight.
-        Err(e) if tx.gave_up(&e) => Ok(Some(Stop::InFlight)),
+        // neither committed nor rolled back): giving up on that lock means the other one is in
+        // flight. A statement cut off later (a server that stopped answering) is a Timeout.
+        Err(e) if tx.gave_up_on_lock(&e) => Ok(Some(Stop::InFlight)),
         Err(e) => Err(e.into()),
     }
 }

@@ -88,6 +88,8 @@ struct Request {
     value: TokenValue,
     now: OffsetDateTime,
     arrived: Instant,
+    /// The caller's watches (see `domain::call`): the batch's COMMIT is each caller's.
+    watches: Vec<domain::call::CommitWatch>,
     reply: mpsc::SyncSender<Result<IssueOutcome, StoreError>>,
 }
 
@@ -125,7 +127,8 @@ impl Issuer {
         now: OffsetDateTime,
     ) -> Result<IssueOutcome, StoreError> {
         let (reply, answer) = mpsc::sync_channel(1);
-        let mut request = Request { user, value, now, arrived: Instant::now(), reply };
+        let mut request =
+            Request { user, value, now, arrived: Instant::now(), watches: domain::call::current(), reply };
         {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             if state.stopped {
@@ -194,6 +197,13 @@ fn run_batch(pool: &PgPool, limits: Limits, batch: Vec<Request>) {
     for request in late {
         let _ = request.reply.send(Err(StoreError::Timeout("the issue waited its whole time budget in line".into())));
     }
+    // A caller that has already answered "nothing was done" is left out; one that gives up
+    // while the batch runs makes the whole batch roll back at its COMMIT (`domain::call`).
+    let (batch, gone): (Vec<_>, Vec<_>) =
+        batch.into_iter().partition(|r| !r.watches.iter().any(domain::call::CommitWatch::abandoned));
+    for request in gone {
+        let _ = request.reply.send(Err(StoreError::Timeout("the caller gave up before the issue ran".into())));
+    }
     let Some(oldest) = batch.iter().map(|r| r.arrived).min() else { return };
     // One entry per user, in arrival order: the first request of a user names the token.
     let mut slot_of: HashMap<UserId, usize> = HashMap::new();
@@ -204,7 +214,8 @@ fn run_batch(pool: &PgPool, limits: Limits, batch: Vec<Request>) {
             unique.len() - 1
         });
     }
-    let result = store_batch(pool, limits, oldest, &unique);
+    let watches: Vec<_> = batch.iter().flat_map(|r| r.watches.iter().cloned()).collect();
+    let result = domain::call::attached(&watches, || store_batch(pool, limits, oldest, &unique));
     let mut answered = vec![false; unique.len()];
     for request in &batch {
         let answer = match (&result, slot_of.get(&request.user)) {

@@ -156,7 +156,7 @@ impl PgStore {
             pool: pool::build_pool(cfg)?,
             maintenance_url: cfg.maintenance_url()?,
             limits: Limits {
-                waits: Waits { gave_up_after },
+                waits: Waits { gave_up_after, statement_timeout: cfg.statement_timeout },
                 budget: cfg.call_budget,
                 issue_batch_max: cfg.issue_batch_max,
             },
@@ -283,6 +283,15 @@ impl PgStore {
     fn autocommit<T>(&self, f: impl FnOnce(&mut PgConnection) -> QueryResult<T>) -> Result<T, StoreError> {
         let mut conn = self.conn()?;
         work::autocommit(&mut conn, self.limits.waits, f)
+    }
+
+    /// Runs a write that stands alone in a transaction of its own, committed only within the
+    /// call budget: an autocommit statement would commit whenever the server ran it, even
+    /// after a server that stopped answering comes back long after the caller was told 503.
+    fn write_alone<T>(&self, f: impl FnOnce(&mut PgConnection) -> QueryResult<T>) -> Result<T, StoreError> {
+        let outcome =
+            self.transaction("BEGIN", Instant::now(), |tx| Ok::<T, Fail<std::convert::Infallible>>(f(tx.conn()?)?))?;
+        outcome.map_err(|never| match never {})
     }
 
     /// Runs `f` in a transaction opened by `begin`, committed only within the call budget

@@ -16,8 +16,15 @@ use domain::queue::TokenValue;
 /// `seq` order and each numbers from the last committed `max(seq)`.
 pub(crate) const ISSUE_BEGIN: &str = "BEGIN; SELECT pg_advisory_xact_lock(1000001, 0)";
 
-/// The admission tick: one at a time over all instances.
-pub(crate) const ADMISSION_BEGIN: &str = "BEGIN; SELECT pg_advisory_xact_lock(1000002, 0)";
+/// The admission tick: one at a time over all instances, and, for the tick's length, no issue
+/// batch. The issue lock is taken second (issues never take the admission lock, so the order
+/// cannot deadlock) and held to commit: every token whose issue committed before the tick is
+/// in the tick's count of the waiting, and every batch that commits after it reads the moved
+/// cursor. Without it, a batch could read the cursor, then commit before a tick that did not
+/// count its token, and answer a position neither order of the two calls gives. The price:
+/// issues wait for the length of a tick (milliseconds for a batch of hundreds).
+pub(crate) const ADMISSION_BEGIN: &str =
+    "BEGIN; SELECT pg_advisory_xact_lock(1000002, 0); SELECT pg_advisory_xact_lock(1000001, 0)";
 
 /// One user's holds, so the count of their live holds cannot be raced (write skew).
 pub(crate) const HOLDS: i32 = 1_000_003;

@@ -40,10 +40,11 @@ impl Tx<'_> {
         Ok(&mut self.pg.conn)
     }
 
-    /// Whether the statement that just failed with `e` gave up waiting (for a lock, or its
-    /// statement timeout): see `error`, rule 2. Ask before running anything else.
-    pub(crate) fn gave_up(&self, e: &diesel::result::Error) -> bool {
-        self.waits.gave_up(e, self.pg)
+    /// Whether the statement that just failed with `e` gave up waiting for a lock (not on its
+    /// statement timeout, nor on a server that stopped answering). Ask before running anything
+    /// else.
+    pub(crate) fn gave_up_on_lock(&self, e: &diesel::result::Error) -> bool {
+        self.waits.gave_up_on_lock(e, self.pg)
     }
 }
 
@@ -86,8 +87,25 @@ pub(crate) fn transaction<T, E>(
                 rollback(pg);
                 return Err(out_of_budget());
             }
+            // The caller may have answered "nothing was done" while this call waited on a server
+            // that froze: then this transaction must not commit (see `domain::call`). Past this
+            // point the caller waits for the outcome, however late.
+            if !domain::call::commit_point() {
+                rollback(pg);
+                return Err(StoreError::Timeout(
+                    "the caller gave up before COMMIT; the transaction was rolled back".into(),
+                ));
+            }
             match AnsiTransactionManager::commit_transaction(&mut pg.conn) {
                 Ok(()) => Ok(Ok(value)),
+                // The COMMIT was sent and no answer came: it may have committed. Saying
+                // "unavailable" (nothing was done) could be false; the outcome is unknown.
+                Err(e) if connection_lost(&e) => {
+                    pg.broken = true;
+                    Err(StoreError::Internal(format!(
+                        "the connection was lost while committing; the outcome is unknown: {e}"
+                    )))
+                }
                 Err(e) => {
                     let gave_up = waits.gave_up(&e, pg);
                     Err(classify(e, pg, gave_up, After::Probe))

@@ -18,10 +18,9 @@ impl ModelStore for Postgres {
 
 port_tests::model_suite!(Postgres, sequential = 48, steps = 48, concurrent = 24);
 
-/// Found by the concurrent model test: fails on PostgreSQL until the issue reads the cursor in
-/// a way that no admission can slip past before the issue commits (see the function's docs).
+/// Found by the concurrent model test: an issue batch read the cursor, then committed before an
+/// admission tick that had not counted its token. The tick now holds the issue lock to commit.
 #[test]
-#[ignore = "known bug, reported: an issue racing an admission answers the line as of before the admission"]
 fn an_issue_racing_an_admission_answers_as_of_after_it() {
     port_tests::model::regressions::an_issue_racing_an_admission_answers_as_of_after_it::<Postgres>();
 }

@@ -363,8 +363,9 @@ fn a_transaction_past_its_budget_rolls_back_instead_of_committing_late() {
     assert_consistent(&store);
 }
 
-/// With no budget at all, every transaction rolls back before COMMIT (keyed charge, issue,
-/// admission, settings, hold, payment) and answers `Timeout`; single statements still commit.
+/// With no budget at all, every write rolls back before COMMIT (charges with and without a key,
+/// issue, admission, settings, hold, payment) and answers `Timeout`: a write never commits
+/// after its call's budget, even a lone statement.
 #[test]
 fn every_transaction_honours_the_budget() {
     let fx = Fixture::<Postgres>::seeded();
@@ -379,7 +380,8 @@ fn every_transaction_honours_the_budget() {
     let user = who.user_id();
     let before = fx.snapshot(&who, held.id);
 
-    bad.accounts.credit(&credit_request(user, 10, &fx.clock), None).unwrap();
+    let timeout = |r: Result<_, StoreError>| matches!(r, Err(StoreError::Timeout(_)));
+    assert!(timeout(bad.accounts.credit(&credit_request(user, 10, &fx.clock), None).map(|_| ())));
     let key = IdempotencyKey::parse("k").unwrap();
     let fp = Fingerprint::charge(user, Won::new(10));
     let guard = IdempotencyGuard {
@@ -390,7 +392,6 @@ fn every_transaction_honours_the_budget() {
         expires_at: fx.now() + time::Duration::days(1),
         render: &render,
     };
-    let timeout = |r: Result<_, StoreError>| matches!(r, Err(StoreError::Timeout(_)));
     assert!(timeout(bad.accounts.credit(&credit_request(user, 10, &fx.clock), Some(&guard)).map(|_| ())));
     assert!(timeout(bad.queue.issue(fx.user(), OsRandom.token(), fx.now()).map(|_| ())));
     assert!(timeout(bad.queue.admit(&domain::queue::AdmissionPolicy::default()).map(|_| ())));
@@ -401,11 +402,33 @@ fn every_transaction_honours_the_budget() {
     assert!(matches!(app.pay(who.token().value.as_str(), held.id, None), Err(PayError::Store(StoreError::Timeout(_)))));
 
     let after = fx.snapshot(&who, held.id);
-    assert_eq!(after.balance, before.balance.checked_add(Won::new(10)).unwrap(), "only the unkeyed charge");
+    assert_eq!(after.balance, before.balance, "no charge");
     assert_eq!((after.reservation, after.token, after.seats), (before.reservation, before.token, before.seats));
     assert_eq!(fx.ports.idempotency.find(user, &key, fx.now()).unwrap(), None);
     assert_eq!(fx.ports.queue.stats().unwrap().issued_through, 1, "only the fixture's token");
     assert!(!fx.ports.settings.load().unwrap().paused);
+    assert_consistent(&fx.harness.store);
+}
+
+/// A caller that gave up (the HTTP layer answered 503 past its deadline) is never committed for,
+/// however late the call reaches its COMMIT; a caller that still waits is. Issue batches too.
+#[test]
+fn a_call_whose_caller_gave_up_never_commits() {
+    let fx = Fixture::<Postgres>::seeded();
+    let user = UserId::from_uuid(Uuid::new_v4());
+    let gone = domain::call::CommitWatch::new();
+    assert!(gone.abandon());
+    let outcome = gone.attach(|| fx.ports.accounts.credit(&credit_request(user, 10, &fx.clock), None));
+    assert!(matches!(outcome, Err(StoreError::Timeout(_))), "{outcome:?}");
+    let issued = gone.attach(|| fx.ports.queue.issue(user, OsRandom.token(), fx.now()));
+    assert!(matches!(issued, Err(StoreError::Timeout(_))), "{issued:?}");
+    assert_eq!(fx.ports.accounts.balance(user).unwrap(), Won::ZERO, "nothing was credited");
+    assert_eq!(fx.ports.queue.stats().unwrap().issued_through, 0, "nothing was issued");
+
+    let waiting = domain::call::CommitWatch::new();
+    let credited = waiting.attach(|| fx.ports.accounts.credit(&credit_request(user, 10, &fx.clock), None));
+    assert!(matches!(credited, Ok(Claimed::Done(CreditOutcome::Credited(_)))), "{credited:?}");
+    assert!(waiting.committing() && !waiting.abandon(), "once committing, the caller must wait for the outcome");
     assert_consistent(&fx.harness.store);
 }
 

@@ -14,6 +14,7 @@
 //! - [`error`]: one error enum per use case, one variant per contract error code.
 //! - [`service`]: the use cases.
 //! - [`clock`], [`random`]: the time and randomness ports, with test doubles.
+//! - [`call`]: the point of no return of a store call, for callers that answer on a timer.
 
 /// Declares an enum whose variants are spelled as in the contract (`WAITING`, `HELD`, ...), in
 /// storage and on the wire alike: the one place that lists the spelling derives and the
@@ -49,6 +50,7 @@ macro_rules! spelled_enum {
 }
 
 pub mod account;
+pub mod call;
 pub mod catalogue;
 pub mod clock;
 pub mod error;
