@@ -98,8 +98,8 @@ pub struct QueuePatchRequest {
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "an object {\"number\", \"price\"}")]
 pub struct SeatRequest {
-    /// Its number, `>= 1`, unique in the schedule.
-    #[schema(minimum = 1)]
+    /// Its number, `1..=1000000`, unique in the schedule.
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub number: i64,
     /// Its price in won, `1..=100000000`.
     #[schema(minimum = 1, maximum = 100_000_000)]
@@ -130,12 +130,15 @@ pub struct ScheduleRequest {
 }))]
 pub struct ConcertRequest {
     /// 1 to 200 characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub title: String,
     /// Who performs (optional, up to 200 characters).
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub artist: String,
     /// Where (optional, up to 200 characters).
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub venue: String,
     /// 0 to 20 schedules, at most 50,000 seats in all.
     #[serde(default)]

@@ -138,6 +138,8 @@ pub mod limits {
     pub const SEATS_PER_REQUEST: usize = 50_000;
     /// A seat's price in won.
     pub const PRICE: std::ops::RangeInclusive<i64> = 1..=100_000_000;
+    /// A seat's number (no venue has a million seats; storage keeps 32-bit numbers).
+    pub const SEAT_NUMBER: std::ops::RangeInclusive<u32> = 1..=1_000_000;
 }
 
 /// A seat as an operator describes it.
@@ -233,10 +235,14 @@ impl ScheduleDraft {
         let mut numbers = HashSet::with_capacity(self.seats.len());
         let mut seats = Vec::with_capacity(self.seats.len());
         for draft in &self.seats {
-            let number = u32::try_from(draft.number)
-                .ok()
-                .filter(|n| *n >= 1)
-                .ok_or_else(|| invalid(format!("seat number {} must be an integer >= 1", draft.number)))?;
+            let number =
+                u32::try_from(draft.number).ok().filter(|n| limits::SEAT_NUMBER.contains(n)).ok_or_else(|| {
+                    invalid(format!(
+                        "seat number {} must be an integer from 1 to {}",
+                        draft.number,
+                        limits::SEAT_NUMBER.end()
+                    ))
+                })?;
             if !numbers.insert(number) {
                 return Err(invalid(format!("seat number {number} appears twice in one schedule")));
             }
@@ -408,7 +414,8 @@ mod tests {
         assert!(bad(ConcertDraft { title: "x".repeat(201), ..concert(vec![]) }).contains("title"));
         assert!(bad(concert(vec![ScheduleDraft { starts_at: now(), seats: vec![seat(1, 1)] }])).contains("future"));
         assert!(bad(concert(vec![draft(vec![])])).contains("1 to 5000 seats"));
-        assert!(bad(concert(vec![draft(vec![seat(0, 1)])])).contains(">= 1"));
+        assert!(bad(concert(vec![draft(vec![seat(0, 1)])])).contains("from 1 to"));
+        assert!(bad(concert(vec![draft(vec![seat(1_000_001, 1)])])).contains("from 1 to"));
         assert!(bad(concert(vec![draft(vec![seat(1, 1), seat(1, 2)])])).contains("twice"));
         assert!(bad(concert(vec![draft(vec![seat(1, 0)])])).contains("price"));
         assert!(bad(concert(vec![draft(vec![seat(1, 100_000_001)])])).contains("price"));

@@ -173,7 +173,7 @@ pub async fn get_reservation(
 #[utoipa::path(
     post, path = "/payments", tag = "payments",
     security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; a retry with the same key and body gets the first answer again")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "1 to 255 visible ASCII characters; a retry with the same key and body gets the first answer again")),
     request_body = PayRequest,
     responses(
         (status = 201, description = "Paid: balance debited, seat SOLD, token EXPIRED", body = PaymentResponse,
@@ -223,7 +223,7 @@ pub async fn get_balance(state: web::Data<ApiState>, path: web::Path<String>) ->
     post, path = "/users/{userId}/balance/charge", tag = "balance",
     params(
         ("userId" = Uuid, Path, description = "The user"),
-        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; a retry with the same key and body gets the first answer again"),
+        ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "1 to 255 visible ASCII characters; a retry with the same key and body gets the first answer again"),
     ),
     request_body = ChargeRequest,
     responses(
