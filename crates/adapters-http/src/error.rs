@@ -22,8 +22,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use domain::error::{
     AddScheduleError, AuthorizeError, BalanceError, ChargeError, CreateConcertError, GetReservationError, HistoryError,
-    IssueTokenError, ListConcertsError, ListSchedulesError, ListSeatsError, PayError, ReadTokenError, ReserveError,
-    SalesError, StoreError, UpdateQueueError,
+    IssueTokenError, KeyConflict, ListConcertsError, ListSchedulesError, ListSeatsError, PayError, ReadTokenError,
+    ReserveError, SalesError, StoreError, UpdateQueueError,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::{ContentBuilder, HeaderBuilder, RefOr, Response, ResponseBuilder};
@@ -509,8 +509,8 @@ errors! {
         PayError::AlreadyPaid => AlreadyPaid: "the reservation is already paid",
         PayError::InsufficientBalance { balance, price } => InsufficientBalance:
             format!("the balance of {} won is below the price of {} won", balance.get(), price.get()),
-        PayError::KeyReused => IdempotencyKeyReused: KEY_REUSED,
-        PayError::KeyInFlight => IdempotencyKeyInFlight: KEY_IN_FLIGHT,
+        PayError::Key(KeyConflict::Reused) => IdempotencyKeyReused: KEY_REUSED,
+        PayError::Key(KeyConflict::InFlight) => IdempotencyKeyInFlight: KEY_IN_FLIGHT,
     }
     BalanceError [BalanceError::Store(s) => store(s)] {
     }
@@ -526,8 +526,8 @@ errors! {
             amount.get(),
             domain::money::BALANCE_LIMIT.get()
         ),
-        ChargeError::KeyReused => IdempotencyKeyReused: KEY_REUSED,
-        ChargeError::KeyInFlight => IdempotencyKeyInFlight: KEY_IN_FLIGHT,
+        ChargeError::Key(KeyConflict::Reused) => IdempotencyKeyReused: KEY_REUSED,
+        ChargeError::Key(KeyConflict::InFlight) => IdempotencyKeyInFlight: KEY_IN_FLIGHT,
     }
     UpdateQueueError [UpdateQueueError::Store(s) => store(s)] {
         UpdateQueueError::Invalid(e) => InvalidRequest: e.to_string(),
@@ -808,7 +808,7 @@ mod tests {
         assert_eq!(res.headers().get(header::CONTENT_TYPE).unwrap(), PROBLEM_JSON);
         let res = ApiError::rate_limited(17).error_response();
         assert_eq!(res.headers().get(header::RETRY_AFTER).unwrap(), "17");
-        let res = ApiError::from(PayError::KeyInFlight).error_response();
+        let res = ApiError::from(PayError::Key(KeyConflict::InFlight)).error_response();
         assert_eq!(res.status(), StatusCode::CONFLICT);
         assert!(res.headers().contains_key(header::RETRY_AFTER));
         let res = ApiError::from(AuthorizeError::Expired).error_response();

@@ -277,7 +277,10 @@ fn concurrent_keyed_charges_have_one_effect() {
     let results = race(20, |_| w.app.charge(user, 7_000, Some(keyed("charge-1"))));
     let fresh = results.iter().filter(|r| matches!(r, Ok(Outcome::Fresh { .. }))).count();
     assert_eq!(fresh, 1, "{results:?}");
-    assert!(results.iter().all(|r| matches!(r, Ok(_) | Err(ChargeError::KeyInFlight))), "{results:?}");
+    assert!(
+        results.iter().all(|r| matches!(r, Ok(_) | Err(ChargeError::Key(domain::error::KeyConflict::InFlight)))),
+        "{results:?}"
+    );
     let recorded = results.iter().find_map(|r| match r {
         Ok(Outcome::Fresh { recorded, .. }) => recorded.clone(),
         _ => None,
@@ -304,7 +307,10 @@ fn concurrent_keyed_payments_have_one_effect() {
     let results = race(12, |_| w.app.pay(who.token().value.as_str(), r.id, Some(keyed("pay-1"))));
     let fresh = results.iter().filter(|r| matches!(r, Ok(Outcome::Fresh { .. }))).count();
     assert_eq!(fresh, 1, "{results:?}");
-    assert!(results.iter().all(|r| matches!(r, Ok(_) | Err(PayError::KeyInFlight))), "{results:?}");
+    assert!(
+        results.iter().all(|r| matches!(r, Ok(_) | Err(PayError::Key(domain::error::KeyConflict::InFlight)))),
+        "{results:?}"
+    );
     assert_eq!(fx.app.balance(who.user_id()).unwrap().get(), 9_000_000 - r.price.get());
     assert_eq!(fx.stored(r.id).status, ReservationStatus::Paid);
     assert_consistent(&fx.harness.store);

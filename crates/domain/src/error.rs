@@ -40,6 +40,17 @@ impl StoreError {
     }
 }
 
+/// Why a request with an `Idempotency-Key` does not run (charges and payments alike).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum KeyConflict {
+    /// `IDEMPOTENCY_KEY_REUSED`: the key was used for a different request.
+    #[error("the Idempotency-Key was used for a different request")]
+    Reused,
+    /// `IDEMPOTENCY_KEY_IN_FLIGHT`: a request with the same key is still running.
+    #[error("a request with this Idempotency-Key is still running")]
+    InFlight,
+}
+
 /// Issuing a queue token.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum IssueTokenError {
@@ -166,12 +177,9 @@ pub enum PayError {
         /// The price to pay.
         price: Won,
     },
-    /// `IDEMPOTENCY_KEY_REUSED`: the key was used for a different request.
-    #[error("the Idempotency-Key was used for a different request")]
-    KeyReused,
-    /// `IDEMPOTENCY_KEY_IN_FLIGHT`: a request with the same key is still running.
-    #[error("a request with this Idempotency-Key is still running")]
-    KeyInFlight,
+    /// The `Idempotency-Key` stops this request (reused, or in flight).
+    #[error(transparent)]
+    Key(#[from] KeyConflict),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -224,12 +232,9 @@ pub enum ChargeError {
         /// The amount asked for.
         amount: Won,
     },
-    /// `IDEMPOTENCY_KEY_REUSED`: the key was used for a different request.
-    #[error("the Idempotency-Key was used for a different request")]
-    KeyReused,
-    /// `IDEMPOTENCY_KEY_IN_FLIGHT`: a request with the same key is still running.
-    #[error("a request with this Idempotency-Key is still running")]
-    KeyInFlight,
+    /// The `Idempotency-Key` stops this request (reused, or in flight).
+    #[error(transparent)]
+    Key(#[from] KeyConflict),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

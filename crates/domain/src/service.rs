@@ -382,8 +382,8 @@ impl Ticketing {
     ///
     /// # Errors
     /// `TokenInvalid`, `TokenExpired`, `TokenNotActive`, `NotFound` (unknown or another
-    /// user's), `HoldExpired`, `AlreadyPaid`, `InsufficientBalance`, `KeyReused`,
-    /// `KeyInFlight`, `Store`; nothing changes on any of them.
+    /// user's), `HoldExpired`, `AlreadyPaid`, `InsufficientBalance`, `Key` (reused or
+    /// in flight), `Store`; nothing changes on any of them.
     #[instrument(skip(self, bearer, idempotency), fields(reservation.id = %reservation))]
     pub fn pay(
         &self,
@@ -398,7 +398,7 @@ impl Ticketing {
         if let Some(idem) = &idempotency {
             // Before the token check: the payment being retried may have used this token up.
             if let Some(record) = self.ports.idempotency.find(user, &idem.key, now)? {
-                return replay(record, &fingerprint).map_err(|()| PayError::KeyReused);
+                return replay(record, &fingerprint).map_err(|()| PayError::Key(crate::error::KeyConflict::Reused));
             }
         }
         let who = active(token, now)?;
@@ -424,8 +424,10 @@ impl Ticketing {
                 let recorded = guard.map(|g| (g.render)(&Effect::Paid(settlement.payment.clone())));
                 Ok(Outcome::Fresh { value: settlement.payment, recorded })
             }
-            Claimed::Recorded(record) => replay(record, &fingerprint).map_err(|()| PayError::KeyReused),
-            Claimed::InFlight => Err(PayError::KeyInFlight),
+            Claimed::Recorded(record) => {
+                replay(record, &fingerprint).map_err(|()| PayError::Key(crate::error::KeyConflict::Reused))
+            }
+            Claimed::InFlight => Err(PayError::Key(crate::error::KeyConflict::InFlight)),
         }
     }
 
@@ -487,7 +489,7 @@ impl Ticketing {
     ///
     /// # Errors
     /// `InvalidAmount` outside `1..=1_000_000_000`, `BalanceLimit` if the balance would pass
-    /// 10,000,000,000, `KeyReused`, `KeyInFlight`, `Store`; nothing changes on any of them.
+    /// 10,000,000,000, `Key` (reused or in flight), `Store`; nothing changes on any of them.
     #[instrument(skip(self, idempotency), fields(user.id = %user))]
     pub fn charge(
         &self,
@@ -512,8 +514,10 @@ impl Ticketing {
                 Ok(Outcome::Fresh { value: balance, recorded })
             }
             Claimed::Done(CreditOutcome::LimitExceeded(balance)) => Err(ChargeError::BalanceLimit { balance, amount }),
-            Claimed::Recorded(record) => replay(record, &fingerprint).map_err(|()| ChargeError::KeyReused),
-            Claimed::InFlight => Err(ChargeError::KeyInFlight),
+            Claimed::Recorded(record) => {
+                replay(record, &fingerprint).map_err(|()| ChargeError::Key(crate::error::KeyConflict::Reused))
+            }
+            Claimed::InFlight => Err(ChargeError::Key(crate::error::KeyConflict::InFlight)),
         }
     }
 

@@ -922,7 +922,7 @@ fn a_keyed_payment_replays_before_the_token_check() {
     for fingerprint in [Fingerprint::payment(ReservationId::from_uuid(id())), Fingerprint::charge(who, Won::new(5))] {
         let mut w = World::new().with_token(used.clone());
         w.idempotency.expect_find().returning(move |_, _, _| Ok(Some(record(fingerprint.clone(), "other"))));
-        assert_eq!(w.app().pay(value().as_str(), r, keyed("k")), Err(PayError::KeyReused));
+        assert_eq!(w.app().pay(value().as_str(), r, keyed("k")), Err(PayError::Key(crate::error::KeyConflict::Reused)));
     }
 
     let mut w = World::new().with_token(used);
@@ -964,8 +964,11 @@ fn a_keyed_payment_claimed_by_the_store_replays_refuses_or_is_in_flight() {
     let same = record(Fingerprint::payment(r), "recorded meanwhile");
     let cases = [
         (Claimed::Recorded(same.clone()), Ok(Outcome::Replayed(same.response.clone()))),
-        (Claimed::Recorded(record(Fingerprint::charge(who, Won::new(1)), "x")), Err(PayError::KeyReused)),
-        (Claimed::InFlight, Err(PayError::KeyInFlight)),
+        (
+            Claimed::Recorded(record(Fingerprint::charge(who, Won::new(1)), "x")),
+            Err(PayError::Key(crate::error::KeyConflict::Reused)),
+        ),
+        (Claimed::InFlight, Err(PayError::Key(crate::error::KeyConflict::InFlight))),
     ];
     for (claimed, expected) in cases {
         let mut w = World::new().with_token(active(who, t0() + secs(1)));
@@ -1111,8 +1114,11 @@ fn a_keyed_charge_is_guarded_recorded_and_replayed_by_the_store() {
     let same = record(fingerprint, "charged before");
     let cases = [
         (Claimed::Recorded(same.clone()), Ok(Outcome::Replayed(same.response.clone()))),
-        (Claimed::Recorded(record(Fingerprint::charge(who, Won::new(301)), "x")), Err(ChargeError::KeyReused)),
-        (Claimed::InFlight, Err(ChargeError::KeyInFlight)),
+        (
+            Claimed::Recorded(record(Fingerprint::charge(who, Won::new(301)), "x")),
+            Err(ChargeError::Key(crate::error::KeyConflict::Reused)),
+        ),
+        (Claimed::InFlight, Err(ChargeError::Key(crate::error::KeyConflict::InFlight))),
     ];
     for (claimed, expected) in cases {
         let w = World::new().accounts(FakeAccounts { credit: Ok(claimed), ..FakeAccounts::default() });

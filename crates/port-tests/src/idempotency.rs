@@ -60,17 +60,23 @@ pub fn a_keyed_charge_replays_its_recorded_response<H: Harness>() {
     assert_eq!((fx.app.balance(user).unwrap(), fx.app.balance(other).unwrap()), (Won::new(10_000), Won::new(5_000)));
 }
 
-/// The same key for a different request (another amount, or a payment) is `KeyReused` and
+/// The same key for a different request (another amount, or a payment) is `KeyConflict::Reused` and
 /// changes nothing.
 pub fn a_key_reused_for_another_request_is_refused<H: Harness>() {
     let fx = Fixture::<H>::seeded();
     let who = fx.active_user();
     let user = who.user_id();
     fx.app.charge(user, 500_000, Some(keyed("k"))).unwrap();
-    assert_eq!(fx.app.charge(user, 500_001, Some(keyed("k"))), Err(ChargeError::KeyReused));
+    assert_eq!(
+        fx.app.charge(user, 500_001, Some(keyed("k"))),
+        Err(ChargeError::Key(domain::error::KeyConflict::Reused))
+    );
     let r = fx.hold(&who, 0, 1);
     let before = fx.snapshot(&who, r.id);
-    assert_eq!(fx.app.pay(who.token().value.as_str(), r.id, Some(keyed("k"))), Err(PayError::KeyReused));
+    assert_eq!(
+        fx.app.pay(who.token().value.as_str(), r.id, Some(keyed("k"))),
+        Err(PayError::Key(domain::error::KeyConflict::Reused))
+    );
     assert_eq!(fx.snapshot(&who, r.id), before);
     assert_eq!(fx.app.balance(user).unwrap(), Won::new(500_000));
 }
@@ -124,7 +130,7 @@ pub fn a_refused_charge_records_nothing_and_its_retry_runs<H: Harness>() {
 
 /// A keyed payment is recorded with its response; a retry gets it again even though the
 /// payment used its token up, whichever token of the user presents it (a WAITING one too), and
-/// changes nothing; the key with another reservation is `KeyReused`.
+/// changes nothing; the key with another reservation is `KeyConflict::Reused`.
 pub fn a_keyed_payment_replays_after_its_token_was_used_up<H: Harness>() {
     let fx = Fixture::<H>::seeded();
     let who = fx.active_user();
@@ -152,7 +158,10 @@ pub fn a_keyed_payment_replays_after_its_token_was_used_up<H: Harness>() {
     fx.admit_all(std::slice::from_ref(&waiting));
     let again = fx.app.authorize(waiting.value.as_str()).unwrap();
     let r2 = fx.hold(&again, 0, 2);
-    assert_eq!(fx.app.pay(waiting.value.as_str(), r2.id, Some(keyed("pay-1"))), Err(PayError::KeyReused));
+    assert_eq!(
+        fx.app.pay(waiting.value.as_str(), r2.id, Some(keyed("pay-1"))),
+        Err(PayError::Key(domain::error::KeyConflict::Reused))
+    );
     assert_eq!(fx.stored(r2.id).status, ReservationStatus::Held);
     assert_eq!(fx.token(&waiting).status, TokenStatus::Active);
 }
@@ -212,7 +221,7 @@ pub fn records_expire_at_their_time_and_are_purged_in_batches<H: Harness>() {
 }
 
 /// 64 concurrent charges with one key: exactly one runs; each other one gets its replay or
-/// `KeyInFlight`. One effect.
+/// `KeyConflict::InFlight`. One effect.
 pub fn concurrent_duplicate_charges_have_one_effect<H: Harness>() {
     const THREADS: usize = 64;
     let fx = Fixture::<H>::empty(Admission::default());
@@ -228,7 +237,7 @@ pub fn concurrent_duplicate_charges_have_one_effect<H: Harness>() {
                 assert_eq!((value, recorded), (&Won::new(1_000), &Some(expected.clone())))
             }
             Ok(Outcome::Replayed(response)) => assert_eq!(response, &expected),
-            Err(e) => assert_eq!(e, &ChargeError::KeyInFlight),
+            Err(e) => assert_eq!(e, &ChargeError::Key(domain::error::KeyConflict::InFlight)),
         }
     }
     assert_eq!(fx.app.balance(user).unwrap(), Won::new(1_000));
@@ -236,7 +245,7 @@ pub fn concurrent_duplicate_charges_have_one_effect<H: Harness>() {
 }
 
 /// 20 concurrent payments of one reservation with one token and one key: exactly one runs;
-/// each other one gets its replay or `KeyInFlight`. One debit.
+/// each other one gets its replay or `KeyConflict::InFlight`. One debit.
 pub fn concurrent_duplicate_payments_have_one_effect<H: Harness>() {
     const THREADS: usize = 20;
     let fx = Fixture::<H>::seeded();
@@ -258,7 +267,7 @@ pub fn concurrent_duplicate_payments_have_one_effect<H: Harness>() {
         match r {
             Ok(Outcome::Fresh { .. }) => {}
             Ok(Outcome::Replayed(response)) => assert_eq!(response, &fresh[0]),
-            Err(e) => assert_eq!(e, &PayError::KeyInFlight),
+            Err(e) => assert_eq!(e, &PayError::Key(domain::error::KeyConflict::InFlight)),
         }
     }
     assert_eq!(fx.app.balance(who.user_id()).unwrap().get(), 1_000_000 - r.price.get());

@@ -1053,7 +1053,7 @@ impl Model {
             return Err(if record.fp == Fp::Pay(reservation) {
                 Ok(Paid::Replayed(record.resp))
             } else {
-                Err(PayError::KeyReused)
+                Err(PayError::Key(domain::error::KeyConflict::Reused))
             });
         }
         match self.tokens[t].status_at(self.now) {
@@ -1071,7 +1071,11 @@ impl Model {
         let user = self.tokens[t].user;
         let fp = Fp::Pay(reservation);
         if let Some(record) = key.and_then(|k| self.record(user, k)) {
-            return if record.fp == fp { Ok(Paid::Replayed(record.resp)) } else { Err(PayError::KeyReused) };
+            return if record.fp == fp {
+                Ok(Paid::Replayed(record.resp))
+            } else {
+                Err(PayError::Key(domain::error::KeyConflict::Reused))
+            };
         }
         let r = match reservation {
             Target::Known(r) if self.reservations[r].user == user => r,
@@ -1132,7 +1136,11 @@ impl Model {
         }
         let fp = Fp::Charge { user, amount };
         if let Some(record) = key.and_then(|k| self.record(user, k)) {
-            return if record.fp == fp { Ok(Charged::Replayed(record.resp)) } else { Err(ChargeError::KeyReused) };
+            return if record.fp == fp {
+                Ok(Charged::Replayed(record.resp))
+            } else {
+                Err(ChargeError::Key(domain::error::KeyConflict::Reused))
+            };
         }
         let balance = self.balances[user];
         if balance + amount > BALANCE_LIMIT {

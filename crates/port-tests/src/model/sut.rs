@@ -133,8 +133,8 @@ impl Observed {
             Self::Reserve(Err(Refused::Auth(domain::error::AuthorizeError::Store(e))))
             | Self::GetReservation(Err(Refused::Auth(domain::error::AuthorizeError::Store(e)))) => transient(e),
             Self::Admit(Ok(AdmissionOutcome::Busy))
-            | Self::Pay(Err(PayError::KeyInFlight))
-            | Self::Charge(Err(ChargeError::KeyInFlight)) => true,
+            | Self::Pay(Err(PayError::Key(domain::error::KeyConflict::InFlight)))
+            | Self::Charge(Err(ChargeError::Key(domain::error::KeyConflict::InFlight))) => true,
             _ => false,
         }
     }
