@@ -2,41 +2,50 @@
 """Summaries and the report of `make bench` (python3 standard library only).
 
 Subcommands:
-  pgbench PREFIX STDOUT      -> one JSON object: tps, p50/p99 from the per-transaction log
-  render WORKDIR DOC SVG     -> prints the table, writes the SVG chart and replaces the block
-                                between the markers in DOC
+  pgbench PREFIX STDOUT           -> one JSON object: tps, p50/p99/max from the transaction log
+  cpu SERVER_PID SCRIPT_PID [PID] -> "busy ours" CPU ticks (see cpu_snapshot)
+  render WORKDIR DOC              -> prints the table and the targets, and replaces the block
+                                     between the markers in DOC
 
-WORKDIR/results.jsonl has one record per measurement:
+WORKDIR/results.jsonl has one record per measurement, each with its "store" and "conns":
   {"phase": P, "kind": "endpoint"|"health"|"pgbench", "t0": s, "t1": s, "result": {...}}
   {"phase": P, "kind": "invariants", "ok": bool, "detail": "..."}
+  {"phase": "poll_1m", "kind": "cache"|"redis_memory", ...}, {"kind": "crash"|"hwm", ...}
 WORKDIR/rss.txt has "epoch_seconds rss_kB" lines; WORKDIR/meta.json the machine and settings.
 """
 
 from __future__ import annotations
 
 import glob
-import html
 import json
 import math
 import os
 import re
 import sys
 
-# phase key -> (label, expected statuses, target kind, target ratio)
-#   target kind "health": throughput >= ratio x /health/live; "pgbench": >= ratio x pgbench
-PHASES = [
-    ("issue", "token issue", {201}, "pgbench", 0.8),
-    ("poll_1k", "token poll, 1,000 waiting", {200}, "health", 0.5),
-    ("poll_1m", "token poll, 1,000,000 waiting", {200}, "health", 0.5),
-    ("seats", "seat map", {200}, "pgbench", 0.5),
-    ("reserve_spread", "reserve, spread", {201}, "pgbench", 0.8),
-    ("reserve_contended", "reserve, contended", {201, 409}, "pgbench", 0.8),
-    ("pay", "pay", {201}, "pgbench", 0.8),
-    ("charge", "charge", {200}, "pgbench", 0.8),
-    ("funnel", "purchase funnel (purchases/s)", {200, 201, 409}, None, None),
-]
-RSS_LIMIT_MB = 150.0
+# phase -> (label, expected statuses)
+ENDPOINTS = {
+    "health": ("GET /health/live", {200}),
+    "poll_1k": ("poll, 1,000 waiting", {200}),
+    "poll_1m": ("poll, 1,000,000 waiting", {200}),
+    "issue": ("issue", {201}),
+    "seats": ("seat map", {200}),
+    "reserve": ("reserve", {201}),
+    "pay": ("pay", {201}),
+    "charge": ("charge", {200}),
+}
+FUNNEL_EXPECTED = {200, 201, 409}
+STORE_LABEL = {"postgres": "PostgreSQL", "redis": "Redis"}
+# Which ceiling each phase is compared with: (phase of the pgbench record, label).
+PGBENCH_OF = {"issue": ("issue_insert", "plain INSERT"), "seats": ("seats", "its SQL"),
+              "reserve": ("reserve", "its SQL"), "pay": ("pay", "its SQL"), "charge": ("charge", "its SQL")}
+ISSUE_PG_RATIO = 0.8
+ISSUE_REDIS_RATIO = 0.35
+POLL_RATIO = 0.8
 POLL_P99_FACTOR = 1.5
+WRITE_RATIO = 0.8
+TAIL_FACTOR = 10.0
+TAIL_MAX_MS = 250.0
 MARK_START = "<!-- bench:results:start -->"
 MARK_END = "<!-- bench:results:end -->"
 
@@ -76,26 +85,20 @@ def pgbench_summary(prefix: str, stdout_path: str) -> dict:
                 if len(parts) >= 3 and parts[2].isdigit():
                     lat.append(int(parts[2]) / 1000.0)
     lat.sort()
-    return {
-        "rps": tps,
-        "requests": processed,
-        "failed": failed,
-        "aborted_clients": aborted,
-        "p50_ms": percentile(lat, 50),
-        "p99_ms": percentile(lat, 99),
-    }
+    return {"rps": tps, "requests": processed, "failed": failed + aborted,
+            "p50_ms": percentile(lat, 50), "p99_ms": percentile(lat, 99), "max_ms": lat[-1] if lat else None}
 
 
 # -------------------------------------------------------------------------------------- CPU
 
 
-def cpu_snapshot(server_pid: int, script_pid: int) -> str:
+def cpu_snapshot(server_pid: int, script_pid: int, redis_pid: int = 0) -> str:
     """"busy ours" in clock ticks, for the other-load share of a measurement.
 
-    busy: all CPUs' non-idle time (/proc/stat). ours: the server, every PostgreSQL process of
-    this cluster (the postmaster's reaped children included, so pgbench's exited backends
-    count) and the bench script with everything it ran and reaped (wrk, pgbench, psql). What
-    is left is other work on the machine during the measurement.
+    busy: all CPUs' non-idle time (/proc/stat). ours: the server, the bench's private Redis,
+    every PostgreSQL process of this cluster (the postmaster's reaped children included, so
+    pgbench's exited backends count) and the bench script with everything it ran and reaped
+    (wrk, pgbench, psql). What is left is other work on the machine during the measurement.
     """
     with open("/proc/stat", encoding="ascii") as fh:
         f = [int(x) for x in fh.readline().split()[1:]]
@@ -117,7 +120,7 @@ def cpu_snapshot(server_pid: int, script_pid: int) -> str:
         rest = raw[raw.rindex(")") + 2:].split()
         utime, stime, cutime, cstime = (int(x) for x in rest[11:15])
         own = utime + stime
-        if int(pid) == server_pid:
+        if int(pid) in (server_pid, redis_pid):
             ours += own
         elif int(pid) == script_pid:
             ours += own + cutime + cstime
@@ -129,6 +132,17 @@ def cpu_snapshot(server_pid: int, script_pid: int) -> str:
                 continue
             ours += own + cutime + cstime
     return f"{busy} {ours}"
+
+
+def other_load(rec: dict | None, meta: dict) -> float | None:
+    """Share (%) of the machine's CPU used by other work during one measurement."""
+    if not rec or not rec.get("cpu") or len(rec["cpu"]) != 4:
+        return None
+    b0, o0, b1, o1 = rec["cpu"]
+    capacity = (rec["t1"] - rec["t0"]) * meta.get("nproc", 1) * meta.get("clk_tck", 100)
+    if capacity <= 0:
+        return None
+    return max(0.0, 100.0 * ((b1 - b0) - (o1 - o0)) / capacity)
 
 
 # -------------------------------------------------------------------------------------- RSS
@@ -157,21 +171,9 @@ def peak_rss(samples, t0: float, t1: float) -> float | None:
 # ----------------------------------------------------------------------------------- render
 
 
-def load_results(workdir: str) -> list[dict]:
-    records = []
-    with open(os.path.join(workdir, "results.jsonl"), encoding="utf-8") as fh:
-        for line in fh:
-            line = line.strip()
-            if line:
-                records.append(json.loads(line))
-    return records
-
-
 def fmt_num(v, digits=0) -> str:
     if v is None:
         return "–"
-    if digits == 0:
-        return f"{v:,.0f}"
     return f"{v:,.{digits}f}"
 
 
@@ -185,9 +187,10 @@ def fmt_ms(v) -> str:
     return f"{v:.2f}"
 
 
-def fmt_statuses(statuses: dict, expected: set[int], socket_errors: dict | None) -> tuple[str, int]:
+def fmt_statuses(res: dict, expected: set[int]) -> tuple[str, int]:
     parts, errors = [], 0
-    for code in sorted(statuses, key=lambda c: int(c)):
+    statuses = res.get("statuses") or {}
+    for code in sorted(statuses, key=int):
         n = statuses[code]
         if not n:
             continue
@@ -196,219 +199,211 @@ def fmt_statuses(statuses: dict, expected: set[int], socket_errors: dict | None)
         else:
             parts.append(f"**{code}×{n:,}**")
             errors += n
-    for kind, n in sorted((socket_errors or {}).items()):
+    for kind, n in sorted((res.get("socket_errors") or {}).items()):
         if kind != "status" and n:
             parts.append(f"**{kind}×{n:,}**")
             errors += n
     return (" ".join(parts) or "none"), errors
 
 
-def other_load(rec: dict | None, meta: dict) -> float | None:
-    """Share (%) of the machine's CPU used by other work during one measurement."""
-    if not rec or not rec.get("cpu") or len(rec["cpu"]) != 4:
+class Run:
+    def __init__(self, workdir: str):
+        self.records = []
+        with open(os.path.join(workdir, "results.jsonl"), encoding="utf-8") as fh:
+            self.records = [json.loads(line) for line in fh if line.strip()]
+        with open(os.path.join(workdir, "meta.json"), encoding="utf-8") as fh:
+            self.meta = json.load(fh)
+        self.samples = load_rss(workdir)
+
+    def find(self, store, phase, kind, conns=None):
+        for rec in self.records:
+            if rec.get("store") == store and rec.get("phase") == phase and rec.get("kind") == kind \
+                    and (conns is None or rec.get("conns") == conns):
+                return rec
         return None
-    b0, o0, b1, o1 = rec["cpu"]
-    wall = rec["t1"] - rec["t0"]
-    capacity = wall * meta.get("nproc", 1) * meta.get("clk_tck", 100)
-    if capacity <= 0:
-        return None
-    return max(0.0, 100.0 * ((b1 - b0) - (o1 - o0)) / capacity)
+
+    def result(self, store, phase, kind, conns=None) -> dict:
+        rec = self.find(store, phase, kind, conns)
+        return (rec or {}).get("result") or {}
 
 
-def collect(records):
-    by_phase: dict[str, dict] = {}
-    for rec in records:
-        by_phase.setdefault(rec["phase"], {})[rec["kind"]] = rec
-    return by_phase
+def build(run: Run):
+    meta = run.meta
+    stores = [s for s in meta.get("stores", []) if any(r.get("store") == s for r in run.records)]
+    conns_list = meta.get("connections", [])
+    rows, targets = [], []
 
+    def row_for(store, phase, conns):
+        kind = "health" if phase == "health" else "endpoint"
+        rec = run.find(store, phase, kind, conns)
+        if rec is None:
+            return None
+        res = rec.get("result") or {}
+        label, expected = ENDPOINTS[phase]
+        statuses, errors = fmt_statuses(res, expected) if res else ("**no result**", 1)
+        health = run.result(store, "health", "health", conns).get("rps")
+        pg_phase, pg_label = PGBENCH_OF.get(phase, (None, None))
+        pg = run.result(store, pg_phase, "pgbench") if pg_phase else {}
+        rps = res.get("rps")
+        return {
+            "store": store, "phase": phase, "label": label, "conns": conns, "rps": rps,
+            "p50": res.get("p50_ms"), "p99": res.get("p99_ms"), "max": res.get("max_ms"),
+            "statuses": statuses, "errors": errors, "health": health,
+            "r_h": rps / health if rps and health else None,
+            "pg": pg.get("rps"), "pg_label": pg_label, "pg_failed": pg.get("failed") or 0,
+            "r_g": rps / pg["rps"] if rps and pg.get("rps") else None,
+            "rss": peak_rss(run.samples, rec["t0"], rec["t1"]),
+            "other": other_load(rec, meta), "wrapped": (res.get("extra") or {}).get("wrapped"),
+        }
 
-def build(workdir: str):
-    records = load_results(workdir)
-    with open(os.path.join(workdir, "meta.json"), encoding="utf-8") as fh:
-        meta = json.load(fh)
-    samples = load_rss(workdir)
-    by_phase = collect(records)
+    for store in stores:
+        for phase in ENDPOINTS:
+            for conns in conns_list:
+                r = row_for(store, phase, conns)
+                if r:
+                    rows.append(r)
+    by = {(r["store"], r["phase"], r["conns"]): r for r in rows}
 
-    rows, targets, chart = [], [], []
-    for key, label, expected, tkind, tratio in PHASES:
-        ph = by_phase.get(key)
-        if not ph or "endpoint" not in ph:
+    def ratio_target(name, r, ratio_key, ceiling_key, want, ceiling_name):
+        if r is None:
+            return
+        ratio = r[ratio_key]
+        met = ratio is not None and ratio >= want and r["errors"] == 0
+        detail = (f"{fmt_num(r['rps'])} vs {fmt_num(r[ceiling_key])} = {fmt_num(ratio, 2) if ratio else '–'}"
+                  + (f", **{r['errors']:,} unexpected responses**" if r["errors"] else ""))
+        targets.append((f"{name}: ≥ {want} × {ceiling_name}", met, detail))
+
+    for conns in conns_list:
+        if "postgres" in stores:
+            ratio_target(f"issue on PostgreSQL, {conns} conns", by.get(("postgres", "issue", conns)), "r_g", "pg",
+                         ISSUE_PG_RATIO, f"pgbench plain INSERT ({meta.get('pool')} clients)")
+        if "redis" in stores:
+            ratio_target(f"issue on Redis, {conns} conns", by.get(("redis", "issue", conns)), "r_h", "health",
+                         ISSUE_REDIS_RATIO, "/health/live")
+    for store in stores:
+        for conns in conns_list:
+            r = by.get((store, "poll_1m", conns))
+            ratio_target(f"poll, 1,000,000 waiting, {meta.get('poll_distinct', 0):,} tokens, {STORE_LABEL[store]}, "
+                         f"{conns} conns", r, "r_h", "health", POLL_RATIO, "/health/live")
+            small = by.get((store, "poll_1k", conns))
+            if r and small and r["p99"] and small["p99"]:
+                f = r["p99"] / small["p99"]
+                targets.append((f"poll p99 at 1,000,000 ≤ {POLL_P99_FACTOR} × at 1,000, {STORE_LABEL[store]}, "
+                                f"{conns} conns", f <= POLL_P99_FACTOR,
+                                f"{fmt_ms(r['p99'])} ms vs {fmt_ms(small['p99'])} ms = {f:.2f}×"))
+    for store in stores:
+        for phase in ("reserve", "charge"):
+            for conns in conns_list:
+                ratio_target(f"{phase}, {STORE_LABEL[store]}, {conns} conns", by.get((store, phase, conns)), "r_g",
+                             "pg", WRITE_RATIO, f"pgbench of its SQL ({meta.get('pool')} clients)")
+    for store in stores:
+        for conns in conns_list:
+            tail = [r for r in rows if r["store"] == store and r["conns"] == conns and r["phase"] != "health"]
+            if not tail:
+                continue
+            bad = []
+            for r in tail:
+                why = []
+                if r["p50"] and r["p99"] and r["p99"] > TAIL_FACTOR * r["p50"]:
+                    why.append(f"p99 {r['p99'] / r['p50']:.1f} × p50")
+                if r["max"] is not None and r["max"] > TAIL_MAX_MS:
+                    why.append(f"max {fmt_ms(r['max'])} ms")
+                if why:
+                    bad.append(f"{r['label']}: {', '.join(why)}")
+            worst = max(tail, key=lambda r: r["max"] or 0)
+            targets.append((f"tail, {STORE_LABEL[store]}, {conns} conns: every endpoint's p99 ≤ {TAIL_FACTOR:.0f} × "
+                            f"p50 and max ≤ {TAIL_MAX_MS:.0f} ms", not bad,
+                            "; ".join(bad) if bad else
+                            f"worst max {fmt_ms(worst['max'])} ms ({worst['label']}), worst p99/p50 "
+                            f"{max((r['p99'] / r['p50']) for r in tail if r['p50'] and r['p99']):.1f}"))
+
+    funnels = []
+    for store in stores:
+        rec = run.find(store, "funnel", "endpoint")
+        if rec is None:
             continue
-        ep = ph["endpoint"]
-        res = ep.get("result") or {}
-        health = (ph.get("health") or {}).get("result") or {}
-        pgb = (ph.get("pgbench") or {}).get("result") or {}
-        pgu = (ph.get("pgbench_unprepared") or {}).get("result") or {}
-        rps, p50, p99 = res.get("rps"), res.get("p50_ms"), res.get("p99_ms")
-        note = "" if res else "**the load generator produced no result** (see the run's output)"
-        if key == "funnel" and res:
-            extra = res.get("extra") or {}
-            rps, p50, p99 = extra.get("ops_rps"), extra.get("ops_p50_ms"), extra.get("ops_p99_ms")
-            note = (f"{extra.get('funnels', 0):,} purchases, {extra.get('funnels_failed', 0):,} abandoned, "
-                    f"{extra.get('seat_conflicts', 0):,} seat conflicts retried; "
-                    f"{res.get('rps', 0):,.0f} requests/s, request p50 {fmt_ms(res.get('p50_ms'))} ms / "
-                    f"p99 {fmt_ms(res.get('p99_ms'))} ms")
-        wrapped = (res.get("extra") or {}).get("wrapped")
-        statuses, errors = fmt_statuses(res.get("statuses") or {}, expected, res.get("socket_errors"))
-        if not res:
-            statuses, errors = "**no result**", 1
-        h_rps, g_rps = health.get("rps"), pgb.get("rps")
-        # The funnel's HTTP ratio compares requests (not purchases) with /health/live requests.
-        req_rps = res.get("rps") if key == "funnel" else rps
-        r_h = req_rps / h_rps if req_rps and h_rps else None
-        r_g = rps / g_rps if rps and g_rps else None
-        t_lo = min(ep["t0"], (ph.get("health") or ep)["t0"], (ph.get("pgbench") or ep)["t0"])
-        t_hi = max(ep["t1"], (ph.get("health") or ep)["t1"], (ph.get("pgbench") or ep)["t1"])
-        rss = peak_rss(samples, ep["t0"], ep["t1"])
-        loads = [other_load(ph.get(k), meta) for k in ("endpoint", "health", "pgbench", "pgbench_unprepared")]
-        loads = [x for x in loads if x is not None]
-        other = max(loads) if loads else None
-        inv = ph.get("invariants")
-        inv_s = "–" if inv is None else ("ok" if inv["ok"] else "**FAILED**")
-        pg_fail = (pgb.get("failed") or 0) + (pgb.get("aborted_clients") or 0)
-        target_s = "–"
-        if tkind:
-            ratio = r_h if tkind == "health" else r_g
-            met = ratio is not None and ratio >= tratio and errors == 0
-            name = "/health/live" if tkind == "health" else "pgbench"
-            target_s = f"≥ {tratio} × {name}: {'met' if met else '**missed**'}"
-            targets.append((f"{label}: throughput ≥ {tratio} × {name}",
-                            met, f"{fmt_num(rps)} vs {fmt_num(h_rps if tkind == 'health' else g_rps)}"
-                            f" = {fmt_num(ratio, 3) if ratio is not None else '–'}"
-                            + (f", {errors:,} unexpected responses" if errors else "")))
-        rows.append({
-            "key": key, "label": label, "rps": rps, "p50": p50, "p99": p99, "statuses": statuses,
-            "errors": errors, "health": h_rps, "pgbench": g_rps, "pg_p99": pgb.get("p99_ms"),
-            "pg_fail": pg_fail, "pg_unprepared": pgu.get("rps"),
-            "pgu_fail": (pgu.get("failed") or 0) + (pgu.get("aborted_clients") or 0), "r_h": r_h, "r_g": r_g, "rss": rss, "inv": inv_s, "target": target_s,
-            "note": note, "wrapped": wrapped, "span": (t_lo, t_hi), "other": other,
-        })
-        chart.append((label, rps, h_rps, g_rps))
+        res = rec.get("result") or {}
+        extra = res.get("extra") or {}
+        statuses, errors = fmt_statuses(res, FUNNEL_EXPECTED) if res else ("**no result**", 1)
+        inv = run.find(store, "funnel", "invariants")
+        ok = bool(extra.get("funnels")) and errors == 0 and inv is not None and inv.get("ok")
+        funnels.append({"store": store, "conns": rec.get("conns"), "res": res, "extra": extra, "statuses": statuses,
+                        "rss": peak_rss(run.samples, rec["t0"], rec["t1"]), "other": other_load(rec, meta)})
+        targets.append((f"purchase funnel on {STORE_LABEL[store]}, invariants after it", ok,
+                        f"{extra.get('funnels', 0):,} purchases, {extra.get('funnels_failed', 0):,} abandoned"
+                        + (f", **{errors:,} unexpected responses**" if errors else "")
+                        + (", invariants hold" if inv and inv.get("ok") else ", **invariants FAILED**")))
 
-    by_key = {r["key"]: r for r in rows}
-    if "poll_1k" in by_key and "poll_1m" in by_key:
-        a, b = by_key["poll_1k"]["p99"], by_key["poll_1m"]["p99"]
-        met = a is not None and b is not None and b <= POLL_P99_FACTOR * a
-        targets.append((f"token poll: p99 at 1,000,000 waiting ≤ {POLL_P99_FACTOR} × p99 at 1,000", met,
-                        f"{fmt_ms(b)} ms vs {fmt_ms(a)} ms = {b / a:.2f}×" if a and b else "–"))
-    overall = max([mb for _, mb in samples] + [meta.get("rss_hwm_mb") or 0]) if samples else meta.get("rss_hwm_mb")
-    if overall is not None:
-        targets.append((f"server RSS < {RSS_LIMIT_MB:.0f} MB throughout", overall < RSS_LIMIT_MB,
-                        f"peak {overall:.1f} MB (sampled every 100 ms, and the kernel's high-water mark)"))
-    crashes = [rec for rec in records if rec.get("kind") == "crash"]
-    targets.append(("the server stays up (no crash, no restart)", not crashes,
-                    "; ".join(f"died during {c['phase']} ({c.get('detail')}), restarted" for c in crashes)
-                    or "it did"))
-    invs = [(k, rec) for k, ph in by_phase.items() for kind, rec in ph.items() if kind == "invariants"]
-    inv_ok = all(rec["ok"] for _, rec in invs)
-    return meta, rows, targets, chart, invs, inv_ok, overall
+    invs = [r for r in run.records if r.get("kind") == "invariants"]
+    failed = [r for r in invs if not r.get("ok")]
+    targets.append((f"invariants after every write phase ({len(invs)} checks)", bool(invs) and not failed,
+                    "; ".join(f"{r['store']} {r['phase']}: {r.get('detail')}" for r in failed) or "all hold"))
+    crashes = [r for r in run.records if r.get("kind") == "crash"]
+    targets.append(("the server stays up", not crashes,
+                    "; ".join(f"died during {c['store']} {c['phase']} ({c.get('detail')})" for c in crashes) or "it did"))
+    return rows, funnels, targets
 
 
-def render_table(meta, rows, targets, invs, inv_ok, overall) -> str:
+def render_table(run: Run, rows, funnels, targets) -> str:
+    meta = run.meta
     out = []
-    c = meta.get("connections")
-    out.append(f"Run {meta.get('date')} on {meta.get('machine')}; {c} connections for every endpoint, "
-               f"for /health/live and for pgbench (-c {c}, -j 2); wrk {meta.get('wrk_threads')} threads "
-               f"({c} for the funnel); {meta.get('endpoint_secs')} s per endpoint, "
-               f"{meta.get('health_secs')} s /health/live, {meta.get('pgbench_secs')} s pgbench in each query mode "
-               f"per phase. Whole run {meta.get('total_secs')} s. pgbench tx/s is -M prepared (the ceiling, used "
-               f"by the targets, and how the server sends its statements); unprepared is -M extended, each statement "
-               f"planned on every execution.")
+    out.append(f"Run {meta.get('date')} on {meta.get('machine')}. Connections {', '.join(map(str, meta.get('connections', [])))}"
+               f" (wrk, {meta.get('wrk_threads')} threads); the server's `DATABASE_POOL_SIZE` and pgbench's clients "
+               f"{meta.get('pool')}; {meta.get('endpoint_secs')} s per endpoint, {meta.get('health_secs')} s "
+               f"/health/live, {meta.get('pgbench_secs')} s per pgbench ceiling (-M prepared). Whole run "
+               f"{meta.get('total_secs')} s.")
     out.append("")
-    out.append("| phase | req/s | p50 ms | p99 ms | responses (errors in bold) | /health/live req/s | "
-               "pgbench tx/s | pgbench unprepared tx/s | ÷ health | ÷ pgbench | peak RSS MB | other load % | "
-               "invariants | target |")
-    out.append("|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|")
+    out.append("| store | endpoint | conns | req/s | p50 ms | p99 ms | max ms | responses (unexpected in bold) | "
+               "÷ /health/live | pgbench tx/s | ÷ pgbench | RSS MB | other load % |")
+    out.append("|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
     for r in rows:
-        pg = fmt_num(r["pgbench"])
-        if r["pg_fail"]:
-            pg += f" (**{r['pg_fail']} failed**)"
-        pgu = fmt_num(r["pg_unprepared"])
-        if r["pgu_fail"]:
-            pgu += f" (**{r['pgu_fail']} failed**)"
+        pg = fmt_num(r["pg"]) + (f" ({r['pg_label']})" if r["pg"] and r["pg_label"] != "its SQL" else "")
+        if r["pg_failed"]:
+            pg += f" (**{r['pg_failed']} failed**)"
         out.append(
-            f"| {r['label']} | {fmt_num(r['rps'])} | {fmt_ms(r['p50'])} | {fmt_ms(r['p99'])} | "
-            f"{r['statuses']} | {fmt_num(r['health'])} | {pg} | {pgu} | {fmt_num(r['r_h'], 2)} | "
-            f"{fmt_num(r['r_g'], 2)} | {fmt_num(r['rss'], 1)} | {fmt_num(r['other'])} | {r['inv']} | "
-            f"{r['target']} |")
+            f"| {STORE_LABEL[r['store']]} | {r['label']} | {r['conns']} | {fmt_num(r['rps'])} | {fmt_ms(r['p50'])} | "
+            f"{fmt_ms(r['p99'])} | {fmt_ms(r['max'])} | {r['statuses']} | "
+            f"{'–' if r['phase'] == 'health' else fmt_num(r['r_h'], 2)} | {pg} | {fmt_num(r['r_g'], 2)} | "
+            f"{fmt_num(r['rss'], 1)} | {fmt_num(r['other'])} |")
     out.append("")
-    for r in rows:
-        if r["note"]:
-            out.append(f"- {r['label']}: {r['note']}"
-                       + (" (req/s and p50/p99 in the table are whole purchases)." if r["key"] == "funnel" else "."))
-        if r["wrapped"] and r["key"] in ("pay", "reserve_spread", "issue"):
-            out.append(f"- {r['label']}: the prepared data ran out and was reused {r['wrapped']} times.")
-    noisy = [r["label"] for r in rows if r["other"] is not None and r["other"] >= 10]
+    for f in funnels:
+        res, extra = f["res"], f["extra"]
+        out.append(f"- Purchase funnel on {STORE_LABEL[f['store']]} ({f['conns']} "
+                   f"connections, each interleaving up to 16 buyers): {extra.get('funnels', 0):,} purchases "
+                   f"({fmt_num(extra.get('ops_rps'), 1)}/s; from issue to paid p50 {fmt_ms(extra.get('ops_p50_ms'))} ms, "
+                   f"p99 {fmt_ms(extra.get('ops_p99_ms'))} ms, mostly waiting for the next admission tick), "
+                   f"{extra.get('funnels_failed', 0):,} abandoned, {extra.get('seat_conflicts', 0):,} seat conflicts "
+                   f"retried; {fmt_num(res.get('rps'))} requests/s, request p50 {fmt_ms(res.get('p50_ms'))} ms, "
+                   f"p99 {fmt_ms(res.get('p99_ms'))} ms, max {fmt_ms(res.get('max_ms'))} ms; {f['statuses']}.")
+    for rec in run.records:
+        if rec.get("kind") == "cache":
+            grown = rec["rss_after_mb"] - rec["rss_before_mb"]
+            out.append(f"- Poll cache on {STORE_LABEL[rec['store']]}: {rec['tokens']:,} distinct WAITING tokens polled "
+                       f"once in {rec['secs']} s to fill it; server RSS {rec['rss_before_mb']:.1f} → "
+                       f"{rec['rss_after_mb']:.1f} MB ({max(grown, 0) * 1048576 / max(rec['tokens'], 1):.0f} bytes "
+                       f"per cached token).")
+        if rec.get("kind") == "redis_memory":
+            per = (rec["mb"] - rec.get("mb_before", 0)) * 1048576 / max(rec.get("added", rec["line"]), 1)
+            out.append(f"- Redis `used_memory` with {rec['line']:,} waiting (and the bench's ACTIVE tokens): "
+                       f"{rec['mb']:.0f} MB, {per:.0f} bytes per waiting token.")
+    peaks = [r.get("kb", 0) / 1024 for r in run.records if r.get("kind") == "hwm"]
+    if peaks:
+        out.append(f"- Server peak RSS (kernel high-water mark) over its life: {max(peaks):.1f} MB.")
+    wrapped = [r for r in rows if r["wrapped"] and r["phase"] in ("pay", "reserve")]
+    for r in wrapped:
+        out.append(f"- {STORE_LABEL[r['store']]} {r['label']} at {r['conns']}: the prepared data ran out and was "
+                   f"reused {r['wrapped']:.0f} times (the reused requests answer 4xx).")
+    noisy = sorted({f"{STORE_LABEL[r['store']]} {r['label']} ({r['conns']})" for r in rows
+                    if r["other"] is not None and r["other"] >= 10})
     if noisy:
         out.append(f"- Other work on the machine took 10 % of its CPU or more during: {', '.join(noisy)}; "
-                   "ratios of those phases are less certain (other load % is the largest share in any of "
-                   "the phase's four measurements).")
+                   "those figures are less certain.")
     out.append("")
     out.append("Targets:")
     out.append("")
     for name, met, detail in targets:
         out.append(f"- {'met' if met else '**MISSED**'}: {name} ({detail})")
-    out.append(f"- {'met' if inv_ok else '**FAILED**'}: invariants after every write phase "
-               f"({len(invs)} checks: no seat with two live reservations, balances equal their ledgers, "
-               f"no negative balance)")
     return "\n".join(out)
-
-
-def render_svg(chart, meta) -> str:
-    """Grouped horizontal bars on a log scale: endpoint vs its two ceilings, per phase."""
-    values = [v for _, a, b, g in chart for v in (a, b, g) if v]
-    if not values:
-        values = [1.0]
-    lo = 10 ** math.floor(math.log10(max(1.0, min(values))))
-    hi = 10 ** math.ceil(math.log10(max(values)))
-    left, right, top, bar_h, gap = 230, 40, 60, 11, 14
-    width = 900
-    plot_w = width - left - right
-    height = top + len(chart) * (3 * bar_h + gap) + 60
-
-    def x(v):
-        return left + plot_w * (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))
-
-    colours = [("endpoint", "#1f77b4"), ("/health/live (HTTP ceiling)", "#ff7f0e"),
-               ("pgbench, same SQL (database ceiling)", "#2ca02c")]
-    s = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-         f'font-family="sans-serif" font-size="12">',
-         f'<rect width="{width}" height="{height}" fill="white"/>',
-         f'<text x="{left}" y="20" font-size="14" font-weight="bold">Throughput against its ceilings '
-         f'(requests or transactions per second, log scale)</text>',
-         f'<text x="{left}" y="38" fill="#555">{html.escape(str(meta.get("date")))}, '
-         f'{html.escape(str(meta.get("machine")))}, {meta.get("connections")} connections</text>']
-    decade = lo
-    while decade <= hi:
-        for m in (1, 2, 5):
-            v = decade * m
-            if lo <= v <= hi:
-                xv = x(v)
-                s.append(f'<line x1="{xv:.1f}" y1="{top - 5}" x2="{xv:.1f}" y2="{height - 50}" '
-                         f'stroke="{"#bbb" if m == 1 else "#eee"}"/>')
-                if m in (1, 5) or hi / lo <= 100:
-                    s.append(f'<text x="{xv:.1f}" y="{height - 36}" text-anchor="middle" '
-                             f'fill="#555">{v:,.0f}</text>')
-        decade *= 10
-    y = top
-    for label, a, b, g in chart:
-        s.append(f'<text x="{left - 8}" y="{y + 1.5 * bar_h + 4:.1f}" text-anchor="end">'
-                 f'{html.escape(label)}</text>')
-        for i, v in enumerate((a, b, g)):
-            yy = y + i * bar_h
-            if v:
-                s.append(f'<rect x="{left}" y="{yy}" width="{max(1.0, x(v) - left):.1f}" '
-                         f'height="{bar_h - 1}" fill="{colours[i][1]}"/>')
-                s.append(f'<text x="{x(v) + 4:.1f}" y="{yy + bar_h - 2}" font-size="10" '
-                         f'fill="#333">{v:,.0f}</text>')
-        y += 3 * bar_h + gap
-    lx = left
-    for name, colour in colours:
-        s.append(f'<rect x="{lx}" y="{height - 22}" width="12" height="12" fill="{colour}"/>')
-        s.append(f'<text x="{lx + 16}" y="{height - 12}">{html.escape(name)}</text>')
-        lx += 16 + 7 * len(name) + 24
-    s.append("</svg>")
-    return "\n".join(s) + "\n"
 
 
 def replace_block(doc_path: str, block: str) -> None:
@@ -427,28 +422,25 @@ def replace_block(doc_path: str, block: str) -> None:
         fh.write(text)
 
 
-def render(workdir: str, doc_path: str, svg_path: str) -> int:
-    meta, rows, targets, chart, invs, inv_ok, overall = build(workdir)
-    table = render_table(meta, rows, targets, invs, inv_ok, overall)
+def render(workdir: str, doc_path: str) -> int:
+    run = Run(workdir)
+    rows, funnels, targets = build(run)
+    table = render_table(run, rows, funnels, targets)
     print(table)
-    with open(svg_path, "w", encoding="utf-8") as fh:
-        fh.write(render_svg(chart, meta))
-    rel_svg = os.path.relpath(svg_path, os.path.dirname(os.path.abspath(doc_path)))
-    block = (f"{table}\n\n![Throughput against the ceilings]({rel_svg})\n\n"
-             f"Machine: {meta.get('machine_detail', meta.get('machine'))}.")
-    replace_block(doc_path, block)
-    return 0 if inv_ok else 2
+    replace_block(doc_path, f"{table}\n\nMachine: {run.meta.get('machine_detail', run.meta.get('machine'))}.")
+    invariants_ok = all(r.get("ok") for r in run.records if r.get("kind") == "invariants")
+    return 0 if invariants_ok else 2
 
 
 def main(argv: list[str]) -> int:
     if len(argv) >= 3 and argv[0] == "pgbench":
         print(json.dumps(pgbench_summary(argv[1], argv[2])))
         return 0
-    if len(argv) == 3 and argv[0] == "cpu":
-        print(cpu_snapshot(int(argv[1] or 0), int(argv[2])))
+    if len(argv) in (3, 4) and argv[0] == "cpu":
+        print(cpu_snapshot(int(argv[1] or 0), int(argv[2]), int(argv[3] or 0) if len(argv) == 4 else 0))
         return 0
-    if len(argv) == 4 and argv[0] == "render":
-        return render(argv[1], argv[2], argv[3])
+    if len(argv) == 3 and argv[0] == "render":
+        return render(argv[1], argv[2])
     print(__doc__, file=sys.stderr)
     return 64
 

@@ -1,44 +1,71 @@
 #!/usr/bin/env bash
-# `make bench`: load-tests the release `concert` binary on PostgreSQL over loopback and prints
-# one table of throughput, latency and errors per endpoint beside the two ceilings measured in
-# the same run (/health/live under the same load; pgbench running the endpoint's SQL with the
-# same number of clients), the server's peak RSS, the invariants after each write phase and
-# the targets as met or missed. The table, a chart and the machine go into
-# docs/benchmarks.md; docs/benchmarks.md explains the method.
+# `make bench`: load-tests the release `concert` binary over loopback, once with the waiting
+# queue in PostgreSQL and once in Redis (QUEUE_STORE), each endpoint at 16 and at 64
+# connections, and prints one table: throughput and the tail (p50, p99, max) of every endpoint
+# beside the ceilings measured in the same run (/health/live under the same load; pgbench
+# running the endpoint's SQL), the server's RSS, the invariants after every write phase, and
+# the targets of the waiting-room work as met or missed. The table goes into
+# docs/benchmarks.md between its markers; docs/benchmarks.md explains the method.
 #
-# Bounds: every measurement is at most 15 s (endpoint + /health/live + pgbench of one phase
-# together stay under 15 s with the defaults), the whole run at most 5 minutes (later phases
-# are skipped loudly past BENCH_BUDGET_SECS), and traffic only goes to 127.0.0.1.
+# Where things run: the binary is $CARGO_TARGET_DIR/release/concert (or target/release/...),
+# as `make build` leaves it; PostgreSQL is the local server (database concert_bench, dropped
+# and created for each store); Redis is a private redis-server on a free port that this
+# script starts and stops (the machine's own Redis is not touched). Traffic only goes to
+# 127.0.0.1.
 #
-# Settings (environment): BENCH_PHASES (all), BENCH_CONNECTIONS (16), BENCH_WRK_THREADS (2), BENCH_ENDPOINT_SECS
-# (5), BENCH_HEALTH_SECS (3), BENCH_PGBENCH_SECS (3, each of two query modes), BENCH_DATABASE (concert_bench),
-# BENCH_RUST_LOG (warn), BENCH_BUDGET_SECS (280), PGHOST/PGPORT/PGUSER (127.0.0.1/5432/postgres).
+# Bounds: every measurement is at most BENCH_ENDPOINT_SECS; with the defaults the whole run
+# (both stores, both connection counts, data loads included) takes about 8-10 minutes, and
+# phases still pending after BENCH_BUDGET_SECS are skipped loudly.
+#
+# Settings (environment): BENCH_STORES ("postgres redis"), BENCH_CONNECTIONS ("16 64"),
+# BENCH_POOL_SIZE (16: the server's DATABASE_POOL_SIZE, and pgbench's clients), BENCH_PHASES
+# (all: health poll_1k poll_1m issue seats reserve pay charge funnel), BENCH_ENDPOINT_SECS (5),
+# BENCH_HEALTH_SECS (4), BENCH_PGBENCH_SECS (3), BENCH_LINE (1000000 waiting),
+# BENCH_POLL_DISTINCT (200000 tokens polled in the long line), BENCH_WRK_THREADS (2),
+# BENCH_DATABASE (concert_bench), BENCH_RUST_LOG (warn), BENCH_BUDGET_SECS (900),
+# PGHOST/PGPORT/PGUSER (127.0.0.1/5432/postgres). The server's own variables (HTTP_WORKERS,
+# QUEUE_POLL_CACHE_MILLIS, ...) pass through from the environment.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
-CONNECTIONS=${BENCH_CONNECTIONS:-16}
-WRK_THREADS=${BENCH_WRK_THREADS:-2}
+STORES=${BENCH_STORES:-"postgres redis"}
+CONNS_LIST=${BENCH_CONNECTIONS:-"16 64"}
+POOL=${BENCH_POOL_SIZE:-16}
+PHASES=${BENCH_PHASES:-"health poll_1k poll_1m issue seats reserve pay charge funnel"}
 ENDPOINT_SECS=${BENCH_ENDPOINT_SECS:-5}
-HEALTH_SECS=${BENCH_HEALTH_SECS:-3}
+HEALTH_SECS=${BENCH_HEALTH_SECS:-4}
 PGBENCH_SECS=${BENCH_PGBENCH_SECS:-3}
-BUDGET_SECS=${BENCH_BUDGET_SECS:-280}
-# A subset of phases, for profiling one endpoint (e.g. BENCH_PHASES="poll_1k pay").
-PHASES=${BENCH_PHASES:-"poll_1k poll_1m issue seats reserve_spread reserve_contended pay charge funnel"}
+LINE=${BENCH_LINE:-1000000}
+POLL_DISTINCT=${BENCH_POLL_DISTINCT:-200000}
+WRK_MAX_THREADS=${BENCH_WRK_THREADS:-2}
+BUDGET_SECS=${BENCH_BUDGET_SECS:-900}
 DB=${BENCH_DATABASE:-concert_bench}
 SERVER_LOG_LEVEL=${BENCH_RUST_LOG:-warn}
 export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
 DATABASE_URL_BENCH="postgres://${PGUSER}@${PGHOST}:${PGPORT}/${DB}"
 
-# The catalogue: 120 concerts x 10 schedules x 200 seats = 240,000 seats (pools in
-# bench/sql/prepare.sql).
+# The catalogue: 120 concerts x 10 schedules x 200 seats = 240,000 seats; the pools of
+# schedules and users are listed in bench/sql/prepare.sql.
 CONCERTS=120
 PER_CONCERT=10
 SEATS=200
 SCHEDULES=$((CONCERTS * PER_CONCERT))
+# Users with an ACTIVE token, in seq order (the Redis store gets the same line).
+ACTIVE_USERS="1-2000,10001-70000,200001-220000,300001-310000"
+# Reserve via HTTP: 80,000 distinct seats (schedules 301..700) over 20,000 users, so that no
+# user ever holds more than MAX_HOLDS_PER_USER (4) seats; split between the connection counts.
+RESERVE_SEATS=80000
+RESERVE_USERS=20000
+# Pay via HTTP: users 10001..40000, each paying once, split between the connection counts.
+PAY_USERS=30000
+# The pgbench ceilings of reserve and pay take their own pools (prepare.sql).
+ISSUE_INSERT_SEQBASE=100000000
 
-BIN="$ROOT/target/release/concert"
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+[[ $TARGET_DIR == /* ]] || TARGET_DIR="$ROOT/$TARGET_DIR"
+BIN="$TARGET_DIR/release/concert"
 DOC="$ROOT/docs/benchmarks.md"
 LATEST="$ROOT/bench/latest"
 WORK=$(mktemp -d /tmp/concert-bench.XXXXXX)
@@ -48,16 +75,20 @@ mkdir -p "$DATA" "$WORK/pgbench" "$LATEST"
 : >"$RESULTS"
 NONCE=$((RANDOM * 32768 + RANDOM))
 
+STORE=""
+CONNS=""
 SERVER_PID=""
 SAMPLER_PID=""
 SERVER_NAME=""
 SERVER_ENV=()
 SERVER_CRASHES=0
-DMESG_MARK=0
 PORT=""
 BASE_URL=""
-HWM_MB=0
+REDIS_PID=""
+REDIS_PORT=""
+REDIS_PREFIX=""
 INVARIANT_FAILURES=0
+WRK_RUNS=0
 
 log() { printf '\033[1m[bench %3ss]\033[0m %s\n' "$SECONDS" "$*" >&2; }
 loud() {
@@ -66,6 +97,8 @@ loud() {
     printf '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\033[0m\n\n' >&2
 }
 psql_db() { psql -X -q -v ON_ERROR_STOP=1 -d "$DB" "$@"; }
+wanted() { [[ " $PHASES " == *" $1 "* ]]; }
+wrk_threads() { echo $((CONNS < WRK_MAX_THREADS ? CONNS : WRK_MAX_THREADS)); }
 
 # ------------------------------------------------------------------------------------ tools
 
@@ -76,7 +109,7 @@ ensure_tools() {
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
     fi
     local tool
-    for tool in pgbench psql curl python3 wrk; do
+    for tool in pgbench psql curl python3 wrk redis-server; do
         command -v "$tool" >/dev/null 2>&1 || { echo "bench: $tool is required" >&2; exit 1; }
     done
     if [[ ! -x "$BIN" ]] || [[ -n "$(find "$ROOT/crates" "$ROOT/migrations" "$ROOT/Cargo.lock" -newer "$BIN" -print -quit)" ]]; then
@@ -88,6 +121,35 @@ ensure_tools() {
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
+
+# ------------------------------------------------------------------------------------ Redis
+
+# A private redis-server for the Redis store: the bench loads a million tokens into it and
+# throws it away, without touching the machine's own Redis.
+start_redis() {
+    REDIS_PORT=$(free_port)
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+        --logfile "$WORK/redis.log" --dir "$WORK" &
+    REDIS_PID=$!
+    local i
+    for i in $(seq 1 50); do
+        redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && return 0
+        sleep 0.1
+        : "$i"
+    done
+    loud "the private redis-server did not start (see $WORK/redis.log)"
+    exit 1
+}
+
+stop_redis() {
+    if [[ -n $REDIS_PID ]]; then
+        kill "$REDIS_PID" 2>/dev/null || true
+        wait "$REDIS_PID" 2>/dev/null || true
+        REDIS_PID=""
+    fi
+}
+
+redis_memory_mb() { python3 "$ROOT/bench/redisq.py" memory "$REDIS_PORT" | awk '{printf "%.1f", $1 / 1048576}'; }
 
 # ----------------------------------------------------------------------------------- server
 
@@ -105,33 +167,37 @@ sample_rss() {
     done
 }
 
+server_rss_mb() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$SERVER_PID/status" 2>/dev/null || echo 0; }
+
 # start_server NAME [VAR=value ...]: serves on a free loopback port with the given settings.
 start_server() {
     local name=$1
     shift
     SERVER_NAME=$name
     SERVER_ENV=("$@")
-    # Kernel messages after this line are about this server's life (a segfault names a thread).
-    DMESG_MARK=$(dmesg 2>/dev/null | wc -l || echo 0)
     PORT=$(free_port)
     BASE_URL="http://127.0.0.1:$PORT"
-    env DATABASE_URL="$DATABASE_URL_BENCH" BIND_ADDR="127.0.0.1:$PORT" \
-        DATABASE_POOL_SIZE="$CONNECTIONS" RUST_LOG="$SERVER_LOG_LEVEL" LOG_FORMAT=json "$@" \
-        "$BIN" serve >>"$WORK/server-$name.log" 2>&1 &
+    local redis_env=()
+    if [[ $STORE == redis ]]; then
+        redis_env=(REDIS_URL="redis://127.0.0.1:$REDIS_PORT" REDIS_KEY_PREFIX="$REDIS_PREFIX")
+    fi
+    env DATABASE_URL="$DATABASE_URL_BENCH" BIND_ADDR="127.0.0.1:$PORT" QUEUE_STORE="$STORE" \
+        DATABASE_POOL_SIZE="$POOL" RUST_LOG="$SERVER_LOG_LEVEL" LOG_FORMAT=json "${redis_env[@]}" "$@" \
+        "$BIN" serve >>"$WORK/server-$STORE-$name.log" 2>&1 &
     SERVER_PID=$!
     local i
     for i in $(seq 1 150); do
-        if curl -fsS -o /dev/null --max-time 1 "$BASE_URL/health/ready"; then
+        if curl -fs -o /dev/null --max-time 1 "$BASE_URL/health/ready"; then
             sample_rss "$SERVER_PID" &
             SAMPLER_PID=$!
-            log "server $name up on $BASE_URL (pid $SERVER_PID)"
+            log "server $STORE/$name up on $BASE_URL (pid $SERVER_PID)"
             return 0
         fi
         if ! kill -0 "$SERVER_PID" 2>/dev/null; then break; fi
         sleep 0.2
         : "$i"
     done
-    tail -n 30 "$WORK/server-$name.log" >&2 || true
+    tail -n 30 "$WORK/server-$STORE-$name.log" >&2 || true
     loud "the server did not become ready"
     exit 1
 }
@@ -140,7 +206,7 @@ stop_server() {
     if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
         local hwm
         hwm=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER_PID/status" 2>/dev/null || echo 0)
-        HWM_MB=$(python3 -c "print(max($HWM_MB, ${hwm:-0} / 1024))")
+        printf '{"store":"%s","phase":"server-%s","kind":"hwm","kb":%s}\n' "$STORE" "$SERVER_NAME" "${hwm:-0}" >>"$RESULTS"
         kill -TERM "$SERVER_PID" 2>/dev/null || true
         local i
         for i in $(seq 1 50); do
@@ -158,112 +224,17 @@ stop_server() {
     SERVER_PID=""
     SAMPLER_PID=""
 }
-trap stop_server EXIT
-trap 'exit 130' INT TERM
-
-# -------------------------------------------------------------------------------- measuring
-
-record() { # phase kind t0 t1 result-json cpu-before cpu-after
-    printf '{"phase":"%s","kind":"%s","t0":%s,"t1":%s,"result":%s,"cpu":[%s,%s]}\n' \
-        "$1" "$2" "$3" "$4" "$5" "${6// /,}" "${7// /,}" >>"$RESULTS"
-}
-
-# "busy ours" CPU ticks, to tell how much other work shared the machine with a measurement.
-cpu_snap() { python3 "$ROOT/bench/report.py" cpu "${SERVER_PID:-0}" "$$"; }
-
-# run_wrk PHASE KIND SCRIPT THREADS SECS [SCRIPT ARGS...]: PATH is /health/live for KIND=health.
-run_wrk() {
-    local phase=$1 kind=$2 script=$3 threads=$4 secs=$5
-    shift 5
-    local t0 t1 out result c0 c1
-    c0=$(cpu_snap)
-    t0=$EPOCHREALTIME
-    out=$(LUA_PATH="$ROOT/bench/wrk/?.lua;;" WRK_THREADS=$threads BENCH_DATA_DIR="$DATA" BENCH_RUN_NONCE=$NONCE \
-        timeout $((secs + 15)) wrk -t "$threads" -c "$CONNECTIONS" -d "${secs}s" --timeout 10s \
-        -s "$ROOT/bench/wrk/$script" "$BASE_URL" -- "$@" 2>&1) || true
-    t1=$EPOCHREALTIME
-    c1=$(cpu_snap)
-    result=$(sed -n 's/^BENCH_RESULT //p' <<<"$out")
-    if [[ -z $result ]]; then
-        printf '%s\n' "$out" >&2
-        loud "wrk produced no result for $phase ($kind)"
-        result=null
-    fi
-    record "$phase" "$kind" "$t0" "$t1" "$result" "$c0" "$c1"
-    python3 - "$phase" "$kind" "$result" <<'EOF' >&2
-import json, sys
-r = json.loads(sys.argv[3]) or {}
-print(f"           {sys.argv[1]:<18} {sys.argv[2]:<8} {r.get('rps', 0):>9,.0f} req/s  "
-      f"p50 {r.get('p50_ms', 0):7.2f} ms  p99 {r.get('p99_ms', 0):7.2f} ms  {r.get('statuses')}")
-EOF
-}
-
-# run_pgbench PHASE KIND MODE SCRIPT [-D var=value ...]: MODE is pgbench's query mode;
-# "prepared" is the database's ceiling for this SQL (parsed and planned once per connection),
-# "extended" is what diesel's sql_query sends (an unnamed statement, planned every time).
-run_pgbench() {
-    local phase=$1 kind=$2 mode=$3 script=$4
-    shift 4
-    local t0 t1 c0 c1 result out="$WORK/pgbench/$phase-$mode.out" prefix="$WORK/pgbench/$phase-$mode.log"
-    c0=$(cpu_snap)
-    t0=$EPOCHREALTIME
-    timeout $((PGBENCH_SECS + 20)) pgbench -n -M "$mode" -c "$CONNECTIONS" -j 2 -T "$PGBENCH_SECS" \
-        -D clients="$CONNECTIONS" -D k=-1 "$@" -f "$ROOT/bench/pgbench/$script" \
-        -l --log-prefix="$prefix" "$DB" >"$out" 2>&1 || true
-    t1=$EPOCHREALTIME
-    c1=$(cpu_snap)
-    result=$(python3 "$ROOT/bench/report.py" pgbench "$prefix" "$out")
-    if grep -q 'error' "$out"; then
-        grep -m 5 'error' "$out" >&2
-        loud "pgbench reported errors for $phase (see $out)"
-    fi
-    record "$phase" "$kind" "$t0" "$t1" "$result" "$c0" "$c1"
-    python3 - "$phase" "$mode" "$result" <<'EOF' >&2
-import json, sys
-r = json.loads(sys.argv[3])
-print(f"           {sys.argv[1]:<18} pgbench  {r.get('rps') or 0:>9,.0f} tx/s   "
-      f"p50 {r.get('p50_ms') or 0:7.2f} ms  p99 {r.get('p99_ms') or 0:7.2f} ms  "
-      f"failed {r.get('failed')}  ({sys.argv[2]})")
-EOF
-}
-
-# Both pgbench modes of one phase; the second starts OFFSET items further into the phase's
-# pool, so neither pays, reserves or issues what the other already did.
-run_pgbench_both() { # PHASE SCRIPT OFFSET [-D ...]
-    local phase=$1 script=$2 offset=$3
-    shift 3
-    run_pgbench "$phase" pgbench prepared "$script" -D offset=0 "$@"
-    run_pgbench "$phase" pgbench_unprepared extended "$script" -D offset="$offset" "$@"
-}
-
-check_invariants() { # phase
-    wanted "$1" || return 0
-    local phase=$1 out ok=true detail
-    out=$(psql_db -At -F ': ' -f "$ROOT/bench/sql/invariants.sql" 2>&1) || ok=false
-    if grep -qv ': 0$' <<<"$out"; then ok=false; fi
-    detail=$(tr '\n' ';' <<<"$out" | sed 's/"/'"'"'/g')
-    if [[ $ok != true ]]; then
-        INVARIANT_FAILURES=$((INVARIANT_FAILURES + 1))
-        loud "INVARIANT VIOLATED after $phase:" "$out"
-    else
-        log "invariants hold after $phase"
-    fi
-    printf '{"phase":"%s","kind":"invariants","ok":%s,"detail":"%s"}\n' "$phase" "$ok" "$detail" >>"$RESULTS"
-}
-
-wanted() { [[ " $PHASES " == *" $1 "* ]]; }
 
 # A server that died under load is a finding, not a reason to lose the rest of the run: say so
-# loudly, record it (the report fails the "no crash" target), and start it again.
+# loudly, record it (the report fails the "stays up" target), and start it again.
 ensure_server_alive() { # phase
     if [[ -n $SERVER_PID ]] && ! kill -0 "$SERVER_PID" 2>/dev/null; then
         local status=0
         wait "$SERVER_PID" 2>/dev/null || status=$?
         SERVER_CRASHES=$((SERVER_CRASHES + 1))
-        loud "THE SERVER DIED during or before $1 (exit status $status$( ((status > 128)) && echo ", signal $((status - 128))"))" \
-            "last log lines: $(tail -n 3 "$WORK/server-$SERVER_NAME.log" | tr '\n' ' ' | cut -c1-300)" \
-            "kernel: $(dmesg 2>/dev/null | tail -n +$((DMESG_MARK + 1)) | grep -iE 'segfault|trap|oom|killed' | tail -n 1 || true)"
-        printf '{"phase":"%s","kind":"crash","ok":false,"detail":"exit status %s"}\n' "$1" "$status" >>"$RESULTS"
+        loud "THE SERVER DIED during or before $1 (exit status $status)" \
+            "last log lines: $(tail -n 3 "$WORK/server-$STORE-$SERVER_NAME.log" | tr '\n' ' ' | cut -c1-300)"
+        printf '{"store":"%s","phase":"%s","kind":"crash","detail":"exit status %s"}\n' "$STORE" "$1" "$status" >>"$RESULTS"
         kill "$SAMPLER_PID" 2>/dev/null || true
         wait "$SAMPLER_PID" 2>/dev/null || true
         SERVER_PID=""
@@ -272,34 +243,168 @@ ensure_server_alive() { # phase
     fi
 }
 
-within_budget() { # phase
+cleanup() {
+    stop_server
+    stop_redis
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# -------------------------------------------------------------------------------- measuring
+
+# "busy ours" CPU ticks, to tell how much other work shared the machine with a measurement.
+cpu_snap() { python3 "$ROOT/bench/report.py" cpu "${SERVER_PID:-0}" "$$" "${REDIS_PID:-0}"; }
+
+record() { # phase kind conns t0 t1 result-json cpu-before cpu-after
+    printf '{"store":"%s","phase":"%s","kind":"%s","conns":%s,"t0":%s,"t1":%s,"result":%s,"cpu":[%s,%s]}\n' \
+        "$STORE" "$1" "$2" "$3" "$4" "$5" "$6" "${7// /,}" "${8// /,}" >>"$RESULTS"
+}
+
+# run_wrk PHASE KIND SCRIPT SECS [SCRIPT ARGS...]: CONNS connections; KIND endpoint|health|warmup.
+run_wrk() {
+    local phase=$1 kind=$2 script=$3 secs=$4
+    shift 4
+    local threads t0 t1 out result c0 c1
+    threads=$(wrk_threads)
+    [[ $phase == funnel ]] && threads=$CONNS
+    # Every wrk run makes up its own new users (issue, funnel): a nonce of its own.
+    WRK_RUNS=$((WRK_RUNS + 1))
+    c0=$(cpu_snap)
+    t0=$EPOCHREALTIME
+    out=$(LUA_PATH="$ROOT/bench/wrk/?.lua;;" WRK_THREADS=$threads BENCH_DATA_DIR="$DATA" BENCH_RUN_NONCE=$((NONCE + WRK_RUNS)) \
+        timeout $((secs + 30)) wrk -t "$threads" -c "$CONNS" -d "${secs}s" --timeout 10s \
+        -s "$ROOT/bench/wrk/$script" "$BASE_URL" -- "$@" 2>&1) || true
+    t1=$EPOCHREALTIME
+    c1=$(cpu_snap)
+    [[ $kind == warmup ]] && return 0
+    result=$(sed -n 's/^BENCH_RESULT //p' <<<"$out")
+    if [[ -z $result ]]; then
+        printf '%s\n' "$out" >&2
+        loud "wrk produced no result for $STORE $phase at $CONNS connections"
+        result=null
+    fi
+    record "$phase" "$kind" "$CONNS" "$t0" "$t1" "$result" "$c0" "$c1"
+    python3 - "$STORE" "$phase" "$CONNS" "$result" <<'EOF' >&2
+import json, sys
+r = json.loads(sys.argv[4]) or {}
+print(f"           {sys.argv[1]:<8} {sys.argv[2]:<8} c={sys.argv[3]:<3} {r.get('rps', 0):>9,.0f} req/s  "
+      f"p50 {r.get('p50_ms', 0):7.2f}  p99 {r.get('p99_ms', 0):7.2f}  max {r.get('max_ms', 0):7.1f} ms  "
+      f"{r.get('statuses')}")
+EOF
+}
+
+# run_pgbench PHASE SCRIPT [-D var=value ...]: POOL clients (the server's connections),
+# -M prepared (the server prepares its statements too). SCRIPT is a path.
+run_pgbench() {
+    local phase=$1 script=$2
+    shift 2
+    local t0 t1 c0 c1 result out="$WORK/pgbench/$STORE-$phase.out" prefix="$WORK/pgbench/$STORE-$phase.log"
+    c0=$(cpu_snap)
+    t0=$EPOCHREALTIME
+    timeout $((PGBENCH_SECS + 30)) pgbench -n -M prepared -c "$POOL" -j 2 -T "$PGBENCH_SECS" \
+        -D clients="$POOL" -D k=-1 "$@" -f "$script" \
+        -l --log-prefix="$prefix" "$DB" >"$out" 2>&1 || true
+    t1=$EPOCHREALTIME
+    c1=$(cpu_snap)
+    result=$(python3 "$ROOT/bench/report.py" pgbench "$prefix" "$out")
+    if grep -q 'error' "$out"; then
+        grep -m 5 'error' "$out" >&2
+        loud "pgbench reported errors for $phase (see $out)"
+    fi
+    record "$phase" pgbench "$POOL" "$t0" "$t1" "$result" "$c0" "$c1"
+    python3 - "$STORE" "$phase" "$POOL" "$result" <<'EOF' >&2
+import json, sys
+r = json.loads(sys.argv[4])
+print(f"           {sys.argv[1]:<8} {sys.argv[2]:<8} pgbench -c {sys.argv[3]:<3} {r.get('rps') or 0:>9,.0f} tx/s   "
+      f"p50 {r.get('p50_ms') or 0:7.2f}  p99 {r.get('p99_ms') or 0:7.2f}  failed {r.get('failed')}")
+EOF
+}
+
+# The pgbench script of an endpoint as this store's server runs it. Two adjustments to the
+# generated scripts (bench/pgbench/README.md): reserve spreads its transactions over the users
+# that -D ubase/nusers name, so that no user passes the hold limit (past it the adapter's
+# insert does nothing, which would make the ceiling a no-op); and with the queue in Redis the
+# authorization (QueueStore::find) is a Redis call, so its PostgreSQL statement is left out.
+pgbench_script() { # name
+    local src="$ROOT/bench/pgbench/$1.sql" dst="$WORK/pgbench/$STORE-$1.sql"
+    cp "$src" "$dst"
+    if [[ $1 == reserve ]]; then
+        grep -q '^\\set n 1 + :i % 2000$' "$dst" || { loud "bench/pgbench/reserve.sql changed shape: update pgbench_script in run.sh"; exit 1; }
+        sed -i 's/^\\set n 1 + :i % 2000$/\\set n :ubase + :i % :nusers/' "$dst"
+    fi
+    if [[ $STORE == redis ]]; then
+        sed -i '/^SELECT t\.seq, t\.token, t\.user_id, t\.status, t\.issued_at, t\.activated_at, t\.expires_at FROM queue_tokens t WHERE t\.token = /d' "$dst"
+    fi
+    echo "$dst"
+}
+
+check_invariants() { # phase [full]
+    local phase=$1 full=${2:-} out ok=true detail
+    out=$(psql_db -At -F ': ' -f "$ROOT/bench/sql/invariants.sql" 2>&1) || ok=false
+    if [[ $STORE == redis ]]; then
+        psql_db -At -c "SELECT token FROM payments WHERE token IS NOT NULL" >"$WORK/paid.txt"
+        out+=$'\n'$(python3 "$ROOT/bench/redisq.py" check "$REDIS_PORT" "$REDIS_PREFIX" --paid "$WORK/paid.txt" \
+            ${full:+--full} 2>&1) || ok=false
+    fi
+    if grep -qv ': 0$' <<<"$out"; then ok=false; fi
+    detail=$(tr '\n' ';' <<<"$out" | sed 's/"/'"'"'/g')
+    if [[ $ok != true ]]; then
+        INVARIANT_FAILURES=$((INVARIANT_FAILURES + 1))
+        loud "INVARIANT VIOLATED after $STORE $phase:" "$out"
+    else
+        log "invariants hold after $STORE $phase"
+    fi
+    printf '{"store":"%s","phase":"%s","conns":%s,"kind":"invariants","ok":%s,"detail":"%s"}\n' \
+        "$STORE" "$phase" "${CONNS:-0}" "$ok" "$detail" >>"$RESULTS"
+}
+
+within_budget() { # what
     if ((SECONDS > BUDGET_SECS)); then
         loud "time budget of ${BUDGET_SECS}s used up: skipping $1"
         return 1
     fi
 }
 
-# phase NAME WRK_SCRIPT WRK_DATA PGBENCH_SCRIPT PGBENCH_OFFSET [pgbench -D args...]
-phase() {
-    local name=$1 script=$2 data=$3 pgb=$4 offset=$5
-    shift 5
+# endpoint NAME SCRIPT DATA: the endpoint at CONNS connections (read-only ones after 1 s of
+# unrecorded warm-up, so the measurement sees the steady state, not the first touch of pages).
+endpoint() {
+    local name=$1 script=$2 data=$3
     wanted "$name" || return 0
-    within_budget "$name" || return 0
-    log "phase $name"
+    within_budget "$STORE $name at $CONNS" || return 0
     ensure_server_alive "$name"
     case $name in
-        poll_* | seats)
-            # Read-only phases start warm: 1 s of the same traffic, not recorded, so the
-            # measurement sees the steady state rather than the first touch of each page.
-            run_wrk "$name" warmup "$script" "$WRK_THREADS" 1 "$data" >/dev/null 2>&1
-            sed -i '/"kind":"warmup"/d' "$RESULTS"
-            ;;
+        poll_* | seats | health) run_wrk "$name" warmup "$script" 1 "$data" ;;
     esac
-    run_wrk "$name" endpoint "$script" "$WRK_THREADS" "$ENDPOINT_SECS" "$data"
+    local secs=$ENDPOINT_SECS
+    [[ $name == health ]] && secs=$HEALTH_SECS
+    run_wrk "$name" "$( [[ $name == health ]] && echo health || echo endpoint)" "$script" "$secs" "$data"
     ensure_server_alive "$name"
-    run_wrk "$name" health health.lua "$WRK_THREADS" "$HEALTH_SECS"
-    ensure_server_alive "$name"
-    run_pgbench_both "$name" "$pgb" "$offset" "$@"
+}
+
+# Polls every token of the long line's data file once (or more), so the poll cache holds them
+# all before the measurement: in a real line everyone polls every few seconds. Each wrk thread
+# leaves a mark when it has been through its share.
+warm_cache() {
+    rm -f "$DATA"/wrapped.*
+    local threads=$WRK_MAX_THREADS rss0 t0=$SECONDS pid i
+    rss0=$(server_rss_mb)
+    LUA_PATH="$ROOT/bench/wrk/?.lua;;" WRK_THREADS=$threads BENCH_DATA_DIR="$DATA" BENCH_RUN_NONCE=$NONCE \
+        BENCH_WRAP_MARK="$DATA/wrapped." wrk -t "$threads" -c 32 -d 300s --timeout 10s \
+        -s "$ROOT/bench/wrk/poll.lua" "$BASE_URL" -- poll_1m.txt >/dev/null 2>&1 &
+    pid=$!
+    for i in $(seq 1 1800); do
+        (($(find "$DATA" -name 'wrapped.*' | wc -l) >= threads)) && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+        : "$i"
+    done
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    local rss1
+    rss1=$(server_rss_mb)
+    log "poll cache warmed with $POLL_DISTINCT tokens in $((SECONDS - t0)) s; server RSS $rss0 -> $rss1 MB"
+    printf '{"store":"%s","phase":"poll_1m","kind":"cache","tokens":%s,"rss_before_mb":%s,"rss_after_mb":%s,"secs":%s}\n' \
+        "$STORE" "$POLL_DISTINCT" "$rss0" "$rss1" "$((SECONDS - t0))" >>"$RESULTS"
 }
 
 # ------------------------------------------------------------------------------------- data
@@ -315,16 +420,35 @@ prepare_database() {
         { cat "$WORK/migrate.log" >&2; exit 1; }
     log "catalogue: $CONCERTS concerts x $PER_CONCERT schedules x $SEATS seats; users, tokens, holds, balances"
     psql_db -v concerts="$CONCERTS" -v per_concert="$PER_CONCERT" -v seats="$SEATS" -f "$ROOT/bench/sql/prepare.sql"
-    psql_db -v from=1000001 -v to=1001000 -f "$ROOT/bench/sql/waiting.sql"
+}
+
+# The data files address rows by the bench.* functions, the same on either store.
+export_all() {
+    local nconns k=0 c
+    nconns=$(wc -w <<<"$CONNS_LIST")
     export_data poll_1k.txt "SELECT bench.tok(n) FROM generate_series(1000001, 1001000) n"
+    export_data poll_1m.txt "SELECT bench.tok(1000001 + i * ($LINE / $POLL_DISTINCT)) FROM generate_series(0, $POLL_DISTINCT - 1) i"
     export_data browse.txt "SELECT bench.tok(1 + i % 2000), bench.sched(1 + (i * 7) % $SCHEDULES) FROM generate_series(0, 9999) i"
-    export_data spread.txt "SELECT bench.tok(1 + i % 2000), bench.sched(301 + i % 250), bench.seat(301 + i % 250, 1 + (i / 250) % $SEATS)
-                            FROM generate_series(0, 49999) i"
-    export_data contended.txt "SELECT bench.tok(1 + i % 2000), bench.sched(801), bench.seat(801, 1 + i % 8) FROM generate_series(0, 1999) i"
-    export_data pay.txt "SELECT bench.tok(n), bench.res(n) FROM generate_series(10001, 40000) n"
     export_data charge.txt "SELECT bench.uid(n) FROM generate_series(100001, 110000) n"
-    export_data funnel_schedules.txt "SELECT bench.sched(s) FROM generate_series(802, 1000) s"
-    settle
+    export_data funnel_schedules.txt "SELECT bench.sched(s) FROM generate_series(901, 1000) s"
+    for c in $CONNS_LIST; do
+        local r0=$((k * RESERVE_SEATS / nconns)) r1=$(((k + 1) * RESERVE_SEATS / nconns))
+        local p0=$((10001 + k * PAY_USERS / nconns)) p1=$((10000 + (k + 1) * PAY_USERS / nconns))
+        export_data "reserve_$c.txt" "SELECT bench.tok(200001 + i % $RESERVE_USERS), bench.sched(301 + i % 400),
+                                             bench.seat(301 + i % 400, 1 + (i / 400) % $SEATS)
+                                      FROM generate_series($r0, $r1 - 1) i"
+        export_data "pay_$c.txt" "SELECT bench.tok(n), bench.res(n) FROM generate_series($p0, $p1) n"
+        k=$((k + 1))
+    done
+}
+
+# Appends WAITING tokens for users FROM..TO to the line of this round's store.
+grow_line() { # from to
+    if [[ $STORE == postgres ]]; then
+        psql_db -v from="$1" -v to="$2" -f "$ROOT/bench/sql/waiting.sql" >/dev/null
+    else
+        python3 "$ROOT/bench/redisq.py" waiting "$REDIS_PORT" "$REDIS_PREFIX" "$1" "$2"
+    fi
 }
 
 # After a bulk load: vacuum now (else autovacuum does it during a phase) and checkpoint now
@@ -337,7 +461,7 @@ machine() {
     local model mem
     model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
     mem=$(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
-    MACHINE="$(nproc) × ${model:-unknown CPU}, $mem RAM, $(psql -X -At -d postgres -c 'SHOW server_version' | awk '{print "PostgreSQL " $1}')"
+    MACHINE="$(nproc) × ${model:-unknown CPU}, $mem RAM, $(psql -X -At -d postgres -c 'SHOW server_version' | awk '{print "PostgreSQL " $1}'), $(redis-server --version | awk '{print "Redis " substr($3, 3)}')"
     MACHINE_DETAIL="$MACHINE; $(uname -sr); $(wrk -v 2>&1 | head -n 1 | awk '{print $1, $2}'); shared_buffers $(psql -X -At -d postgres -c 'SHOW shared_buffers'), synchronous_commit $(psql -X -At -d postgres -c 'SHOW synchronous_commit')"
 }
 
@@ -348,91 +472,154 @@ json.dump({
     "date": "$(date -u '+%Y-%m-%d %H:%M UTC')",
     "machine": "$MACHINE",
     "machine_detail": "$MACHINE_DETAIL",
-    "connections": $CONNECTIONS,
+    "stores": "$STORES".split(),
+    "connections": [int(c) for c in "$CONNS_LIST".split()],
+    "pool": $POOL,
     "nproc": $(nproc),
     "clk_tck": $(getconf CLK_TCK),
-    "wrk_threads": $WRK_THREADS,
+    "wrk_threads": $WRK_MAX_THREADS,
     "endpoint_secs": $ENDPOINT_SECS,
     "health_secs": $HEALTH_SECS,
     "pgbench_secs": $PGBENCH_SECS,
-    "rss_hwm_mb": $HWM_MB,
+    "line": $LINE,
+    "poll_distinct": $POLL_DISTINCT,
     "total_secs": $SECONDS,
-    "build_secs": $BUILD_SECS,
     "invariant_failures": $INVARIANT_FAILURES,
     "server_crashes": $SERVER_CRASHES,
 }, open(sys.argv[1], "w"), indent=1)
 EOF
 }
 
+# ------------------------------------------------------------------------------------ a round
+
+# Everything for one queue store: fresh data, the main server (admission once a minute, so the
+# line stays put while polls measure it), the endpoints at each connection count, the
+# pgbench ceilings, then the funnel on its own server.
+round() {
+    STORE=$1
+    CONNS=""
+    within_budget "the $STORE round" || return 0
+    log "===== queue store: $STORE"
+    prepare_database
+    if [[ $STORE == redis ]]; then
+        start_redis
+        REDIS_PREFIX="bench"
+        python3 "$ROOT/bench/redisq.py" active "$REDIS_PORT" "$REDIS_PREFIX" "$ACTIVE_USERS"
+    fi
+    grow_line 1000001 1001000
+    export_all
+    settle
+    start_server main QUEUE_ADMIT_INTERVAL_SECS=60 QUEUE_ADMIT_BATCH=100
+
+    for CONNS in $CONNS_LIST; do
+        endpoint health health.lua -
+        endpoint poll_1k poll.lua poll_1k.txt
+    done
+
+    if wanted poll_1m && within_budget "the $LINE-token line"; then
+        CONNS=""
+        log "growing the line to $LINE waiting tokens"
+        local redis_mb0=0
+        [[ $STORE == redis ]] && redis_mb0=$(redis_memory_mb)
+        grow_line 1001001 $((1000000 + LINE))
+        settle
+        if [[ $STORE == redis ]]; then
+            local redis_mb
+            redis_mb=$(redis_memory_mb)
+            log "Redis used_memory $redis_mb MB with $LINE waiting"
+            printf '{"store":"redis","phase":"poll_1m","kind":"redis_memory","mb":%s,"mb_before":%s,"line":%s,"added":%s}\n' \
+                "$redis_mb" "$redis_mb0" "$LINE" $((LINE - 1000)) >>"$RESULTS"
+        fi
+        warm_cache
+        for CONNS in $CONNS_LIST; do
+            endpoint poll_1m poll.lua poll_1m.txt
+        done
+    fi
+
+    # The database's ceilings, with the server idle (its pool is open, it sends nothing).
+    CONNS=""
+    if within_budget "the pgbench ceilings"; then
+        log "pgbench ceilings, $POOL clients"
+        if [[ $STORE == postgres ]] && wanted issue; then
+            run_pgbench issue_insert "$ROOT/bench/pgbench/issue_insert.sql" -D base=3000001 -D offset=0 \
+                -D seqbase=$ISSUE_INSERT_SEQBASE
+            psql_db -c "DELETE FROM queue_tokens WHERE seq >= $ISSUE_INSERT_SEQBASE"
+        fi
+        wanted seats && run_pgbench seats "$(pgbench_script seats)" -D schedules="$SCHEDULES"
+        wanted reserve && run_pgbench reserve "$(pgbench_script reserve)" -D offset=0 -D sbase=701 -D nsched=200 \
+            -D numbase=1 -D nseats="$SEATS" -D ubase=300001 -D nusers=10000
+        if [[ $STORE == postgres ]] && wanted pay; then
+            run_pgbench pay "$(pgbench_script pay)" -D base=40001 -D offset=0
+        fi
+        wanted charge && run_pgbench charge "$(pgbench_script charge)"
+        settle >/dev/null
+    fi
+
+    for CONNS in $CONNS_LIST; do
+        endpoint issue issue.lua -
+        wanted issue && check_invariants issue
+        endpoint seats seats.lua browse.txt
+        endpoint reserve reserve.lua "reserve_$CONNS.txt"
+        wanted reserve && check_invariants reserve
+        endpoint pay pay.lua "pay_$CONNS.txt"
+        wanted pay && check_invariants pay
+        endpoint charge charge.lua charge.txt
+        wanted charge && check_invariants charge
+    done
+    CONNS=""
+    [[ $STORE == redis ]] && check_invariants "the $STORE phases (whole line)" full
+    ensure_server_alive "the end of the $STORE phases"
+    stop_server
+
+    # The funnel gets an admission tick every second, big enough for everyone, on an empty
+    # line: the poll phases' line is cleared (PostgreSQL: the WAITING tail is removed and the
+    # cursor set to the last token left, so positions stay exact; Redis: a new key prefix).
+    if wanted funnel && within_budget "the $STORE funnel"; then
+        log "clearing the waiting line for the funnel"
+        if [[ $STORE == postgres ]]; then
+            psql_db <<'EOF'
+BEGIN;
+SELECT pg_advisory_xact_lock(1000001, 0);
+CREATE TEMP TABLE keep ON COMMIT DROP AS SELECT * FROM queue_tokens WHERE status <> 'WAITING';
+TRUNCATE queue_tokens;
+INSERT INTO queue_tokens SELECT * FROM keep;
+UPDATE queue_admission SET admitted_through = (SELECT COALESCE(max(seq), 0) FROM queue_tokens), last_admission_at = NULL;
+COMMIT;
+EOF
+        else
+            REDIS_PREFIX="bench-funnel"
+        fi
+        CONNS=$(awk '{print $1}' <<<"$CONNS_LIST")
+        start_server funnel QUEUE_ADMIT_INTERVAL_SECS=1 QUEUE_ADMIT_BATCH=100000 SCHEDULER_CHECK_MILLIS=100
+        log "phase funnel"
+        run_wrk funnel endpoint funnel.lua "$ENDPOINT_SECS" funnel_schedules.txt
+        ensure_server_alive funnel
+        check_invariants funnel full
+        stop_server
+    fi
+    stop_redis
+}
+
 # -------------------------------------------------------------------------------------- run
 
 ensure_tools
 # The budget and the reported run time cover the bench itself, not compiling.
-BUILD_SECS=$SECONDS
 SECONDS=0
 machine
-log "work files in $WORK; $CONNECTIONS connections, $MACHINE"
-prepare_database
-
-# Server A: production-like queue settings (admit 100 a minute), so the line stays put while
-# the poll phases measure it.
-start_server main QUEUE_ADMIT_INTERVAL_SECS=60 QUEUE_ADMIT_BATCH=100
-
-phase poll_1k poll.lua poll_1k.txt poll.sql 0 -D base=1000001 -D step=1 -D count=1000
-
-if wanted poll_1m && within_budget "the 1,000,000-token line"; then
-    log "growing the line to 1,000,000 waiting tokens"
-    psql_db -v from=1001001 -v to=2000000 -f "$ROOT/bench/sql/waiting.sql"
-    export_data poll_1m.txt "SELECT bench.tok(1000001 + i * 100) FROM generate_series(0, 9999) i"
-    settle
-    phase poll_1m poll.lua poll_1m.txt poll.sql 0 -D base=1000001 -D step=100 -D count=10000
-fi
-
-phase issue issue.lua - issue.sql 1000000 -D base=3000001
-phase seats seats.lua browse.txt seats.sql 0 -D schedules="$SCHEDULES"
-phase reserve_spread reserve.lua spread.txt reserve.sql 25000 -D sbase=551 -D nsched=250 -D numbase=1 -D nseats="$SEATS"
-check_invariants reserve_spread
-phase reserve_contended reserve.lua contended.txt reserve.sql 0 -D sbase=801 -D nsched=1 -D numbase=9 -D nseats=8
-check_invariants reserve_contended
-phase pay pay.lua pay.txt pay.sql 15000 -D base=40001
-check_invariants pay
-phase charge charge.lua charge.txt charge.sql 0
-check_invariants charge
-ensure_server_alive "the end of the main phases"
-stop_server
-
-# Server B for the funnel: an admission tick every second, big enough for everyone, after the
-# waiting line of the poll phases is cleared (truncated and re-filled with the tokens that are
-# not WAITING; the cursor moves past the removed numbers so positions stay exact).
-if wanted funnel && within_budget funnel; then
-    log "clearing the waiting line for the funnel"
-    psql_db <<'EOF'
-BEGIN;
-CREATE TEMP TABLE keep ON COMMIT DROP AS SELECT * FROM queue_tokens WHERE status <> 'WAITING';
-TRUNCATE queue_tokens;
-INSERT INTO queue_tokens SELECT * FROM keep;
-UPDATE queue_admission SET admitted_through = (SELECT last_seq FROM queue_counter), last_admission_at = NULL;
-COMMIT;
-EOF
-    start_server funnel QUEUE_ADMIT_INTERVAL_SECS=1 QUEUE_ADMIT_BATCH=100000 SCHEDULER_CHECK_MILLIS=100
-    log "phase funnel"
-    run_wrk funnel endpoint funnel.lua "$CONNECTIONS" "$ENDPOINT_SECS" funnel_schedules.txt
-    ensure_server_alive funnel
-    run_wrk funnel health health.lua "$CONNECTIONS" "$HEALTH_SECS"
-    ensure_server_alive funnel
-    run_pgbench_both funnel funnel.sql 20000 -D base=5000001 -D sbase=1001 -D nsched=200 -D nseats="$SEATS"
-    check_invariants funnel
-    stop_server
-fi
+log "work files in $WORK; stores: $STORES; connections: $CONNS_LIST; pool $POOL; $MACHINE"
+for store in $STORES; do
+    round "$store"
+done
+STORE=""
 
 write_meta
 cp "$RESULTS" "$WORK/meta.json" "$LATEST/"
 log "report (work files kept in $WORK)"
 echo
 status=0
-python3 "$ROOT/bench/report.py" render "$WORK" "$DOC" "$LATEST/throughput.svg" || status=$?
+python3 "$ROOT/bench/report.py" render "$WORK" "$DOC" || status=$?
 echo
-log "done in ${SECONDS}s; table and chart written to docs/benchmarks.md and bench/latest/"
+log "done in ${SECONDS}s; table written to docs/benchmarks.md and raw results to bench/latest/"
 if ((INVARIANT_FAILURES > 0)); then
     loud "$INVARIANT_FAILURES invariant check(s) FAILED: see above"
     exit 2

@@ -4,5 +4,6 @@
 -- the phase (DELETE FROM queue_tokens WHERE seq >= :seqbase) so the line stays gapless.
 \set k :k + 1
 \set n :base + :offset + :client_id + :k * :clients
+\set seq :seqbase + :n
 INSERT INTO queue_tokens (seq, token, user_id, status, issued_at)
-VALUES (:seqbase + :n, (md5('t' || :n) || md5('u' || :n)), lpad(to_hex(:n::bigint), 32, '0')::uuid, 'WAITING', now());
+VALUES (:seq, (md5('t' || :n) || md5('u' || :n)), lpad(to_hex(:n::bigint), 32, '0')::uuid, 'WAITING', now());

@@ -29,7 +29,9 @@ SELECT 'payments of a reservation that is not PAID',
 UNION ALL
 SELECT 'payments without exactly one ledger entry',
        count(*) FROM payments p
-       WHERE (SELECT count(*) FROM ledger_entries l WHERE l.payment_id = p.id AND l.kind = 'PAYMENT') <> 1
+       LEFT JOIN (SELECT payment_id, count(*) AS n FROM ledger_entries
+                  WHERE kind = 'PAYMENT' AND payment_id IS NOT NULL GROUP BY payment_id) l ON l.payment_id = p.id
+       WHERE coalesce(l.n, 0) <> 1
 UNION ALL
 SELECT 'tokens that paid more than once',
        count(*) FROM (SELECT token FROM payments WHERE token IS NOT NULL GROUP BY token HAVING count(*) > 1) x

@@ -6,12 +6,13 @@
 --   seat (s, number) -> bench.seat(s, number), prepared reservation of user n -> bench.res(n).
 --
 -- Catalogue: :concerts concerts x :per_concert schedules x :seats seats. Schedule pools:
---   1..300 pay (a HELD reservation per pay user), 301..550 reserve spread via HTTP,
---   551..800 reserve spread via pgbench, 801 contended (seats 1-8 HTTP, 9-16 pgbench),
---   802..1000 funnel via HTTP, 1001.. funnel via pgbench; the seat map reads them all.
--- Users: 1..2000 browse and reserve (ACTIVE tokens); 10001..40000 pay via HTTP and
---   40001..70000 via pgbench (ACTIVE token, HELD reservation, balance); 100001..110000 charge;
---   1000001.. wait in line (bench/sql/waiting.sql).
+--   1..300 pay (a HELD reservation per pay user), 301..700 reserve via HTTP, 701..900 reserve
+--   via pgbench, 901..1000 the purchase funnel; the seat map reads them all.
+-- Users (each with an ACTIVE token unless said): 1..2000 browse; 10001..40000 pay via HTTP and
+--   40001..70000 via pgbench (a HELD reservation and a balance each); 200001..220000 reserve
+--   via HTTP and 300001..310000 via pgbench (at most MAX_HOLDS_PER_USER = 4 holds each over the
+--   whole run: see bench/run.sh); 100001..110000 charge (no token); 1000001.. wait in line
+--   (bench/sql/waiting.sql).
 \set ON_ERROR_STOP on
 
 CREATE SCHEMA bench;
@@ -52,7 +53,8 @@ FROM generate_series(1, :concerts * :per_concert) s, generate_series(1, :seats) 
 INSERT INTO queue_tokens (seq, token, user_id, status, issued_at, activated_at, expires_at)
 SELECT row_number() OVER (ORDER BY n), bench.tok(n), bench.uid(n), 'ACTIVE',
        now() - interval '1 minute', now(), now() + interval '1 hour'
-FROM (SELECT generate_series(1, 2000) AS n UNION ALL SELECT generate_series(10001, 70000)) u;
+FROM (SELECT generate_series(1, 2000) AS n UNION ALL SELECT generate_series(10001, 70000)
+      UNION ALL SELECT generate_series(200001, 220000) UNION ALL SELECT generate_series(300001, 310000)) u;
 
 -- A HELD reservation per pay user: user 10001 + i holds seat (1 + i % 300, 1 + i / 300).
 INSERT INTO reservations (id, user_id, schedule_id, seat_id, seat_number, price, status, created_at, held_until)

@@ -68,7 +68,10 @@ function bench.load(name)
 end
 
 -- A cursor over items: each call returns the next one; wrapping around is counted because
--- reused write data (a paid reservation, a used-up token) turns into expected errors.
+-- reused write data (a paid reservation, a used-up token) turns into unexpected errors. With
+-- BENCH_WRAP_MARK set, the first wrap also leaves the file <mark><thread id>, so that run.sh
+-- can stop a warm-up once every thread has sent each of its items once.
+local wrap_mark = os.getenv("BENCH_WRAP_MARK")
 function bench.cursor(items)
   local i = 0
   return function()
@@ -76,6 +79,10 @@ function bench.cursor(items)
     if i > #items then
       i = 1
       extra.wrapped = (extra.wrapped or 0) + 1
+      if wrap_mark and extra.wrapped == 1 then
+        local fh = io.open(wrap_mark .. thread_id, "w")
+        if fh then fh:close() end
+      end
     end
     return items[i]
   end
