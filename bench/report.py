@@ -250,7 +250,7 @@ def build(run: Run):
             "p50": res.get("p50_ms"), "p99": res.get("p99_ms"), "max": res.get("max_ms"),
             "statuses": statuses, "errors": errors, "health": health,
             "r_h": rps / health if rps and health else None,
-            "pg": pg.get("rps"), "pg_label": pg_label, "pg_failed": pg.get("failed") or 0,
+            "pg": pg.get("rps"), "pg_max": pg.get("max_ms"), "pg_label": pg_label, "pg_failed": pg.get("failed") or 0,
             "r_g": rps / pg["rps"] if rps and pg.get("rps") else None,
             "rss": peak_rss(run.samples, rec["t0"], rec["t1"]),
             "other": other_load(rec, meta), "wrapped": (res.get("extra") or {}).get("wrapped"),
@@ -354,8 +354,8 @@ def render_table(run: Run, rows, funnels, targets) -> str:
                f"{meta.get('total_secs')} s.")
     out.append("")
     out.append("| store | endpoint | conns | req/s | p50 ms | p99 ms | max ms | responses (unexpected in bold) | "
-               "÷ /health/live | pgbench tx/s | ÷ pgbench | RSS MB | other load % |")
-    out.append("|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+               "÷ /health/live | pgbench tx/s | pgbench max ms | ÷ pgbench | RSS MB | other load % |")
+    out.append("|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         pg = fmt_num(r["pg"]) + (f" ({r['pg_label']})" if r["pg"] and r["pg_label"] != "its SQL" else "")
         if r["pg_failed"]:
@@ -363,7 +363,8 @@ def render_table(run: Run, rows, funnels, targets) -> str:
         out.append(
             f"| {STORE_LABEL[r['store']]} | {r['label']} | {r['conns']} | {fmt_num(r['rps'])} | {fmt_ms(r['p50'])} | "
             f"{fmt_ms(r['p99'])} | {fmt_ms(r['max'])} | {r['statuses']} | "
-            f"{'–' if r['phase'] == 'health' else fmt_num(r['r_h'], 2)} | {pg} | {fmt_num(r['r_g'], 2)} | "
+            f"{'–' if r['phase'] == 'health' else fmt_num(r['r_h'], 2)} | {pg} | {fmt_ms(r['pg_max'])} | "
+            f"{fmt_num(r['r_g'], 2)} | "
             f"{fmt_num(r['rss'], 1)} | {fmt_num(r['other'])} |")
     out.append("")
     for f in funnels:
