@@ -67,7 +67,7 @@ test-api: ## schemathesis against /openapi.json of a running binary (tests/api)
 bench-position: db-up ## Position lookup cost at 1,000 vs 1,000,000 waiting tokens
 	$(CARGO) bench -p adapters-postgres --bench position
 
-bench: db-up redis-up build ## Load-test the release binary on both queue stores against ceilings measured in the same run
+bench: db-up build ## Load-test the release binary on both queue stores (a private redis-server) against ceilings measured in the same run
 	./bench/run.sh
 
 clean-test-dbs: ## Drop test databases of crashed runs and the migrated template that test runs keep between runs

@@ -14,7 +14,7 @@
 # 127.0.0.1.
 #
 # Bounds: every measurement is at most BENCH_ENDPOINT_SECS; with the defaults the whole run
-# (both stores, both connection counts, data loads included) takes about 8-10 minutes, and
+# (both stores, both connection counts, data loads included) takes about 6 minutes, and
 # phases still pending after BENCH_BUDGET_SECS are skipped loudly.
 #
 # Settings (environment): BENCH_STORES ("postgres redis"), BENCH_CONNECTIONS ("16 64"),
