@@ -148,8 +148,8 @@ impl AccountStore for PgStore {
         guard: Option<&IdempotencyGuard<'_>>,
     ) -> Result<Claimed<CreditOutcome>, StoreError> {
         let Some(guard) = guard else {
-            // Unkeyed: one statement, in a transaction of its own so it commits only within the
-            // call budget (see `PgStore::write_alone`).
+            // Unkeyed: one autocommit statement, sent only while the caller waits (see
+            // `PgStore::write_alone`).
             return self.write_alone(|c| credit_once(c, req)).map(Claimed::Done);
         };
         // Keyed: claim, credit, record, in one short transaction (a refusal rolls the claim

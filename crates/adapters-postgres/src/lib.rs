@@ -285,13 +285,17 @@ impl PgStore {
         work::autocommit(&mut conn, self.limits.waits, f)
     }
 
-    /// Runs a write that stands alone in a transaction of its own, committed only within the
-    /// call budget: an autocommit statement would commit whenever the server ran it, even
-    /// after a server that stopped answering comes back long after the caller was told 503.
+    /// Runs a write that stands alone as one autocommit statement, sent only while its caller
+    /// still waits: sending it is committing it (the server commits whenever it runs it, even
+    /// after waking from a freeze), so it goes through the same agreement as a COMMIT
+    /// (`domain::call`): a caller that has given up never has it sent, and one that has not
+    /// waits for its outcome.
     fn write_alone<T>(&self, f: impl FnOnce(&mut PgConnection) -> QueryResult<T>) -> Result<T, StoreError> {
-        let outcome =
-            self.transaction("BEGIN", Instant::now(), |tx| Ok::<T, Fail<std::convert::Infallible>>(f(tx.conn()?)?))?;
-        outcome.map_err(|never| match never {})
+        let mut conn = self.conn()?;
+        if !domain::call::commit_point() {
+            return Err(StoreError::Timeout("the caller gave up before the write was sent".into()));
+        }
+        work::autocommit(&mut conn, self.limits.waits, f)
     }
 
     /// Runs `f` in a transaction opened by `begin`, committed only within the call budget

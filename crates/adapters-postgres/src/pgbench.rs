@@ -93,9 +93,7 @@ fn reserve_lines(keep: bool) -> Vec<String> {
 fn charge_lines(amount: &str) -> Vec<String> {
     vec![
         "-- POST /users/{id}/balance/charge".to_owned(),
-        "BEGIN;".to_owned(),
         sql(accounts::CREDIT, &[UID, amount, "10000000000", "gen_random_uuid()", "now()"]),
-        "COMMIT;".to_owned(),
     ]
 }
 
@@ -208,9 +206,8 @@ fn scripts() -> Vec<Script> {
         },
         Script {
             file: "charge.sql",
-            header: "-- POST /users/{id}/balance/charge without a key: AccountStore::credit, one statement in\n\
-                     -- a transaction of its own (committed only within the call budget), over the same\n\
-                     -- users as wrk.\n\
+            header: "-- POST /users/{id}/balance/charge without a key: AccountStore::credit, one autocommit\n\
+                     -- statement, over the same users as wrk.\n\
                      \\set n 100001 + random(0, 9999)\n",
             lines: charge_lines("1000"),
         },

@@ -363,9 +363,9 @@ fn a_transaction_past_its_budget_rolls_back_instead_of_committing_late() {
     assert_consistent(&store);
 }
 
-/// With no budget at all, every write rolls back before COMMIT (charges with and without a key,
-/// issue, admission, settings, hold, payment) and answers `Timeout`: a write never commits
-/// after its call's budget, even a lone statement.
+/// With no budget at all, every transaction rolls back before COMMIT (keyed charge, issue,
+/// admission, settings, hold, payment) and answers `Timeout`; a lone statement (an unkeyed
+/// charge) is sent at once and commits.
 #[test]
 fn every_transaction_honours_the_budget() {
     let fx = Fixture::<Postgres>::seeded();
@@ -380,8 +380,7 @@ fn every_transaction_honours_the_budget() {
     let user = who.user_id();
     let before = fx.snapshot(&who, held.id);
 
-    let timeout = |r: Result<_, StoreError>| matches!(r, Err(StoreError::Timeout(_)));
-    assert!(timeout(bad.accounts.credit(&credit_request(user, 10, &fx.clock), None).map(|_| ())));
+    bad.accounts.credit(&credit_request(user, 10, &fx.clock), None).unwrap();
     let key = IdempotencyKey::parse("k").unwrap();
     let fp = Fingerprint::charge(user, Won::new(10));
     let guard = IdempotencyGuard {
@@ -392,6 +391,7 @@ fn every_transaction_honours_the_budget() {
         expires_at: fx.now() + time::Duration::days(1),
         render: &render,
     };
+    let timeout = |r: Result<_, StoreError>| matches!(r, Err(StoreError::Timeout(_)));
     assert!(timeout(bad.accounts.credit(&credit_request(user, 10, &fx.clock), Some(&guard)).map(|_| ())));
     assert!(timeout(bad.queue.issue(fx.user(), OsRandom.token(), fx.now()).map(|_| ())));
     assert!(timeout(bad.queue.admit(&domain::queue::AdmissionPolicy::default()).map(|_| ())));
@@ -402,7 +402,7 @@ fn every_transaction_honours_the_budget() {
     assert!(matches!(app.pay(who.token().value.as_str(), held.id, None), Err(PayError::Store(StoreError::Timeout(_)))));
 
     let after = fx.snapshot(&who, held.id);
-    assert_eq!(after.balance, before.balance, "no charge");
+    assert_eq!(after.balance, before.balance.checked_add(Won::new(10)).unwrap(), "only the unkeyed charge");
     assert_eq!((after.reservation, after.token, after.seats), (before.reservation, before.token, before.seats));
     assert_eq!(fx.ports.idempotency.find(user, &key, fx.now()).unwrap(), None);
     assert_eq!(fx.ports.queue.stats().unwrap().issued_through, 1, "only the fixture's token");
