@@ -226,6 +226,25 @@ pub struct QueueSettings {
     pub admission: AdmissionPolicy,
 }
 
+/// One line for logs: `paused=false batch=100 interval=60s ttl=600s max_active=none`.
+impl fmt::Display for QueueSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let a = &self.admission;
+        write!(
+            f,
+            "paused={} batch={} interval={}s ttl={}s max_active=",
+            self.paused,
+            a.batch,
+            a.interval.whole_seconds(),
+            a.active_ttl.whole_seconds()
+        )?;
+        match a.max_active {
+            Some(cap) => write!(f, "{cap}"),
+            None => f.write_str("none"),
+        }
+    }
+}
+
 /// Bounds of the operator's settings (contract, "Operator API").
 pub mod limits {
     /// `admitBatch`.
@@ -568,6 +587,13 @@ mod tests {
         assert_eq!(after.admission.interval, policy().interval, "untouched");
         assert_eq!(after.admission.active_ttl, Duration::seconds(30));
         assert_eq!(after.admission.max_active, None, "an explicit null lifts the cap");
+    }
+
+    #[test]
+    fn settings_read_as_one_log_line() {
+        let s = QueueSettings { paused: true, admission: AdmissionPolicy { max_active: Some(9), ..policy() } };
+        assert_eq!(s.to_string(), "paused=true batch=3 interval=60s ttl=600s max_active=9");
+        assert!(settings().to_string().ends_with("max_active=none"));
     }
 
     #[test]

@@ -539,7 +539,7 @@ impl Ticketing {
     /// `Store` when a store fails; nothing changes then.
     pub fn update_queue(&self, actor: &str, patch: &SettingsPatch) -> Result<QueueState, UpdateQueueError> {
         let (before, after) = self.ports.settings.update(patch)?;
-        tracing::info!(actor, action = "queue.update", before = ?before, after = ?after, "operator changed the waiting room");
+        tracing::info!(actor, action = "queue.update", before = %before, after = %after, "operator changed the waiting room");
         Ok(QueueState::of(self.ports.queue.stats()?, after))
     }
 
