@@ -264,20 +264,20 @@ impl State {
         row.seats.iter().filter_map(|id| self.seats.get(id)).map(|seat| self.record(seat))
     }
 
-    /// The schedules of `concert`, soonest first.
-    fn schedules_of(&self, concert: ConcertId) -> Vec<(ScheduleId, &ScheduleRow)> {
-        let mut list: Vec<(ScheduleId, &ScheduleRow)> =
-            self.schedules.iter().filter(|(_, row)| row.concert_id == concert).map(|(id, row)| (*id, row)).collect();
-        list.sort_by(|a, b| a.1.starts_at.cmp(&b.1.starts_at).then(a.0.cmp(&b.0)));
-        list
-    }
-
-    pub(crate) fn schedules(&self, concert: ConcertId, now: OffsetDateTime) -> Option<Vec<ScheduleSummary>> {
+    /// The schedules of `concert`, soonest first; `None` for an unknown concert.
+    fn schedules_of(&self, concert: ConcertId) -> Option<Vec<(ScheduleId, &ScheduleRow)>> {
         if !self.concerts.contains_key(&concert) {
             return None;
         }
+        let mut list: Vec<(ScheduleId, &ScheduleRow)> =
+            self.schedules.iter().filter(|(_, row)| row.concert_id == concert).map(|(id, row)| (*id, row)).collect();
+        list.sort_by(|a, b| a.1.starts_at.cmp(&b.1.starts_at).then(a.0.cmp(&b.0)));
+        Some(list)
+    }
+
+    pub(crate) fn schedules(&self, concert: ConcertId, now: OffsetDateTime) -> Option<Vec<ScheduleSummary>> {
         let list = self
-            .schedules_of(concert)
+            .schedules_of(concert)?
             .into_iter()
             .map(|(id, row)| {
                 let available = self.records(row).filter(|r| r.status_at(now) == SeatStatus::Available).count();
@@ -373,11 +373,8 @@ impl State {
     }
 
     pub(crate) fn sales(&self, concert: ConcertId, now: OffsetDateTime) -> Option<Vec<ScheduleSales>> {
-        if !self.concerts.contains_key(&concert) {
-            return None;
-        }
         let list = self
-            .schedules_of(concert)
+            .schedules_of(concert)?
             .into_iter()
             .map(|(id, row)| {
                 let mut sales = ScheduleSales {
