@@ -26,6 +26,7 @@ use domain::idempotency::{Claimed, IdempotencyGuard};
 use domain::ids::UserId;
 use domain::money::Won;
 use domain::ports::AccountStore;
+use domain::service::{Ports, Ticketing};
 use serde_json::{json, Value};
 use time::Duration;
 use uuid::Uuid;
@@ -118,8 +119,7 @@ async fn a_cached_waiting_poll_is_answered_without_a_store_slot() {
     ports.queue = Arc::new(CachedQueue::new(ports.queue.clone(), ticker.clone(), PollCacheSettings::default()));
     ports.settings = Arc::new(CachedSettings::new(ports.settings.clone(), ticker, StdDuration::from_secs(60)));
     let blocker = Blocker::new();
-    ports.accounts = Arc::new(BlockingAccounts { inner: ports.accounts.clone(), blocker: blocker.clone() });
-    let ticketing = domain::service::Ticketing::new(ports, policy());
+    let ticketing = scripted(ports, Script::BlockBalance(blocker.clone()));
     let state = ApiState::builder(ticketing).store_slots(1).slot_wait(StdDuration::from_millis(50)).build();
     let app = app(state).await;
     let token = issue(&app, Uuid::new_v4()).await;
@@ -149,10 +149,8 @@ async fn a_cached_waiting_poll_is_answered_without_a_store_slot() {
 #[actix_web::test]
 async fn a_store_that_stops_answering_gets_503_at_the_deadline_and_its_slot_back_later() {
     let world = World::new();
-    let mut ports = world.ports();
     let blocker = Blocker::new();
-    ports.accounts = Arc::new(BlockingAccounts { inner: ports.accounts.clone(), blocker: blocker.clone() });
-    let ticketing = domain::service::Ticketing::new(ports, policy());
+    let ticketing = scripted(world.ports(), Script::BlockBalance(blocker.clone()));
     let state = ApiState::builder(ticketing)
         .store_slots(1)
         .slot_wait(StdDuration::from_millis(50))
@@ -183,10 +181,8 @@ async fn a_store_that_stops_answering_gets_503_at_the_deadline_and_its_slot_back
 #[actix_web::test]
 async fn a_call_that_was_committing_when_the_store_froze_gets_its_real_outcome_not_a_503() {
     let world = World::new();
-    let mut ports = world.ports();
     let blocker = Blocker::new();
-    ports.accounts = Arc::new(CommittingAccounts { inner: ports.accounts.clone(), blocker: blocker.clone() });
-    let ticketing = domain::service::Ticketing::new(ports, policy());
+    let ticketing = scripted(world.ports(), Script::CommitThenBlock(blocker.clone()));
     let state = ApiState::builder(ticketing).store_deadline(StdDuration::from_millis(100)).build();
     let waiting = app(state).await;
     let user = Uuid::new_v4();
@@ -202,10 +198,8 @@ async fn a_call_that_was_committing_when_the_store_froze_gets_its_real_outcome_n
 
     // If the store never comes back, the outcome is unknown: 500, never a 503 that may be false.
     let world = World::new();
-    let mut ports = world.ports();
     let blocker = Blocker::new();
-    ports.accounts = Arc::new(CommittingAccounts { inner: ports.accounts.clone(), blocker: blocker.clone() });
-    let ticketing = domain::service::Ticketing::new(ports, policy());
+    let ticketing = scripted(world.ports(), Script::CommitThenBlock(blocker.clone()));
     let state = ApiState::builder(ticketing)
         .store_deadline(StdDuration::from_millis(100))
         .commit_wait(StdDuration::from_millis(100))
@@ -485,9 +479,7 @@ async fn a_payment_replay_is_answered_after_its_token_was_used_up() {
 #[actix_web::test]
 async fn a_key_in_flight_is_answered_409_with_retry_after() {
     let world = World::new();
-    let mut ports = world.ports();
-    ports.accounts = Arc::new(InFlightAccounts(ports.accounts.clone()));
-    let app = app(ApiState::builder(domain::service::Ticketing::new(ports, policy())).build()).await;
+    let app = app(ApiState::builder(scripted(world.ports(), Script::KeyedInFlight)).build()).await;
     let res = call(&app, charge_req(Uuid::new_v4(), 5, Some("busy"))).await;
     assert_problem(&res, 409, "IDEMPOTENCY_KEY_IN_FLIGHT");
     assert_eq!(res.header("retry-after"), Some("1"));
@@ -1024,25 +1016,52 @@ async fn the_page_the_docs_and_the_openapi_document_are_served() {
 
 // ---- test doubles ---------------------------------------------------------------------------
 
-/// An account store whose every keyed credit finds a concurrent claimer.
-struct InFlightAccounts(Arc<dyn AccountStore>);
+/// What the test's account store does besides passing each call on to the memory store.
+enum Script {
+    /// Every keyed credit finds a concurrent claimer.
+    KeyedInFlight,
+    /// The first `balance` call blocks until released.
+    BlockBalance(Blocker),
+    /// The first credit marks its commit point, then blocks until released (a COMMIT sent to a
+    /// store that froze before answering).
+    CommitThenBlock(Blocker),
+}
 
-impl AccountStore for InFlightAccounts {
+struct ScriptedAccounts {
+    inner: Arc<dyn AccountStore>,
+    script: Script,
+}
+
+/// The use cases on `ports`, with their account store following `script`.
+fn scripted(mut ports: Ports, script: Script) -> Ticketing {
+    ports.accounts = Arc::new(ScriptedAccounts { inner: ports.accounts.clone(), script });
+    Ticketing::new(ports, policy())
+}
+
+impl AccountStore for ScriptedAccounts {
     fn balance(&self, user: UserId) -> Result<Won, StoreError> {
-        self.0.balance(user)
+        if let Script::BlockBalance(blocker) = &self.script {
+            blocker.block_once();
+        }
+        self.inner.balance(user)
     }
     fn credit(
         &self,
         req: &CreditRequest,
         guard: Option<&IdempotencyGuard<'_>>,
     ) -> Result<Claimed<CreditOutcome>, StoreError> {
-        if guard.is_some() {
-            return Ok(Claimed::InFlight);
+        match &self.script {
+            Script::KeyedInFlight if guard.is_some() => return Ok(Claimed::InFlight),
+            Script::CommitThenBlock(blocker) => {
+                assert!(domain::call::commit_point(), "the caller still waits");
+                blocker.block_once();
+            }
+            _ => {}
         }
-        self.0.credit(req, guard)
+        self.inner.credit(req, guard)
     }
     fn ledger(&self, user: UserId, query: &LedgerQuery) -> Result<Option<Vec<LedgerEntry>>, StoreError> {
-        self.0.ledger(user, query)
+        self.inner.ledger(user, query)
     }
 }
 
@@ -1089,53 +1108,6 @@ impl Blocker {
 
     fn release(&self) {
         self.release_tx.lock().unwrap().send(()).unwrap();
-    }
-}
-
-/// Marks the commit point of the first credit, then blocks until released (a COMMIT sent to a
-/// store that froze before answering).
-struct CommittingAccounts {
-    inner: Arc<dyn AccountStore>,
-    blocker: Blocker,
-}
-
-impl AccountStore for CommittingAccounts {
-    fn balance(&self, user: UserId) -> Result<Won, StoreError> {
-        self.inner.balance(user)
-    }
-    fn credit(
-        &self,
-        req: &CreditRequest,
-        guard: Option<&IdempotencyGuard<'_>>,
-    ) -> Result<Claimed<CreditOutcome>, StoreError> {
-        assert!(domain::call::commit_point(), "the caller still waits");
-        self.blocker.block_once();
-        self.inner.credit(req, guard)
-    }
-    fn ledger(&self, user: UserId, query: &LedgerQuery) -> Result<Option<Vec<LedgerEntry>>, StoreError> {
-        self.inner.ledger(user, query)
-    }
-}
-
-struct BlockingAccounts {
-    inner: Arc<dyn AccountStore>,
-    blocker: Blocker,
-}
-
-impl AccountStore for BlockingAccounts {
-    fn balance(&self, user: UserId) -> Result<Won, StoreError> {
-        self.blocker.block_once();
-        self.inner.balance(user)
-    }
-    fn credit(
-        &self,
-        req: &CreditRequest,
-        guard: Option<&IdempotencyGuard<'_>>,
-    ) -> Result<Claimed<CreditOutcome>, StoreError> {
-        self.inner.credit(req, guard)
-    }
-    fn ledger(&self, user: UserId, query: &LedgerQuery) -> Result<Option<Vec<LedgerEntry>>, StoreError> {
-        self.inner.ledger(user, query)
     }
 }
 

@@ -32,14 +32,14 @@ use diesel::sql_types::{Bool, Integer, Text, Uuid as SqlUuid};
 use domain::account::{CreditOutcome, CreditRequest};
 use domain::clock::{Clock, ManualClock};
 use domain::error::{PayError, ReserveError};
-use domain::idempotency::{Claimed, Fingerprint, IdempotencyGuard, IdempotencyKey};
+use domain::idempotency::{Claimed, Fingerprint, IdempotencyKey};
 use domain::ids::{LedgerEntryId, UserId};
 use domain::money::{Won, BALANCE_LIMIT};
 use domain::ports::StoreError;
 use domain::queue::SettingsPatch;
 use domain::random::Randomness as _;
 use domain::service::{Policy, Ports, Ticketing};
-use port_tests::fixture::{render, Fixture};
+use port_tests::fixture::{guard, Fixture};
 use uuid::Uuid;
 
 /// The contract's bound on answering "unavailable".
@@ -256,14 +256,7 @@ fn a_terminated_backend_fails_one_call_then_the_pool_recovers() {
     // A transaction works again too.
     let key = IdempotencyKey::parse("after-terminate").unwrap();
     let fp = Fingerprint::charge(user, Won::new(5));
-    let guard = IdempotencyGuard {
-        user,
-        key: &key,
-        fingerprint: &fp,
-        now: clock.now(),
-        expires_at: clock.now() + time::Duration::days(1),
-        render: &render,
-    };
+    let guard = guard(user, &key, &fp, clock.now(), time::Duration::days(1));
     let credited = ports.accounts.credit(&credit_request(user, 5, &clock), Some(&guard)).unwrap();
     assert_eq!(credited, Claimed::Done(CreditOutcome::Credited(Won::new(5))));
     assert_consistent(&store);
@@ -338,14 +331,7 @@ fn a_transaction_past_its_budget_rolls_back_instead_of_committing_late() {
     ports.accounts.credit(&credit_request(user, 10, &clock), None).unwrap();
     let key = IdempotencyKey::parse("late").unwrap();
     let fp = Fingerprint::charge(user, Won::new(10));
-    let guard = IdempotencyGuard {
-        user,
-        key: &key,
-        fingerprint: &fp,
-        now: clock.now(),
-        expires_at: clock.now() + time::Duration::days(1),
-        render: &render,
-    };
+    let guard = guard(user, &key, &fp, clock.now(), time::Duration::days(1));
     let outcome = thread::scope(|s| {
         with_account_locked(&db, user, |observer| {
             let call = s.spawn(|| ports.accounts.credit(&credit_request(user, 10, &clock), Some(&guard)));
@@ -383,14 +369,7 @@ fn every_transaction_honours_the_budget() {
     bad.accounts.credit(&credit_request(user, 10, &fx.clock), None).unwrap();
     let key = IdempotencyKey::parse("k").unwrap();
     let fp = Fingerprint::charge(user, Won::new(10));
-    let guard = IdempotencyGuard {
-        user,
-        key: &key,
-        fingerprint: &fp,
-        now: fx.now(),
-        expires_at: fx.now() + time::Duration::days(1),
-        render: &render,
-    };
+    let guard = guard(user, &key, &fp, fx.now(), time::Duration::days(1));
     let timeout = |r: Result<_, StoreError>| matches!(r, Err(StoreError::Timeout(_)));
     assert!(timeout(bad.accounts.credit(&credit_request(user, 10, &fx.clock), Some(&guard)).map(|_| ())));
     assert!(timeout(bad.queue.issue(fx.user(), OsRandom.token(), fx.now()).map(|_| ())));

@@ -11,7 +11,9 @@ use domain::account::{LedgerEntry, LedgerQuery};
 use domain::catalogue::{Concert, NewConcert, NewSchedule, Seat, SeatClaim, SeatStatus};
 use domain::clock::{Clock, ManualClock};
 use domain::error::PayError;
-use domain::idempotency::{Effect, IdempotencyKey, IdempotencyRequest, Outcome, StoredResponse};
+use domain::idempotency::{
+    Effect, Fingerprint, IdempotencyGuard, IdempotencyKey, IdempotencyRequest, Outcome, StoredResponse,
+};
 use domain::ids::{ConcertId, ReservationId, ScheduleId, SeatId, UserId};
 use domain::money::Won;
 use domain::payment::Payment;
@@ -140,6 +142,19 @@ pub fn render(effect: &Effect) -> StoredResponse {
             ),
         },
     }
+}
+
+/// What a store is handed to claim `key` for `user` at the port, made `now`, kept for `ttl` and
+/// recorded with the suite's [`render`].
+#[must_use]
+pub fn guard<'a>(
+    user: UserId,
+    key: &'a IdempotencyKey,
+    fingerprint: &'a Fingerprint,
+    now: OffsetDateTime,
+    ttl: Duration,
+) -> IdempotencyGuard<'a> {
+    IdempotencyGuard { user, key, fingerprint, now, expires_at: now + ttl, render: &render }
 }
 
 /// A keyed request with the suite's [`render`].

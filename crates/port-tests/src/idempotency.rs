@@ -6,7 +6,7 @@
 
 use domain::account::{CreditOutcome, LedgerKind};
 use domain::error::{ChargeError, PayError};
-use domain::idempotency::{Claimed, Effect, Fingerprint, IdempotencyGuard, IdempotencyKey, Outcome};
+use domain::idempotency::{Claimed, Effect, Fingerprint, IdempotencyKey, Outcome};
 use domain::money::{Won, BALANCE_LIMIT, MAX_CHARGE};
 use domain::queue::TokenStatus;
 use domain::reservation::ReservationStatus;
@@ -14,7 +14,7 @@ use domain::service::Policy;
 use time::Duration;
 
 use crate::concurrency::race;
-use crate::fixture::{keyed, render, Admission, Fixture};
+use crate::fixture::{guard, keyed, render, Admission, Fixture};
 use crate::Harness;
 
 fn key(s: &str) -> IdempotencyKey {
@@ -42,14 +42,7 @@ pub fn a_keyed_charge_replays_its_recorded_response<H: Harness>() {
     // At the port: the claim finds the record and credits nothing.
     let k = key("k-1");
     let fingerprint = Fingerprint::charge(user, Won::new(5_000));
-    let guard = IdempotencyGuard {
-        user,
-        key: &k,
-        fingerprint: &fingerprint,
-        now: fx.now(),
-        expires_at: fx.now() + Duration::days(1),
-        render: &render,
-    };
+    let guard = guard(user, &k, &fingerprint, fx.now(), Duration::days(1));
     let req = fx.credit_request(user, 5_000, BALANCE_LIMIT);
     assert_eq!(fx.ports.accounts.credit(&req, Some(&guard)).unwrap(), Claimed::Recorded(record));
     assert_eq!(fx.app.balance(user).unwrap(), Won::new(5_000));
@@ -89,14 +82,7 @@ pub fn a_refused_charge_records_nothing_and_its_retry_runs<H: Harness>() {
     let user = fx.user();
     let k = key("retry-me");
     let fingerprint = Fingerprint::charge(user, Won::new(60));
-    let guard = IdempotencyGuard {
-        user,
-        key: &k,
-        fingerprint: &fingerprint,
-        now: fx.now(),
-        expires_at: fx.now() + Duration::days(1),
-        render: &render,
-    };
+    let guard = guard(user, &k, &fingerprint, fx.now(), Duration::days(1));
     let refused = fx.ports.accounts.credit(&fx.credit_request(user, 60, Won::new(50)), Some(&guard)).unwrap();
     assert_eq!(refused, Claimed::Done(CreditOutcome::LimitExceeded(Won::ZERO)));
     assert_eq!(fx.ports.idempotency.find(user, &k, fx.now()).unwrap(), None);

@@ -5,7 +5,7 @@
 use domain::account::LedgerKind;
 use domain::catalogue::SeatStatus;
 use domain::error::{AuthorizeError, PayError};
-use domain::idempotency::{Fingerprint, IdempotencyGuard, IdempotencyKey};
+use domain::idempotency::{Fingerprint, IdempotencyKey};
 use domain::ids::{LedgerEntryId, PaymentId, ReservationId};
 use domain::money::Won;
 use domain::payment::{settle, PaymentFacts, PaymentRequest, SettlementIds};
@@ -14,8 +14,7 @@ use domain::reservation::ReservationStatus;
 use domain::service::ActiveUser;
 use time::Duration;
 
-use crate::fixture::World;
-use crate::fixture::{render, Fixture};
+use crate::fixture::{guard, Fixture, World};
 use crate::Harness;
 
 impl World {
@@ -159,14 +158,7 @@ pub fn decide_reads_the_facts_and_its_refusal_changes_nothing<H: Harness>() {
     let before = fx.snapshot(&who, r.id);
     let key = IdempotencyKey::parse("refused-by-decide").unwrap();
     let fingerprint = Fingerprint::payment(r.id);
-    let guard = IdempotencyGuard {
-        user: who.user_id(),
-        key: &key,
-        fingerprint: &fingerprint,
-        now: fx.now(),
-        expires_at: fx.now() + Duration::hours(1),
-        render: &render,
-    };
+    let guard = guard(who.user_id(), &key, &fingerprint, fx.now(), Duration::hours(1));
 
     let mut seen: Vec<PaymentFacts> = Vec::new();
     let request = fx.payment_request(&who, r.id);
