@@ -12,10 +12,13 @@
 //!
 //! # Layout
 //! One module per adapter; each decorator's module header says what it serves from memory,
-//! how stale that may be, and what always goes to the store.
+//! how stale that may be, and what always goes to the store. Both decorators keep their copy
+//! of the store's value in a `stamped::Stamped`, which refuses a read that started before
+//! this instance's own change.
 
 pub mod poll_cache;
 pub mod settings_cache;
+mod stamped;
 pub mod ticker;
 
 use domain::clock::{truncate_to_micros, Clock};

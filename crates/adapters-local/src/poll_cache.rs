@@ -27,13 +27,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use domain::ids::UserId;
 use domain::ports::{IssueOutcome, QueueStore, StoreError};
 use domain::queue::{AdmissionOutcome, AdmissionPolicy, QueueCursor, QueueStats, QueueToken, TokenStatus, TokenValue};
 use time::OffsetDateTime;
 
+use crate::stamped::{ReadStart, Stamped};
 use crate::ticker::Ticker;
 
 /// Settings of a [`CachedQueue`].
@@ -79,28 +80,20 @@ struct Entry {
 
 #[derive(Debug, Default)]
 struct State {
-    /// The cursor and when its read started.
-    cursor: Option<(QueueCursor, Instant)>,
-    /// Bumped by each admission of this instance: a cursor read that started in an older
-    /// generation may predate the admission and is not written back.
-    generation: u64,
+    /// The cursor and when its read started. Each admission of this instance invalidates it,
+    /// so a cursor read that started before the admission is not written back.
+    cursor: Stamped<QueueCursor>,
     by_key: HashMap<Key, Entry>,
     by_seq: BTreeMap<i64, Key>,
 }
 
 impl State {
-    fn fresh_cursor(&self, now: Instant, ttl: Duration) -> Option<QueueCursor> {
-        self.cursor.filter(|(_, read_at)| now.saturating_duration_since(*read_at) < ttl).map(|(c, _)| c)
-    }
-
-    /// Takes a cursor read that started at `read_at`, unless it is older than the one held,
-    /// and drops every token it admitted.
-    fn set_cursor(&mut self, cursor: QueueCursor, read_at: Instant) {
-        if self.cursor.is_some_and(|(held, _)| cursor.admitted_through < held.admitted_through) {
-            return;
+    /// Takes a cursor read since `start`, unless this instance admitted meanwhile or it is
+    /// older than the one held, and drops every token it admitted.
+    fn set_cursor(&mut self, cursor: QueueCursor, start: ReadStart) {
+        if self.cursor.keep(start, cursor, |held, _| cursor.admitted_through < held.admitted_through) {
+            self.drop_through(cursor.admitted_through);
         }
-        self.cursor = Some((cursor, read_at));
-        self.drop_through(cursor.admitted_through);
     }
 
     /// Drops the tokens with `seq <= through`: one split of the B-tree, then one hash removal
@@ -187,32 +180,25 @@ impl CachedQueue {
 
     /// Reads the cursor from the store and keeps it, unless this instance admitted meanwhile.
     fn refresh_cursor(&self) -> Result<QueueCursor, StoreError> {
-        let generation = self.read().generation;
-        let started = self.ticker.now();
+        let start = self.read().cursor.start(self.ticker.now());
         let cursor = self.inner.cursor()?;
-        let mut state = self.write();
-        if state.generation == generation {
-            state.set_cursor(cursor, started);
-        }
+        self.write().set_cursor(cursor, start);
         Ok(cursor)
     }
 
     fn cursor_now(&self) -> Result<QueueCursor, StoreError> {
         // Bound first: the read guard must be gone before a refresh takes the write lock.
-        let fresh = self.read().fresh_cursor(self.ticker.now(), self.settings.cursor_ttl);
+        let fresh = self.read().cursor.fresh(self.ticker.now(), self.settings.cursor_ttl);
         fresh.map_or_else(|| self.refresh_cursor(), Ok)
     }
 }
 
 impl QueueStore for CachedQueue {
     fn issue(&self, user: UserId, value: TokenValue, now: OffsetDateTime) -> Result<IssueOutcome, StoreError> {
-        let generation = self.read().generation;
-        let started = self.ticker.now();
+        let start = self.read().cursor.start(self.ticker.now());
         let outcome = self.inner.issue(user, value, now)?;
         let mut state = self.write();
-        if state.generation == generation {
-            state.set_cursor(outcome.cursor, started);
-        }
+        state.set_cursor(outcome.cursor, start);
         if outcome.token.seq > outcome.cursor.admitted_through {
             state.remember(&outcome.token, self.settings.capacity);
         }
@@ -233,14 +219,11 @@ impl QueueStore for CachedQueue {
         if let Some(token) = cached {
             return Ok(Some((token, cursor)));
         }
-        let generation = self.read().generation;
-        let started = self.ticker.now();
+        let start = self.read().cursor.start(self.ticker.now());
         let found = self.inner.find_with_cursor(value)?;
         if let Some((token, cursor)) = &found {
             let mut state = self.write();
-            if state.generation == generation {
-                state.set_cursor(*cursor, started);
-            }
+            state.set_cursor(*cursor, start);
             if token.seq > cursor.admitted_through {
                 state.remember(token, self.settings.capacity);
             }
@@ -250,7 +233,7 @@ impl QueueStore for CachedQueue {
 
     fn find_in_memory(&self, value: &TokenValue) -> Option<(QueueToken, QueueCursor)> {
         let state = self.read();
-        let cursor = state.fresh_cursor(self.ticker.now(), self.settings.cursor_ttl)?;
+        let cursor = state.cursor.fresh(self.ticker.now(), self.settings.cursor_ttl)?;
         state.lookup(value, &cursor).map(|t| (t, cursor))
     }
 
@@ -263,9 +246,7 @@ impl QueueStore for CachedQueue {
         if matches!(outcome, AdmissionOutcome::Admitted(n) if n > 0) {
             // Our own admission: stop serving the tokens it let in at once, and refuse any
             // cursor read that started before it.
-            let mut state = self.write();
-            state.generation += 1;
-            state.cursor = None;
+            self.write().cursor.invalidate();
         }
         Ok(outcome)
     }

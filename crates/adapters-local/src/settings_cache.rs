@@ -6,14 +6,17 @@
 //! clock) is as good as the store's: [`SettingsStore::load`] re-reads the store once the copy
 //! is older than that, and [`SettingsStore::load_in_memory`] answers only while it is fresh, so
 //! a poll answered from memory never uses settings older than one check period. An update made
-//! through this instance drops the copy, so the next load reads the store and sees it at once.
+//! through this instance drops the copy, so the next load reads the store and sees it at once;
+//! a load that started before the update and returns after it is not kept (it may have read
+//! the settings from before the update).
 
-use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, PoisonError, RwLock, RwLockWriteGuard};
+use std::time::Duration;
 
 use domain::ports::{SettingsStore, StoreError};
 use domain::queue::{QueueSettings, SettingsPatch};
 
+use crate::stamped::Stamped;
 use crate::ticker::Ticker;
 
 /// A [`SettingsStore`] with an in-memory copy at most `ttl` old (see the module docs).
@@ -21,7 +24,7 @@ pub struct CachedSettings {
     inner: Arc<dyn SettingsStore>,
     ticker: Arc<dyn Ticker>,
     ttl: Duration,
-    copy: RwLock<Option<(QueueSettings, Instant)>>,
+    copy: RwLock<Stamped<QueueSettings>>,
 }
 
 impl std::fmt::Debug for CachedSettings {
@@ -34,15 +37,11 @@ impl CachedSettings {
     /// Wraps `inner`, keeping a copy for `ttl`.
     #[must_use]
     pub fn new(inner: Arc<dyn SettingsStore>, ticker: Arc<dyn Ticker>, ttl: Duration) -> Self {
-        Self { inner, ticker, ttl, copy: RwLock::new(None) }
+        Self { inner, ticker, ttl, copy: RwLock::default() }
     }
 
-    fn keep(&self, settings: QueueSettings, read_at: Instant) {
-        let mut copy = self.copy.write().unwrap_or_else(PoisonError::into_inner);
-        // A slower read must not replace a newer copy.
-        if copy.is_none_or(|(_, at)| at <= read_at) {
-            *copy = Some((settings, read_at));
-        }
+    fn copy(&self) -> RwLockWriteGuard<'_, Stamped<QueueSettings>> {
+        self.copy.write().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -51,24 +50,25 @@ impl SettingsStore for CachedSettings {
         if let Some(settings) = self.load_in_memory() {
             return Ok(settings);
         }
-        let started = self.ticker.now();
+        let now = self.ticker.now();
+        let start = self.copy.read().unwrap_or_else(PoisonError::into_inner).start(now);
         let settings = self.inner.load()?;
-        self.keep(settings, started);
+        // A slower read must not replace a newer copy.
+        self.copy().keep(start, settings, |_, held_at| held_at > now);
         Ok(settings)
     }
 
     fn load_in_memory(&self) -> Option<QueueSettings> {
-        let now = self.ticker.now();
-        let copy = *self.copy.read().unwrap_or_else(PoisonError::into_inner);
-        copy.filter(|(_, at)| now.saturating_duration_since(*at) < self.ttl).map(|(s, _)| s)
+        self.copy.read().unwrap_or_else(PoisonError::into_inner).fresh(self.ticker.now(), self.ttl)
     }
 
     fn update(&self, patch: &SettingsPatch) -> Result<(QueueSettings, QueueSettings), StoreError> {
         let updated = self.inner.update(patch)?;
         // Dropped rather than replaced: concurrent updates may return in another order than
         // they committed, so this one's result may already be older than the store's. The next
-        // load reads the store, so this instance sees its own change at once all the same.
-        *self.copy.write().unwrap_or_else(PoisonError::into_inner) = None;
+        // load reads the store, so this instance sees its own change at once all the same; a
+        // load already under way is not kept.
+        self.copy().invalidate();
         Ok(updated)
     }
 }
@@ -102,5 +102,38 @@ mod tests {
         s.update(&patch).unwrap();
         assert_eq!(s.load_in_memory(), None, "an update drops the copy");
         assert_eq!(s.load().unwrap(), paused, "and the next load reads the store");
+    }
+
+    #[test]
+    fn a_load_that_started_before_our_update_is_not_kept() {
+        use std::sync::mpsc;
+
+        let ticker = ManualTicker::new();
+        let paused = QueueSettings { paused: true, ..QueueSettings::default() };
+        let (started_tx, started_rx) = mpsc::channel();
+        let (updated_tx, updated_rx) = mpsc::channel::<()>();
+        let updated_rx = std::sync::Mutex::new(updated_rx);
+        let mut inner = MockSettingsStore::new();
+        // The slow load: it reads the settings from before the update, and returns only once
+        // the update is over.
+        inner.expect_load().times(1).returning(move || {
+            started_tx.send(()).unwrap();
+            updated_rx.lock().unwrap().recv().unwrap();
+            Ok(QueueSettings::default())
+        });
+        inner.expect_update().times(1).returning(move |_| Ok((QueueSettings::default(), paused)));
+        inner.expect_load().times(1).returning(move || Ok(paused));
+        let s = Arc::new(CachedSettings::new(Arc::new(inner), Arc::new(ticker), Duration::from_secs(1)));
+
+        let slow = std::thread::spawn({
+            let s = s.clone();
+            move || s.load().unwrap()
+        });
+        started_rx.recv().unwrap();
+        s.update(&SettingsPatch::new(Some(true), None, None, None, None).unwrap()).unwrap();
+        updated_tx.send(()).unwrap();
+        assert_eq!(slow.join().unwrap(), QueueSettings::default(), "the caller gets what it read");
+        assert_eq!(s.load_in_memory(), None, "but the pre-update settings are not kept");
+        assert_eq!(s.load().unwrap(), paused, "so the next load reads the store");
     }
 }

@@ -1,0 +1,59 @@
+//! A store's value kept in memory by a cache, stamped with when its read started, and guarded
+//! against reads that straddle a change made through this instance.
+//!
+//! A change drops the copy and bumps a generation. A read records the generation when it
+//! starts ([`Stamped::start`]) and is kept only if no change came in between: a read that
+//! started before the change may have seen the store before it, and keeping it would serve
+//! the old value for up to a whole `ttl` after this instance's own change.
+
+use std::time::{Duration, Instant};
+
+/// When a read of the store started: the generation then, and the instant its age counts from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReadStart {
+    generation: u64,
+    at: Instant,
+}
+
+/// The kept copy (see the module docs).
+#[derive(Debug)]
+pub(crate) struct Stamped<T> {
+    copy: Option<(T, Instant)>,
+    generation: u64,
+}
+
+impl<T> Default for Stamped<T> {
+    fn default() -> Self {
+        Self { copy: None, generation: 0 }
+    }
+}
+
+impl<T: Copy> Stamped<T> {
+    /// A read starting `now`.
+    pub(crate) fn start(&self, now: Instant) -> ReadStart {
+        ReadStart { generation: self.generation, at: now }
+    }
+
+    /// The copy, if its read started less than `ttl` before `now`.
+    pub(crate) fn fresh(&self, now: Instant, ttl: Duration) -> Option<T> {
+        self.copy.filter(|(_, at)| now.saturating_duration_since(*at) < ttl).map(|(value, _)| value)
+    }
+
+    /// Drops the copy after a change made through this instance; reads started before it are
+    /// not kept.
+    pub(crate) fn invalidate(&mut self) {
+        self.generation += 1;
+        self.copy = None;
+    }
+
+    /// Keeps `value`, read since `start`, unless a change came in between or
+    /// `held_is_newer(held, held_read_at)` says the copy held is newer. Returns whether it was
+    /// kept.
+    pub(crate) fn keep(&mut self, start: ReadStart, value: T, held_is_newer: impl FnOnce(&T, Instant) -> bool) -> bool {
+        if start.generation != self.generation || self.copy.is_some_and(|(held, at)| held_is_newer(&held, at)) {
+            return false;
+        }
+        self.copy = Some((value, start.at));
+        true
+    }
+}
