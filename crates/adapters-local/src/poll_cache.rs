@@ -178,11 +178,27 @@ impl CachedQueue {
         self.state.write().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Stamps a store call that is about to start (see [`CachedQueue::write_back`]).
+    fn begin(&self) -> ReadStart {
+        let now = self.ticker.now();
+        self.read().cursor.start(now)
+    }
+
+    /// Keeps what a store call stamped by `start` returned: its cursor, unless this instance
+    /// admitted meanwhile (or a newer one is held), and `token` if it is still in line.
+    fn write_back(&self, start: ReadStart, cursor: QueueCursor, token: Option<&QueueToken>) {
+        let mut state = self.write();
+        state.set_cursor(cursor, start);
+        if let Some(token) = token.filter(|t| t.seq > cursor.admitted_through) {
+            state.remember(token, self.settings.capacity);
+        }
+    }
+
     /// Reads the cursor from the store and keeps it, unless this instance admitted meanwhile.
     fn refresh_cursor(&self) -> Result<QueueCursor, StoreError> {
-        let start = self.read().cursor.start(self.ticker.now());
+        let start = self.begin();
         let cursor = self.inner.cursor()?;
-        self.write().set_cursor(cursor, start);
+        self.write_back(start, cursor, None);
         Ok(cursor)
     }
 
@@ -195,13 +211,9 @@ impl CachedQueue {
 
 impl QueueStore for CachedQueue {
     fn issue(&self, user: UserId, value: TokenValue, now: OffsetDateTime) -> Result<IssueOutcome, StoreError> {
-        let start = self.read().cursor.start(self.ticker.now());
+        let start = self.begin();
         let outcome = self.inner.issue(user, value, now)?;
-        let mut state = self.write();
-        state.set_cursor(outcome.cursor, start);
-        if outcome.token.seq > outcome.cursor.admitted_through {
-            state.remember(&outcome.token, self.settings.capacity);
-        }
+        self.write_back(start, outcome.cursor, Some(&outcome.token));
         Ok(outcome)
     }
 
@@ -219,14 +231,10 @@ impl QueueStore for CachedQueue {
         if let Some(token) = cached {
             return Ok(Some((token, cursor)));
         }
-        let start = self.read().cursor.start(self.ticker.now());
+        let start = self.begin();
         let found = self.inner.find_with_cursor(value)?;
         if let Some((token, cursor)) = &found {
-            let mut state = self.write();
-            state.set_cursor(*cursor, start);
-            if token.seq > cursor.admitted_through {
-                state.remember(token, self.settings.capacity);
-            }
+            self.write_back(start, *cursor, Some(token));
         }
         Ok(found)
     }
