@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 use diesel::PgConnection;
 
 use crate::harness::procs::Concert;
-use crate::harness::{rows, server_env, Api, Db, MAIN_PG};
+use crate::harness::{rows, server_env, Api};
 use crate::load::{assert_clean, audit, retry_unanswered, Load, Op, Seats, Shape};
+use crate::support::Database;
 
 fn payments(conn: &mut PgConnection) -> i64 {
     rows(conn, "SELECT count(*) FROM payments", 1)[0][0].parse().unwrap_or(0)
@@ -20,7 +21,7 @@ fn payments(conn: &mut PgConnection) -> i64 {
 /// one effect when retried (twice) with its key.
 #[test]
 fn kill_9_mid_payments_keeps_every_answer_and_retries_converge() {
-    let db = Db::fresh(MAIN_PG);
+    let db = Database::fresh();
     db.seed();
     let url = db.url();
     let mut server = Concert::start(&server_env(&url, &[]));

@@ -8,12 +8,14 @@ use std::time::{Duration, Instant};
 use diesel::connection::SimpleConnection as _;
 use serde_json::json;
 
-use crate::harness::procs::{Concert, PgCluster};
-use crate::harness::{new_uuid, rows, server_env, Answer, Api, Db, Req, MAIN_PG};
+use crate::harness::procs::Concert;
+use crate::harness::{new_uuid, rows, server_env, Answer, Api, Req};
 use crate::load::{
     assert_clean, audit, charge_req, pay_req, retry_unanswered, retry_unavailable, send_recorded, Load, Op, Rec, Seats,
     Shape,
 };
+use crate::support::private::PrivatePostgres;
+use crate::support::{Database, PG_SERVER};
 
 /// The contract's bound for a 503.
 const ANSWER_WITHIN: Duration = Duration::from_secs(5);
@@ -21,7 +23,7 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 /// Client timeout: a request unanswered this long is a hang.
 const HANG: Duration = Duration::from_secs(15);
 
-fn wait_for_payments(db: &Db, n: i64, limit: Duration) {
+fn wait_for_payments(db: &Database, n: i64, limit: Duration) {
     let mut conn = db.connect();
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
@@ -180,8 +182,8 @@ fn charge_until_through(api: &Api, started: Instant, phase: usize, limit: Durati
 /// itself, and the audit finds every 2xx in place and no effect of a 503.
 #[test]
 fn database_crash_and_return_mid_load_answers_503_in_time_and_recovers() {
-    let cluster = PgCluster::start();
-    let db = Db::fresh(&cluster.server_url());
+    let mut cluster = PrivatePostgres::running();
+    let db = Database::fresh_on(&cluster.server_url());
     db.seed();
     let url = db.url();
     let server = Concert::start(&server_env(&url, &[]));
@@ -197,7 +199,7 @@ fn database_crash_and_return_mid_load_answers_503_in_time_and_recovers() {
     cluster.crash();
     let chargers = Chargers::start(&api, load.started, 1, Instant::now() + Duration::from_secs(4));
     std::thread::sleep(Duration::from_secs(4));
-    cluster.restart();
+    cluster.start();
     load.phase(2);
     let up_at = load.started.elapsed();
     // Recovery without a restart: a charge goes through again.
@@ -255,8 +257,8 @@ fn database_crash_and_return_mid_load_answers_503_in_time_and_recovers() {
 /// restart; the audit finds every 2xx in place and no effect of a 503.
 #[test]
 fn hung_database_mid_load_answers_503_in_time_and_recovers() {
-    let cluster = PgCluster::start();
-    let db = Db::fresh(&cluster.server_url());
+    let cluster = PrivatePostgres::running();
+    let db = Database::fresh_on(&cluster.server_url());
     db.seed();
     let url = db.url();
     let server = Concert::start(&server_env(&url, &[]));
@@ -311,7 +313,7 @@ fn hung_database_mid_load_answers_503_in_time_and_recovers() {
 /// recovers by itself, and the audit is clean.
 #[test]
 fn terminated_connections_fail_few_requests_and_the_pool_recovers() {
-    let db = Db::fresh(MAIN_PG);
+    let db = Database::fresh();
     db.seed();
     let url = db.url();
     let server = Concert::start(&server_env(&url, &[]));
@@ -321,7 +323,7 @@ fn terminated_connections_fail_few_requests_and_the_pool_recovers() {
     let load = Load::start(&api, &seats, Shape { buyers: 12, think: Duration::from_millis(10) });
     wait_for_payments(&db, 10, Duration::from_secs(20));
 
-    let mut admin = diesel::Connection::establish(&format!("{MAIN_PG}/postgres")).expect("connect");
+    let mut admin = diesel::Connection::establish(&format!("{PG_SERVER}/postgres")).expect("connect");
     let mut terminated = 0_usize;
     load.phase(1);
     for _ in 0..5 {
@@ -375,7 +377,7 @@ fn terminated_connections_fail_few_requests_and_the_pool_recovers() {
 /// told.
 #[test]
 fn a_row_locked_by_another_session_fails_only_its_own_requests_and_none_commits_later() {
-    let db = Db::fresh(MAIN_PG);
+    let db = Database::fresh();
     db.seed();
     let url = db.url();
     let server = Concert::start(&server_env(&url, &[]));

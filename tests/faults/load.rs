@@ -570,7 +570,7 @@ pub fn audit(conn: &mut PgConnection, api: &Api, db_url: &str, recs: &[Rec], use
         }
     }
 
-    let out = crate::harness::procs::concert_command("check-invariants", db_url);
+    let out = crate::support::run_command("check-invariants", db_url);
     if !out.status.success() {
         problems.push(format!("check-invariants: {}", String::from_utf8_lossy(&out.stdout)));
     }

@@ -6,8 +6,10 @@
 //!
 //! # Layout
 //!
-//! - `harness`: processes (the binary, a private cluster, a private Redis), databases, the
-//!   recording HTTP client, randomness, SQL reads.
+//! - `support` (`tests/support`, shared with `tests/e2e.rs`): the binary, databases of a test's
+//!   own, a private PostgreSQL cluster and Redis to crash and freeze, free ports, signals.
+//! - `harness`: a server to `kill -9` and restart, the recording HTTP client, randomness, SQL
+//!   reads.
 //! - `load`: the payment-heavy recorded load, the retries of unanswered requests and the audit.
 //! - `crash`: `kill -9` of the server mid-load.
 //! - `database`: the database going away, hanging, its connections terminated, a row held
@@ -24,6 +26,9 @@
     clippy::panic,
     reason = "test code: a failed expectation should panic"
 )]
+
+#[path = "../support/mod.rs"]
+mod support;
 
 mod harness;
 mod load;

@@ -6,9 +6,11 @@ use std::time::{Duration, Instant};
 use diesel::connection::SimpleConnection as _;
 use serde_json::json;
 
-use crate::harness::procs::{signal, Concert, RedisProc};
-use crate::harness::{new_uuid, rand_hex, server_env, Api, Db, Req, MAIN_PG};
+use crate::harness::procs::Concert;
+use crate::harness::{new_uuid, rand_hex, server_env, Api, Req};
 use crate::load::{assert_clean, audit, charge_req, pay_req, retry_unanswered, send_recorded, Load, Op, Seats, Shape};
+use crate::support::private::PrivateRedis;
+use crate::support::Database;
 
 const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 
@@ -19,8 +21,9 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 /// PostgreSQL is clean.
 #[test]
 fn redis_outage_answers_503_in_time_keeps_postgres_whole_and_recovers() {
-    let mut redis = RedisProc::start();
-    let db = Db::fresh(MAIN_PG);
+    let mut redis = PrivateRedis::reserve().with_append_only_file();
+    redis.start();
+    let db = Database::fresh();
     db.seed();
     let url = db.url();
     let redis_url = redis.url();
@@ -42,7 +45,7 @@ fn redis_outage_answers_503_in_time_keeps_postgres_whole_and_recovers() {
     for (round, outage) in ["hang", "down"].into_iter().enumerate() {
         load.phase(2 * round + 1);
         match outage {
-            "hang" => signal(redis.pid(), "-STOP"),
+            "hang" => redis.freeze(),
             _ => redis.crash(),
         }
         // While it is out: the queue answers 503 in time, readiness 503, PostgreSQL-only calls work.
@@ -75,8 +78,8 @@ fn redis_outage_answers_503_in_time_keeps_postgres_whole_and_recovers() {
             std::thread::sleep(Duration::from_millis(50));
         }
         match outage {
-            "hang" => signal(redis.pid(), "-CONT"),
-            _ => redis.start_again(),
+            "hang" => redis.thaw(),
+            _ => redis.start(),
         }
         load.phase(2 * round + 2);
         let back = Instant::now();
@@ -118,8 +121,9 @@ fn redis_outage_answers_503_in_time_keeps_postgres_whole_and_recovers() {
 /// then the lock released.
 #[test]
 fn a_redis_hiccup_after_a_payment_commits_keeps_the_payment_and_the_token_pays_once() {
-    let redis = RedisProc::start();
-    let db = Db::fresh(MAIN_PG);
+    let mut redis = PrivateRedis::reserve().with_append_only_file();
+    redis.start();
+    let db = Database::fresh();
     db.seed();
     let url = db.url();
     let redis_url = redis.url();
@@ -160,10 +164,10 @@ fn a_redis_hiccup_after_a_payment_commits_keeps_the_payment_and_the_token_pays_o
     };
     // The payment is now waiting for the row (it read the token in Redis first).
     std::thread::sleep(Duration::from_millis(400));
-    signal(redis.pid(), "-STOP");
+    redis.freeze();
     locker.batch_execute("ROLLBACK").expect("release the row");
     let paid = payer.join().expect("payer thread");
-    signal(redis.pid(), "-CONT");
+    redis.thaw();
     assert!(paid.answer.is(201), "the payment whose token could not be marked used: {:?}", paid.answer);
     assert!(paid.answer.elapsed < Duration::from_secs(5), "answered after {:?}", paid.answer.elapsed);
     recs.push(paid.clone());

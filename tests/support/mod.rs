@@ -1,4 +1,6 @@
-//! Starts the real `concert` binary as a client would meet it, and cleans up after it.
+//! Starts the real `concert` binary as a client would meet it, and cleans up after it. Shared by
+//! the black-box tests (`tests/e2e.rs`) and the fault tests (`tests/faults/`, which include it
+//! with `#[path]`).
 //!
 //! A [`Deployment`] is what several instances share: a fresh PostgreSQL database (created,
 //! seeded with the demo catalogue, dropped with the deployment) and, for `QUEUE_STORE=redis`, a
@@ -10,9 +12,10 @@
 //! a test panics half-way: processes first, then the Redis keys and the database.
 //!
 //! # Layout
-//! - this file: [`Queue`], [`Deployment`], [`Launch`], [`Server`], one-shot commands, waits.
+//! - this file: [`Queue`], [`Deployment`], [`Launch`], [`Server`], [`Database`], one-shot
+//!   commands, waits, signals.
 //! - [`private`]: a PostgreSQL cluster and a `redis-server` of a test's own, on free ports, for
-//!   the outage tests (never the machine's own servers).
+//!   the outage and fault tests (never the machine's own servers): started, crashed, frozen.
 
 #![allow(
     dead_code,
@@ -175,6 +178,11 @@ pub fn run_command_within(command: &str, db_url: &str, limit: Duration) -> Outpu
     Output { status, stdout: out.join().unwrap(), stderr: err.join().unwrap() }
 }
 
+/// Sends `signal` (`TERM`, `INT`, `KILL`, `STOP`, `CONT`) to one process id.
+pub fn signal(pid: u32, signal: &str) {
+    let _ = Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).stderr(Stdio::null()).status();
+}
+
 /// A loopback port nothing listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind :0").local_addr().expect("addr").port()
@@ -243,26 +251,52 @@ impl Drop for TempDir {
     }
 }
 
-/// A database name on the machine's server, dropped (with its connections) when this is dropped,
-/// including when a test panics half-way through start-up.
+/// A database of a test's own on a PostgreSQL server (the machine's, or a private cluster),
+/// dropped (with its connections) when this is dropped, including when a test panics half-way
+/// through start-up.
 #[derive(Debug)]
-pub struct Database(pub String);
+pub struct Database {
+    pub server: String,
+    pub name: String,
+}
 
 impl Database {
-    /// A fresh name; nothing is created until a command creates it.
+    /// A fresh name on the machine's server; nothing is created until a command creates it.
     pub fn fresh() -> Self {
-        Self(format!("concert_e2e_{}", Uuid::new_v4().simple()))
+        Self::fresh_on(PG_SERVER)
+    }
+
+    /// A fresh name on `server` (`postgres://user@host:port`).
+    pub fn fresh_on(server: &str) -> Self {
+        Self { server: server.to_owned(), name: format!("concert_e2e_{}", Uuid::new_v4().simple()) }
     }
 
     pub fn url(&self) -> String {
-        format!("{PG_SERVER}/{}", self.0)
+        format!("{}/{}", self.server, self.name)
+    }
+
+    /// Creates and migrates the database and loads the demo catalogue (`concert seed-demo`).
+    pub fn seed(&self) {
+        let seed = run_command("seed-demo", &self.url());
+        assert!(
+            seed.status.success(),
+            "seed-demo failed ({}): {}{}",
+            seed.status,
+            String::from_utf8_lossy(&seed.stdout),
+            String::from_utf8_lossy(&seed.stderr)
+        );
+    }
+
+    pub fn connect(&self) -> PgConnection {
+        PgConnection::establish(&self.url()).expect("connect to the test database")
     }
 }
 
 impl Drop for Database {
     fn drop(&mut self) {
-        if let Ok(mut conn) = PgConnection::establish(&format!("{PG_SERVER}/postgres")) {
-            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0)).execute(&mut conn);
+        // Bounded: a test that failed while its private cluster was frozen must still end.
+        if let Ok(mut conn) = PgConnection::establish(&format!("{}/postgres?connect_timeout=5", self.server)) {
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut conn);
         }
     }
 }
@@ -332,14 +366,7 @@ impl Deployment {
     /// As [`Deployment::new`], with Redis at `redis_url` (a private server).
     pub fn with_redis_at(queue: Queue, redis_url: &str, env: &[(&str, &str)]) -> Arc<Self> {
         let db = Database::fresh();
-        let seed = run_command("seed-demo", &db.url());
-        assert!(
-            seed.status.success(),
-            "seed-demo failed ({}): {}{}",
-            seed.status,
-            String::from_utf8_lossy(&seed.stdout),
-            String::from_utf8_lossy(&seed.stderr)
-        );
+        db.seed();
         let redis = (queue == Queue::Redis).then(|| RedisNamespace::on(redis_url));
         Arc::new(Self { queue, db_url: db.url(), env: owned(env), redis, db: Some(db) })
     }
@@ -553,10 +580,6 @@ impl Server {
         found.unwrap_or_else(|| panic!("faketime exited without starting the server:\n{}", self.log_tail(40)))
     }
 
-    fn signal(&self, signal: &str, pid: u32) {
-        let _ = Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).stderr(Stdio::null()).status();
-    }
-
     fn wait_up(&mut self, path: &str) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -580,13 +603,13 @@ impl Server {
         self.stopped.is_none() && matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// Sends `signal` (`TERM`, `INT`) to the server and waits until it has exited (and its
+    /// Sends `sig` (`TERM`, `INT`) to the server and waits until it has exited (and its
     /// wrapper with it); fails the test if it takes over 30 s.
-    pub fn stop(&mut self, signal: &str) -> ExitStatus {
+    pub fn stop(&mut self, sig: &str) -> ExitStatus {
         if let Some(status) = self.stopped {
             return status;
         }
-        self.signal(signal, self.target);
+        signal(self.target, sig);
         let status = self.wait_exit(Duration::from_secs(30));
         match status {
             Some(status) => {
@@ -596,7 +619,7 @@ impl Server {
             None => {
                 self.kill();
                 self.stopped = Some(ExitStatus::default());
-                panic!("concert serve did not stop within 30 s of SIG{signal}\n{}", self.log_tail(40));
+                panic!("concert serve did not stop within 30 s of SIG{sig}\n{}", self.log_tail(40));
             }
         }
     }
@@ -615,7 +638,7 @@ impl Server {
     }
 
     fn kill(&mut self) {
-        self.signal("KILL", self.target);
+        signal(self.target, "KILL");
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -764,7 +787,7 @@ impl Drop for Server {
             eprintln!("---- last log lines of concert serve at {} ----\n{}", self.base, self.log_tail(40));
         }
         if self.stopped.is_none() {
-            self.signal("TERM", self.target);
+            signal(self.target, "TERM");
             if self.wait_exit(Duration::from_secs(15)).is_none() {
                 self.kill();
             }

@@ -1,14 +1,16 @@
-//! Servers of a test's own, on free loopback ports, for the outage tests: a PostgreSQL cluster
-//! (`initdb` + `pg_ctl` into a temp directory, run as the `postgres` OS user when the tests run
-//! as root) and a `redis-server`. Each is created stopped, so a test can start `concert` first
-//! and the store late; each is stopped and removed when dropped. The machine's own servers are
-//! never touched: every command names this cluster's data directory or this child's pid.
+//! Servers of a test's own, on free loopback ports, for the outage and fault tests: a PostgreSQL
+//! cluster (`initdb` + `pg_ctl` into a temp directory, run as the `postgres` OS user when the
+//! tests run as root) and a `redis-server`. Each is created stopped, so a test can start
+//! `concert` first and the store late; each can be crashed and started again, or frozen
+//! (SIGSTOP: a hung server, not a dead one) and thawed; each is stopped and removed when dropped.
+//! The machine's own servers are never touched: every command names this cluster's data
+//! directory or this child's pid.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{free_port, TempDir};
+use super::{free_port, signal, TempDir};
 
 /// Where Debian puts PostgreSQL 15's server binaries (`PG_BIN` overrides it).
 fn pg_bin(name: &str) -> PathBuf {
@@ -45,7 +47,7 @@ impl PrivatePostgres {
             .command(&pg_bin("initdb"))
             .arg("-D")
             .arg(cluster.data())
-            .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync", "--no-instructions"])
+            .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"])
             .output()
             .expect("run initdb");
         assert!(
@@ -57,11 +59,22 @@ impl PrivatePostgres {
         cluster
     }
 
+    /// Creates the cluster and starts it.
+    pub fn running() -> Self {
+        let mut cluster = Self::init();
+        cluster.start();
+        cluster
+    }
+
     fn data(&self) -> PathBuf {
         self.dir.path().join("data")
     }
 
-    fn command(&self, program: &std::path::Path) -> Command {
+    fn log(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    fn command(&self, program: &Path) -> Command {
         let mut cmd = if self.as_postgres {
             let mut cmd = Command::new("runuser");
             cmd.args(["-u", "postgres", "--"]).arg(program);
@@ -73,16 +86,23 @@ impl PrivatePostgres {
         cmd
     }
 
-    /// The URL of database `db` on this cluster.
-    pub fn url(&self, db: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    /// The server's URL, without a database (`postgres://postgres@127.0.0.1:<port>`).
+    pub fn server_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}", self.port)
     }
 
-    /// Starts the cluster and waits until it accepts connections.
+    /// The URL of database `db` on this cluster.
+    pub fn url(&self, db: &str) -> String {
+        format!("{}/{db}", self.server_url())
+    }
+
+    /// Starts the cluster (also again after [`PrivatePostgres::crash`]) and waits until it
+    /// accepts connections. No fsync: a crash here is a process crash, not a power cut (the
+    /// page cache survives).
     pub fn start(&mut self) {
         let options = format!(
             "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off \
-             -c shared_buffers=16MB -c max_connections=40",
+             -c shared_buffers=16MB -c max_connections=60 -c autovacuum=off",
             self.port,
             self.dir.path().display()
         );
@@ -91,7 +111,7 @@ impl PrivatePostgres {
             .arg("-D")
             .arg(self.data())
             .arg("-l")
-            .arg(self.dir.path().join("server.log"))
+            .arg(self.log())
             .args(["-o", &options, "-w", "-t", "60", "start"])
             .output()
             .expect("run pg_ctl start");
@@ -101,51 +121,114 @@ impl PrivatePostgres {
             "pg_ctl start failed: {}{}\n{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr),
-            std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+            std::fs::read_to_string(self.log()).unwrap_or_default()
         );
+    }
+
+    /// `pg_ctl stop -m immediate`: every backend killed at once, no checkpoint (the next
+    /// start runs crash recovery).
+    pub fn crash(&self) {
+        let out = self.stop_immediately().expect("run pg_ctl stop");
+        assert!(out.status.success(), "pg_ctl stop failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    fn stop_immediately(&self) -> std::io::Result<std::process::Output> {
+        self.command(&pg_bin("pg_ctl"))
+            .arg("-D")
+            .arg(self.data())
+            .args(["-m", "immediate", "-w", "-t", "30", "stop"])
+            .output()
+    }
+
+    /// The postmaster and every process it started (backends, background workers).
+    pub fn processes(&self) -> Vec<u32> {
+        let pidfile = std::fs::read_to_string(self.data().join("postmaster.pid")).unwrap_or_default();
+        let Some(master) = pidfile.lines().next().and_then(|l| l.trim().parse::<u32>().ok()) else {
+            return Vec::new();
+        };
+        let mut pids = vec![master];
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // `pid (comm) state ppid ...`; comm may hold spaces, so split after the last ')'.
+            let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+            if ppid == Some(master) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
+    /// SIGSTOP to the whole cluster: connections stay open, the kernel still acknowledges
+    /// every packet, and nothing answers (a hung server, not a dead one). Returns the
+    /// processes stopped, for [`PrivatePostgres::thaw`].
+    pub fn freeze(&self) -> Vec<u32> {
+        let pids = self.processes();
+        for &pid in &pids {
+            signal(pid, "STOP");
+        }
+        pids
+    }
+
+    /// SIGCONT to the processes [`PrivatePostgres::freeze`] stopped.
+    pub fn thaw(&self, pids: &[u32]) {
+        for &pid in pids {
+            signal(pid, "CONT");
+        }
     }
 }
 
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
         if self.started {
-            let _ = self
-                .command(&pg_bin("pg_ctl"))
-                .arg("-D")
-                .arg(self.data())
-                .args(["-m", "immediate", "-w", "-t", "30", "stop"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            // A frozen cluster cannot stop: wake it first (harmless when it is running).
+            self.thaw(&self.processes());
+            let _ = self.stop_immediately();
         }
     }
 }
 
-/// A `redis-server` without persistence on a free port, started on demand, killed (by its
-/// pid) when dropped.
+/// A `redis-server` on a free port, started on demand, killed (by its pid) when dropped.
+/// Without persistence unless asked ([`PrivateRedis::with_append_only_file`]).
 #[derive(Debug)]
 pub struct PrivateRedis {
     pub port: u16,
     dir: TempDir,
     child: Option<Child>,
+    append_only: bool,
 }
 
 impl PrivateRedis {
     /// Picks the port; nothing listens there until [`PrivateRedis::start`].
     pub fn reserve() -> Self {
-        Self { port: free_port(), dir: TempDir::new("concert-e2e-redis"), child: None }
+        Self { port: free_port(), dir: TempDir::new("concert-e2e-redis"), child: None, append_only: false }
+    }
+
+    /// With an append-only file fsynced on every write (`appendfsync always`) in its temp
+    /// directory, so that a crash and a start again lose nothing.
+    pub fn with_append_only_file(mut self) -> Self {
+        self.append_only = true;
+        self
     }
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// Starts the server and waits until it answers `PING`.
+    /// Starts the server (also again after [`PrivateRedis::crash`]) and waits until it answers
+    /// `PING`.
     pub fn start(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        assert!(self.child.is_none(), "the private redis-server is already running");
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--daemonize", "no"])
             .arg("--dir")
-            .arg(self.dir.path())
+            .arg(self.dir.path());
+        if self.append_only {
+            cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
+        } else {
+            cmd.args(["--appendonly", "no"]);
+        }
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -153,7 +236,7 @@ impl PrivateRedis {
             .expect("redis-server must be installed");
         self.child = Some(child);
         let client = redis::Client::open(self.url()).expect("redis url");
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let pong = client
                 .get_connection_with_timeout(Duration::from_millis(200))
@@ -165,11 +248,36 @@ impl PrivateRedis {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+
+    /// The server's process id (it must be running).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the private redis-server is running").id()
+    }
+
+    /// `kill -9` only: no shutdown, nothing written but what is already on disk.
+    pub fn crash(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(child.id(), "KILL");
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGSTOP: connections stay open and nothing answers (a hung server, not a dead one).
+    pub fn freeze(&self) {
+        signal(self.pid(), "STOP");
+    }
+
+    /// SIGCONT after [`PrivateRedis::freeze`].
+    pub fn thaw(&self) {
+        signal(self.pid(), "CONT");
+    }
 }
 
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // A frozen server dies of SIGKILL too; woken first all the same.
+            signal(child.id(), "CONT");
             let _ = child.kill();
             let _ = child.wait();
         }

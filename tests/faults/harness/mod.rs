@@ -1,6 +1,7 @@
-//! What every fault test needs: processes to start and break (`procs`), a database of its
-//! own, an HTTP client that records what each request was answered (or that it was not),
-//! randomness, and SQL reads of the service's tables for the audits.
+//! What every fault test needs beyond `tests/support` (the binary, databases, private servers):
+//! a `concert serve` that can be killed and started again (`procs`), an HTTP client that
+//! records what each request was answered (or that it was not), randomness, and SQL reads of
+//! the service's tables for the audits.
 
 pub mod procs;
 
@@ -9,17 +10,13 @@ use std::fs::File;
 use std::io::Read as _;
 use std::time::{Duration, Instant};
 
-use diesel::{Connection as _, PgConnection, RunQueryDsl as _};
+use diesel::{PgConnection, RunQueryDsl as _};
 use reqwest::blocking::Client;
 use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-/// The machine's PostgreSQL (never stopped or reconfigured by these tests).
-pub const MAIN_PG: &str = "postgres://postgres@127.0.0.1:5432";
-
-/// The operator token every test server is started with.
-pub const ADMIN_TOKEN: &str = "faults-admin-token-0123456789abcdef";
+use crate::support::ADMIN;
 
 // ---- randomness ------------------------------------------------------------------------------
 
@@ -73,44 +70,7 @@ impl Rng {
     }
 }
 
-// ---- databases -------------------------------------------------------------------------------
-
-/// A database of its own on `server` (the machine's or a private cluster), dropped with its
-/// connections when the test ends, also on panic.
-pub struct Db {
-    pub server: String,
-    pub name: String,
-}
-
-impl Db {
-    /// A fresh name; `concert seed-demo` (or `serve`) creates it.
-    pub fn fresh(server: &str) -> Self {
-        Self { server: server.to_owned(), name: format!("concert_e2e_faults_{}", rand_hex(8)) }
-    }
-
-    pub fn url(&self) -> String {
-        format!("{}/{}", self.server, self.name)
-    }
-
-    /// Creates and migrates the database and loads the demo catalogue.
-    pub fn seed(&self) {
-        let out = procs::concert_command("seed-demo", &self.url());
-        assert!(out.status.success(), "seed-demo failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
-    }
-
-    pub fn connect(&self) -> PgConnection {
-        PgConnection::establish(&self.url()).expect("connect to the test database")
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        // Bounded: a test that failed while its private cluster was frozen must still end.
-        if let Ok(mut c) = PgConnection::establish(&format!("{}/postgres?connect_timeout=5", self.server)) {
-            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut c);
-        }
-    }
-}
+// ---- SQL reads -------------------------------------------------------------------------------
 
 /// Rows of text columns, read as `Vec<Vec<String>>` (NULL as the empty string), so that the
 /// audits need no schema types: every query casts its columns to text.
@@ -276,7 +236,7 @@ impl Api {
             "title": format!("Fault drill {}", rand_hex(4)),
             "schedules": [{ "startsAt": "2099-06-01T19:00:00Z", "seats": seat_list }],
         });
-        let created = self.must(&Req::post("/admin/concerts", body).bearer(ADMIN_TOKEN), Duration::from_secs(30));
+        let created = self.must(&Req::post("/admin/concerts", body).bearer(ADMIN), Duration::from_secs(30));
         let schedule = created["schedules"][0]["id"].as_str().expect("schedule id").to_owned();
         let token = self.active_token(&new_uuid().to_string(), Duration::from_secs(30));
         let seats =
@@ -311,7 +271,7 @@ impl Api {
 pub fn server_env<'a>(db_url: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     let mut env = vec![
         ("DATABASE_URL", db_url),
-        ("ADMIN_TOKEN", ADMIN_TOKEN),
+        ("ADMIN_TOKEN", ADMIN),
         ("QUEUE_ADMIT_INTERVAL_SECS", "1"),
         ("QUEUE_ADMIT_BATCH", "10000"),
         ("QUEUE_ACTIVE_TTL_SECS", "3600"),
