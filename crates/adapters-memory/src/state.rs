@@ -577,7 +577,7 @@ impl State {
             balance: self.balance(req.user),
             token_paid: self.paid_tokens.contains(&req.token),
             // `None` when the queue lives in another store (this store then only records the
-            // token that paid).
+            // token that paid, and the settlement leaves using it up to the caller).
             token: self.find_token(&req.token),
         };
         let settlement = decide(&facts)?;
@@ -628,6 +628,8 @@ impl State {
         self.paid_reservations.insert(p.reservation_id);
         self.paid_tokens.insert(s.token.clone());
         self.ledgers.entry(p.user_id).or_default().push(s.entry.clone());
-        self.use_up(&s.token, p.paid_at);
+        if s.uses_up_token {
+            self.use_up(&s.token, p.paid_at);
+        }
     }
 }

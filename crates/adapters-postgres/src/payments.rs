@@ -13,11 +13,11 @@
 //! 4. call the domain's `decide` once; a refusal rolls back;
 //! 5. write the settlement as one statement: the reservation PAID, the debit (guarded: it must
 //!    still cover the price), the payment with its token (UNIQUE: the second line of "a token
-//!    pays once"), the ledger entry, that token EXPIRED with `expires_at = paid_at` (never any
+//!    pays once"), the ledger entry, that token EXPIRED with `expires_at = paid_at` when it is
+//!    in `queue_tokens` (exactly when the facts read it: `Settlement::uses_up_token`; never any
 //!    other token of the user), and with a guard the record;
 //! 6. COMMIT, unless the call budget has run out (then roll back: `Timeout`).
 
-use std::cell::RefCell;
 use std::time::Instant;
 
 use diesel::prelude::*;
@@ -62,7 +62,9 @@ pub(crate) const FACTS: &str = "WITH r AS ( \
      FROM (SELECT) AS one LEFT JOIN r ON TRUE LEFT JOIN t ON TRUE";
 
 /// The settlement, one statement: each step runs only if the one before it did, so a fact that
-/// changed anyway (it cannot under the locks) writes nothing and the count says so.
+/// changed anyway (it cannot under the locks) writes nothing and the count says so. The token
+/// row is there to use up exactly when the facts read it (`Settlement::uses_up_token`); with the
+/// queue in another store there is none.
 pub(crate) const SETTLE: &str = "WITH r AS ( \
        UPDATE reservations SET status = 'PAID', paid_at = $2 WHERE id = $1 AND status = 'HELD' RETURNING id), \
      a AS ( \
@@ -77,12 +79,11 @@ pub(crate) const SETTLE: &str = "WITH r AS ( \
        SELECT $8, $4, 'PAYMENT', $9, $10, $11, p.id, $1 FROM p RETURNING id), \
      t AS ( \
        UPDATE queue_tokens SET status = 'EXPIRED', expires_at = $2 \
-       WHERE token = $7 AND status = 'ACTIVE' AND EXISTS (SELECT 1 FROM l) RETURNING seq), \
+       WHERE token = $7 AND status = 'ACTIVE' AND EXISTS (SELECT 1 FROM l)), \
      k AS ( \
        UPDATE idempotency_keys SET status = $12, body = $13, ledger_entry_id = l.id FROM l \
        WHERE user_id = $14 AND key = $15 RETURNING 1) \
-     SELECT (SELECT count(*) FROM l) AS settled, (SELECT count(*) FROM t) AS used_up, \
-       (SELECT count(*) FROM k) AS recorded";
+     SELECT (SELECT count(*) FROM l) AS settled, (SELECT count(*) FROM k) AS recorded";
 
 #[derive(Debug, QueryableByName)]
 struct FactsRow {
@@ -136,8 +137,6 @@ struct Settled {
     #[diesel(sql_type = BigInt)]
     settled: i64,
     #[diesel(sql_type = BigInt)]
-    used_up: i64,
-    #[diesel(sql_type = BigInt)]
     recorded: i64,
 }
 
@@ -146,23 +145,6 @@ enum Stopped {
     Refused(PayError),
     /// Boxed: a recorded response is large next to the other outcomes.
     Claim(Box<Claimed<Settlement>>),
-}
-
-thread_local! {
-    /// The token the last payment on this thread used up in its own transaction (see
-    /// `QueueStore::use_up` on `PgStore`).
-    static USED_UP: RefCell<Option<TokenValue>> = const { RefCell::new(None) };
-}
-
-/// Notes that a committed payment on this thread used `token` up.
-fn note_used_up(token: TokenValue) {
-    USED_UP.with(|slot| *slot.borrow_mut() = Some(token));
-}
-
-/// Whether the last payment on this thread used `token` up (forgets it either way): an
-/// EXPIRED token is final, so a `use_up` of it may be skipped.
-pub(crate) fn take_used_up(token: &TokenValue) -> bool {
-    USED_UP.with(|slot| slot.borrow_mut().take()).as_ref() == Some(token)
 }
 
 fn settle_values(
@@ -242,15 +224,10 @@ impl PaymentStore for PgStore {
                     p.reservation_id
                 ))));
             }
-            Ok((settlement, done.used_up == 1))
+            Ok(settlement)
         });
         match outcome {
-            Ok(Ok((settlement, used_up))) => {
-                if used_up {
-                    note_used_up(settlement.token.clone());
-                }
-                Ok(Claimed::Done(settlement))
-            }
+            Ok(Ok(settlement)) => Ok(Claimed::Done(settlement)),
             Ok(Err(Stopped::Refused(e))) => Err(e),
             Ok(Err(Stopped::Claim(claimed))) => Ok(*claimed),
             Err(e) => Err(PayError::Store(e)),

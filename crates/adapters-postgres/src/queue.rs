@@ -214,16 +214,7 @@ impl QueueStore for PgStore {
         Ok(n as u64)
     }
 
-    /// One statement, except right after a payment on this thread used the same token up: the
-    /// payment's transaction marked it EXPIRED (`expires_at = paid_at`) atomically with the
-    /// payment, so the domain's follow-up call (`Ticketing::pay` calls this after every
-    /// payment, for stores that keep the queue elsewhere) would change nothing and is skipped
-    /// (see `payments::note_used_up`). A call for any other token, or from anywhere else, runs
-    /// the statement.
     fn use_up(&self, value: &TokenValue, at: OffsetDateTime) -> Result<(), StoreError> {
-        if crate::payments::take_used_up(value) {
-            return Ok(());
-        }
         self.autocommit(|c| prepared(USE_UP).bind::<Text, _>(value.as_str()).bind::<Timestamptz, _>(at).execute(c))
             .map(|_| ())
     }

@@ -57,7 +57,7 @@ pub struct PaymentFacts {
 
 /// The decision to write, all in one transaction: the reservation PAID at `payment.paid_at`,
 /// the balance debited by `payment.amount`, the payment (recording `token`) and the ledger
-/// entry stored, and `token` used up if the store holds it.
+/// entry stored, and `token` used up when `uses_up_token`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settlement {
     /// The payment.
@@ -66,6 +66,10 @@ pub struct Settlement {
     pub entry: LedgerEntry,
     /// The token that paid; at most one payment per token.
     pub token: TokenValue,
+    /// Whether the payment store uses `token` up in the same transaction: exactly when it holds
+    /// the queue (it read the token into [`PaymentFacts::token`]). When `false` the caller uses
+    /// it up through the queue's own store after the commit.
+    pub uses_up_token: bool,
 }
 
 /// New ids for a settlement.
@@ -130,7 +134,7 @@ pub fn settle(
         payment_id: Some(payment.id),
         reservation_id: Some(r.id),
     };
-    Ok(Settlement { payment, entry, token: request.token.clone() })
+    Ok(Settlement { payment, entry, token: request.token.clone(), uses_up_token: facts.token.is_some() })
 }
 
 #[cfg(test)]
@@ -264,6 +268,15 @@ mod tests {
         assert_eq!(w.settle(&facts, &request, &token), Err(PayError::AlreadyPaid));
         facts.reservation = Some(w.reservation(ReservationStatus::Expired, w.now + Duration::seconds(9)));
         assert_eq!(w.settle(&facts, &request, &token), Err(PayError::HoldExpired));
+    }
+
+    #[test]
+    fn the_store_uses_the_token_up_exactly_when_it_read_it() {
+        let w = World::new();
+        let (mut facts, request, token) = w.facts(1_000_000);
+        assert!(!w.settle(&facts, &request, &token).unwrap().uses_up_token, "the queue lives elsewhere");
+        facts.token = Some(token.clone());
+        assert!(w.settle(&facts, &request, &token).unwrap().uses_up_token, "the store holds the token");
     }
 
     #[test]

@@ -111,8 +111,8 @@ pub trait QueueStore: Send + Sync {
 
     /// Uses up the token with this value after it paid: if it is ACTIVE, it becomes EXPIRED
     /// with `expires_at = at`. Idempotent; never touches another token (a WAITING token of the
-    /// same user stays in line). A store that holds the token in the payment store's own
-    /// database has already done this inside the payment's transaction and MAY do nothing.
+    /// same user stays in line). After a payment it is called only when the payment store did
+    /// not use the token up in its own transaction ([`Settlement::uses_up_token`]).
     ///
     /// # Errors
     /// [`StoreError`] when the store fails.
@@ -288,8 +288,9 @@ pub trait PaymentStore: Send + Sync {
     /// 4. apply the [`Settlement`]: reservation PAID at `payment.paid_at`, balance debited by
     ///    `payment.amount`, the payment stored with its token (at most one payment per token
     ///    and per reservation, enforced by the store too), the ledger entry appended, the
-    ///    token EXPIRED with `expires_at = paid_at` if this store holds it, and with a guard
-    ///    the record (`(guard.render)(Paid)`); then commit.
+    ///    token EXPIRED with `expires_at = paid_at` when [`Settlement::uses_up_token`] (this
+    ///    store holds the token: it read it into the facts), and with a guard the record
+    ///    (`(guard.render)(Paid)`); then commit.
     ///
     /// # Errors
     /// Whatever `decide` returns, or [`PayError::Store`]; nothing changed on any of them.

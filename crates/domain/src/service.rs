@@ -415,11 +415,14 @@ impl Ticketing {
         })?;
         match claimed {
             Claimed::Done(settlement) => {
-                // A store that holds the token in the payment's database already used it up in
-                // the transaction. Another (Redis) does it now; if that fails the token stays
-                // ACTIVE until its TTL but can never pay again: the payment store recorded it.
-                if let Err(e) = self.ports.queue.use_up(&settlement.token, settlement.payment.paid_at) {
-                    tracing::warn!(error = %e, "payment committed but its token could not be marked used; it cannot pay again and lapses at its TTL");
+                // A payment store that holds the token used it up in the payment's transaction.
+                // Otherwise the queue's own store (Redis) does it now; if that fails the token
+                // stays ACTIVE until its TTL but can never pay again: the payment store recorded
+                // it.
+                if !settlement.uses_up_token {
+                    if let Err(e) = self.ports.queue.use_up(&settlement.token, settlement.payment.paid_at) {
+                        tracing::warn!(error = %e, "payment committed but its token could not be marked used; it cannot pay again and lapses at its TTL");
+                    }
                 }
                 let recorded = guard.map(|g| (g.render)(&Effect::Paid(settlement.payment.clone())));
                 Ok(Outcome::Fresh { value: settlement.payment, recorded })

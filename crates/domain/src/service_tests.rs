@@ -832,6 +832,20 @@ fn a_payment_settles_the_facts_the_store_read_and_uses_up_the_token_that_paid() 
     assert_eq!((settlement.entry.kind, settlement.entry.amount), (LedgerKind::Payment, Won::new(-150_000)));
 }
 
+#[test]
+fn a_payment_store_that_holds_the_token_uses_it_up_itself() {
+    let who = user();
+    let (mut f, r) = facts(who, 200_000);
+    f.token = Some(active(who, t0() + secs(1)));
+    // No `use_up` expectation: the payment's own transaction used the token up.
+    let w = World::new()
+        .with_token(active(who, t0() + secs(1)))
+        .payments(FakePayments { facts: Some(f), ..FakePayments::default() });
+    let payments = w.payments.clone();
+    assert!(matches!(w.app().pay(value().as_str(), r, None), Ok(Outcome::Fresh { .. })));
+    assert!(lock(&payments.decisions)[0].as_ref().is_ok_and(|s| s.uses_up_token));
+}
+
 /// A change to the facts a store read.
 type Change = dyn Fn(&mut PaymentFacts);
 
