@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 use diesel::connection::SimpleConnection as _;
 use serde_json::json;
 
+use uuid::Uuid;
+
 use crate::harness::procs::Concert;
-use crate::harness::{new_uuid, rows, server_env, Answer, Api, Req};
+use crate::harness::{rows, server_env, Answer, Api, Req};
 use crate::load::{
     assert_clean, audit, charge_req, pay_req, retry_unanswered, retry_unavailable, send_recorded, Load, Op, Rec, Seats,
     Shape,
@@ -134,7 +136,7 @@ impl Chargers {
                 .map(|_| {
                     let api = api.clone();
                     std::thread::spawn(move || {
-                        let user = new_uuid().to_string();
+                        let user = Uuid::new_v4().to_string();
                         let mut recs = Vec::new();
                         while Instant::now() < until {
                             let req = charge_req(&user, 7);
@@ -161,7 +163,7 @@ impl Chargers {
 /// recording every attempt: the first sign that the service recovered. Returns the records,
 /// the user and how long it took.
 fn charge_until_through(api: &Api, started: Instant, phase: usize, limit: Duration) -> (Vec<Rec>, String, Duration) {
-    let user = new_uuid().to_string();
+    let user = Uuid::new_v4().to_string();
     let req = charge_req(&user, 1);
     let begin = Instant::now();
     let mut recs = Vec::new();
@@ -388,7 +390,7 @@ fn a_row_locked_by_another_session_fails_only_its_own_requests_and_none_commits_
     let started = load.started;
 
     // The victim: an account, an ACTIVE token and a held seat to pay for.
-    let victim = new_uuid().to_string();
+    let victim = Uuid::new_v4().to_string();
     let mut recs =
         vec![send_recorded(&api, &victim, Op::Charge { amount: 10_000 }, charge_req(&victim, 10_000), started, 0)];
     assert!(recs[0].answer.ok(), "{:?}", recs[0].answer);

@@ -24,8 +24,9 @@ use std::time::{Duration, Instant};
 
 use diesel::PgConnection;
 use serde_json::{json, Value};
+use uuid::Uuid;
 
-use crate::harness::{new_uuid, rand_hex, rows, Answer, Api, Req, Rng};
+use crate::harness::{rand_hex, rows, Answer, Api, Req, Rng};
 
 /// What a recorded request did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,7 +94,7 @@ impl Load {
         let stop = Arc::new(AtomicBool::new(false));
         let phase = Arc::new(AtomicUsize::new(0));
         let started = Instant::now();
-        let users: Vec<String> = (0..shape.buyers).map(|_| new_uuid().to_string()).collect();
+        let users: Vec<String> = (0..shape.buyers).map(|_| Uuid::new_v4().to_string()).collect();
         let threads = users
             .iter()
             .map(|user| {

@@ -8,8 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use uuid::Uuid;
+
 use crate::harness::procs::Concert;
-use crate::harness::{new_uuid, Api, Req};
+use crate::harness::{Api, Req};
 
 /// A raw exchange's outcome: the first response (if any) and whether the server closed.
 #[derive(Debug)]
@@ -102,7 +104,7 @@ fn assert_alive(api: &Api, after: &str) {
 fn short_body_is_a_client_error_not_a_503() {
     let server = server();
     let api = Api::new(&server.base(), Duration::from_secs(10));
-    let user = new_uuid();
+    let user = Uuid::new_v4();
     let head = format!(
         "POST /users/{user}/balance/charge HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
     );
@@ -139,7 +141,7 @@ fn malformed_requests_get_client_errors_and_the_server_stays_up() {
     let json_body = |body: &str, ctype: &str| {
         format!(
             "POST /users/{}/balance/charge HTTP/1.1\r\nHost: t\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            new_uuid(),
+            Uuid::new_v4(),
             body.len()
         )
     };
@@ -225,7 +227,7 @@ fn slowloris_and_idle_connections_do_not_starve_other_clients() {
     let start = Instant::now();
     let (mut served, mut slowest) = (0, Duration::ZERO);
     while start.elapsed() < Duration::from_secs(10) {
-        let user = new_uuid();
+        let user = Uuid::new_v4();
         for req in [Req::get("/health/live"), Req::get(format!("/users/{user}/balance"))] {
             let a = api.send(&req);
             assert!(a.ok(), "a normal client was refused under slowloris: {} -> {a:?}", req.path);

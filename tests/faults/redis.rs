@@ -6,8 +6,10 @@ use std::time::{Duration, Instant};
 use diesel::connection::SimpleConnection as _;
 use serde_json::json;
 
+use uuid::Uuid;
+
 use crate::harness::procs::Concert;
-use crate::harness::{new_uuid, rand_hex, server_env, Api, Req};
+use crate::harness::{rand_hex, server_env, Api, Req};
 use crate::load::{assert_clean, audit, charge_req, pay_req, retry_unanswered, send_recorded, Load, Op, Seats, Shape};
 use crate::support::private::PrivateRedis;
 use crate::support::Database;
@@ -36,7 +38,7 @@ fn redis_outage_answers_503_in_time_keeps_postgres_whole_and_recovers() {
     let (schedule, seats) = api.create_schedule(1_500);
     let seats = Arc::new(Seats::new(schedule, seats));
     // A token from before the outages, to poll after them.
-    let old_user = new_uuid().to_string();
+    let old_user = Uuid::new_v4().to_string();
     let old_token = api.active_token(&old_user, Duration::from_secs(30));
     let load = Load::start(&api, &seats, Shape { buyers: 10, think: Duration::from_millis(10) });
     std::thread::sleep(Duration::from_secs(3));
@@ -50,11 +52,11 @@ fn redis_outage_answers_503_in_time_keeps_postgres_whole_and_recovers() {
         }
         // While it is out: the queue answers 503 in time, readiness 503, PostgreSQL-only calls work.
         let until = Instant::now() + Duration::from_secs(if outage == "hang" { 6 } else { 3 });
-        let side_user = new_uuid().to_string();
+        let side_user = Uuid::new_v4().to_string();
         let (mut queue_503, mut ready_503, mut pg_ok, mut slowest) = (0, 0, 0, Duration::ZERO);
         while Instant::now() < until {
             for req in [
-                Req::post("/queue/tokens", json!({ "userId": new_uuid().to_string() })),
+                Req::post("/queue/tokens", json!({ "userId": Uuid::new_v4().to_string() })),
                 Req::get("/queue/token").bearer(&old_token),
                 Req::get("/concerts").bearer(&old_token),
             ] {
@@ -139,7 +141,7 @@ fn a_redis_hiccup_after_a_payment_commits_keeps_the_payment_and_the_token_pays_o
     ));
     let api = Arc::new(Api::new(&server.base(), Duration::from_secs(15)));
     let (schedule, seats) = api.create_schedule(10);
-    let user = new_uuid().to_string();
+    let user = Uuid::new_v4().to_string();
     let started = Instant::now();
     let mut recs =
         vec![send_recorded(&api, &user, Op::Charge { amount: 100_000 }, charge_req(&user, 100_000), started, 0)];
