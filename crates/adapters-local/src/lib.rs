@@ -42,13 +42,16 @@ impl Clock for SystemClock {
 pub struct OsRandom;
 
 impl Randomness for OsRandom {
+    // The port cannot fail and a bearer token must not come from anything weaker than the OS
+    // generator, so there is no non-panicking alternative: should the generator fail, this
+    // panics. `Uuid::new_v4` (below) reads the same generator through the same `getrandom`
+    // and panics as well, so no fallback through it could keep a request alive. On Linux,
+    // `getrandom` fails only where neither the getrandom(2) call nor `/dev/urandom` is usable.
+    #[allow(clippy::panic, reason = "no secure token can be made without the OS generator")]
     fn token(&self) -> TokenValue {
         let mut bytes = [0_u8; 32];
-        // The OS generator only fails where no secure token can be made at all; two UUID v4s
-        // (themselves from the OS, 244 random bits) keep the request alive in that case.
-        if getrandom::fill(&mut bytes).is_err() {
-            bytes[..16].copy_from_slice(Uuid::new_v4().as_bytes());
-            bytes[16..].copy_from_slice(Uuid::new_v4().as_bytes());
+        if let Err(e) = getrandom::fill(&mut bytes) {
+            panic!("the operating system's random generator failed: {e}");
         }
         TokenValue::from_bytes(bytes)
     }
