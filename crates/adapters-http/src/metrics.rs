@@ -131,14 +131,18 @@ pub async fn track(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let method = req.method().as_str().to_owned();
-    // Matched against the route table, not the raw path: a template or `unmatched`.
-    let route = req.match_pattern().unwrap_or_else(|| UNMATCHED.to_owned());
     let state = req.app_data::<actix_web::web::Data<crate::ApiState>>().cloned();
     let res = next.call(req).await;
-    let status = match &res {
-        Ok(res) => res.status(),
-        Err(e) => e.as_response_error().status_code(),
+    // Read once routed, from the route table, not the raw path: a template or `unmatched`.
+    // Routing recorded which resource matched, so this is a short walk by index; only a request
+    // answered before or without routing (a 404, a 413 or 429 of the checks before routing) has
+    // its path matched against the table. An `Err` (which no inner middleware returns) keeps
+    // no request to read.
+    let (status, route) = match &res {
+        Ok(res) => (res.status(), res.request().match_pattern()),
+        Err(e) => (e.as_response_error().status_code(), None),
     };
+    let route = route.unwrap_or_else(|| UNMATCHED.to_owned());
     metrics::counter!(HTTP_REQUESTS_TOTAL, "method" => method.clone(), "route" => route.clone(), "status" => status.as_str().to_owned())
         .increment(1);
     metrics::histogram!(HTTP_REQUEST_DURATION_SECONDS, "method" => method, "route" => route)

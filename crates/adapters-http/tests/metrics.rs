@@ -8,6 +8,8 @@ mod common;
 
 use std::collections::{BTreeMap, HashMap};
 
+use actix_web::http::header::CONTENT_LENGTH;
+use actix_web::test::TestRequest;
 use adapters_http::metrics::{install_recorder, QUEUE_TOKENS_ADMITTED_TOTAL};
 use adapters_http::PoolConnections;
 use common::*;
@@ -69,6 +71,11 @@ async fn a_scrape_after_known_traffic_counts_it_by_route_template() {
     assert_eq!(call(&app, get("/schedules/NOPE/seats").insert_header(bearer(&token))).await.status, 400);
     assert_eq!(call(&app, get("/nowhere")).await.status, 404);
     assert_eq!(call(&app, get(&format!("/nowhere/{}", Uuid::new_v4()))).await.status, 404);
+    assert_eq!(call(&app, get("/admin/queue").insert_header(bearer(ADMIN))).await.status, 200);
+    // A method the path does not serve, and a body refused before routing: the path's template.
+    assert_eq!(call(&app, TestRequest::delete().uri("/concerts")).await.status, 405);
+    let oversized = post("/reservations").insert_header((CONTENT_LENGTH, "1000000"));
+    assert_eq!(call(&app, oversized).await.status, 413);
     let r = hold(&app, &token, world.schedule, world.seat(1)).await;
     assert_eq!(call(&app, pay(&token, &r, Some("k1"))).await.status, 201);
     assert_eq!(call(&app, pay(&token, &r, Some("k1"))).await.status, 201, "a replay");
@@ -88,6 +95,9 @@ async fn a_scrape_after_known_traffic_counts_it_by_route_template() {
     assert_eq!(requests("GET", "/schedules/{scheduleId}/seats", "200"), 3.0);
     assert_eq!(requests("GET", "/schedules/{scheduleId}/seats", "400"), 1.0);
     assert_eq!(requests("GET", "unmatched", "404"), 2.0);
+    assert_eq!(requests("GET", "/admin/queue", "200"), 1.0, "a template under a nested scope");
+    assert_eq!(requests("DELETE", "/concerts", "405"), 1.0);
+    assert_eq!(requests("POST", "/reservations", "413"), 1.0);
     assert_eq!(requests("POST", "/queue/tokens", "201"), 2.0);
     assert_eq!(requests("POST", "/queue/tokens", "200"), 1.0);
     assert_eq!(requests("POST", "/payments", "201"), 2.0);

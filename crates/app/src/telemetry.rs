@@ -7,15 +7,18 @@
 //! success for bytes it could not write, and the subscriber's own error reporting (which would
 //! `eprintln!` to the very stream that failed) is off.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{header, Version};
 use actix_web::HttpMessage as _;
 use anyhow::anyhow;
+use tracing::field::{self, Empty};
 use tracing::Span;
-use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder};
+use tracing_actix_web::{DefaultRootSpanBuilder, RequestId, RootSpanBuilder};
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
@@ -82,16 +85,55 @@ struct Started(Instant);
 
 /// The root span of each request carries tracing-actix-web's fields (request id, method, route,
 /// target, status); when it ends, one `request completed` event adds the status and latency.
+///
+/// The span is `root_span!`'s, field for field, except that the route (and `otel.name`, made of
+/// it) is recorded when the request ends: the span starts before routing, where the route could
+/// only be found by matching the path against the whole route table again, while once routed the
+/// request knows its resource. Lines logged during the request carry the method and the target;
+/// the `request completed` line also carries the route.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RequestSpan;
+
+/// The route of a request no route matched, as `root_span!` names it.
+const NO_ROUTE: &str = "default";
 
 impl RootSpanBuilder for RequestSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {
         request.extensions_mut().insert(Started(Instant::now()));
-        tracing_actix_web::root_span!(request)
+        let connection = request.connection_info();
+        let user_agent = request.headers().get(header::USER_AGENT).map_or("", |h| h.to_str().unwrap_or(""));
+        // Inserted by `TracingLogger` before this is called.
+        let request_id = request.extensions().get::<RequestId>().copied();
+        tracing::info_span!(
+            "HTTP request",
+            http.method = %request.method(),
+            http.route = Empty,
+            http.flavor = %flavor(request.version()),
+            http.scheme = %connection.scheme(),
+            http.host = %connection.host(),
+            http.client_ip = %connection.realip_remote_addr().unwrap_or(""),
+            http.user_agent = %user_agent,
+            http.target = %request.uri().path_and_query().map_or("", |p| p.as_str()),
+            http.status_code = Empty,
+            otel.name = Empty,
+            otel.kind = "server",
+            otel.status_code = Empty,
+            trace_id = Empty,
+            request_id = request_id.map(field::display),
+            exception.message = Empty,
+            exception.details = Empty,
+        )
     }
 
     fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, actix_web::Error>) {
+        // An `Err` (no middleware here returns one) keeps no request: the route stays empty.
+        if let Ok(res) = outcome {
+            let req = res.request();
+            let route = req.match_pattern();
+            let route = route.as_deref().unwrap_or(NO_ROUTE);
+            span.record("http.route", field::display(route));
+            span.record("otel.name", field::display(format_args!("{} {route}", req.method())));
+        }
         DefaultRootSpanBuilder::on_request_end(span.clone(), outcome);
         let (status, started) = match outcome {
             Ok(res) => (res.status(), res.request().extensions().get::<Started>().copied()),
@@ -107,6 +149,18 @@ impl RootSpanBuilder for RequestSpan {
                 tracing::info!(status, latency_ms, "request completed");
             }
         });
+    }
+}
+
+/// The HTTP version as `root_span!` spells it.
+fn flavor(version: Version) -> Cow<'static, str> {
+    match version {
+        Version::HTTP_09 => "0.9".into(),
+        Version::HTTP_10 => "1.0".into(),
+        Version::HTTP_11 => "1.1".into(),
+        Version::HTTP_2 => "2.0".into(),
+        Version::HTTP_3 => "3.0".into(),
+        other => format!("{other:?}").into(),
     }
 }
 
