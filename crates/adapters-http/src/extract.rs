@@ -166,8 +166,8 @@ pub fn path_id<T: From<Uuid>>(value: &str, name: &str) -> Result<T, ApiError> {
 /// path's body limit and the state's body timeout.
 ///
 /// `web::Json<T>` alone would also accept a JSON array for a struct (serde reads a sequence as
-/// the fields in order), so `[scheduleId, seatId]` would pass: the body is read as an object
-/// first and only then as `T`. A body shorter than its `Content-Length` is 400 as soon as the
+/// the fields in order), so `[scheduleId, seatId]` would pass, and would read a key given twice
+/// as its last value: [`crate::strict_json`] refuses both before the body is read as `T`. A body shorter than its `Content-Length` is 400 as soon as the
 /// client closes its side, and 408 `REQUEST_TIMEOUT` when it stalls past the body timeout: it
 /// never waits for a store deadline, and nothing is done either way.
 #[derive(Debug, Clone)]
@@ -190,11 +190,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
                 Ok(bytes) => bytes?,
                 Err(_elapsed) => return Err(ApiError::body_timeout()),
             };
-            let object: serde_json::Map<String, serde_json::Value> =
-                serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid_request(json_detail(&e)))?;
-            serde_json::from_value(serde_json::Value::Object(object))
-                .map(Self)
-                .map_err(|e| ApiError::invalid_request(json_detail(&e)))
+            crate::strict_json::from_slice(&bytes).map(Self).map_err(|e| ApiError::invalid_request(json_detail(&e)))
         })
     }
 }

@@ -42,6 +42,7 @@ pub mod middleware;
 pub mod openapi;
 pub mod routes;
 pub mod state;
+pub mod strict_json;
 pub mod wire;
 
 use actix_web::middleware::from_fn;

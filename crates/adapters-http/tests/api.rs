@@ -562,6 +562,83 @@ async fn charges_validate_their_amount() {
     assert_eq!(balance(&app, user).await, 10_000_000_000);
 }
 
+/// Issue 21: a field given twice is read neither as its first nor as its last value, on the
+/// public and the operator API, and a refused body records nothing under its key.
+#[actix_web::test]
+async fn a_body_that_names_a_field_twice_is_refused_and_changes_nothing() {
+    let world = World::new();
+    let app = app(world.state()).await;
+    let user = Uuid::new_v4();
+    let raw = |body: &'static str, key: Option<&str>| {
+        let mut req = post(&format!("/users/{user}/balance/charge")).insert_header(json_type()).set_payload(body);
+        if let Some(key) = key {
+            req = req.insert_header(("Idempotency-Key", key.to_owned()));
+        }
+        req
+    };
+    let res = call(&app, raw(r#"{"amount":1,"amount":2}"#, None)).await;
+    assert_problem(&res, 400, "INVALID_REQUEST");
+    assert!(res.body["detail"].as_str().unwrap().contains("`amount` is given more than once"), "{res:?}");
+    assert_problem(&call(&app, raw(r#"{"amount":5,"amount":7}"#, Some("k"))).await, 400, "INVALID_REQUEST");
+    assert_eq!(balance(&app, user).await, 0);
+    // The key recorded nothing: the same key with one amount runs, and is then replayed.
+    assert_eq!(call(&app, raw(r#"{"amount":7}"#, Some("k"))).await.status, 200);
+    let replay = call(&app, raw(r#"{"amount":7}"#, Some("k"))).await;
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+    assert_eq!(balance(&app, user).await, 7);
+
+    let token = active_token(&world, &app, Uuid::new_v4()).await;
+    let body =
+        format!(r#"{{"scheduleId":"{}","seatId":"{}","seatId":"{}"}}"#, world.schedule, world.seat(1), world.seat(2));
+    let res =
+        call(&app, post("/reservations").insert_header(bearer(&token)).insert_header(json_type()).set_payload(body))
+            .await;
+    assert_problem(&res, 400, "INVALID_REQUEST");
+
+    let before = call(&app, get("/admin/queue").insert_header(bearer(ADMIN))).await;
+    let res = call(
+        &app,
+        patch("/admin/queue")
+            .insert_header(bearer(ADMIN))
+            .insert_header(json_type())
+            .set_payload(r#"{"admitBatch":5,"admitBatch":6}"#),
+    )
+    .await;
+    assert_problem(&res, 400, "INVALID_REQUEST");
+    let seats = r#"{"title":"t","schedules":[{"startsAt":"2099-01-01T00:00:00Z","seats":[{"number":1,"price":5,"number":2}]}]}"#;
+    let res =
+        call(&app, post("/admin/concerts").insert_header(bearer(ADMIN)).insert_header(json_type()).set_payload(seats))
+            .await;
+    assert_problem(&res, 400, "INVALID_REQUEST");
+    let state = call(&app, get("/admin/queue").insert_header(bearer(ADMIN))).await;
+    assert_eq!(state.body["admitBatch"], before.body["admitBatch"], "nothing changed: {state:?}");
+}
+
+/// `Authorization` is read the same way for queue tokens and the operator token: the scheme
+/// case-insensitive (RFC 9110 11.1), one or more spaces before the credential (`1*SP`), and
+/// the spaces around the field's value not part of it (RFC 9110 5.5).
+#[actix_web::test]
+async fn bearer_credentials_are_read_alike_for_both_realms() {
+    let world = World::new();
+    let app = app(world.state()).await;
+    let token = issue(&app, Uuid::new_v4()).await;
+    for form in ["Bearer {}", "bearer {}", "BEARER  {}", "Bearer {} "] {
+        let queue = form.replace("{}", &token);
+        let res = call(&app, get("/queue/token").insert_header(("Authorization", queue.clone()))).await;
+        assert_eq!(res.status, 200, "{queue:?}: {res:?}");
+        let admin = form.replace("{}", ADMIN);
+        let res = call(&app, get("/admin/queue").insert_header(("Authorization", admin.clone()))).await;
+        assert_eq!(res.status, 200, "{admin:?}: {res:?}");
+    }
+    for form in ["Bearer", "Bearer ", "Basic {}", "Bearer\t{}", "{}", "Bearer{}"] {
+        for (path, secret) in [("/queue/token", token.as_str()), ("/admin/queue", ADMIN)] {
+            let value = form.replace("{}", secret);
+            let res = call(&app, get(path).insert_header(("Authorization", value.clone()))).await;
+            assert_problem(&res, 401, "TOKEN_MISSING");
+        }
+    }
+}
+
 // ---- store failures -------------------------------------------------------------------------
 
 #[actix_web::test]
