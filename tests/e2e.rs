@@ -70,7 +70,9 @@ on_every_queue_store!(
     every_admin_endpoint_and_error_row_through_the_binary,
     a_pause_holds_on_every_instance_and_across_a_restart,
     a_change_of_n_on_one_instance_is_used_by_the_next_tick_of_another,
+    concurrent_operator_changes_through_two_instances_are_never_lost,
     instances_whose_clocks_disagree_admit_at_most_n_per_interval,
+    holds_and_tokens_are_timed_on_the_stores_clock_whatever_each_instance_says,
     serve_starts_while_its_store_is_down_and_recovers_without_a_restart,
 );
 
@@ -931,6 +933,212 @@ fn a_change_of_n_on_one_instance_is_used_by_the_next_tick_of_another(q: Queue) {
     assert_eq!(scheduler.queue_state()["admitBatch"], 4);
 }
 
+/// Issue 21's second report, from outside: four concurrent `PATCH /admin/queue`, each naming
+/// another field, through two instances while sixteen clients issue tokens, twelve times.
+/// Every change answered 200 is in force on both instances from their next scheduler check,
+/// and the operator log's "before" of each change is a value the store really held: the
+/// round's four lines chain from the settings before the round to the settings after it.
+fn concurrent_operator_changes_through_two_instances_are_never_lost(q: Queue) {
+    const ROUNDS: i64 = 12;
+    let d = Deployment::new(q, &[("ADMIN_TOKEN", ADMIN), ("SCHEDULER_CHECK_MILLIS", "200")]);
+    let pair = d.spawn_many(&[&[], &[]]);
+    // A state as the operator log writes it.
+    let logged = |v: &Value| {
+        let cap = v["maxActive"].as_i64().map_or_else(|| "none".to_owned(), |c| c.to_string());
+        format!(
+            "paused={} batch={} interval={}s ttl={}s max_active={cap}",
+            v["paused"], v["admitBatch"], v["admitIntervalSecs"], v["activeTtlSecs"]
+        )
+    };
+    let mut states = vec![logged(&pair[0].queue_state())];
+    let mut starts = Vec::new();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for i in 0..16 {
+            let (s, stop) = (&pair[i % 2], &stop);
+            scope.spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let user = Uuid::new_v4().to_string();
+                    let (st, body) = s.post("/queue/tokens", None, json!({ "userId": user }));
+                    assert_eq!(st, 201, "{body}");
+                }
+            });
+        }
+        for round in 0..ROUNDS {
+            let bodies = [
+                json!({ "paused": round % 2 == 0 }),
+                json!({ "admitBatch": 10 + round }),
+                json!({ "admitIntervalSecs": 100 + round }),
+                json!({ "activeTtlSecs": 1_000 + round }),
+            ];
+            starts.push(OffsetDateTime::now_utc());
+            std::thread::scope(|inner| {
+                for (i, body) in bodies.iter().enumerate() {
+                    let s = &pair[i % 2];
+                    inner.spawn(move || s.patch_queue(body.clone()));
+                }
+            });
+            std::thread::sleep(Duration::from_millis(450));
+            for s in &pair {
+                let state = s.queue_state();
+                for body in &bodies {
+                    for (field, value) in body.as_object().unwrap() {
+                        assert_eq!(&state[field], value, "round {round}: {field} lost on {}: {state}", s.base);
+                    }
+                }
+            }
+            states.push(logged(&pair[1].queue_state()));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    // The operator log, line by line: (when, before, after).
+    let mut links: Vec<(OffsetDateTime, String, String)> = Vec::new();
+    for s in &pair {
+        for line in s.log_tail(100_000).lines().filter(|l| l.contains("queue.update")) {
+            let at = OffsetDateTime::parse(line.split(' ').next().unwrap(), &Rfc3339).unwrap();
+            let (b, a) = (line.find("before=").unwrap() + "before=".len(), line.find(" after=").unwrap());
+            links.push((at, line[b..a].to_owned(), line[a + " after=".len()..].trim_end().to_owned()));
+        }
+    }
+    assert_eq!(links.len(), 4 * usize::try_from(ROUNDS).unwrap(), "one log line per change");
+    for (round, start) in starts.iter().enumerate() {
+        let end = starts.get(round + 1).copied().unwrap_or(OffsetDateTime::now_utc());
+        let mut left: Vec<_> = links.iter().filter(|(at, _, _)| at >= start && *at < end).collect();
+        assert_eq!(left.len(), 4, "round {round}: {left:#?}");
+        let mut at = states[round].clone();
+        while !left.is_empty() {
+            // A change that replaced nothing (paused as it was) may come anywhere.
+            let next = left.iter().position(|(_, before, after)| *before == at && after != before);
+            let next = next.or_else(|| left.iter().position(|(_, before, after)| before == after && *before == at));
+            let Some(next) = next else { panic!("round {round}: no change replaced {at}: {left:#?}") };
+            at = left.remove(next).2.clone();
+        }
+        assert_eq!(at, states[round + 1], "round {round}: the chain ends at the settings read after it");
+    }
+}
+
+/// Asserts that the wall clock of `s` (its HTTP `Date`) is about `secs` ahead of this
+/// process's (behind when negative): the `faketime` wrapper works.
+fn assert_wall_clock_ahead(s: &Server, secs: i64) {
+    let date = s.http.get(s.url("/health/live")).send().unwrap().headers()["date"].to_str().unwrap().to_owned();
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    let their_now = time::PrimitiveDateTime::parse(&date, format).unwrap().assume_utc();
+    let ahead = their_now - OffsetDateTime::now_utc();
+    assert!(
+        (ahead - time::Duration::seconds(secs)).abs() < time::Duration::seconds(10),
+        "faketime had no effect: {date}"
+    );
+}
+
+/// Issue 21's first report, from outside: two instances on one store, one under `faketime`
+/// 30 s ahead and one 30 s behind, each running its scheduler. Every time they write or compare
+/// is the store's: a hold taken through the slow one ends when its `heldUntil` says on the
+/// store's clock (the fast one's scheduler neither releases it early nor refuses its payment
+/// as lapsed), and a token expires at its TTL on the store's clock on either instance. The
+/// test's own clock is the store's (one machine).
+fn holds_and_tokens_are_timed_on_the_stores_clock_whatever_each_instance_says(q: Queue) {
+    const HOLD: i64 = 6;
+    const TTL: i64 = 12;
+    let check = time::Duration::milliseconds(200);
+    // What the test's polling adds to a scheduler check: its own round trips on a loaded box.
+    let slack = time::Duration::milliseconds(800);
+    let d = Deployment::new(
+        q,
+        &[
+            ("SEAT_HOLD_SECS", "6"),
+            ("QUEUE_ACTIVE_TTL_SECS", "12"),
+            ("QUEUE_ADMIT_INTERVAL_SECS", "1"),
+            ("SCHEDULER_CHECK_MILLIS", "200"),
+        ],
+    );
+    let (fast, slow) = std::thread::scope(|scope| {
+        let fast = scope.spawn(|| d.launch(Launch::new().faketime("+30s")));
+        let slow = d.launch(Launch::new().faketime("-30s"));
+        (fast.join().unwrap_or_else(|e| std::panic::resume_unwind(e)), slow)
+    });
+    assert_wall_clock_ahead(&fast, 30);
+    assert_wall_clock_ahead(&slow, -30);
+
+    // Two buyers admitted; each holds a seat through the slow instance.
+    let (payer, payer_token) = slow.active_user();
+    let (_, idle_token) = fast.active_user();
+    let admitted = time_of(&slow.get("/queue/token", Some(&idle_token)).1["activatedAt"]);
+    let (schedule, seats) = slow.first_schedule(&payer_token);
+    let hold = |token: &str, idx: usize| {
+        let before = OffsetDateTime::now_utc();
+        let (st, r) =
+            slow.post("/reservations", Some(token), json!({ "scheduleId": schedule, "seatId": seats[idx]["id"] }));
+        assert_eq!(st, 201, "{r}");
+        let until = time_of(&r["heldUntil"]);
+        let after = OffsetDateTime::now_utc();
+        let expected = time::Duration::seconds(HOLD);
+        assert!(
+            until >= before + expected - slack && until <= after + expected + slack,
+            "heldUntil {until} is not {HOLD} s after the store's now ({before}..{after})"
+        );
+        (r["id"].as_str().unwrap().to_owned(), until)
+    };
+    let (paid, _) = hold(&payer_token, 0);
+    let (idle, idle_until) = hold(&idle_token, 1);
+    slow.charge(&payer, seats[0]["price"].as_i64().unwrap());
+
+    // Paid through the fast instance with a second of the hold left: the hold is live.
+    let pay_at = idle_until - time::Duration::seconds(2);
+    std::thread::sleep((pay_at - OffsetDateTime::now_utc()).try_into().unwrap_or_default());
+    let (st, p) = fast.post("/payments", Some(&payer_token), json!({ "reservationId": paid }));
+    assert_eq!(st, 201, "a payment 2 s before the hold's end: {p}");
+
+    // The idle hold: HELD in the store and on both seat maps until its end, released within a
+    // scheduler check after it.
+    let status = |id: &str| {
+        let sql = format!("SELECT CASE status WHEN 'HELD' THEN 1 WHEN 'EXPIRED' THEN 2 ELSE 3 END::bigint AS n FROM reservations WHERE id = '{id}'");
+        slow.count(&sql)
+    };
+    let seat_id = seats[1]["id"].as_str().unwrap();
+    let released = loop {
+        let now = OffsetDateTime::now_utc();
+        let st = status(&idle);
+        if st != 1 {
+            assert_eq!(st, 2, "the idle hold lapsed, not paid");
+            break now;
+        }
+        if now < idle_until - slack {
+            for s in [&fast, &slow] {
+                assert_eq!(
+                    seat_status(s, &idle_token, &schedule, seat_id),
+                    "HELD",
+                    "at {now}, the hold ends at {idle_until}"
+                );
+            }
+        }
+        assert!(now < idle_until + check + slack * 2, "the hold ending at {idle_until} was still HELD at {now}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(released >= idle_until, "released at {released}, before the hold's end at {idle_until}");
+    for s in [&fast, &slow] {
+        assert_eq!(seat_status(s, &idle_token, &schedule, seat_id), "AVAILABLE");
+    }
+
+    // The idle buyer's token: valid on both instances until its TTL on the store's clock.
+    let expires = admitted + time::Duration::seconds(TTL);
+    assert!(admitted <= OffsetDateTime::now_utc(), "an activation in the future: {admitted}");
+    while OffsetDateTime::now_utc() < expires - slack {
+        for s in [&fast, &slow] {
+            let (st, body) = s.get("/concerts", Some(&idle_token));
+            assert!(
+                st == 200 || OffsetDateTime::now_utc() >= expires - slack,
+                "{st} {body}: the token ends at {expires}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    wait_for("the token's TTL runs out", Duration::from_secs(5), || fast.get("/concerts", Some(&idle_token)).0 == 401);
+    assert!(OffsetDateTime::now_utc() >= expires, "expired before {expires}");
+    d.assert_invariants();
+}
+
 /// Issue 13's clock-skew report, from outside: two instances on one store, one under
 /// `faketime` 30 s ahead, N=5 every 2 s, many tokens waiting. Admission is timed on the store's
 /// clock, so together they admit at most N in any 2 s, the skewed instance stamps no activation
@@ -946,13 +1154,7 @@ fn instances_whose_clocks_disagree_admit_at_most_n_per_interval(q: Queue) {
         (honest, skewed.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
     });
     // The wrapper works: the skewed instance's HTTP `Date` is about 30 s ahead.
-    let date =
-        skewed.http.get(skewed.url("/health/live")).send().unwrap().headers()["date"].to_str().unwrap().to_owned();
-    let format = time::macros::format_description!(
-        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-    );
-    let their_now = time::PrimitiveDateTime::parse(&date, format).unwrap().assume_utc();
-    assert!(their_now - OffsetDateTime::now_utc() > time::Duration::seconds(20), "faketime had no effect: {date}");
+    assert_wall_clock_ahead(&skewed, 30);
 
     let tokens: Vec<String> = (0..80).map(|_| honest.issue_token().1).collect();
     let admitted = |s: &Server| s.queue_state()["admittedThrough"].as_i64().unwrap();

@@ -12,7 +12,7 @@ use crate::harness::procs::Concert;
 use crate::harness::{rand_hex, server_env, Api, Req};
 use crate::load::{assert_clean, audit, charge_req, pay_req, retry_unanswered, send_recorded, Load, Op, Seats, Shape};
 use crate::support::private::PrivateRedis;
-use crate::support::Database;
+use crate::support::{Database, ADMIN};
 
 const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 
@@ -206,5 +206,122 @@ fn a_redis_hiccup_after_a_payment_commits_keeps_the_payment_and_the_token_pays_o
         polled["status"],
         recs[recs.len() - 2].answer.status,
         recs[recs.len() - 2].answer.code()
+    );
+}
+
+/// Issue 21: Redis loses its data (killed, started again without persistence) while buyers
+/// poll. Its next line has another epoch: every token of the lost line is refused (401
+/// `TOKEN_INVALID`, "join again") at its first poll after the poll cache's window, never
+/// answered with its old place, while the new line's tokens get their own exact positions.
+#[test]
+fn a_redis_that_lost_its_data_refuses_the_old_lines_tokens_and_numbers_the_new_one() {
+    const OLD: usize = 30;
+    let mut redis = PrivateRedis::reserve();
+    redis.start();
+    let db = Database::fresh();
+    db.seed();
+    let url = db.url();
+    let redis_url = redis.url();
+    let server = Concert::start(&server_env(
+        &url,
+        &[
+            ("QUEUE_STORE", "redis"),
+            ("REDIS_URL", &redis_url),
+            ("REDIS_KEY_PREFIX", "lost"),
+            ("QUEUE_ADMIT_BATCH", "1"),
+            ("QUEUE_ADMIT_INTERVAL_SECS", "86400"),
+        ],
+    ));
+    let api = Arc::new(Api::new(&server.base(), Duration::from_secs(10)));
+    let issue = |api: &Api| {
+        let a = api.send(&Req::post("/queue/tokens", json!({ "userId": Uuid::new_v4().to_string() })));
+        assert!(a.is(201), "{a:?}");
+        a.body["token"].as_str().expect("token").to_owned()
+    };
+    let old: Arc<Vec<String>> = Arc::new((0..OLD).map(|_| issue(&api)).collect());
+    let admitted =
+        || api.must(&Req::get("/admin/queue").bearer(ADMIN), Duration::from_secs(10))["admittedThrough"].clone();
+    let waited = Instant::now();
+    while admitted() != 1 {
+        assert!(waited.elapsed() < Duration::from_secs(10), "the first tick did not admit token 1");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for (i, t) in old.iter().enumerate().skip(1) {
+        let polled = api.must(&Req::get("/queue/token").bearer(t), Duration::from_secs(5));
+        assert_eq!(polled["position"], i, "{polled}");
+    }
+
+    // Pollers of the old line's tokens, through the crash and after.
+    let started = Instant::now();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pollers: Vec<_> = (0..3)
+        .map(|k| {
+            let (api, old, stop) = (api.clone(), old.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                let mut i = k;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let sent = started.elapsed();
+                    let a = api.send(&Req::get("/queue/token").bearer(&old[i % OLD]));
+                    seen.push((sent, i % OLD, a));
+                    i += 3;
+                }
+                seen
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    redis.crash();
+    std::thread::sleep(Duration::from_secs(1));
+    redis.start();
+    let back = started.elapsed();
+    // The new line: tokens issued now number from 1 again.
+    let new_at = started.elapsed();
+    let new: Vec<String> = (0..5)
+        .map(|_| {
+            let req = Req::post("/queue/tokens", json!({ "userId": Uuid::new_v4().to_string() }));
+            api.must(&req, Duration::from_secs(10))["token"].as_str().expect("token").to_owned()
+        })
+        .collect();
+    let new_done = started.elapsed();
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen: Vec<_> = pollers.into_iter().flat_map(|p| p.join().expect("poller")).collect();
+
+    let window = Duration::from_millis(250) + Duration::from_secs(1);
+    let (mut refused, mut old_places_after_new) = (0, 0);
+    for (sent, i, a) in &seen {
+        if *sent >= new_done || *sent >= back + window {
+            assert!(
+                a.is(401) && a.code() == "TOKEN_INVALID",
+                "token {} of the lost line, polled {sent:?} after the start ({back:?}: Redis back, {new_done:?}: new line issued): {a:?}",
+                i + 1
+            );
+            refused += 1;
+        } else if *sent >= new_at && a.is(200) {
+            old_places_after_new += 1;
+        }
+        assert!(a.status.is_some() && !a.is(500), "{a:?}");
+    }
+    assert!(refused > 10, "too few polls after the window: {refused}");
+    let a = admitted().as_i64().expect("admittedThrough");
+    for (i, t) in new.iter().enumerate() {
+        let seq = i64::try_from(i).expect("small") + 1;
+        let polled = api.must(&Req::get("/queue/token").bearer(t), Duration::from_secs(5));
+        if seq <= a {
+            assert_eq!(polled["status"], "ACTIVE", "{polled}");
+        } else {
+            assert_eq!(
+                (polled["status"].as_str(), polled["position"].as_i64()),
+                (Some("WAITING"), Some(seq - a)),
+                "{polled}"
+            );
+        }
+    }
+    eprintln!(
+        "{} polls of the lost line's tokens; Redis back {back:?} after the start, new line issued by {new_done:?}; \
+         {refused} polls after the window all 401 TOKEN_INVALID; {old_places_after_new} answered 200 between the \
+         first new issue and its answer; the new line admitted through {a}",
+        seen.len()
     );
 }

@@ -2,6 +2,8 @@
 //! system or this process's memory rather than a store.
 //!
 //! - [`SystemClock`]: the wall clock behind the domain's `Clock` port.
+//! - [`store_clock::StoreClock`]: the `Clock` of an instance that shares its store: the
+//!   store's time (`StoreTime`), sampled every second and carried on the monotonic clock.
 //! - [`OsRandom`]: the operating system's generator behind the `Randomness` port (256-bit
 //!   tokens, UUID v4 ids).
 //! - [`poll_cache::CachedQueue`]: a decorator of a `QueueStore` that answers polls of WAITING
@@ -19,6 +21,7 @@
 pub mod poll_cache;
 pub mod settings_cache;
 mod stamped;
+pub mod store_clock;
 pub mod ticker;
 
 use domain::clock::{truncate_to_micros, Clock};

@@ -83,14 +83,29 @@ struct State {
     /// The cursor and when its read started. Each admission of this instance invalidates it,
     /// so a cursor read that started before the admission is not written back.
     cursor: Stamped<QueueCursor>,
+    /// The epoch of the line the cached tokens belong to (`QueueCursor::epoch`).
+    epoch: u64,
     by_key: HashMap<Key, Entry>,
     by_seq: BTreeMap<i64, Key>,
 }
 
 impl State {
     /// Takes a cursor read since `start`, unless this instance admitted meanwhile or it is
-    /// older than the one held, and drops every token it admitted.
+    /// older than the one held, and drops every token it admitted. A cursor of another epoch
+    /// means the store lost the line the cache remembers (Redis restarted empty): every cached
+    /// token is dropped, the new cursor is taken, and reads that started before it are not.
     fn set_cursor(&mut self, cursor: QueueCursor, start: ReadStart) {
+        if cursor.epoch != self.epoch {
+            // Only a read that started after the last change switches lines: one that started
+            // before may have seen the line that was there before (the old one, late).
+            if self.cursor.unchanged_since(start) {
+                self.by_key.clear();
+                self.by_seq.clear();
+                self.epoch = cursor.epoch;
+                self.cursor.replace(start, cursor);
+            }
+            return;
+        }
         if self.cursor.keep(start, cursor, |held, _| cursor.admitted_through < held.admitted_through) {
             self.drop_through(cursor.admitted_through);
         }
@@ -189,7 +204,8 @@ impl CachedQueue {
     fn write_back(&self, start: ReadStart, cursor: QueueCursor, token: Option<&QueueToken>) {
         let mut state = self.write();
         state.set_cursor(cursor, start);
-        if let Some(token) = token.filter(|t| t.seq > cursor.admitted_through) {
+        // A token of a line the cache no longer follows is not kept.
+        if let Some(token) = token.filter(|t| t.seq > cursor.admitted_through && cursor.epoch == state.epoch) {
             state.remember(token, self.settings.capacity);
         }
     }
@@ -299,7 +315,7 @@ mod tests {
     }
 
     fn cursor(admitted_through: i64) -> QueueCursor {
-        QueueCursor { admitted_through, last_admission_at: None }
+        QueueCursor { admitted_through, last_admission_at: None, epoch: 0 }
     }
 
     fn cache(inner: MockQueueStore, ticker: &ManualTicker, capacity: usize) -> CachedQueue {
@@ -420,6 +436,59 @@ mod tests {
         ticker.advance(Duration::from_millis(300));
         assert_eq!(cache_q.cursor().unwrap(), cursor(0), "the caller gets what it read");
         assert_eq!(cache_q.find_in_memory(&t.value), None, "but the pre-admission cursor is not kept");
+    }
+
+    fn in_epoch(admitted_through: i64, epoch: u64) -> QueueCursor {
+        QueueCursor { epoch, ..cursor(admitted_through) }
+    }
+
+    /// Issue 21: Redis lost its data and started a new line. The tokens of the old line are
+    /// not answered from memory once the next cursor read (within one `cursor_ttl`) shows the
+    /// new epoch, even though the new line's cursor is behind the old one's.
+    #[test]
+    fn a_cursor_of_a_new_line_drops_every_token_of_the_old_one() {
+        let ticker = ManualTicker::new();
+        let (old, new) = (token(4), token(1));
+        let mut inner = MockQueueStore::new();
+        let out = issued(&old, in_epoch(2, 7));
+        inner.expect_issue().times(1).returning(move |_, _, _| Ok(out.clone()));
+        inner.expect_cursor().times(1).returning(|| Ok(in_epoch(0, 9)));
+        inner.expect_find_with_cursor().times(1).returning(|_| Ok(None));
+        let q = cache(inner, &ticker, 10);
+        q.issue(old.user_id, old.value.clone(), at()).unwrap();
+        assert_eq!(q.find_in_memory(&old.value).map(|(t, _)| t.seq), Some(4));
+
+        ticker.advance(Duration::from_millis(250));
+        assert_eq!(q.find_with_cursor(&old.value).unwrap(), None, "the store's answer: unknown");
+        assert!(q.is_empty());
+        assert_eq!(q.cursor().unwrap(), in_epoch(0, 9), "the new line's cursor is kept though it is behind");
+        assert_eq!(q.find_in_memory(&new.value), None);
+    }
+
+    #[test]
+    fn a_late_read_of_the_old_line_neither_switches_back_nor_is_kept() {
+        let ticker = ManualTicker::new();
+        let (cached, polled) = (token(4), token(5));
+        let q = Arc::new(Mutex::new(None::<Arc<CachedQueue>>));
+        let mut inner = MockQueueStore::new();
+        let out = issued(&cached, in_epoch(2, 7));
+        inner.expect_issue().times(1).returning(move |_, _, _| Ok(out.clone()));
+        // A slow read that saw the old line: while it is in flight the cursor goes stale and a
+        // refresh sees the new line.
+        let (during, clock, late) = (q.clone(), ticker.clone(), polled.clone());
+        inner.expect_find_with_cursor().times(1).returning(move |_| {
+            clock.advance(Duration::from_millis(250));
+            let cache = during.lock().unwrap().clone().unwrap();
+            assert_eq!(cache.cursor().unwrap(), in_epoch(0, 9));
+            Ok(Some((late.clone(), in_epoch(2, 7))))
+        });
+        inner.expect_cursor().times(1).returning(|| Ok(in_epoch(0, 9)));
+        let cache_q = Arc::new(cache(inner, &ticker, 10));
+        *q.lock().unwrap() = Some(cache_q.clone());
+        cache_q.issue(cached.user_id, cached.value.clone(), at()).unwrap();
+        let _ = cache_q.find_with_cursor(&polled.value).unwrap();
+        assert!(cache_q.is_empty(), "neither token of the old line is kept");
+        assert_eq!(cache_q.cursor().unwrap(), in_epoch(0, 9), "still on the new line");
     }
 
     #[test]

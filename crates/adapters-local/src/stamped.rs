@@ -46,11 +46,23 @@ impl<T: Copy> Stamped<T> {
         self.copy = None;
     }
 
+    /// Whether no change came in since `start`.
+    pub(crate) fn unchanged_since(&self, start: ReadStart) -> bool {
+        start.generation == self.generation
+    }
+
+    /// Keeps `value`, read since `start`, in place of whatever is held, and refuses every read
+    /// that started before this call, as a change made through this instance does.
+    pub(crate) fn replace(&mut self, start: ReadStart, value: T) {
+        self.generation += 1;
+        self.copy = Some((value, start.at));
+    }
+
     /// Keeps `value`, read since `start`, unless a change came in between or
     /// `held_is_newer(held, held_read_at)` says the copy held is newer. Returns whether it was
     /// kept.
     pub(crate) fn keep(&mut self, start: ReadStart, value: T, held_is_newer: impl FnOnce(&T, Instant) -> bool) -> bool {
-        if start.generation != self.generation || self.copy.is_some_and(|(held, at)| held_is_newer(&held, at)) {
+        if !self.unchanged_since(start) || self.copy.is_some_and(|(held, at)| held_is_newer(&held, at)) {
             return false;
         }
         self.copy = Some((value, start.at));

@@ -253,7 +253,11 @@ fn store_batch(
             .load(tx.conn()?)?;
         let cursor = rows
             .first()
-            .map(|r| QueueCursor { admitted_through: r.admitted_through, last_admission_at: r.last_admission_at })
+            .map(|r| QueueCursor {
+                admitted_through: r.admitted_through,
+                last_admission_at: r.last_admission_at,
+                epoch: 0,
+            })
             .ok_or_else(|| StoreError::Internal("the queue cursor row is missing".into()))?;
         let mut tokens: HashMap<Uuid, (QueueToken, bool)> = HashMap::with_capacity(unique.len());
         for row in rows {

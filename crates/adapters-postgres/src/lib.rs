@@ -42,7 +42,7 @@ use diesel::prelude::*;
 use diesel::r2d2::PooledConnection;
 use diesel::sql_types::BigInt;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness as _};
-use domain::clock::Clock;
+use domain::clock::{truncate_to_micros, Clock, StoreTime};
 use domain::ports::StoreError;
 use domain::queue::QueueSettings;
 use domain::random::Randomness;
@@ -309,4 +309,25 @@ impl PgStore {
         let mut conn = self.conn()?;
         work::transaction(&mut conn, begin, started + self.limits.budget, self.limits.waits, f)
     }
+}
+
+/// The database server's clock, the one every instance sharing this database goes by (see
+/// `domain::clock::StoreTime`); the injected clock in tests.
+impl StoreTime for PgStore {
+    fn read_time(&self) -> Result<OffsetDateTime, StoreError> {
+        if let Some(now) = self.store_now() {
+            return Ok(now);
+        }
+        let row: ServerTime = self.autocommit(|c| sql::prepared(SERVER_TIME).get_result(c))?;
+        Ok(truncate_to_micros(row.now))
+    }
+}
+
+/// Reads the server's clock as it runs the statement (not the transaction's start).
+const SERVER_TIME: &str = "SELECT clock_timestamp() AS now";
+
+#[derive(diesel::QueryableByName)]
+struct ServerTime {
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    now: OffsetDateTime,
 }

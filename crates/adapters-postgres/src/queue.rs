@@ -107,7 +107,7 @@ struct CursorRow {
 
 impl CursorRow {
     fn into_domain(self) -> QueueCursor {
-        QueueCursor { admitted_through: self.admitted_through, last_admission_at: self.last_admission_at }
+        QueueCursor { admitted_through: self.admitted_through, last_admission_at: self.last_admission_at, epoch: 0 }
     }
 }
 

@@ -53,14 +53,18 @@ pub(crate) fn token(value: TokenValue, fields: &[Option<String>], at: usize) -> 
     })
 }
 
-/// The cursor from the fields `admitted, last` at `fields[at..]` (both absent before the first
-/// admission).
+/// The cursor from the fields `admitted, last, epoch` at `fields[at..]` (the first two absent
+/// before the first admission, the epoch before the first issue: epoch 0, no line).
 pub(crate) fn cursor(fields: &[Option<String>], at: usize) -> Result<QueueCursor, StoreError> {
     let admitted_through = match fields.get(at).and_then(Option::as_deref) {
         None => 0,
         Some(_) => int(fields, at, "admitted")?,
     };
-    Ok(QueueCursor { admitted_through, last_admission_at: opt_time(fields, at + 1, "last")? })
+    let epoch = match fields.get(at + 2).and_then(Option::as_deref) {
+        None => 0,
+        Some(_) => u64::try_from(int(fields, at + 2, "epoch")?).map_err(|_| corrupt("a negative epoch"))?,
+    };
+    Ok(QueueCursor { admitted_through, last_admission_at: opt_time(fields, at + 1, "last")?, epoch })
 }
 
 /// Whether the connection that returned `e` can no longer be trusted: the server is gone,

@@ -21,7 +21,7 @@
 //! | key | type | holds |
 //! | --- | --- | --- |
 //! | `{p}:issued` | string (counter) | the `seq` of the last token issued (`issued_through`) |
-//! | `{p}:cursor` | hash | `admitted` (`admitted_through`), `last` (`last_admission_at`, µs; absent before the first admission) |
+//! | `{p}:cursor` | hash | `admitted` (`admitted_through`), `last` (`last_admission_at`, µs; absent before the first admission), `epoch` (Redis' clock in µs when the line was created by the first issue into the empty namespace) |
 //! | `{p}:waiting` | list | WAITING token values in `seq` order (pushed at issue, popped from the head by admission) |
 //! | `{p}:active` | sorted set | ACTIVE token values scored by `expires_at` (µs): expiry sweeps in `LIMIT` batches, the active count |
 //! | `{p}:t:<value>` | hash | a token: `user`, `seq`, `status` (`WAITING`/`ACTIVE`/`EXPIRED`), `issued`, `activated`, `expires` (µs) |
@@ -103,7 +103,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
-use domain::clock::Clock;
+use domain::clock::{Clock, StoreTime};
 use domain::ids::UserId;
 use domain::ports::{IssueOutcome, QueueStore, StoreError};
 use domain::queue::{AdmissionOutcome, AdmissionPolicy, QueueCursor, QueueStats, QueueToken, TokenValue};
@@ -350,7 +350,7 @@ impl QueueStore for RedisQueue {
 
     fn cursor(&self) -> Result<QueueCursor, StoreError> {
         let fields: Vec<Option<String>> =
-            self.read(&|c| redis::cmd("HMGET").arg(&self.keys.cursor).arg(&["admitted", "last"]).query(c))?;
+            self.read(&|c| redis::cmd("HMGET").arg(&self.keys.cursor).arg(&["admitted", "last", "epoch"]).query(c))?;
         codec::cursor(&fields, 0)
     }
 
@@ -425,10 +425,10 @@ impl QueueStore for RedisQueue {
         Ok(QueueStats {
             // A WAITING token leaves the line only by admission (see `domain::queue`).
             waiting: u64::try_from(issued_through - cursor.admitted_through).unwrap_or(0),
-            active: count(3, "active")?,
+            active: count(4, "active")?,
             issued_through,
             cursor,
-            now: codec::from_micros(codec::int(&f, 4, "now")?)?,
+            now: codec::from_micros(codec::int(&f, 5, "now")?)?,
         })
     }
 
@@ -439,5 +439,17 @@ impl QueueStore for RedisQueue {
         } else {
             Err(StoreError::Unavailable(format!("Redis answered PING with {pong:?}")))
         }
+    }
+}
+
+/// Redis' clock (`TIME`), the one every instance sharing this Redis goes by (see
+/// `domain::clock::StoreTime`); the injected clock in tests.
+impl StoreTime for RedisQueue {
+    fn read_time(&self) -> Result<OffsetDateTime, StoreError> {
+        if let TimeSource::Clock(clock) = &self.time {
+            return Ok(clock.now());
+        }
+        let (secs, micros): (i64, i64) = self.read(&|c| redis::cmd("TIME").query(c))?;
+        codec::from_micros(secs.saturating_mul(1_000_000).saturating_add(micros))
     }
 }

@@ -169,3 +169,52 @@ fn a_bad_configuration_is_refused_at_construction() {
     assert!(RedisQueue::new(&RedisConfig::with_url("postgres://localhost/x")).is_err());
     assert!(RedisQueue::new(&RedisConfig::with_url_and_prefix(common::REDIS_URL, "")).is_err());
 }
+
+/// Issue 21: Redis restarted empty (here: every key of the namespace deleted). The line it
+/// creates next has another epoch; through the poll cache, a token of the old line is unknown
+/// at its first poll after one cursor window, even though the old line's cursor was ahead of
+/// the new one's, and the new line's positions are its own.
+#[test]
+fn a_line_redis_lost_is_a_new_epoch_and_the_poll_cache_forgets_the_old_one() {
+    use adapters_local::poll_cache::{CachedQueue, PollCacheSettings};
+    use adapters_local::ticker::ManualTicker;
+
+    let ns = Namespace::new();
+    let clock = ManualClock::at_epoch();
+    let queue: Arc<dyn QueueStore> = Arc::new(ns.queue(Arc::new(clock.clone())));
+    let ticker = ManualTicker::new();
+    let settings = PollCacheSettings::default();
+    let cached = CachedQueue::new(queue.clone(), Arc::new(ticker.clone()), settings);
+    assert_eq!(queue.cursor().unwrap().epoch, 0, "no line before the first issue");
+    let old: Vec<_> = (0..4).map(|_| cached.issue(user(), value(), clock.now()).unwrap().token).collect();
+    let epoch = queue.cursor().unwrap().epoch;
+    assert_ne!(epoch, 0);
+    assert_eq!(queue.admit(&policy(1)).unwrap(), AdmissionOutcome::Admitted(1));
+    ticker.advance(settings.cursor_ttl);
+    assert_eq!(cached.find_with_cursor(&old[3].value).unwrap().map(|(t, c)| t.seq - c.admitted_through), Some(3));
+    assert_eq!(queue.cursor().unwrap().epoch, epoch, "admission keeps the line");
+
+    let mut con = ns.connection();
+    for key in ns.keys() {
+        let () = con.del(&key).unwrap();
+    }
+    // Still served from memory within the window (the cursor read then was of the old line).
+    assert!(cached.find_in_memory(&old[3].value).is_some());
+    ticker.advance(settings.cursor_ttl);
+    for t in &old[1..] {
+        assert_eq!(cached.find_with_cursor(&t.value).unwrap(), None, "seq {} of the lost line", t.seq);
+        assert_eq!(cached.find_in_memory(&t.value), None);
+    }
+    assert!(cached.is_empty());
+
+    let new: Vec<_> = (0..2).map(|_| cached.issue(user(), value(), clock.now()).unwrap()).collect();
+    let new_epoch = new[0].cursor.epoch;
+    assert!(new_epoch != 0 && new_epoch != epoch, "{epoch} -> {new_epoch}");
+    for (i, n) in new.iter().enumerate() {
+        let (t, c) = cached.find_with_cursor(&n.token.value).unwrap().unwrap();
+        assert_eq!((t.seq - c.admitted_through, c.epoch), (i64::try_from(i).unwrap() + 1, new_epoch));
+    }
+    for t in &old {
+        assert_eq!(cached.find_with_cursor(&t.value).unwrap(), None);
+    }
+}

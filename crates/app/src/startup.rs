@@ -18,13 +18,14 @@ use actix_web::{App, HttpServer};
 use adapters_http::{ApiState, PoolConnections};
 use adapters_local::poll_cache::CachedQueue;
 use adapters_local::settings_cache::CachedSettings;
+use adapters_local::store_clock::StoreClock;
 use adapters_local::ticker::SystemTicker;
 use adapters_local::{OsRandom, SystemClock};
 use adapters_memory::MemoryStore;
 use adapters_postgres::{PgConfig, PgStore};
 use adapters_redis::{RedisConfig, RedisQueue};
 use anyhow::Context as _;
-use domain::clock::Clock;
+use domain::clock::{Clock, StoreTime};
 use domain::ports::{QueueStore, StoreError};
 use domain::random::Randomness;
 use domain::service::{Ports, Ticketing};
@@ -94,14 +95,24 @@ impl Application {
     /// because a store is down.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let metrics = adapters_http::metrics::install_recorder().context("installing the metrics recorder")?;
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let random: Arc<dyn Randomness> = Arc::new(OsRandom);
-        let mut stores = match settings.store {
-            StoreKind::Memory => memory_stores(&settings, &clock, &random)?,
-            StoreKind::Postgres => postgres_stores(&settings, &clock, &random)?,
+        let redis = match settings.queue_store {
+            QueueStoreKind::Redis => Some(Arc::new(redis_queue(&settings.redis)?)),
+            QueueStoreKind::Postgres => None,
         };
-        if settings.queue_store == QueueStoreKind::Redis {
-            let queue = Arc::new(redis_queue(&settings.redis)?);
+        let mut stores = match settings.store {
+            StoreKind::Memory => {
+                // Alone with its memory, an instance's own clock is the store's; with the queue
+                // on a Redis that other instances share, Redis' clock is.
+                let clock: Arc<dyn Clock> = match &redis {
+                    Some(redis) => store_clock(redis.clone())?,
+                    None => Arc::new(SystemClock),
+                };
+                memory_stores(&settings, &clock, &random)?
+            }
+            StoreKind::Postgres => postgres_stores(&settings, &random)?,
+        };
+        if let Some(queue) = redis {
             let probe = queue.clone();
             stores.probes.push(Arc::new(move || probe.ping()));
             stores.ports.queue = queue;
@@ -331,15 +342,14 @@ fn memory_stores(settings: &Settings, clock: &Arc<dyn Clock>, random: &Arc<dyn R
     })
 }
 
-fn postgres_stores(
-    settings: &Settings,
-    clock: &Arc<dyn Clock>,
-    random: &Arc<dyn Randomness>,
-) -> anyhow::Result<Stores> {
+fn postgres_stores(settings: &Settings, random: &Arc<dyn Randomness>) -> anyhow::Result<Stores> {
     let store = PgStore::new(&pg_config(&settings.database))
         .context("DATABASE_URL (--database-url) is not a usable PostgreSQL URL")?
         .with_starting_settings(settings.starting_queue_settings());
-    let ports = store.ports(clock.clone(), random.clone());
+    // Holds, keys, tokens: every time is the database's (with the queue on Redis too: the
+    // database of record decides, and Redis' own clock only times what its scripts do).
+    let clock = store_clock(Arc::new(store.clone()))?;
+    let ports = store.ports(clock, random.clone());
     let probe = store.clone();
     Ok(Stores {
         ports,
@@ -347,6 +357,42 @@ fn postgres_stores(
         postgres: Some(store),
         schema_ready: Arc::new(AtomicBool::new(false)),
     })
+}
+
+/// How often an instance samples its store's clock (see `adapters_local::store_clock`).
+const CLOCK_SYNC_EVERY: Duration = Duration::from_secs(1);
+
+/// A skew larger than this between an instance's wall clock and its store's is logged as a
+/// warning: it changes nothing (every time is the store's) but says that NTP is not working.
+const CLOCK_SKEW_WARNING: time::Duration = time::Duration::seconds(1);
+
+/// The domain's clock for an instance that shares `source` with others: the store's time,
+/// sampled every second by a thread that logs when it stops or starts answering.
+fn store_clock(source: Arc<dyn StoreTime>) -> anyhow::Result<Arc<dyn Clock>> {
+    let clock = Arc::new(StoreClock::new(source));
+    let mut answering: Option<bool> = None;
+    clock
+        .keep_in_sync(CLOCK_SYNC_EVERY, move |result| match result {
+            Ok(synced) => {
+                if answering != Some(true) {
+                    let ahead_ms = synced.wall_ahead.whole_milliseconds();
+                    if synced.wall_ahead.abs() > CLOCK_SKEW_WARNING {
+                        tracing::warn!(ahead_ms, "this machine's clock is off the store's; every time is taken from the store's clock, but check NTP here");
+                    } else {
+                        tracing::info!(ahead_ms, round_trip_us = synced.round_trip.as_micros(), "times are taken from the store's clock");
+                    }
+                }
+                answering = Some(true);
+            }
+            Err(e) => {
+                if answering != Some(false) {
+                    tracing::warn!(error = %e, "cannot read the store's clock; carrying the last reading forward (the machine's own clock before the first)");
+                }
+                answering = Some(false);
+            }
+        })
+        .context("starting the store clock's thread")?;
+    Ok(clock)
 }
 
 fn redis_queue(settings: &RedisSettings) -> anyhow::Result<RedisQueue> {

@@ -9,11 +9,32 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use time::{Duration, OffsetDateTime};
 
+use crate::error::StoreError;
+
 /// The source of the current time.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 pub trait Clock: Send + Sync {
     /// The current instant, UTC, at microsecond precision.
     fn now(&self) -> OffsetDateTime;
+}
+
+/// The clock of the store that decides expiries, read over the network: the one time every
+/// instance sharing that store agrees on.
+///
+/// Every expiry that more than one instance can act on (a hold's end, a token's TTL, an
+/// idempotency key's lifetime, an admission's interval) is decided on the store's clock, never
+/// on an instance's: an instance whose own clock runs 30 s fast must neither release another
+/// instance's hold 30 s early nor stamp a hold that ends 30 s late. Instances read it through
+/// a [`Clock`] that follows the store (the `adapters-local` crate's `StoreClock`), so the rules
+/// keep taking one `now` per use case.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait StoreTime: Send + Sync {
+    /// The store's clock now, as the store reads it (PostgreSQL `clock_timestamp()`, Redis
+    /// `TIME`), at microsecond precision.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be asked.
+    fn read_time(&self) -> Result<OffsetDateTime, StoreError>;
 }
 
 /// Drops sub-microsecond precision (what `timestamptz` stores).

@@ -136,6 +136,11 @@ pub struct QueueCursor {
     pub admitted_through: i64,
     /// When the last admission tick that admitted anything ran (store clock).
     pub last_admission_at: Option<OffsetDateTime>,
+    /// Which line this is. A store that can lose its line while the service runs (Redis
+    /// restarted without persistence) gives each line it creates a new epoch, so a token or a
+    /// cursor remembered from one epoch is known stale under another; `0` before the first
+    /// line, and always for a store whose line lives as long as its data (PostgreSQL, memory).
+    pub epoch: u64,
 }
 
 /// How the waiting room lets people in: N, M, the ACTIVE TTL and the optional cap.
@@ -488,7 +493,7 @@ mod tests {
 
     #[test]
     fn position_is_sequence_minus_admitted_cursor() {
-        let cursor = QueueCursor { admitted_through: 10, last_admission_at: None };
+        let cursor = QueueCursor { admitted_through: 10, last_admission_at: None, epoch: 0 };
         let view = TokenView::of(token(13), &cursor, &settings(), t0());
         assert_eq!(view.position, 3);
         assert_eq!(view.status, TokenStatus::Waiting);
@@ -508,7 +513,7 @@ mod tests {
 
     #[test]
     fn the_poll_pace_follows_the_wait_within_bounds() {
-        let cursor = QueueCursor { admitted_through: 0, last_admission_at: Some(t0()) };
+        let cursor = QueueCursor { admitted_through: 0, last_admission_at: Some(t0()), epoch: 0 };
         let view = |seq, paused| {
             TokenView::of(
                 token(seq),
@@ -528,7 +533,7 @@ mod tests {
     #[test]
     fn estimated_wait_counts_batches_and_time_to_next_tick() {
         let p = policy();
-        let cursor = QueueCursor { admitted_through: 0, last_admission_at: Some(t0()) };
+        let cursor = QueueCursor { admitted_through: 0, last_admission_at: Some(t0()), epoch: 0 };
         let now = t0() + Duration::seconds(20);
         // next tick in 40 s admits positions 1..=3; 4..=6 one interval later.
         assert_eq!(p.estimated_wait_secs(1, &cursor, now), 40);
@@ -543,7 +548,7 @@ mod tests {
     #[test]
     fn estimated_wait_rounds_partial_seconds_up() {
         let p = policy();
-        let cursor = QueueCursor { admitted_through: 0, last_admission_at: Some(t0()) };
+        let cursor = QueueCursor { admitted_through: 0, last_admission_at: Some(t0()), epoch: 0 };
         assert_eq!(p.estimated_wait_secs(1, &cursor, t0() + Duration::milliseconds(59_500)), 1);
     }
 
@@ -602,7 +607,7 @@ mod tests {
             waiting: 1,
             active: 0,
             issued_through: 1,
-            cursor: QueueCursor { admitted_through: 0, last_admission_at: Some(t0()) },
+            cursor: QueueCursor { admitted_through: 0, last_admission_at: Some(t0()), epoch: 0 },
             now: t0() + Duration::seconds(10),
         };
         assert_eq!(QueueState::of(stats, settings()).next_admission_at, Some(t0() + Duration::seconds(60)));

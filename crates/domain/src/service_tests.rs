@@ -329,7 +329,7 @@ fn issue_stores_a_new_token_with_a_fresh_value_at_now_and_reports_created() {
     w.random.expect_token().times(1).returning(value);
     let stored = QueueToken::new_waiting(value(), who, 4, t0());
     let returned = stored.clone();
-    let cursor = QueueCursor { admitted_through: 1, last_admission_at: Some(t0() - secs(20)) };
+    let cursor = QueueCursor { admitted_through: 1, last_admission_at: Some(t0() - secs(20)), epoch: 0 };
     w.queue
         .expect_issue()
         .with(eq(who), eq(value()), eq(t0()))
@@ -408,7 +408,7 @@ fn read_token_unknown_is_invalid() {
 fn read_token_reports_position_and_wait_of_a_waiting_token_under_the_settings_in_force() {
     let who = user();
     let mut w = World::new().with_settings(settings(2));
-    let cursor = QueueCursor { admitted_through: 10, last_admission_at: Some(t0() - secs(20)) };
+    let cursor = QueueCursor { admitted_through: 10, last_admission_at: Some(t0() - secs(20)), epoch: 0 };
     w.queue.expect_find_with_cursor().returning(move |_| Ok(Some((waiting(who, 13), cursor))));
     let view = w.app().read_token(value().as_str()).unwrap();
     assert_eq!((view.status, view.position), (TokenStatus::Waiting, 3));
@@ -1147,7 +1147,7 @@ fn stats() -> QueueStats {
         waiting: 3,
         active: 2,
         issued_through: 9,
-        cursor: QueueCursor { admitted_through: 6, last_admission_at: Some(t0() - secs(10)) },
+        cursor: QueueCursor { admitted_through: 6, last_admission_at: Some(t0() - secs(10)), epoch: 0 },
         now: t0(),
     }
 }

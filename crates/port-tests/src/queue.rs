@@ -110,20 +110,25 @@ pub fn find_and_find_with_cursor_return_the_stored_token<H: Harness>() {
     let unknown = OsRandom.token();
     assert_eq!(fx.ports.queue.find(&unknown).unwrap(), None);
     assert_eq!(fx.ports.queue.find_with_cursor(&unknown).unwrap(), None);
-    assert_eq!(fx.ports.queue.cursor().unwrap(), QueueCursor { admitted_through: 0, last_admission_at: None });
+    assert_eq!(
+        fx.ports.queue.cursor().unwrap(),
+        QueueCursor { admitted_through: 0, last_admission_at: None, epoch: 0 }
+    );
 
     let issued = fx.issue(fx.user());
     assert_eq!(fx.ports.queue.find(&issued.value).unwrap(), Some(issued.clone()));
     let (token, cursor) = fx.ports.queue.find_with_cursor(&issued.value).unwrap().unwrap();
     assert_eq!(token, issued);
     assert_eq!(cursor, fx.ports.queue.cursor().unwrap());
+    // The line's epoch: set by the first issue where the store names its lines, and kept.
+    let epoch = cursor.epoch;
 
     fx.app.admit().unwrap();
     let (token, cursor) = fx.ports.queue.find_with_cursor(&issued.value).unwrap().unwrap();
     assert_eq!(token.status, TokenStatus::Active);
     assert_eq!(token.activated_at, Some(fx.now()));
     assert_eq!(token.expires_at, Some(fx.now() + Duration::seconds(600)));
-    assert_eq!(cursor, QueueCursor { admitted_through: 1, last_admission_at: Some(fx.now()) });
+    assert_eq!(cursor, QueueCursor { admitted_through: 1, last_admission_at: Some(fx.now()), epoch });
     assert_eq!(fx.ports.queue.find(&issued.value).unwrap(), Some(token));
 
     // A well-formed value that was never issued is invalid to the use cases too.
@@ -269,7 +274,8 @@ pub fn paused_admission_admits_nobody_until_resumed<H: Harness>() {
     fx.advance(Duration::seconds(120));
     assert_eq!(fx.app.admit().unwrap(), AdmissionOutcome::Paused);
     assert_eq!(fx.app.tick().unwrap().admission, AdmissionOutcome::Paused);
-    assert_eq!(fx.ports.queue.cursor().unwrap(), QueueCursor::default());
+    let cursor = fx.ports.queue.cursor().unwrap();
+    assert_eq!(cursor, QueueCursor { epoch: cursor.epoch, ..QueueCursor::default() }, "nobody admitted");
     let late = fx.app.issue_token(fx.user()).unwrap();
     assert!(late.created && late.view.paused);
     assert_eq!(late.view.position, 4);
@@ -412,7 +418,8 @@ pub fn stats_count_waiting_and_live_active_tokens<H: Harness>() {
     assert_eq!(fx.app.admit().unwrap(), AdmissionOutcome::Admitted(2));
     let stats = fx.ports.queue.stats().unwrap();
     assert_eq!((stats.waiting, stats.active, stats.issued_through), (3, 2, 5));
-    assert_eq!(stats.cursor, QueueCursor { admitted_through: 2, last_admission_at: Some(t0) });
+    let epoch = fx.ports.queue.cursor().unwrap().epoch;
+    assert_eq!(stats.cursor, QueueCursor { admitted_through: 2, last_admission_at: Some(t0), epoch });
 
     fx.clock.set(t0 + Duration::seconds(600) - Duration::microseconds(1));
     assert_eq!(fx.ports.queue.stats().unwrap().active, 2);

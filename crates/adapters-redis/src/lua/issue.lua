@@ -4,16 +4,18 @@
 -- ARGV: 1 token key prefix, 2 user id, 3 new token value, 4 now (µs, the caller's),
 --       5 retention of expired tokens (ms)
 -- Reply: { created '1'|'0', value, user, seq, status, issued, activated, expires,
---          admitted_through, last_admission_at } (missing values nil)
+--          admitted_through, last_admission_at, epoch } (missing values nil)
 --
 -- Atomic: Redis runs one script at a time, so concurrent issues for one user see each other
 -- and yield one token; `seq` is taken (INCR) only once every check has passed and nothing
 -- after it can fail, so a refused issue burns no number and the order is gapless.
 local now = tonumber(ARGV[4])
+-- The first issue into an empty namespace creates the line (before any other write).
+ensure_epoch(KEYS[2])
 
 local function reply(created, value, t)
-  local c = redis.call('HMGET', KEYS[2], 'admitted', 'last')
-  return { created, value, t[1], t[2], t[3], t[4], t[5], t[6], c[1], c[2] }
+  local c = redis.call('HMGET', KEYS[2], unpack(CURSOR_FIELDS))
+  return { created, value, t[1], t[2], t[3], t[4], t[5], t[6], c[1], c[2], c[3] }
 end
 
 local current = redis.call('GET', KEYS[5])

@@ -25,6 +25,21 @@ local function clock(arg)
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 
+-- The fields of the cursor hash, in the order every reply carries them: admitted_through,
+-- last_admission_at and the line's epoch (see `epoch` below).
+local CURSOR_FIELDS = { 'admitted', 'last', 'epoch' }
+
+-- The epoch of the line: Redis' clock (µs) when the line was created, written by the first
+-- issue into an empty namespace. A Redis that lost its data (restarted without persistence,
+-- flushed, failed over to a replica that had not seen the line) has no epoch, or a new one,
+-- so a cache that kept tokens of the old line knows they are gone (`QueueCursor::epoch`).
+-- Reads Redis' `TIME`, so a script calls it before any write (see `clock`).
+local function ensure_epoch(cursor_key)
+  if redis.call('HEXISTS', cursor_key, 'epoch') == 0 then
+    redis.call('HSET', cursor_key, 'epoch', int(clock('')))
+  end
+end
+
 -- The fields of a token hash, in the order every reply carries them.
 local TOKEN_FIELDS = { 'user', 'seq', 'status', 'issued', 'activated', 'expires' }
 

@@ -66,7 +66,7 @@ impl StoreView {
         Self {
             now,
             tokens,
-            queue: ok("queue state", app.queue_state()),
+            queue: sut::one_line(ok("queue state", app.queue_state())),
             reservations,
             seat_maps,
             schedules: ok("schedules", ports.catalogue.schedules(world::concert(), now)),
