@@ -532,3 +532,77 @@ fn instances_with_skewed_clocks_admit_at_most_n_per_interval_on_the_database_clo
     let latest = activations(&fx).iter().filter_map(|(_, at)| *at).max().unwrap();
     assert!(latest <= SystemClock.now(), "activation stamped in the future: {latest}");
 }
+
+// ---- operator changes ------------------------------------------------------------------------
+
+/// Issue 21: concurrent operator changes through three instances (each with its own pool and
+/// settings cache, as `concert serve` wires them) while eight threads issue tokens. Each
+/// round, four changes name different fields and two more race on `admitBatch`. Every change
+/// answered OK survives, or is superseded by a later change of the same field: the
+/// (before, after) pairs the store returned chain from the first settings to the last, one
+/// link per change, so no change read a value another one had already replaced.
+#[test]
+fn concurrent_operator_changes_through_several_instances_are_never_lost() {
+    use adapters_local::settings_cache::CachedSettings;
+    use adapters_local::ticker::SystemTicker;
+    use domain::ports::SettingsStore;
+
+    let fx = Fx::empty(Admission::default());
+    let stores: Vec<PgStore> = (0..3).map(|_| PgStore::new(&fx.harness.db.config()).unwrap()).collect();
+    let settings: Vec<CachedSettings> = stores
+        .iter()
+        .map(|s| {
+            CachedSettings::new(Arc::new(s.clone()), Arc::new(SystemTicker), std::time::Duration::from_millis(250))
+        })
+        .collect();
+    let loaders: Vec<Ticketing> = stores
+        .iter()
+        .map(|s| Ticketing::new(s.ports(Arc::new(SystemClock), Arc::new(OsRandom)), Policy::default()))
+        .collect();
+    let done = AtomicBool::new(false);
+    thread::scope(|scope| {
+        for i in 0..8 {
+            let (app, done) = (&loaders[i % 3], &done);
+            scope.spawn(move || {
+                while !done.load(Ordering::SeqCst) {
+                    app.issue_token(domain::ids::UserId::from_uuid(uuid::Uuid::new_v4())).unwrap();
+                }
+            });
+        }
+        for round in 0..20_i64 {
+            let patches = [
+                SettingsPatch::new(Some(round % 2 == 0), None, None, None, None).unwrap(),
+                SettingsPatch::new(None, None, Some(100 + round), None, None).unwrap(),
+                SettingsPatch::new(None, None, None, Some(1_000 + round), None).unwrap(),
+                SettingsPatch::new(None, None, None, None, Some(Some(5_000 + round))).unwrap(),
+                SettingsPatch::new(None, Some(10 + round), None, None, None).unwrap(),
+                SettingsPatch::new(None, Some(50 + round), None, None, None).unwrap(),
+            ];
+            let first = settings[0].load().unwrap();
+            let results = race(patches.len(), |i| settings[i % 3].update(&patches[i]).unwrap());
+            // One chain from the settings before the round to the settings after it.
+            let mut chain = vec![first];
+            let mut links: Vec<_> = results.clone();
+            while !links.is_empty() {
+                let at = chain.last().copied().unwrap();
+                let next = links.iter().position(|(before, _)| *before == at);
+                let Some(next) = next else {
+                    panic!("round {round}: no change started from {at}; the changes were {results:#?}")
+                };
+                chain.push(links.remove(next).1);
+            }
+            let last = *chain.last().unwrap();
+            for s in &stores {
+                assert_eq!(s.load().unwrap(), last, "round {round}: every instance's store reads the last link");
+            }
+            let a = last.admission;
+            assert_eq!(last.paused, round % 2 == 0, "round {round}");
+            assert_eq!(a.interval, Duration::seconds(100 + round), "round {round}");
+            assert_eq!(a.active_ttl, Duration::seconds(1_000 + round), "round {round}");
+            assert_eq!(a.max_active, Some(u32::try_from(5_000 + round).unwrap()), "round {round}");
+            let batches = [10 + round, 50 + round].map(|b| u32::try_from(b).unwrap());
+            assert!(batches.contains(&a.batch), "round {round}: {a:?}");
+        }
+        done.store(true, Ordering::SeqCst);
+    });
+}
