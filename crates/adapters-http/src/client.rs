@@ -34,15 +34,17 @@ impl TrustedProxies {
     /// # Errors
     /// [`InvalidProxy`] naming the first entry that is neither.
     pub fn parse_list(list: &str) -> Result<Vec<IpNet>, InvalidProxy> {
-        list.split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                s.parse::<IpNet>()
-                    .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| InvalidProxy(s.to_owned()))
-            })
-            .collect()
+        list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(Self::parse_one).collect()
+    }
+
+    /// Parses one `TRUSTED_PROXIES` entry: a CIDR, or a bare address, which is a /32 (or /128):
+    /// what an operator means by "this proxy".
+    ///
+    /// # Errors
+    /// [`InvalidProxy`] when it is neither.
+    pub fn parse_one(entry: &str) -> Result<IpNet, InvalidProxy> {
+        let s = entry.trim();
+        s.parse::<IpNet>().or_else(|_| s.parse::<IpAddr>().map(IpNet::from)).map_err(|_| InvalidProxy(s.to_owned()))
     }
 
     fn trusts(&self, ip: IpAddr) -> bool {

@@ -62,7 +62,7 @@ pub struct PayRequest {
 #[schema(example = json!({"amount": 50000}))]
 pub struct ChargeRequest {
     /// Won to add: an integer in `1..=1_000_000_000`.
-    #[schema(value_type = i64, minimum = 1, maximum = 1_000_000_000)]
+    #[schema(value_type = i64)]
     pub amount: serde_json::Value,
 }
 
@@ -80,17 +80,14 @@ pub struct QueuePatchRequest {
     /// `true` stops admission (tokens are still issued and polled); `false` resumes it.
     pub paused: Option<bool>,
     /// N: most tokens one admission tick activates, `1..=100000`.
-    #[schema(minimum = 1, maximum = 100_000)]
     pub admit_batch: Option<i64>,
     /// M: seconds between admission ticks, `1..=86400`.
-    #[schema(minimum = 1, maximum = 86_400)]
     pub admit_interval_secs: Option<i64>,
     /// Seconds an ACTIVE token stays valid, `10..=86400` (for tokens admitted after the change).
-    #[schema(minimum = 10, maximum = 86_400)]
     pub active_ttl_secs: Option<i64>,
     /// Most ACTIVE tokens at once, `1..=10000000`; `null` lifts the cap.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<i64>, nullable, minimum = 1, maximum = 10_000_000)]
+    #[schema(value_type = Option<i64>, nullable)]
     pub max_active: Option<Option<i64>>,
 }
 
@@ -99,10 +96,8 @@ pub struct QueuePatchRequest {
 #[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "an object {\"number\", \"price\"}")]
 pub struct SeatRequest {
     /// Its number, `1..=1000000`, unique in the schedule.
-    #[schema(minimum = 1, maximum = 1_000_000)]
     pub number: i64,
     /// Its price in won, `1..=100000000`.
-    #[schema(minimum = 1, maximum = 100_000_000)]
     pub price: i64,
 }
 
@@ -130,15 +125,12 @@ pub struct ScheduleRequest {
 }))]
 pub struct ConcertRequest {
     /// 1 to 200 characters.
-    #[schema(min_length = 1, max_length = 200)]
     pub title: String,
     /// Who performs (optional, up to 200 characters).
     #[serde(default)]
-    #[schema(max_length = 200)]
     pub artist: String,
     /// Where (optional, up to 200 characters).
     #[serde(default)]
-    #[schema(max_length = 200)]
     pub venue: String,
     /// 0 to 20 schedules, at most 50,000 seats in all.
     #[serde(default)]

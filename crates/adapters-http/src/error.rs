@@ -448,7 +448,7 @@ macro_rules! errors {
         $(
             impl From<$ty> for ApiError {
                 fn from(e: $ty) -> Self {
-                    #[allow(clippy::useless_format)]
+                    #[allow(clippy::useless_format, reason = "a detail is a `format!` with or without arguments")]
                     match e {
                         $( $pat => ApiError::new(ErrorCode::$code, $detail), )*
                         $spat => $s.into(),

@@ -29,14 +29,12 @@ pub const QUEUE_WAITING: &str = "queue_waiting";
 pub const QUEUE_ACTIVE: &str = "queue_active";
 /// Counter: new tokens issued by this instance.
 pub const QUEUE_TOKENS_ISSUED_TOTAL: &str = "queue_tokens_issued_total";
-/// Counter: tokens admitted by this instance's scheduler.
-pub const QUEUE_TOKENS_ADMITTED_TOTAL: &str = "queue_tokens_admitted_total";
+pub use domain::metric_names::QUEUE_TOKENS_ADMITTED_TOTAL;
 /// Counter: seats held by this instance.
 pub const RESERVATIONS_HELD_TOTAL: &str = "reservations_held_total";
 /// Counter: payments made by this instance (replays not counted).
 pub const PAYMENTS_TOTAL: &str = "payments_total";
-/// Counter: store failures, by `kind` (`unavailable`, `timeout`, `internal`).
-pub const STORE_ERRORS_TOTAL: &str = "store_errors_total";
+pub use domain::metric_names::STORE_ERRORS_TOTAL;
 /// Gauge: database pool connections, by `state` (`idle`, `busy`).
 pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";
 
@@ -103,8 +101,7 @@ fn describe() {
 /// Sets a gauge to a count read at scrape time.
 pub(crate) fn set_gauge(name: &'static str, labels: &[(&'static str, &'static str)], value: u64) {
     let labels: Vec<metrics::Label> = labels.iter().map(|(k, v)| metrics::Label::new(*k, *v)).collect();
-    // Counts far below 2^53: exact as f64.
-    #[allow(clippy::cast_precision_loss)]
+    #[allow(clippy::cast_precision_loss, reason = "counts far below 2^53 are exact as f64")]
     metrics::gauge!(name, labels).set(value as f64);
 }
 

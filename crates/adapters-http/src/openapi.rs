@@ -4,6 +4,7 @@
 
 use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::RefOr;
 use utoipa::{Modify, OpenApi};
 
 use crate::dto::{
@@ -59,7 +60,7 @@ use crate::routes::{admin, ops, public};
         HistoryResponse, HealthResponse, QueuePatchRequest, QueueStateResponse, ConcertRequest, ScheduleRequest,
         SeatRequest, NewConcertResponse, NewScheduleResponse, SalesResponse, Problem, ErrorCode,
     )),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &Bounds),
     tags(
         (name = "queue", description = "The waiting room"),
         (name = "catalogue", description = "Concerts, schedules, seats (ACTIVE token required)"),
@@ -89,6 +90,67 @@ impl Modify for SecuritySchemes {
     }
 }
 
+/// Sets the bounds of the request fields from the domain's limits, so the document states
+/// exactly what the server checks, from the one place it checks it.
+#[derive(Debug)]
+struct Bounds;
+
+/// Inclusive bounds of a request field: a number's value or a string's length.
+#[derive(Debug, Clone, Copy)]
+enum Bound {
+    Value(i64, i64),
+    Length(usize, usize),
+}
+
+impl Bound {
+    fn value<T: Copy + Into<i64>>(range: &std::ops::RangeInclusive<T>) -> Self {
+        Self::Value((*range.start()).into(), (*range.end()).into())
+    }
+
+    fn length(range: &std::ops::RangeInclusive<usize>) -> Self {
+        Self::Length(*range.start(), *range.end())
+    }
+}
+
+/// Every bounded request field: (schema, property, bound).
+fn bounded_fields() -> Vec<(&'static str, &'static str, Bound)> {
+    use domain::{catalogue, money, queue};
+    let name = Bound::length(&catalogue::limits::NAME_CHARS);
+    let optional_name = Bound::Length(0, *catalogue::limits::NAME_CHARS.end());
+    vec![
+        ("ChargeRequest", "amount", Bound::Value(1, money::MAX_CHARGE)),
+        ("QueuePatchRequest", "admitBatch", Bound::value(&queue::limits::BATCH)),
+        ("QueuePatchRequest", "admitIntervalSecs", Bound::value(&queue::limits::INTERVAL_SECS)),
+        ("QueuePatchRequest", "activeTtlSecs", Bound::value(&queue::limits::ACTIVE_TTL_SECS)),
+        ("QueuePatchRequest", "maxActive", Bound::value(&queue::limits::MAX_ACTIVE)),
+        ("SeatRequest", "number", Bound::value(&catalogue::limits::SEAT_NUMBER)),
+        ("SeatRequest", "price", Bound::value(&catalogue::limits::PRICE)),
+        ("ConcertRequest", "title", name),
+        ("ConcertRequest", "artist", optional_name),
+        ("ConcertRequest", "venue", optional_name),
+    ]
+}
+
+impl Modify for Bounds {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(components) = openapi.components.as_mut() else { return };
+        for (schema, property, bound) in bounded_fields() {
+            let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(schema) else { continue };
+            let Some(RefOr::T(Schema::Object(field))) = object.properties.get_mut(property) else { continue };
+            match bound {
+                Bound::Value(min, max) => {
+                    field.minimum = Some(min.into());
+                    field.maximum = Some(max.into());
+                }
+                Bound::Length(min, max) => {
+                    field.min_length = Some(min);
+                    field.max_length = Some(max);
+                }
+            }
+        }
+    }
+}
+
 /// An integer header or field.
 pub(crate) fn integer_schema() -> Schema {
     ObjectBuilder::new().schema_type(SchemaType::Type(Type::Integer)).into()
@@ -97,4 +159,26 @@ pub(crate) fn integer_schema() -> Schema {
 /// A string header or field.
 pub(crate) fn string_schema() -> Schema {
     ObjectBuilder::new().schema_type(SchemaType::Type(Type::String)).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every bound the server checks is stated in the document, with the domain's values.
+    #[test]
+    fn the_document_states_every_bound_from_the_domains_limits() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serialises");
+        for (schema, property, bound) in bounded_fields() {
+            let field = &doc["components"]["schemas"][schema]["properties"][property];
+            let (keys, min, max) = match bound {
+                Bound::Value(min, max) => (["minimum", "maximum"], min, max),
+                Bound::Length(min, max) => {
+                    (["minLength", "maxLength"], i64::try_from(min).unwrap_or(-1), i64::try_from(max).unwrap_or(-1))
+                }
+            };
+            let got = keys.map(|k| field[k].as_i64());
+            assert_eq!(got, [Some(min), Some(max)], "{schema}.{property}: {field}");
+        }
+    }
 }

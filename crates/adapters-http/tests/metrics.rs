@@ -2,7 +2,12 @@
 //! domain counters, the gauges read at scrape time, and the operator bearer. A test binary of
 //! its own: the recorder is global to the process, so exact counts need a process to themselves.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation must fail the test"
+)]
 
 mod common;
 

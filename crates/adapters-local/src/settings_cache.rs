@@ -79,6 +79,8 @@ mod tests {
 
     use domain::ports::MockSettingsStore;
 
+    use domain::queue::SettingsChange;
+
     use super::*;
     use crate::ticker::ManualTicker;
 
@@ -98,7 +100,7 @@ mod tests {
         ticker.advance(Duration::from_secs(1));
         assert_eq!(s.load_in_memory(), None, "stale");
         assert_eq!(s.load().unwrap(), QueueSettings::default(), "re-read");
-        let patch = SettingsPatch::new(Some(true), None, None, None, None).unwrap();
+        let patch = SettingsPatch::new(SettingsChange { paused: Some(true), ..SettingsChange::default() }).unwrap();
         s.update(&patch).unwrap();
         assert_eq!(s.load_in_memory(), None, "an update drops the copy");
         assert_eq!(s.load().unwrap(), paused, "and the next load reads the store");
@@ -130,7 +132,8 @@ mod tests {
             move || s.load().unwrap()
         });
         started_rx.recv().unwrap();
-        s.update(&SettingsPatch::new(Some(true), None, None, None, None).unwrap()).unwrap();
+        s.update(&SettingsPatch::new(SettingsChange { paused: Some(true), ..SettingsChange::default() }).unwrap())
+            .unwrap();
         updated_tx.send(()).unwrap();
         assert_eq!(slow.join().unwrap(), QueueSettings::default(), "the caller gets what it read");
         assert_eq!(s.load_in_memory(), None, "but the pre-update settings are not kept");

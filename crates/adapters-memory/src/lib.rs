@@ -104,4 +104,15 @@ impl MemoryStore {
         guard.check()?;
         Ok(guard)
     }
+
+    /// The state, locked, for a write: a write applied under this lock is this store's
+    /// commit, so it is the commit point of `domain::call`, refused when the caller has given
+    /// up (as the PostgreSQL adapter refuses to send a COMMIT).
+    fn write(&self) -> Result<MutexGuard<'_, State>, StoreError> {
+        let guard = self.open()?;
+        if !domain::call::commit_point() {
+            return Err(StoreError::Timeout("the caller gave up before the write".into()));
+        }
+        Ok(guard)
+    }
 }

@@ -44,7 +44,7 @@ impl MemoryPorts {
 
 impl QueueStore for MemoryPorts {
     fn issue(&self, user: UserId, value: TokenValue, now: OffsetDateTime) -> Result<IssueOutcome, StoreError> {
-        self.store.open()?.issue(user, value, now)
+        self.store.write()?.issue(user, value, now)
     }
 
     fn find(&self, value: &TokenValue) -> Result<Option<QueueToken>, StoreError> {
@@ -61,18 +61,18 @@ impl QueueStore for MemoryPorts {
     }
 
     fn admit(&self, policy: &AdmissionPolicy) -> Result<AdmissionOutcome, StoreError> {
-        let mut state = self.store.open()?;
+        let mut state = self.store.write()?;
         // Read under the lock, so the instant of the decision is the instant of the write.
         Ok(state.admit(policy, self.clock.now()))
     }
 
     fn expire_tokens(&self, limit: u32) -> Result<u64, StoreError> {
-        let mut state = self.store.open()?;
+        let mut state = self.store.write()?;
         Ok(state.expire_tokens(self.clock.now(), limit))
     }
 
     fn use_up(&self, value: &TokenValue, at: OffsetDateTime) -> Result<(), StoreError> {
-        self.store.open()?.use_up(value, at);
+        self.store.write()?.use_up(value, at);
         Ok(())
     }
 
@@ -92,7 +92,7 @@ impl SettingsStore for MemoryPorts {
     }
 
     fn update(&self, patch: &SettingsPatch) -> Result<(QueueSettings, QueueSettings), StoreError> {
-        Ok(self.store.open()?.update_settings(patch))
+        Ok(self.store.write()?.update_settings(patch))
     }
 }
 
@@ -110,11 +110,11 @@ impl CatalogueStore for MemoryPorts {
     }
 
     fn create_concert(&self, concert: &NewConcert) -> Result<bool, StoreError> {
-        self.store.open()?.create_concert(concert)
+        self.store.write()?.create_concert(concert)
     }
 
     fn add_schedule(&self, schedule: &NewSchedule) -> Result<AddSchedule, StoreError> {
-        self.store.open()?.add_schedule(schedule)
+        self.store.write()?.add_schedule(schedule)
     }
 
     fn sales(&self, concert: ConcertId, now: OffsetDateTime) -> Result<Option<Vec<ScheduleSales>>, StoreError> {
@@ -124,7 +124,7 @@ impl CatalogueStore for MemoryPorts {
 
 impl ReservationStore for MemoryPorts {
     fn hold(&self, req: &HoldRequest) -> Result<HoldOutcome, StoreError> {
-        self.store.open()?.hold(req)
+        self.store.write()?.hold(req)
     }
 
     fn find(&self, id: ReservationId) -> Result<Option<Reservation>, StoreError> {
@@ -132,7 +132,7 @@ impl ReservationStore for MemoryPorts {
     }
 
     fn release_lapsed(&self, now: OffsetDateTime, limit: u32) -> Result<u64, StoreError> {
-        Ok(self.store.open()?.release_lapsed(now, limit))
+        Ok(self.store.write()?.release_lapsed(now, limit))
     }
 }
 
@@ -146,7 +146,7 @@ impl AccountStore for MemoryPorts {
         req: &CreditRequest,
         guard: Option<&IdempotencyGuard<'_>>,
     ) -> Result<Claimed<CreditOutcome>, StoreError> {
-        self.store.open()?.credit(req, guard)
+        self.store.write()?.credit(req, guard)
     }
 
     fn ledger(&self, user: UserId, query: &LedgerQuery) -> Result<Option<Vec<LedgerEntry>>, StoreError> {
@@ -163,7 +163,7 @@ impl PaymentStore for MemoryPorts {
     ) -> Result<Claimed<Settlement>, PayError> {
         // The lock is held until the settlement is applied, so the payment is serialised
         // against every other port call: reservation, balance and token cannot move under it.
-        self.store.open()?.pay(req, guard, decide)
+        self.store.write()?.pay(req, guard, decide)
     }
 }
 
@@ -178,6 +178,6 @@ impl IdempotencyStore for MemoryPorts {
     }
 
     fn purge_expired(&self, now: OffsetDateTime, limit: u32) -> Result<u64, StoreError> {
-        Ok(self.store.open()?.purge_expired(now, limit))
+        Ok(self.store.write()?.purge_expired(now, limit))
     }
 }

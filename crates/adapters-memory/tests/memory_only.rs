@@ -19,7 +19,7 @@ use domain::ids::{ConcertId, LedgerEntryId, ReservationId, ScheduleId, SeatId, U
 use domain::money::{Won, BALANCE_LIMIT};
 use domain::payment::PaymentRequest;
 use domain::ports::StoreError;
-use domain::queue::{AdmissionPolicy, QueueSettings, SettingsPatch};
+use domain::queue::{AdmissionPolicy, QueueSettings, SettingsChange, SettingsPatch};
 use domain::random::Randomness;
 use domain::reservation::HoldRequest;
 use domain::service::{ActiveUser, Policy, Ports, Ticketing};
@@ -121,7 +121,7 @@ fn while_the_switch_is_set_every_use_case_fails_with_it_and_nothing_changes() {
     assert_eq!(app.purge_idempotency_keys(), Err(e.clone()));
     assert_eq!(app.tick(), Err(e.clone()));
     assert_eq!(app.queue_state(), Err(e.clone()));
-    let pause = SettingsPatch::new(Some(true), None, None, None, None).unwrap();
+    let pause = SettingsPatch::new(SettingsChange { paused: Some(true), ..SettingsChange::default() }).unwrap();
     assert!(app.update_queue("test", &pause).is_err());
     assert_eq!(app.concerts(&who), Err(ListConcertsError::Store(e.clone())));
     assert_eq!(app.schedules(&who, w.concert.concert.id), Err(ListSchedulesError::Store(e.clone())));
@@ -212,7 +212,7 @@ fn settings_start_as_given_and_each_store_is_its_own() {
     assert_eq!(configured.settings.load().unwrap(), start);
     let default = MemoryStore::new().ports(clock, Arc::new(OsRandom));
     assert_eq!(default.settings.load().unwrap(), QueueSettings::default());
-    let patch = SettingsPatch::new(Some(false), None, None, None, None).unwrap();
+    let patch = SettingsPatch::new(SettingsChange { paused: Some(false), ..SettingsChange::default() }).unwrap();
     assert_eq!(configured.settings.update(&patch).unwrap(), (start, QueueSettings { paused: false, ..start }));
     assert_eq!(default.settings.load().unwrap(), QueueSettings::default());
 }

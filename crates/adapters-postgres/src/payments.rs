@@ -147,21 +147,30 @@ enum Stopped {
     Claim(Box<Claimed<Settlement>>),
 }
 
-fn settle_values(
-    s: &Settlement,
-    guard: Option<&IdempotencyGuard<'_>>,
-) -> (Option<i32>, Option<String>, Option<Uuid>, Option<String>) {
-    match guard {
-        Some(g) => {
+/// The idempotency record a keyed payment writes with its effect (all `None` unkeyed).
+#[derive(Debug, Default)]
+struct Record {
+    status: Option<i32>,
+    body: Option<String>,
+    user: Option<Uuid>,
+    key: Option<String>,
+}
+
+impl Record {
+    /// The record of `s` under `guard`. The answer is rendered here, inside the transaction,
+    /// because the record must commit with the effect it answers for: a retry with the key
+    /// replays these very bytes, and a record written later could be lost while the effect
+    /// stays. Unkeyed payments are rendered by the caller after the commit.
+    fn of(s: &Settlement, guard: Option<&IdempotencyGuard<'_>>) -> Self {
+        guard.map_or_else(Self::default, |g| {
             let response = (g.render)(&Effect::Paid(s.payment.clone()));
-            (
-                Some(i32::from(response.status)),
-                Some(response.body),
-                Some(g.user.as_uuid()),
-                Some(g.key.as_str().to_owned()),
-            )
-        }
-        None => (None, None, None, None),
+            Self {
+                status: Some(i32::from(response.status)),
+                body: Some(response.body),
+                user: Some(g.user.as_uuid()),
+                key: Some(g.key.as_str().to_owned()),
+            }
+        })
     }
 }
 
@@ -198,7 +207,7 @@ impl PaymentStore for PgStore {
             let settlement = decide(&facts).map_err(|e| Fail::Refuse(Stopped::Refused(e)))?;
             let p = &settlement.payment;
             let e = &settlement.entry;
-            let (status, body, key_user, key) = settle_values(&settlement, guard);
+            let record = Record::of(&settlement, guard);
             let done: Settled = prepared(SETTLE)
                 .bind::<SqlUuid, _>(p.reservation_id.as_uuid())
                 .bind::<Timestamptz, _>(p.paid_at)
@@ -211,10 +220,10 @@ impl PaymentStore for PgStore {
                 .bind::<BigInt, _>(e.amount.get())
                 .bind::<BigInt, _>(e.balance_after.get())
                 .bind::<Timestamptz, _>(e.at)
-                .bind::<Nullable<Int4>, _>(status)
-                .bind::<Nullable<Text>, _>(body)
-                .bind::<Nullable<SqlUuid>, _>(key_user)
-                .bind::<Nullable<Text>, _>(key)
+                .bind::<Nullable<Int4>, _>(record.status)
+                .bind::<Nullable<Text>, _>(record.body)
+                .bind::<Nullable<SqlUuid>, _>(record.user)
+                .bind::<Nullable<Text>, _>(record.key)
                 .get_result(tx.conn()?)?;
             if done.settled != 1 || (guard.is_some() && done.recorded != 1) {
                 // The settlement does not fit the locked facts: a decision made on other facts

@@ -76,7 +76,8 @@ pub(crate) const ADMIT_WRITE: &str =
      UPDATE queue_admission SET admitted_through = $4, last_admission_at = $1 \
      FROM (SELECT count(*) AS n FROM t) AS c RETURNING c.n";
 
-/// At most `$2` ACTIVE tokens whose time is up at the store's clock become EXPIRED. SKIP
+/// At most `$2` ACTIVE tokens whose time is up at the store's clock (`expires_at <= now`,
+/// restating `QueueToken::status_at`) become EXPIRED. SKIP
 /// LOCKED: concurrent sweeps take disjoint rows, and a token a payment holds is left to it (or
 /// to the next sweep), so each token changes once.
 pub(crate) const EXPIRE_TOKENS: &str = "UPDATE queue_tokens SET status = 'EXPIRED' \

@@ -88,7 +88,8 @@ pub(crate) const EXPIRE_SEAT_LAPSED: &str =
 pub(crate) const FIND_RESERVATION: &str = "SELECT id, user_id, schedule_id, seat_id, seat_number, price, status, \
        created_at, held_until, paid_at FROM reservations WHERE id = $1";
 
-/// At most `$2` HELD reservations lapsed by `$1` become EXPIRED. SKIP LOCKED: concurrent sweeps
+/// At most `$2` HELD reservations lapsed by `$1` become EXPIRED (lapsed: `held_until <= now`,
+/// restating `Reservation::status_at`). SKIP LOCKED: concurrent sweeps
 /// take disjoint rows, and a reservation a payment holds is left to it (it becomes PAID, or the
 /// next sweep takes it), so each changes once.
 pub(crate) const RELEASE_LAPSED: &str = "UPDATE reservations SET status = 'EXPIRED' \

@@ -24,7 +24,7 @@ use diesel::sql_types::{BigInt, Timestamptz};
 use domain::clock::{Clock, ManualClock, SkewedClock};
 use domain::error::{ChargeError, PayError, ReserveError};
 use domain::idempotency::Outcome;
-use domain::queue::{AdmissionOutcome, QueueToken, SettingsPatch, TokenStatus};
+use domain::queue::{AdmissionOutcome, QueueToken, SettingsChange, SettingsPatch, TokenStatus};
 use domain::reservation::ReservationStatus;
 use domain::service::{Policy, Ports, Ticketing};
 use port_tests::concurrency::race;
@@ -504,7 +504,13 @@ fn instances_with_skewed_clocks_admit_at_most_n_per_interval_on_the_store_clock(
 fn instances_with_skewed_clocks_admit_at_most_n_per_interval_on_the_database_clock() {
     let fx = Fx::empty(Admission::default());
     let tokens = fill_queue(&fx, 12);
-    let patch = SettingsPatch::new(Some(false), Some(4), Some(1), None, None).unwrap();
+    let patch = SettingsPatch::new(SettingsChange {
+        paused: Some(false),
+        admit_batch: Some(4),
+        admit_interval_secs: Some(1),
+        ..SettingsChange::default()
+    })
+    .unwrap();
     fx.ports.settings.update(&patch).unwrap();
     let stores: Vec<PgStore> = (0..2).map(|_| PgStore::new(&fx.harness.db.config()).unwrap()).collect();
     let apps: Vec<Ticketing> = stores
@@ -571,12 +577,27 @@ fn concurrent_operator_changes_through_several_instances_are_never_lost() {
         }
         for round in 0..20_i64 {
             let patches = [
-                SettingsPatch::new(Some(round % 2 == 0), None, None, None, None).unwrap(),
-                SettingsPatch::new(None, None, Some(100 + round), None, None).unwrap(),
-                SettingsPatch::new(None, None, None, Some(1_000 + round), None).unwrap(),
-                SettingsPatch::new(None, None, None, None, Some(Some(5_000 + round))).unwrap(),
-                SettingsPatch::new(None, Some(10 + round), None, None, None).unwrap(),
-                SettingsPatch::new(None, Some(50 + round), None, None, None).unwrap(),
+                SettingsPatch::new(SettingsChange { paused: Some(round % 2 == 0), ..SettingsChange::default() })
+                    .unwrap(),
+                SettingsPatch::new(SettingsChange {
+                    admit_interval_secs: Some(100 + round),
+                    ..SettingsChange::default()
+                })
+                .unwrap(),
+                SettingsPatch::new(SettingsChange {
+                    active_ttl_secs: Some(1_000 + round),
+                    ..SettingsChange::default()
+                })
+                .unwrap(),
+                SettingsPatch::new(SettingsChange {
+                    max_active: Some(Some(5_000 + round)),
+                    ..SettingsChange::default()
+                })
+                .unwrap(),
+                SettingsPatch::new(SettingsChange { admit_batch: Some(10 + round), ..SettingsChange::default() })
+                    .unwrap(),
+                SettingsPatch::new(SettingsChange { admit_batch: Some(50 + round), ..SettingsChange::default() })
+                    .unwrap(),
             ];
             let first = settings[0].load().unwrap();
             let results = race(patches.len(), |i| settings[i % 3].update(&patches[i]).unwrap());

@@ -36,7 +36,7 @@ use domain::idempotency::{Claimed, Fingerprint, IdempotencyKey};
 use domain::ids::{LedgerEntryId, UserId};
 use domain::money::{Won, BALANCE_LIMIT};
 use domain::ports::StoreError;
-use domain::queue::SettingsPatch;
+use domain::queue::{SettingsChange, SettingsPatch};
 use domain::random::Randomness as _;
 use domain::service::{Policy, Ports, Ticketing};
 use port_tests::fixture::{guard, Fixture};
@@ -374,7 +374,7 @@ fn every_transaction_honours_the_budget() {
     assert!(timeout(bad.accounts.credit(&credit_request(user, 10, &fx.clock), Some(&guard)).map(|_| ())));
     assert!(timeout(bad.queue.issue(fx.user(), OsRandom.token(), fx.now()).map(|_| ())));
     assert!(timeout(bad.queue.admit(&domain::queue::AdmissionPolicy::default()).map(|_| ())));
-    let patch = SettingsPatch::new(Some(true), None, None, None, None).unwrap();
+    let patch = SettingsPatch::new(SettingsChange { paused: Some(true), ..SettingsChange::default() }).unwrap();
     assert!(timeout(bad.settings.update(&patch).map(|_| ())));
     let seat = fx.seat(0, 2);
     assert!(matches!(app.reserve(&who, fx.schedule(0).id, seat.id), Err(ReserveError::Store(StoreError::Timeout(_)))));

@@ -292,12 +292,24 @@ impl RedisQueue {
     }
 }
 
+/// A script that writes is this store's commit: sent only while its caller still waits (the
+/// commit agreement of `domain::call`), so a caller answered 503 never has it sent. (Admission
+/// and expiry run in the scheduler, under no caller: they always may.)
+fn commit_point() -> Result<(), StoreError> {
+    if domain::call::commit_point() {
+        Ok(())
+    } else {
+        Err(StoreError::Timeout("the caller gave up before the write was sent".into()))
+    }
+}
+
 fn micros(d: Duration) -> i64 {
     i64::try_from(d.whole_microseconds()).unwrap_or(i64::MAX)
 }
 
 impl QueueStore for RedisQueue {
     fn issue(&self, user: UserId, value: TokenValue, now: OffsetDateTime) -> Result<IssueOutcome, StoreError> {
+        commit_point()?;
         let k = &self.keys;
         let (user_key, token_key, now_us) = (k.user(user), k.token(&value), codec::to_micros(now).to_string());
         let user_id = user.to_string();
@@ -398,6 +410,7 @@ impl QueueStore for RedisQueue {
     }
 
     fn use_up(&self, value: &TokenValue, at: OffsetDateTime) -> Result<(), StoreError> {
+        commit_point()?;
         let k = &self.keys;
         let (key, at) = (k.token(value), codec::to_micros(at).to_string());
         let _changed: i64 = self.once(&|c| {

@@ -7,7 +7,7 @@ use std::time::Duration as StdDuration;
 use adapters_local::poll_cache::PollCacheSettings;
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
-use domain::queue::{AdmissionPolicy, QueueSettings};
+use domain::queue::{limits, AdmissionPolicy, QueueSettings};
 use domain::service::Policy;
 use ipnet::IpNet;
 use scheduler::SchedulerSettings;
@@ -136,16 +136,16 @@ pub struct Settings {
     #[arg(long, env = "BIND_ADDR", default_value = "127.0.0.1:8080")]
     pub bind_addr: String,
     /// M: seconds between admission ticks (until an operator changes it).
-    #[arg(long, env = "QUEUE_ADMIT_INTERVAL_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    #[arg(long, env = "QUEUE_ADMIT_INTERVAL_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(unsigned(&limits::INTERVAL_SECS)))]
     pub queue_admit_interval_secs: u64,
     /// N: waiting tokens one admission tick activates, oldest first (until an operator changes it).
-    #[arg(long, env = "QUEUE_ADMIT_BATCH", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long, env = "QUEUE_ADMIT_BATCH", default_value_t = 100, value_parser = clap::value_parser!(u32).range(wide(&limits::BATCH)))]
     pub queue_admit_batch: u32,
     /// Seconds an ACTIVE token stays valid after activation (until an operator changes it).
-    #[arg(long, env = "QUEUE_ACTIVE_TTL_SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    #[arg(long, env = "QUEUE_ACTIVE_TTL_SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(unsigned(&limits::STARTING_ACTIVE_TTL_SECS)))]
     pub queue_active_ttl_secs: u64,
     /// Optional cap on ACTIVE tokens at once (until an operator changes it).
-    #[arg(long, env = "QUEUE_MAX_ACTIVE", value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    #[arg(long, env = "QUEUE_MAX_ACTIVE", value_parser = clap::value_parser!(u32).range(wide(&limits::MAX_ACTIVE)))]
     pub queue_max_active: Option<u32>,
     /// Seconds a reservation holds its seat unpaid.
     #[arg(long, env = "SEAT_HOLD_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=MAX_SECS))]
@@ -190,12 +190,18 @@ pub struct Settings {
     pub http_workers: Option<u16>,
 }
 
+/// A domain limit of seconds as the range clap's `u64` parser takes (the limits are positive).
+fn unsigned(range: &std::ops::RangeInclusive<i64>) -> std::ops::RangeInclusive<u64> {
+    u64::try_from(*range.start()).unwrap_or(0)..=u64::try_from(*range.end()).unwrap_or(0)
+}
+
+/// A domain limit as the `i64` range clap's `u32` parser takes.
+fn wide(range: &std::ops::RangeInclusive<u32>) -> std::ops::RangeInclusive<i64> {
+    i64::from(*range.start())..=i64::from(*range.end())
+}
+
 fn parse_cidr(s: &str) -> Result<IpNet, String> {
-    let s = s.trim();
-    // A bare address is a /32 (or /128): what an operator means by "this proxy".
-    s.parse::<IpNet>()
-        .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
-        .map_err(|_| format!("`{s}` is not a CIDR such as 10.0.0.0/8 or an IP address"))
+    adapters_http::TrustedProxies::parse_one(s).map_err(|e| e.to_string())
 }
 
 fn parse_admin_token(s: &str) -> Result<String, String> {

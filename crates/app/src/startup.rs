@@ -463,9 +463,3 @@ pub fn prepare_database(db: &DatabaseSettings) -> anyhow::Result<PgStore> {
     migrate_store(&store, db).context("cannot prepare the database (check DATABASE_URL / --database-url)")?;
     Ok(store)
 }
-
-/// The queue port as the app wires it, for probes in tests.
-#[must_use]
-pub fn queue_of(ticketing: &Ticketing) -> Arc<dyn QueueStore> {
-    ticketing.ports().queue.clone()
-}

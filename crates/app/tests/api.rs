@@ -1,7 +1,12 @@
 //! The application as a whole, in process: built from `Settings` on port 0 with the memory
 //! store, driven over real HTTP with reqwest, the real scheduler admitting tokens.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation must fail the test"
+)]
 
 use std::time::{Duration, Instant};
 

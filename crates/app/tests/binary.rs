@@ -1,7 +1,12 @@
 //! The built binary: it stops cleanly (exit 0) on SIGTERM and on SIGINT, and logs JSON lines
 //! when asked to.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation must fail the test"
+)]
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};

@@ -1,7 +1,12 @@
 //! Settings parsing: flags, their environment fallbacks (a flag wins), and the contract's
 //! defaults. One test function, because the environment is process-wide.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation must fail the test"
+)]
 
 use app::{Cli, Command, QueueStoreKind, Settings, StoreKind};
 use clap::Parser as _;

@@ -56,12 +56,14 @@ pub mod clock;
 pub mod error;
 pub mod idempotency;
 pub mod ids;
+pub mod metric_names;
 pub mod money;
 pub mod payment;
 pub mod ports;
 pub mod queue;
 pub mod random;
 pub mod reservation;
+pub mod room;
 pub mod service;
 
 #[cfg(test)]

@@ -9,6 +9,16 @@
 //! (admission), and each place where a store restates a rule in its own language names the
 //! domain function it mirrors.
 //!
+//! **The commit agreement** ([`crate::call`]), which no signature shows: a caller may give up
+//! on a call at its deadline and answer 503, which promises that nothing was done. So every
+//! implementation MUST call `call::commit_point()` right before a write it cannot take back (a
+//! COMMIT, a script that writes, a change applied under the store's lock) and, when it answers
+//! `false`, not make the write and return [`StoreError::Timeout`]. An implementation that makes
+//! the write on another thread (a group-commit batcher) MUST carry `call::current()` there and
+//! ask under `call::attached`. The caller's watch travels as a thread-local rather than as an
+//! argument of every method; the conformance cases in `port_tests::commit` fail a store that
+//! forgets it.
+//!
 //! Every method returns [`StoreError`] when the store itself fails, and then has changed
 //! nothing. Implementations MUST map "cannot reach the store" (connection refused or lost,
 //! pool timeout) to [`StoreError::Unavailable`], "gave up waiting" (lock or statement timeout)

@@ -258,6 +258,10 @@ pub mod limits {
     pub const INTERVAL_SECS: std::ops::RangeInclusive<i64> = 1..=86_400;
     /// `activeTtlSecs`.
     pub const ACTIVE_TTL_SECS: std::ops::RangeInclusive<i64> = 10..=86_400;
+    /// `QUEUE_ACTIVE_TTL_SECS`, the TTL in force until an operator changes it: down to one
+    /// second, so that tests and demos can watch a token expire, where an operator's change is
+    /// held to [`ACTIVE_TTL_SECS`] (the contract's range).
+    pub const STARTING_ACTIVE_TTL_SECS: std::ops::RangeInclusive<i64> = 1..=86_400;
     /// `maxActive`.
     pub const MAX_ACTIVE: std::ops::RangeInclusive<u32> = 1..=10_000_000;
 }
@@ -277,18 +281,28 @@ pub struct SettingsPatch {
 #[error("{0}")]
 pub struct InvalidSetting(pub String);
 
+/// A change as an operator asks for it, before validation: each field names one setting, `None`
+/// leaves it as it is (and `max_active: Some(None)` lifts the cap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SettingsChange {
+    /// Pause (`true`) or resume (`false`) admission.
+    pub paused: Option<bool>,
+    /// N, within [`limits::BATCH`].
+    pub admit_batch: Option<i64>,
+    /// M in seconds, within [`limits::INTERVAL_SECS`].
+    pub admit_interval_secs: Option<i64>,
+    /// The ACTIVE TTL in seconds, within [`limits::ACTIVE_TTL_SECS`].
+    pub active_ttl_secs: Option<i64>,
+    /// The cap, within [`limits::MAX_ACTIVE`], or `Some(None)` for none.
+    pub max_active: Option<Option<i64>>,
+}
+
 impl SettingsPatch {
     /// Validates a change against [`limits`].
     ///
     /// # Errors
     /// [`InvalidSetting`] naming the first value out of bounds, or when nothing would change.
-    pub fn new(
-        paused: Option<bool>,
-        batch: Option<i64>,
-        interval_secs: Option<i64>,
-        active_ttl_secs: Option<i64>,
-        max_active: Option<Option<i64>>,
-    ) -> Result<Self, InvalidSetting> {
+    pub fn new(change: SettingsChange) -> Result<Self, InvalidSetting> {
         fn within<T>(name: &str, v: i64, range: &std::ops::RangeInclusive<T>) -> Result<T, InvalidSetting>
         where
             T: PartialOrd + Copy + fmt::Display + TryFrom<i64>,
@@ -298,14 +312,16 @@ impl SettingsPatch {
                 .filter(|x| range.contains(x))
                 .ok_or_else(|| InvalidSetting(format!("{name} must be between {} and {}", range.start(), range.end())))
         }
-        if paused.is_none()
-            && batch.is_none()
-            && interval_secs.is_none()
-            && active_ttl_secs.is_none()
-            && max_active.is_none()
-        {
+        if change == SettingsChange::default() {
             return Err(InvalidSetting("name at least one setting to change".into()));
         }
+        let SettingsChange {
+            paused,
+            admit_batch: batch,
+            admit_interval_secs: interval_secs,
+            active_ttl_secs,
+            max_active,
+        } = change;
         Ok(Self {
             paused,
             batch: batch.map(|v| within("admitBatch", v, &limits::BATCH)).transpose()?,
@@ -575,16 +591,24 @@ mod tests {
 
     #[test]
     fn a_patch_is_checked_against_the_contract_bounds_and_applied_field_by_field() {
-        assert!(SettingsPatch::new(None, None, None, None, None).is_err(), "an empty change");
-        assert!(SettingsPatch::new(None, Some(0), None, None, None).is_err());
-        assert!(SettingsPatch::new(None, Some(100_001), None, None, None).is_err());
-        assert!(SettingsPatch::new(None, None, Some(86_401), None, None).is_err());
-        assert!(SettingsPatch::new(None, None, None, Some(9), None).is_err());
-        assert!(SettingsPatch::new(None, None, None, None, Some(Some(0))).is_err());
-        let e = SettingsPatch::new(None, Some(-1), None, None, None).unwrap_err();
+        assert!(SettingsPatch::new(SettingsChange::default()).is_err(), "an empty change");
+        assert!(SettingsPatch::new(SettingsChange { admit_batch: Some(0), ..SettingsChange::default() }).is_err());
+        assert!(SettingsPatch::new(SettingsChange { admit_batch: Some(100_001), ..SettingsChange::default() }).is_err());
+        assert!(SettingsPatch::new(SettingsChange { admit_interval_secs: Some(86_401), ..SettingsChange::default() })
+            .is_err());
+        assert!(SettingsPatch::new(SettingsChange { active_ttl_secs: Some(9), ..SettingsChange::default() }).is_err());
+        assert!(SettingsPatch::new(SettingsChange { max_active: Some(Some(0)), ..SettingsChange::default() }).is_err());
+        let e = SettingsPatch::new(SettingsChange { admit_batch: Some(-1), ..SettingsChange::default() }).unwrap_err();
         assert!(e.0.contains("admitBatch"), "{e}");
 
-        let patch = SettingsPatch::new(Some(true), Some(5), None, Some(30), Some(None)).unwrap();
+        let patch = SettingsPatch::new(SettingsChange {
+            paused: Some(true),
+            admit_batch: Some(5),
+            active_ttl_secs: Some(30),
+            max_active: Some(None),
+            ..SettingsChange::default()
+        })
+        .unwrap();
         let before = QueueSettings { paused: false, admission: AdmissionPolicy { max_active: Some(9), ..policy() } };
         let after = patch.apply(before);
         assert!(after.paused);

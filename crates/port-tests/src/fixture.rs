@@ -17,7 +17,7 @@ use domain::idempotency::{
 use domain::ids::{ConcertId, ReservationId, ScheduleId, SeatId, UserId};
 use domain::money::Won;
 use domain::payment::Payment;
-use domain::queue::{AdmissionOutcome, QueueToken, SettingsPatch, TokenStatus};
+use domain::queue::{AdmissionOutcome, QueueToken, SettingsChange, SettingsPatch, TokenStatus};
 use domain::random::Randomness;
 use domain::reservation::Reservation;
 use domain::service::{ActiveUser, Policy, Ports, Ticketing};
@@ -59,13 +59,13 @@ impl Admission {
     /// The patch that sets every one of these (and un-pauses).
     #[must_use]
     pub fn patch(&self) -> SettingsPatch {
-        SettingsPatch::new(
-            Some(false),
-            Some(i64::from(self.batch)),
-            Some(self.interval_secs),
-            Some(self.ttl_secs),
-            Some(self.max_active.map(i64::from)),
-        )
+        SettingsPatch::new(SettingsChange {
+            paused: Some(false),
+            admit_batch: Some(i64::from(self.batch)),
+            admit_interval_secs: Some(self.interval_secs),
+            active_ttl_secs: Some(self.ttl_secs),
+            max_active: Some(self.max_active.map(i64::from)),
+        })
         .expect("the suite's admission settings are within the contract's bounds")
     }
 }

@@ -49,6 +49,7 @@
 //! - [`accounts`]: balances, credits under the limit, the ledger and its pages.
 //! - [`payments`]: the read/decide/apply unit of work: every effect or none, a token pays once.
 //! - [`idempotency`]: keyed charges and payments: replay, reuse, refusals, purge, duplicates.
+//! - [`commit`]: no write for a caller that gave up (the commit agreement, `domain::call`).
 //! - [`concurrency`]: real threads racing on one seat, one user's holds, one account, one
 //!   reservation, and the hold release; [`concurrency::race`] releases them together.
 //! - [`model`]: the model-based test of the whole service (generated use-case sequences
@@ -65,6 +66,7 @@ use domain::service::Ports;
 
 pub mod accounts;
 pub mod catalogue;
+pub mod commit;
 pub mod concurrency;
 pub mod fixture;
 pub mod idempotency;
@@ -116,6 +118,7 @@ macro_rules! queue_suite {
             queue::concurrent_admissions_admit_at_most_one_batch,
             queue::concurrent_expiry_sweeps_change_each_token_once,
             queue::concurrent_payments_with_one_token_pay_once,
+            commit::nothing_is_issued_for_a_caller_that_gave_up,
         );
     };
 }
@@ -195,6 +198,7 @@ macro_rules! payment_suite {
             payments::decide_reads_the_facts_and_its_refusal_changes_nothing,
             payments::a_token_pays_once,
             payments::the_store_refuses_a_second_payment_with_one_token_whatever_decide_says,
+            commit::nothing_is_written_for_a_caller_that_gave_up,
         );
     };
 }
@@ -257,7 +261,7 @@ macro_rules! conformance_suite {
 macro_rules! __suite {
     ($module:ident, $harness:ty; $($group:ident :: $case:ident),* $(,)?) => {
         mod $module {
-            #[allow(unused_imports)]
+            #[allow(unused_imports, reason = "brings the harness type into scope; unused when it is a path")]
             use super::*;
 
             $(
@@ -282,7 +286,7 @@ macro_rules! __suite {
 macro_rules! model_suite {
     ($harness:ty, sequential = $cases:expr, steps = $steps:expr, concurrent = $concurrent:expr $(,)?) => {
         mod model_based {
-            #[allow(unused_imports)]
+            #[allow(unused_imports, reason = "brings the harness type into scope; unused when it is a path")]
             use super::*;
 
             #[test]

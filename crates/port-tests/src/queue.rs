@@ -8,7 +8,9 @@ use std::sync::Arc;
 use adapters_local::OsRandom;
 use domain::clock::SkewedClock;
 use domain::error::{AuthorizeError, PayError};
-use domain::queue::{AdmissionOutcome, QueueCursor, QueueToken, SettingsPatch, TokenStatus, TokenValue};
+use domain::queue::{
+    AdmissionOutcome, QueueCursor, QueueToken, SettingsChange, SettingsPatch, TokenStatus, TokenValue,
+};
 use domain::random::Randomness as _;
 use domain::reservation::ReservationStatus;
 use domain::service::{Policy, Ports, Ticketing};
@@ -267,7 +269,7 @@ pub fn admission_is_timed_on_the_store_clock_not_the_callers<H: Harness>() {
 pub fn paused_admission_admits_nobody_until_resumed<H: Harness>() {
     let fx = Fixture::<H>::empty(Admission::default());
     let tokens: Vec<_> = (0..3).map(|_| fx.issue(fx.user())).collect();
-    let pause = SettingsPatch::new(Some(true), None, None, None, None).unwrap();
+    let pause = SettingsPatch::new(SettingsChange { paused: Some(true), ..SettingsChange::default() }).unwrap();
     fx.app.update_queue("suite", &pause).unwrap();
 
     assert_eq!(fx.app.admit().unwrap(), AdmissionOutcome::Paused);
@@ -284,7 +286,7 @@ pub fn paused_admission_admits_nobody_until_resumed<H: Harness>() {
     let state = fx.app.queue_state().unwrap();
     assert_eq!((state.stats.waiting, state.next_admission_at), (4, None));
 
-    let resume = SettingsPatch::new(Some(false), None, None, None, None).unwrap();
+    let resume = SettingsPatch::new(SettingsChange { paused: Some(false), ..SettingsChange::default() }).unwrap();
     fx.app.update_queue("suite", &resume).unwrap();
     assert_eq!(fx.app.admit().unwrap(), AdmissionOutcome::Admitted(4));
     assert!(!fx.app.read_token(tokens[0].value.as_str()).unwrap().paused);

@@ -1,6 +1,6 @@
 //! [`domain::ports::SettingsStore`]: the waiting room's live settings, shared by every instance.
 
-use domain::queue::{QueueSettings, SettingsPatch};
+use domain::queue::{QueueSettings, SettingsChange, SettingsPatch};
 use domain::service::{Policy, Ticketing};
 use time::Duration;
 
@@ -15,7 +15,14 @@ fn patch(
     ttl: Option<i64>,
     max_active: Option<Option<i64>>,
 ) -> SettingsPatch {
-    SettingsPatch::new(paused, batch, interval, ttl, max_active).unwrap()
+    SettingsPatch::new(SettingsChange {
+        paused,
+        admit_batch: batch,
+        admit_interval_secs: interval,
+        active_ttl_secs: ttl,
+        max_active,
+    })
+    .unwrap()
 }
 
 /// Until an operator changes them, the settings are the store's starting values (the

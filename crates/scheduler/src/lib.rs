@@ -31,6 +31,7 @@
 
 use std::time::{Duration, Instant};
 
+use domain::metric_names::{QUEUE_TOKENS_ADMITTED_TOTAL, STORE_ERRORS_TOTAL};
 use domain::ports::StoreError;
 use domain::queue::AdmissionOutcome;
 use domain::service::{TickReport, Ticketing};
@@ -38,12 +39,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-/// Tokens activated by this instance's admission ticks.
-pub const ADMITTED_TOTAL: &str = "queue_tokens_admitted_total";
 /// How long one scheduler tick took, in seconds.
 pub const TICK_DURATION: &str = "scheduler_tick_duration_seconds";
-/// Failed store calls, by `kind` (`unavailable`, `timeout`, `internal`).
-pub const STORE_ERRORS_TOTAL: &str = "store_errors_total";
 
 /// How the scheduler runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,7 +97,7 @@ pub async fn run_tick(ticketing: &Ticketing) -> TickResult {
         AdmissionOutcome::Admitted(n) => n,
         AdmissionOutcome::NotDue { .. } | AdmissionOutcome::Busy | AdmissionOutcome::Paused => 0,
     };
-    metrics::counter!(ADMITTED_TOTAL).increment(admitted);
+    metrics::counter!(QUEUE_TOKENS_ADMITTED_TOTAL).increment(admitted);
     debug!(
         admitted,
         admission = ?report.admission,

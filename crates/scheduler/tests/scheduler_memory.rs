@@ -22,7 +22,9 @@ use domain::idempotency::{Effect, IdempotencyKey, IdempotencyRequest, StoredResp
 use domain::ids::{ConcertId, ScheduleId, SeatId, UserId};
 use domain::money::Won;
 use domain::ports::StoreError;
-use domain::queue::{AdmissionOutcome, AdmissionPolicy, QueueSettings, QueueToken, SettingsPatch, TokenStatus};
+use domain::queue::{
+    AdmissionOutcome, AdmissionPolicy, QueueSettings, QueueToken, SettingsChange, SettingsPatch, TokenStatus,
+};
 use domain::random::Randomness;
 use domain::reservation::ReservationStatus;
 use domain::service::{Policy, Ports, TickReport, Ticketing};
@@ -97,7 +99,13 @@ impl World {
     }
 
     fn update(&self, paused: Option<bool>, batch: Option<i64>) {
-        self.ticketing.update_queue("test", &SettingsPatch::new(paused, batch, None, None, None).unwrap()).unwrap();
+        self.ticketing
+            .update_queue(
+                "test",
+                &SettingsPatch::new(SettingsChange { paused, admit_batch: batch, ..SettingsChange::default() })
+                    .unwrap(),
+            )
+            .unwrap();
     }
 
     /// A concert with one schedule a week ahead, seats 1 to 10.

@@ -28,7 +28,7 @@ use domain::error::PayError;
 use domain::idempotency::Outcome;
 use domain::ids::{ConcertId, ScheduleId, SeatId, UserId};
 use domain::money::Won;
-use domain::queue::{QueueToken, SettingsPatch};
+use domain::queue::{QueueToken, SettingsChange, SettingsPatch};
 use domain::random::Randomness;
 use domain::reservation::ReservationStatus;
 use domain::service::{Policy, Ticketing};
@@ -47,7 +47,14 @@ fn instance(db: &TestDatabase, store_clock: Arc<dyn Clock>, clock: Arc<dyn Clock
 
 /// N every M, ACTIVE for an hour (stored once, seen by every instance).
 fn configure(t: &Ticketing) {
-    let patch = SettingsPatch::new(Some(false), Some(i64::from(N)), Some(M_SECS), Some(3_600), Some(None)).unwrap();
+    let patch = SettingsPatch::new(SettingsChange {
+        paused: Some(false),
+        admit_batch: Some(i64::from(N)),
+        admit_interval_secs: Some(M_SECS),
+        active_ttl_secs: Some(3_600),
+        max_active: Some(None),
+    })
+    .unwrap();
     t.update_queue("test", &patch).unwrap();
 }
 

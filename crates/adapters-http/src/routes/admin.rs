@@ -8,7 +8,7 @@ use actix_web::{web, HttpResponse};
 use domain::catalogue::{ConcertDraft, ScheduleDraft};
 use domain::error::{AddScheduleError, CreateConcertError, SalesError, StoreError, UpdateQueueError};
 use domain::ids::ConcertId;
-use domain::queue::SettingsPatch;
+use domain::queue::{SettingsChange, SettingsPatch};
 
 use super::json;
 use crate::dto::{
@@ -50,8 +50,14 @@ pub async fn update_queue(
     body: Body<QueuePatchRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.0;
-    let patch = SettingsPatch::new(b.paused, b.admit_batch, b.admit_interval_secs, b.active_ttl_secs, b.max_active)
-        .map_err(UpdateQueueError::from)?;
+    let patch = SettingsPatch::new(SettingsChange {
+        paused: b.paused,
+        admit_batch: b.admit_batch,
+        admit_interval_secs: b.admit_interval_secs,
+        active_ttl_secs: b.active_ttl_secs,
+        max_active: b.max_active,
+    })
+    .map_err(UpdateQueueError::from)?;
     let queue = state.store(move |t| t.update_queue(&op.0, &patch)).await?;
     json(StatusCode::OK, &QueueStateResponse::from(queue))
 }

@@ -1,7 +1,13 @@
 //! What the API test binaries share: a world (in-memory store, manual clock, a test concert)
 //! and request helpers over actix's test service.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "helpers shared by several test binaries (each uses some), where a failed expectation must fail the test"
+)]
 
 use std::sync::Arc;
 

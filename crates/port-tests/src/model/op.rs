@@ -2,18 +2,17 @@
 //!
 //! An [`Op`] names what it acts on *abstractly* ("user 1's latest token", "the most recent
 //! reservation"), and the model resolves it against its state when the step runs
-//! ([`crate::model::reference::Model::resolve`]) into a concrete [`Step`]. So every op is valid
+//! (`Model::resolve` in [`crate::model::reference`]) into a concrete [`Step`]. So every op is valid
 //! in every state (a reference to something that does not exist becomes an unknown token, an
 //! unknown reservation...), which keeps shrinking free to delete any step: the shrunk sequence
 //! still means something, and no precondition ever rejects it.
 
-use domain::queue::SettingsPatch;
+use domain::queue::{SettingsChange, SettingsPatch};
 use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::strategy::Union;
 use time::{Duration, OffsetDateTime};
 
-use crate::model::reference::Model;
 use crate::model::world::{KEYS, SCHEDULES, SEATS, USERS};
 
 /// A user by index.
@@ -114,13 +113,13 @@ impl Patch {
     /// When it names nothing (the generator never makes one).
     #[must_use]
     pub fn to_domain(&self) -> SettingsPatch {
-        SettingsPatch::new(
-            self.paused,
-            self.batch.map(i64::from),
-            self.interval_secs,
-            self.ttl_secs,
-            self.max_active.map(|m| m.map(i64::from)),
-        )
+        SettingsPatch::new(SettingsChange {
+            paused: self.paused,
+            admit_batch: self.batch.map(i64::from),
+            admit_interval_secs: self.interval_secs,
+            active_ttl_secs: self.ttl_secs,
+            max_active: self.max_active.map(|m| m.map(i64::from)),
+        })
         .expect("generated patches are within the bounds and name a setting")
     }
 }
@@ -269,13 +268,26 @@ pub fn op(quiet: bool) -> BoxedStrategy<Op> {
     ops(quiet, token_ref().boxed(), token_ref().boxed(), user().boxed(), Weights { issue: 8, admit: 8, protected: 16 })
 }
 
+/// What of the model's state biases the choice of the next op (see [`op_in`]); the model
+/// computes it (`Model::bias`), so that the ops know nothing of the model.
+#[derive(Debug, Clone, Default)]
+pub struct Bias {
+    /// Users whose latest token is ACTIVE.
+    pub active: Vec<User>,
+    /// Users without a live token.
+    pub idle: Vec<User>,
+    /// Of the users who can act, those holding a live hold.
+    pub payers: Vec<User>,
+    /// Whether somebody waits in line.
+    pub waiting: bool,
+}
+
 /// Every op, with the users who can act now preferred: a protected call mostly presents the
 /// latest token of a user whose token is ACTIVE, an issue mostly comes from a user without a
 /// live token, and admission comes up more while somebody waits. The choice only biases which
 /// abstract op is drawn, so a shrunk sequence stays valid whatever it lost.
-pub fn op_in(m: &Model) -> BoxedStrategy<Op> {
-    let active = m.active_users();
-    let idle = m.idle_users();
+pub fn op_in(bias: &Bias) -> BoxedStrategy<Op> {
+    let Bias { active, idle, payers, waiting } = bias.clone();
     let holders: Vec<User> = (0..USERS).filter(|u| !idle.contains(u)).collect();
     let acting = if active.is_empty() { holders } else { active };
     let token = if acting.is_empty() {
@@ -284,7 +296,7 @@ pub fn op_in(m: &Model) -> BoxedStrategy<Op> {
         prop_oneof![6 => select(acting.clone()).prop_map(TokenRef::Latest), 1 => token_ref()].boxed()
     };
     let issuer = if idle.is_empty() { user().boxed() } else { prop_oneof![3 => select(idle), 1 => user()].boxed() };
-    let payers: Vec<User> = acting.iter().copied().filter(|&u| m.holds_live(u)).collect();
+    let payers: Vec<User> = payers.into_iter().filter(|u| acting.contains(u)).collect();
     let payer = if payers.is_empty() {
         token.clone()
     } else {
@@ -292,7 +304,7 @@ pub fn op_in(m: &Model) -> BoxedStrategy<Op> {
     };
     let weights = Weights {
         issue: if acting.is_empty() { 30 } else { 8 },
-        admit: if m.waiting() > 0 { 14 } else { 4 },
+        admit: if waiting { 14 } else { 4 },
         protected: if acting.is_empty() { 4 } else { 16 },
     };
     ops(false, token, payer, issuer, weights)

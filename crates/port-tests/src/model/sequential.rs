@@ -67,13 +67,13 @@ impl<H: ModelStore> Sut<H> {
         };
         let app = Ticketing::new(ports.clone(), world::policy());
         let s = world::starting_settings();
-        let patch = domain::queue::SettingsPatch::new(
-            Some(s.paused),
-            Some(i64::from(s.admission.batch)),
-            Some(s.admission.interval.whole_seconds()),
-            Some(s.admission.active_ttl.whole_seconds()),
-            Some(s.admission.max_active.map(i64::from)),
-        )
+        let patch = domain::queue::SettingsPatch::new(domain::queue::SettingsChange {
+            paused: Some(s.paused),
+            admit_batch: Some(i64::from(s.admission.batch)),
+            admit_interval_secs: Some(s.admission.interval.whole_seconds()),
+            active_ttl_secs: Some(s.admission.active_ttl.whole_seconds()),
+            max_active: Some(s.admission.max_active.map(i64::from)),
+        })
         .expect("the starting settings are valid");
         ports.settings.update(&patch).expect("settings at set-up");
         assert!(ports.catalogue.create_concert(&world::catalogue(clock.now())).expect("catalogue at set-up"));
@@ -149,7 +149,7 @@ impl ReferenceStateMachine for Reference {
 
     fn transitions(state: &Model) -> BoxedStrategy<Op> {
         // Every op is valid in every state (see `op`): the state only biases the draw.
-        op::op_in(state)
+        op::op_in(&state.bias())
     }
 
     fn apply(mut state: Model, op: &Op) -> Model {
