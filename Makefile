@@ -11,7 +11,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 BIN := $(TARGET_DIR)/release/concert
 DEBUG_BIN := $(TARGET_DIR)/debug/concert
 
-.PHONY: help run run-memory test test-rust test-browser test-api lint fmt tools build bench bench-position db-up redis-up clean-test-dbs
+.PHONY: help run run-memory test test-rust test-browser test-api lint check-domain-deps fmt tools build bench bench-position db-up redis-up clean-test-dbs
 
 help: ## List the targets
 	@awk -F':.*## ' '/^[a-zA-Z_-]+:.*## / { printf "  %-16s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -46,9 +46,18 @@ run-memory: build ## Serve from memory with the demo catalogue (no database)
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
-lint: tools ## rustfmt check and clippy with warnings denied
+lint: tools check-domain-deps ## rustfmt check, clippy with warnings denied, and the domain's dependencies
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# The crates that do I/O (a database, a network, the OS's randomness, a runtime, a metrics
+# recorder): `domain` must reach none of them, even through another crate.
+IO_CRATES := diesel.*|pq-sys|actix.*|tokio.*|mio|r2d2|redis|reqwest|hyper.*|h2|socket2|getrandom|rand|rand_.*|libc|nix|metrics.*|tracing-subscriber|tracing-appender|jsonwebtoken
+
+check-domain-deps: ## Fail when the domain crate depends on an I/O crate (cargo tree -p domain -e normal)
+	@bad=$$($(CARGO) tree -p domain -e normal --prefix none | awk '{print $$1}' | sort -u | grep -E '^($(IO_CRATES))$$' || true); \
+	if [ -n "$$bad" ]; then echo "domain must do no I/O, but it depends on: $$bad" >&2; exit 1; fi; \
+	echo "domain depends on no I/O crate"
 
 test: tools db-up redis-up lint test-rust test-browser test-api ## Lint, then every test: unit, conformance, races, HTTP, black-box, faults, browser, schemathesis
 
