@@ -486,6 +486,39 @@ pub(crate) fn bad_inputs_get_their_code_change_nothing_and_never_a_500(q: Queue)
 
 pub(crate) fn openapi_health_and_metrics_are_served_and_sigint_stops_cleanly(q: Queue) {
     let mut s = Server::start(q, &[]);
+    // The first scrape, before any traffic: every family of the contract, and every series
+    // whose labels are known at start, at 0 (so an alert on a failure can fire on the first).
+    let first = s.metrics();
+    for (family, kind) in [
+        ("http_requests_total", "counter"),
+        ("http_request_duration_seconds", "histogram"),
+        ("queue_waiting", "gauge"),
+        ("queue_active", "gauge"),
+        ("queue_tokens_issued_total", "counter"),
+        ("queue_tokens_admitted_total", "counter"),
+        ("reservations_held_total", "counter"),
+        ("payments_total", "counter"),
+        ("store_errors_total", "counter"),
+        ("db_pool_connections", "gauge"),
+    ] {
+        assert!(
+            first.contains(&format!("# TYPE {family} {kind}\n")),
+            "no {kind} {family} at the first scrape:\n{first}"
+        );
+    }
+    for series in [
+        r#"store_errors_total{kind="unavailable"} 0"#,
+        r#"store_errors_total{kind="timeout"} 0"#,
+        r#"store_errors_total{kind="internal"} 0"#,
+        "payments_total 0",
+        "reservations_held_total 0",
+    ] {
+        assert!(first.lines().any(|l| l == series), "no `{series}` at the first scrape:\n{first}");
+    }
+    assert!(
+        first.contains(r#"db_pool_connections{state="idle"}"#)
+            && first.contains(r#"db_pool_connections{state="busy"}"#)
+    );
     let (st, doc) = s.get("/openapi.json", None);
     assert_eq!(st, 200);
     assert!(doc["openapi"].as_str().unwrap_or("").starts_with('3'), "{doc}");

@@ -81,8 +81,9 @@ pub fn install_recorder() -> Result<PrometheusHandle, InstallError> {
 
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-    describe_counter!(HTTP_REQUESTS_TOTAL, "HTTP requests answered, by method, route template and status");
-    describe_histogram!(HTTP_REQUEST_DURATION_SECONDS, Unit::Seconds, "Time to answer an HTTP request");
+    let [(_, _, requests), (_, _, durations)] = LATE_FAMILIES;
+    describe_counter!(HTTP_REQUESTS_TOTAL, requests);
+    describe_histogram!(HTTP_REQUEST_DURATION_SECONDS, Unit::Seconds, durations);
     describe_gauge!(QUEUE_WAITING, "WAITING queue tokens");
     describe_gauge!(QUEUE_ACTIVE, "Unexpired ACTIVE queue tokens");
     describe_counter!(QUEUE_TOKENS_ISSUED_TOTAL, "New queue tokens issued by this instance");
@@ -91,11 +92,41 @@ fn describe() {
     describe_counter!(PAYMENTS_TOTAL, "Payments made by this instance");
     describe_counter!(STORE_ERRORS_TOTAL, "Store failures, by kind");
     describe_gauge!(DB_POOL_CONNECTIONS, "Database pool connections, by state");
-    // Families without labels appear at 0 from the start; the labelled ones with their first
-    // observation.
+    // Every series whose labels are known at start is there at 0 from the first scrape, so an
+    // alert on it works before the first event (a rate over a series that appears with its
+    // first failure misses that failure); the HTTP families get their series with their first
+    // request, and their TYPE lines from `render`.
     for name in [QUEUE_TOKENS_ISSUED_TOTAL, QUEUE_TOKENS_ADMITTED_TOTAL, RESERVATIONS_HELD_TOTAL, PAYMENTS_TOTAL] {
         metrics::counter!(name).absolute(0);
     }
+    for kind in <domain::error::StoreError as strum::VariantNames>::VARIANTS {
+        metrics::counter!(STORE_ERRORS_TOTAL, "kind" => *kind).absolute(0);
+    }
+    for name in [QUEUE_WAITING, QUEUE_ACTIVE] {
+        metrics::gauge!(name).set(0.0);
+    }
+    for state in ["idle", "busy"] {
+        metrics::gauge!(DB_POOL_CONNECTIONS, "state" => state).set(0.0);
+    }
+}
+
+/// The families whose series appear only with their first observation, and their type.
+const LATE_FAMILIES: [(&str, &str, &str); 2] = [
+    (HTTP_REQUESTS_TOTAL, "counter", "HTTP requests answered, by method, route template and status"),
+    (HTTP_REQUEST_DURATION_SECONDS, "histogram", "Time to answer an HTTP request"),
+];
+
+/// The exposition of `handle`, with the HELP and TYPE lines of every family of the contract
+/// even before its first series (a family without samples is valid in the text format).
+#[must_use]
+pub fn render(handle: &PrometheusHandle) -> String {
+    let mut text = handle.render();
+    for (name, kind, help) in LATE_FAMILIES {
+        if !text.contains(&format!("# TYPE {name} ")) {
+            text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        }
+    }
+    text
 }
 
 /// Sets a gauge to a count read at scrape time.

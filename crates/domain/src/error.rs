@@ -10,7 +10,7 @@ use crate::queue::InvalidSetting;
 
 /// A failure of the store itself, not of a business rule. In every case nothing was changed:
 /// stores roll back the whole unit of work before returning one.
-#[derive(Debug, Clone, PartialEq, Eq, Error, strum::IntoStaticStr)]
+#[derive(Debug, Clone, PartialEq, Eq, Error, strum::IntoStaticStr, strum::VariantNames)]
 #[strum(serialize_all = "snake_case")]
 pub enum StoreError {
     /// The store cannot be reached (down, connection lost, no connection free in time).

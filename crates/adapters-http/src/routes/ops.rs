@@ -84,7 +84,7 @@ pub async fn metrics(state: web::Data<ApiState>, _access: MetricsAccess) -> Resu
         metrics::set_gauge(metrics::DB_POOL_CONNECTIONS, &[("state", "busy")], u64::from(conns.busy));
     }
     handle.run_upkeep();
-    Ok(HttpResponse::Ok().content_type(metrics::CONTENT_TYPE).body(handle.render()))
+    Ok(HttpResponse::Ok().content_type(metrics::CONTENT_TYPE).body(metrics::render(&handle)))
 }
 
 // ---- documents ------------------------------------------------------------------------------
