@@ -11,7 +11,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 BIN := $(TARGET_DIR)/release/concert
 DEBUG_BIN := $(TARGET_DIR)/debug/concert
 
-.PHONY: help run run-memory test test-rust test-browser test-api lint check-domain-deps fmt tools build bench bench-position db-up redis-up clean-test-dbs
+.PHONY: help run run-memory test test-deploy test-rust test-browser test-api lint check-domain-deps fmt tools build bench bench-position db-up redis-up clean-test-dbs
 
 help: ## List the targets
 	@awk -F':.*## ' '/^[a-zA-Z_-]+:.*## / { printf "  %-16s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -59,7 +59,10 @@ check-domain-deps: ## Fail when the domain crate depends on an I/O crate (cargo 
 	if [ -n "$$bad" ]; then echo "domain must do no I/O, but it depends on: $$bad" >&2; exit 1; fi; \
 	echo "domain depends on no I/O crate"
 
-test: tools db-up redis-up lint test-rust test-browser test-api ## Lint, then every test: unit, conformance, races, HTTP, black-box, faults, browser, schemathesis
+test: tools db-up redis-up lint test-deploy test-rust test-browser test-api ## Lint, then every test: deployment files, unit, conformance, races, HTTP, black-box, faults, browser, schemathesis
+
+test-deploy: ## The alert rules and their unit tests, and the dashboard's queries, with promtool
+	python3 deploy/check.py
 
 test-rust: ## Every Rust test (unit, conformance, races, HTTP, black-box, model-based, faults)
 	$(CARGO) test --workspace --lib --bins --tests --no-fail-fast

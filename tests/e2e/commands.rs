@@ -134,3 +134,32 @@ pub(crate) fn serve_store_memory_serves_the_demo_catalogue_without_a_database() 
     assert_eq!(st, 201, "{p}");
     assert!(s.stop("TERM").success());
 }
+
+/// Every metric the deployment files name (`deploy/prometheus/alerts.yml`, the Grafana
+/// dashboard `deploy/grafana/concert.json`) is a family a running server exposes: a renamed
+/// or misspelt metric would make an alert that can never fire or a panel that stays empty.
+/// (`make test-deploy` checks that the rules and queries parse.)
+#[test]
+fn the_deployment_files_name_only_metrics_the_service_exposes() {
+    let s = Server::start(Queue::Postgres, &[]);
+    let (_, token) = s.active_user();
+    s.first_schedule(&token);
+    wait_scheduler_passes(&[&s], 1.0);
+    let scrape = s.metrics();
+    let families: std::collections::HashSet<&str> =
+        scrape.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).collect();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let prefixes = ["http_", "queue_", "store_", "db_", "reservations_", "payments_", "scheduler_"];
+    let mut named = std::collections::BTreeSet::new();
+    for file in ["prometheus/alerts.yml", "prometheus/alerts.test.yml", "grafana/concert.json"] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        let words = text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'));
+        for word in words.filter(|w| prefixes.iter().any(|p| w.starts_with(p))) {
+            let family = ["_bucket", "_sum", "_count"].iter().find_map(|s| word.strip_suffix(s)).unwrap_or(word);
+            named.insert((file, family.to_owned()));
+        }
+    }
+    assert!(named.len() > 10, "too few metrics found: {named:?}");
+    let unknown: Vec<_> = named.iter().filter(|(_, f)| !families.contains(f.as_str())).collect();
+    assert!(unknown.is_empty(), "named in deploy/ but not exposed: {unknown:?}\n{scrape}");
+}

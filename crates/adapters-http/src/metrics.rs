@@ -27,6 +27,8 @@ pub const HTTP_REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
 pub const QUEUE_WAITING: &str = "queue_waiting";
 /// Gauge: unexpired ACTIVE tokens (refreshed at scrape).
 pub const QUEUE_ACTIVE: &str = "queue_active";
+/// Gauge: 1 while an operator has paused admission, else 0 (refreshed at scrape).
+pub const QUEUE_PAUSED: &str = "queue_paused";
 /// Counter: new tokens issued by this instance.
 pub const QUEUE_TOKENS_ISSUED_TOTAL: &str = "queue_tokens_issued_total";
 pub use domain::metric_names::QUEUE_TOKENS_ADMITTED_TOTAL;
@@ -86,6 +88,7 @@ fn describe() {
     describe_histogram!(HTTP_REQUEST_DURATION_SECONDS, Unit::Seconds, durations);
     describe_gauge!(QUEUE_WAITING, "WAITING queue tokens");
     describe_gauge!(QUEUE_ACTIVE, "Unexpired ACTIVE queue tokens");
+    describe_gauge!(QUEUE_PAUSED, "1 while an operator has paused admission");
     describe_counter!(QUEUE_TOKENS_ISSUED_TOTAL, "New queue tokens issued by this instance");
     describe_counter!(QUEUE_TOKENS_ADMITTED_TOTAL, "Queue tokens admitted by this instance's scheduler");
     describe_counter!(RESERVATIONS_HELD_TOTAL, "Seats held by this instance");
@@ -102,7 +105,7 @@ fn describe() {
     for kind in <domain::error::StoreError as strum::VariantNames>::VARIANTS {
         metrics::counter!(STORE_ERRORS_TOTAL, "kind" => *kind).absolute(0);
     }
-    for name in [QUEUE_WAITING, QUEUE_ACTIVE] {
+    for name in [QUEUE_WAITING, QUEUE_ACTIVE, QUEUE_PAUSED] {
         metrics::gauge!(name).set(0.0);
     }
     for state in ["idle", "busy"] {

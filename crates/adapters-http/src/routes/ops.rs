@@ -75,6 +75,7 @@ pub async fn metrics(state: web::Data<ApiState>, _access: MetricsAccess) -> Resu
         Ok(q) => {
             metrics::set_gauge(metrics::QUEUE_WAITING, &[], q.stats.waiting);
             metrics::set_gauge(metrics::QUEUE_ACTIVE, &[], q.stats.active);
+            metrics::set_gauge(metrics::QUEUE_PAUSED, &[], u64::from(q.settings.paused));
         }
         Err(e) => tracing::warn!(error = %e, "metrics scrape could not read the queue"),
     }
