@@ -93,14 +93,16 @@ async function start() {
   server.on('request', provider.callback());
   process.stdout.write(`${JSON.stringify({ issuer })}\n`);
 
-  const stop = () => server.close(() => process.exit(0));
+  const stop = () => {
+    server.close(() => process.exit(0));
+    // Keep-alive connections would hold close() open.
+    server.closeAllConnections();
+  };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
   process.stdin.on('end', stop);
   process.stdin.on('error', stop);
   process.stdin.resume();
-  // Idle keep-alive connections would hold close() open.
-  setInterval(() => server.closeIdleConnections?.(), 1000).unref();
 }
 
 start().catch((err) => {
