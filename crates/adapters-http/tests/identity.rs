@@ -242,8 +242,11 @@ fn signed(req: actix_web::test::TestRequest, jwt: &str) -> actix_web::test::Test
     req.insert_header(bearer(jwt))
 }
 
+/// Makes one request afresh (a `TestRequest` is consumed when sent).
+type MakeRequest = Box<dyn Fn() -> actix_web::test::TestRequest>;
+
 /// The four routes that name a user, for `user`, as requests to send with a credential.
-fn routes(user: Uuid) -> Vec<(&'static str, Box<dyn Fn() -> actix_web::test::TestRequest>)> {
+fn routes(user: Uuid) -> Vec<(&'static str, MakeRequest)> {
     vec![
         ("issue", Box::new(move || post("/queue/tokens").set_json(json!({ "userId": user })))),
         ("balance", Box::new(move || get(&format!("/users/{user}/balance")))),
