@@ -5,6 +5,7 @@
 
 import { call, callWithRetry, serverNow, observeServerTime, backoffSecs, isRetryable } from './api.js';
 import { describe } from './messages.js';
+import * as auth from './auth.js';
 
 // ---------------------------------------------------------------------------------------------
 // Small helpers
@@ -173,9 +174,13 @@ function showProblem(slotId, result, extra = {}) {
 // ---------------------------------------------------------------------------------------------
 // Account and balance
 
+/** The signed identity to send where the contract needs one (none with identity off). */
+const identity = () => (auth.enabled ? auth.current()?.idToken : undefined);
+
 async function loadBalance() {
   const userId = state.userId;
-  const r = await callWithRetry('GET', `/users/${userId}/balance`);
+  if (!userId) return;
+  const r = await callWithRetry('GET', `/users/${userId}/balance`, { token: identity() });
   if (userId !== state.userId) return;
   if (r.ok) {
     state.balance = r.data.balance;
@@ -251,7 +256,7 @@ async function onCharge(event) {
   const userId = state.userId;
   const r = await callWithRetry(
     'POST', `/users/${userId}/balance/charge`,
-    { body: { amount }, idempotencyKey: key },
+    { body: { amount }, idempotencyKey: key, token: identity() },
     {
       onWait: (secs) => showMessage('account-msg', {
         lines: [`Still trying to reach the service; trying again in ${seconds(secs)}. You will not be charged twice.`],
@@ -353,7 +358,7 @@ async function join() {
   clearMessage('queue-msg');
   const userId = state.userId;
   // Joining is safe to repeat: the server answers with the place the user already has.
-  const r = await callWithRetry('POST', '/queue/tokens', { body: { userId } }, {
+  const r = await callWithRetry('POST', '/queue/tokens', { body: { userId }, token: identity() }, {
     onWait: (secs, res) => showMessage('queue-msg', {
       title: describe(res.problem, res.status).title,
       lines: [`Trying again in ${seconds(secs)}.`],
@@ -865,10 +870,15 @@ function tick() {
 // Start
 
 function restore() {
-  const userId = saved.get(KEYS.user);
-  state.userId = typeof userId === 'string' && UUID.test(userId) ? userId : newUuid();
-  saved.set(KEYS.user, state.userId);
-  $('user-id').value = state.userId;
+  if (auth.enabled) {
+    // The user is whoever signed in; nobody to be until then.
+    state.userId = auth.current()?.userId ?? '';
+  } else {
+    const userId = saved.get(KEYS.user);
+    state.userId = typeof userId === 'string' && UUID.test(userId) ? userId : newUuid();
+    saved.set(KEYS.user, state.userId);
+    $('user-id').value = state.userId;
+  }
   const mine = (x) => x && typeof x === 'object' && x.userId === state.userId;
   const token = saved.get(KEYS.token);
   if (mine(token) && typeof token.token === 'string') state.tokenValue = token.token;
@@ -878,7 +888,40 @@ function restore() {
   if (mine(purchase)) state.purchase = purchase;
 }
 
-function start() {
+/** With identity on: the sign-in block instead of the id form, and nothing to do signed out. */
+function renderIdentity() {
+  const who = auth.current();
+  $('user-form').hidden = true;
+  $('identity').hidden = false;
+  $('signed-in').hidden = !who;
+  $('signed-out').hidden = Boolean(who);
+  $('sign-in').hidden = Boolean(who);
+  $('sign-out').hidden = !who;
+  $('signed-in-name').textContent = who ? who.name : '';
+  $('charge').disabled = !who;
+  $('join').disabled = !who;
+  if (!who) $('balance').textContent = 'sign in to see it';
+  if (!auth.config.clientId) {
+    $('sign-in').disabled = true;
+    showMessage('account-msg', { kind: 'error', lines: ['Sign-in is not set up on this service (AUTH_PAGE_CLIENT_ID).'] });
+  }
+}
+
+async function startIdentity() {
+  $('sign-in').addEventListener('click', () => auth.signIn().catch((e) => showMessage('account-msg', {
+    kind: 'error', title: 'Sign-in is not available right now.', lines: [String(e.message || e)],
+  })));
+  $('sign-out').addEventListener('click', () => auth.signOut());
+  try {
+    await auth.completeSignIn();
+  } catch (e) {
+    showMessage('account-msg', { kind: 'error', title: 'You are not signed in.', lines: [String(e.message || e)] });
+  }
+  renderIdentity();
+}
+
+async function start() {
+  if (auth.enabled) await startIdentity();
   $('user-form').addEventListener('submit', onUserSubmit);
   $('charge-form').addEventListener('submit', onCharge);
   $('join').addEventListener('click', () => join());

@@ -27,8 +27,16 @@ use crate::wire::{self, utc, CanonicalUuid};
 #[serde(rename_all = "camelCase", deny_unknown_fields, expecting = "an object {\"userId\": \"<uuid>\"}")]
 #[schema(example = json!({"userId": "6a1f1d52-3d43-4d4b-9a55-2f6c3f1e0b7a"}))]
 pub struct IssueTokenRequest {
-    /// Who takes a place in line.
-    pub user_id: CanonicalUuid,
+    /// Who takes a place in line. Required with identity off; with identity on (`AUTH_ISSUER`)
+    /// it may be left out (the signed-in user), and if given must be that user (403 otherwise).
+    #[serde(default, deserialize_with = "present_uuid")]
+    #[schema(value_type = CanonicalUuid, required = true)]
+    pub user_id: Option<CanonicalUuid>,
+}
+
+/// A field that may be absent but, when present, is a UUID in the contract's form (never null).
+fn present_uuid<'de, D: Deserializer<'de>>(d: D) -> Result<Option<CanonicalUuid>, D::Error> {
+    CanonicalUuid::deserialize(d).map(Some)
 }
 
 /// `POST /reservations`. The user is the token's; the price is the seat's.

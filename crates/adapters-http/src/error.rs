@@ -100,12 +100,22 @@ codes! {
     /// 401: the token's TTL ran out, or a payment used it up.
     TokenExpired = 401, "Token expired",
         "The queue token's active time ran out, or a payment used it up. Take a new place in line.";
+    /// 401: identity is on and the request carries no `Authorization: Bearer <JWT>`.
+    IdentityMissing = 401, "Identity missing",
+        "This service trusts only signed identities: send `Authorization: Bearer <JWT>`, an ID or access token of the site's identity provider (sign in first).";
+    /// 401: the bearer is not a JWT this service trusts (signature, key, algorithm, issuer,
+    /// audience, time, or a user claim that is not a UUID).
+    IdentityInvalid = 401, "Identity invalid",
+        "The signed identity does not verify: a bad or unknown signature or algorithm, another issuer or audience, expired or not yet valid, or no user UUID in it. Sign in again.";
     /// 402: the balance does not cover the price.
     InsufficientBalance = 402, "Insufficient balance",
         "The balance is below the price; nothing changed. Charge the balance and pay again (with the same Idempotency-Key if you sent one).";
     /// 403: the token is still WAITING.
     TokenNotActive = 403, "Token not active",
         "The queue token is still waiting in line. Poll GET /queue/token until it is ACTIVE.";
+    /// 403: the signed identity is of another user than the one the request names.
+    Forbidden = 403, "Forbidden",
+        "The request names a user (a body `userId` or a path `{userId}`) other than the signed-in one. Nothing was done.";
     /// 404: unknown resource, another user's reservation, an unknown route, or `/admin` while
     /// the operator API is off.
     NotFound = 404, "Not found",
@@ -189,7 +199,14 @@ impl ErrorCode {
     /// Whether answers with this code carry `WWW-Authenticate`.
     #[must_use]
     pub const fn has_www_authenticate(self) -> bool {
-        matches!(self, Self::TokenMissing | Self::TokenInvalid | Self::TokenExpired)
+        matches!(
+            self,
+            Self::TokenMissing
+                | Self::TokenInvalid
+                | Self::TokenExpired
+                | Self::IdentityMissing
+                | Self::IdentityInvalid
+        )
     }
 }
 
@@ -250,6 +267,8 @@ pub enum Realm {
     Queue,
     /// The operator token of `/admin` and `/metrics`.
     Admin,
+    /// A signed identity (a JWT of the identity provider).
+    Identity,
 }
 
 /// An error answered as problem details. Build it from a domain error (`?` does it), or with
@@ -300,6 +319,12 @@ impl ApiError {
         let detail = match realm {
             Realm::Queue => "send the queue token as `Authorization: Bearer <token>`",
             Realm::Admin => "send the operator token as `Authorization: Bearer <token>`",
+            Realm::Identity => {
+                return Self {
+                    realm,
+                    ..Self::new(ErrorCode::IdentityMissing, "send a signed identity as `Authorization: Bearer <JWT>`")
+                }
+            }
         };
         Self { realm, ..Self::new(ErrorCode::TokenMissing, detail) }
     }
@@ -308,6 +333,12 @@ impl ApiError {
     #[must_use]
     pub fn admin_token_invalid() -> Self {
         Self { realm: Realm::Admin, ..Self::new(ErrorCode::TokenInvalid, "this is not the operator token") }
+    }
+
+    /// 403 `FORBIDDEN`: the request names another user than the signed-in one.
+    #[must_use]
+    pub fn forbidden() -> Self {
+        Self::new(ErrorCode::Forbidden, "the request names another user than the signed-in one; nothing was done")
     }
 
     /// 404 `NOT_FOUND`.
@@ -395,6 +426,8 @@ impl ResponseError for ApiError {
                 (Realm::Admin, _) => r#"Bearer realm="admin", error="invalid_token""#,
                 (Realm::Queue, ErrorCode::TokenMissing) => r#"Bearer realm="queue""#,
                 (Realm::Queue, _) => r#"Bearer realm="queue", error="invalid_token""#,
+                (Realm::Identity, ErrorCode::IdentityMissing) => r#"Bearer realm="identity""#,
+                (Realm::Identity, _) => r#"Bearer realm="identity", error="invalid_token""#,
             };
             res.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge)));
         }
@@ -544,6 +577,22 @@ errors! {
     }
 }
 
+impl From<crate::identity::IdentityError> for ApiError {
+    fn from(e: crate::identity::IdentityError) -> Self {
+        use crate::identity::IdentityError;
+        match e {
+            IdentityError::Missing => Self::token_missing(Realm::Identity),
+            IdentityError::Invalid(why) => {
+                Self { realm: Realm::Identity, ..Self::new(ErrorCode::IdentityInvalid, why) }
+            }
+            IdentityError::Unavailable { retry_after } => Self {
+                retry_after: retry_after.max(1),
+                ..Self::unavailable(&"the identity provider's signing keys cannot be fetched and none is cached")
+            },
+        }
+    }
+}
+
 impl From<BlockingError> for ApiError {
     fn from(e: BlockingError) -> Self {
         // The blocking pool is gone or the task panicked: the server is broken, not the request.
@@ -584,6 +633,9 @@ rows! {
     AdminRows => [TokenMissing, TokenInvalid];
     /// A missing queue bearer.
     BearerRows => [TokenMissing];
+    /// A signed identity (with `AUTH_ISSUER` set): missing, invalid, of another user, or not
+    /// verifiable yet (the provider's keys cannot be fetched).
+    IdentityRows => [IdentityMissing, IdentityInvalid, Forbidden, Unavailable];
     /// An unknown file or document.
     NotFoundRows => [NotFound];
 }
@@ -760,8 +812,11 @@ mod tests {
             (ErrorCode::TokenMissing, 401, "TOKEN_MISSING"),
             (ErrorCode::TokenInvalid, 401, "TOKEN_INVALID"),
             (ErrorCode::TokenExpired, 401, "TOKEN_EXPIRED"),
+            (ErrorCode::IdentityMissing, 401, "IDENTITY_MISSING"),
+            (ErrorCode::IdentityInvalid, 401, "IDENTITY_INVALID"),
             (ErrorCode::InsufficientBalance, 402, "INSUFFICIENT_BALANCE"),
             (ErrorCode::TokenNotActive, 403, "TOKEN_NOT_ACTIVE"),
+            (ErrorCode::Forbidden, 403, "FORBIDDEN"),
             (ErrorCode::NotFound, 404, "NOT_FOUND"),
             (ErrorCode::MethodNotAllowed, 405, "METHOD_NOT_ALLOWED"),
             (ErrorCode::RequestTimeout, 408, "REQUEST_TIMEOUT"),

@@ -13,6 +13,7 @@ use actix_web::http::header;
 use actix_web::web::{Bytes, BytesMut};
 use actix_web::{web, FromRequest, HttpRequest};
 use domain::idempotency::IdempotencyKey;
+use domain::ids::UserId;
 use futures_util::StreamExt as _;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -76,6 +77,54 @@ impl FromRequest for Bearer {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(bearer_of(req, Realm::Queue).map(Self))
+    }
+}
+
+/// Who a request that names a user may act for.
+///
+/// With identity off (no `AUTH_ISSUER`) it holds nothing and the request's own `userId` is
+/// trusted, as the seed's contract has it. With identity on it holds the user of the verified
+/// `Authorization: Bearer <JWT>`: 401 `IDENTITY_MISSING` without one, `IDENTITY_INVALID` for one
+/// that does not verify, 503 when no signing key can be had yet.
+#[derive(Debug, Clone, Copy)]
+pub struct Signed(Option<UserId>);
+
+impl Signed {
+    /// The verified user, when identity is on.
+    #[must_use]
+    pub fn verified(&self) -> Option<UserId> {
+        self.0
+    }
+
+    /// The user the request acts for: with identity off, the one it `named` (400 when it named
+    /// none); with identity on, the signed-in user, which `named` may repeat but not contradict.
+    ///
+    /// # Errors
+    /// 403 `FORBIDDEN` when `named` is another user than the signed-in one; 400 when identity is
+    /// off and no user is named.
+    pub fn acting_for(&self, named: Option<UserId>) -> Result<UserId, ApiError> {
+        match (self.0, named) {
+            (Some(signed), Some(named)) if signed != named => Err(ApiError::forbidden()),
+            (Some(signed), _) => Ok(signed),
+            (None, Some(named)) => Ok(named),
+            (None, None) => Err(ApiError::invalid_request("invalid JSON body: missing field `userId`")),
+        }
+    }
+}
+
+impl FromRequest for Signed {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let checked = state_of(req)
+            .map(|state| state.identity().cloned().map(|identity| (identity, bearer_of(req, Realm::Identity))));
+        Box::pin(async move {
+            match checked? {
+                None => Ok(Self(None)),
+                Some((identity, bearer)) => Ok(Self(Some(identity.verify(&bearer?).await?))),
+            }
+        })
     }
 }
 

@@ -23,7 +23,9 @@
 //! - [`state`]: [`ApiState`] and its builder, the store slots, the [`Readiness`] probe.
 //! - [`routes`]: one handler per endpoint, each documented for OpenAPI (`public`, `admin`,
 //!   `ops`).
-//! - [`extract`]: bearer tokens, the operator, `Idempotency-Key`, ids, strict JSON bodies.
+//! - [`extract`]: bearer tokens, the operator, signed identities, `Idempotency-Key`, ids,
+//!   strict JSON bodies.
+//! - [`identity`]: signed identities (`AUTH_ISSUER`): JWT verification and the issuer's keys.
 //! - [`middleware`]: the declared body size and the issue rate limit, before routing.
 //! - [`limit`]: the per-address rate limiter with bounded memory.
 //! - [`client`]: the client address behind trusted proxies.
@@ -36,6 +38,7 @@ pub mod client;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod identity;
 pub mod limit;
 pub mod metrics;
 pub mod middleware;
@@ -51,6 +54,7 @@ use actix_web::web;
 pub use client::{InvalidProxy, TrustedProxies};
 pub use error::{ApiError, ErrorCode, Problem};
 pub use extract::{ADMIN_BODY_LIMIT, BODY_LIMIT};
+pub use identity::{Identity, IdentityConfig};
 pub use state::{ApiState, ApiStateBuilder, PoolConnections, Readiness};
 
 use routes::{admin, ops, public};

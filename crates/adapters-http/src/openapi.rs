@@ -2,6 +2,9 @@
 //! DTOs' `ToSchema` derives and the error table ([`crate::error::Fails`]), so it cannot drift
 //! from the code. `GET /openapi.json` serves it and `/docs` browses it.
 
+use std::sync::OnceLock;
+
+use serde_json::{json, Value};
 use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::RefOr;
@@ -74,7 +77,8 @@ use crate::routes::{admin, ops, public};
 )]
 pub struct ApiDoc;
 
-/// Declares the `bearer` (queue token) and `admin` (operator token) schemes the paths name.
+/// Declares the `bearer` (queue token), `admin` (operator token) and `identity` (signed identity)
+/// schemes the paths name.
 #[derive(Debug)]
 struct SecuritySchemes;
 
@@ -87,6 +91,54 @@ impl Modify for SecuritySchemes {
         let mut admin = Http::new(HttpAuthScheme::Bearer);
         admin.description = Some("The operator token (ADMIN_TOKEN)".to_owned());
         components.add_security_scheme("admin", SecurityScheme::Http(admin));
+        let mut identity = Http::new(HttpAuthScheme::Bearer);
+        identity.bearer_format = Some("JWT".to_owned());
+        identity.description = Some(
+            "A signed identity: an ID or access token (JWT) of the identity provider named by AUTH_ISSUER. \
+             Needed by POST /queue/tokens and the balance routes only on an instance with identity on; \
+             without it those routes trust the userId the request names."
+                .to_owned(),
+        );
+        components.add_security_scheme("identity", SecurityScheme::Http(identity));
+    }
+}
+
+/// The document as this instance serves it. With identity on, the routes that name a user
+/// require the `identity` scheme (instead of leaving it optional) and `userId` may be left out
+/// of `POST /queue/tokens`.
+#[must_use]
+pub fn document(identity_on: bool) -> &'static str {
+    static OFF: OnceLock<String> = OnceLock::new();
+    static ON: OnceLock<String> = OnceLock::new();
+    let cell = if identity_on { &ON } else { &OFF };
+    cell.get_or_init(|| {
+        let mut doc = match serde_json::to_value(ApiDoc::openapi()) {
+            Ok(doc) => doc,
+            Err(_) => return "{}".to_owned(),
+        };
+        if identity_on {
+            require_identity(&mut doc);
+        }
+        serde_json::to_string(&doc).unwrap_or_else(|_| "{}".to_owned())
+    })
+}
+
+fn require_identity(doc: &mut Value) {
+    if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        for item in paths.values_mut().filter_map(Value::as_object_mut) {
+            for op in item.values_mut().filter_map(Value::as_object_mut) {
+                let names_identity = op
+                    .get("security")
+                    .and_then(Value::as_array)
+                    .is_some_and(|reqs| reqs.iter().any(|r| r.get("identity").is_some()));
+                if names_identity {
+                    op.insert("security".to_owned(), json!([{ "identity": [] }]));
+                }
+            }
+        }
+    }
+    if let Some(required) = doc.pointer_mut("/components/schemas/IssueTokenRequest/required") {
+        *required = json!([]);
     }
 }
 

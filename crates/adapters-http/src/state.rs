@@ -43,6 +43,7 @@ use tokio::sync::Semaphore;
 use crate::client::TrustedProxies;
 use crate::error::ApiError;
 use crate::extract::Bearer;
+use crate::identity::Identity;
 use crate::limit::IssueLimiter;
 
 /// Whether the stores can serve requests right now (`GET /health/ready`). The app wires the
@@ -133,6 +134,7 @@ struct Inner {
     body_timeout: Duration,
     ready_timeout: Duration,
     admin: Option<AdminKey>,
+    identity: Option<Identity>,
     issue_limit: Option<IssueLimiter>,
     proxies: TrustedProxies,
     metrics: Option<PrometheusHandle>,
@@ -172,6 +174,7 @@ impl ApiState {
                 body_timeout: defaults::BODY_TIMEOUT,
                 ready_timeout: defaults::READY_TIMEOUT,
                 admin: None,
+                identity: None,
                 issue_limit: None,
                 proxies: TrustedProxies::default(),
                 metrics: None,
@@ -229,6 +232,12 @@ impl ApiState {
     #[must_use]
     pub fn admin_enabled(&self) -> bool {
         self.0.admin.is_some()
+    }
+
+    /// The verifier of signed identities, when identity is on (`AUTH_ISSUER`).
+    #[must_use]
+    pub fn identity(&self) -> Option<&Identity> {
+        self.0.identity.as_ref()
     }
 
     /// The operator's short id if `presented` is the operator token; `None` otherwise (and
@@ -380,6 +389,13 @@ impl ApiStateBuilder {
         self
     }
 
+    /// `AUTH_ISSUER` and the rest: turns on signed identities for the routes that name a user
+    /// (see [`crate::identity`]). The app runs [`Identity::run_refresher`] beside the server.
+    pub fn identity(mut self, identity: Option<Identity>) -> Self {
+        self.inner.identity = identity;
+        self
+    }
+
     /// `ISSUE_RATE_PER_MIN`: most `POST /queue/tokens` per client address per minute; 0 is no
     /// limit.
     pub fn issue_rate_per_min(mut self, per_min: u32) -> Self {
@@ -440,6 +456,7 @@ impl fmt::Debug for ApiState {
             .field("commit_wait", &self.0.commit_wait)
             .field("body_timeout", &self.0.body_timeout)
             .field("admin", &self.0.admin.is_some())
+            .field("identity", &self.0.identity)
             .field("issue_limit", &self.0.issue_limit)
             .field("proxies", &self.0.proxies)
             .finish_non_exhaustive()

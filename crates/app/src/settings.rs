@@ -4,6 +4,7 @@
 
 use std::time::Duration as StdDuration;
 
+use adapters_http::IdentityConfig;
 use adapters_local::poll_cache::PollCacheSettings;
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
@@ -188,6 +189,86 @@ pub struct Settings {
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "HTTP_WORKERS", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub http_workers: Option<u16>,
+    /// Signed identities (off unless `AUTH_ISSUER` is set).
+    #[command(flatten)]
+    pub auth: AuthSettings,
+}
+
+/// Signed identities: with `AUTH_ISSUER` set, `POST /queue/tokens` and the balance routes trust
+/// only a JWT of that OpenID Connect issuer, not the `userId` a client names.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct AuthSettings {
+    /// OpenID Connect issuer URL (the `iss` of its tokens); unset leaves identity off.
+    #[arg(long, env = "AUTH_ISSUER")]
+    pub auth_issuer: Option<String>,
+    /// The `aud` tokens must carry (comma-separated for several); required with `AUTH_ISSUER`.
+    #[arg(long, env = "AUTH_AUDIENCE", value_delimiter = ',')]
+    pub auth_audience: Vec<String>,
+    /// Where the signing keys are (default: the `jwks_uri` of the issuer's discovery document).
+    #[arg(long, env = "AUTH_JWKS_URL")]
+    pub auth_jwks_url: Option<String>,
+    /// Seconds between scheduled fetches of the signing keys.
+    #[arg(long, env = "AUTH_JWKS_REFRESH_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(10..=86_400))]
+    pub auth_jwks_refresh_secs: u64,
+    /// The claim holding the user's UUID.
+    #[arg(long, env = "AUTH_USER_CLAIM", default_value = "sub")]
+    pub auth_user_claim: String,
+    /// The public client (authorization code with PKCE) the buyer's page signs in as.
+    #[arg(long, env = "AUTH_PAGE_CLIENT_ID")]
+    pub auth_page_client_id: Option<String>,
+}
+
+impl AuthSettings {
+    /// The identity settings, `None` when `AUTH_ISSUER` is unset.
+    ///
+    /// # Errors
+    /// A text naming the variable when `AUTH_ISSUER` or `AUTH_JWKS_URL` is not an https URL
+    /// (http only on a loopback host), or `AUTH_AUDIENCE` is missing.
+    pub fn identity(&self) -> Result<Option<IdentityConfig>, String> {
+        let Some(issuer) = self.auth_issuer.as_deref().map(str::trim).filter(|s| !s.is_empty()) else {
+            return Ok(None);
+        };
+        check_url(issuer, "AUTH_ISSUER (--auth-issuer)")?;
+        if let Some(url) = &self.auth_jwks_url {
+            check_url(url, "AUTH_JWKS_URL (--auth-jwks-url)")?;
+        }
+        let audiences: Vec<String> =
+            self.auth_audience.iter().map(|a| a.trim().to_owned()).filter(|a| !a.is_empty()).collect();
+        if audiences.is_empty() {
+            return Err("AUTH_AUDIENCE (--auth-audience) is required with AUTH_ISSUER: tokens the issuer made for \
+                        another application must not be accepted here"
+                .to_owned());
+        }
+        let claim = self.auth_user_claim.trim();
+        if claim.is_empty() {
+            return Err("AUTH_USER_CLAIM (--auth-user-claim) must name a claim".to_owned());
+        }
+        Ok(Some(IdentityConfig {
+            issuer: issuer.to_owned(),
+            audiences,
+            jwks_url: self.auth_jwks_url.clone(),
+            refresh_every: StdDuration::from_secs(self.auth_jwks_refresh_secs),
+            user_claim: claim.to_owned(),
+            page_client_id: self.auth_page_client_id.clone().filter(|c| !c.is_empty()),
+        }))
+    }
+}
+
+/// An https URL, or http to a loopback host (a provider on this machine, as in the tests):
+/// keys fetched in clear over a network could be swapped by anyone on the path.
+fn check_url(url: &str, name: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("{name} is not a URL: {e}"))?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(format!("{name} must be an https URL (http only to a loopback host), not {url}")),
+    }
 }
 
 /// A domain limit of seconds as the range clap's `u64` parser takes (the limits are positive).
@@ -358,7 +439,27 @@ mod tests {
         assert!(Settings::from_flags_only(["--scheduler-enabled", "maybe"]).is_err());
         assert!(Settings::from_flags_only(["--trusted-proxies", "10.0.0.0/33"]).is_err());
         assert!(Settings::from_flags_only(["--admin-token", "short"]).is_err());
+        assert!(Settings::from_flags_only(["--auth-jwks-refresh-secs", "1"]).is_err());
         let e = Settings::from_flags_only(["--queue-admit-batch", "0"]).unwrap_err().to_string();
         assert!(e.contains("QUEUE_ADMIT_BATCH"), "{e}");
+    }
+
+    #[test]
+    fn identity_is_off_by_default_and_needs_an_audience_and_a_safe_url() {
+        let off = Settings::from_flags_only::<[&str; 0], &str>([]).unwrap();
+        assert_eq!(off.auth.identity().unwrap(), None);
+        let on = |flags: &[&str]| Settings::from_flags_only(flags.iter().copied()).unwrap().auth.identity();
+        let c =
+            on(&["--auth-issuer", "https://id.example.com", "--auth-audience", "shop,concert-page"]).unwrap().unwrap();
+        assert_eq!(c.audiences, ["shop", "concert-page"]);
+        assert_eq!((c.user_claim.as_str(), c.refresh_every), ("sub", StdDuration::from_secs(300)));
+        assert!(on(&["--auth-issuer", "https://id.example.com"]).unwrap_err().contains("AUTH_AUDIENCE"));
+        let e = on(&["--auth-issuer", "http://id.example.com", "--auth-audience", "a"]).unwrap_err();
+        assert!(e.contains("AUTH_ISSUER"), "{e}");
+        assert!(on(&["--auth-issuer", "http://127.0.0.1:9000", "--auth-audience", "a"]).is_ok());
+        let e =
+            on(&["--auth-issuer", "https://id.example.com", "--auth-audience", "a", "--auth-jwks-url", "ftp://x/keys"])
+                .unwrap_err();
+        assert!(e.contains("AUTH_JWKS_URL"), "{e}");
     }
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer};
-use adapters_http::{ApiState, PoolConnections};
+use adapters_http::{ApiState, Identity, PoolConnections};
 use adapters_local::poll_cache::CachedQueue;
 use adapters_local::settings_cache::CachedSettings;
 use adapters_local::store_clock::StoreClock;
@@ -129,6 +129,7 @@ impl Application {
         ));
         let ticketing = Ticketing::new(stores.ports.clone(), settings.policy());
 
+        let identity = settings.auth.identity().map_err(anyhow::Error::msg)?.map(Identity::new);
         let listener = TcpListener::bind(&settings.bind_addr)
             .with_context(|| format!("cannot listen on {} (set BIND_ADDR or --bind-addr)", settings.bind_addr))?;
         let addr = listener.local_addr().context("reading the bound address")?;
@@ -138,6 +139,7 @@ impl Application {
             // The HTTP layer's slot wait (1 s) and store deadline (4.5 s) are longer together than
             // the PostgreSQL adapter's commit budget (2.5 s) needs: see adapters_http::state.
             .admin_token(settings.admin_token.as_deref())
+            .identity(identity.clone())
             .issue_rate_per_min(settings.issue_rate_per_min)
             .trusted_proxies(settings.trusted_proxies.clone())
             .metrics(metrics)
@@ -163,6 +165,12 @@ impl Application {
 
         let (shutdown, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
+        if let Some(identity) = identity {
+            let config = identity.config();
+            tracing::info!(issuer = %config.issuer, audience = ?config.audiences, claim = %config.user_claim, "signed identities on: the routes that name a user trust only the issuer's tokens");
+            // Fetches the issuer's keys now and keeps them fresh; see adapters_http::identity.
+            tasks.push(tokio::spawn(identity.run_refresher(stop_rx.clone())));
+        }
         if let Some(pg) = stores.postgres.clone() {
             tasks.push(tokio::spawn(prepare_schema(
                 pg,

@@ -9,7 +9,6 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use domain::error::StoreError;
 use rust_embed::RustEmbed;
-use utoipa::OpenApi;
 use utoipa_swagger_ui::Config;
 
 use super::json;
@@ -95,10 +94,9 @@ pub async fn metrics(state: web::Data<ApiState>, _access: MetricsAccess) -> Resu
     get, path = "/openapi.json", tag = "operations",
     responses((status = 200, description = "The OpenAPI 3 document", content_type = "application/json", body = Object))
 )]
-pub async fn openapi() -> HttpResponse {
-    static DOC: OnceLock<String> = OnceLock::new();
-    let doc = DOC.get_or_init(|| crate::openapi::ApiDoc::openapi().to_json().unwrap_or_else(|_| "{}".to_owned()));
-    HttpResponse::Ok().content_type("application/json").body(doc.as_str())
+pub async fn openapi(state: web::Data<ApiState>) -> HttpResponse {
+    let doc = crate::openapi::document(state.identity().is_some());
+    HttpResponse::Ok().content_type("application/json").body(doc)
 }
 
 fn swagger_config() -> Arc<Config<'static>> {
@@ -190,8 +188,41 @@ struct Assets;
     get, path = "/", tag = "page",
     responses((status = 200, description = "The buyer's page", content_type = "text/html"))
 )]
-pub async fn page() -> Result<HttpResponse, ApiError> {
-    asset("index.html")
+pub async fn page(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    match state.identity() {
+        None => asset("index.html"),
+        Some(identity) => signed_in_page(identity),
+    }
+}
+
+/// The page of an instance with identity on: the same file, told in `<meta>` elements which
+/// issuer and client to sign in with, and allowed to fetch from the issuer (discovery and token
+/// endpoint) by its Content-Security-Policy.
+fn signed_in_page(identity: &crate::identity::Identity) -> Result<HttpResponse, ApiError> {
+    let file = Assets::get("index.html").ok_or_else(|| ApiError::not_found("no such file"))?;
+    let config = identity.config();
+    let mut metas = format!(
+        "<head>\n  <meta name=\"concert-auth-issuer\" content=\"{}\">\n  <meta name=\"concert-auth-user-claim\" content=\"{}\">",
+        html_attr(&config.issuer),
+        html_attr(&config.user_claim)
+    );
+    if let Some(client) = &config.page_client_id {
+        metas.push_str(&format!("\n  <meta name=\"concert-auth-client-id\" content=\"{}\">", html_attr(client)));
+    }
+    let html = String::from_utf8_lossy(&file.data).replacen("<head>", &metas, 1);
+    let csp = format!("{PAGE_CSP}; connect-src 'self' {}", identity.page_origins().join(" "));
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CONTENT_SECURITY_POLICY, csp))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .body(html))
+}
+
+/// Text made safe inside a double-quoted HTML attribute.
+fn html_attr(s: &str) -> String {
+    s.replace('&', "&amp;").replace('"', "&quot;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 /// A file of the buyer's page (script, style, image).

@@ -16,26 +16,32 @@ use crate::dto::{
     BalanceResponse, ChargeRequest, ConcertResponse, HistoryResponse, IssueTokenRequest, PayRequest, PaymentResponse,
     ReservationResponse, ReserveRequest, ScheduleResponse, SeatResponse, TokenResponse,
 };
-use crate::error::{ApiError, BadInput, BearerRows, BodyRows, Fails, KeyRows, RateRows, SlotRows};
-use crate::extract::{path_id, Bearer, Body, IdemKey};
+use crate::error::{ApiError, BadInput, BearerRows, BodyRows, Fails, IdentityRows, KeyRows, RateRows, SlotRows};
+use crate::extract::{path_id, Bearer, Body, IdemKey, Signed};
 use crate::metrics;
 use crate::state::ApiState;
 use crate::wire::canonical_uuid;
 
 // ---- queue ----------------------------------------------------------------------------------
 
-/// Takes a place in line, or returns the user's live token.
+/// Takes a place in line, or returns the user's live token. With identity on, only for the
+/// signed-in user (`userId` may then be left out).
 #[utoipa::path(
     post, path = "/queue/tokens", tag = "queue",
+    security((), ("identity" = [])),
     request_body = IssueTokenRequest,
     responses(
         (status = 201, description = "A new WAITING token", body = TokenResponse),
         (status = 200, description = "The user's existing WAITING or ACTIVE token", body = TokenResponse),
-        Fails<(BodyRows, RateRows, SlotRows, IssueTokenError)>,
+        Fails<(IdentityRows, BodyRows, RateRows, SlotRows, IssueTokenError)>,
     )
 )]
-pub async fn issue_token(state: web::Data<ApiState>, body: Body<IssueTokenRequest>) -> Result<HttpResponse, ApiError> {
-    let user = UserId::from_uuid(body.0.user_id.0);
+pub async fn issue_token(
+    state: web::Data<ApiState>,
+    signed: Signed,
+    body: Body<IssueTokenRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let user = signed.acting_for(body.0.user_id.map(|id| UserId::from_uuid(id.0)))?;
     let issued = state.store(move |t| t.issue_token(user)).await?;
     let status = if issued.created {
         metrics::record_issued();
@@ -202,25 +208,33 @@ pub async fn pay(
 
 // ---- balance --------------------------------------------------------------------------------
 
-/// A user's balance (0 if never charged). No queue token needed.
+/// A user's balance (0 if never charged). No queue token needed; with identity on, only the
+/// signed-in user's.
 #[utoipa::path(
     get, path = "/users/{userId}/balance", tag = "balance",
+    security((), ("identity" = [])),
     params(("userId" = Uuid, Path, description = "The user")),
     responses(
         (status = 200, description = "The balance", body = BalanceResponse),
-        Fails<(BadInput, SlotRows, BalanceError)>,
+        Fails<(IdentityRows, BadInput, SlotRows, BalanceError)>,
     )
 )]
-pub async fn get_balance(state: web::Data<ApiState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let user: UserId = path_id(&path, "userId")?;
+pub async fn get_balance(
+    state: web::Data<ApiState>,
+    signed: Signed,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let user = signed.acting_for(Some(path_id(&path, "userId")?))?;
     let balance = state.store(move |t| t.balance(user)).await?;
     json(StatusCode::OK, &BalanceResponse::new(user, balance))
 }
 
-/// Adds won to a user's balance. No queue token needed. With an `Idempotency-Key`, a retry
-/// gets the first answer again (marked `Idempotent-Replayed`) and changes nothing.
+/// Adds won to a user's balance. No queue token needed; with identity on, only the signed-in
+/// user's. With an `Idempotency-Key`, a retry gets the first answer again (marked
+/// `Idempotent-Replayed`) and changes nothing.
 #[utoipa::path(
     post, path = "/users/{userId}/balance/charge", tag = "balance",
+    security((), ("identity" = [])),
     params(
         ("userId" = Uuid, Path, description = "The user"),
         ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "1 to 255 visible ASCII characters; a retry with the same key and body gets the first answer again"),
@@ -229,16 +243,17 @@ pub async fn get_balance(state: web::Data<ApiState>, path: web::Path<String>) ->
     responses(
         (status = 200, description = "The new balance", body = BalanceResponse,
             headers(("Idempotent-Replayed" = String, description = "`true` when this is the recorded answer of an earlier request with the same key"))),
-        Fails<(BadInput, KeyRows, BodyRows, SlotRows, ChargeError)>,
+        Fails<(IdentityRows, BadInput, KeyRows, BodyRows, SlotRows, ChargeError)>,
     )
 )]
 pub async fn charge(
     state: web::Data<ApiState>,
+    signed: Signed,
     path: web::Path<String>,
     key: IdemKey,
     body: Body<ChargeRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let user: UserId = path_id(&path, "userId")?;
+    let user = signed.acting_for(Some(path_id(&path, "userId")?))?;
     // Only integers that fit an i64 reach the domain, which checks the range; any other JSON
     // value (string, float, null, huge number) is a wrong amount, not a malformed request.
     let amount = body.0.amount.as_i64().ok_or_else(ApiError::invalid_amount)?;
@@ -264,21 +279,24 @@ pub struct HistoryQuery {
     pub before: Option<String>,
 }
 
-/// A user's balance changes, newest first, a page at a time. No queue token needed.
+/// A user's balance changes, newest first, a page at a time. No queue token needed; with
+/// identity on, only the signed-in user's.
 #[utoipa::path(
     get, path = "/users/{userId}/balance/history", tag = "balance",
+    security((), ("identity" = [])),
     params(("userId" = Uuid, Path, description = "The user"), HistoryQuery),
     responses(
         (status = 200, description = "One page of the ledger, newest first", body = HistoryResponse),
-        Fails<(BadInput, SlotRows, HistoryError)>,
+        Fails<(IdentityRows, BadInput, SlotRows, HistoryError)>,
     )
 )]
 pub async fn balance_history(
     state: web::Data<ApiState>,
+    signed: Signed,
     path: web::Path<String>,
     query: web::Query<HistoryQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let user: UserId = path_id(&path, "userId")?;
+    let user = signed.acting_for(Some(path_id(&path, "userId")?))?;
     let limit = match query.limit.as_deref() {
         None => None,
         Some(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
