@@ -32,6 +32,8 @@
 //! - [`metrics`]: the Prometheus recorder, the request metrics, the metric names.
 //! - [`dto`], [`wire`]: request and response bodies; how enums, times and ids go on the wire.
 //! - [`error`]: the single mapping of every failure to problem+json, and its code table.
+//! - [`responses`]: the error responses of each operation in the OpenAPI document.
+//! - [`strict_json`]: one reading of every JSON body (no key twice).
 //! - [`openapi`]: the generated OpenAPI 3 document.
 
 pub mod client;
@@ -43,6 +45,7 @@ pub mod limit;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;
+pub mod responses;
 pub mod routes;
 pub mod state;
 pub mod strict_json;

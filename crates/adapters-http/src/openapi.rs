@@ -1,11 +1,11 @@
 //! The OpenAPI 3 document, generated from the handlers' `#[utoipa::path]` attributes, the
-//! DTOs' `ToSchema` derives and the error table ([`crate::error::Fails`]), so it cannot drift
+//! DTOs' `ToSchema` derives and the error table ([`crate::responses::Fails`]), so it cannot drift
 //! from the code. `GET /openapi.json` serves it and `/docs` browses it.
 
 use std::sync::OnceLock;
 
 use serde_json::{json, Value};
-use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::schema::Schema;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::RefOr;
 use utoipa::{Modify, OpenApi};
@@ -201,16 +201,6 @@ impl Modify for Bounds {
             }
         }
     }
-}
-
-/// An integer header or field.
-pub(crate) fn integer_schema() -> Schema {
-    ObjectBuilder::new().schema_type(SchemaType::Type(Type::Integer)).into()
-}
-
-/// A string header or field.
-pub(crate) fn string_schema() -> Schema {
-    ObjectBuilder::new().schema_type(SchemaType::Type(Type::String)).into()
 }
 
 #[cfg(test)]

@@ -15,8 +15,9 @@ use crate::dto::{
     ConcertRequest, NewConcertResponse, NewScheduleResponse, QueuePatchRequest, QueueStateResponse, SalesResponse,
     ScheduleRequest,
 };
-use crate::error::{AdminRows, ApiError, BadInput, BodyRows, Fails, SlotRows};
+use crate::error::ApiError;
 use crate::extract::{path_id, Body, Operator};
+use crate::responses::{AdminRows, BadInput, BodyRows, Fails, SlotRows};
 use crate::state::ApiState;
 
 /// The waiting room now: counts, cursor, next admission, settings in force.

@@ -13,9 +13,10 @@ use utoipa_swagger_ui::Config;
 
 use super::json;
 use crate::dto::HealthResponse;
-use crate::error::{AdminRows, ApiError, ErrorCode, Fails, NotFoundRows};
+use crate::error::{ApiError, ErrorCode};
 use crate::extract::MetricsAccess;
 use crate::metrics;
+use crate::responses::{AdminRows, Fails, NotFoundRows};
 use crate::state::ApiState;
 
 /// The buyer's page's Content-Security-Policy: everything from this origin only, no inline

@@ -16,9 +16,10 @@ use crate::dto::{
     BalanceResponse, ChargeRequest, ConcertResponse, HistoryResponse, IssueTokenRequest, PayRequest, PaymentResponse,
     ReservationResponse, ReserveRequest, ScheduleResponse, SeatResponse, TokenResponse,
 };
-use crate::error::{ApiError, BadInput, BearerRows, BodyRows, Fails, IdentityRows, KeyRows, RateRows, SlotRows};
+use crate::error::ApiError;
 use crate::extract::{path_id, Bearer, Body, IdemKey, Signed};
 use crate::metrics;
+use crate::responses::{BadInput, BearerRows, BodyRows, Fails, IdentityRows, KeyRows, RateRows, SlotRows};
 use crate::state::ApiState;
 use crate::wire::canonical_uuid;
 
