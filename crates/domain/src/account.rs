@@ -80,7 +80,6 @@ pub struct LedgerQuery {
 /// One page of a ledger, newest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerPage {
-    /// The entries.
     pub entries: Vec<LedgerEntry>,
     /// Where the next (older) page starts, when there is one.
     pub next_before: Option<LedgerEntryId>,

@@ -95,7 +95,6 @@ impl SeatClaim {
 /// A seat with the claim on it, as read from a store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeatRecord {
-    /// The seat.
     pub seat: Seat,
     /// Its HELD or PAID reservation, if any (a lapsed HELD one may still be listed).
     pub claim: Option<SeatClaim>,
@@ -120,7 +119,6 @@ impl SeatRecord {
 /// What the seat map shows of one seat.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeatView {
-    /// The seat.
     pub seat: Seat,
     /// Its status as of the read.
     pub status: SeatStatus,
@@ -189,7 +187,6 @@ pub struct NewSchedule {
 /// A concert ready to store, with its schedules: stores write it all or nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewConcert {
-    /// The concert.
     pub concert: Concert,
     /// Its schedules.
     pub schedules: Vec<NewSchedule>,

@@ -101,7 +101,6 @@ pub struct IdempotencyRecord {
 pub enum Effect {
     /// A charge: the new balance.
     Charged {
-        /// The user.
         user: UserId,
         /// Their balance after the charge.
         balance: Won,
@@ -116,7 +115,6 @@ pub type Render<'a> = dyn Fn(&Effect) -> StoredResponse + Send + Sync + 'a;
 
 /// What a use case needs to run a keyed request.
 pub struct IdempotencyRequest<'a> {
-    /// The key.
     pub key: IdempotencyKey,
     /// How to record the response.
     pub render: &'a Render<'a>,
@@ -132,7 +130,6 @@ impl std::fmt::Debug for IdempotencyRequest<'_> {
 pub struct IdempotencyGuard<'a> {
     /// Whose key.
     pub user: UserId,
-    /// The key.
     pub key: &'a IdempotencyKey,
     /// The request made with it.
     pub fingerprint: &'a Fingerprint,

@@ -60,7 +60,6 @@ pub struct PaymentFacts {
 /// entry stored, and `token` used up when `uses_up_token`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settlement {
-    /// The payment.
     pub payment: Payment,
     /// Its ledger entry.
     pub entry: LedgerEntry,

@@ -362,7 +362,6 @@ pub struct QueueStats {
     pub active: u64,
     /// The `seq` of the last token issued (0: none yet).
     pub issued_through: i64,
-    /// The cursor.
     pub cursor: QueueCursor,
     /// The store's clock at the read (admission is timed on it).
     pub now: OffsetDateTime,
@@ -395,7 +394,6 @@ pub const POLL_AFTER_SECS: std::ops::RangeInclusive<i64> = 1..=20;
 /// What a client sees of its token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenView {
-    /// The token.
     pub token: QueueToken,
     /// The status as of the read (see [`QueueToken::status_at`]).
     pub status: TokenStatus,

@@ -186,7 +186,6 @@ pub mod limits {
 pub struct RoomDraft {
     /// The slug.
     pub id: String,
-    /// The name.
     pub name: String,
     /// The concerts it gates.
     pub concerts: Vec<ConcertId>,

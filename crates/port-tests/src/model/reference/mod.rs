@@ -213,12 +213,7 @@ pub struct Payment {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Fp {
     /// A charge of `amount` to `user`.
-    Charge {
-        /// The user.
-        user: User,
-        /// The amount.
-        amount: i64,
-    },
+    Charge { user: User, amount: i64 },
     /// A payment of a reservation.
     Pay(Target),
 }
@@ -227,12 +222,7 @@ pub enum Fp {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Resp {
     /// A charge's: the user and the balance after it.
-    Charged {
-        /// The user.
-        user: User,
-        /// The balance.
-        balance: i64,
-    },
+    Charged { user: User, balance: i64 },
     /// A payment's (index).
     Paid(usize),
 }
@@ -331,38 +321,30 @@ pub enum Step {
     Reserve {
         /// The bearer.
         token: TokenTarget,
-        /// The schedule.
         schedule: Target,
-        /// The seat.
         seat: Target,
     },
     /// Authorise, then read a reservation.
     GetReservation(TokenTarget, Target),
     /// The hold release sweep.
     ReleaseHolds,
-    /// Pay.
     Pay {
         /// The bearer.
         token: TokenTarget,
-        /// The reservation.
         reservation: Target,
         /// The key (index into [`KEYS`]).
         key: Option<usize>,
     },
-    /// Charge.
     Charge {
-        /// The user.
         user: User,
         /// The amount asked for.
         amount: i64,
-        /// The key.
         key: Option<usize>,
     },
     /// Read a balance.
     Balance(User),
     /// Read a page of history.
     History {
-        /// The user.
         user: User,
         /// `before`.
         before: Option<Target>,
@@ -412,7 +394,6 @@ pub enum Refused<E> {
 pub enum Paid {
     /// Made now (index), recorded with the key when there was one.
     Fresh {
-        /// The payment.
         payment: usize,
         /// Whether it was recorded under a key.
         recorded: bool,
@@ -426,7 +407,6 @@ pub enum Paid {
 pub enum Charged {
     /// Made now: the balance after, and the record made with the key.
     Fresh {
-        /// The balance.
         balance: i64,
         /// The response recorded with the key.
         recorded: Option<Resp>,
@@ -448,7 +428,6 @@ pub struct QueueView {
     pub admitted_through: i64,
     /// The last admission that admitted anybody.
     pub last_admission_at: Option<OffsetDateTime>,
-    /// Now.
     pub now: OffsetDateTime,
     /// Settings in force.
     pub settings: Settings,
@@ -476,9 +455,7 @@ pub enum Expect {
     GetReservation(Result<(usize, Res), Refused<GetReservationError>>),
     /// A payment.
     Pay(Result<Paid, PayError>),
-    /// A charge.
     Charge(Result<Charged, ChargeError>),
-    /// A balance.
     Balance(i64),
     /// A history page: entries (indices, newest first) and the next page's start.
     History(Result<(Vec<usize>, Option<usize>), HistoryError>),
@@ -540,7 +517,6 @@ impl Expect {
 pub struct Model {
     /// When the case started (schedules start relative to it).
     pub t0: OffsetDateTime,
-    /// Now.
     pub now: OffsetDateTime,
     /// Live settings.
     pub settings: Settings,
@@ -554,7 +530,6 @@ pub struct Model {
     pub admissions: Vec<Admission>,
     /// Reservations in the order made.
     pub reservations: Vec<Res>,
-    /// Balances.
     pub balances: [i64; USERS],
     /// The ledger, all users, in the order made.
     pub ledger: Vec<Entry>,
