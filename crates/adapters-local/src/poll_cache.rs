@@ -12,9 +12,13 @@
 //!
 //! What is served from memory: [`QueueStore::find_in_memory`] and
 //! [`QueueStore::find_with_cursor`] for cached WAITING tokens, and [`QueueStore::cursor`], with
-//! a cursor at most `cursor_ttl` old, measured on a monotonic clock ([`Ticker`]). A token
+//! a cursor at most `cursor_ttl` old, measured on a monotonic clock ([`Ticker`]). When the copy
+//! goes stale, the next poll answered from memory claims its refresh and goes to the store;
+//! until that refresh lands (at most another `cursor_ttl`), the other polls are answered from
+//! the stale copy instead of all hopping to the store at once (a crowd of polls would queue for
+//! the store's slots behind issues and payments: the tail of polls at an opening). A token
 //! admitted by *another* instance may therefore read WAITING (at position 1..=N) for up to
-//! `cursor_ttl`. This instance's own admissions drop the cached cursor at once, and a cursor
+//! twice `cursor_ttl`. This instance's own admissions drop the cached cursor at once, and a cursor
 //! read that started before such an admission is never written back. Everything that grants
 //! access or changes state goes to the store: [`QueueStore::find`] (authorization of every
 //! protected call), issue, admission, expiry, `use_up`.
@@ -26,8 +30,8 @@
 //! polls go to the store) until admissions make room.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
 
 use domain::ids::UserId;
 use domain::ports::{IssueOutcome, QueueStore, StoreError};
@@ -153,6 +157,8 @@ pub struct CachedQueue {
     ticker: Arc<dyn Ticker>,
     settings: PollCacheSettings,
     state: RwLock<State>,
+    /// When the one refresh of a stale cursor under way started (see [`CachedQueue::claim`]).
+    refreshing: Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for CachedQueue {
@@ -168,7 +174,7 @@ impl CachedQueue {
     /// Wraps `inner`; `ticker` measures how old the cached cursor is.
     #[must_use]
     pub fn new(inner: Arc<dyn QueueStore>, ticker: Arc<dyn Ticker>, settings: PollCacheSettings) -> Self {
-        Self { inner, ticker, settings, state: RwLock::new(State::default()) }
+        Self { inner, ticker, settings, state: RwLock::new(State::default()), refreshing: Mutex::new(None) }
     }
 
     /// How many WAITING tokens are cached.
@@ -210,18 +216,52 @@ impl CachedQueue {
         }
     }
 
-    /// Reads the cursor from the store and keeps it, unless this instance admitted meanwhile.
+    /// Reads the cursor from the store and keeps it, unless this instance admitted meanwhile;
+    /// ends the refresh under way, whatever the outcome.
     fn refresh_cursor(&self) -> Result<QueueCursor, StoreError> {
         let start = self.begin();
-        let cursor = self.inner.cursor()?;
-        self.write_back(start, cursor, None);
-        Ok(cursor)
+        let read = self.inner.cursor();
+        if let Ok(cursor) = read {
+            self.write_back(start, cursor, None);
+        }
+        *self.refreshing.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        read
     }
 
+    /// How long after its `cursor_ttl` a copy still answers while one caller refreshes it.
+    fn grace(&self) -> Duration {
+        self.settings.cursor_ttl
+    }
+
+    /// Claims the refresh of a stale cursor for a poll answered from memory: `true` for the
+    /// one caller that should go to the store (and refresh it there), `false` while another
+    /// refresh, claimed less than [`CachedQueue::grace`] ago, is under way (the caller answers
+    /// from the stale copy meanwhile). So when the copy goes stale under a crowd of polls, one
+    /// of them goes to the store, not all of them: the others would each hop to a blocking
+    /// thread and queue for the store's slots behind issues and payments.
+    fn claim(&self, now: Instant) -> bool {
+        let mut refreshing = self.refreshing.lock().unwrap_or_else(PoisonError::into_inner);
+        match *refreshing {
+            Some(since) if now.saturating_duration_since(since) < self.grace() => false,
+            _ => {
+                *refreshing = Some(now);
+                true
+            }
+        }
+    }
+
+    /// The fresh copy, or the store's cursor, read now (the path of a caller that may block).
     fn cursor_now(&self) -> Result<QueueCursor, StoreError> {
         // Bound first: the read guard must be gone before a refresh takes the write lock.
         let fresh = self.read().cursor.fresh(self.ticker.now(), self.settings.cursor_ttl);
         fresh.map_or_else(|| self.refresh_cursor(), Ok)
+    }
+
+    /// A cached WAITING token with the fresh copy of the cursor.
+    fn find_fresh(&self, value: &TokenValue) -> Option<(QueueToken, QueueCursor)> {
+        let state = self.read();
+        let cursor = state.cursor.fresh(self.ticker.now(), self.settings.cursor_ttl)?;
+        state.lookup(value, &cursor).map(|t| (t, cursor))
     }
 }
 
@@ -238,8 +278,10 @@ impl QueueStore for CachedQueue {
         self.inner.find(value)
     }
 
+    /// The caller may block: a fresh answer from memory, or the store's (never the stale copy:
+    /// this is also the path of the caller that claimed the refresh).
     fn find_with_cursor(&self, value: &TokenValue) -> Result<Option<(QueueToken, QueueCursor)>, StoreError> {
-        if let Some(hit) = self.find_in_memory(value) {
+        if let Some(hit) = self.find_fresh(value) {
             return Ok(Some(hit));
         }
         let cursor = self.cursor_now()?;
@@ -255,10 +297,24 @@ impl QueueStore for CachedQueue {
         Ok(found)
     }
 
+    /// A cached WAITING token with the cached cursor. Once the cursor is stale, one caller
+    /// gets `None` and refreshes it through the store; the others are answered from the stale
+    /// copy until that refresh lands (see [`CachedQueue::claim`]).
     fn find_in_memory(&self, value: &TokenValue) -> Option<(QueueToken, QueueCursor)> {
-        let state = self.read();
-        let cursor = state.cursor.fresh(self.ticker.now(), self.settings.cursor_ttl)?;
-        state.lookup(value, &cursor).map(|t| (t, cursor))
+        let now = self.ticker.now();
+        let (answer, fresh) = {
+            let state = self.read();
+            let ttl = self.settings.cursor_ttl;
+            match state.cursor.fresh(now, ttl) {
+                Some(cursor) => (state.lookup(value, &cursor).map(|t| (t, cursor)), true),
+                None => {
+                    let cursor = state.cursor.fresh(now, ttl + self.grace())?;
+                    (state.lookup(value, &cursor).map(|t| (t, cursor)), false)
+                }
+            }
+        };
+        let answer = answer?;
+        (fresh || !self.claim(now)).then_some(answer)
     }
 
     fn cursor(&self) -> Result<QueueCursor, StoreError> {
@@ -365,6 +421,42 @@ mod tests {
         // The re-read cursor has passed the token: the store says it was admitted.
         assert_eq!(q.find_with_cursor(&t.value).unwrap(), Some((active, cursor(10))));
         assert!(q.is_empty(), "an admitted token is dropped");
+    }
+
+    /// Issue 22: when the cursor goes stale under a crowd of polls, one poll goes to the store
+    /// and refreshes it; the others are answered from the stale copy meanwhile, instead of all
+    /// hopping to the store at once. A claim that is not followed by a refresh lapses after the
+    /// grace, and a copy older than ttl + grace is never served.
+    #[test]
+    fn a_stale_cursor_sends_one_poll_to_the_store_and_answers_the_others_from_memory() {
+        let ticker = ManualTicker::new();
+        let t = token(10);
+        let mut inner = MockQueueStore::new();
+        let out = issued(&t, cursor(3));
+        inner.expect_issue().times(1).returning(move |_, _, _| Ok(out.clone()));
+        inner.expect_find_with_cursor().never();
+        inner.expect_cursor().times(1).returning(|| Ok(cursor(4)));
+        let q = cache(inner, &ticker, 10);
+        q.issue(t.user_id, t.value.clone(), at()).unwrap();
+
+        ticker.advance(Duration::from_millis(250));
+        assert_eq!(q.find_in_memory(&t.value), None, "the first poll after the ttl refreshes");
+        for _ in 0..20 {
+            assert_eq!(q.find_in_memory(&t.value), Some((t.clone(), cursor(3))), "the crowd: the stale copy");
+        }
+        // The claimant's own path reads the store (never the stale copy) and ends the claim.
+        assert_eq!(q.find_with_cursor(&t.value).unwrap(), Some((t.clone(), cursor(4))));
+        assert_eq!(q.find_in_memory(&t.value), Some((t.clone(), cursor(4))), "fresh again");
+
+        // A claim that is never followed up lapses after the grace; a copy past ttl + grace is
+        // not served.
+        ticker.advance(Duration::from_millis(250));
+        assert_eq!(q.find_in_memory(&t.value), None);
+        assert!(q.find_in_memory(&t.value).is_some());
+        ticker.advance(Duration::from_millis(249));
+        assert!(q.find_in_memory(&t.value).is_some(), "within ttl + grace");
+        ticker.advance(Duration::from_millis(1));
+        assert_eq!(q.find_in_memory(&t.value), None, "the copy is too old to serve");
     }
 
     #[test]
