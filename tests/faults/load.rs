@@ -266,14 +266,16 @@ pub fn pay_req(token: &str, reservation: &str) -> Req {
 
 // ---- retries of the unanswered ------------------------------------------------------------
 
-/// Sends every keyed request that went unanswered again, twice, with its key: the first
+/// Sends every keyed request that went unanswered (or was answered 500: outcome unknown) again,
+/// twice, with its key: the first
 /// retry finds the outcome (a replay if it had committed, else a fresh run), the second must
 /// replay the first if that one succeeded. Returns the retries' records (phase `phase`).
 pub fn retry_unanswered(api: &Api, recs: &[Rec], phase: usize, started: Instant) -> Vec<Rec> {
     let answered_ok: HashSet<(&str, &str)> =
         recs.iter().filter(|r| r.answer.ok()).filter_map(|r| Some((r.user.as_str(), r.key()?))).collect();
     let mut out = Vec::new();
-    for r in recs.iter().filter(|r| r.answer.status.is_none() && r.key().is_some()) {
+    // A 500 is an unknown outcome too (a COMMIT whose connection died before its answer).
+    for r in recs.iter().filter(|r| (r.answer.status.is_none() || r.answer.is(500)) && r.key().is_some()) {
         let key = r.key().unwrap_or_default();
         if answered_ok.contains(&(r.user.as_str(), key)) {
             continue;
