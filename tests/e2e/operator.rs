@@ -355,6 +355,26 @@ pub(crate) fn concurrent_operator_changes_through_two_instances_are_never_lost(q
         }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
     });
+    // The operator log kept in the store (`GET /admin/audit`, the same through either
+    // instance) holds one line per change, and its "before"s chain like the servers' log lines.
+    let mut audit: Vec<Value> = Vec::new();
+    let mut next: Option<i64> = None;
+    loop {
+        let path =
+            next.map_or_else(|| "/admin/audit?limit=100".to_owned(), |b| format!("/admin/audit?limit=100&before={b}"));
+        let (st, page) = pair[0].send(pair[0].admin(reqwest::Method::GET, &path));
+        assert_eq!(st, 200, "{page}");
+        audit.extend(page["entries"].as_array().unwrap().iter().cloned());
+        match page["nextBefore"].as_i64() {
+            Some(b) => next = Some(b),
+            None => break,
+        }
+    }
+    let updates: Vec<&Value> = audit.iter().filter(|e| e["action"] == "queue.update").collect();
+    assert_eq!(updates.len(), 4 * usize::try_from(ROUNDS).unwrap(), "one line per change in the store's log");
+    let (_, other) = pair[1].send(pair[1].admin(reqwest::Method::GET, "/admin/audit?limit=1"));
+    assert_eq!(other["entries"][0], audit[0], "both instances read the one log");
+
     // The operator log, line by line: (when, before, after).
     let mut links: Vec<(OffsetDateTime, String, String)> = Vec::new();
     for s in &pair {

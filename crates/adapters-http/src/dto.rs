@@ -4,6 +4,7 @@
 //! through [`crate::wire`], never through a hand-written mirror.
 
 use domain::account::{LedgerEntry, LedgerKind, LedgerPage};
+use domain::audit::{AuditEntry, AuditPage};
 use domain::catalogue::{
     Concert, ConcertDraft, NewConcert, NewSchedule, ScheduleDraft, ScheduleSales, ScheduleSummary, SeatDraft,
     SeatStatus, SeatView,
@@ -593,5 +594,62 @@ impl From<ScheduleSales> for SalesResponse {
             available: s.available,
             revenue: s.revenue.get(),
         }
+    }
+}
+
+/// One line of the operator log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({
+    "seq": 7, "at": "2030-06-01T18:00:00Z", "actor": "0347f1ea", "action": "queue.update", "target": "main",
+    "before": "paused=false batch=100 interval=60s ttl=600s max_active=none",
+    "after": "paused=true batch=100 interval=60s ttl=600s max_active=none"
+}))]
+pub struct AuditEntryResponse {
+    /// Its number: increasing in the order the changes committed; pass as `before` to page.
+    pub seq: i64,
+    /// When the change was made.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// Who made it: the first 8 hex digits of the SHA-256 of the operator token.
+    pub actor: String,
+    /// `queue.update`, `concert.create` or `schedule.create`.
+    pub action: String,
+    /// What it changed: `main` (the waiting room), a concert's or a schedule's id.
+    pub target: String,
+    /// The state it replaced, in one line; `null` for a creation.
+    pub before: Option<String>,
+    /// The state it made, in one line.
+    pub after: String,
+}
+
+impl From<AuditEntry> for AuditEntryResponse {
+    fn from(e: AuditEntry) -> Self {
+        let a = e.action;
+        Self {
+            seq: e.seq,
+            at: utc(a.at),
+            actor: a.actor,
+            action: a.action.as_str().to_owned(),
+            target: a.target,
+            before: a.before,
+            after: a.after,
+        }
+    }
+}
+
+/// One page of the operator log, newest first (`GET /admin/audit`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditResponse {
+    /// The lines, newest first.
+    pub entries: Vec<AuditEntryResponse>,
+    /// Pass as `before` for the next (older) page; `null` on the last page.
+    pub next_before: Option<i64>,
+}
+
+impl From<AuditPage> for AuditResponse {
+    fn from(p: AuditPage) -> Self {
+        Self { entries: p.entries.into_iter().map(AuditEntryResponse::from).collect(), next_before: p.next_before }
     }
 }

@@ -120,7 +120,8 @@ pub fn configure(state: ApiState) -> impl FnOnce(&mut web::ServiceConfig) {
                     .service(
                         resource("/concerts/{concertId}/schedules", "POST").route(web::post().to(admin::add_schedule)),
                     )
-                    .service(resource("/concerts/{concertId}/sales", "GET").route(web::get().to(admin::sales))),
+                    .service(resource("/concerts/{concertId}/sales", "GET").route(web::get().to(admin::sales)))
+                    .service(resource("/audit", "GET").route(web::get().to(admin::audit_log))),
             );
         }
         cfg.service(scope.default_service(web::to(ops::not_found)));

@@ -11,10 +11,10 @@ use utoipa::openapi::RefOr;
 use utoipa::{Modify, OpenApi};
 
 use crate::dto::{
-    BalanceResponse, ChargeRequest, ConcertRequest, ConcertResponse, HealthResponse, HistoryResponse,
-    IssueTokenRequest, LedgerEntryResponse, NewConcertResponse, NewScheduleResponse, PayRequest, PaymentResponse,
-    QueuePatchRequest, QueueStateResponse, ReservationResponse, ReserveRequest, SalesResponse, ScheduleRequest,
-    ScheduleResponse, SeatRequest, SeatResponse, TokenResponse,
+    AuditEntryResponse, AuditResponse, BalanceResponse, ChargeRequest, ConcertRequest, ConcertResponse, HealthResponse,
+    HistoryResponse, IssueTokenRequest, LedgerEntryResponse, NewConcertResponse, NewScheduleResponse, PayRequest,
+    PaymentResponse, QueuePatchRequest, QueueStateResponse, ReservationResponse, ReserveRequest, SalesResponse,
+    ScheduleRequest, ScheduleResponse, SeatRequest, SeatResponse, TokenResponse,
 };
 use crate::error::{ErrorCode, Problem};
 use crate::routes::{admin, ops, public};
@@ -47,6 +47,7 @@ use crate::routes::{admin, ops, public};
         admin::create_concert,
         admin::add_schedule,
         admin::sales,
+        admin::audit_log,
         ops::live,
         ops::ready,
         ops::metrics,
@@ -61,7 +62,8 @@ use crate::routes::{admin, ops, public};
         IssueTokenRequest, ReserveRequest, PayRequest, ChargeRequest, TokenResponse, ConcertResponse,
         ScheduleResponse, SeatResponse, ReservationResponse, PaymentResponse, BalanceResponse, LedgerEntryResponse,
         HistoryResponse, HealthResponse, QueuePatchRequest, QueueStateResponse, ConcertRequest, ScheduleRequest,
-        SeatRequest, NewConcertResponse, NewScheduleResponse, SalesResponse, Problem, ErrorCode,
+        SeatRequest, NewConcertResponse, NewScheduleResponse, SalesResponse, AuditEntryResponse, AuditResponse, Problem,
+        ErrorCode,
     )),
     modifiers(&SecuritySchemes, &Bounds),
     tags(

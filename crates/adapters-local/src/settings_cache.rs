@@ -13,6 +13,7 @@
 use std::sync::{Arc, PoisonError, RwLock, RwLockWriteGuard};
 use std::time::Duration;
 
+use domain::audit::OperatorNote;
 use domain::ports::{SettingsStore, StoreError};
 use domain::queue::{QueueSettings, SettingsPatch};
 
@@ -62,8 +63,12 @@ impl SettingsStore for CachedSettings {
         self.copy.read().unwrap_or_else(PoisonError::into_inner).fresh(self.ticker.now(), self.ttl)
     }
 
-    fn update(&self, patch: &SettingsPatch) -> Result<(QueueSettings, QueueSettings), StoreError> {
-        let updated = self.inner.update(patch)?;
+    fn update(
+        &self,
+        patch: &SettingsPatch,
+        note: Option<&OperatorNote>,
+    ) -> Result<(QueueSettings, QueueSettings), StoreError> {
+        let updated = self.inner.update(patch, note)?;
         // Dropped rather than replaced: concurrent updates may return in another order than
         // they committed, so this one's result may already be older than the store's. The next
         // load reads the store, so this instance sees its own change at once all the same; a
@@ -92,7 +97,7 @@ mod tests {
         let paused_after = QueueSettings { paused: true, ..QueueSettings::default() };
         inner.expect_load().times(3).returning(move || Ok(loads.lock().unwrap().next().unwrap_or(paused_after)));
         let paused = QueueSettings { paused: true, ..QueueSettings::default() };
-        inner.expect_update().times(1).returning(move |_| Ok((QueueSettings::default(), paused)));
+        inner.expect_update().times(1).returning(move |_, _| Ok((QueueSettings::default(), paused)));
         let s = CachedSettings::new(Arc::new(inner), Arc::new(ticker.clone()), Duration::from_secs(1));
         assert_eq!(s.load_in_memory(), None);
         assert_eq!(s.load().unwrap(), QueueSettings::default());
@@ -101,7 +106,7 @@ mod tests {
         assert_eq!(s.load_in_memory(), None, "stale");
         assert_eq!(s.load().unwrap(), QueueSettings::default(), "re-read");
         let patch = SettingsPatch::new(SettingsChange { paused: Some(true), ..SettingsChange::default() }).unwrap();
-        s.update(&patch).unwrap();
+        s.update(&patch, None).unwrap();
         assert_eq!(s.load_in_memory(), None, "an update drops the copy");
         assert_eq!(s.load().unwrap(), paused, "and the next load reads the store");
     }
@@ -123,7 +128,7 @@ mod tests {
             updated_rx.lock().unwrap().recv().unwrap();
             Ok(QueueSettings::default())
         });
-        inner.expect_update().times(1).returning(move |_| Ok((QueueSettings::default(), paused)));
+        inner.expect_update().times(1).returning(move |_, _| Ok((QueueSettings::default(), paused)));
         inner.expect_load().times(1).returning(move || Ok(paused));
         let s = Arc::new(CachedSettings::new(Arc::new(inner), Arc::new(ticker), Duration::from_secs(1)));
 
@@ -132,8 +137,11 @@ mod tests {
             move || s.load().unwrap()
         });
         started_rx.recv().unwrap();
-        s.update(&SettingsPatch::new(SettingsChange { paused: Some(true), ..SettingsChange::default() }).unwrap())
-            .unwrap();
+        s.update(
+            &SettingsPatch::new(SettingsChange { paused: Some(true), ..SettingsChange::default() }).unwrap(),
+            None,
+        )
+        .unwrap();
         updated_tx.send(()).unwrap();
         assert_eq!(slow.join().unwrap(), QueueSettings::default(), "the caller gets what it read");
         assert_eq!(s.load_in_memory(), None, "but the pre-update settings are not kept");

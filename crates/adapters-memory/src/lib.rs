@@ -71,7 +71,8 @@ impl MemoryStore {
             reservations: ports.clone(),
             accounts: ports.clone(),
             payments: ports.clone(),
-            idempotency: ports,
+            idempotency: ports.clone(),
+            audit: ports,
             clock,
             random,
         }

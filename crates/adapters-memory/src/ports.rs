@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use domain::account::{CreditOutcome, CreditRequest, LedgerEntry, LedgerQuery};
+use domain::audit::{AuditEntry, OperatorNote};
 use domain::catalogue::{AddSchedule, Concert, NewConcert, NewSchedule, ScheduleSales, ScheduleSummary, SeatRecord};
 use domain::clock::Clock;
 use domain::error::PayError;
@@ -13,8 +14,8 @@ use domain::ids::{ConcertId, ReservationId, ScheduleId, UserId};
 use domain::money::Won;
 use domain::payment::{PaymentRequest, Settlement};
 use domain::ports::{
-    AccountStore, CatalogueStore, Decide, IdempotencyStore, IssueOutcome, PaymentStore, QueueStore, ReservationStore,
-    SettingsStore, StoreError,
+    AccountStore, AuditStore, CatalogueStore, Decide, IdempotencyStore, IssueOutcome, PaymentStore, QueueStore,
+    ReservationStore, SettingsStore, StoreError,
 };
 use domain::queue::{
     AdmissionOutcome, AdmissionPolicy, QueueCursor, QueueSettings, QueueStats, QueueToken, SettingsPatch, TokenValue,
@@ -91,8 +92,12 @@ impl SettingsStore for MemoryPorts {
         Ok(self.store.open()?.settings())
     }
 
-    fn update(&self, patch: &SettingsPatch) -> Result<(QueueSettings, QueueSettings), StoreError> {
-        Ok(self.store.write()?.update_settings(patch))
+    fn update(
+        &self,
+        patch: &SettingsPatch,
+        note: Option<&OperatorNote>,
+    ) -> Result<(QueueSettings, QueueSettings), StoreError> {
+        Ok(self.store.write()?.update_settings(patch, note))
     }
 }
 
@@ -109,12 +114,12 @@ impl CatalogueStore for MemoryPorts {
         Ok(self.store.open()?.seats(schedule))
     }
 
-    fn create_concert(&self, concert: &NewConcert) -> Result<bool, StoreError> {
-        self.store.write()?.create_concert(concert)
+    fn create_concert(&self, concert: &NewConcert, note: Option<&OperatorNote>) -> Result<bool, StoreError> {
+        self.store.write()?.create_concert(concert, note)
     }
 
-    fn add_schedule(&self, schedule: &NewSchedule) -> Result<AddSchedule, StoreError> {
-        self.store.write()?.add_schedule(schedule)
+    fn add_schedule(&self, schedule: &NewSchedule, note: Option<&OperatorNote>) -> Result<AddSchedule, StoreError> {
+        self.store.write()?.add_schedule(schedule, note)
     }
 
     fn sales(&self, concert: ConcertId, now: OffsetDateTime) -> Result<Option<Vec<ScheduleSales>>, StoreError> {
@@ -164,6 +169,12 @@ impl PaymentStore for MemoryPorts {
         // The lock is held until the settlement is applied, so the payment is serialised
         // against every other port call: reservation, balance and token cannot move under it.
         self.store.write()?.pay(req, guard, decide)
+    }
+}
+
+impl AuditStore for MemoryPorts {
+    fn audit_log(&self, before: Option<i64>, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        Ok(self.store.open()?.audit_log(before, limit))
     }
 }
 

@@ -10,6 +10,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use domain::account::{CreditOutcome, CreditRequest, LedgerEntry, LedgerKind, LedgerQuery};
+use domain::audit::{AuditEntry, OperatorAction, OperatorNote};
 use domain::catalogue::{
     AddSchedule, Concert, NewConcert, NewSchedule, ScheduleSales, ScheduleSummary, Seat, SeatClaim, SeatRecord,
     SeatStatus,
@@ -49,6 +50,8 @@ pub(crate) struct State {
     pub(crate) failure: Option<StoreError>,
 
     settings: QueueSettings,
+    /// The operator log, oldest first (`seq` 1, 2, ...).
+    audit: Vec<AuditEntry>,
 
     /// Tokens in issue order: the token with `seq` s sits at index s - 1, which keeps `seq`
     /// gapless by construction. Every token past `cursor.admitted_through` is WAITING (a
@@ -237,10 +240,29 @@ impl State {
         self.settings
     }
 
-    pub(crate) fn update_settings(&mut self, patch: &SettingsPatch) -> (QueueSettings, QueueSettings) {
+    pub(crate) fn update_settings(
+        &mut self,
+        patch: &SettingsPatch,
+        note: Option<&OperatorNote>,
+    ) -> (QueueSettings, QueueSettings) {
         let before = self.settings;
         self.settings = patch.apply(before);
+        if let Some(note) = note {
+            self.log(OperatorAction::queue_update(note, &before, &self.settings));
+        }
         (before, self.settings)
+    }
+
+    // ---- the operator log ----------------------------------------------------------------------
+
+    fn log(&mut self, action: OperatorAction) {
+        let seq = self.audit.last().map_or(1, |e| e.seq + 1);
+        self.audit.push(AuditEntry { seq, action });
+    }
+
+    pub(crate) fn audit_log(&self, before: Option<i64>, limit: u32) -> Vec<AuditEntry> {
+        let older = self.audit.iter().rev().filter(|e| before.is_none_or(|b| e.seq < b));
+        older.take(usize::try_from(limit).unwrap_or(usize::MAX)).cloned().collect()
     }
 
     // ---- catalogue -----------------------------------------------------------------------------
@@ -333,7 +355,11 @@ impl State {
         self.schedules.insert(schedule.id, row);
     }
 
-    pub(crate) fn create_concert(&mut self, concert: &NewConcert) -> Result<bool, StoreError> {
+    pub(crate) fn create_concert(
+        &mut self,
+        concert: &NewConcert,
+        note: Option<&OperatorNote>,
+    ) -> Result<bool, StoreError> {
         let id = concert.concert.id;
         if self.concerts.contains_key(&id) {
             return Ok(false);
@@ -355,10 +381,17 @@ impl State {
         for schedule in &concert.schedules {
             self.insert_schedule(schedule);
         }
+        if let Some(note) = note {
+            self.log(OperatorAction::concert_created(note, concert));
+        }
         Ok(true)
     }
 
-    pub(crate) fn add_schedule(&mut self, schedule: &NewSchedule) -> Result<AddSchedule, StoreError> {
+    pub(crate) fn add_schedule(
+        &mut self,
+        schedule: &NewSchedule,
+        note: Option<&OperatorNote>,
+    ) -> Result<AddSchedule, StoreError> {
         if !self.concerts.contains_key(&schedule.concert_id) {
             return Ok(AddSchedule::NoSuchConcert);
         }
@@ -369,6 +402,9 @@ impl State {
             return Err(internal(conflict));
         }
         self.insert_schedule(schedule);
+        if let Some(note) = note {
+            self.log(OperatorAction::schedule_added(note, schedule));
+        }
         Ok(AddSchedule::Added)
     }
 

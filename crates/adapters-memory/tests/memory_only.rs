@@ -46,7 +46,7 @@ fn world() -> World {
         concert: Concert { id: concert_id, title: "T".into(), artist: String::new(), venue: String::new() },
         schedules: vec![NewSchedule { id: schedule_id, concert_id, starts_at: clock.now() + Duration::days(7), seats }],
     };
-    assert!(ports.catalogue.create_concert(&concert).unwrap());
+    assert!(ports.catalogue.create_concert(&concert, None).unwrap());
     let app = Ticketing::new(ports.clone(), Policy::default());
     World { store, clock, ports, app, concert }
 }
@@ -163,7 +163,7 @@ fn while_the_switch_is_set_every_use_case_fails_with_it_and_nothing_changes() {
     let mut concert = w.concert.clone();
     concert.concert.id = ConcertId::from_uuid(OsRandom.uuid());
     concert.schedules.clear();
-    assert_eq!(p.catalogue.create_concert(&concert), Err(e.clone()));
+    assert_eq!(p.catalogue.create_concert(&concert, None), Err(e.clone()));
     let request = PaymentRequest { reservation: r, user: who.user_id(), token: who.token().value.clone() };
     let mut called = false;
     let result = p.payments.pay(&request, None, &mut |_| {
@@ -213,6 +213,6 @@ fn settings_start_as_given_and_each_store_is_its_own() {
     let default = MemoryStore::new().ports(clock, Arc::new(OsRandom));
     assert_eq!(default.settings.load().unwrap(), QueueSettings::default());
     let patch = SettingsPatch::new(SettingsChange { paused: Some(false), ..SettingsChange::default() }).unwrap();
-    assert_eq!(configured.settings.update(&patch).unwrap(), (start, QueueSettings { paused: false, ..start }));
+    assert_eq!(configured.settings.update(&patch, None).unwrap(), (start, QueueSettings { paused: false, ..start }));
     assert_eq!(default.settings.load().unwrap(), QueueSettings::default());
 }

@@ -128,7 +128,7 @@ fn user() -> UserId {
 /// A concert with three schedules of 50 seats, created through the catalogue port.
 fn catalogue(app: &Ticketing, clock: &ManualClock) -> NewConcert {
     let concert = port_tests::fixture::new_concert(&OsRandom, "Bench", 50_000, clock.now());
-    assert!(app.ports().catalogue.create_concert(&concert).unwrap());
+    assert!(app.ports().catalogue.create_concert(&concert, None).unwrap());
     concert
 }
 

@@ -4,6 +4,7 @@
 
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Bool, Int4, Int8, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use domain::audit::{OperatorAction, OperatorNote};
 use domain::catalogue::{
     AddSchedule, Concert, NewConcert, NewSchedule, ScheduleSales, ScheduleSummary, Seat, SeatClaim, SeatRecord,
 };
@@ -14,6 +15,7 @@ use domain::reservation::ReservationStatus;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::audit::bind_line;
 use crate::error::corrupt;
 use crate::sql::prepared;
 use crate::PgStore;
@@ -56,7 +58,10 @@ pub(crate) const CREATE_CONCERT: &str = "WITH c AS ( \
        INSERT INTO seats (id, schedule_id, number, price) \
        SELECT x.id, x.schedule_id, x.number, x.price \
        FROM unnest($7::uuid[], $8::uuid[], $9::int4[], $10::int8[]) AS x (id, schedule_id, number, price) \
-       WHERE EXISTS (SELECT 1 FROM c) RETURNING id) \
+       WHERE EXISTS (SELECT 1 FROM c) RETURNING id), \
+     lg AS ( \
+       INSERT INTO operator_log (at, actor, action, target, before, after) \
+       SELECT $11, $12, $13, $14, $15, $16 FROM c WHERE $11::timestamptz IS NOT NULL) \
      SELECT EXISTS (SELECT 1 FROM c) AS created, (SELECT count(*) FROM sc) AS schedules, \
        (SELECT count(*) FROM st) AS seats";
 
@@ -69,7 +74,10 @@ pub(crate) const ADD_SCHEDULE: &str = "WITH c AS (SELECT id FROM concerts WHERE 
      st AS ( \
        INSERT INTO seats (id, schedule_id, number, price) \
        SELECT x.id, sc.id, x.number, x.price FROM sc, unnest($4::uuid[], $5::int4[], $6::int8[]) AS x (id, number, price) \
-       RETURNING id) \
+       RETURNING id), \
+     lg AS ( \
+       INSERT INTO operator_log (at, actor, action, target, before, after) \
+       SELECT $7, $8, $9, $10, $11, $12 FROM sc WHERE $7::timestamptz IS NOT NULL) \
      SELECT EXISTS (SELECT 1 FROM c) AS concert, EXISTS (SELECT 1 FROM sc) AS added, \
        (SELECT count(*) FROM st) AS seats";
 
@@ -227,7 +235,9 @@ impl CatalogueStore for PgStore {
             .map(Some)
     }
 
-    fn create_concert(&self, concert: &NewConcert) -> Result<bool, StoreError> {
+    fn create_concert(&self, concert: &NewConcert, note: Option<&OperatorNote>) -> Result<bool, StoreError> {
+        let line = note.map(|n| OperatorAction::concert_created(n, concert));
+        let line = line.as_ref();
         let k = &concert.concert;
         let schedule_ids: Vec<Uuid> = concert.schedules.iter().map(|s| s.id.as_uuid()).collect();
         let starts: Vec<OffsetDateTime> = concert.schedules.iter().map(|s| s.starts_at).collect();
@@ -237,7 +247,7 @@ impl CatalogueStore for PgStore {
         let numbers = seats.iter().map(|s| seat_number(s.number)).collect::<Result<Vec<_>, _>>()?;
         let prices: Vec<i64> = seats.iter().map(|s| s.price.get()).collect();
         let row: Created = self.write_alone(|c| {
-            prepared(CREATE_CONCERT)
+            let query = prepared(CREATE_CONCERT)
                 .bind::<SqlUuid, _>(k.id.as_uuid())
                 .bind::<Text, _>(k.title.as_str())
                 .bind::<Text, _>(k.artist.as_str())
@@ -247,25 +257,27 @@ impl CatalogueStore for PgStore {
                 .bind::<Array<SqlUuid>, _>(&seat_ids)
                 .bind::<Array<SqlUuid>, _>(&seat_schedules)
                 .bind::<Array<Int4>, _>(&numbers)
-                .bind::<Array<Int8>, _>(&prices)
-                .get_result(c)
+                .bind::<Array<Int8>, _>(&prices);
+            bind_line!(query, line).get_result(c)
         })?;
         Ok(row.created)
     }
 
-    fn add_schedule(&self, schedule: &NewSchedule) -> Result<AddSchedule, StoreError> {
+    fn add_schedule(&self, schedule: &NewSchedule, note: Option<&OperatorNote>) -> Result<AddSchedule, StoreError> {
+        let line = note.map(|n| OperatorAction::schedule_added(n, schedule));
+        let line = line.as_ref();
         let seat_ids: Vec<Uuid> = schedule.seats.iter().map(|s| s.id.as_uuid()).collect();
         let numbers = schedule.seats.iter().map(|s| seat_number(s.number)).collect::<Result<Vec<_>, _>>()?;
         let prices: Vec<i64> = schedule.seats.iter().map(|s| s.price.get()).collect();
         let row: Added = self.write_alone(|c| {
-            prepared(ADD_SCHEDULE)
+            let query = prepared(ADD_SCHEDULE)
                 .bind::<SqlUuid, _>(schedule.id.as_uuid())
                 .bind::<SqlUuid, _>(schedule.concert_id.as_uuid())
                 .bind::<Timestamptz, _>(schedule.starts_at)
                 .bind::<Array<SqlUuid>, _>(&seat_ids)
                 .bind::<Array<Int4>, _>(&numbers)
-                .bind::<Array<Int8>, _>(&prices)
-                .get_result(c)
+                .bind::<Array<Int8>, _>(&prices);
+            bind_line!(query, line).get_result(c)
         })?;
         Ok(match (row.concert, row.added) {
             (false, _) => AddSchedule::NoSuchConcert,

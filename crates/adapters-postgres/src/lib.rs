@@ -51,6 +51,7 @@ use thiserror::Error;
 use time::OffsetDateTime;
 
 mod accounts;
+mod audit;
 mod catalogue;
 mod config;
 mod error;
@@ -243,7 +244,8 @@ impl PgStore {
             reservations: store.clone(),
             accounts: store.clone(),
             payments: store.clone(),
-            idempotency: store,
+            idempotency: store.clone(),
+            audit: store,
             clock,
             random,
         }

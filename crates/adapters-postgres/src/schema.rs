@@ -56,6 +56,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    operator_log (seq) {
+        seq -> Int8,
+        at -> Timestamptz,
+        actor -> Text,
+        action -> Text,
+        target -> Text,
+        before -> Nullable<Text>,
+        after -> Text,
+    }
+}
+
+diesel::table! {
     queue_admission (id) {
         id -> Bool,
         admitted_through -> Int8,
@@ -133,6 +145,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     concerts,
     idempotency_keys,
     ledger_entries,
+    operator_log,
     payments,
     queue_admission,
     queue_settings,

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Int4, Nullable};
+use domain::audit::{OperatorAction, OperatorNote};
 use domain::ports::{SettingsStore, StoreError};
 use domain::queue::{AdmissionPolicy, QueueSettings, SettingsPatch};
 use time::Duration;
@@ -91,7 +92,11 @@ impl SettingsStore for PgStore {
         row.map_or(Ok(self.starting), SettingsRow::into_domain)
     }
 
-    fn update(&self, patch: &SettingsPatch) -> Result<(QueueSettings, QueueSettings), StoreError> {
+    fn update(
+        &self,
+        patch: &SettingsPatch,
+        note: Option<&OperatorNote>,
+    ) -> Result<(QueueSettings, QueueSettings), StoreError> {
         let started = Instant::now();
         let starting = SettingsRow::of(&self.starting)?;
         let outcome = self.transaction("BEGIN", started, |tx| {
@@ -100,6 +105,10 @@ impl SettingsStore for PgStore {
             let after = patch.apply(before);
             let row = SettingsRow::of(&after)?;
             bind_settings!(STORE, row).execute(tx.conn()?)?;
+            // The operator log's line commits with the change it records.
+            if let Some(note) = note {
+                crate::audit::write(tx.conn()?, &OperatorAction::queue_update(note, &before, &after))?;
+            }
             Ok::<_, Fail<()>>((before, after))
         })?;
         outcome.map_err(|()| StoreError::Internal("the settings update refused itself".into()))

@@ -511,7 +511,7 @@ fn instances_with_skewed_clocks_admit_at_most_n_per_interval_on_the_database_clo
         ..SettingsChange::default()
     })
     .unwrap();
-    fx.ports.settings.update(&patch).unwrap();
+    fx.ports.settings.update(&patch, None).unwrap();
     let stores: Vec<PgStore> = (0..2).map(|_| PgStore::new(&fx.harness.db.config()).unwrap()).collect();
     let apps: Vec<Ticketing> = stores
         .iter()
@@ -600,7 +600,7 @@ fn concurrent_operator_changes_through_several_instances_are_never_lost() {
                     .unwrap(),
             ];
             let first = settings[0].load().unwrap();
-            let results = race(patches.len(), |i| settings[i % 3].update(&patches[i]).unwrap());
+            let results = race(patches.len(), |i| settings[i % 3].update(&patches[i], None).unwrap());
             // One chain from the settings before the round to the settings after it.
             let mut chain = vec![first];
             let mut links: Vec<_> = results.clone();

@@ -375,7 +375,7 @@ fn every_transaction_honours_the_budget() {
     assert!(timeout(bad.queue.issue(fx.user(), OsRandom.token(), fx.now()).map(|_| ())));
     assert!(timeout(bad.queue.admit(&domain::queue::AdmissionPolicy::default()).map(|_| ())));
     let patch = SettingsPatch::new(SettingsChange { paused: Some(true), ..SettingsChange::default() }).unwrap();
-    assert!(timeout(bad.settings.update(&patch).map(|_| ())));
+    assert!(timeout(bad.settings.update(&patch, None).map(|_| ())));
     let seat = fx.seat(0, 2);
     assert!(matches!(app.reserve(&who, fx.schedule(0).id, seat.id), Err(ReserveError::Store(StoreError::Timeout(_)))));
     assert!(matches!(app.pay(who.token().value.as_str(), held.id, None), Err(PayError::Store(StoreError::Timeout(_)))));

@@ -88,7 +88,7 @@ pub fn ensure(catalogue: &dyn CatalogueStore, now: OffsetDateTime) -> Result<See
                 dates.take(FUTURE_SCHEDULES).map(|at| schedule(index, id, base_price, at)).collect();
             let concert = Concert { id, title: title.into(), artist: artist.into(), venue: venue.into() };
             let count = schedules.len();
-            if catalogue.create_concert(&NewConcert { concert, schedules })? {
+            if catalogue.create_concert(&NewConcert { concert, schedules }, None)? {
                 seeded.concerts += 1;
                 seeded.schedules += count;
             }
@@ -99,7 +99,7 @@ pub fn ensure(catalogue: &dyn CatalogueStore, now: OffsetDateTime) -> Result<See
             if future >= FUTURE_SCHEDULES {
                 break;
             }
-            match catalogue.add_schedule(&schedule(index, id, base_price, at))? {
+            match catalogue.add_schedule(&schedule(index, id, base_price, at), None)? {
                 AddSchedule::Added => {
                     future += 1;
                     seeded.schedules += 1;

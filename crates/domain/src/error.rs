@@ -218,6 +218,17 @@ pub enum HistoryError {
     Store(#[from] StoreError),
 }
 
+/// Reading a page of the operator log.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum AuditLogError {
+    /// `INVALID_REQUEST`: `limit` outside 1..=100.
+    #[error("limit must be between 1 and 100")]
+    InvalidLimit,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// Charging a balance. On every variant nothing changed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ChargeError {

@@ -50,6 +50,7 @@ macro_rules! spelled_enum {
 }
 
 pub mod account;
+pub mod audit;
 pub mod call;
 pub mod catalogue;
 pub mod clock;

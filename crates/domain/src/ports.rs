@@ -27,6 +27,7 @@
 use time::OffsetDateTime;
 
 use crate::account::{CreditOutcome, CreditRequest, LedgerEntry, LedgerQuery};
+use crate::audit::{AuditEntry, OperatorNote};
 use crate::catalogue::{AddSchedule, Concert, NewConcert, NewSchedule, ScheduleSales, ScheduleSummary, SeatRecord};
 use crate::error::PayError;
 pub use crate::error::StoreError;
@@ -160,11 +161,18 @@ pub trait SettingsStore: Send + Sync {
     }
 
     /// Applies `patch` to the settings in force and stores the result, atomically against
-    /// concurrent updates from any instance; returns the settings before and after.
+    /// concurrent updates from any instance; returns the settings before and after. With a
+    /// `note`, the operator log's line (`OperatorAction::queue_update` of the settings read and
+    /// written) is stored in the same unit of work.
     ///
     /// # Errors
     /// [`StoreError`] when the store fails; nothing changes then.
-    fn update(&self, patch: &SettingsPatch) -> Result<(QueueSettings, QueueSettings), StoreError>;
+    #[allow(clippy::needless_lifetimes, reason = "mockall needs the lifetime of an `Option<&T>` argument named")]
+    fn update<'a>(
+        &self,
+        patch: &SettingsPatch,
+        note: Option<&'a OperatorNote>,
+    ) -> Result<(QueueSettings, QueueSettings), StoreError>;
 }
 
 /// Concerts, schedules and seats.
@@ -192,18 +200,26 @@ pub trait CatalogueStore: Send + Sync {
     /// [`StoreError`] when the store fails.
     fn seats(&self, schedule: ScheduleId) -> Result<Option<Vec<SeatRecord>>, StoreError>;
 
-    /// Stores a concert with all its schedules and seats, all or nothing. `Ok(false)` when a
+    /// Stores a concert with all its schedules and seats, all or nothing, and with a `note`
+    /// the operator log's line (`OperatorAction::concert_created`) with it. `Ok(false)` when a
     /// concert with this id exists already (nothing changed).
     ///
     /// # Errors
     /// [`StoreError`] when the store fails; nothing is stored then.
-    fn create_concert(&self, concert: &NewConcert) -> Result<bool, StoreError>;
+    #[allow(clippy::needless_lifetimes, reason = "mockall needs the lifetime of an `Option<&T>` argument named")]
+    fn create_concert<'a>(&self, concert: &NewConcert, note: Option<&'a OperatorNote>) -> Result<bool, StoreError>;
 
-    /// Stores a schedule with its seats, all or nothing.
+    /// Stores a schedule with its seats, all or nothing, and with a `note` the operator log's
+    /// line (`OperatorAction::schedule_added`) with it.
     ///
     /// # Errors
     /// [`StoreError`] when the store fails; nothing is stored then.
-    fn add_schedule(&self, schedule: &NewSchedule) -> Result<AddSchedule, StoreError>;
+    #[allow(clippy::needless_lifetimes, reason = "mockall needs the lifetime of an `Option<&T>` argument named")]
+    fn add_schedule<'a>(
+        &self,
+        schedule: &NewSchedule,
+        note: Option<&'a OperatorNote>,
+    ) -> Result<AddSchedule, StoreError>;
 
     /// `None` if the concert is unknown; else, per schedule (past ones included) ascending by
     /// start, its seats sold, held and available as of `now` ([`SeatRecord::status_at`]) and
@@ -331,4 +347,14 @@ pub trait IdempotencyStore: Send + Sync {
     /// # Errors
     /// [`StoreError`] when the store fails.
     fn purge_expired(&self, now: OffsetDateTime, limit: u32) -> Result<u64, StoreError>;
+}
+
+/// The operator log (written by the stores with each change, see [`OperatorNote`]).
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait AuditStore: Send + Sync {
+    /// At most `limit` lines, newest first, with `seq` below `before` when given.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    fn audit_log(&self, before: Option<i64>, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
 }

@@ -13,15 +13,16 @@ use time::{Duration, OffsetDateTime};
 use tracing::instrument;
 
 use crate::account::{CreditOutcome, CreditRequest, LedgerPage, LedgerQuery, HISTORY_PAGE, HISTORY_PAGE_DEFAULT};
+use crate::audit::{AuditPage, OperatorNote, AUDIT_PAGE, AUDIT_PAGE_DEFAULT};
 use crate::catalogue::{
     AddSchedule, Concert, ConcertDraft, NewConcert, NewSchedule, ScheduleDraft, ScheduleSales, ScheduleSummary,
     SeatView,
 };
 use crate::clock::Clock;
 use crate::error::{
-    AddScheduleError, AuthorizeError, BalanceError, ChargeError, CreateConcertError, GetReservationError, HistoryError,
-    IssueTokenError, ListConcertsError, ListSchedulesError, ListSeatsError, PayError, ReadTokenError, ReserveError,
-    SalesError, StoreError, UpdateQueueError,
+    AddScheduleError, AuditLogError, AuthorizeError, BalanceError, ChargeError, CreateConcertError,
+    GetReservationError, HistoryError, IssueTokenError, ListConcertsError, ListSchedulesError, ListSeatsError,
+    PayError, ReadTokenError, ReserveError, SalesError, StoreError, UpdateQueueError,
 };
 use crate::idempotency::{
     Claimed, Effect, Fingerprint, IdempotencyGuard, IdempotencyRecord, IdempotencyRequest, Outcome, Replay,
@@ -30,7 +31,8 @@ use crate::ids::{ConcertId, LedgerEntryId, PaymentId, ReservationId, ScheduleId,
 use crate::money::{ChargeAmount, Won, BALANCE_LIMIT};
 use crate::payment::{settle, Payment, PaymentRequest, SettlementIds};
 use crate::ports::{
-    AccountStore, CatalogueStore, IdempotencyStore, PaymentStore, QueueStore, ReservationStore, SettingsStore,
+    AccountStore, AuditStore, CatalogueStore, IdempotencyStore, PaymentStore, QueueStore, ReservationStore,
+    SettingsStore,
 };
 use crate::queue::{AdmissionOutcome, QueueState, QueueToken, SettingsPatch, TokenStatus, TokenValue, TokenView};
 use crate::random::Randomness;
@@ -84,6 +86,8 @@ pub struct Ports {
     pub payments: Arc<dyn PaymentStore>,
     /// Records of keyed requests.
     pub idempotency: Arc<dyn IdempotencyStore>,
+    /// The operator log.
+    pub audit: Arc<dyn AuditStore>,
     /// Now.
     pub clock: Arc<dyn Clock>,
     /// New token values and ids.
@@ -541,7 +545,7 @@ impl Ticketing {
     /// # Errors
     /// `Store` when a store fails; nothing changes then.
     pub fn update_queue(&self, actor: &str, patch: &SettingsPatch) -> Result<QueueState, UpdateQueueError> {
-        let (before, after) = self.ports.settings.update(patch)?;
+        let (before, after) = self.ports.settings.update(patch, Some(&self.note(actor)))?;
         tracing::info!(actor, action = "queue.update", before = %before, after = %after, "operator changed the waiting room");
         Ok(QueueState::of(self.ports.queue.stats()?, after))
     }
@@ -552,7 +556,7 @@ impl Ticketing {
     /// `Invalid` (a catalogue rule, nothing stored), `Store`.
     pub fn create_concert(&self, actor: &str, draft: &ConcertDraft) -> Result<NewConcert, CreateConcertError> {
         let concert = draft.validate(self.now(), self.ports.random.as_ref())?;
-        if !self.ports.catalogue.create_concert(&concert)? {
+        if !self.ports.catalogue.create_concert(&concert, Some(&self.note(actor)))? {
             return Err(StoreError::Internal(format!("concert id {} already taken", concert.concert.id)).into());
         }
         tracing::info!(
@@ -578,7 +582,7 @@ impl Ticketing {
         draft: &ScheduleDraft,
     ) -> Result<NewSchedule, AddScheduleError> {
         let schedule = draft.validate(concert, self.now(), self.ports.random.as_ref())?;
-        match self.ports.catalogue.add_schedule(&schedule)? {
+        match self.ports.catalogue.add_schedule(&schedule, Some(&self.note(actor)))? {
             AddSchedule::Added => {}
             AddSchedule::NoSuchConcert => return Err(AddScheduleError::NotFound),
             AddSchedule::AlreadyExists => {
@@ -595,6 +599,29 @@ impl Ticketing {
             "operator added a schedule"
         );
         Ok(schedule)
+    }
+
+    /// Who makes an operator's change, and when: the line the store logs with it.
+    fn note(&self, actor: &str) -> OperatorNote {
+        OperatorNote { actor: actor.to_owned(), at: self.now() }
+    }
+
+    /// The operator log, newest first: at most `limit` lines (1..=100, default 50), older than
+    /// line `before` when given.
+    ///
+    /// # Errors
+    /// `InvalidLimit`, `Store`.
+    pub fn audit_log(&self, before: Option<i64>, limit: Option<u32>) -> Result<AuditPage, AuditLogError> {
+        let limit = limit.unwrap_or(AUDIT_PAGE_DEFAULT);
+        if !AUDIT_PAGE.contains(&limit) {
+            return Err(AuditLogError::InvalidLimit);
+        }
+        // One line more than the page tells whether there is another page.
+        let mut entries = self.ports.audit.audit_log(before, limit + 1)?;
+        let more = entries.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+        entries.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        let next_before = if more { entries.last().map(|e| e.seq) } else { None };
+        Ok(AuditPage { entries, next_before })
     }
 
     /// A concert's sales per schedule as of now.

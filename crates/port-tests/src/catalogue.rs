@@ -142,7 +142,7 @@ pub fn a_schedule_stops_being_bookable_at_its_exact_start<H: Harness>() {
     let concert = fx.concert(0).id;
     let start = fx.now() + Duration::minutes(5);
     let soon = new_schedule(fx.ports.random.as_ref(), concert, start, 10_000);
-    assert_eq!(fx.ports.catalogue.add_schedule(&soon).unwrap(), AddSchedule::Added);
+    assert_eq!(fx.ports.catalogue.add_schedule(&soon, None).unwrap(), AddSchedule::Added);
     let who = fx.active_user();
 
     let listed = fx.app.schedules(&who, concert).unwrap();
@@ -187,7 +187,7 @@ pub fn create_concert_is_all_or_nothing_and_false_for_an_existing_id<H: Harness>
     for s in &mut again.schedules {
         s.concert_id = existing;
     }
-    assert!(!fx.ports.catalogue.create_concert(&again).unwrap());
+    assert!(!fx.ports.catalogue.create_concert(&again, None).unwrap());
     assert_eq!(fx.ports.catalogue.concerts().unwrap(), before);
     assert!(again.schedules.iter().all(|s| fx.ports.catalogue.seats(s.id).unwrap().is_none()));
     assert_eq!(fx.ports.catalogue.schedules(existing, fx.now()).unwrap().unwrap().len(), 3);
@@ -198,7 +198,7 @@ pub fn create_concert_is_all_or_nothing_and_false_for_an_existing_id<H: Harness>
     for seat in &mut clash.schedules[1].seats {
         seat.schedule_id = fx.schedule(0).id;
     }
-    assert!(!matches!(fx.ports.catalogue.create_concert(&clash), Ok(true)));
+    assert!(!matches!(fx.ports.catalogue.create_concert(&clash, None), Ok(true)));
     assert_eq!(fx.ports.catalogue.schedules(clash.concert.id, fx.now()).unwrap(), None);
     assert_eq!(fx.ports.catalogue.seats(clash.schedules[0].id).unwrap(), None);
     let seats = fx.ports.catalogue.seats(fx.schedule(0).id).unwrap().unwrap();
@@ -207,14 +207,14 @@ pub fn create_concert_is_all_or_nothing_and_false_for_an_existing_id<H: Harness>
     // A seat whose id is taken, in the last schedule: nothing of the concert is stored.
     let mut clash = new_concert(random.as_ref(), "Seat clash", 1_000, fx.now());
     clash.schedules[2].seats[49].id = fx.seat(1, 7).id;
-    assert!(!matches!(fx.ports.catalogue.create_concert(&clash), Ok(true)));
+    assert!(!matches!(fx.ports.catalogue.create_concert(&clash, None), Ok(true)));
     assert_eq!(fx.ports.catalogue.schedules(clash.concert.id, fx.now()).unwrap(), None);
     assert!(clash.schedules.iter().all(|s| fx.ports.catalogue.seats(s.id).unwrap().is_none()));
     assert_eq!(fx.ports.catalogue.concerts().unwrap(), before);
 
     // And a good one afterwards is stored whole.
     let good = new_concert(random.as_ref(), "Good", 1_000, fx.now());
-    assert!(fx.ports.catalogue.create_concert(&good).unwrap());
+    assert!(fx.ports.catalogue.create_concert(&good, None).unwrap());
     assert_eq!(fx.ports.catalogue.concerts().unwrap().len(), before.len() + 1);
     assert_eq!(fx.ports.catalogue.schedules(good.concert.id, fx.now()).unwrap().unwrap().len(), 3);
 }
@@ -269,7 +269,7 @@ pub fn add_schedule_adds_or_says_why_not<H: Harness>() {
     let random = fx.ports.random.clone();
     let concert = fx.concert(1).id;
     let schedule = new_schedule(random.as_ref(), concert, fx.now() + Duration::days(60), 5_000);
-    assert_eq!(fx.ports.catalogue.add_schedule(&schedule).unwrap(), AddSchedule::Added);
+    assert_eq!(fx.ports.catalogue.add_schedule(&schedule, None).unwrap(), AddSchedule::Added);
     let list = fx.ports.catalogue.schedules(concert, fx.now()).unwrap().unwrap();
     assert_eq!(list.last().map(|s| (s.id, s.total_seats, s.available_seats)), Some((schedule.id, SEATS, SEATS)));
     let seats = fx.ports.catalogue.seats(schedule.id).unwrap().unwrap();
@@ -281,14 +281,14 @@ pub fn add_schedule_adds_or_says_why_not<H: Harness>() {
     for seat in &mut again.seats {
         seat.schedule_id = schedule.id;
     }
-    assert_eq!(fx.ports.catalogue.add_schedule(&again).unwrap(), AddSchedule::AlreadyExists);
+    assert_eq!(fx.ports.catalogue.add_schedule(&again, None).unwrap(), AddSchedule::AlreadyExists);
     let seats = fx.ports.catalogue.seats(schedule.id).unwrap().unwrap();
     assert_eq!(seats.into_iter().map(|r| r.seat).collect::<Vec<_>>(), schedule.seats);
     assert_eq!(fx.ports.catalogue.schedules(concert, fx.now()).unwrap().unwrap().len(), 4);
 
     let unknown = ConcertId::from_uuid(random.uuid());
     let orphan = new_schedule(random.as_ref(), unknown, fx.now() + Duration::days(5), 5_000);
-    assert_eq!(fx.ports.catalogue.add_schedule(&orphan).unwrap(), AddSchedule::NoSuchConcert);
+    assert_eq!(fx.ports.catalogue.add_schedule(&orphan, None).unwrap(), AddSchedule::NoSuchConcert);
     assert_eq!(fx.ports.catalogue.seats(orphan.id).unwrap(), None);
 
     let draft =

@@ -248,7 +248,7 @@ impl World {
         let specs = [("Winter Symphony", 100_000), ("Stadium Tour", 50_000)];
         for (title, base) in specs {
             let concert = new_concert(random.as_ref(), title, base, now);
-            assert!(self.ports.catalogue.create_concert(&concert).expect("create_concert"), "a new concert id");
+            assert!(self.ports.catalogue.create_concert(&concert, None).expect("create_concert"), "a new concert id");
             self.catalogue.concerts.push(concert.concert.clone());
             self.catalogue.schedules.extend(concert.schedules.into_iter().map(|s| TestSchedule {
                 id: s.id,
@@ -261,7 +261,7 @@ impl World {
 
     /// Sets the waiting room's admission settings (and un-pauses).
     pub fn set_admission(&self, admission: Admission) {
-        self.ports.settings.update(&admission.patch()).expect("settings update");
+        self.ports.settings.update(&admission.patch(), None).expect("settings update");
     }
 
     /// The use cases under another static policy (hold time, hold limit, key TTL, sweeps).

@@ -43,6 +43,7 @@
 //! - [`queue`]: issuing, reading, admitting (FIFO, N, cap, interval, store clock, pause),
 //!   expiring and using up tokens, stats, and the queue's races.
 //! - [`settings`]: the waiting room's live settings.
+//! - [`audit`]: the operator log, written with each change it records.
 //! - [`catalogue`]: concerts, bookable schedules and their counts, seat maps, the operator's
 //!   catalogue and the sales report.
 //! - [`reservations`]: holds, the hold limit, lapses and their batched release.
@@ -65,6 +66,7 @@ use domain::clock::ManualClock;
 use domain::service::Ports;
 
 pub mod accounts;
+pub mod audit;
 pub mod catalogue;
 pub mod commit;
 pub mod concurrency;
@@ -132,6 +134,8 @@ macro_rules! settings_suite {
             settings::update_returns_before_and_after_and_later_loads_see_it,
             settings::queue_state_reports_the_settings_in_force,
             settings::concurrent_updates_of_different_settings_lose_none,
+            audit::a_settings_change_logs_what_it_replaced,
+            audit::the_log_pages_newest_first,
         );
     };
 }
@@ -151,6 +155,7 @@ macro_rules! catalogue_suite {
             catalogue::an_operators_concert_is_stored_as_validated,
             catalogue::add_schedule_adds_or_says_why_not,
             catalogue::sales_match_the_seat_map_and_the_payments,
+            audit::a_catalogue_change_logs_what_it_stored,
         );
     };
 }

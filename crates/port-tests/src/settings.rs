@@ -40,7 +40,7 @@ pub fn settings_are_the_defaults_until_updated<H: Harness>() {
 pub fn update_returns_before_and_after_and_later_loads_see_it<H: Harness>() {
     let fx = Fixture::<H>::bare();
     let first = patch(Some(true), Some(5), None, None, None);
-    let (before, after) = fx.ports.settings.update(&first).unwrap();
+    let (before, after) = fx.ports.settings.update(&first, None).unwrap();
     assert_eq!(before, QueueSettings::default());
     assert_eq!(after, first.apply(QueueSettings::default()));
     assert!(after.paused);
@@ -48,7 +48,7 @@ pub fn update_returns_before_and_after_and_later_loads_see_it<H: Harness>() {
     assert_eq!(fx.ports.settings.load().unwrap(), after);
 
     let second = patch(None, None, Some(30), Some(120), Some(Some(7)));
-    let (before2, after2) = fx.ports.settings.update(&second).unwrap();
+    let (before2, after2) = fx.ports.settings.update(&second, None).unwrap();
     assert_eq!(before2, after);
     assert!(after2.paused, "untouched");
     assert_eq!(after2.admission.batch, 5, "untouched");
@@ -57,7 +57,7 @@ pub fn update_returns_before_and_after_and_later_loads_see_it<H: Harness>() {
     assert_eq!(after2.admission.max_active, Some(7));
 
     let lift = patch(Some(false), None, None, None, Some(None));
-    let (_, after3) = fx.ports.settings.update(&lift).unwrap();
+    let (_, after3) = fx.ports.settings.update(&lift, None).unwrap();
     assert_eq!(after3.admission.max_active, None, "an explicit null lifts the cap");
     assert!(!after3.paused);
 
@@ -104,7 +104,7 @@ pub fn concurrent_updates_of_different_settings_lose_none<H: Harness>() {
             patch(None, None, None, None, Some(Some(40 + round))),
         ];
         let w = &fx.world;
-        race(patches.len(), |i| w.ports.settings.update(&patches[i]).unwrap());
+        race(patches.len(), |i| w.ports.settings.update(&patches[i], None).unwrap());
         let s = fx.ports.settings.load().unwrap();
         assert_eq!(s.paused, round % 2 == 0, "round {round}");
         assert_eq!(i64::from(s.admission.batch), 10 + round, "round {round}");

@@ -125,7 +125,7 @@ impl World {
             concert: Concert { id: concert, title: "T".into(), artist: String::new(), venue: String::new() },
             schedules: vec![new.clone()],
         };
-        assert!(self.ports.catalogue.create_concert(&c).unwrap());
+        assert!(self.ports.catalogue.create_concert(&c, None).unwrap());
         new
     }
 }

@@ -74,7 +74,7 @@ fn seed(t: &Ticketing, now: OffsetDateTime) -> NewSchedule {
         concert: Concert { id: concert, title: "T".into(), artist: String::new(), venue: String::new() },
         schedules: vec![new.clone()],
     };
-    assert!(t.ports().catalogue.create_concert(&c).unwrap());
+    assert!(t.ports().catalogue.create_concert(&c, None).unwrap());
     new
 }
 

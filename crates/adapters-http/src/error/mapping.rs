@@ -3,9 +3,9 @@
 
 use actix_web::error::BlockingError;
 use domain::error::{
-    AddScheduleError, AuthorizeError, BalanceError, ChargeError, CreateConcertError, GetReservationError, HistoryError,
-    IssueTokenError, KeyConflict, ListConcertsError, ListSchedulesError, ListSeatsError, PayError, ReadTokenError,
-    ReserveError, SalesError, StoreError, UpdateQueueError,
+    AddScheduleError, AuditLogError, AuthorizeError, BalanceError, ChargeError, CreateConcertError,
+    GetReservationError, HistoryError, IssueTokenError, KeyConflict, ListConcertsError, ListSchedulesError,
+    ListSeatsError, PayError, ReadTokenError, ReserveError, SalesError, StoreError, UpdateQueueError,
 };
 
 use super::*;
@@ -111,6 +111,9 @@ errors! {
         PayError::Key(KeyConflict::InFlight) => IdempotencyKeyInFlight: KEY_IN_FLIGHT,
     }
     BalanceError [BalanceError::Store(s) => store(s)] {
+    }
+    AuditLogError [AuditLogError::Store(s) => store(s)] {
+        AuditLogError::InvalidLimit => InvalidRequest: "limit must be an integer between 1 and 100",
     }
     HistoryError [HistoryError::Store(s) => store(s)] {
         HistoryError::InvalidLimit => InvalidRequest: "limit must be an integer between 1 and 100",

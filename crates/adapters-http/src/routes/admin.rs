@@ -6,19 +6,66 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use domain::catalogue::{ConcertDraft, ScheduleDraft};
-use domain::error::{AddScheduleError, CreateConcertError, SalesError, StoreError, UpdateQueueError};
+use domain::error::{AddScheduleError, AuditLogError, CreateConcertError, SalesError, StoreError, UpdateQueueError};
 use domain::ids::ConcertId;
 use domain::queue::{SettingsChange, SettingsPatch};
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::json;
 use crate::dto::{
-    ConcertRequest, NewConcertResponse, NewScheduleResponse, QueuePatchRequest, QueueStateResponse, SalesResponse,
-    ScheduleRequest,
+    AuditResponse, ConcertRequest, NewConcertResponse, NewScheduleResponse, QueuePatchRequest, QueueStateResponse,
+    SalesResponse, ScheduleRequest,
 };
 use crate::error::ApiError;
 use crate::extract::{path_id, Body, Operator};
 use crate::responses::{AdminRows, BadInput, BodyRows, Fails, SlotRows};
 use crate::state::ApiState;
+
+/// `?limit=&before=` of the operator log, as sent (validated by the handler, so that a
+/// malformed value is a contract 400 and not a serde message).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// At most this many lines, 1 to 100 (default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    pub limit: Option<String>,
+    /// Only lines older than this one (a `nextBefore` or a line's `seq`).
+    #[param(value_type = Option<i64>)]
+    pub before: Option<String>,
+}
+
+/// The operator log, newest first, a page at a time: every change made through the operator
+/// API, with who made it (the operator token's fingerprint), when, and the state before and
+/// after. Kept in the store with the change itself, so every instance shows the same log.
+#[utoipa::path(
+    get, path = "/admin/audit", tag = "admin",
+    security(("admin" = [])),
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "One page of the operator log, newest first", body = AuditResponse),
+        Fails<(AdminRows, BadInput, SlotRows, AuditLogError)>,
+    )
+)]
+pub async fn audit_log(
+    state: web::Data<ApiState>,
+    _op: Operator,
+    query: web::Query<AuditQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let digits = |s: &str| !s.is_empty() && s.len() <= 18 && s.bytes().all(|b| b.is_ascii_digit());
+    let limit = match query.limit.as_deref() {
+        None => None,
+        Some(s) if digits(s) => Some(s.parse::<u32>().map_err(|_| ApiError::from(AuditLogError::InvalidLimit))?),
+        Some(_) => return Err(AuditLogError::InvalidLimit.into()),
+    };
+    let before = match query.before.as_deref() {
+        None => None,
+        Some(s) if digits(s) => s.parse::<i64>().ok(),
+        Some(_) => return Err(ApiError::invalid_request("before must be a line's seq (a positive integer)")),
+    };
+    let page = state.store(move |t| t.audit_log(before, limit)).await?;
+    json(StatusCode::OK, &AuditResponse::from(page))
+}
 
 /// The waiting room now: counts, cursor, next admission, settings in force.
 #[utoipa::path(

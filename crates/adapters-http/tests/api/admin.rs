@@ -214,3 +214,55 @@ async fn admin_bodies_may_be_larger_than_public_ones() {
             .await;
     assert_problem(&res, 413, "PAYLOAD_TOO_LARGE");
 }
+
+/// `GET /admin/audit`: every change made through the operator API, newest first, with who made
+/// it (the operator token's fingerprint), when, and the state before and after; paged by `seq`.
+#[actix_web::test]
+async fn the_operator_log_lists_every_change_newest_first() {
+    let world = World::new();
+    let app = app(world.state()).await;
+    let admin = |req: TestRequest| req.insert_header(bearer(ADMIN));
+    // The test world's catalogue was made by the use case too: one line already.
+    let res = call(&app, admin(get("/admin/audit"))).await;
+    assert_eq!(res.status, 200, "{res:?}");
+    let before = res.body["entries"].as_array().map_or(0, Vec::len);
+
+    let res = call(&app, admin(patch("/admin/queue")).set_json(json!({"paused": true}))).await;
+    assert_eq!(res.status, 200);
+    let concert = json!({"title": "Logged", "schedules": [{"startsAt": "2099-01-01T19:00:00Z", "seats": [{"number": 1, "price": 5}]}]});
+    let res = call(&app, admin(post("/admin/concerts")).set_json(concert)).await;
+    assert_eq!(res.status, 201, "{res:?}");
+    let concert_id = res.body["id"].as_str().unwrap().to_owned();
+    let res = call(&app, admin(patch("/admin/queue")).set_json(json!({"paused": false, "admitBatch": 7}))).await;
+    assert_eq!(res.status, 200);
+    // Refused changes are not logged.
+    assert_eq!(call(&app, admin(patch("/admin/queue")).set_json(json!({"admitBatch": 0}))).await.status, 400);
+
+    let res = call(&app, admin(get("/admin/audit"))).await;
+    let entries = res.body["entries"].as_array().unwrap().clone();
+    let actions: Vec<&str> = entries.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions.len(), before + 3, "{res:?}");
+    assert_eq!(actions[..3], ["queue.update", "concert.create", "queue.update"], "{res:?}");
+    let last = &entries[0];
+    assert_eq!(last["target"], "main");
+    assert_eq!(last["before"], "paused=true batch=100 interval=1s ttl=600s max_active=none");
+    assert_eq!(last["after"], "paused=false batch=7 interval=1s ttl=600s max_active=none");
+    assert!(last["actor"].as_str().is_some_and(|a| a.len() == 8 && a != ADMIN), "a fingerprint, never the token");
+    assert!(last["at"].is_string() && last["seq"].is_i64());
+    assert_eq!((entries[1]["target"].as_str(), &entries[1]["before"]), (Some(concert_id.as_str()), &Value::Null));
+    assert_eq!(res.body["nextBefore"], Value::Null);
+
+    let res = call(&app, admin(get("/admin/audit?limit=2"))).await;
+    assert_eq!(res.body["entries"].as_array().map(Vec::len), Some(2));
+    let next = res.body["nextBefore"].as_i64().unwrap();
+    let res = call(&app, admin(get(&format!("/admin/audit?limit=2&before={next}")))).await;
+    let page = res.body["entries"].as_array().unwrap();
+    assert_eq!(page[0]["action"], "queue.update", "the oldest change of this test, after the first page");
+    assert!(page.iter().all(|e| e["seq"].as_i64() < Some(next)), "{page:?}");
+    assert_eq!(page.len(), (before + 1).min(2));
+
+    for bad in ["limit=0", "limit=101", "limit=x", "before=-1", "before=abc"] {
+        assert_problem(&call(&app, admin(get(&format!("/admin/audit?{bad}")))).await, 400, "INVALID_REQUEST");
+    }
+    assert_problem(&call(&app, get("/admin/audit")).await, 401, "TOKEN_MISSING");
+}

@@ -29,8 +29,8 @@ use crate::ids::{ConcertId, LedgerEntryId, ReservationId, ScheduleId, SeatId, Us
 use crate::money::{Won, BALANCE_LIMIT};
 use crate::payment::{PaymentFacts, PaymentRequest, Settlement};
 use crate::ports::{
-    AccountStore, Decide, IssueOutcome, MockCatalogueStore, MockIdempotencyStore, MockQueueStore, MockReservationStore,
-    MockSettingsStore, PaymentStore,
+    AccountStore, Decide, IssueOutcome, MockAuditStore, MockCatalogueStore, MockIdempotencyStore, MockQueueStore,
+    MockReservationStore, MockSettingsStore, PaymentStore,
 };
 use crate::queue::{
     AdmissionOutcome, AdmissionPolicy, QueueCursor, QueueSettings, QueueStats, QueueToken, SettingsChange,
@@ -300,6 +300,7 @@ impl World {
             accounts: self.accounts,
             payments: self.payments,
             idempotency: Arc::new(self.idempotency),
+            audit: Arc::new(MockAuditStore::new()),
             clock,
             random: Arc::new(self.random),
         };

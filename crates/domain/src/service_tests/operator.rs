@@ -30,13 +30,17 @@ fn an_update_returns_the_state_under_the_new_settings() {
     let patch = SettingsPatch::new(SettingsChange { paused: Some(true), ..SettingsChange::default() }).unwrap();
     let paused = QueueSettings { paused: true, ..settings(5) };
     let mut w = World::new();
-    w.settings.expect_update().with(eq(patch)).times(1).returning(move |_| Ok((settings(5), paused)));
+    w.settings
+        .expect_update()
+        .withf(move |p, note| *p == patch && note.is_some_and(|n| n.actor == "ops"))
+        .times(1)
+        .returning(move |_, _| Ok((settings(5), paused)));
     w.queue.expect_stats().returning(|| Ok(stats()));
     let state = w.app().update_queue("ops", &patch).unwrap();
     assert_eq!((state.settings, state.next_admission_at), (paused, None));
 
     let mut w = World::new();
-    w.settings.expect_update().returning(|_| Err(down()));
+    w.settings.expect_update().returning(|_, _| Err(down()));
     assert_eq!(w.app().update_queue("ops", &patch), Err(UpdateQueueError::Store(down())));
 }
 
@@ -54,7 +58,7 @@ fn create_concert_stores_exactly_what_it_validated_at_now() {
     let mut w = World::new();
     let stored = Arc::new(Mutex::new(None));
     let keep = stored.clone();
-    w.catalogue.expect_create_concert().times(1).returning(move |c| {
+    w.catalogue.expect_create_concert().times(1).returning(move |c, _| {
         *lock(&keep) = Some(c.clone());
         Ok(true)
     });
@@ -67,10 +71,10 @@ fn create_concert_stores_exactly_what_it_validated_at_now() {
     assert!(matches!(app.create_concert("ops", &draft(t0())), Err(CreateConcertError::Invalid(_))));
 
     let mut w = World::new();
-    w.catalogue.expect_create_concert().returning(|_| Ok(false));
+    w.catalogue.expect_create_concert().returning(|_, _| Ok(false));
     assert!(matches!(w.app().create_concert("ops", &draft(t0() + secs(1))), Err(CreateConcertError::Store(_))));
     let mut w = World::new();
-    w.catalogue.expect_create_concert().returning(|_| Err(down()));
+    w.catalogue.expect_create_concert().returning(|_, _| Err(down()));
     assert_eq!(w.app().create_concert("ops", &draft(t0() + secs(1))), Err(CreateConcertError::Store(down())));
 }
 
@@ -79,7 +83,10 @@ fn add_schedule_says_why_a_schedule_was_not_added() {
     let concert = ConcertId::from_uuid(id());
     let schedule = ScheduleDraft { starts_at: t0() + secs(1), seats: vec![SeatDraft { number: 1, price: 10 }] };
     let mut w = World::new();
-    w.catalogue.expect_add_schedule().withf(move |s| s.concert_id == concert).returning(|_| Ok(AddSchedule::Added));
+    w.catalogue
+        .expect_add_schedule()
+        .withf(move |s, note| s.concert_id == concert && note.is_some())
+        .returning(|_, _| Ok(AddSchedule::Added));
     let added = w.app().add_schedule("ops", concert, &schedule).unwrap();
     assert_eq!((added.concert_id, added.starts_at, added.seats.len()), (concert, t0() + secs(1), 1));
 
@@ -90,7 +97,7 @@ fn add_schedule_says_why_a_schedule_was_not_added() {
     ];
     for (answer, expected) in cases {
         let mut w = World::new();
-        w.catalogue.expect_add_schedule().returning(move |_| answer.clone());
+        w.catalogue.expect_add_schedule().returning(move |_, _| answer.clone());
         let result = w.app().add_schedule("ops", concert, &schedule);
         match expected {
             Some(e) => assert_eq!(result, Err(e)),

@@ -75,8 +75,8 @@ impl<H: ModelStore> Sut<H> {
             max_active: Some(s.admission.max_active.map(i64::from)),
         })
         .expect("the starting settings are valid");
-        ports.settings.update(&patch).expect("settings at set-up");
-        assert!(ports.catalogue.create_concert(&world::catalogue(clock.now())).expect("catalogue at set-up"));
+        ports.settings.update(&patch, None).expect("settings at set-up");
+        assert!(ports.catalogue.create_concert(&world::catalogue(clock.now()), None).expect("catalogue at set-up"));
         for (user, charges) in STARTING_CHARGES.iter().enumerate() {
             for amount in *charges {
                 let charged = app.charge(world::user(user), *amount, None).expect("charge at set-up");
