@@ -72,9 +72,10 @@ test-browser: ## The buyer's page in headless Chromium (tests/browser)
 	$(CARGO) build -p app --bin concert
 	CONCERT_BIN=$(DEBUG_BIN) tests/browser/run.sh
 
-test-api: ## schemathesis against /openapi.json of a running binary (tests/api)
+test-api: ## schemathesis against /openapi.json of a running binary (tests/api), identity off, then on
 	$(CARGO) build -p app --bin concert
 	CONCERT_BIN=$(DEBUG_BIN) tests/api/run.sh
+	CONCERT_BIN=$(DEBUG_BIN) API_TEST_IDENTITY=on tests/api/run.sh
 
 bench-position: db-up ## Position lookup cost at 1,000 vs 1,000,000 waiting tokens
 	$(CARGO) bench -p adapters-postgres --bench position

@@ -9,11 +9,18 @@ reservation, a seat of a schedule) as well as the not-found and malformed ones.
 The token's user is never charged, so any payment schemathesis makes with the token is refused
 (402) and the token stays ACTIVE for the whole run.
 
-Usage: prepare.py BASE_URL TEMPLATE_TOML OUT_TOML; prints the token on stdout.
-Standard library only.
+With identity on (ISSUER_DIR and AUDIENCE given: the local issuer of issuer.py that the server
+trusts), the token's user joins the line with a JWT of its own, and a second user, the one with
+money, is the user schemathesis acts as: its JWT is the `identity` credential (the config reads
+it from CONCERT_IDENTITY_TOKEN), and its id is the one the `user` dictionary offers.
+
+Usage: prepare.py BASE_URL TEMPLATE_TOML OUT_TOML [ISSUER_DIR AUDIENCE]; prints the queue token
+on stdout and, with identity on, the identity JWT on a second line.
+Standard library only, and issuer.py (cryptography) with identity on.
 """
 
 import json
+import os
 import sys
 import time
 import urllib.error
@@ -21,13 +28,13 @@ import urllib.request
 import uuid
 
 
-def call(base, method, path, body=None, token=None):
+def call(base, method, path, body=None, token=None, identity=None):
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(base + path, data=data, method=method)
     if data is not None:
         req.add_header("Content-Type", "application/json")
-    if token is not None:
-        req.add_header("Authorization", "Bearer " + token)
+    if token is not None or identity is not None:
+        req.add_header("Authorization", "Bearer " + (token or identity))
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, json.loads(resp.read() or b"null")
@@ -48,7 +55,18 @@ def toml_list(values):
 def main():
     base, template, out = sys.argv[1:4]
     user = str(uuid.uuid4())
-    status, issued = call(base, "POST", "/queue/tokens", {"userId": user})
+    # Another user with money, whose charges and history schemathesis may exercise.
+    rich = str(uuid.uuid4())
+    jwt_of = {}
+    if len(sys.argv) == 6:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from issuer import Minter  # noqa: PLC0415 (cryptography is needed with identity on only)
+
+        minter = Minter(sys.argv[4], sys.argv[5], ttl=3 * 3600)
+        jwt_of = {u: minter.jwt(u) for u in (user, rich)}
+    elif len(sys.argv) != 4:
+        sys.exit(__doc__)
+    status, issued = call(base, "POST", "/queue/tokens", {"userId": user}, identity=jwt_of.get(user))
     token = expect(status, issued, 201, "POST /queue/tokens")["token"]
     deadline = time.monotonic() + 30
     while True:
@@ -71,9 +89,11 @@ def main():
         201,
         "POST /reservations",
     )
-    # Another user with money, whose charges and history schemathesis may exercise.
-    rich = str(uuid.uuid4())
-    expect(*call(base, "POST", f"/users/{rich}/balance/charge", {"amount": 1_000_000}), 200, "charge")
+    expect(
+        *call(base, "POST", f"/users/{rich}/balance/charge", {"amount": 1_000_000}, identity=jwt_of.get(rich)),
+        200,
+        "charge",
+    )
 
     # A quarter of generated values stay random (malformed, unknown), the rest are real.
     probability = 0.75
@@ -124,11 +144,19 @@ parameters = {{ "path.file" = {{ dictionary = "asset", probability = {probabilit
 include-path = "/docs/{{file}}"
 parameters = {{ "path.file" = {{ dictionary = "docfile", probability = {probability} }} }}
 """
+    if jwt_of:
+        extra += """
+# The user schemathesis acts as on the routes that need a signed identity.
+[auth.openapi.identity]
+bearer = "${CONCERT_IDENTITY_TOKEN}"
+"""
     with open(template, encoding="utf-8") as f:
         text = f.read()
     with open(out, "w", encoding="utf-8") as f:
         f.write(text + extra)
     print(token)
+    if jwt_of:
+        print(jwt_of[rich])
 
 
 if __name__ == "__main__":

@@ -4,6 +4,11 @@
 # authenticated calls get past 401 and reach the handlers. Fails on any failure of the
 # server-error, status-code, content-type and response-schema checks.
 #
+# With API_TEST_IDENTITY=on the binary runs with signed identities (AUTH_ISSUER) against a local
+# issuer (issuer.py: a discovery document and a JWKS on a free loopback port), and schemathesis
+# gets the JWT of one user for the `identity` scheme; that user's id is the one the balance
+# paths and the issue body name most of the time (the others answer 403 or 400).
+#
 # Builds nothing: it tests the binary it is given. Needs `pip install -r tests/api/requirements.txt`.
 #
 #   CONCERT_BIN        the binary to test        ($CARGO_TARGET_DIR/debug/concert, else target/debug/concert)
@@ -11,6 +16,7 @@
 #   API_TEST_PG        the PostgreSQL server     (postgres://postgres@127.0.0.1:5432)
 #   API_TEST_EXAMPLES  test cases per operation  (100)
 #   API_TEST_SEED      schemathesis seed         (random; printed, so a failure can be replayed)
+#   API_TEST_IDENTITY  off | on                  (off: the service trusts the userId it is sent)
 #
 # Extra arguments go to `st run` (e.g. --include-path /payments).
 set -euo pipefail
@@ -24,18 +30,33 @@ STORE="${API_TEST_STORE:-postgres}"
 PG="${API_TEST_PG:-postgres://postgres@127.0.0.1:5432}"
 EXAMPLES="${API_TEST_EXAMPLES:-100}"
 SEED="${API_TEST_SEED:-$(( (RANDOM << 15) | RANDOM ))}"
+IDENTITY="${API_TEST_IDENTITY:-off}"
+REPORT_DIR="$root/target/api-report"
+[[ "$IDENTITY" == on ]] && REPORT_DIR="$root/target/api-report/identity-on"
 CHECKS="${API_TEST_CHECKS:-not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance}"
 
 fail() { echo "tests/api/run.sh: $*" >&2; exit 2; }
 [[ -x "$CONCERT_BIN" ]] || fail "no executable at CONCERT_BIN=$CONCERT_BIN (build it: cargo build -p app --bin concert)"
 command -v st >/dev/null || fail "schemathesis is missing (python3 -m pip install -r tests/api/requirements.txt)"
 command -v curl >/dev/null || fail "curl is missing"
+case "$IDENTITY" in
+    off) ;;
+    on) python3 -c 'import cryptography' 2>/dev/null ||
+            fail "cryptography is missing (python3 -m pip install -r tests/api/requirements.txt)" ;;
+    *) fail "API_TEST_IDENTITY must be off or on, not $IDENTITY" ;;
+esac
 
 work="$(mktemp -d)"
 server_pid=""
+issuer_pid=""
+issuer=""
 db=""
 cleanup() {
     local rc=$?
+    if [[ -n "$issuer_pid" ]]; then
+        kill "$issuer_pid" 2>/dev/null || true
+        wait "$issuer_pid" 2>/dev/null || true
+    fi
     if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
         kill -TERM "$server_pid" 2>/dev/null || true
         for _ in $(seq 1 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
@@ -71,6 +92,21 @@ env_args=(
     ISSUE_RATE_PER_MIN=0
     RUST_LOG=warn
 )
+# Identity on: a local issuer, trusted for the audience below.
+audience="concert-api-test"
+if [[ "$IDENTITY" == on ]]; then
+    python3 "$here/issuer.py" serve "$work/issuer" >"$work/issuer.out" 2>"$work/issuer.log" &
+    issuer_pid=$!
+    for _ in $(seq 1 100); do
+        [[ -s "$work/issuer.out" ]] && break
+        kill -0 "$issuer_pid" 2>/dev/null || { cat "$work/issuer.log" >&2; fail "the local issuer exited at start-up"; }
+        sleep 0.1
+    done
+    issuer="$(head -n 1 "$work/issuer.out")"
+    [[ -n "$issuer" ]] || fail "the local issuer did not start"
+    env_args+=(AUTH_ISSUER="$issuer" AUTH_AUDIENCE="$audience")
+fi
+
 case "$STORE" in
     memory) env_args+=(STORE=memory QUEUE_STORE=postgres) ;;
     postgres)
@@ -92,13 +128,19 @@ for _ in $(seq 1 300); do
 done
 curl -fsS -o /dev/null "$base/health/ready" || fail "the server did not become ready at $base"
 
-# An ACTIVE queue token, a held seat and the ids that exist, written into the config.
-token="$(python3 "$here/prepare.py" "$base" "$here/schemathesis.toml" "$work/schemathesis.toml")" ||
+# An ACTIVE queue token, a held seat and the ids that exist, written into the config; with
+# identity on, also the JWT of the user schemathesis acts as (the second line).
+identity_args=()
+[[ "$IDENTITY" == on ]] && identity_args=("$work/issuer" "$audience")
+prepared="$(python3 "$here/prepare.py" "$base" "$here/schemathesis.toml" "$work/schemathesis.toml" "${identity_args[@]}")" ||
     fail "preparing the server failed"
+token="$(sed -n 1p <<<"$prepared")"
+identity_token="$(sed -n 2p <<<"$prepared")"
+[[ "$IDENTITY" == off || -n "$identity_token" ]] || fail "prepare.py gave no identity token"
 
-echo "concert at $base ($STORE store), an ACTIVE token ready; seed $SEED, $EXAMPLES examples per operation"
+echo "concert at $base ($STORE store, identity $IDENTITY${issuer:+ from $issuer}), an ACTIVE token ready; seed $SEED, $EXAMPLES examples per operation"
 
-export CONCERT_QUEUE_TOKEN="$token" CONCERT_ADMIN_TOKEN="$admin_token"
+export CONCERT_QUEUE_TOKEN="$token" CONCERT_ADMIN_TOKEN="$admin_token" CONCERT_IDENTITY_TOKEN="$identity_token"
 cd "$here"
 st_rc=0
 st --config-file "$work/schemathesis.toml" run "$base/openapi.json" \
@@ -108,13 +150,13 @@ st --config-file "$work/schemathesis.toml" run "$base/openapi.json" \
     --workers 2 \
     --request-timeout 10 \
     --generation-database none \
-    --report junit --report-dir "$root/target/api-report" \
+    --report junit --report-dir "$REPORT_DIR" \
     --no-color \
     "$@" || st_rc=$?
 
 # The server must still be serving after the fuzzing.
 curl -fsS -o /dev/null "$base/health/live" || { echo "the server stopped answering during the run" >&2; st_rc=1; }
 if ((st_rc != 0)); then
-    echo "schemathesis found failures (seed $SEED); replay: API_TEST_SEED=$SEED $0" >&2
+    echo "schemathesis found failures (seed $SEED); replay: API_TEST_IDENTITY=$IDENTITY API_TEST_SEED=$SEED $0" >&2
 fi
 exit "$st_rc"
