@@ -505,6 +505,10 @@ round() {
         start_redis
         REDIS_PREFIX="bench"
         python3 "$ROOT/bench/redisq.py" active "$REDIS_PORT" "$REDIS_PREFIX" "$ACTIVE_USERS"
+        # The tokens live in Redis only, as on a real server with the queue there: left in
+        # queue_tokens too, they would be the ones a payment finds and uses up in PostgreSQL
+        # (Settlement::uses_up_token), and Redis would keep every paid token ACTIVE.
+        psql_db -c "TRUNCATE queue_tokens" -c "UPDATE queue_admission SET admitted_through = 0, last_admission_at = NULL"
     fi
     grow_line 1000001 1001000
     export_all
