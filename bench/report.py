@@ -2,10 +2,10 @@
 """Summaries and the report of `make bench` (python3 standard library only).
 
 Subcommands:
-  pgbench PREFIX STDOUT           -> one JSON object: tps, p50/p99/max from the transaction log
-  cpu SERVER_PID SCRIPT_PID [PID] -> "busy ours" CPU ticks (see cpu_snapshot)
-  render WORKDIR DOC              -> prints the table and the targets, and replaces the block
-                                     between the markers in DOC
+  pgbench PREFIX STDOUT              -> one JSON object: tps, p50/p99/max from the transaction log
+  cpu SERVER_PID SCRIPT_PID [PID...] -> "busy ours" CPU ticks (see cpu_snapshot)
+  render WORKDIR DOC                 -> prints the table and the targets, and replaces the block
+                                        between the markers in DOC
 
 WORKDIR/results.jsonl has one record per measurement, each with its "store" and "conns":
   {"phase": P, "kind": "endpoint"|"health"|"pgbench", "t0": s, "t1": s, "result": {...}}
@@ -33,7 +33,13 @@ ENDPOINTS = {
     "reserve": ("reserve", {201}),
     "pay": ("pay", {201}),
     "charge": ("charge", {200}),
+    "identity_issue_off": ("issue, identity off", {201}),
+    "identity_issue_on": ("issue, identity on", {201}),
+    "identity_balance_off": ("balance read, identity off", {200}),
+    "identity_balance_on": ("balance read, identity on", {200}),
 }
+# The identity phase: what it measures, with identity on and off (phase names above).
+IDENTITY_OF = {"issue": "token issue", "balance": "balance read"}
 FUNNEL_EXPECTED = {200, 201, 409}
 STORE_LABEL = {"postgres": "PostgreSQL", "redis": "Redis"}
 # Which ceiling each phase is compared with: (phase of the pgbench record, label).
@@ -46,6 +52,7 @@ POLL_P99_FACTOR = 1.5
 WRITE_RATIO = 0.8
 TAIL_FACTOR = 10.0
 TAIL_MAX_MS = 250.0
+IDENTITY_RATIO = 0.8
 MARK_START = "<!-- bench:results:start -->"
 MARK_END = "<!-- bench:results:end -->"
 
@@ -92,10 +99,11 @@ def pgbench_summary(prefix: str, stdout_path: str) -> dict:
 # -------------------------------------------------------------------------------------- CPU
 
 
-def cpu_snapshot(server_pid: int, script_pid: int, redis_pid: int = 0) -> str:
+def cpu_snapshot(server_pid: int, script_pid: int, *own_pids: int) -> str:
     """"busy ours" in clock ticks, for the other-load share of a measurement.
 
-    busy: all CPUs' non-idle time (/proc/stat). ours: the server, the bench's private Redis,
+    busy: all CPUs' non-idle time (/proc/stat). ours: the server, the bench's other processes
+    (its private Redis, the parked server and the local issuer of the identity phase),
     every PostgreSQL process of this cluster (the postmaster's reaped children included, so
     pgbench's exited backends count) and the bench script with everything it ran and reaped
     (wrk, pgbench, psql). What is left is other work on the machine during the measurement.
@@ -120,7 +128,7 @@ def cpu_snapshot(server_pid: int, script_pid: int, redis_pid: int = 0) -> str:
         rest = raw[raw.rindex(")") + 2:].split()
         utime, stime, cutime, cstime = (int(x) for x in rest[11:15])
         own = utime + stime
-        if int(pid) in (server_pid, redis_pid):
+        if int(pid) == server_pid or int(pid) in own_pids:
             ours += own
         elif int(pid) == script_pid:
             ours += own + cutime + cstime
@@ -297,6 +305,24 @@ def build(run: Run):
                 ratio_target(f"{phase}, {STORE_LABEL[store]}, {conns} conns", by.get((store, phase, conns)), "r_g",
                              "pg", WRITE_RATIO, f"pgbench of its SQL ({meta.get('pool')} clients)")
     for store in stores:
+        for what, label in IDENTITY_OF.items():
+            for conns in conns_list:
+                on = by.get((store, f"identity_{what}_on", conns))
+                off = by.get((store, f"identity_{what}_off", conns))
+                if on is None and off is None:
+                    continue
+                ratio = on["rps"] / off["rps"] if on and off and on["rps"] and off["rps"] else None
+                errors = (on or {}).get("errors", 1) + (off or {}).get("errors", 1)
+                # Three digits where two would round a miss up to the target (0.797 is not 0.80).
+                digits = 3 if ratio and round(ratio, 2) >= IDENTITY_RATIO > ratio else 2
+                detail = (f"{fmt_num((on or {}).get('rps'))} vs {fmt_num((off or {}).get('rps'))} = "
+                          f"{fmt_num(ratio, digits) if ratio else '–'}"
+                          + (f"; p99 {fmt_ms(on['p99'])} vs {fmt_ms(off['p99'])} ms" if on and off else "")
+                          + (f", **{errors:,} unexpected responses**" if errors else ""))
+                targets.append((f"{label} with identity on, {STORE_LABEL[store]}, {conns} conns: ≥ {IDENTITY_RATIO} "
+                                f"× the same with identity off, same run", ratio is not None and
+                                ratio >= IDENTITY_RATIO and errors == 0, detail))
+    for store in stores:
         for conns in conns_list:
             tail = [r for r in rows if r["store"] == store and r["conns"] == conns and r["phase"] != "health"]
             if not tail:
@@ -351,7 +377,10 @@ def render_table(run: Run, rows, funnels, targets) -> str:
                f" (wrk, {meta.get('wrk_threads')} threads); the server's `DATABASE_POOL_SIZE` and pgbench's clients "
                f"{meta.get('pool')}; {meta.get('endpoint_secs')} s per endpoint, {meta.get('health_secs')} s "
                f"/health/live, {meta.get('pgbench_secs')} s per pgbench ceiling (-M prepared). Whole run "
-               f"{meta.get('total_secs')} s.")
+               f"{meta.get('total_secs')} s."
+               + (f" Identity on: {meta.get('identity_alg')} JWTs of a local issuer, one per user, "
+                  f"verified on every request; identity off: the same requests without one."
+                  if any(r["phase"].startswith("identity_") for r in rows) else ""))
     out.append("")
     out.append("| store | endpoint | conns | req/s | p50 ms | p99 ms | max ms | responses (unexpected in bold) | "
                "÷ /health/live | pgbench tx/s | pgbench max ms | ÷ pgbench | RSS MB | other load % |")
@@ -390,10 +419,11 @@ def render_table(run: Run, rows, funnels, targets) -> str:
     peaks = [r.get("kb", 0) / 1024 for r in run.records if r.get("kind") == "hwm"]
     if peaks:
         out.append(f"- Server peak RSS (kernel high-water mark) over its life: {max(peaks):.1f} MB.")
-    wrapped = [r for r in rows if r["wrapped"] and r["phase"] in ("pay", "reserve")]
+    wrapped = [r for r in rows if r["wrapped"] and r["phase"] in ("pay", "reserve", "identity_issue_on",
+                                                                    "identity_issue_off")]
     for r in wrapped:
         out.append(f"- {STORE_LABEL[r['store']]} {r['label']} at {r['conns']}: the prepared data ran out and was "
-                   f"reused {r['wrapped']:.0f} times (the reused requests answer 4xx).")
+                   f"reused {r['wrapped']:.0f} times (the reused requests answer 4xx, or 200 for an issue).")
     noisy = sorted({f"{STORE_LABEL[r['store']]} {r['label']} ({r['conns']})" for r in rows
                     if r["other"] is not None and r["other"] >= 10})
     if noisy:
@@ -437,8 +467,8 @@ def main(argv: list[str]) -> int:
     if len(argv) >= 3 and argv[0] == "pgbench":
         print(json.dumps(pgbench_summary(argv[1], argv[2])))
         return 0
-    if len(argv) in (3, 4) and argv[0] == "cpu":
-        print(cpu_snapshot(int(argv[1] or 0), int(argv[2]), int(argv[3] or 0) if len(argv) == 4 else 0))
+    if len(argv) >= 3 and argv[0] == "cpu":
+        print(cpu_snapshot(int(argv[1] or 0), int(argv[2]), *(int(p) for p in argv[3:] if p and p != "0")))
         return 0
     if len(argv) == 3 and argv[0] == "render":
         return render(argv[1], argv[2])

@@ -7,24 +7,32 @@
 # the targets of the waiting-room work as met or missed. The table goes into
 # docs/benchmarks.md between its markers; docs/benchmarks.md explains the method.
 #
+# The identity phase measures token issue and balance reads on a second server with signed
+# identities on (AUTH_ISSUER: a local issuer, tests/api/issuer.py, serving a discovery document
+# and a JWKS on a free loopback port; a JWT per user, minted once per run) beside the same
+# requests without a JWT on the main server (identity off), alternating between the two.
+#
 # Where things run: the binary is $CARGO_TARGET_DIR/release/concert (or target/release/...),
 # as `make build` leaves it; PostgreSQL is the local server (database concert_bench, dropped
 # and created for each store); Redis is a private redis-server on a free port that this
-# script starts and stops (the machine's own Redis is not touched). Traffic only goes to
-# 127.0.0.1.
+# script starts and stops (the machine's own Redis is not touched); so is the local issuer of
+# the identity phase. Traffic only goes to 127.0.0.1.
 #
 # Bounds: every measurement is at most BENCH_ENDPOINT_SECS; with the defaults the whole run
-# (both stores, both connection counts, data loads included) takes about 6 minutes, and
+# (both stores, both connection counts, data loads included) takes about 8 minutes, and
 # phases still pending after BENCH_BUDGET_SECS are skipped loudly.
 #
 # Settings (environment): BENCH_STORES ("postgres redis"), BENCH_CONNECTIONS ("16 64"),
 # BENCH_POOL_SIZE (16: the server's DATABASE_POOL_SIZE, and pgbench's clients), BENCH_PHASES
-# (all: health poll_1k poll_1m issue seats reserve pay charge funnel), BENCH_ENDPOINT_SECS (5),
-# BENCH_HEALTH_SECS (4), BENCH_PGBENCH_SECS (3), BENCH_LINE (1000000 waiting),
+# (all: health poll_1k poll_1m issue seats reserve pay charge identity funnel),
+# BENCH_ENDPOINT_SECS (5), BENCH_HEALTH_SECS (4), BENCH_PGBENCH_SECS (3), BENCH_LINE (1000000 waiting),
 # BENCH_POLL_DISTINCT (200000 tokens polled in the long line), BENCH_WRK_THREADS (2),
 # BENCH_DATABASE (concert_bench), BENCH_RUST_LOG (warn), BENCH_BUDGET_SECS (900),
+# BENCH_IDENTITY_ALG (ES256 or EdDSA: the local issuer's key), BENCH_IDENTITY_ISSUES (40,000 per
+# second of BENCH_ENDPOINT_SECS: the new users of each issue measurement of the identity phase),
 # PGHOST/PGPORT/PGUSER (127.0.0.1/5432/postgres). The server's own variables (HTTP_WORKERS,
-# QUEUE_POLL_CACHE_MILLIS, ...) pass through from the environment.
+# QUEUE_POLL_CACHE_MILLIS, ...) pass through from the environment, except AUTH_*: the bench
+# decides which server has identity on.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -33,7 +41,7 @@ ROOT=$(pwd)
 STORES=${BENCH_STORES:-"postgres redis"}
 CONNS_LIST=${BENCH_CONNECTIONS:-"16 64"}
 POOL=${BENCH_POOL_SIZE:-16}
-PHASES=${BENCH_PHASES:-"health poll_1k poll_1m issue seats reserve pay charge funnel"}
+PHASES=${BENCH_PHASES:-"health poll_1k poll_1m issue seats reserve pay charge identity funnel"}
 ENDPOINT_SECS=${BENCH_ENDPOINT_SECS:-5}
 HEALTH_SECS=${BENCH_HEALTH_SECS:-4}
 PGBENCH_SECS=${BENCH_PGBENCH_SECS:-3}
@@ -43,6 +51,10 @@ WRK_MAX_THREADS=${BENCH_WRK_THREADS:-2}
 BUDGET_SECS=${BENCH_BUDGET_SECS:-900}
 DB=${BENCH_DATABASE:-concert_bench}
 SERVER_LOG_LEVEL=${BENCH_RUST_LOG:-warn}
+IDENTITY_ALG=${BENCH_IDENTITY_ALG:-ES256}
+IDENTITY_ISSUES=${BENCH_IDENTITY_ISSUES:-$((40000 * ENDPOINT_SECS))}
+IDENTITY_AUDIENCE=concert-bench
+unset AUTH_ISSUER AUTH_AUDIENCE AUTH_JWKS_URL AUTH_JWKS_REFRESH_SECS AUTH_USER_CLAIM AUTH_PAGE_CLIENT_ID
 export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
 DATABASE_URL_BENCH="postgres://${PGUSER}@${PGHOST}:${PGPORT}/${DB}"
 
@@ -62,6 +74,11 @@ RESERVE_USERS=20000
 PAY_USERS=30000
 # The pgbench ceilings of reserve and pay take their own pools (prepare.sql).
 ISSUE_INSERT_SEQBASE=100000000
+# Identity: balance reads over users 40001..50000 (a balance each); issues by users of their
+# own, from 20,000,001 (identity on) and 30,000,001 (off), a pool per connection count.
+IDENTITY_BALANCE_USERS="40001 50000"
+IDENTITY_ON_BASE=20000001
+IDENTITY_OFF_BASE=30000001
 
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 [[ $TARGET_DIR == /* ]] || TARGET_DIR="$ROOT/$TARGET_DIR"
@@ -87,6 +104,13 @@ BASE_URL=""
 REDIS_PID=""
 REDIS_PORT=""
 REDIS_PREFIX=""
+# The server set aside while the other one is measured (the identity phase runs two).
+PARKED_PID=""
+PARKED_NAME=""
+PARKED_PORT=""
+PARKED_ENV=()
+ISSUER_PID=""
+ISSUER_URL=""
 INVARIANT_FAILURES=0
 WRK_RUNS=0
 
@@ -112,6 +136,11 @@ ensure_tools() {
     for tool in pgbench psql curl python3 wrk redis-server; do
         command -v "$tool" >/dev/null 2>&1 || { echo "bench: $tool is required" >&2; exit 1; }
     done
+    if wanted identity && ! python3 -c 'import cryptography' 2>/dev/null; then
+        log "installing cryptography (PyPI) for the local issuer of the identity phase"
+        python3 -m pip install --quiet --disable-pip-version-check \
+            "$(grep -m 1 '^cryptography==' "$ROOT/tests/api/requirements.txt" || echo cryptography)"
+    fi
     if [[ ! -x "$BIN" ]] || [[ -n "$(find "$ROOT/crates" "$ROOT/migrations" "$ROOT/Cargo.lock" -newer "$BIN" -print -quit)" ]]; then
         log "building the release binary"
         cargo build --release -p app --bin concert
@@ -167,6 +196,19 @@ sample_rss() {
     done
 }
 
+start_sampler() {
+    sample_rss "$SERVER_PID" &
+    SAMPLER_PID=$!
+}
+
+stop_sampler() {
+    if [[ -n $SAMPLER_PID ]]; then
+        kill "$SAMPLER_PID" 2>/dev/null || true
+        wait "$SAMPLER_PID" 2>/dev/null || true
+    fi
+    SAMPLER_PID=""
+}
+
 server_rss_mb() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$SERVER_PID/status" 2>/dev/null || echo 0; }
 
 # start_server NAME [VAR=value ...]: serves on a free loopback port with the given settings.
@@ -188,8 +230,7 @@ start_server() {
     local i
     for i in $(seq 1 150); do
         if curl -fs -o /dev/null --max-time 1 "$BASE_URL/health/ready"; then
-            sample_rss "$SERVER_PID" &
-            SAMPLER_PID=$!
+            start_sampler
             log "server $STORE/$name up on $BASE_URL (pid $SERVER_PID)"
             return 0
         fi
@@ -217,12 +258,48 @@ stop_server() {
         kill -KILL "$SERVER_PID" 2>/dev/null || true
         wait "$SERVER_PID" 2>/dev/null || true
     fi
-    if [[ -n $SAMPLER_PID ]]; then
-        kill "$SAMPLER_PID" 2>/dev/null || true
-        wait "$SAMPLER_PID" 2>/dev/null || true
-    fi
+    stop_sampler
     SERVER_PID=""
-    SAMPLER_PID=""
+}
+
+# Two servers at once (the identity phase): the one measured is the current one (SERVER_PID,
+# BASE_URL, ...), the other is parked; only the current one's RSS is sampled.
+park_server() {
+    stop_sampler
+    PARKED_PID=$SERVER_PID
+    PARKED_NAME=$SERVER_NAME
+    PARKED_PORT=$PORT
+    PARKED_ENV=("${SERVER_ENV[@]}")
+    SERVER_PID=""
+    SERVER_NAME=""
+    PORT=""
+    BASE_URL=""
+    SERVER_ENV=()
+}
+
+unpark_server() {
+    SERVER_PID=$PARKED_PID
+    SERVER_NAME=$PARKED_NAME
+    PORT=$PARKED_PORT
+    BASE_URL="http://127.0.0.1:$PORT"
+    SERVER_ENV=("${PARKED_ENV[@]}")
+    PARKED_PID=""
+    PARKED_NAME=""
+    PARKED_PORT=""
+    PARKED_ENV=()
+    [[ -n $SERVER_PID ]] && start_sampler
+    return 0
+}
+
+swap_servers() {
+    local pid=$SERVER_PID name=$SERVER_NAME port=$PORT
+    local -a env=("${SERVER_ENV[@]}")
+    stop_sampler
+    unpark_server
+    PARKED_PID=$pid
+    PARKED_NAME=$name
+    PARKED_PORT=$port
+    PARKED_ENV=("${env[@]}")
 }
 
 # A server that died under load is a finding, not a reason to lose the rest of the run: say so
@@ -245,6 +322,14 @@ ensure_server_alive() { # phase
 
 cleanup() {
     stop_server
+    if [[ -n $PARKED_PID ]]; then
+        kill -TERM "$PARKED_PID" 2>/dev/null || true
+        wait "$PARKED_PID" 2>/dev/null || true
+    fi
+    if [[ -n $ISSUER_PID ]]; then
+        kill "$ISSUER_PID" 2>/dev/null || true
+        wait "$ISSUER_PID" 2>/dev/null || true
+    fi
     stop_redis
 }
 trap cleanup EXIT
@@ -253,7 +338,9 @@ trap 'exit 130' INT TERM
 # -------------------------------------------------------------------------------- measuring
 
 # "busy ours" CPU ticks, to tell how much other work shared the machine with a measurement.
-cpu_snap() { python3 "$ROOT/bench/report.py" cpu "${SERVER_PID:-0}" "$$" "${REDIS_PID:-0}"; }
+cpu_snap() {
+    python3 "$ROOT/bench/report.py" cpu "${SERVER_PID:-0}" "$$" "${REDIS_PID:-0}" "${PARKED_PID:-0}" "${ISSUER_PID:-0}"
+}
 
 record() { # phase kind conns t0 t1 result-json cpu-before cpu-after
     printf '{"store":"%s","phase":"%s","kind":"%s","conns":%s,"t0":%s,"t1":%s,"result":%s,"cpu":[%s,%s]}\n' \
@@ -457,6 +544,57 @@ settle() {
     psql_db -c "VACUUM (ANALYZE)" -c "CHECKPOINT"
 }
 
+# The local issuer of the identity phase, for the whole run, and that phase's data: the users
+# and their JWTs, minted once (each store's round starts from fresh data, so the same users
+# serve both). The ids are bench.uid(n) of prepare.sql, written here without the database.
+start_issuer() {
+    python3 "$ROOT/tests/api/issuer.py" serve "$WORK/issuer" --alg "$IDENTITY_ALG" \
+        >"$WORK/issuer.out" 2>"$WORK/issuer.log" &
+    ISSUER_PID=$!
+    local i
+    for i in $(seq 1 100); do
+        [[ -s $WORK/issuer.out ]] && break
+        kill -0 "$ISSUER_PID" 2>/dev/null || break
+        sleep 0.1
+        : "$i"
+    done
+    ISSUER_URL=$(head -n 1 "$WORK/issuer.out" 2>/dev/null || true)
+    if [[ -z $ISSUER_URL ]]; then
+        cat "$WORK/issuer.log" >&2 || true
+        loud "the local issuer did not start"
+        exit 1
+    fi
+    local t0=$SECONDS c pid pids=()
+    # shellcheck disable=SC2086 # one argument per connection count
+    python3 - "$DATA" "$IDENTITY_BALANCE_USERS" "$IDENTITY_ON_BASE" "$IDENTITY_OFF_BASE" "$IDENTITY_ISSUES" $CONNS_LIST <<'PY'
+import sys
+data, balance = sys.argv[1], [int(x) for x in sys.argv[2].split()]
+on_base, off_base, per = (int(x) for x in sys.argv[3:6])
+def uid(n):
+    h = f"{n:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+def write(name, first, count):
+    with open(f"{data}/{name}", "w", encoding="ascii") as fh:
+        fh.writelines(uid(n) + "\n" for n in range(first, first + count))
+write("identity_balance_users.txt", balance[0], balance[1] - balance[0] + 1)
+for k, conns in enumerate(sys.argv[6:]):
+    write(f"identity_issue_on_users_{conns}.txt", on_base + k * per, per)
+    write(f"identity_issue_off_{conns}.txt", off_base + k * per, per)
+PY
+    # Valid for the whole run, whatever the budget; minted in parallel, one file a process.
+    for c in balance $CONNS_LIST; do
+        local users="identity_issue_on_users_$c.txt" out="identity_issue_on_$c.txt"
+        [[ $c == balance ]] && users=identity_balance_users.txt out=identity_balance.txt
+        python3 "$ROOT/tests/api/issuer.py" mint --audience "$IDENTITY_AUDIENCE" --ttl $((BUDGET_SECS + 7200)) \
+            --in "$DATA/$users" --out "$DATA/$out" "$WORK/issuer" &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do
+        wait "$pid" || { loud "minting the JWTs of the identity phase failed"; exit 1; }
+    done
+    log "local issuer ($IDENTITY_ALG) on $ISSUER_URL; $(cat "$DATA"/identity_balance.txt "$DATA"/identity_issue_on_[0-9]*.txt | wc -l) JWTs minted in $((SECONDS - t0)) s"
+}
+
 machine() {
     local model mem
     model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
@@ -483,6 +621,8 @@ json.dump({
     "pgbench_secs": $PGBENCH_SECS,
     "line": $LINE,
     "poll_distinct": $POLL_DISTINCT,
+    "identity_alg": "$IDENTITY_ALG",
+    "identity_issues": $IDENTITY_ISSUES,
     "total_secs": $SECONDS,
     "invariant_failures": $INVARIANT_FAILURES,
     "server_crashes": $SERVER_CRASHES,
@@ -490,11 +630,81 @@ json.dump({
 EOF
 }
 
+# ----------------------------------------------------------------------------- identity
+
+# Which server is current in the identity phase: "on" or "off".
+IDENTITY_CURRENT=""
+identity_use() { # on|off
+    if [[ $IDENTITY_CURRENT != "$1" ]]; then
+        swap_servers
+        IDENTITY_CURRENT=$1
+    fi
+}
+
+# Token issue and balance reads with identity on (a second server, the main one's settings plus
+# AUTH_ISSUER: the local issuer) and off (the main server: the same requests without a JWT), at
+# each connection count. The two take turns, the first of each pair alternating between the
+# connection counts, so that a burst of other work on the machine hits both alike.
+identity_phase() {
+    wanted identity || return 0
+    within_budget "the $STORE identity phase" || return 0
+    CONNS=""
+    log "phase identity: a server with identity on ($IDENTITY_ALG JWTs of the local issuer) beside the main one"
+    park_server
+    start_server identity QUEUE_ADMIT_INTERVAL_SECS=60 QUEUE_ADMIT_BATCH=100 \
+        AUTH_ISSUER="$ISSUER_URL" AUTH_AUDIENCE="$IDENTITY_AUDIENCE"
+    IDENTITY_CURRENT=on
+    # The keys are fetched at start: the first signed request must be answered 200.
+    local user jwt i ok=false
+    read -r user jwt <"$DATA/identity_balance.txt"
+    for i in $(seq 1 50); do
+        if curl -fs -o /dev/null --max-time 5 -H "Authorization: Bearer $jwt" "$BASE_URL/users/$user/balance"; then
+            ok=true
+            break
+        fi
+        sleep 0.2
+        : "$i"
+    done
+    if [[ $ok == true ]]; then
+        local k=0 order what mode
+        for CONNS in $CONNS_LIST; do
+            order="off on"
+            ((k % 2 == 0)) || order="on off"
+            k=$((k + 1))
+            for what in issue balance; do
+                for mode in $order; do
+                    within_budget "$STORE identity $what $mode at $CONNS" || continue
+                    identity_use "$mode"
+                    ensure_server_alive "identity_${what}_$mode"
+                    if [[ $what == balance ]]; then
+                        run_wrk "identity_balance_$mode" warmup identity.lua 1 identity_balance.txt balance "$mode"
+                        run_wrk "identity_balance_$mode" endpoint identity.lua "$ENDPOINT_SECS" identity_balance.txt balance "$mode"
+                    else
+                        run_wrk "identity_issue_$mode" endpoint identity.lua "$ENDPOINT_SECS" \
+                            "identity_issue_${mode}_$CONNS.txt" issue "$mode"
+                    fi
+                    ensure_server_alive "identity_${what}_$mode"
+                done
+            done
+        done
+        CONNS=""
+        check_invariants identity
+    else
+        loud "the server with identity on does not accept the local issuer's JWTs: identity phase skipped" \
+            "(see $WORK/server-$STORE-identity.log)"
+    fi
+    identity_use on
+    stop_server
+    unpark_server
+    IDENTITY_CURRENT=""
+}
+
 # ------------------------------------------------------------------------------------ a round
 
 # Everything for one queue store: fresh data, the main server (admission once a minute, so the
 # line stays put while polls measure it), the endpoints at each connection count, the
-# pgbench ceilings, then the funnel on its own server.
+# pgbench ceilings, the identity phase (a second server beside it), then the funnel on its own
+# server.
 round() {
     STORE=$1
     CONNS=""
@@ -571,6 +781,7 @@ round() {
         wanted charge && check_invariants charge
     done
     CONNS=""
+    identity_phase
     [[ $STORE == redis ]] && check_invariants "the $STORE phases (whole line)" full
     ensure_server_alive "the end of the $STORE phases"
     stop_server
@@ -611,6 +822,7 @@ ensure_tools
 SECONDS=0
 machine
 log "work files in $WORK; stores: $STORES; connections: $CONNS_LIST; pool $POOL; $MACHINE"
+wanted identity && start_issuer
 for store in $STORES; do
     round "$store"
 done
