@@ -22,6 +22,13 @@
 //! for tokens signed with a known key. With no key at all (a cold start while the provider is
 //! down) the routes that need identity answer 503 `UNAVAILABLE`, and the rest are served.
 //!
+//! # Verified tokens
+//! A buyer's page sends the same token with every call, so a token that verified is kept,
+//! keyed by its SHA-256, with its user, its `exp` and `nbf` and the key that verified it: the
+//! next request with the same token checks the times against the clock and that the key is
+//! still the one published (a refreshed key set makes every kept token verify again), and skips
+//! the signature. At most [`VERIFIED_CAPACITY`] are kept; past that the set starts over.
+//!
 //! # Layout
 //! - [`IdentityConfig`]: the settings.
 //! - [`Identity`]: the verifier and its key cache; [`Identity::verify`].
@@ -36,6 +43,7 @@ use domain::ids::UserId;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
 use tokio::sync::{watch, Notify};
 
 use crate::wire::canonical_uuid;
@@ -49,6 +57,9 @@ pub const FETCH_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// Clock skew allowed on `exp` and `nbf`.
 pub const LEEWAY_SECS: u64 = 60;
+
+/// Most verified tokens kept (about 100 bytes each).
+pub const VERIFIED_CAPACITY: usize = 100_000;
 
 /// The largest JWKS or discovery document read.
 const MAX_DOCUMENT: usize = 256 * 1024;
@@ -153,11 +164,30 @@ struct Inner {
     /// endpoint's once the discovery document named it (for the page's `connect-src`).
     page_origins: RwLock<Vec<String>>,
     keys: RwLock<Arc<KeySet>>,
+    /// Tokens that verified, by the SHA-256 of the token (see the module docs).
+    verified: RwLock<HashMap<[u8; 32], Verified>>,
     fetches: Mutex<Fetches>,
     /// Wakes the refresher for a fetch out of schedule.
     wake: Notify,
     /// Counts finished fetches (successful or not); requests waiting for one watch it.
     done: watch::Sender<u64>,
+}
+
+/// A token that verified: its user, its time bounds and the key that verified it.
+struct Verified {
+    user: UserId,
+    exp: i64,
+    nbf: Option<i64>,
+    key: Arc<Key>,
+}
+
+impl Verified {
+    /// Whether it still verifies at `now` (Unix seconds) with `key`, the key the set now
+    /// publishes under its `kid`: within its times (with the leeway) and signed by that key.
+    fn holds(&self, now: i64, key: &Arc<Key>) -> bool {
+        let leeway = i64::try_from(LEEWAY_SECS).unwrap_or(0);
+        Arc::ptr_eq(&self.key, key) && now <= self.exp + leeway && self.nbf.is_none_or(|nbf| now >= nbf - leeway)
+    }
 }
 
 /// The verifier of signed identities and its cache of keys. Cloning is cheap (one `Arc`).
@@ -185,6 +215,7 @@ impl Identity {
             config,
             page_origins,
             keys: RwLock::new(Arc::new(KeySet::default())),
+            verified: RwLock::new(HashMap::new()),
             fetches: Mutex::new(Fetches::default()),
             wake: Notify::new(),
             done,
@@ -228,11 +259,29 @@ impl Identity {
                 }
             }
         };
-        self.check(token, &key)
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        if let Ok(verified) = self.0.verified.read() {
+            if let Some(v) = verified.get(&digest).filter(|v| v.holds(now, &key)) {
+                return Ok(v.user);
+            }
+        }
+        let (user, claims) = self.check(token, &key)?;
+        let seconds = |name: &str| claims.get(name).and_then(serde_json::Value::as_i64);
+        let mut dropped = None;
+        if let (Some(exp), Ok(mut verified)) = (seconds("exp"), self.0.verified.write()) {
+            if verified.len() >= VERIFIED_CAPACITY {
+                // Taken out under the lock, freed after it: requests do not wait for the drop.
+                dropped = Some(std::mem::take(&mut *verified));
+            }
+            verified.insert(digest, Verified { user, exp, nbf: seconds("nbf"), key });
+        }
+        drop(dropped);
+        Ok(user)
     }
 
-    /// Verifies `token` with `key` (no I/O).
-    fn check(&self, token: &str, key: &Key) -> Result<UserId, IdentityError> {
+    /// Verifies `token` with `key` (no I/O); its user and claims.
+    fn check(&self, token: &str, key: &Key) -> Result<(UserId, Claims), IdentityError> {
         let data = jsonwebtoken::decode::<Claims>(token, &key.key, &key.validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind as K;
             IdentityError::Invalid(match e.kind() {
@@ -252,7 +301,7 @@ impl Identity {
             .and_then(serde_json::Value::as_str)
             .and_then(|s| canonical_uuid(s).or_else(|| uuid::Uuid::parse_str(s).ok()))
             .ok_or(IdentityError::Invalid("the token's user claim is not a UUID"))?;
-        Ok(UserId::from_uuid(user))
+        Ok((UserId::from_uuid(user), data.claims))
     }
 
     fn no_keys(&self) -> bool {

@@ -547,3 +547,37 @@ async fn the_document_and_the_page_follow_the_mode() {
     let csp = page.header("content-security-policy").unwrap();
     assert!(csp.ends_with(&format!("; connect-src 'self' {}", issuer.url)), "{csp}");
 }
+
+/// A token that verified is kept (see `identity`'s "Verified tokens"), but a kept token is
+/// still refused once its time is up, and after the issuer drops its key: the cache only saves
+/// the signature check.
+#[actix_web::test]
+async fn a_kept_token_still_expires_and_still_needs_its_key() {
+    let world = World::new();
+    let key = TestKey::new(Algorithm::ES256);
+    let other = TestKey::new(Algorithm::ES256);
+    let issuer = TestIssuer::start(&[&key, &other]);
+    let (state, _stop) = identity_state(&world, &issuer).await;
+    let app = app(state).await;
+    let user = Uuid::new_v4();
+    let path = format!("/users/{user}/balance");
+    // Expired 59 s ago: still inside the 60 s leeway for about a second.
+    let mut late = claims(&issuer, user);
+    late["exp"] = json!(now() - 59);
+    let jwt = key.sign(&late);
+    assert_eq!(call(&app, signed(get(&path), &jwt)).await.status, 200);
+    assert_eq!(call(&app, signed(get(&path), &jwt)).await.status, 200, "kept");
+    actix_web::rt::time::sleep(Duration::from_millis(2_100)).await;
+    assert_problem(&call(&app, signed(get(&path), &jwt)).await, 401, "IDENTITY_INVALID");
+
+    // Kept, then its key leaves the JWKS: refused once the keys are fetched again.
+    let kept = key.sign(&claims(&issuer, user));
+    assert_eq!(call(&app, signed(get(&path), &kept)).await.status, 200);
+    issuer.publish(&[&other]);
+    actix_web::rt::time::sleep(adapters_http::identity::MIN_REFRESH_GAP).await;
+    // An unknown kid triggers the fetch that drops the old key.
+    let fresh = TestKey::new(Algorithm::ES256).sign(&claims(&issuer, user));
+    assert_problem(&call(&app, signed(get(&path), &fresh)).await, 401, "IDENTITY_INVALID");
+    assert_problem(&call(&app, signed(get(&path), &kept)).await, 401, "IDENTITY_INVALID");
+    assert_eq!(call(&app, signed(get(&path), &other.sign(&claims(&issuer, user)))).await.status, 200);
+}
