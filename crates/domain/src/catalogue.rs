@@ -201,13 +201,18 @@ fn invalid(msg: impl Into<String>) -> InvalidCatalogue {
     InvalidCatalogue(msg.into())
 }
 
-fn check_name(what: &str, value: &str, required: bool) -> Result<String, InvalidCatalogue> {
+/// A name shown to buyers: 1 to 200 characters (0 when not `required`), none of them a
+/// control character (a NUL cannot even be stored in PostgreSQL's text; the others only break
+/// pages and logs).
+pub fn check_name(what: &str, value: &str, required: bool) -> Result<String, InvalidCatalogue> {
     let chars = value.chars().count();
-    if (!required && chars == 0) || limits::NAME_CHARS.contains(&chars) {
-        Ok(value.to_owned())
-    } else {
-        Err(invalid(format!("{what} must have 1 to {} characters", limits::NAME_CHARS.end())))
+    if !((!required && chars == 0) || limits::NAME_CHARS.contains(&chars)) {
+        return Err(invalid(format!("{what} must have 1 to {} characters", limits::NAME_CHARS.end())));
     }
+    if value.chars().any(char::is_control) {
+        return Err(invalid(format!("{what} must not contain control characters")));
+    }
+    Ok(value.to_owned())
 }
 
 impl ScheduleDraft {
@@ -342,6 +347,16 @@ mod tests {
                 status,
                 held_until,
             }),
+        }
+    }
+
+    #[test]
+    fn names_have_no_control_characters() {
+        assert!(check_name("title", "Midsummer Night", true).is_ok());
+        assert!(check_name("title", "한여름 밤의 꿈 — 2027", true).is_ok());
+        for bad in ["a\u{0}b", "tab\there", "line\nbreak", "\u{9a}", "\u{1a}"] {
+            let e = check_name("title", bad, true).unwrap_err();
+            assert!(e.0.contains("control characters"), "{bad:?}: {e}");
         }
     }
 

@@ -252,13 +252,7 @@ impl RoomDraft {
 }
 
 fn validate_name(name: &str) -> Result<String, InvalidRoom> {
-    let chars = name.chars().count();
-    if catalogue::limits::NAME_CHARS.contains(&chars) {
-        Ok(name.to_owned())
-    } else {
-        let r = &catalogue::limits::NAME_CHARS;
-        Err(InvalidRoom(format!("name must have {} to {} characters", r.start(), r.end())))
-    }
+    catalogue::check_name("name", name, true).map_err(|e| InvalidRoom(e.0))
 }
 
 fn abandon_after(secs: i64) -> Result<Option<Duration>, InvalidRoom> {
