@@ -124,7 +124,7 @@ fn assert_answered_in_time_or_with_their_outcome(recs: &[Rec], phase: usize, wha
 }
 
 /// The service's `DATABASE_POOL_SIZE` (its default).
-const POOL_SIZE: usize = 10;
+const POOL_SIZE: usize = 16;
 
 fn max_elapsed(recs: &[Rec], phase: usize) -> Duration {
     recs.iter().filter(|r| r.phase == phase).map(|r| r.answer.elapsed).max().unwrap_or_default()

@@ -91,7 +91,7 @@ pub struct DatabaseSettings {
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     pub database_url: String,
     /// Most connections the pool opens (also the number of store calls in flight at once).
-    #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub database_pool_size: u32,
     /// Milliseconds to wait for a pooled connection before answering 503.
     #[arg(long, env = "DATABASE_CONNECT_TIMEOUT_MILLIS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
