@@ -12,7 +12,7 @@ use domain::queue::{SettingsChange, SettingsPatch};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::json;
+use super::{json, page_limit};
 use crate::dto::{
     AuditResponse, ConcertRequest, NewConcertResponse, NewScheduleResponse, QueuePatchRequest, QueueStateResponse,
     SalesResponse, ScheduleRequest,
@@ -52,15 +52,10 @@ pub async fn audit_log(
     _op: Operator,
     query: web::Query<AuditQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let digits = |s: &str| !s.is_empty() && s.len() <= 18 && s.bytes().all(|b| b.is_ascii_digit());
-    let limit = match query.limit.as_deref() {
-        None => None,
-        Some(s) if digits(s) => Some(s.parse::<u32>().map_err(|_| ApiError::from(AuditLogError::InvalidLimit))?),
-        Some(_) => return Err(AuditLogError::InvalidLimit.into()),
-    };
+    let limit = page_limit(query.limit.as_deref()).map_err(|()| AuditLogError::InvalidLimit)?;
     let before = match query.before.as_deref() {
         None => None,
-        Some(s) if digits(s) => s.parse::<i64>().ok(),
+        Some(s) if !s.is_empty() && s.len() <= 18 && s.bytes().all(|b| b.is_ascii_digit()) => s.parse::<i64>().ok(),
         Some(_) => return Err(ApiError::invalid_request("before must be a line's seq (a positive integer)")),
     };
     let page = state.store(move |t| t.audit_log(before, limit)).await?;

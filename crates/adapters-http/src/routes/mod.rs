@@ -22,6 +22,16 @@ use crate::error::ApiError;
 pub const IDEMPOTENT_REPLAYED: &str = "Idempotent-Replayed";
 
 /// Serialises a body ourselves so that a failure is a problem+json 500, not actix's text.
+/// A page's `?limit=` as sent: `None` when absent, the number when it is plain decimal digits
+/// that fit a `u32`, `Err` otherwise (the use case checks the range).
+pub(crate) fn page_limit(raw: Option<&str>) -> Result<Option<u32>, ()> {
+    match raw {
+        None => Ok(None),
+        Some(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s.parse().map(Some).map_err(|_| ()),
+        Some(_) => Err(()),
+    }
+}
+
 pub(crate) fn json<T: Serialize>(status: StatusCode, body: &T) -> Result<HttpResponse, ApiError> {
     let text = serde_json::to_string(body).map_err(|e| ApiError::internal(&e))?;
     Ok(HttpResponse::build(status).content_type("application/json").body(text))

@@ -11,7 +11,7 @@ use domain::ids::{ConcertId, LedgerEntryId, ReservationId, ScheduleId, SeatId, U
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::{answer, json, render_effect};
+use super::{answer, json, page_limit, render_effect};
 use crate::dto::{
     BalanceResponse, ChargeRequest, ConcertResponse, HistoryResponse, IssueTokenRequest, PayRequest, PaymentResponse,
     ReservationResponse, ReserveRequest, ScheduleResponse, SeatResponse, TokenResponse,
@@ -298,13 +298,7 @@ pub async fn balance_history(
     query: web::Query<HistoryQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let user = signed.acting_for(Some(path_id(&path, "userId")?))?;
-    let limit = match query.limit.as_deref() {
-        None => None,
-        Some(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
-            Some(s.parse::<u32>().map_err(|_| ApiError::from(HistoryError::InvalidLimit))?)
-        }
-        Some(_) => return Err(HistoryError::InvalidLimit.into()),
-    };
+    let limit = page_limit(query.limit.as_deref()).map_err(|()| HistoryError::InvalidLimit)?;
     let before = match query.before.as_deref() {
         None => None,
         Some(s) => Some(LedgerEntryId::from_uuid(
