@@ -371,7 +371,7 @@ mod tests {
     }
 
     fn cursor(admitted_through: i64) -> QueueCursor {
-        QueueCursor { admitted_through, last_admission_at: None, epoch: 0 }
+        QueueCursor { admitted_through, last_admission_at: None, epoch: 0, draw: None  }
     }
 
     fn cache(inner: MockQueueStore, ticker: &ManualTicker, capacity: usize) -> CachedQueue {

@@ -171,7 +171,7 @@ impl State {
     }
 
     pub(crate) fn cursor(&self) -> QueueCursor {
-        self.cursor
+        self.cursor, draw: None,
     }
 
     fn issued_through(&self) -> i64 {
@@ -230,7 +230,7 @@ impl State {
             active: self.active_at(now),
             issued_through,
             cursor: self.cursor,
-            now,
+            now, abandoned: 0,
         }
     }
 

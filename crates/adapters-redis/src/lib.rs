@@ -441,7 +441,7 @@ impl QueueStore for RedisQueue {
             active: count(4, "active")?,
             issued_through,
             cursor,
-            now: codec::from_micros(codec::int(&f, 5, "now")?)?,
+            now: codec::from_micros(codec::int(&f, 5, "now")?)?, abandoned: 0,
         })
     }
 

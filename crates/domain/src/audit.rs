@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 
 use crate::catalogue::{NewConcert, NewSchedule};
 use crate::queue::QueueSettings;
+use crate::room::Room;
 
 /// Who makes a change, and when (the store's clock).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,11 +33,16 @@ pub enum AuditAction {
     ConcertCreate,
     /// A schedule added to a concert (`POST /admin/concerts/{id}/schedules`).
     ScheduleCreate,
+    /// A room created (`POST /admin/rooms`).
+    RoomCreate,
+    /// A room changed (`PATCH /admin/rooms/{id}`).
+    RoomUpdate,
 }
 
 impl AuditAction {
     /// Every action.
-    pub const ALL: [Self; 3] = [Self::QueueUpdate, Self::ConcertCreate, Self::ScheduleCreate];
+    pub const ALL: [Self; 5] =
+        [Self::QueueUpdate, Self::ConcertCreate, Self::ScheduleCreate, Self::RoomCreate, Self::RoomUpdate];
 
     /// Its spelling in the log and on the wire (`queue.update`, ...).
     #[must_use]
@@ -45,6 +51,8 @@ impl AuditAction {
             Self::QueueUpdate => "queue.update",
             Self::ConcertCreate => "concert.create",
             Self::ScheduleCreate => "schedule.create",
+            Self::RoomCreate => "room.create",
+            Self::RoomUpdate => "room.update",
         }
     }
 
@@ -122,6 +130,51 @@ impl OperatorAction {
             ),
         }
     }
+}
+
+impl OperatorAction {
+    /// A room created.
+    #[must_use]
+    pub fn room_created(note: &OperatorNote, room: &Room) -> Self {
+        Self {
+            at: note.at,
+            actor: note.actor.clone(),
+            action: AuditAction::RoomCreate,
+            target: room.id.to_string(),
+            before: None,
+            after: room_line(room),
+        }
+    }
+
+    /// A room changed from `before` to `after`.
+    #[must_use]
+    pub fn room_updated(note: &OperatorNote, before: &Room, after: &Room) -> Self {
+        Self {
+            at: note.at,
+            actor: note.actor.clone(),
+            action: AuditAction::RoomUpdate,
+            target: after.id.to_string(),
+            before: Some(room_line(before)),
+            after: room_line(after),
+        }
+    }
+}
+
+/// A room in one line: `name="Tour" concerts=2 opens_at=... prequeue_opens_at=none draw=true
+/// abandon_after=0s closed=false paused=false batch=... `.
+fn room_line(room: &Room) -> String {
+    let at = |t: Option<OffsetDateTime>| t.map_or_else(|| "none".to_owned(), rfc3339);
+    format!(
+        "name={:?} concerts={} opens_at={} prequeue_opens_at={} draw={} abandon_after={}s closed={} {}",
+        room.name,
+        room.concerts.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+        at(room.opens_at),
+        at(room.prequeue_opens_at),
+        room.draw_at_open,
+        room.abandon_after.map_or(0, time::Duration::whole_seconds),
+        room.closed,
+        room.settings
+    )
 }
 
 /// A time as the contract writes times.

@@ -7,6 +7,8 @@ use thiserror::Error;
 use crate::catalogue::InvalidCatalogue;
 use crate::money::Won;
 use crate::queue::InvalidSetting;
+use crate::room::{InvalidRoom, RoomId};
+use time::OffsetDateTime;
 
 /// A failure of the store itself, not of a business rule. In every case nothing was changed:
 /// stores roll back the whole unit of work before returning one.
@@ -54,6 +56,20 @@ pub enum KeyConflict {
 /// Issuing a queue token.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum IssueTokenError {
+    /// No room has this id.
+    #[error("room not found")]
+    RoomNotFound,
+    /// The room does not take joiners yet.
+    #[error("the room does not take joiners yet")]
+    RoomNotOpen {
+        /// When it opens.
+        opens_at: Option<OffsetDateTime>,
+        /// When its pre-queue opens.
+        prequeue_opens_at: Option<OffsetDateTime>,
+    },
+    /// The room is closed.
+    #[error("the room is closed")]
+    RoomClosed,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -98,6 +114,12 @@ pub enum ListConcertsError {
 /// Listing a concert's bookable schedules.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ListSchedulesError {
+    /// The concert is gated by another room: join `room` for it.
+    #[error("this concert is sold in the room {room}")]
+    RoomMismatch {
+        /// The room to join.
+        room: RoomId,
+    },
     /// `NOT_FOUND`: unknown concert.
     #[error("concert not found")]
     NotFound,
@@ -109,6 +131,12 @@ pub enum ListSchedulesError {
 /// Listing a schedule's seats.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ListSeatsError {
+    /// The concert is gated by another room: join `room` for it.
+    #[error("this concert is sold in the room {room}")]
+    RoomMismatch {
+        /// The room to join.
+        room: RoomId,
+    },
     /// `NOT_FOUND`: unknown schedule.
     #[error("schedule not found")]
     NotFound,
@@ -120,6 +148,12 @@ pub enum ListSeatsError {
 /// Reserving a seat.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ReserveError {
+    /// The concert is gated by another room: join `room` for it.
+    #[error("this concert is sold in the room {room}")]
+    RoomMismatch {
+        /// The room to join.
+        room: RoomId,
+    },
     /// `NOT_FOUND`: no such seat in that schedule, or the schedule has started.
     #[error("seat not found in a bookable schedule")]
     NotFound,
@@ -151,6 +185,12 @@ pub enum GetReservationError {
 /// Paying a reservation. On every variant nothing changed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum PayError {
+    /// The concert is gated by another room: join `room` for it.
+    #[error("this concert is sold in the room {room}")]
+    RoomMismatch {
+        /// The room to join.
+        room: RoomId,
+    },
     /// `TOKEN_INVALID`: malformed or unknown token.
     #[error("unknown or malformed token")]
     TokenInvalid,
@@ -294,6 +334,57 @@ pub enum SalesError {
     #[error("concert not found")]
     NotFound,
     /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a room cannot be created.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CreateRoomError {
+    /// A field is out of bounds or inconsistent.
+    #[error(transparent)]
+    Invalid(#[from] InvalidRoom),
+    /// A room with this id exists.
+    #[error("a room with this id exists")]
+    Exists,
+    /// A concert named is in another room.
+    #[error("concert {0} is in another room")]
+    ConcertInRoom(crate::ids::ConcertId),
+    /// A concert named does not exist.
+    #[error("concert {0} not found")]
+    UnknownConcert(crate::ids::ConcertId),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a room cannot be changed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum UpdateRoomError {
+    /// No room has this id.
+    #[error("room not found")]
+    NotFound,
+    /// A field is out of bounds or inconsistent.
+    #[error(transparent)]
+    Invalid(#[from] InvalidRoom),
+    /// The opening, pre-queue or draw changes after the opening.
+    #[error("the room has opened: its opening, pre-queue and draw can no longer change")]
+    AlreadyOpen,
+    /// A concert added is in another room.
+    #[error("concert {0} is in another room")]
+    ConcertInRoom(crate::ids::ConcertId),
+    /// A concert added does not exist.
+    #[error("concert {0} not found")]
+    UnknownConcert(crate::ids::ConcertId),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a room cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum GetRoomError {
+    /// No room has this id.
+    #[error("room not found")]
+    NotFound,
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -61,6 +61,7 @@ pub mod metric_names;
 pub mod money;
 pub mod payment;
 pub mod ports;
+pub mod presence;
 pub mod queue;
 pub mod random;
 pub mod reservation;

@@ -24,6 +24,8 @@
 //! pool timeout) to [`StoreError::Unavailable`], "gave up waiting" (lock or statement timeout)
 //! to [`StoreError::Timeout`], and everything else unexpected to [`StoreError::Internal`].
 
+use std::sync::Arc;
+
 use time::OffsetDateTime;
 
 use crate::account::{CreditOutcome, CreditRequest, LedgerEntry, LedgerQuery};
@@ -39,6 +41,7 @@ use crate::queue::{
     AdmissionOutcome, AdmissionPolicy, QueueCursor, QueueSettings, QueueStats, QueueToken, SettingsPatch, TokenValue,
 };
 use crate::reservation::{HoldOutcome, HoldRequest, Reservation};
+use crate::room::{CreateRoomOutcome, DrawOutcome, Room, RoomChangeError, RoomId, UpdateRoomOutcome};
 
 /// The result of [`QueueStore::issue`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +112,15 @@ pub trait QueueStore: Send + Sync {
     /// `Admitted(n)`. An implementation MAY return `Busy` instead of waiting when another
     /// caller holds the admission lock. Never returns `Paused` (pausing is the domain's).
     ///
+    /// With `policy.abandon_after` set, the `n` are taken among the *present* WAITING tokens
+    /// (`policy.is_present(last_seen, now)`, `last_seen` the later of the issue and the last
+    /// [`QueueStore::note_seen`]): walking the WAITING tokens in `seq` order, an absent one met
+    /// before the `n`-th present one is skipped (EXPIRED, `expires_at = now`, reason
+    /// `ABANDONED`; it does not count against `n`), `admitted_through` advances over both, the
+    /// line's `abandoned` count grows by the skipped, and the answer is
+    /// `AdmissionOutcome::of(admitted, skipped)`. `waiting` in the quota counts every WAITING
+    /// token, present or not.
+    ///
     /// # Errors
     /// [`StoreError`] when the store fails; nothing is admitted then.
     fn admit(&self, policy: &AdmissionPolicy) -> Result<AdmissionOutcome, StoreError>;
@@ -140,6 +152,86 @@ pub trait QueueStore: Send + Sync {
     /// # Errors
     /// [`StoreError::Unavailable`] when it cannot be reached.
     fn ping(&self) -> Result<(), StoreError>;
+
+    /// Draws the order of the line's pre-queue, once over all instances.
+    ///
+    /// Atomically and serialised against [`QueueStore::admit`] and every other `draw`, in any
+    /// process, with `now` the store's clock: if the line has a draw recorded, return it
+    /// (`fresh: false`). If `now < opens_at` return `NotDue`. Otherwise let the entrants be the
+    /// tokens issued before `opens_at`, `P` of them, taken in `seq` order: the `i`-th (from
+    /// 0) gets `seq = room::drawn_positions(seed, P)[i]`, and every other token issued so far
+    /// gets `P + 1, P + 2, ...` in its `seq` order (`seq` stays gapless: the line is
+    /// renumbered, not grown); record `DrawRecord { at: now, entrants: P, seed }` in the cursor
+    /// and return it (`fresh: true`). Nothing is admitted before the draw, so every entrant is
+    /// WAITING. Issues and reads MAY go on while it runs; a reader sees every token either
+    /// before the draw (and the cursor without it) or after.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails; nothing is drawn then.
+    fn draw(&self, opens_at: OffsetDateTime, seed: u64) -> Result<DrawOutcome, StoreError>;
+
+    /// Notes that these tokens were seen at `at` (polled or re-joined): presence for
+    /// [`AdmissionPolicy::abandon_after`]. One write for the whole batch; a token's last sight
+    /// only ever moves forward; values of other lines, unknown or no longer WAITING are
+    /// ignored. A token's issue counts as a sight of its own.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    fn note_seen(&self, values: &[TokenValue], at: OffsetDateTime) -> Result<(), StoreError>;
+}
+
+/// The waiting lines of the rooms other than `main` (whose line is [`crate::service::Ports`]'
+/// `queue`). Each line keeps every contract of [`QueueStore`] on its own: its own `seq`, cursor,
+/// admissions and draw; one live token per user per line.
+pub trait QueueLines: Send + Sync {
+    /// The line of `room`. Lines cost nothing until used: a room's line exists from its first
+    /// token on.
+    fn line(&self, room: &RoomId) -> Arc<dyn QueueStore>;
+}
+
+/// The domain's decision in [`RoomStore::update_room`]: the room after the change, given the
+/// room as stored.
+pub type ChangeRoom<'a> = dyn FnMut(&Room) -> Result<Room, RoomChangeError> + 'a;
+
+/// The rooms other than `main` (whose settings are the [`SettingsStore`]'s), shared by every
+/// instance and kept across restarts.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait RoomStore: Send + Sync {
+    /// Every room but `main`, by id.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    fn rooms(&self) -> Result<Vec<Room>, StoreError>;
+
+    /// What [`RoomStore::rooms`] would answer, from this process's memory without blocking on
+    /// I/O; `None` when it cannot (stores without a cache).
+    fn rooms_in_memory(&self) -> Option<Arc<[Room]>> {
+        None
+    }
+
+    /// Stores a new room with its concerts, and the log line of `note`, all or nothing.
+    /// Atomically: `Exists` when the id is taken; `UnknownConcert` for a concert that does not
+    /// exist; `ConcertTaken` for one that another room lists (concurrent creations never both
+    /// take one concert).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails; nothing is stored then.
+    fn create_room<'a>(&self, room: &Room, note: Option<&'a OperatorNote>) -> Result<CreateRoomOutcome, StoreError>;
+
+    /// Changes a room under its lock: reads it as stored, asks `change` for the room after the
+    /// change (the domain's decision; refused changes are returned as `Refused`), stores it
+    /// with its concerts and the log line of `note` (before and after as read and written
+    /// here), all or nothing. Concerts outside the new list go back to `main`; concerts added
+    /// must not be in another room (`ConcertTaken`) and must exist (`UnknownConcert`).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails; nothing changes then.
+    fn update_room<'a>(
+        &self,
+        id: &RoomId,
+        change: &mut ChangeRoom<'a>,
+        note: Option<&'a OperatorNote>,
+    ) -> Result<UpdateRoomOutcome, StoreError>;
 }
 
 /// The waiting room's live settings (pause, N, M, TTL, cap), shared by every instance and kept
@@ -228,6 +320,13 @@ pub trait CatalogueStore: Send + Sync {
     /// # Errors
     /// [`StoreError`] when the store fails.
     fn sales(&self, concert: ConcertId, now: OffsetDateTime) -> Result<Option<Vec<ScheduleSales>>, StoreError>;
+
+    /// The concert a schedule belongs to; `None` for an unknown schedule. (Rooms gate concerts;
+    /// requests name schedules.)
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    fn concert_of(&self, schedule: ScheduleId) -> Result<Option<ConcertId>, StoreError>;
 }
 
 /// Reservations (seat holds).

@@ -19,8 +19,11 @@ use thiserror::Error;
 use time::{Duration, OffsetDateTime};
 
 use crate::ids::UserId;
+use crate::room::RoomId;
 
-/// The opaque bearer value of a queue token: 64 lower-case hex digits (256 random bits).
+/// The opaque bearer value of a queue token: 64 lower-case hex digits (256 random bits), after
+/// `<room>.` for a room other than `main`, so a token names its line and any instance finds it
+/// without a lookup.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TokenValue(String);
 
@@ -37,14 +40,42 @@ impl TokenValue {
     /// queue store's business.
     ///
     /// # Errors
-    /// [`MalformedToken`] unless `s` is exactly 64 lower-case hex digits.
+    /// [`MalformedToken`] unless `s` is 64 lower-case hex digits (a token of `main`) or a room
+    /// id other than `main`, a dot and 64 lower-case hex digits (a token of that room).
     pub fn parse(s: &str) -> Result<Self, MalformedToken> {
-        let ok = s.len() == Self::LEN && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        let secret = match s.split_once('.') {
+            Some((room, secret)) => {
+                let room = RoomId::parse(room).map_err(|_| MalformedToken)?;
+                if room.is_main() {
+                    return Err(MalformedToken);
+                }
+                secret
+            }
+            None => s,
+        };
+        let ok = secret.len() == Self::LEN && secret.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         if ok {
             Ok(Self(s.to_owned()))
         } else {
             Err(MalformedToken)
         }
+    }
+
+    /// The same secret as a token of `room`: `<room>.<hex>`, or the bare hex for `main`, so
+    /// every token of `main` reads as it always did.
+    #[must_use]
+    pub fn in_room(self, room: &RoomId) -> Self {
+        if room.is_main() {
+            return self;
+        }
+        let secret = self.0.rsplit_once('.').map_or(self.0.as_str(), |(_, s)| s);
+        Self(format!("{}.{secret}", room.as_str()))
+    }
+
+    /// The room this token waits in (the value names it; see [`TokenValue::in_room`]).
+    #[must_use]
+    pub fn room(&self) -> RoomId {
+        self.0.split_once('.').and_then(|(room, _)| RoomId::parse(room).ok()).unwrap_or_else(RoomId::main)
     }
 
     /// Builds a token from 32 random bytes.
@@ -85,6 +116,18 @@ spelled_enum! {
     }
 }
 
+spelled_enum! {
+    /// Why a token is EXPIRED (`expiredReason` on the wire).
+    pub enum ExpiredReason {
+        /// Its ACTIVE time ran out.
+        Ttl,
+        /// A payment used it up.
+        Paid,
+        /// Its buyer left: it was skipped at its turn (see [`AdmissionPolicy::abandon_after`]).
+        Abandoned,
+    }
+}
+
 /// A queue token as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueToken {
@@ -103,13 +146,32 @@ pub struct QueueToken {
     /// When an ACTIVE token stops being valid (set on activation; set to the payment time when
     /// a payment uses the token up).
     pub expires_at: Option<OffsetDateTime>,
+    /// Why it is EXPIRED, as stored (`None` while live, and for an ACTIVE token whose TTL ran
+    /// out before the expiry sweep marked it); read it through [`QueueToken::expired_reason_at`].
+    pub expired_reason: Option<ExpiredReason>,
 }
 
 impl QueueToken {
     /// A new WAITING token.
     #[must_use]
     pub fn new_waiting(value: TokenValue, user_id: UserId, seq: i64, issued_at: OffsetDateTime) -> Self {
-        Self { value, user_id, seq, status: TokenStatus::Waiting, issued_at, activated_at: None, expires_at: None }
+        Self {
+            value,
+            user_id,
+            seq,
+            status: TokenStatus::Waiting,
+            issued_at,
+            activated_at: None,
+            expires_at: None,
+            expired_reason: None,
+        }
+    }
+
+    /// Why the token is EXPIRED as of `now`, `None` while it is live: the stored reason, else
+    /// the TTL (an ACTIVE token read past `expires_at`).
+    #[must_use]
+    pub fn expired_reason_at(&self, now: OffsetDateTime) -> Option<ExpiredReason> {
+        (self.status_at(now) == TokenStatus::Expired).then(|| self.expired_reason.unwrap_or(ExpiredReason::Ttl))
     }
 
     /// The status as of `now`: an ACTIVE token at or past `expires_at` is EXPIRED even if the
@@ -141,6 +203,22 @@ pub struct QueueCursor {
     /// cursor remembered from one epoch is known stale under another; `0` before the first
     /// line, and always for a store whose line lives as long as its data (PostgreSQL, memory).
     pub epoch: u64,
+    /// The draw of the line's pre-queue, once it happened (see [`QueueStore::draw`]).
+    ///
+    /// [`QueueStore::draw`]: crate::ports::QueueStore::draw
+    pub draw: Option<DrawRecord>,
+}
+
+/// A recorded draw: when it ran (store clock), how many pre-queued tokens it ordered, and the
+/// seed of the order ([`crate::room::drawn_positions`] recomputes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrawRecord {
+    /// When the draw ran, on the store's clock.
+    pub at: OffsetDateTime,
+    /// How many tokens it ordered: they hold positions 1..=entrants.
+    pub entrants: u64,
+    /// The seed of the order.
+    pub seed: u64,
 }
 
 /// How the waiting room lets people in: N, M, the ACTIVE TTL and the optional cap.
@@ -154,12 +232,22 @@ pub struct AdmissionPolicy {
     pub active_ttl: Duration,
     /// Optional cap on the number of ACTIVE tokens at once.
     pub max_active: Option<u32>,
+    /// A WAITING token not seen (issued, re-joined or polled) for this long has left: at its
+    /// turn it is skipped ([`ExpiredReason::Abandoned`]) and does not count against N. `None`:
+    /// places are kept for ever.
+    pub abandon_after: Option<Duration>,
 }
 
 impl Default for AdmissionPolicy {
     /// The contract's defaults: N = 100 every M = 60 s, ACTIVE for 600 s, no cap.
     fn default() -> Self {
-        Self { batch: 100, interval: Duration::seconds(60), active_ttl: Duration::seconds(600), max_active: None }
+        Self {
+            batch: 100,
+            interval: Duration::seconds(60),
+            active_ttl: Duration::seconds(600),
+            max_active: None,
+            abandon_after: None,
+        }
     }
 }
 
@@ -187,6 +275,15 @@ impl AdmissionPolicy {
     pub fn quota(&self, active_now: u64, waiting: u64) -> u64 {
         let by_cap = self.max_active.map_or(u64::MAX, |cap| u64::from(cap).saturating_sub(active_now));
         u64::from(self.batch).min(by_cap).min(waiting)
+    }
+
+    /// Whether a WAITING token last seen (issued, re-joined or polled) at `last_seen` is still
+    /// present at `now`: always without [`AdmissionPolicy::abandon_after`], else while
+    /// `now < last_seen + abandon_after`. Stores that skip absent tokens inside their atomic
+    /// admission restate exactly this.
+    #[must_use]
+    pub fn is_present(&self, last_seen: OffsetDateTime, now: OffsetDateTime) -> bool {
+        self.abandon_after.is_none_or(|after| now < last_seen + after)
     }
 
     /// The token's expiry when activated at `at`.
@@ -348,6 +445,7 @@ impl SettingsPatch {
                 interval: self.interval.unwrap_or(a.interval),
                 active_ttl: self.active_ttl.unwrap_or(a.active_ttl),
                 max_active: self.max_active.unwrap_or(a.max_active),
+                abandon_after: a.abandon_after,
             },
         }
     }
@@ -362,6 +460,8 @@ pub struct QueueStats {
     pub active: u64,
     /// The `seq` of the last token issued (0: none yet).
     pub issued_through: i64,
+    /// WAITING tokens skipped at their turn because their buyer had left, ever.
+    pub abandoned: u64,
     pub cursor: QueueCursor,
     /// The store's clock at the read (admission is timed on it).
     pub now: OffsetDateTime,
@@ -407,30 +507,78 @@ pub struct TokenView {
     /// of the estimated wait, within [`POLL_AFTER_SECS`], so a line of a million polls at a
     /// pace the server can hold while the front of the line still sees its turn promptly.
     pub poll_after_secs: i64,
+    /// `Some(opens_at)` while the token waits for its room's order to be drawn (or, without a
+    /// draw, for the opening): it has no position and no estimated wait yet (`null` on the
+    /// wire, and `position`/`estimated_wait_secs` are 0 here).
+    pub draw_at: Option<OffsetDateTime>,
+    /// Why it is EXPIRED, `None` unless it is.
+    pub expired_reason: Option<ExpiredReason>,
 }
 
 impl TokenView {
-    /// Builds the view of `token` at `now` under `settings`.
+    /// Builds the view of `token` at `now` under `settings` (a token of `main`).
     #[must_use]
     pub fn of(token: QueueToken, cursor: &QueueCursor, settings: &QueueSettings, now: OffsetDateTime) -> Self {
+        Self::build(token, cursor, settings, None, now)
+    }
+
+    /// Builds the view of a token of `room` at `now`: as [`TokenView::of`] under the room's
+    /// settings, except that a WAITING token has no position yet while its order is still to
+    /// be drawn ([`Room::order_pending_at`]).
+    ///
+    /// [`Room::order_pending_at`]: crate::room::Room::order_pending_at
+    #[must_use]
+    pub fn in_room(token: QueueToken, cursor: &QueueCursor, room: &crate::room::Room, now: OffsetDateTime) -> Self {
+        Self::build(token, cursor, &room.settings, room.order_pending_at(cursor, now), now)
+    }
+
+    fn build(
+        token: QueueToken,
+        cursor: &QueueCursor,
+        settings: &QueueSettings,
+        pending: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+    ) -> Self {
         let status = token.status_at(now);
         let waiting = status == TokenStatus::Waiting;
-        let position = if waiting { (token.seq - cursor.admitted_through).max(1) } else { 0 };
+        let draw_at = pending.filter(|_| waiting);
+        let position = if waiting && draw_at.is_none() { (token.seq - cursor.admitted_through).max(1) } else { 0 };
         let estimated_wait_secs = settings.admission.estimated_wait_secs(position, cursor, now);
-        let poll_after_secs = match (waiting, settings.paused) {
-            (false, _) => 0,
-            (true, true) => *POLL_AFTER_SECS.end(),
-            (true, false) => (estimated_wait_secs / 4).clamp(*POLL_AFTER_SECS.start(), *POLL_AFTER_SECS.end()),
+        let poll_after_secs = match (waiting, settings.paused, draw_at) {
+            (false, _, _) => 0,
+            (true, _, Some(at)) => (ceil_secs(at - now) / 4).clamp(*POLL_AFTER_SECS.start(), *POLL_AFTER_SECS.end()),
+            (true, true, None) => *POLL_AFTER_SECS.end(),
+            (true, false, None) => (estimated_wait_secs / 4).clamp(*POLL_AFTER_SECS.start(), *POLL_AFTER_SECS.end()),
         };
-        Self { token, status, position, estimated_wait_secs, paused: settings.paused, poll_after_secs }
+        let expired_reason = token.expired_reason_at(now);
+        Self {
+            token,
+            status,
+            position,
+            estimated_wait_secs,
+            paused: settings.paused,
+            poll_after_secs,
+            draw_at,
+            expired_reason,
+        }
     }
 }
 
 /// The outcome of one admission tick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AdmissionOutcome {
-    /// The tick ran and activated this many tokens (possibly 0 if none waited or the cap held).
+    /// The tick ran and activated this many tokens (possibly 0 if none waited or the cap held),
+    /// skipping nobody.
     Admitted(u64),
+    /// The tick ran, activated `admitted` present tokens and skipped `abandoned` absent ones
+    /// (only with [`AdmissionPolicy::abandon_after`]; a store answers [`Self::Admitted`] when
+    /// it skipped nobody).
+    AdmittedPresent {
+        /// Tokens activated.
+        admitted: u64,
+        /// Tokens skipped, now EXPIRED with [`ExpiredReason::Abandoned`].
+        abandoned: u64,
+    },
     /// The last admission was less than one interval ago (perhaps by another instance); the
     /// next one is due in `wait`, measured on the store's clock.
     NotDue {
@@ -441,6 +589,36 @@ pub enum AdmissionOutcome {
     Busy,
     /// An operator paused admission.
     Paused,
+}
+
+impl AdmissionOutcome {
+    /// Tokens this tick activated.
+    #[must_use]
+    pub fn admitted(&self) -> u64 {
+        match *self {
+            Self::Admitted(n) | Self::AdmittedPresent { admitted: n, .. } => n,
+            Self::NotDue { .. } | Self::Busy | Self::Paused => 0,
+        }
+    }
+
+    /// Absent tokens this tick skipped.
+    #[must_use]
+    pub fn abandoned(&self) -> u64 {
+        match *self {
+            Self::AdmittedPresent { abandoned, .. } => abandoned,
+            _ => 0,
+        }
+    }
+
+    /// The outcome of a tick that admitted `admitted` and skipped `abandoned`.
+    #[must_use]
+    pub fn of(admitted: u64, abandoned: u64) -> Self {
+        if abandoned == 0 {
+            Self::Admitted(admitted)
+        } else {
+            Self::AdmittedPresent { admitted, abandoned }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -459,6 +637,7 @@ mod tests {
             interval: Duration::seconds(60),
             active_ttl: Duration::seconds(600),
             max_active: None,
+            abandon_after: None,
         }
     }
 
@@ -507,7 +686,7 @@ mod tests {
 
     #[test]
     fn position_is_sequence_minus_admitted_cursor() {
-        let cursor = QueueCursor { admitted_through: 10, last_admission_at: None, epoch: 0 };
+        let cursor = QueueCursor { admitted_through: 10, last_admission_at: None, epoch: 0, draw: None };
         let view = TokenView::of(token(13), &cursor, &settings(), t0());
         assert_eq!(view.position, 3);
         assert_eq!(view.status, TokenStatus::Waiting);
@@ -527,7 +706,7 @@ mod tests {
 
     #[test]
     fn the_poll_pace_follows_the_wait_within_bounds() {
-        let cursor = QueueCursor { admitted_through: 0, last_admission_at: Some(t0()), epoch: 0 };
+        let cursor = QueueCursor { admitted_through: 0, last_admission_at: Some(t0()), epoch: 0, draw: None };
         let view = |seq, paused| {
             TokenView::of(
                 token(seq),
@@ -547,7 +726,7 @@ mod tests {
     #[test]
     fn estimated_wait_counts_batches_and_time_to_next_tick() {
         let p = policy();
-        let cursor = QueueCursor { admitted_through: 0, last_admission_at: Some(t0()), epoch: 0 };
+        let cursor = QueueCursor { admitted_through: 0, last_admission_at: Some(t0()), epoch: 0, draw: None };
         let now = t0() + Duration::seconds(20);
         // next tick in 40 s admits positions 1..=3; 4..=6 one interval later.
         assert_eq!(p.estimated_wait_secs(1, &cursor, now), 40);
@@ -562,7 +741,7 @@ mod tests {
     #[test]
     fn estimated_wait_rounds_partial_seconds_up() {
         let p = policy();
-        let cursor = QueueCursor { admitted_through: 0, last_admission_at: Some(t0()), epoch: 0 };
+        let cursor = QueueCursor { admitted_through: 0, last_admission_at: Some(t0()), epoch: 0, draw: None };
         assert_eq!(p.estimated_wait_secs(1, &cursor, t0() + Duration::milliseconds(59_500)), 1);
     }
 
@@ -629,8 +808,9 @@ mod tests {
             waiting: 1,
             active: 0,
             issued_through: 1,
-            cursor: QueueCursor { admitted_through: 0, last_admission_at: Some(t0()), epoch: 0 },
+            cursor: QueueCursor { admitted_through: 0, last_admission_at: Some(t0()), epoch: 0, draw: None },
             now: t0() + Duration::seconds(10),
+            abandoned: 0,
         };
         assert_eq!(QueueState::of(stats, settings()).next_admission_at, Some(t0() + Duration::seconds(60)));
         let paused = QueueSettings { paused: true, ..settings() };

@@ -6,6 +6,16 @@
 //! room; with no other room the service is the single line it always was. An ACTIVE token opens
 //! its own room's concerts only ([`Room::gates`]).
 //!
+//! **The draw.** A room with a pre-queue takes joiners before it opens, with no position. At
+//! the first admission check at or after the opening the line's store renumbers every token
+//! issued before the opening by [`drawn_positions`] from a fresh seed, once over all instances
+//! (the store records the draw with the line, [`crate::queue::DrawRecord`]); tokens issued
+//! after the opening keep their arrival order behind them.
+//!
+//! **Presence.** A WAITING token is present while it was issued, re-joined or polled within
+//! `abandon_after` ([`AdmissionPolicy::is_present`]); instances note polls in memory and tell
+//! the store in batches, and admission skips the absent.
+//!
 //! A room's state ([`RoomState`]) is decided from the store's clock: SCHEDULED before joining
 //! opens, PREQUEUE between `prequeue_opens_at` and `opens_at`, OPEN (or PAUSED) after, CLOSED
 //! once an operator closes it.
@@ -17,7 +27,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::catalogue;
 use crate::ids::ConcertId;
-use crate::queue::{QueueSettings, SettingsChange, SettingsPatch};
+use crate::queue::{AdmissionPolicy, DrawRecord, QueueCursor, QueueSettings, SettingsChange, SettingsPatch};
 
 /// A room's id: a slug, `^[a-z0-9][a-z0-9-]{0,62}$`, chosen by the operator.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -167,12 +177,101 @@ impl Room {
     pub fn admits_at(&self, now: OffsetDateTime) -> bool {
         !self.settings.paused && self.opens_at.is_none_or(|t| now >= t)
     }
+
+    /// How this room admits: its N, M, TTL and cap, and how long an absent buyer keeps a place.
+    #[must_use]
+    pub fn policy(&self) -> AdmissionPolicy {
+        AdmissionPolicy { abandon_after: self.abandon_after, ..self.settings.admission }
+    }
+
+    /// Whether the room's pre-queue is to be drawn at `now`: it draws at the opening, the
+    /// opening has come, and the line (`cursor`) has no draw yet.
+    #[must_use]
+    pub fn draw_due_at(&self, cursor: &QueueCursor, now: OffsetDateTime) -> bool {
+        self.draw_at_open && cursor.draw.is_none() && self.opens_at.is_some_and(|t| now >= t)
+    }
+
+    /// `Some(opens_at)` while the line's order is not known yet at `now`: before the opening,
+    /// and after it until the draw when the room draws. WAITING tokens have no position then.
+    #[must_use]
+    pub fn order_pending_at(&self, cursor: &QueueCursor, now: OffsetDateTime) -> Option<OffsetDateTime> {
+        let opens = self.opens_at?;
+        (now < opens || (self.draw_at_open && cursor.draw.is_none())).then_some(opens)
+    }
+
+    /// Whether this room gates `concert`, given every room (a concert of no other room is
+    /// `main`'s).
+    #[must_use]
+    pub fn gates(&self, concert: ConcertId, rooms: &[Room]) -> bool {
+        room_of(concert, rooms) == self.id
+    }
+}
+
+/// The drawn order of a pre-queue of `entrants` tokens: element `i` is the position (1-based)
+/// drawn for the entrant that arrived `i`-th (`seq` `i + 1`). Every order is equally likely;
+/// the same seed gives the same order on every instance and for the operator recomputing it:
+/// the positions `1..=entrants` in order, shuffled with [`rand::seq::SliceRandom::shuffle`]
+/// (rand 0.9, Fisher–Yates) by a `ChaCha20Rng` seeded with `seed_from_u64(seed)`.
+#[must_use]
+pub fn drawn_positions(seed: u64, entrants: u64) -> Vec<u64> {
+    use rand::seq::SliceRandom as _;
+    use rand::SeedableRng as _;
+    let mut order: Vec<u64> = (1..=entrants).collect();
+    order.shuffle(&mut rand_chacha::ChaCha20Rng::seed_from_u64(seed));
+    order
 }
 
 /// Which room gates a concert: the room that lists it, else `main`.
 #[must_use]
 pub fn room_of(concert: ConcertId, rooms: &[Room]) -> RoomId {
     rooms.iter().find(|r| !r.id.is_main() && r.concerts.contains(&concert)).map_or_else(RoomId::main, |r| r.id.clone())
+}
+
+/// The result of [`crate::ports::QueueStore::draw`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrawOutcome {
+    /// The opening has not come on the store's clock.
+    NotDue,
+    /// The line's order is drawn: by this call (`fresh`) or by an earlier one.
+    Drawn {
+        /// The draw.
+        record: DrawRecord,
+        /// Whether this call made it.
+        fresh: bool,
+    },
+}
+
+/// The result of [`crate::ports::RoomStore::create_room`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateRoomOutcome {
+    /// Stored.
+    Created,
+    /// A room with that id exists.
+    Exists,
+    /// This concert is in another room already.
+    ConcertTaken(ConcertId),
+    /// No concert has this id.
+    UnknownConcert(ConcertId),
+}
+
+/// The result of [`crate::ports::RoomStore::update_room`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpdateRoomOutcome {
+    /// The room as it was and as it is now.
+    Updated {
+        /// Before the change.
+        before: Box<Room>,
+        /// After it.
+        after: Box<Room>,
+    },
+    /// No room has this id.
+    NotFound,
+    /// The domain refused the change for the room as it was.
+    Refused(RoomChangeError),
+    /// A concert added is in another room already.
+    ConcertTaken(ConcertId),
+    /// No concert has this id.
+    UnknownConcert(ConcertId),
 }
 
 /// Bounds of a room's fields (contract, "Operator API for rooms").
@@ -475,5 +574,82 @@ mod tests {
         let rooms = [Room::main(QueueSettings::default()), room];
         assert_eq!(room_of(a, &rooms).as_str(), "tour");
         assert_eq!(room_of(b, &rooms), RoomId::main());
+    }
+}
+
+#[cfg(test)]
+mod draw_tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::queue::{QueueToken, TokenStatus, TokenValue, TokenView};
+
+    #[test]
+    fn the_draw_is_a_permutation_and_the_same_seed_gives_the_same_order() {
+        let order = drawn_positions(42, 1_000);
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (1..=1_000).collect::<Vec<_>>());
+        assert_eq!(order, drawn_positions(42, 1_000));
+        assert_ne!(order, drawn_positions(43, 1_000));
+        assert!(drawn_positions(7, 0).is_empty());
+    }
+
+    #[test]
+    fn every_order_of_three_is_equally_likely() {
+        // 6,000 draws of 3 entrants: each of the 6 orders ~1,000 times. Chi-square with 5
+        // degrees of freedom: P(X > 20.52) = 0.001.
+        let mut seen: HashMap<Vec<u64>, u32> = HashMap::new();
+        for seed in 0..6_000 {
+            *seen.entry(drawn_positions(seed, 3)).or_default() += 1;
+        }
+        assert_eq!(seen.len(), 6);
+        let chi2: f64 = seen.values().map(|&n| (f64::from(n) - 1_000.0).powi(2) / 1_000.0).sum();
+        assert!(chi2 < 20.52, "chi-square {chi2} over {seen:?}");
+        let fours: std::collections::HashSet<Vec<u64>> = (0..2_000).map(|seed| drawn_positions(seed, 4)).collect();
+        assert_eq!(fours.len(), 24, "every order of 4 entrants appears");
+    }
+
+    #[test]
+    fn a_token_names_its_room_and_main_tokens_stay_bare() {
+        let tour = RoomId::parse("tour").unwrap_or_else(|_| RoomId::main());
+        let secret = TokenValue::from_bytes([0xab; 32]);
+        assert_eq!(secret.clone().in_room(&RoomId::main()), secret);
+        let in_tour = secret.clone().in_room(&tour);
+        assert_eq!(in_tour.as_str(), format!("tour.{}", secret.as_str()));
+        assert_eq!(in_tour.room(), tour);
+        assert_eq!(secret.room(), RoomId::main());
+        assert_eq!(TokenValue::parse(in_tour.as_str()), Ok(in_tour.clone()));
+        for bad in [format!("main.{}", secret.as_str()), format!("Tour.{}", secret.as_str()), "tour.abc".to_owned()] {
+            assert!(TokenValue::parse(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_prequeued_token_has_no_position_until_the_draw() {
+        let now = OffsetDateTime::from_unix_timestamp(1_893_456_000).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let room = Room {
+            id: RoomId::parse("tour").unwrap_or_else(|_| RoomId::main()),
+            opens_at: Some(now + Duration::seconds(60)),
+            prequeue_opens_at: Some(now - Duration::seconds(60)),
+            draw_at_open: true,
+            ..Room::main(QueueSettings::default())
+        };
+        let token = QueueToken::new_waiting(
+            TokenValue::from_bytes([1; 32]),
+            crate::ids::UserId::from_uuid(uuid::Uuid::nil()),
+            3,
+            now,
+        );
+        let mut cursor = QueueCursor::default();
+        let before = TokenView::in_room(token.clone(), &cursor, &room, now);
+        assert_eq!((before.draw_at, before.position, before.status), (room.opens_at, 0, TokenStatus::Waiting));
+        let opened = now + Duration::seconds(61);
+        assert!(room.draw_due_at(&cursor, opened));
+        assert_eq!(TokenView::in_room(token.clone(), &cursor, &room, opened).draw_at, room.opens_at, "not drawn yet");
+        cursor.draw = Some(crate::queue::DrawRecord { at: opened, entrants: 5, seed: 1 });
+        let after = TokenView::in_room(token, &cursor, &room, opened);
+        assert_eq!((after.draw_at, after.position), (None, 3));
+        assert!(!room.draw_due_at(&cursor, opened));
     }
 }

@@ -30,7 +30,7 @@ use crate::money::{Won, BALANCE_LIMIT};
 use crate::payment::{PaymentFacts, PaymentRequest, Settlement};
 use crate::ports::{
     AccountStore, Decide, IssueOutcome, MockAuditStore, MockCatalogueStore, MockIdempotencyStore, MockQueueStore,
-    MockReservationStore, MockSettingsStore, PaymentStore,
+    MockReservationStore, MockRoomStore, MockSettingsStore, PaymentStore,
 };
 use crate::queue::{
     AdmissionOutcome, AdmissionPolicy, QueueCursor, QueueSettings, QueueStats, QueueToken, SettingsChange,
@@ -98,7 +98,13 @@ fn reservation(user: UserId, status: ReservationStatus, held_until: OffsetDateTi
 fn settings(batch: u32) -> QueueSettings {
     QueueSettings {
         paused: false,
-        admission: AdmissionPolicy { batch, interval: secs(60), active_ttl: secs(600), max_active: None },
+        admission: AdmissionPolicy {
+            batch,
+            interval: secs(60),
+            active_ttl: secs(600),
+            max_active: None,
+            abandon_after: None,
+        },
     }
 }
 
@@ -301,10 +307,29 @@ impl World {
             payments: self.payments,
             idempotency: Arc::new(self.idempotency),
             audit: Arc::new(MockAuditStore::new()),
+            rooms: Arc::new(no_rooms()),
+            lines: Arc::new(NoLines),
             clock,
             random: Arc::new(self.random),
         };
         Ticketing::new(ports, self.policy)
+    }
+}
+
+/// No room but `main`.
+fn no_rooms() -> MockRoomStore {
+    let mut rooms = MockRoomStore::new();
+    rooms.expect_rooms_in_memory().returning(|| None);
+    rooms.expect_rooms().returning(|| Ok(Vec::new()));
+    rooms
+}
+
+/// Lines of rooms other than `main`: none is ever asked for here.
+struct NoLines;
+
+impl crate::ports::QueueLines for NoLines {
+    fn line(&self, _room: &crate::room::RoomId) -> Arc<dyn crate::ports::QueueStore> {
+        Arc::new(MockQueueStore::new())
     }
 }
 

@@ -7,8 +7,9 @@ fn stats() -> QueueStats {
         waiting: 3,
         active: 2,
         issued_through: 9,
-        cursor: QueueCursor { admitted_through: 6, last_admission_at: Some(t0() - secs(10)), epoch: 0 },
+        cursor: QueueCursor { admitted_through: 6, last_admission_at: Some(t0() - secs(10)), epoch: 0, draw: None },
         now: t0(),
+        abandoned: 0,
     }
 }
 

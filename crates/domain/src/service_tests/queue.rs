@@ -9,7 +9,7 @@ fn issue_stores_a_new_token_with_a_fresh_value_at_now_and_reports_created() {
     w.random.expect_token().times(1).returning(value);
     let stored = QueueToken::new_waiting(value(), who, 4, t0());
     let returned = stored.clone();
-    let cursor = QueueCursor { admitted_through: 1, last_admission_at: Some(t0() - secs(20)), epoch: 0 };
+    let cursor = QueueCursor { admitted_through: 1, last_admission_at: Some(t0() - secs(20)), epoch: 0, draw: None };
     w.queue
         .expect_issue()
         .with(eq(who), eq(value()), eq(t0()))
@@ -88,7 +88,7 @@ fn read_token_unknown_is_invalid() {
 fn read_token_reports_position_and_wait_of_a_waiting_token_under_the_settings_in_force() {
     let who = user();
     let mut w = World::new().with_settings(settings(2));
-    let cursor = QueueCursor { admitted_through: 10, last_admission_at: Some(t0() - secs(20)), epoch: 0 };
+    let cursor = QueueCursor { admitted_through: 10, last_admission_at: Some(t0() - secs(20)), epoch: 0, draw: None };
     w.queue.expect_find_with_cursor().returning(move |_| Ok(Some((waiting(who, 13), cursor))));
     let view = w.app().read_token(value().as_str()).unwrap();
     assert_eq!((view.status, view.position), (TokenStatus::Waiting, 3));
@@ -196,7 +196,13 @@ fn paused_admission_makes_no_queue_store_call() {
 fn admission_passes_the_settings_in_force_and_returns_the_stores_outcome() {
     let live = QueueSettings {
         paused: false,
-        admission: AdmissionPolicy { batch: 7, interval: secs(5), active_ttl: secs(30), max_active: Some(9) },
+        admission: AdmissionPolicy {
+            batch: 7,
+            interval: secs(5),
+            active_ttl: secs(30),
+            max_active: Some(9),
+            abandon_after: None,
+        },
     };
     let mut w = World::new().with_settings(live);
     w.queue.expect_admit().with(eq(live.admission)).times(1).returning(|_| Ok(AdmissionOutcome::Admitted(7)));

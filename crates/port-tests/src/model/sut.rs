@@ -261,7 +261,7 @@ pub fn queue_token(m: &Model, b: &Bindings, i: usize) -> QueueToken {
         status: t.status,
         issued_at: t.issued_at,
         activated_at: t.activated_at,
-        expires_at: t.expires_at,
+        expires_at: t.expires_at, expired_reason: None,
     }
 }
 
@@ -277,7 +277,7 @@ pub fn token_view(v: &View, b: &Bindings) -> TokenView {
             status: t.status,
             issued_at: t.issued_at,
             activated_at: t.activated_at,
-            expires_at: t.expires_at,
+            expires_at: t.expires_at, expired_reason: None,
         },
         status: v.status,
         position: v.position,
@@ -384,9 +384,9 @@ pub fn queue_state(q: &QueueView) -> QueueState {
             cursor: QueueCursor {
                 admitted_through: q.admitted_through,
                 last_admission_at: q.last_admission_at,
-                epoch: 0,
+                epoch: 0, draw: None,
             },
-            now: q.now,
+            now: q.now, abandoned: 0,
         },
         settings: s.domain(),
         next_admission_at: (!s.paused).then(|| s.next_admission(q.last_admission_at, q.now)),

@@ -89,7 +89,7 @@ pub fn starting_settings() -> QueueSettings {
             batch: 2,
             interval: Duration::seconds(60),
             active_ttl: Duration::seconds(600),
-            max_active: None,
+            max_active: None, abandon_after: None,
         },
     }
 }

@@ -73,7 +73,7 @@ impl Settings {
                 batch: self.batch,
                 interval: self.interval,
                 active_ttl: self.ttl,
-                max_active: self.max_active,
+                max_active: self.max_active, abandon_after: None,
             },
         }
     }

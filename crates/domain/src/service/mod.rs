@@ -6,6 +6,13 @@
 //! required" is enforced by the type system rather than remembered by each handler. Paying
 //! (step 7) takes the bearer token itself, because a retry of a recorded payment is answered
 //! even though that payment used the token up.
+//!
+//! The rooms' use cases (joining a room, its line, its draw and presence, the gate an ACTIVE
+//! token's room puts on concerts, the operator's rooms) are in [`rooms`].
+
+mod rooms;
+
+pub use rooms::{RoomTick, RoomView};
 
 use std::sync::Arc;
 
@@ -31,12 +38,17 @@ use crate::ids::{ConcertId, LedgerEntryId, PaymentId, ReservationId, ScheduleId,
 use crate::money::{ChargeAmount, Won, BALANCE_LIMIT};
 use crate::payment::{settle, Payment, PaymentRequest, SettlementIds};
 use crate::ports::{
-    AccountStore, AuditStore, CatalogueStore, IdempotencyStore, PaymentStore, QueueStore, ReservationStore,
-    SettingsStore,
+    AccountStore, AuditStore, CatalogueStore, IdempotencyStore, PaymentStore, QueueLines, QueueStore, ReservationStore,
+    RoomStore, SettingsStore,
 };
-use crate::queue::{AdmissionOutcome, QueueState, QueueToken, SettingsPatch, TokenStatus, TokenValue, TokenView};
+use crate::presence::Sightings;
+use crate::queue::{
+    AdmissionOutcome, QueueSettings, QueueState, QueueToken, SettingsPatch, TokenStatus, TokenValue, TokenView,
+};
 use crate::random::Randomness;
 use crate::reservation::{HoldOutcome, HoldRequest, Reservation};
+use crate::room::{room_of, RoomId};
+use rooms::Gate;
 
 /// The settings that are fixed for the life of an instance (the waiting room's live settings
 /// are read through [`SettingsStore`] instead).
@@ -53,6 +65,9 @@ pub struct Policy {
     pub sweep_batch: u32,
     /// Most sweep statements of one kind per scheduler tick; the rest waits for the next tick.
     pub sweep_batches_per_tick: u32,
+    /// The settings a new room gets where its creator names none (the `serve` settings:
+    /// `QUEUE_ADMIT_BATCH`, ...).
+    pub room_defaults: QueueSettings,
 }
 
 impl Default for Policy {
@@ -65,6 +80,7 @@ impl Default for Policy {
             idempotency_ttl: Duration::seconds(86_400),
             sweep_batch: 1_000,
             sweep_batches_per_tick: 10,
+            room_defaults: QueueSettings::default(),
         }
     }
 }
@@ -88,6 +104,10 @@ pub struct Ports {
     pub idempotency: Arc<dyn IdempotencyStore>,
     /// The operator log.
     pub audit: Arc<dyn AuditStore>,
+    /// The rooms other than `main`.
+    pub rooms: Arc<dyn RoomStore>,
+    /// The waiting lines of the rooms other than `main` (`queue` is `main`'s).
+    pub lines: Arc<dyn QueueLines>,
     /// Now.
     pub clock: Arc<dyn Clock>,
     /// New token values and ids.
@@ -106,6 +126,7 @@ impl std::fmt::Debug for Ports {
 pub struct ActiveUser {
     user_id: UserId,
     token: QueueToken,
+    room: RoomId,
 }
 
 impl ActiveUser {
@@ -119,6 +140,12 @@ impl ActiveUser {
     #[must_use]
     pub fn token(&self) -> &QueueToken {
         &self.token
+    }
+
+    /// The room the token was issued in: the only room whose concerts it opens.
+    #[must_use]
+    pub fn room(&self) -> &RoomId {
+        &self.room
     }
 }
 
@@ -149,13 +176,14 @@ pub struct TickReport {
 pub struct Ticketing {
     ports: Ports,
     policy: Policy,
+    sightings: Arc<Sightings>,
 }
 
 impl Ticketing {
     /// Wires the use cases to their ports.
     #[must_use]
     pub fn new(ports: Ports, policy: Policy) -> Self {
-        Self { ports, policy }
+        Self { ports, policy, sightings: Arc::default() }
     }
 
     /// The static settings in force.
@@ -199,6 +227,9 @@ impl Ticketing {
     #[instrument(skip_all)]
     pub fn read_token(&self, bearer: &str) -> Result<TokenView, ReadTokenError> {
         let value = TokenValue::parse(bearer).map_err(|_| ReadTokenError::Invalid)?;
+        if !value.room().is_main() {
+            return self.read_room_token(&value);
+        }
         let settings = self.ports.settings.load()?;
         let (token, cursor) = self.ports.queue.find_with_cursor(&value)?.ok_or(ReadTokenError::Invalid)?;
         Ok(TokenView::of(token, &cursor, &settings, self.now()))
@@ -212,6 +243,9 @@ impl Ticketing {
         let Ok(value) = TokenValue::parse(bearer) else {
             return Some(Err(ReadTokenError::Invalid));
         };
+        if !value.room().is_main() {
+            return self.read_room_token_in_memory(&value);
+        }
         let (token, cursor) = self.ports.queue.find_in_memory(&value)?;
         let settings = self.ports.settings.load_in_memory()?;
         Some(Ok(TokenView::of(token, &cursor, &settings, self.now())))
@@ -230,7 +264,16 @@ impl Ticketing {
 
     fn known_token(&self, bearer: &str) -> Result<QueueToken, AuthorizeError> {
         let value = TokenValue::parse(bearer).map_err(|_| AuthorizeError::Invalid)?;
-        self.ports.queue.find(&value)?.ok_or(AuthorizeError::Invalid)
+        self.line(&value.room()).find(&value)?.ok_or(AuthorizeError::Invalid)
+    }
+
+    /// The waiting line of `room`.
+    fn line(&self, room: &RoomId) -> Arc<dyn QueueStore> {
+        if room.is_main() {
+            self.ports.queue.clone()
+        } else {
+            self.ports.lines.line(room)
+        }
     }
 
     /// Step 3: one admission tick (at most N oldest WAITING -> ACTIVE, at most once per M over
@@ -312,8 +355,13 @@ impl Ticketing {
     ///
     /// # Errors
     /// `Store` when the store fails.
-    pub fn concerts(&self, _who: &ActiveUser) -> Result<Vec<Concert>, ListConcertsError> {
-        Ok(self.ports.catalogue.concerts()?)
+    pub fn concerts(&self, who: &ActiveUser) -> Result<Vec<Concert>, ListConcertsError> {
+        let concerts = self.ports.catalogue.concerts()?;
+        let rooms = self.rooms_now()?;
+        if rooms.is_empty() {
+            return Ok(concerts);
+        }
+        Ok(concerts.into_iter().filter(|c| room_of(c.id, &rooms) == who.room).collect())
     }
 
     /// Step 4: a concert's schedules still open for booking, soonest first (the store applies
@@ -321,17 +369,22 @@ impl Ticketing {
     ///
     /// # Errors
     /// `NotFound` for an unknown concert; `Store`.
-    pub fn schedules(&self, _who: &ActiveUser, concert: ConcertId) -> Result<Vec<ScheduleSummary>, ListSchedulesError> {
-        self.ports.catalogue.schedules(concert, self.now())?.ok_or(ListSchedulesError::NotFound)
+    pub fn schedules(&self, who: &ActiveUser, concert: ConcertId) -> Result<Vec<ScheduleSummary>, ListSchedulesError> {
+        let schedules = self.ports.catalogue.schedules(concert, self.now())?.ok_or(ListSchedulesError::NotFound)?;
+        self.gate(who, Gate::Concert(concert))?
+            .map_or(Ok(schedules), |room| Err(ListSchedulesError::RoomMismatch { room }))
     }
 
     /// Step 4: every seat of a schedule with its status now, by number.
     ///
     /// # Errors
     /// `NotFound` for an unknown schedule; `Store`.
-    pub fn seats(&self, _who: &ActiveUser, schedule: ScheduleId) -> Result<Vec<SeatView>, ListSeatsError> {
+    pub fn seats(&self, who: &ActiveUser, schedule: ScheduleId) -> Result<Vec<SeatView>, ListSeatsError> {
         let now = self.now();
         let records = self.ports.catalogue.seats(schedule)?.ok_or(ListSeatsError::NotFound)?;
+        if let Some(room) = self.gate(who, Gate::Schedule(schedule))? {
+            return Err(ListSeatsError::RoomMismatch { room });
+        }
         Ok(records.into_iter().map(|r| SeatView { status: r.status_at(now), seat: r.seat }).collect())
     }
 
@@ -344,6 +397,9 @@ impl Ticketing {
     /// (held or sold), `HoldLimit` (`MAX_HOLDS_PER_USER` live holds already), `Store`.
     #[instrument(skip(self, who), fields(user.id = %who.user_id, seat.id = %seat))]
     pub fn reserve(&self, who: &ActiveUser, schedule: ScheduleId, seat: SeatId) -> Result<Reservation, ReserveError> {
+        if let Some(room) = self.gate(who, Gate::Schedule(schedule))? {
+            return Err(ReserveError::RoomMismatch { room });
+        }
         let now = self.now();
         let req = HoldRequest {
             reservation_id: ReservationId::from_uuid(self.ports.random.uuid()),
@@ -406,6 +462,9 @@ impl Ticketing {
             }
         }
         let who = active(token, now)?;
+        if let Some(room) = self.gate(&who, Gate::Reservation(reservation))? {
+            return Err(PayError::RoomMismatch { room });
+        }
         let request = PaymentRequest { reservation, user, token: who.token.value.clone() };
         let guard = idempotency.as_ref().map(|idem| self.guard(user, idem, &fingerprint, now));
         let claimed = self.ports.payments.pay(&request, guard.as_ref(), &mut |facts| {
@@ -424,7 +483,9 @@ impl Ticketing {
                 // stays ACTIVE until its TTL but can never pay again: the payment store recorded
                 // it.
                 if !settlement.uses_up_token {
-                    if let Err(e) = self.ports.queue.use_up(&settlement.token, settlement.payment.paid_at) {
+                    if let Err(e) =
+                        self.line(&settlement.token.room()).use_up(&settlement.token, settlement.payment.paid_at)
+                    {
                         tracing::warn!(error = %e, "payment committed but its token could not be marked used; it cannot pay again and lapses at its TTL");
                     }
                 }
@@ -636,7 +697,7 @@ impl Ticketing {
 /// The token must be ACTIVE at `now`.
 fn active(token: QueueToken, now: OffsetDateTime) -> Result<ActiveUser, AuthorizeError> {
     match token.status_at(now) {
-        TokenStatus::Active => Ok(ActiveUser { user_id: token.user_id, token }),
+        TokenStatus::Active => Ok(ActiveUser { user_id: token.user_id, room: token.value.room(), token }),
         TokenStatus::Waiting => Err(AuthorizeError::NotActive),
         TokenStatus::Expired => Err(AuthorizeError::Expired),
     }
