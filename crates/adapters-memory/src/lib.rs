@@ -19,6 +19,7 @@
 //! - `state`: the data and what each port call does to it inside the lock.
 //! - `ports`: the trait implementations, thin wrappers that take the lock and delegate.
 
+mod line;
 mod ports;
 mod state;
 
@@ -30,7 +31,8 @@ use domain::queue::QueueSettings;
 use domain::random::Randomness;
 use domain::service::Ports;
 
-use crate::ports::MemoryPorts;
+use crate::ports::{MemoryLines, MemoryPorts};
+use domain::room::RoomId;
 use crate::state::State;
 
 /// One in-memory store. Clones share the same state.
@@ -63,7 +65,7 @@ impl MemoryStore {
     /// (admission and token expiry are timed on it); `random` makes token values and ids.
     #[must_use]
     pub fn ports(&self, clock: Arc<dyn Clock>, random: Arc<dyn Randomness>) -> Ports {
-        let ports = Arc::new(MemoryPorts::new(self.clone(), clock.clone()));
+        let ports = Arc::new(MemoryPorts::new(self.clone(), clock.clone(), RoomId::main()));
         Ports {
             queue: ports.clone(),
             settings: ports.clone(),
@@ -72,7 +74,9 @@ impl MemoryStore {
             accounts: ports.clone(),
             payments: ports.clone(),
             idempotency: ports.clone(),
-            audit: ports,
+            audit: ports.clone(),
+            rooms: ports,
+            lines: Arc::new(MemoryLines { store: self.clone(), clock: clock.clone() }),
             clock,
             random,
         }

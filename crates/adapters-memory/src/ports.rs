@@ -14,21 +14,25 @@ use domain::ids::{ConcertId, ReservationId, ScheduleId, UserId};
 use domain::money::Won;
 use domain::payment::{PaymentRequest, Settlement};
 use domain::ports::{
-    AccountStore, AuditStore, CatalogueStore, Decide, IdempotencyStore, IssueOutcome, PaymentStore, QueueStore,
-    ReservationStore, SettingsStore, StoreError,
+    AccountStore, AuditStore, CatalogueStore, ChangeRoom, Decide, IdempotencyStore, IssueOutcome, PaymentStore,
+    QueueLines, QueueStore, ReservationStore, RoomStore, SettingsStore, StoreError,
 };
+use domain::room::{CreateRoomOutcome, DrawOutcome, Room, RoomId, UpdateRoomOutcome};
 use domain::queue::{
     AdmissionOutcome, AdmissionPolicy, QueueCursor, QueueSettings, QueueStats, QueueToken, SettingsPatch, TokenValue,
 };
 use domain::reservation::{HoldOutcome, HoldRequest, Reservation};
 use time::OffsetDateTime;
 
+use crate::line::Line;
 use crate::MemoryStore;
 
 /// Every port of one [`MemoryStore`], with the store's clock.
 pub(crate) struct MemoryPorts {
     store: MemoryStore,
     clock: Arc<dyn Clock>,
+    /// The room whose line the queue port serves.
+    room: RoomId,
 }
 
 impl std::fmt::Debug for MemoryPorts {
@@ -38,52 +42,109 @@ impl std::fmt::Debug for MemoryPorts {
 }
 
 impl MemoryPorts {
-    pub(crate) fn new(store: MemoryStore, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
+    pub(crate) fn new(store: MemoryStore, clock: Arc<dyn Clock>, room: RoomId) -> Self {
+        Self { store, clock, room }
+    }
+}
+
+/// The rooms' lines of one [`MemoryStore`].
+pub(crate) struct MemoryLines {
+    pub(crate) store: MemoryStore,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl QueueLines for MemoryLines {
+    fn line(&self, room: &RoomId) -> Arc<dyn QueueStore> {
+        Arc::new(MemoryPorts::new(self.store.clone(), self.clock.clone(), room.clone()))
+    }
+}
+
+impl MemoryPorts {
+    /// A value of another line is no token of this one.
+    fn ours(&self, value: &TokenValue) -> bool {
+        value.room() == self.room
     }
 }
 
 impl QueueStore for MemoryPorts {
     fn issue(&self, user: UserId, value: TokenValue, now: OffsetDateTime) -> Result<IssueOutcome, StoreError> {
-        self.store.write()?.issue(user, value, now)
+        if !self.ours(&value) {
+            return Err(StoreError::Internal(format!("a token of another room issued in the line of {}", self.room)));
+        }
+        self.store.write()?.line_mut(&self.room).issue(user, value, now)
     }
 
     fn find(&self, value: &TokenValue) -> Result<Option<QueueToken>, StoreError> {
-        Ok(self.store.open()?.find_token(value))
+        let state = self.store.open()?;
+        Ok(state.line(&self.room).filter(|_| self.ours(value)).and_then(|line| line.find_token(value)))
     }
 
     fn find_with_cursor(&self, value: &TokenValue) -> Result<Option<(QueueToken, QueueCursor)>, StoreError> {
         let state = self.store.open()?;
-        Ok(state.find_token(value).map(|t| (t, state.cursor())))
+        let line = state.line(&self.room).filter(|_| self.ours(value));
+        Ok(line.and_then(|line| line.find_token(value).map(|t| (t, line.cursor()))))
     }
 
     fn cursor(&self) -> Result<QueueCursor, StoreError> {
-        Ok(self.store.open()?.cursor())
+        Ok(self.store.open()?.line(&self.room).map(Line::cursor).unwrap_or_default())
     }
 
     fn admit(&self, policy: &AdmissionPolicy) -> Result<AdmissionOutcome, StoreError> {
         let mut state = self.store.write()?;
         // Read under the lock, so the instant of the decision is the instant of the write.
-        Ok(state.admit(policy, self.clock.now()))
+        Ok(state.line_mut(&self.room).admit(policy, self.clock.now()))
     }
 
     fn expire_tokens(&self, limit: u32) -> Result<u64, StoreError> {
         let mut state = self.store.write()?;
-        Ok(state.expire_tokens(self.clock.now(), limit))
+        Ok(state.line_mut(&self.room).expire_tokens(self.clock.now(), limit))
     }
 
     fn use_up(&self, value: &TokenValue, at: OffsetDateTime) -> Result<(), StoreError> {
-        self.store.write()?.use_up(value, at);
+        if self.ours(value) {
+            self.store.write()?.line_mut(&self.room).use_up(value, at);
+        }
         Ok(())
     }
 
     fn stats(&self) -> Result<QueueStats, StoreError> {
         let state = self.store.open()?;
-        Ok(state.stats(self.clock.now()))
+        let now = self.clock.now();
+        Ok(state.line(&self.room).map_or_else(|| Line::default().stats(now), |line| line.stats(now)))
     }
 
     fn ping(&self) -> Result<(), StoreError> {
         self.store.ping()
+    }
+
+    fn draw(&self, opens_at: OffsetDateTime, seed: u64) -> Result<DrawOutcome, StoreError> {
+        let mut state = self.store.write()?;
+        Ok(state.line_mut(&self.room).draw(opens_at, seed, self.clock.now()))
+    }
+
+    fn note_seen(&self, values: &[TokenValue], at: OffsetDateTime) -> Result<(), StoreError> {
+        let mut state = self.store.write()?;
+        state.line_mut(&self.room).note_seen(values, at);
+        Ok(())
+    }
+}
+
+impl RoomStore for MemoryPorts {
+    fn rooms(&self) -> Result<Vec<Room>, StoreError> {
+        Ok(self.store.open()?.rooms())
+    }
+
+    fn create_room(&self, room: &Room, note: Option<&OperatorNote>) -> Result<CreateRoomOutcome, StoreError> {
+        Ok(self.store.write()?.create_room(room, note))
+    }
+
+    fn update_room(
+        &self,
+        id: &RoomId,
+        change: &mut ChangeRoom<'_>,
+        note: Option<&OperatorNote>,
+    ) -> Result<UpdateRoomOutcome, StoreError> {
+        Ok(self.store.write()?.update_room(id, change, note))
     }
 }
 
@@ -120,6 +181,10 @@ impl CatalogueStore for MemoryPorts {
 
     fn add_schedule(&self, schedule: &NewSchedule, note: Option<&OperatorNote>) -> Result<AddSchedule, StoreError> {
         self.store.write()?.add_schedule(schedule, note)
+    }
+
+    fn concert_of(&self, schedule: ScheduleId) -> Result<Option<ConcertId>, StoreError> {
+        Ok(self.store.open()?.concert_of(schedule))
     }
 
     fn sales(&self, concert: ConcertId, now: OffsetDateTime) -> Result<Option<Vec<ScheduleSales>>, StoreError> {

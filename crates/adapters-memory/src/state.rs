@@ -7,7 +7,7 @@
 //! Every mutating method checks everything that can fail *before* its first write, so an
 //! `Err` always leaves the state as it was: that is the whole of this store's rollback.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use domain::account::{CreditOutcome, CreditRequest, LedgerEntry, LedgerKind, LedgerQuery};
 use domain::audit::{AuditEntry, OperatorAction, OperatorNote};
@@ -20,13 +20,13 @@ use domain::idempotency::{Claimed, Effect, IdempotencyGuard, IdempotencyKey, Ide
 use domain::ids::{ConcertId, PaymentId, ReservationId, ScheduleId, SeatId, UserId};
 use domain::money::{credit_fits, Won};
 use domain::payment::{Payment, PaymentFacts, PaymentRequest, Settlement};
-use domain::ports::{Decide, IssueOutcome, StoreError};
-use domain::queue::{
-    AdmissionOutcome, AdmissionPolicy, QueueCursor, QueueSettings, QueueStats, QueueToken, SettingsPatch, TokenStatus,
-    TokenValue,
-};
+use domain::ports::{ChangeRoom, Decide, StoreError};
+use domain::queue::{QueueSettings, QueueToken, SettingsPatch, TokenValue};
+use domain::room::{CreateRoomOutcome, Room, RoomId, UpdateRoomOutcome};
 use domain::reservation::{may_hold_another, HoldOutcome, HoldRequest, Reservation, ReservationStatus};
 use time::OffsetDateTime;
+
+use crate::line::Line;
 
 /// A schedule as stored: the seats are kept in number order for the seat map.
 #[derive(Debug, Clone)]
@@ -53,17 +53,12 @@ pub(crate) struct State {
     /// The operator log, oldest first (`seq` 1, 2, ...).
     audit: Vec<AuditEntry>,
 
-    /// Tokens in issue order: the token with `seq` s sits at index s - 1, which keeps `seq`
-    /// gapless by construction. Every token past `cursor.admitted_through` is WAITING (a
-    /// WAITING token leaves the line only by admission), so the waiting count and the next
-    /// batch are index ranges.
-    tokens: Vec<QueueToken>,
-    token_index: HashMap<TokenValue, usize>,
-    tokens_of: HashMap<UserId, Vec<usize>>,
-    /// The stored-ACTIVE tokens by `(expires_at, index)`: expiry takes the oldest first and the
-    /// unexpired ones are a range, so neither scans the line.
-    active: BTreeSet<(OffsetDateTime, usize)>,
-    cursor: QueueCursor,
+    /// `main`'s line.
+    main: Line,
+    /// The lines of the other rooms, created by their first use.
+    lines: HashMap<RoomId, Line>,
+    /// The rooms other than `main`.
+    rooms: BTreeMap<RoomId, Room>,
 
     concerts: HashMap<ConcertId, Concert>,
     schedules: HashMap<ScheduleId, ScheduleRow>,
@@ -123,115 +118,30 @@ impl State {
 
     // ---- queue ---------------------------------------------------------------------------------
 
-    pub(crate) fn issue(
-        &mut self,
-        user: UserId,
-        value: TokenValue,
-        now: OffsetDateTime,
-    ) -> Result<IssueOutcome, StoreError> {
-        let mine = self.tokens_of.get(&user).cloned().unwrap_or_default();
-        if let Some(live) = mine.iter().filter_map(|&i| self.tokens.get(i)).find(|t| t.is_live_at(now)) {
-            return Ok(IssueOutcome { token: live.clone(), created: false, cursor: self.cursor });
-        }
-        // Checked before anything changes, so a refused issue burns no number.
-        if self.token_index.contains_key(&value) {
-            return Err(internal("duplicate token value"));
-        }
-        let seq = i64::try_from(self.tokens.len()).map_err(|_| internal("queue sequence overflow"))? + 1;
-        for &i in &mine {
-            self.expire_at(i, None);
-        }
-        let token = QueueToken::new_waiting(value.clone(), user, seq, now);
-        let index = self.tokens.len();
-        self.tokens.push(token.clone());
-        self.token_index.insert(value, index);
-        self.tokens_of.entry(user).or_default().push(index);
-        Ok(IssueOutcome { token, created: true, cursor: self.cursor })
-    }
-
-    /// Marks the token at `i` EXPIRED if it is stored ACTIVE, with `expires_at = at` when
-    /// given (a payment used it up) or its own expiry kept (its time ran out).
-    fn expire_at(&mut self, i: usize, at: Option<OffsetDateTime>) -> bool {
-        let Some(t) = self.tokens.get_mut(i) else { return false };
-        if t.status != TokenStatus::Active {
-            return false;
-        }
-        if let Some(exp) = t.expires_at {
-            self.active.remove(&(exp, i));
-        }
-        t.status = TokenStatus::Expired;
-        if at.is_some() {
-            t.expires_at = at;
-        }
-        true
-    }
-
-    pub(crate) fn find_token(&self, value: &TokenValue) -> Option<QueueToken> {
-        self.token_index.get(value).and_then(|&i| self.tokens.get(i)).cloned()
-    }
-
-    pub(crate) fn cursor(&self) -> QueueCursor {
-        self.cursor, draw: None,
-    }
-
-    fn issued_through(&self) -> i64 {
-        i64::try_from(self.tokens.len()).unwrap_or(i64::MAX)
-    }
-
-    /// ACTIVE tokens whose TTL has not run out at `now` ([`QueueToken::status_at`]: an ACTIVE
-    /// token is over at its exact `expires_at`).
-    fn active_at(&self, now: OffsetDateTime) -> u64 {
-        as_u64(self.active.iter().rev().take_while(|(exp, _)| *exp > now).count())
-    }
-
-    pub(crate) fn admit(&mut self, policy: &AdmissionPolicy, now: OffsetDateTime) -> AdmissionOutcome {
-        let last = self.cursor.last_admission_at;
-        if !policy.is_due(last, now) {
-            return AdmissionOutcome::NotDue { wait: policy.next_admission_at(last, now) - now };
-        }
-        let active = if policy.max_active.is_some() { self.active_at(now) } else { 0 };
-        let waiting = self.issued_through().saturating_sub(self.cursor.admitted_through);
-        let n = policy.quota(active, u64::try_from(waiting).unwrap_or(0));
-        let start = usize::try_from(self.cursor.admitted_through).unwrap_or(0);
-        let end = start.saturating_add(usize::try_from(n).unwrap_or(0)).min(self.tokens.len());
-        let expires_at = policy.expiry_for(now);
-        for i in start..end {
-            if let Some(t) = self.tokens.get_mut(i) {
-                t.status = TokenStatus::Active;
-                t.activated_at = Some(now);
-                t.expires_at = Some(expires_at);
-                self.active.insert((expires_at, i));
-            }
-        }
-        let admitted = as_u64(end - start);
-        self.cursor.admitted_through += i64::try_from(admitted).unwrap_or(0);
-        if admitted > 0 {
-            self.cursor.last_admission_at = Some(now);
-        }
-        AdmissionOutcome::Admitted(admitted)
-    }
-
-    pub(crate) fn expire_tokens(&mut self, now: OffsetDateTime, max: u32) -> u64 {
-        let due: Vec<usize> =
-            self.active.iter().take_while(|(exp, _)| *exp <= now).take(limit(max)).map(|(_, i)| *i).collect();
-        as_u64(due.into_iter().filter(|&i| self.expire_at(i, None)).count())
-    }
-
-    pub(crate) fn use_up(&mut self, value: &TokenValue, at: OffsetDateTime) {
-        if let Some(&i) = self.token_index.get(value) {
-            self.expire_at(i, Some(at));
+    /// The line of `room`.
+    pub(crate) fn line(&self, room: &RoomId) -> Option<&Line> {
+        if room.is_main() {
+            Some(&self.main)
+        } else {
+            self.lines.get(room)
         }
     }
 
-    pub(crate) fn stats(&self, now: OffsetDateTime) -> QueueStats {
-        let issued_through = self.issued_through();
-        QueueStats {
-            waiting: u64::try_from(issued_through - self.cursor.admitted_through).unwrap_or(0),
-            active: self.active_at(now),
-            issued_through,
-            cursor: self.cursor,
-            now, abandoned: 0,
+    /// The line of `room`, made on first use.
+    pub(crate) fn line_mut(&mut self, room: &RoomId) -> &mut Line {
+        if room.is_main() {
+            &mut self.main
+        } else {
+            self.lines.entry(room.clone()).or_default()
         }
+    }
+
+    fn find_token(&self, value: &TokenValue) -> Option<QueueToken> {
+        self.line(&value.room()).and_then(|line| line.find_token(value))
+    }
+
+    fn use_up(&mut self, value: &TokenValue, at: OffsetDateTime) {
+        self.line_mut(&value.room()).use_up(value, at);
     }
 
     // ---- settings ------------------------------------------------------------------------------
@@ -251,6 +161,67 @@ impl State {
             self.log(OperatorAction::queue_update(note, &before, &self.settings));
         }
         (before, self.settings)
+    }
+
+    // ---- rooms --------------------------------------------------------------------------------
+
+    pub(crate) fn rooms(&self) -> Vec<Room> {
+        self.rooms.values().cloned().collect()
+    }
+
+    /// The first concert of `concerts` that does not exist, or that a room other than `except`
+    /// lists.
+    fn concert_conflict(&self, concerts: &[ConcertId], except: &RoomId) -> Option<Result<ConcertId, ConcertId>> {
+        concerts.iter().find_map(|c| {
+            if !self.concerts.contains_key(c) {
+                return Some(Err(*c));
+            }
+            let taken = self.rooms.values().any(|r| r.id != *except && r.concerts.contains(c));
+            taken.then_some(Ok(*c))
+        })
+    }
+
+    pub(crate) fn create_room(&mut self, room: &Room, note: Option<&OperatorNote>) -> CreateRoomOutcome {
+        if self.rooms.contains_key(&room.id) {
+            return CreateRoomOutcome::Exists;
+        }
+        match self.concert_conflict(&room.concerts, &room.id) {
+            Some(Ok(c)) => return CreateRoomOutcome::ConcertTaken(c),
+            Some(Err(c)) => return CreateRoomOutcome::UnknownConcert(c),
+            None => {}
+        }
+        self.rooms.insert(room.id.clone(), room.clone());
+        if let Some(note) = note {
+            self.log(OperatorAction::room_created(note, room));
+        }
+        CreateRoomOutcome::Created
+    }
+
+    pub(crate) fn update_room(
+        &mut self,
+        id: &RoomId,
+        change: &mut ChangeRoom<'_>,
+        note: Option<&OperatorNote>,
+    ) -> UpdateRoomOutcome {
+        let Some(before) = self.rooms.get(id).cloned() else { return UpdateRoomOutcome::NotFound };
+        let after = match change(&before) {
+            Ok(after) => after,
+            Err(e) => return UpdateRoomOutcome::Refused(e),
+        };
+        match self.concert_conflict(&after.concerts, id) {
+            Some(Ok(c)) => return UpdateRoomOutcome::ConcertTaken(c),
+            Some(Err(c)) => return UpdateRoomOutcome::UnknownConcert(c),
+            None => {}
+        }
+        self.rooms.insert(id.clone(), after.clone());
+        if let Some(note) = note {
+            self.log(OperatorAction::room_updated(note, &before, &after));
+        }
+        UpdateRoomOutcome::Updated { before: Box::new(before), after: Box::new(after) }
+    }
+
+    pub(crate) fn concert_of(&self, schedule: ScheduleId) -> Option<ConcertId> {
+        self.schedules.get(&schedule).map(|row| row.concert_id)
     }
 
     // ---- the operator log ----------------------------------------------------------------------
