@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 use domain::ids::UserId;
 use domain::ports::{IssueOutcome, QueueStore, StoreError};
 use domain::queue::{AdmissionOutcome, AdmissionPolicy, QueueCursor, QueueStats, QueueToken, TokenStatus, TokenValue};
+use domain::room::DrawOutcome;
 use time::OffsetDateTime;
 
 use crate::stamped::{ReadStart, Stamped};
@@ -82,13 +83,21 @@ struct Entry {
     issued_at: OffsetDateTime,
 }
 
+/// Which line a cursor describes: its epoch (a Redis that lost its line starts a new one)
+/// and its draw's seed (a draw renumbers the line). Cached tokens of another line are stale.
+type LineId = (u64, Option<u64>);
+
+fn line_of(cursor: &QueueCursor) -> LineId {
+    (cursor.epoch, cursor.draw.map(|d| d.seed))
+}
+
 #[derive(Debug, Default)]
 struct State {
     /// The cursor and when its read started. Each admission of this instance invalidates it,
     /// so a cursor read that started before the admission is not written back.
     cursor: Stamped<QueueCursor>,
-    /// The epoch of the line the cached tokens belong to (`QueueCursor::epoch`).
-    epoch: u64,
+    /// The line the cached tokens belong to ([`line_of`]).
+    line: LineId,
     by_key: HashMap<Key, Entry>,
     by_seq: BTreeMap<i64, Key>,
 }
@@ -99,13 +108,13 @@ impl State {
     /// means the store lost the line the cache remembers (Redis restarted empty): every cached
     /// token is dropped, the new cursor is taken, and reads that started before it are not.
     fn set_cursor(&mut self, cursor: QueueCursor, start: ReadStart) {
-        if cursor.epoch != self.epoch {
+        if line_of(&cursor) != self.line {
             // Only a read that started after the last change switches lines: one that started
             // before may have seen the line that was there before (the old one, late).
             if self.cursor.unchanged_since(start) {
                 self.by_key.clear();
                 self.by_seq.clear();
-                self.epoch = cursor.epoch;
+                self.line = line_of(&cursor);
                 self.cursor.replace(start, cursor);
             }
             return;
@@ -211,7 +220,7 @@ impl CachedQueue {
         let mut state = self.write();
         state.set_cursor(cursor, start);
         // A token of a line the cache no longer follows is not kept.
-        if let Some(token) = token.filter(|t| t.seq > cursor.admitted_through && cursor.epoch == state.epoch) {
+        if let Some(token) = token.filter(|t| t.seq > cursor.admitted_through && line_of(&cursor) == state.line) {
             state.remember(token, self.settings.capacity);
         }
     }
@@ -323,7 +332,7 @@ impl QueueStore for CachedQueue {
 
     fn admit(&self, policy: &AdmissionPolicy) -> Result<AdmissionOutcome, StoreError> {
         let outcome = self.inner.admit(policy)?;
-        if matches!(outcome, AdmissionOutcome::Admitted(n) if n > 0) {
+        if outcome.admitted() > 0 || outcome.abandoned() > 0 {
             // Our own admission: stop serving the tokens it let in at once, and refuse any
             // cursor read that started before it.
             self.write().cursor.invalidate();
@@ -333,6 +342,19 @@ impl QueueStore for CachedQueue {
 
     fn expire_tokens(&self, limit: u32) -> Result<u64, StoreError> {
         self.inner.expire_tokens(limit)
+    }
+
+    fn draw(&self, opens_at: OffsetDateTime, seed: u64) -> Result<DrawOutcome, StoreError> {
+        let outcome = self.inner.draw(opens_at, seed)?;
+        if matches!(outcome, DrawOutcome::Drawn { fresh: true, .. }) {
+            // Our own draw renumbered the line: no cursor read from before it is kept.
+            self.write().cursor.invalidate();
+        }
+        Ok(outcome)
+    }
+
+    fn note_seen(&self, values: &[TokenValue], at: OffsetDateTime) -> Result<(), StoreError> {
+        self.inner.note_seen(values, at)
     }
 
     fn use_up(&self, value: &TokenValue, at: OffsetDateTime) -> Result<(), StoreError> {
@@ -371,7 +393,7 @@ mod tests {
     }
 
     fn cursor(admitted_through: i64) -> QueueCursor {
-        QueueCursor { admitted_through, last_admission_at: None, epoch: 0, draw: None  }
+        QueueCursor { admitted_through, last_admission_at: None, epoch: 0, draw: None }
     }
 
     fn cache(inner: MockQueueStore, ticker: &ManualTicker, capacity: usize) -> CachedQueue {

@@ -32,8 +32,8 @@ use domain::random::Randomness;
 use domain::service::Ports;
 
 use crate::ports::{MemoryLines, MemoryPorts};
-use domain::room::RoomId;
 use crate::state::State;
+use domain::room::RoomId;
 
 /// One in-memory store. Clones share the same state.
 #[derive(Clone, Debug)]

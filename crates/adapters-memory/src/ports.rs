@@ -17,11 +17,11 @@ use domain::ports::{
     AccountStore, AuditStore, CatalogueStore, ChangeRoom, Decide, IdempotencyStore, IssueOutcome, PaymentStore,
     QueueLines, QueueStore, ReservationStore, RoomStore, SettingsStore, StoreError,
 };
-use domain::room::{CreateRoomOutcome, DrawOutcome, Room, RoomId, UpdateRoomOutcome};
 use domain::queue::{
     AdmissionOutcome, AdmissionPolicy, QueueCursor, QueueSettings, QueueStats, QueueToken, SettingsPatch, TokenValue,
 };
 use domain::reservation::{HoldOutcome, HoldRequest, Reservation};
+use domain::room::{CreateRoomOutcome, DrawOutcome, Room, RoomId, UpdateRoomOutcome};
 use time::OffsetDateTime;
 
 use crate::line::Line;

@@ -22,8 +22,8 @@ use domain::money::{credit_fits, Won};
 use domain::payment::{Payment, PaymentFacts, PaymentRequest, Settlement};
 use domain::ports::{ChangeRoom, Decide, StoreError};
 use domain::queue::{QueueSettings, QueueToken, SettingsPatch, TokenValue};
-use domain::room::{CreateRoomOutcome, Room, RoomId, UpdateRoomOutcome};
 use domain::reservation::{may_hold_another, HoldOutcome, HoldRequest, Reservation, ReservationStatus};
+use domain::room::{CreateRoomOutcome, Room, RoomId, UpdateRoomOutcome};
 use time::OffsetDateTime;
 
 use crate::line::Line;

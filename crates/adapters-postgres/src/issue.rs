@@ -256,7 +256,8 @@ fn store_batch(
             .map(|r| QueueCursor {
                 admitted_through: r.admitted_through,
                 last_admission_at: r.last_admission_at,
-                epoch: 0, draw: None,
+                epoch: 0,
+                draw: None,
             })
             .ok_or_else(|| StoreError::Internal("the queue cursor row is missing".into()))?;
         let mut tokens: HashMap<Uuid, (QueueToken, bool)> = HashMap::with_capacity(unique.len());

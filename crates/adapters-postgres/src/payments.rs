@@ -119,7 +119,8 @@ impl FactsRow {
                 status: status.parse::<TokenStatus>().map_err(|_| corrupt("queue_tokens.status"))?,
                 issued_at,
                 activated_at: self.t_activated_at,
-                expires_at: self.t_expires_at, expired_reason: None,
+                expires_at: self.t_expires_at,
+                expired_reason: None,
             }),
             _ => None,
         };

@@ -38,7 +38,8 @@ impl TokenRow {
             status: self.status.parse::<TokenStatus>().map_err(|_| corrupt("queue_tokens.status"))?,
             issued_at: self.issued_at,
             activated_at: self.activated_at,
-            expires_at: self.expires_at, expired_reason: None,
+            expires_at: self.expires_at,
+            expired_reason: None,
         })
     }
 }
@@ -108,7 +109,12 @@ struct CursorRow {
 
 impl CursorRow {
     fn into_domain(self) -> QueueCursor {
-        QueueCursor { admitted_through: self.admitted_through, last_admission_at: self.last_admission_at, epoch: 0, draw: None  }
+        QueueCursor {
+            admitted_through: self.admitted_through,
+            last_admission_at: self.last_admission_at,
+            epoch: 0,
+            draw: None,
+        }
     }
 }
 
@@ -230,7 +236,8 @@ impl QueueStore for PgStore {
             active: count(read.active),
             issued_through: read.issued_through,
             cursor,
-            now: read.now, abandoned: 0,
+            now: read.now,
+            abandoned: 0,
         })
     }
 

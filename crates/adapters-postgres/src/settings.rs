@@ -68,7 +68,8 @@ impl SettingsRow {
                 batch: count(self.admit_batch, "queue_settings.admit_batch")?,
                 interval: Duration::microseconds(self.admit_interval_micros),
                 active_ttl: Duration::microseconds(self.active_ttl_micros),
-                max_active: self.max_active.map(|m| count(m, "queue_settings.max_active")).transpose()?, abandon_after: None,
+                max_active: self.max_active.map(|m| count(m, "queue_settings.max_active")).transpose()?,
+                abandon_after: None,
             },
         })
     }

@@ -49,7 +49,8 @@ pub(crate) fn token(value: TokenValue, fields: &[Option<String>], at: usize) -> 
         status,
         issued_at: from_micros(int(fields, at + 3, "issued")?)?,
         activated_at: opt_time(fields, at + 4, "activated")?,
-        expires_at: opt_time(fields, at + 5, "expires")?, expired_reason: None,
+        expires_at: opt_time(fields, at + 5, "expires")?,
+        expired_reason: None,
     })
 }
 
@@ -64,7 +65,7 @@ pub(crate) fn cursor(fields: &[Option<String>], at: usize) -> Result<QueueCursor
         None => 0,
         Some(_) => u64::try_from(int(fields, at + 2, "epoch")?).map_err(|_| corrupt("a negative epoch"))?,
     };
-    Ok(QueueCursor { admitted_through, last_admission_at: opt_time(fields, at + 1, "last")?, epoch, draw: None  })
+    Ok(QueueCursor { admitted_through, last_admission_at: opt_time(fields, at + 1, "last")?, epoch, draw: None })
 }
 
 /// Whether the connection that returned `e` can no longer be trusted: the server is gone,

@@ -441,7 +441,8 @@ impl QueueStore for RedisQueue {
             active: count(4, "active")?,
             issued_through,
             cursor,
-            now: codec::from_micros(codec::int(&f, 5, "now")?)?, abandoned: 0,
+            now: codec::from_micros(codec::int(&f, 5, "now")?)?,
+            abandoned: 0,
         })
     }
 

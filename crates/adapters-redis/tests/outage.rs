@@ -112,7 +112,13 @@ fn value() -> TokenValue {
 }
 
 fn policy() -> AdmissionPolicy {
-    AdmissionPolicy { batch: 10, interval: Duration::seconds(60), active_ttl: Duration::seconds(600), max_active: None, abandon_after: None  }
+    AdmissionPolicy {
+        batch: 10,
+        interval: Duration::seconds(60),
+        active_ttl: Duration::seconds(600),
+        max_active: None,
+        abandon_after: None,
+    }
 }
 
 /// A named queue call, its result reduced to success or the store's error.

@@ -28,7 +28,13 @@ use time::{Duration, OffsetDateTime};
 fn settings(batch: u32, interval: Duration) -> QueueSettings {
     QueueSettings {
         paused: false,
-        admission: AdmissionPolicy { batch, interval, active_ttl: Duration::seconds(600), max_active: None, abandon_after: None  },
+        admission: AdmissionPolicy {
+            batch,
+            interval,
+            active_ttl: Duration::seconds(600),
+            max_active: None,
+            abandon_after: None,
+        },
     }
 }
 

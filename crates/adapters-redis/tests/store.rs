@@ -30,7 +30,13 @@ fn value() -> TokenValue {
 }
 
 fn policy(batch: u32) -> AdmissionPolicy {
-    AdmissionPolicy { batch, interval: Duration::seconds(60), active_ttl: Duration::seconds(600), max_active: None, abandon_after: None  }
+    AdmissionPolicy {
+        batch,
+        interval: Duration::seconds(60),
+        active_ttl: Duration::seconds(600),
+        max_active: None,
+        abandon_after: None,
+    }
 }
 
 #[test]

@@ -351,7 +351,8 @@ impl Settings {
                 batch: self.queue_admit_batch,
                 interval: secs(self.queue_admit_interval_secs),
                 active_ttl: secs(self.queue_active_ttl_secs),
-                max_active: self.queue_max_active, abandon_after: None,
+                max_active: self.queue_max_active,
+                abandon_after: None,
             },
         }
     }

@@ -325,7 +325,7 @@ impl World {
             }
             match self.app.admit().expect("admit") {
                 AdmissionOutcome::NotDue { wait } => self.advance(wait),
-                AdmissionOutcome::Admitted(_) | AdmissionOutcome::Busy => {}
+                AdmissionOutcome::Admitted(_) | AdmissionOutcome::AdmittedPresent { .. } | AdmissionOutcome::Busy => {}
                 AdmissionOutcome::Paused => panic!("admission is paused"),
             }
         }

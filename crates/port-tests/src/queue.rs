@@ -21,10 +21,7 @@ use crate::fixture::{Admission, Fixture};
 use crate::Harness;
 
 fn admitted(outcome: AdmissionOutcome) -> u64 {
-    match outcome {
-        AdmissionOutcome::Admitted(n) => n,
-        AdmissionOutcome::NotDue { .. } | AdmissionOutcome::Busy | AdmissionOutcome::Paused => 0,
-    }
+    outcome.admitted()
 }
 
 /// A user gets one place in line: issuing again returns the live token (WAITING, then
@@ -114,7 +111,7 @@ pub fn find_and_find_with_cursor_return_the_stored_token<H: Harness>() {
     assert_eq!(fx.ports.queue.find_with_cursor(&unknown).unwrap(), None);
     assert_eq!(
         fx.ports.queue.cursor().unwrap(),
-        QueueCursor { admitted_through: 0, last_admission_at: None, epoch: 0, draw: None  }
+        QueueCursor { admitted_through: 0, last_admission_at: None, epoch: 0, draw: None }
     );
 
     let issued = fx.issue(fx.user());
@@ -130,7 +127,7 @@ pub fn find_and_find_with_cursor_return_the_stored_token<H: Harness>() {
     assert_eq!(token.status, TokenStatus::Active);
     assert_eq!(token.activated_at, Some(fx.now()));
     assert_eq!(token.expires_at, Some(fx.now() + Duration::seconds(600)));
-    assert_eq!(cursor, QueueCursor { admitted_through: 1, last_admission_at: Some(fx.now()), epoch, draw: None  });
+    assert_eq!(cursor, QueueCursor { admitted_through: 1, last_admission_at: Some(fx.now()), epoch, draw: None });
     assert_eq!(fx.ports.queue.find(&issued.value).unwrap(), Some(token));
 
     // A well-formed value that was never issued is invalid to the use cases too.
@@ -421,7 +418,7 @@ pub fn stats_count_waiting_and_live_active_tokens<H: Harness>() {
     let stats = fx.ports.queue.stats().unwrap();
     assert_eq!((stats.waiting, stats.active, stats.issued_through), (3, 2, 5));
     let epoch = fx.ports.queue.cursor().unwrap().epoch;
-    assert_eq!(stats.cursor, QueueCursor { admitted_through: 2, last_admission_at: Some(t0), epoch, draw: None  });
+    assert_eq!(stats.cursor, QueueCursor { admitted_through: 2, last_admission_at: Some(t0), epoch, draw: None });
 
     fx.clock.set(t0 + Duration::seconds(600) - Duration::microseconds(1));
     assert_eq!(fx.ports.queue.stats().unwrap().active, 2);

@@ -43,7 +43,13 @@ struct World {
 }
 
 fn admission(batch: u32, max_active: Option<u32>) -> AdmissionPolicy {
-    AdmissionPolicy { batch, interval: Duration::seconds(60), active_ttl: Duration::seconds(600), max_active, abandon_after: None  }
+    AdmissionPolicy {
+        batch,
+        interval: Duration::seconds(60),
+        active_ttl: Duration::seconds(600),
+        max_active,
+        abandon_after: None,
+    }
 }
 
 fn world(admission: AdmissionPolicy) -> World {

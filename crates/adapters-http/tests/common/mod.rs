@@ -62,7 +62,8 @@ impl World {
                 batch: 100,
                 interval: Duration::seconds(1),
                 active_ttl: Duration::seconds(TTL_SECS),
-                max_active: None, abandon_after: None,
+                max_active: None,
+                abandon_after: None,
             },
         });
         let ticketing = Ticketing::new(store.ports(Arc::new(clock.clone()), Arc::new(OsRandom)), policy());

@@ -20,7 +20,10 @@ use domain::idempotency::{
 use domain::ids::{LedgerEntryId, PaymentId, ReservationId};
 use domain::money::Won;
 use domain::payment::Payment;
-use domain::queue::{AdmissionOutcome, QueueCursor, QueueState, QueueStats, QueueToken, TokenValue, TokenView};
+use domain::queue::{
+    AdmissionOutcome, ExpiredReason, QueueCursor, QueueState, QueueStats, QueueToken, TokenStatus, TokenValue,
+    TokenView,
+};
 use domain::reservation::Reservation;
 use domain::service::{IssuedToken, Ticketing};
 
@@ -261,7 +264,8 @@ pub fn queue_token(m: &Model, b: &Bindings, i: usize) -> QueueToken {
         status: t.status,
         issued_at: t.issued_at,
         activated_at: t.activated_at,
-        expires_at: t.expires_at, expired_reason: None,
+        expires_at: t.expires_at,
+        expired_reason: None,
     }
 }
 
@@ -277,8 +281,11 @@ pub fn token_view(v: &View, b: &Bindings) -> TokenView {
             status: t.status,
             issued_at: t.issued_at,
             activated_at: t.activated_at,
-            expires_at: t.expires_at, expired_reason: None,
+            expires_at: t.expires_at,
+            expired_reason: t.reason,
         },
+        draw_at: None,
+        expired_reason: (v.status == TokenStatus::Expired).then(|| t.reason.unwrap_or(ExpiredReason::Ttl)),
         status: v.status,
         position: v.position,
         estimated_wait_secs: v.wait,
@@ -384,9 +391,11 @@ pub fn queue_state(q: &QueueView) -> QueueState {
             cursor: QueueCursor {
                 admitted_through: q.admitted_through,
                 last_admission_at: q.last_admission_at,
-                epoch: 0, draw: None,
+                epoch: 0,
+                draw: None,
             },
-            now: q.now, abandoned: 0,
+            now: q.now,
+            abandoned: 0,
         },
         settings: s.domain(),
         next_admission_at: (!s.paused).then(|| s.next_admission(q.last_admission_at, q.now)),

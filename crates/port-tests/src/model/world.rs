@@ -77,6 +77,7 @@ pub fn policy() -> Policy {
         idempotency_ttl: Duration::seconds(900),
         sweep_batch: 2,
         sweep_batches_per_tick: 5,
+        room_defaults: starting_settings(),
     }
 }
 
@@ -89,7 +90,8 @@ pub fn starting_settings() -> QueueSettings {
             batch: 2,
             interval: Duration::seconds(60),
             active_ttl: Duration::seconds(600),
-            max_active: None, abandon_after: None,
+            max_active: None,
+            abandon_after: None,
         },
     }
 }

@@ -19,7 +19,7 @@ use domain::error::{
     AuthorizeError, ChargeError, GetReservationError, HistoryError, PayError, ReadTokenError, ReserveError,
 };
 use domain::money::Won;
-use domain::queue::{AdmissionOutcome, AdmissionPolicy, QueueSettings, TokenStatus};
+use domain::queue::{AdmissionOutcome, AdmissionPolicy, ExpiredReason, QueueSettings, TokenStatus};
 use domain::reservation::ReservationStatus;
 use time::{Duration, OffsetDateTime};
 
@@ -73,7 +73,8 @@ impl Settings {
                 batch: self.batch,
                 interval: self.interval,
                 active_ttl: self.ttl,
-                max_active: self.max_active, abandon_after: None,
+                max_active: self.max_active,
+                abandon_after: None,
             },
         }
     }
@@ -112,6 +113,8 @@ pub struct Token {
     pub activated_at: Option<OffsetDateTime>,
     /// TTL end, or the payment's time once used up.
     pub expires_at: Option<OffsetDateTime>,
+    /// Why it is stored EXPIRED.
+    pub reason: Option<ExpiredReason>,
 }
 
 impl Token {

@@ -1,6 +1,7 @@
 //! Applying a step to the model: what the service must answer and how its state moves.
 
 use super::*;
+use domain::queue::ExpiredReason;
 
 impl Model {
     /// Runs a step on the model; returns what the service must answer.
@@ -75,6 +76,7 @@ impl Model {
                 let used = &mut self.tokens[t];
                 if used.status == TokenStatus::Active {
                     used.status = TokenStatus::Expired;
+                    used.reason = Some(ExpiredReason::Paid);
                     used.expires_at = self.payments.iter().find(|p| p.token == t).map(|p| p.paid_at);
                 }
                 (None, false)
@@ -123,6 +125,7 @@ impl Model {
         }
         for t in self.tokens.iter_mut().filter(|t| t.user == u && t.lapsed_active_at(now)) {
             t.status = TokenStatus::Expired;
+            t.reason = Some(ExpiredReason::Ttl);
         }
         self.tokens.push(Token {
             user: u,
@@ -130,6 +133,7 @@ impl Model {
             issued_at: now,
             activated_at: None,
             expires_at: None,
+            reason: None,
         });
         Expect::Issue { view: self.view(self.tokens.len() - 1), created: true }
     }
@@ -193,7 +197,10 @@ impl Model {
     /// Sweeps one row: the token EXPIRED, the hold EXPIRED, the record deleted.
     pub fn sweep(&mut self, row: Row) {
         match row {
-            Row::Token(t) => self.tokens[t].status = TokenStatus::Expired,
+            Row::Token(t) => {
+                self.tokens[t].status = TokenStatus::Expired;
+                self.tokens[t].reason = Some(ExpiredReason::Ttl);
+            }
             Row::Hold(r) => self.reservations[r].status = ReservationStatus::Expired,
             Row::Key(u, k) => {
                 self.records.remove(&(u, k));
@@ -327,6 +334,7 @@ impl Model {
         if use_up {
             let used = &mut self.tokens[t];
             used.status = TokenStatus::Expired;
+            used.reason = Some(ExpiredReason::Paid);
             used.expires_at = Some(now);
         }
         if let Some(k) = key {
