@@ -182,12 +182,14 @@ pub(crate) const ADMIT_WRITE_PRESENT: &str = "WITH t AS (UPDATE queue_tokens SET
 /// At most `$2` ACTIVE tokens of line `$3` whose time is up at the store's clock
 /// (`expires_at <= now`, restating `QueueToken::status_at`) become EXPIRED (TTL). SKIP
 /// LOCKED: concurrent sweeps take disjoint rows, and a token a payment holds is left to it (or
-/// to the next sweep), so each token changes once.
-pub(crate) const EXPIRE_TOKENS: &str = "UPDATE queue_tokens SET status = 'EXPIRED', expired_reason = 'TTL' \
-     WHERE room = $3 AND seq IN (SELECT seq FROM queue_tokens \
+/// to the next sweep), so each token changes once. The locked rows are chosen once, in a
+/// materialized CTE: a sub-select the plan re-ran per row would skip the rows this statement
+/// already changed and take the next ones, past the limit.
+pub(crate) const EXPIRE_TOKENS: &str = "WITH due AS MATERIALIZED (SELECT seq FROM queue_tokens \
        WHERE room = $3 AND status = 'ACTIVE' AND expires_at <= COALESCE($1::timestamptz, statement_timestamp()) \
        ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
-     AND status = 'ACTIVE'";
+     UPDATE queue_tokens t SET status = 'EXPIRED', expired_reason = 'TTL' FROM due \
+     WHERE t.room = $3 AND t.seq = due.seq AND t.status = 'ACTIVE'";
 
 pub(crate) const USE_UP: &str = "UPDATE queue_tokens SET status = 'EXPIRED', expires_at = $2, expired_reason = 'PAID' \
      WHERE token = $1 AND room = $3 AND status = 'ACTIVE'";
@@ -208,11 +210,12 @@ pub(crate) const STATS: &str = concat!(
 /// a last sight only moves forward. SKIP LOCKED: a row another writer holds (a draw
 /// renumbering the line, an admission taking its turn) keeps its last sight rather than make
 /// this batch wait or deadlock on rows locked in another order; the next poll notes it again.
-pub(crate) const NOTE_SEEN: &str = "UPDATE queue_tokens t SET last_seen_at = GREATEST(t.last_seen_at, $2) \
-     FROM (SELECT s.token FROM queue_tokens s JOIN unnest($1::text[]) AS v (token) ON s.token = v.token \
+pub(crate) const NOTE_SEEN: &str = "WITH seen AS MATERIALIZED (SELECT s.token FROM queue_tokens s \
+       JOIN unnest($1::text[]) AS v (token) ON s.token = v.token \
        WHERE s.room = $3 AND s.status = 'WAITING' AND (s.last_seen_at IS NULL OR s.last_seen_at < $2) \
-       FOR UPDATE OF s SKIP LOCKED) AS f \
-     WHERE t.token = f.token AND t.room = $3 AND t.status = 'WAITING'";
+       FOR UPDATE OF s SKIP LOCKED) \
+     UPDATE queue_tokens t SET last_seen_at = GREATEST(t.last_seen_at, $2) FROM seen \
+     WHERE t.token = seen.token AND t.room = $3 AND t.status = 'WAITING'";
 
 /// The draw's read, after the line's admission lock: the store's clock (after any wait) and
 /// the draw recorded for line `$2`, if any.
