@@ -14,7 +14,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Instant;
@@ -153,7 +153,7 @@ fn two_instances_racing_the_draw_draw_once() {
     });
     let fresh: Vec<_> = outcomes.iter().filter(|o| matches!(o, DrawOutcome::Drawn { fresh: true, .. })).collect();
     assert_eq!(fresh.len(), 1, "exactly one draw: {outcomes:?}");
-    let records: BTreeSet<_> = outcomes
+    let records: HashSet<_> = outcomes
         .iter()
         .map(|o| match o {
             DrawOutcome::Drawn { record, .. } => *record,
