@@ -38,6 +38,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error::Fail;
+use crate::order::Order;
 use crate::pool::PgPool;
 use crate::queue::{cursor_columns, CursorRow, Line, TokenRow};
 use crate::sql::prepared;
@@ -284,11 +285,17 @@ fn store_batch(
             .bind::<Text, _>(room)
             .load(tx.conn()?)?;
         let mut cursor: Option<QueueCursor> = None;
+        let mut order = Order::arrival();
         let mut tokens: HashMap<Uuid, (QueueToken, bool)> = HashMap::with_capacity(unique.len());
         for row in rows {
-            cursor.get_or_insert_with(|| row.cursor.into_domain());
+            if cursor.is_none() {
+                let read = row.cursor.into_domain();
+                order = line.order(read.draw)?;
+                cursor = Some(read);
+            }
             if let Some(token) = row.token {
-                let token = token.into_domain()?;
+                // An entrant re-joining a drawn line: placed by the draw read with it.
+                let token = token.into_placed(&order)?;
                 tokens.insert(token.user_id.as_uuid(), (token, false));
             }
         }
