@@ -153,15 +153,14 @@ pub(crate) const CURSOR: &str = concat!("SELECT ", cursor_columns!(), " FROM que
 /// *now*, after any wait for the lock), the cursor of line `$3`, its highest `seq` (every lower
 /// one is committed: issue batches commit in order) and, when `$2`, its ACTIVE tokens
 /// unexpired at that clock (`QueueToken::status_at`).
-pub(crate) const ADMIT_READ: &str = concat!(
+pub(crate) const ADMIT_READ: &str =
     "WITH clock AS MATERIALIZED (SELECT COALESCE($1::timestamptz, clock_timestamp()) AS now) \
      SELECT clock.now, COALESCE(a.admitted_through, 0) AS admitted_through, a.last_admission_at, \
        a.draw_at, a.draw_entrants, a.draw_seed, COALESCE(a.abandoned, 0) AS abandoned, \
        (SELECT COALESCE(max(seq), 0) FROM queue_tokens WHERE room = $3) AS issued_through, \
        CASE WHEN $2 THEN (SELECT count(*) FROM queue_tokens t \
          WHERE t.room = $3 AND t.status = 'ACTIVE' AND t.expires_at > clock.now) ELSE 0 END AS active \
-     FROM clock LEFT JOIN queue_admission a ON a.room = $3"
-);
+     FROM clock LEFT JOIN queue_admission a ON a.room = $3";
 
 /// Admission's write: the tokens of line `$5` in `($3, $4]` (all WAITING: a WAITING token
 /// leaves the line only at its turn) become ACTIVE, and the cursor moves to `$4`; returns how
@@ -225,15 +224,14 @@ pub(crate) const USE_UP: &str = "UPDATE queue_tokens SET status = 'EXPIRED', exp
 
 /// Counts for an operator at the store's clock: waiting is `issued_through - admitted_through`
 /// (gapless `seq`, strict order), active counts unexpired ACTIVE tokens; of line `$2`.
-pub(crate) const STATS: &str = concat!(
+pub(crate) const STATS: &str =
     "WITH clock AS MATERIALIZED (SELECT COALESCE($1::timestamptz, statement_timestamp()) AS now) \
      SELECT clock.now, COALESCE(a.admitted_through, 0) AS admitted_through, a.last_admission_at, \
        a.draw_at, a.draw_entrants, a.draw_seed, COALESCE(a.abandoned, 0) AS abandoned, \
        (SELECT COALESCE(max(seq), 0) FROM queue_tokens WHERE room = $2) AS issued_through, \
        (SELECT count(*) FROM queue_tokens t \
          WHERE t.room = $2 AND t.status = 'ACTIVE' AND t.expires_at > clock.now) AS active \
-     FROM clock LEFT JOIN queue_admission a ON a.room = $2"
-);
+     FROM clock LEFT JOIN queue_admission a ON a.room = $2";
 
 /// Presence: the WAITING tokens of line `$3` among `$1` were seen at `$2`, in one statement;
 /// a last sight only moves forward. SKIP LOCKED: a row another writer holds (a draw

@@ -486,3 +486,36 @@ fn measure_an_abandonment_tick_in_a_line_of_a_million() {
     );
     assert!(took[5] < std::time::Duration::from_millis(100));
 }
+
+/// Abandonment in a drawn line walks the drawn order: the absent met before the N-th present
+/// are skipped, whatever their arrival.
+#[test]
+fn abandonment_in_a_drawn_line_walks_the_drawn_order() {
+    let two = Two::new();
+    let tour = room("tour");
+    let opens = t0() + Duration::minutes(10);
+    let mut conn = two.raw();
+    fill(&mut conn, &tour, 0, 20, t0());
+    two.clock.set(opens);
+    let line = two.a.line(&tour);
+    let DrawOutcome::Drawn { record, .. } = line.draw(opens, 11).unwrap() else { panic!() };
+    let positions = drawn_positions(record.seed, 20);
+    // Present: the tokens at drawn positions 3, 5 and 6 (seen at the opening); the rest left.
+    let at = |p: u64| u64::try_from(positions.iter().position(|&x| x == p).unwrap()).unwrap() + 1;
+    line.note_seen(&[value(&tour, at(3)), value(&tour, at(5)), value(&tour, at(6))], opens).unwrap();
+    two.clock.set(opens + Duration::seconds(30));
+    let policy = AdmissionPolicy { batch: 2, abandon_after: Some(Duration::seconds(60)), ..AdmissionPolicy::default() };
+    assert_eq!(two.b.line(&tour).admit(&policy).unwrap(), AdmissionOutcome::of(2, 3));
+    for p in 1..=6 {
+        let token = line.find(&value(&tour, at(p))).unwrap().unwrap();
+        assert_eq!(token.seq, i64::try_from(p).unwrap());
+        let expected = match p {
+            3 | 5 => (TokenStatus::Active, None),
+            6 => (TokenStatus::Waiting, None),
+            _ => (TokenStatus::Expired, Some(ExpiredReason::Abandoned)),
+        };
+        assert_eq!((token.status, token.expired_reason), expected, "drawn position {p}");
+    }
+    assert_eq!(line.stats().unwrap().cursor.admitted_through, 5);
+    assert_consistent(&two.a);
+}
