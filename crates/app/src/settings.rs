@@ -337,6 +337,7 @@ impl Settings {
             hold: secs(self.seat_hold_secs),
             max_holds_per_user: self.max_holds_per_user,
             idempotency_ttl: secs(self.idempotency_ttl_secs),
+            room_defaults: self.starting_queue_settings(),
             ..Policy::default()
         }
     }
