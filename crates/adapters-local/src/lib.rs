@@ -10,6 +10,8 @@
 //!   tokens from memory, without blocking, for a line of a million.
 //! - [`settings_cache::CachedSettings`]: a decorator of a `SettingsStore` that serves the
 //!   waiting room's live settings from memory, at most one check period stale.
+//! - [`rooms_cache::CachedRooms`], [`rooms_cache::CachedLines`]: the rooms from memory, at
+//!   most one check period stale, and the poll cache in front of every room's line.
 //! - [`ticker`]: the monotonic clock the caches measure freshness on.
 //!
 //! # Layout
@@ -19,6 +21,7 @@
 //! this instance's own change.
 
 pub mod poll_cache;
+pub mod rooms_cache;
 pub mod settings_cache;
 mod stamped;
 pub mod store_clock;

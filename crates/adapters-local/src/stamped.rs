@@ -28,7 +28,7 @@ impl<T> Default for Stamped<T> {
     }
 }
 
-impl<T: Copy> Stamped<T> {
+impl<T: Clone> Stamped<T> {
     /// A read starting `now`.
     pub(crate) fn start(&self, now: Instant) -> ReadStart {
         ReadStart { generation: self.generation, at: now }
@@ -36,7 +36,7 @@ impl<T: Copy> Stamped<T> {
 
     /// The copy, if its read started less than `ttl` before `now`.
     pub(crate) fn fresh(&self, now: Instant, ttl: Duration) -> Option<T> {
-        self.copy.filter(|(_, at)| now.saturating_duration_since(*at) < ttl).map(|(value, _)| value)
+        self.copy.as_ref().filter(|(_, at)| now.saturating_duration_since(*at) < ttl).map(|(value, _)| value.clone())
     }
 
     /// Drops the copy after a change made through this instance; reads started before it are
@@ -62,7 +62,7 @@ impl<T: Copy> Stamped<T> {
     /// `held_is_newer(held, held_read_at)` says the copy held is newer. Returns whether it was
     /// kept.
     pub(crate) fn keep(&mut self, start: ReadStart, value: T, held_is_newer: impl FnOnce(&T, Instant) -> bool) -> bool {
-        if !self.unchanged_since(start) || self.copy.is_some_and(|(held, at)| held_is_newer(&held, at)) {
+        if !self.unchanged_since(start) || self.copy.as_ref().is_some_and(|(held, at)| held_is_newer(held, *at)) {
             return false;
         }
         self.copy = Some((value, start.at));

@@ -34,16 +34,18 @@ mod through_the_caches {
     use std::time::Duration;
 
     use adapters_local::poll_cache::{CachedQueue, PollCacheSettings};
+    use adapters_local::rooms_cache::{CachedLines, CachedRooms};
     use adapters_local::settings_cache::CachedSettings;
     use adapters_local::ticker::ManualTicker;
     use adapters_local::OsRandom;
     use adapters_memory::MemoryStore;
     use domain::clock::ManualClock;
-    use domain::ports::{QueueStore, SettingsStore};
+    use domain::ports::{QueueLines, QueueStore, RoomStore, SettingsStore};
     use domain::service::Ports;
     use port_tests::Harness;
 
-    /// A memory store behind one poll cache and one settings cache. The caches' monotonic
+    /// A memory store behind the poll caches (main's and every room's) and the settings and
+    /// rooms caches. The caches' monotonic
     /// ticker never moves, so a cached cursor stays fresh until this instance's own admission
     /// drops it: the cases see the cache at its most stale within one instance.
     struct CachedMemory {
@@ -57,8 +59,12 @@ mod through_the_caches {
             let queue: Arc<dyn QueueStore> =
                 Arc::new(CachedQueue::new(ports.queue.clone(), ticker.clone(), PollCacheSettings::default()));
             let settings: Arc<dyn SettingsStore> =
-                Arc::new(CachedSettings::new(ports.settings.clone(), ticker, Duration::from_secs(1)));
-            Self { ports: Ports { queue, settings, ..ports } }
+                Arc::new(CachedSettings::new(ports.settings.clone(), ticker.clone(), Duration::from_secs(1)));
+            let rooms: Arc<dyn RoomStore> =
+                Arc::new(CachedRooms::new(ports.rooms.clone(), ticker.clone(), Duration::from_secs(1)));
+            let lines: Arc<dyn QueueLines> =
+                Arc::new(CachedLines::new(ports.lines.clone(), ticker, PollCacheSettings::default()));
+            Self { ports: Ports { queue, settings, rooms, lines, ..ports } }
         }
 
         fn ports(&self) -> Ports {

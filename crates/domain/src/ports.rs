@@ -216,6 +216,7 @@ pub trait RoomStore: Send + Sync {
     ///
     /// # Errors
     /// [`StoreError`] when the store fails; nothing is stored then.
+    #[allow(clippy::needless_lifetimes, reason = "mockall needs the lifetime of an `Option<&T>` argument named")]
     fn create_room<'a>(&self, room: &Room, note: Option<&'a OperatorNote>) -> Result<CreateRoomOutcome, StoreError>;
 
     /// Changes a room under its lock: reads it as stored, asks `change` for the room after the

@@ -211,7 +211,7 @@ pub struct QueueCursor {
 
 /// A recorded draw: when it ran (store clock), how many pre-queued tokens it ordered, and the
 /// seed of the order ([`crate::room::drawn_positions`] recomputes it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DrawRecord {
     /// When the draw ran, on the store's clock.
     pub at: OffsetDateTime,

@@ -53,6 +53,8 @@
 //! - [`commit`]: no write for a caller that gave up (the commit agreement, `domain::call`).
 //! - [`concurrency`]: real threads racing on one seat, one user's holds, one account, one
 //!   reservation, and the hold release; [`concurrency::race`] releases them together.
+//! - [`rooms`]: a line per room, the draw, presence and abandoned places, the rooms' gate on
+//!   concerts, the operator's rooms, and their races.
 //! - [`model`]: the model-based test of the whole service (generated use-case sequences
 //!   against a reference model, sequential and racing), run by [`model_suite!`].
 #![allow(
@@ -76,6 +78,7 @@ pub mod model;
 pub mod payments;
 pub mod queue;
 pub mod reservations;
+pub mod rooms;
 pub mod settings;
 
 /// What an adapter provides to be put through the suite.
@@ -241,6 +244,27 @@ macro_rules! concurrency_suite {
     };
 }
 
+/// Rooms: their lines, draws, presence, gates and operator changes (needs every port; a
+/// queue-only harness fills the others from the in-memory store and its `lines` with its own).
+#[macro_export]
+macro_rules! rooms_suite {
+    ($harness:ty) => {
+        $crate::__suite!(port_rooms, $harness;
+            rooms::each_room_has_a_line_of_its_own,
+            rooms::a_token_opens_only_its_rooms_concerts,
+            rooms::joining_follows_the_rooms_state,
+            rooms::the_prequeue_is_drawn_once_at_the_opening,
+            rooms::abandoned_places_are_skipped_at_their_turn,
+            rooms::tokens_say_why_they_expired,
+            rooms::rooms_are_created_and_changed_with_their_log_lines,
+            rooms::concurrent_room_creations_never_share_a_concert,
+            rooms::concurrent_draws_draw_once,
+            rooms::joins_during_a_draw_are_kept_behind_the_drawn,
+            rooms::rooms_admit_independently,
+        );
+    };
+}
+
 /// Every suite: one `#[test]` per case of every port.
 ///
 /// ```ignore
@@ -257,6 +281,7 @@ macro_rules! conformance_suite {
         $crate::payment_suite!($harness);
         $crate::idempotency_suite!($harness);
         $crate::concurrency_suite!($harness);
+        $crate::rooms_suite!($harness);
     };
 }
 
