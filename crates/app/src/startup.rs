@@ -116,6 +116,8 @@ impl Application {
         if let Some(queue) = redis {
             let probe = queue.clone();
             stores.probes.push(Arc::new(move || probe.ping()));
+            // Every room's line on the same Redis, under its own hash tag.
+            stores.ports.lines = Arc::new(queue.lines());
             stores.ports.queue = queue;
         }
         let shared_queue = settings.store == StoreKind::Postgres || settings.queue_store == QueueStoreKind::Redis;
