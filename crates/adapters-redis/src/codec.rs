@@ -5,7 +5,7 @@ use std::str::FromStr as _;
 
 use domain::ids::UserId;
 use domain::ports::StoreError;
-use domain::queue::{QueueCursor, QueueToken, TokenStatus, TokenValue};
+use domain::queue::{DrawRecord, ExpiredReason, QueueCursor, QueueToken, TokenStatus, TokenValue};
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 use time::OffsetDateTime;
 
@@ -38,7 +38,14 @@ fn opt_time(fields: &[Option<String>], i: usize, name: &str) -> Result<Option<Of
     }
 }
 
-/// A token from the fields `user, seq, status, issued, activated, expires` at `fields[at..]`.
+/// How many fields a token takes in a reply (`TOKEN_FIELDS` in `prelude.lua`).
+pub(crate) const TOKEN_FIELDS: usize = 7;
+
+/// How many fields the cursor takes in a reply (`CURSOR_FIELDS` in `prelude.lua`).
+pub(crate) const CURSOR_FIELDS: usize = 6;
+
+/// A token from the fields `user, seq, status, issued, activated, expires, reason` at
+/// `fields[at..]`.
 pub(crate) fn token(value: TokenValue, fields: &[Option<String>], at: usize) -> Result<QueueToken, StoreError> {
     let user = uuid::Uuid::parse_str(field(fields, at, "user")?).map_err(|_| corrupt("user is not a UUID"))?;
     let status = TokenStatus::from_str(field(fields, at + 2, "status")?).map_err(|_| corrupt("unknown status"))?;
@@ -50,12 +57,16 @@ pub(crate) fn token(value: TokenValue, fields: &[Option<String>], at: usize) -> 
         issued_at: from_micros(int(fields, at + 3, "issued")?)?,
         activated_at: opt_time(fields, at + 4, "activated")?,
         expires_at: opt_time(fields, at + 5, "expires")?,
-        expired_reason: None,
+        expired_reason: match fields.get(at + 6).and_then(Option::as_deref) {
+            None => None,
+            Some(s) => Some(ExpiredReason::from_str(s).map_err(|_| corrupt("unknown expired reason"))?),
+        },
     })
 }
 
-/// The cursor from the fields `admitted, last, epoch` at `fields[at..]` (the first two absent
-/// before the first admission, the epoch before the first issue: epoch 0, no line).
+/// The cursor from the fields `admitted, last, epoch, draw_at, draw_entrants, draw_seed` at
+/// `fields[at..]` (the first two absent before the first admission, the epoch before the first
+/// issue: epoch 0, no line; the draw's until it is recorded).
 pub(crate) fn cursor(fields: &[Option<String>], at: usize) -> Result<QueueCursor, StoreError> {
     let admitted_through = match fields.get(at).and_then(Option::as_deref) {
         None => 0,
@@ -65,7 +76,21 @@ pub(crate) fn cursor(fields: &[Option<String>], at: usize) -> Result<QueueCursor
         None => 0,
         Some(_) => u64::try_from(int(fields, at + 2, "epoch")?).map_err(|_| corrupt("a negative epoch"))?,
     };
-    Ok(QueueCursor { admitted_through, last_admission_at: opt_time(fields, at + 1, "last")?, epoch, draw: None })
+    Ok(QueueCursor {
+        admitted_through,
+        last_admission_at: opt_time(fields, at + 1, "last")?,
+        epoch,
+        draw: draw(fields, at + 3)?,
+    })
+}
+
+/// The draw's record from the fields `draw_at, draw_entrants, draw_seed` at `fields[at..]`.
+pub(crate) fn draw(fields: &[Option<String>], at: usize) -> Result<Option<DrawRecord>, StoreError> {
+    let Some(when) = opt_time(fields, at, "draw_at")? else { return Ok(None) };
+    let unsigned = |i: usize, name: &str| -> Result<u64, StoreError> {
+        field(fields, at + i, name)?.parse().map_err(|_| corrupt(&format!("{name} is not an unsigned integer")))
+    };
+    Ok(Some(DrawRecord { at: when, entrants: unsigned(1, "draw_entrants")?, seed: unsigned(2, "draw_seed")? }))
 }
 
 /// Whether the connection that returned `e` can no longer be trusted: the server is gone,

@@ -1,21 +1,26 @@
-//! The key names of one deployment (see the crate docs, "Layout").
+//! The key names of one line (see the crate docs, "Layout").
 
 use domain::ids::UserId;
 use domain::queue::TokenValue;
+use domain::room::RoomId;
 
-/// Every key of one namespace, `{prefix}:...`.
+/// Every key of one line's namespace, `{prefix}:...` for `main`, `{prefix:room}:...` for a
+/// room: the braces are a cluster hash tag, so every key of one line shares one slot.
 #[derive(Debug, Clone)]
 pub(crate) struct Keys {
-    /// The namespace, braces included: `{concert}`.
+    /// The namespace, braces included: `{concert}` or `{concert:tour}`.
     pub(crate) namespace: String,
     /// The last `seq` issued (a counter).
     pub(crate) issued: String,
-    /// The cursor hash: `admitted` (admitted_through), `last` (last_admission_at).
+    /// The cursor hash: `admitted` (admitted_through), `last` (last_admission_at), `epoch`,
+    /// `abandoned`, the draw's record and, while one runs, its claim.
     pub(crate) cursor: String,
     /// WAITING token values in `seq` order (a list).
     pub(crate) waiting: String,
     /// ACTIVE token values scored by `expires_at` (a sorted set).
     pub(crate) active: String,
+    /// The WAITING list in its drawn order, while a draw builds it (a list).
+    pub(crate) staging: String,
     /// Prefix of a token's hash: `{prefix}:t:<value>`.
     pub(crate) token_prefix: String,
     /// Prefix of a user's pointer to their latest token: `{prefix}:u:<uuid>`.
@@ -23,13 +28,15 @@ pub(crate) struct Keys {
 }
 
 impl Keys {
-    pub(crate) fn new(prefix: &str) -> Self {
-        let ns = format!("{{{prefix}}}");
+    /// The keys of `room`'s line under `prefix`; `main`'s are `{prefix}:...`, as they always were.
+    pub(crate) fn new(prefix: &str, room: &RoomId) -> Self {
+        let ns = if room.is_main() { format!("{{{prefix}}}") } else { format!("{{{prefix}:{}}}", room.as_str()) };
         Self {
             issued: format!("{ns}:issued"),
             cursor: format!("{ns}:cursor"),
             waiting: format!("{ns}:waiting"),
             active: format!("{ns}:active"),
+            staging: format!("{ns}:staging"),
             token_prefix: format!("{ns}:t:"),
             user_prefix: format!("{ns}:u:"),
             namespace: ns,
@@ -49,16 +56,32 @@ impl Keys {
 mod tests {
     use super::*;
 
+    fn all(keys: &Keys) -> [&String; 7] {
+        [&keys.issued, &keys.cursor, &keys.waiting, &keys.active, &keys.staging, &keys.token_prefix, &keys.user_prefix]
+    }
+
     #[test]
     fn every_key_sits_in_the_braced_namespace() {
-        let keys = Keys::new("concert");
+        let keys = Keys::new("concert", &RoomId::main());
         let value = TokenValue::from_bytes([0xab; 32]);
         let user = UserId::from_uuid(uuid::Uuid::nil());
         assert_eq!(keys.issued, "{concert}:issued");
         assert_eq!(keys.token(&value), format!("{{concert}}:t:{}", value.as_str()));
         assert_eq!(keys.user(user), "{concert}:u:00000000-0000-0000-0000-000000000000");
-        for k in [&keys.issued, &keys.cursor, &keys.waiting, &keys.active, &keys.token_prefix, &keys.user_prefix] {
+        for k in all(&keys) {
             assert!(k.starts_with("{concert}:"), "{k}");
+        }
+    }
+
+    #[test]
+    fn a_room_has_a_hash_tag_of_its_own() {
+        let room = RoomId::parse("tour-2027").unwrap();
+        let keys = Keys::new("concert", &room);
+        let value = TokenValue::from_bytes([0xab; 32]).in_room(&room);
+        assert_eq!(keys.namespace, "{concert:tour-2027}");
+        assert_eq!(keys.token(&value), format!("{{concert:tour-2027}}:t:tour-2027.{}", "ab".repeat(32)));
+        for k in all(&keys) {
+            assert!(k.starts_with("{concert:tour-2027}:"), "{k}");
         }
     }
 }

@@ -95,6 +95,7 @@
 pub mod config;
 
 mod codec;
+mod draw;
 mod keys;
 mod pool;
 mod scripts;
@@ -105,12 +106,14 @@ use std::time::Instant;
 
 use domain::clock::{Clock, StoreTime};
 use domain::ids::UserId;
-use domain::ports::{IssueOutcome, QueueStore, StoreError};
+use domain::ports::{IssueOutcome, QueueLines, QueueStore, StoreError};
 use domain::queue::{AdmissionOutcome, AdmissionPolicy, QueueCursor, QueueStats, QueueToken, TokenValue};
+use domain::room::{DrawOutcome, RoomId};
 use redis::RedisResult;
 use time::{Duration, OffsetDateTime};
 
 pub use crate::config::{ConfigError, RedisConfig, RedisTimeouts};
+pub use crate::draw::DrawTuning;
 use crate::keys::Keys;
 use crate::pool::{Conn, Health, Manager};
 use crate::scripts::Scripts;
@@ -134,14 +137,21 @@ impl fmt::Debug for TimeSource {
     }
 }
 
-/// The waiting queue on Redis (see the crate docs).
+/// The waiting queue on Redis (see the crate docs): the line of one room (`main` unless built
+/// by [`RedisQueue::line`]). Lines built from one queue share its pool and configuration.
+#[derive(Clone)]
 pub struct RedisQueue {
     pool: r2d2::Pool<Manager>,
     health: Arc<Health>,
     timeouts: RedisTimeouts,
+    /// The configured prefix (without braces), from which every line's namespace is made.
+    prefix: String,
+    /// The room whose line this is.
+    room: RoomId,
     keys: Keys,
-    scripts: Scripts,
+    scripts: Arc<Scripts>,
     time: TimeSource,
+    draw: DrawTuning,
     /// Expired tokens' key TTL, in ms (the scripts' `PEXPIRE` argument).
     retain_ms: String,
     /// A read that met a dropped connection sooner than this after it started is retried once.
@@ -154,6 +164,7 @@ impl fmt::Debug for RedisQueue {
         f.debug_struct("RedisQueue")
             .field("url", &self.redacted_url)
             .field("namespace", &self.keys.namespace)
+            .field("room", &self.room)
             .field("time", &self.time)
             .finish_non_exhaustive()
     }
@@ -186,9 +197,12 @@ impl RedisQueue {
             pool,
             health,
             timeouts: cfg.timeouts,
-            keys: Keys::new(&cfg.prefix),
-            scripts: Scripts::new(),
+            prefix: cfg.prefix.clone(),
+            room: RoomId::main(),
+            keys: Keys::new(&cfg.prefix, &RoomId::main()),
+            scripts: Arc::new(Scripts::new()),
             time: TimeSource::Server,
+            draw: DrawTuning::default(),
             retain_ms: cfg.expired_retention.as_millis().max(1).to_string(),
             retry_within: cfg.timeouts.read,
             redacted_url: cfg.redacted_url(),
@@ -202,14 +216,46 @@ impl RedisQueue {
         self
     }
 
+    /// Chunks, lease and pace of [`QueueStore::draw`] (tests and benchmarks slow it down or
+    /// stop it half-way; see [`DrawTuning`]).
+    #[must_use]
+    pub fn with_draw_tuning(mut self, tuning: DrawTuning) -> Self {
+        self.draw = tuning;
+        self
+    }
+
+    /// The line of `room` on the same Redis, pool, clock and configuration: keys under
+    /// `{prefix:room}` (`{prefix}` for `main`), so each line's keys share one cluster slot.
+    #[must_use]
+    pub fn line(&self, room: &RoomId) -> Self {
+        Self { room: room.clone(), keys: Keys::new(&self.prefix, room), ..self.clone() }
+    }
+
+    /// Every room's line on this queue's Redis ([`QueueLines`]).
+    #[must_use]
+    pub fn lines(&self) -> RedisLines {
+        RedisLines { base: self.line(&RoomId::main()) }
+    }
+
+    /// The room whose line this is.
+    #[must_use]
+    pub fn room(&self) -> &RoomId {
+        &self.room
+    }
+
+    /// Whether `value` is a token of this line (a value names its room).
+    fn ours(&self, value: &TokenValue) -> bool {
+        value.room() == self.room
+    }
+
     /// The clock admission goes by.
     #[must_use]
     pub fn time_source(&self) -> &TimeSource {
         &self.time
     }
 
-    /// The key namespace, braces included (`{concert}`): every key of this queue starts with
-    /// it and a colon.
+    /// The key namespace, braces included (`{concert}`, `{concert:room}` for a room's line):
+    /// every key of this line starts with it and a colon.
     #[must_use]
     pub fn namespace(&self) -> &str {
         &self.keys.namespace
@@ -307,8 +353,15 @@ fn micros(d: Duration) -> i64 {
     i64::try_from(d.whole_microseconds()).unwrap_or(i64::MAX)
 }
 
+fn micros_std(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
 impl QueueStore for RedisQueue {
     fn issue(&self, user: UserId, value: TokenValue, now: OffsetDateTime) -> Result<IssueOutcome, StoreError> {
+        if !self.ours(&value) {
+            return Err(StoreError::Internal(format!("a token of another room issued in the line of {}", self.room)));
+        }
         commit_point()?;
         let k = &self.keys;
         let (user_key, token_key, now_us) = (k.user(user), k.token(&value), codec::to_micros(now).to_string());
@@ -339,13 +392,20 @@ impl QueueStore for RedisQueue {
             .and_then(Option::as_deref)
             .and_then(|v| TokenValue::parse(v).ok())
             .ok_or_else(|| codec::corrupt("token value"))?;
-        Ok(IssueOutcome { token: codec::token(value, &reply, 2)?, created, cursor: codec::cursor(&reply, 8)? })
+        let cursor = codec::cursor(&reply, 2 + codec::TOKEN_FIELDS)?;
+        Ok(IssueOutcome { token: codec::token(value, &reply, 2)?, created, cursor })
     }
 
     fn find(&self, value: &TokenValue) -> Result<Option<QueueToken>, StoreError> {
+        if !self.ours(value) {
+            return Ok(None);
+        }
         let key = self.keys.token(value);
         let fields: Vec<Option<String>> = self.read(&|c| {
-            redis::cmd("HMGET").arg(&key).arg(&["user", "seq", "status", "issued", "activated", "expires"]).query(c)
+            redis::cmd("HMGET")
+                .arg(&key)
+                .arg(&["user", "seq", "status", "issued", "activated", "expires", "reason"])
+                .query(c)
         })?;
         if fields.get(2).is_none_or(Option::is_none) {
             return Ok(None);
@@ -354,15 +414,22 @@ impl QueueStore for RedisQueue {
     }
 
     fn find_with_cursor(&self, value: &TokenValue) -> Result<Option<(QueueToken, QueueCursor)>, StoreError> {
+        if !self.ours(value) {
+            return Ok(None);
+        }
         let key = self.keys.token(value);
         let reply: Option<Vec<Option<String>>> =
             self.read(&|c| self.scripts.find_with_cursor.key(&key).key(&self.keys.cursor).invoke(c))?;
-        reply.map(|f| Ok((codec::token(value.clone(), &f, 0)?, codec::cursor(&f, 6)?))).transpose()
+        reply.map(|f| Ok((codec::token(value.clone(), &f, 0)?, codec::cursor(&f, codec::TOKEN_FIELDS)?))).transpose()
     }
 
     fn cursor(&self) -> Result<QueueCursor, StoreError> {
-        let fields: Vec<Option<String>> =
-            self.read(&|c| redis::cmd("HMGET").arg(&self.keys.cursor).arg(&["admitted", "last", "epoch"]).query(c))?;
+        let fields: Vec<Option<String>> = self.read(&|c| {
+            redis::cmd("HMGET")
+                .arg(&self.keys.cursor)
+                .arg(&["admitted", "last", "epoch", "draw_at", "draw_entrants", "draw_seed"])
+                .query(c)
+        })?;
         codec::cursor(&fields, 0)
     }
 
@@ -370,6 +437,7 @@ impl QueueStore for RedisQueue {
         let k = &self.keys;
         let now = self.now_arg();
         let cap = policy.max_active.map(|m| m.to_string()).unwrap_or_default();
+        let abandon_after = policy.abandon_after.map(|d| micros(d).to_string()).unwrap_or_default();
         let reply: Vec<String> = self.once(&|c| {
             self.scripts
                 .admit
@@ -382,12 +450,19 @@ impl QueueStore for RedisQueue {
                 .arg(micros(policy.interval))
                 .arg(micros(policy.active_ttl))
                 .arg(&cap)
+                .arg(&abandon_after)
+                .arg(&k.user_prefix)
+                .arg(&self.retain_ms)
                 .invoke(c)
         })?;
         let number = |i: usize| reply.get(i).and_then(|s| s.parse::<i64>().ok()).ok_or_else(|| codec::corrupt("admit"));
         match reply.first().map(String::as_str) {
             Some("wait") => Ok(AdmissionOutcome::NotDue { wait: Duration::microseconds(number(1)?) }),
-            Some("admitted") => Ok(AdmissionOutcome::Admitted(u64::try_from(number(1)?).unwrap_or(0))),
+            Some("admitted") => {
+                Ok(AdmissionOutcome::of(u64::try_from(number(1)?).unwrap_or(0), u64::try_from(number(2)?).unwrap_or(0)))
+            }
+            // A draw of this line is claimed and unfinished: admission waits for its order.
+            Some("drawing") => Ok(AdmissionOutcome::Busy),
             _ => Err(codec::corrupt("admit reply")),
         }
     }
@@ -410,6 +485,9 @@ impl QueueStore for RedisQueue {
     }
 
     fn use_up(&self, value: &TokenValue, at: OffsetDateTime) -> Result<(), StoreError> {
+        if !self.ours(value) {
+            return Ok(());
+        }
         commit_point()?;
         let k = &self.keys;
         let (key, at) = (k.token(value), codec::to_micros(at).to_string());
@@ -435,14 +513,15 @@ impl QueueStore for RedisQueue {
         let issued_through = codec::int(&f, 0, "issued")?;
         let cursor = codec::cursor(&f, 1)?;
         let count = |i, name| codec::int(&f, i, name).map(|n| u64::try_from(n).unwrap_or(0));
+        let after = 1 + codec::CURSOR_FIELDS;
         Ok(QueueStats {
             // A WAITING token leaves the line only by admission (see `domain::queue`).
             waiting: u64::try_from(issued_through - cursor.admitted_through).unwrap_or(0),
-            active: count(4, "active")?,
+            active: count(after + 1, "active")?,
             issued_through,
             cursor,
-            now: codec::from_micros(codec::int(&f, 5, "now")?)?,
-            abandoned: 0,
+            now: codec::from_micros(codec::int(&f, after + 2, "now")?)?,
+            abandoned: count(after, "abandoned")?,
         })
     }
 
@@ -453,6 +532,39 @@ impl QueueStore for RedisQueue {
         } else {
             Err(StoreError::Unavailable(format!("Redis answered PING with {pong:?}")))
         }
+    }
+
+    fn draw(&self, opens_at: OffsetDateTime, seed: u64) -> Result<DrawOutcome, StoreError> {
+        self.run_draw(opens_at, seed)
+    }
+
+    fn note_seen(&self, values: &[TokenValue], at: OffsetDateTime) -> Result<(), StoreError> {
+        let keys: Vec<String> = values.iter().filter(|v| self.ours(v)).map(|v| self.keys.token(v)).collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        commit_point()?;
+        let at = codec::to_micros(at).to_string();
+        let _moved: i64 = self.once(&|c| {
+            let mut script = self.scripts.note_seen.prepare_invoke();
+            for key in &keys {
+                script.key(key);
+            }
+            script.arg(&at).invoke(c)
+        })?;
+        Ok(())
+    }
+}
+
+/// Every room's line on one Redis (see [`RedisQueue::line`]).
+#[derive(Debug, Clone)]
+pub struct RedisLines {
+    base: RedisQueue,
+}
+
+impl QueueLines for RedisLines {
+    fn line(&self, room: &RoomId) -> Arc<dyn QueueStore> {
+        Arc::new(self.base.line(room))
     }
 }
 

@@ -16,6 +16,11 @@ pub(crate) struct Scripts {
     pub(crate) expire: Script,
     pub(crate) use_up: Script,
     pub(crate) stats: Script,
+    pub(crate) note_seen: Script,
+    pub(crate) draw_claim: Script,
+    pub(crate) draw_read: Script,
+    pub(crate) draw_chunk: Script,
+    pub(crate) draw_finish: Script,
 }
 
 fn script(body: &str) -> Script {
@@ -31,6 +36,11 @@ impl Scripts {
             expire: script(include_str!("lua/expire.lua")),
             use_up: script(include_str!("lua/use_up.lua")),
             stats: script(include_str!("lua/stats.lua")),
+            note_seen: script(include_str!("lua/note_seen.lua")),
+            draw_claim: script(include_str!("lua/draw_claim.lua")),
+            draw_read: script(include_str!("lua/draw_read.lua")),
+            draw_chunk: script(include_str!("lua/draw_chunk.lua")),
+            draw_finish: script(include_str!("lua/draw_finish.lua")),
         }
     }
 }

@@ -11,16 +11,18 @@ mod common;
 use common::RedisHarness as Redis;
 
 port_tests::queue_suite!(Redis);
+port_tests::rooms_suite!(Redis);
 
 mod through_the_caches {
     use std::sync::Arc;
     use std::time::Duration;
 
     use adapters_local::poll_cache::{CachedQueue, PollCacheSettings};
+    use adapters_local::rooms_cache::{CachedLines, CachedRooms};
     use adapters_local::settings_cache::CachedSettings;
     use adapters_local::ticker::ManualTicker;
     use domain::clock::ManualClock;
-    use domain::ports::{QueueStore, SettingsStore};
+    use domain::ports::{QueueLines, QueueStore, RoomStore, SettingsStore};
     use domain::service::Ports;
     use port_tests::Harness;
 
@@ -44,8 +46,12 @@ mod through_the_caches {
             let queue: Arc<dyn QueueStore> =
                 Arc::new(CachedQueue::new(ports.queue.clone(), ticker.clone(), PollCacheSettings::default()));
             let settings: Arc<dyn SettingsStore> =
-                Arc::new(CachedSettings::new(ports.settings.clone(), ticker, Duration::from_secs(1)));
-            Self { ports: Ports { queue, settings, ..ports }, _namespace: namespace }
+                Arc::new(CachedSettings::new(ports.settings.clone(), ticker.clone(), Duration::from_secs(1)));
+            let rooms: Arc<dyn RoomStore> =
+                Arc::new(CachedRooms::new(ports.rooms.clone(), ticker.clone(), Duration::from_secs(1)));
+            let lines: Arc<dyn QueueLines> =
+                Arc::new(CachedLines::new(ports.lines.clone(), ticker, PollCacheSettings::default()));
+            Self { ports: Ports { queue, settings, rooms, lines, ..ports }, _namespace: namespace }
         }
 
         fn ports(&self) -> Ports {
@@ -54,4 +60,5 @@ mod through_the_caches {
     }
 
     port_tests::queue_suite!(CachedRedis);
+    port_tests::rooms_suite!(CachedRedis);
 }

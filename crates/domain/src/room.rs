@@ -26,6 +26,7 @@ use thiserror::Error;
 use time::{Duration, OffsetDateTime};
 
 use crate::catalogue;
+use crate::clock::truncate_to_micros;
 use crate::ids::ConcertId;
 use crate::queue::{AdmissionPolicy, DrawRecord, QueueCursor, QueueSettings, SettingsChange, SettingsPatch};
 
@@ -208,7 +209,8 @@ impl Room {
 }
 
 /// The drawn order of a pre-queue of `entrants` tokens: element `i` is the position (1-based)
-/// drawn for the entrant that arrived `i`-th (`seq` `i + 1`). Every order is equally likely;
+/// drawn for the `i`-th entrant in the order of their token values (byte-wise, see
+/// `QueueStore::draw`). Every order is equally likely;
 /// the same seed gives the same order on every instance and for the operator recomputing it:
 /// the positions `1..=entrants` in order, shuffled with [`rand::seq::SliceRandom::shuffle`]
 /// (rand 0.9, Fisher–Yates) by a `ChaCha20Rng` seeded with `seed_from_u64(seed)`.
@@ -340,8 +342,9 @@ impl RoomDraft {
             id,
             name,
             concerts,
-            opens_at: self.opens_at,
-            prequeue_opens_at: self.prequeue_opens_at,
+            // Stores keep microseconds: a time is what every store gives back.
+            opens_at: self.opens_at.map(truncate_to_micros),
+            prequeue_opens_at: self.prequeue_opens_at.map(truncate_to_micros),
             draw_at_open: self.draw_at_open.unwrap_or(self.prequeue_opens_at.is_some()),
             abandon_after: abandon_after(self.abandon_after_secs.unwrap_or(0))?,
             closed: false,
@@ -430,10 +433,10 @@ impl RoomChange {
                 return Err(RoomChangeError::AlreadyOpen);
             }
             if let Some(opens) = self.opens_at {
-                next.opens_at = opens;
+                next.opens_at = opens.map(truncate_to_micros);
             }
             if let Some(pre) = self.prequeue_opens_at {
-                next.prequeue_opens_at = pre;
+                next.prequeue_opens_at = pre.map(truncate_to_micros);
             }
             if let Some(draw) = self.draw_at_open {
                 next.draw_at_open = draw;

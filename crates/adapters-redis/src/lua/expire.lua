@@ -15,7 +15,7 @@ for _, value in ipairs(due) do
   local key = ARGV[1] .. value
   local t = redis.call('HMGET', key, 'status', 'user')
   if t[1] == 'ACTIVE' then
-    retire(key, value, ARGV[2] .. t[2], ARGV[5])
+    retire(key, value, ARGV[2] .. t[2], ARGV[5], 'TTL')
     changed = changed + 1
   end
   redis.call('ZREM', KEYS[1], value)

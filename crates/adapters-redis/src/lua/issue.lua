@@ -3,8 +3,9 @@
 --       6 the new token's hash
 -- ARGV: 1 token key prefix, 2 user id, 3 new token value, 4 now (µs, the caller's),
 --       5 retention of expired tokens (ms)
--- Reply: { created '1'|'0', value, user, seq, status, issued, activated, expires,
---          admitted_through, last_admission_at, epoch } (missing values nil)
+-- Reply: { created '1'|'0', value, user, seq, status, issued, activated, expires, reason,
+--          admitted, last, epoch, draw_at, draw_entrants, draw_seed } (missing values nil;
+--          see TOKEN_FIELDS and CURSOR_FIELDS)
 --
 -- Atomic: Redis runs one script at a time, so concurrent issues for one user see each other
 -- and yield one token; `seq` is taken (INCR) only once every check has passed and nothing
@@ -15,7 +16,7 @@ ensure_epoch(KEYS[2])
 
 local function reply(created, value, t)
   local c = redis.call('HMGET', KEYS[2], unpack(CURSOR_FIELDS))
-  return { created, value, t[1], t[2], t[3], t[4], t[5], t[6], c[1], c[2], c[3] }
+  return { created, value, t[1], t[2], t[3], t[4], t[5], t[6], t[7], c[1], c[2], c[3], c[4], c[5], c[6] }
 end
 
 local current = redis.call('GET', KEYS[5])
@@ -40,7 +41,7 @@ end
 -- The user's ACTIVE token whose time is up: mark it as the expiry sweep would.
 if stale then
   redis.call('ZREM', KEYS[4], current)
-  retire(stale, current, KEYS[5], ARGV[5])
+  retire(stale, current, KEYS[5], ARGV[5], 'TTL')
 end
 
 local seq = int(redis.call('INCR', KEYS[1]))
@@ -48,4 +49,4 @@ redis.call('HSET', KEYS[6], 'user', ARGV[2], 'seq', seq, 'status', 'WAITING', 'i
 redis.call('RPUSH', KEYS[3], ARGV[3])
 -- SET also drops any TTL the pointer had from the user's expired token.
 redis.call('SET', KEYS[5], ARGV[3])
-return reply('1', ARGV[3], { ARGV[2], seq, 'WAITING', ARGV[4], false, false })
+return reply('1', ARGV[3], { ARGV[2], seq, 'WAITING', ARGV[4], false, false, false })

@@ -26,8 +26,9 @@ local function clock(arg)
 end
 
 -- The fields of the cursor hash, in the order every reply carries them: admitted_through,
--- last_admission_at and the line's epoch (see `epoch` below).
-local CURSOR_FIELDS = { 'admitted', 'last', 'epoch' }
+-- last_admission_at, the line's epoch (see `epoch` below) and the draw's record (when, how many
+-- entrants, the seed: `QueueCursor::draw`; absent until a draw finished, see draw_finish.lua).
+local CURSOR_FIELDS = { 'admitted', 'last', 'epoch', 'draw_at', 'draw_entrants', 'draw_seed' }
 
 -- The epoch of the line: Redis' clock (µs) when the line was created, written by the first
 -- issue into an empty namespace. A Redis that lost its data (restarted without persistence,
@@ -40,16 +41,24 @@ local function ensure_epoch(cursor_key)
   end
 end
 
--- The fields of a token hash, in the order every reply carries them.
-local TOKEN_FIELDS = { 'user', 'seq', 'status', 'issued', 'activated', 'expires' }
+-- The fields of a token hash, in the order every reply carries them. `reason` is why it is
+-- EXPIRED (TTL, PAID, ABANDONED: `ExpiredReason`); a WAITING token may also have `seen`, its
+-- last sight (note_seen.lua), which no reply carries.
+local TOKEN_FIELDS = { 'user', 'seq', 'status', 'issued', 'activated', 'expires', 'reason' }
 
--- Marks a token EXPIRED and lets Redis drop it (and the user's pointer to it, unless that
--- already points to a newer token) `retain_ms` later: long enough that a poll of an expired
--- token still answers EXPIRED, short enough that memory stays bounded.
-local function retire(token_key, value, user_key, retain_ms)
-  redis.call('HSET', token_key, 'status', 'EXPIRED')
+-- Marks a token EXPIRED for `reason` and lets Redis drop it (and the user's pointer to it,
+-- unless that already points to a newer token) `retain_ms` later: long enough that a poll of
+-- an expired token still answers EXPIRED, short enough that memory stays bounded.
+local function retire(token_key, value, user_key, retain_ms, reason)
+  redis.call('HSET', token_key, 'status', 'EXPIRED', 'reason', reason)
   redis.call('PEXPIRE', token_key, retain_ms)
   if redis.call('GET', user_key) == value then
     redis.call('PEXPIRE', user_key, retain_ms)
   end
+end
+
+-- Whether a draw is claimed and not finished (draw_claim.lua): admission waits for it.
+local function drawing(cursor_key)
+  local c = redis.call('HMGET', cursor_key, 'draw_owner', 'draw_at')
+  return c[1] and not c[2]
 end

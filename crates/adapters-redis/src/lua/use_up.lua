@@ -10,5 +10,5 @@ if t[1] ~= 'ACTIVE' then
 end
 redis.call('HSET', KEYS[1], 'expires', ARGV[2])
 redis.call('ZREM', KEYS[2], ARGV[1])
-retire(KEYS[1], ARGV[1], ARGV[3] .. t[2], ARGV[4])
+retire(KEYS[1], ARGV[1], ARGV[3] .. t[2], ARGV[4], 'PAID')
 return 1

@@ -8,7 +8,7 @@ use adapters_local::OsRandom;
 use adapters_memory::MemoryStore;
 use adapters_redis::{RedisConfig, RedisQueue};
 use domain::clock::{Clock, ManualClock};
-use domain::ports::QueueStore;
+use domain::ports::{QueueLines, QueueStore};
 use domain::service::Ports;
 
 /// The machine's Redis (never flushed: tests only touch their own namespace).
@@ -56,7 +56,8 @@ impl Namespace {
 
 /// The keys of namespace `prefix`, by `SCAN` (never `KEYS`: the server is shared).
 fn scan(con: &mut redis::Connection, prefix: &str) -> redis::RedisResult<Vec<String>> {
-    let pattern = format!("{{{prefix}}}:*");
+    // `{prefix}:*` and every room's `{prefix:room}:*`.
+    let pattern = format!("{{{prefix}[}}:]*");
     let (mut cursor, mut keys) = (0_u64, Vec::new());
     loop {
         let (next, batch): (u64, Vec<String>) =
@@ -83,9 +84,12 @@ impl Drop for Namespace {
 
 /// Every port: the queue on Redis in `namespace` (timed on `clock`), everything else in
 /// `memory` (whose clock is `clock` too): one instance of the service with `QUEUE_STORE=redis`.
+/// Every room's line is on Redis too (`lines`), in the namespace's rooms (`{prefix:room}`).
 pub fn ports_on(namespace: &Namespace, memory: &MemoryStore, clock: &ManualClock) -> Ports {
-    let queue: Arc<dyn QueueStore> = Arc::new(namespace.queue(Arc::new(clock.clone())));
-    Ports { queue, ..memory.ports(Arc::new(clock.clone()), Arc::new(OsRandom)) }
+    let redis = namespace.queue(Arc::new(clock.clone()));
+    let lines: Arc<dyn QueueLines> = Arc::new(redis.lines());
+    let queue: Arc<dyn QueueStore> = Arc::new(redis);
+    Ports { queue, lines, ..memory.ports(Arc::new(clock.clone()), Arc::new(OsRandom)) }
 }
 
 /// The conformance harness: Redis for the queue, memory for the rest, one namespace per case.

@@ -1,0 +1,262 @@
+//! The draw of a line's pre-queue ([`QueueStore::draw`]) in steps, so that Redis keeps
+//! answering while a million tokens are renumbered:
+//!
+//! 1. `draw_claim.lua` records the intent (time, opening, seed, how many WAITING tokens it
+//!    renumbers) under a lease of [`DrawTuning::lease`] owned by this call, or answers the
+//!    recorded draw, `NotDue`, or that another owner holds it.
+//! 2. The owner reads the claimed head of the WAITING list with each token's issue time
+//!    (`draw_read.lua`, [`DrawTuning::chunk`] at a time), splits it into entrants (issued
+//!    before the opening) and the rest, and orders it: entrant `i` (by `seq`) at
+//!    `room::drawn_positions(seed, P)[i]`, the rest behind in their order. The domain's own
+//!    function draws; no Lua restates it.
+//! 3. `draw_chunk.lua` writes that order, a chunk per script: each token's new `seq`, and the
+//!    staging list in the new order. Idempotent and owner-checked, renewing the lease.
+//! 4. `draw_finish.lua` appends the tokens issued since the claim, renames the staging list
+//!    over the WAITING list and records the draw, atomically.
+//!
+//! Another caller meanwhile waits for the record (polling the claim); if the owner's lease runs
+//! out (it died) the next claim takes the same draw over and finishes it from where the
+//! staging list got. While a draw runs, admission of the line answers `Busy`, and a token's
+//! `seq` may already be its new one while the cursor has no draw yet: the domain shows no
+//! position until the draw is recorded.
+//!
+//! [`QueueStore::draw`]: domain::ports::QueueStore::draw
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use domain::ports::StoreError;
+use domain::queue::DrawRecord;
+use domain::room::{drawn_positions, DrawOutcome};
+use time::OffsetDateTime;
+
+use crate::{codec, commit_point, RedisQueue};
+
+/// How a draw runs; the defaults suit production.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrawTuning {
+    /// Tokens per script (read and write): each script blocks Redis for a few ms per thousand.
+    pub chunk: usize,
+    /// How long a claim stays the owner's without a chunk written; another instance takes a
+    /// draw over once it ran out.
+    pub lease: Duration,
+    /// A pause between chunks (tests slow a draw down with it).
+    pub pause: Duration,
+    /// How long a caller waits for another owner's draw before it gives up with a timeout.
+    pub wait: Duration,
+    /// Tests: stop after writing this many chunks, as if the instance died (the call fails).
+    pub stop_after_chunks: Option<usize>,
+}
+
+impl Default for DrawTuning {
+    fn default() -> Self {
+        Self {
+            chunk: 5_000,
+            lease: Duration::from_secs(10),
+            pause: Duration::ZERO,
+            wait: Duration::from_secs(60),
+            stop_after_chunks: None,
+        }
+    }
+}
+
+/// What `draw_claim.lua` answered.
+enum Claim {
+    Recorded { record: DrawRecord, fresh: bool },
+    NotDue,
+    Held { left: Duration },
+    Owned { opens_at: i64, seed: u64, length: usize, staged: usize },
+}
+
+/// A unique id for one call's ownership of a draw.
+fn owner_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{}-{nanos}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+fn reply_word(reply: &[Option<String>]) -> &str {
+    reply.first().and_then(Option::as_deref).unwrap_or("")
+}
+
+fn number<T: std::str::FromStr>(reply: &[Option<String>], i: usize, what: &str) -> Result<T, StoreError> {
+    reply
+        .get(i)
+        .and_then(Option::as_deref)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| codec::corrupt(&format!("draw reply: {what}")))
+}
+
+fn record(reply: &[Option<String>]) -> Result<DrawRecord, StoreError> {
+    codec::draw(reply, 1)?.ok_or_else(|| codec::corrupt("draw reply without a record"))
+}
+
+impl RedisQueue {
+    pub(crate) fn run_draw(&self, opens_at: OffsetDateTime, seed: u64) -> Result<DrawOutcome, StoreError> {
+        let owner = owner_id();
+        let started = Instant::now();
+        loop {
+            commit_point()?;
+            match self.claim(opens_at, seed, &owner)? {
+                Claim::Recorded { record, fresh } => return Ok(DrawOutcome::Drawn { record, fresh }),
+                Claim::NotDue => return Ok(DrawOutcome::NotDue),
+                Claim::Held { left } => {
+                    if started.elapsed() >= self.draw.wait {
+                        return Err(StoreError::Timeout(
+                            "another instance's draw of this line is still running".into(),
+                        ));
+                    }
+                    std::thread::sleep(left.clamp(Duration::from_millis(1), Duration::from_millis(20)));
+                }
+                Claim::Owned { opens_at, seed, length, staged } => {
+                    if let Some(outcome) = self.draw_as_owner(&owner, opens_at, seed, length, staged)? {
+                        return Ok(outcome);
+                    }
+                    // Another caller took the draw over (this one was too slow): wait for it.
+                }
+            }
+        }
+    }
+
+    fn claim(&self, opens_at: OffsetDateTime, seed: u64, owner: &str) -> Result<Claim, StoreError> {
+        let k = &self.keys;
+        let now = self.now_arg();
+        let reply: Vec<Option<String>> = self.once(&|c| {
+            self.scripts
+                .draw_claim
+                .key(&k.cursor)
+                .key(&k.waiting)
+                .key(&k.staging)
+                .arg(&now)
+                .arg(codec::to_micros(opens_at))
+                .arg(seed.to_string())
+                .arg(owner)
+                .arg(crate::micros_std(self.draw.lease))
+                .invoke(c)
+        })?;
+        Ok(match reply_word(&reply) {
+            "drawn" => Claim::Recorded { record: record(&reply)?, fresh: false },
+            "fresh" => Claim::Recorded { record: record(&reply)?, fresh: true },
+            "not_due" => Claim::NotDue,
+            "held" => Claim::Held { left: Duration::from_micros(number(&reply, 1, "lease")?) },
+            "claimed" => Claim::Owned {
+                opens_at: number(&reply, 2, "opening")?,
+                seed: number(&reply, 3, "seed")?,
+                length: number(&reply, 4, "length")?,
+                staged: number(&reply, 5, "staged")?,
+            },
+            _ => return Err(codec::corrupt("draw claim reply")),
+        })
+    }
+
+    /// Steps 2 to 4 as the owner. `None` when another caller owns the draw now.
+    fn draw_as_owner(
+        &self,
+        owner: &str,
+        opens_at: i64,
+        seed: u64,
+        length: usize,
+        staged: usize,
+    ) -> Result<Option<DrawOutcome>, StoreError> {
+        let order = self.drawn_order(opens_at, seed, length)?;
+        let (entrants, order) = order;
+        let k = &self.keys;
+        let chunk = self.draw.chunk.max(1);
+        let lease = crate::micros_std(self.draw.lease);
+        let mut first = staged;
+        let mut written = 0;
+        while first < length {
+            if self.draw.stop_after_chunks.is_some_and(|n| written >= n) {
+                return Err(StoreError::Internal(
+                    "the draw was stopped half-way (DrawTuning::stop_after_chunks)".into(),
+                ));
+            }
+            if written > 0 && !self.draw.pause.is_zero() {
+                std::thread::sleep(self.draw.pause);
+            }
+            let end = (first + chunk).min(length);
+            let values = order.get(first..end).ok_or_else(|| codec::corrupt("draw order"))?;
+            let now = self.now_arg();
+            let reply: Vec<Option<String>> = self.once(&|c| {
+                let mut script = self.scripts.draw_chunk.prepare_invoke();
+                script
+                    .key(&k.cursor)
+                    .key(&k.staging)
+                    .arg(&now)
+                    .arg(owner)
+                    .arg(lease)
+                    .arg(&k.token_prefix)
+                    .arg(first + 1);
+                for value in values {
+                    script.arg(value.as_str());
+                }
+                script.invoke(c)
+            })?;
+            match reply_word(&reply) {
+                "ok" => first = number::<usize>(&reply, 1, "staged")?.max(end),
+                "drawn" => {
+                    let record = self.cursor_draw()?;
+                    return Ok(Some(DrawOutcome::Drawn { record, fresh: false }));
+                }
+                "lost" => return Ok(None),
+                _ => return Err(codec::corrupt("draw chunk reply")),
+            }
+            written += 1;
+        }
+        let reply: Vec<Option<String>> = self.once(&|c| {
+            self.scripts.draw_finish.key(&k.cursor).key(&k.waiting).key(&k.staging).arg(owner).arg(entrants).invoke(c)
+        })?;
+        Ok(match reply_word(&reply) {
+            "fresh" => Some(DrawOutcome::Drawn { record: record(&reply)?, fresh: true }),
+            "drawn" => Some(DrawOutcome::Drawn { record: record(&reply)?, fresh: false }),
+            "lost" => None,
+            _ => return Err(codec::corrupt("draw finish reply")),
+        })
+    }
+
+    /// Step 2: the claimed head of the WAITING list (`length` tokens) in its drawn order, and
+    /// how many of them are entrants.
+    fn drawn_order(&self, opens_at: i64, seed: u64, length: usize) -> Result<(usize, Vec<String>), StoreError> {
+        let k = &self.keys;
+        let chunk = self.draw.chunk.max(1);
+        let (mut entrants, mut later) = (Vec::new(), Vec::new());
+        let mut start = 0;
+        while start < length {
+            let stop = (start + chunk).min(length) - 1;
+            let flat: Vec<String> = self.read(&|c| {
+                self.scripts.draw_read.key(&k.waiting).arg(&k.token_prefix).arg(start).arg(stop).invoke(c)
+            })?;
+            if flat.len() != 2 * (stop + 1 - start) {
+                return Err(codec::corrupt("the WAITING list is shorter than the draw's claim"));
+            }
+            let mut pairs = flat.into_iter();
+            while let (Some(value), Some(issued)) = (pairs.next(), pairs.next()) {
+                let issued: i64 = issued.parse().map_err(|_| codec::corrupt("issued is not an integer"))?;
+                if issued < opens_at {
+                    entrants.push(value);
+                } else {
+                    later.push(value);
+                }
+            }
+            start = stop + 1;
+        }
+        let count = entrants.len();
+        let positions = drawn_positions(seed, u64::try_from(count).unwrap_or(u64::MAX));
+        let mut order = vec![String::new(); count];
+        for (value, position) in entrants.into_iter().zip(positions) {
+            let slot = usize::try_from(position)
+                .ok()
+                .and_then(|p| p.checked_sub(1))
+                .and_then(|i| order.get_mut(i))
+                .ok_or_else(|| codec::corrupt("a drawn position out of range"))?;
+            *slot = value;
+        }
+        order.extend(later);
+        Ok((count, order))
+    }
+
+    fn cursor_draw(&self) -> Result<DrawRecord, StoreError> {
+        use domain::ports::QueueStore as _;
+        self.cursor()?.draw.ok_or_else(|| codec::corrupt("a draw reported recorded is not"))
+    }
+}

@@ -1,0 +1,371 @@
+//! What only the Redis lines of rooms have: their keys (`{prefix:room}`, one cluster slot per
+//! line), the draw in steps (claim, chunks, finish) raced by separate instances, joined by
+//! issues while it runs, and taken over when its owner stops; tokens of another room answered
+//! as unknown; presence and abandonment as stored. The port's behaviour itself is the rooms
+//! conformance suite's (`conformance.rs`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use adapters_redis::{DrawTuning, RedisQueue};
+use common::Namespace;
+use domain::clock::{Clock as _, ManualClock};
+use domain::ids::UserId;
+use domain::ports::{QueueLines as _, QueueStore, StoreError};
+use domain::queue::{AdmissionOutcome, AdmissionPolicy, ExpiredReason, QueueToken, TokenStatus, TokenValue};
+use domain::room::{drawn_positions, DrawOutcome, RoomId};
+use port_tests::concurrency::race;
+use redis::Commands as _;
+use time::{Duration, OffsetDateTime};
+
+fn user() -> UserId {
+    UserId::from_uuid(uuid::Uuid::new_v4())
+}
+
+fn value(room: &RoomId) -> TokenValue {
+    let mut bytes = [0_u8; 32];
+    bytes[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    bytes[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    TokenValue::from_bytes(bytes).in_room(room)
+}
+
+fn tour() -> RoomId {
+    RoomId::parse("tour").unwrap()
+}
+
+fn policy(batch: u32, abandon_after: Option<Duration>) -> AdmissionPolicy {
+    AdmissionPolicy {
+        batch,
+        interval: Duration::seconds(60),
+        active_ttl: Duration::seconds(600),
+        max_active: None,
+        abandon_after,
+    }
+}
+
+/// A draw slowed down to `chunk` tokens per script and a pause between scripts.
+fn slow(chunk: usize, pause_ms: u64) -> DrawTuning {
+    DrawTuning { chunk, pause: StdDuration::from_millis(pause_ms), ..DrawTuning::default() }
+}
+
+/// The line of `room` on a queue of its own (a pool of its own: another instance).
+fn instance(ns: &Namespace, clock: &ManualClock, room: &RoomId, tuning: DrawTuning) -> RedisQueue {
+    ns.queue(Arc::new(clock.clone())).with_draw_tuning(tuning).line(room)
+}
+
+fn join(line: &dyn QueueStore, room: &RoomId, now: OffsetDateTime) -> QueueToken {
+    line.issue(user(), value(room), now).unwrap().token
+}
+
+/// The WAITING list of `room`, as stored.
+fn waiting_list(ns: &Namespace, room: &RoomId) -> Vec<String> {
+    ns.connection().lrange(format!("{{{}:{room}}}:waiting", ns.prefix), 0, -1).unwrap()
+}
+
+/// After a draw of `entrants` then `later` (each in issue order): every entrant at its drawn
+/// position, the others behind in order, in the stored `seq`s and in the WAITING list.
+fn assert_drawn(ns: &Namespace, line: &dyn QueueStore, seed: u64, entrants: &[QueueToken], later: &[QueueToken]) {
+    let room = line_room(entrants, later);
+    let positions = drawn_positions(seed, entrants.len() as u64);
+    let mut expected = vec![String::new(); entrants.len()];
+    for (t, p) in entrants.iter().zip(&positions) {
+        expected[usize::try_from(*p).unwrap() - 1] = t.value.as_str().to_owned();
+    }
+    expected.extend(later.iter().map(|t| t.value.as_str().to_owned()));
+    assert_eq!(waiting_list(ns, &room), expected, "the WAITING list is in the drawn order");
+    for (i, t) in entrants.iter().enumerate() {
+        assert_eq!(line.find(&t.value).unwrap().unwrap().seq, i64::try_from(positions[i]).unwrap());
+    }
+    for (k, t) in later.iter().enumerate() {
+        let seq = line.find(&t.value).unwrap().unwrap().seq;
+        assert_eq!(seq, i64::try_from(entrants.len() + k + 1).unwrap(), "later tokens follow in order");
+    }
+}
+
+fn line_room(entrants: &[QueueToken], later: &[QueueToken]) -> RoomId {
+    entrants.iter().chain(later).next().map_or_else(RoomId::main, |t| t.value.room())
+}
+
+#[test]
+fn two_instances_racing_a_draw_draw_once() {
+    let ns = Namespace::new();
+    let clock = ManualClock::at_epoch();
+    let room = tour();
+    let a = instance(&ns, &clock, &room, slow(7, 2));
+    let b = instance(&ns, &clock, &room, slow(7, 2));
+    let opens = clock.now() + Duration::seconds(10);
+    let entrants: Vec<QueueToken> = (0..120).map(|_| join(&a, &room, clock.now())).collect();
+    clock.advance(Duration::seconds(10));
+    let results = race(2, |i| if i == 0 { a.draw(opens, 11).unwrap() } else { b.draw(opens, 22).unwrap() });
+    let records: Vec<_> = results
+        .iter()
+        .map(|r| match r {
+            DrawOutcome::Drawn { record, fresh } => (*record, *fresh),
+            DrawOutcome::NotDue => panic!("due"),
+        })
+        .collect();
+    assert_eq!(records.iter().filter(|(_, fresh)| *fresh).count(), 1, "{records:?}");
+    assert_eq!(records[0].0, records[1].0, "one record for both");
+    let record = records[0].0;
+    assert!([11, 22].contains(&record.seed));
+    assert_eq!((record.entrants, record.at), (120, clock.now()));
+    assert_eq!(a.cursor().unwrap().draw, Some(record));
+    assert_eq!(b.cursor().unwrap().draw, Some(record));
+    let seqs: BTreeSet<i64> = entrants.iter().map(|t| b.find(&t.value).unwrap().unwrap().seq).collect();
+    assert_eq!(seqs, (1..=120).collect(), "a permutation");
+    assert_drawn(&ns, &a, record.seed, &entrants, &[]);
+    // Nothing of the draw is left behind but its record.
+    let mut con = ns.connection();
+    let cursor: Vec<String> = con.hkeys(format!("{{{}:{room}}}:cursor", ns.prefix)).unwrap();
+    assert!(
+        cursor
+            .iter()
+            .all(|f| !f.starts_with("draw_") || ["draw_at", "draw_entrants", "draw_seed"].contains(&f.as_str())),
+        "{cursor:?}"
+    );
+    assert!(!con.exists::<_, bool>(format!("{{{}:{room}}}:staging", ns.prefix)).unwrap());
+}
+
+#[test]
+fn issues_during_a_chunked_draw_are_kept_after_the_entrants() {
+    let ns = Namespace::new();
+    let clock = ManualClock::at_epoch();
+    let room = tour();
+    let line = instance(&ns, &clock, &room, slow(10, 5));
+    let other = instance(&ns, &clock, &room, DrawTuning::default());
+    let opens = clock.now() + Duration::seconds(10);
+    let before: Vec<QueueToken> = (0..100).map(|_| join(&line, &room, clock.now())).collect();
+    clock.advance(Duration::seconds(10));
+    // Issued after the opening but before the draw: not entrants, first behind them.
+    let early: Vec<QueueToken> = (0..5).map(|_| join(&line, &room, clock.now())).collect();
+    let results = race(2, |i| {
+        if i == 0 {
+            vec![line.draw(opens, 5).unwrap()]
+        } else {
+            // Joins while the draw runs (10 chunks, 5 ms apart), on another instance.
+            for _ in 0..40 {
+                join(&other, &room, clock.now());
+                std::thread::sleep(StdDuration::from_millis(1));
+            }
+            Vec::new()
+        }
+    });
+    let DrawOutcome::Drawn { record, fresh: true } = results[0][0] else { panic!("{results:?}") };
+    assert_eq!(record.entrants, 100);
+    // Every token after the entrants, in issue order (the `seq` they were issued with).
+    let mut later: Vec<QueueToken> = waiting_list(&ns, &room)
+        .iter()
+        .skip(100)
+        .map(|v| line.find(&TokenValue::parse(v).unwrap()).unwrap().unwrap())
+        .collect();
+    assert_eq!(later.len(), 45, "none lost");
+    assert_eq!(
+        later[..5].iter().map(|t| &t.value).collect::<Vec<_>>(),
+        early.iter().map(|t| &t.value).collect::<Vec<_>>()
+    );
+    later.sort_by_key(|t| t.seq);
+    assert_drawn(&ns, &line, record.seed, &before, &later);
+    assert_eq!(line.stats().unwrap().issued_through, 145);
+}
+
+#[test]
+fn admission_waits_while_a_draw_is_claimed() {
+    let ns = Namespace::new();
+    let clock = ManualClock::at_epoch();
+    let room = tour();
+    let stopping = DrawTuning { chunk: 10, stop_after_chunks: Some(2), ..DrawTuning::default() };
+    let line = instance(&ns, &clock, &room, stopping);
+    let opens = clock.now() + Duration::seconds(1);
+    (0..50).for_each(|_| drop(join(&line, &room, clock.now())));
+    clock.advance(Duration::seconds(1));
+    assert!(matches!(line.draw(opens, 3), Err(StoreError::Internal(_))), "stopped half-way");
+    assert_eq!(line.cursor().unwrap().draw, None, "not recorded");
+    assert_eq!(line.admit(&policy(10, None)).unwrap(), AdmissionOutcome::Busy);
+    assert_eq!(line.cursor().unwrap().admitted_through, 0);
+}
+
+#[test]
+fn a_draw_whose_owner_stopped_is_finished_by_another_instance_after_its_lease() {
+    let ns = Namespace::new();
+    let clock = ManualClock::at_epoch();
+    let room = tour();
+    let lease = StdDuration::from_secs(10);
+    let dying = DrawTuning { chunk: 10, lease, stop_after_chunks: Some(3), ..DrawTuning::default() };
+    let a = instance(&ns, &clock, &room, dying);
+    let impatient = DrawTuning { chunk: 7, lease, wait: StdDuration::from_millis(100), ..DrawTuning::default() };
+    let b = instance(&ns, &clock, &room, impatient);
+    let opens = clock.now() + Duration::seconds(1);
+    let entrants: Vec<QueueToken> = (0..95).map(|_| join(&a, &room, clock.now())).collect();
+    clock.advance(Duration::seconds(1));
+    let claimed_at = clock.now();
+    assert!(a.draw(opens, 1234).is_err(), "A stops after 3 chunks of 10");
+    let staged: i64 = ns.connection().llen(format!("{{{}:{room}}}:staging", ns.prefix)).unwrap();
+    assert_eq!(staged, 30);
+
+    // Within A's lease B waits for it, then gives up.
+    assert!(matches!(b.draw(opens, 999), Err(StoreError::Timeout(_))));
+    // Issued while the draw is stuck: kept behind.
+    let late = join(&b, &room, clock.now());
+
+    clock.advance(Duration::seconds(11));
+    let outcome = b.draw(opens, 999).unwrap();
+    let DrawOutcome::Drawn { record, fresh: true } = outcome else { panic!("{outcome:?}") };
+    assert_eq!((record.seed, record.entrants, record.at), (1234, 95, claimed_at), "A's draw, finished");
+    assert_drawn(&ns, &b, 1234, &entrants, &[late]);
+    // A, back, finds it done.
+    assert_eq!(a.draw(opens, 1234).unwrap(), DrawOutcome::Drawn { record, fresh: false });
+    assert_eq!(b.admit(&policy(10, None)).unwrap(), AdmissionOutcome::Admitted(10));
+}
+
+#[test]
+fn a_draw_of_an_empty_line_is_recorded_at_once() {
+    let ns = Namespace::new();
+    let clock = ManualClock::at_epoch();
+    let room = tour();
+    let line = instance(&ns, &clock, &room, DrawTuning::default());
+    let opens = clock.now() + Duration::seconds(5);
+    assert_eq!(line.draw(opens, 8).unwrap(), DrawOutcome::NotDue);
+    clock.advance(Duration::seconds(5));
+    let DrawOutcome::Drawn { record, fresh: true } = line.draw(opens, 8).unwrap() else { panic!() };
+    assert_eq!((record.entrants, record.seed), (0, 8));
+    let t = join(&line, &room, clock.now());
+    assert_eq!(t.seq, 1);
+}
+
+#[test]
+fn every_key_of_a_room_shares_its_hash_tag() {
+    let ns = Namespace::new();
+    let clock = ManualClock::at_epoch();
+    let base = ns.queue(Arc::new(clock.clone()));
+    let lines = base.lines();
+    let room = tour();
+    let line = lines.line(&room);
+    let opens = clock.now() + Duration::seconds(1);
+    let a = line.issue(user(), value(&room), clock.now()).unwrap().token;
+    let b = line.issue(user(), value(&room), clock.now()).unwrap().token;
+    clock.advance(Duration::seconds(1));
+    assert!(matches!(line.draw(opens, 1).unwrap(), DrawOutcome::Drawn { fresh: true, .. }));
+    line.note_seen(std::slice::from_ref(&a.value), clock.now()).unwrap();
+    assert_eq!(line.admit(&policy(1, Some(Duration::seconds(30)))).unwrap().admitted(), 1);
+    let paid = if line.find(&a.value).unwrap().unwrap().status == TokenStatus::Active { &a } else { &b };
+    line.use_up(&paid.value, clock.now()).unwrap();
+    let main = base.issue(user(), value(&RoomId::main()), clock.now()).unwrap().token;
+
+    let keys = ns.keys();
+    let tag = format!("{{{}:tour}}:", ns.prefix);
+    let in_room: Vec<&String> = keys.iter().filter(|k| k.starts_with(&tag)).collect();
+    assert!(in_room.len() >= 7, "{keys:?}");
+    let main_tag = format!("{{{}}}:", ns.prefix);
+    assert!(keys.iter().all(|k| k.starts_with(&tag) || k.starts_with(&main_tag)), "{keys:?}");
+    assert!(keys.contains(&format!("{main_tag}t:{}", main.value.as_str())), "main keeps its layout");
+    // One hash tag: the text between the first `{` and the next `}`.
+    let hash_tag = |k: &str| k[1..k.find('}').unwrap()].to_owned();
+    let tags: BTreeSet<String> = in_room.iter().map(|k| hash_tag(k)).collect();
+    assert_eq!(tags, BTreeSet::from([format!("{}:tour", ns.prefix)]));
+    assert_eq!(base.line(&room).namespace(), format!("{{{}:tour}}", ns.prefix));
+}
+
+#[test]
+fn one_live_token_per_user_per_room() {
+    let ns = Namespace::new();
+    let clock = ManualClock::at_epoch();
+    let base = ns.queue(Arc::new(clock.clone()));
+    let (room, other) = (tour(), RoomId::parse("other").unwrap());
+    let (line, other_line) = (base.line(&room), base.line(&other));
+    let u = user();
+    let results = race(32, |i| {
+        if i % 2 == 0 {
+            line.issue(u, value(&room), clock.now()).unwrap()
+        } else {
+            other_line.issue(u, value(&other), clock.now()).unwrap()
+        }
+    });
+    assert_eq!(results.iter().filter(|r| r.created).count(), 2, "one per room");
+    let values: BTreeSet<&str> = results.iter().map(|r| r.token.value.as_str()).collect();
+    assert_eq!(values.len(), 2);
+    assert!(results.iter().all(|r| r.token.seq == 1));
+    let in_main = base.issue(u, value(&RoomId::main()), clock.now()).unwrap();
+    assert!(in_main.created, "main is a line of its own too");
+    assert_eq!(line.stats().unwrap().issued_through, 1);
+}
+
+#[test]
+fn a_token_of_another_room_is_unknown_here() {
+    let ns = Namespace::new();
+    let clock = ManualClock::at_epoch();
+    let base = ns.queue(Arc::new(clock.clone()));
+    let (room, other) = (tour(), RoomId::parse("other").unwrap());
+    let line = base.line(&room);
+    let mine = join(&line, &room, clock.now());
+    assert_eq!(line.admit(&policy(1, None)).unwrap(), AdmissionOutcome::Admitted(1));
+    let elsewhere = base.line(&other);
+    // The same secret in another room, and the bare (main) form.
+    let bare = TokenValue::parse(mine.value.as_str().split_once('.').unwrap().1).unwrap();
+    for v in [mine.value.clone().in_room(&other), bare] {
+        let line_of_v = if v.room().is_main() { base.clone() } else { elsewhere.clone() };
+        assert_eq!(line_of_v.find(&v).unwrap(), None);
+        assert_eq!(line.find(&v).unwrap(), None, "a value of another line is none of this one's");
+        assert_eq!(line.find_with_cursor(&v).unwrap(), None);
+        line.use_up(&v, clock.now()).unwrap();
+        line_of_v.use_up(&mine.value, clock.now()).unwrap();
+    }
+    assert_eq!(line.find(&mine.value).unwrap().unwrap().status, TokenStatus::Active, "untouched");
+    assert!(matches!(elsewhere.issue(user(), value(&room), clock.now()), Err(StoreError::Internal(_))));
+}
+
+#[test]
+fn sights_and_reasons_are_stored_in_the_token() {
+    let ns = Namespace::new();
+    let clock = ManualClock::at_epoch();
+    let cfg = ns.config();
+    let line = RedisQueue::new(&cfg).unwrap().with_clock(Arc::new(clock.clone())).line(&tour());
+    let room = tour();
+    let t: Vec<QueueToken> = (0..4).map(|_| join(&line, &room, clock.now())).collect();
+    let mut con = ns.connection();
+    let key = |t: &QueueToken| format!("{{{}:tour}}:t:{}", ns.prefix, t.value.as_str());
+    clock.advance(Duration::seconds(20));
+    let at = i64::try_from(clock.now().unix_timestamp_nanos() / 1_000).unwrap();
+    line.note_seen(
+        &[
+            t[1].value.clone(),
+            t[2].value.clone(),
+            value(&room),
+            TokenValue::parse(t[0].value.as_str().split_once('.').unwrap().1).unwrap(),
+        ],
+        clock.now(),
+    )
+    .unwrap();
+    let seen: Option<i64> = con.hget(key(&t[1]), "seen").unwrap();
+    assert_eq!(seen, Some(at));
+    // A sight only moves forward.
+    line.note_seen(std::slice::from_ref(&t[1].value), clock.now() - Duration::seconds(10)).unwrap();
+    assert_eq!(con.hget::<_, _, Option<i64>>(key(&t[1]), "seen").unwrap(), Some(at));
+    assert_eq!(con.hget::<_, _, Option<i64>>(key(&t[0]), "seen").unwrap(), None, "a value of main is not this line's");
+
+    clock.advance(Duration::seconds(15)); // 35 s after the issue, 15 s after the sights
+    let outcome = line.admit(&policy(2, Some(Duration::seconds(30)))).unwrap();
+    assert_eq!(outcome, AdmissionOutcome::AdmittedPresent { admitted: 2, abandoned: 1 });
+    let abandoned = line.find(&t[0].value).unwrap().unwrap();
+    assert_eq!(
+        (abandoned.status, abandoned.expired_reason, abandoned.expires_at),
+        (TokenStatus::Expired, Some(ExpiredReason::Abandoned), Some(clock.now()))
+    );
+    let ttl: i64 = con.pttl(key(&t[0])).unwrap();
+    assert!(ttl > 0, "retired like an expired token");
+    assert_eq!(line.stats().unwrap().abandoned, 1);
+    assert_eq!(line.cursor().unwrap().admitted_through, 3, "over both");
+    // note_seen leaves tokens that are no longer WAITING alone.
+    line.note_seen(std::slice::from_ref(&t[1].value), clock.now() + Duration::seconds(1)).unwrap();
+    assert_eq!(con.hget::<_, _, Option<i64>>(key(&t[1]), "seen").unwrap(), Some(at));
+
+    line.use_up(&t[1].value, clock.now()).unwrap();
+    assert_eq!(line.find(&t[1].value).unwrap().unwrap().expired_reason, Some(ExpiredReason::Paid));
+    clock.advance(Duration::seconds(600));
+    assert_eq!(line.expire_tokens(10).unwrap(), 1);
+    assert_eq!(line.find(&t[2].value).unwrap().unwrap().expired_reason, Some(ExpiredReason::Ttl));
+    assert_eq!(line.find(&t[3].value).unwrap().unwrap().expired_reason, None);
+}
