@@ -50,6 +50,22 @@ ALTER TABLE queue_admission ADD CONSTRAINT queue_admission_pkey PRIMARY KEY (roo
 ALTER TABLE queue_admission ALTER COLUMN admitted_through SET DEFAULT 0;
 ALTER TABLE queue_admission ALTER COLUMN room DROP DEFAULT;
 
+-- A drawn line's order. The draw makes the entrants the first P arrivals (stored `seq`
+-- 1..=P) and writes here the drawn place of each (`position`, the line's `seq` as the domain
+-- reads it); arrivals after P keep their stored `seq` as their place. Rewriting `seq` in
+-- queue_tokens instead would be one non-HOT update per entrant, with an entry in every index of
+-- that table: minutes for a pre-queue of a million. Reads of a room's tokens join this table
+-- in the statement that reads the token and the cursor, so they see the draw whole or not at
+-- all.
+CREATE TABLE queue_draw_positions (
+    room     text NOT NULL,
+    arrival  bigint NOT NULL CHECK (arrival > 0),
+    position bigint NOT NULL CHECK (position > 0),
+    PRIMARY KEY (room, arrival)
+);
+-- Admission finds the tokens at the next places.
+CREATE UNIQUE INDEX queue_draw_positions_place ON queue_draw_positions (room, position);
+
 -- The rooms other than `main` (whose settings stay in queue_settings). Durations in
 -- microseconds, like queue_settings.
 CREATE TABLE rooms (

@@ -26,7 +26,7 @@
 //! - `locks`: the advisory locks and what each serialises.
 //! - `issue`: group-commit token issue (a batcher thread per store).
 //! - `queue`: the lines (one per room: `PgStore::line`), admission, the draw, presence.
-//! - `order`: a drawn line's order, from its seed.
+//! - `order`: a drawn line's order, beside its tokens.
 //! - `rooms`: the rooms other than `main` and their concerts.
 //! - `settings`, `catalogue`, `reservations`, `accounts`, `payments`,
 //!   `idempotency`: the ports, each with its SQL.
@@ -163,7 +163,7 @@ impl PgStore {
         cfg.validate()?;
         let gave_up_after = cfg.lock_timeout.min(cfg.statement_timeout);
         Ok(Self {
-            line: Arc::new(queue::Line::new(RoomId::main(), Arc::default())),
+            line: Arc::new(queue::Line::new(RoomId::main())),
             pool: pool::build_pool(cfg)?,
             maintenance_url: cfg.maintenance_url()?,
             limits: Limits {
@@ -247,7 +247,7 @@ impl PgStore {
     /// batcher, every queue statement filtered by that room. A line costs nothing until used.
     #[must_use]
     pub fn line(&self, room: &RoomId) -> Self {
-        Self { line: Arc::new(queue::Line::new(room.clone(), self.line.orders.clone())), ..self.clone() }
+        Self { line: Arc::new(queue::Line::new(room.clone())), ..self.clone() }
     }
 
     /// Every port, backed by this store; `clock` and `random` are the domain's. The queue port

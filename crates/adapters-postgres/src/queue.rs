@@ -19,13 +19,13 @@ use domain::queue::{
     AdmissionOutcome, AdmissionPolicy, DrawRecord, ExpiredReason, QueueCursor, QueueStats, QueueToken, TokenStatus,
     TokenValue,
 };
-use domain::room::{DrawOutcome, RoomId};
+use domain::room::{drawn_positions, DrawOutcome, RoomId};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error::{corrupt, Fail};
 use crate::locks;
-use crate::order::{Order, Orders};
+use crate::order::Order;
 use crate::schema::queue_tokens;
 use crate::sql::prepared;
 use crate::PgStore;
@@ -37,19 +37,12 @@ pub(crate) struct Line {
     key: i32,
     pub(crate) issue_begin: String,
     pub(crate) admission_begin: String,
-    /// The drawn orders of every line of the store (shared by its clones and lines).
-    pub(crate) orders: Arc<Orders>,
 }
 
 impl Line {
-    pub(crate) fn new(room: RoomId, orders: Arc<Orders>) -> Self {
+    pub(crate) fn new(room: RoomId) -> Self {
         let key = locks::room_key(&room);
-        Self { room, key, issue_begin: locks::issue_begin(key), admission_begin: locks::admission_begin(key), orders }
-    }
-
-    /// This line's order under `draw` (the draw read with the rows it orders).
-    pub(crate) fn order(&self, draw: Option<DrawRecord>) -> Result<Order, StoreError> {
-        self.orders.of(&self.room, draw)
+        Self { room, key, issue_begin: locks::issue_begin(key), admission_begin: locks::admission_begin(key) }
     }
 
     /// The room id as bound into the statements.
@@ -94,13 +87,6 @@ pub(crate) struct TokenRow {
 }
 
 impl TokenRow {
-    /// The token, its stored `seq` (its arrival) placed in the line's `order`.
-    pub(crate) fn into_placed(self, order: &Order) -> Result<QueueToken, StoreError> {
-        let mut token = self.into_domain()?;
-        token.seq = order.position(token.seq);
-        Ok(token)
-    }
-
     pub(crate) fn into_domain(self) -> Result<QueueToken, StoreError> {
         Ok(QueueToken {
             value: TokenValue::parse(&self.token).map_err(|_| corrupt("queue_tokens.token"))?,
@@ -144,6 +130,17 @@ pub(crate) const FIND_WITH_CURSOR: &str = concat!(
     ", ",
     cursor_columns!(),
     " FROM queue_tokens t JOIN queue_admission a ON a.room = t.room WHERE t.token = $1 AND t.room = $2"
+);
+
+/// [`FIND_WITH_CURSOR`] in a room's line, which may be drawn: the token's place is its drawn
+/// position when it has one (see `order`), read in the same snapshot as the cursor's draw.
+pub(crate) const FIND_WITH_CURSOR_ROOM: &str = concat!(
+    "SELECT COALESCE(d.position, t.seq) AS seq, t.token, t.user_id, t.status, t.issued_at, t.activated_at, \
+       t.expires_at, t.expired_reason, ",
+    cursor_columns!(),
+    " FROM queue_tokens t JOIN queue_admission a ON a.room = t.room \
+     LEFT JOIN queue_draw_positions d ON d.room = t.room AND d.arrival = t.seq \
+     WHERE t.token = $1 AND t.room = $2"
 );
 
 /// The line's cursor (no row: the line has had no token yet).
@@ -271,6 +268,16 @@ const DEFER_SEQ: &str = "SET CONSTRAINTS queue_tokens_pkey DEFERRED";
 /// The draw's moves: each token of line `$1` at `seq` `$2[i]` moves to `$3[i]`.
 pub(crate) const DRAW_RENUMBER: &str = "UPDATE queue_tokens t SET seq = m.new \
      FROM unnest($2::bigint[], $3::bigint[]) AS m (old, new) WHERE t.room = $1 AND t.seq = m.old";
+
+/// The draw's order: the entrants of line `$1` (stored `seq <= $2`, the first arrivals),
+/// taken in the order of their values (byte-wise: `QueueStore::draw`), the `i`-th placed at
+/// `$3[i]` (`room::drawn_positions`).
+pub(crate) const DRAW_PLACES: &str = "INSERT INTO queue_draw_positions (room, arrival, position) \
+     SELECT $1, e.seq, p.position \
+     FROM (SELECT seq, row_number() OVER (ORDER BY token COLLATE \"C\") AS rank \
+       FROM queue_tokens WHERE room = $1 AND seq <= $2) AS e \
+     JOIN unnest($3::bigint[]) WITH ORDINALITY AS p (position, rank) ON p.rank = e.rank \
+     ORDER BY e.seq";
 
 /// Records the draw of line `$1` (making its cursor row if it had no token yet).
 pub(crate) const DRAW_RECORD: &str =
@@ -431,18 +438,11 @@ impl QueueStore for PgStore {
         if !self.line.holds(value) {
             return Ok(None);
         }
+        let sql = if self.line.room.is_main() { FIND_WITH_CURSOR } else { FIND_WITH_CURSOR_ROOM };
         let row: Option<TokenWithCursor> = self.autocommit(|c| {
-            prepared(FIND_WITH_CURSOR)
-                .bind::<Text, _>(value.as_str())
-                .bind::<Text, _>(self.line.name())
-                .get_result(c)
-                .optional()
+            prepared(sql).bind::<Text, _>(value.as_str()).bind::<Text, _>(self.line.name()).get_result(c).optional()
         })?;
-        row.map(|r| {
-            let cursor = r.cursor.into_domain();
-            Ok((r.token.into_placed(&self.line.order(cursor.draw)?)?, cursor))
-        })
-        .transpose()
+        row.map(|r| Ok((r.token.into_domain()?, r.cursor.into_domain()))).transpose()
     }
 
     fn cursor(&self) -> Result<QueueCursor, StoreError> {
@@ -474,9 +474,9 @@ impl QueueStore for PgStore {
             if n == 0 {
                 return Ok(AdmissionOutcome::Admitted(0));
             }
-            let order = self.line.order(cursor.draw)?;
+            let order = Order::new(cursor.draw.map_or(0, |d| d.entrants));
             if policy.abandon_after.is_some() {
-                return admit_present(tx, room, &order, policy, now, cursor.admitted_through, n);
+                return admit_present(tx, room, order, policy, now, cursor.admitted_through, n);
             }
             let from = cursor.admitted_through;
             let through = from + i64::try_from(n).unwrap_or(i64::MAX);
@@ -489,7 +489,8 @@ impl QueueStore for PgStore {
                     .bind::<Text, _>(room)
                     .get_result(tx.conn()?)?
             } else {
-                let arrivals: Vec<i64> = (from + 1..=through).map(|p| order.arrival_at(p)).collect();
+                let arrivals: Vec<i64> =
+                    order.arrivals(tx.conn()?, room, from, through)?.into_iter().map(|(_, a)| a).collect();
                 prepared(ADMIT_WRITE_LIST)
                     .bind::<Timestamptz, _>(now)
                     .bind::<Timestamptz, _>(policy.expiry_for(now))
@@ -590,7 +591,7 @@ fn walk_step(n: u64) -> i64 {
 fn admit_present(
     tx: &mut crate::work::Tx<'_>,
     room: &str,
-    order: &Order,
+    order: Order,
     policy: &AdmissionPolicy,
     now: OffsetDateTime,
     from: i64,
@@ -612,13 +613,15 @@ fn admit_present(
                 .map(|r| (r.seq, r))
                 .collect()
         } else {
-            let arrivals: Vec<i64> = (through + 1..=through + step).map(|p| order.arrival_at(p)).collect();
+            let places: std::collections::HashMap<i64, i64> =
+                order.arrivals(tx.conn()?, room, through, through + step)?.into_iter().map(|(p, a)| (a, p)).collect();
+            let arrivals: Vec<i64> = places.keys().copied().collect();
             prepared(ADMIT_WALK_LIST)
                 .bind::<Text, _>(room)
                 .bind::<Array<BigInt>, _>(&arrivals)
                 .load::<WalkRow>(tx.conn()?)?
                 .into_iter()
-                .map(|r| (order.position(r.seq), r))
+                .map(|r| (places.get(&r.seq).copied().unwrap_or(r.seq), r))
                 .collect()
         };
         rows.sort_by_key(|(position, _)| *position);
@@ -727,6 +730,22 @@ impl PgStore {
                 }
             }
             let entrants = count(shape.entrants);
+            if entrants > 0 {
+                let positions: Vec<i64> = drawn_positions(seed, entrants)
+                    .into_iter()
+                    .map(|p| i64::try_from(p).map_err(|_| StoreError::Internal("a drawn position overflows".into())))
+                    .collect::<Result<_, _>>()?;
+                let placed = prepared(DRAW_PLACES)
+                    .bind::<Text, _>(room)
+                    .bind::<BigInt, _>(shape.entrants)
+                    .bind::<Array<BigInt>, _>(&positions)
+                    .execute(tx.conn()?)?;
+                if count_len(placed) != entrants {
+                    return Err(Fail::Store(StoreError::Internal(format!(
+                        "the draw placed {placed} of {entrants} entrants"
+                    ))));
+                }
+            }
             tracing::info!(room, entrants, moved, took_ms = started.elapsed().as_millis(), "drew the pre-queue");
             let record = DrawRecord { at: now, entrants, seed };
             prepared(DRAW_RECORD)
