@@ -19,9 +19,10 @@ UPDATE queue_tokens t
    SET expired_reason = CASE WHEN EXISTS (SELECT 1 FROM payments p WHERE p.token = t.token) THEN 'PAID' ELSE 'TTL' END
  WHERE t.status = 'EXPIRED';
 
--- `seq` is gapless per line. DEFERRABLE (checked at the end of each statement unless a
--- transaction defers it), so the draw renumbers a line in one UPDATE with the check deferred
--- to its COMMIT. Nothing references this key (payments name their token by value).
+-- `seq` (the arrival number) is gapless per line. DEFERRABLE (checked at the end of each
+-- statement unless a transaction defers it), so the draw can move the few entrants that
+-- committed out of step at the opening in one UPDATE with the check deferred to its COMMIT.
+-- Nothing references this key (payments name their token by value).
 ALTER TABLE queue_tokens DROP CONSTRAINT queue_tokens_pkey;
 ALTER TABLE queue_tokens ADD CONSTRAINT queue_tokens_pkey PRIMARY KEY (room, seq) DEFERRABLE INITIALLY IMMEDIATE;
 

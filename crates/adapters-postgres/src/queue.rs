@@ -1,5 +1,6 @@
 //! The waiting lines: lookups with the position cursor, admission (with abandonment) under one
-//! lock on the store's clock, the draw, presence, batched expiry, stats. Issue is in `issue`
+//! lock on the store's clock, the draw (its order kept beside the tokens: `order`), presence,
+//! batched expiry, stats. Issue is in `issue`
 //! (group commit).
 //!
 //! Every line (`main`'s and each room's) is the rows of `queue_tokens` with its `room` and its
@@ -70,7 +71,7 @@ impl QueueLines for PgLines {
 }
 
 /// How long a draw waits for the line's admission lock (another instance's draw of the line
-/// may hold it while it renumbers), and bounds each of its statements and the whole draw.
+/// may hold it while it places a long pre-queue), and bounds each of its statements and the whole draw.
 const DRAW_WAIT: Duration = Duration::from_secs(120);
 
 #[derive(Debug, QueryableByName)]
@@ -671,15 +672,17 @@ impl PgStore {
     /// with its admission ticks and every other draw of it, in any process), on the store's
     /// clock read after the lock.
     ///
-    /// The order itself is the seed's (see `order`): the draw makes the entrants the first `P`
-    /// arrivals and records `(at, P, seed)` in the line's cursor row, which every read of a
-    /// token reads with it. The entrants usually are the first arrivals already; when tokens
-    /// near the opening committed out of step with their issue times, the window from the
-    /// first later token to the last entrant is renumbered (entrants first, each group in its
-    /// order) in one `UPDATE ... FROM unnest(old, new)` with the `(room, seq)` key checked at
-    /// COMMIT. The issue lock is not taken: issues go on, numbering from `max(seq)`, which the
-    /// window's permutation leaves as it is, and a token committed after the draw's read is a
-    /// later arrival above every entrant.
+    /// The order is kept beside the tokens (see `order`): the draw makes the entrants the
+    /// first `P` arrivals, writes each one's drawn place (entrants taken in the order of their
+    /// values) into `queue_draw_positions` in one `INSERT ... SELECT`, and records
+    /// `(at, P, seed)` in the line's cursor row; one COMMIT makes all of it visible. The
+    /// entrants usually are the first arrivals already; when tokens near the opening committed
+    /// out of step with their issue times, the window from the first later token to the last
+    /// entrant is renumbered (entrants first, each group in its order) in one
+    /// `UPDATE ... FROM unnest(old, new)` with the `(room, seq)` key checked at COMMIT. The
+    /// issue lock is not taken: issues go on, numbering from `max(seq)`, which the window's
+    /// permutation leaves as it is, and a token committed after the draw's read is a later
+    /// arrival above every entrant.
     fn draw_line(&self, opens_at: OffsetDateTime, seed: u64) -> Result<DrawOutcome, StoreError> {
         if self.line.room.is_main() {
             // `main` has no opening (`Room::main`); its reads never place a token by a draw.
