@@ -411,16 +411,40 @@ fn measure_the_draw_of_a_million() {
         .unwrap();
     let first = TokenValue::parse(&first.token).unwrap();
     two.clock.set(opens);
-    let started = Instant::now();
-    let outcome = two.a.line(&tour).draw(opens, 2026).unwrap();
-    let took = started.elapsed();
+    // Joiners keep coming through the other instance while the line is drawn.
+    let drawing = std::sync::atomic::AtomicBool::new(true);
+    let (outcome, took, issues) = thread::scope(|s| {
+        let joiner = s.spawn(|| {
+            let line = two.b.line(&tour);
+            let mut issues = Vec::new();
+            for n in 2_000_000_u64.. {
+                if !drawing.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let started = Instant::now();
+                let out = line.issue(user(n.into()), value(&tour, n), opens).unwrap();
+                issues.push((started.elapsed(), out.token.seq));
+                thread::sleep(std::time::Duration::from_millis(20));
+            }
+            issues
+        });
+        let started = Instant::now();
+        let outcome = two.a.line(&tour).draw(opens, 2026).unwrap();
+        let took = started.elapsed();
+        drawing.store(false, std::sync::atomic::Ordering::Relaxed);
+        (outcome, took, joiner.join().unwrap())
+    });
     eprintln!("draw of 1,000,000 entrants: {took:.2?}");
+    let slowest = issues.iter().map(|(t, _)| *t).max().unwrap_or_default();
+    eprintln!("{} issues during the draw, the slowest {slowest:.1?}", issues.len());
+    assert!(issues.iter().all(|(_, seq)| *seq > 1_000_000), "joiners are behind the drawn");
     let DrawOutcome::Drawn { record, fresh: true } = outcome else { panic!("{outcome:?}") };
     assert_eq!(record.entrants, 1_000_000);
     let drawn = drawn_positions(2026, 1_000_000);
     // The entrants are drawn in the order of their values: `first` is the rank-th of them.
     let rank: SeqRow = diesel::sql_query(
-        "SELECT '' AS token, count(*) AS seq FROM queue_tokens WHERE room = 'big' AND token COLLATE \"C\" < $1",
+        "SELECT '' AS token, count(*) AS seq FROM queue_tokens WHERE room = 'big' AND seq <= 1000000 \
+         AND token COLLATE \"C\" < $1",
     )
     .bind::<Text, _>(first.as_str())
     .get_result(&mut conn)
