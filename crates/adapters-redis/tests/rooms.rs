@@ -369,3 +369,45 @@ fn sights_and_reasons_are_stored_in_the_token() {
     assert_eq!(line.find(&t[2].value).unwrap().unwrap().expired_reason, Some(ExpiredReason::Ttl));
     assert_eq!(line.find(&t[3].value).unwrap().unwrap().expired_reason, None);
 }
+
+#[test]
+fn entrants_are_the_tokens_issued_before_the_opening_whatever_the_callers_clocks() {
+    let ns = Namespace::new();
+    let clock = ManualClock::at_epoch();
+    let room = tour();
+    let opens = clock.now() + Duration::seconds(100);
+    // Instances whose clocks disagree by a few seconds: issue times go back and forth around
+    // the opening (at most 6 s back), so the draw bisects the line and reads the times of the
+    // tokens near the opening only.
+    let offsets = [-90, -80, -60, -50, -40, -3, 2, -1, 1, 4, -2, 0, 3, -1, 50, 60, 70, 80, 90];
+    for chunk in [3, 1000] {
+        let line = instance(&ns, &clock, &room, slow(chunk, 0)).line(&RoomId::parse(&format!("r{chunk}")).unwrap());
+        let room = line.room().clone();
+        let tokens: Vec<QueueToken> =
+            offsets.iter().map(|s| join(&line, &room, opens + Duration::seconds(*s))).collect();
+        let (entrants, later): (Vec<QueueToken>, Vec<QueueToken>) =
+            tokens.into_iter().partition(|t| t.issued_at < opens);
+        clock.advance(Duration::seconds(200));
+        let DrawOutcome::Drawn { record, fresh: true } = line.draw(opens, 77).unwrap() else { panic!() };
+        assert_eq!(record.entrants, entrants.len() as u64);
+        assert_drawn(&ns, &line, 77, &entrants, &later);
+    }
+}
+
+#[test]
+fn a_line_without_the_issue_times_record_is_drawn_by_reading_every_token() {
+    let ns = Namespace::new();
+    let clock = ManualClock::at_epoch();
+    let room = tour();
+    let line = instance(&ns, &clock, &room, slow(4, 0));
+    let opens = clock.now() + Duration::seconds(10);
+    let offsets = [-9, 5, -8, -7, 3, -1, 2, -6, 1, -2];
+    let tokens: Vec<QueueToken> = offsets.iter().map(|s| join(&line, &room, opens + Duration::seconds(*s))).collect();
+    // As a line written before `imax`/`iback` existed.
+    let _: () = ns.connection().hdel(format!("{{{}:{room}}}:cursor", ns.prefix), &["imax", "iback"]).unwrap();
+    let (entrants, later): (Vec<QueueToken>, Vec<QueueToken>) = tokens.into_iter().partition(|t| t.issued_at < opens);
+    clock.advance(Duration::seconds(10));
+    let DrawOutcome::Drawn { record, fresh: true } = line.draw(opens, 5).unwrap() else { panic!() };
+    assert_eq!(record.entrants, 6);
+    assert_drawn(&ns, &line, 5, &entrants, &later);
+}
