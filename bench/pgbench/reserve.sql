@@ -10,7 +10,7 @@
 \set num :numbase + (:i / :nsched) % :nseats
 \set seat :s * 1000 + :num
 -- POST /reservations
-SELECT t.seq, t.token, t.user_id, t.status, t.issued_at, t.activated_at, t.expires_at FROM queue_tokens t WHERE t.token = (md5('t' || :n) || md5('u' || :n));
+SELECT t.seq, t.token, t.user_id, t.status, t.issued_at, t.activated_at, t.expires_at, t.expired_reason FROM queue_tokens t WHERE t.token = (md5('t' || :n) || md5('u' || :n)) AND t.room = 'main';
 \set hk (:n >> 32) # (:n & 4294967295)
 BEGIN;
 SELECT pg_advisory_xact_lock(1000003, :hk);

@@ -60,7 +60,7 @@ pub use extract::{ADMIN_BODY_LIMIT, BODY_LIMIT};
 pub use identity::{Identity, IdentityConfig};
 pub use state::{ApiState, ApiStateBuilder, PoolConnections, Readiness};
 
-use routes::{admin, ops, public};
+use routes::{admin, ops, public, rooms};
 
 /// Mounts the whole API: `App::new().configure(adapters_http::configure(state))`. The operator
 /// API is mounted only when the state has an operator token; without one every `/admin/*` path
@@ -85,6 +85,8 @@ pub fn configure(state: ApiState) -> impl FnOnce(&mut web::ServiceConfig) {
             .service(resource("/assets/{file}", "GET").route(web::get().to(ops::page_asset)))
             .service(resource("/queue/tokens", "POST").route(web::post().to(public::issue_token)))
             .service(resource("/queue/token", "GET").route(web::get().to(public::read_token)))
+            .service(resource("/rooms", "GET").route(web::get().to(rooms::list_rooms)))
+            .service(resource("/rooms/{roomId}", "GET").route(web::get().to(rooms::get_room)))
             .service(resource("/concerts", "GET").route(web::get().to(public::list_concerts)))
             .service(resource("/concerts/{concertId}/schedules", "GET").route(web::get().to(public::list_schedules)))
             .service(resource("/schedules/{scheduleId}/seats", "GET").route(web::get().to(public::list_seats)))
@@ -121,7 +123,17 @@ pub fn configure(state: ApiState) -> impl FnOnce(&mut web::ServiceConfig) {
                         resource("/concerts/{concertId}/schedules", "POST").route(web::post().to(admin::add_schedule)),
                     )
                     .service(resource("/concerts/{concertId}/sales", "GET").route(web::get().to(admin::sales)))
-                    .service(resource("/audit", "GET").route(web::get().to(admin::audit_log))),
+                    .service(resource("/audit", "GET").route(web::get().to(admin::audit_log)))
+                    .service(
+                        resource("/rooms", "GET, POST")
+                            .route(web::get().to(rooms::list_rooms_admin))
+                            .route(web::post().to(rooms::create_room)),
+                    )
+                    .service(
+                        resource("/rooms/{roomId}", "GET, PATCH")
+                            .route(web::get().to(rooms::get_room_admin))
+                            .route(web::patch().to(rooms::update_room)),
+                    ),
             );
         }
         cfg.service(scope.default_service(web::to(ops::not_found)));

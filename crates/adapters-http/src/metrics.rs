@@ -31,7 +31,7 @@ pub const QUEUE_ACTIVE: &str = "queue_active";
 pub const QUEUE_PAUSED: &str = "queue_paused";
 /// Counter: new tokens issued by this instance.
 pub const QUEUE_TOKENS_ISSUED_TOTAL: &str = "queue_tokens_issued_total";
-pub use domain::metric_names::QUEUE_TOKENS_ADMITTED_TOTAL;
+pub use domain::metric_names::{QUEUE_TOKENS_ABANDONED_TOTAL, QUEUE_TOKENS_ADMITTED_TOTAL, ROOM_LABEL};
 /// Counter: seats held by this instance.
 pub const RESERVATIONS_HELD_TOTAL: &str = "reservations_held_total";
 /// Counter: payments made by this instance (replays not counted).
@@ -90,7 +90,11 @@ fn describe() {
     describe_gauge!(QUEUE_ACTIVE, "Unexpired ACTIVE queue tokens");
     describe_gauge!(QUEUE_PAUSED, "1 while an operator has paused admission");
     describe_counter!(QUEUE_TOKENS_ISSUED_TOTAL, "New queue tokens issued by this instance");
-    describe_counter!(QUEUE_TOKENS_ADMITTED_TOTAL, "Queue tokens admitted by this instance's scheduler");
+    describe_counter!(QUEUE_TOKENS_ADMITTED_TOTAL, "Queue tokens admitted by this instance's scheduler, by room");
+    describe_counter!(
+        QUEUE_TOKENS_ABANDONED_TOTAL,
+        "WAITING tokens this instance's scheduler skipped because their buyer had left, by room"
+    );
     describe_counter!(RESERVATIONS_HELD_TOTAL, "Seats held by this instance");
     describe_counter!(PAYMENTS_TOTAL, "Payments made by this instance");
     describe_counter!(STORE_ERRORS_TOTAL, "Store failures, by kind");
@@ -99,14 +103,12 @@ fn describe() {
     // alert on it works before the first event (a rate over a series that appears with its
     // first failure misses that failure); the HTTP families get their series with their first
     // request, and their TYPE lines from `render`.
-    for name in [QUEUE_TOKENS_ISSUED_TOTAL, QUEUE_TOKENS_ADMITTED_TOTAL, RESERVATIONS_HELD_TOTAL, PAYMENTS_TOTAL] {
+    for name in [RESERVATIONS_HELD_TOTAL, PAYMENTS_TOTAL] {
         metrics::counter!(name).absolute(0);
     }
+    describe_room(domain::room::RoomId::MAIN);
     for kind in <domain::error::StoreError as strum::VariantNames>::VARIANTS {
         metrics::counter!(STORE_ERRORS_TOTAL, "kind" => *kind).absolute(0);
-    }
-    for name in [QUEUE_WAITING, QUEUE_ACTIVE, QUEUE_PAUSED] {
-        metrics::gauge!(name).set(0.0);
     }
     for state in ["idle", "busy"] {
         metrics::gauge!(DB_POOL_CONNECTIONS, "state" => state).set(0.0);
@@ -139,8 +141,28 @@ pub(crate) fn set_gauge(name: &'static str, labels: &[(&'static str, &'static st
     metrics::gauge!(name, labels).set(value as f64);
 }
 
-pub(crate) fn record_issued() {
-    metrics::counter!(QUEUE_TOKENS_ISSUED_TOTAL).increment(1);
+pub(crate) fn record_issued(room: &str) {
+    metrics::counter!(QUEUE_TOKENS_ISSUED_TOTAL, ROOM_LABEL => room.to_owned()).increment(1);
+}
+
+/// The queue families a room has (`{room="<id>"}`), at 0 until their first event: called for
+/// `main` at start, for every room the app finds at start, for a room when it is created, and at
+/// every scrape for the rooms that exist (a room created on another instance). Adding 0 to a
+/// counter leaves it as it is.
+pub fn describe_room(room: &str) {
+    for name in [QUEUE_TOKENS_ISSUED_TOTAL, QUEUE_TOKENS_ADMITTED_TOTAL, QUEUE_TOKENS_ABANDONED_TOTAL] {
+        metrics::counter!(name, ROOM_LABEL => room.to_owned()).increment(0);
+    }
+    for name in [QUEUE_WAITING, QUEUE_ACTIVE, QUEUE_PAUSED] {
+        // Registering the gauge is enough: a new gauge reads 0, a known one keeps its value.
+        let _ = metrics::gauge!(name, ROOM_LABEL => room.to_owned());
+    }
+}
+
+/// Sets a room's gauge to a count read at scrape time.
+pub(crate) fn set_room_gauge(name: &'static str, room: &str, value: u64) {
+    #[allow(clippy::cast_precision_loss, reason = "counts far below 2^53 are exact as f64")]
+    metrics::gauge!(name, ROOM_LABEL => room.to_owned()).set(value as f64);
 }
 
 pub(crate) fn record_held() {

@@ -11,13 +11,14 @@ use utoipa::openapi::RefOr;
 use utoipa::{Modify, OpenApi};
 
 use crate::dto::{
-    AuditEntryResponse, AuditResponse, BalanceResponse, ChargeRequest, ConcertRequest, ConcertResponse, HealthResponse,
-    HistoryResponse, IssueTokenRequest, LedgerEntryResponse, NewConcertResponse, NewScheduleResponse, PayRequest,
-    PaymentResponse, QueuePatchRequest, QueueStateResponse, ReservationResponse, ReserveRequest, SalesResponse,
-    ScheduleRequest, ScheduleResponse, SeatRequest, SeatResponse, TokenResponse,
+    AuditEntryResponse, AuditResponse, BalanceResponse, ChargeRequest, ConcertRequest, ConcertResponse,
+    CreateRoomRequest, DrawResponse, HealthResponse, HistoryResponse, IssueTokenRequest, LedgerEntryResponse,
+    NewConcertResponse, NewScheduleResponse, PayRequest, PaymentResponse, QueuePatchRequest, QueueStateResponse,
+    ReservationResponse, ReserveRequest, RoomAdminResponse, RoomResponse, SalesResponse, ScheduleRequest,
+    ScheduleResponse, SeatRequest, SeatResponse, TokenResponse, UpdateRoomRequest,
 };
 use crate::error::{ErrorCode, Problem};
-use crate::routes::{admin, ops, public};
+use crate::routes::{admin, ops, public, rooms};
 
 /// The service's OpenAPI document (`GET /openapi.json`).
 #[derive(Debug, OpenApi)]
@@ -33,6 +34,8 @@ use crate::routes::{admin, ops, public};
     paths(
         public::issue_token,
         public::read_token,
+        rooms::list_rooms,
+        rooms::get_room,
         public::list_concerts,
         public::list_schedules,
         public::list_seats,
@@ -48,6 +51,10 @@ use crate::routes::{admin, ops, public};
         admin::add_schedule,
         admin::sales,
         admin::audit_log,
+        rooms::list_rooms_admin,
+        rooms::get_room_admin,
+        rooms::create_room,
+        rooms::update_room,
         ops::live,
         ops::ready,
         ops::metrics,
@@ -63,11 +70,12 @@ use crate::routes::{admin, ops, public};
         ScheduleResponse, SeatResponse, ReservationResponse, PaymentResponse, BalanceResponse, LedgerEntryResponse,
         HistoryResponse, HealthResponse, QueuePatchRequest, QueueStateResponse, ConcertRequest, ScheduleRequest,
         SeatRequest, NewConcertResponse, NewScheduleResponse, SalesResponse, AuditEntryResponse, AuditResponse, Problem,
-        ErrorCode,
+        ErrorCode, RoomResponse, RoomAdminResponse, DrawResponse, CreateRoomRequest, UpdateRoomRequest,
     )),
     modifiers(&SecuritySchemes, &Bounds),
     tags(
         (name = "queue", description = "The waiting room"),
+        (name = "rooms", description = "The on-sales: one waiting line per room (no token)"),
         (name = "catalogue", description = "Concerts, schedules, seats (ACTIVE token required)"),
         (name = "reservations", description = "Seat holds (ACTIVE token required)"),
         (name = "payments", description = "Payments (ACTIVE token required)"),

@@ -31,10 +31,38 @@ pub fn enum_schema<E: strum::VariantNames>() -> Schema {
     ObjectBuilder::new().schema_type(SchemaType::Type(Type::String)).enum_values(Some(E::VARIANTS.to_vec())).into()
 }
 
+/// Serialises an optional domain enum by its contract spelling, `null` when absent.
+///
+/// # Errors
+/// Whatever the serializer returns.
+pub fn as_opt_str<E, S>(value: &Option<E>, s: S) -> Result<S::Ok, S::Error>
+where
+    E: Copy + Into<&'static str>,
+    S: Serializer,
+{
+    match value {
+        Some(v) => s.serialize_str((*v).into()),
+        None => s.serialize_none(),
+    }
+}
+
+/// The schema of an optional domain enum: its spellings, or `null`.
+pub fn nullable_enum_schema<E: strum::VariantNames>() -> Schema {
+    let mut values: Vec<serde_json::Value> = E::VARIANTS.iter().map(|v| serde_json::Value::from(*v)).collect();
+    values.push(serde_json::Value::Null);
+    ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null])).enum_values(Some(values)).into()
+}
+
 /// The same instant in UTC, so every time on the wire ends in `Z`.
 #[must_use]
 pub fn utc(t: OffsetDateTime) -> OffsetDateTime {
     t.to_offset(UtcOffset::UTC)
+}
+
+/// A time as the contract writes it (RFC 3339 in UTC), for bodies built without serde.
+#[must_use]
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    utc(t).format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 /// Whether `s` is a UUID in the contract's form: 36 characters, lower-case hex digits,

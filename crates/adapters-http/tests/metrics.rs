@@ -68,7 +68,7 @@ async fn a_scrape_after_known_traffic_counts_it_by_route_template() {
     issue(&app, Uuid::new_v4()).await;
     world.admit();
     // The scheduler counts its admissions under this name; stand in for it.
-    metrics::counter!(QUEUE_TOKENS_ADMITTED_TOTAL).increment(2);
+    metrics::counter!(QUEUE_TOKENS_ADMITTED_TOTAL, "room" => "main").increment(2);
     for _ in 0..3 {
         let res = call(&app, get(&format!("/schedules/{}/seats", world.schedule)).insert_header(bearer(&token))).await;
         assert_eq!(res.status, 200);
@@ -115,15 +115,15 @@ async fn a_scrape_after_known_traffic_counts_it_by_route_template() {
     le.push(("le", "+Inf"));
     assert_eq!(get_sample(&all, "http_request_duration_seconds_bucket", &le), 4.0);
 
-    assert_eq!(get_sample(&all, "queue_tokens_issued_total", &[]), 2.0);
-    assert_eq!(get_sample(&all, "queue_tokens_admitted_total", &[]), 2.0);
+    assert_eq!(get_sample(&all, "queue_tokens_issued_total", &[("room", "main")]), 2.0);
+    assert_eq!(get_sample(&all, "queue_tokens_admitted_total", &[("room", "main")]), 2.0);
     assert_eq!(get_sample(&all, "reservations_held_total", &[]), 1.0);
     assert_eq!(get_sample(&all, "payments_total", &[]), 1.0, "a replay is not a payment");
     assert_eq!(get_sample(&all, "store_errors_total", &[("kind", "timeout")]), 1.0);
     let q = world.ticketing.queue_state().unwrap();
-    assert_eq!(get_sample(&all, "queue_waiting", &[]), q.stats.waiting as f64);
-    assert_eq!(get_sample(&all, "queue_active", &[]), q.stats.active as f64);
-    assert_eq!(get_sample(&all, "queue_active", &[]), 1.0, "one token paid, one still active");
+    assert_eq!(get_sample(&all, "queue_waiting", &[("room", "main")]), q.stats.waiting as f64);
+    assert_eq!(get_sample(&all, "queue_active", &[("room", "main")]), q.stats.active as f64);
+    assert_eq!(get_sample(&all, "queue_active", &[("room", "main")]), 1.0, "one token paid, one still active");
     assert_eq!(get_sample(&all, "db_pool_connections", &[("state", "idle")]), 3.0);
     assert_eq!(get_sample(&all, "db_pool_connections", &[("state", "busy")]), 2.0);
 }

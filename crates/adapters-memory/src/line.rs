@@ -191,8 +191,13 @@ impl Line {
         if now < opens_at {
             return DrawOutcome::NotDue;
         }
-        let (entrants, later): (Vec<usize>, Vec<usize>) =
+        let (mut entrants, later): (Vec<usize>, Vec<usize>) =
             (0..self.tokens.len()).partition(|&i| self.tokens.get(i).is_some_and(|t| t.issued_at < opens_at));
+        // The entrants in the order of their values (see `QueueStore::draw`).
+        entrants.sort_by(|&a, &b| {
+            let value = |i: usize| self.tokens.get(i).map(|t| t.value.as_str());
+            value(a).cmp(&value(b))
+        });
         let drawn = drawn_positions(seed, as_u64(entrants.len()));
         // new_index[k] = the old index of the token that takes seq k + 1.
         let mut new_order = vec![0; self.tokens.len()];

@@ -20,6 +20,15 @@ use crate::error::corrupt;
 use crate::sql::prepared;
 use crate::PgStore;
 
+/// The concert of a schedule (no row: unknown schedule).
+pub(crate) const CONCERT_OF: &str = "SELECT concert_id FROM schedules WHERE id = $1";
+
+#[derive(Debug, QueryableByName)]
+struct ConcertOfRow {
+    #[diesel(sql_type = SqlUuid)]
+    concert_id: Uuid,
+}
+
 pub(crate) const CONCERTS: &str = "SELECT id, title, artist, venue FROM concerts ORDER BY title, id";
 
 /// The concert (no row: unknown) left-joined to its bookable schedules
@@ -175,6 +184,13 @@ fn seat_number(n: u32) -> Result<i32, StoreError> {
 }
 
 impl CatalogueStore for PgStore {
+    fn concert_of(&self, schedule: ScheduleId) -> Result<Option<ConcertId>, StoreError> {
+        let row: Option<ConcertOfRow> = self.autocommit(|c| {
+            prepared(CONCERT_OF).bind::<SqlUuid, _>(schedule.as_uuid()).get_result(c).optional()
+        })?;
+        Ok(row.map(|r| ConcertId::from_uuid(r.concert_id)))
+    }
+
     fn concerts(&self) -> Result<Vec<Concert>, StoreError> {
         let rows: Vec<ConcertRow> = self.autocommit(|c| prepared(CONCERTS).load(c))?;
         Ok(rows

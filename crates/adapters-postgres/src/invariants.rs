@@ -46,20 +46,26 @@ const CHECKS: &[&str] = &[
      FROM payments WHERE token IS NOT NULL GROUP BY token HAVING count(*) > 1",
     "SELECT 'token ' || t.seq || ' paid but is still ACTIVE' AS problem \
      FROM payments p JOIN queue_tokens t ON t.token = p.token WHERE t.status = 'ACTIVE'",
-    // The queue: one live token per user, gapless seq, the cursor consistent with the rows:
-    // WAITING are exactly the tokens above admitted_through, so waiting = issued_through -
-    // admitted_through.
-    "SELECT 'user ' || user_id || ' has ' || count(*) || ' live tokens' AS problem \
-     FROM queue_tokens WHERE status IN ('WAITING', 'ACTIVE') GROUP BY user_id HAVING count(*) > 1",
-    "SELECT 'queue seq is not gapless: ' || count(seq) || ' tokens, max seq ' || COALESCE(max(seq), 0) AS problem \
-     FROM queue_tokens HAVING count(seq) <> COALESCE(max(seq), 0)",
-    "SELECT 'token ' || t.seq || ' is WAITING at or below admitted_through ' || a.admitted_through AS problem \
-     FROM queue_tokens t CROSS JOIN queue_admission a WHERE t.status = 'WAITING' AND t.seq <= a.admitted_through",
-    "SELECT 'token ' || t.seq || ' is ' || t.status || ' above admitted_through ' || a.admitted_through AS problem \
-     FROM queue_tokens t CROSS JOIN queue_admission a WHERE t.status <> 'WAITING' AND t.seq > a.admitted_through",
-    "SELECT 'admitted_through ' || a.admitted_through || ' is past the last seq ' || COALESCE(max(t.seq), 0) AS problem \
-     FROM queue_admission a LEFT JOIN queue_tokens t ON TRUE \
-     GROUP BY a.admitted_through HAVING a.admitted_through > COALESCE(max(t.seq), 0)",
+    // The lines (one per room): one live token per user per line, gapless seq per line, each
+    // line's cursor consistent with its rows: WAITING are exactly the tokens above
+    // admitted_through, so waiting = issued_through - admitted_through.
+    "SELECT 'user ' || user_id || ' has ' || count(*) || ' live tokens in ' || room AS problem \
+     FROM queue_tokens WHERE status IN ('WAITING', 'ACTIVE') GROUP BY room, user_id HAVING count(*) > 1",
+    "SELECT 'queue seq of ' || room || ' is not gapless: ' || count(seq) || ' tokens, max seq ' || max(seq) AS problem \
+     FROM queue_tokens GROUP BY room HAVING count(seq) <> max(seq)",
+    "SELECT 'line ' || t.room || ' has tokens but no cursor' AS problem \
+     FROM (SELECT DISTINCT room FROM queue_tokens) t LEFT JOIN queue_admission a ON a.room = t.room \
+     WHERE a.room IS NULL",
+    "SELECT 'token ' || t.room || '/' || t.seq || ' is WAITING at or below admitted_through ' || a.admitted_through AS problem \
+     FROM queue_tokens t JOIN queue_admission a ON a.room = t.room WHERE t.status = 'WAITING' AND t.seq <= a.admitted_through",
+    "SELECT 'token ' || t.room || '/' || t.seq || ' is ' || t.status || ' above admitted_through ' || a.admitted_through AS problem \
+     FROM queue_tokens t JOIN queue_admission a ON a.room = t.room WHERE t.status <> 'WAITING' AND t.seq > a.admitted_through",
+    "SELECT 'admitted_through ' || a.admitted_through || ' of ' || a.room || ' is past the last seq ' || COALESCE(max(t.seq), 0) AS problem \
+     FROM queue_admission a LEFT JOIN queue_tokens t ON t.room = a.room \
+     GROUP BY a.room, a.admitted_through HAVING a.admitted_through > COALESCE(max(t.seq), 0)",
+    "SELECT 'line ' || a.room || ' counts ' || a.abandoned || ' abandoned, its rows ' || count(t.seq) AS problem \
+     FROM queue_admission a LEFT JOIN queue_tokens t ON t.room = a.room AND t.expired_reason = 'ABANDONED' \
+     GROUP BY a.room, a.abandoned HAVING a.abandoned <> count(t.seq)",
     // Idempotency: a record exists only with its effect (a ledger entry of the same user: the
     // charge's, or the payment's), and only complete.
     "SELECT 'idempotency record ' || k.key || ' of user ' || k.user_id || ' has no effect of that user' AS problem \

@@ -25,12 +25,12 @@
 //! without running. Nothing is rewritten per arrival: each token is one inserted row.
 
 use std::collections::HashMap;
-use std::sync::{mpsc, Mutex, PoisonError};
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Array, Text, Timestamptz, Uuid as SqlUuid};
 use domain::ids::UserId;
 use domain::ports::{IssueOutcome, StoreError};
 use domain::queue::{QueueCursor, QueueToken, TokenValue};
@@ -38,52 +38,61 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error::Fail;
-use crate::locks::ISSUE_BEGIN;
 use crate::pool::PgPool;
-use crate::queue::TokenRow;
+use crate::queue::{cursor_columns, CursorRow, Line, TokenRow};
 use crate::sql::prepared;
 use crate::work::{self, Limits};
 
-/// Marks the batch users' lapsed ACTIVE tokens EXPIRED (frees their place in the one-live-
-/// token-per-user index) and reads their live tokens with the cursor. The live filter restates
-/// `QueueToken::is_live_at` (WAITING, or ACTIVE with `expires_at > now`), each user at their
-/// own request's `now`; the read's snapshot predates the UPDATE, so it sees the lapsed tokens
-/// as they were and the filter leaves them out. One row per live token, or one row with NULL
-/// token columns when no user has one.
-pub(crate) const ISSUE_LIVE: &str =
+/// Marks the batch users' lapsed ACTIVE tokens in line `$3` EXPIRED (TTL; frees their place in
+/// the one-live-token-per-user-per-line index) and reads their live tokens with the line's
+/// cursor. The live filter restates `QueueToken::is_live_at` (WAITING, or ACTIVE with
+/// `expires_at > now`), each user at their own request's `now`; the read's snapshot predates
+/// the UPDATE, so it sees the lapsed tokens as they were and the filter leaves them out. One
+/// row per live token, or one row with NULL token columns when no user has one.
+pub(crate) const ISSUE_LIVE: &str = concat!(
     "WITH req AS (SELECT r.user_id, r.now FROM unnest($1::uuid[], $2::timestamptz[]) AS r (user_id, now)), \
-     lapsed AS (UPDATE queue_tokens t SET status = 'EXPIRED' FROM req \
-       WHERE t.user_id = req.user_id AND t.status = 'ACTIVE' AND t.expires_at <= req.now RETURNING t.seq) \
-     SELECT a.admitted_through, a.last_admission_at, (SELECT count(*) FROM lapsed) AS lapsed, \
-       live.seq, live.token, live.user_id, live.status, live.issued_at, live.activated_at, live.expires_at \
+     lapsed AS (UPDATE queue_tokens t SET status = 'EXPIRED', expired_reason = 'TTL' FROM req \
+       WHERE t.room = $3 AND t.user_id = req.user_id AND t.status = 'ACTIVE' AND t.expires_at <= req.now \
+       RETURNING t.seq) \
+     SELECT ",
+    cursor_columns!(),
+    ", (SELECT count(*) FROM lapsed) AS lapsed, \
+       live.seq, live.token, live.user_id, live.status, live.issued_at, live.activated_at, live.expires_at, \
+       live.expired_reason \
      FROM queue_admission a LEFT JOIN ( \
-       SELECT t.seq, t.token, t.user_id, t.status, t.issued_at, t.activated_at, t.expires_at \
+       SELECT t.seq, t.token, t.user_id, t.status, t.issued_at, t.activated_at, t.expires_at, t.expired_reason \
        FROM queue_tokens t JOIN req ON t.user_id = req.user_id \
-       WHERE t.status IN ('WAITING', 'ACTIVE') AND (t.status = 'WAITING' OR t.expires_at > req.now)) live ON TRUE";
+       WHERE t.room = $3 AND t.status IN ('WAITING', 'ACTIVE') AND (t.status = 'WAITING' OR t.expires_at > req.now)) live \
+     ON TRUE WHERE a.room = $3"
+);
 
-/// Inserts the new tokens, numbered after the highest `seq` ever issued in arrival order.
-/// Under the issue lock no other transaction can insert a live token, and step 2 found none
-/// for these users, so every row is inserted: there is no `ON CONFLICT` that could skip a row
-/// after it was numbered. A writer that bypassed the lock would make this fail (unique
-/// violation) and the batch store nothing, rather than leave a gap.
-pub(crate) const ISSUE_INSERT: &str = "INSERT INTO queue_tokens (seq, token, user_id, status, issued_at) \
-     SELECT top.seq + r.ord, r.token, r.user_id, 'WAITING', r.issued_at \
-     FROM (SELECT COALESCE(max(seq), 0) AS seq FROM queue_tokens) AS top, \
+/// A room's line gets its cursor row with its first issue (`main`'s always has one).
+pub(crate) const ISSUE_CURSOR_ROW: &str =
+    "INSERT INTO queue_admission (room) VALUES ($1) ON CONFLICT (room) DO NOTHING";
+
+/// Inserts the new tokens into line `$4`, numbered after the highest `seq` ever issued in it,
+/// in arrival order. Under the line's issue lock no other transaction can insert a live token
+/// of it, and step 2 found none for these users, so every row is inserted: there is no `ON
+/// CONFLICT` that could skip a row after it was numbered. A writer that bypassed the lock would
+/// make this fail (unique violation) and the batch store nothing, rather than leave a gap.
+pub(crate) const ISSUE_INSERT: &str = "INSERT INTO queue_tokens (room, seq, token, user_id, status, issued_at) \
+     SELECT $4, top.seq + r.ord, r.token, r.user_id, 'WAITING', r.issued_at \
+     FROM (SELECT COALESCE(max(seq), 0) AS seq FROM queue_tokens WHERE room = $4) AS top, \
        unnest($1::uuid[], $2::text[], $3::timestamptz[]) WITH ORDINALITY AS r (user_id, token, issued_at, ord) \
-     RETURNING seq, token, user_id, status, issued_at, activated_at, expires_at";
+     RETURNING seq, token, user_id, status, issued_at, activated_at, expires_at, expired_reason";
 
 #[derive(Debug, QueryableByName)]
 struct LiveRow {
-    #[diesel(sql_type = BigInt)]
-    admitted_through: i64,
-    #[diesel(sql_type = Nullable<Timestamptz>)]
-    last_admission_at: Option<OffsetDateTime>,
+    #[diesel(embed)]
+    cursor: CursorRow,
     #[diesel(embed)]
     token: Option<TokenRow>,
 }
 
 /// One issue waiting for its batch.
 struct Request {
+    /// The line the token is issued in.
+    line: Arc<Line>,
     user: UserId,
     value: TokenValue,
     now: OffsetDateTime,
@@ -122,13 +131,14 @@ impl Issuer {
         &self,
         pool: &PgPool,
         limits: Limits,
+        line: Arc<Line>,
         user: UserId,
         value: TokenValue,
         now: OffsetDateTime,
     ) -> Result<IssueOutcome, StoreError> {
         let (reply, answer) = mpsc::sync_channel(1);
         let mut request =
-            Request { user, value, now, arrived: Instant::now(), watches: domain::call::current(), reply };
+            Request { line, user, value, now, arrived: Instant::now(), watches: domain::call::current(), reply };
         {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             if state.stopped {
@@ -191,7 +201,22 @@ fn run(pool: &PgPool, limits: Limits, requests: &mpsc::Receiver<Request>) {
     }
 }
 
+/// One batch per line among the requests taken (nearly always one: `main`'s), each line's
+/// under its own issue lock, in the order the lines first appear.
 fn run_batch(pool: &PgPool, limits: Limits, batch: Vec<Request>) {
+    let mut lines: Vec<Vec<Request>> = Vec::with_capacity(1);
+    for request in batch {
+        match lines.iter_mut().find(|l| l.first().is_some_and(|r| r.line.room == request.line.room)) {
+            Some(line) => line.push(request),
+            None => lines.push(vec![request]),
+        }
+    }
+    for line in lines {
+        run_line_batch(pool, limits, line);
+    }
+}
+
+fn run_line_batch(pool: &PgPool, limits: Limits, batch: Vec<Request>) {
     let started = Instant::now();
     let (batch, late): (Vec<_>, Vec<_>) = batch.into_iter().partition(|r| started < r.arrived + limits.budget);
     for request in late {
@@ -205,6 +230,7 @@ fn run_batch(pool: &PgPool, limits: Limits, batch: Vec<Request>) {
         let _ = request.reply.send(Err(StoreError::Timeout("the caller gave up before the issue ran".into())));
     }
     let Some(oldest) = batch.iter().map(|r| r.arrived).min() else { return };
+    let Some(line) = batch.first().map(|r| r.line.clone()) else { return };
     // One entry per user, in arrival order: the first request of a user names the token.
     let mut slot_of: HashMap<UserId, usize> = HashMap::new();
     let mut unique: Vec<&Request> = Vec::new();
@@ -215,7 +241,7 @@ fn run_batch(pool: &PgPool, limits: Limits, batch: Vec<Request>) {
         });
     }
     let watches: Vec<_> = batch.iter().flat_map(|r| r.watches.iter().cloned()).collect();
-    let result = domain::call::attached(&watches, || store_batch(pool, limits, oldest, &unique));
+    let result = domain::call::attached(&watches, || store_batch(pool, limits, &line, oldest, &unique));
     let mut answered = vec![false; unique.len()];
     for request in &batch {
         let answer = match (&result, slot_of.get(&request.user)) {
@@ -240,28 +266,27 @@ fn run_batch(pool: &PgPool, limits: Limits, batch: Vec<Request>) {
 fn store_batch(
     pool: &PgPool,
     limits: Limits,
+    line: &Line,
     oldest: Instant,
     unique: &[&Request],
 ) -> Result<(Vec<(QueueToken, bool)>, QueueCursor), StoreError> {
     let mut conn = pool.get().map_err(|e| crate::error::from_pool(&e))?;
     let users: Vec<Uuid> = unique.iter().map(|r| r.user.as_uuid()).collect();
     let nows: Vec<OffsetDateTime> = unique.iter().map(|r| r.now).collect();
-    let outcome = work::transaction(&mut conn, ISSUE_BEGIN, oldest + limits.budget, limits.waits, |tx| {
+    let room = line.name();
+    let outcome = work::transaction(&mut conn, &line.issue_begin, oldest + limits.budget, limits.waits, |tx| {
+        if !line.room.is_main() {
+            prepared(ISSUE_CURSOR_ROW).bind::<Text, _>(room).execute(tx.conn()?)?;
+        }
         let rows: Vec<LiveRow> = prepared(ISSUE_LIVE)
             .bind::<Array<SqlUuid>, _>(&users)
             .bind::<Array<Timestamptz>, _>(&nows)
+            .bind::<Text, _>(room)
             .load(tx.conn()?)?;
-        let cursor = rows
-            .first()
-            .map(|r| QueueCursor {
-                admitted_through: r.admitted_through,
-                last_admission_at: r.last_admission_at,
-                epoch: 0,
-                draw: None,
-            })
-            .ok_or_else(|| StoreError::Internal("the queue cursor row is missing".into()))?;
+        let mut cursor: Option<QueueCursor> = None;
         let mut tokens: HashMap<Uuid, (QueueToken, bool)> = HashMap::with_capacity(unique.len());
         for row in rows {
+            cursor.get_or_insert_with(|| row.cursor.into_domain());
             if let Some(token) = row.token {
                 let token = token.into_domain()?;
                 tokens.insert(token.user_id.as_uuid(), (token, false));
@@ -276,6 +301,7 @@ fn store_batch(
                 .bind::<Array<SqlUuid>, _>(&users)
                 .bind::<Array<Text>, _>(&values)
                 .bind::<Array<Timestamptz>, _>(&nows)
+                .bind::<Text, _>(room)
                 .load(tx.conn()?)?;
             for row in inserted {
                 let token = row.into_domain()?;
@@ -287,6 +313,7 @@ fn store_batch(
             .map(|r| tokens.remove(&r.user.as_uuid()))
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| StoreError::Internal("a user of the batch got no token".into()))?;
+        let cursor = cursor.ok_or_else(|| StoreError::Internal("the queue cursor row is missing".into()))?;
         Ok::<_, Fail<()>>((per_user, cursor))
     })?;
     outcome.map_err(|()| StoreError::Internal("the issue batch refused itself".into()))

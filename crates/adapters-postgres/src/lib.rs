@@ -1,6 +1,6 @@
-//! The PostgreSQL adapter: every storage port of the domain (`QueueStore`, `SettingsStore`,
-//! `CatalogueStore`, `ReservationStore`, `AccountStore`, `PaymentStore`, `IdempotencyStore`)
-//! implemented with diesel 2 over an r2d2 pool, plus the embedded migrations and database
+//! The PostgreSQL adapter: every storage port of the domain (`QueueStore` and `QueueLines`,
+//! `RoomStore`, `SettingsStore`, `CatalogueStore`, `ReservationStore`, `AccountStore`,
+//! `PaymentStore`, `IdempotencyStore`, `AuditStore`) implemented with diesel 2 over an r2d2 pool, plus the embedded migrations and database
 //! creation that the `concert` binary runs at start-up.
 //!
 //! The adapter decides nothing: the domain states each rule, and each method here makes the
@@ -25,7 +25,9 @@
 //! - `work`: a call's autocommit statement or budgeted transaction.
 //! - `locks`: the advisory locks and what each serialises.
 //! - `issue`: group-commit token issue (a batcher thread per store).
-//! - `queue`, `settings`, `catalogue`, `reservations`, `accounts`, `payments`,
+//! - `queue`: the lines (one per room: `PgStore::line`), admission, the draw, presence.
+//! - `rooms`: the rooms other than `main` and their concerts.
+//! - `settings`, `catalogue`, `reservations`, `accounts`, `payments`,
 //!   `idempotency`: the ports, each with its SQL.
 //! - `sql`: raw statements that diesel prepares once per connection, like its DSL queries.
 //! - [`invariants`]: whole-database consistency checks (races, `concert check-invariants`).
@@ -46,6 +48,7 @@ use domain::clock::{truncate_to_micros, Clock, StoreTime};
 use domain::ports::StoreError;
 use domain::queue::QueueSettings;
 use domain::random::Randomness;
+use domain::room::RoomId;
 use domain::service::Ports;
 use thiserror::Error;
 use time::OffsetDateTime;
@@ -65,6 +68,7 @@ mod pgbench;
 mod pool;
 mod queue;
 mod reservations;
+mod rooms;
 mod schema;
 mod settings;
 mod sql;
@@ -98,9 +102,12 @@ enum TimeSource {
 }
 
 /// The PostgreSQL store: one pool, shared by every port. Cheap to clone; clones share the
-/// pool and the issue batcher.
+/// pool and the issue batcher. Its queue port is the line of one room (`main`'s unless made
+/// by [`PgStore::line`]).
 #[derive(Clone)]
 pub struct PgStore {
+    /// The line whose queue this store serves.
+    line: Arc<queue::Line>,
     pool: pool::PgPool,
     maintenance_url: String,
     limits: Limits,
@@ -154,6 +161,7 @@ impl PgStore {
         cfg.validate()?;
         let gave_up_after = cfg.lock_timeout.min(cfg.statement_timeout);
         Ok(Self {
+            line: Arc::new(queue::Line::new(RoomId::main())),
             pool: pool::build_pool(cfg)?,
             maintenance_url: cfg.maintenance_url()?,
             limits: Limits {
@@ -233,10 +241,20 @@ impl PgStore {
         Ok(applied)
     }
 
-    /// Every port, backed by this store; `clock` and `random` are the domain's.
+    /// The same store serving the line of `room` as its queue port: same pool, same issue
+    /// batcher, every queue statement filtered by that room. A line costs nothing until used.
+    #[must_use]
+    pub fn line(&self, room: &RoomId) -> Self {
+        Self { line: Arc::new(queue::Line::new(room.clone())), ..self.clone() }
+    }
+
+    /// Every port, backed by this store; `clock` and `random` are the domain's. The queue port
+    /// is `main`'s line; `lines` gives every other room's.
     #[must_use]
     pub fn ports(&self, clock: Arc<dyn Clock>, random: Arc<dyn Randomness>) -> Ports {
-        let store = Arc::new(self.clone());
+        let main = self.line(&RoomId::main());
+        let lines = Arc::new(queue::PgLines { store: main.clone() });
+        let store = Arc::new(main);
         Ports {
             queue: store.clone(),
             settings: store.clone(),
@@ -245,7 +263,9 @@ impl PgStore {
             accounts: store.clone(),
             payments: store.clone(),
             idempotency: store.clone(),
-            audit: store,
+            audit: store.clone(),
+            rooms: store,
+            lines,
             clock,
             random,
         }
@@ -308,8 +328,19 @@ impl PgStore {
         started: Instant,
         f: impl FnOnce(&mut Tx<'_>) -> Result<T, Fail<E>>,
     ) -> Result<Result<T, E>, StoreError> {
+        self.transaction_until(begin, started + self.limits.budget, f)
+    }
+
+    /// [`PgStore::transaction`] committed only before `deadline`, for work whose bound is not a
+    /// request's (the draw).
+    fn transaction_until<T, E>(
+        &self,
+        begin: &str,
+        deadline: Instant,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, Fail<E>>,
+    ) -> Result<Result<T, E>, StoreError> {
         let mut conn = self.conn()?;
-        work::transaction(&mut conn, begin, started + self.limits.budget, self.limits.waits, f)
+        work::transaction(&mut conn, begin, deadline, self.limits.waits, f)
     }
 }
 

@@ -11,10 +11,17 @@
 
 use domain::ids::UserId;
 use domain::queue::TokenValue;
+use domain::room::RoomId;
 
 /// Token issue: one batch at a time over all instances, held to commit, so batches commit in
 /// `seq` order and each numbers from the last committed `max(seq)`.
 pub(crate) const ISSUE_BEGIN: &str = "BEGIN; SELECT pg_advisory_xact_lock(1000001, 0)";
+
+/// The issue lock's first key; the second names the line ([`room_key`]).
+const ISSUE: i32 = 1_000_001;
+
+/// The admission lock's first key; the second names the line ([`room_key`]).
+const ADMISSION: i32 = 1_000_002;
 
 /// The admission tick: one at a time over all instances, and, for the tick's length, no issue
 /// batch. The issue lock is taken second (issues never take the admission lock, so the order
@@ -25,6 +32,52 @@ pub(crate) const ISSUE_BEGIN: &str = "BEGIN; SELECT pg_advisory_xact_lock(100000
 /// issues wait for the length of a tick (milliseconds for a batch of hundreds).
 pub(crate) const ADMISSION_BEGIN: &str =
     "BEGIN; SELECT pg_advisory_xact_lock(1000002, 0); SELECT pg_advisory_xact_lock(1000001, 0)";
+
+/// A line's second key in the issue and admission locks: 0 for `main` (the keys it always had),
+/// else the room id's FNV-1a hash (stable across processes and Rust versions), never 0. Two
+/// rooms whose hashes collide only wait for each other's issues and ticks.
+pub(crate) fn room_key(room: &RoomId) -> i32 {
+    if room.is_main() {
+        return 0;
+    }
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in room.as_str().bytes() {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    match i32::from_be_bytes(hash.to_be_bytes()) {
+        0 => 1,
+        key => key,
+    }
+}
+
+/// [`ISSUE_BEGIN`] for the line whose key is `key` ([`room_key`]).
+pub(crate) fn issue_begin(key: i32) -> String {
+    if key == 0 {
+        return ISSUE_BEGIN.to_owned();
+    }
+    format!("BEGIN; SELECT pg_advisory_xact_lock({ISSUE}, {key})")
+}
+
+/// [`ADMISSION_BEGIN`] for the line whose key is `key` ([`room_key`]): the line's admission
+/// lock, then its issue lock.
+pub(crate) fn admission_begin(key: i32) -> String {
+    if key == 0 {
+        return ADMISSION_BEGIN.to_owned();
+    }
+    format!("BEGIN; SELECT pg_advisory_xact_lock({ADMISSION}, {key}); SELECT pg_advisory_xact_lock({ISSUE}, {key})")
+}
+
+/// The draw of the line whose key is `key`: its admission lock only (issues go on while the
+/// line is renumbered; see `queue::draw`), waited for up to `wait_ms` and with statements
+/// bounded by `statement_ms` (a draw of a million tokens takes seconds, not a request's
+/// milliseconds).
+pub(crate) fn draw_begin(key: i32, wait_ms: u128, statement_ms: u128) -> String {
+    format!(
+        "BEGIN; SET LOCAL lock_timeout = {wait_ms}; SET LOCAL statement_timeout = {statement_ms}; \
+         SELECT pg_advisory_xact_lock({ADMISSION}, {key})"
+    )
+}
 
 /// One user's holds, so the count of their live holds cannot be raced (write skew).
 pub(crate) const HOLDS: i32 = 1_000_003;
@@ -51,9 +104,11 @@ pub(crate) fn user_key(user: UserId) -> i32 {
         .fold(0, |acc, word| acc ^ word)
 }
 
-/// A token's second key: its first 32 bits (a token is 256 random bits in hex).
+/// A token's second key: the first 32 bits of its secret (a token is 256 random bits in hex,
+/// after `<room>.` for a room other than `main`).
 pub(crate) fn token_key(token: &TokenValue) -> i32 {
-    let word = token.as_str().get(..8).and_then(|hex| u32::from_str_radix(hex, 16).ok()).unwrap_or(0);
+    let secret = token.as_str().rsplit_once('.').map_or(token.as_str(), |(_, secret)| secret);
+    let word = secret.get(..8).and_then(|hex| u32::from_str_radix(hex, 16).ok()).unwrap_or(0);
     i32::from_be_bytes(word.to_be_bytes())
 }
 
@@ -70,5 +125,17 @@ mod tests {
         let user = UserId::from_uuid(uuid::Uuid::from_u128(0x0000_0001_0000_0002_0000_0004_0000_0008));
         assert_eq!(user_key(user), 15);
         assert_eq!(token_payments_begin(&token), "BEGIN; SELECT pg_advisory_xact_lock(1000004, -1)");
+        let in_room = token.in_room(&RoomId::parse("tour").unwrap());
+        assert_eq!(token_key(&in_room), -1, "a room's token is keyed by its secret, not its room");
+    }
+
+    #[test]
+    fn main_keeps_its_lock_keys_and_rooms_get_their_own() {
+        assert_eq!(issue_begin(room_key(&RoomId::main())), ISSUE_BEGIN);
+        assert_eq!(admission_begin(room_key(&RoomId::main())), ADMISSION_BEGIN);
+        let a = room_key(&RoomId::parse("tour").unwrap());
+        let b = room_key(&RoomId::parse("tour-2").unwrap());
+        assert!(a != 0 && b != 0 && a != b);
+        assert_eq!(a, room_key(&RoomId::parse("tour").unwrap()));
     }
 }

@@ -28,7 +28,7 @@ use domain::ids::UserId;
 use domain::money::Won;
 use domain::payment::{PaymentFacts, PaymentRequest, Settlement};
 use domain::ports::{Decide, PaymentStore, StoreError};
-use domain::queue::{QueueToken, TokenStatus, TokenValue};
+use domain::queue::{ExpiredReason, QueueToken, TokenStatus, TokenValue};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -51,14 +51,15 @@ pub(crate) const FACTS: &str = "WITH r AS ( \
        FROM reservations WHERE id = $1 FOR UPDATE), \
      a AS (SELECT balance FROM accounts WHERE user_id = $2 AND (SELECT count(*) FROM r) >= 0 FOR UPDATE), \
      t AS ( \
-       SELECT seq, token, user_id, status, issued_at, activated_at, expires_at \
+       SELECT seq, token, user_id, status, issued_at, activated_at, expires_at, expired_reason \
        FROM queue_tokens WHERE token = $3 AND (SELECT count(*) FROM a) >= 0 FOR UPDATE) \
      SELECT r.id, r.user_id, r.schedule_id, r.seat_id, r.seat_number, r.price, r.status, r.created_at, \
        r.held_until, r.paid_at, \
        COALESCE((SELECT balance FROM a), 0) AS balance, \
        EXISTS (SELECT 1 FROM payments p WHERE p.token = $3) AS token_paid, \
        t.seq AS t_seq, t.token AS t_token, t.user_id AS t_user_id, t.status AS t_status, \
-       t.issued_at AS t_issued_at, t.activated_at AS t_activated_at, t.expires_at AS t_expires_at \
+       t.issued_at AS t_issued_at, t.activated_at AS t_activated_at, t.expires_at AS t_expires_at, \
+       t.expired_reason AS t_expired_reason \
      FROM (SELECT) AS one LEFT JOIN r ON TRUE LEFT JOIN t ON TRUE";
 
 /// The settlement, one statement: each step runs only if the one before it did, so a fact that
@@ -78,7 +79,7 @@ pub(crate) const SETTLE: &str = "WITH r AS ( \
        INSERT INTO ledger_entries (id, user_id, kind, amount, balance_after, at, payment_id, reservation_id) \
        SELECT $8, $4, 'PAYMENT', $9, $10, $11, p.id, $1 FROM p RETURNING id), \
      t AS ( \
-       UPDATE queue_tokens SET status = 'EXPIRED', expires_at = $2 \
+       UPDATE queue_tokens SET status = 'EXPIRED', expires_at = $2, expired_reason = 'PAID' \
        WHERE token = $7 AND status = 'ACTIVE' AND EXISTS (SELECT 1 FROM l)), \
      k AS ( \
        UPDATE idempotency_keys SET status = $12, body = $13, ledger_entry_id = l.id FROM l \
@@ -107,6 +108,8 @@ struct FactsRow {
     t_activated_at: Option<OffsetDateTime>,
     #[diesel(sql_type = Nullable<Timestamptz>)]
     t_expires_at: Option<OffsetDateTime>,
+    #[diesel(sql_type = Nullable<Text>)]
+    t_expired_reason: Option<String>,
 }
 
 impl FactsRow {
@@ -120,7 +123,10 @@ impl FactsRow {
                 issued_at,
                 activated_at: self.t_activated_at,
                 expires_at: self.t_expires_at,
-                expired_reason: None,
+                expired_reason: self
+                    .t_expired_reason
+                    .map(|r| r.parse::<ExpiredReason>().map_err(|_| corrupt("queue_tokens.expired_reason")))
+                    .transpose()?,
             }),
             _ => None,
         };

@@ -23,6 +23,8 @@ const UID: &str = "lpad(to_hex(:n::bigint), 32, '0')::uuid";
 const TOK: &str = "(md5('t' || :n) || md5('u' || :n))";
 const SCHED: &str = "lpad(to_hex(:s::bigint), 32, '0')::uuid";
 const SEAT: &str = "lpad(to_hex(:seat::bigint), 32, '0')::uuid";
+/// The line every bench request uses: `main`'s.
+const MAIN: &str = "'main'";
 /// `locks::token_key` of [`TOK`]: its first 32 bits, signed.
 const TOKEN_KEY: &str = "('x' || left(md5('t' || :n), 8))::bit(32)::int";
 /// `locks::user_key` of [`UID`] (`:n` below 2^31: the UUID's last word, the others are 0).
@@ -61,18 +63,18 @@ fn begin(begin_and_lock: &str) -> Vec<String> {
 fn issue_lines() -> Vec<String> {
     let mut lines = vec!["-- POST /queue/tokens: the group-commit batch, here of one request".to_owned()];
     lines.extend(begin(locks::ISSUE_BEGIN));
-    lines.push(sql(issue::ISSUE_LIVE, &[&format!("ARRAY[{UID}]"), "ARRAY[now()]"]));
-    lines.push(sql(issue::ISSUE_INSERT, &[&format!("ARRAY[{UID}]"), &format!("ARRAY[{TOK}]"), "ARRAY[now()]"]));
+    lines.push(sql(issue::ISSUE_LIVE, &[&format!("ARRAY[{UID}]"), "ARRAY[now()]", MAIN]));
+    lines.push(sql(issue::ISSUE_INSERT, &[&format!("ARRAY[{UID}]"), &format!("ARRAY[{TOK}]"), "ARRAY[now()]", MAIN]));
     lines.push("COMMIT;".to_owned());
     lines
 }
 
 fn poll_lines() -> Vec<String> {
-    vec!["-- GET /queue/token".to_owned(), sql(queue::FIND_WITH_CURSOR, &[TOK])]
+    vec!["-- GET /queue/token".to_owned(), sql(queue::FIND_WITH_CURSOR, &[TOK, MAIN])]
 }
 
 fn authorize_line() -> String {
-    sql(queue::FIND_TOKEN, &[TOK])
+    sql(queue::FIND_TOKEN, &[TOK, MAIN])
 }
 
 fn seats_lines() -> Vec<String> {

@@ -1,21 +1,75 @@
-//! The waiting queue: lookups with the position cursor, admission under one lock on the store's
-//! clock, batched expiry, stats. Issue is in `issue` (group commit).
+//! The waiting lines: lookups with the position cursor, admission (with abandonment) under one
+//! lock on the store's clock, the draw, presence, batched expiry, stats. Issue is in `issue`
+//! (group commit).
+//!
+//! Every line (`main`'s and each room's) is the rows of `queue_tokens` with its `room` and its
+//! row of `queue_admission`; every statement here is filtered by the line of the store it runs
+//! for ([`Line`], `PgStore::line`), and leads with it in the indexes (`(room, seq)`,
+//! `(room, user_id)`, `(room, expires_at)`), so `main` reads and writes what it always did.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use diesel::connection::SimpleConnection as _;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Bool, Nullable, Text, Timestamptz};
+use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text, Timestamptz};
 use domain::ids::UserId;
-use domain::ports::{IssueOutcome, QueueStore, StoreError};
-use domain::queue::{AdmissionOutcome, AdmissionPolicy, QueueCursor, QueueStats, QueueToken, TokenStatus, TokenValue};
+use domain::ports::{IssueOutcome, QueueLines, QueueStore, StoreError};
+use domain::queue::{
+    AdmissionOutcome, AdmissionPolicy, DrawRecord, ExpiredReason, QueueCursor, QueueStats, QueueToken, TokenStatus,
+    TokenValue,
+};
+use domain::room::{drawn_positions, DrawOutcome, RoomId};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error::{corrupt, Fail};
-use crate::locks::ADMISSION_BEGIN;
+use crate::locks;
 use crate::schema::queue_tokens;
 use crate::sql::prepared;
 use crate::PgStore;
+
+/// The line a store's queue port serves: its room, and the statements that take its locks.
+#[derive(Debug)]
+pub(crate) struct Line {
+    pub(crate) room: RoomId,
+    key: i32,
+    pub(crate) issue_begin: String,
+    pub(crate) admission_begin: String,
+}
+
+impl Line {
+    pub(crate) fn new(room: RoomId) -> Self {
+        let key = locks::room_key(&room);
+        Self { room, key, issue_begin: locks::issue_begin(key), admission_begin: locks::admission_begin(key) }
+    }
+
+    /// The room id as bound into the statements.
+    pub(crate) fn name(&self) -> &str {
+        self.room.as_str()
+    }
+
+    /// Whether `value` is a token of this line (the value names its room).
+    pub(crate) fn holds(&self, value: &TokenValue) -> bool {
+        value.room() == self.room
+    }
+}
+
+/// The lines of the rooms other than `main`, each a [`PgStore`] sharing the pool and the issue
+/// batcher of the one it was made from.
+#[derive(Debug, Clone)]
+pub(crate) struct PgLines {
+    pub(crate) store: PgStore,
+}
+
+impl QueueLines for PgLines {
+    fn line(&self, room: &RoomId) -> std::sync::Arc<dyn QueueStore> {
+        std::sync::Arc::new(self.store.line(room))
+    }
+}
+
+/// How long a draw waits for the line's admission lock (another instance's draw of the line
+/// may hold it while it renumbers), and bounds each of its statements and the whole draw.
+const DRAW_WAIT: Duration = Duration::from_secs(120);
 
 #[derive(Debug, QueryableByName)]
 #[diesel(table_name = queue_tokens, check_for_backend(diesel::pg::Pg))]
@@ -27,6 +81,7 @@ pub(crate) struct TokenRow {
     issued_at: OffsetDateTime,
     activated_at: Option<OffsetDateTime>,
     expires_at: Option<OffsetDateTime>,
+    expired_reason: Option<String>,
 }
 
 impl TokenRow {
@@ -39,83 +94,231 @@ impl TokenRow {
             issued_at: self.issued_at,
             activated_at: self.activated_at,
             expires_at: self.expires_at,
-            expired_reason: None,
+            expired_reason: self
+                .expired_reason
+                .map(|r| r.parse::<ExpiredReason>().map_err(|_| corrupt("queue_tokens.expired_reason")))
+                .transpose()?,
         })
     }
 }
 
-/// The token with this value: every protected call's authorization.
+/// The columns of a token, as [`TokenRow`] reads them.
+macro_rules! token_columns {
+    () => {
+        "t.seq, t.token, t.user_id, t.status, t.issued_at, t.activated_at, t.expires_at, t.expired_reason"
+    };
+}
+
+/// The columns of a cursor, as `CursorRow` reads them, from `queue_admission a`.
+macro_rules! cursor_columns {
+    () => {
+        "a.admitted_through, a.last_admission_at, a.draw_at, a.draw_entrants, a.draw_seed"
+    };
+}
+pub(crate) use cursor_columns;
+
+/// The token with this value in line `$2`: every protected call's authorization.
 pub(crate) const FIND_TOKEN: &str =
-    "SELECT t.seq, t.token, t.user_id, t.status, t.issued_at, t.activated_at, t.expires_at \
-     FROM queue_tokens t WHERE t.token = $1";
+    concat!("SELECT ", token_columns!(), " FROM queue_tokens t WHERE t.token = $1 AND t.room = $2");
 
-/// The token and the one-row cursor, read together: every poll.
-pub(crate) const FIND_WITH_CURSOR: &str =
-    "SELECT t.seq, t.token, t.user_id, t.status, t.issued_at, t.activated_at, t.expires_at, \
-       a.admitted_through, a.last_admission_at \
-     FROM queue_tokens t CROSS JOIN queue_admission a WHERE t.token = $1";
+/// The token and its line's cursor, read together: every poll.
+pub(crate) const FIND_WITH_CURSOR: &str = concat!(
+    "SELECT ",
+    token_columns!(),
+    ", ",
+    cursor_columns!(),
+    " FROM queue_tokens t JOIN queue_admission a ON a.room = t.room WHERE t.token = $1 AND t.room = $2"
+);
 
-pub(crate) const CURSOR: &str = "SELECT admitted_through, last_admission_at FROM queue_admission";
+/// The line's cursor (no row: the line has had no token yet).
+pub(crate) const CURSOR: &str = concat!("SELECT ", cursor_columns!(), " FROM queue_admission a WHERE a.room = $1");
 
 /// Admission's read, after the admission lock: the store's clock (`$1`, or the server's clock
-/// *now*, after any wait for the lock), the cursor, the highest `seq` (every lower one is
-/// committed: issue batches commit in order) and, when `$2`, the ACTIVE tokens unexpired at
-/// that clock (`QueueToken::status_at`).
-pub(crate) const ADMIT_READ: &str =
+/// *now*, after any wait for the lock), the cursor of line `$3`, its highest `seq` (every lower
+/// one is committed: issue batches commit in order) and, when `$2`, its ACTIVE tokens
+/// unexpired at that clock (`QueueToken::status_at`).
+pub(crate) const ADMIT_READ: &str = concat!(
     "WITH clock AS MATERIALIZED (SELECT COALESCE($1::timestamptz, clock_timestamp()) AS now) \
-     SELECT clock.now, a.admitted_through, a.last_admission_at, \
-       (SELECT COALESCE(max(seq), 0) FROM queue_tokens) AS issued_through, \
+     SELECT clock.now, COALESCE(a.admitted_through, 0) AS admitted_through, a.last_admission_at, \
+       a.draw_at, a.draw_entrants, a.draw_seed, COALESCE(a.abandoned, 0) AS abandoned, \
+       (SELECT COALESCE(max(seq), 0) FROM queue_tokens WHERE room = $3) AS issued_through, \
        CASE WHEN $2 THEN (SELECT count(*) FROM queue_tokens t \
-         WHERE t.status = 'ACTIVE' AND t.expires_at > clock.now) ELSE 0 END AS active \
-     FROM queue_admission a, clock";
+         WHERE t.room = $3 AND t.status = 'ACTIVE' AND t.expires_at > clock.now) ELSE 0 END AS active \
+     FROM clock LEFT JOIN queue_admission a ON a.room = $3"
+);
 
-/// Admission's write: the tokens in `($3, $4]` (all WAITING: a WAITING token leaves the line
-/// only by admission) become ACTIVE, and the cursor moves to `$4`; returns how many changed.
+/// Admission's write: the tokens of line `$5` in `($3, $4]` (all WAITING: a WAITING token
+/// leaves the line only at its turn) become ACTIVE, and the cursor moves to `$4`; returns how
+/// many changed.
 pub(crate) const ADMIT_WRITE: &str =
     "WITH t AS (UPDATE queue_tokens SET status = 'ACTIVE', activated_at = $1, expires_at = $2 \
-       WHERE seq > $3 AND seq <= $4 AND status = 'WAITING' RETURNING seq) \
+       WHERE room = $5 AND seq > $3 AND seq <= $4 AND status = 'WAITING' RETURNING seq) \
      UPDATE queue_admission SET admitted_through = $4, last_admission_at = $1 \
-     FROM (SELECT count(*) AS n FROM t) AS c RETURNING c.n";
+     FROM (SELECT count(*) AS n FROM t) AS c WHERE room = $5 RETURNING c.n";
 
-/// At most `$2` ACTIVE tokens whose time is up at the store's clock (`expires_at <= now`,
-/// restating `QueueToken::status_at`) become EXPIRED. SKIP
+/// Admission with abandonment, step by step: the next `$3` tokens of line `$1` above `$2` in
+/// line order (all WAITING), each with its last sight, the later of its issue and its last
+/// `note_seen` (`AdmissionPolicy::is_present` is then applied to it in Rust).
+pub(crate) const ADMIT_WALK: &str = "SELECT seq, GREATEST(issued_at, last_seen_at) AS last_seen \
+     FROM queue_tokens WHERE room = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+
+/// Admission with abandonment, the write: of the tokens of line `$5` in `($3, $4]` (all
+/// WAITING), those in `$6` (the present ones) become ACTIVE, the others EXPIRED at `$1` as
+/// ABANDONED; the cursor moves to `$4`, `last_admission_at` to `$1` when anyone was admitted,
+/// and the line's abandoned count grows by the skipped. Returns both counts.
+pub(crate) const ADMIT_WRITE_PRESENT: &str = "WITH t AS (UPDATE queue_tokens SET \
+       status = CASE WHEN seq = ANY($6) THEN 'ACTIVE' ELSE 'EXPIRED' END, \
+       activated_at = CASE WHEN seq = ANY($6) THEN $1 END, \
+       expires_at = CASE WHEN seq = ANY($6) THEN $2 ELSE $1 END, \
+       expired_reason = CASE WHEN seq = ANY($6) THEN NULL ELSE 'ABANDONED' END \
+       WHERE room = $5 AND seq > $3 AND seq <= $4 AND status = 'WAITING' RETURNING status), \
+     c AS (SELECT count(*) FILTER (WHERE status = 'ACTIVE') AS admitted, \
+       count(*) FILTER (WHERE status = 'EXPIRED') AS skipped FROM t) \
+     UPDATE queue_admission SET admitted_through = $4, \
+       last_admission_at = CASE WHEN c.admitted > 0 THEN $1 ELSE last_admission_at END, \
+       abandoned = abandoned + c.skipped \
+     FROM c WHERE room = $5 RETURNING c.admitted, c.skipped";
+
+/// At most `$2` ACTIVE tokens of line `$3` whose time is up at the store's clock
+/// (`expires_at <= now`, restating `QueueToken::status_at`) become EXPIRED (TTL). SKIP
 /// LOCKED: concurrent sweeps take disjoint rows, and a token a payment holds is left to it (or
-/// to the next sweep), so each token changes once.
-pub(crate) const EXPIRE_TOKENS: &str = "UPDATE queue_tokens SET status = 'EXPIRED' \
-     WHERE seq IN (SELECT seq FROM queue_tokens \
-       WHERE status = 'ACTIVE' AND expires_at <= COALESCE($1::timestamptz, statement_timestamp()) \
+/// to the next sweep), so each token changes once. The locked rows are chosen once, in a
+/// materialized CTE: a sub-select the plan re-ran per row would skip the rows this statement
+/// already changed and take the next ones, past the limit.
+pub(crate) const EXPIRE_TOKENS: &str = "WITH due AS MATERIALIZED (SELECT seq FROM queue_tokens \
+       WHERE room = $3 AND status = 'ACTIVE' AND expires_at <= COALESCE($1::timestamptz, statement_timestamp()) \
        ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
-     AND status = 'ACTIVE'";
+     UPDATE queue_tokens t SET status = 'EXPIRED', expired_reason = 'TTL' FROM due \
+     WHERE t.room = $3 AND t.seq = due.seq AND t.status = 'ACTIVE'";
 
-pub(crate) const USE_UP: &str =
-    "UPDATE queue_tokens SET status = 'EXPIRED', expires_at = $2 WHERE token = $1 AND status = 'ACTIVE'";
+pub(crate) const USE_UP: &str = "UPDATE queue_tokens SET status = 'EXPIRED', expires_at = $2, expired_reason = 'PAID' \
+     WHERE token = $1 AND room = $3 AND status = 'ACTIVE'";
 
 /// Counts for an operator at the store's clock: waiting is `issued_through - admitted_through`
-/// (gapless `seq`, strict FIFO), active counts unexpired ACTIVE tokens.
-pub(crate) const STATS: &str =
+/// (gapless `seq`, strict order), active counts unexpired ACTIVE tokens; of line `$2`.
+pub(crate) const STATS: &str = concat!(
     "WITH clock AS MATERIALIZED (SELECT COALESCE($1::timestamptz, statement_timestamp()) AS now) \
-     SELECT clock.now, a.admitted_through, a.last_admission_at, \
-       (SELECT COALESCE(max(seq), 0) FROM queue_tokens) AS issued_through, \
-       (SELECT count(*) FROM queue_tokens t WHERE t.status = 'ACTIVE' AND t.expires_at > clock.now) AS active \
-     FROM queue_admission a, clock";
+     SELECT clock.now, COALESCE(a.admitted_through, 0) AS admitted_through, a.last_admission_at, \
+       a.draw_at, a.draw_entrants, a.draw_seed, COALESCE(a.abandoned, 0) AS abandoned, \
+       (SELECT COALESCE(max(seq), 0) FROM queue_tokens WHERE room = $2) AS issued_through, \
+       (SELECT count(*) FROM queue_tokens t \
+         WHERE t.room = $2 AND t.status = 'ACTIVE' AND t.expires_at > clock.now) AS active \
+     FROM clock LEFT JOIN queue_admission a ON a.room = $2"
+);
+
+/// Presence: the WAITING tokens of line `$3` among `$1` were seen at `$2`, in one statement;
+/// a last sight only moves forward. SKIP LOCKED: a row another writer holds (a draw
+/// renumbering the line, an admission taking its turn) keeps its last sight rather than make
+/// this batch wait or deadlock on rows locked in another order; the next poll notes it again.
+pub(crate) const NOTE_SEEN: &str = "WITH seen AS MATERIALIZED (SELECT s.token FROM queue_tokens s \
+       JOIN unnest($1::text[]) AS v (token) ON s.token = v.token \
+       WHERE s.room = $3 AND s.status = 'WAITING' AND (s.last_seen_at IS NULL OR s.last_seen_at < $2) \
+       FOR UPDATE OF s SKIP LOCKED) \
+     UPDATE queue_tokens t SET last_seen_at = GREATEST(t.last_seen_at, $2) FROM seen \
+     WHERE t.token = seen.token AND t.room = $3 AND t.status = 'WAITING'";
+
+/// The draw's read, after the line's admission lock: the store's clock (after any wait) and
+/// the draw recorded for line `$2`, if any.
+pub(crate) const DRAW_READ: &str =
+    "WITH clock AS MATERIALIZED (SELECT COALESCE($1::timestamptz, clock_timestamp()) AS now) \
+     SELECT clock.now, a.draw_at, a.draw_entrants, a.draw_seed \
+     FROM clock LEFT JOIN queue_admission a ON a.room = $2";
+
+/// The line `$1` in `seq` order, split into the entrants (issued before the opening `$2`) and
+/// the others.
+pub(crate) const DRAW_TOKENS: &str =
+    "SELECT COALESCE(array_agg(seq ORDER BY seq) FILTER (WHERE issued_at < $2), '{}') AS entrants, \
+       COALESCE(array_agg(seq ORDER BY seq) FILTER (WHERE issued_at >= $2), '{}') AS later \
+     FROM queue_tokens WHERE room = $1";
+
+/// Lets the draw's renumbering swap `seq`s within one statement (checked at COMMIT).
+const DEFER_SEQ: &str = "SET CONSTRAINTS queue_tokens_pkey DEFERRED";
+
+/// The draw's renumbering: each token of line `$1` at `seq` `$2[i]` moves to `$3[i]`.
+pub(crate) const DRAW_RENUMBER: &str = "UPDATE queue_tokens t SET seq = m.new \
+     FROM unnest($2::bigint[], $3::bigint[]) AS m (old, new) WHERE t.room = $1 AND t.seq = m.old";
+
+/// Records the draw of line `$1` (making its cursor row if it had no token yet).
+pub(crate) const DRAW_RECORD: &str =
+    "INSERT INTO queue_admission (room, draw_at, draw_entrants, draw_seed) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (room) DO UPDATE SET draw_at = EXCLUDED.draw_at, draw_entrants = EXCLUDED.draw_entrants, \
+       draw_seed = EXCLUDED.draw_seed";
 
 #[derive(Debug, QueryableByName)]
-struct CursorRow {
+pub(crate) struct CursorRow {
     #[diesel(sql_type = BigInt)]
     admitted_through: i64,
     #[diesel(sql_type = Nullable<Timestamptz>)]
     last_admission_at: Option<OffsetDateTime>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    draw_at: Option<OffsetDateTime>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    draw_entrants: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    draw_seed: Option<i64>,
 }
 
 impl CursorRow {
-    fn into_domain(self) -> QueueCursor {
+    pub(crate) fn into_domain(self) -> QueueCursor {
         QueueCursor {
             admitted_through: self.admitted_through,
             last_admission_at: self.last_admission_at,
             epoch: 0,
-            draw: None,
+            draw: draw_record(self.draw_at, self.draw_entrants, self.draw_seed),
         }
     }
+}
+
+/// A draw as stored (the seed's 64 bits in a bigint).
+fn draw_record(at: Option<OffsetDateTime>, entrants: Option<i64>, seed: Option<i64>) -> Option<DrawRecord> {
+    match (at, entrants, seed) {
+        (Some(at), Some(entrants), Some(seed)) => Some(DrawRecord {
+            at,
+            entrants: count(entrants),
+            seed: u64::from_be_bytes(seed.to_be_bytes()),
+        }),
+        _ => None,
+    }
+}
+
+/// The read of [`DRAW_READ`].
+#[derive(Debug, QueryableByName)]
+struct DrawRead {
+    #[diesel(sql_type = Timestamptz)]
+    now: OffsetDateTime,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    draw_at: Option<OffsetDateTime>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    draw_entrants: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    draw_seed: Option<i64>,
+}
+
+/// The read of [`DRAW_TOKENS`].
+#[derive(Debug, QueryableByName)]
+struct DrawTokens {
+    #[diesel(sql_type = Array<BigInt>)]
+    entrants: Vec<i64>,
+    #[diesel(sql_type = Array<BigInt>)]
+    later: Vec<i64>,
+}
+
+/// A row of [`ADMIT_WALK`].
+#[derive(Debug, QueryableByName)]
+struct WalkRow {
+    #[diesel(sql_type = BigInt)]
+    seq: i64,
+    #[diesel(sql_type = Timestamptz)]
+    last_seen: OffsetDateTime,
+}
+
+/// The counts of [`ADMIT_WRITE_PRESENT`].
+#[derive(Debug, QueryableByName)]
+struct PresentCounts {
+    #[diesel(sql_type = BigInt)]
+    admitted: i64,
+    #[diesel(sql_type = BigInt)]
+    skipped: i64,
 }
 
 #[derive(Debug, QueryableByName)]
@@ -137,6 +340,8 @@ struct QueueRead {
     issued_through: i64,
     #[diesel(sql_type = BigInt)]
     active: i64,
+    #[diesel(sql_type = BigInt)]
+    abandoned: i64,
 }
 
 #[derive(Debug, QueryableByName)]
@@ -151,34 +356,57 @@ fn count(n: i64) -> u64 {
 
 impl QueueStore for PgStore {
     fn issue(&self, user: UserId, value: TokenValue, now: OffsetDateTime) -> Result<IssueOutcome, StoreError> {
-        self.issuer.issue(&self.pool, self.limits, user, value, now)
+        if !self.line.holds(&value) {
+            return Err(StoreError::Internal(format!("a token of another room issued in the line of {}", self.line.room)));
+        }
+        self.issuer.issue(&self.pool, self.limits, self.line.clone(), user, value, now)
     }
 
     fn find(&self, value: &TokenValue) -> Result<Option<QueueToken>, StoreError> {
-        let row: Option<TokenRow> =
-            self.autocommit(|c| prepared(FIND_TOKEN).bind::<Text, _>(value.as_str()).get_result(c).optional())?;
+        if !self.line.holds(value) {
+            return Ok(None);
+        }
+        let row: Option<TokenRow> = self.autocommit(|c| {
+            prepared(FIND_TOKEN)
+                .bind::<Text, _>(value.as_str())
+                .bind::<Text, _>(self.line.name())
+                .get_result(c)
+                .optional()
+        })?;
         row.map(TokenRow::into_domain).transpose()
     }
 
     fn find_with_cursor(&self, value: &TokenValue) -> Result<Option<(QueueToken, QueueCursor)>, StoreError> {
-        let row: Option<TokenWithCursor> =
-            self.autocommit(|c| prepared(FIND_WITH_CURSOR).bind::<Text, _>(value.as_str()).get_result(c).optional())?;
+        if !self.line.holds(value) {
+            return Ok(None);
+        }
+        let row: Option<TokenWithCursor> = self.autocommit(|c| {
+            prepared(FIND_WITH_CURSOR)
+                .bind::<Text, _>(value.as_str())
+                .bind::<Text, _>(self.line.name())
+                .get_result(c)
+                .optional()
+        })?;
         row.map(|r| Ok((r.token.into_domain()?, r.cursor.into_domain()))).transpose()
     }
 
     fn cursor(&self) -> Result<QueueCursor, StoreError> {
-        self.autocommit(|c| prepared(CURSOR).get_result::<CursorRow>(c)).map(CursorRow::into_domain)
+        let row: Option<CursorRow> =
+            self.autocommit(|c| prepared(CURSOR).bind::<Text, _>(self.line.name()).get_result(c).optional())?;
+        Ok(row.map(CursorRow::into_domain).unwrap_or_default())
     }
 
     fn admit(&self, policy: &AdmissionPolicy) -> Result<AdmissionOutcome, StoreError> {
         let started = Instant::now();
         let store_now = self.store_now();
-        let outcome = self.transaction(ADMISSION_BEGIN, started, |tx| {
+        let room = self.line.name();
+        let outcome = self.transaction(&self.line.admission_begin, started, |tx| {
             // Read after the lock, in a statement of its own: the snapshot sees the last tick's
             // commit, and the server's clock is read after any wait for the lock.
             let read: QueueRead = prepared(ADMIT_READ)
                 .bind::<Nullable<Timestamptz>, _>(store_now)
                 .bind::<Bool, _>(policy.max_active.is_some())
+                .bind::<Text, _>(room)
                 .get_result(tx.conn()?)?;
             let now = read.now;
             let cursor = read.cursor.into_domain();
@@ -191,12 +419,16 @@ impl QueueStore for PgStore {
             if n == 0 {
                 return Ok(AdmissionOutcome::Admitted(0));
             }
+            if policy.abandon_after.is_some() {
+                return admit_present(tx, room, policy, now, cursor.admitted_through, n);
+            }
             let through = cursor.admitted_through + i64::try_from(n).unwrap_or(i64::MAX);
             let changed: Count = prepared(ADMIT_WRITE)
                 .bind::<Timestamptz, _>(now)
                 .bind::<Timestamptz, _>(policy.expiry_for(now))
                 .bind::<BigInt, _>(cursor.admitted_through)
                 .bind::<BigInt, _>(through)
+                .bind::<Text, _>(room)
                 .get_result(tx.conn()?)?;
             if count(changed.n) != n {
                 // The cursor would move past tokens that were not activated.
@@ -216,20 +448,34 @@ impl QueueStore for PgStore {
             prepared(EXPIRE_TOKENS)
                 .bind::<Nullable<Timestamptz>, _>(store_now)
                 .bind::<BigInt, _>(i64::from(limit))
+                .bind::<Text, _>(self.line.name())
                 .execute(c)
         })?;
         Ok(n as u64)
     }
 
     fn use_up(&self, value: &TokenValue, at: OffsetDateTime) -> Result<(), StoreError> {
-        self.autocommit(|c| prepared(USE_UP).bind::<Text, _>(value.as_str()).bind::<Timestamptz, _>(at).execute(c))
-            .map(|_| ())
+        if !self.line.holds(value) {
+            return Ok(());
+        }
+        self.autocommit(|c| {
+            prepared(USE_UP)
+                .bind::<Text, _>(value.as_str())
+                .bind::<Timestamptz, _>(at)
+                .bind::<Text, _>(self.line.name())
+                .execute(c)
+        })
+        .map(|_| ())
     }
 
     fn stats(&self) -> Result<QueueStats, StoreError> {
         let store_now = self.store_now();
-        let read: QueueRead =
-            self.autocommit(|c| prepared(STATS).bind::<Nullable<Timestamptz>, _>(store_now).get_result(c))?;
+        let read: QueueRead = self.autocommit(|c| {
+            prepared(STATS)
+                .bind::<Nullable<Timestamptz>, _>(store_now)
+                .bind::<Text, _>(self.line.name())
+                .get_result(c)
+        })?;
         let cursor = read.cursor.into_domain();
         Ok(QueueStats {
             waiting: count(read.issued_through - cursor.admitted_through),
@@ -237,11 +483,201 @@ impl QueueStore for PgStore {
             issued_through: read.issued_through,
             cursor,
             now: read.now,
-            abandoned: 0,
+            abandoned: count(read.abandoned),
         })
     }
 
     fn ping(&self) -> Result<(), StoreError> {
         PgStore::ping(self)
+    }
+
+    fn draw(&self, opens_at: OffsetDateTime, seed: u64) -> Result<DrawOutcome, StoreError> {
+        self.draw_line(opens_at, seed)
+    }
+
+    fn note_seen(&self, values: &[TokenValue], at: OffsetDateTime) -> Result<(), StoreError> {
+        let ours: Vec<&str> = values.iter().filter(|v| self.line.holds(v)).map(TokenValue::as_str).collect();
+        if ours.is_empty() {
+            return Ok(());
+        }
+        self.write_alone(|c| {
+            prepared(NOTE_SEEN)
+                .bind::<Array<Text>, _>(&ours)
+                .bind::<Timestamptz, _>(at)
+                .bind::<Text, _>(self.line.name())
+                .execute(c)
+        })
+        .map(|_| ())
+    }
+}
+
+/// How many tokens one step of the abandonment walk reads: enough for a tick that skips nine
+/// absent tokens for every present one to walk its line in one or two round trips.
+fn walk_step(n: u64) -> i64 {
+    i64::try_from(n.saturating_mul(10)).unwrap_or(i64::MAX).clamp(256, 20_000)
+}
+
+/// Admission with [`AdmissionPolicy::abandon_after`], inside the admission transaction: walks
+/// the WAITING tokens in `seq` order from `from` (the cursor), `policy.is_present` deciding
+/// each from its last sight, until `n` present ones are found or the line ends; the absent ones
+/// met on the way are skipped. One write then activates the present, skips the absent and
+/// moves the cursor over both.
+fn admit_present(
+    tx: &mut crate::work::Tx<'_>,
+    room: &str,
+    policy: &AdmissionPolicy,
+    now: OffsetDateTime,
+    from: i64,
+    n: u64,
+) -> Result<AdmissionOutcome, Fail<()>> {
+    let step = walk_step(n);
+    let mut present: Vec<i64> = Vec::new();
+    let mut through = from;
+    'walk: loop {
+        let rows: Vec<WalkRow> = prepared(ADMIT_WALK)
+            .bind::<Text, _>(room)
+            .bind::<BigInt, _>(through)
+            .bind::<BigInt, _>(step)
+            .load(tx.conn()?)?;
+        let read = rows.len();
+        for row in rows {
+            through = row.seq;
+            if policy.is_present(row.last_seen, now) {
+                present.push(row.seq);
+                if count_len(present.len()) == n {
+                    break 'walk;
+                }
+            }
+        }
+        if i64::try_from(read).unwrap_or(i64::MAX) < step {
+            break;
+        }
+    }
+    if through == from {
+        return Ok(AdmissionOutcome::Admitted(0));
+    }
+    let counts: PresentCounts = prepared(ADMIT_WRITE_PRESENT)
+        .bind::<Timestamptz, _>(now)
+        .bind::<Timestamptz, _>(policy.expiry_for(now))
+        .bind::<BigInt, _>(from)
+        .bind::<BigInt, _>(through)
+        .bind::<Text, _>(room)
+        .bind::<Array<BigInt>, _>(&present)
+        .get_result(tx.conn()?)?;
+    let (admitted, skipped) = (count(counts.admitted), count(counts.skipped));
+    if admitted != count_len(present.len()) || counts.admitted + counts.skipped != through - from {
+        // The cursor would move past tokens that were not admitted or skipped.
+        return Err(Fail::Store(StoreError::Internal(format!(
+            "admission expected {} WAITING tokens in ({from}, {through}] and changed {admitted} + {skipped}",
+            through - from
+        ))));
+    }
+    Ok(AdmissionOutcome::of(admitted, skipped))
+}
+
+fn count_len(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+impl PgStore {
+    /// [`QueueStore::draw`]: one transaction under the line's admission lock (so serialised
+    /// with its admission ticks and every other draw of it, in any process), on the store's
+    /// clock read after the lock.
+    ///
+    /// The issue lock is not taken: issues go on while the line is renumbered. They number from
+    /// `max(seq)`, which the renumbering (a permutation of `1..=Q`) leaves as it is, and a token
+    /// committed after the draw's read keeps its `seq` above `Q`. Readers see every row before
+    /// or after (MVCC), and the cursor's draw with the rows it ordered (one COMMIT). The
+    /// renumbering is one `UPDATE ... FROM unnest(old, new)` with the `(room, seq)` key checked
+    /// at COMMIT; tokens whose `seq` does not change are left out of it.
+    fn draw_line(&self, opens_at: OffsetDateTime, seed: u64) -> Result<DrawOutcome, StoreError> {
+        let started = Instant::now();
+        let store_now = self.store_now();
+        let room = self.line.name();
+        let wait = DRAW_WAIT.as_millis();
+        let begin = locks::draw_begin(self.line.key, wait, wait);
+        let deadline = started + DRAW_WAIT.max(self.limits.budget);
+        let outcome = self.transaction_until(&begin, deadline, |tx| {
+            let read: DrawRead = prepared(DRAW_READ)
+                .bind::<Nullable<Timestamptz>, _>(store_now)
+                .bind::<Text, _>(room)
+                .get_result(tx.conn()?)?;
+            if let Some(record) = draw_record(read.draw_at, read.draw_entrants, read.draw_seed) {
+                return Err(Fail::Refuse(DrawOutcome::Drawn { record, fresh: false }));
+            }
+            let now = read.now;
+            if now < opens_at {
+                return Err(Fail::Refuse(DrawOutcome::NotDue));
+            }
+            let line: DrawTokens = prepared(DRAW_TOKENS)
+                .bind::<Text, _>(room)
+                .bind::<Timestamptz, _>(opens_at)
+                .get_result(tx.conn()?)?;
+            let entrants = count_len(line.entrants.len());
+            let (old, new) = renumbering(&line.entrants, &line.later, &drawn_positions(seed, entrants))?;
+            if !old.is_empty() {
+                tx.conn()?.batch_execute(DEFER_SEQ)?;
+                let moved = prepared(DRAW_RENUMBER)
+                    .bind::<Text, _>(room)
+                    .bind::<Array<BigInt>, _>(&old)
+                    .bind::<Array<BigInt>, _>(&new)
+                    .execute(tx.conn()?)?;
+                if moved != old.len() {
+                    return Err(Fail::Store(StoreError::Internal(format!(
+                        "the draw meant to move {} tokens and moved {moved}",
+                        old.len()
+                    ))));
+                }
+            }
+            let record = DrawRecord { at: now, entrants, seed };
+            prepared(DRAW_RECORD)
+                .bind::<Text, _>(room)
+                .bind::<Timestamptz, _>(now)
+                .bind::<BigInt, _>(i64::try_from(entrants).unwrap_or(i64::MAX))
+                .bind::<BigInt, _>(i64::from_be_bytes(seed.to_be_bytes()))
+                .execute(tx.conn()?)?;
+            Ok(DrawOutcome::Drawn { record, fresh: true })
+        })?;
+        Ok(outcome.unwrap_or_else(|early| early))
+    }
+}
+
+/// The draw's moves: the `i`-th entrant (in `seq` order) goes to `positions[i]`, the `k`-th of
+/// the later tokens to `P + 1 + k`; returns the `(old, new)` pairs that change.
+fn renumbering(entrants: &[i64], later: &[i64], positions: &[u64]) -> Result<(Vec<i64>, Vec<i64>), StoreError> {
+    if positions.len() != entrants.len() {
+        return Err(StoreError::Internal("the draw's order does not fit its entrants".into()));
+    }
+    let seq = |n: u64| i64::try_from(n).map_err(|_| StoreError::Internal("a drawn position overflows".into()));
+    let moves = entrants
+        .iter()
+        .zip(positions)
+        .map(|(&old, &position)| Ok((old, seq(position)?)))
+        .chain(later.iter().zip(count_len(entrants.len()) + 1..).map(|(&old, n)| Ok((old, seq(n)?))));
+    let mut old_seqs = Vec::new();
+    let mut new_seqs = Vec::new();
+    for pair in moves {
+        let (old, new) = pair?;
+        if old != new {
+            old_seqs.push(old);
+            new_seqs.push(new);
+        }
+    }
+    Ok((old_seqs, new_seqs))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+
+    use super::*;
+
+    #[test]
+    fn renumbering_moves_entrants_to_their_positions_and_the_rest_behind_them() {
+        // Entrants at seq 1, 2, 4 drawn to 3, 1, 2; seq 3 and 5 came after the opening.
+        let (old, new) = renumbering(&[1, 2, 4], &[3, 5], &[3, 1, 2]).unwrap();
+        assert_eq!(old, vec![1, 2, 4, 3]);
+        assert_eq!(new, vec![3, 1, 2, 4]);
+        assert!(renumbering(&[1], &[], &[]).is_err());
     }
 }

@@ -68,10 +68,14 @@ diesel::table! {
 }
 
 diesel::table! {
-    queue_admission (id) {
-        id -> Bool,
+    queue_admission (room) {
         admitted_through -> Int8,
         last_admission_at -> Nullable<Timestamptz>,
+        room -> Text,
+        draw_at -> Nullable<Timestamptz>,
+        draw_entrants -> Nullable<Int8>,
+        draw_seed -> Nullable<Int8>,
+        abandoned -> Int8,
     }
 }
 
@@ -87,7 +91,7 @@ diesel::table! {
 }
 
 diesel::table! {
-    queue_tokens (seq) {
+    queue_tokens (room, seq) {
         seq -> Int8,
         token -> Text,
         user_id -> Uuid,
@@ -95,6 +99,9 @@ diesel::table! {
         issued_at -> Timestamptz,
         activated_at -> Nullable<Timestamptz>,
         expires_at -> Nullable<Timestamptz>,
+        room -> Text,
+        last_seen_at -> Nullable<Timestamptz>,
+        expired_reason -> Nullable<Text>,
     }
 }
 
@@ -110,6 +117,31 @@ diesel::table! {
         created_at -> Timestamptz,
         held_until -> Timestamptz,
         paid_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    room_concerts (concert_id) {
+        concert_id -> Uuid,
+        room_id -> Text,
+    }
+}
+
+diesel::table! {
+    rooms (id) {
+        id -> Text,
+        name -> Text,
+        opens_at -> Nullable<Timestamptz>,
+        prequeue_opens_at -> Nullable<Timestamptz>,
+        draw_at_open -> Bool,
+        abandon_after_micros -> Nullable<Int8>,
+        closed -> Bool,
+        paused -> Bool,
+        admit_batch -> Int4,
+        admit_interval_micros -> Int8,
+        active_ttl_micros -> Int8,
+        max_active -> Nullable<Int4>,
+        created_at -> Timestamptz,
     }
 }
 
@@ -137,6 +169,8 @@ diesel::joinable!(ledger_entries -> reservations (reservation_id));
 diesel::joinable!(payments -> reservations (reservation_id));
 diesel::joinable!(reservations -> schedules (schedule_id));
 diesel::joinable!(reservations -> seats (seat_id));
+diesel::joinable!(room_concerts -> concerts (concert_id));
+diesel::joinable!(room_concerts -> rooms (room_id));
 diesel::joinable!(schedules -> concerts (concert_id));
 diesel::joinable!(seats -> schedules (schedule_id));
 
@@ -151,6 +185,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     queue_settings,
     queue_tokens,
     reservations,
+    room_concerts,
+    rooms,
     schedules,
     seats,
 );

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use domain::clock::Clock as _;
 
 use crate::demo;
-use crate::settings::{Command, DatabaseSettings};
+use crate::settings::{Command, DatabaseSettings, DrawOrderArgs};
 use crate::startup::{pg_config, prepare_database, Application};
 
 /// Runs one command of the binary. Needs a Tokio runtime (for `serve`).
@@ -26,7 +26,20 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Migrate(db) => blocking(move || migrate(&db)).await,
         Command::SeedDemo(db) => blocking(move || seed_demo(&db)).await,
         Command::CheckInvariants(db) => blocking(move || check_invariants(&db)).await,
+        Command::DrawOrder(args) => draw_order(&args, &mut std::io::stdout().lock()),
     }
+}
+
+/// `concert draw-order`: one line per entrant, `<index> <position>`, index 0 the entrant with
+/// the byte-wise smallest token value.
+///
+/// # Errors
+/// When the output cannot be written.
+pub fn draw_order(args: &DrawOrderArgs, out: &mut impl std::io::Write) -> anyhow::Result<ExitCode> {
+    for (i, position) in domain::room::drawn_positions(args.seed, args.entrants).into_iter().enumerate() {
+        writeln!(out, "{i} {position}").context("writing the order")?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// diesel is synchronous: one-shot commands run on the blocking pool like every store call.

@@ -44,6 +44,21 @@ pub enum Command {
     SeedDemo(DatabaseSettings),
     /// Print every violated storage invariant; exit non-zero if there is any.
     CheckInvariants(DatabaseSettings),
+    /// Print a room's drawn order from its recorded seed: for each entrant, in the byte-wise
+    /// order of the token values, the position the draw gives it (see `docs/api.md`, "Checking
+    /// a draw").
+    DrawOrder(DrawOrderArgs),
+}
+
+/// `concert draw-order`.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct DrawOrderArgs {
+    /// The draw's seed (`draw.seed` of `GET /admin/rooms/{roomId}`).
+    #[arg(long)]
+    pub seed: u64,
+    /// How many tokens it ordered (`draw.entrants`).
+    #[arg(long)]
+    pub entrants: u64,
 }
 
 /// Log output format.
@@ -337,6 +352,7 @@ impl Settings {
             hold: secs(self.seat_hold_secs),
             max_holds_per_user: self.max_holds_per_user,
             idempotency_ttl: secs(self.idempotency_ttl_secs),
+            room_defaults: self.starting_queue_settings(),
             ..Policy::default()
         }
     }

@@ -17,6 +17,7 @@ use actix_web::dev::Server;
 use actix_web::{App, HttpServer};
 use adapters_http::{ApiState, Identity, PoolConnections};
 use adapters_local::poll_cache::CachedQueue;
+use adapters_local::rooms_cache::{CachedLines, CachedRooms};
 use adapters_local::settings_cache::CachedSettings;
 use adapters_local::store_clock::StoreClock;
 use adapters_local::ticker::SystemTicker;
@@ -115,13 +116,22 @@ impl Application {
         if let Some(queue) = redis {
             let probe = queue.clone();
             stores.probes.push(Arc::new(move || probe.ping()));
+            // Every room's line on the same Redis, under its own hash tag.
+            stores.ports.lines = Arc::new(queue.lines());
             stores.ports.queue = queue;
         }
         let shared_queue = settings.store == StoreKind::Postgres || settings.queue_store == QueueStoreKind::Redis;
         if let (true, Some(cache)) = (shared_queue, settings.poll_cache_settings()) {
-            // Polls of WAITING tokens from memory; see `adapters_local::poll_cache`.
+            // Polls of WAITING tokens from memory, in main's line and every room's; see
+            // `adapters_local::poll_cache`.
             stores.ports.queue = Arc::new(CachedQueue::new(stores.ports.queue.clone(), Arc::new(SystemTicker), cache));
+            stores.ports.lines = Arc::new(CachedLines::new(stores.ports.lines.clone(), Arc::new(SystemTicker), cache));
         }
+        stores.ports.rooms = Arc::new(CachedRooms::new(
+            stores.ports.rooms.clone(),
+            Arc::new(SystemTicker),
+            settings.settings_cache_ttl(),
+        ));
         stores.ports.settings = Arc::new(CachedSettings::new(
             stores.ports.settings.clone(),
             Arc::new(SystemTicker),

@@ -158,10 +158,12 @@ pub trait QueueStore: Send + Sync {
     /// Atomically and serialised against [`QueueStore::admit`] and every other `draw`, in any
     /// process, with `now` the store's clock: if the line has a draw recorded, return it
     /// (`fresh: false`). If `now < opens_at` return `NotDue`. Otherwise let the entrants be the
-    /// tokens issued before `opens_at`, `P` of them, taken in `seq` order: the `i`-th (from
-    /// 0) gets `seq = room::drawn_positions(seed, P)[i]`, and every other token issued so far
-    /// gets `P + 1, P + 2, ...` in its `seq` order (`seq` stays gapless: the line is
-    /// renumbered, not grown); record `DrawRecord { at: now, entrants: P, seed }` in the cursor
+    /// tokens issued before `opens_at`, `P` of them, taken in the order of their values (the
+    /// bearer strings, byte-wise; an order the draw does not change, so the operator can
+    /// recompute it from the stored tokens): the `i`-th (from 0) gets
+    /// `seq = room::drawn_positions(seed, P)[i]`, and every other token issued so far gets
+    /// `P + 1, P + 2, ...` in its `seq` order (`seq` stays gapless: the line is renumbered,
+    /// not grown); record `DrawRecord { at: now, entrants: P, seed }` in the cursor
     /// and return it (`fresh: true`). Nothing is admitted before the draw, so every entrant is
     /// WAITING. Issues and reads MAY go on while it runs; a reader sees every token either
     /// before the draw (and the cursor without it) or after.

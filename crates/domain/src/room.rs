@@ -208,7 +208,8 @@ impl Room {
 }
 
 /// The drawn order of a pre-queue of `entrants` tokens: element `i` is the position (1-based)
-/// drawn for the entrant that arrived `i`-th (`seq` `i + 1`). Every order is equally likely;
+/// drawn for the `i`-th entrant in the order of their token values (byte-wise, see
+/// `QueueStore::draw`). Every order is equally likely;
 /// the same seed gives the same order on every instance and for the operator recomputing it:
 /// the positions `1..=entrants` in order, shuffled with [`rand::seq::SliceRandom::shuffle`]
 /// (rand 0.9, Fisher–Yates) by a `ChaCha20Rng` seeded with `seed_from_u64(seed)`.

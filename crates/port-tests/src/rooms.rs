@@ -198,6 +198,8 @@ pub fn the_prequeue_is_drawn_once_at_the_opening<H: Harness>() {
     assert_eq!(tick.admission, AdmissionOutcome::Admitted(3), "the first admission right after the draw");
 
     let order = drawn_positions(record.seed, 8);
+    let mut entrants = entrants;
+    entrants.sort_by(|a, b| a.value.cmp(&b.value)); // the draw's order of entrants
     for (i, t) in entrants.iter().enumerate() {
         let stored = fx.ports.lines.line(&tour).find(&t.value).expect("find").expect("stored");
         assert_eq!(u64::try_from(stored.seq).ok(), Some(order[i]), "entrant {i} holds its drawn place");
@@ -388,6 +390,8 @@ pub fn concurrent_draws_draw_once<H: Harness>() {
     assert_eq!(records.len(), 1, "every caller sees the one draw");
     let record = records.into_iter().next().flatten().expect("a record");
     let order = drawn_positions(record.seed, 50);
+    let mut entrants = entrants;
+    entrants.sort_by(|a, b| a.value.cmp(&b.value)); // the draw's order of entrants
     let seqs: BTreeSet<i64> = entrants
         .iter()
         .enumerate()

@@ -18,9 +18,16 @@
 //! `status_at` rules); the task only makes storage catch up, in bounded batches, so a slow or
 //! failed tick costs freshness of counts, never correctness.
 //!
-//! Each tick is measured with the `metrics` facade: `queue_tokens_admitted_total` (counter),
-//! `scheduler_tick_duration_seconds` (histogram), and `store_errors_total{kind}` (counter, the
-//! [`StoreError::kind`] of a failed tick).
+//! Each pass also checks every other room ([`Ticketing::tick_rooms`]: presence handed to the
+//! lines, each room's draw when its opening has come, its admission and its token expiry),
+//! after `main`'s, in the same blocking task; one room failing stops no other, and the loop
+//! wakes for the soonest admission due in any room, so each room's admission runs at most one
+//! check after it is due.
+//!
+//! Each tick is measured with the `metrics` facade: `queue_tokens_admitted_total{room}` and
+//! `queue_tokens_abandoned_total{room}` (counters), `scheduler_tick_duration_seconds`
+//! (histogram), and `store_errors_total{kind}` (counter, the [`StoreError::kind`] of a failed
+//! tick or room).
 //!
 //! # Layout
 //! - [`SchedulerSettings`]: how often to check.
@@ -31,10 +38,10 @@
 
 use std::time::{Duration, Instant};
 
-use domain::metric_names::{QUEUE_TOKENS_ADMITTED_TOTAL, STORE_ERRORS_TOTAL};
+use domain::metric_names::{QUEUE_TOKENS_ABANDONED_TOTAL, QUEUE_TOKENS_ADMITTED_TOTAL, ROOM_LABEL, STORE_ERRORS_TOTAL};
 use domain::ports::StoreError;
 use domain::queue::AdmissionOutcome;
-use domain::service::{TickReport, Ticketing};
+use domain::service::{RoomTick, TickReport, Ticketing};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
@@ -80,10 +87,72 @@ pub type TickResult = Result<TickReport, TickError>;
 /// [`TickError::Store`] with the first store error of the pass; [`TickError::Aborted`] when
 /// the blocking task did not finish.
 pub async fn run_tick(ticketing: &Ticketing) -> TickResult {
+    run_pass(ticketing).await.0
+}
+
+/// [`run_tick`], and the soonest time an admission of a room other than `main` falls due.
+async fn run_pass(ticketing: &Ticketing) -> (TickResult, Option<time::Duration>) {
     let ticketing = ticketing.clone();
     let started = Instant::now();
-    let outcome = tokio::task::spawn_blocking(move || ticketing.tick()).await;
+    let outcome = tokio::task::spawn_blocking(move || {
+        let main = ticketing.tick();
+        let rooms = ticketing.tick_rooms();
+        (main, rooms)
+    })
+    .await;
     let elapsed = started.elapsed();
+    let (outcome, rooms_due) = match outcome {
+        Ok((main, rooms)) => (Ok(main), record_rooms(rooms)),
+        Err(join) => (Err(join), None),
+    };
+    (record_main(outcome, elapsed), rooms_due)
+}
+
+/// Records and logs what each room's check did; returns the soonest admission due.
+fn record_rooms(rooms: Result<Vec<Result<RoomTick, StoreError>>, StoreError>) -> Option<time::Duration> {
+    let ticks = match rooms {
+        Ok(ticks) => ticks,
+        Err(e) => {
+            metrics::counter!(STORE_ERRORS_TOTAL, "kind" => e.kind()).increment(1);
+            debug!(error = %e, "rooms could not be read");
+            return None;
+        }
+    };
+    let mut soonest: Option<time::Duration> = None;
+    for tick in ticks {
+        match tick {
+            Ok(tick) => {
+                let room = tick.room.to_string();
+                let (admitted, abandoned) = (tick.admission.admitted(), tick.admission.abandoned());
+                metrics::counter!(QUEUE_TOKENS_ADMITTED_TOTAL, ROOM_LABEL => room.clone()).increment(admitted);
+                metrics::counter!(QUEUE_TOKENS_ABANDONED_TOTAL, ROOM_LABEL => room.clone()).increment(abandoned);
+                if let AdmissionOutcome::NotDue { wait } = tick.admission {
+                    soonest = Some(soonest.map_or(wait, |s| s.min(wait)));
+                }
+                if admitted > 0 || abandoned > 0 || tick.tokens_expired > 0 || tick.drew.is_some() {
+                    info!(
+                        room,
+                        admitted,
+                        abandoned,
+                        tokens_expired = tick.tokens_expired,
+                        drew = tick.drew.map(|d| d.entrants),
+                        "room check changed state"
+                    );
+                }
+            }
+            Err(e) => {
+                metrics::counter!(STORE_ERRORS_TOTAL, "kind" => e.kind()).increment(1);
+                debug!(error = %e, "a room's check failed; retrying at the next check");
+            }
+        }
+    }
+    soonest
+}
+
+fn record_main(
+    outcome: Result<Result<TickReport, StoreError>, tokio::task::JoinError>,
+    elapsed: Duration,
+) -> TickResult {
     metrics::histogram!(TICK_DURATION).record(elapsed.as_secs_f64());
     let report = match outcome {
         Ok(Ok(report)) => report,
@@ -93,11 +162,8 @@ pub async fn run_tick(ticketing: &Ticketing) -> TickResult {
         }
         Err(join) => return Err(TickError::Aborted(join.to_string())),
     };
-    let admitted = match report.admission {
-        AdmissionOutcome::Admitted(n) => n,
-        AdmissionOutcome::NotDue { .. } | AdmissionOutcome::Busy | AdmissionOutcome::Paused => 0,
-    };
-    metrics::counter!(QUEUE_TOKENS_ADMITTED_TOTAL).increment(admitted);
+    let admitted = report.admission.admitted();
+    metrics::counter!(QUEUE_TOKENS_ADMITTED_TOTAL, ROOM_LABEL => "main").increment(admitted);
     debug!(
         admitted,
         admission = ?report.admission,
@@ -164,8 +230,10 @@ async fn run(
                 continue;
             }
         }
-        let outcome = run_tick(&ticketing).await;
-        next_wake = tokio::time::Instant::now() + next_wait(&settings, outcome.as_ref().ok());
+        let (outcome, rooms_due) = run_pass(&ticketing).await;
+        let wait = next_wait(&settings, outcome.as_ref().ok());
+        let rooms_wait = rooms_due.map_or(settings.check_every, |due| due_in(&settings, due));
+        next_wake = tokio::time::Instant::now() + wait.min(rooms_wait);
         match &outcome {
             Ok(_) => {
                 if let Some(since) = failing_since.take() {
@@ -191,11 +259,16 @@ async fn run(
 /// whole period more).
 fn next_wait(settings: &SchedulerSettings, report: Option<&TickReport>) -> Duration {
     match report.map(|r| r.admission) {
-        Some(AdmissionOutcome::NotDue { wait }) => Duration::try_from(wait + time::Duration::milliseconds(1))
-            .unwrap_or(Duration::from_millis(1))
-            .min(settings.check_every),
+        Some(AdmissionOutcome::NotDue { wait }) => due_in(settings, wait),
         _ => settings.check_every,
     }
+}
+
+/// The sleep until an admission due in `wait`, capped at the check period.
+fn due_in(settings: &SchedulerSettings, wait: time::Duration) -> Duration {
+    Duration::try_from(wait + time::Duration::milliseconds(1))
+        .unwrap_or(Duration::from_millis(1))
+        .min(settings.check_every)
 }
 
 #[cfg(test)]

@@ -87,6 +87,10 @@ codes! {
     /// 403: the signed identity is of another user than the one the request names.
     Forbidden = 403, "Forbidden",
         "The request names a user (a body `userId` or a path `{userId}`) other than the signed-in one. Nothing was done.";
+    /// 403: the token's room does not sell this concert; the body's `roomId` names the room
+    /// that does.
+    RoomMismatch = 403, "Room mismatch",
+        "This concert is sold in another room than the one the queue token was issued in. Join the room named by `roomId` (POST /queue/tokens with that roomId) and use its token.";
     /// 404: unknown resource, another user's reservation, an unknown route, or `/admin` while
     /// the operator API is off.
     NotFound = 404, "Not found",
@@ -112,6 +116,22 @@ codes! {
     /// 409: the user already has `MAX_HOLDS_PER_USER` live holds.
     HoldLimit = 409, "Hold limit",
         "The user already holds as many unpaid seats as allowed. Pay for or let go of a hold first.";
+    /// 409: the room does not take joiners yet; the body carries `opensAt` and
+    /// `prequeueOpensAt`.
+    RoomNotOpen = 409, "Room not open",
+        "The room does not take joiners yet. Come back at `prequeueOpensAt` (or `opensAt` when there is no pre-queue): joining early in the pre-queue gives no advantage, its order is drawn at the opening.";
+    /// 409: the room is closed.
+    RoomClosed = 409, "Room closed",
+        "The room is closed: it takes no new joiners. Tokens issued before live on as usual.";
+    /// 409: a room with this id exists.
+    RoomExists = 409, "Room exists",
+        "A room with this id exists already. Choose another id, or change the room with PATCH /admin/rooms/{roomId}.";
+    /// 409: a concert named is in another room than `main`.
+    ConcertInRoom = 409, "Concert in a room",
+        "A concert named is already gated by another room. Remove it from that room first (it goes back to main), then add it here.";
+    /// 409: the opening, pre-queue or draw of a room that has opened.
+    RoomAlreadyOpen = 409, "Room already open",
+        "The room has opened: its opensAt, prequeueOpensAt and drawAtOpen can no longer change.";
     /// 409: a request with the same `Idempotency-Key` is still running.
     IdempotencyKeyInFlight = 409, "Idempotency key in flight",
         "A request with the same Idempotency-Key is still running. Retry after Retry-After seconds to get its answer.";

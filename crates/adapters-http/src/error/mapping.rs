@@ -3,9 +3,10 @@
 
 use actix_web::error::BlockingError;
 use domain::error::{
-    AddScheduleError, AuditLogError, AuthorizeError, BalanceError, ChargeError, CreateConcertError,
-    GetReservationError, HistoryError, IssueTokenError, KeyConflict, ListConcertsError, ListSchedulesError,
-    ListSeatsError, PayError, ReadTokenError, ReserveError, SalesError, StoreError, UpdateQueueError,
+    AddScheduleError, AuditLogError, AuthorizeError, BalanceError, ChargeError, CreateConcertError, CreateRoomError,
+    GetReservationError, GetRoomError, HistoryError, IssueTokenError, KeyConflict, ListConcertsError,
+    ListSchedulesError, ListSeatsError, PayError, ReadTokenError, ReserveError, SalesError, StoreError,
+    UpdateQueueError, UpdateRoomError,
 };
 
 use super::*;
@@ -48,7 +49,7 @@ macro_rules! errors {
                 fn from(e: $ty) -> Self {
                     #[allow(clippy::useless_format, reason = "a detail is a `format!` with or without arguments")]
                     match e {
-                        $( $pat => ApiError::new(ErrorCode::$code, $detail), )*
+                        $( $pat => error(ErrorCode::$code, $detail), )*
                         $spat => $s.into(),
                     }
                 }
@@ -65,6 +66,46 @@ macro_rules! errors {
     };
 }
 
+/// A detail, with members for the problem body.
+pub(crate) struct Detail {
+    text: String,
+    members: Vec<(&'static str, serde_json::Value)>,
+}
+
+impl Detail {
+    fn with<const N: usize>(text: &str, members: [(&'static str, serde_json::Value); N]) -> Self {
+        Self { text: text.to_owned(), members: members.into() }
+    }
+}
+
+impl From<&str> for Detail {
+    fn from(text: &str) -> Self {
+        Self { text: text.to_owned(), members: Vec::new() }
+    }
+}
+
+impl From<String> for Detail {
+    fn from(text: String) -> Self {
+        Self { text, members: Vec::new() }
+    }
+}
+
+fn error(code: ErrorCode, detail: impl Into<Detail>) -> ApiError {
+    let detail = detail.into();
+    detail.members.into_iter().fold(ApiError::new(code, detail.text), |e, (k, v)| e.with(k, v))
+}
+
+fn time_value(t: Option<time::OffsetDateTime>) -> serde_json::Value {
+    t.map_or(serde_json::Value::Null, |t| serde_json::Value::String(crate::wire::rfc3339(t)))
+}
+
+fn room_mismatch(room: &domain::room::RoomId) -> Detail {
+    Detail::with(
+        &format!("this concert is sold in the room {room}: join it for a token there"),
+        [("roomId", serde_json::Value::String(room.to_string()))],
+    )
+}
+
 const TOKEN_INVALID: &str = "the queue token is unknown or malformed";
 const TOKEN_EXPIRED: &str = "the queue token has expired or was used up by a payment; take a new place in line";
 const TOKEN_NOT_ACTIVE: &str = "the queue token is still waiting to be admitted";
@@ -73,6 +114,10 @@ const KEY_IN_FLIGHT: &str = "a request with this Idempotency-Key is still runnin
 
 errors! {
     IssueTokenError [IssueTokenError::Store(s) => store(s)] {
+        IssueTokenError::RoomNotFound => NotFound: "no such room",
+        IssueTokenError::RoomNotOpen { opens_at, prequeue_opens_at } => RoomNotOpen:
+            Detail::with("the room does not take joiners yet", [("opensAt", time_value(opens_at)), ("prequeueOpensAt", time_value(prequeue_opens_at))]),
+        IssueTokenError::RoomClosed => RoomClosed: "the room is closed to new joiners",
     }
     ReadTokenError [ReadTokenError::Store(s) => store(s)] {
         ReadTokenError::Invalid => TokenInvalid: TOKEN_INVALID,
@@ -86,12 +131,15 @@ errors! {
     }
     ListSchedulesError [ListSchedulesError::Store(s) => store(s)] {
         ListSchedulesError::NotFound => NotFound: "no such concert",
+        ListSchedulesError::RoomMismatch { room } => RoomMismatch: room_mismatch(&room),
     }
     ListSeatsError [ListSeatsError::Store(s) => store(s)] {
         ListSeatsError::NotFound => NotFound: "no such schedule",
+        ListSeatsError::RoomMismatch { room } => RoomMismatch: room_mismatch(&room),
     }
     ReserveError [ReserveError::Store(s) => store(s)] {
         ReserveError::NotFound => NotFound: "no such seat in a schedule open for booking",
+        ReserveError::RoomMismatch { room } => RoomMismatch: room_mismatch(&room),
         ReserveError::SeatUnavailable => SeatUnavailable: "the seat is held or sold",
         ReserveError::HoldLimit { max } => HoldLimit: format!("you already hold {max} unpaid seats, the most allowed"),
     }
@@ -103,6 +151,7 @@ errors! {
         PayError::TokenExpired => TokenExpired: TOKEN_EXPIRED,
         PayError::TokenNotActive => TokenNotActive: TOKEN_NOT_ACTIVE,
         PayError::NotFound => NotFound: "no such reservation",
+        PayError::RoomMismatch { room } => RoomMismatch: room_mismatch(&room),
         PayError::HoldExpired => HoldExpired: "the hold on this seat has expired",
         PayError::AlreadyPaid => AlreadyPaid: "the reservation is already paid",
         PayError::InsufficientBalance { balance, price } => InsufficientBalance:
@@ -165,5 +214,24 @@ impl From<BlockingError> for ApiError {
     fn from(e: BlockingError) -> Self {
         // The blocking pool is gone or the task panicked: the server is broken, not the request.
         Self::internal(&e)
+    }
+}
+
+errors! {
+    CreateRoomError [CreateRoomError::Store(s) => store(s)] {
+        CreateRoomError::Invalid(e) => InvalidRequest: e.to_string(),
+        CreateRoomError::Exists => RoomExists: "a room with this id exists",
+        CreateRoomError::ConcertInRoom(c) => ConcertInRoom: format!("concert {c} is in another room"),
+        CreateRoomError::UnknownConcert(c) => NotFound: format!("no such concert: {c}"),
+    }
+    UpdateRoomError [UpdateRoomError::Store(s) => store(s)] {
+        UpdateRoomError::NotFound => NotFound: "no such room",
+        UpdateRoomError::Invalid(e) => InvalidRequest: e.to_string(),
+        UpdateRoomError::AlreadyOpen => RoomAlreadyOpen: "the room has opened: its opening, pre-queue and draw can no longer change",
+        UpdateRoomError::ConcertInRoom(c) => ConcertInRoom: format!("concert {c} is in another room"),
+        UpdateRoomError::UnknownConcert(c) => NotFound: format!("no such concert: {c}"),
+    }
+    GetRoomError [GetRoomError::Store(s) => store(s)] {
+        GetRoomError::NotFound => NotFound: "no such room",
     }
 }

@@ -60,6 +60,11 @@ pub struct Problem {
     pub detail: String,
     /// The machine-readable code of the contract.
     pub code: ErrorCode,
+    /// Members some problems add: `roomId` (ROOM_MISMATCH: the room to join), `opensAt` and
+    /// `prequeueOpensAt` (ROOM_NOT_OPEN).
+    #[serde(flatten, default, skip_serializing_if = "serde_json::Map::is_empty")]
+    #[schema(value_type = Object)]
+    pub extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Which authority a 401 challenges for (`WWW-Authenticate`).
@@ -79,6 +84,7 @@ pub enum Realm {
 pub struct ApiError {
     code: ErrorCode,
     detail: String,
+    extensions: serde_json::Map<String, serde_json::Value>,
     retry_after: u64,
     realm: Realm,
     allow: Option<&'static str>,
@@ -88,7 +94,21 @@ impl ApiError {
     /// An error with a client-safe `detail`.
     #[must_use]
     pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
-        Self { code, detail: detail.into(), retry_after: RETRY_AFTER_SECS, realm: Realm::Queue, allow: None }
+        Self {
+            code,
+            detail: detail.into(),
+            extensions: serde_json::Map::new(),
+            retry_after: RETRY_AFTER_SECS,
+            realm: Realm::Queue,
+            allow: None,
+        }
+    }
+
+    /// The same error with a member added to its problem body.
+    #[must_use]
+    pub fn with(mut self, member: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.extensions.insert(member.to_owned(), value.into());
+        self
     }
 
     /// Its code.
@@ -199,6 +219,7 @@ impl ApiError {
             status: self.code.status().as_u16(),
             detail: self.detail.clone(),
             code: self.code,
+            extensions: self.extensions.clone(),
         }
     }
 }
@@ -268,6 +289,7 @@ mod tests {
             (ErrorCode::InsufficientBalance, 402, "INSUFFICIENT_BALANCE"),
             (ErrorCode::TokenNotActive, 403, "TOKEN_NOT_ACTIVE"),
             (ErrorCode::Forbidden, 403, "FORBIDDEN"),
+            (ErrorCode::RoomMismatch, 403, "ROOM_MISMATCH"),
             (ErrorCode::NotFound, 404, "NOT_FOUND"),
             (ErrorCode::MethodNotAllowed, 405, "METHOD_NOT_ALLOWED"),
             (ErrorCode::RequestTimeout, 408, "REQUEST_TIMEOUT"),
@@ -277,6 +299,11 @@ mod tests {
             (ErrorCode::BalanceLimit, 409, "BALANCE_LIMIT"),
             (ErrorCode::HoldLimit, 409, "HOLD_LIMIT"),
             (ErrorCode::IdempotencyKeyInFlight, 409, "IDEMPOTENCY_KEY_IN_FLIGHT"),
+            (ErrorCode::RoomNotOpen, 409, "ROOM_NOT_OPEN"),
+            (ErrorCode::RoomClosed, 409, "ROOM_CLOSED"),
+            (ErrorCode::RoomExists, 409, "ROOM_EXISTS"),
+            (ErrorCode::ConcertInRoom, 409, "CONCERT_IN_ROOM"),
+            (ErrorCode::RoomAlreadyOpen, 409, "ROOM_ALREADY_OPEN"),
             (ErrorCode::PayloadTooLarge, 413, "PAYLOAD_TOO_LARGE"),
             (ErrorCode::IdempotencyKeyReused, 422, "IDEMPOTENCY_KEY_REUSED"),
             (ErrorCode::RateLimited, 429, "RATE_LIMITED"),

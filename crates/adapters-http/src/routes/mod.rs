@@ -3,12 +3,14 @@
 //!
 //! - [`public`]: the buyer's API (queue, catalogue, reservations, payments, balance).
 //! - [`admin`]: the operator API under `/admin`.
+//! - [`rooms`]: the on-sales (`/rooms`) and the operator's rooms (`/admin/rooms`).
 //! - [`ops`]: health, metrics, the OpenAPI document, `/docs`, problem types, the buyer's page,
 //!   and the fallbacks (404, 405).
 
 pub mod admin;
 pub mod ops;
 pub mod public;
+pub mod rooms;
 
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;

@@ -71,11 +71,15 @@ pub async fn metrics(state: web::Data<ApiState>, _access: MetricsAccess) -> Resu
     };
     // Gauges of the line are read now, so a scrape is never staler than itself; a failing
     // store leaves the last values (and is counted in store_errors_total).
-    match state.store(|t| t.queue_state()).await {
-        Ok(q) => {
-            metrics::set_gauge(metrics::QUEUE_WAITING, &[], q.stats.waiting);
-            metrics::set_gauge(metrics::QUEUE_ACTIVE, &[], q.stats.active);
-            metrics::set_gauge(metrics::QUEUE_PAUSED, &[], u64::from(q.settings.paused));
+    match state.store(|t| t.rooms_overview()).await {
+        Ok(rooms) => {
+            for r in &rooms {
+                let room = r.room.id.as_str();
+                metrics::describe_room(room);
+                metrics::set_room_gauge(metrics::QUEUE_WAITING, room, r.stats.waiting);
+                metrics::set_room_gauge(metrics::QUEUE_ACTIVE, room, r.stats.active);
+                metrics::set_room_gauge(metrics::QUEUE_PAUSED, room, u64::from(r.room.settings.paused));
+            }
         }
         Err(e) => tracing::warn!(error = %e, "metrics scrape could not read the queue"),
     }

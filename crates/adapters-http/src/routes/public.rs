@@ -8,6 +8,7 @@ use domain::error::{
 };
 use domain::idempotency::{Effect, IdempotencyRequest, Outcome};
 use domain::ids::{ConcertId, LedgerEntryId, ReservationId, ScheduleId, SeatId, UserId};
+use domain::room::RoomId;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -25,7 +26,8 @@ use crate::wire::canonical_uuid;
 
 // ---- queue ----------------------------------------------------------------------------------
 
-/// Takes a place in line, or returns the user's live token. With identity on, only for the
+/// Takes a place in line (in `main`, or in the room `roomId`: one live token per user per
+/// room), or returns the user's live token there. With identity on, only for the
 /// signed-in user (`userId` may then be left out).
 #[utoipa::path(
     post, path = "/queue/tokens", tag = "queue",
@@ -43,9 +45,13 @@ pub async fn issue_token(
     body: Body<IssueTokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let user = signed.acting_for(body.0.user_id.map(|id| UserId::from_uuid(id.0)))?;
-    let issued = state.store(move |t| t.issue_token(user)).await?;
+    let room = match body.0.room_id.as_deref() {
+        None => RoomId::main(),
+        Some(id) => RoomId::parse(id).map_err(|e| ApiError::invalid_request(format!("roomId: {e}")))?,
+    };
+    let issued = state.store(move |t| t.issue_token_in(user, &room)).await?;
     let status = if issued.created {
-        metrics::record_issued();
+        metrics::record_issued(issued.view.token.value.room().as_str());
         StatusCode::CREATED
     } else {
         StatusCode::OK

@@ -48,6 +48,7 @@ mod payments;
 mod queue;
 mod rate_limit;
 mod reservations;
+mod rooms;
 mod store_failures;
 
 use doubles::*;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use adapters_local::poll_cache::{CachedQueue, PollCacheSettings};
+use adapters_local::rooms_cache::{CachedLines, CachedRooms};
 use adapters_local::settings_cache::CachedSettings;
 use adapters_local::ticker::SystemTicker;
 use adapters_local::OsRandom;
@@ -45,8 +46,9 @@ impl Harness for Postgres {
     }
 }
 
-/// The same store behind the poll cache (`CachedQueue`) and the settings cache
-/// (`CachedSettings`), as `concert serve` wires them: the suite through the caches over
+/// The same store behind the poll caches (`CachedQueue`, main's and every room's through
+/// `CachedLines`), the settings cache (`CachedSettings`) and the rooms cache (`CachedRooms`),
+/// as `concert serve` wires them: the suite through the caches over
 /// PostgreSQL. The caches measure freshness on the real monotonic clock; the suite's cases
 /// read their own writes through the same cache, which the caches serve at once.
 pub struct CachedPostgres {
@@ -62,7 +64,9 @@ impl Harness for CachedPostgres {
             Arc::new(CachedQueue::new(ports.queue.clone(), Arc::new(SystemTicker), PollCacheSettings::default()));
         let settings =
             Arc::new(CachedSettings::new(ports.settings.clone(), Arc::new(SystemTicker), Duration::from_millis(250)));
-        Self { ports: Ports { queue, settings, ..ports }, pg }
+        let rooms = Arc::new(CachedRooms::new(ports.rooms.clone(), Arc::new(SystemTicker), Duration::from_millis(250)));
+        let lines = Arc::new(CachedLines::new(ports.lines.clone(), Arc::new(SystemTicker), PollCacheSettings::default()));
+        Self { ports: Ports { queue, settings, rooms, lines, ..ports }, pg }
     }
 
     fn ports(&self) -> Ports {

@@ -234,12 +234,13 @@ impl Ticketing {
         line.admit(&room.policy())
     }
 
-    /// A fresh seed for a draw.
+    /// A fresh seed for a draw: 53 random bits, so that it is exact as a JSON number in every
+    /// client (JavaScript's numbers are doubles).
     fn seed(&self) -> u64 {
         let bytes = self.ports.random.uuid().into_bytes();
         let mut seed = [0; 8];
         seed.copy_from_slice(&bytes[..8]);
-        u64::from_le_bytes(seed)
+        u64::from_le_bytes(seed) >> 11
     }
 
     /// Every room with its line: `main` first, then by opening (rooms without one last), then

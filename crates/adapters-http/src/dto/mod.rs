@@ -12,7 +12,7 @@ use domain::catalogue::{
 use domain::ids::UserId;
 use domain::money::Won;
 use domain::payment::Payment;
-use domain::queue::{QueueState, TokenStatus, TokenView};
+use domain::queue::{ExpiredReason, QueueState, TokenStatus, TokenView};
 use domain::reservation::{Reservation, ReservationStatus};
 use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
@@ -20,6 +20,10 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::wire::{self, utc, CanonicalUuid};
+
+mod rooms;
+
+pub use rooms::{CreateRoomRequest, DrawResponse, RoomAdminResponse, RoomResponse, UpdateRoomRequest};
 
 // ---- requests -------------------------------------------------------------------------------
 
@@ -33,10 +37,13 @@ pub struct IssueTokenRequest {
     #[serde(default, deserialize_with = "present_uuid")]
     #[schema(value_type = CanonicalUuid, required = true)]
     pub user_id: Option<CanonicalUuid>,
+    /// The room to wait in (`GET /rooms`); `main` when absent.
+    #[schema(pattern = r"^[a-z0-9][a-z0-9-]{0,62}$", example = "main")]
+    pub room_id: Option<String>,
 }
 
 /// A field that may be absent but, when present, is a UUID in the contract's form (never null).
-fn present_uuid<'de, D: Deserializer<'de>>(d: D) -> Result<Option<CanonicalUuid>, D::Error> {
+pub(crate) fn present_uuid<'de, D: Deserializer<'de>>(d: D) -> Result<Option<CanonicalUuid>, D::Error> {
     CanonicalUuid::deserialize(d).map(Some)
 }
 
@@ -77,7 +84,7 @@ pub struct ChargeRequest {
 
 /// Reads a field that is present (possibly `null`) as `Some`; an absent field stays `None`
 /// through `#[serde(default)]`. Tells "lift the cap" (`null`) from "leave it" (absent).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+pub(crate) fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
     T::deserialize(d).map(Some)
 }
 
@@ -172,24 +179,37 @@ impl From<&ConcertRequest> for ConcertDraft {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(example = json!({
-    "token": "9f2c0c7e4b1a5d3e8f6a7b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e",
+    "token": "9f2c0c7e4b1a5d3e8f6a7b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e", "roomId": "main",
     "userId": "6a1f1d52-3d43-4d4b-9a55-2f6c3f1e0b7a",
     "status": "WAITING", "position": 42, "estimatedWaitSecs": 120, "paused": false, "pollAfterSecs": 20,
+    "drawAt": null, "expiredReason": null,
     "issuedAt": "2030-01-01T00:00:00Z", "activatedAt": null, "expiresAt": null
 }))]
 pub struct TokenResponse {
-    /// The opaque bearer value (64 hex digits).
+    /// The opaque bearer value (64 hex digits, after `<roomId>.` for a room other than
+    /// `main`).
     pub token: String,
+    /// The room it waits in.
+    pub room_id: String,
     /// Whose place in line.
     pub user_id: Uuid,
     /// Status as of this response.
     #[serde(serialize_with = "wire::as_str")]
     #[schema(schema_with = wire::enum_schema::<TokenStatus>)]
     pub status: TokenStatus,
-    /// 1 + the WAITING tokens issued before it (1 = next); 0 when ACTIVE or EXPIRED.
-    pub position: i64,
-    /// Estimated seconds until admission; 0 unless WAITING.
-    pub estimated_wait_secs: i64,
+    /// 1 + the WAITING tokens issued before it (1 = next); 0 when ACTIVE or EXPIRED; `null`
+    /// while the room's order is still to be drawn (see `drawAt`).
+    pub position: Option<i64>,
+    /// Estimated seconds until admission; 0 unless WAITING; `null` before the draw.
+    pub estimated_wait_secs: Option<i64>,
+    /// While the token waits in a room's pre-queue: when the order is drawn (the opening);
+    /// `null` otherwise.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub draw_at: Option<OffsetDateTime>,
+    /// Why the token is EXPIRED (`TTL`, `PAID`, `ABANDONED`); `null` while it is not.
+    #[serde(serialize_with = "wire::as_opt_str")]
+    #[schema(schema_with = wire::nullable_enum_schema::<ExpiredReason>)]
+    pub expired_reason: Option<ExpiredReason>,
     /// Whether an operator paused admission.
     pub paused: bool,
     /// When to poll again, in seconds (0: no need, the token is no longer WAITING).
@@ -209,10 +229,13 @@ impl From<TokenView> for TokenResponse {
     fn from(v: TokenView) -> Self {
         Self {
             token: v.token.value.as_str().to_owned(),
+            room_id: v.token.value.room().to_string(),
             user_id: v.token.user_id.as_uuid(),
             status: v.status,
-            position: v.position,
-            estimated_wait_secs: v.estimated_wait_secs,
+            position: v.draw_at.is_none().then_some(v.position),
+            estimated_wait_secs: v.draw_at.is_none().then_some(v.estimated_wait_secs),
+            draw_at: v.draw_at.map(utc),
+            expired_reason: v.expired_reason,
             paused: v.paused,
             poll_after_secs: v.poll_after_secs,
             issued_at: utc(v.token.issued_at),
