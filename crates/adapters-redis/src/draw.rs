@@ -6,9 +6,9 @@
 //!    recorded draw, `NotDue`, or that another owner holds it.
 //! 2. The owner reads the claimed head of the WAITING list with each token's issue time
 //!    (`draw_read.lua`, [`DrawTuning::chunk`] at a time), splits it into entrants (issued
-//!    before the opening) and the rest, and orders it: entrant `i` (by `seq`) at
-//!    `room::drawn_positions(seed, P)[i]`, the rest behind in their order. The domain's own
-//!    function draws; no Lua restates it.
+//!    before the opening) and the rest, and orders it: entrant `i` (in the order of their
+//!    values, byte-wise) at `room::drawn_positions(seed, P)[i]`, the rest behind in their
+//!    `seq` order. The domain's own function draws; no Lua restates it.
 //! 3. `draw_chunk.lua` writes that order, a chunk per script: each token's new `seq`, and the
 //!    staging list in the new order. Idempotent and owner-checked, renewing the lease.
 //! 4. `draw_finish.lua` appends the tokens issued since the claim, renames the staging list
@@ -313,8 +313,8 @@ impl RedisQueue {
     }
 }
 
-/// Step 2: the claimed tokens in their drawn order (entrant `i` by `seq` at
-/// `drawn_positions(seed, P)[i]`, the others behind in their order), and `P`.
+/// Step 2: the claimed tokens in their drawn order (entrant `i` in the order of values at
+/// `drawn_positions(seed, P)[i]`, the others behind in their `seq` order), and `P`.
 fn drawn_order(slices: &[(String, String)], seed: u64) -> Result<(usize, Vec<&str>), StoreError> {
     let (mut entrants, mut later) = (Vec::new(), Vec::new());
     for (values, flags) in slices {
@@ -328,6 +328,9 @@ fn drawn_order(slices: &[(String, String)], seed: u64) -> Result<(usize, Vec<&st
             }
         }
     }
+    // The entrants in the order of their values, byte-wise (`QueueStore::draw`): an order the
+    // draw does not change, so the stored line can be checked against the record later.
+    entrants.sort_unstable();
     let count = entrants.len();
     let positions = drawn_positions(seed, u64::try_from(count).unwrap_or(u64::MAX));
     let mut order = vec![""; count];

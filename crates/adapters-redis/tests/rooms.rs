@@ -66,10 +66,13 @@ fn waiting_list(ns: &Namespace, room: &RoomId) -> Vec<String> {
     ns.connection().lrange(format!("{{{}:{room}}}:waiting", ns.prefix), 0, -1).unwrap()
 }
 
-/// After a draw of `entrants` then `later` (each in issue order): every entrant at its drawn
-/// position, the others behind in order, in the stored `seq`s and in the WAITING list.
+/// After a draw of `entrants` then `later` (`later` in issue order): every entrant at its
+/// drawn position, the others behind in order, in the stored `seq`s and in the WAITING list.
 fn assert_drawn(ns: &Namespace, line: &dyn QueueStore, seed: u64, entrants: &[QueueToken], later: &[QueueToken]) {
     let room = line_room(entrants, later);
+    // Entrant i in the order of their values takes drawn position i (`QueueStore::draw`).
+    let mut entrants = entrants.to_vec();
+    entrants.sort_by(|a, b| a.value.as_str().cmp(b.value.as_str()));
     let positions = drawn_positions(seed, entrants.len() as u64);
     let mut expected = vec![String::new(); entrants.len()];
     for (t, p) in entrants.iter().zip(&positions) {

@@ -230,7 +230,9 @@ fn a_million_entrants_are_drawn_within_five_seconds_while_polls_go_on() {
         load(),
     );
 
-    // Every position exact, in the hashes and in the WAITING list.
+    // Every position exact, in the hashes and in the WAITING list. Entrant i in the order of
+    // values is token i: the values are i in zero-padded hex.
+    assert!(value_of(&room, 9) < value_of(&room, 10));
     let started = Instant::now();
     let positions = drawn_positions(record.seed, u64::try_from(MILLION).unwrap());
     let tag = format!("{{{}:{room}}}", ns.prefix);
