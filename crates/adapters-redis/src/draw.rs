@@ -60,6 +60,9 @@ impl Default for DrawTuning {
     }
 }
 
+/// While reading, the lease is renewed once per this many slices.
+const RENEW_EVERY: usize = 50;
+
 /// A claim this call owns: the draw to write.
 struct Owned {
     opens_at: i64,
@@ -164,7 +167,7 @@ impl RedisQueue {
     fn draw_as_owner(&self, owner: &str, claim: &Owned) -> Result<Option<DrawOutcome>, StoreError> {
         let &Owned { seed, length, staged, .. } = claim;
         let started = Instant::now();
-        let slices = self.read_claimed(claim)?;
+        let Some(slices) = self.read_claimed(owner, claim)? else { return Ok(None) };
         let (entrants, order) = drawn_order(&slices, seed)?;
         let ordered = started.elapsed();
         if order.len() != length {
@@ -234,7 +237,10 @@ impl RedisQueue {
     /// values joined by spaces, and a flag per value, `1` for an entrant (see draw_read.lua).
     /// Only the slices that meet the window [`RedisQueue::entrant_window`] leaves undecided
     /// have their tokens' issue times read.
-    fn read_claimed(&self, claim: &Owned) -> Result<Vec<(String, String)>, StoreError> {
+    ///
+    /// The lease is renewed every [`RENEW_EVERY`] slices, so a long read under load does not
+    /// let another instance take the draw over; `None` when one did anyway.
+    fn read_claimed(&self, owner: &str, claim: &Owned) -> Result<Option<Vec<(String, String)>>, StoreError> {
         let &Owned { opens_at, length, .. } = claim;
         let (lo, hi) = self.entrant_window(claim)?;
         let k = &self.keys;
@@ -242,6 +248,9 @@ impl RedisQueue {
         let mut slices = Vec::with_capacity(length / chunk + 1);
         let mut start = 0;
         while start < length {
+            if slices.len() % RENEW_EVERY == RENEW_EVERY - 1 && !self.renew(owner)? {
+                return Ok(None);
+            }
             let stop = (start + chunk).min(length) - 1;
             let classify = start < hi && stop >= lo;
             let (values, flags): (String, String) = if classify {
@@ -268,7 +277,28 @@ impl RedisQueue {
             slices.push((values, flags));
             start = stop + 1;
         }
-        Ok(slices)
+        Ok(Some(slices))
+    }
+
+    /// Renews the owner's lease (a chunk of no tokens); `false` when the draw is no longer
+    /// this owner's (taken over, or recorded).
+    fn renew(&self, owner: &str) -> Result<bool, StoreError> {
+        let k = &self.keys;
+        let now = self.now_arg();
+        let lease = crate::micros_std(self.draw.lease);
+        let reply: Vec<Option<String>> = self.once(&|c| {
+            self.scripts
+                .draw_chunk
+                .key(&k.cursor)
+                .key(&k.staging)
+                .arg(&now)
+                .arg(owner)
+                .arg(lease)
+                .arg(&k.token_prefix)
+                .arg(1)
+                .invoke(c)
+        })?;
+        Ok(reply_word(&reply) == "ok")
     }
 
     /// Bisects the claimed tokens into `[0, lo)`, certainly entrants, `[hi, length)`, certainly

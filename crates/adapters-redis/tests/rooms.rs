@@ -414,3 +414,19 @@ fn a_line_without_the_issue_times_record_is_drawn_by_reading_every_token() {
     assert_eq!(record.entrants, 6);
     assert_drawn(&ns, &line, 5, &entrants, &later);
 }
+
+#[test]
+fn a_draw_read_a_token_at_a_time_renews_its_lease_and_draws_right() {
+    let ns = Namespace::new();
+    let clock = ManualClock::at_epoch();
+    let room = tour();
+    // Without `iback` every slice is a script reading issue times: 120 of them, two renewals.
+    let line = instance(&ns, &clock, &room, slow(1, 0));
+    let opens = clock.now() + Duration::seconds(1);
+    let tokens: Vec<QueueToken> = (0..120).map(|_| join(&line, &room, clock.now())).collect();
+    let _: () = ns.connection().hdel(format!("{{{}:{room}}}:cursor", ns.prefix), &["imax", "iback"]).unwrap();
+    clock.advance(Duration::seconds(1));
+    let DrawOutcome::Drawn { record, fresh: true } = line.draw(opens, 42).unwrap() else { panic!() };
+    assert_eq!(record.entrants, 120);
+    assert_drawn(&ns, &line, 42, &tokens, &[]);
+}

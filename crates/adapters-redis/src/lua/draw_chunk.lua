@@ -7,6 +7,7 @@
 -- Reply: { 'ok', staged } (the staging list's length after it); { 'drawn' } when the draw is
 --        recorded already; { 'lost' } when another caller owns the draw now
 --
+-- With no values it only renews the lease (the owner does so while it reads the line).
 -- Idempotent: positions already staged (by this owner, or by the one it took over from) are
 -- skipped, so a chunk repeated after a lost reply or a takeover writes nothing twice. It
 -- renews the owner's lease.
