@@ -113,3 +113,167 @@ test('the on-sales: states and countdowns; a line not open yet refuses politely,
     assertNoProblems(browser);
   });
 });
+
+test('a pre-queue: joining early gives no place and says why; the draw at the opening gives one', { timeout: 120_000 }, async () => {
+  await withRooms({}, {}, async ({ url, api, admin, page, browser }) => {
+    // Paused, so that the draw gives places but nobody is admitted: the drawn place stays shown.
+    await admin('POST', '/admin/rooms', { id: 'summer', name: 'Summer Festival', concertIds: [], opensAt: inSecs(12), prequeueOpensAt: inSecs(-60) });
+    await admin('PATCH', '/admin/rooms/summer', { paused: true });
+    for (let i = 0; i < 4; i += 1) await api.req('POST', '/queue/tokens', { body: { userId: randomUUID(), roomId: 'summer' } });
+    await page.goto(url);
+    await roomRadio(page, 'Summer Festival').check();
+    await page.locator('#room-note').getByText(/^The pre-queue is open\. .* joining early gives no advantage\.$/).waitFor();
+    await page.getByRole('button', { name: 'Join the line' }).click();
+
+    const status = page.locator('#queue-status');
+    await status.getByText('You are in the pre-queue.').waitFor();
+    assert.match(await status.textContent(), /Your place in line is drawn at random at the opening, .*Joining early gives no advantage/);
+    assert.equal(await shownPosition(page), null, 'no position before the draw');
+    assert.match(await page.locator('#draw-left').textContent(), /^Your place is drawn in \d:\d\d$/);
+    const token = await storedRoomToken(page, 'summer');
+    assert.match(token, /^summer\.[0-9a-f]{64}$/, 'the place is kept for the room');
+    assert.equal(await storedRoomToken(page, 'main'), null, 'and not taken in the general line');
+    const server = await api.token(token);
+    assert.equal(server.position, null);
+    await assertContrast(page, 'pre-queue');
+    await screenshot(page, 'prequeue.png');
+
+    // A reload keeps the room and the entry.
+    await page.reload();
+    await status.getByText('You are in the pre-queue.').waitFor();
+    assert.equal(await storedRoomToken(page, 'summer'), token);
+    assert.equal(await roomRadio(page, 'Summer Festival').isChecked(), true);
+
+    // The opening: the order is drawn, the page shows the place drawn and the wait.
+    await page.locator('#position').waitFor({ timeout: WAIT });
+    const drawn = await shownPosition(page);
+    assert.ok(drawn >= 1 && drawn <= 5, `a drawn place among the five entrants (${drawn})`);
+    await status.getByText('The order has been drawn.').waitFor();
+    assert.equal((await api.token(token)).position, drawn, 'the page shows the server\'s position');
+    assert.equal(await page.locator('#draw-left').isVisible(), false, 'no countdown left');
+    // The list follows: the room is open now (paused by its operator), no countdown left in it.
+    await page.getByRole('group', { name: 'Choose a line' }).getByText(/^Summer Festival\s+Paused$/).waitFor();
+    assert.equal(await page.locator('#room-list .clock').count(), 0);
+    await screenshot(page, 'drawn.png');
+
+    // The general line is another line: no place there until one joins it.
+    await roomRadio(page, 'Main').check();
+    await page.getByRole('button', { name: 'Join the line' }).waitFor();
+    assert.equal(await shownPosition(page), null);
+    await roomRadio(page, 'Summer Festival').check();
+    await page.locator('#position').waitFor();
+    assertNoProblems(browser);
+  });
+});
+
+test('a buyer who left: the place given up when its turn came is said, and joining again goes to the end', { timeout: 150_000 }, async () => {
+  await withRooms({}, {}, async ({ url, api, admin, page, browser }) => {
+    // Paused while the buyer is away; 30 s is the shortest absence a room can be set to forget.
+    await admin('POST', '/admin/rooms', { id: 'gala', name: 'Gala Night', concertIds: [], abandonAfterSecs: 30, admitBatch: 1, admitIntervalSecs: 1 });
+    await admin('PATCH', '/admin/rooms/gala', { paused: true });
+    await page.goto(url);
+    await roomRadio(page, 'Gala Night').check();
+    await page.getByRole('button', { name: 'Join the line' }).click();
+    await page.locator('#position').waitFor();
+    const token = await storedRoomToken(page, 'gala');
+
+    // The buyer leaves (no more polls) for longer than the room keeps an absent buyer's place.
+    await page.goto('about:blank');
+    await sleep(37_000);
+    await admin('PATCH', '/admin/rooms/gala', { paused: false });
+    const deadline = Date.now() + 15_000;
+    while ((await admin('GET', '/admin/rooms/gala')).abandoned < 1) {
+      assert.ok(Date.now() < deadline, 'the absent buyer\'s place is skipped');
+      await sleep(200);
+    }
+
+    // Back on the page: it says what happened and offers a new place at the end of the line.
+    await page.goto(url);
+    const status = page.locator('#queue-status');
+    await status.getByText(/^You left the line, so your place was given up when your turn came\./).waitFor();
+    const again = page.getByRole('button', { name: 'Join again at the end of the line' });
+    await again.waitFor();
+    assert.equal(await storedRoomToken(page, 'gala'), token);
+    await assertContrast(page, 'abandoned');
+    await screenshot(page, 'abandoned.png');
+
+    await again.click();
+    await page.waitForFunction((old) => {
+      const kept = JSON.parse(localStorage.getItem('concert.token.gala') ?? 'null');
+      return kept && kept.token !== old;
+    }, token);
+    await page.locator('#position').or(page.getByText('It is your turn.')).waitFor();
+    assertNoProblems(browser);
+  });
+});
+
+test('a concert of another room: the page names the room to join and joins it', { timeout: 120_000 }, async () => {
+  await withRooms({}, {}, async ({ url, api, admin, page, browser }) => {
+    await page.goto(url);
+    await page.getByRole('button', { name: 'Join the line' }).click();
+    await waitAdmitted(page);
+    const concert = page.getByRole('group', { name: 'Concert' }).getByRole('radio').first();
+    const concertId = await concert.inputValue();
+
+    // Meanwhile an operator gives that concert an on-sale of its own.
+    await admin('POST', '/admin/rooms', { id: 'encore', name: 'Encore Night', concertIds: [concertId] });
+    const other = await api.issue();
+    await api.waitActive(other.token);
+    for (;;) {
+      const r = await api.req('GET', `/concerts/${concertId}/schedules`, { token: other.token });
+      if (r.status === 403) break;
+      await sleep(100);
+    }
+
+    await concert.check();
+    const alert = page.getByRole('alert');
+    await alert.waitFor();
+    const said = await alert.textContent();
+    assert.match(said, /This concert is sold in another line\./);
+    assert.match(said, /It is sold in the line “Encore Night”: join that line to buy it\./);
+    assert.doesNotMatch(said, /ROOM_MISMATCH|403|encore\b/, 'by its name, in words');
+    await assertContrast(page, 'other room');
+    await screenshot(page, 'other-room.png');
+
+    const mainToken = await storedRoomToken(page, 'main');
+    await alert.getByRole('button', { name: 'Join “Encore Night”' }).click();
+    await waitAdmitted(page);
+    assert.equal(await roomRadio(page, 'Encore Night').isChecked(), true);
+    assert.match(await page.locator('#queue-room').textContent(), /Encore Night/);
+    assert.deepEqual(
+      await page.getByRole('group', { name: 'Concert' }).getByRole('radio').evaluateAll((els) => els.map((e) => e.value)),
+      [concertId],
+      'the room sells that concert',
+    );
+    assert.match(await storedRoomToken(page, 'encore'), /^encore\./);
+    assert.equal(await storedRoomToken(page, 'main'), mainToken, 'the place in the general line is kept');
+    assert.equal((await api.token(await storedRoomToken(page, 'encore'))).userId, await userId(page));
+    assertNoProblems(browser);
+  });
+});
+
+test('the on-sales at 360 px with the keyboard alone: no horizontal scroll, a room chosen and joined', { timeout: 120_000 }, async () => {
+  const width = 360;
+  await withRooms({}, { width, height: 740 }, async ({ url, admin, page, browser }) => {
+    await admin('POST', '/admin/rooms', { id: 'summer', name: 'Summer Festival', concertIds: [], opensAt: inSecs(600), prequeueOpensAt: inSecs(-60) });
+    await admin('POST', '/admin/rooms', { id: 'winter', name: 'Winter Gala', concertIds: [] });
+    await admin('PATCH', '/admin/rooms/winter', { closed: true });
+    await page.goto(url);
+    await roomRadio(page, 'Winter Gala').waitFor();
+    await assertNoHorizontalScroll(page, 'rooms');
+    await assertContrast(page, 'rooms at 360 px');
+
+    // Tab into the list (it stops on the chosen room), arrows move the choice.
+    await tabTo(page, roomRadio(page, 'Main'), { width });
+    await page.keyboard.press('ArrowDown');
+    assert.equal(await roomRadio(page, 'Summer Festival').isChecked(), true);
+    await page.locator('#queue-room', { hasText: 'Summer Festival' }).waitFor();
+    await screenshot(page, 'mobile-rooms.png');
+    await tabTo(page, page.getByRole('button', { name: 'Join the line' }), { width });
+    await page.keyboard.press('Enter');
+    await page.locator('#queue-status').getByText('You are in the pre-queue.').waitFor();
+    await assertNoHorizontalScroll(page, 'pre-queue');
+    await assertContrast(page, 'pre-queue at 360 px');
+    assertNoProblems(browser);
+  });
+});

@@ -430,6 +430,8 @@ async function join() {
   }
   applyToken(r.data);
   $('queue-h').focus();
+  // One more waiting in the list of on-sales.
+  loadRooms();
 }
 
 function onAdmitted() {
@@ -465,7 +467,8 @@ function renderQueue() {
   $('room-note').textContent = note;
   $('queue-room').hidden = !room;
   if (room) $('queue-room').replaceChildren('Line: ', el('strong', {}, room.name));
-  $('paused-note').hidden = !(t?.status === 'WAITING' && t.paused === true);
+  // In a pre-queue nobody is admitted yet anyway: a pause matters from the draw on.
+  $('paused-note').hidden = !(t?.status === 'WAITING' && t.paused === true && t.position !== null);
   $('queue-intro').hidden = Boolean(t || state.tokenValue || note);
   turnLeft.hidden = t?.status !== 'ACTIVE';
   state.timer = null;
@@ -629,7 +632,7 @@ async function loadRooms() {
   const moments = state.rooms.flatMap((x) => [x.prequeueOpensAt, x.opensAt])
     .map((x) => Date.parse(x ?? '')).filter((t) => t > now);
   // A little after the moment, so the service's clock has passed it too.
-  state.roomsDueAt = moments.length ? Math.min(...moments) + 500 : 0;
+  state.roomsDueAt = moments.length ? Math.min(...moments) + 300 : 0;
   if (!currentRoom()) {
     selectRoom(MAIN);
     return;
@@ -1117,7 +1120,8 @@ function tick() {
   }
   // The openings ahead: in the list of on-sales and under the line.
   for (const node of document.querySelectorAll('#room-list [data-until]')) {
-    node.textContent = countdown(Date.parse(node.dataset.until) - now);
+    const left = Date.parse(node.dataset.until) - now;
+    node.textContent = left > 0 ? countdown(left) : 'a moment';
   }
   renderTimer(now);
   if (state.roomsDueAt && now >= state.roomsDueAt) {

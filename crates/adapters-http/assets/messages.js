@@ -91,7 +91,7 @@ export function endedWords(token, { purchased = false } = {}) {
       join: 'Join again at the end of the line',
     };
   }
-  if (purchased || token?.expiredReason === 'PAID') {
+  if (token?.expiredReason === 'PAID' || (purchased && token?.expiredReason !== 'TTL')) {
     return { text: 'Your turn was used for your purchase. Join the line again to buy another ticket.', join: 'Join the line again' };
   }
   return { text: 'Your turn has ended. Join the line again to get a new one.', join: 'Join the line again' };
