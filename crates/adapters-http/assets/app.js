@@ -559,7 +559,7 @@ function roomDetail(room) {
     case 'PREQUEUE':
       return `Join now: the order is drawn at random at the opening on ${moment(room.opensAt)}, so joining early gives no advantage.`;
     case 'PAUSED':
-      return 'Admission is paused for a moment; you can still join and keep your place.';
+      return 'The organisers have paused admission here; joining still takes a place that is kept.';
     case 'CLOSED':
       return 'Takes no new joiners.';
     default:
