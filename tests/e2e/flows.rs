@@ -496,6 +496,8 @@ pub(crate) fn openapi_health_and_metrics_are_served_and_sigint_stops_cleanly(q: 
         ("queue_active", "gauge"),
         ("queue_tokens_issued_total", "counter"),
         ("queue_tokens_admitted_total", "counter"),
+        ("queue_tokens_abandoned_total", "counter"),
+        ("queue_paused", "gauge"),
         ("reservations_held_total", "counter"),
         ("payments_total", "counter"),
         ("store_errors_total", "counter"),
@@ -506,7 +508,15 @@ pub(crate) fn openapi_health_and_metrics_are_served_and_sigint_stops_cleanly(q: 
             "no {kind} {family} at the first scrape:\n{first}"
         );
     }
-    for series in ["payments_total 0", "reservations_held_total 0"] {
+    for series in [
+        "payments_total 0",
+        "reservations_held_total 0",
+        "queue_tokens_issued_total{room=\"main\"} 0",
+        "queue_tokens_admitted_total{room=\"main\"} 0",
+        "queue_tokens_abandoned_total{room=\"main\"} 0",
+        "queue_waiting{room=\"main\"} 0",
+        "queue_paused{room=\"main\"} 0",
+    ] {
         assert!(first.lines().any(|l| l == series), "no `{series}` at the first scrape:\n{first}");
     }
     // Every kind is there, at 0 unless the readiness probes that waited for the database to be
@@ -526,6 +536,8 @@ pub(crate) fn openapi_health_and_metrics_are_served_and_sigint_stops_cleanly(q: 
     for p in [
         "/queue/tokens",
         "/queue/token",
+        "/rooms",
+        "/rooms/{roomId}",
         "/concerts",
         "/concerts/{concertId}/schedules",
         "/schedules/{scheduleId}/seats",
@@ -558,8 +570,8 @@ pub(crate) fn openapi_health_and_metrics_are_served_and_sigint_stops_cleanly(q: 
         text.contains(r#"http_requests_total{method="GET",route="/schedules/{scheduleId}/seats",status="200"} 1"#),
         "{text}"
     );
-    assert!(support::metric_in(&text, "queue_tokens_issued_total") >= 1.0, "{text}");
-    assert!(support::metric_in(&text, "queue_tokens_admitted_total") >= 1.0, "{text}");
+    assert!(support::metric_in(&text, "queue_tokens_issued_total{room=\"main\"}") >= 1.0, "{text}");
+    assert!(support::metric_in(&text, "queue_tokens_admitted_total{room=\"main\"}") >= 1.0, "{text}");
 
     // SIGINT (Ctrl-C): a graceful stop, exit code 0.
     let status = s.stop("INT");

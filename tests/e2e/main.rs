@@ -8,6 +8,8 @@
 //!   `REDIS_KEY_PREFIX` whose keys are deleted after), through [`on_every_queue_store!`]:
 //!   purchase, expiry, the waiting line, races, bad inputs, the operator API across two
 //!   instances and a restart, clock skew under `faketime`, start-up while the store is down.
+//! - Rooms (`rooms`): a pre-queue drawn once by skewed instances, the gate on another room's
+//!   concerts, abandoned places skipped and counted.
 //! - One-shot commands and `make run`'s fallback (`seed-demo`, `migrate`, `check-invariants`,
 //!   `serve --store memory`), at the end.
 //!
@@ -75,6 +77,9 @@ on_every_queue_store!(
     instances_whose_clocks_disagree_admit_at_most_n_per_interval,
     holds_and_tokens_are_timed_on_the_stores_clock_whatever_each_instance_says,
     serve_starts_while_its_store_is_down_and_recovers_without_a_restart,
+    a_prequeue_is_drawn_once_by_instances_whose_clocks_disagree,
+    a_token_of_one_room_is_refused_for_another_rooms_concert,
+    buyers_who_stop_polling_are_skipped_at_their_turn,
 );
 
 fn seat_price(seats: &[Value], idx: usize) -> (String, i64) {
@@ -107,8 +112,10 @@ fn buy_one_seat(s: &Server, schedule: &str, idx: usize) {
 mod commands;
 mod flows;
 mod operator;
+mod rooms;
 mod startup;
 
 use flows::*;
 use operator::*;
+use rooms::*;
 use startup::*;

@@ -178,7 +178,7 @@ pub(crate) fn every_admin_endpoint_and_error_row_through_the_binary(q: Queue) {
     let text = a.metrics();
     assert_eq!(support::metric_in(&text, "payments_total"), 1.0, "{text}");
     assert_eq!(support::metric_in(&text, "reservations_held_total"), 2.0, "{text}");
-    assert_eq!(support::metric_in(&text, "queue_tokens_issued_total"), 3.0, "{text}");
+    assert_eq!(support::metric_in(&text, "queue_tokens_issued_total{room=\"main\"}"), 3.0, "{text}");
     assert_eq!(support::metric_in(&text, r#"http_requests_total{method="POST",route="/payments",status="201"}"#), 1.0);
     assert_eq!(
         support::metric_in(

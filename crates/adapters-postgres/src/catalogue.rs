@@ -185,9 +185,8 @@ fn seat_number(n: u32) -> Result<i32, StoreError> {
 
 impl CatalogueStore for PgStore {
     fn concert_of(&self, schedule: ScheduleId) -> Result<Option<ConcertId>, StoreError> {
-        let row: Option<ConcertOfRow> = self.autocommit(|c| {
-            prepared(CONCERT_OF).bind::<SqlUuid, _>(schedule.as_uuid()).get_result(c).optional()
-        })?;
+        let row: Option<ConcertOfRow> =
+            self.autocommit(|c| prepared(CONCERT_OF).bind::<SqlUuid, _>(schedule.as_uuid()).get_result(c).optional())?;
         Ok(row.map(|r| ConcertId::from_uuid(r.concert_id)))
     }
 

@@ -272,11 +272,9 @@ impl CursorRow {
 /// A draw as stored (the seed's 64 bits in a bigint).
 fn draw_record(at: Option<OffsetDateTime>, entrants: Option<i64>, seed: Option<i64>) -> Option<DrawRecord> {
     match (at, entrants, seed) {
-        (Some(at), Some(entrants), Some(seed)) => Some(DrawRecord {
-            at,
-            entrants: count(entrants),
-            seed: u64::from_be_bytes(seed.to_be_bytes()),
-        }),
+        (Some(at), Some(entrants), Some(seed)) => {
+            Some(DrawRecord { at, entrants: count(entrants), seed: u64::from_be_bytes(seed.to_be_bytes()) })
+        }
         _ => None,
     }
 }
@@ -357,7 +355,10 @@ fn count(n: i64) -> u64 {
 impl QueueStore for PgStore {
     fn issue(&self, user: UserId, value: TokenValue, now: OffsetDateTime) -> Result<IssueOutcome, StoreError> {
         if !self.line.holds(&value) {
-            return Err(StoreError::Internal(format!("a token of another room issued in the line of {}", self.line.room)));
+            return Err(StoreError::Internal(format!(
+                "a token of another room issued in the line of {}",
+                self.line.room
+            )));
         }
         self.issuer.issue(&self.pool, self.limits, self.line.clone(), user, value, now)
     }
@@ -471,10 +472,7 @@ impl QueueStore for PgStore {
     fn stats(&self) -> Result<QueueStats, StoreError> {
         let store_now = self.store_now();
         let read: QueueRead = self.autocommit(|c| {
-            prepared(STATS)
-                .bind::<Nullable<Timestamptz>, _>(store_now)
-                .bind::<Text, _>(self.line.name())
-                .get_result(c)
+            prepared(STATS).bind::<Nullable<Timestamptz>, _>(store_now).bind::<Text, _>(self.line.name()).get_result(c)
         })?;
         let cursor = read.cursor.into_domain();
         Ok(QueueStats {
@@ -609,10 +607,8 @@ impl PgStore {
             if now < opens_at {
                 return Err(Fail::Refuse(DrawOutcome::NotDue));
             }
-            let line: DrawTokens = prepared(DRAW_TOKENS)
-                .bind::<Text, _>(room)
-                .bind::<Timestamptz, _>(opens_at)
-                .get_result(tx.conn()?)?;
+            let line: DrawTokens =
+                prepared(DRAW_TOKENS).bind::<Text, _>(room).bind::<Timestamptz, _>(opens_at).get_result(tx.conn()?)?;
             let entrants = count_len(line.entrants.len());
             let (old, new) = renumbering(&line.entrants, &line.later, &drawn_positions(seed, entrants))?;
             if !old.is_empty() {

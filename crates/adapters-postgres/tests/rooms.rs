@@ -222,7 +222,8 @@ fn issues_racing_a_draw_lose_no_token_and_keep_seq_gapless() {
     let all: BTreeSet<i64> = after.values().copied().collect();
     assert_eq!(all, (1..=i64::try_from(after.len()).unwrap()).collect(), "seq stays gapless");
     // The entrants hold 1..=P in the drawn order; every joiner is behind them, in issue order.
-    let entrants: BTreeMap<String, i64> = after.iter().filter(|(t, _)| before.contains_key(*t)).map(|(t, s)| (t.clone(), *s)).collect();
+    let entrants: BTreeMap<String, i64> =
+        after.iter().filter(|(t, _)| before.contains_key(*t)).map(|(t, s)| (t.clone(), *s)).collect();
     assert_drawn(&before, &entrants, record.entrants, record.seed);
     for (token, _) in &issued {
         let seq = after[token.value.as_str()];
@@ -269,9 +270,7 @@ fn concurrent_admission_of_two_rooms_never_exceeds_each_rooms_n() {
         let sum = |r| admitted.iter().filter(|(room, _)| *room == r).map(|(_, n)| n).sum::<u64>();
         assert_eq!(sum(0), u64::from(n_north), "north, tick {tick}");
         assert_eq!(sum(1), u64::from(n_south), "south, tick {tick}");
-        let count = |room: &RoomId| {
-            two.a.line(room).stats().unwrap().cursor.admitted_through
-        };
+        let count = |room: &RoomId| two.a.line(room).stats().unwrap().cursor.admitted_through;
         assert_eq!(count(&north), i64::from(n_north) * (tick + 1));
         assert_eq!(count(&south), i64::from(n_south) * (tick + 1));
         two.clock.advance(Duration::seconds(60));
@@ -400,6 +399,9 @@ fn measure_an_abandonment_tick_in_a_line_of_a_million() {
         two.clock.advance(Duration::seconds(1));
     }
     took.sort();
-    eprintln!("abandonment ticks (N=100, 9 absent per present, line of 1,000,000): median {:.1?}, max {:.1?}", took[5], took[9]);
+    eprintln!(
+        "abandonment ticks (N=100, 9 absent per present, line of 1,000,000): median {:.1?}, max {:.1?}",
+        took[5], took[9]
+    );
     assert!(took[5] < std::time::Duration::from_millis(100));
 }

@@ -26,6 +26,7 @@ use thiserror::Error;
 use time::{Duration, OffsetDateTime};
 
 use crate::catalogue;
+use crate::clock::truncate_to_micros;
 use crate::ids::ConcertId;
 use crate::queue::{AdmissionPolicy, DrawRecord, QueueCursor, QueueSettings, SettingsChange, SettingsPatch};
 
@@ -341,8 +342,9 @@ impl RoomDraft {
             id,
             name,
             concerts,
-            opens_at: self.opens_at,
-            prequeue_opens_at: self.prequeue_opens_at,
+            // Stores keep microseconds: a time is what every store gives back.
+            opens_at: self.opens_at.map(truncate_to_micros),
+            prequeue_opens_at: self.prequeue_opens_at.map(truncate_to_micros),
             draw_at_open: self.draw_at_open.unwrap_or(self.prequeue_opens_at.is_some()),
             abandon_after: abandon_after(self.abandon_after_secs.unwrap_or(0))?,
             closed: false,
@@ -431,10 +433,10 @@ impl RoomChange {
                 return Err(RoomChangeError::AlreadyOpen);
             }
             if let Some(opens) = self.opens_at {
-                next.opens_at = opens;
+                next.opens_at = opens.map(truncate_to_micros);
             }
             if let Some(pre) = self.prequeue_opens_at {
-                next.prequeue_opens_at = pre;
+                next.prequeue_opens_at = pre.map(truncate_to_micros);
             }
             if let Some(draw) = self.draw_at_open {
                 next.draw_at_open = draw;

@@ -65,7 +65,8 @@ impl Harness for CachedPostgres {
         let settings =
             Arc::new(CachedSettings::new(ports.settings.clone(), Arc::new(SystemTicker), Duration::from_millis(250)));
         let rooms = Arc::new(CachedRooms::new(ports.rooms.clone(), Arc::new(SystemTicker), Duration::from_millis(250)));
-        let lines = Arc::new(CachedLines::new(ports.lines.clone(), Arc::new(SystemTicker), PollCacheSettings::default()));
+        let lines =
+            Arc::new(CachedLines::new(ports.lines.clone(), Arc::new(SystemTicker), PollCacheSettings::default()));
         Self { ports: Ports { queue, settings, rooms, lines, ..ports }, pg }
     }
 
