@@ -277,3 +277,21 @@ test('the on-sales at 360 px with the keyboard alone: no horizontal scroll, a ro
     assertNoProblems(browser);
   });
 });
+
+test('a line that opens for joining while the page is open: the countdown ends and the page follows, no reload', { timeout: 90_000 }, async () => {
+  await withRooms({}, {}, async ({ url, admin, page, browser }) => {
+    await admin('POST', '/admin/rooms', { id: 'autumn', name: 'Autumn Nights', concertIds: [], opensAt: inSecs(600), prequeueOpensAt: inSecs(6) });
+    await page.goto(url);
+    await roomRadio(page, 'Autumn Nights').check();
+    const list = page.getByRole('group', { name: 'Choose a line' });
+    await list.getByText(/^Autumn Nights\s+Not open yet$/).waitFor();
+    assert.match(await page.locator('#draw-left').textContent(), /^Joining opens in 0:0\d$/);
+    // The pre-queue opens: the list says so, the note under the line turns to the draw.
+    await list.getByText(/^Autumn Nights\s+Pre-queue$/).waitFor({ timeout: 20_000 });
+    await page.locator('#room-note').getByText(/^The pre-queue is open\./).waitFor();
+    assert.match(await page.locator('#draw-left').textContent(), /^The draw is in (10:00|9:\d\d)$/);
+    await page.getByRole('button', { name: 'Join the line' }).click();
+    await page.locator('#queue-status').getByText('You are in the pre-queue.').waitFor();
+    assertNoProblems(browser);
+  });
+});

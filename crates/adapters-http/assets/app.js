@@ -633,6 +633,11 @@ async function loadRooms() {
     .map((x) => Date.parse(x ?? '')).filter((t) => t > now);
   // A little after the moment, so the service's clock has passed it too.
   state.roomsDueAt = moments.length ? Math.min(...moments) + 300 : 0;
+  // The service may answer the list from a copy up to a moment old: a room still shown before
+  // a moment that has passed is asked for again shortly.
+  const behind = state.rooms.some((x) => (x.state === 'SCHEDULED' && Date.parse(x.prequeueOpensAt || x.opensAt) <= now)
+    || (x.state === 'PREQUEUE' && Date.parse(x.opensAt) <= now));
+  if (behind) state.roomsDueAt = now + 1000;
   if (!currentRoom()) {
     selectRoom(MAIN);
     return;
