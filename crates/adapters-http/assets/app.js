@@ -464,7 +464,8 @@ function renderQueue() {
   // Before joining: what the chosen line does now (not open yet, pre-queue, closed).
   const note = placeless && room ? roomNote(room) : '';
   $('room-note').hidden = !note;
-  $('room-note').textContent = note;
+  // Only on change: the note is live.
+  if ($('room-note').textContent !== note) $('room-note').textContent = note;
   $('queue-room').hidden = !room;
   if (room) $('queue-room').replaceChildren('Line: ', el('strong', {}, room.name));
   // In a pre-queue nobody is admitted yet anyway: a pause matters from the draw on.
