@@ -37,7 +37,21 @@ ENDPOINTS = {
     "identity_issue_on": ("issue, identity on", {201}),
     "identity_balance_off": ("balance read, identity off", {200}),
     "identity_balance_on": ("balance read, identity on", {200}),
+    # The rooms phases, on a server of their own (bench/run.sh, "rooms").
+    "rooms_health": ("GET /health/live, rooms server", {200}),
+    "rooms_poll": ("poll, rooms' lines", {200}),
+    "abandon_off": ("poll, abandonment off", {200}),
+    "abandon_on": ("poll, abandonment on", {200}),
+    "draw_poll": ("poll during the draw", {200}),
 }
+# Phases measured on the rooms server: compared with its /health/live, left out of the tail
+# target of the main endpoints (they have targets of their own).
+ROOM_PHASES = {"rooms_health", "rooms_poll", "abandon_off", "abandon_on", "draw_poll"}
+HEALTH_PHASES = {"health", "rooms_health"}
+ROOMS_POLL_RATIO = 0.8
+ABANDON_RATIO = 0.9
+DRAW_POLL_P99_MS = 250.0
+TICK_MAX_MS = 100.0
 # The identity phase: what it measures, with identity on and off (phase names above).
 IDENTITY_OF = {"issue": "token issue", "balance": "balance read"}
 FUNNEL_EXPECTED = {200, 201, 409}
@@ -242,14 +256,14 @@ def build(run: Run):
     rows, targets = [], []
 
     def row_for(store, phase, conns):
-        kind = "health" if phase == "health" else "endpoint"
+        kind = "health" if phase in HEALTH_PHASES else "endpoint"
         rec = run.find(store, phase, kind, conns)
         if rec is None:
             return None
         res = rec.get("result") or {}
         label, expected = ENDPOINTS[phase]
         statuses, errors = fmt_statuses(res, expected) if res else ("**no result**", 1)
-        health = run.result(store, "health", "health", conns).get("rps")
+        health = run.result(store, "rooms_health" if phase in ROOM_PHASES else "health", "health", conns).get("rps")
         pg_phase, pg_label = PGBENCH_OF.get(phase, (None, None))
         pg = run.result(store, pg_phase, "pgbench") if pg_phase else {}
         rps = res.get("rps")
@@ -324,7 +338,8 @@ def build(run: Run):
                                 ratio >= IDENTITY_RATIO and errors == 0, detail))
     for store in stores:
         for conns in conns_list:
-            tail = [r for r in rows if r["store"] == store and r["conns"] == conns and r["phase"] != "health"]
+            tail = [r for r in rows if r["store"] == store and r["conns"] == conns and r["phase"] != "health"
+                    and r["phase"] not in ROOM_PHASES]
             if not tail:
                 continue
             bad = []
@@ -360,6 +375,8 @@ def build(run: Run):
                         + (f", **{errors:,} unexpected responses**" if errors else "")
                         + (", invariants hold" if inv and inv.get("ok") else ", **invariants FAILED**")))
 
+    targets.extend(room_targets(run, stores, conns_list, by))
+
     invs = [r for r in run.records if r.get("kind") == "invariants"]
     failed = [r for r in invs if not r.get("ok")]
     targets.append((f"invariants after every write phase ({len(invs)} checks)", bool(invs) and not failed,
@@ -368,6 +385,86 @@ def build(run: Run):
     targets.append(("the server stays up", not crashes,
                     "; ".join(f"died during {c['store']} {c['phase']} ({c.get('detail')})" for c in crashes) or "it did"))
     return rows, funnels, targets
+
+
+def room_targets(run: Run, stores, conns_list, by) -> list:
+    """The targets of the rooms phases (bench/run.sh, "rooms")."""
+    meta, targets = run.meta, []
+    rooms, line = meta.get("rooms", 0), meta.get("room_line", 0)
+    for store in stores:
+        label = STORE_LABEL[store]
+        for conns in conns_list:
+            r = by.get((store, "rooms_poll", conns))
+            if r is None:
+                continue
+            met = r["r_h"] is not None and r["r_h"] >= ROOMS_POLL_RATIO and r["errors"] == 0
+            targets.append((f"poll over {rooms:,} rooms × {line:,} waiting, {meta.get('rooms_poll_distinct', 0):,} tokens, "
+                            f"{label}, {conns} conns: ≥ {ROOMS_POLL_RATIO} × /health/live (rooms server, same run)", met,
+                            f"{fmt_num(r['rps'])} vs {fmt_num(r['health'])} = {fmt_num(r['r_h'], 2) if r['r_h'] else '–'}"
+                            + (f", **{r['errors']:,} unexpected responses**" if r["errors"] else "")))
+        rec = run.find(store, "rooms", "lateness")
+        if rec is not None:
+            res = rec.get("result") or {}
+            check = res.get("check_ms")
+            met = bool(res.get("admissions")) and res.get("max_ms") is not None and res["max_ms"] <= check
+            targets.append((f"admissions of {res.get('rooms', 0):,} rooms ({rec.get('batch')} every {rec.get('interval_s')} s) "
+                            f"over {rec.get('window_s')} s, {label}: each at most one scheduler check ({check:.0f} ms) "
+                            f"after it is due", met,
+                            f"{res.get('admissions', 0):,} admissions: lateness max {fmt_ms(res.get('max_ms'))} ms "
+                            f"({res.get('worst_room')}), p99 {fmt_ms(res.get('p99_ms'))} ms, p50 "
+                            f"{fmt_ms(res.get('p50_ms'))} ms, {res.get('over_check', 0)} over; operator view read p50 "
+                            f"{fmt_ms(res.get('view_p50_ms'))} ms, max {fmt_ms(res.get('view_max_ms'))} ms"))
+        for conns in conns_list:
+            on, off = by.get((store, "abandon_on", conns)), by.get((store, "abandon_off", conns))
+            if on is None and off is None:
+                continue
+            ratio = on["rps"] / off["rps"] if on and off and on["rps"] and off["rps"] else None
+            errors = (on or {}).get("errors", 1) + (off or {}).get("errors", 1)
+            targets.append((f"polls with abandonment on (abandonAfterSecs 30), {label}, {conns} conns: ≥ {ABANDON_RATIO} × "
+                            f"the same room without it, same run", ratio is not None and ratio >= ABANDON_RATIO
+                            and errors == 0,
+                            f"{fmt_num((on or {}).get('rps'))} vs {fmt_num((off or {}).get('rps'))} = "
+                            f"{fmt_num(ratio, 2) if ratio else '–'}"
+                            + (f"; p99 {fmt_ms(on['p99'])} vs {fmt_ms(off['p99'])} ms" if on and off else "")
+                            + (f", **{errors:,} unexpected responses**" if errors else "")))
+        rec = run.find(store, "draw", "draw")
+        if rec is not None:
+            check = rec.get("check") or {}
+            limit = rec.get("limit_s")
+            seen = rec.get("seen_s")
+            met = (rec.get("recorded") and seen is not None and seen <= limit and rec.get("entrants") == rec.get("loaded")
+                   and check.get("checked", 0) > 0 and check.get("wrong", 1) == 0)
+            targets.append((f"draw of {rec.get('loaded', 0):,} pre-queued entrants, {label}: every position exact within "
+                            f"{limit} s of the opening", bool(met),
+                            (f"shown in the operator view {seen:.1f} s after the opening (its `draw.at` "
+                             f"{rec.get('at_s'):+.1f} s), {rec.get('entrants') or 0:,} entrants; "
+                             if seen is not None else "**no draw recorded**; ")
+                            + f"{check.get('exact', 0):,} of {check.get('checked', 0):,} sampled positions as "
+                              f"`concert draw-order` places them"
+                            + (f"; **{check['wrong']} wrong**, e.g. {check.get('examples', [''])[0]}" if check.get("wrong") else "")))
+            r = run.find(store, "draw_poll", "endpoint")
+            res = (r or {}).get("result") or {}
+            statuses, errors = fmt_statuses(res, {200}) if res else ("**no result**", 1)
+            p99 = res.get("p99_ms")
+            targets.append((f"polls during the draw, {label}, {(r or {}).get('conns')} conns: p99 < {DRAW_POLL_P99_MS:.0f} ms",
+                            p99 is not None and p99 < DRAW_POLL_P99_MS and errors == 0,
+                            f"p99 {fmt_ms(p99)} ms, max {fmt_ms(res.get('max_ms'))} ms, {fmt_num(res.get('rps'))} req/s "
+                            f"from 2 s before the opening to 1 s after the draw was shown; {statuses}"))
+        rec = run.find(store, "tick", "tick")
+        if rec is not None:
+            res = rec.get("result") or {}
+            ticks = res.get("ticks") or []
+            worst = max((t["pass_ms"] for t in ticks), default=None)
+            met = bool(ticks) and worst < TICK_MAX_MS
+            skipped = sum(t["abandoned"] for t in ticks)
+            admitted = sum(t["admitted"] for t in ticks)
+            targets.append((f"an admission tick skipping about 9 absent per present one in a line of "
+                            f"{rec.get('line', 0):,}, {label}: < {TICK_MAX_MS:.0f} ms", met,
+                            f"{len(ticks)} ticks of N = 100: {admitted:,} admitted, {skipped:,} skipped; "
+                            f"the scheduler pass running each (every room's check included) max {fmt_ms(worst)} ms, "
+                            f"median {fmt_ms(sorted(t['pass_ms'] for t in ticks)[len(ticks) // 2]) if ticks else '–'} ms; "
+                            f"passes without it median {fmt_ms(res.get('other_p50_ms'))} ms"))
+    return targets
 
 
 def render_table(run: Run, rows, funnels, targets) -> str:
@@ -392,7 +489,7 @@ def render_table(run: Run, rows, funnels, targets) -> str:
         out.append(
             f"| {STORE_LABEL[r['store']]} | {r['label']} | {r['conns']} | {fmt_num(r['rps'])} | {fmt_ms(r['p50'])} | "
             f"{fmt_ms(r['p99'])} | {fmt_ms(r['max'])} | {r['statuses']} | "
-            f"{'–' if r['phase'] == 'health' else fmt_num(r['r_h'], 2)} | {pg} | {fmt_ms(r['pg_max'])} | "
+            f"{'–' if r['phase'] in HEALTH_PHASES else fmt_num(r['r_h'], 2)} | {pg} | {fmt_ms(r['pg_max'])} | "
             f"{fmt_num(r['r_g'], 2)} | "
             f"{fmt_num(r['rss'], 1)} | {fmt_num(r['other'])} |")
     out.append("")
@@ -408,7 +505,8 @@ def render_table(run: Run, rows, funnels, targets) -> str:
     for rec in run.records:
         if rec.get("kind") == "cache":
             grown = rec["rss_after_mb"] - rec["rss_before_mb"]
-            out.append(f"- Poll cache on {STORE_LABEL[rec['store']]}: {rec['tokens']:,} distinct WAITING tokens polled "
+            where = {"rooms_poll": ", rooms server (rooms' lines)"}.get(rec.get("phase"), "")
+            out.append(f"- Poll cache on {STORE_LABEL[rec['store']]}{where}: {rec['tokens']:,} distinct WAITING tokens polled "
                        f"once in {rec['secs']} s to fill it; server RSS {rec['rss_before_mb']:.1f} → "
                        f"{rec['rss_after_mb']:.1f} MB ({max(grown, 0) * 1048576 / max(rec['tokens'], 1):.0f} bytes "
                        f"per cached token).")

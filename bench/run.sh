@@ -41,7 +41,7 @@ ROOT=$(pwd)
 STORES=${BENCH_STORES:-"postgres redis"}
 CONNS_LIST=${BENCH_CONNECTIONS:-"16 64"}
 POOL=${BENCH_POOL_SIZE:-16}
-PHASES=${BENCH_PHASES:-"health poll_1k poll_1m issue seats reserve pay charge identity funnel"}
+PHASES=${BENCH_PHASES:-"health poll_1k poll_1m issue seats reserve pay charge identity funnel rooms abandon draw"}
 ENDPOINT_SECS=${BENCH_ENDPOINT_SECS:-5}
 HEALTH_SECS=${BENCH_HEALTH_SECS:-4}
 PGBENCH_SECS=${BENCH_PGBENCH_SECS:-3}
@@ -468,16 +468,17 @@ endpoint() {
     ensure_server_alive "$name"
 }
 
-# Polls every token of the long line's data file once (or more), so the poll cache holds them
-# all before the measurement: in a real line everyone polls every few seconds. Each wrk thread
-# leaves a mark when it has been through its share.
-warm_cache() {
+# Polls every token of a data file once (or more), so the poll cache holds them all before the
+# measurement: in a real line everyone polls every few seconds. Each wrk thread leaves a mark
+# when it has been through its share. Defaults: the long line's file.
+warm_cache() { # [file tokens phase]
+    local file=${1:-poll_1m.txt} tokens=${2:-$POLL_DISTINCT} phase=${3:-poll_1m}
     rm -f "$DATA"/wrapped.*
     local threads=$WRK_MAX_THREADS rss0 t0=$SECONDS pid i
     rss0=$(server_rss_mb)
     LUA_PATH="$ROOT/bench/wrk/?.lua;;" WRK_THREADS=$threads BENCH_DATA_DIR="$DATA" BENCH_RUN_NONCE=$NONCE \
         BENCH_WRAP_MARK="$DATA/wrapped." wrk -t "$threads" -c 32 -d 300s --timeout 10s \
-        -s "$ROOT/bench/wrk/poll.lua" "$BASE_URL" -- poll_1m.txt >/dev/null 2>&1 &
+        -s "$ROOT/bench/wrk/poll.lua" "$BASE_URL" -- "$file" >/dev/null 2>&1 &
     pid=$!
     for i in $(seq 1 1800); do
         (($(find "$DATA" -name 'wrapped.*' | wc -l) >= threads)) && break
@@ -489,9 +490,9 @@ warm_cache() {
     wait "$pid" 2>/dev/null || true
     local rss1
     rss1=$(server_rss_mb)
-    log "poll cache warmed with $POLL_DISTINCT tokens in $((SECONDS - t0)) s; server RSS $rss0 -> $rss1 MB"
-    printf '{"store":"%s","phase":"poll_1m","kind":"cache","tokens":%s,"rss_before_mb":%s,"rss_after_mb":%s,"secs":%s}\n' \
-        "$STORE" "$POLL_DISTINCT" "$rss0" "$rss1" "$((SECONDS - t0))" >>"$RESULTS"
+    log "poll cache warmed with $tokens tokens in $((SECONDS - t0)) s; server RSS $rss0 -> $rss1 MB"
+    printf '{"store":"%s","phase":"%s","kind":"cache","tokens":%s,"rss_before_mb":%s,"rss_after_mb":%s,"secs":%s}\n' \
+        "$STORE" "$phase" "$tokens" "$rss0" "$rss1" "$((SECONDS - t0))" >>"$RESULTS"
 }
 
 # ------------------------------------------------------------------------------------- data
@@ -623,6 +624,14 @@ json.dump({
     "poll_distinct": $POLL_DISTINCT,
     "identity_alg": "$IDENTITY_ALG",
     "identity_issues": $IDENTITY_ISSUES,
+    "rooms": $ROOMS,
+    "room_line": $ROOM_LINE,
+    "rooms_poll_distinct": $ROOMS_POLL_DISTINCT,
+    "rooms_watch_secs": $ROOMS_WATCH_SECS,
+    "abandon_line": $ABANDON_LINE,
+    "draw_entrants": $DRAW_ENTRANTS,
+    "draw_sample": $DRAW_SAMPLE,
+    "scheduler_check_millis": $ROOMS_CHECK_MILLIS,
     "total_secs": $SECONDS,
     "invariant_failures": $INVARIANT_FAILURES,
     "server_crashes": $SERVER_CRASHES,
@@ -697,6 +706,247 @@ identity_phase() {
     stop_server
     unpark_server
     IDENTITY_CURRENT=""
+}
+
+# ------------------------------------------------------------------------------------ rooms
+
+# The rooms phases, on a server of their own with the operator API on (ADMIN_TOKEN) and the
+# scheduler's passes logged (scheduler=debug, for the admission tick's duration):
+#   draw     a room whose pre-queue holds DRAW_ENTRANTS tokens opens DRAW_LEAD_SECS after its
+#            creation; how long from the opening until the operator view shows the draw
+#            (target: 5 s on Redis, 30 s on PostgreSQL), a sample of positions checked against
+#            `concert draw-order`, and polls of a sample of entrants from 2 s before the
+#            opening until 1 s after the draw is seen (target: p99 < 250 ms); then the same
+#            line, one token in 10 seen just now (the rest silent since their issue, 10 min
+#            ago), gets abandonAfterSecs 30 and N = 100 per second: each admission tick skips
+#            about 9 absent per present one (target: under 100 ms; the duration of the
+#            scheduler pass that ran it, every other room's check included, from the log)
+#   rooms    ROOMS rooms of ROOM_LINE waiting each, admitting ROOMS_ADMIT_BATCH every
+#            ROOMS_INTERVAL_SECS; the operator view sampled every 0.5 s for ROOMS_WATCH_SECS
+#            gives each admission's lateness (its time minus the room's previous admission plus
+#            the interval; target: at most SCHEDULER_CHECK_MILLIS); meanwhile polls over
+#            ROOMS_POLL_DISTINCT tokens spread over every room, beside /health/live of this
+#            server, at each connection count (target: >= 0.8 x /health/live)
+#   abandon  (inside the same window) polls of a room with abandonAfterSecs 30 and of one
+#            without, ABANDON_LINE waiting each, taking turns (target: on >= 0.9 x off)
+# The lines are written straight into the store (bench/sql/rooms.sql, bench/rooms.py load);
+# the rooms are created through POST /admin/rooms.
+ROOMS=${BENCH_ROOMS:-100}
+ROOM_LINE=${BENCH_ROOM_LINE:-10000}
+ROOMS_POLL_DISTINCT=${BENCH_ROOMS_POLL_DISTINCT:-200000}
+ROOMS_WATCH_SECS=${BENCH_ROOMS_WATCH_SECS:-120}
+ROOMS_ADMIT_BATCH=${BENCH_ROOMS_ADMIT_BATCH:-5}
+ROOMS_INTERVAL_SECS=${BENCH_ROOMS_INTERVAL_SECS:-10}
+ABANDON_LINE=${BENCH_ABANDON_LINE:-10000}
+DRAW_ENTRANTS=${BENCH_DRAW_ENTRANTS:-1000000}
+DRAW_SAMPLE=${BENCH_DRAW_SAMPLE:-2000}
+DRAW_CONNS=${BENCH_DRAW_CONNS:-16}
+DRAW_LEAD_SECS=${BENCH_DRAW_LEAD_SECS:-6}
+ROOMS_CHECK_MILLIS=${SCHEDULER_CHECK_MILLIS:-1000}
+ADMIN_SECRET="bench-admin-$NONCE-$RANDOM$RANDOM"
+ROOMS_PY="$ROOT/bench/rooms.py"
+
+iso_at() { date -u -d "@$1" '+%Y-%m-%dT%H:%M:%S.%3NZ'; } # epoch seconds (with a fraction)
+now_us() { echo $((${EPOCHREALTIME/./})); }
+
+load_room_lines() { # ROOM:COUNT:AGO_SECS ...
+    if [[ $STORE == postgres ]]; then
+        local values="" spec room count ago
+        for spec in "$@"; do
+            IFS=: read -r room count ago <<<"$spec"
+            values+="${values:+, }('$room', $count, $ago)"
+        done
+        psql_db -v lines="$values" -f "$ROOT/bench/sql/rooms.sql" >/dev/null
+    else
+        python3 "$ROOMS_PY" load "$REDIS_PORT" "$REDIS_PREFIX" "$@"
+    fi
+}
+
+mark_seen() { # room count every: tokens n % every == 0 seen now
+    if [[ $STORE == postgres ]]; then
+        psql_db -c "UPDATE queue_tokens SET last_seen_at = now() WHERE room = '$1' AND seq % $3 = 0 AND status = 'WAITING'" >/dev/null
+    else
+        python3 "$ROOMS_PY" seen-redis "$REDIS_PORT" "$REDIS_PREFIX" "$1" "$2" "$3"
+    fi
+}
+
+draw_phase() {
+    wanted draw && within_budget "the $STORE draw" || return 0
+    local limit=30 opens_us opens t0 t1 c0 c1 out="$WORK/draw-wrk-$STORE.out" wpid result
+    [[ $STORE == redis ]] && limit=5
+    opens_us=$(($(now_us) + DRAW_LEAD_SECS * 1000000))
+    opens=$(iso_at "$((opens_us / 1000000)).$(printf '%06d' $((opens_us % 1000000)))")
+    log "phase draw: $DRAW_ENTRANTS entrants, the room opens at $opens (target: positions within $limit s)"
+    python3 "$ROOMS_PY" create "$BASE_URL" "$ADMIN_SECRET" \
+        "{\"id\":\"draw\",\"name\":\"Bench draw\",\"concertIds\":[],\"prequeueOpensAt\":\"$(iso_at $(($(now_us) / 1000000 - 3600)))\",\"opensAt\":\"$opens\",\"admitBatch\":1,\"admitIntervalSecs\":3600}" ||
+        { loud "the draw room could not be created"; return 0; }
+    local wait_us=$((opens_us - 2000000 - $(now_us)))
+    ((wait_us > 0)) && sleep "$((wait_us / 1000000)).$(printf '%06d' $((wait_us % 1000000)))"
+    CONNS=$DRAW_CONNS
+    c0=$(cpu_snap)
+    t0=$EPOCHREALTIME
+    LUA_PATH="$ROOT/bench/wrk/?.lua;;" WRK_THREADS=$(wrk_threads) BENCH_DATA_DIR="$DATA" \
+        wrk -t "$(wrk_threads)" -c "$CONNS" -d "$((limit + 15))s" --timeout 10s \
+        -s "$ROOT/bench/wrk/poll.lua" "$BASE_URL" -- draw_poll.txt >"$out" 2>&1 &
+    wpid=$!
+    python3 "$ROOMS_PY" await-draw "$BASE_URL" "$ADMIN_SECRET" draw "$opens_us" "$((limit + 10))" "$WORK/draw-$STORE.json" ||
+        loud "no draw recorded $((limit + 10)) s after the opening"
+    sleep 1
+    kill -INT "$wpid" 2>/dev/null || true
+    wait "$wpid" 2>/dev/null || true
+    t1=$EPOCHREALTIME
+    c1=$(cpu_snap)
+    result=$(sed -n 's/^BENCH_RESULT //p' "$out")
+    [[ -n $result ]] || { cat "$out" >&2; loud "wrk produced no result for the polls during the draw"; result=null; }
+    record draw_poll endpoint "$CONNS" "$t0" "$t1" "$result" "$c0" "$c1"
+    ensure_server_alive draw
+    # The record: opening, when the view showed the draw, the draw's own time, and the check.
+    local check='{}' seed entrants admitted
+    read -r seed entrants admitted < <(python3 -c 'import json,sys; v=json.load(open(sys.argv[1]))["view"] or {}; d=v.get("draw") or {}
+print(d.get("seed", 0), d.get("entrants", 0), v.get("admittedThrough", 0))' "$WORK/draw-$STORE.json")
+    if ((entrants > 0)); then
+        check=$(python3 "$ROOMS_PY" check-draw "$BASE_URL" draw "$entrants" "$seed" "$admitted" "$BIN" "$DRAW_SAMPLE") ||
+            { loud "the draw's spot check failed to run"; check='{}'; }
+    fi
+    python3 - "$WORK/draw-$STORE.json" "$STORE" "$opens_us" "$limit" "$DRAW_ENTRANTS" "$check" >>"$RESULTS" <<'PY'
+import json, sys
+sys.path.insert(0, sys.argv[0].rsplit("/", 1)[0])
+rec = json.load(open(sys.argv[1]))
+view = rec.get("view") or {}
+d = view.get("draw") or {}
+def us(s):
+    from datetime import datetime
+    if not s: return None
+    s = s.replace("Z", "+00:00")
+    head, _, frac = s.partition(".")
+    if frac:
+        digits = "".join(c for c in frac if c.isdigit())
+        zone = frac[len(digits):]
+        s = head + "." + (digits + "000000")[:6] + zone
+    return int(datetime.fromisoformat(s).timestamp() * 1_000_000)
+opens = int(sys.argv[3])
+print(json.dumps({"store": sys.argv[2], "phase": "draw", "kind": "draw", "loaded": int(sys.argv[5]),
+                  "entrants": d.get("entrants"), "seed": d.get("seed"), "limit_s": int(sys.argv[4]),
+                  "recorded": bool(d), "seen_s": (rec["seen_us"] - opens) / 1e6 if d else None,
+                  "at_s": (us(d.get("at")) - opens) / 1e6 if d.get("at") else None,
+                  "admitted": view.get("admittedThrough"), "check": json.loads(sys.argv[6])}))
+PY
+    python3 - "$RESULTS" <<'PY' >&2
+import json, sys
+r = [json.loads(l) for l in open(sys.argv[1]) if '"kind":"draw"' in l.replace(" ", "")][-1]
+c = r.get("check") or {}
+print(f"           {r['store']:<8} draw     {r.get('entrants') or 0:,} entrants: shown {r.get('seen_s')} s after the opening "
+      f"(draw.at {r.get('at_s')} s); {c.get('exact', 0)}/{c.get('checked', 0)} sampled positions exact")
+PY
+    # The abandonment tick: one in 10 seen now, the rest silent since their issue.
+    if ((entrants > 0)); then
+        mark_seen draw "$DRAW_ENTRANTS" 10
+        python3 "$ROOMS_PY" patch "$BASE_URL" "$ADMIN_SECRET" draw '{"abandonAfterSecs":30,"admitBatch":100,"admitIntervalSecs":1}' ||
+            loud "the draw room could not be changed for the abandonment tick"
+        log "phase draw: abandonment ticks (N = 100, 1 in 10 present) for 6 s"
+        sleep 6
+        python3 "$ROOMS_PY" patch "$BASE_URL" "$ADMIN_SECRET" draw '{"paused":true}' || true
+        sleep 1
+        local ticks
+        ticks=$(python3 "$ROOMS_PY" ticks "$WORK/server-$STORE-$SERVER_NAME.log" draw)
+        printf '{"store":"%s","phase":"tick","kind":"tick","line":%s,"result":%s}\n' "$STORE" "$entrants" "$ticks" >>"$RESULTS"
+        log "abandonment ticks: $ticks"
+    fi
+    CONNS=""
+}
+
+rooms_window() {
+    (wanted rooms || wanted abandon) && within_budget "the $STORE rooms" || return 0
+    local bodies=() k id watch_pid=""
+    if wanted abandon; then
+        # Present at the creation (its first admission runs at once), then kept present by polls.
+        mark_seen ab-on "$ABANDON_LINE" 1
+        bodies+=('{"id":"ab-on","name":"Bench abandonment on","concertIds":[],"abandonAfterSecs":30,"admitBatch":1,"admitIntervalSecs":3600}'
+            '{"id":"ab-off","name":"Bench abandonment off","concertIds":[],"admitBatch":1,"admitIntervalSecs":3600}')
+    fi
+    if wanted rooms; then
+        for k in $(seq 1 "$ROOMS"); do
+            id=$(printf 'r%03d' "$k")
+            bodies+=("{\"id\":\"$id\",\"name\":\"Bench room $k\",\"concertIds\":[],\"admitBatch\":$ROOMS_ADMIT_BATCH,\"admitIntervalSecs\":$ROOMS_INTERVAL_SECS}")
+        done
+    fi
+    python3 "$ROOMS_PY" create "$BASE_URL" "$ADMIN_SECRET" "${bodies[@]}" || { loud "rooms could not be created"; return 0; }
+    if wanted rooms; then
+        log "phase rooms: $ROOMS rooms x $ROOM_LINE waiting; the operator view sampled for $ROOMS_WATCH_SECS s"
+        python3 "$ROOMS_PY" watch "$BASE_URL" "$ADMIN_SECRET" "$ROOMS_WATCH_SECS" 0.5 "$WORK/watch-$STORE.jsonl" &
+        watch_pid=$!
+        warm_cache rooms_poll.txt "$ROOMS_POLL_DISTINCT" rooms_poll
+        for CONNS in $CONNS_LIST; do
+            run_wrk rooms_health warmup health.lua 1 -
+            run_wrk rooms_health health health.lua "$HEALTH_SECS" -
+            run_wrk rooms_poll warmup poll.lua 1 rooms_poll.txt
+            run_wrk rooms_poll endpoint poll.lua "$ENDPOINT_SECS" rooms_poll.txt
+            ensure_server_alive rooms_poll
+        done
+    fi
+    if wanted abandon; then
+        log "phase abandon: polls of a room with abandonAfterSecs 30 and of one without, taking turns"
+        local n=0 order mode
+        for CONNS in $CONNS_LIST; do
+            order="off on"
+            ((n % 2 == 0)) || order="on off"
+            n=$((n + 1))
+            for mode in $order; do
+                run_wrk "abandon_$mode" warmup poll.lua 1 "abandon_$mode.txt"
+                run_wrk "abandon_$mode" endpoint poll.lua "$ENDPOINT_SECS" "abandon_$mode.txt"
+            done
+            ensure_server_alive abandon
+        done
+    fi
+    CONNS=""
+    if [[ -n $watch_pid ]]; then
+        log "waiting for the end of the $ROOMS_WATCH_SECS s window"
+        wait "$watch_pid" || true
+        local late
+        late=$(python3 "$ROOMS_PY" lateness "$WORK/watch-$STORE.jsonl" "$ROOMS_CHECK_MILLIS" r)
+        printf '{"store":"%s","phase":"rooms","kind":"lateness","window_s":%s,"interval_s":%s,"batch":%s,"line":%s,"result":%s}\n' \
+            "$STORE" "$ROOMS_WATCH_SECS" "$ROOMS_INTERVAL_SECS" "$ROOMS_ADMIT_BATCH" "$ROOM_LINE" "$late" >>"$RESULTS"
+        log "admissions' lateness: $late"
+    fi
+}
+
+rooms_phases() {
+    wanted rooms || wanted abandon || wanted draw || return 0
+    within_budget "the $STORE rooms phases" || return 0
+    CONNS=""
+    local lines=() k t0=$SECONDS per step head
+    if wanted rooms; then
+        for k in $(seq 1 "$ROOMS"); do lines+=("$(printf 'r%03d' "$k"):$ROOM_LINE:60"); done
+    fi
+    wanted abandon && lines+=("ab-on:$ABANDON_LINE:0" "ab-off:$ABANDON_LINE:0")
+    wanted draw && lines+=("draw:$DRAW_ENTRANTS:600")
+    [[ $STORE == redis ]] && REDIS_PREFIX="bench"
+    log "loading the rooms' lines (${#lines[@]} lines)"
+    load_room_lines "${lines[@]}"
+    settle >/dev/null
+    log "rooms' lines loaded in $((SECONDS - t0)) s"
+    # Polled tokens: past the head that admissions take during the window, spread over each
+    # line, the rooms interleaved; the draw's sample is one entrant in 50 (all among the one
+    # in 10 the abandonment tick keeps present).
+    per=$((ROOMS_POLL_DISTINCT / ROOMS))
+    head=$((ROOM_LINE / 20 + 1))
+    step=$(((ROOM_LINE - head) / (per > 0 ? per : 1)))
+    ((step > 0)) || step=1
+    local specs=() spec=""
+    for k in $(seq 1 "$ROOMS"); do
+        spec+="${spec:+,}$(printf 'r%03d' "$k"):$head:$((head + (per - 1) * step)):$step"
+    done
+    wanted rooms && specs+=("rooms_poll.txt=$spec")
+    wanted abandon && specs+=("abandon_on.txt=ab-on:2:$ABANDON_LINE:1" "abandon_off.txt=ab-off:2:$ABANDON_LINE:1")
+    wanted draw && specs+=("draw_poll.txt=draw:50:$DRAW_ENTRANTS:50")
+    python3 "$ROOMS_PY" data "$DATA" "${specs[@]}"
+    start_server rooms ADMIN_TOKEN="$ADMIN_SECRET" QUEUE_ADMIT_INTERVAL_SECS=60 QUEUE_ADMIT_BATCH=100 \
+        RUST_LOG="$SERVER_LOG_LEVEL,scheduler=debug"
+    draw_phase
+    rooms_window
+    ensure_server_alive "the end of the $STORE rooms phases"
+    check_invariants rooms
+    stop_server
 }
 
 # ------------------------------------------------------------------------------------ a round
@@ -812,6 +1062,7 @@ EOF
         check_invariants funnel full
         stop_server
     fi
+    rooms_phases
     stop_redis
 }
 

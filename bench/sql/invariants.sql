@@ -39,20 +39,43 @@ UNION ALL
 SELECT 'tokens that paid and are still ACTIVE',
        count(*) FROM payments p JOIN queue_tokens t ON t.token = p.token WHERE t.status = 'ACTIVE'
 UNION ALL
-SELECT 'users with more than one live token',
-       count(*) FROM (SELECT user_id FROM queue_tokens WHERE status IN ('WAITING', 'ACTIVE')
-                      GROUP BY user_id HAVING count(*) > 1) x
+-- The lines, one per room (crates/adapters-postgres/src/invariants.rs): one live token per user
+-- per line, a gapless seq per line, each line's cursor consistent with its rows; a drawn line
+-- keeps its entrants as arrivals 1..=P placed by queue_draw_positions.
+SELECT 'users with more than one live token in a line',
+       count(*) FROM (SELECT room, user_id FROM queue_tokens WHERE status IN ('WAITING', 'ACTIVE')
+                      GROUP BY room, user_id HAVING count(*) > 1) x
 UNION ALL
-SELECT 'gaps in the token sequence',
-       (SELECT coalesce(max(seq), 0) - count(*) FROM queue_tokens)
+SELECT 'lines with gaps in their token sequence',
+       count(*) FROM (SELECT room FROM queue_tokens GROUP BY room HAVING count(seq) <> max(seq)) x
+UNION ALL
+SELECT 'lines with tokens but no cursor',
+       count(*) FROM (SELECT DISTINCT room FROM queue_tokens) t LEFT JOIN queue_admission a ON a.room = t.room
+       WHERE a.room IS NULL
 UNION ALL
 SELECT 'tokens on the wrong side of admitted_through',
-       count(*) FROM queue_tokens t CROSS JOIN queue_admission a
-       WHERE (t.status = 'WAITING') <> (t.seq > a.admitted_through)
+       count(*) FROM queue_tokens t JOIN queue_admission a ON a.room = t.room
+       WHERE t.seq > COALESCE(a.draw_entrants, 0) AND (t.status = 'WAITING') <> (t.seq > a.admitted_through)
+UNION ALL
+SELECT 'drawn lines whose admitted entrants differ from their cursor',
+       count(*) FROM queue_admission a CROSS JOIN LATERAL (SELECT count(*) AS admitted FROM queue_tokens t
+         WHERE t.room = a.room AND t.seq <= a.draw_entrants AND t.status <> 'WAITING') n
+       WHERE a.draw_entrants > 0 AND n.admitted <> LEAST(a.admitted_through, a.draw_entrants)
+UNION ALL
+SELECT 'drawn lines without a place for each entrant',
+       count(*) FROM (SELECT a.room FROM queue_admission a LEFT JOIN queue_draw_positions d ON d.room = a.room
+                        AND d.arrival <= a.draw_entrants AND d.position <= a.draw_entrants
+                      WHERE a.draw_entrants IS NOT NULL GROUP BY a.room, a.draw_entrants
+                      HAVING count(d.arrival) <> a.draw_entrants) x
 UNION ALL
 SELECT 'admitted_through past the last token',
-       count(*) FROM queue_admission a
-       WHERE a.admitted_through > (SELECT coalesce(max(seq), 0) FROM queue_tokens)
+       count(*) FROM (SELECT a.room FROM queue_admission a LEFT JOIN queue_tokens t ON t.room = a.room
+                      GROUP BY a.room, a.admitted_through HAVING a.admitted_through > COALESCE(max(t.seq), 0)) x
+UNION ALL
+SELECT 'lines whose abandoned count differs from their ABANDONED tokens',
+       count(*) FROM (SELECT a.room FROM queue_admission a
+                      LEFT JOIN queue_tokens t ON t.room = a.room AND t.expired_reason = 'ABANDONED'
+                      GROUP BY a.room, a.abandoned HAVING a.abandoned <> count(t.seq)) x
 UNION ALL
 SELECT 'idempotency records without their effect',
        count(*) FROM idempotency_keys k LEFT JOIN ledger_entries l ON l.id = k.ledger_entry_id

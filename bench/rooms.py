@@ -1,0 +1,360 @@
+#!/usr/bin/env python3
+"""The rooms phases of `make bench` (python3 standard library only): data, Redis loads, the
+operator-view watcher and the checks of the draw and the admission ticks.
+
+Room lines are written straight into the store, like the main line (bench/sql/rooms.sql for
+PostgreSQL, `load` below for Redis, the layout of crates/adapters-redis: its lib.rs "Layout"):
+token n of room R has the value rtok(R, n) = R "." md5(R "t" n) md5(R "u" n) (random-looking
+hex, so a draw that sorts values byte-wise sorts them like real ones), the user uid(5000000 + n),
+and the line's seq n (1.. in each room's own line).
+
+Subcommands (PORT is a redis-server or the concert server, as named):
+  load REDIS_PORT PREFIX ROOM:COUNT:AGO_SECS ...
+        WAITING lines in Redis, issued AGO_SECS ago; the line's cursor as the first issue
+        makes it (epoch, imax/iback) and nothing admitted
+  seen-redis REDIS_PORT PREFIX ROOM COUNT EVERY
+        marks tokens n % EVERY == 0 of ROOM seen now (`seen`, as note_seen does)
+  data DIR SPEC...   the wrk data files: NAME=ROOM:FIRST:LAST:STEP[,ROOM:...] (interleaved)
+  create URL ADMIN JSON...           POST /admin/rooms for each body; exits 1 on a refusal
+  patch URL ADMIN ROOM JSON          PATCH /admin/rooms/ROOM
+  view URL ADMIN ROOM                GET /admin/rooms/ROOM (one JSON line)
+  watch URL ADMIN SECS EVERY OUT     samples GET /admin/rooms every EVERY s for SECS s
+  lateness OUT CHECK_MS ROOM_PREFIX  admissions' lateness from the watch samples (JSON)
+  await-draw URL ADMIN ROOM OPENS_US LIMIT_S OUT
+        polls the operator view every 0.1 s until the draw is recorded (or LIMIT_S after the
+        opening); writes {"seen_us", "view"} to OUT
+  check-draw URL ROOM ENTRANTS SEED ADMITTED BIN SAMPLE
+        sorts the room's entrants byte-wise, runs `BIN draw-order`, polls SAMPLE of them and
+        compares each position with the drawn one (JSON)
+  ticks LOG ROOM    the scheduler passes (debug log, JSON lines) that skipped tokens of ROOM
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import random
+import subprocess
+import sys
+import time
+import urllib.parse
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from redisq import Redis, uid  # noqa: E402  (the bench's RESP client)
+
+USER_BASE = 5_000_000
+
+
+def rtok(room: str, n: int) -> str:
+    return "%s.%s%s" % (room, hashlib.md5(b"%st%d" % (room.encode(), n)).hexdigest(),
+                        hashlib.md5(b"%su%d" % (room.encode(), n)).hexdigest())
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+# ------------------------------------------------------------------------------------ Redis
+
+
+def cmd_load(port: int, prefix: str, specs: list[str]) -> None:
+    r = Redis(port)
+    for spec in specs:
+        room, count, ago = spec.split(":")
+        count, ago = int(count), int(ago)
+        ns = "{%s:%s}" % (prefix, room)
+        t = r.call("TIME")
+        clock = int(t[0]) * 1_000_000 + int(t[1])
+        issued = clock - ago * 1_000_000
+        batch = []
+        for n in range(1, count + 1):
+            v = rtok(room, n)
+            r.queue("HSET", f"{ns}:t:{v}", "user", uid(USER_BASE + n), "seq", n, "status", "WAITING", "issued", issued)
+            r.queue("SET", f"{ns}:u:{uid(USER_BASE + n)}", v)
+            batch.append(v)
+            if len(batch) == 1000:
+                r.queue("RPUSH", f"{ns}:waiting", *batch)
+                batch = []
+        if batch:
+            r.queue("RPUSH", f"{ns}:waiting", *batch)
+        r.flush()
+        r.call("SET", f"{ns}:issued", count)
+        r.call("HSET", f"{ns}:cursor", "epoch", clock, "imax", issued, "iback", 0)
+
+
+def cmd_seen_redis(port: int, prefix: str, room: str, count: int, every: int) -> None:
+    r, ns = Redis(port), "{%s:%s}" % (prefix, room)
+    t = r.call("TIME")
+    clock = int(t[0]) * 1_000_000 + int(t[1])
+    for n in range(every, count + 1, every):
+        r.queue("HSET", f"{ns}:t:{rtok(room, n)}", "seen", clock)
+    r.flush()
+
+
+# ------------------------------------------------------------------------------------- data
+
+
+def cmd_data(directory: str, specs: list[str]) -> None:
+    for spec in specs:
+        name, _, parts = spec.partition("=")
+        lists = []
+        for part in parts.split(","):
+            room, first, last, step = part.split(":")
+            lists.append([rtok(room, n) for n in range(int(first), int(last) + 1, int(step))])
+        with open(f"{directory}/{name}", "w", encoding="ascii") as fh:
+            for i in range(max(len(x) for x in lists)):
+                for x in lists:
+                    if i < len(x):
+                        fh.write(x[i] + "\n")
+
+
+# ------------------------------------------------------------------------------------- HTTP
+
+
+class Api:
+    def __init__(self, url: str, admin: str | None = None):
+        u = urllib.parse.urlsplit(url)
+        self.host, self.port = u.hostname, u.port
+        self.admin = admin
+        self.conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+
+    def call(self, method: str, path: str, body=None, bearer: str | None = None):
+        headers = {}
+        bearer = bearer or self.admin
+        if bearer:
+            headers["Authorization"] = f"Bearer {bearer}"
+        data = None
+        if body is not None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        for attempt in range(2):
+            try:
+                self.conn.request(method, path, body=data, headers=headers)
+                resp = self.conn.getresponse()
+                raw = resp.read()
+                return resp.status, (json.loads(raw) if raw else None)
+            except (http.client.HTTPException, OSError):
+                self.conn.close()
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+
+def cmd_create(url: str, admin: str, bodies: list[str]) -> int:
+    api = Api(url, admin)
+    for body in bodies:
+        status, answer = api.call("POST", "/admin/rooms", body.encode())
+        if status != 201:
+            print(f"POST /admin/rooms {body}: {status} {answer}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def cmd_patch(url: str, admin: str, room: str, body: str) -> int:
+    status, answer = Api(url, admin).call("PATCH", f"/admin/rooms/{room}", body.encode())
+    if status != 200:
+        print(f"PATCH /admin/rooms/{room} {body}: {status} {answer}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_view(url: str, admin: str, room: str) -> int:
+    status, answer = Api(url, admin).call("GET", f"/admin/rooms/{room}")
+    print(json.dumps(answer))
+    return 0 if status == 200 else 1
+
+
+def parse_time_us(s: str | None) -> int | None:
+    """RFC 3339 (the API's times, up to nanoseconds) -> µs since the epoch."""
+    if not s:
+        return None
+    import calendar
+    date, _, rest = s.partition("T")
+    zone_at = max(rest.rfind("Z"), rest.rfind("+"), rest.rfind("-"))
+    clock, zone = rest[:zone_at], rest[zone_at:]
+    hms, _, frac = clock.partition(".")
+    y, mo, d = (int(x) for x in date.split("-"))
+    h, mi, sec = (int(x) for x in hms.split(":"))
+    us = int((frac + "000000")[:6])
+    offset = 0
+    if zone not in ("Z", ""):
+        sign = 1 if zone[0] == "+" else -1
+        zh, zm = zone[1:].split(":")
+        offset = sign * (int(zh) * 3600 + int(zm) * 60)
+    return (calendar.timegm((y, mo, d, h, mi, sec)) - offset) * 1_000_000 + us
+
+
+def cmd_watch(url: str, admin: str, secs: float, every: float, out: str) -> int:
+    api = Api(url, admin)
+    end = time.monotonic() + secs
+    slow = 0
+    with open(out, "w", encoding="utf-8") as fh:
+        while time.monotonic() < end:
+            t0 = time.monotonic()
+            try:
+                status, rooms = api.call("GET", "/admin/rooms")
+            except OSError as e:
+                print(f"watch: {e}", file=sys.stderr)
+                time.sleep(every)
+                continue
+            took = time.monotonic() - t0
+            if status == 200:
+                fh.write(json.dumps({"t_us": now_us(), "took_ms": took * 1e3, "rooms": {
+                    r["id"]: [r.get("lastAdmissionAt"), r.get("admittedThrough"), r.get("admitIntervalSecs"),
+                              r.get("paused")] for r in rooms}}) + "\n")
+            if took > every:
+                slow += 1
+            time.sleep(max(0.0, every - took))
+    return 0
+
+
+def cmd_lateness(out: str, check_ms: float, prefix: str) -> int:
+    """Each admission's lateness: its time minus (the room's previous admission + interval)."""
+    per_room: dict[str, list[tuple[int, int]]] = {}
+    intervals: dict[str, int] = {}
+    samples, reads = 0, []
+    with open(out, encoding="utf-8") as fh:
+        for line in fh:
+            rec = json.loads(line)
+            samples += 1
+            reads.append(rec["took_ms"])
+            for room, (last, admitted, interval, paused) in rec["rooms"].items():
+                if not room.startswith(prefix) or paused:
+                    continue
+                intervals[room] = int(interval)
+                at = parse_time_us(last)
+                seen = per_room.setdefault(room, [])
+                if at is not None and (not seen or seen[-1][0] != at):
+                    seen.append((at, admitted))
+    late = []
+    worst = None
+    for room, seen in per_room.items():
+        for (a, _), (b, _) in zip(seen, seen[1:]):
+            ms = (b - (a + intervals[room] * 1_000_000)) / 1000
+            late.append(ms)
+            if worst is None or ms > worst[0]:
+                worst = (ms, room, b)
+    late.sort()
+    reads.sort()
+    pick = lambda xs, p: xs[max(0, min(len(xs) - 1, int(len(xs) * p / 100 + 0.999999) - 1))] if xs else None  # noqa: E731
+    print(json.dumps({
+        "rooms": len(per_room), "admissions": len(late), "samples": samples, "check_ms": check_ms,
+        "max_ms": late[-1] if late else None, "p50_ms": pick(late, 50), "p99_ms": pick(late, 99),
+        "min_ms": late[0] if late else None, "over_check": sum(1 for x in late if x > check_ms),
+        "worst_room": worst[1] if worst else None, "view_p50_ms": pick(reads, 50), "view_max_ms": reads[-1] if reads else None,
+    }))
+    return 0
+
+
+def cmd_await_draw(url: str, admin: str, room: str, opens_us: int, limit_s: float, out: str) -> int:
+    api = Api(url, admin)
+    deadline = opens_us + int(limit_s * 1_000_000)
+    view = None
+    while now_us() < deadline:
+        status, view = api.call("GET", f"/admin/rooms/{room}")
+        if status == 200 and view.get("draw"):
+            break
+        time.sleep(0.1)
+    seen = now_us()
+    with open(out, "w", encoding="utf-8") as fh:
+        json.dump({"seen_us": seen, "view": view}, fh)
+    return 0 if view and view.get("draw") else 1
+
+
+def cmd_check_draw(url: str, room: str, entrants: int, seed: int, admitted: int, binary: str, sample: int) -> int:
+    values = sorted(rtok(room, n).encode() for n in range(1, entrants + 1))
+    drawn = [0] * entrants
+    proc = subprocess.run([binary, "draw-order", "--seed", str(seed), "--entrants", str(entrants)],
+                          check=True, capture_output=True)
+    for line in proc.stdout.splitlines():
+        i, p = line.split()
+        drawn[int(i)] = int(p)
+    rng = random.Random(seed)
+    api = Api(url)
+    exact = wrong = 0
+    examples = []
+    for i in rng.sample(range(entrants), min(sample, entrants)):
+        token = values[i].decode()
+        status, body = api.call("GET", "/queue/token", bearer=token)
+        want = drawn[i] - admitted
+        if status == 200 and body["status"] == "WAITING":
+            ok = body["position"] == want
+        elif status == 200 and body["status"] in ("ACTIVE", "EXPIRED"):
+            ok = want <= 0  # admitted (or skipped) at the opening: its place is behind the cursor
+        else:
+            ok = False
+        if ok:
+            exact += 1
+        else:
+            wrong += 1
+            if len(examples) < 3:
+                examples.append(f"index {i}: drawn {drawn[i]}, answered {status} {body}")
+    print(json.dumps({"checked": exact + wrong, "exact": exact, "wrong": wrong, "examples": examples}))
+    return 0
+
+
+def cmd_ticks(log: str, room: str) -> int:
+    """Pairs each `room check changed state` of ROOM that skipped tokens with the duration of
+    its scheduler pass (the next `scheduler tick` line), and gives the other passes' median."""
+    ticks, others, pending = [], [], None
+    with open(log, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            if not line.startswith("{"):
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            f = dict(rec.get("fields") or {})
+            f.update({k: v for k, v in rec.items() if k not in ("fields", "span", "spans")})
+            msg = f.get("message")
+            if msg == "room check changed state" and f.get("room") == room and int(f.get("abandoned") or 0) > 0:
+                pending = (int(f.get("admitted") or 0), int(f["abandoned"]))
+            elif msg == "scheduler tick" and "duration_ms" in f:
+                if pending:
+                    ticks.append({"admitted": pending[0], "abandoned": pending[1], "pass_ms": float(f["duration_ms"])})
+                    pending = None
+                else:
+                    others.append(float(f["duration_ms"]))
+    others.sort()
+    print(json.dumps({"ticks": ticks, "other_passes": len(others),
+                      "other_p50_ms": others[len(others) // 2] if others else None,
+                      "other_max_ms": others[-1] if others else None}))
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    cmd, args = (argv[0], argv[1:]) if argv else ("", [])
+    if cmd == "load" and len(args) >= 3:
+        cmd_load(int(args[0]), args[1], args[2:])
+        return 0
+    if cmd == "seen-redis" and len(args) == 5:
+        cmd_seen_redis(int(args[0]), args[1], args[2], int(args[3]), int(args[4]))
+        return 0
+    if cmd == "data" and len(args) >= 2:
+        cmd_data(args[0], args[1:])
+        return 0
+    if cmd == "create" and len(args) >= 3:
+        return cmd_create(args[0], args[1], args[2:])
+    if cmd == "patch" and len(args) == 4:
+        return cmd_patch(*args)
+    if cmd == "view" and len(args) == 3:
+        return cmd_view(*args)
+    if cmd == "watch" and len(args) == 5:
+        return cmd_watch(args[0], args[1], float(args[2]), float(args[3]), args[4])
+    if cmd == "lateness" and len(args) == 3:
+        return cmd_lateness(args[0], float(args[1]), args[2])
+    if cmd == "await-draw" and len(args) == 6:
+        return cmd_await_draw(args[0], args[1], args[2], int(args[3]), float(args[4]), args[5])
+    if cmd == "check-draw" and len(args) == 7:
+        return cmd_check_draw(args[0], args[1], int(args[2]), int(args[3]), int(args[4]), args[5], int(args[6]))
+    if cmd == "ticks" and len(args) == 2:
+        return cmd_ticks(*args)
+    print(__doc__, file=sys.stderr)
+    return 64
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
