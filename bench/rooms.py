@@ -275,9 +275,13 @@ def cmd_check_draw(url: str, room: str, entrants: int, seed: int, admitted: int,
     api = Api(url)
     exact = wrong = 0
     examples = []
+    took = []
+    started = time.monotonic()
     for i in rng.sample(range(entrants), min(sample, entrants)):
         token = values[i].decode()
+        t0 = time.monotonic()
         status, body = api.call("GET", "/queue/token", bearer=token)
+        took.append((time.monotonic() - t0) * 1e3)
         want = drawn[i] - admitted
         if status == 200 and body["status"] == "WAITING":
             ok = body["position"] == want
@@ -291,7 +295,10 @@ def cmd_check_draw(url: str, room: str, entrants: int, seed: int, admitted: int,
             wrong += 1
             if len(examples) < 3:
                 examples.append(f"index {i}: drawn {drawn[i]}, answered {status} {body}")
-    print(json.dumps({"checked": exact + wrong, "exact": exact, "wrong": wrong, "examples": examples}))
+    took.sort()
+    print(json.dumps({"checked": exact + wrong, "exact": exact, "wrong": wrong, "examples": examples,
+                      "polls_s": round(time.monotonic() - started, 2),
+                      "poll_p50_ms": took[len(took) // 2] if took else None, "poll_max_ms": took[-1] if took else None}))
     return 0
 
 
