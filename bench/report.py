@@ -213,7 +213,7 @@ def fmt_statuses(res: dict, expected: set[int]) -> tuple[str, int]:
     parts, errors = [], 0
     statuses = res.get("statuses") or {}
     for code in sorted(statuses, key=int):
-        n = statuses[code]
+        n = int(statuses[code])
         if not n:
             continue
         if int(code) in expected:
