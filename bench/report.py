@@ -441,7 +441,10 @@ def room_targets(run: Run, stores, conns_list, by) -> list:
                              if seen is not None else "**no draw recorded**; ")
                             + f"{check.get('exact', 0):,} of {check.get('checked', 0):,} sampled positions as "
                               f"`concert draw-order` places them"
-                            + (f"; **{check['wrong']} wrong**, e.g. {check.get('examples', [''])[0]}" if check.get("wrong") else "")))
+                            + (f"; **{check['wrong']} wrong**, e.g. {check.get('examples', [''])[0]}" if check.get("wrong") else "")
+                            + (f"; the first polls of 100 other entrants right after the draw: p50 "
+                               f"{fmt_ms(first.get('poll_p50_ms'))} ms, max {fmt_ms(first.get('poll_max_ms'))} ms"
+                               if (first := rec.get("first_polls") or {}).get("checked") else "")))
             r = run.find(store, "draw_poll", "endpoint")
             res = (r or {}).get("result") or {}
             statuses, errors = fmt_statuses(res, {200}) if res else ("**no result**", 1)

@@ -23,9 +23,10 @@ Subcommands (PORT is a redis-server or the concert server, as named):
   await-draw URL ADMIN ROOM OPENS_US LIMIT_S OUT
         polls the operator view every 0.1 s until the draw is recorded (or LIMIT_S after the
         opening); writes {"seen_us", "view"} to OUT
-  check-draw URL ROOM ENTRANTS SEED ADMITTED BIN SAMPLE
-        sorts the room's entrants byte-wise, runs `BIN draw-order`, polls SAMPLE of them and
-        compares each position with the drawn one (JSON)
+  check-draw URL ROOM ENTRANTS SEED ADMITTED BIN SAMPLE [--order ORDER_SEED]
+        sorts the room's entrants byte-wise, runs `BIN draw-order` (seed ORDER_SEED, by default
+        SEED), polls SAMPLE of them picked with SEED and compares each position with the drawn
+        one; also how long the polls took (JSON)
   ticks LOG ROOM    the scheduler passes (debug log, JSON lines) that skipped tokens of ROOM
 """
 
@@ -263,7 +264,10 @@ def cmd_await_draw(url: str, admin: str, room: str, opens_us: int, limit_s: floa
     return 0 if view and view.get("draw") else 1
 
 
-def cmd_check_draw(url: str, room: str, entrants: int, seed: int, admitted: int, binary: str, sample: int) -> int:
+def cmd_check_draw(url: str, room: str, entrants: int, seed: int, admitted: int, binary: str, sample: int,
+                   order_seed: int | None = None) -> int:
+    """SEED picks the sample; the order is the draw's (ORDER_SEED, by default SEED)."""
+    pick_seed, seed = seed, (seed if order_seed is None else order_seed)
     values = sorted(rtok(room, n).encode() for n in range(1, entrants + 1))
     drawn = [0] * entrants
     proc = subprocess.run([binary, "draw-order", "--seed", str(seed), "--entrants", str(entrants)],
@@ -271,7 +275,7 @@ def cmd_check_draw(url: str, room: str, entrants: int, seed: int, admitted: int,
     for line in proc.stdout.splitlines():
         i, p = line.split()
         drawn[int(i)] = int(p)
-    rng = random.Random(seed)
+    rng = random.Random(pick_seed)
     api = Api(url)
     exact = wrong = 0
     examples = []
@@ -355,8 +359,9 @@ def main(argv: list[str]) -> int:
         return cmd_lateness(args[0], float(args[1]), args[2])
     if cmd == "await-draw" and len(args) == 6:
         return cmd_await_draw(args[0], args[1], args[2], int(args[3]), float(args[4]), args[5])
-    if cmd == "check-draw" and len(args) == 7:
-        return cmd_check_draw(args[0], args[1], int(args[2]), int(args[3]), int(args[4]), args[5], int(args[6]))
+    if cmd == "check-draw" and len(args) in (7, 9):
+        order = int(args[8]) if len(args) == 9 and args[7] == "--order" else None
+        return cmd_check_draw(args[0], args[1], int(args[2]), int(args[3]), int(args[4]), args[5], int(args[6]), order)
     if cmd == "ticks" and len(args) == 2:
         return cmd_ticks(*args)
     print(__doc__, file=sys.stderr)
