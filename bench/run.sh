@@ -826,6 +826,9 @@ draw_phase() {
     read -r seed entrants admitted < <(python3 -c 'import json,sys; v=json.load(open(sys.argv[1]))["view"] or {}; d=v.get("draw") or {}
 print(d.get("seed", 0), d.get("entrants", 0), v.get("admittedThrough", 0))' "$WORK/draw-$STORE.json")
     if ((entrants > 0)); then
+        # The opening's admission runs in the same pass, just after the draw is recorded.
+        admitted=$(python3 "$ROOMS_PY" view "$BASE_URL" "$ADMIN_SECRET" draw |
+            python3 -c 'import json,sys; print(json.load(sys.stdin)["admittedThrough"])')
         # First polls of entrants not polled before, right after the draw: on PostgreSQL the
         # statement's plan may predate the draw's million rows (queue_draw_positions had none
         # when last analysed) until autovacuum analyses it; then the bench analyses it itself,
@@ -838,7 +841,7 @@ print(d.get("seed", 0), d.get("entrants", 0), v.get("admittedThrough", 0))' "$WO
         check=$(python3 "$ROOMS_PY" check-draw "$BASE_URL" draw "$entrants" "$seed" "$admitted" "$BIN" "$DRAW_SAMPLE") ||
             { loud "the draw's spot check failed to run"; check='{}'; }
     fi
-    python3 - "$WORK/draw-$STORE.json" "$STORE" "$opens_us" "$limit" "$DRAW_ENTRANTS" "$check" "$probe" >>"$RESULTS" <<'PY'
+    python3 - "$WORK/draw-$STORE.json" "$STORE" "$opens_us" "$limit" "$DRAW_ENTRANTS" "$check" "$probe" "$admitted" >>"$RESULTS" <<'PY'
 import json, sys
 sys.path.insert(0, sys.argv[0].rsplit("/", 1)[0])
 rec = json.load(open(sys.argv[1]))
@@ -859,7 +862,7 @@ print(json.dumps({"store": sys.argv[2], "phase": "draw", "kind": "draw", "loaded
                   "entrants": d.get("entrants"), "seed": d.get("seed"), "limit_s": int(sys.argv[4]),
                   "recorded": bool(d), "seen_s": (rec["seen_us"] - opens) / 1e6 if d else None,
                   "at_s": (us(d.get("at")) - opens) / 1e6 if d.get("at") else None,
-                  "admitted": view.get("admittedThrough"), "check": json.loads(sys.argv[6]),
+                  "admitted": int(sys.argv[8]), "check": json.loads(sys.argv[6]),
                   "first_polls": json.loads(sys.argv[7])}))
 PY
     python3 - "$RESULTS" <<'PY' >&2
