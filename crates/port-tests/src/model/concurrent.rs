@@ -129,17 +129,25 @@ pub fn run_case<H: ModelStore>(prefix: &[Op], threads: &[Vec<Op>]) {
 
     // What the race made, whatever the order.
     let mut tokens = sut.bindings.tokens.clone();
+    let mut room_tokens = sut.bindings.room_tokens.clone();
     let mut reservations = sut.bindings.reservations.clone();
     for o in observed.iter().flatten() {
         match o {
-            Observed::Issue(Ok(i)) if i.created && !tokens.contains(&i.view.token.value) => {
-                tokens.push(i.view.token.value.clone());
+            Observed::Issue(Ok(i)) if i.created => {
+                let value = &i.view.token.value;
+                let line = match world::ROOMS.iter().position(|r| value.room().as_str() == r.id) {
+                    Some(r) => &mut room_tokens[r],
+                    None => &mut tokens,
+                };
+                if !line.contains(value) {
+                    line.push(value.clone());
+                }
             }
             Observed::Reserve(Ok(r)) if !reservations.contains(&r.id) => reservations.push(r.id),
             _ => {}
         }
     }
-    let view = StoreView::read(&sut.app, &tokens, &reservations);
+    let view = StoreView::read(&sut.app, &tokens, &room_tokens, &reservations);
     let mut bad = order_free(&history);
     bad.extend(sut.harness.store_problems());
     if !bad.is_empty() {

@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use domain::clock::{Clock, ManualClock};
 use domain::idempotency::Outcome;
-use domain::random::SeededRandom;
 use domain::service::{Ports, Ticketing};
 use proptest::prelude::*;
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest};
@@ -62,7 +61,7 @@ impl<H: ModelStore> Sut<H> {
         let harness = H::new_store(clock.clone());
         let ports = Ports {
             clock: Arc::new(clock.clone()),
-            random: Arc::new(SeededRandom::new(RANDOM_SEED)),
+            random: Arc::new(world::ModelRandom::new(world::DRAW_CASE, RANDOM_SEED)),
             ..harness.ports()
         };
         let app = Ticketing::new(ports.clone(), world::policy());
@@ -76,7 +75,12 @@ impl<H: ModelStore> Sut<H> {
         })
         .expect("the starting settings are valid");
         ports.settings.update(&patch, None).expect("settings at set-up");
-        assert!(ports.catalogue.create_concert(&world::catalogue(clock.now()), None).expect("catalogue at set-up"));
+        for concert in world::catalogue(clock.now()) {
+            assert!(ports.catalogue.create_concert(&concert, None).expect("catalogue at set-up"));
+        }
+        for r in 0..world::ROOMS.len() {
+            app.create_room("model", &world::room_draft(r, clock.now())).expect("rooms at set-up");
+        }
         for (user, charges) in STARTING_CHARGES.iter().enumerate() {
             for amount in *charges {
                 let charged = app.charge(world::user(user), *amount, None).expect("charge at set-up");
@@ -87,7 +91,7 @@ impl<H: ModelStore> Sut<H> {
             model: Model::new(clock.now()),
             clock,
             app,
-            bindings: Bindings::default(),
+            bindings: Bindings { room_tokens: vec![Vec::new(); world::ROOMS.len()], ..Bindings::default() },
             trace: Vec::new(),
             harness,
         };
@@ -122,7 +126,7 @@ impl<H: ModelStore> Sut<H> {
     /// Reads the store through its ports, compares it with the model and checks the
     /// invariants (and the store's own checks, if it has any).
     pub fn check(&mut self) {
-        let view = StoreView::read(&self.app, &self.bindings.tokens, &self.bindings.reservations);
+        let view = StoreView::read(&self.app, &self.bindings.tokens, &self.bindings.room_tokens, &self.bindings.reservations);
         match compare(&self.model, &self.bindings, &view) {
             Ok(b) => self.bindings = b,
             Err(diffs) => self.fail(&format!("the store's state differs from the model's:\n{}", diffs.join("\n"))),

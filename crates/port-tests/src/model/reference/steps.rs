@@ -37,18 +37,20 @@ impl Model {
                 Err(e) => done(Expect::Reserve(Err(Refused::Auth(e)))),
                 Ok(_) => (None, true),
             },
-            (Step::Reserve { token: TokenTarget::Token(t), schedule, seat }, 1) => {
-                let u = self.tokens[t].user;
+            (Step::Reserve { token, schedule, seat }, 1) => {
+                let u = self.tok(token).user;
                 done(Expect::Reserve(
-                    self.reserve(u, schedule, seat).map(|r| (r, self.reservations[r].clone())).map_err(Refused::Op),
+                    self.reserve(u, token.room(), schedule, seat)
+                        .map(|r| (r, self.reservations[r].clone()))
+                        .map_err(Refused::Op),
                 ))
             }
             (Step::GetReservation(token, _), 0) => match self.authorize(token) {
                 Err(e) => done(Expect::GetReservation(Err(Refused::Auth(e)))),
                 Ok(_) => (None, true),
             },
-            (Step::GetReservation(TokenTarget::Token(t), target), 1) => {
-                let u = self.tokens[t].user;
+            (Step::GetReservation(token, target), 1) => {
+                let u = self.tok(token).user;
                 done(Expect::GetReservation(match target {
                     Target::Known(r) if self.reservations[r].user == u => {
                         let mut res = self.reservations[r].clone();
@@ -67,19 +69,47 @@ impl Model {
                     Ok(()) => (None, true),
                 }
             }
-            (Step::Pay { token: TokenTarget::Token(t), reservation, key }, 1) => {
+            (Step::Pay { token: t, reservation, key }, 1) => {
                 let answer = self.pay(t, reservation, key, !queue_apart);
                 let fresh = matches!(answer, Ok(Paid::Fresh { .. }));
                 (Some(Expect::Pay(answer)), queue_apart && fresh)
             }
-            (Step::Pay { token: TokenTarget::Token(t), .. }, 2) => {
-                let used = &mut self.tokens[t];
+            (Step::Pay { token: t, .. }, 2) => {
+                let paid_at = self.payments.iter().find(|p| p.token == t).map(|p| p.paid_at);
+                let used = self.tok_mut(t);
                 if used.status == TokenStatus::Active {
                     used.status = TokenStatus::Expired;
                     used.reason = Some(ExpiredReason::Paid);
-                    used.expires_at = self.payments.iter().find(|p| p.token == t).map(|p| p.paid_at);
+                    used.expires_at = paid_at;
                 }
                 (None, false)
+            }
+            (Step::Poll(TokenTarget::Room(r, i)), 0) => {
+                let view = self.room_view_of(r, i);
+                (Some(Expect::Poll(Ok(view))), true)
+            }
+            (Step::Poll(TokenTarget::Room(r, i)), 1) => {
+                self.seen(r, i);
+                (None, false)
+            }
+            (Step::Join(r, u), 0) => {
+                let answer = self.join(r, u);
+                let again = matches!(answer, Ok((_, false)));
+                (Some(Expect::Join(answer)), again)
+            }
+            (Step::Join(r, u), 1) => {
+                let live = self.room_tokens_of(r, u).next_back().expect("a re-join names a token");
+                self.seen(r, live);
+                (None, false)
+            }
+            (Step::TickRooms, 0) => {
+                self.flush_presence();
+                (None, true)
+            }
+            (Step::TickRooms, p) => {
+                let ticks: Vec<RoomTickExpect> = (0..ROOMS.len()).map(|r| self.tick_room(r)).collect();
+                debug_assert_eq!(p, 1);
+                done(Expect::TickRooms(ticks))
             }
             (_, 0) => done(self.apply_atomic(step)),
             _ => unreachable!("phase {phase} of {step:?}"),
@@ -112,7 +142,10 @@ impl Model {
                 self.now = self.now.max(to);
                 Expect::Moved(self.now)
             }
-            Step::Reserve { .. } | Step::GetReservation(..) | Step::Pay { .. } => {
+            Step::RoomChange(r, p) => Expect::RoomChange(self.change_room(r, &p)),
+            Step::RoomView(r) => Expect::RoomView(self.room_view(r)),
+            Step::Schedules(t, c) => Expect::Schedules(self.schedules(t, c)),
+            Step::Reserve { .. } | Step::GetReservation(..) | Step::Pay { .. } | Step::Join(..) | Step::TickRooms => {
                 unreachable!("{step:?} runs in phases")
             }
         }
@@ -120,6 +153,7 @@ impl Model {
 
     pub(super) fn issue(&mut self, u: User) -> Expect {
         let now = self.now;
+        self.token_calls += 1;
         if let Some(live) = self.tokens_of(u).find(|&i| self.tokens[i].status_at(now) != TokenStatus::Expired) {
             return Expect::Issue { view: self.view(live), created: false };
         }
@@ -218,8 +252,19 @@ impl Model {
         count_n(rows.len())
     }
 
-    pub(super) fn reserve(&mut self, u: User, schedule: Target, seat: Target) -> Result<usize, ReserveError> {
+    pub(super) fn reserve(
+        &mut self,
+        u: User,
+        room: Option<RoomIx>,
+        schedule: Target,
+        seat: Target,
+    ) -> Result<usize, ReserveError> {
         let now = self.now;
+        if let Target::Known(sch) = schedule {
+            if let Some(room) = Self::gate(room, world::room_of_schedule(sch)) {
+                return Err(ReserveError::RoomMismatch { room });
+            }
+        }
         let (Target::Known(sch), Target::Known(s)) = (schedule, seat) else { return Err(ReserveError::NotFound) };
         if SEATS[s].schedule != sch || self.starts_at(sch) <= now {
             return Err(ReserveError::NotFound);
@@ -255,8 +300,10 @@ impl Model {
         reservation: Target,
         key: Option<usize>,
     ) -> Result<(), Result<Paid, PayError>> {
-        let TokenTarget::Token(t) = token else { return Err(Err(PayError::TokenInvalid)) };
-        let user = self.tokens[t].user;
+        if matches!(token, TokenTarget::Unknown | TokenTarget::Malformed) {
+            return Err(Err(PayError::TokenInvalid));
+        }
+        let user = self.tok(token).user;
         if let Some(record) = key.and_then(|k| self.record(user, k)) {
             return Err(if record.fp == Fp::Pay(reservation) {
                 Ok(Paid::Replayed(record.resp))
@@ -264,10 +311,20 @@ impl Model {
                 Err(PayError::Key(domain::error::KeyConflict::Reused))
             });
         }
-        match self.tokens[t].status_at(self.now) {
-            TokenStatus::Active => Ok(()),
-            TokenStatus::Waiting => Err(Err(PayError::TokenNotActive)),
-            TokenStatus::Expired => Err(Err(PayError::TokenExpired)),
+        match self.tok(token).status_at(self.now) {
+            TokenStatus::Active => {}
+            TokenStatus::Waiting => return Err(Err(PayError::TokenNotActive)),
+            TokenStatus::Expired => return Err(Err(PayError::TokenExpired)),
+        }
+        match reservation {
+            Target::Known(r) if self.reservations[r].user == user => {
+                let room = world::room_of_schedule(SEATS[self.reservations[r].seat].schedule);
+                match Self::gate(token.room(), room) {
+                    Some(room) => Err(Err(PayError::RoomMismatch { room })),
+                    None => Ok(()),
+                }
+            }
+            _ => Ok(()),
         }
     }
 
@@ -276,13 +333,13 @@ impl Model {
     /// unit when `use_up` (the store holds the queue).
     pub(super) fn pay(
         &mut self,
-        t: usize,
+        t: TokenTarget,
         reservation: Target,
         key: Option<usize>,
         use_up: bool,
     ) -> Result<Paid, PayError> {
         let now = self.now;
-        let user = self.tokens[t].user;
+        let user = self.tok(t).user;
         let fp = Fp::Pay(reservation);
         if let Some(record) = key.and_then(|k| self.record(user, k)) {
             return if record.fp == fp {
@@ -301,7 +358,7 @@ impl Model {
             ReservationStatus::Held => {}
         }
         if self.payments.iter().any(|p| p.token == t)
-            || (use_up && self.tokens[t].status_at(now) != TokenStatus::Active)
+            || (use_up && self.tok(t).status_at(now) != TokenStatus::Active)
         {
             return Err(PayError::TokenExpired);
         }
@@ -332,7 +389,7 @@ impl Model {
             reservation: Some(r),
         });
         if use_up {
-            let used = &mut self.tokens[t];
+            let used = self.tok_mut(t);
             used.status = TokenStatus::Expired;
             used.reason = Some(ExpiredReason::Paid);
             used.expires_at = Some(now);
