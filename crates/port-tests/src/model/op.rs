@@ -379,18 +379,12 @@ pub fn op_in(bias: &Bias) -> BoxedStrategy<Op> {
     }
     let token = Union::new_weighted(tokens).boxed();
     let issuer = if idle.is_empty() { user().boxed() } else { prop_oneof![3 => select(idle), 1 => user()].boxed() };
-    let room_payers: Vec<TokenRef> = room_active
-        .iter()
-        .filter(|(_, u)| payers.contains(u))
-        .map(|&(r, u)| TokenRef::InRoom(r, u))
-        .collect();
+    let room_payers: Vec<TokenRef> =
+        room_active.iter().filter(|(_, u)| payers.contains(u)).map(|&(r, u)| TokenRef::InRoom(r, u)).collect();
     let payers: Vec<TokenRef> =
         payers.into_iter().filter(|u| acting.contains(u)).map(TokenRef::Latest).chain(room_payers).collect();
-    let payer = if payers.is_empty() {
-        token.clone()
-    } else {
-        prop_oneof![3 => select(payers), 1 => token.clone()].boxed()
-    };
+    let payer =
+        if payers.is_empty() { token.clone() } else { prop_oneof![3 => select(payers), 1 => token.clone()].boxed() };
     let weights = Weights {
         issue: if acting.is_empty() { 30 } else { 8 },
         admit: if waiting { 14 } else { 4 },

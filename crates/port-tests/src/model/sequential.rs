@@ -126,7 +126,8 @@ impl<H: ModelStore> Sut<H> {
     /// Reads the store through its ports, compares it with the model and checks the
     /// invariants (and the store's own checks, if it has any).
     pub fn check(&mut self) {
-        let view = StoreView::read(&self.app, &self.bindings.tokens, &self.bindings.room_tokens, &self.bindings.reservations);
+        let view =
+            StoreView::read(&self.app, &self.bindings.tokens, &self.bindings.room_tokens, &self.bindings.reservations);
         match compare(&self.model, &self.bindings, &view) {
             Ok(b) => self.bindings = b,
             Err(diffs) => self.fail(&format!("the store's state differs from the model's:\n{}", diffs.join("\n"))),

@@ -8,9 +8,9 @@
 //! payment than the one it made is caught.
 
 use domain::account::{LedgerEntry, LedgerPage};
+use domain::catalogue::ScheduleSummary;
 use domain::catalogue::SeatClaim;
 use domain::clock::{Clock, ManualClock};
-use domain::catalogue::ScheduleSummary;
 use domain::error::{
     BalanceError, ChargeError, GetReservationError, GetRoomError, HistoryError, IssueTokenError, ListSchedulesError,
     PayError, ReadTokenError, ReserveError, StoreError, UpdateQueueError, UpdateRoomError,
@@ -21,18 +21,17 @@ use domain::idempotency::{
 use domain::ids::{LedgerEntryId, PaymentId, ReservationId};
 use domain::money::Won;
 use domain::payment::Payment;
+use domain::queue::DrawRecord;
 use domain::queue::{
     AdmissionOutcome, ExpiredReason, QueueCursor, QueueState, QueueStats, QueueToken, TokenStatus, TokenValue,
     TokenView,
 };
 use domain::reservation::Reservation;
-use domain::queue::DrawRecord;
 use domain::service::{IssuedToken, RoomTick, RoomView, Ticketing};
 
 use crate::fixture::render;
 use crate::model::reference::{
-    Charged, Expect, Fp, Model, Paid, QueueView, Refused, Res, Resp, RoomViewExpect, Step, Target, TokenTarget,
-    View,
+    Charged, Expect, Fp, Model, Paid, QueueView, Refused, Res, Resp, RoomViewExpect, Step, Target, TokenTarget, View,
 };
 use crate::model::world::{self, KEYS, SEATS};
 
@@ -489,9 +488,9 @@ pub fn materialize(expect: &Expect, m: &Model, b: &Bindings) -> Observed {
         Expect::Settings(q) => Observed::Settings(Ok(queue_state(q))),
         Expect::QueueState(q) => Observed::QueueState(Ok(queue_state(q))),
         Expect::Moved(t) => Observed::Moved(*t),
-        Expect::Join(r) => Observed::Issue(
-            r.clone().map(|(view, created)| IssuedToken { view: token_view(&view, b), created }),
-        ),
+        Expect::Join(r) => {
+            Observed::Issue(r.clone().map(|(view, created)| IssuedToken { view: token_view(&view, b), created }))
+        }
         Expect::TickRooms(ticks) => Observed::TickRooms(Ok(ticks
             .iter()
             .map(|t| {

@@ -85,7 +85,8 @@ impl StoreView {
                     .collect()
             })
             .collect();
-        let rooms = (0..ROOMS.len()).map(|r| sut::one_room_line(ok("room view", app.room_view(&world::room_id(r))))).collect();
+        let rooms =
+            (0..ROOMS.len()).map(|r| sut::one_room_line(ok("room view", app.room_view(&world::room_id(r))))).collect();
         let tokens = tokens.iter().map(|v| (v.clone(), app.read_token(v.as_str()))).collect();
         let reservations =
             reservations.iter().map(|id| (*id, ok("reservation", ports.reservations.find(*id)))).collect();
@@ -405,7 +406,8 @@ pub fn invariants(v: &StoreView, m: &Model) -> Vec<String> {
     // At most one payment per token: every payment used up a token of its payer at its time,
     // a different one for each.
     let mut used: BTreeMap<(UserId, OffsetDateTime), usize> = BTreeMap::new();
-    for t in &views {
+    let in_rooms = v.room_tokens.iter().flatten().filter_map(|(_, t)| t.as_ref());
+    for t in views.iter().copied().chain(in_rooms) {
         if let (TokenStatus::Expired, Some(_), Some(at)) = (t.token.status, t.token.activated_at, t.token.expires_at) {
             *used.entry((t.token.user_id, at)).or_default() += 1;
         }
@@ -453,8 +455,11 @@ pub fn invariants(v: &StoreView, m: &Model) -> Vec<String> {
             .and_then(|r| (0..SCHEDULES.len()).find(|&i| world::schedule(i) == r.schedule_id))
             .map(world::room_of_schedule)
     };
-    let mut used_up: Vec<(Option<usize>, &TokenView)> =
-        views.iter().filter(|t| t.expired_reason == Some(domain::queue::ExpiredReason::Paid)).map(|t| (None, *t)).collect();
+    let mut used_up: Vec<(Option<usize>, &TokenView)> = views
+        .iter()
+        .filter(|t| t.expired_reason == Some(domain::queue::ExpiredReason::Paid))
+        .map(|t| (None, *t))
+        .collect();
     for (r, got) in v.room_tokens.iter().enumerate() {
         let id = ROOMS[r].id;
         let views: Vec<&TokenView> = got.iter().filter_map(|(_, t)| t.as_ref()).collect();
@@ -488,7 +493,10 @@ pub fn invariants(v: &StoreView, m: &Model) -> Vec<String> {
             (1..=i64::try_from(positions.len()).unwrap_or(0)).collect()
         };
         if positions != wanted || stats.waiting != u64::try_from(positions.len()).unwrap_or(0) {
-            bad.push(format!("room {id}'s WAITING positions {positions:?} are not {wanted:?} (waiting {})", stats.waiting));
+            bad.push(format!(
+                "room {id}'s WAITING positions {positions:?} are not {wanted:?} (waiting {})",
+                stats.waiting
+            ));
         }
         let mut activations: BTreeMap<OffsetDateTime, u64> = BTreeMap::new();
         for t in &views {
@@ -506,7 +514,10 @@ pub fn invariants(v: &StoreView, m: &Model) -> Vec<String> {
             }
         }
         used_up.extend(
-            views.iter().filter(|t| t.expired_reason == Some(domain::queue::ExpiredReason::Paid)).map(|t| (Some(r), *t)),
+            views
+                .iter()
+                .filter(|t| t.expired_reason == Some(domain::queue::ExpiredReason::Paid))
+                .map(|t| (Some(r), *t)),
         );
     }
     for (room, t) in used_up {

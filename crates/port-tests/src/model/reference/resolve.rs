@@ -67,16 +67,16 @@ impl Model {
                 .iter()
                 .filter_map(|room| room.abandon_after().map(|after| (room, after)))
                 .flat_map(|(room, after)| {
-                    room.tokens
-                        .iter()
-                        .filter(|t| t.t.status == TokenStatus::Waiting)
-                        .map(move |t| t.last_seen + after)
+                    room.tokens.iter().filter(|t| t.t.status == TokenStatus::Waiting).map(move |t| t.last_seen + after)
                 })
                 .filter(|t| *t > now)
                 .min(),
-            Boundary::RoomAdmission => {
-                self.rooms.iter().filter_map(|room| room.last_admission_at.map(|l| l + room.interval())).filter(|t| *t > now).min()
-            }
+            Boundary::RoomAdmission => self
+                .rooms
+                .iter()
+                .filter_map(|room| room.last_admission_at.map(|l| l + room.interval()))
+                .filter(|t| *t > now)
+                .min(),
         }
     }
 

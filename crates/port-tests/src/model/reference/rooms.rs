@@ -344,7 +344,8 @@ impl Model {
         let now = self.now;
         let k = self.token_calls;
         self.token_calls += 1;
-        let live = self.room_tokens_of(r, u).rfind(|&i| self.rooms[r].tokens[i].t.status_at(now) != TokenStatus::Expired);
+        let live =
+            self.room_tokens_of(r, u).rfind(|&i| self.rooms[r].tokens[i].t.status_at(now) != TokenStatus::Expired);
         if let Some(i) = live {
             return Ok((self.room_view_of(r, i), false));
         }
@@ -500,11 +501,7 @@ impl Model {
     }
 
     /// A concert's schedules for the bearer of `token`.
-    pub(super) fn schedules(
-        &self,
-        token: TokenTarget,
-        c: usize,
-    ) -> Result<Vec<usize>, Refused<ListSchedulesError>> {
+    pub(super) fn schedules(&self, token: TokenTarget, c: usize) -> Result<Vec<usize>, Refused<ListSchedulesError>> {
         self.authorize(token).map_err(Refused::Auth)?;
         let mut listed: Vec<usize> =
             (0..SCHEDULES.len()).filter(|&i| world::SCHEDULE_CONCERT[i] == c && self.starts_at(i) > self.now).collect();

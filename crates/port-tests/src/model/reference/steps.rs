@@ -357,9 +357,7 @@ impl Model {
             ReservationStatus::Expired => return Err(PayError::HoldExpired),
             ReservationStatus::Held => {}
         }
-        if self.payments.iter().any(|p| p.token == t)
-            || (use_up && self.tok(t).status_at(now) != TokenStatus::Active)
-        {
+        if self.payments.iter().any(|p| p.token == t) || (use_up && self.tok(t).status_at(now) != TokenStatus::Active) {
             return Err(PayError::TokenExpired);
         }
         let (balance, price) = (self.balances[user], self.reservations[r].price());
