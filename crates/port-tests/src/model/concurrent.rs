@@ -30,7 +30,7 @@ use proptest::sample::select;
 use proptest::strategy::Union;
 use time::Duration;
 
-use crate::model::op::{token_ref, ClockMove, Op, ResRef, SeatRef, TokenRef, AMOUNTS};
+use crate::model::op::{token_ref, Boundary, ClockMove, Op, ResRef, SeatRef, TokenRef, AMOUNTS};
 use crate::model::reference::{Model, Step, Sweep, TokenTarget};
 use crate::model::sequential::Sut;
 use crate::model::sut::{check_step, execute, Bindings, Observed};
@@ -41,8 +41,11 @@ use crate::model::ModelStore;
 /// Every user in line and admitted (two at the first tick, one a minute later), each able to
 /// pay, user 0 holding two seats (its limit) and the others one each, so the racing steps
 /// start from a store with something to race for: one free seat, four holds to pay, one token
-/// with two holds it can pay only one of.
-pub const WARM_UP: [Op; 11] = [
+/// with two holds it can pay only one of. Then users 0 and 1 join room `a`'s pre-queue, user 2
+/// joins room `b`, which admits it, and the clock moves onto `a`'s opening: its draw is due,
+/// and the racing steps' first rooms check makes it (unless the prefix did), with the joiners
+/// absent by then unless a poll says otherwise.
+pub const WARM_UP: [Op; 16] = [
     Op::Issue(0),
     Op::Issue(1),
     Op::Issue(2),
@@ -54,6 +57,11 @@ pub const WARM_UP: [Op; 11] = [
     Op::Reserve(TokenRef::Latest(0), SeatRef::Seat(2)),
     Op::Reserve(TokenRef::Latest(1), SeatRef::Seat(3)),
     Op::Reserve(TokenRef::Latest(2), SeatRef::Seat(4)),
+    Op::Join(0, 0),
+    Op::Join(0, 1),
+    Op::Join(1, 2),
+    Op::TickRooms,
+    Op::Advance(ClockMove::To(Boundary::RoomOpening, 0)),
 ];
 
 /// Steps that race: holds on few seats, payments (one token for two holds, one hold from two
@@ -62,7 +70,13 @@ pub fn racing_op() -> BoxedStrategy<Op> {
     let user = 0..USERS;
     let key = proptest::option::weighted(0.7, 0..KEYS.len());
     let seat = prop_oneof![3 => Just(1_usize), 1 => 0..SEATS.len()];
-    let token = |u: usize| prop_oneof![6 => Just(TokenRef::Latest(u)), 1 => token_ref()];
+    let token = |u: usize| {
+        prop_oneof![
+            6 => Just(TokenRef::Latest(u)),
+            2 => (0..world::ROOMS.len()).prop_map(move |r| TokenRef::InRoom(r, u)),
+            1 => token_ref(),
+        ]
+    };
     let pay = (user.clone(), key.clone()).prop_flat_map(move |(u, k)| {
         let res = prop_oneof![1 => Just(ResRef::LatestOf(u)), 1 => (0..4_usize).prop_map(ResRef::Recent)];
         (token(u), res).prop_map(move |(t, r)| Op::Pay(t, r, k))
@@ -71,6 +85,15 @@ pub fn racing_op() -> BoxedStrategy<Op> {
         (6, user.clone().prop_map(Op::Issue).boxed()),
         (4, Just(Op::Admit).boxed()),
         (10, (user.clone(), seat).prop_map(|(u, s)| Op::Reserve(TokenRef::Latest(u), SeatRef::Seat(s))).boxed()),
+        (
+            3,
+            (user.clone(), 0..world::ROOMS.len(), 5..SEATS.len())
+                .prop_map(|(u, r, s)| Op::Reserve(TokenRef::InRoom(r, u), SeatRef::Seat(s)))
+                .boxed(),
+        ),
+        (5, (0..world::ROOMS.len(), user.clone()).prop_map(|(r, u)| Op::Join(r, u)).boxed()),
+        (4, (0..world::ROOMS.len(), user.clone()).prop_map(|(r, u)| Op::Poll(TokenRef::InRoom(r, u))).boxed()),
+        (4, Just(Op::TickRooms).boxed()),
         (10, pay.boxed()),
         (6, (user.clone(), select(AMOUNTS.to_vec()), key).prop_map(|(u, a, k)| Op::Charge(u, a, k)).boxed()),
         (3, any::<bool>().prop_map(Op::Retry).boxed()),
@@ -175,6 +198,8 @@ fn order_free(history: &[Vec<(Step, Observed)>]) -> Vec<String> {
     let mut created_per_user: HashMap<_, usize> = HashMap::new();
     let mut effects_per_key: HashMap<(domain::ids::UserId, usize), usize> = HashMap::new();
     let mut ticks = 0;
+    let mut room_ticks: HashMap<domain::room::RoomId, usize> = HashMap::new();
+    let mut draws: HashMap<domain::room::RoomId, usize> = HashMap::new();
     for (step, o) in history.iter().flatten() {
         match (step, o) {
             (_, Observed::Reserve(Ok(r))) => *holds_per_seat.entry(r.seat_id).or_default() += 1,
@@ -189,8 +214,20 @@ fn order_free(history: &[Vec<(Step, Observed)>]) -> Vec<String> {
             (Step::Charge { user, key: Some(k), .. }, Observed::Charge(Ok(Outcome::Fresh { .. }))) => {
                 *effects_per_key.entry((crate::model::world::user(*user), *k)).or_default() += 1;
             }
-            (_, Observed::Issue(Ok(i))) if i.created => *created_per_user.entry(i.view.token.user_id).or_default() += 1,
+            (_, Observed::Issue(Ok(i))) if i.created => {
+                *created_per_user.entry((i.view.token.user_id, i.view.token.value.room())).or_default() += 1;
+            }
             (_, Observed::Admit(Ok(AdmissionOutcome::Admitted(n)))) if *n > 0 => ticks += 1,
+            (_, Observed::TickRooms(Ok(rooms))) => {
+                for t in rooms.iter().flatten() {
+                    if t.admission.admitted() > 0 {
+                        *room_ticks.entry(t.room.clone()).or_default() += 1;
+                    }
+                    if t.drew.is_some() {
+                        *draws.entry(t.room.clone()).or_default() += 1;
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -214,9 +251,19 @@ fn order_free(history: &[Vec<(Step, Observed)>]) -> Vec<String> {
             bad.push(format!("key {} of user {user} had {n} effects", KEYS[k]));
         }
     }
-    for (user, n) in created_per_user {
+    for ((user, room), n) in created_per_user {
         if n > 1 + pays_per_user.get(&user).copied().unwrap_or(0) {
-            bad.push(format!("user {user} was issued {n} new tokens"));
+            bad.push(format!("user {user} was issued {n} new tokens in room {room}"));
+        }
+    }
+    for (room, n) in room_ticks {
+        if n > 1 {
+            bad.push(format!("{n} checks of room {room} admitted somebody while the clock stood still"));
+        }
+    }
+    for (room, n) in draws {
+        if n > 1 {
+            bad.push(format!("room {room} was drawn {n} times"));
         }
     }
     if ticks > 1 {
@@ -309,6 +356,14 @@ impl Search<'_> {
                     (m2, b.clone(), next)
                 })
                 .collect());
+        }
+        if let (Step::TickRooms, Observed::TickRooms(Ok(ticks)), Some((r, 1))) =
+            (step, observed, Model::tick_phase(phase))
+        {
+            if ticks.get(r).is_some_and(|t| t.as_ref().is_ok_and(|t| t.admission == AdmissionOutcome::Busy)) {
+                // Another check held the room's admission: this one admitted nothing.
+                return Ok(vec![(m.clone(), b.clone(), (i, phase + 1))]);
+            }
         }
         let mut m2 = m.clone();
         let (decided, more) = m2.phase(step, phase, self.queue_apart);

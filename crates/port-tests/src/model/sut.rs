@@ -31,7 +31,8 @@ use domain::service::{IssuedToken, RoomTick, RoomView, Ticketing};
 
 use crate::fixture::render;
 use crate::model::reference::{
-    Charged, Expect, Fp, Model, Paid, QueueView, Refused, Res, Resp, RoomViewExpect, Step, Target, TokenTarget, View,
+    Charged, Expect, Fp, Model, Paid, QueueView, Refused, Res, Resp, RoomTickPart, RoomViewExpect, Step, Target,
+    TokenTarget, View,
 };
 use crate::model::world::{self, KEYS, SEATS};
 
@@ -504,6 +505,7 @@ pub fn materialize(expect: &Expect, m: &Model, b: &Bindings) -> Observed {
             .collect())),
         Expect::RoomChange(v) => Observed::RoomChange(Ok(room_view(v, m))),
         Expect::RoomView(v) => Observed::RoomView(Ok(room_view(v, m))),
+        Expect::TickRoomsPart(_) => unreachable!("a part of a rooms check is checked on its own"),
         Expect::Schedules(r) => Observed::Schedules(
             r.clone().map(|listed| listed.iter().map(|&i| crate::model::view::schedule_summary(m, i)).collect()),
         ),
@@ -540,12 +542,41 @@ pub fn room_view(v: &RoomViewExpect, m: &Model) -> RoomView {
 /// # Errors
 /// A description of the difference.
 pub fn check_step(expect: &Expect, m: &Model, b: &Bindings, observed: &Observed) -> Result<Bindings, String> {
+    if let Expect::TickRoomsPart(part) = expect {
+        return check_tick_part(*part, m, observed).map(|()| b.clone());
+    }
     let b = bind_new(expect, observed, b)?;
     let wanted = materialize(expect, m, &b);
     if wanted == *observed {
         Ok(b)
     } else {
         Err(format!("expected {wanted:#?}\n     got {observed:#?}"))
+    }
+}
+
+/// Checks one part of a rooms check (see `Model::phase`) against the check's answer.
+fn check_tick_part(part: RoomTickPart, m: &Model, observed: &Observed) -> Result<(), String> {
+    let r = match part {
+        RoomTickPart::Drew(r, _) | RoomTickPart::Admission(r, _) | RoomTickPart::Expired(r, _) => r,
+    };
+    let tick = match observed {
+        Observed::TickRooms(Ok(ticks)) => match ticks.get(r) {
+            Some(Ok(t)) if t.room == world::room_id(r) => t,
+            got => return Err(format!("expected room {r}'s {part:?}\n     got {got:#?}")),
+        },
+        _ => return Err(format!("expected room {r}'s {part:?}\n     got {observed:#?}")),
+    };
+    let same = match part {
+        RoomTickPart::Drew(_, drew) => {
+            tick.drew == drew.map(|(at, entrants)| DrawRecord { at, entrants, seed: m.draw_seed })
+        }
+        RoomTickPart::Admission(_, a) => tick.admission == a,
+        RoomTickPart::Expired(_, n) => tick.tokens_expired == n,
+    };
+    if same {
+        Ok(())
+    } else {
+        Err(format!("expected room {r}'s {part:?}\n     got {tick:#?}"))
     }
 }
 

@@ -33,7 +33,7 @@ mod resolve;
 mod rooms;
 mod steps;
 
-pub use rooms::{RoomModel, RoomTickExpect, RoomToken, RoomViewExpect};
+pub use rooms::{RoomModel, RoomTickExpect, RoomTickPart, RoomToken, RoomViewExpect};
 
 /// The balance limit (contract: `BALANCE_LIMIT` above it).
 const BALANCE_LIMIT: i64 = 10_000_000_000;
@@ -506,6 +506,8 @@ pub enum Expect {
     Join(Result<(View, bool), domain::error::IssueTokenError>),
     /// The rooms' check, room by room.
     TickRooms(Vec<RoomTickExpect>),
+    /// One part of the rooms' check (see [`Model::phase`]).
+    TickRoomsPart(RoomTickPart),
     /// A room change's answer.
     RoomChange(RoomViewExpect),
     /// A room read.
@@ -564,7 +566,7 @@ impl Expect {
                 let rooms: Vec<String> = ticks
                     .iter()
                     .map(|t| {
-                        let drew = if t.drew.is_some() { "drew, " } else { "" };
+                        let drew = t.drew.map_or(String::new(), |(_, p)| format!("drew {}, ", p.min(3)));
                         let admission = match t.admission {
                             AdmissionOutcome::Admitted(n) => format!("admitted {}", n.min(2)),
                             AdmissionOutcome::AdmittedPresent { admitted, .. } => {
@@ -577,6 +579,11 @@ impl Expect {
                     .collect();
                 format!("tick rooms: {}", rooms.join("; "))
             }
+            Self::TickRoomsPart(part) => match part {
+                RoomTickPart::Drew(r, d) => format!("tick rooms: {} drew {}", ROOMS[*r].id, d.is_some()),
+                RoomTickPart::Admission(r, a) => format!("tick rooms: {} admission {}", ROOMS[*r].id, err(a)),
+                RoomTickPart::Expired(r, n) => format!("tick rooms: {} expired {}", ROOMS[*r].id, n.min(&2)),
+            },
             Self::RoomChange(v) => format!("room change: {:?}", v.state),
             Self::RoomView(v) => format!("room view: {:?}", v.state),
             Self::Schedules(Ok(_)) => "schedules: listed".to_owned(),
@@ -640,7 +647,7 @@ impl Model {
             payments: Vec::new(),
             records: BTreeMap::new(),
             last_keyed: None,
-            rooms: (0..ROOMS.len()).map(|r| RoomModel::new(r)).collect(),
+            rooms: (0..ROOMS.len()).map(RoomModel::new).collect(),
             token_calls: 0,
             draw_seed: world::ModelRandom::draw_seed(world::DRAW_CASE),
         };

@@ -145,6 +145,18 @@ pub struct RoomTickExpect {
     pub tokens_expired: u64,
 }
 
+/// One part of one room's check, as a rooms check decides them one by one (racing calls may
+/// come between them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomTickPart {
+    /// The draw this check made.
+    Drew(RoomIx, Option<(OffsetDateTime, u64)>),
+    /// The admission.
+    Admission(RoomIx, AdmissionOutcome),
+    /// The expiry sweep's count.
+    Expired(RoomIx, u64),
+}
+
 /// A room and its line for an operator, as expected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomViewExpect {
@@ -469,20 +481,17 @@ impl Model {
         n
     }
 
-    /// Room `r`'s part of a check: its draw when due, its admission, its expiry.
-    pub(super) fn tick_room(&mut self, r: RoomIx) -> RoomTickExpect {
-        let mut drew = None;
-        let admission = match self.opens_at(r) {
+    /// The first part of room `r`'s check: its draw, when due.
+    pub(super) fn tick_draw(&mut self, r: RoomIx) -> Option<(OffsetDateTime, u64)> {
+        self.draw_due(r).then(|| self.draw(r))
+    }
+
+    /// The second part of room `r`'s check: its admission (not before the opening).
+    pub(super) fn tick_admission(&mut self, r: RoomIx) -> AdmissionOutcome {
+        match self.opens_at(r) {
             Some(o) if self.now < o => AdmissionOutcome::NotDue { wait: o - self.now },
-            _ => {
-                if self.draw_due(r) {
-                    drew = Some(self.draw(r));
-                }
-                self.admit_room(r)
-            }
-        };
-        let tokens_expired = self.expire_room_tokens(r);
-        RoomTickExpect { room: r, drew, admission, tokens_expired }
+            _ => self.admit_room(r),
+        }
     }
 
     /// An operator's change of room `r`.

@@ -7,18 +7,40 @@ impl Model {
     /// Runs a step on the model; returns what the service must answer.
     pub fn apply(&mut self, step: &Step) -> Expect {
         let mut answer = None;
+        let mut ticks: Vec<RoomTickExpect> = Vec::new();
         for phase in 0.. {
             let (decided, more) = self.phase(step, phase, false);
-            answer = decided.or(answer);
+            match decided {
+                Some(Expect::TickRoomsPart(part)) => match part {
+                    RoomTickPart::Drew(room, drew) => {
+                        ticks.push(RoomTickExpect { room, drew, admission: AdmissionOutcome::Busy, tokens_expired: 0 })
+                    }
+                    RoomTickPart::Admission(r, a) => ticks[r].admission = a,
+                    RoomTickPart::Expired(r, n) => ticks[r].tokens_expired = n,
+                },
+                decided => answer = decided.or(answer),
+            }
             if !more {
                 break;
             }
         }
+        if *step == Step::TickRooms {
+            return Expect::TickRooms(ticks);
+        }
         answer.expect("every step decides its answer in one of its phases")
     }
 
+    /// Which room and which part of its check phase `phase` of a rooms check is (phase 0 hands
+    /// the sights to the lines): `(room, 0)` the draw, `(room, 1)` the admission, `(room, 2)`
+    /// the expiry.
+    #[must_use]
+    pub fn tick_phase(phase: usize) -> Option<(RoomIx, usize)> {
+        let k = phase.checked_sub(1)?;
+        (k / 3 < ROOMS.len()).then_some((k / 3, k % 3))
+    }
+
     /// How many atomic phases a step may have (see [`Model::phase`]).
-    pub const MAX_PHASES: usize = 3;
+    pub const MAX_PHASES: usize = 1 + 3 * ROOMS.len();
 
     /// Runs one atomic phase of a step: its answer if this phase decides it, and whether more
     /// phases follow.
@@ -107,9 +129,14 @@ impl Model {
                 (None, true)
             }
             (Step::TickRooms, p) => {
-                let ticks: Vec<RoomTickExpect> = (0..ROOMS.len()).map(|r| self.tick_room(r)).collect();
-                debug_assert_eq!(p, 1);
-                done(Expect::TickRooms(ticks))
+                let (r, part) = Self::tick_phase(p).expect("a rooms check has a phase per room and part");
+                let more = p < 3 * ROOMS.len();
+                let part = match part {
+                    0 => RoomTickPart::Drew(r, self.tick_draw(r)),
+                    1 => RoomTickPart::Admission(r, self.tick_admission(r)),
+                    _ => RoomTickPart::Expired(r, self.expire_room_tokens(r)),
+                };
+                (Some(Expect::TickRoomsPart(part)), more)
             }
             (_, 0) => done(self.apply_atomic(step)),
             _ => unreachable!("phase {phase} of {step:?}"),
