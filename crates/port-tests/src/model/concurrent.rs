@@ -120,8 +120,20 @@ pub fn run_case<H: ModelStore>(prefix: &[Op], threads: &[Vec<Op>]) {
         sut.check();
     }
     // Every thread's steps name what exists now; what the race makes is not named by it.
-    let steps: Vec<Vec<Step>> =
-        threads.iter().map(|ops| ops.iter().map(|op| sut.model.resolve(op)).collect()).collect();
+    // A thread's rooms checks are its own caller's: what one took from the service's memory,
+    // it writes (see `Model::phase`).
+    let steps: Vec<Vec<Step>> = threads
+        .iter()
+        .enumerate()
+        .map(|(t, ops)| {
+            ops.iter()
+                .map(|op| match sut.model.resolve(op) {
+                    Step::TickRooms(_) => Step::TickRooms(t + 1),
+                    step => step,
+                })
+                .collect()
+        })
+        .collect();
     let barrier = Barrier::new(steps.len());
     let observed: Vec<Vec<Observed>> = std::thread::scope(|s| {
         let handles: Vec<_> = steps
@@ -357,7 +369,7 @@ impl Search<'_> {
                 })
                 .collect());
         }
-        if let (Step::TickRooms, Observed::TickRooms(Ok(ticks)), Some((r, 1))) =
+        if let (Step::TickRooms(_), Observed::TickRooms(Ok(ticks)), Some((r, 1))) =
             (step, observed, Model::tick_phase(phase))
         {
             if ticks.get(r).is_some_and(|t| t.as_ref().is_ok_and(|t| t.admission == AdmissionOutcome::Busy)) {

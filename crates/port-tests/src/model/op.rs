@@ -208,6 +208,8 @@ pub enum Op {
     RoomView(RoomIx),
     /// `GET /concerts/{id}/schedules` (authorise, then list) of concert `c`.
     Schedules(TokenRef, usize),
+    /// `GET /schedules/{id}/seats` (authorise, then list) of schedule `i`.
+    Seats(TokenRef, usize),
 }
 
 /// Amounts of a charge: invalid ones, small ones, both sides of the balance limit for the
@@ -434,6 +436,7 @@ fn ops(
         (2, (0..ROOMS.len(), room_patch()).prop_map(|(r, p)| Op::RoomChange(r, p)).boxed()),
         (1, (0..ROOMS.len()).prop_map(Op::RoomView).boxed()),
         (3, (token.clone(), 0..CONCERTS.len()).prop_map(|(t, c)| Op::Schedules(t, c)).boxed()),
+        (3, (token.clone(), 0..SCHEDULES.len()).prop_map(|(t, i)| Op::Seats(t, i)).boxed()),
     ];
     if !quiet {
         ops.push((10, clock_move().prop_map(Op::Advance).boxed()));

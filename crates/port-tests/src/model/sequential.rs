@@ -57,11 +57,17 @@ impl<H: ModelStore> Sut<H> {
     /// A fresh store with the world written to it, checked against the model.
     #[must_use]
     pub fn start() -> Self {
+        Self::start_with(world::DRAW_CASE)
+    }
+
+    /// [`Sut::start`], with the case's draws seeded by `draw_case`.
+    #[must_use]
+    pub fn start_with(draw_case: u64) -> Self {
         let clock = ManualClock::at_epoch();
         let harness = H::new_store(clock.clone());
         let ports = Ports {
             clock: Arc::new(clock.clone()),
-            random: Arc::new(world::ModelRandom::new(world::DRAW_CASE, RANDOM_SEED)),
+            random: Arc::new(world::ModelRandom::new(draw_case, RANDOM_SEED)),
             ..harness.ports()
         };
         let app = Ticketing::new(ports.clone(), world::policy());
@@ -88,7 +94,7 @@ impl<H: ModelStore> Sut<H> {
             }
         }
         let mut sut = Self {
-            model: Model::new(clock.now()),
+            model: Model::with_draw_case(clock.now(), draw_case),
             clock,
             app,
             bindings: Bindings { room_tokens: vec![Vec::new(); world::ROOMS.len()], ..Bindings::default() },
@@ -149,7 +155,8 @@ impl ReferenceStateMachine for Reference {
     type Transition = Op;
 
     fn init_state() -> BoxedStrategy<Model> {
-        Just(Model::new(t0())).boxed()
+        // Each case draws with a seed of its own.
+        any::<u64>().prop_map(|case| Model::with_draw_case(t0(), case)).boxed()
     }
 
     fn transitions(state: &Model) -> BoxedStrategy<Op> {
@@ -172,8 +179,8 @@ impl<H: ModelStore> StateMachineTest for ModelTest<H> {
     type SystemUnderTest = Sut<H>;
     type Reference = Reference;
 
-    fn init_test(_ref_state: &Model) -> Sut<H> {
-        Sut::start()
+    fn init_test(ref_state: &Model) -> Sut<H> {
+        Sut::start_with(ref_state.draw_case)
     }
 
     fn apply(mut sut: Sut<H>, ref_state: &Model, op: Op) -> Sut<H> {

@@ -8,12 +8,12 @@
 //! payment than the one it made is caught.
 
 use domain::account::{LedgerEntry, LedgerPage};
-use domain::catalogue::ScheduleSummary;
 use domain::catalogue::SeatClaim;
+use domain::catalogue::{ScheduleSummary, SeatView};
 use domain::clock::{Clock, ManualClock};
 use domain::error::{
     BalanceError, ChargeError, GetReservationError, GetRoomError, HistoryError, IssueTokenError, ListSchedulesError,
-    PayError, ReadTokenError, ReserveError, StoreError, UpdateQueueError, UpdateRoomError,
+    ListSeatsError, PayError, ReadTokenError, ReserveError, StoreError, UpdateQueueError, UpdateRoomError,
 };
 use domain::idempotency::{
     Effect, Fingerprint, IdempotencyKey, IdempotencyRecord, IdempotencyRequest, Outcome, StoredResponse,
@@ -122,6 +122,8 @@ pub enum Observed {
     RoomView(Result<RoomView, GetRoomError>),
     /// `authorize` + `schedules`.
     Schedules(Result<Vec<ScheduleSummary>, Refused<ListSchedulesError>>),
+    /// `authorize` + `seats`.
+    Seats(Result<Vec<SeatView>, Refused<ListSeatsError>>),
 }
 
 impl Observed {
@@ -150,11 +152,13 @@ impl Observed {
             | Self::TickRooms(Err(e))
             | Self::RoomChange(Err(UpdateRoomError::Store(e)))
             | Self::RoomView(Err(GetRoomError::Store(e)))
-            | Self::Schedules(Err(Refused::Op(ListSchedulesError::Store(e)))) => transient(e),
+            | Self::Schedules(Err(Refused::Op(ListSchedulesError::Store(e))))
+            | Self::Seats(Err(Refused::Op(ListSeatsError::Store(e)))) => transient(e),
             Self::TickRooms(Ok(ticks)) => ticks.iter().any(|t| t.as_ref().is_err_and(StoreError::is_transient)),
             Self::Reserve(Err(Refused::Auth(domain::error::AuthorizeError::Store(e))))
             | Self::GetReservation(Err(Refused::Auth(domain::error::AuthorizeError::Store(e))))
-            | Self::Schedules(Err(Refused::Auth(domain::error::AuthorizeError::Store(e)))) => transient(e),
+            | Self::Schedules(Err(Refused::Auth(domain::error::AuthorizeError::Store(e))))
+            | Self::Seats(Err(Refused::Auth(domain::error::AuthorizeError::Store(e)))) => transient(e),
             Self::Admit(Ok(AdmissionOutcome::Busy))
             | Self::Pay(Err(PayError::Key(domain::error::KeyConflict::InFlight)))
             | Self::Charge(Err(ChargeError::Key(domain::error::KeyConflict::InFlight))) => true,
@@ -215,7 +219,7 @@ pub fn execute(app: &Ticketing, clock: &ManualClock, b: &Bindings, step: &Step) 
             Observed::Moved(clock.now())
         }
         Step::Join(r, u) => Observed::Issue(app.issue_token_in(world::user(u), &world::room_id(r))),
-        Step::TickRooms => Observed::TickRooms(app.tick_rooms()),
+        Step::TickRooms(_) => Observed::TickRooms(app.tick_rooms()),
         Step::RoomChange(r, p) => {
             Observed::RoomChange(app.update_room("model", &world::room_id(r), &p.to_domain()).map(one_room_line))
         }
@@ -224,6 +228,11 @@ pub fn execute(app: &Ticketing, clock: &ManualClock, b: &Bindings, step: &Step) 
             app.authorize(&b.bearer(token))
                 .map_err(Refused::Auth)
                 .and_then(|who| app.schedules(&who, world::concert_of(c)).map_err(Refused::Op)),
+        ),
+        Step::Seats(token, i) => Observed::Seats(
+            app.authorize(&b.bearer(token))
+                .map_err(Refused::Auth)
+                .and_then(|who| app.seats(&who, world::schedule(i)).map_err(Refused::Op)),
         ),
     }
 }
@@ -505,6 +514,12 @@ pub fn materialize(expect: &Expect, m: &Model, b: &Bindings) -> Observed {
             .collect())),
         Expect::RoomChange(v) => Observed::RoomChange(Ok(room_view(v, m))),
         Expect::RoomView(v) => Observed::RoomView(Ok(room_view(v, m))),
+        Expect::Seats(r) => Observed::Seats(r.clone().map(|seats| {
+            seats
+                .iter()
+                .map(|&s| SeatView { seat: world::seat_value(s), status: crate::model::view::seat_status(m, s) })
+                .collect()
+        })),
         Expect::TickRoomsPart(_) => unreachable!("a part of a rooms check is checked on its own"),
         Expect::Schedules(r) => Observed::Schedules(
             r.clone().map(|listed| listed.iter().map(|&i| crate::model::view::schedule_summary(m, i)).collect()),

@@ -216,7 +216,11 @@ pub fn compare(m: &Model, b: &Bindings, v: &StoreView) -> Result<Bindings, Vec<S
         if got.len() != room.tokens.len() {
             diff(format!("room {r}: the model knows {} tokens, the test read {}", room.tokens.len(), got.len()));
         }
-        for (i, (_, got)) in got.iter().enumerate().take(room.tokens.len()) {
+        for i in 0..room.tokens.len().min(b.room_tokens[r].len()) {
+            let Some((_, got)) = got.iter().find(|(value, _)| *value == b.room_tokens[r][i]) else {
+                diff(format!("room {r}'s token {i} was not read"));
+                continue;
+            };
             let wanted = Some(sut::token_view(&m.room_view_of(r, i), &b));
             if wanted != *got {
                 diff(format!("room {r}'s token {i}: expected {wanted:#?}\n got {got:#?}"));
@@ -238,6 +242,16 @@ pub fn compare(m: &Model, b: &Bindings, v: &StoreView) -> Result<Bindings, Vec<S
         Ok(b)
     } else {
         Err(diffs)
+    }
+}
+
+/// Seat `s`'s status now, as the model has it.
+#[must_use]
+pub fn seat_status(m: &Model, s: usize) -> SeatStatus {
+    match m.claim(s).map(|r| &m.reservations[r]) {
+        Some(r) if r.status == ReservationStatus::Paid => SeatStatus::Sold,
+        Some(r) if r.held_until > m.now => SeatStatus::Held,
+        _ => SeatStatus::Available,
     }
 }
 

@@ -382,14 +382,17 @@ pub enum Step {
     Advance(OffsetDateTime),
     /// Join a room.
     Join(RoomIx, User),
-    /// The rooms' scheduler check.
-    TickRooms,
+    /// The rooms' scheduler check, by a caller (0 unless threads race: then each thread's
+    /// checks are its own, see [`Model::phase`]).
+    TickRooms(usize),
     /// Change a room.
     RoomChange(RoomIx, RoomPatch),
     /// Read a room.
     RoomView(RoomIx),
     /// Authorise, then list a concert's schedules.
     Schedules(TokenTarget, usize),
+    /// Authorise, then list a schedule's seats.
+    Seats(TokenTarget, usize),
 }
 
 /// A token as the client sees it, as expected.
@@ -514,6 +517,8 @@ pub enum Expect {
     RoomView(RoomViewExpect),
     /// A concert's schedules (indices into [`SCHEDULES`], soonest first).
     Schedules(Result<Vec<usize>, Refused<domain::error::ListSchedulesError>>),
+    /// A schedule's seats (indices into [`SEATS`], by number).
+    Seats(Result<Vec<usize>, Refused<domain::error::ListSeatsError>>),
 }
 
 impl Expect {
@@ -588,6 +593,8 @@ impl Expect {
             Self::RoomView(v) => format!("room view: {:?}", v.state),
             Self::Schedules(Ok(_)) => "schedules: listed".to_owned(),
             Self::Schedules(Err(e)) => format!("schedules: {}", refused(e)),
+            Self::Seats(Ok(_)) => "seats: listed".to_owned(),
+            Self::Seats(Err(e)) => format!("seats: {}", refused(e)),
         }
     }
 }
@@ -624,6 +631,11 @@ pub struct Model {
     /// How many token values the service took from its randomness (see
     /// [`world::ModelRandom`]).
     pub token_calls: u64,
+    /// Sights a rooms check took from the service's memory (by caller, see [`Step::TickRooms`])
+    /// and has not written to the lines yet.
+    pub draining: BTreeMap<usize, Vec<(RoomIx, usize)>>,
+    /// What the case's draws are seeded by (see [`world::ModelRandom`]).
+    pub draw_case: u64,
     /// The seed every draw of this case takes (see [`world::ModelRandom::draw_seed`]).
     pub draw_seed: u64,
 }
@@ -633,6 +645,12 @@ impl Model {
     /// catalogue, and the starting balances charged at `t0`.
     #[must_use]
     pub fn new(t0: OffsetDateTime) -> Self {
+        Self::with_draw_case(t0, world::DRAW_CASE)
+    }
+
+    /// The world at set-up, with the draws of the case seeded by `draw_case`.
+    #[must_use]
+    pub fn with_draw_case(t0: OffsetDateTime, draw_case: u64) -> Self {
         let mut m = Self {
             t0,
             now: t0,
@@ -649,7 +667,9 @@ impl Model {
             last_keyed: None,
             rooms: (0..ROOMS.len()).map(RoomModel::new).collect(),
             token_calls: 0,
-            draw_seed: world::ModelRandom::draw_seed(world::DRAW_CASE),
+            draining: BTreeMap::new(),
+            draw_case,
+            draw_seed: world::ModelRandom::draw_seed(draw_case),
         };
         for (user, charges) in STARTING_CHARGES.iter().enumerate() {
             for amount in *charges {

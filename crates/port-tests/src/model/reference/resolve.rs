@@ -129,10 +129,11 @@ impl Model {
             Op::Advance(ClockMove::By(d)) => Step::Advance(self.now + d),
             Op::Advance(ClockMove::To(b, offset)) => Step::Advance(landing(self.now, self.boundary(b), offset)),
             Op::Join(r, u) => Step::Join(r, u),
-            Op::TickRooms => Step::TickRooms,
+            Op::TickRooms => Step::TickRooms(0),
             Op::RoomChange(r, p) => Step::RoomChange(r, p),
             Op::RoomView(r) => Step::RoomView(r),
             Op::Schedules(t, c) => Step::Schedules(self.token_target(t), c),
+            Op::Seats(t, i) => Step::Seats(self.token_target(t), i),
         }
     }
 }

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use domain::error::{IssueTokenError, ListSchedulesError};
+use domain::error::{IssueTokenError, ListSchedulesError, ListSeatsError};
 use domain::room::{drawn_positions, RoomId, RoomState};
 
 use super::*;
@@ -384,16 +384,25 @@ impl Model {
         Ok((self.room_view_of(r, i), true))
     }
 
-    /// The first part of a rooms check: every sight noted since the last one handed to its line
-    /// (tokens no longer WAITING ignore it).
-    pub(super) fn flush_presence(&mut self) {
+    /// The first part of a rooms check by `caller`: it takes every sight noted since the last
+    /// check from the service's memory (a racing check then finds none).
+    pub(super) fn take_sights(&mut self, caller: usize) {
+        let taken: Vec<(RoomIx, usize)> = self
+            .rooms
+            .iter_mut()
+            .flat_map(|room| std::mem::take(&mut room.pending).into_iter().map(move |i| (room.room, i)))
+            .collect();
+        self.draining.entry(caller).or_default().extend(taken);
+    }
+
+    /// The second part: `caller` writes the sights it took to the lines (tokens no longer
+    /// WAITING ignore them).
+    pub(super) fn write_sights(&mut self, caller: usize) {
         let now = self.now;
-        for room in &mut self.rooms {
-            for i in std::mem::take(&mut room.pending) {
-                let t = &mut room.tokens[i];
-                if t.t.status == TokenStatus::Waiting {
-                    t.last_seen = t.last_seen.max(now);
-                }
+        for (r, i) in self.draining.remove(&caller).unwrap_or_default() {
+            let t = &mut self.rooms[r].tokens[i];
+            if t.t.status == TokenStatus::Waiting {
+                t.last_seen = t.last_seen.max(now);
             }
         }
     }
@@ -518,6 +527,15 @@ impl Model {
         match Self::gate(token.room(), world::room_of_concert(c)) {
             Some(room) => Err(Refused::Op(ListSchedulesError::RoomMismatch { room })),
             None => Ok(listed),
+        }
+    }
+
+    /// A schedule's seats for the bearer of `token`.
+    pub(super) fn seats(&self, token: TokenTarget, i: usize) -> Result<Vec<usize>, Refused<ListSeatsError>> {
+        self.authorize(token).map_err(Refused::Auth)?;
+        match Self::gate(token.room(), world::room_of_schedule(i)) {
+            Some(room) => Err(Refused::Op(ListSeatsError::RoomMismatch { room })),
+            None => Ok((0..SEATS.len()).filter(|&s| SEATS[s].schedule == i).collect()),
         }
     }
 }

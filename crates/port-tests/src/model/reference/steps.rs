@@ -24,23 +24,23 @@ impl Model {
                 break;
             }
         }
-        if *step == Step::TickRooms {
+        if matches!(step, Step::TickRooms(_)) {
             return Expect::TickRooms(ticks);
         }
         answer.expect("every step decides its answer in one of its phases")
     }
 
-    /// Which room and which part of its check phase `phase` of a rooms check is (phase 0 hands
-    /// the sights to the lines): `(room, 0)` the draw, `(room, 1)` the admission, `(room, 2)`
-    /// the expiry.
+    /// Which room and which part of its check phase `phase` of a rooms check is (phase 0 takes
+    /// the sights noted since the last check from the service's memory, phase 1 writes them to
+    /// the lines): `(room, 0)` the draw, `(room, 1)` the admission, `(room, 2)` the expiry.
     #[must_use]
     pub fn tick_phase(phase: usize) -> Option<(RoomIx, usize)> {
-        let k = phase.checked_sub(1)?;
+        let k = phase.checked_sub(2)?;
         (k / 3 < ROOMS.len()).then_some((k / 3, k % 3))
     }
 
     /// How many atomic phases a step may have (see [`Model::phase`]).
-    pub const MAX_PHASES: usize = 1 + 3 * ROOMS.len();
+    pub const MAX_PHASES: usize = 2 + 3 * ROOMS.len();
 
     /// Runs one atomic phase of a step: its answer if this phase decides it, and whether more
     /// phases follow.
@@ -124,13 +124,17 @@ impl Model {
                 self.seen(r, live);
                 (None, false)
             }
-            (Step::TickRooms, 0) => {
-                self.flush_presence();
+            (Step::TickRooms(caller), 0) => {
+                self.take_sights(caller);
                 (None, true)
             }
-            (Step::TickRooms, p) => {
+            (Step::TickRooms(caller), 1) => {
+                self.write_sights(caller);
+                (None, true)
+            }
+            (Step::TickRooms(_), p) => {
                 let (r, part) = Self::tick_phase(p).expect("a rooms check has a phase per room and part");
-                let more = p < 3 * ROOMS.len();
+                let more = p < 1 + 3 * ROOMS.len();
                 let part = match part {
                     0 => RoomTickPart::Drew(r, self.tick_draw(r)),
                     1 => RoomTickPart::Admission(r, self.tick_admission(r)),
@@ -172,7 +176,12 @@ impl Model {
             Step::RoomChange(r, p) => Expect::RoomChange(self.change_room(r, &p)),
             Step::RoomView(r) => Expect::RoomView(self.room_view(r)),
             Step::Schedules(t, c) => Expect::Schedules(self.schedules(t, c)),
-            Step::Reserve { .. } | Step::GetReservation(..) | Step::Pay { .. } | Step::Join(..) | Step::TickRooms => {
+            Step::Seats(t, i) => Expect::Seats(self.seats(t, i)),
+            Step::Reserve { .. }
+            | Step::GetReservation(..)
+            | Step::Pay { .. }
+            | Step::Join(..)
+            | Step::TickRooms(_) => {
                 unreachable!("{step:?} runs in phases")
             }
         }
