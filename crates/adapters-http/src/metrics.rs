@@ -29,6 +29,9 @@ pub const QUEUE_WAITING: &str = "queue_waiting";
 pub const QUEUE_ACTIVE: &str = "queue_active";
 /// Gauge: 1 while an operator has paused admission, else 0 (refreshed at scrape).
 pub const QUEUE_PAUSED: &str = "queue_paused";
+/// Gauge: 1 while the room admits (it has opened and is not paused), else 0 (refreshed at
+/// scrape): what an alert on a stalled line needs, since a pre-queue waits on purpose.
+pub const QUEUE_ADMITTING: &str = "queue_admitting";
 /// Counter: new tokens issued by this instance.
 pub const QUEUE_TOKENS_ISSUED_TOTAL: &str = "queue_tokens_issued_total";
 pub use domain::metric_names::{QUEUE_TOKENS_ABANDONED_TOTAL, QUEUE_TOKENS_ADMITTED_TOTAL, ROOM_LABEL};
@@ -89,6 +92,7 @@ fn describe() {
     describe_gauge!(QUEUE_WAITING, "WAITING queue tokens");
     describe_gauge!(QUEUE_ACTIVE, "Unexpired ACTIVE queue tokens");
     describe_gauge!(QUEUE_PAUSED, "1 while an operator has paused admission");
+    describe_gauge!(QUEUE_ADMITTING, "1 while the room admits: opened and not paused");
     describe_counter!(QUEUE_TOKENS_ISSUED_TOTAL, "New queue tokens issued by this instance");
     describe_counter!(QUEUE_TOKENS_ADMITTED_TOTAL, "Queue tokens admitted by this instance's scheduler, by room");
     describe_counter!(
@@ -153,7 +157,7 @@ pub fn describe_room(room: &str) {
     for name in [QUEUE_TOKENS_ISSUED_TOTAL, QUEUE_TOKENS_ADMITTED_TOTAL, QUEUE_TOKENS_ABANDONED_TOTAL] {
         metrics::counter!(name, ROOM_LABEL => room.to_owned()).increment(0);
     }
-    for name in [QUEUE_WAITING, QUEUE_ACTIVE, QUEUE_PAUSED] {
+    for name in [QUEUE_WAITING, QUEUE_ACTIVE, QUEUE_PAUSED, QUEUE_ADMITTING] {
         // Registering the gauge is enough: a new gauge reads 0, a known one keeps its value.
         let _ = metrics::gauge!(name, ROOM_LABEL => room.to_owned());
     }

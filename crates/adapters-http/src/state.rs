@@ -144,7 +144,14 @@ struct Inner {
     /// When histograms were last drained, in ms since `started`.
     last_upkeep_ms: AtomicU64,
     started: Instant,
+    /// The buyers' list of rooms (`GET /rooms`), kept [`ROOMS_LISTING_TTL`]: one read per
+    /// room, so a page polling it must not cost a read per room per buyer.
+    rooms_listing: std::sync::Mutex<Option<(Instant, Arc<[domain::service::RoomView]>)>>,
 }
+
+/// How long the buyers' list of rooms is answered from memory: like a poll's position, at
+/// most half a second behind the store.
+pub const ROOMS_LISTING_TTL: Duration = Duration::from_millis(500);
 
 /// The state behind every handler. Cloning is cheap (one `Arc`).
 #[derive(Clone)]
@@ -182,6 +189,7 @@ impl ApiState {
                 open: None,
                 last_upkeep_ms: AtomicU64::new(0),
                 started: Instant::now(),
+                rooms_listing: std::sync::Mutex::default(),
             },
             store_slots: defaults::STORE_SLOTS,
             rate_per_min: 0,
@@ -193,6 +201,32 @@ impl ApiState {
     #[must_use]
     pub fn ticketing(&self) -> &Ticketing {
         &self.0.ticketing
+    }
+
+    /// Every room with its line, from memory when read less than [`ROOMS_LISTING_TTL`] ago.
+    ///
+    /// # Errors
+    /// As [`ApiState::store`].
+    pub(crate) async fn rooms_listing(&self) -> Result<Arc<[domain::service::RoomView]>, ApiError> {
+        let lock = || self.0.rooms_listing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((at, rooms)) = lock().as_ref() {
+            if at.elapsed() < ROOMS_LISTING_TTL {
+                return Ok(rooms.clone());
+            }
+        }
+        let started = Instant::now();
+        let rooms: Arc<[domain::service::RoomView]> = self.store(|t| t.rooms_overview()).await?.into();
+        let mut held = lock();
+        // A slower read never replaces a newer one.
+        if held.as_ref().is_none_or(|(at, _)| *at <= started) {
+            *held = Some((started, rooms.clone()));
+        }
+        Ok(rooms)
+    }
+
+    /// Drops the buyers' list of rooms after an operator's change through this instance.
+    pub(crate) fn forget_rooms_listing(&self) {
+        *self.0.rooms_listing.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
     }
 
     pub(crate) fn body_timeout(&self) -> Duration {

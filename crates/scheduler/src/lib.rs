@@ -102,18 +102,28 @@ async fn run_pass(ticketing: &Ticketing) -> (TickResult, Option<time::Duration>)
     .await;
     let elapsed = started.elapsed();
     let (outcome, rooms_due) = match outcome {
-        Ok((main, rooms)) => (Ok(main), record_rooms(rooms)),
+        Ok((main, rooms)) => {
+            // One failure per pass: a store that is down fails main's tick and the rooms'
+            // read alike, and is counted once.
+            let count_read_error = main.is_ok();
+            (Ok(main), record_rooms(rooms, count_read_error))
+        }
         Err(join) => (Err(join), None),
     };
     (record_main(outcome, elapsed), rooms_due)
 }
 
 /// Records and logs what each room's check did; returns the soonest admission due.
-fn record_rooms(rooms: Result<Vec<Result<RoomTick, StoreError>>, StoreError>) -> Option<time::Duration> {
+fn record_rooms(
+    rooms: Result<Vec<Result<RoomTick, StoreError>>, StoreError>,
+    count_read_error: bool,
+) -> Option<time::Duration> {
     let ticks = match rooms {
         Ok(ticks) => ticks,
         Err(e) => {
-            metrics::counter!(STORE_ERRORS_TOTAL, "kind" => e.kind()).increment(1);
+            if count_read_error {
+                metrics::counter!(STORE_ERRORS_TOTAL, "kind" => e.kind()).increment(1);
+            }
             debug!(error = %e, "rooms could not be read");
             return None;
         }

@@ -277,7 +277,7 @@ async fn a_failing_store_skips_nothing_for_good_and_every_tick_is_measured() {
     assert_eq!(w.active(&tokens), 6);
 
     let text = metrics.render();
-    assert!(text.contains("queue_tokens_admitted_total 6"), "{text}");
+    assert!(text.contains("queue_tokens_admitted_total{room=\"main\"} 6"), "{text}");
     assert!(text.contains("store_errors_total{kind=\"unavailable\"} 2"), "{text}");
     assert!(text.contains("scheduler_tick_duration_seconds_count 4"), "{text}");
 }

@@ -79,6 +79,7 @@ pub async fn metrics(state: web::Data<ApiState>, _access: MetricsAccess) -> Resu
                 metrics::set_room_gauge(metrics::QUEUE_WAITING, room, r.stats.waiting);
                 metrics::set_room_gauge(metrics::QUEUE_ACTIVE, room, r.stats.active);
                 metrics::set_room_gauge(metrics::QUEUE_PAUSED, room, u64::from(r.room.settings.paused));
+                metrics::set_room_gauge(metrics::QUEUE_ADMITTING, room, u64::from(r.room.admits_at(r.stats.now)));
             }
         }
         Err(e) => tracing::warn!(error = %e, "metrics scrape could not read the queue"),

@@ -18,7 +18,7 @@ fn room_in_path(path: &str) -> Result<RoomId, ApiError> {
     RoomId::parse(path).map_err(|_| GetRoomError::NotFound.into())
 }
 
-/// Every on-sale: `main` first, then by opening (rooms without one last), then by id, each with
+/// Every on-sale (at most half a second old): `main` first, then by opening (rooms without one last), then by id, each with
 /// its state, its opening, how many wait and the wait of someone joining now.
 #[utoipa::path(
     get, path = "/rooms", tag = "rooms",
@@ -28,7 +28,7 @@ fn room_in_path(path: &str) -> Result<RoomId, ApiError> {
     )
 )]
 pub async fn list_rooms(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
-    let rooms = state.store(|t| t.rooms_overview()).await?;
+    let rooms = state.rooms_listing().await?;
     json(StatusCode::OK, &rooms.iter().map(RoomResponse::from).collect::<Vec<_>>())
 }
 
@@ -43,8 +43,9 @@ pub async fn list_rooms(state: web::Data<ApiState>) -> Result<HttpResponse, ApiE
 )]
 pub async fn get_room(state: web::Data<ApiState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let room = room_in_path(&path)?;
-    let view = state.store(move |t| t.room_view(&room)).await?;
-    json(StatusCode::OK, &RoomResponse::from(&view))
+    let rooms = state.rooms_listing().await?;
+    let view = rooms.iter().find(|v| v.room.id == room).ok_or_else(|| ApiError::from(GetRoomError::NotFound))?;
+    json(StatusCode::OK, &RoomResponse::from(view))
 }
 
 /// Every room with its settings and figures, `main` first.
@@ -98,6 +99,7 @@ pub async fn create_room(
 ) -> Result<HttpResponse, ApiError> {
     let draft = RoomDraft::from(&body.0);
     let view = state.store(move |t| t.create_room(&op.0, &draft)).await?;
+    state.forget_rooms_listing();
     metrics::describe_room(view.room.id.as_str());
     json(StatusCode::CREATED, &RoomAdminResponse::from(&view))
 }
@@ -123,5 +125,6 @@ pub async fn update_room(
     let room = RoomId::parse(&path).map_err(|_| ApiError::from(UpdateRoomError::NotFound))?;
     let change = RoomChange::from(&body.0);
     let view = state.store(move |t| t.update_room(&op.0, &room, &change)).await?;
+    state.forget_rooms_listing();
     json(StatusCode::OK, &RoomAdminResponse::from(&view))
 }
