@@ -224,10 +224,10 @@ pub(crate) const DRAW_READ: &str =
      SELECT clock.now, a.draw_at, a.draw_entrants, a.draw_seed \
      FROM clock LEFT JOIN queue_admission a ON a.room = $2";
 
-/// The line `$1` in `seq` order, split into the entrants (issued before the opening `$2`) and
-/// the others.
+/// The line `$1` split into the entrants (issued before the opening `$2`), in the order of
+/// their values (byte-wise, as `QueueStore::draw` says), and the others in `seq` order.
 pub(crate) const DRAW_TOKENS: &str =
-    "SELECT COALESCE(array_agg(seq ORDER BY seq) FILTER (WHERE issued_at < $2), '{}') AS entrants, \
+    "SELECT COALESCE(array_agg(seq ORDER BY token COLLATE \"C\") FILTER (WHERE issued_at < $2), '{}') AS entrants, \
        COALESCE(array_agg(seq ORDER BY seq) FILTER (WHERE issued_at >= $2), '{}') AS later \
      FROM queue_tokens WHERE room = $1";
 
