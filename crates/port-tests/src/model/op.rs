@@ -342,7 +342,8 @@ pub fn op(quiet: bool) -> BoxedStrategy<Op> {
         token_ref().boxed(),
         token_ref().boxed(),
         user().boxed(),
-        Weights { issue: 8, admit: 8, protected: 16, tick_rooms: 6 },
+        Weights { issue: 8, admit: 8, protected: 16, tick_rooms: 6, clock: 10 },
+        Vec::new(),
     )
 }
 
@@ -362,6 +363,10 @@ pub struct Bias {
     pub room_active: Vec<(RoomIx, User)>,
     /// Whether somebody waits in a room.
     pub room_waiting: bool,
+    /// Rooms taking joiners before their opening (their pre-queue fills now or never).
+    pub prequeue: Vec<RoomIx>,
+    /// Whether a room's pre-queue or opening is still ahead.
+    pub opening_ahead: bool,
 }
 
 /// Every op, with the users who can act now preferred: a protected call mostly presents the
@@ -369,7 +374,7 @@ pub struct Bias {
 /// live token, and admission comes up more while somebody waits. The choice only biases which
 /// abstract op is drawn, so a shrunk sequence stays valid whatever it lost.
 pub fn op_in(bias: &Bias) -> BoxedStrategy<Op> {
-    let Bias { active, idle, payers, waiting, room_active, room_waiting } = bias.clone();
+    let Bias { active, idle, payers, waiting, room_active, room_waiting, prequeue, opening_ahead } = bias.clone();
     let holders: Vec<User> = (0..USERS).filter(|u| !idle.contains(u)).collect();
     let acting = if active.is_empty() { holders } else { active };
     let mut tokens: Vec<(u32, BoxedStrategy<TokenRef>)> = vec![(1, token_ref().boxed())];
@@ -392,8 +397,17 @@ pub fn op_in(bias: &Bias) -> BoxedStrategy<Op> {
         admit: if waiting { 14 } else { 4 },
         protected: if acting.is_empty() && room_active.is_empty() { 4 } else { 16 },
         tick_rooms: if room_waiting { 12 } else { 4 },
+        clock: if prequeue.is_empty() { 10 } else { 4 },
     };
-    ops(false, token, payer, issuer, weights)
+    let mut extra: Vec<(u32, BoxedStrategy<Op>)> = Vec::new();
+    if !prequeue.is_empty() {
+        // A pre-queue fills only before its opening: join it while it is open.
+        extra.push((24, (select(prequeue), user()).prop_map(|(r, u)| Op::Join(r, u)).boxed()));
+    }
+    if opening_ahead {
+        extra.push((3, Just(Op::Advance(ClockMove::To(Boundary::RoomOpening, 0))).boxed()));
+    }
+    ops(false, token, payer, issuer, weights, extra)
 }
 
 /// The weights that depend on the state.
@@ -402,6 +416,7 @@ struct Weights {
     admit: u32,
     protected: u32,
     tick_rooms: u32,
+    clock: u32,
 }
 
 fn ops(
@@ -410,6 +425,7 @@ fn ops(
     payer: BoxedStrategy<TokenRef>,
     issuer: BoxedStrategy<User>,
     w: Weights,
+    extra: Vec<(u32, BoxedStrategy<Op>)>,
 ) -> BoxedStrategy<Op> {
     let pay =
         (payer, key()).prop_flat_map(|(token, key)| res_ref(user_of(token)).prop_map(move |r| Op::Pay(token, r, key)));
@@ -439,8 +455,9 @@ fn ops(
         (3, (token.clone(), 0..SCHEDULES.len()).prop_map(|(t, i)| Op::Seats(t, i)).boxed()),
     ];
     if !quiet {
-        ops.push((10, clock_move().prop_map(Op::Advance).boxed()));
+        ops.push((w.clock, clock_move().prop_map(Op::Advance).boxed()));
     }
+    ops.extend(extra);
     Union::new_weighted(ops).boxed()
 }
 

@@ -102,6 +102,10 @@ impl Model {
                 })
                 .collect(),
             room_waiting: self.rooms.iter().any(|r| r.waiting() > 0),
+            prequeue: (0..ROOMS.len()).filter(|&r| self.room_state(r) == domain::room::RoomState::Prequeue).collect(),
+            opening_ahead: (0..ROOMS.len())
+                .flat_map(|r| [self.prequeue_opens_at(r), self.opens_at(r)])
+                .any(|t| t.is_some_and(|t| t > self.now)),
         }
     }
 
