@@ -27,8 +27,8 @@
 //! second with one) of seven seats in all, prices of a few thousand won, two live holds per
 //! user, and balances of zero, 10,000 won and 5,000 won under the limit, so every error of
 //! every use case is a few steps away. Besides `main` (which gates the first concert) it has
-//! two rooms, created at set-up: `a` sells the second concert, takes joiners 30 s after the
-//! start, opens 90 s after it with a draw, drops buyers silent for 30 s and admits two every
+//! two rooms, created at set-up: `a` sells the second concert, takes joiners 10 s after the
+//! start, opens 150 s after it with a draw, drops buyers silent for 30 s and admits two every
 //! 30 s; `b` is open from the start, gates no concert and admits one a minute.
 //!
 //! The case's randomness ([`world::ModelRandom`]) is as predictable as the model needs: the

@@ -365,6 +365,8 @@ pub struct Bias {
     pub room_waiting: bool,
     /// Rooms taking joiners before their opening (their pre-queue fills now or never).
     pub prequeue: Vec<RoomIx>,
+    /// `(room, user)` for the users not yet in those rooms' pre-queues.
+    pub prequeue_joiners: Vec<(RoomIx, User)>,
     /// Whether a room's pre-queue or opening is still ahead.
     pub opening_ahead: bool,
 }
@@ -374,7 +376,8 @@ pub struct Bias {
 /// live token, and admission comes up more while somebody waits. The choice only biases which
 /// abstract op is drawn, so a shrunk sequence stays valid whatever it lost.
 pub fn op_in(bias: &Bias) -> BoxedStrategy<Op> {
-    let Bias { active, idle, payers, waiting, room_active, room_waiting, prequeue, opening_ahead } = bias.clone();
+    let Bias { active, idle, payers, waiting, room_active, room_waiting, prequeue, prequeue_joiners, opening_ahead } =
+        bias.clone();
     let holders: Vec<User> = (0..USERS).filter(|u| !idle.contains(u)).collect();
     let acting = if active.is_empty() { holders } else { active };
     let mut tokens: Vec<(u32, BoxedStrategy<TokenRef>)> = vec![(1, token_ref().boxed())];
@@ -397,15 +400,20 @@ pub fn op_in(bias: &Bias) -> BoxedStrategy<Op> {
         admit: if waiting { 14 } else { 4 },
         protected: if acting.is_empty() && room_active.is_empty() { 4 } else { 16 },
         tick_rooms: if room_waiting { 12 } else { 4 },
-        clock: if prequeue.is_empty() { 10 } else { 4 },
+        clock: if prequeue.is_empty() { 10 } else { 3 },
     };
     let mut extra: Vec<(u32, BoxedStrategy<Op>)> = Vec::new();
-    if !prequeue.is_empty() {
+    let to_opening = || Just(Op::Advance(ClockMove::To(Boundary::RoomOpening, 0))).boxed();
+    if !prequeue_joiners.is_empty() {
         // A pre-queue fills only before its opening: join it while it is open.
-        extra.push((24, (select(prequeue), user()).prop_map(|(r, u)| Op::Join(r, u)).boxed()));
-    }
-    if opening_ahead {
-        extra.push((3, Just(Op::Advance(ClockMove::To(Boundary::RoomOpening, 0))).boxed()));
+        extra.push((30, select(prequeue_joiners).prop_map(|(r, u)| Op::Join(r, u)).boxed()));
+        extra.push((2, to_opening()));
+    } else if !prequeue.is_empty() {
+        // Everybody is in: on to the opening and its draw.
+        extra.push((4, (select(prequeue), user()).prop_map(|(r, u)| Op::Join(r, u)).boxed()));
+        extra.push((12, to_opening()));
+    } else if opening_ahead {
+        extra.push((3, to_opening()));
     }
     ops(false, token, payer, issuer, weights, extra)
 }

@@ -80,15 +80,15 @@ pub struct RoomSpec {
 }
 
 /// The rooms besides `main`, by id (the order `tick_rooms` answers in): `a` sells the second
-/// concert, takes joiners 30 s after the start, opens 90 s after it with a draw, drops buyers
+/// concert, takes joiners 10 s after the start, opens 150 s after it with a draw, drops buyers
 /// silent for 30 s, and admits two every 30 s; `b` is open from the start, gates nothing (its
 /// tokens open no concert: every one is another room's) and admits one a minute.
 pub const ROOMS: [RoomSpec; 2] = [
     RoomSpec {
         id: "a",
         concerts: &[1],
-        prequeue_opens: Some(Duration::seconds(30)),
-        opens: Some(Duration::seconds(90)),
+        prequeue_opens: Some(Duration::seconds(10)),
+        opens: Some(Duration::seconds(150)),
         draw_at_open: true,
         abandon_after_secs: 30,
         batch: 2,

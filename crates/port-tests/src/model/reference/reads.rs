@@ -103,6 +103,14 @@ impl Model {
                 .collect(),
             room_waiting: self.rooms.iter().any(|r| r.waiting() > 0),
             prequeue: (0..ROOMS.len()).filter(|&r| self.room_state(r) == domain::room::RoomState::Prequeue).collect(),
+            prequeue_joiners: (0..ROOMS.len())
+                .filter(|&r| self.room_state(r) == domain::room::RoomState::Prequeue)
+                .flat_map(|r| (0..USERS).map(move |u| (r, u)))
+                .filter(|&(r, u)| {
+                    self.room_tokens_of(r, u)
+                        .all(|i| self.rooms[r].tokens[i].t.status_at(self.now) == TokenStatus::Expired)
+                })
+                .collect(),
             opening_ahead: (0..ROOMS.len())
                 .flat_map(|r| [self.prequeue_opens_at(r), self.opens_at(r)])
                 .any(|t| t.is_some_and(|t| t > self.now)),
