@@ -6,7 +6,7 @@
 //!    recorded draw, `NotDue`, or that another owner holds it.
 //! 2. The owner reads the claimed head of the WAITING list with each token's issue time
 //!    (`draw_read.lua`, [`DrawTuning::chunk`] at a time), splits it into entrants (issued
-//!    before the opening) and the rest, and orders it: entrant `i` (by `seq`) at
+//!    before the opening) and the rest, and orders it: entrant `i` (by value) at
 //!    `room::drawn_positions(seed, P)[i]`, the rest behind in their order. The domain's own
 //!    function draws; no Lua restates it.
 //! 3. `draw_chunk.lua` writes that order, a chunk per script: each token's new `seq`, and the
@@ -240,6 +240,7 @@ impl RedisQueue {
             }
             start = stop + 1;
         }
+        entrants.sort_unstable(); // by value, byte-wise (`QueueStore::draw`), not by `seq`
         let count = entrants.len();
         let positions = drawn_positions(seed, u64::try_from(count).unwrap_or(u64::MAX));
         let mut order = vec![String::new(); count];
