@@ -247,6 +247,24 @@ fn res_ref(user: User) -> impl Strategy<Value = ResRef> {
     ]
 }
 
+/// A seat for a hold with `token`: mostly one its room sells.
+fn seat_ref_for(token: TokenRef) -> BoxedStrategy<SeatRef> {
+    let room = match token {
+        TokenRef::InRoom(r, _) => Some(r),
+        _ => None,
+    };
+    let own: Vec<usize> =
+        (0..SEATS.len()).filter(|&s| crate::model::world::room_of_schedule(SEATS[s].schedule) == room).collect();
+    if own.is_empty() {
+        return seat_ref().boxed();
+    }
+    prop_oneof![
+        14 => select(own).prop_map(SeatRef::Seat),
+        3 => seat_ref(),
+    ]
+    .boxed()
+}
+
 fn seat_ref() -> impl Strategy<Value = SeatRef> {
     prop_oneof![
         16 => (0..SEATS.len()).prop_map(SeatRef::Seat),
@@ -443,7 +461,7 @@ fn ops(
         (4, token_ref().prop_map(Op::Poll).boxed()),
         (w.admit, Just(Op::Admit).boxed()),
         (3, Just(Op::ExpireTokens).boxed()),
-        (w.protected, (token.clone(), seat_ref()).prop_map(|(t, s)| Op::Reserve(t, s)).boxed()),
+        (w.protected, token.clone().prop_flat_map(|t| seat_ref_for(t).prop_map(move |s| Op::Reserve(t, s))).boxed()),
         (3, get.boxed()),
         (3, Just(Op::ReleaseHolds).boxed()),
         (w.protected, pay.boxed()),
