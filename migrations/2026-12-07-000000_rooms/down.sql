@@ -4,6 +4,7 @@ ALTER TABLE operator_log DROP CONSTRAINT operator_log_action_check;
 ALTER TABLE operator_log ADD CONSTRAINT operator_log_action_check
     CHECK (action IN ('queue.update', 'concert.create', 'schedule.create'));
 
+DROP TABLE queue_draw_positions;
 DROP TABLE room_concerts;
 DROP TABLE rooms;
 

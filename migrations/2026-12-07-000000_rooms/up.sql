@@ -19,9 +19,10 @@ UPDATE queue_tokens t
    SET expired_reason = CASE WHEN EXISTS (SELECT 1 FROM payments p WHERE p.token = t.token) THEN 'PAID' ELSE 'TTL' END
  WHERE t.status = 'EXPIRED';
 
--- `seq` is gapless per line. DEFERRABLE (checked at the end of each statement unless a
--- transaction defers it), so the draw renumbers a line in one UPDATE with the check deferred
--- to its COMMIT. Nothing references this key (payments name their token by value).
+-- `seq` (the arrival number) is gapless per line. DEFERRABLE (checked at the end of each
+-- statement unless a transaction defers it), so the draw can move the few entrants that
+-- committed out of step at the opening in one UPDATE with the check deferred to its COMMIT.
+-- Nothing references this key (payments name their token by value).
 ALTER TABLE queue_tokens DROP CONSTRAINT queue_tokens_pkey;
 ALTER TABLE queue_tokens ADD CONSTRAINT queue_tokens_pkey PRIMARY KEY (room, seq) DEFERRABLE INITIALLY IMMEDIATE;
 
@@ -49,6 +50,22 @@ ALTER TABLE queue_admission DROP COLUMN id;
 ALTER TABLE queue_admission ADD CONSTRAINT queue_admission_pkey PRIMARY KEY (room);
 ALTER TABLE queue_admission ALTER COLUMN admitted_through SET DEFAULT 0;
 ALTER TABLE queue_admission ALTER COLUMN room DROP DEFAULT;
+
+-- A drawn line's order. The draw makes the entrants the first P arrivals (stored `seq`
+-- 1..=P) and writes here the drawn place of each (`position`, the line's `seq` as the domain
+-- reads it); arrivals after P keep their stored `seq` as their place. Rewriting `seq` in
+-- queue_tokens instead would be one non-HOT update per entrant, with an entry in every index of
+-- that table: minutes for a pre-queue of a million. Reads of a room's tokens join this table
+-- in the statement that reads the token and the cursor, so they see the draw whole or not at
+-- all.
+CREATE TABLE queue_draw_positions (
+    room     text NOT NULL,
+    arrival  bigint NOT NULL CHECK (arrival > 0),
+    position bigint NOT NULL CHECK (position > 0),
+    PRIMARY KEY (room, arrival)
+);
+-- Admission finds the tokens at the next places.
+CREATE UNIQUE INDEX queue_draw_positions_place ON queue_draw_positions (room, position);
 
 -- The rooms other than `main` (whose settings stay in queue_settings). Durations in
 -- microseconds, like queue_settings.

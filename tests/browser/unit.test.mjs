@@ -7,7 +7,9 @@ import assert from 'node:assert/strict';
 import {
   call, callWithRetry, parseRetryAfter, isRetryable, backoffSecs, serverNow,
 } from '../../crates/adapters-http/assets/api.js';
-import { describe, sentence } from '../../crates/adapters-http/assets/messages.js';
+import {
+  describe, sentence, moment, countdown, notOpenWords, endedWords,
+} from '../../crates/adapters-http/assets/messages.js';
 
 const realFetch = globalThis.fetch;
 afterEach(() => {
@@ -132,4 +134,66 @@ test('every problem reads as sentences with a next step, never as a bare code', 
   assert.match(describe({ code: 'HOLD_LIMIT', title: 't' }, 409).next, /wait/);
   assert.equal(describe({ title: 'Same', detail: 'same' }, 400).text, '', 'a detail that repeats the title is said once');
   assert.equal(sentence('already ends.'), 'Already ends.');
+});
+
+test('every rooms code reads as sentences with a next step, never as a bare code', () => {
+  const codes = ['ROOM_MISMATCH', 'ROOM_NOT_OPEN', 'ROOM_CLOSED', 'ROOM_EXISTS', 'CONCERT_IN_ROOM', 'ROOM_ALREADY_OPEN',
+    'FORBIDDEN', 'METHOD_NOT_ALLOWED', 'REQUEST_TIMEOUT'];
+  for (const code of codes) {
+    for (const problem of [
+      { title: 'some title', detail: 'some detail', code },
+      // As the service words them, with the fields it adds.
+      { title: 'Room mismatch', detail: 'this concert is sold in the room spring-tour: join it for a token there', code, roomId: 'spring-tour' },
+      { title: 'Room not open', detail: 'the room does not take joiners yet', code, opensAt: '2030-05-01T19:00:00Z', prequeueOpensAt: '2030-05-01T18:30:00Z' },
+    ]) {
+      const d = describe(problem, 409, { roomName: (id) => (id === 'spring-tour' ? 'Spring Tour' : id) });
+      for (const part of [d.title, d.text, d.next].filter(Boolean)) assert.match(part, /^[A-Z“].*[.!?]$/, `${code}: ${part}`);
+      assert.ok(d.next, `${code} has a next step`);
+      assert.doesNotMatch(`${d.title} ${d.text} ${d.next}`, /[A-Z]+_[A-Z]+/, `${code} leaks a code`);
+    }
+  }
+  const mismatch = describe({ title: 'Room mismatch', detail: 'sold in the room spring-tour', code: 'ROOM_MISMATCH', roomId: 'spring-tour' }, 403,
+    { roomName: () => 'Spring Tour' });
+  assert.equal(mismatch.title, 'This concert is sold in another line.');
+  assert.equal(mismatch.text, '', 'the id-worded detail gives way to the name');
+  assert.equal(mismatch.next, 'It is sold in the line “Spring Tour”: join that line to buy it.');
+  assert.equal(mismatch.action, 'other-room');
+  assert.equal(describe({ code: 'ROOM_CLOSED', title: 't' }, 409).title, 'This line is closed.');
+  assert.equal(describe({ code: 'ROOM_CLOSED', title: 't' }, 409).action, 'rooms');
+});
+
+test('a line not open yet says when joining opens, in words, and that joining early gives nothing', () => {
+  const at = '2030-05-01T18:30:00Z';
+  const d = describe({ code: 'ROOM_NOT_OPEN', title: 'Room not open', detail: 'the room does not take joiners yet', prequeueOpensAt: at, opensAt: '2030-05-01T19:00:00Z' }, 409);
+  assert.equal(d.title, 'This line is not open yet.');
+  assert.ok(d.next.startsWith(`Joining opens on ${moment(at)}. Come back then`), d.next);
+  assert.match(d.next, /drawn at random, so joining early gives no advantage\.$/);
+  assert.match(moment(at), /^Wed 1 May, \d\d:\d\d$/, 'whole minutes without seconds');
+  assert.match(moment('2030-05-01T18:30:05Z'), /^Wed 1 May, \d\d:\d\d:05$/);
+  assert.equal(moment(null), '');
+  assert.match(notOpenWords({ opensAt: at }), /^Joining opens on .*\. Come back then to take your place in line\.$/);
+  assert.match(notOpenWords({}), /^This line does not take joiners yet\./, 'no time known: still a sentence');
+  assert.match(describe({ code: 'ROOM_NOT_OPEN', title: 'Room not open', detail: 'the room does not take joiners yet' }, 409).text,
+    /^The room does not take joiners yet\.$/, 'without a time the service\'s detail stays');
+});
+
+test('countdowns read m:ss, then h:mm:ss, then days, and reach 0:00 only at the moment', () => {
+  assert.equal(countdown(0), '0:00');
+  assert.equal(countdown(-5000), '0:00');
+  assert.equal(countdown(1), '0:01');
+  assert.equal(countdown(65_000), '1:05');
+  assert.equal(countdown(3_600_000), '1:00:00');
+  assert.equal(countdown(3_725_000), '1:02:05');
+  assert.equal(countdown(3 * 86_400_000 + 7_200_000), '3 days 2 h');
+});
+
+test('an ended turn says why: a place given up by a buyer who left, a purchase, or time', () => {
+  const abandoned = endedWords({ status: 'EXPIRED', expiredReason: 'ABANDONED' }, { purchased: true });
+  assert.match(abandoned.text, /^You left the line, so your place was given up when your turn came\./);
+  assert.match(abandoned.text, /end of the line\.$/);
+  assert.equal(abandoned.join, 'Join again at the end of the line');
+  assert.match(endedWords({ status: 'EXPIRED', expiredReason: 'PAID' }).text, /used for your purchase/);
+  assert.match(endedWords({ status: 'EXPIRED', expiredReason: null }, { purchased: true }).text, /used for your purchase/);
+  assert.match(endedWords({ status: 'EXPIRED', expiredReason: 'TTL' }, { purchased: true }).text, /^Your turn has ended\./);
+  assert.equal(endedWords({ status: 'EXPIRED', expiredReason: 'TTL' }).join, 'Join the line again');
 });

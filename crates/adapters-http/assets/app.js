@@ -4,7 +4,7 @@
 // else is asked of the server again.
 
 import { call, callWithRetry, serverNow, observeServerTime, backoffSecs, isRetryable } from './api.js';
-import { describe } from './messages.js';
+import { describe, moment, countdown, notOpenWords, endedWords } from './messages.js';
 import * as auth from './auth.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -74,7 +74,13 @@ function waitWords(secs) {
 
 // localStorage may be unavailable (private modes, full disk): the page then works without
 // surviving reloads rather than not at all.
-const KEYS = { user: 'concert.userId', token: 'concert.token', hold: 'concert.hold', purchase: 'concert.purchase' };
+const KEYS = {
+  user: 'concert.userId', token: 'concert.token', hold: 'concert.hold', purchase: 'concert.purchase', room: 'concert.room',
+};
+const MAIN = 'main';
+/** Where a room's place in line is kept: one token per room (`main`'s under the key it always had). */
+const tokenKey = (roomId) => (roomId === MAIN ? KEYS.token : `${KEYS.token}.${roomId}`);
+const ROOM_ID = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const saved = {
   get(key) {
     try {
@@ -98,6 +104,17 @@ const saved = {
 
 const state = {
   userId: '',
+  /** The on-sales as `GET /rooms` last listed them; null until the first answer. */
+  rooms: null,
+  /** The room whose line the page shows and joins; its token is the one below. */
+  roomId: MAIN,
+  roomsTimer: 0,
+  /** When the next room changes state (an opening): the list is asked for again then. */
+  roomsDueAt: 0,
+  /** The countdown under the line: `{ label, until, done }`, or null. */
+  timer: null,
+  /** The token that was seen in a pre-queue, to say "drawn" once it has a place. */
+  prequeueToken: null,
   balance: null,
   /** The token's value, kept even once EXPIRED: a payment's replay may still need it. */
   tokenValue: null,
@@ -152,10 +169,15 @@ const clearMessage = (slotId) => $(slotId).replaceChildren();
 
 /** A failed answer as sentences, with the action its code calls for. */
 function showProblem(slotId, result, extra = {}) {
-  const d = describe(result.problem, result.status);
+  const d = describe(result.problem, result.status, { roomName });
   const actions = [];
   const offer = extra.action ?? d.action;
   if (offer === 'rejoin') actions.push({ label: 'Join the line again', run: () => join() });
+  if (offer === 'other-room' && result.problem?.roomId && ROOM_ID.test(result.problem.roomId)) {
+    const id = result.problem.roomId;
+    actions.push({ label: `Join “${roomName(id)}”`, run: () => joinRoom(id) });
+  }
+  if (offer === 'rooms' && state.rooms) actions.push({ label: 'Choose another line', run: () => focusRooms() });
   if (offer === 'pick-another') actions.push({ label: 'Pick another seat', run: () => pickAgain() });
   if (offer === 'reload-shop') actions.push({ label: 'Reload the concerts', run: () => loadConcerts() });
   if (offer === 'charge') {
@@ -199,7 +221,7 @@ function setUser(userId, { fresh }) {
     // Place in line, hold and receipt belong to the previous id.
     clearTimeout(state.pollTimer);
     Object.assign(state, { tokenValue: null, token: null, hold: null, lapsed: null, purchase: null, seatId: null });
-    saved.set(KEYS.token, null);
+    forgetAllTokens();
     saved.set(KEYS.hold, null);
     saved.set(KEYS.purchase, null);
     ['queue-msg', 'shop-msg', 'hold-msg'].forEach(clearMessage);
@@ -284,7 +306,26 @@ async function onCharge(event) {
 // The waiting line
 
 function saveToken() {
-  saved.set(KEYS.token, state.tokenValue ? { token: state.tokenValue, userId: state.userId } : null);
+  const value = state.tokenValue ? { token: state.tokenValue, userId: state.userId, roomId: state.roomId } : null;
+  saved.set(tokenKey(state.roomId), value);
+}
+
+/** The kept place in a room's line, when it is this user's. */
+function savedToken(roomId) {
+  const t = saved.get(tokenKey(roomId));
+  return t && typeof t === 'object' && t.userId === state.userId && typeof t.token === 'string' ? t.token : null;
+}
+
+/** Every room's place in line (another user id takes over this browser). */
+function forgetAllTokens() {
+  try {
+    for (let i = localStorage.length - 1; i >= 0; i -= 1) {
+      const key = localStorage.key(i);
+      if (key === KEYS.token || key?.startsWith(`${KEYS.token}.`)) localStorage.removeItem(key);
+    }
+  } catch {
+    // Nothing kept; see `saved`.
+  }
 }
 
 function forgetToken() {
@@ -337,6 +378,7 @@ async function poll() {
 
 function applyToken(body) {
   const wasActive = isActive();
+  if (body.status === 'WAITING' && body.position === null) state.prequeueToken = body.token;
   state.token = body;
   state.tokenValue = body.token;
   saveToken();
@@ -357,17 +399,27 @@ async function join() {
   button.disabled = true;
   clearMessage('queue-msg');
   const userId = state.userId;
+  const roomId = state.roomId;
+  // `main` is joined as before rooms existed: without a roomId.
+  const body = roomId === MAIN ? { userId } : { userId, roomId };
   // Joining is safe to repeat: the server answers with the place the user already has.
-  const r = await callWithRetry('POST', '/queue/tokens', { body: { userId }, token: identity() }, {
+  const r = await callWithRetry('POST', '/queue/tokens', { body, token: identity() }, {
     onWait: (secs, res) => showMessage('queue-msg', {
       title: describe(res.problem, res.status).title,
       lines: [`Trying again in ${seconds(secs)}.`],
     }),
   });
   button.disabled = false;
-  if (userId !== state.userId) return;
+  if (userId !== state.userId || roomId !== state.roomId) return;
   if (!r.ok) {
-    showProblem('queue-msg', r);
+    const code = r.problem?.code;
+    if (code === 'NOT_FOUND') {
+      showProblem('queue-msg', r, { action: 'rooms', lead: 'This line is no longer on sale.' });
+    } else {
+      showProblem('queue-msg', r);
+    }
+    // The list was out of date: the line's state (or the line itself) changed meanwhile.
+    if (code === 'ROOM_NOT_OPEN' || code === 'ROOM_CLOSED' || code === 'NOT_FOUND') loadRooms();
     return;
   }
   clearMessage('queue-msg');
@@ -378,6 +430,8 @@ async function join() {
   }
   applyToken(r.data);
   $('queue-h').focus();
+  // One more waiting in the list of on-sales.
+  loadRooms();
 }
 
 function onAdmitted() {
@@ -402,32 +456,57 @@ async function checkHold(h) {
 
 function renderQueue() {
   const t = state.token;
+  const room = currentRoom();
   const status = $('queue-status');
   const join = $('join');
   const turnLeft = $('turn-left');
-  $('paused-note').hidden = !(t?.status === 'WAITING' && t.paused === true);
-  $('queue-intro').hidden = Boolean(t || state.tokenValue);
+  const placeless = !t && !state.tokenValue;
+  // Before joining: what the chosen line does now (not open yet, pre-queue, closed).
+  const note = placeless && room ? roomNote(room) : '';
+  $('room-note').hidden = !note;
+  // Only on change: the note is live.
+  if ($('room-note').textContent !== note) $('room-note').textContent = note;
+  $('queue-room').hidden = !room;
+  if (room) $('queue-room').replaceChildren('Line: ', el('strong', {}, room.name));
+  // In a pre-queue nobody is admitted yet anyway: a pause matters from the draw on.
+  $('paused-note').hidden = !(t?.status === 'WAITING' && t.paused === true && t.position !== null);
+  $('queue-intro').hidden = Boolean(t || state.tokenValue || note);
   turnLeft.hidden = t?.status !== 'ACTIVE';
+  state.timer = null;
   let content = [];
   if (!t) {
-    join.hidden = Boolean(state.tokenValue);
+    join.hidden = Boolean(state.tokenValue) || (placeless && room?.state === 'CLOSED');
     join.textContent = 'Join the line';
     if (state.tokenValue) content = [el('p', {}, 'Finding your place in line…')];
+    else if (room?.state === 'SCHEDULED') state.timer = { label: 'Joining opens in', until: room.prequeueOpensAt || room.opensAt, done: 'Joining opens now…' };
+    else if (room?.state === 'PREQUEUE') state.timer = { label: 'The draw is in', until: room.opensAt, done: 'Drawing the order now…' };
+  } else if (t.status === 'WAITING' && t.position === null) {
+    // The pre-queue: no place yet, and none to be had by joining early.
+    join.hidden = true;
+    content = [
+      el('p', { className: 'place' }, el('strong', {}, 'You are in the pre-queue.')),
+      el('p', {}, t.drawAt
+        ? `Your place in line is drawn at random at the opening, ${moment(t.drawAt)}. Joining early gives no advantage: everyone who joins before then has the same chance.`
+        : 'Your place in line is being drawn at random. Joining early gives no advantage: everyone who joined before the opening has the same chance.'),
+      el('p', {}, 'Keep this page open, or come back to it: you keep your entry.'),
+    ];
+    if (t.drawAt) state.timer = { label: 'Your place is drawn in', until: t.drawAt, done: 'Drawing the order now…' };
   } else if (t.status === 'WAITING') {
     join.hidden = true;
     content = [
+      state.prequeueToken === t.token ? el('p', {}, 'The order has been drawn.') : null,
       el('p', { className: 'place' }, el('span', {}, 'Your place in line '), el('strong', { className: 'big', id: 'position' }, String(t.position))),
       el('p', {}, `Estimated wait: ${waitWords(t.estimatedWaitSecs)}${t.paused === true ? ' once admission resumes' : ''}.`),
-    ];
+    ].filter(Boolean);
   } else if (t.status === 'ACTIVE') {
     join.hidden = true;
     content = [el('p', { className: 'place' }, el('strong', {}, 'It is your turn.'), ' Pick a concert, a date and a seat below.')];
   } else {
-    join.hidden = false;
-    join.textContent = 'Join the line again';
-    content = [el('p', {}, state.purchase
-      ? 'Your turn was used for your purchase. Join the line again to buy another ticket.'
-      : 'Your turn has ended. Join the line again to get a new one.')];
+    const words = endedWords(t, { purchased: Boolean(state.purchase) });
+    join.hidden = room?.state === 'CLOSED';
+    join.textContent = words.join;
+    content = [el('p', {}, words.text)];
+    if (room?.state === 'CLOSED') content.push(el('p', {}, 'This line is closed now: it takes no new joiners.'));
   }
   // Replace only on change: the region is live, and every change is read out.
   const next = content.map((n) => n.outerHTML).join('');
@@ -435,6 +514,177 @@ function renderQueue() {
     status.replaceChildren(...content);
     status.dataset.shown = next;
   }
+  $('draw-left').hidden = !state.timer;
+  renderTimer(serverNow());
+}
+
+/** The countdown under the line (to joining, to the draw), and what it says once it is over. */
+function renderTimer(now) {
+  const timer = state.timer;
+  if (!timer) return;
+  const left = Date.parse(timer.until) - now;
+  $('draw-countdown').textContent = countdown(left);
+  $('draw-countdown').hidden = left <= 0;
+  $('draw-left-label').textContent = left <= 0 ? timer.done : timer.label;
+}
+
+/** What a line that one has not joined does now, in a sentence; '' when it simply takes joiners. */
+function roomNote(room) {
+  if (room.state === 'SCHEDULED') return notOpenWords(room);
+  if (room.state === 'PREQUEUE') {
+    return `The pre-queue is open. The order of everyone who joins before the opening on ${moment(room.opensAt)} is drawn at random then: joining early gives no advantage.`;
+  }
+  if (room.state === 'CLOSED') return 'This line is closed: it takes no new joiners. Choose another line above.';
+  return '';
+}
+
+// ---------------------------------------------------------------------------------------------
+// The on-sales: one line per room
+
+const currentRoom = () => state.rooms?.find((r) => r.id === state.roomId) ?? null;
+
+/** A room's name as the list shows it; its id when the list does not know it. */
+function roomName(id) {
+  return state.rooms?.find((r) => r.id === id)?.name ?? id;
+}
+
+const STATE_WORDS = { SCHEDULED: 'Not open yet', PREQUEUE: 'Pre-queue', OPEN: 'Open', PAUSED: 'Paused', CLOSED: 'Closed' };
+
+/** The line under a room's name: what it does now, in words. */
+function roomDetail(room) {
+  switch (room.state) {
+    case 'SCHEDULED':
+      return room.prequeueOpensAt
+        ? `Joining opens on ${moment(room.prequeueOpensAt)}; the order is drawn at the opening on ${moment(room.opensAt)}.`
+        : `Joining opens on ${moment(room.opensAt)}.`;
+    case 'PREQUEUE':
+      return `Join now: the order is drawn at random at the opening on ${moment(room.opensAt)}, so joining early gives no advantage.`;
+    case 'PAUSED':
+      return 'The organisers have paused admission here; joining still takes a place that is kept.';
+    case 'CLOSED':
+      return 'Takes no new joiners.';
+    default:
+      if (room.id === MAIN) return 'The general line, for every concert without a line of its own.';
+      return room.opensAt ? `Open since ${moment(room.opensAt)}.` : 'Open: join to take your place.';
+  }
+}
+
+/** How many wait, and the wait of someone joining now. */
+function roomWaiting(room) {
+  if (room.state === 'SCHEDULED') return '';
+  const who = room.state === 'PREQUEUE' ? `${room.waiting} in the pre-queue` : `${room.waiting} waiting`;
+  const wait = room.estimatedWaitSecs === null || room.state === 'CLOSED' || room.state === 'PREQUEUE'
+    ? '' : `; wait for someone joining now: ${waitWords(room.estimatedWaitSecs)}`;
+  return `${who}${wait}.`;
+}
+
+/** The moment a room's countdown counts to, with what it is: or null. */
+function roomClock(room) {
+  if (room.state === 'SCHEDULED') return { words: 'Joining opens in', until: room.prequeueOpensAt || room.opensAt };
+  if (room.state === 'PREQUEUE') return { words: 'Draw in', until: room.opensAt };
+  return null;
+}
+
+function renderRooms() {
+  const rooms = state.rooms;
+  $('rooms').hidden = !rooms;
+  if (!rooms) return;
+  const focusedId = document.activeElement?.name === 'room' ? document.activeElement.value : null;
+  const nodes = rooms.map((room) => {
+    const id = `room-${room.id}`;
+    const clock = roomClock(room);
+    const input = el('input', { type: 'radio', name: 'room', id, value: room.id, checked: room.id === state.roomId });
+    input.addEventListener('change', () => selectRoom(room.id));
+    const waiting = roomWaiting(room);
+    return el('div', { className: 'choice room' },
+      input,
+      el('label', { for: id },
+        el('span', { className: 'choice-main' },
+          el('span', { className: 'room-name' }, room.name), ' ',
+          el('span', { className: `badge state-${room.state.toLowerCase()}` }, STATE_WORDS[room.state] ?? room.state)),
+        el('span', { className: 'choice-hint' }, roomDetail(room)),
+        waiting ? el('span', { className: 'choice-hint' }, waiting) : null,
+        // The absolute time is in the name already; the ticking figure is for the eye only.
+        clock ? el('span', { className: 'room-clock', 'aria-hidden': 'true' },
+          `${clock.words} `, el('span', { className: 'clock', 'data-until': clock.until }, countdown(Date.parse(clock.until) - serverNow()))) : null));
+  });
+  $('room-list').replaceChildren(...nodes);
+  if (focusedId) document.getElementById(`room-${focusedId}`)?.focus();
+}
+
+async function loadRooms() {
+  clearTimeout(state.roomsTimer);
+  const r = await callWithRetry('GET', '/rooms', {}, { tries: 3 });
+  // Asked again every 20 s while the page is in view, and at each opening (see tick).
+  state.roomsTimer = setTimeout(() => {
+    if (document.visibilityState === 'visible') loadRooms();
+    else state.roomsDueAt = 1;
+  }, 20_000);
+  if (!r.ok || !Array.isArray(r.data)) {
+    if (state.rooms) return;
+    // Without the list the page still serves the general line.
+    showProblem('rooms-msg', r);
+    $('rooms').hidden = false;
+    return;
+  }
+  clearMessage('rooms-msg');
+  state.rooms = r.data.filter((x) => x && ROOM_ID.test(x.id));
+  const now = serverNow();
+  const moments = state.rooms.flatMap((x) => [x.prequeueOpensAt, x.opensAt])
+    .map((x) => Date.parse(x ?? '')).filter((t) => t > now);
+  // A little after the moment, so the service's clock has passed it too.
+  state.roomsDueAt = moments.length ? Math.min(...moments) + 300 : 0;
+  // The service may answer the list from a copy up to a moment old: a room still shown before
+  // a moment that has passed is asked for again shortly.
+  const behind = state.rooms.some((x) => (x.state === 'SCHEDULED' && Date.parse(x.prequeueOpensAt || x.opensAt) <= now)
+    || (x.state === 'PREQUEUE' && Date.parse(x.opensAt) <= now));
+  if (behind) state.roomsDueAt = now + 1000;
+  if (!currentRoom()) {
+    selectRoom(MAIN);
+    return;
+  }
+  renderRooms();
+  render();
+}
+
+/** Shows `roomId`'s line: its kept place (polled afresh), or the way to join it. */
+function selectRoom(roomId) {
+  if (roomId === state.roomId) {
+    renderRooms();
+    render();
+    return;
+  }
+  clearTimeout(state.pollTimer);
+  state.roomId = roomId;
+  saved.set(KEYS.room, roomId);
+  Object.assign(state, {
+    token: null, tokenValue: savedToken(roomId), pollFailures: 0,
+    concerts: [], concert: null, schedules: [], schedule: null, seats: [], seatId: null,
+  });
+  $('concert-list').replaceChildren();
+  $('dates').hidden = true;
+  $('seat-map').hidden = true;
+  ['queue-msg', 'shop-msg'].forEach(clearMessage);
+  renderRooms();
+  render();
+  if (state.tokenValue) poll();
+}
+
+/** Goes to another room's line and joins it (the answer is the kept place if there is one). */
+function joinRoom(roomId) {
+  selectRoom(roomId);
+  join();
+}
+
+function focusRooms() {
+  (document.querySelector('#room-list input:checked') ?? $('rooms-h')).focus();
+}
+
+/** A concert of another room: say which, by its name (the list may not know it yet). */
+async function showOtherRoom(slotId, r) {
+  const id = r.problem?.roomId;
+  if (id && !state.rooms?.some((x) => x.id === id)) await loadRooms();
+  showProblem(slotId, r);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -458,6 +708,11 @@ function handleShopProblem(r, extra) {
   }
   if (code === 'TOKEN_NOT_ACTIVE') {
     poll();
+  }
+  if (code === 'ROOM_MISMATCH') {
+    // The concert is sold in another room (an operator may have just moved it there).
+    showOtherRoom('shop-msg', r);
+    return;
   }
   showProblem('shop-msg', r, extra);
 }
@@ -610,6 +865,7 @@ async function holdSeat() {
   state.hold = {
     id: res.id,
     userId: state.userId,
+    roomId: state.roomId,
     scheduleId: res.scheduleId,
     seatId: res.seatId,
     seatNumber: res.seatNumber,
@@ -654,6 +910,8 @@ function renderHold() {
 async function pay() {
   const h = state.hold;
   if (!h) return;
+  // Paid with the turn of the room the seat was held in.
+  if (h.roomId && h.roomId !== state.roomId) selectRoom(h.roomId);
   if (!state.tokenValue) {
     showMessage('hold-msg', {
       kind: 'error',
@@ -706,6 +964,8 @@ async function pay() {
   } else if (code === 'NOT_FOUND') {
     dropHold();
     showProblem('hold-msg', r, { action: 'pick-another' });
+  } else if (code === 'ROOM_MISMATCH') {
+    await showOtherRoom('hold-msg', r);
   } else {
     showProblem('hold-msg', r);
   }
@@ -864,6 +1124,16 @@ function tick() {
       poll();
     }
   }
+  // The openings ahead: in the list of on-sales and under the line.
+  for (const node of document.querySelectorAll('#room-list [data-until]')) {
+    const left = Date.parse(node.dataset.until) - now;
+    node.textContent = left > 0 ? countdown(left) : 'a moment';
+  }
+  renderTimer(now);
+  if (state.roomsDueAt && now >= state.roomsDueAt) {
+    state.roomsDueAt = 0;
+    loadRooms();
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -880,8 +1150,9 @@ function restore() {
     $('user-id').value = state.userId;
   }
   const mine = (x) => x && typeof x === 'object' && x.userId === state.userId;
-  const token = saved.get(KEYS.token);
-  if (mine(token) && typeof token.token === 'string') state.tokenValue = token.token;
+  const roomId = saved.get(KEYS.room);
+  state.roomId = typeof roomId === 'string' && ROOM_ID.test(roomId) ? roomId : MAIN;
+  state.tokenValue = savedToken(state.roomId);
   const hold = saved.get(KEYS.hold);
   if (mine(hold) && hold.id && hold.heldUntil) state.hold = hold;
   const purchase = saved.get(KEYS.purchase);
@@ -937,6 +1208,7 @@ async function start() {
   restore();
   render();
   loadBalance();
+  loadRooms();
   if (state.tokenValue) poll();
   setInterval(tick, 500);
 }

@@ -56,10 +56,26 @@ const CHECKS: &[&str] = &[
     "SELECT 'line ' || t.room || ' has tokens but no cursor' AS problem \
      FROM (SELECT DISTINCT room FROM queue_tokens) t LEFT JOIN queue_admission a ON a.room = t.room \
      WHERE a.room IS NULL",
+    // A drawn line stores its entrants as arrivals 1..=P and places them by its seed
+    // (`order`): past them the stored seq is the place; among them, as many are admitted as
+    // the cursor has passed.
     "SELECT 'token ' || t.room || '/' || t.seq || ' is WAITING at or below admitted_through ' || a.admitted_through AS problem \
-     FROM queue_tokens t JOIN queue_admission a ON a.room = t.room WHERE t.status = 'WAITING' AND t.seq <= a.admitted_through",
+     FROM queue_tokens t JOIN queue_admission a ON a.room = t.room \
+     WHERE t.status = 'WAITING' AND t.seq <= a.admitted_through AND t.seq > COALESCE(a.draw_entrants, 0)",
     "SELECT 'token ' || t.room || '/' || t.seq || ' is ' || t.status || ' above admitted_through ' || a.admitted_through AS problem \
-     FROM queue_tokens t JOIN queue_admission a ON a.room = t.room WHERE t.status <> 'WAITING' AND t.seq > a.admitted_through",
+     FROM queue_tokens t JOIN queue_admission a ON a.room = t.room \
+     WHERE t.status <> 'WAITING' AND t.seq > a.admitted_through AND t.seq > COALESCE(a.draw_entrants, 0)",
+    "SELECT 'drawn line ' || a.room || ' has admitted ' || n.admitted || ' of its ' || a.draw_entrants || ' entrants, its cursor ' || a.admitted_through AS problem \
+     FROM queue_admission a CROSS JOIN LATERAL (SELECT count(*) AS admitted FROM queue_tokens t \
+       WHERE t.room = a.room AND t.seq <= a.draw_entrants AND t.status <> 'WAITING') n \
+     WHERE a.draw_entrants > 0 AND n.admitted <> LEAST(a.admitted_through, a.draw_entrants)",
+    "SELECT 'drawn line ' || a.room || ' places ' || count(d.arrival) || ' of its ' || a.draw_entrants || ' entrants' AS problem \
+     FROM queue_admission a LEFT JOIN queue_draw_positions d ON d.room = a.room \
+       AND d.arrival <= a.draw_entrants AND d.position <= a.draw_entrants \
+     WHERE a.draw_entrants IS NOT NULL GROUP BY a.room, a.draw_entrants HAVING count(d.arrival) <> a.draw_entrants",
+    "SELECT 'line ' || d.room || ' has places but no draw' AS problem FROM queue_draw_positions d \
+     LEFT JOIN queue_admission a ON a.room = d.room AND a.draw_entrants IS NOT NULL \
+     WHERE a.room IS NULL GROUP BY d.room",
     "SELECT 'admitted_through ' || a.admitted_through || ' of ' || a.room || ' is past the last seq ' || COALESCE(max(t.seq), 0) AS problem \
      FROM queue_admission a LEFT JOIN queue_tokens t ON t.room = a.room \
      GROUP BY a.room, a.admitted_through HAVING a.admitted_through > COALESCE(max(t.seq), 0)",

@@ -66,6 +66,27 @@ pub(crate) const ISSUE_LIVE: &str = concat!(
      ON TRUE WHERE a.room = $3"
 );
 
+/// [`ISSUE_LIVE`] in a room's line, which may be drawn: a live token's place is its drawn
+/// position when it has one (see `order`), read in the same snapshot as the cursor's draw.
+pub(crate) const ISSUE_LIVE_ROOM: &str = concat!(
+    "WITH req AS (SELECT r.user_id, r.now FROM unnest($1::uuid[], $2::timestamptz[]) AS r (user_id, now)), \
+     lapsed AS (UPDATE queue_tokens t SET status = 'EXPIRED', expired_reason = 'TTL' FROM req \
+       WHERE t.room = $3 AND t.user_id = req.user_id AND t.status = 'ACTIVE' AND t.expires_at <= req.now \
+       RETURNING t.seq) \
+     SELECT ",
+    cursor_columns!(),
+    ", (SELECT count(*) FROM lapsed) AS lapsed, \
+       live.seq, live.token, live.user_id, live.status, live.issued_at, live.activated_at, live.expires_at, \
+       live.expired_reason \
+     FROM queue_admission a LEFT JOIN ( \
+       SELECT COALESCE(d.position, t.seq) AS seq, t.token, t.user_id, t.status, t.issued_at, t.activated_at, \
+         t.expires_at, t.expired_reason \
+       FROM queue_tokens t JOIN req ON t.user_id = req.user_id \
+       LEFT JOIN queue_draw_positions d ON d.room = t.room AND d.arrival = t.seq \
+       WHERE t.room = $3 AND t.status IN ('WAITING', 'ACTIVE') AND (t.status = 'WAITING' OR t.expires_at > req.now)) live \
+     ON TRUE WHERE a.room = $3"
+);
+
 /// A room's line gets its cursor row with its first issue (`main`'s always has one).
 pub(crate) const ISSUE_CURSOR_ROW: &str =
     "INSERT INTO queue_admission (room) VALUES ($1) ON CONFLICT (room) DO NOTHING";
@@ -278,7 +299,8 @@ fn store_batch(
         if !line.room.is_main() {
             prepared(ISSUE_CURSOR_ROW).bind::<Text, _>(room).execute(tx.conn()?)?;
         }
-        let rows: Vec<LiveRow> = prepared(ISSUE_LIVE)
+        let live = if line.room.is_main() { ISSUE_LIVE } else { ISSUE_LIVE_ROOM };
+        let rows: Vec<LiveRow> = prepared(live)
             .bind::<Array<SqlUuid>, _>(&users)
             .bind::<Array<Timestamptz>, _>(&nows)
             .bind::<Text, _>(room)
@@ -286,7 +308,9 @@ fn store_batch(
         let mut cursor: Option<QueueCursor> = None;
         let mut tokens: HashMap<Uuid, (QueueToken, bool)> = HashMap::with_capacity(unique.len());
         for row in rows {
-            cursor.get_or_insert_with(|| row.cursor.into_domain());
+            if cursor.is_none() {
+                cursor = Some(row.cursor.into_domain());
+            }
             if let Some(token) = row.token {
                 let token = token.into_domain()?;
                 tokens.insert(token.user_id.as_uuid(), (token, false));

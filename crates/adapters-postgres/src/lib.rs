@@ -26,6 +26,7 @@
 //! - `locks`: the advisory locks and what each serialises.
 //! - `issue`: group-commit token issue (a batcher thread per store).
 //! - `queue`: the lines (one per room: `PgStore::line`), admission, the draw, presence.
+//! - `order`: a drawn line's order, beside its tokens.
 //! - `rooms`: the rooms other than `main` and their concerts.
 //! - `settings`, `catalogue`, `reservations`, `accounts`, `payments`,
 //!   `idempotency`: the ports, each with its SQL.
@@ -62,6 +63,7 @@ mod idempotency;
 pub mod invariants;
 mod issue;
 mod locks;
+mod order;
 mod payments;
 #[cfg(test)]
 mod pgbench;

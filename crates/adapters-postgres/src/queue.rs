@@ -1,5 +1,6 @@
 //! The waiting lines: lookups with the position cursor, admission (with abandonment) under one
-//! lock on the store's clock, the draw, presence, batched expiry, stats. Issue is in `issue`
+//! lock on the store's clock, the draw (its order kept beside the tokens: `order`), presence,
+//! batched expiry, stats. Issue is in `issue`
 //! (group commit).
 //!
 //! Every line (`main`'s and each room's) is the rows of `queue_tokens` with its `room` and its
@@ -7,6 +8,7 @@
 //! for ([`Line`], `PgStore::line`), and leads with it in the indexes (`(room, seq)`,
 //! `(room, user_id)`, `(room, expires_at)`), so `main` reads and writes what it always did.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection as _;
@@ -24,6 +26,7 @@ use uuid::Uuid;
 
 use crate::error::{corrupt, Fail};
 use crate::locks;
+use crate::order::Order;
 use crate::schema::queue_tokens;
 use crate::sql::prepared;
 use crate::PgStore;
@@ -62,13 +65,13 @@ pub(crate) struct PgLines {
 }
 
 impl QueueLines for PgLines {
-    fn line(&self, room: &RoomId) -> std::sync::Arc<dyn QueueStore> {
-        std::sync::Arc::new(self.store.line(room))
+    fn line(&self, room: &RoomId) -> Arc<dyn QueueStore> {
+        Arc::new(self.store.line(room))
     }
 }
 
 /// How long a draw waits for the line's admission lock (another instance's draw of the line
-/// may hold it while it renumbers), and bounds each of its statements and the whole draw.
+/// may hold it while it places a long pre-queue), and bounds each of its statements and the whole draw.
 const DRAW_WAIT: Duration = Duration::from_secs(120);
 
 #[derive(Debug, QueryableByName)]
@@ -130,6 +133,17 @@ pub(crate) const FIND_WITH_CURSOR: &str = concat!(
     " FROM queue_tokens t JOIN queue_admission a ON a.room = t.room WHERE t.token = $1 AND t.room = $2"
 );
 
+/// [`FIND_WITH_CURSOR`] in a room's line, which may be drawn: the token's place is its drawn
+/// position when it has one (see `order`), read in the same snapshot as the cursor's draw.
+pub(crate) const FIND_WITH_CURSOR_ROOM: &str = concat!(
+    "SELECT COALESCE(d.position, t.seq) AS seq, t.token, t.user_id, t.status, t.issued_at, t.activated_at, \
+       t.expires_at, t.expired_reason, ",
+    cursor_columns!(),
+    " FROM queue_tokens t JOIN queue_admission a ON a.room = t.room \
+     LEFT JOIN queue_draw_positions d ON d.room = t.room AND d.arrival = t.seq \
+     WHERE t.token = $1 AND t.room = $2"
+);
+
 /// The line's cursor (no row: the line has had no token yet).
 pub(crate) const CURSOR: &str = concat!("SELECT ", cursor_columns!(), " FROM queue_admission a WHERE a.room = $1");
 
@@ -137,15 +151,14 @@ pub(crate) const CURSOR: &str = concat!("SELECT ", cursor_columns!(), " FROM que
 /// *now*, after any wait for the lock), the cursor of line `$3`, its highest `seq` (every lower
 /// one is committed: issue batches commit in order) and, when `$2`, its ACTIVE tokens
 /// unexpired at that clock (`QueueToken::status_at`).
-pub(crate) const ADMIT_READ: &str = concat!(
+pub(crate) const ADMIT_READ: &str =
     "WITH clock AS MATERIALIZED (SELECT COALESCE($1::timestamptz, clock_timestamp()) AS now) \
      SELECT clock.now, COALESCE(a.admitted_through, 0) AS admitted_through, a.last_admission_at, \
        a.draw_at, a.draw_entrants, a.draw_seed, COALESCE(a.abandoned, 0) AS abandoned, \
        (SELECT COALESCE(max(seq), 0) FROM queue_tokens WHERE room = $3) AS issued_through, \
        CASE WHEN $2 THEN (SELECT count(*) FROM queue_tokens t \
          WHERE t.room = $3 AND t.status = 'ACTIVE' AND t.expires_at > clock.now) ELSE 0 END AS active \
-     FROM clock LEFT JOIN queue_admission a ON a.room = $3"
-);
+     FROM clock LEFT JOIN queue_admission a ON a.room = $3";
 
 /// Admission's write: the tokens of line `$5` in `($3, $4]` (all WAITING: a WAITING token
 /// leaves the line only at its turn) become ACTIVE, and the cursor moves to `$4`; returns how
@@ -156,22 +169,35 @@ pub(crate) const ADMIT_WRITE: &str =
      UPDATE queue_admission SET admitted_through = $4, last_admission_at = $1 \
      FROM (SELECT count(*) AS n FROM t) AS c WHERE room = $5 RETURNING c.n";
 
+/// Admission's write in a drawn line, where the next positions are not a range of arrivals:
+/// the tokens of line `$5` at the stored `seq`s `$3` (all WAITING) become ACTIVE and the
+/// cursor moves to `$4`; returns how many changed.
+pub(crate) const ADMIT_WRITE_LIST: &str =
+    "WITH t AS (UPDATE queue_tokens SET status = 'ACTIVE', activated_at = $1, expires_at = $2 \
+       WHERE room = $5 AND seq = ANY($3) AND status = 'WAITING' RETURNING seq) \
+     UPDATE queue_admission SET admitted_through = $4, last_admission_at = $1 \
+     FROM (SELECT count(*) AS n FROM t) AS c WHERE room = $5 RETURNING c.n";
+
+/// [`ADMIT_WALK`] in a drawn line: the tokens of line `$1` at the stored `seq`s `$2`.
+pub(crate) const ADMIT_WALK_LIST: &str = "SELECT seq, GREATEST(issued_at, last_seen_at) AS last_seen \
+     FROM queue_tokens WHERE room = $1 AND seq = ANY($2)";
+
 /// Admission with abandonment, step by step: the next `$3` tokens of line `$1` above `$2` in
 /// line order (all WAITING), each with its last sight, the later of its issue and its last
 /// `note_seen` (`AdmissionPolicy::is_present` is then applied to it in Rust).
 pub(crate) const ADMIT_WALK: &str = "SELECT seq, GREATEST(issued_at, last_seen_at) AS last_seen \
      FROM queue_tokens WHERE room = $1 AND seq > $2 ORDER BY seq LIMIT $3";
 
-/// Admission with abandonment, the write: of the tokens of line `$5` in `($3, $4]` (all
-/// WAITING), those in `$6` (the present ones) become ACTIVE, the others EXPIRED at `$1` as
-/// ABANDONED; the cursor moves to `$4`, `last_admission_at` to `$1` when anyone was admitted,
-/// and the line's abandoned count grows by the skipped. Returns both counts.
+/// Admission with abandonment, the write: of the tokens of line `$5` at the stored `seq`s
+/// `$3` (all WAITING), those in `$6` (the present ones) become ACTIVE, the others EXPIRED at
+/// `$1` as ABANDONED; the cursor moves to `$4`, `last_admission_at` to `$1` when anyone was
+/// admitted, and the line's abandoned count grows by the skipped. Returns both counts.
 pub(crate) const ADMIT_WRITE_PRESENT: &str = "WITH t AS (UPDATE queue_tokens SET \
        status = CASE WHEN seq = ANY($6) THEN 'ACTIVE' ELSE 'EXPIRED' END, \
        activated_at = CASE WHEN seq = ANY($6) THEN $1 END, \
        expires_at = CASE WHEN seq = ANY($6) THEN $2 ELSE $1 END, \
        expired_reason = CASE WHEN seq = ANY($6) THEN NULL ELSE 'ABANDONED' END \
-       WHERE room = $5 AND seq > $3 AND seq <= $4 AND status = 'WAITING' RETURNING status), \
+       WHERE room = $5 AND seq = ANY($3) AND status = 'WAITING' RETURNING status), \
      c AS (SELECT count(*) FILTER (WHERE status = 'ACTIVE') AS admitted, \
        count(*) FILTER (WHERE status = 'EXPIRED') AS skipped FROM t) \
      UPDATE queue_admission SET admitted_through = $4, \
@@ -196,15 +222,14 @@ pub(crate) const USE_UP: &str = "UPDATE queue_tokens SET status = 'EXPIRED', exp
 
 /// Counts for an operator at the store's clock: waiting is `issued_through - admitted_through`
 /// (gapless `seq`, strict order), active counts unexpired ACTIVE tokens; of line `$2`.
-pub(crate) const STATS: &str = concat!(
+pub(crate) const STATS: &str =
     "WITH clock AS MATERIALIZED (SELECT COALESCE($1::timestamptz, statement_timestamp()) AS now) \
      SELECT clock.now, COALESCE(a.admitted_through, 0) AS admitted_through, a.last_admission_at, \
        a.draw_at, a.draw_entrants, a.draw_seed, COALESCE(a.abandoned, 0) AS abandoned, \
        (SELECT COALESCE(max(seq), 0) FROM queue_tokens WHERE room = $2) AS issued_through, \
        (SELECT count(*) FROM queue_tokens t \
          WHERE t.room = $2 AND t.status = 'ACTIVE' AND t.expires_at > clock.now) AS active \
-     FROM clock LEFT JOIN queue_admission a ON a.room = $2"
-);
+     FROM clock LEFT JOIN queue_admission a ON a.room = $2";
 
 /// Presence: the WAITING tokens of line `$3` among `$1` were seen at `$2`, in one statement;
 /// a last sight only moves forward. SKIP LOCKED: a row another writer holds (a draw
@@ -224,19 +249,36 @@ pub(crate) const DRAW_READ: &str =
      SELECT clock.now, a.draw_at, a.draw_entrants, a.draw_seed \
      FROM clock LEFT JOIN queue_admission a ON a.room = $2";
 
-/// The line `$1` split into the entrants (issued before the opening `$2`), in the order of
-/// their values (byte-wise, as `QueueStore::draw` says), and the others in `seq` order.
-pub(crate) const DRAW_TOKENS: &str =
-    "SELECT COALESCE(array_agg(seq ORDER BY token COLLATE \"C\") FILTER (WHERE issued_at < $2), '{}') AS entrants, \
-       COALESCE(array_agg(seq ORDER BY seq) FILTER (WHERE issued_at >= $2), '{}') AS later \
+/// The line `$1` against the opening `$2`: how many entrants (issued before it), the last of
+/// them and the first later token by stored `seq` (arrival).
+pub(crate) const DRAW_SHAPE: &str = "SELECT count(*) FILTER (WHERE issued_at < $2) AS entrants, \
+       max(seq) FILTER (WHERE issued_at < $2) AS last_entrant, \
+       min(seq) FILTER (WHERE issued_at >= $2) AS first_later \
      FROM queue_tokens WHERE room = $1";
 
-/// Lets the draw's renumbering swap `seq`s within one statement (checked at COMMIT).
+/// The tokens of line `$1` from the stored `seq` `$3` through `$4` by arrival, split into the
+/// entrants (issued before the opening `$2`) and the others.
+pub(crate) const DRAW_WINDOW: &str =
+    "SELECT COALESCE(array_agg(seq ORDER BY seq) FILTER (WHERE issued_at < $2), '{}') AS entrants, \
+       COALESCE(array_agg(seq ORDER BY seq) FILTER (WHERE issued_at >= $2), '{}') AS later \
+     FROM queue_tokens WHERE room = $1 AND seq >= $3 AND seq <= $4";
+
+/// Lets the draw's moves swap `seq`s within one statement (checked at COMMIT).
 const DEFER_SEQ: &str = "SET CONSTRAINTS queue_tokens_pkey DEFERRED";
 
-/// The draw's renumbering: each token of line `$1` at `seq` `$2[i]` moves to `$3[i]`.
+/// The draw's moves: each token of line `$1` at `seq` `$2[i]` moves to `$3[i]`.
 pub(crate) const DRAW_RENUMBER: &str = "UPDATE queue_tokens t SET seq = m.new \
      FROM unnest($2::bigint[], $3::bigint[]) AS m (old, new) WHERE t.room = $1 AND t.seq = m.old";
+
+/// The draw's order: the entrants of line `$1` (stored `seq <= $2`, the first arrivals),
+/// taken in the order of their values (byte-wise: `QueueStore::draw`), the `i`-th placed at
+/// `$3[i]` (`room::drawn_positions`).
+pub(crate) const DRAW_PLACES: &str = "INSERT INTO queue_draw_positions (room, arrival, position) \
+     SELECT $1, e.seq, p.position \
+     FROM (SELECT seq, row_number() OVER (ORDER BY token COLLATE \"C\") AS rank \
+       FROM queue_tokens WHERE room = $1 AND seq <= $2) AS e \
+     JOIN unnest($3::bigint[]) WITH ORDINALITY AS p (position, rank) ON p.rank = e.rank \
+     ORDER BY e.seq";
 
 /// Records the draw of line `$1` (making its cursor row if it had no token yet).
 pub(crate) const DRAW_RECORD: &str =
@@ -292,7 +334,18 @@ struct DrawRead {
     draw_seed: Option<i64>,
 }
 
-/// The read of [`DRAW_TOKENS`].
+/// The read of [`DRAW_SHAPE`].
+#[derive(Debug, QueryableByName)]
+struct DrawShape {
+    #[diesel(sql_type = BigInt)]
+    entrants: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    last_entrant: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    first_later: Option<i64>,
+}
+
+/// The read of [`DRAW_WINDOW`].
 #[derive(Debug, QueryableByName)]
 struct DrawTokens {
     #[diesel(sql_type = Array<BigInt>)]
@@ -367,6 +420,11 @@ impl QueueStore for PgStore {
         if !self.line.holds(value) {
             return Ok(None);
         }
+        if !self.line.room.is_main() {
+            // A room's line may be drawn: its token is placed by the draw read with it.
+            return Ok(self.find_with_cursor(value)?.map(|(token, _)| token));
+        }
+        // `main` is never drawn (see `draw_line`): its stored `seq` is its place.
         let row: Option<TokenRow> = self.autocommit(|c| {
             prepared(FIND_TOKEN)
                 .bind::<Text, _>(value.as_str())
@@ -381,12 +439,9 @@ impl QueueStore for PgStore {
         if !self.line.holds(value) {
             return Ok(None);
         }
+        let sql = if self.line.room.is_main() { FIND_WITH_CURSOR } else { FIND_WITH_CURSOR_ROOM };
         let row: Option<TokenWithCursor> = self.autocommit(|c| {
-            prepared(FIND_WITH_CURSOR)
-                .bind::<Text, _>(value.as_str())
-                .bind::<Text, _>(self.line.name())
-                .get_result(c)
-                .optional()
+            prepared(sql).bind::<Text, _>(value.as_str()).bind::<Text, _>(self.line.name()).get_result(c).optional()
         })?;
         row.map(|r| Ok((r.token.into_domain()?, r.cursor.into_domain()))).transpose()
     }
@@ -420,17 +475,31 @@ impl QueueStore for PgStore {
             if n == 0 {
                 return Ok(AdmissionOutcome::Admitted(0));
             }
+            let order = Order::new(cursor.draw.map_or(0, |d| d.entrants));
             if policy.abandon_after.is_some() {
-                return admit_present(tx, room, policy, now, cursor.admitted_through, n);
+                return admit_present(tx, room, order, policy, now, cursor.admitted_through, n);
             }
-            let through = cursor.admitted_through + i64::try_from(n).unwrap_or(i64::MAX);
-            let changed: Count = prepared(ADMIT_WRITE)
-                .bind::<Timestamptz, _>(now)
-                .bind::<Timestamptz, _>(policy.expiry_for(now))
-                .bind::<BigInt, _>(cursor.admitted_through)
-                .bind::<BigInt, _>(through)
-                .bind::<Text, _>(room)
-                .get_result(tx.conn()?)?;
+            let from = cursor.admitted_through;
+            let through = from + i64::try_from(n).unwrap_or(i64::MAX);
+            let changed: Count = if order.is_identity_after(from) {
+                prepared(ADMIT_WRITE)
+                    .bind::<Timestamptz, _>(now)
+                    .bind::<Timestamptz, _>(policy.expiry_for(now))
+                    .bind::<BigInt, _>(from)
+                    .bind::<BigInt, _>(through)
+                    .bind::<Text, _>(room)
+                    .get_result(tx.conn()?)?
+            } else {
+                let arrivals: Vec<i64> =
+                    order.arrivals(tx.conn()?, room, from, through)?.into_iter().map(|(_, a)| a).collect();
+                prepared(ADMIT_WRITE_LIST)
+                    .bind::<Timestamptz, _>(now)
+                    .bind::<Timestamptz, _>(policy.expiry_for(now))
+                    .bind::<Array<BigInt>, _>(&arrivals)
+                    .bind::<BigInt, _>(through)
+                    .bind::<Text, _>(room)
+                    .get_result(tx.conn()?)?
+            };
             if count(changed.n) != n {
                 // The cursor would move past tokens that were not activated.
                 return Err(Fail::Store(StoreError::Internal(format!(
@@ -516,13 +585,14 @@ fn walk_step(n: u64) -> i64 {
 }
 
 /// Admission with [`AdmissionPolicy::abandon_after`], inside the admission transaction: walks
-/// the WAITING tokens in `seq` order from `from` (the cursor), `policy.is_present` deciding
-/// each from its last sight, until `n` present ones are found or the line ends; the absent ones
-/// met on the way are skipped. One write then activates the present, skips the absent and
-/// moves the cursor over both.
+/// the WAITING tokens in line order from position `from` (the cursor), `policy.is_present`
+/// deciding each from its last sight, until `n` present ones are found or the line ends; the
+/// absent ones met on the way are skipped. One write then activates the present, skips the
+/// absent and moves the cursor over both.
 fn admit_present(
     tx: &mut crate::work::Tx<'_>,
     room: &str,
+    order: Order,
     policy: &AdmissionPolicy,
     now: OffsetDateTime,
     from: i64,
@@ -530,16 +600,36 @@ fn admit_present(
 ) -> Result<AdmissionOutcome, Fail<()>> {
     let step = walk_step(n);
     let mut present: Vec<i64> = Vec::new();
+    let mut walked: Vec<i64> = Vec::new();
     let mut through = from;
     'walk: loop {
-        let rows: Vec<WalkRow> = prepared(ADMIT_WALK)
-            .bind::<Text, _>(room)
-            .bind::<BigInt, _>(through)
-            .bind::<BigInt, _>(step)
-            .load(tx.conn()?)?;
+        // (position, stored seq, last sight) of the next `step` places, in line order.
+        let mut rows: Vec<(i64, WalkRow)> = if order.is_identity_after(through) {
+            prepared(ADMIT_WALK)
+                .bind::<Text, _>(room)
+                .bind::<BigInt, _>(through)
+                .bind::<BigInt, _>(step)
+                .load::<WalkRow>(tx.conn()?)?
+                .into_iter()
+                .map(|r| (r.seq, r))
+                .collect()
+        } else {
+            let places: std::collections::HashMap<i64, i64> =
+                order.arrivals(tx.conn()?, room, through, through + step)?.into_iter().map(|(p, a)| (a, p)).collect();
+            let arrivals: Vec<i64> = places.keys().copied().collect();
+            prepared(ADMIT_WALK_LIST)
+                .bind::<Text, _>(room)
+                .bind::<Array<BigInt>, _>(&arrivals)
+                .load::<WalkRow>(tx.conn()?)?
+                .into_iter()
+                .map(|r| (places.get(&r.seq).copied().unwrap_or(r.seq), r))
+                .collect()
+        };
+        rows.sort_by_key(|(position, _)| *position);
         let read = rows.len();
-        for row in rows {
-            through = row.seq;
+        for (position, row) in rows {
+            through = position;
+            walked.push(row.seq);
             if policy.is_present(row.last_seen, now) {
                 present.push(row.seq);
                 if count_len(present.len()) == n {
@@ -551,13 +641,13 @@ fn admit_present(
             break;
         }
     }
-    if through == from {
+    if walked.is_empty() {
         return Ok(AdmissionOutcome::Admitted(0));
     }
     let counts: PresentCounts = prepared(ADMIT_WRITE_PRESENT)
         .bind::<Timestamptz, _>(now)
         .bind::<Timestamptz, _>(policy.expiry_for(now))
-        .bind::<BigInt, _>(from)
+        .bind::<Array<BigInt>, _>(&walked)
         .bind::<BigInt, _>(through)
         .bind::<Text, _>(room)
         .bind::<Array<BigInt>, _>(&present)
@@ -566,7 +656,7 @@ fn admit_present(
     if admitted != count_len(present.len()) || counts.admitted + counts.skipped != through - from {
         // The cursor would move past tokens that were not admitted or skipped.
         return Err(Fail::Store(StoreError::Internal(format!(
-            "admission expected {} WAITING tokens in ({from}, {through}] and changed {admitted} + {skipped}",
+            "admission expected {} WAITING tokens at ({from}, {through}] and changed {admitted} + {skipped}",
             through - from
         ))));
     }
@@ -582,13 +672,22 @@ impl PgStore {
     /// with its admission ticks and every other draw of it, in any process), on the store's
     /// clock read after the lock.
     ///
-    /// The issue lock is not taken: issues go on while the line is renumbered. They number from
-    /// `max(seq)`, which the renumbering (a permutation of `1..=Q`) leaves as it is, and a token
-    /// committed after the draw's read keeps its `seq` above `Q`. Readers see every row before
-    /// or after (MVCC), and the cursor's draw with the rows it ordered (one COMMIT). The
-    /// renumbering is one `UPDATE ... FROM unnest(old, new)` with the `(room, seq)` key checked
-    /// at COMMIT; tokens whose `seq` does not change are left out of it.
+    /// The order is kept beside the tokens (see `order`): the draw makes the entrants the
+    /// first `P` arrivals, writes each one's drawn place (entrants taken in the order of their
+    /// values) into `queue_draw_positions` in one `INSERT ... SELECT`, and records
+    /// `(at, P, seed)` in the line's cursor row; one COMMIT makes all of it visible. The
+    /// entrants usually are the first arrivals already; when tokens near the opening committed
+    /// out of step with their issue times, the window from the first later token to the last
+    /// entrant is renumbered (entrants first, each group in its order) in one
+    /// `UPDATE ... FROM unnest(old, new)` with the `(room, seq)` key checked at COMMIT. The
+    /// issue lock is not taken: issues go on, numbering from `max(seq)`, which the window's
+    /// permutation leaves as it is, and a token committed after the draw's read is a later
+    /// arrival above every entrant.
     fn draw_line(&self, opens_at: OffsetDateTime, seed: u64) -> Result<DrawOutcome, StoreError> {
+        if self.line.room.is_main() {
+            // `main` has no opening (`Room::main`); its reads never place a token by a draw.
+            return Err(StoreError::Internal("the line of main is never drawn".into()));
+        }
         let started = Instant::now();
         let store_now = self.store_now();
         let room = self.line.name();
@@ -607,29 +706,55 @@ impl PgStore {
             if now < opens_at {
                 return Err(Fail::Refuse(DrawOutcome::NotDue));
             }
-            let line: DrawTokens =
-                prepared(DRAW_TOKENS).bind::<Text, _>(room).bind::<Timestamptz, _>(opens_at).get_result(tx.conn()?)?;
-            let entrants = count_len(line.entrants.len());
-            let (old, new) = renumbering(&line.entrants, &line.later, &drawn_positions(seed, entrants))?;
-            if !old.is_empty() {
-                tx.conn()?.batch_execute(DEFER_SEQ)?;
-                let moved = prepared(DRAW_RENUMBER)
+            let shape: DrawShape =
+                prepared(DRAW_SHAPE).bind::<Text, _>(room).bind::<Timestamptz, _>(opens_at).get_result(tx.conn()?)?;
+            let mut moved = 0;
+            if let (Some(first_later), Some(last_entrant)) = (shape.first_later, shape.last_entrant) {
+                if first_later < last_entrant {
+                    let window: DrawTokens = prepared(DRAW_WINDOW)
+                        .bind::<Text, _>(room)
+                        .bind::<Timestamptz, _>(opens_at)
+                        .bind::<BigInt, _>(first_later)
+                        .bind::<BigInt, _>(last_entrant)
+                        .get_result(tx.conn()?)?;
+                    let (old, new) = partition_window(first_later, &window.entrants, &window.later);
+                    tx.conn()?.batch_execute(DEFER_SEQ)?;
+                    moved = prepared(DRAW_RENUMBER)
+                        .bind::<Text, _>(room)
+                        .bind::<Array<BigInt>, _>(&old)
+                        .bind::<Array<BigInt>, _>(&new)
+                        .execute(tx.conn()?)?;
+                    if moved != old.len() {
+                        return Err(Fail::Store(StoreError::Internal(format!(
+                            "the draw meant to move {} tokens and moved {moved}",
+                            old.len()
+                        ))));
+                    }
+                }
+            }
+            let entrants = count(shape.entrants);
+            if entrants > 0 {
+                let positions: Vec<i64> = drawn_positions(seed, entrants)
+                    .into_iter()
+                    .map(|p| i64::try_from(p).map_err(|_| StoreError::Internal("a drawn position overflows".into())))
+                    .collect::<Result<_, _>>()?;
+                let placed = prepared(DRAW_PLACES)
                     .bind::<Text, _>(room)
-                    .bind::<Array<BigInt>, _>(&old)
-                    .bind::<Array<BigInt>, _>(&new)
+                    .bind::<BigInt, _>(shape.entrants)
+                    .bind::<Array<BigInt>, _>(&positions)
                     .execute(tx.conn()?)?;
-                if moved != old.len() {
+                if count_len(placed) != entrants {
                     return Err(Fail::Store(StoreError::Internal(format!(
-                        "the draw meant to move {} tokens and moved {moved}",
-                        old.len()
+                        "the draw placed {placed} of {entrants} entrants"
                     ))));
                 }
             }
+            tracing::info!(room, entrants, moved, took_ms = started.elapsed().as_millis(), "drew the pre-queue");
             let record = DrawRecord { at: now, entrants, seed };
             prepared(DRAW_RECORD)
                 .bind::<Text, _>(room)
                 .bind::<Timestamptz, _>(now)
-                .bind::<BigInt, _>(i64::try_from(entrants).unwrap_or(i64::MAX))
+                .bind::<BigInt, _>(shape.entrants)
                 .bind::<BigInt, _>(i64::from_be_bytes(seed.to_be_bytes()))
                 .execute(tx.conn()?)?;
             Ok(DrawOutcome::Drawn { record, fresh: true })
@@ -638,28 +763,19 @@ impl PgStore {
     }
 }
 
-/// The draw's moves: the `i`-th entrant (in `seq` order) goes to `positions[i]`, the `k`-th of
-/// the later tokens to `P + 1 + k`; returns the `(old, new)` pairs that change.
-fn renumbering(entrants: &[i64], later: &[i64], positions: &[u64]) -> Result<(Vec<i64>, Vec<i64>), StoreError> {
-    if positions.len() != entrants.len() {
-        return Err(StoreError::Internal("the draw's order does not fit its entrants".into()));
-    }
-    let seq = |n: u64| i64::try_from(n).map_err(|_| StoreError::Internal("a drawn position overflows".into()));
-    let moves = entrants
-        .iter()
-        .zip(positions)
-        .map(|(&old, &position)| Ok((old, seq(position)?)))
-        .chain(later.iter().zip(count_len(entrants.len()) + 1..).map(|(&old, n)| Ok((old, seq(n)?))));
+/// The moves that make the entrants of a window starting at stored `seq` `start` its first
+/// arrivals, each group keeping its order: the entrants take `start, start + 1, ...`, the
+/// later tokens the rest. Returns the `(old, new)` pairs that change.
+fn partition_window(start: i64, entrants: &[i64], later: &[i64]) -> (Vec<i64>, Vec<i64>) {
     let mut old_seqs = Vec::new();
     let mut new_seqs = Vec::new();
-    for pair in moves {
-        let (old, new) = pair?;
+    for (&old, new) in entrants.iter().chain(later).zip(start..) {
         if old != new {
             old_seqs.push(old);
             new_seqs.push(new);
         }
     }
-    Ok((old_seqs, new_seqs))
+    (old_seqs, new_seqs)
 }
 
 #[cfg(test)]
@@ -669,11 +785,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renumbering_moves_entrants_to_their_positions_and_the_rest_behind_them() {
-        // Entrants at seq 1, 2, 4 drawn to 3, 1, 2; seq 3 and 5 came after the opening.
-        let (old, new) = renumbering(&[1, 2, 4], &[3, 5], &[3, 1, 2]).unwrap();
-        assert_eq!(old, vec![1, 2, 4, 3]);
-        assert_eq!(new, vec![3, 1, 2, 4]);
-        assert!(renumbering(&[1], &[], &[]).is_err());
+    fn a_window_puts_its_entrants_first_in_their_order() {
+        // Arrivals 4..=8: 4 and 7 came after the opening, 5, 6 and 8 before it.
+        let (old, new) = partition_window(4, &[5, 6, 8], &[4, 7]);
+        assert_eq!(old, vec![5, 6, 8, 4, 7]);
+        assert_eq!(new, vec![4, 5, 6, 7, 8]);
+        assert_eq!(partition_window(1, &[1, 2], &[3]), (vec![], vec![]));
     }
 }

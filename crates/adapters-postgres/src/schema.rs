@@ -80,6 +80,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    queue_draw_positions (room, arrival) {
+        room -> Text,
+        arrival -> Int8,
+        position -> Int8,
+    }
+}
+
+diesel::table! {
     queue_settings (id) {
         id -> Bool,
         paused -> Bool,
@@ -182,6 +190,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     operator_log,
     payments,
     queue_admission,
+    queue_draw_positions,
     queue_settings,
     queue_tokens,
     reservations,

@@ -91,17 +91,19 @@ fn drop_database(admin: &mut PgConnection, name: &str) -> QueryResult<usize> {
     diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name))).execute(admin)
 }
 
-/// Drops test databases of dead or hour-old runs, templates of other migration sets and
-/// half-built templates. Runs under the template lock.
+/// Drops test databases of dead or hour-old runs and half-built templates (templates of other
+/// migration sets are kept: another branch's run may be cloning them). Runs under the template lock.
 fn clean_leftovers(admin: &mut PgConnection) -> Result<(), TestDbError> {
     let names: Vec<Name> = diesel::sql_query("SELECT datname FROM pg_database WHERE starts_with(datname, $1)")
         .bind::<Text, _>(PREFIX)
         .load(admin)?;
-    let template = template_name();
     for Name { datname } in names {
         let rest = &datname[PREFIX.len()..];
         let stale = if rest.starts_with("tpl_") {
-            datname != template
+            // A template of another migration set may be in use right now by a test run of
+            // another branch on this server (clones of it fail once it is gone): kept. Templates
+            // are small, and one per migration set.
+            false
         } else if let Some(pid) = rest.strip_prefix("build_").and_then(|r| r.split('_').next()) {
             pid.parse().map_or(true, |pid: u32| !pid_alive(pid))
         } else {

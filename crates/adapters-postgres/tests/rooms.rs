@@ -73,15 +73,25 @@ fn user(n: u128) -> UserId {
 /// at `at`, inserted in one statement (the lines here are too long to issue one by one), with
 /// the line's cursor row.
 fn fill(conn: &mut PgConnection, room: &RoomId, from: i64, n: i64, at: OffsetDateTime) {
+    fill_with(conn, room, from, n, at, "lpad(to_hex(g), 64, '0')", "lpad(to_hex(g), 32, '0')::uuid");
+}
+
+/// [`fill`] with values and users spread as random ones are (their index inserts land all over
+/// the indexes, as real tokens' do): `md5` of the number.
+fn fill_random(conn: &mut PgConnection, room: &RoomId, n: i64, at: OffsetDateTime) {
+    fill_with(conn, room, 0, n, at, "md5(g::text) || md5((g + 1)::text)", "md5(g::text)::uuid");
+}
+
+fn fill_with(conn: &mut PgConnection, room: &RoomId, from: i64, n: i64, at: OffsetDateTime, secret: &str, user: &str) {
     diesel::sql_query("INSERT INTO queue_admission (room) VALUES ($1) ON CONFLICT DO NOTHING")
         .bind::<Text, _>(room.as_str())
         .execute(conn)
         .unwrap();
-    diesel::sql_query(
+    diesel::sql_query(format!(
         "INSERT INTO queue_tokens (room, seq, token, user_id, status, issued_at) \
-         SELECT $1, g, $1 || '.' || lpad(to_hex(g), 64, '0'), lpad(to_hex(g), 32, '0')::uuid, 'WAITING', $2 \
+         SELECT $1, g, $1 || '.' || {secret}, {user}, 'WAITING', $2 \
          FROM generate_series($3::bigint + 1, $3::bigint + $4) g",
-    )
+    ))
     .bind::<Text, _>(room.as_str())
     .bind::<Timestamptz, _>(at)
     .bind::<BigInt, _>(from)
@@ -109,19 +119,24 @@ fn seqs(conn: &mut PgConnection, room: &RoomId) -> BTreeMap<String, i64> {
         .collect()
 }
 
-/// `after[t]` for each token `t` of `before` (its `seq` before the draw), checked against the
-/// draw: the entrants (`before`'s first `entrants` by `seq`) at their drawn positions, the
-/// others behind them in their order, and the whole line a permutation of `1..=Q`.
-fn assert_drawn(before: &BTreeMap<String, i64>, after: &BTreeMap<String, i64>, entrants: u64, seed: u64) {
+/// The line's `seq` (as the store answers it) of each token of `before` (stored `seq`s before
+/// the draw), checked against the draw: the entrants (`before`'s first `entrants` by `seq`) at
+/// their drawn positions, the others behind them in their order, the whole a permutation of
+/// `1..=Q`. Checks every `every`-th token (the lines here are long).
+fn assert_drawn(line: &PgStore, before: &BTreeMap<String, i64>, entrants: u64, seed: u64, every: usize) {
     let mut by_seq: Vec<(&i64, &String)> = before.iter().map(|(t, s)| (s, t)).collect();
     by_seq.sort();
     let positions = drawn_positions(seed, entrants);
-    for (i, (_, token)) in by_seq.iter().enumerate() {
+    let mut seen = BTreeSet::new();
+    for (i, (_, token)) in by_seq.iter().enumerate().step_by(every) {
         let expected = positions.get(i).map_or_else(|| i64::try_from(i).unwrap() + 1, |p| i64::try_from(*p).unwrap());
-        assert_eq!(after[*token], expected, "token {i} of the line");
+        let stored = line.find(&TokenValue::parse(token).unwrap()).unwrap().unwrap();
+        assert_eq!(stored.seq, expected, "token {i} of the line");
+        seen.insert(stored.seq);
     }
-    let all: BTreeSet<i64> = after.values().copied().collect();
-    assert_eq!(all, (1..=i64::try_from(after.len()).unwrap()).collect(), "seq stays gapless");
+    if every == 1 {
+        assert_eq!(seen, (1..=i64::try_from(before.len()).unwrap()).collect(), "a permutation of 1..=Q");
+    }
 }
 
 #[test]
@@ -164,7 +179,8 @@ fn two_instances_racing_the_draw_draw_once() {
     let record = *records.iter().next().unwrap();
     assert_eq!((record.at, record.entrants), (opens + Duration::seconds(5), 300));
 
-    assert_drawn(&before, &seqs(&mut conn, &tour), record.entrants, record.seed);
+    assert_drawn(&two.b.line(&tour), &before, record.entrants, record.seed, 1);
+    assert_eq!(seqs(&mut conn, &tour), before, "the entrants were the first arrivals: no row moved");
     assert_eq!(two.b.line(&tour).cursor().unwrap().draw, Some(record));
     assert_eq!(two.a.line(&tour).stats().unwrap().cursor.draw, Some(record));
     // A token's lookup and its cursor agree with the draw.
@@ -220,18 +236,52 @@ fn issues_racing_a_draw_lose_no_token_and_keep_seq_gapless() {
     let after = seqs(&mut conn, &tour);
     assert_eq!(after.len(), 50_000 + usize::try_from(joiners).unwrap(), "no token lost");
     let all: BTreeSet<i64> = after.values().copied().collect();
-    assert_eq!(all, (1..=i64::try_from(after.len()).unwrap()).collect(), "seq stays gapless");
+    assert_eq!(all, (1..=i64::try_from(after.len()).unwrap()).collect(), "stored seq stays gapless");
     // The entrants hold 1..=P in the drawn order; every joiner is behind them, in issue order.
-    let entrants: BTreeMap<String, i64> =
-        after.iter().filter(|(t, _)| before.contains_key(*t)).map(|(t, s)| (t.clone(), *s)).collect();
-    assert_drawn(&before, &entrants, record.entrants, record.seed);
+    assert_drawn(&two.b.line(&tour), &before, record.entrants, record.seed, 97);
+    let line = two.a.line(&tour);
     for (token, _) in &issued {
-        let seq = after[token.value.as_str()];
-        assert!(seq > 50_000, "a joiner is behind the drawn");
-        // The entrants held 1..=P before the draw too, so a joiner keeps the number it was
-        // issued, whether it committed before the draw's read (renumbered to itself) or after.
-        assert_eq!(seq, token.seq);
+        assert!(token.seq > 50_000, "a joiner is behind the drawn");
+        assert_eq!(line.find(&token.value).unwrap().unwrap().seq, token.seq, "and keeps its number");
     }
+    assert_consistent(&two.a);
+}
+
+/// Tokens whose issue and commit order disagree at the opening: the draw makes the entrants
+/// the first arrivals (moving the few out of step) before it orders them.
+#[test]
+fn a_draw_puts_entrants_that_committed_late_before_later_arrivals() {
+    let two = Two::new();
+    let tour = room("tour");
+    let opens = t0() + Duration::minutes(10);
+    let mut conn = two.raw();
+    fill(&mut conn, &tour, 0, 10, t0());
+    fill(&mut conn, &tour, 10, 1, opens); // seq 11: after the opening
+    fill(&mut conn, &tour, 11, 2, opens - Duration::seconds(1)); // seq 12, 13: before it
+    fill(&mut conn, &tour, 13, 3, opens + Duration::seconds(1));
+    let before = seqs(&mut conn, &tour);
+    two.clock.set(opens);
+    let DrawOutcome::Drawn { record, fresh: true } = two.a.line(&tour).draw(opens, 5).unwrap() else { panic!() };
+    assert_eq!(record.entrants, 12);
+    let positions = drawn_positions(5, 12);
+    let line = two.b.line(&tour);
+    let placed = |n: u64| line.find(&value(&tour, n)).unwrap().unwrap().seq;
+    // The entrants in arrival order: values 1..=10, 12, 13.
+    for (i, n) in (1..=10).chain([12, 13]).enumerate() {
+        assert_eq!(u64::try_from(placed(n)).unwrap(), positions[i], "entrant {n}");
+    }
+    assert_eq!([placed(11), placed(14), placed(15), placed(16)], [13, 14, 15, 16], "later arrivals in their order");
+    let after = seqs(&mut conn, &tour);
+    assert_eq!(after.values().copied().collect::<BTreeSet<_>>(), before.values().copied().collect());
+    // Admission takes the drawn order.
+    let admitted = line.admit(&AdmissionPolicy { batch: 5, ..AdmissionPolicy::default() }).unwrap();
+    assert_eq!(admitted, AdmissionOutcome::Admitted(5));
+    for (i, n) in (1..=10).chain([12, 13]).enumerate() {
+        let status = line.find(&value(&tour, n)).unwrap().unwrap().status;
+        let expected = if positions[i] <= 5 { TokenStatus::Active } else { TokenStatus::Waiting };
+        assert_eq!(status, expected, "entrant {n} at {}", positions[i]);
+    }
+    assert_eq!(line.stats().unwrap().cursor.admitted_through, 5);
     assert_consistent(&two.a);
 }
 
@@ -352,18 +402,76 @@ fn measure_the_draw_of_a_million() {
     let opens = t0() + Duration::minutes(10);
     let mut conn = two.raw();
     let started = Instant::now();
-    fill(&mut conn, &tour, 0, 1_000_000, t0());
+    fill_random(&mut conn, &tour, 1_000_000, t0());
     diesel::sql_query("VACUUM ANALYZE queue_tokens").execute(&mut conn).unwrap();
+    diesel::sql_query("CHECKPOINT").execute(&mut conn).unwrap();
     eprintln!("filled 1,000,000 in {:.1?}", started.elapsed());
+    let first: SeqRow = diesel::sql_query("SELECT token, seq FROM queue_tokens WHERE room = 'big' AND seq = 1")
+        .get_result(&mut conn)
+        .unwrap();
+    let first = TokenValue::parse(&first.token).unwrap();
     two.clock.set(opens);
-    let started = Instant::now();
-    let outcome = two.a.line(&tour).draw(opens, 2026).unwrap();
-    let took = started.elapsed();
+    // Joiners keep coming through the other instance while the line is drawn.
+    let drawing = std::sync::atomic::AtomicBool::new(true);
+    let (outcome, took, issues) = thread::scope(|s| {
+        let joiner = s.spawn(|| {
+            let line = two.b.line(&tour);
+            let mut issues = Vec::new();
+            for n in 2_000_000_u64.. {
+                if !drawing.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let started = Instant::now();
+                let out = line.issue(user(n.into()), value(&tour, n), opens).unwrap();
+                issues.push((started.elapsed(), out.token.seq));
+                thread::sleep(std::time::Duration::from_millis(20));
+            }
+            issues
+        });
+        let started = Instant::now();
+        let outcome = two.a.line(&tour).draw(opens, 2026).unwrap();
+        let took = started.elapsed();
+        drawing.store(false, std::sync::atomic::Ordering::Relaxed);
+        (outcome, took, joiner.join().unwrap())
+    });
     eprintln!("draw of 1,000,000 entrants: {took:.2?}");
+    let slowest = issues.iter().map(|(t, _)| *t).max().unwrap_or_default();
+    eprintln!("{} issues during the draw, the slowest {slowest:.1?}", issues.len());
+    assert!(issues.iter().all(|(_, seq)| *seq > 1_000_000), "joiners are behind the drawn");
     let DrawOutcome::Drawn { record, fresh: true } = outcome else { panic!("{outcome:?}") };
     assert_eq!(record.entrants, 1_000_000);
-    let first = drawn_positions(2026, 1_000_000)[0];
-    assert_eq!(two.b.line(&tour).find(&value(&tour, 1)).unwrap().unwrap().seq, i64::try_from(first).unwrap());
+    let drawn = drawn_positions(2026, 1_000_000);
+    // The entrants are drawn in the order of their values: `first` is the rank-th of them.
+    let rank: SeqRow = diesel::sql_query(
+        "SELECT '' AS token, count(*) AS seq FROM queue_tokens WHERE room = 'big' AND seq <= 1000000 \
+         AND token COLLATE \"C\" < $1",
+    )
+    .bind::<Text, _>(first.as_str())
+    .get_result(&mut conn)
+    .unwrap();
+    let expected = i64::try_from(drawn[usize::try_from(rank.seq).unwrap()]).unwrap();
+    let started = Instant::now();
+    assert_eq!(two.b.line(&tour).find(&first).unwrap().unwrap().seq, expected);
+    eprintln!("a read after the draw: {:.1?}", started.elapsed());
+    // Admission in the drawn order, with and without abandonment (everyone present).
+    let line = two.a.line(&tour);
+    let policy = AdmissionPolicy { batch: 100, interval: Duration::seconds(1), ..AdmissionPolicy::default() };
+    let started = Instant::now();
+    assert_eq!(line.admit(&policy).unwrap(), AdmissionOutcome::Admitted(100));
+    eprintln!("an admission tick of 100 in the drawn line: {:.1?}", started.elapsed());
+    two.clock.advance(Duration::seconds(1));
+    let policy = AdmissionPolicy { abandon_after: Some(Duration::hours(2)), ..policy };
+    let started = Instant::now();
+    assert_eq!(line.admit(&policy).unwrap(), AdmissionOutcome::Admitted(100));
+    eprintln!("an abandonment tick of 100 in the drawn line: {:.1?}", started.elapsed());
+    let active: Vec<SeqRow> =
+        diesel::sql_query("SELECT token, seq FROM queue_tokens WHERE room = 'big' AND status = 'ACTIVE'")
+            .load(&mut conn)
+            .unwrap();
+    let places: BTreeSet<i64> =
+        active.iter().map(|r| line.find(&TokenValue::parse(&r.token).unwrap()).unwrap().unwrap().seq).collect();
+    assert_eq!(places, (1..=200).collect(), "the first 200 drawn places are admitted");
+    assert_consistent(&two.a);
     assert!(took < std::time::Duration::from_secs(30), "the draw took {took:?}");
 }
 
@@ -404,4 +512,37 @@ fn measure_an_abandonment_tick_in_a_line_of_a_million() {
         took[5], took[9]
     );
     assert!(took[5] < std::time::Duration::from_millis(100));
+}
+
+/// Abandonment in a drawn line walks the drawn order: the absent met before the N-th present
+/// are skipped, whatever their arrival.
+#[test]
+fn abandonment_in_a_drawn_line_walks_the_drawn_order() {
+    let two = Two::new();
+    let tour = room("tour");
+    let opens = t0() + Duration::minutes(10);
+    let mut conn = two.raw();
+    fill(&mut conn, &tour, 0, 20, t0());
+    two.clock.set(opens);
+    let line = two.a.line(&tour);
+    let DrawOutcome::Drawn { record, .. } = line.draw(opens, 11).unwrap() else { panic!() };
+    let positions = drawn_positions(record.seed, 20);
+    // Present: the tokens at drawn positions 3, 5 and 6 (seen at the opening); the rest left.
+    let at = |p: u64| u64::try_from(positions.iter().position(|&x| x == p).unwrap()).unwrap() + 1;
+    line.note_seen(&[value(&tour, at(3)), value(&tour, at(5)), value(&tour, at(6))], opens).unwrap();
+    two.clock.set(opens + Duration::seconds(30));
+    let policy = AdmissionPolicy { batch: 2, abandon_after: Some(Duration::seconds(60)), ..AdmissionPolicy::default() };
+    assert_eq!(two.b.line(&tour).admit(&policy).unwrap(), AdmissionOutcome::of(2, 3));
+    for p in 1..=6 {
+        let token = line.find(&value(&tour, at(p))).unwrap().unwrap();
+        assert_eq!(token.seq, i64::try_from(p).unwrap());
+        let expected = match p {
+            3 | 5 => (TokenStatus::Active, None),
+            6 => (TokenStatus::Waiting, None),
+            _ => (TokenStatus::Expired, Some(ExpiredReason::Abandoned)),
+        };
+        assert_eq!((token.status, token.expired_reason), expected, "drawn position {p}");
+    }
+    assert_eq!(line.stats().unwrap().cursor.admitted_through, 5);
+    assert_consistent(&two.a);
 }

@@ -154,7 +154,23 @@ mod tests {
         let w = token(value.clone(), &waiting, 0).unwrap();
         assert_eq!((w.activated_at, w.expires_at), (None, None));
         let bad = [fields[0].clone(), f("8"), f("LOST"), f("1"), None, None];
-        assert!(matches!(token(value, &bad, 0), Err(StoreError::Internal(_))));
+        assert!(matches!(token(value.clone(), &bad, 0), Err(StoreError::Internal(_))));
+        let mut paid = fields.to_vec();
+        paid[2] = f("EXPIRED");
+        paid.push(f("PAID"));
+        assert_eq!(token(value.clone(), &paid, 0).unwrap().expired_reason, Some(ExpiredReason::Paid));
+        paid[6] = f("GONE");
+        assert!(matches!(token(value, &paid, 0), Err(StoreError::Internal(_))));
+    }
+
+    #[test]
+    fn the_draw_is_decoded_with_the_cursor_and_its_seed_keeps_all_64_bits() {
+        let f = |s: &str| Some(s.to_owned());
+        let fields = [f("0"), None, f("5"), f("1893456000000000"), f("1000000"), f("18446744073709551615")];
+        let c = cursor(&fields, 0).unwrap();
+        let draw = c.draw.unwrap();
+        assert_eq!((draw.entrants, draw.seed, to_micros(draw.at)), (1_000_000, u64::MAX, 1_893_456_000_000_000));
+        assert_eq!(cursor(&fields[..3], 0).unwrap().draw, None);
     }
 
     #[test]

@@ -6,9 +6,9 @@
 //!    recorded draw, `NotDue`, or that another owner holds it.
 //! 2. The owner reads the claimed head of the WAITING list with each token's issue time
 //!    (`draw_read.lua`, [`DrawTuning::chunk`] at a time), splits it into entrants (issued
-//!    before the opening) and the rest, and orders it: entrant `i` (by value) at
-//!    `room::drawn_positions(seed, P)[i]`, the rest behind in their order. The domain's own
-//!    function draws; no Lua restates it.
+//!    before the opening) and the rest, and orders it: entrant `i` (in the order of their
+//!    values, byte-wise) at `room::drawn_positions(seed, P)[i]`, the rest behind in their
+//!    `seq` order. The domain's own function draws; no Lua restates it.
 //! 3. `draw_chunk.lua` writes that order, a chunk per script: each token's new `seq`, and the
 //!    staging list in the new order. Idempotent and owner-checked, renewing the lease.
 //! 4. `draw_finish.lua` appends the tokens issued since the claim, renames the staging list
@@ -60,12 +60,25 @@ impl Default for DrawTuning {
     }
 }
 
+/// While reading, the lease is renewed once per this many slices.
+const RENEW_EVERY: usize = 50;
+
+/// A claim this call owns: the draw to write.
+struct Owned {
+    opens_at: i64,
+    seed: u64,
+    length: usize,
+    staged: usize,
+    /// How far issue times went back in line order (`iback`); `None` when unknown.
+    back: Option<i64>,
+}
+
 /// What `draw_claim.lua` answered.
 enum Claim {
     Recorded { record: DrawRecord, fresh: bool },
     NotDue,
     Held { left: Duration },
-    Owned { opens_at: i64, seed: u64, length: usize, staged: usize },
+    Owned(Owned),
 }
 
 /// A unique id for one call's ownership of a draw.
@@ -108,8 +121,8 @@ impl RedisQueue {
                     }
                     std::thread::sleep(left.clamp(Duration::from_millis(1), Duration::from_millis(20)));
                 }
-                Claim::Owned { opens_at, seed, length, staged } => {
-                    if let Some(outcome) = self.draw_as_owner(&owner, opens_at, seed, length, staged)? {
+                Claim::Owned(claim) => {
+                    if let Some(outcome) = self.draw_as_owner(&owner, &claim)? {
                         return Ok(outcome);
                     }
                     // Another caller took the draw over (this one was too slow): wait for it.
@@ -139,27 +152,27 @@ impl RedisQueue {
             "fresh" => Claim::Recorded { record: record(&reply)?, fresh: true },
             "not_due" => Claim::NotDue,
             "held" => Claim::Held { left: Duration::from_micros(number(&reply, 1, "lease")?) },
-            "claimed" => Claim::Owned {
+            "claimed" => Claim::Owned(Owned {
                 opens_at: number(&reply, 2, "opening")?,
                 seed: number(&reply, 3, "seed")?,
                 length: number(&reply, 4, "length")?,
                 staged: number(&reply, 5, "staged")?,
-            },
+                back: reply.get(6).and_then(Option::as_deref).and_then(|s| s.parse().ok()),
+            }),
             _ => return Err(codec::corrupt("draw claim reply")),
         })
     }
 
     /// Steps 2 to 4 as the owner. `None` when another caller owns the draw now.
-    fn draw_as_owner(
-        &self,
-        owner: &str,
-        opens_at: i64,
-        seed: u64,
-        length: usize,
-        staged: usize,
-    ) -> Result<Option<DrawOutcome>, StoreError> {
-        let order = self.drawn_order(opens_at, seed, length)?;
-        let (entrants, order) = order;
+    fn draw_as_owner(&self, owner: &str, claim: &Owned) -> Result<Option<DrawOutcome>, StoreError> {
+        let &Owned { seed, length, staged, .. } = claim;
+        let started = Instant::now();
+        let Some(slices) = self.read_claimed(owner, claim)? else { return Ok(None) };
+        let (entrants, order) = drawn_order(&slices, seed)?;
+        let ordered = started.elapsed();
+        if order.len() != length {
+            return Err(codec::corrupt("the WAITING list is shorter than the draw's claim"));
+        }
         let k = &self.keys;
         let chunk = self.draw.chunk.max(1);
         let lease = crate::micros_std(self.draw.lease);
@@ -178,19 +191,17 @@ impl RedisQueue {
             let values = order.get(first..end).ok_or_else(|| codec::corrupt("draw order"))?;
             let now = self.now_arg();
             let reply: Vec<Option<String>> = self.once(&|c| {
-                let mut script = self.scripts.draw_chunk.prepare_invoke();
-                script
+                self.scripts
+                    .draw_chunk
                     .key(&k.cursor)
                     .key(&k.staging)
                     .arg(&now)
                     .arg(owner)
                     .arg(lease)
                     .arg(&k.token_prefix)
-                    .arg(first + 1);
-                for value in values {
-                    script.arg(value.as_str());
-                }
-                script.invoke(c)
+                    .arg(first + 1)
+                    .arg(values)
+                    .invoke(c)
             })?;
             match reply_word(&reply) {
                 "ok" => first = number::<usize>(&reply, 1, "staged")?.max(end),
@@ -203,6 +214,14 @@ impl RedisQueue {
             }
             written += 1;
         }
+        tracing::debug!(
+            namespace = %k.namespace,
+            length,
+            entrants,
+            ordered_ms = ordered.as_millis(),
+            written_ms = started.elapsed().as_millis(),
+            "draw written; finishing"
+        );
         let reply: Vec<Option<String>> = self.once(&|c| {
             self.scripts.draw_finish.key(&k.cursor).key(&k.waiting).key(&k.staging).arg(owner).arg(entrants).invoke(c)
         })?;
@@ -214,50 +233,149 @@ impl RedisQueue {
         })
     }
 
-    /// Step 2: the claimed head of the WAITING list (`length` tokens) in its drawn order, and
-    /// how many of them are entrants.
-    fn drawn_order(&self, opens_at: i64, seed: u64, length: usize) -> Result<(usize, Vec<String>), StoreError> {
+    /// The claimed head of the WAITING list (`length` tokens), a slice at a time: each slice's
+    /// values joined by spaces, and a flag per value, `1` for an entrant (see draw_read.lua).
+    /// Only the slices that meet the window [`RedisQueue::entrant_window`] leaves undecided
+    /// have their tokens' issue times read.
+    ///
+    /// The lease is renewed every [`RENEW_EVERY`] slices, so a long read under load does not
+    /// let another instance take the draw over; `None` when one did anyway.
+    fn read_claimed(&self, owner: &str, claim: &Owned) -> Result<Option<Vec<(String, String)>>, StoreError> {
+        let &Owned { opens_at, length, .. } = claim;
+        let (lo, hi) = self.entrant_window(claim)?;
         let k = &self.keys;
         let chunk = self.draw.chunk.max(1);
-        let (mut entrants, mut later) = (Vec::new(), Vec::new());
+        let mut slices = Vec::with_capacity(length / chunk + 1);
         let mut start = 0;
         while start < length {
+            if slices.len() % RENEW_EVERY == RENEW_EVERY - 1 && !self.renew(owner)? {
+                return Ok(None);
+            }
             let stop = (start + chunk).min(length) - 1;
-            let flat: Vec<String> = self.read(&|c| {
-                self.scripts.draw_read.key(&k.waiting).arg(&k.token_prefix).arg(start).arg(stop).invoke(c)
-            })?;
-            if flat.len() != 2 * (stop + 1 - start) {
+            let classify = start < hi && stop >= lo;
+            let (values, flags): (String, String) = if classify {
+                self.read(&|c| {
+                    self.scripts
+                        .draw_read
+                        .key(&k.waiting)
+                        .arg(&k.token_prefix)
+                        .arg(start)
+                        .arg(stop)
+                        .arg(opens_at)
+                        .arg("1")
+                        .invoke(c)
+                })?
+            } else {
+                // Known from the bisection: a plain LRANGE, the cheapest read Redis has.
+                let values: Vec<String> =
+                    self.read(&|c| redis::cmd("LRANGE").arg(&k.waiting).arg(start).arg(stop).query(c))?;
+                (values.join(" "), (start..=stop).map(|i| if i < lo { '1' } else { '0' }).collect())
+            };
+            if flags.len() != stop + 1 - start || values.len() < flags.len() {
                 return Err(codec::corrupt("the WAITING list is shorter than the draw's claim"));
             }
-            let mut pairs = flat.into_iter();
-            while let (Some(value), Some(issued)) = (pairs.next(), pairs.next()) {
-                let issued: i64 = issued.parse().map_err(|_| codec::corrupt("issued is not an integer"))?;
-                if issued < opens_at {
-                    entrants.push(value);
-                } else {
-                    later.push(value);
-                }
-            }
+            slices.push((values, flags));
             start = stop + 1;
         }
-        entrants.sort_unstable(); // by value, byte-wise (`QueueStore::draw`), not by `seq`
-        let count = entrants.len();
-        let positions = drawn_positions(seed, u64::try_from(count).unwrap_or(u64::MAX));
-        let mut order = vec![String::new(); count];
-        for (value, position) in entrants.into_iter().zip(positions) {
-            let slot = usize::try_from(position)
-                .ok()
-                .and_then(|p| p.checked_sub(1))
-                .and_then(|i| order.get_mut(i))
-                .ok_or_else(|| codec::corrupt("a drawn position out of range"))?;
-            *slot = value;
+        Ok(Some(slices))
+    }
+
+    /// Renews the owner's lease (a chunk of no tokens); `false` when the draw is no longer
+    /// this owner's (taken over, or recorded).
+    fn renew(&self, owner: &str) -> Result<bool, StoreError> {
+        let k = &self.keys;
+        let now = self.now_arg();
+        let lease = crate::micros_std(self.draw.lease);
+        let reply: Vec<Option<String>> = self.once(&|c| {
+            self.scripts
+                .draw_chunk
+                .key(&k.cursor)
+                .key(&k.staging)
+                .arg(&now)
+                .arg(owner)
+                .arg(lease)
+                .arg(&k.token_prefix)
+                .arg(1)
+                .invoke(c)
+        })?;
+        Ok(reply_word(&reply) == "ok")
+    }
+
+    /// Bisects the claimed tokens into `[0, lo)`, certainly entrants, `[hi, length)`, certainly
+    /// not, and the window between, whose issue times are to be read. With `d` the most an
+    /// issue time ever fell behind the latest before it (`iback`, issue.lua): a token issued
+    /// before `opens_at - d` has only entrants before it (every earlier time is at most its
+    /// own plus `d`), and one issued at or after `opens_at + d` only later tokens behind it
+    /// (every later time is at least its own minus `d`). With every issue on one clock `d` is
+    /// 0 and the window empty; with `d` unknown (a line from before `iback`) it is everything.
+    fn entrant_window(&self, claim: &Owned) -> Result<(usize, usize), StoreError> {
+        let &Owned { opens_at, length, back, .. } = claim;
+        let Some(d) = back else { return Ok((0, length)) };
+        let k = &self.keys;
+        let issued = |i: usize| -> Result<i64, StoreError> {
+            let t: Option<String> =
+                self.read(&|c| self.scripts.draw_issued.key(&k.waiting).arg(&k.token_prefix).arg(i).invoke(c))?;
+            t.and_then(|t| t.parse().ok())
+                .ok_or_else(|| codec::corrupt("the WAITING list is shorter than the draw's claim"))
+        };
+        // The last index known an entrant (-1: none), as the first index known not one.
+        let (mut yes, mut no) = (0_usize, length);
+        while no - yes > 0 {
+            let mid = yes + (no - yes) / 2;
+            if issued(mid)? < opens_at.saturating_sub(d) {
+                yes = mid + 1;
+            } else {
+                no = mid;
+            }
         }
-        order.extend(later);
-        Ok((count, order))
+        let lo = yes;
+        let (mut before, mut after) = (lo, length);
+        while after > before {
+            let mid = before + (after - before) / 2;
+            if issued(mid)? >= opens_at.saturating_add(d) {
+                after = mid;
+            } else {
+                before = mid + 1;
+            }
+        }
+        Ok((lo, after))
     }
 
     fn cursor_draw(&self) -> Result<DrawRecord, StoreError> {
         use domain::ports::QueueStore as _;
         self.cursor()?.draw.ok_or_else(|| codec::corrupt("a draw reported recorded is not"))
     }
+}
+
+/// Step 2: the claimed tokens in their drawn order (entrant `i` in the order of values at
+/// `drawn_positions(seed, P)[i]`, the others behind in their `seq` order), and `P`.
+fn drawn_order(slices: &[(String, String)], seed: u64) -> Result<(usize, Vec<&str>), StoreError> {
+    let (mut entrants, mut later) = (Vec::new(), Vec::new());
+    for (values, flags) in slices {
+        let mut values = values.split(' ');
+        for flag in flags.bytes() {
+            let value = values.next().ok_or_else(|| codec::corrupt("a draw slice without its values"))?;
+            if flag == b'1' {
+                entrants.push(value);
+            } else {
+                later.push(value);
+            }
+        }
+    }
+    // The entrants in the order of their values, byte-wise (`QueueStore::draw`): an order the
+    // draw does not change, so the stored line can be checked against the record later.
+    entrants.sort_unstable();
+    let count = entrants.len();
+    let positions = drawn_positions(seed, u64::try_from(count).unwrap_or(u64::MAX));
+    let mut order = vec![""; count];
+    for (value, position) in entrants.into_iter().zip(positions) {
+        let slot = usize::try_from(position)
+            .ok()
+            .and_then(|p| p.checked_sub(1))
+            .and_then(|i| order.get_mut(i))
+            .ok_or_else(|| codec::corrupt("a drawn position out of range"))?;
+        *slot = value;
+    }
+    order.extend(later);
+    Ok((count, order))
 }

@@ -11,20 +11,30 @@
 //!
 //! Modules: [`config`] (URL, prefix, pool, timeouts), `pool` (r2d2 connections with timeouts
 //! and an epoch that retires every pooled connection once Redis is found gone), `keys`,
-//! `codec` (µs times, token hashes, error mapping), `scripts` with the Lua in `src/lua/`.
-//! Tests in `tests/`: `conformance` (the queue suite, directly and through the poll cache),
-//! `races`, `store` (what only this adapter has), `outage` (a private `redis-server`).
+//! `codec` (µs times, token hashes, error mapping), `scripts` with the Lua in `src/lua/`,
+//! `draw` (the draw of a pre-queue in steps). Tests in `tests/`: `conformance` (the queue and
+//! rooms suites, directly and through the caches), `races`, `store` (what only this adapter
+//! has), `rooms` (the same for rooms' lines and draws), `outage` (a private `redis-server`),
+//! `scale` (`#[ignore]`d measurements at a million tokens).
 //!
-//! Keys, all in the namespace `{prefix}` (default `{concert}`; the braces are a cluster hash
-//! tag, so one deployment's keys share a slot, which scripts that touch several need):
+//! **One line per room.** [`RedisQueue`] is the line of one room: `main`'s from
+//! [`RedisQueue::new`], a room's from [`RedisQueue::line`] (sharing the pool, clock and
+//! configuration); [`RedisLines`] is the domain's [`QueueLines`]. `main`'s keys are in the
+//! namespace `{prefix}` (default `{concert}`), as they always were; room `r`'s are in
+//! `{prefix:r}`. The braces are a cluster hash tag, so every key of one line shares one slot,
+//! which scripts that touch several need, and each script touches one line only: lines spread
+//! over a cluster's slots. A token's value names its room (`<room>.<hex>`, bare hex for
+//! `main`), so a value of another room is no token of this line: `find` answers `None`,
+//! `use_up` and `note_seen` ignore it, `issue` refuses it.
 //!
 //! | key | type | holds |
 //! | --- | --- | --- |
 //! | `{p}:issued` | string (counter) | the `seq` of the last token issued (`issued_through`) |
-//! | `{p}:cursor` | hash | `admitted` (`admitted_through`), `last` (`last_admission_at`, µs; absent before the first admission), `epoch` (Redis' clock in µs when the line was created by the first issue into the empty namespace) |
+//! | `{p}:cursor` | hash | `admitted` (`admitted_through`), `last` (`last_admission_at`, µs; absent before the first admission), `epoch` (Redis' clock in µs when the line was created by the first issue into the empty namespace), `abandoned` (tokens skipped at their turn, ever), `imax`/`iback` (the latest issue time, and the most an issue time fell behind it in line order: see `draw`), the draw's record `draw_at`/`draw_entrants`/`draw_seed` once it is recorded, and while a draw runs its claim (`draw_owner`, `draw_lease`, `draw_claim_at`, `draw_opens`, `draw_claim_seed`, `draw_len`) |
 //! | `{p}:waiting` | list | WAITING token values in `seq` order (pushed at issue, popped from the head by admission) |
 //! | `{p}:active` | sorted set | ACTIVE token values scored by `expires_at` (µs): expiry sweeps in `LIMIT` batches, the active count |
-//! | `{p}:t:<value>` | hash | a token: `user`, `seq`, `status` (`WAITING`/`ACTIVE`/`EXPIRED`), `issued`, `activated`, `expires` (µs) |
+//! | `{p}:staging` | list | while a draw runs: the WAITING list in its drawn order, so far |
+//! | `{p}:t:<value>` | hash | a token: `user`, `seq`, `status` (`WAITING`/`ACTIVE`/`EXPIRED`), `issued`, `activated`, `expires` (µs), `reason` (why EXPIRED: `TTL`, `PAID`, `ABANDONED`), `seen` (its last sight, µs, from `note_seen`) |
 //! | `{p}:u:<user>` | string | the value of the user's latest token (live or not) |
 //!
 //! Times are integers of microseconds since the Unix epoch (the domain's precision; exact in
@@ -50,14 +60,26 @@
 //! - `find_with_cursor`: a token's hash and the cursor, read together.
 //! - `admit`: `AdmissionPolicy::is_due` on the store's clock, `quota` (the active count only
 //!   under a cap), pops the `n` oldest WAITING values, activates them
-//!   (`expiry_for`), advances `admitted` by `n` and, if `n > 0`, sets `last`. Never `Busy`.
+//!   (`expiry_for`), advances `admitted` by `n` and, if `n > 0`, sets `last`. With
+//!   `abandon_after` it pops on past absent tokens (`is_present` on the later of `issued` and
+//!   `seen`): each becomes EXPIRED (`ABANDONED`, `expires_at = now`, retired like an expired
+//!   token), `admitted` advances over both and `abandoned` grows by the skipped. `Busy` only
+//!   while a draw of the line is claimed and unfinished.
 //! - `expire`: up to `limit` ACTIVE tokens with `expires_at <= now` (`status_at`) become
-//!   EXPIRED and leave the sorted set in the same step, so concurrent sweeps change each once.
-//! - `use_up`: the paying token, if ACTIVE, becomes EXPIRED with `expires_at = at`; no other
-//!   token is touched (a WAITING token of the payer stays in line). Idempotent.
-//! - `stats`: issued, cursor and the active count on the store's clock.
+//!   EXPIRED (`TTL`) and leave the sorted set in the same step, so concurrent sweeps change
+//!   each once.
+//! - `use_up`: the paying token, if ACTIVE, becomes EXPIRED (`PAID`) with `expires_at = at`;
+//!   no other token is touched (a WAITING token of the payer stays in line). Idempotent.
+//! - `stats`: issued, cursor, `abandoned` and the active count on the store's clock.
+//! - `note_seen`: one script per batch; moves each WAITING token's `seen` forward.
+//! - `draw_claim`, `draw_read`, `draw_issued`, `draw_chunk`, `draw_finish`: the draw, in steps
+//!   so that no script blocks Redis for long (see the `draw` module): a claim with a lease,
+//!   idempotent chunks that write the new `seq`s and a staging list, and a finish that appends
+//!   the tokens issued meanwhile, renames the staging list over the WAITING list and records
+//!   the draw, atomically. Another instance finishes a draw whose owner's lease ran out.
 //!
-//! `find` and `cursor` are one `HMGET` each, `ping` is `PING`.
+//! `find` and `cursor` are one `HMGET` each, `ping` is `PING`. The cursor's draw is read with
+//! it on every cursor read (`QueueCursor::draw`).
 //!
 //! # Time source
 //!

@@ -19,6 +19,7 @@ pub(crate) struct Scripts {
     pub(crate) note_seen: Script,
     pub(crate) draw_claim: Script,
     pub(crate) draw_read: Script,
+    pub(crate) draw_issued: Script,
     pub(crate) draw_chunk: Script,
     pub(crate) draw_finish: Script,
 }
@@ -39,6 +40,7 @@ impl Scripts {
             note_seen: script(include_str!("lua/note_seen.lua")),
             draw_claim: script(include_str!("lua/draw_claim.lua")),
             draw_read: script(include_str!("lua/draw_read.lua")),
+            draw_issued: script(include_str!("lua/draw_issued.lua")),
             draw_chunk: script(include_str!("lua/draw_chunk.lua")),
             draw_finish: script(include_str!("lua/draw_finish.lua")),
         }

@@ -66,10 +66,13 @@ fn waiting_list(ns: &Namespace, room: &RoomId) -> Vec<String> {
     ns.connection().lrange(format!("{{{}:{room}}}:waiting", ns.prefix), 0, -1).unwrap()
 }
 
-/// After a draw of `entrants` then `later` (each in issue order): every entrant at its drawn
-/// position, the others behind in order, in the stored `seq`s and in the WAITING list.
+/// After a draw of `entrants` then `later` (`later` in issue order): every entrant at its
+/// drawn position, the others behind in order, in the stored `seq`s and in the WAITING list.
 fn assert_drawn(ns: &Namespace, line: &dyn QueueStore, seed: u64, entrants: &[QueueToken], later: &[QueueToken]) {
     let room = line_room(entrants, later);
+    // Entrant i in the order of their values takes drawn position i (`QueueStore::draw`).
+    let mut entrants = entrants.to_vec();
+    entrants.sort_by(|a, b| a.value.as_str().cmp(b.value.as_str()));
     let positions = drawn_positions(seed, entrants.len() as u64);
     let mut expected = vec![String::new(); entrants.len()];
     for (t, p) in entrants.iter().zip(&positions) {
@@ -368,4 +371,62 @@ fn sights_and_reasons_are_stored_in_the_token() {
     assert_eq!(line.expire_tokens(10).unwrap(), 1);
     assert_eq!(line.find(&t[2].value).unwrap().unwrap().expired_reason, Some(ExpiredReason::Ttl));
     assert_eq!(line.find(&t[3].value).unwrap().unwrap().expired_reason, None);
+}
+
+#[test]
+fn entrants_are_the_tokens_issued_before_the_opening_whatever_the_callers_clocks() {
+    let ns = Namespace::new();
+    let clock = ManualClock::at_epoch();
+    let room = tour();
+    let opens = clock.now() + Duration::seconds(100);
+    // Instances whose clocks disagree by a few seconds: issue times go back and forth around
+    // the opening (at most 6 s back), so the draw bisects the line and reads the times of the
+    // tokens near the opening only.
+    let offsets = [-90, -80, -60, -50, -40, -3, 2, -1, 1, 4, -2, 0, 3, -1, 50, 60, 70, 80, 90];
+    for chunk in [3, 1000] {
+        let line = instance(&ns, &clock, &room, slow(chunk, 0)).line(&RoomId::parse(&format!("r{chunk}")).unwrap());
+        let room = line.room().clone();
+        let tokens: Vec<QueueToken> =
+            offsets.iter().map(|s| join(&line, &room, opens + Duration::seconds(*s))).collect();
+        let (entrants, later): (Vec<QueueToken>, Vec<QueueToken>) =
+            tokens.into_iter().partition(|t| t.issued_at < opens);
+        clock.advance(Duration::seconds(200));
+        let DrawOutcome::Drawn { record, fresh: true } = line.draw(opens, 77).unwrap() else { panic!() };
+        assert_eq!(record.entrants, entrants.len() as u64);
+        assert_drawn(&ns, &line, 77, &entrants, &later);
+    }
+}
+
+#[test]
+fn a_line_without_the_issue_times_record_is_drawn_by_reading_every_token() {
+    let ns = Namespace::new();
+    let clock = ManualClock::at_epoch();
+    let room = tour();
+    let line = instance(&ns, &clock, &room, slow(4, 0));
+    let opens = clock.now() + Duration::seconds(10);
+    let offsets = [-9, 5, -8, -7, 3, -1, 2, -6, 1, -2];
+    let tokens: Vec<QueueToken> = offsets.iter().map(|s| join(&line, &room, opens + Duration::seconds(*s))).collect();
+    // As a line written before `imax`/`iback` existed.
+    let _: () = ns.connection().hdel(format!("{{{}:{room}}}:cursor", ns.prefix), &["imax", "iback"]).unwrap();
+    let (entrants, later): (Vec<QueueToken>, Vec<QueueToken>) = tokens.into_iter().partition(|t| t.issued_at < opens);
+    clock.advance(Duration::seconds(10));
+    let DrawOutcome::Drawn { record, fresh: true } = line.draw(opens, 5).unwrap() else { panic!() };
+    assert_eq!(record.entrants, 6);
+    assert_drawn(&ns, &line, 5, &entrants, &later);
+}
+
+#[test]
+fn a_draw_read_a_token_at_a_time_renews_its_lease_and_draws_right() {
+    let ns = Namespace::new();
+    let clock = ManualClock::at_epoch();
+    let room = tour();
+    // Without `iback` every slice is a script reading issue times: 120 of them, two renewals.
+    let line = instance(&ns, &clock, &room, slow(1, 0));
+    let opens = clock.now() + Duration::seconds(1);
+    let tokens: Vec<QueueToken> = (0..120).map(|_| join(&line, &room, clock.now())).collect();
+    let _: () = ns.connection().hdel(format!("{{{}:{room}}}:cursor", ns.prefix), &["imax", "iback"]).unwrap();
+    clock.advance(Duration::seconds(1));
+    let DrawOutcome::Drawn { record, fresh: true } = line.draw(opens, 42).unwrap() else { panic!() };
+    assert_eq!(record.entrants, 120);
+    assert_drawn(&ns, &line, 42, &tokens, &[]);
 }

@@ -6,10 +6,11 @@
 --        { 'fresh', at, 0, seed } when this call drew a line of no tokens (recorded at once);
 --        { 'not_due' } before opens_at on the store's clock;
 --        { 'held', µs left on the lease } while another caller's draw runs;
---        { 'claimed', at, opens_at, seed, length, staged } when the caller owns the draw:
+--        { 'claimed', at, opens_at, seed, length, staged, iback } when the caller owns the draw:
 --          a fresh claim, or one taken over from an owner whose lease ran out, in which case
 --          the values are that claim's (the same draw is finished) and `staged` says how
---          far its staging list got.
+--          far its staging list got; `iback` how far issue times ever went back in line order
+--          (issue.lua), '' when unknown.
 --
 -- A draw is too long for one script (a million tokens would block Redis for seconds), so it
 -- is claimed here with a lease, written in chunks, and recorded by draw_finish.lua. The claim
@@ -33,7 +34,8 @@ if c[4] then
   -- The owner's lease ran out (it died or stalled): take the same draw over. Its chunks are
   -- idempotent and check the owner, so a late one of the old owner writes nothing.
   redis.call('HSET', KEYS[1], 'draw_owner', ARGV[4], 'draw_lease', lease)
-  return { 'claimed', c[6], c[7], c[8], c[9], int(redis.call('LLEN', KEYS[3])) }
+  return { 'claimed', c[6], c[7], c[8], c[9], int(redis.call('LLEN', KEYS[3])),
+    redis.call('HGET', KEYS[1], 'iback') or '' }
 end
 
 ensure_epoch(KEYS[1])
@@ -45,4 +47,4 @@ end
 redis.call('DEL', KEYS[3])
 redis.call('HSET', KEYS[1], 'draw_owner', ARGV[4], 'draw_lease', lease, 'draw_claim_at', int(now),
   'draw_opens', ARGV[2], 'draw_claim_seed', ARGV[3], 'draw_len', int(length))
-return { 'claimed', int(now), ARGV[2], ARGV[3], int(length), '0' }
+return { 'claimed', int(now), ARGV[2], ARGV[3], int(length), '0', redis.call('HGET', KEYS[1], 'iback') or '' }

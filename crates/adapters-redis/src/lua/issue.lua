@@ -47,6 +47,22 @@ end
 local seq = int(redis.call('INCR', KEYS[1]))
 redis.call('HSET', KEYS[6], 'user', ARGV[2], 'seq', seq, 'status', 'WAITING', 'issued', ARGV[4])
 redis.call('RPUSH', KEYS[3], ARGV[3])
+-- How far issue times ever went back in line order: `imax` the latest issue time so far,
+-- `iback` the most a token's time fell behind it (callers' clocks differ). A draw uses it to
+-- find its entrants (issued before the opening) by bisecting the line instead of reading
+-- every token's time: see draw.rs.
+local imax = redis.call('HGET', KEYS[2], 'imax')
+if not imax or now > tonumber(imax) then
+  redis.call('HSET', KEYS[2], 'imax', ARGV[4])
+  if not imax then
+    redis.call('HSET', KEYS[2], 'iback', '0')
+  end
+elseif now < tonumber(imax) then
+  local back = tonumber(imax) - now
+  if back > tonumber(redis.call('HGET', KEYS[2], 'iback') or '0') then
+    redis.call('HSET', KEYS[2], 'iback', int(back))
+  end
+end
 -- SET also drops any TTL the pointer had from the user's expired token.
 redis.call('SET', KEYS[5], ARGV[3])
 return reply('1', ARGV[3], { ARGV[2], seq, 'WAITING', ARGV[4], false, false, false })
