@@ -460,7 +460,8 @@ pub fn invariants(v: &StoreView, m: &Model) -> Vec<String> {
     }
 
     // Rooms: each line on its own (seqs gapless, WAITING positions exactly 1..=waiting in seq
-    // order once the order is known, one live token per user, at most N per tick), and a token
+    // order once the order is known, one live token per user, at most N per tick and ticks at
+    // least M apart), and a token
     // used up by a payment only ever by a payment of its own room's concert.
     let room_of_reservation = |id: Option<ReservationId>| {
         stored
@@ -518,14 +519,23 @@ pub fn invariants(v: &StoreView, m: &Model) -> Vec<String> {
                 *activations.entry(at).or_default() += 1;
             }
         }
+        let mut last: Option<OffsetDateTime> = None;
         for (at, n) in activations {
             match m.rooms[r].admissions.iter().find(|a| a.at == at) {
-                Some(a) if n > u64::from(a.batch) => {
-                    bad.push(format!("{n} tokens admitted in room {id} at {at}, N was {}", a.batch));
+                Some(a) => {
+                    if n > u64::from(a.batch) {
+                        bad.push(format!("{n} tokens admitted in room {id} at {at}, N was {}", a.batch));
+                    }
+                    if last.is_some_and(|l| at - l < a.interval) {
+                        bad.push(format!(
+                            "an admission in room {id} at {at} came less than {} after the last",
+                            a.interval
+                        ));
+                    }
                 }
-                Some(_) => {}
                 None => bad.push(format!("{n} tokens were admitted in room {id} at {at}, when no admission ran")),
             }
+            last = Some(at);
         }
         used_up.extend(
             views

@@ -512,7 +512,8 @@ impl Model {
         self.room_view(r)
     }
 
-    /// The room a request for schedule `i` must come from, when it is not the token's.
+    /// The room to join instead (ROOM_MISMATCH), when a token of `token_room` asks for a
+    /// concert gated by `schedule_room` (`None`: `main`).
     #[must_use]
     pub fn gate(token_room: Option<RoomIx>, schedule_room: Option<RoomIx>) -> Option<RoomId> {
         (token_room != schedule_room).then(|| schedule_room.map_or_else(RoomId::main, world::room_id))
