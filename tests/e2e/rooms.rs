@@ -83,6 +83,10 @@ pub(crate) fn a_prequeue_is_drawn_once_by_instances_whose_clocks_disagree(q: Que
         .collect();
     let mut by_value = tokens.clone();
     by_value.sort();
+    // Each instance answers polls from a copy of the line's cursor at most half a second old.
+    wait_for("every instance shows the drawn line", Duration::from_secs(5), || {
+        [&fast, &slow].iter().all(|s| tokens.iter().all(|t| s.get("/queue/token", Some(t)).1["drawAt"].is_null()))
+    });
     for (i, token) in by_value.iter().enumerate() {
         let (st, body) = slow.get("/queue/token", Some(token));
         assert_eq!(st, 200);
