@@ -165,8 +165,11 @@ pub trait QueueStore: Send + Sync {
     /// `P + 1, P + 2, ...` in its `seq` order (`seq` stays gapless: the line is renumbered,
     /// not grown); record `DrawRecord { at: now, entrants: P, seed }` in the cursor
     /// and return it (`fresh: true`). Nothing is admitted before the draw, so every entrant is
-    /// WAITING. Issues and reads MAY go on while it runs; a reader sees every token either
-    /// before the draw (and the cursor without it) or after.
+    /// WAITING. Issues and reads MAY go on while it runs. A reader sees the cursor either
+    /// without the draw or with it, and once it has the draw, every token in its drawn place;
+    /// before that, a store that writes the places in steps (Redis) MAY show a token's new
+    /// `seq` already: the domain shows no position while the cursor has no draw
+    /// (`Room::order_pending_at`), so no client ever sees a half-drawn line.
     ///
     /// # Errors
     /// [`StoreError`] when the store fails; nothing is drawn then.

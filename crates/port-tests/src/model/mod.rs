@@ -16,9 +16,25 @@
 //! expiry, hold lapse, key expiry, a schedule's start). Ops name things abstractly ("user 1's
 //! latest token"), so any op is valid in any state and shrinking can drop any step.
 //!
-//! The world ([`world`]) is three users, two schedules of five seats in all, prices of a few
-//! thousand won, two live holds per user, and balances of zero, 10,000 won and 5,000 won under
-//! the limit, so every error of every use case is a few steps away.
+//! Rooms: joining a room (`issue_token_in`), polling a room's token (a sight), the rooms'
+//! scheduler check (`tick_rooms`), an operator's change of a room (pause, close, N), a room's
+//! view, and the gated reads and writes (a concert's schedules, a schedule's seats, holds,
+//! payments) with a token of any room; protected ops present room tokens too, and clock moves
+//! also go onto, just before and just after a room's (pre-queue) opening, the first moment a
+//! silent WAITING token counts as absent, and a room's next admission.
+//!
+//! The world ([`world`]) is three users, two concerts (the first with two schedules, the
+//! second with one) of seven seats in all, prices of a few thousand won, two live holds per
+//! user, and balances of zero, 10,000 won and 5,000 won under the limit, so every error of
+//! every use case is a few steps away. Besides `main` (which gates the first concert) it has
+//! two rooms, created at set-up: `a` sells the second concert, takes joiners 10 s after the
+//! start, opens 150 s after it with a draw, drops buyers silent for 30 s and admits two every
+//! 30 s; `b` is open from the start, gates no concert and admits one a minute.
+//!
+//! The case's randomness ([`world::ModelRandom`]) is as predictable as the model needs: the
+//! seed of a draw is known per case, and token values start with a known scramble of the order
+//! they were taken in, so the model knows the draw's order of entrants (by value) without it
+//! being the order of issue.
 //!
 //! # What is checked
 //!
@@ -29,13 +45,20 @@
 //! never negative, one payment per PAID reservation (of its price, by its holder), at most one
 //! payment per token, token seqs gapless and WAITING positions exactly `1..=waiting` in seq
 //! order, one live token per user, at most N admitted per tick and ticks at least M apart, at
-//! most `MAX_HOLDS_PER_USER` live holds, catalogue counts that agree with the seat maps; plus
-//! whatever the store checks itself ([`ModelStore::store_problems`]: PostgreSQL runs its
-//! `invariants` SQL).
+//! most `MAX_HOLDS_PER_USER` live holds, catalogue counts that agree with the seat maps; per
+//! room, seqs gapless, WAITING positions exactly `1..=waiting` once the order is known, one
+//! live token per user and at most the room's N per tick; no token used up but by a payment of
+//! its own room's concert; plus whatever the store checks itself
+//! ([`ModelStore::store_problems`]: PostgreSQL runs its `invariants` SQL). Every room's tokens
+//! (read through the line's port, as a read through the use case would count as a sight) and
+//! every room's view are compared with the model's too, the recorded draw (time, entrants,
+//! seed) included.
 //!
 //! [`concurrent`] races generated steps from several threads and checks the invariants, the
 //! order-independent counts, and that some interleaving explains every answer (linearizability
-//! against the model).
+//! against the model). Room joins, room polls and rooms checks race too: a poll or re-join
+//! notes its sight after its read, and a check takes the sights from memory, writes them, then
+//! per room draws, admits and expires, each an atomic phase of its own.
 //!
 //! # Running it
 //!

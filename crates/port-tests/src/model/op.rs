@@ -13,7 +13,10 @@ use proptest::sample::select;
 use proptest::strategy::Union;
 use time::{Duration, OffsetDateTime};
 
-use crate::model::world::{KEYS, SCHEDULES, SEATS, USERS};
+use crate::model::world::{CONCERTS, KEYS, ROOMS, SCHEDULES, SEATS, USERS};
+
+/// A room other than `main`, by index into [`ROOMS`].
+pub type RoomIx = usize;
 
 /// A user by index.
 pub type User = usize;
@@ -29,6 +32,8 @@ pub enum TokenRef {
     Unknown,
     /// A bearer string that is not a token.
     Malformed,
+    /// The user's latest token of a room other than `main`.
+    InRoom(RoomIx, User),
 }
 
 /// A reservation, as a client names it.
@@ -79,6 +84,13 @@ pub enum Boundary {
     KeyExpiry,
     /// The start of the soonest schedule.
     ScheduleStart,
+    /// The next opening of a room's pre-queue or of a room.
+    RoomOpening,
+    /// The earliest time a WAITING token of a room is absent (its last sight plus
+    /// `abandonAfterSecs`).
+    Abandonment,
+    /// When the next admission of a room is due.
+    RoomAdmission,
 }
 
 /// A move of the clock.
@@ -124,6 +136,33 @@ impl Patch {
     }
 }
 
+/// An operator's change of a room other than `main`, each field optional.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RoomPatch {
+    /// Pause or resume.
+    pub paused: Option<bool>,
+    /// Close or reopen.
+    pub closed: Option<bool>,
+    /// N.
+    pub batch: Option<u32>,
+}
+
+impl RoomPatch {
+    /// The domain's change.
+    #[must_use]
+    pub fn to_domain(&self) -> domain::room::RoomChange {
+        domain::room::RoomChange {
+            closed: self.closed,
+            settings: SettingsChange {
+                paused: self.paused,
+                admit_batch: self.batch.map(i64::from),
+                ..SettingsChange::default()
+            },
+            ..domain::room::RoomChange::default()
+        }
+    }
+}
+
 /// One use case call (or clock move), abstract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Op {
@@ -159,6 +198,18 @@ pub enum Op {
     QueueState,
     /// Time passes.
     Advance(ClockMove),
+    /// `POST /rooms/{id}/tokens`.
+    Join(RoomIx, User),
+    /// The rooms' scheduler check (`tick_rooms`).
+    TickRooms,
+    /// `PATCH /admin/rooms/{id}`.
+    RoomChange(RoomIx, RoomPatch),
+    /// `GET /admin/rooms/{id}`.
+    RoomView(RoomIx),
+    /// `GET /concerts/{id}/schedules` (authorise, then list) of concert `c`.
+    Schedules(TokenRef, usize),
+    /// `GET /schedules/{id}/seats` (authorise, then list) of schedule `i`.
+    Seats(TokenRef, usize),
 }
 
 /// Amounts of a charge: invalid ones, small ones, both sides of the balance limit for the
@@ -182,6 +233,7 @@ pub fn token_ref() -> impl Strategy<Value = TokenRef> {
         2 => user().prop_map(TokenRef::Previous),
         1 => Just(TokenRef::Unknown),
         1 => Just(TokenRef::Malformed),
+        4 => (0..ROOMS.len(), user()).prop_map(|(r, u)| TokenRef::InRoom(r, u)),
     ]
 }
 
@@ -193,6 +245,24 @@ fn res_ref(user: User) -> impl Strategy<Value = ResRef> {
         5 => (0..3_usize).prop_map(ResRef::Recent),
         1 => Just(ResRef::Unknown),
     ]
+}
+
+/// A seat for a hold with `token`: mostly one its room sells.
+fn seat_ref_for(token: TokenRef) -> BoxedStrategy<SeatRef> {
+    let room = match token {
+        TokenRef::InRoom(r, _) => Some(r),
+        _ => None,
+    };
+    let own: Vec<usize> =
+        (0..SEATS.len()).filter(|&s| crate::model::world::room_of_schedule(SEATS[s].schedule) == room).collect();
+    if own.is_empty() {
+        return seat_ref().boxed();
+    }
+    prop_oneof![
+        14 => select(own).prop_map(SeatRef::Seat),
+        3 => seat_ref(),
+    ]
+    .boxed()
 }
 
 fn seat_ref() -> impl Strategy<Value = SeatRef> {
@@ -210,7 +280,7 @@ fn key() -> impl Strategy<Value = Option<usize>> {
 
 fn user_of(token: TokenRef) -> User {
     match token {
-        TokenRef::Latest(u) | TokenRef::Previous(u) => u,
+        TokenRef::Latest(u) | TokenRef::Previous(u) | TokenRef::InRoom(_, u) => u,
         TokenRef::Unknown | TokenRef::Malformed => 0,
     }
 }
@@ -233,6 +303,22 @@ fn patch() -> impl Strategy<Value = Patch> {
         })
 }
 
+fn room_patch() -> impl Strategy<Value = RoomPatch> {
+    (
+        proptest::option::weighted(0.5, proptest::bool::weighted(0.4)),
+        proptest::option::weighted(0.3, proptest::bool::weighted(0.4)),
+        proptest::option::weighted(0.3, 1..=3_u32),
+    )
+        .prop_map(|(paused, closed, batch)| {
+            let patch = RoomPatch { paused, closed, batch };
+            if patch == (RoomPatch { paused: None, closed: None, batch: None }) {
+                RoomPatch { closed: Some(false), ..patch }
+            } else {
+                patch
+            }
+        })
+}
+
 fn clock_move() -> impl Strategy<Value = ClockMove> {
     let boundary = select(vec![
         Boundary::NextAdmission,
@@ -240,6 +326,10 @@ fn clock_move() -> impl Strategy<Value = ClockMove> {
         Boundary::HoldLapse,
         Boundary::KeyExpiry,
         Boundary::ScheduleStart,
+        Boundary::RoomOpening,
+        Boundary::RoomOpening,
+        Boundary::Abandonment,
+        Boundary::RoomAdmission,
     ]);
     prop_oneof![
         1 => Just(ClockMove::By(Duration::microseconds(1))),
@@ -265,7 +355,14 @@ fn entry_ref() -> impl Strategy<Value = Option<EntryRef>> {
 /// Every op, weighted towards the steps of a purchase, knowing nothing of the state. `quiet`
 /// leaves out clock moves (time stands still while threads race).
 pub fn op(quiet: bool) -> BoxedStrategy<Op> {
-    ops(quiet, token_ref().boxed(), token_ref().boxed(), user().boxed(), Weights { issue: 8, admit: 8, protected: 16 })
+    ops(
+        quiet,
+        token_ref().boxed(),
+        token_ref().boxed(),
+        user().boxed(),
+        Weights { issue: 8, admit: 8, protected: 16, tick_rooms: 6, clock: 10 },
+        Vec::new(),
+    )
 }
 
 /// What of the model's state biases the choice of the next op (see [`op_in`]); the model
@@ -280,6 +377,16 @@ pub struct Bias {
     pub payers: Vec<User>,
     /// Whether somebody waits in line.
     pub waiting: bool,
+    /// `(room, user)` whose latest token of the room is ACTIVE.
+    pub room_active: Vec<(RoomIx, User)>,
+    /// Whether somebody waits in a room.
+    pub room_waiting: bool,
+    /// Rooms taking joiners before their opening (their pre-queue fills now or never).
+    pub prequeue: Vec<RoomIx>,
+    /// `(room, user)` for the users not yet in those rooms' pre-queues.
+    pub prequeue_joiners: Vec<(RoomIx, User)>,
+    /// Whether a room's pre-queue or opening is still ahead.
+    pub opening_ahead: bool,
 }
 
 /// Every op, with the users who can act now preferred: a protected call mostly presents the
@@ -287,27 +394,46 @@ pub struct Bias {
 /// live token, and admission comes up more while somebody waits. The choice only biases which
 /// abstract op is drawn, so a shrunk sequence stays valid whatever it lost.
 pub fn op_in(bias: &Bias) -> BoxedStrategy<Op> {
-    let Bias { active, idle, payers, waiting } = bias.clone();
+    let Bias { active, idle, payers, waiting, room_active, room_waiting, prequeue, prequeue_joiners, opening_ahead } =
+        bias.clone();
     let holders: Vec<User> = (0..USERS).filter(|u| !idle.contains(u)).collect();
     let acting = if active.is_empty() { holders } else { active };
-    let token = if acting.is_empty() {
-        token_ref().boxed()
-    } else {
-        prop_oneof![6 => select(acting.clone()).prop_map(TokenRef::Latest), 1 => token_ref()].boxed()
-    };
+    let mut tokens: Vec<(u32, BoxedStrategy<TokenRef>)> = vec![(1, token_ref().boxed())];
+    if !acting.is_empty() {
+        tokens.push((6, select(acting.clone()).prop_map(TokenRef::Latest).boxed()));
+    }
+    if !room_active.is_empty() {
+        tokens.push((4, select(room_active.clone()).prop_map(|(r, u)| TokenRef::InRoom(r, u)).boxed()));
+    }
+    let token = Union::new_weighted(tokens).boxed();
     let issuer = if idle.is_empty() { user().boxed() } else { prop_oneof![3 => select(idle), 1 => user()].boxed() };
-    let payers: Vec<User> = payers.into_iter().filter(|u| acting.contains(u)).collect();
-    let payer = if payers.is_empty() {
-        token.clone()
-    } else {
-        prop_oneof![3 => select(payers).prop_map(TokenRef::Latest), 1 => token.clone()].boxed()
-    };
+    let room_payers: Vec<TokenRef> =
+        room_active.iter().filter(|(_, u)| payers.contains(u)).map(|&(r, u)| TokenRef::InRoom(r, u)).collect();
+    let payers: Vec<TokenRef> =
+        payers.into_iter().filter(|u| acting.contains(u)).map(TokenRef::Latest).chain(room_payers).collect();
+    let payer =
+        if payers.is_empty() { token.clone() } else { prop_oneof![3 => select(payers), 1 => token.clone()].boxed() };
     let weights = Weights {
         issue: if acting.is_empty() { 30 } else { 8 },
         admit: if waiting { 14 } else { 4 },
-        protected: if acting.is_empty() { 4 } else { 16 },
+        protected: if acting.is_empty() && room_active.is_empty() { 4 } else { 16 },
+        tick_rooms: if room_waiting { 12 } else { 4 },
+        clock: if prequeue.is_empty() { 10 } else { 3 },
     };
-    ops(false, token, payer, issuer, weights)
+    let mut extra: Vec<(u32, BoxedStrategy<Op>)> = Vec::new();
+    let to_opening = || Just(Op::Advance(ClockMove::To(Boundary::RoomOpening, 0))).boxed();
+    if !prequeue_joiners.is_empty() {
+        // A pre-queue fills only before its opening: join it while it is open.
+        extra.push((30, select(prequeue_joiners).prop_map(|(r, u)| Op::Join(r, u)).boxed()));
+        extra.push((2, to_opening()));
+    } else if !prequeue.is_empty() {
+        // Everybody is in: on to the opening and its draw.
+        extra.push((4, (select(prequeue), user()).prop_map(|(r, u)| Op::Join(r, u)).boxed()));
+        extra.push((12, to_opening()));
+    } else if opening_ahead {
+        extra.push((3, to_opening()));
+    }
+    ops(false, token, payer, issuer, weights, extra)
 }
 
 /// The weights that depend on the state.
@@ -315,6 +441,8 @@ struct Weights {
     issue: u32,
     admit: u32,
     protected: u32,
+    tick_rooms: u32,
+    clock: u32,
 }
 
 fn ops(
@@ -323,6 +451,7 @@ fn ops(
     payer: BoxedStrategy<TokenRef>,
     issuer: BoxedStrategy<User>,
     w: Weights,
+    extra: Vec<(u32, BoxedStrategy<Op>)>,
 ) -> BoxedStrategy<Op> {
     let pay =
         (payer, key()).prop_flat_map(|(token, key)| res_ref(user_of(token)).prop_map(move |r| Op::Pay(token, r, key)));
@@ -332,7 +461,7 @@ fn ops(
         (4, token_ref().prop_map(Op::Poll).boxed()),
         (w.admit, Just(Op::Admit).boxed()),
         (3, Just(Op::ExpireTokens).boxed()),
-        (w.protected, (token, seat_ref()).prop_map(|(t, s)| Op::Reserve(t, s)).boxed()),
+        (w.protected, token.clone().prop_flat_map(|t| seat_ref_for(t).prop_map(move |s| Op::Reserve(t, s))).boxed()),
         (3, get.boxed()),
         (3, Just(Op::ReleaseHolds).boxed()),
         (w.protected, pay.boxed()),
@@ -343,10 +472,18 @@ fn ops(
         (2, Just(Op::PurgeKeys).boxed()),
         (3, patch().prop_map(Op::Settings).boxed()),
         (1, Just(Op::QueueState).boxed()),
+        (8, (0..ROOMS.len(), user()).prop_map(|(r, u)| Op::Join(r, u)).boxed()),
+        (4, (0..ROOMS.len(), user()).prop_map(|(r, u)| Op::Poll(TokenRef::InRoom(r, u))).boxed()),
+        (w.tick_rooms, Just(Op::TickRooms).boxed()),
+        (2, (0..ROOMS.len(), room_patch()).prop_map(|(r, p)| Op::RoomChange(r, p)).boxed()),
+        (1, (0..ROOMS.len()).prop_map(Op::RoomView).boxed()),
+        (3, (token.clone(), 0..CONCERTS.len()).prop_map(|(t, c)| Op::Schedules(t, c)).boxed()),
+        (3, (token.clone(), 0..SCHEDULES.len()).prop_map(|(t, i)| Op::Seats(t, i)).boxed()),
     ];
     if !quiet {
-        ops.push((10, clock_move().prop_map(Op::Advance).boxed()));
+        ops.push((w.clock, clock_move().prop_map(Op::Advance).boxed()));
     }
+    ops.extend(extra);
     Union::new_weighted(ops).boxed()
 }
 

@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use domain::clock::{Clock, ManualClock};
 use domain::idempotency::Outcome;
-use domain::random::SeededRandom;
 use domain::service::{Ports, Ticketing};
 use proptest::prelude::*;
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest};
@@ -58,11 +57,17 @@ impl<H: ModelStore> Sut<H> {
     /// A fresh store with the world written to it, checked against the model.
     #[must_use]
     pub fn start() -> Self {
+        Self::start_with(world::DRAW_CASE)
+    }
+
+    /// [`Sut::start`], with the case's draws seeded by `draw_case`.
+    #[must_use]
+    pub fn start_with(draw_case: u64) -> Self {
         let clock = ManualClock::at_epoch();
         let harness = H::new_store(clock.clone());
         let ports = Ports {
             clock: Arc::new(clock.clone()),
-            random: Arc::new(SeededRandom::new(RANDOM_SEED)),
+            random: Arc::new(world::ModelRandom::new(draw_case, RANDOM_SEED)),
             ..harness.ports()
         };
         let app = Ticketing::new(ports.clone(), world::policy());
@@ -76,7 +81,12 @@ impl<H: ModelStore> Sut<H> {
         })
         .expect("the starting settings are valid");
         ports.settings.update(&patch, None).expect("settings at set-up");
-        assert!(ports.catalogue.create_concert(&world::catalogue(clock.now()), None).expect("catalogue at set-up"));
+        for concert in world::catalogue(clock.now()) {
+            assert!(ports.catalogue.create_concert(&concert, None).expect("catalogue at set-up"));
+        }
+        for r in 0..world::ROOMS.len() {
+            app.create_room("model", &world::room_draft(r, clock.now())).expect("rooms at set-up");
+        }
         for (user, charges) in STARTING_CHARGES.iter().enumerate() {
             for amount in *charges {
                 let charged = app.charge(world::user(user), *amount, None).expect("charge at set-up");
@@ -84,10 +94,10 @@ impl<H: ModelStore> Sut<H> {
             }
         }
         let mut sut = Self {
-            model: Model::new(clock.now()),
+            model: Model::with_draw_case(clock.now(), draw_case),
             clock,
             app,
-            bindings: Bindings::default(),
+            bindings: Bindings { room_tokens: vec![Vec::new(); world::ROOMS.len()], ..Bindings::default() },
             trace: Vec::new(),
             harness,
         };
@@ -122,7 +132,8 @@ impl<H: ModelStore> Sut<H> {
     /// Reads the store through its ports, compares it with the model and checks the
     /// invariants (and the store's own checks, if it has any).
     pub fn check(&mut self) {
-        let view = StoreView::read(&self.app, &self.bindings.tokens, &self.bindings.reservations);
+        let view =
+            StoreView::read(&self.app, &self.bindings.tokens, &self.bindings.room_tokens, &self.bindings.reservations);
         match compare(&self.model, &self.bindings, &view) {
             Ok(b) => self.bindings = b,
             Err(diffs) => self.fail(&format!("the store's state differs from the model's:\n{}", diffs.join("\n"))),
@@ -144,7 +155,8 @@ impl ReferenceStateMachine for Reference {
     type Transition = Op;
 
     fn init_state() -> BoxedStrategy<Model> {
-        Just(Model::new(t0())).boxed()
+        // Each case draws with a seed of its own.
+        any::<u64>().prop_map(|case| Model::with_draw_case(t0(), case)).boxed()
     }
 
     fn transitions(state: &Model) -> BoxedStrategy<Op> {
@@ -167,8 +179,8 @@ impl<H: ModelStore> StateMachineTest for ModelTest<H> {
     type SystemUnderTest = Sut<H>;
     type Reference = Reference;
 
-    fn init_test(_ref_state: &Model) -> Sut<H> {
-        Sut::start()
+    fn init_test(ref_state: &Model) -> Sut<H> {
+        Sut::start_with(ref_state.draw_case)
     }
 
     fn apply(mut sut: Sut<H>, ref_state: &Model, op: Op) -> Sut<H> {

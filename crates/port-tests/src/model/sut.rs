@@ -9,10 +9,11 @@
 
 use domain::account::{LedgerEntry, LedgerPage};
 use domain::catalogue::SeatClaim;
+use domain::catalogue::{ScheduleSummary, SeatView};
 use domain::clock::{Clock, ManualClock};
 use domain::error::{
-    BalanceError, ChargeError, GetReservationError, HistoryError, IssueTokenError, PayError, ReadTokenError,
-    ReserveError, StoreError, UpdateQueueError,
+    BalanceError, ChargeError, GetReservationError, GetRoomError, HistoryError, IssueTokenError, ListSchedulesError,
+    ListSeatsError, PayError, ReadTokenError, ReserveError, StoreError, UpdateQueueError, UpdateRoomError,
 };
 use domain::idempotency::{
     Effect, Fingerprint, IdempotencyKey, IdempotencyRecord, IdempotencyRequest, Outcome, StoredResponse,
@@ -20,16 +21,18 @@ use domain::idempotency::{
 use domain::ids::{LedgerEntryId, PaymentId, ReservationId};
 use domain::money::Won;
 use domain::payment::Payment;
+use domain::queue::DrawRecord;
 use domain::queue::{
     AdmissionOutcome, ExpiredReason, QueueCursor, QueueState, QueueStats, QueueToken, TokenStatus, TokenValue,
     TokenView,
 };
 use domain::reservation::Reservation;
-use domain::service::{IssuedToken, Ticketing};
+use domain::service::{IssuedToken, RoomTick, RoomView, Ticketing};
 
 use crate::fixture::render;
 use crate::model::reference::{
-    Charged, Expect, Fp, Model, Paid, QueueView, Refused, Res, Resp, Step, Target, TokenTarget, View,
+    Charged, Expect, Fp, Model, Paid, QueueView, Refused, Res, Resp, RoomTickPart, RoomViewExpect, Step, Target,
+    TokenTarget, View,
 };
 use crate::model::world::{self, KEYS, SEATS};
 
@@ -44,6 +47,8 @@ pub struct Bindings {
     pub payments: Vec<PaymentId>,
     /// Ledger entry ids by index, bound when the ledger is read after the step that made them.
     pub entries: Vec<Option<LedgerEntryId>>,
+    /// Each room's token values, in the order issued.
+    pub room_tokens: Vec<Vec<TokenValue>>,
 }
 
 impl Bindings {
@@ -52,6 +57,7 @@ impl Bindings {
     pub fn bearer(&self, t: TokenTarget) -> String {
         match t {
             TokenTarget::Token(i) => self.tokens[i].as_str().to_owned(),
+            TokenTarget::Room(r, i) => self.room_tokens[r][i].as_str().to_owned(),
             TokenTarget::Unknown => world::unknown_token().as_str().to_owned(),
             TokenTarget::Malformed => world::MALFORMED_TOKEN.to_owned(),
         }
@@ -108,6 +114,16 @@ pub enum Observed {
     QueueState(Result<QueueState, StoreError>),
     /// The clock after a move.
     Moved(time::OffsetDateTime),
+    /// `tick_rooms`.
+    TickRooms(Result<Vec<Result<RoomTick, StoreError>>, StoreError>),
+    /// `update_room`.
+    RoomChange(Result<RoomView, UpdateRoomError>),
+    /// `room_view`.
+    RoomView(Result<RoomView, GetRoomError>),
+    /// `authorize` + `schedules`.
+    Schedules(Result<Vec<ScheduleSummary>, Refused<ListSchedulesError>>),
+    /// `authorize` + `seats`.
+    Seats(Result<Vec<SeatView>, Refused<ListSeatsError>>),
 }
 
 impl Observed {
@@ -132,9 +148,17 @@ impl Observed {
             | Self::Settings(Err(UpdateQueueError::Store(e)))
             | Self::QueueState(Err(e))
             | Self::Pay(Err(PayError::Store(e)))
-            | Self::Charge(Err(ChargeError::Store(e))) => transient(e),
+            | Self::Charge(Err(ChargeError::Store(e)))
+            | Self::TickRooms(Err(e))
+            | Self::RoomChange(Err(UpdateRoomError::Store(e)))
+            | Self::RoomView(Err(GetRoomError::Store(e)))
+            | Self::Schedules(Err(Refused::Op(ListSchedulesError::Store(e))))
+            | Self::Seats(Err(Refused::Op(ListSeatsError::Store(e)))) => transient(e),
+            Self::TickRooms(Ok(ticks)) => ticks.iter().any(|t| t.as_ref().is_err_and(StoreError::is_transient)),
             Self::Reserve(Err(Refused::Auth(domain::error::AuthorizeError::Store(e))))
-            | Self::GetReservation(Err(Refused::Auth(domain::error::AuthorizeError::Store(e)))) => transient(e),
+            | Self::GetReservation(Err(Refused::Auth(domain::error::AuthorizeError::Store(e))))
+            | Self::Schedules(Err(Refused::Auth(domain::error::AuthorizeError::Store(e))))
+            | Self::Seats(Err(Refused::Auth(domain::error::AuthorizeError::Store(e)))) => transient(e),
             Self::Admit(Ok(AdmissionOutcome::Busy))
             | Self::Pay(Err(PayError::Key(domain::error::KeyConflict::InFlight)))
             | Self::Charge(Err(ChargeError::Key(domain::error::KeyConflict::InFlight))) => true,
@@ -194,7 +218,30 @@ pub fn execute(app: &Ticketing, clock: &ManualClock, b: &Bindings, step: &Step) 
             }
             Observed::Moved(clock.now())
         }
+        Step::Join(r, u) => Observed::Issue(app.issue_token_in(world::user(u), &world::room_id(r))),
+        Step::TickRooms(_) => Observed::TickRooms(app.tick_rooms()),
+        Step::RoomChange(r, p) => {
+            Observed::RoomChange(app.update_room("model", &world::room_id(r), &p.to_domain()).map(one_room_line))
+        }
+        Step::RoomView(r) => Observed::RoomView(app.room_view(&world::room_id(r)).map(one_room_line)),
+        Step::Schedules(token, c) => Observed::Schedules(
+            app.authorize(&b.bearer(token))
+                .map_err(Refused::Auth)
+                .and_then(|who| app.schedules(&who, world::concert_of(c)).map_err(Refused::Op)),
+        ),
+        Step::Seats(token, i) => Observed::Seats(
+            app.authorize(&b.bearer(token))
+                .map_err(Refused::Auth)
+                .and_then(|who| app.seats(&who, world::schedule(i)).map_err(Refused::Op)),
+        ),
     }
+}
+
+/// A room's view with its line's epoch left out (see [`one_line`]).
+#[must_use]
+pub fn one_room_line(mut view: RoomView) -> RoomView {
+    view.stats.cursor.epoch = 0;
+    view
 }
 
 /// Binds what `expect` makes new from the store's answer: a token, a reservation, a payment.
@@ -211,6 +258,18 @@ pub fn bind_new(expect: &Expect, observed: &Observed, b: &Bindings) -> Result<Bi
             }
             b.tokens.push(value.clone());
         }
+        (Expect::Join(Ok((view, true))), Observed::Issue(Ok(got))) => {
+            let r = view.room.expect("a join's token is a room's");
+            b.room_tokens.resize(world::ROOMS.len(), Vec::new());
+            if view.token == b.room_tokens[r].len() {
+                let value = &got.view.token.value;
+                if b.room_tokens.iter().flatten().chain(&b.tokens).any(|v| v == value) {
+                    return Err(format!("the new token of room {r} has the value of an older token"));
+                }
+                b.room_tokens[r].push(value.clone());
+            }
+        }
+        (Expect::Join(Ok((_, true))), _) => return Err(format!("expected {expect:#?}\n     got {observed:#?}")),
         (Expect::Reserve(Ok((r, _))), Observed::Reserve(Ok(got))) if *r == b.reservations.len() => {
             if b.reservations.contains(&got.id) {
                 return Err(format!("the new reservation has the id of an older one: {}", got.id));
@@ -273,18 +332,22 @@ pub fn queue_token(m: &Model, b: &Bindings, i: usize) -> QueueToken {
 #[must_use]
 pub fn token_view(v: &View, b: &Bindings) -> TokenView {
     let t = &v.stored;
+    let value = match v.room {
+        None => b.tokens[v.token].clone(),
+        Some(r) => b.room_tokens[r][v.token].clone(),
+    };
     TokenView {
         token: QueueToken {
-            value: b.tokens[v.token].clone(),
+            value,
             user_id: world::user(t.user),
-            seq: i64::try_from(v.token + 1).unwrap_or(i64::MAX),
+            seq: v.seq,
             status: t.status,
             issued_at: t.issued_at,
             activated_at: t.activated_at,
             expires_at: t.expires_at,
             expired_reason: t.reason,
         },
-        draw_at: None,
+        draw_at: v.draw_at,
         expired_reason: (v.status == TokenStatus::Expired).then(|| t.reason.unwrap_or(ExpiredReason::Ttl)),
         status: v.status,
         position: v.position,
@@ -435,6 +498,56 @@ pub fn materialize(expect: &Expect, m: &Model, b: &Bindings) -> Observed {
         Expect::Settings(q) => Observed::Settings(Ok(queue_state(q))),
         Expect::QueueState(q) => Observed::QueueState(Ok(queue_state(q))),
         Expect::Moved(t) => Observed::Moved(*t),
+        Expect::Join(r) => {
+            Observed::Issue(r.clone().map(|(view, created)| IssuedToken { view: token_view(&view, b), created }))
+        }
+        Expect::TickRooms(ticks) => Observed::TickRooms(Ok(ticks
+            .iter()
+            .map(|t| {
+                Ok(RoomTick {
+                    room: world::room_id(t.room),
+                    drew: t.drew.map(|(at, entrants)| DrawRecord { at, entrants, seed: m.draw_seed }),
+                    admission: t.admission,
+                    tokens_expired: t.tokens_expired,
+                })
+            })
+            .collect())),
+        Expect::RoomChange(v) => Observed::RoomChange(Ok(room_view(v, m))),
+        Expect::RoomView(v) => Observed::RoomView(Ok(room_view(v, m))),
+        Expect::Seats(r) => Observed::Seats(r.clone().map(|seats| {
+            seats
+                .iter()
+                .map(|&s| SeatView { seat: world::seat_value(s), status: crate::model::view::seat_status(m, s) })
+                .collect()
+        })),
+        Expect::TickRoomsPart(_) => unreachable!("a part of a rooms check is checked on its own"),
+        Expect::Schedules(r) => Observed::Schedules(
+            r.clone().map(|listed| listed.iter().map(|&i| crate::model::view::schedule_summary(m, i)).collect()),
+        ),
+    }
+}
+
+/// A room's view as expected.
+#[must_use]
+pub fn room_view(v: &RoomViewExpect, m: &Model) -> RoomView {
+    RoomView {
+        room: v.room.clone(),
+        state: v.state,
+        stats: QueueStats {
+            waiting: v.waiting,
+            active: v.active,
+            issued_through: v.issued_through,
+            abandoned: v.abandoned,
+            cursor: QueueCursor {
+                admitted_through: v.admitted_through,
+                last_admission_at: v.last_admission_at,
+                epoch: 0,
+                draw: v.draw.map(|(at, entrants)| DrawRecord { at, entrants, seed: m.draw_seed }),
+            },
+            now: v.now,
+        },
+        next_admission_at: v.next_admission_at,
+        estimated_wait_secs: v.estimated_wait_secs,
     }
 }
 
@@ -444,12 +557,41 @@ pub fn materialize(expect: &Expect, m: &Model, b: &Bindings) -> Observed {
 /// # Errors
 /// A description of the difference.
 pub fn check_step(expect: &Expect, m: &Model, b: &Bindings, observed: &Observed) -> Result<Bindings, String> {
+    if let Expect::TickRoomsPart(part) = expect {
+        return check_tick_part(*part, m, observed).map(|()| b.clone());
+    }
     let b = bind_new(expect, observed, b)?;
     let wanted = materialize(expect, m, &b);
     if wanted == *observed {
         Ok(b)
     } else {
         Err(format!("expected {wanted:#?}\n     got {observed:#?}"))
+    }
+}
+
+/// Checks one part of a rooms check (see `Model::phase`) against the check's answer.
+fn check_tick_part(part: RoomTickPart, m: &Model, observed: &Observed) -> Result<(), String> {
+    let r = match part {
+        RoomTickPart::Drew(r, _) | RoomTickPart::Admission(r, _) | RoomTickPart::Expired(r, _) => r,
+    };
+    let tick = match observed {
+        Observed::TickRooms(Ok(ticks)) => match ticks.get(r) {
+            Some(Ok(t)) if t.room == world::room_id(r) => t,
+            got => return Err(format!("expected room {r}'s {part:?}\n     got {got:#?}")),
+        },
+        _ => return Err(format!("expected room {r}'s {part:?}\n     got {observed:#?}")),
+    };
+    let same = match part {
+        RoomTickPart::Drew(_, drew) => {
+            tick.drew == drew.map(|(at, entrants)| DrawRecord { at, entrants, seed: m.draw_seed })
+        }
+        RoomTickPart::Admission(_, a) => tick.admission == a,
+        RoomTickPart::Expired(_, n) => tick.tokens_expired == n,
+    };
+    if same {
+        Ok(())
+    } else {
+        Err(format!("expected room {r}'s {part:?}\n     got {tick:#?}"))
     }
 }
 

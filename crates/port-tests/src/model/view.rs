@@ -13,12 +13,12 @@ use domain::ids::{ReservationId, ScheduleId, UserId};
 use domain::money::Won;
 use domain::queue::{QueueState, TokenStatus, TokenValue, TokenView};
 use domain::reservation::{Reservation, ReservationStatus};
-use domain::service::Ticketing;
+use domain::service::{RoomView, Ticketing};
 use time::OffsetDateTime;
 
 use crate::model::reference::Model;
 use crate::model::sut::{self, seats_of, Bindings};
-use crate::model::world::{self, KEYS, SCHEDULES, SEATS, USERS};
+use crate::model::world::{self, CONCERTS, KEYS, ROOMS, SCHEDULES, SEATS, USERS};
 
 /// Everything the ports show of the store, for every token and reservation the test knows.
 #[derive(Debug, Clone)]
@@ -33,10 +33,15 @@ pub struct StoreView {
     pub reservations: Vec<(ReservationId, Option<Reservation>)>,
     /// Each schedule's seats with their claims.
     pub seat_maps: Vec<Option<Vec<SeatRecord>>>,
-    /// The concert's bookable schedules.
-    pub schedules: Option<Vec<ScheduleSummary>>,
-    /// The concert's sales.
-    pub sales: Option<Vec<ScheduleSales>>,
+    /// Each concert's bookable schedules.
+    pub schedules: Vec<Option<Vec<ScheduleSummary>>>,
+    /// Each concert's sales.
+    pub sales: Vec<Option<Vec<ScheduleSales>>>,
+    /// Each room's known tokens, read through its line's port (a read through the use case
+    /// would count as a sight), as their holders would see them.
+    pub room_tokens: Vec<Vec<(TokenValue, Option<TokenView>)>>,
+    /// Each room with its line.
+    pub rooms: Vec<RoomView>,
     /// Each user's balance.
     pub balances: Vec<Won>,
     /// Each user's whole ledger, newest first.
@@ -55,9 +60,33 @@ impl StoreView {
     /// # Panics
     /// When the store fails a read.
     #[must_use]
-    pub fn read(app: &Ticketing, tokens: &[TokenValue], reservations: &[ReservationId]) -> Self {
+    pub fn read(
+        app: &Ticketing,
+        tokens: &[TokenValue],
+        room_tokens: &[Vec<TokenValue>],
+        reservations: &[ReservationId],
+    ) -> Self {
         let ports = app.ports();
         let now = ports.clock.now();
+        let room_tokens = (0..ROOMS.len())
+            .map(|r| {
+                let id = world::room_id(r);
+                let room = ok("room", app.room(&id)).expect("the world's rooms exist");
+                let line = ports.lines.line(&id);
+                room_tokens
+                    .get(r)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|v| {
+                        let found = ok("room token", line.find_with_cursor(v));
+                        (v.clone(), found.map(|(t, cursor)| TokenView::in_room(t, &cursor, &room, now)))
+                    })
+                    .collect()
+            })
+            .collect();
+        let rooms =
+            (0..ROOMS.len()).map(|r| sut::one_room_line(ok("room view", app.room_view(&world::room_id(r))))).collect();
         let tokens = tokens.iter().map(|v| (v.clone(), app.read_token(v.as_str()))).collect();
         let reservations =
             reservations.iter().map(|id| (*id, ok("reservation", ports.reservations.find(*id)))).collect();
@@ -69,8 +98,12 @@ impl StoreView {
             queue: sut::one_line(ok("queue state", app.queue_state())),
             reservations,
             seat_maps,
-            schedules: ok("schedules", ports.catalogue.schedules(world::concert(), now)),
-            sales: ok("sales", ports.catalogue.sales(world::concert(), now)),
+            schedules: (0..CONCERTS.len())
+                .map(|c| ok("schedules", ports.catalogue.schedules(world::concert_of(c), now)))
+                .collect(),
+            sales: (0..CONCERTS.len()).map(|c| ok("sales", ports.catalogue.sales(world::concert_of(c), now))).collect(),
+            room_tokens,
+            rooms,
             balances: (0..USERS).map(|u| ok("balance", ports.accounts.balance(world::user(u)))).collect(),
             ledgers: (0..USERS)
                 .map(|u| ok("ledger", ports.accounts.ledger(world::user(u), &query)).unwrap_or_default())
@@ -168,12 +201,35 @@ pub fn compare(m: &Model, b: &Bindings, v: &StoreView) -> Result<Bindings, Vec<S
             diff(format!("schedule {i}'s seats: expected {wanted:#?}\n got {got:#?}"));
         }
     }
-    let (wanted_schedules, wanted_sales) = catalogue(m);
-    if v.schedules.as_ref() != Some(&wanted_schedules) {
-        diff(format!("schedules: expected {wanted_schedules:#?}\n got {:#?}", v.schedules));
+    for c in 0..CONCERTS.len() {
+        let (wanted_schedules, wanted_sales) = catalogue(m, c);
+        if v.schedules[c].as_ref() != Some(&wanted_schedules) {
+            diff(format!("concert {c}'s schedules: expected {wanted_schedules:#?}\n got {:#?}", v.schedules[c]));
+        }
+        if v.sales[c].as_ref() != Some(&wanted_sales) {
+            diff(format!("concert {c}'s sales: expected {wanted_sales:#?}\n got {:#?}", v.sales[c]));
+        }
     }
-    if v.sales.as_ref() != Some(&wanted_sales) {
-        diff(format!("sales: expected {wanted_sales:#?}\n got {:#?}", v.sales));
+
+    for (r, room) in m.rooms.iter().enumerate() {
+        let got = &v.room_tokens[r];
+        if got.len() != room.tokens.len() {
+            diff(format!("room {r}: the model knows {} tokens, the test read {}", room.tokens.len(), got.len()));
+        }
+        for i in 0..room.tokens.len().min(b.room_tokens[r].len()) {
+            let Some((_, got)) = got.iter().find(|(value, _)| *value == b.room_tokens[r][i]) else {
+                diff(format!("room {r}'s token {i} was not read"));
+                continue;
+            };
+            let wanted = Some(sut::token_view(&m.room_view_of(r, i), &b));
+            if wanted != *got {
+                diff(format!("room {r}'s token {i}: expected {wanted:#?}\n got {got:#?}"));
+            }
+        }
+        let wanted = sut::room_view(&m.room_view(r), m);
+        if wanted != v.rooms[r] {
+            diff(format!("room {r}: expected {wanted:#?}\n got {:#?}", v.rooms[r]));
+        }
     }
 
     for (u, k) in Model::key_slots() {
@@ -189,10 +245,27 @@ pub fn compare(m: &Model, b: &Bindings, v: &StoreView) -> Result<Bindings, Vec<S
     }
 }
 
-/// The concert's bookable schedules and sales, as the model has them.
-fn catalogue(m: &Model) -> (Vec<ScheduleSummary>, Vec<ScheduleSales>) {
+/// Seat `s`'s status now, as the model has it.
+#[must_use]
+pub fn seat_status(m: &Model, s: usize) -> SeatStatus {
+    match m.claim(s).map(|r| &m.reservations[r]) {
+        Some(r) if r.status == ReservationStatus::Paid => SeatStatus::Sold,
+        Some(r) if r.held_until > m.now => SeatStatus::Held,
+        _ => SeatStatus::Available,
+    }
+}
+
+/// Schedule `i` as a listing shows it now, as the model has it.
+#[must_use]
+pub fn schedule_summary(m: &Model, i: usize) -> ScheduleSummary {
+    let (schedules, _) = catalogue(m, world::SCHEDULE_CONCERT[i]);
+    schedules.into_iter().find(|s| s.id == world::schedule(i)).expect("a listed schedule is bookable")
+}
+
+/// Concert `c`'s bookable schedules and sales, as the model has them.
+fn catalogue(m: &Model, c: usize) -> (Vec<ScheduleSummary>, Vec<ScheduleSales>) {
     let now = m.now;
-    let mut order: Vec<usize> = (0..SCHEDULES.len()).collect();
+    let mut order: Vec<usize> = (0..SCHEDULES.len()).filter(|&i| world::SCHEDULE_CONCERT[i] == c).collect();
     order.sort_by_key(|&i| m.starts_at(i));
     let status = |s: usize| match m.claim(s).map(|r| &m.reservations[r]) {
         Some(r) if r.status == ReservationStatus::Paid => SeatStatus::Sold,
@@ -207,7 +280,7 @@ fn catalogue(m: &Model) -> (Vec<ScheduleSummary>, Vec<ScheduleSales>) {
         if m.starts_at(i) > now {
             schedules.push(ScheduleSummary {
                 id: world::schedule(i),
-                concert_id: world::concert(),
+                concert_id: world::concert_of(c),
                 starts_at: m.starts_at(i),
                 total_seats: total,
                 available_seats: with(SeatStatus::Available),
@@ -347,7 +420,8 @@ pub fn invariants(v: &StoreView, m: &Model) -> Vec<String> {
     // At most one payment per token: every payment used up a token of its payer at its time,
     // a different one for each.
     let mut used: BTreeMap<(UserId, OffsetDateTime), usize> = BTreeMap::new();
-    for t in &views {
+    let in_rooms = v.room_tokens.iter().flatten().filter_map(|(_, t)| t.as_ref());
+    for t in views.iter().copied().chain(in_rooms) {
         if let (TokenStatus::Expired, Some(_), Some(at)) = (t.token.status, t.token.activated_at, t.token.expires_at) {
             *used.entry((t.token.user_id, at)).or_default() += 1;
         }
@@ -385,6 +459,106 @@ pub fn invariants(v: &StoreView, m: &Model) -> Vec<String> {
         last = Some(at);
     }
 
+    // Rooms: each line on its own (seqs gapless, WAITING positions exactly 1..=waiting in seq
+    // order once the order is known, one live token per user, at most N per tick and ticks at
+    // least M apart), and a token
+    // used up by a payment only ever by a payment of its own room's concert.
+    let room_of_reservation = |id: Option<ReservationId>| {
+        stored
+            .iter()
+            .find(|r| Some(r.id) == id)
+            .and_then(|r| (0..SCHEDULES.len()).find(|&i| world::schedule(i) == r.schedule_id))
+            .map(world::room_of_schedule)
+    };
+    let mut used_up: Vec<(Option<usize>, &TokenView)> = views
+        .iter()
+        .filter(|t| t.expired_reason == Some(domain::queue::ExpiredReason::Paid))
+        .map(|t| (None, *t))
+        .collect();
+    for (r, got) in v.room_tokens.iter().enumerate() {
+        let id = ROOMS[r].id;
+        let views: Vec<&TokenView> = got.iter().filter_map(|(_, t)| t.as_ref()).collect();
+        if views.len() != got.len() {
+            bad.push(format!("a known token of room {id} is not found"));
+        }
+        let stats = &v.rooms[r].stats;
+        let mut seqs: Vec<i64> = views.iter().map(|t| t.token.seq).collect();
+        seqs.sort_unstable();
+        if seqs.iter().enumerate().any(|(i, s)| *s != i64::try_from(i + 1).unwrap_or(0))
+            || stats.issued_through != i64::try_from(seqs.len()).unwrap_or(0)
+        {
+            bad.push(format!("room {id}'s seqs are not 1..={}: {seqs:?}", stats.issued_through));
+        }
+        let mut live: HashMap<UserId, usize> = HashMap::new();
+        for t in views.iter().filter(|t| t.status != TokenStatus::Expired) {
+            *live.entry(t.token.user_id).or_default() += 1;
+        }
+        for (user, n) in live {
+            if n > 1 {
+                bad.push(format!("user {user} has {n} live tokens in room {id}"));
+            }
+        }
+        let mut waiting: Vec<&&TokenView> = views.iter().filter(|t| t.status == TokenStatus::Waiting).collect();
+        waiting.sort_by_key(|t| t.token.seq);
+        let positions: Vec<i64> = waiting.iter().map(|t| t.position).collect();
+        let pending = waiting.iter().any(|t| t.draw_at.is_some());
+        let wanted: Vec<i64> = if pending {
+            vec![0; positions.len()]
+        } else {
+            (1..=i64::try_from(positions.len()).unwrap_or(0)).collect()
+        };
+        if positions != wanted || stats.waiting != u64::try_from(positions.len()).unwrap_or(0) {
+            bad.push(format!(
+                "room {id}'s WAITING positions {positions:?} are not {wanted:?} (waiting {})",
+                stats.waiting
+            ));
+        }
+        let mut activations: BTreeMap<OffsetDateTime, u64> = BTreeMap::new();
+        for t in &views {
+            if let Some(at) = t.token.activated_at {
+                *activations.entry(at).or_default() += 1;
+            }
+        }
+        let mut last: Option<OffsetDateTime> = None;
+        for (at, n) in activations {
+            match m.rooms[r].admissions.iter().find(|a| a.at == at) {
+                Some(a) => {
+                    if n > u64::from(a.batch) {
+                        bad.push(format!("{n} tokens admitted in room {id} at {at}, N was {}", a.batch));
+                    }
+                    if last.is_some_and(|l| at - l < a.interval) {
+                        bad.push(format!(
+                            "an admission in room {id} at {at} came less than {} after the last",
+                            a.interval
+                        ));
+                    }
+                }
+                None => bad.push(format!("{n} tokens were admitted in room {id} at {at}, when no admission ran")),
+            }
+            last = Some(at);
+        }
+        used_up.extend(
+            views
+                .iter()
+                .filter(|t| t.expired_reason == Some(domain::queue::ExpiredReason::Paid))
+                .map(|t| (Some(r), *t)),
+        );
+    }
+    for (room, t) in used_up {
+        let paid_here = payment_entries.iter().any(|e| {
+            e.user_id == t.token.user_id
+                && Some(e.at) == t.token.expires_at
+                && room_of_reservation(e.reservation_id) == Some(room)
+        });
+        if !paid_here {
+            bad.push(format!(
+                "token seq {} of room {} was used up with no payment of its room's concert",
+                t.token.seq,
+                room.map_or("main", |r| ROOMS[r].id)
+            ));
+        }
+    }
+
     // The hold limit, and the catalogue's counts agree with the seat maps.
     let mut holds: HashMap<UserId, u32> = HashMap::new();
     for r in stored.iter().filter(|r| r.status_at(now) == ReservationStatus::Held) {
@@ -400,13 +574,13 @@ pub fn invariants(v: &StoreView, m: &Model) -> Vec<String> {
         let Some(map) = map else { continue };
         let count = |s: SeatStatus| u32::try_from(map.iter().filter(|r| r.status_at(now) == s).count()).unwrap_or(0);
         let id: ScheduleId = world::schedule(i);
-        if let Some(s) = v.sales.iter().flatten().find(|s| s.schedule_id == id) {
+        if let Some(s) = v.sales.iter().flatten().flatten().find(|s| s.schedule_id == id) {
             let counts = (s.sold, s.held, s.available);
             if counts != (count(SeatStatus::Sold), count(SeatStatus::Held), count(SeatStatus::Available)) {
                 bad.push(format!("schedule {i}'s sales {counts:?} disagree with its seat map"));
             }
         }
-        if let Some(s) = v.schedules.iter().flatten().find(|s| s.id == id) {
+        if let Some(s) = v.schedules.iter().flatten().flatten().find(|s| s.id == id) {
             if s.available_seats != count(SeatStatus::Available) {
                 bad.push(format!(
                     "schedule {i} lists {} available, its map {}",

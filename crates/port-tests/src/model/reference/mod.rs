@@ -23,12 +23,17 @@ use domain::queue::{AdmissionOutcome, AdmissionPolicy, ExpiredReason, QueueSetti
 use domain::reservation::ReservationStatus;
 use time::{Duration, OffsetDateTime};
 
-use crate::model::op::{landing, Bias, Boundary, ClockMove, EntryRef, Op, Patch, ResRef, SeatRef, TokenRef, User};
-use crate::model::world::{self, KEYS, SCHEDULES, SEATS, STARTING_CHARGES, USERS};
+use crate::model::op::{
+    landing, Bias, Boundary, ClockMove, EntryRef, Op, Patch, ResRef, RoomIx, RoomPatch, SeatRef, TokenRef, User,
+};
+use crate::model::world::{self, KEYS, ROOMS, SCHEDULES, SEATS, STARTING_CHARGES, USERS};
 
 mod reads;
 mod resolve;
+mod rooms;
 mod steps;
+
+pub use rooms::{RoomModel, RoomTickExpect, RoomTickPart, RoomToken, RoomViewExpect};
 
 /// The balance limit (contract: `BALANCE_LIMIT` above it).
 const BALANCE_LIMIT: i64 = 10_000_000_000;
@@ -208,8 +213,8 @@ pub struct Payment {
     pub balance_after: i64,
     /// When.
     pub paid_at: OffsetDateTime,
-    /// The token that paid (index).
-    pub token: usize,
+    /// The token that paid (`TokenTarget::Token` or `TokenTarget::Room`).
+    pub token: TokenTarget,
 }
 
 /// Which request a key was used for.
@@ -298,6 +303,19 @@ pub enum TokenTarget {
     Unknown,
     /// Not a token.
     Malformed,
+    /// Token `.1` (index in the order issued) of room `.0`.
+    Room(RoomIx, usize),
+}
+
+impl TokenTarget {
+    /// The room a token of this target opens (`None`: `main`).
+    #[must_use]
+    pub fn room(self) -> Option<RoomIx> {
+        match self {
+            Self::Room(r, _) => Some(r),
+            _ => None,
+        }
+    }
 }
 
 /// Something a client names by id, resolved: an index, or an id nobody has.
@@ -362,13 +380,32 @@ pub enum Step {
     QueueState,
     /// Set the clock.
     Advance(OffsetDateTime),
+    /// Join a room.
+    Join(RoomIx, User),
+    /// The rooms' scheduler check, by a caller (0 unless threads race: then each thread's
+    /// checks are its own, see [`Model::phase`]).
+    TickRooms(usize),
+    /// Change a room.
+    RoomChange(RoomIx, RoomPatch),
+    /// Read a room.
+    RoomView(RoomIx),
+    /// Authorise, then list a concert's schedules.
+    Schedules(TokenTarget, usize),
+    /// Authorise, then list a schedule's seats.
+    Seats(TokenTarget, usize),
 }
 
 /// A token as the client sees it, as expected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct View {
-    /// Which token.
+    /// Which token (index in its line's order of issue).
     pub token: usize,
+    /// Its room (`None`: `main`).
+    pub room: Option<RoomIx>,
+    /// Its seq.
+    pub seq: i64,
+    /// While its order is to be drawn: the opening.
+    pub draw_at: Option<OffsetDateTime>,
     /// It, as stored.
     pub stored: Token,
     /// Status as read.
@@ -468,6 +505,20 @@ pub enum Expect {
     QueueState(QueueView),
     /// The clock now.
     Moved(OffsetDateTime),
+    /// A join: the token and whether it is new.
+    Join(Result<(View, bool), domain::error::IssueTokenError>),
+    /// The rooms' check, room by room.
+    TickRooms(Vec<RoomTickExpect>),
+    /// One part of the rooms' check (see [`Model::phase`]).
+    TickRoomsPart(RoomTickPart),
+    /// A room change's answer.
+    RoomChange(RoomViewExpect),
+    /// A room read.
+    RoomView(RoomViewExpect),
+    /// A concert's schedules (indices into [`SCHEDULES`], soonest first).
+    Schedules(Result<Vec<usize>, Refused<domain::error::ListSchedulesError>>),
+    /// A schedule's seats (indices into [`SEATS`], by number).
+    Seats(Result<Vec<usize>, Refused<domain::error::ListSeatsError>>),
 }
 
 impl Expect {
@@ -511,6 +562,39 @@ impl Expect {
             Self::Settings(q) => format!("settings: paused {}", q.settings.paused),
             Self::QueueState(_) => "queue state".to_owned(),
             Self::Moved(_) => "clock".to_owned(),
+            Self::Join(Ok((v, created))) => {
+                let pending = if v.draw_at.is_some() { ", drawing" } else { "" };
+                format!("join: created {created}, {}{pending}", v.status)
+            }
+            Self::Join(Err(e)) => format!("join: {}", err(e)),
+            Self::TickRooms(ticks) => {
+                let rooms: Vec<String> = ticks
+                    .iter()
+                    .map(|t| {
+                        let drew = t.drew.map_or(String::new(), |(_, p)| format!("drew {}, ", p.min(3)));
+                        let admission = match t.admission {
+                            AdmissionOutcome::Admitted(n) => format!("admitted {}", n.min(2)),
+                            AdmissionOutcome::AdmittedPresent { admitted, .. } => {
+                                format!("admitted {}, abandoned", admitted.min(2))
+                            }
+                            a => err(&a),
+                        };
+                        format!("{} {drew}{admission}", ROOMS[t.room].id)
+                    })
+                    .collect();
+                format!("tick rooms: {}", rooms.join("; "))
+            }
+            Self::TickRoomsPart(part) => match part {
+                RoomTickPart::Drew(r, d) => format!("tick rooms: {} drew {}", ROOMS[*r].id, d.is_some()),
+                RoomTickPart::Admission(r, a) => format!("tick rooms: {} admission {}", ROOMS[*r].id, err(a)),
+                RoomTickPart::Expired(r, n) => format!("tick rooms: {} expired {}", ROOMS[*r].id, n.min(&2)),
+            },
+            Self::RoomChange(v) => format!("room change: {:?}", v.state),
+            Self::RoomView(v) => format!("room view: {:?}", v.state),
+            Self::Schedules(Ok(_)) => "schedules: listed".to_owned(),
+            Self::Schedules(Err(e)) => format!("schedules: {}", refused(e)),
+            Self::Seats(Ok(_)) => "seats: listed".to_owned(),
+            Self::Seats(Err(e)) => format!("seats: {}", refused(e)),
         }
     }
 }
@@ -542,6 +626,18 @@ pub struct Model {
     pub records: BTreeMap<(User, usize), Record>,
     /// The last keyed request (for [`Op::Retry`]).
     pub last_keyed: Option<Step>,
+    /// The rooms other than `main`, as [`ROOMS`].
+    pub rooms: Vec<RoomModel>,
+    /// How many token values the service took from its randomness (see
+    /// [`world::ModelRandom`]).
+    pub token_calls: u64,
+    /// Sights a rooms check took from the service's memory (by caller, see [`Step::TickRooms`])
+    /// and has not written to the lines yet.
+    pub draining: BTreeMap<usize, Vec<(RoomIx, usize)>>,
+    /// What the case's draws are seeded by (see [`world::ModelRandom`]).
+    pub draw_case: u64,
+    /// The seed every draw of this case takes (see [`world::ModelRandom::draw_seed`]).
+    pub draw_seed: u64,
 }
 
 impl Model {
@@ -549,6 +645,12 @@ impl Model {
     /// catalogue, and the starting balances charged at `t0`.
     #[must_use]
     pub fn new(t0: OffsetDateTime) -> Self {
+        Self::with_draw_case(t0, world::DRAW_CASE)
+    }
+
+    /// The world at set-up, with the draws of the case seeded by `draw_case`.
+    #[must_use]
+    pub fn with_draw_case(t0: OffsetDateTime, draw_case: u64) -> Self {
         let mut m = Self {
             t0,
             now: t0,
@@ -563,6 +665,11 @@ impl Model {
             payments: Vec::new(),
             records: BTreeMap::new(),
             last_keyed: None,
+            rooms: (0..ROOMS.len()).map(RoomModel::new).collect(),
+            token_calls: 0,
+            draining: BTreeMap::new(),
+            draw_case,
+            draw_seed: world::ModelRandom::draw_seed(draw_case),
         };
         for (user, charges) in STARTING_CHARGES.iter().enumerate() {
             for amount in *charges {

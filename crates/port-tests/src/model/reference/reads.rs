@@ -34,7 +34,18 @@ impl Model {
             (true, true) => POLL_MAX,
             (true, false) => (wait / 4).clamp(POLL_MIN, POLL_MAX),
         };
-        View { token: i, stored: t.clone(), status, position, wait, paused: s.paused, poll_after }
+        View {
+            token: i,
+            room: None,
+            seq: i64::try_from(i + 1).unwrap_or(i64::MAX),
+            draw_at: None,
+            stored: t.clone(),
+            status,
+            position,
+            wait,
+            paused: s.paused,
+            poll_after,
+        }
     }
 
     /// The waiting room for an operator now.
@@ -82,6 +93,48 @@ impl Model {
             idle: self.idle_users(),
             payers: (0..USERS).filter(|&u| self.holds_live(u)).collect(),
             waiting: self.waiting() > 0,
+            room_active: (0..ROOMS.len())
+                .flat_map(|r| (0..USERS).map(move |u| (r, u)))
+                .filter(|&(r, u)| {
+                    self.room_tokens_of(r, u)
+                        .next_back()
+                        .is_some_and(|i| self.rooms[r].tokens[i].t.live_active_at(self.now))
+                })
+                .collect(),
+            room_waiting: self.rooms.iter().any(|r| r.waiting() > 0),
+            prequeue: (0..ROOMS.len()).filter(|&r| self.room_state(r) == domain::room::RoomState::Prequeue).collect(),
+            prequeue_joiners: (0..ROOMS.len())
+                .filter(|&r| self.room_state(r) == domain::room::RoomState::Prequeue)
+                .flat_map(|r| (0..USERS).map(move |u| (r, u)))
+                .filter(|&(r, u)| {
+                    self.room_tokens_of(r, u)
+                        .all(|i| self.rooms[r].tokens[i].t.status_at(self.now) == TokenStatus::Expired)
+                })
+                .collect(),
+            opening_ahead: (0..ROOMS.len())
+                .flat_map(|r| [self.prequeue_opens_at(r), self.opens_at(r)])
+                .any(|t| t.is_some_and(|t| t > self.now)),
+        }
+    }
+
+    /// The token a target names, as stored.
+    ///
+    /// # Panics
+    /// For a target that names no token.
+    #[must_use]
+    pub fn tok(&self, t: TokenTarget) -> &Token {
+        match t {
+            TokenTarget::Token(i) => &self.tokens[i],
+            TokenTarget::Room(r, i) => &self.rooms[r].tokens[i].t,
+            TokenTarget::Unknown | TokenTarget::Malformed => unreachable!("{t:?} names no token"),
+        }
+    }
+
+    pub(super) fn tok_mut(&mut self, t: TokenTarget) -> &mut Token {
+        match t {
+            TokenTarget::Token(i) => &mut self.tokens[i],
+            TokenTarget::Room(r, i) => &mut self.rooms[r].tokens[i].t,
+            TokenTarget::Unknown | TokenTarget::Malformed => unreachable!("{t:?} names no token"),
         }
     }
 
@@ -98,8 +151,10 @@ impl Model {
     }
 
     pub(super) fn authorize(&self, t: TokenTarget) -> Result<User, AuthorizeError> {
-        let TokenTarget::Token(i) = t else { return Err(AuthorizeError::Invalid) };
-        let token = &self.tokens[i];
+        if matches!(t, TokenTarget::Unknown | TokenTarget::Malformed) {
+            return Err(AuthorizeError::Invalid);
+        }
+        let token = self.tok(t);
         match token.status_at(self.now) {
             TokenStatus::Active => Ok(token.user),
             TokenStatus::Waiting => Err(AuthorizeError::NotActive),

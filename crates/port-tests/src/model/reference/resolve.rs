@@ -13,6 +13,9 @@ impl Model {
             TokenRef::Previous(u) => self.tokens_of(u).rev().nth(1),
             TokenRef::Unknown => None,
             TokenRef::Malformed => return TokenTarget::Malformed,
+            TokenRef::InRoom(r, u) => {
+                return self.room_tokens_of(r, u).next_back().map_or(TokenTarget::Unknown, |i| TokenTarget::Room(r, i))
+            }
         };
         found.map_or(TokenTarget::Unknown, TokenTarget::Token)
     }
@@ -54,6 +57,26 @@ impl Model {
                 .min(),
             Boundary::KeyExpiry => self.records.values().map(|r| r.expires_at).filter(|e| *e > now).min(),
             Boundary::ScheduleStart => (0..SCHEDULES.len()).map(|i| self.starts_at(i)).filter(|s| *s > now).min(),
+            Boundary::RoomOpening => (0..ROOMS.len())
+                .flat_map(|r| [self.prequeue_opens_at(r), self.opens_at(r)])
+                .flatten()
+                .filter(|t| *t > now)
+                .min(),
+            Boundary::Abandonment => self
+                .rooms
+                .iter()
+                .filter_map(|room| room.abandon_after().map(|after| (room, after)))
+                .flat_map(|(room, after)| {
+                    room.tokens.iter().filter(|t| t.t.status == TokenStatus::Waiting).map(move |t| t.last_seen + after)
+                })
+                .filter(|t| *t > now)
+                .min(),
+            Boundary::RoomAdmission => self
+                .rooms
+                .iter()
+                .filter_map(|room| room.last_admission_at.map(|l| l + room.interval()))
+                .filter(|t| *t > now)
+                .min(),
         }
     }
 
@@ -69,7 +92,9 @@ impl Model {
                 let token = self.token_target(t);
                 let (schedule, seat) = match seat {
                     SeatRef::Seat(s) => (Target::Known(SEATS[s].schedule), Target::Known(s)),
-                    SeatRef::Mismatched(s) => (Target::Known(1 - SEATS[s].schedule), Target::Known(s)),
+                    SeatRef::Mismatched(s) => {
+                        (Target::Known(if SEATS[s].schedule == 0 { 1 } else { 0 }), Target::Known(s))
+                    }
                     SeatRef::UnknownSeat(sch) => (Target::Known(sch), Target::Unknown),
                     SeatRef::UnknownSchedule(s) => (Target::Unknown, Target::Known(s)),
                 };
@@ -103,6 +128,12 @@ impl Model {
             Op::QueueState => Step::QueueState,
             Op::Advance(ClockMove::By(d)) => Step::Advance(self.now + d),
             Op::Advance(ClockMove::To(b, offset)) => Step::Advance(landing(self.now, self.boundary(b), offset)),
+            Op::Join(r, u) => Step::Join(r, u),
+            Op::TickRooms => Step::TickRooms(0),
+            Op::RoomChange(r, p) => Step::RoomChange(r, p),
+            Op::RoomView(r) => Step::RoomView(r),
+            Op::Schedules(t, c) => Step::Schedules(self.token_target(t), c),
+            Op::Seats(t, i) => Step::Seats(self.token_target(t), i),
         }
     }
 }

@@ -7,18 +7,40 @@ impl Model {
     /// Runs a step on the model; returns what the service must answer.
     pub fn apply(&mut self, step: &Step) -> Expect {
         let mut answer = None;
+        let mut ticks: Vec<RoomTickExpect> = Vec::new();
         for phase in 0.. {
             let (decided, more) = self.phase(step, phase, false);
-            answer = decided.or(answer);
+            match decided {
+                Some(Expect::TickRoomsPart(part)) => match part {
+                    RoomTickPart::Drew(room, drew) => {
+                        ticks.push(RoomTickExpect { room, drew, admission: AdmissionOutcome::Busy, tokens_expired: 0 })
+                    }
+                    RoomTickPart::Admission(r, a) => ticks[r].admission = a,
+                    RoomTickPart::Expired(r, n) => ticks[r].tokens_expired = n,
+                },
+                decided => answer = decided.or(answer),
+            }
             if !more {
                 break;
             }
         }
+        if matches!(step, Step::TickRooms(_)) {
+            return Expect::TickRooms(ticks);
+        }
         answer.expect("every step decides its answer in one of its phases")
     }
 
+    /// Which room and which part of its check phase `phase` of a rooms check is (phase 0 takes
+    /// the sights noted since the last check from the service's memory, phase 1 writes them to
+    /// the lines): `(room, 0)` the draw, `(room, 1)` the admission, `(room, 2)` the expiry.
+    #[must_use]
+    pub fn tick_phase(phase: usize) -> Option<(RoomIx, usize)> {
+        let k = phase.checked_sub(2)?;
+        (k / 3 < ROOMS.len()).then_some((k / 3, k % 3))
+    }
+
     /// How many atomic phases a step may have (see [`Model::phase`]).
-    pub const MAX_PHASES: usize = 3;
+    pub const MAX_PHASES: usize = 2 + 3 * ROOMS.len();
 
     /// Runs one atomic phase of a step: its answer if this phase decides it, and whether more
     /// phases follow.
@@ -37,18 +59,20 @@ impl Model {
                 Err(e) => done(Expect::Reserve(Err(Refused::Auth(e)))),
                 Ok(_) => (None, true),
             },
-            (Step::Reserve { token: TokenTarget::Token(t), schedule, seat }, 1) => {
-                let u = self.tokens[t].user;
+            (Step::Reserve { token, schedule, seat }, 1) => {
+                let u = self.tok(token).user;
                 done(Expect::Reserve(
-                    self.reserve(u, schedule, seat).map(|r| (r, self.reservations[r].clone())).map_err(Refused::Op),
+                    self.reserve(u, token.room(), schedule, seat)
+                        .map(|r| (r, self.reservations[r].clone()))
+                        .map_err(Refused::Op),
                 ))
             }
             (Step::GetReservation(token, _), 0) => match self.authorize(token) {
                 Err(e) => done(Expect::GetReservation(Err(Refused::Auth(e)))),
                 Ok(_) => (None, true),
             },
-            (Step::GetReservation(TokenTarget::Token(t), target), 1) => {
-                let u = self.tokens[t].user;
+            (Step::GetReservation(token, target), 1) => {
+                let u = self.tok(token).user;
                 done(Expect::GetReservation(match target {
                     Target::Known(r) if self.reservations[r].user == u => {
                         let mut res = self.reservations[r].clone();
@@ -67,19 +91,56 @@ impl Model {
                     Ok(()) => (None, true),
                 }
             }
-            (Step::Pay { token: TokenTarget::Token(t), reservation, key }, 1) => {
+            (Step::Pay { token: t, reservation, key }, 1) => {
                 let answer = self.pay(t, reservation, key, !queue_apart);
                 let fresh = matches!(answer, Ok(Paid::Fresh { .. }));
                 (Some(Expect::Pay(answer)), queue_apart && fresh)
             }
-            (Step::Pay { token: TokenTarget::Token(t), .. }, 2) => {
-                let used = &mut self.tokens[t];
+            (Step::Pay { token: t, .. }, 2) => {
+                let paid_at = self.payments.iter().find(|p| p.token == t).map(|p| p.paid_at);
+                let used = self.tok_mut(t);
                 if used.status == TokenStatus::Active {
                     used.status = TokenStatus::Expired;
                     used.reason = Some(ExpiredReason::Paid);
-                    used.expires_at = self.payments.iter().find(|p| p.token == t).map(|p| p.paid_at);
+                    used.expires_at = paid_at;
                 }
                 (None, false)
+            }
+            (Step::Poll(TokenTarget::Room(r, i)), 0) => {
+                let view = self.room_view_of(r, i);
+                (Some(Expect::Poll(Ok(view))), true)
+            }
+            (Step::Poll(TokenTarget::Room(r, i)), 1) => {
+                self.seen(r, i);
+                (None, false)
+            }
+            (Step::Join(r, u), 0) => {
+                let answer = self.join(r, u);
+                let again = matches!(answer, Ok((_, false)));
+                (Some(Expect::Join(answer)), again)
+            }
+            (Step::Join(r, u), 1) => {
+                let live = self.room_tokens_of(r, u).next_back().expect("a re-join names a token");
+                self.seen(r, live);
+                (None, false)
+            }
+            (Step::TickRooms(caller), 0) => {
+                self.take_sights(caller);
+                (None, true)
+            }
+            (Step::TickRooms(caller), 1) => {
+                self.write_sights(caller);
+                (None, true)
+            }
+            (Step::TickRooms(_), p) => {
+                let (r, part) = Self::tick_phase(p).expect("a rooms check has a phase per room and part");
+                let more = p < 1 + 3 * ROOMS.len();
+                let part = match part {
+                    0 => RoomTickPart::Drew(r, self.tick_draw(r)),
+                    1 => RoomTickPart::Admission(r, self.tick_admission(r)),
+                    _ => RoomTickPart::Expired(r, self.expire_room_tokens(r)),
+                };
+                (Some(Expect::TickRoomsPart(part)), more)
             }
             (_, 0) => done(self.apply_atomic(step)),
             _ => unreachable!("phase {phase} of {step:?}"),
@@ -112,7 +173,15 @@ impl Model {
                 self.now = self.now.max(to);
                 Expect::Moved(self.now)
             }
-            Step::Reserve { .. } | Step::GetReservation(..) | Step::Pay { .. } => {
+            Step::RoomChange(r, p) => Expect::RoomChange(self.change_room(r, &p)),
+            Step::RoomView(r) => Expect::RoomView(self.room_view(r)),
+            Step::Schedules(t, c) => Expect::Schedules(self.schedules(t, c)),
+            Step::Seats(t, i) => Expect::Seats(self.seats(t, i)),
+            Step::Reserve { .. }
+            | Step::GetReservation(..)
+            | Step::Pay { .. }
+            | Step::Join(..)
+            | Step::TickRooms(_) => {
                 unreachable!("{step:?} runs in phases")
             }
         }
@@ -120,6 +189,7 @@ impl Model {
 
     pub(super) fn issue(&mut self, u: User) -> Expect {
         let now = self.now;
+        self.token_calls += 1;
         if let Some(live) = self.tokens_of(u).find(|&i| self.tokens[i].status_at(now) != TokenStatus::Expired) {
             return Expect::Issue { view: self.view(live), created: false };
         }
@@ -218,8 +288,19 @@ impl Model {
         count_n(rows.len())
     }
 
-    pub(super) fn reserve(&mut self, u: User, schedule: Target, seat: Target) -> Result<usize, ReserveError> {
+    pub(super) fn reserve(
+        &mut self,
+        u: User,
+        room: Option<RoomIx>,
+        schedule: Target,
+        seat: Target,
+    ) -> Result<usize, ReserveError> {
         let now = self.now;
+        if let Target::Known(sch) = schedule {
+            if let Some(room) = Self::gate(room, world::room_of_schedule(sch)) {
+                return Err(ReserveError::RoomMismatch { room });
+            }
+        }
         let (Target::Known(sch), Target::Known(s)) = (schedule, seat) else { return Err(ReserveError::NotFound) };
         if SEATS[s].schedule != sch || self.starts_at(sch) <= now {
             return Err(ReserveError::NotFound);
@@ -255,8 +336,10 @@ impl Model {
         reservation: Target,
         key: Option<usize>,
     ) -> Result<(), Result<Paid, PayError>> {
-        let TokenTarget::Token(t) = token else { return Err(Err(PayError::TokenInvalid)) };
-        let user = self.tokens[t].user;
+        if matches!(token, TokenTarget::Unknown | TokenTarget::Malformed) {
+            return Err(Err(PayError::TokenInvalid));
+        }
+        let user = self.tok(token).user;
         if let Some(record) = key.and_then(|k| self.record(user, k)) {
             return Err(if record.fp == Fp::Pay(reservation) {
                 Ok(Paid::Replayed(record.resp))
@@ -264,10 +347,20 @@ impl Model {
                 Err(PayError::Key(domain::error::KeyConflict::Reused))
             });
         }
-        match self.tokens[t].status_at(self.now) {
-            TokenStatus::Active => Ok(()),
-            TokenStatus::Waiting => Err(Err(PayError::TokenNotActive)),
-            TokenStatus::Expired => Err(Err(PayError::TokenExpired)),
+        match self.tok(token).status_at(self.now) {
+            TokenStatus::Active => {}
+            TokenStatus::Waiting => return Err(Err(PayError::TokenNotActive)),
+            TokenStatus::Expired => return Err(Err(PayError::TokenExpired)),
+        }
+        match reservation {
+            Target::Known(r) if self.reservations[r].user == user => {
+                let room = world::room_of_schedule(SEATS[self.reservations[r].seat].schedule);
+                match Self::gate(token.room(), room) {
+                    Some(room) => Err(Err(PayError::RoomMismatch { room })),
+                    None => Ok(()),
+                }
+            }
+            _ => Ok(()),
         }
     }
 
@@ -276,13 +369,13 @@ impl Model {
     /// unit when `use_up` (the store holds the queue).
     pub(super) fn pay(
         &mut self,
-        t: usize,
+        t: TokenTarget,
         reservation: Target,
         key: Option<usize>,
         use_up: bool,
     ) -> Result<Paid, PayError> {
         let now = self.now;
-        let user = self.tokens[t].user;
+        let user = self.tok(t).user;
         let fp = Fp::Pay(reservation);
         if let Some(record) = key.and_then(|k| self.record(user, k)) {
             return if record.fp == fp {
@@ -300,9 +393,7 @@ impl Model {
             ReservationStatus::Expired => return Err(PayError::HoldExpired),
             ReservationStatus::Held => {}
         }
-        if self.payments.iter().any(|p| p.token == t)
-            || (use_up && self.tokens[t].status_at(now) != TokenStatus::Active)
-        {
+        if self.payments.iter().any(|p| p.token == t) || (use_up && self.tok(t).status_at(now) != TokenStatus::Active) {
             return Err(PayError::TokenExpired);
         }
         let (balance, price) = (self.balances[user], self.reservations[r].price());
@@ -332,7 +423,7 @@ impl Model {
             reservation: Some(r),
         });
         if use_up {
-            let used = &mut self.tokens[t];
+            let used = self.tok_mut(t);
             used.status = TokenStatus::Expired;
             used.reason = Some(ExpiredReason::Paid);
             used.expires_at = Some(now);
