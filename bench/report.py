@@ -444,7 +444,11 @@ def room_targets(run: Run, stores, conns_list, by) -> list:
                             + (f"; **{check['wrong']} wrong**, e.g. {check.get('examples', [''])[0]}" if check.get("wrong") else "")
                             + (f"; the first polls of 100 other entrants right after the draw: p50 "
                                f"{fmt_ms(first.get('poll_p50_ms'))} ms, max {fmt_ms(first.get('poll_max_ms'))} ms"
-                               if (first := rec.get("first_polls") or {}).get("checked") else "")))
+                               if (first := rec.get("first_polls") or {}).get("checked") else "")
+                            + (f"; from 2 s before the opening to the draw shown ({cpu['wall_s']:.1f} s, "
+                               f"{2 * cpu['wall_s']:.0f} CPU-s on 2 cores) the CPU went to: this server "
+                               f"{cpu['server_s']:.1f} s, Redis {cpu['redis_s']:.1f} s, all processes "
+                               f"{cpu['machine_s']:.1f} s" if (cpu := rec.get("cpu") or {}).get("wall_s") else "")))
             r = run.find(store, "draw_poll", "endpoint")
             res = (r or {}).get("result") or {}
             statuses, errors = fmt_statuses(res, {200}) if res else ("**no result**", 1)

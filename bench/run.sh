@@ -746,6 +746,11 @@ ROOMS_CHECK_MILLIS=${SCHEDULER_CHECK_MILLIS:-1000}
 ADMIN_SECRET="bench-admin-$NONCE-$RANDOM$RANDOM"
 ROOMS_PY="$ROOT/bench/rooms.py"
 
+# CPU seconds a process has used so far (0 when it is gone).
+proc_cpu() {
+    awk -v tck="$(getconf CLK_TCK)" '{sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / tck}' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
 iso_at() { date -u -d "@$1" '+%Y-%m-%dT%H:%M:%S.%3NZ'; } # epoch seconds (with a fraction)
 now_us() { echo $((${EPOCHREALTIME/./})); }
 
@@ -804,6 +809,11 @@ draw_phase() {
     local wait_us=$((opens_us - 2000000 - $(now_us)))
     ((wait_us > 0)) && sleep "$((wait_us / 1000000)).$(printf '%06d' $((wait_us % 1000000)))"
     CONNS=$DRAW_CONNS
+    # Who used the CPU between the opening and the draw shown: this server, Redis, the rest.
+    local cpu0 rcpu0 busy0
+    cpu0=$(proc_cpu "$SERVER_PID")
+    rcpu0=$(proc_cpu "${REDIS_PID:-0}")
+    busy0=$(awk '/^cpu / {print $2 + $3 + $4 + $9; exit}' /proc/stat)
     c0=$(cpu_snap)
     t0=$EPOCHREALTIME
     LUA_PATH="$ROOT/bench/wrk/?.lua;;" WRK_THREADS=$(wrk_threads) BENCH_DATA_DIR="$DATA" \
@@ -812,6 +822,11 @@ draw_phase() {
     wpid=$!
     python3 "$ROOMS_PY" await-draw "$BASE_URL" "$ADMIN_SECRET" draw "$opens_us" "$wait_for" "$WORK/draw-$STORE.json" ||
         loud "no draw recorded $wait_for s after the opening"
+    local cpu1 rcpu1 busy1 drew_wall
+    cpu1=$(proc_cpu "$SERVER_PID")
+    rcpu1=$(proc_cpu "${REDIS_PID:-0}")
+    busy1=$(awk '/^cpu / {print $2 + $3 + $4 + $9; exit}' /proc/stat)
+    drew_wall=$(python3 -c 'import sys; print(round((int(sys.argv[1]) - int(sys.argv[2])) / 1e6 + 2, 2))' "$(now_us)" "$opens_us")
     sleep 1
     kill -INT "$wpid" 2>/dev/null || true
     wait "$wpid" 2>/dev/null || true
@@ -841,7 +856,8 @@ print(d.get("seed", 0), d.get("entrants", 0), v.get("admittedThrough", 0))' "$WO
         check=$(python3 "$ROOMS_PY" check-draw "$BASE_URL" draw "$entrants" "$seed" "$admitted" "$BIN" "$DRAW_SAMPLE") ||
             { loud "the draw's spot check failed to run"; check='{}'; }
     fi
-    python3 - "$WORK/draw-$STORE.json" "$STORE" "$opens_us" "$limit" "$DRAW_ENTRANTS" "$check" "$probe" "$admitted" >>"$RESULTS" <<'PY'
+    python3 - "$WORK/draw-$STORE.json" "$STORE" "$opens_us" "$limit" "$DRAW_ENTRANTS" "$check" "$probe" "$admitted" \
+        "{\"wall_s\":$drew_wall,\"server_s\":$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN {print b - a}'),\"redis_s\":$(awk -v a="$rcpu0" -v b="$rcpu1" 'BEGIN {print b - a}'),\"machine_s\":$(awk -v a="$busy0" -v b="$busy1" -v t="$(getconf CLK_TCK)" 'BEGIN {print (b - a) / t}')}" >>"$RESULTS" <<'PY'
 import json, sys
 sys.path.insert(0, sys.argv[0].rsplit("/", 1)[0])
 rec = json.load(open(sys.argv[1]))
@@ -863,7 +879,7 @@ print(json.dumps({"store": sys.argv[2], "phase": "draw", "kind": "draw", "loaded
                   "recorded": bool(d), "seen_s": (rec["seen_us"] - opens) / 1e6 if d else None,
                   "at_s": (us(d.get("at")) - opens) / 1e6 if d.get("at") else None,
                   "admitted": int(sys.argv[8]), "check": json.loads(sys.argv[6]),
-                  "first_polls": json.loads(sys.argv[7])}))
+                  "first_polls": json.loads(sys.argv[7]), "cpu": json.loads(sys.argv[9])}))
 PY
     python3 - "$RESULTS" <<'PY' >&2
 import json, sys
