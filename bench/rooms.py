@@ -12,6 +12,8 @@ Subcommands (PORT is a redis-server or the concert server, as named):
   load REDIS_PORT PREFIX ROOM:COUNT:AGO_SECS ...
         WAITING lines in Redis, issued AGO_SECS ago; the line's cursor as the first issue
         makes it (epoch, imax/iback) and nothing admitted
+  check-redis REDIS_PORT PREFIX ROOM...
+        bench/redisq.py's line invariants (--full) for each room's line in Redis
   seen-redis REDIS_PORT PREFIX ROOM COUNT EVERY
         marks tokens n % EVERY == 0 of ROOM seen now (`seen`, as note_seen does)
   data DIR SPEC...   the wrk data files: NAME=ROOM:FIRST:LAST:STEP[,ROOM:...] (interleaved)
@@ -82,6 +84,20 @@ def cmd_load(port: int, prefix: str, specs: list[str]) -> None:
         r.flush()
         r.call("SET", f"{ns}:issued", count)
         r.call("HSET", f"{ns}:cursor", "epoch", clock, "imax", issued, "iback", 0)
+
+
+def cmd_check_redis(port: int, prefix: str, rooms: list[str]) -> int:
+    """bench/redisq.py's line invariants (--full) for each room's line, a "room: check: n" line each."""
+    import contextlib
+    import io
+    from redisq import cmd_check
+    for room in rooms:
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            cmd_check(port, f"{prefix}:{room}", True, None)
+        for line in buf.getvalue().splitlines():
+            print(f"{room}: {line}")
+    return 0
 
 
 def cmd_seen_redis(port: int, prefix: str, room: str, count: int, every: int) -> None:
@@ -341,6 +357,8 @@ def main(argv: list[str]) -> int:
     if cmd == "load" and len(args) >= 3:
         cmd_load(int(args[0]), args[1], args[2:])
         return 0
+    if cmd == "check-redis" and len(args) >= 3:
+        return cmd_check_redis(int(args[0]), args[1], args[2:])
     if cmd == "seen-redis" and len(args) == 5:
         cmd_seen_redis(int(args[0]), args[1], args[2], int(args[3]), int(args[4]))
         return 0

@@ -432,6 +432,9 @@ check_invariants() { # phase [full]
         psql_db -At -c "SELECT token FROM payments WHERE token IS NOT NULL" >"$WORK/paid.txt"
         out+=$'\n'$(python3 "$ROOT/bench/redisq.py" check "$REDIS_PORT" "$REDIS_PREFIX" --paid "$WORK/paid.txt" \
             ${full:+--full} 2>&1) || ok=false
+        if ((${#ROOM_LINES[@]} > 0)); then
+            out+=$'\n'$(python3 "$ROOMS_PY" check-redis "$REDIS_PORT" "$REDIS_PREFIX" "${ROOM_LINES[@]}" 2>&1) || ok=false
+        fi
     fi
     if grep -qv ': 0$' <<<"$out"; then ok=false; fi
     detail=$(tr '\n' ';' <<<"$out" | sed 's/"/'"'"'/g')
@@ -745,6 +748,8 @@ DRAW_LEAD_SECS=${BENCH_DRAW_LEAD_SECS:-6}
 ROOMS_CHECK_MILLIS=${SCHEDULER_CHECK_MILLIS:-1000}
 ADMIN_SECRET="bench-admin-$NONCE-$RANDOM$RANDOM"
 ROOMS_PY="$ROOT/bench/rooms.py"
+# The rooms' lines of this round, checked with the main line's invariants on Redis.
+ROOM_LINES=()
 
 # CPU seconds a process has used so far (0 when it is gone).
 proc_cpu() {
@@ -975,6 +980,9 @@ rooms_phases() {
     wanted abandon && lines+=("ab-on:$ABANDON_LINE:0" "ab-off:$ABANDON_LINE:0")
     wanted draw && lines+=("draw:$DRAW_ENTRANTS:600")
     [[ $STORE == redis ]] && REDIS_PREFIX="bench"
+    local spec
+    ROOM_LINES=()
+    for spec in "${lines[@]}"; do ROOM_LINES+=("${spec%%:*}"); done
     log "loading the rooms' lines (${#lines[@]} lines)"
     load_room_lines "${lines[@]}"
     settle >/dev/null
@@ -1000,6 +1008,7 @@ rooms_phases() {
     rooms_window
     ensure_server_alive "the end of the $STORE rooms phases"
     check_invariants rooms
+    ROOM_LINES=()
     stop_server
 }
 
