@@ -849,14 +849,12 @@ print(d.get("seed", 0), d.get("entrants", 0), v.get("admittedThrough", 0))' "$WO
         # The opening's admission runs in the same pass, just after the draw is recorded.
         admitted=$(python3 "$ROOMS_PY" view "$BASE_URL" "$ADMIN_SECRET" draw |
             python3 -c 'import json,sys; print(json.load(sys.stdin)["admittedThrough"])')
-        # First polls of entrants not polled before, right after the draw: on PostgreSQL the
-        # statement's plan may predate the draw's million rows (queue_draw_positions had none
-        # when last analysed) until autovacuum analyses it; then the bench analyses it itself,
-        # so that the rest of the run does not wait for autovacuum.
+        # First polls of entrants not polled before, right after the draw (on PostgreSQL the
+        # draw analyses queue_draw_positions in its own transaction, so these polls show
+        # whether the reads' plans know the draw's million rows).
         probe=$(python3 "$ROOMS_PY" check-draw "$BASE_URL" draw "$entrants" "$((seed + 1))" "$admitted" "$BIN" 100 --order "$seed") ||
             probe='{}'
         log "phase draw: 100 first polls after the draw: $probe"
-        [[ $STORE == postgres ]] && psql_db -c "ANALYZE queue_draw_positions"
         log "phase draw: checking $DRAW_SAMPLE positions against concert draw-order"
         check=$(python3 "$ROOMS_PY" check-draw "$BASE_URL" draw "$entrants" "$seed" "$admitted" "$BIN" "$DRAW_SAMPLE") ||
             { loud "the draw's spot check failed to run"; check='{}'; }
