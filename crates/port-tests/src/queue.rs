@@ -20,10 +20,6 @@ use crate::concurrency::race;
 use crate::fixture::{Admission, Fixture};
 use crate::Harness;
 
-fn admitted(outcome: AdmissionOutcome) -> u64 {
-    outcome.admitted()
-}
-
 /// A user gets one place in line: issuing again returns the live token (WAITING, then
 /// ACTIVE) with `created: false`.
 pub fn issue_gives_one_token_per_user_and_returns_the_live_one<H: Harness>() {
@@ -471,7 +467,7 @@ pub fn concurrent_admissions_admit_at_most_one_batch<H: Harness>() {
     let tokens: Vec<_> = (0..20).map(|_| fx.issue(fx.user())).collect();
     let w = &fx.world;
     let results = race(THREADS, |_| w.app.admit().unwrap());
-    assert_eq!(results.iter().map(|r| admitted(*r)).sum::<u64>(), 5);
+    assert_eq!(results.iter().map(AdmissionOutcome::admitted).sum::<u64>(), 5);
     assert!(!results.contains(&AdmissionOutcome::Paused));
     assert_eq!(fx.ports.queue.cursor().unwrap().admitted_through, 5);
     let active: Vec<bool> = tokens.iter().map(|t| fx.token(t).status == TokenStatus::Active).collect();

@@ -136,13 +136,6 @@ impl World {
     }
 }
 
-fn admitted(report: &TickReport) -> u64 {
-    match report.admission {
-        AdmissionOutcome::Admitted(n) => n,
-        _ => 0,
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn admits_n_oldest_first_once_per_interval_on_the_stores_clock() {
     let w = world(admission(3, None));
@@ -273,7 +266,7 @@ async fn a_failing_store_skips_nothing_for_good_and_every_tick_is_measured() {
     assert_eq!(w.active(&tokens), 0, "the failed ticks admitted nobody");
     assert_eq!(run.tick().await.admission, AdmissionOutcome::Admitted(3), "the first tick after recovery");
     w.clock.advance(Duration::seconds(60));
-    assert_eq!(admitted(&run.tick().await), 3);
+    assert_eq!(run.tick().await.admission.admitted(), 3);
     assert_eq!(w.active(&tokens), 6);
 
     let text = metrics.render();
