@@ -9,7 +9,7 @@
 //! through this instance drops it, so this instance sees its own change at once.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockWriteGuard};
+use std::sync::{Arc, PoisonError, RwLock, RwLockWriteGuard};
 use std::time::Duration;
 
 use domain::audit::OperatorNote;
@@ -85,7 +85,7 @@ pub struct CachedLines {
     inner: Arc<dyn QueueLines>,
     ticker: Arc<dyn Ticker>,
     settings: PollCacheSettings,
-    lines: Mutex<HashMap<RoomId, Arc<CachedQueue>>>,
+    lines: RwLock<HashMap<RoomId, Arc<CachedQueue>>>,
 }
 
 impl std::fmt::Debug for CachedLines {
@@ -98,18 +98,21 @@ impl CachedLines {
     /// Wraps `inner`; each room's cache has `settings`.
     #[must_use]
     pub fn new(inner: Arc<dyn QueueLines>, ticker: Arc<dyn Ticker>, settings: PollCacheSettings) -> Self {
-        Self { inner, ticker, settings, lines: Mutex::default() }
+        Self { inner, ticker, settings, lines: RwLock::default() }
     }
 }
 
 impl QueueLines for CachedLines {
     fn line(&self, room: &RoomId) -> Arc<dyn QueueStore> {
-        let mut lines = self.lines.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(line) = lines.get(room) {
+        // Every poll of a room's token passes here: a shared lock, a write lock only for a
+        // room's first use.
+        if let Some(line) = self.lines.read().unwrap_or_else(PoisonError::into_inner).get(room) {
             return line.clone();
         }
-        let line = Arc::new(CachedQueue::new(self.inner.line(room), self.ticker.clone(), self.settings));
-        lines.insert(room.clone(), line.clone());
-        line
+        let mut lines = self.lines.write().unwrap_or_else(PoisonError::into_inner);
+        lines
+            .entry(room.clone())
+            .or_insert_with(|| Arc::new(CachedQueue::new(self.inner.line(room), self.ticker.clone(), self.settings)))
+            .clone()
     }
 }

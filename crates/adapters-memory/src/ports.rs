@@ -62,7 +62,7 @@ impl QueueLines for MemoryLines {
 impl MemoryPorts {
     /// A value of another line is no token of this one.
     fn ours(&self, value: &TokenValue) -> bool {
-        value.room() == self.room
+        value.is_in(&self.room)
     }
 }
 

@@ -53,7 +53,7 @@ impl Line {
 
     /// Whether `value` is a token of this line (the value names its room).
     pub(crate) fn holds(&self, value: &TokenValue) -> bool {
-        value.room() == self.room
+        value.is_in(&self.room)
     }
 }
 

@@ -267,7 +267,7 @@ impl RedisQueue {
 
     /// Whether `value` is a token of this line (a value names its room).
     fn ours(&self, value: &TokenValue) -> bool {
-        value.room() == self.room
+        value.is_in(&self.room)
     }
 
     /// The clock admission goes by.

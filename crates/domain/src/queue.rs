@@ -72,6 +72,19 @@ impl TokenValue {
         Self(format!("{}.{secret}", room.as_str()))
     }
 
+    /// The id of the room this token waits in as the value spells it (`main` for a bare
+    /// value), without parsing or allocating: the poll path asks this of every token.
+    #[must_use]
+    pub fn room_name(&self) -> &str {
+        self.0.split_once('.').map_or(RoomId::MAIN, |(room, _)| room)
+    }
+
+    /// Whether this token waits in `room`.
+    #[must_use]
+    pub fn is_in(&self, room: &RoomId) -> bool {
+        self.room_name() == room.as_str()
+    }
+
     /// The room this token waits in (the value names it; see [`TokenValue::in_room`]).
     #[must_use]
     pub fn room(&self) -> RoomId {

@@ -227,7 +227,7 @@ impl Ticketing {
     #[instrument(skip_all)]
     pub fn read_token(&self, bearer: &str) -> Result<TokenView, ReadTokenError> {
         let value = TokenValue::parse(bearer).map_err(|_| ReadTokenError::Invalid)?;
-        if !value.room().is_main() {
+        if value.room_name() != RoomId::MAIN {
             return self.read_room_token(&value);
         }
         let settings = self.ports.settings.load()?;
@@ -243,7 +243,7 @@ impl Ticketing {
         let Ok(value) = TokenValue::parse(bearer) else {
             return Some(Err(ReadTokenError::Invalid));
         };
-        if !value.room().is_main() {
+        if value.room_name() != RoomId::MAIN {
             return self.read_room_token_in_memory(&value);
         }
         let (token, cursor) = self.ports.queue.find_in_memory(&value)?;

@@ -157,7 +157,7 @@ impl Ticketing {
     /// Step 2 for a token of a room other than `main`, from memory only.
     pub(super) fn read_room_token_in_memory(&self, value: &TokenValue) -> Option<Result<TokenView, ReadTokenError>> {
         let rooms = self.ports.rooms.rooms_in_memory()?;
-        let room = rooms.iter().find(|r| r.id == value.room())?;
+        let room = rooms.iter().find(|r| value.is_in(&r.id))?;
         let (token, cursor) = self.line(&room.id).find_in_memory(value)?;
         self.seen(room, &token);
         Some(Ok(TokenView::in_room(token, &cursor, room, self.now())))
@@ -166,21 +166,22 @@ impl Ticketing {
     /// Notes a sight of a WAITING token of a room that drops absent places.
     fn seen(&self, room: &Room, token: &crate::queue::QueueToken) {
         if room.abandon_after.is_some() && token.status == TokenStatus::Waiting {
-            self.sightings.note(&room.id, &token.value);
+            self.sightings.note(&room.id, &token.value, self.now());
         }
     }
 
-    /// Hands the sights noted since the last call to each room's line, one write per room. A
-    /// batch the store refuses is kept for the next call.
+    /// Hands the sights noted since the last call to each room's line, one write per room (and
+    /// bucket), each as seen at the start of its presence bucket (`presence::BUCKET`; a token
+    /// already handed over in the current bucket is not sent again). A batch the store refuses
+    /// is kept for the next call.
     ///
     /// # Errors
     /// The first [`StoreError`] met (every room is tried).
     pub fn flush_presence(&self) -> Result<(), StoreError> {
-        let now = self.now();
         let mut first = Ok(());
-        for (room, values) in self.sightings.drain() {
-            if let Err(e) = self.line(&room).note_seen(&values, now) {
-                self.sightings.restore(room, values);
+        for (room, at, values) in self.sightings.drain() {
+            if let Err(e) = self.line(&room).note_seen(&values, at) {
+                self.sightings.restore((room, at, values));
                 if first.is_ok() {
                     first = Err(e);
                 }

@@ -633,7 +633,7 @@ pub struct Model {
     pub token_calls: u64,
     /// Sights a rooms check took from the service's memory (by caller, see [`Step::TickRooms`])
     /// and has not written to the lines yet.
-    pub draining: BTreeMap<usize, Vec<(RoomIx, usize)>>,
+    pub draining: BTreeMap<usize, Vec<(RoomIx, usize, OffsetDateTime)>>,
     /// What the case's draws are seeded by (see [`world::ModelRandom`]).
     pub draw_case: u64,
     /// The seed every draw of this case takes (see [`world::ModelRandom::draw_seed`]).

@@ -4,8 +4,6 @@
 //! the next check hands the sights to the line), absent tokens skipped at their turn, and the
 //! gate a token's room puts on concerts.
 
-use std::collections::BTreeSet;
-
 use domain::error::{IssueTokenError, ListSchedulesError, ListSeatsError};
 use domain::room::{drawn_positions, RoomId, RoomState};
 
@@ -46,9 +44,9 @@ pub struct RoomModel {
     pub draw: Option<(OffsetDateTime, u64)>,
     /// Tokens skipped as absent, ever.
     pub abandoned: u64,
-    /// Tokens seen (polled, re-joined) since the last check: the service keeps them in memory
-    /// and hands them to the line at the next check.
-    pub pending: BTreeSet<usize>,
+    /// Tokens seen (polled, re-joined) since the last check, with the latest sight: the
+    /// service keeps them in memory and hands them to the line at the next check.
+    pub pending: BTreeMap<usize, OffsetDateTime>,
     /// Every admission that admitted anybody, with the N in force.
     pub admissions: Vec<Admission>,
 }
@@ -67,7 +65,7 @@ impl RoomModel {
             last_admission_at: None,
             draw: None,
             abandoned: 0,
-            pending: BTreeSet::new(),
+            pending: BTreeMap::new(),
             admissions: Vec::new(),
         }
     }
@@ -336,7 +334,7 @@ impl Model {
     pub(super) fn seen(&mut self, r: RoomIx, i: usize) {
         let room = &mut self.rooms[r];
         if room.abandon_after().is_some() && room.tokens[i].t.status == TokenStatus::Waiting {
-            room.pending.insert(i);
+            room.pending.insert(i, self.now);
         }
     }
 
@@ -387,22 +385,23 @@ impl Model {
     /// The first part of a rooms check by `caller`: it takes every sight noted since the last
     /// check from the service's memory (a racing check then finds none).
     pub(super) fn take_sights(&mut self, caller: usize) {
-        let taken: Vec<(RoomIx, usize)> = self
+        let taken: Vec<(RoomIx, usize, OffsetDateTime)> = self
             .rooms
             .iter_mut()
-            .flat_map(|room| std::mem::take(&mut room.pending).into_iter().map(move |i| (room.room, i)))
+            .flat_map(|room| std::mem::take(&mut room.pending).into_iter().map(move |(i, at)| (room.room, i, at)))
             .collect();
         self.draining.entry(caller).or_default().extend(taken);
     }
 
     /// The second part: `caller` writes the sights it took to the lines (tokens no longer
-    /// WAITING ignore them).
+    /// WAITING ignore them), each as seen at the start of its presence bucket (a token handed
+    /// over twice in one bucket gets the same sight twice, so the service's "once per bucket"
+    /// shows nowhere).
     pub(super) fn write_sights(&mut self, caller: usize) {
-        let now = self.now;
-        for (r, i) in self.draining.remove(&caller).unwrap_or_default() {
+        for (r, i, at) in self.draining.remove(&caller).unwrap_or_default() {
             let t = &mut self.rooms[r].tokens[i];
             if t.t.status == TokenStatus::Waiting {
-                t.last_seen = t.last_seen.max(now);
+                t.last_seen = t.last_seen.max(domain::presence::bucket_start(at));
             }
         }
     }
