@@ -137,9 +137,15 @@ def cmd_waiting(port: int, prefix: str, lo: int, hi: int) -> None:
 
 
 # Walks the waiting list in one script: every value is a WAITING token, in strictly
-# increasing seq, above the cursor (the order the adapter's issue and admit scripts keep).
+# increasing seq, above the cursor (the order the adapter's issue and admit scripts keep). A
+# token's seq is the one the adapter shows: once a draw is recorded (the cursor's draw_at), the
+# stored (arrival) seq s mapped through the draw's position table {ns}:drawn (4 bytes
+# big-endian at byte 4*(s-1), 0 or past the end: unchanged; drawn_seq in the adapter's
+# prelude.lua). The table is read once (4 MB for a million), not a GETRANGE per token.
 WALK = """
-local admitted = tonumber(redis.call('HGET', KEYS[2], 'admitted') or '0')
+local c = redis.call('HMGET', KEYS[2], 'admitted', 'draw_at')
+local admitted = tonumber(c[1] or '0')
+local drawn = c[2] and (redis.call('GET', KEYS[3]) or '') or ''
 local len = redis.call('LLEN', KEYS[1])
 local bad, prev, i = 0, admitted, 0
 while i < len do
@@ -147,6 +153,10 @@ while i < len do
   for _, v in ipairs(values) do
     local t = redis.call('HMGET', ARGV[1] .. v, 'status', 'seq')
     local seq = tonumber(t[2] or '-1')
+    if seq >= 1 and 4 * seq <= #drawn then
+      local n = struct.unpack('>I4', drawn, 4 * (seq - 1) + 1)
+      if n > 0 then seq = n end
+    end
     if t[1] ~= 'WAITING' or seq <= prev then bad = bad + 1 end
     prev = seq
   end
@@ -164,7 +174,8 @@ def cmd_check(port: int, prefix: str, full: bool, paid: str | None) -> int:
     rows = [("line length not issued minus admitted", abs(issued - admitted - waiting))]
     if full:
         rows.append(("waiting entries not WAITING in seq order above the cursor",
-                     int(r.call("EVAL", WALK, 2, f"{ns}:waiting", f"{ns}:cursor", f"{ns}:t:"))))
+                     int(r.call("EVAL", WALK, 3, f"{ns}:waiting", f"{ns}:cursor", f"{ns}:drawn",
+                                            f"{ns}:t:"))))
     if paid:
         with open(paid, encoding="ascii") as fh:
             values = [line.strip() for line in fh if line.strip()]

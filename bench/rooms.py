@@ -6,7 +6,9 @@ Room lines are written straight into the store, like the main line (bench/sql/ro
 PostgreSQL, `load` below for Redis, the layout of crates/adapters-redis: its lib.rs "Layout"):
 token n of room R has the value rtok(R, n) = R "." md5(R "t" n) md5(R "u" n) (random-looking
 hex, so a draw that sorts values byte-wise sorts them like real ones), the user uid(5000000 + n),
-and the line's seq n (1.. in each room's own line).
+and the line's seq n (1.. in each room's own line, in list order: a draw derives each claimed
+token's seq from its place in the list, checking the first and the last). A loaded line is not
+drawn yet, so it has no position table ({ns}:drawn); the draw writes it and keeps these seqs.
 
 Subcommands (PORT is a redis-server or the concert server, as named):
   load REDIS_PORT PREFIX ROOM:COUNT:AGO_SECS ...

@@ -1,24 +1,35 @@
 //! The draw of a line's pre-queue ([`QueueStore::draw`]) in steps, so that Redis keeps
-//! answering while a million tokens are renumbered:
+//! answering while a million tokens are reordered:
 //!
 //! 1. `draw_claim.lua` records the intent (time, opening, seed, how many WAITING tokens it
-//!    renumbers) under a lease of [`DrawTuning::lease`] owned by this call, or answers the
-//!    recorded draw, `NotDue`, or that another owner holds it.
+//!    reorders, and `base`, the stored `seq` of the first) under a lease of
+//!    [`DrawTuning::lease`] owned by this call, or answers the recorded draw, `NotDue`, or that
+//!    another owner holds it. The claimed tokens' stored `seq`s are `base..base + length` in
+//!    list order (issue pushes each with the next `seq`, admission pops from the head; the
+//!    claim checks the first and the last), so the owner reads none.
 //! 2. The owner reads the claimed head of the WAITING list with each token's issue time
 //!    (`draw_read.lua`, [`DrawTuning::chunk`] at a time), splits it into entrants (issued
 //!    before the opening) and the rest, and orders it: entrant `i` (in the order of their
 //!    values, byte-wise) at `room::drawn_positions(seed, P)[i]`, the rest behind in their
 //!    `seq` order. The domain's own function draws; no Lua restates it.
-//! 3. `draw_chunk.lua` writes that order, a chunk per script: each token's new `seq`, and the
-//!    staging list in the new order. Idempotent and owner-checked, renewing the lease.
-//! 4. `draw_finish.lua` appends the tokens issued since the claim, renames the staging list
-//!    over the WAITING list and records the draw, atomically.
+//! 3. `draw_chunk.lua` writes that order, a chunk per script: the staging list in the new order
+//!    and the chunk's slice of the position table (`{ns}:drawn`: 4 bytes big-endian per stored
+//!    `seq` `s`, at byte `4 * (s - 1)`, the token's drawn `seq`), one `SETRANGE`. Idempotent
+//!    and owner-checked, renewing the lease. No token's hash is written: a million `HSET`s
+//!    were most of a draw's time. As PostgreSQL keeps the drawn order in
+//!    `queue_draw_positions`, every read of a token's `seq` maps it through the table
+//!    (`drawn_seq` in `prelude.lua`: `issue`, `find`, `find_with_cursor`) once the draw is
+//!    recorded; admission pops the WAITING list and reads no `seq`.
+//! 4. `draw_finish.lua` checks the table is whole (its length), appends the tokens issued since
+//!    the claim (their `seq`s follow the table's end: they keep them), renames the staging
+//!    list over the WAITING list and records the draw, atomically.
 //!
 //! Another caller meanwhile waits for the record (polling the claim); if the owner's lease runs
 //! out (it died) the next claim takes the same draw over and finishes it from where the
-//! staging list got. While a draw runs, admission of the line answers `Busy`, and a token's
-//! `seq` may already be its new one while the cursor has no draw yet: the domain shows no
-//! position until the draw is recorded.
+//! staging list got (the table's slices go with the staging list's, and the seed's order is
+//! the same for every owner). While a draw runs, admission of the line answers `Busy`, and a
+//! token shows its stored `seq`: the table is in force only once the draw is recorded, and the
+//! domain shows no position until then.
 //!
 //! [`QueueStore::draw`]: domain::ports::QueueStore::draw
 
@@ -71,6 +82,8 @@ struct Owned {
     staged: usize,
     /// How far issue times went back in line order (`iback`); `None` when unknown.
     back: Option<i64>,
+    /// The stored `seq` of the first claimed token (the others follow, one apart).
+    base: u64,
 }
 
 /// What `draw_claim.lua` answered.
@@ -140,11 +153,13 @@ impl RedisQueue {
                 .key(&k.cursor)
                 .key(&k.waiting)
                 .key(&k.staging)
+                .key(&k.drawn)
                 .arg(&now)
                 .arg(codec::to_micros(opens_at))
                 .arg(seed.to_string())
                 .arg(owner)
                 .arg(crate::micros_std(self.draw.lease))
+                .arg(&k.token_prefix)
                 .invoke(c)
         })?;
         Ok(match reply_word(&reply) {
@@ -158,6 +173,7 @@ impl RedisQueue {
                 length: number(&reply, 4, "length")?,
                 staged: number(&reply, 5, "staged")?,
                 back: reply.get(6).and_then(Option::as_deref).and_then(|s| s.parse().ok()),
+                base: number(&reply, 7, "base")?,
             }),
             _ => return Err(codec::corrupt("draw claim reply")),
         })
@@ -165,12 +181,12 @@ impl RedisQueue {
 
     /// Steps 2 to 4 as the owner. `None` when another caller owns the draw now.
     fn draw_as_owner(&self, owner: &str, claim: &Owned) -> Result<Option<DrawOutcome>, StoreError> {
-        let &Owned { seed, length, staged, .. } = claim;
+        let &Owned { seed, length, staged, base, .. } = claim;
         let started = Instant::now();
         let Some(slices) = self.read_claimed(owner, claim)? else { return Ok(None) };
-        let (entrants, order) = drawn_order(&slices, seed)?;
+        let Drawn { entrants, order, table } = drawn_order(&slices, seed)?;
         let ordered = started.elapsed();
-        if order.len() != length {
+        if order.len() != length || table.len() != 4 * length {
             return Err(codec::corrupt("the WAITING list is shorter than the draw's claim"));
         }
         let k = &self.keys;
@@ -189,17 +205,19 @@ impl RedisQueue {
             }
             let end = (first + chunk).min(length);
             let values = order.get(first..end).ok_or_else(|| codec::corrupt("draw order"))?;
+            let slice = table.get(4 * first..4 * end).ok_or_else(|| codec::corrupt("draw table"))?;
             let now = self.now_arg();
             let reply: Vec<Option<String>> = self.once(&|c| {
                 self.scripts
                     .draw_chunk
                     .key(&k.cursor)
                     .key(&k.staging)
+                    .key(&k.drawn)
                     .arg(&now)
                     .arg(owner)
                     .arg(lease)
-                    .arg(&k.token_prefix)
                     .arg(first + 1)
+                    .arg(slice)
                     .arg(values)
                     .invoke(c)
             })?;
@@ -217,13 +235,22 @@ impl RedisQueue {
         tracing::debug!(
             namespace = %k.namespace,
             length,
+            base,
             entrants,
             ordered_ms = ordered.as_millis(),
             written_ms = started.elapsed().as_millis(),
             "draw written; finishing"
         );
         let reply: Vec<Option<String>> = self.once(&|c| {
-            self.scripts.draw_finish.key(&k.cursor).key(&k.waiting).key(&k.staging).arg(owner).arg(entrants).invoke(c)
+            self.scripts
+                .draw_finish
+                .key(&k.cursor)
+                .key(&k.waiting)
+                .key(&k.staging)
+                .key(&k.drawn)
+                .arg(owner)
+                .arg(entrants)
+                .invoke(c)
         })?;
         Ok(match reply_word(&reply) {
             "fresh" => Some(DrawOutcome::Drawn { record: record(&reply)?, fresh: true }),
@@ -291,11 +318,12 @@ impl RedisQueue {
                 .draw_chunk
                 .key(&k.cursor)
                 .key(&k.staging)
+                .key(&k.drawn)
                 .arg(&now)
                 .arg(owner)
                 .arg(lease)
-                .arg(&k.token_prefix)
                 .arg(1)
+                .arg(&[] as &[u8])
                 .invoke(c)
         })?;
         Ok(reply_word(&reply) == "ok")
@@ -347,35 +375,58 @@ impl RedisQueue {
     }
 }
 
-/// Step 2: the claimed tokens in their drawn order (entrant `i` in the order of values at
-/// `drawn_positions(seed, P)[i]`, the others behind in their `seq` order), and `P`.
-fn drawn_order(slices: &[(String, String)], seed: u64) -> Result<(usize, Vec<&str>), StoreError> {
+/// Step 2's result: the claimed tokens in their drawn order, and the position table's bytes
+/// for them.
+struct Drawn<'a> {
+    /// `P`, how many of them are entrants.
+    entrants: usize,
+    /// Their values, entrant `i` in the order of values at `drawn_positions(seed, P)[i]`, the
+    /// others behind in their `seq` order.
+    order: Vec<&'a str>,
+    /// 4 bytes big-endian per claimed token in list order (stored `seq` `base + i` at `4 * i`):
+    /// its drawn `seq`, its 1-based place in `order`.
+    table: Vec<u8>,
+}
+
+/// Step 2: the claimed tokens (slices of the WAITING list as read) drawn.
+fn drawn_order(slices: &[(String, String)], seed: u64) -> Result<Drawn<'_>, StoreError> {
+    // (value, index in the list): the index is the token's stored `seq` less `base`.
     let (mut entrants, mut later) = (Vec::new(), Vec::new());
+    let mut index = 0_usize;
     for (values, flags) in slices {
         let mut values = values.split(' ');
         for flag in flags.bytes() {
             let value = values.next().ok_or_else(|| codec::corrupt("a draw slice without its values"))?;
             if flag == b'1' {
-                entrants.push(value);
+                entrants.push((value, index));
             } else {
-                later.push(value);
+                later.push((value, index));
             }
+            index += 1;
         }
     }
     // The entrants in the order of their values, byte-wise (`QueueStore::draw`): an order the
     // draw does not change, so the stored line can be checked against the record later.
-    entrants.sort_unstable();
+    entrants.sort_unstable_by_key(|&(value, _)| value);
     let count = entrants.len();
     let positions = drawn_positions(seed, u64::try_from(count).unwrap_or(u64::MAX));
-    let mut order = vec![""; count];
-    for (value, position) in entrants.into_iter().zip(positions) {
+    let mut order = vec![("", 0); count];
+    for (entrant, position) in entrants.into_iter().zip(positions) {
         let slot = usize::try_from(position)
             .ok()
             .and_then(|p| p.checked_sub(1))
             .and_then(|i| order.get_mut(i))
             .ok_or_else(|| codec::corrupt("a drawn position out of range"))?;
-        *slot = value;
+        *slot = entrant;
     }
     order.extend(later);
-    Ok((count, order))
+    let mut table = vec![0_u8; 4 * index];
+    for (place, &(_, i)) in order.iter().enumerate() {
+        let drawn = u32::try_from(place + 1).map_err(|_| codec::corrupt("a line too long for the position table"))?;
+        table
+            .get_mut(4 * i..4 * i + 4)
+            .ok_or_else(|| codec::corrupt("a token index out of range"))?
+            .copy_from_slice(&drawn.to_be_bytes());
+    }
+    Ok(Drawn { entrants: count, order: order.into_iter().map(|(value, _)| value).collect(), table })
 }

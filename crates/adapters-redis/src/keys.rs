@@ -21,6 +21,10 @@ pub(crate) struct Keys {
     pub(crate) active: String,
     /// The WAITING list in its drawn order, while a draw builds it (a list).
     pub(crate) staging: String,
+    /// The draw's position table (a string): 4 bytes big-endian per arrival `seq` `s`, at byte
+    /// `4 * (s - 1)`, the token's drawn `seq` (0 or absent: unchanged). In force once the draw
+    /// is recorded (`draw_at`); `drawn_seq` in `prelude.lua` reads it.
+    pub(crate) drawn: String,
     /// Prefix of a token's hash: `{prefix}:t:<value>`.
     pub(crate) token_prefix: String,
     /// Prefix of a user's pointer to their latest token: `{prefix}:u:<uuid>`.
@@ -37,6 +41,7 @@ impl Keys {
             waiting: format!("{ns}:waiting"),
             active: format!("{ns}:active"),
             staging: format!("{ns}:staging"),
+            drawn: format!("{ns}:drawn"),
             token_prefix: format!("{ns}:t:"),
             user_prefix: format!("{ns}:u:"),
             namespace: ns,
@@ -56,8 +61,17 @@ impl Keys {
 mod tests {
     use super::*;
 
-    fn all(keys: &Keys) -> [&String; 7] {
-        [&keys.issued, &keys.cursor, &keys.waiting, &keys.active, &keys.staging, &keys.token_prefix, &keys.user_prefix]
+    fn all(keys: &Keys) -> [&String; 8] {
+        [
+            &keys.issued,
+            &keys.cursor,
+            &keys.waiting,
+            &keys.active,
+            &keys.staging,
+            &keys.drawn,
+            &keys.token_prefix,
+            &keys.user_prefix,
+        ]
     }
 
     #[test]

@@ -30,12 +30,20 @@
 //! | key | type | holds |
 //! | --- | --- | --- |
 //! | `{p}:issued` | string (counter) | the `seq` of the last token issued (`issued_through`) |
-//! | `{p}:cursor` | hash | `admitted` (`admitted_through`), `last` (`last_admission_at`, µs; absent before the first admission), `epoch` (Redis' clock in µs when the line was created by the first issue into the empty namespace), `abandoned` (tokens skipped at their turn, ever), `imax`/`iback` (the latest issue time, and the most an issue time fell behind it in line order: see `draw`), the draw's record `draw_at`/`draw_entrants`/`draw_seed` once it is recorded, and while a draw runs its claim (`draw_owner`, `draw_lease`, `draw_claim_at`, `draw_opens`, `draw_claim_seed`, `draw_len`) |
-//! | `{p}:waiting` | list | WAITING token values in `seq` order (pushed at issue, popped from the head by admission) |
+//! | `{p}:cursor` | hash | `admitted` (`admitted_through`), `last` (`last_admission_at`, µs; absent before the first admission), `epoch` (Redis' clock in µs when the line was created by the first issue into the empty namespace), `abandoned` (tokens skipped at their turn, ever), `imax`/`iback` (the latest issue time, and the most an issue time fell behind it in line order: see `draw`), the draw's record `draw_at`/`draw_entrants`/`draw_seed` once it is recorded, and while a draw runs its claim (`draw_owner`, `draw_lease`, `draw_claim_at`, `draw_opens`, `draw_claim_seed`, `draw_len`, `draw_base`) |
+//! | `{p}:waiting` | list | WAITING token values in `seq` order, as shown (pushed at issue, popped from the head by admission; a draw puts them in the drawn order) |
 //! | `{p}:active` | sorted set | ACTIVE token values scored by `expires_at` (µs): expiry sweeps in `LIMIT` batches, the active count |
 //! | `{p}:staging` | list | while a draw runs: the WAITING list in its drawn order, so far |
-//! | `{p}:t:<value>` | hash | a token: `user`, `seq`, `status` (`WAITING`/`ACTIVE`/`EXPIRED`), `issued`, `activated`, `expires` (µs), `reason` (why EXPIRED: `TTL`, `PAID`, `ABANDONED`), `seen` (its last sight, µs, from `note_seen`) |
+//! | `{p}:drawn` | string | the draw's position table: 4 bytes big-endian per arrival `seq` `s`, at byte `4 * (s - 1)` the token's drawn `seq` (0 or past the end: unchanged); in force once the draw is recorded (`draw_at`) |
+//! | `{p}:t:<value>` | hash | a token: `user`, `seq` (its arrival `seq`, never rewritten: shown mapped through `{p}:drawn`), `status` (`WAITING`/`ACTIVE`/`EXPIRED`), `issued`, `activated`, `expires` (µs), `reason` (why EXPIRED: `TTL`, `PAID`, `ABANDONED`), `seen` (its last sight, µs, from `note_seen`) |
 //! | `{p}:u:<user>` | string | the value of the user's latest token (live or not) |
+//!
+//! **A draw writes no token.** It keeps the drawn order in one string, `{p}:drawn`, and every
+//! script that answers a token's `seq` (`issue`, `find`, `find_with_cursor`) maps the stored
+//! one through it (`drawn_seq` in `prelude.lua`, one `GETRANGE`) once the cursor has the draw:
+//! a million `HSET`s, most of a draw's time, become a few hundred `SETRANGE`s, as PostgreSQL
+//! keeps its draw in `queue_draw_positions` instead of rewriting `queue_tokens.seq`. Admission
+//! pops the WAITING list, already in the drawn order, and reads no `seq`.
 //!
 //! Times are integers of microseconds since the Unix epoch (the domain's precision; exact in
 //! Lua's doubles until the year 2255). A WAITING or ACTIVE token has no TTL. When a token
@@ -57,7 +65,8 @@
 //!   lapsed ACTIVE one and stores a new WAITING token with `seq = INCR issued`, taken only
 //!   after every check, so a refused issue burns no number; 64 concurrent issues for one user
 //!   give one token.
-//! - `find_with_cursor`: a token's hash and the cursor, read together.
+//! - `find`, `find_with_cursor`: a token's hash (its `seq` mapped through the draw's table), and
+//!   the cursor with it.
 //! - `admit`: `AdmissionPolicy::is_due` on the store's clock, `quota` (the active count only
 //!   under a cap), pops the `n` oldest WAITING values, activates them
 //!   (`expiry_for`), advances `admitted` by `n` and, if `n > 0`, sets `last`. With
@@ -74,12 +83,13 @@
 //! - `note_seen`: one script per batch; moves each WAITING token's `seen` forward.
 //! - `draw_claim`, `draw_read`, `draw_issued`, `draw_chunk`, `draw_finish`: the draw, in steps
 //!   so that no script blocks Redis for long (see the `draw` module): a claim with a lease,
-//!   idempotent chunks that write the new `seq`s and a staging list, and a finish that appends
-//!   the tokens issued meanwhile, renames the staging list over the WAITING list and records
-//!   the draw, atomically. Another instance finishes a draw whose owner's lease ran out.
+//!   idempotent chunks that write a staging list and the position table (no token), and a
+//!   finish that checks the table is whole, appends the tokens issued meanwhile, renames the
+//!   staging list over the WAITING list and records the draw, atomically. Another instance
+//!   finishes a draw whose owner's lease ran out.
 //!
-//! `find` and `cursor` are one `HMGET` each, `ping` is `PING`. The cursor's draw is read with
-//! it on every cursor read (`QueueCursor::draw`).
+//! `cursor` is one `HMGET`, `ping` is `PING`. The cursor's draw is read with it on every
+//! cursor read (`QueueCursor::draw`).
 //!
 //! # Time source
 //!
@@ -397,6 +407,7 @@ impl QueueStore for RedisQueue {
                 .key(&k.active)
                 .key(&user_key)
                 .key(&token_key)
+                .key(&k.drawn)
                 .arg(&k.token_prefix)
                 .arg(&user_id)
                 .arg(value.as_str())
@@ -422,17 +433,10 @@ impl QueueStore for RedisQueue {
         if !self.ours(value) {
             return Ok(None);
         }
-        let key = self.keys.token(value);
-        let fields: Vec<Option<String>> = self.read(&|c| {
-            redis::cmd("HMGET")
-                .arg(&key)
-                .arg(&["user", "seq", "status", "issued", "activated", "expires", "reason"])
-                .query(c)
-        })?;
-        if fields.get(2).is_none_or(Option::is_none) {
-            return Ok(None);
-        }
-        codec::token(value.clone(), &fields, 0).map(Some)
+        let (key, k) = (self.keys.token(value), &self.keys);
+        let fields: Option<Vec<Option<String>>> =
+            self.read(&|c| self.scripts.find.key(&key).key(&k.cursor).key(&k.drawn).invoke(c))?;
+        fields.map(|f| codec::token(value.clone(), &f, 0)).transpose()
     }
 
     fn find_with_cursor(&self, value: &TokenValue) -> Result<Option<(QueueToken, QueueCursor)>, StoreError> {
@@ -440,8 +444,9 @@ impl QueueStore for RedisQueue {
             return Ok(None);
         }
         let key = self.keys.token(value);
-        let reply: Option<Vec<Option<String>>> =
-            self.read(&|c| self.scripts.find_with_cursor.key(&key).key(&self.keys.cursor).invoke(c))?;
+        let reply: Option<Vec<Option<String>>> = self.read(&|c| {
+            self.scripts.find_with_cursor.key(&key).key(&self.keys.cursor).key(&self.keys.drawn).invoke(c)
+        })?;
         reply.map(|f| Ok((codec::token(value.clone(), &f, 0)?, codec::cursor(&f, codec::TOKEN_FIELDS)?))).transpose()
     }
 

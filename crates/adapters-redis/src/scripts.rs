@@ -11,6 +11,7 @@ const PRELUDE: &str = include_str!("lua/prelude.lua");
 #[derive(Debug)]
 pub(crate) struct Scripts {
     pub(crate) issue: Script,
+    pub(crate) find: Script,
     pub(crate) find_with_cursor: Script,
     pub(crate) admit: Script,
     pub(crate) expire: Script,
@@ -32,6 +33,7 @@ impl Scripts {
     pub(crate) fn new() -> Self {
         Self {
             issue: script(include_str!("lua/issue.lua")),
+            find: script(include_str!("lua/find.lua")),
             find_with_cursor: script(include_str!("lua/find_with_cursor.lua")),
             admit: script(include_str!("lua/admit.lua")),
             expire: script(include_str!("lua/expire.lua")),

@@ -66,8 +66,29 @@ fn waiting_list(ns: &Namespace, room: &RoomId) -> Vec<String> {
     ns.connection().lrange(format!("{{{}:{room}}}:waiting", ns.prefix), 0, -1).unwrap()
 }
 
-/// After a draw of `entrants` then `later` (`later` in issue order): every entrant at its
-/// drawn position, the others behind in order, in the stored `seq`s and in the WAITING list.
+/// The draw's position table of `room`'s line, as stored (empty when there is none).
+fn drawn_table(ns: &Namespace, room: &RoomId) -> Vec<u8> {
+    let table: Option<Vec<u8>> = ns.connection().get(format!("{{{}:{room}}}:drawn", ns.prefix)).unwrap();
+    table.unwrap_or_default()
+}
+
+/// The `seq` stored in a token's hash (its arrival `seq`: a draw writes no token).
+fn stored_seq(ns: &Namespace, t: &QueueToken) -> i64 {
+    let room = t.value.room();
+    ns.connection().hget(format!("{{{}:{room}}}:t:{}", ns.prefix, t.value.as_str()), "seq").unwrap()
+}
+
+/// `seq` mapped through a raw position table (4 bytes big-endian at `4 * (seq - 1)`; 0 or past
+/// the end: unchanged), as `drawn_seq` in prelude.lua does.
+fn mapped(table: &[u8], seq: i64) -> i64 {
+    let at = usize::try_from(seq - 1).unwrap() * 4;
+    table.get(at..at + 4).map(|b| u32::from_be_bytes(b.try_into().unwrap())).filter(|&n| n != 0).map_or(seq, i64::from)
+}
+
+/// After a draw of `entrants` then `later` (`later` in issue order; every token as issued, so
+/// with its arrival `seq`): every entrant at its drawn position, the others behind in order, in
+/// the WAITING list, in the `seq` the adapter reads (`find`, `find_with_cursor`) and in the
+/// raw position table; and no token's hash written (each keeps its arrival `seq`).
 fn assert_drawn(ns: &Namespace, line: &dyn QueueStore, seed: u64, entrants: &[QueueToken], later: &[QueueToken]) {
     let room = line_room(entrants, later);
     // Entrant i in the order of their values takes drawn position i (`QueueStore::draw`).
@@ -80,13 +101,22 @@ fn assert_drawn(ns: &Namespace, line: &dyn QueueStore, seed: u64, entrants: &[Qu
     }
     expected.extend(later.iter().map(|t| t.value.as_str().to_owned()));
     assert_eq!(waiting_list(ns, &room), expected, "the WAITING list is in the drawn order");
-    for (i, t) in entrants.iter().enumerate() {
-        assert_eq!(line.find(&t.value).unwrap().unwrap().seq, i64::try_from(positions[i]).unwrap());
+    let drawn = entrants
+        .iter()
+        .zip(positions.iter().map(|p| i64::try_from(*p).unwrap()))
+        .chain(later.iter().zip((entrants.len() + 1..).map(|s| i64::try_from(s).unwrap())));
+    let table = drawn_table(ns, &room);
+    for (t, seq) in drawn {
+        assert_eq!(line.find(&t.value).unwrap().unwrap().seq, seq, "entrants at their places, later tokens in order");
+        assert_eq!(line.find_with_cursor(&t.value).unwrap().unwrap().0.seq, seq);
+        assert_eq!(stored_seq(ns, t), t.seq, "the draw wrote no token's hash");
+        assert_eq!(mapped(&table, t.seq), seq, "the table maps the arrival seq {}", t.seq);
     }
-    for (k, t) in later.iter().enumerate() {
-        let seq = line.find(&t.value).unwrap().unwrap().seq;
-        assert_eq!(seq, i64::try_from(entrants.len() + k + 1).unwrap(), "later tokens follow in order");
-    }
+    // One entry per claimed token (arrival seqs 1..n here), the drawn seqs 1..n.
+    let mut entries: Vec<u32> = table.chunks(4).map(|b| u32::from_be_bytes(b.try_into().unwrap())).collect();
+    entries.sort_unstable();
+    assert_eq!(table.len() % 4, 0);
+    assert_eq!(entries, (1..=u32::try_from(table.len() / 4).unwrap()).collect::<Vec<_>>(), "a permutation");
 }
 
 fn line_room(entrants: &[QueueToken], later: &[QueueToken]) -> RoomId {
@@ -131,6 +161,7 @@ fn two_instances_racing_a_draw_draw_once() {
         "{cursor:?}"
     );
     assert!(!con.exists::<_, bool>(format!("{{{}:{room}}}:staging", ns.prefix)).unwrap());
+    assert_eq!(drawn_table(&ns, &room).len(), 4 * 120, "the position table stays: it holds the order");
 }
 
 #[test]
@@ -147,30 +178,30 @@ fn issues_during_a_chunked_draw_are_kept_after_the_entrants() {
     let early: Vec<QueueToken> = (0..5).map(|_| join(&line, &room, clock.now())).collect();
     let results = race(2, |i| {
         if i == 0 {
-            vec![line.draw(opens, 5).unwrap()]
+            (vec![line.draw(opens, 5).unwrap()], Vec::new())
         } else {
             // Joins while the draw runs (10 chunks, 5 ms apart), on another instance.
-            for _ in 0..40 {
-                join(&other, &room, clock.now());
-                std::thread::sleep(StdDuration::from_millis(1));
-            }
-            Vec::new()
+            let joined = (0..40)
+                .map(|_| {
+                    let t = join(&other, &room, clock.now());
+                    std::thread::sleep(StdDuration::from_millis(1));
+                    t
+                })
+                .collect();
+            (Vec::new(), joined)
         }
     });
-    let DrawOutcome::Drawn { record, fresh: true } = results[0][0] else { panic!("{results:?}") };
+    let DrawOutcome::Drawn { record, fresh: true } = results[0].0[0] else { panic!("{results:?}") };
     assert_eq!(record.entrants, 100);
     // Every token after the entrants, in issue order (the `seq` they were issued with).
-    let mut later: Vec<QueueToken> = waiting_list(&ns, &room)
-        .iter()
-        .skip(100)
-        .map(|v| line.find(&TokenValue::parse(v).unwrap()).unwrap().unwrap())
-        .collect();
+    let mut later: Vec<QueueToken> = early.iter().chain(&results[1].1).cloned().collect();
+    later.sort_by_key(|t| t.seq);
     assert_eq!(later.len(), 45, "none lost");
     assert_eq!(
         later[..5].iter().map(|t| &t.value).collect::<Vec<_>>(),
         early.iter().map(|t| &t.value).collect::<Vec<_>>()
     );
-    later.sort_by_key(|t| t.seq);
+    assert_eq!(waiting_list(&ns, &room).len(), 145);
     assert_drawn(&ns, &line, record.seed, &before, &later);
     assert_eq!(line.stats().unwrap().issued_through, 145);
 }
@@ -183,10 +214,16 @@ fn admission_waits_while_a_draw_is_claimed() {
     let stopping = DrawTuning { chunk: 10, stop_after_chunks: Some(2), ..DrawTuning::default() };
     let line = instance(&ns, &clock, &room, stopping);
     let opens = clock.now() + Duration::seconds(1);
-    (0..50).for_each(|_| drop(join(&line, &room, clock.now())));
+    let tokens: Vec<QueueToken> = (0..50).map(|_| join(&line, &room, clock.now())).collect();
     clock.advance(Duration::seconds(1));
     assert!(matches!(line.draw(opens, 3), Err(StoreError::Internal(_))), "stopped half-way");
     assert_eq!(line.cursor().unwrap().draw, None, "not recorded");
+    // Two chunks of the position table written, not in force: every token shows its arrival seq.
+    assert_eq!(drawn_table(&ns, &room).len(), 4 * 20);
+    for t in &tokens {
+        assert_eq!(line.find(&t.value).unwrap().unwrap().seq, t.seq);
+        assert_eq!(line.find_with_cursor(&t.value).unwrap().unwrap().0.seq, t.seq);
+    }
     assert_eq!(line.admit(&policy(10, None)).unwrap(), AdmissionOutcome::Busy);
     assert_eq!(line.cursor().unwrap().admitted_through, 0);
 }
@@ -429,4 +466,56 @@ fn a_draw_read_a_token_at_a_time_renews_its_lease_and_draws_right() {
     let DrawOutcome::Drawn { record, fresh: true } = line.draw(opens, 42).unwrap() else { panic!() };
     assert_eq!(record.entrants, 120);
     assert_drawn(&ns, &line, 42, &tokens, &[]);
+}
+
+#[test]
+fn every_read_of_a_drawn_token_maps_its_arrival_seq() {
+    let ns = Namespace::new();
+    let clock = ManualClock::at_epoch();
+    let room = tour();
+    let line = instance(&ns, &clock, &room, slow(4, 0));
+    let opens = clock.now() + Duration::seconds(1);
+    let users: Vec<UserId> = (0..30).map(|_| user()).collect();
+    let tokens: Vec<QueueToken> =
+        users.iter().map(|u| line.issue(*u, value(&room), clock.now()).unwrap().token).collect();
+    clock.advance(Duration::seconds(1));
+    let DrawOutcome::Drawn { record, fresh: true } = line.draw(opens, 31).unwrap() else { panic!() };
+    assert_drawn(&ns, &line, record.seed, &tokens, &[]);
+    let place = |t: &QueueToken| line.find(&t.value).unwrap().unwrap().seq;
+    // The issue that finds the user's live token answers its drawn seq, as a read does.
+    for (u, t) in users.iter().zip(&tokens) {
+        let again = line.issue(*u, value(&room), clock.now()).unwrap();
+        assert!(!again.created);
+        assert_eq!((&again.token.value, again.token.seq), (&t.value, place(t)));
+        assert_eq!(again.cursor.draw, Some(record));
+    }
+    // Issued after the draw: its own seq, past the table.
+    let late = join(&line, &room, clock.now());
+    assert_eq!((late.seq, place(&late), stored_seq(&ns, &late)), (31, 31, 31));
+    // Admission takes the drawn places in order (it pops the list, reads no seq).
+    assert_eq!(line.admit(&policy(10, None)).unwrap(), AdmissionOutcome::Admitted(10));
+    for t in &tokens {
+        let found = line.find(&t.value).unwrap().unwrap();
+        let expected = if found.seq <= 10 { TokenStatus::Active } else { TokenStatus::Waiting };
+        assert_eq!(found.status, expected, "seq {}", found.seq);
+        let (with_cursor, cursor) = line.find_with_cursor(&t.value).unwrap().unwrap();
+        assert_eq!((with_cursor.seq, cursor.admitted_through), (found.seq, 10));
+    }
+}
+
+#[test]
+fn a_line_whose_seqs_are_not_in_list_order_is_not_drawn() {
+    let ns = Namespace::new();
+    let clock = ManualClock::at_epoch();
+    let room = tour();
+    let line = instance(&ns, &clock, &room, DrawTuning::default());
+    let opens = clock.now() + Duration::seconds(1);
+    let tokens: Vec<QueueToken> = (0..5).map(|_| join(&line, &room, clock.now())).collect();
+    // The last token's stored seq off by one: the claim cannot derive the seqs from the list.
+    let key = format!("{{{}:{room}}}:t:{}", ns.prefix, tokens[4].value.as_str());
+    let _: () = ns.connection().hset(&key, "seq", 7).unwrap();
+    clock.advance(Duration::seconds(1));
+    assert!(matches!(line.draw(opens, 1), Err(StoreError::Internal(_))));
+    assert_eq!(line.cursor().unwrap().draw, None);
+    assert_eq!(line.admit(&policy(10, None)).unwrap(), AdmissionOutcome::Admitted(5), "nothing claimed");
 }

@@ -230,8 +230,8 @@ fn a_million_entrants_are_drawn_within_five_seconds_while_polls_go_on() {
         load(),
     );
 
-    // Every position exact, in the hashes and in the WAITING list. Entrant i in the order of
-    // values is token i: the values are i in zero-padded hex.
+    // Every position exact, in the position table and in the WAITING list. Entrant i in the
+    // order of values is token i: the values are i in zero-padded hex.
     assert!(value_of(&room, 9) < value_of(&room, 10));
     let started = Instant::now();
     let positions = drawn_positions(record.seed, u64::try_from(MILLION).unwrap());
@@ -242,6 +242,9 @@ fn a_million_entrants_are_drawn_within_five_seconds_while_polls_go_on() {
     for (i, p) in positions.iter().enumerate() {
         assert_eq!(list[usize::try_from(*p).unwrap() - 1], value_of(&room, i), "entrant {i} at {p} in the list");
     }
+    // No token written (each keeps its arrival seq i + 1); the position table maps it.
+    let table: Vec<u8> = redis::cmd("GET").arg(format!("{tag}:drawn")).query(&mut con).unwrap();
+    assert_eq!(table.len(), 4 * MILLION);
     for from in (0..MILLION).step_by(10_000) {
         let mut pipe = redis::pipe();
         for i in from..(from + 10_000).min(MILLION) {
@@ -249,8 +252,15 @@ fn a_million_entrants_are_drawn_within_five_seconds_while_polls_go_on() {
         }
         let seqs: Vec<u64> = pipe.query(&mut con).unwrap();
         for (k, seq) in seqs.iter().enumerate() {
-            assert_eq!(*seq, positions[from + k], "entrant {} holds its drawn seq", from + k);
+            let i = from + k;
+            assert_eq!(*seq, u64::try_from(i + 1).unwrap(), "entrant {i} keeps its arrival seq");
+            let drawn = u32::from_be_bytes(table[4 * i..4 * i + 4].try_into().unwrap());
+            assert_eq!(u64::from(drawn), positions[i], "entrant {i} has its drawn seq in the table");
         }
+    }
+    for i in (0..MILLION).step_by(99_991) {
+        let found = poller.find(&TokenValue::parse(&value_of(&room, i)).unwrap()).unwrap().unwrap();
+        assert_eq!(u64::try_from(found.seq).unwrap(), positions[i], "entrant {i} read at its drawn seq");
     }
     let mut later_seqs: Vec<i64> = issued.iter().map(|t| poller.find(&t.value).unwrap().unwrap().seq).collect();
     later_seqs.sort_unstable();

@@ -1,31 +1,53 @@
 -- draw_claim: the first step of a draw (QueueStore::draw; see draw_chunk.lua, draw_finish.lua).
--- KEYS: 1 cursor hash, 2 waiting list, 3 staging list
+-- KEYS: 1 cursor hash, 2 waiting list, 3 staging list, 4 the draw's position table
 -- ARGV: 1 now (µs; '' = Redis' TIME), 2 opens_at (µs), 3 seed (a u64, kept as its digits),
---       4 the caller's owner id, 5 the lease (µs)
+--       4 the caller's owner id, 5 the lease (µs), 6 token key prefix
 -- Reply: { 'drawn', at, entrants, seed } when a draw is recorded (by anyone);
 --        { 'fresh', at, 0, seed } when this call drew a line of no tokens (recorded at once);
 --        { 'not_due' } before opens_at on the store's clock;
 --        { 'held', µs left on the lease } while another caller's draw runs;
---        { 'claimed', at, opens_at, seed, length, staged, iback } when the caller owns the draw:
---          a fresh claim, or one taken over from an owner whose lease ran out, in which case
---          the values are that claim's (the same draw is finished) and `staged` says how
---          far its staging list got; `iback` how far issue times ever went back in line order
---          (issue.lua), '' when unknown.
+--        { 'claimed', at, opens_at, seed, length, staged, iback, base } when the caller owns
+--          the draw: a fresh claim, or one taken over from an owner whose lease ran out, in
+--          which case the values are that claim's (the same draw is finished) and `staged`
+--          says how far its staging list got; `iback` how far issue times ever went back in
+--          line order ('' if unknown); `base` the stored `seq` of the head of the line
 --
--- A draw is too long for one script (a million tokens would block Redis for seconds), so it
--- is claimed here with a lease, written in chunks, and recorded by draw_finish.lua. The claim
--- fixes the draw: its time (the record's `at`), the opening, the seed, and `length`, the WAITING
--- tokens it renumbers (the head of the list; tokens issued after the claim are appended
--- behind them by draw_finish). Atomic, so of racing callers on any instance one claims.
+-- A draw cannot renumber a million tokens in one script (a million tokens would block Redis for
+-- seconds), so it is claimed here with a lease, written in chunks, and recorded by
+-- draw_finish.lua. The claim fixes the draw: its time (the record's `at`), the opening, the
+-- seed, and `length`, the WAITING tokens it renumbers (the head of the list; tokens issued
+-- after the claim are appended behind them by draw_finish). Atomic, so of racing callers on
+-- any instance one claims.
+--
+-- `base` (kept as `draw_base`): the claimed tokens' stored `seq`s are base .. base + length - 1
+-- in list order, so the owner knows each one's from its index and reads none (the position
+-- table is indexed by them, see draw_chunk.lua). That holds because issue.lua pushes each
+-- token with the next `seq` and only admission takes tokens, from the head; the claim checks
+-- it on the first and the last token (seqs strictly increase along the list, so both ends
+-- matching means every one does).
 local now = clock(ARGV[1])
 local c = redis.call('HMGET', KEYS[1], 'draw_at', 'draw_entrants', 'draw_seed', 'draw_owner', 'draw_lease',
-  'draw_claim_at', 'draw_opens', 'draw_claim_seed', 'draw_len')
+  'draw_claim_at', 'draw_opens', 'draw_claim_seed', 'draw_len', 'draw_base')
 if c[1] then
   return { 'drawn', c[1], c[2], c[3] }
 end
 if now < tonumber(ARGV[2]) then
   return { 'not_due' }
 end
+
+-- The stored `seq` of the head of the WAITING list, checked against its `length`-th token.
+local function base_of(length)
+  local function seq_at(i)
+    local value = redis.call('LINDEX', KEYS[2], i)
+    return value and tonumber(redis.call('HGET', ARGV[6] .. value, 'seq') or '')
+  end
+  local first, last = seq_at(0), seq_at(length - 1)
+  if not first or not last or last - first ~= length - 1 then
+    return nil
+  end
+  return first
+end
+
 local lease = int(now + tonumber(ARGV[5]))
 if c[4] then
   if now < tonumber(c[5]) then
@@ -33,9 +55,20 @@ if c[4] then
   end
   -- The owner's lease ran out (it died or stalled): take the same draw over. Its chunks are
   -- idempotent and check the owner, so a late one of the old owner writes nothing.
+  local staged = redis.call('LLEN', KEYS[3])
+  local base = c[10]
+  if not base then
+    -- Claimed by a version that rewrote each token's `seq` (no position table): only if it
+    -- wrote nothing yet can the draw go on with a table.
+    local found = staged == 0 and base_of(tonumber(c[9]))
+    if not found then
+      return redis.error_reply('ERR a draw claimed by an older version is half-written; finish it with that version')
+    end
+    base = int(found)
+    redis.call('HSET', KEYS[1], 'draw_base', base)
+  end
   redis.call('HSET', KEYS[1], 'draw_owner', ARGV[4], 'draw_lease', lease)
-  return { 'claimed', c[6], c[7], c[8], c[9], int(redis.call('LLEN', KEYS[3])),
-    redis.call('HGET', KEYS[1], 'iback') or '' }
+  return { 'claimed', c[6], c[7], c[8], c[9], int(staged), redis.call('HGET', KEYS[1], 'iback') or '', base }
 end
 
 ensure_epoch(KEYS[1])
@@ -44,7 +77,12 @@ if length == 0 then
   redis.call('HSET', KEYS[1], 'draw_at', int(now), 'draw_entrants', '0', 'draw_seed', ARGV[3])
   return { 'fresh', int(now), '0', ARGV[3] }
 end
-redis.call('DEL', KEYS[3])
+local base = base_of(length)
+if not base then
+  return redis.error_reply('ERR the WAITING list is not in seq order: a draw cannot derive its tokens\' seqs')
+end
+redis.call('DEL', KEYS[3], KEYS[4])
 redis.call('HSET', KEYS[1], 'draw_owner', ARGV[4], 'draw_lease', lease, 'draw_claim_at', int(now),
-  'draw_opens', ARGV[2], 'draw_claim_seed', ARGV[3], 'draw_len', int(length))
-return { 'claimed', int(now), ARGV[2], ARGV[3], int(length), '0', redis.call('HGET', KEYS[1], 'iback') or '' }
+  'draw_opens', ARGV[2], 'draw_claim_seed', ARGV[3], 'draw_len', int(length), 'draw_base', int(base))
+return { 'claimed', int(now), ARGV[2], ARGV[3], int(length), '0', redis.call('HGET', KEYS[1], 'iback') or '',
+  int(base) }

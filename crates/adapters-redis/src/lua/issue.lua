@@ -1,11 +1,11 @@
 -- issue: gives a user one place in line (QueueStore::issue).
 -- KEYS: 1 issued counter, 2 cursor hash, 3 waiting list, 4 active zset, 5 the user's pointer,
---       6 the new token's hash
+--       6 the new token's hash, 7 the draw's position table
 -- ARGV: 1 token key prefix, 2 user id, 3 new token value, 4 now (µs, the caller's),
 --       5 retention of expired tokens (ms)
 -- Reply: { created '1'|'0', value, user, seq, status, issued, activated, expires, reason,
 --          admitted, last, epoch, draw_at, draw_entrants, draw_seed } (missing values nil;
---          see TOKEN_FIELDS and CURSOR_FIELDS)
+--          see TOKEN_FIELDS and CURSOR_FIELDS; `seq` as the line shows it: drawn_seq)
 --
 -- Atomic: Redis runs one script at a time, so concurrent issues for one user see each other
 -- and yield one token; `seq` is taken (INCR) only once every check has passed and nothing
@@ -16,7 +16,8 @@ ensure_epoch(KEYS[2])
 
 local function reply(created, value, t)
   local c = redis.call('HMGET', KEYS[2], unpack(CURSOR_FIELDS))
-  return { created, value, t[1], t[2], t[3], t[4], t[5], t[6], t[7], c[1], c[2], c[3], c[4], c[5], c[6] }
+  return { created, value, t[1], drawn_seq(KEYS[7], c[4], t[2]), t[3], t[4], t[5], t[6], t[7],
+    c[1], c[2], c[3], c[4], c[5], c[6] }
 end
 
 local current = redis.call('GET', KEYS[5])

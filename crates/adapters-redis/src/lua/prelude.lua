@@ -28,6 +28,7 @@ end
 -- The fields of the cursor hash, in the order every reply carries them: admitted_through,
 -- last_admission_at, the line's epoch (see `epoch` below) and the draw's record (when, how many
 -- entrants, the seed: `QueueCursor::draw`; absent until a draw finished, see draw_finish.lua).
+-- (So in a script's HMGET of them, c[4] is `draw_at`.)
 local CURSOR_FIELDS = { 'admitted', 'last', 'epoch', 'draw_at', 'draw_entrants', 'draw_seed' }
 
 -- The epoch of the line: Redis' clock (µs) when the line was created, written by the first
@@ -61,4 +62,29 @@ end
 local function drawing(cursor_key)
   local c = redis.call('HMGET', cursor_key, 'draw_owner', 'draw_at')
   return c[1] and not c[2]
+end
+
+-- A token's `seq` as the line shows it. A draw (draw.rs) writes no token: it keeps the drawn
+-- order in a position table, a string of 4 bytes big-endian per arrival `seq` s, at byte
+-- 4 * (s - 1) the token's drawn `seq` (0, or past the end: unchanged, as for the tokens issued
+-- after the draw's claim). `seq` is the stored (arrival) one, `draw_at` the cursor's: until the
+-- draw is recorded the table is not in force and the stored `seq` is shown (the domain shows
+-- no position then). Every reply that carries a token's `seq` goes through this.
+local function drawn_seq(table_key, draw_at, seq)
+  if not draw_at or not seq then
+    return seq
+  end
+  local s = tonumber(seq)
+  if not s or s < 1 then
+    return seq
+  end
+  local bytes = redis.call('GETRANGE', table_key, int(4 * (s - 1)), int(4 * s - 1))
+  if #bytes ~= 4 then
+    return seq
+  end
+  local drawn = struct.unpack('>I4', bytes)
+  if drawn == 0 then
+    return seq
+  end
+  return int(drawn)
 end
