@@ -167,7 +167,7 @@ pub trait QueueStore: Send + Sync {
     /// and return it (`fresh: true`). Nothing is admitted before the draw, so every entrant is
     /// WAITING. Issues and reads MAY go on while it runs. A reader sees the cursor either
     /// without the draw or with it, and once it has the draw, every token in its drawn place;
-    /// before that, a store that writes the places in steps (Redis) MAY show a token's new
+    /// before that, a store that writes the places in steps MAY show a token's new
     /// `seq` already: the domain shows no position while the cursor has no draw
     /// (`Room::order_pending_at`), so no client ever sees a half-drawn line.
     ///

@@ -20,7 +20,9 @@
 //!
 //! Each pass also checks every other room ([`Ticketing::tick_rooms`]: presence handed to the
 //! lines, each room's draw when its opening has come, its admission and its token expiry),
-//! after `main`'s, in the same blocking task; one room failing stops no other, and the loop
+//! after `main`'s, in the same blocking task (the rooms [`domain::service::ROOM_CHECKS_AT_ONCE`]
+//! at a time, so a hundred rooms' store round trips and one room's draw of a million fit in a
+//! check interval without delaying the others); one room failing stops no other, and the loop
 //! wakes for the soonest admission due in any room, so each room's admission runs at most one
 //! check after it is due.
 //!

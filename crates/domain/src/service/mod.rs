@@ -12,7 +12,7 @@
 
 mod rooms;
 
-pub use rooms::{RoomTick, RoomView};
+pub use rooms::{RoomTick, RoomView, ROOM_CHECKS_AT_ONCE};
 
 use std::sync::Arc;
 
