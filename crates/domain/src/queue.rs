@@ -79,6 +79,12 @@ impl TokenValue {
         self.0.split_once('.').map_or(RoomId::MAIN, |(room, _)| room)
     }
 
+    /// The 64 hex digits of the secret, without the room's prefix.
+    #[must_use]
+    pub fn secret(&self) -> &str {
+        self.0.rsplit_once('.').map_or(self.0.as_str(), |(_, secret)| secret)
+    }
+
     /// Whether this token waits in `room`.
     #[must_use]
     pub fn is_in(&self, room: &RoomId) -> bool {
