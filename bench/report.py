@@ -318,6 +318,19 @@ def build(run: Run):
             for conns in conns_list:
                 ratio_target(f"{phase}, {STORE_LABEL[store]}, {conns} conns", by.get((store, phase, conns)), "r_g",
                              "pg", WRITE_RATIO, f"pgbench of its SQL ({meta.get('pool')} clients)")
+    def verify_ceiling(store, off_rps):
+        # Each issue verifies a JWT never seen before: one signature check per request, on the
+        # same cores. With X µs of machine CPU per issue with identity off and V per check, no
+        # server can do better than X / (X + V) (run.sh, identity_verify_ceiling).
+        v = run.result(store, "identity_verify", "ceiling").get("verify_per_s")
+        if not v or not off_rps:
+            return ""
+        x = meta.get("nproc", 1) * 1e6 / off_rps
+        cost = 1e6 / v
+        return (f"; one {meta.get('identity_alg', 'ES256')} verification costs {cost:.0f} µs on one core "
+                f"(openssl speed, same run) against {x:.0f} µs of machine CPU per issue with identity off: "
+                f"verification alone caps the ratio at {x / (x + cost):.2f}")
+
     for store in stores:
         for what, label in IDENTITY_OF.items():
             for conns in conns_list:
@@ -332,7 +345,8 @@ def build(run: Run):
                 detail = (f"{fmt_num((on or {}).get('rps'))} vs {fmt_num((off or {}).get('rps'))} = "
                           f"{fmt_num(ratio, digits) if ratio else '–'}"
                           + (f"; p99 {fmt_ms(on['p99'])} vs {fmt_ms(off['p99'])} ms" if on and off else "")
-                          + (f", **{errors:,} unexpected responses**" if errors else ""))
+                          + (f", **{errors:,} unexpected responses**" if errors else "")
+                          + (verify_ceiling(store, off["rps"]) if what == "issue" and off else ""))
                 targets.append((f"{label} with identity on, {STORE_LABEL[store]}, {conns} conns: ≥ {IDENTITY_RATIO} "
                                 f"× the same with identity off, same run", ratio is not None and
                                 ratio >= IDENTITY_RATIO and errors == 0, detail))

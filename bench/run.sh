@@ -653,6 +653,25 @@ identity_use() { # on|off
     fi
 }
 
+# The cost of one signature verification of the identity phase's algorithm on this machine, in
+# the same run: `openssl speed` (one core; the server's aws-lc runs the same kind of code) while
+# both servers idle. Token issue verifies a JWT it has never seen, so this cost is paid on every
+# request: with X µs of machine CPU per issue with identity off and V µs per verification, the
+# best "on ÷ off" any server can reach is X / (X + V); the report prints it beside the target.
+identity_verify_ceiling() {
+    local alg=ecdsap256
+    [[ $IDENTITY_ALG == EdDSA ]] && alg=ed25519
+    local per_s
+    per_s=$(openssl speed -seconds 2 "$alg" 2>/dev/null | awk '/verify\/s/ {getline; print $NF}' | tail -1)
+    if [[ $per_s =~ ^[0-9.]+$ ]]; then
+        record identity_verify ceiling 0 "$EPOCHREALTIME" "$EPOCHREALTIME" \
+            "{\"algorithm\":\"$IDENTITY_ALG\",\"verify_per_s\":$per_s}" 0 0
+        log "one $IDENTITY_ALG verification on this machine: $(python3 -c "print(f'{1e6 / $per_s:.1f}')") µs (openssl speed $alg)"
+    else
+        log "openssl speed $alg gave no figure; the identity targets print no ceiling"
+    fi
+}
+
 # Token issue and balance reads with identity on (a second server, the main one's settings plus
 # AUTH_ISSUER: the local issuer) and off (the main server: the same requests without a JWT), at
 # each connection count. The two take turns, the first of each pair alternating between the
@@ -678,6 +697,7 @@ identity_phase() {
         : "$i"
     done
     if [[ $ok == true ]]; then
+        identity_verify_ceiling
         local k=0 order what mode
         for CONNS in $CONNS_LIST; do
             order="off on"
