@@ -30,6 +30,7 @@
 //! polls go to the store) until admissions make room.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
@@ -47,8 +48,31 @@ use crate::ticker::Ticker;
 pub struct PollCacheSettings {
     /// How stale the cursor (and so a poll) may be.
     pub cursor_ttl: Duration,
-    /// Most WAITING tokens kept.
+    /// Most WAITING tokens kept, over every cache sharing one [`PollCacheBudget`] (`main`'s
+    /// line and every room's).
     pub capacity: usize,
+}
+
+/// How many tokens the caches that share it hold together, so that `capacity` bounds an
+/// instance's memory however many rooms it serves (one cache per line). Two caches filling
+/// at the same moment may pass it by a token each.
+#[derive(Debug, Clone, Default)]
+pub struct PollCacheBudget(Arc<AtomicUsize>);
+
+impl PollCacheBudget {
+    /// The tokens held by every cache sharing this budget.
+    #[must_use]
+    pub fn held(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn change(&self, before: usize, after: usize) {
+        if after > before {
+            self.0.fetch_add(after - before, Ordering::Relaxed);
+        } else if before > after {
+            self.0.fetch_sub(before - after, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Default for PollCacheSettings {
@@ -137,7 +161,7 @@ impl State {
         }
     }
 
-    fn remember(&mut self, token: &QueueToken, capacity: usize) {
+    fn remember(&mut self, token: &QueueToken, capacity: usize, budget: &PollCacheBudget) {
         let key = key(&token.value);
         if token.status != TokenStatus::Waiting {
             if let Some(old) = self.by_key.remove(&key) {
@@ -145,7 +169,7 @@ impl State {
             }
             return;
         }
-        if self.by_key.len() >= capacity && !self.by_key.contains_key(&key) {
+        if budget.held() >= capacity && !self.by_key.contains_key(&key) {
             return;
         }
         let entry = Entry { seq: token.seq, user: token.user_id, issued_at: token.issued_at };
@@ -169,6 +193,8 @@ pub struct CachedQueue {
     state: RwLock<State>,
     /// When the one refresh of a stale cursor under way started (see [`CachedQueue::claim`]).
     refreshing: Mutex<Option<Instant>>,
+    /// The tokens this cache and the others of the instance hold together.
+    budget: PollCacheBudget,
 }
 
 impl std::fmt::Debug for CachedQueue {
@@ -181,10 +207,22 @@ impl std::fmt::Debug for CachedQueue {
 }
 
 impl CachedQueue {
-    /// Wraps `inner`; `ticker` measures how old the cached cursor is.
+    /// Wraps `inner`; `ticker` measures how old the cached cursor is. The cache has a budget of
+    /// its own.
     #[must_use]
     pub fn new(inner: Arc<dyn QueueStore>, ticker: Arc<dyn Ticker>, settings: PollCacheSettings) -> Self {
-        Self { inner, ticker, settings, state: RwLock::new(State::default()), refreshing: Mutex::new(None) }
+        Self::sharing(inner, ticker, settings, PollCacheBudget::default())
+    }
+
+    /// Wraps `inner`, counting its tokens against `budget` with the other caches that share it.
+    #[must_use]
+    pub fn sharing(
+        inner: Arc<dyn QueueStore>,
+        ticker: Arc<dyn Ticker>,
+        settings: PollCacheSettings,
+        budget: PollCacheBudget,
+    ) -> Self {
+        Self { inner, ticker, settings, state: RwLock::new(State::default()), refreshing: Mutex::new(None), budget }
     }
 
     /// How many WAITING tokens are cached.
@@ -219,11 +257,13 @@ impl CachedQueue {
     /// admitted meanwhile (or a newer one is held), and `token` if it is still in line.
     fn write_back(&self, start: ReadStart, cursor: QueueCursor, token: Option<&QueueToken>) {
         let mut state = self.write();
+        let before = state.by_key.len();
         state.set_cursor(cursor, start);
         // A token of a line the cache no longer follows is not kept.
         if let Some(token) = token.filter(|t| t.seq > cursor.admitted_through && line_of(&cursor) == state.line) {
-            state.remember(token, self.settings.capacity);
+            state.remember(token, self.settings.capacity, &self.budget);
         }
+        self.budget.change(before, state.by_key.len());
     }
 
     /// Reads the cursor from the store and keeps it, unless this instance admitted meanwhile;
@@ -619,6 +659,30 @@ mod tests {
         }
         assert_eq!(q.len(), 2);
         assert_eq!(q.find_in_memory(&tokens[2].value), None, "the third is served by the store");
+    }
+
+    #[test]
+    fn caches_sharing_a_budget_hold_at_most_its_capacity_together() {
+        let ticker = ManualTicker::new();
+        let settings = PollCacheSettings { cursor_ttl: Duration::from_millis(250), capacity: 2 };
+        let budget = PollCacheBudget::default();
+        let tokens: Vec<QueueToken> = (1..=3).map(token).collect();
+        let line = |tokens: Vec<QueueToken>| {
+            let mut inner = MockQueueStore::new();
+            let n = tokens.len();
+            let outs = Mutex::new(tokens.into_iter().map(|t| issued(&t, cursor(0))).collect::<Vec<_>>().into_iter());
+            inner.expect_issue().times(n).returning(move |_, _, _| Ok(outs.lock().unwrap().next().unwrap()));
+            CachedQueue::sharing(Arc::new(inner), Arc::new(ticker.clone()), settings, budget.clone())
+        };
+        let (a, b) = (line(tokens[..2].to_vec()), line(tokens[2..].to_vec()));
+        for t in &tokens[..2] {
+            a.issue(t.user_id, t.value.clone(), at()).unwrap();
+        }
+        b.issue(tokens[2].user_id, tokens[2].value.clone(), at()).unwrap();
+        assert_eq!((a.len(), b.len(), budget.held()), (2, 0, 2), "the second line finds the budget spent");
+        // An admission in the first line gives its room back.
+        a.write_back(a.begin(), cursor(2), None);
+        assert_eq!((a.len(), budget.held()), (0, 0));
     }
 
     #[test]

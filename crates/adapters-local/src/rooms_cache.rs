@@ -16,7 +16,7 @@ use domain::audit::OperatorNote;
 use domain::ports::{ChangeRoom, QueueLines, QueueStore, RoomStore, StoreError};
 use domain::room::{CreateRoomOutcome, Room, RoomId, UpdateRoomOutcome};
 
-use crate::poll_cache::{CachedQueue, PollCacheSettings};
+use crate::poll_cache::{CachedQueue, PollCacheBudget, PollCacheSettings};
 use crate::stamped::Stamped;
 use crate::ticker::Ticker;
 
@@ -85,6 +85,7 @@ pub struct CachedLines {
     inner: Arc<dyn QueueLines>,
     ticker: Arc<dyn Ticker>,
     settings: PollCacheSettings,
+    budget: PollCacheBudget,
     lines: RwLock<HashMap<RoomId, Arc<CachedQueue>>>,
 }
 
@@ -95,10 +96,16 @@ impl std::fmt::Debug for CachedLines {
 }
 
 impl CachedLines {
-    /// Wraps `inner`; each room's cache has `settings`.
+    /// Wraps `inner`; each room's cache has `settings`, and all of them hold at most
+    /// `settings.capacity` tokens together with every other cache sharing `budget` (`main`'s).
     #[must_use]
-    pub fn new(inner: Arc<dyn QueueLines>, ticker: Arc<dyn Ticker>, settings: PollCacheSettings) -> Self {
-        Self { inner, ticker, settings, lines: RwLock::default() }
+    pub fn new(
+        inner: Arc<dyn QueueLines>,
+        ticker: Arc<dyn Ticker>,
+        settings: PollCacheSettings,
+        budget: PollCacheBudget,
+    ) -> Self {
+        Self { inner, ticker, settings, budget, lines: RwLock::default() }
     }
 }
 
@@ -112,7 +119,14 @@ impl QueueLines for CachedLines {
         let mut lines = self.lines.write().unwrap_or_else(PoisonError::into_inner);
         lines
             .entry(room.clone())
-            .or_insert_with(|| Arc::new(CachedQueue::new(self.inner.line(room), self.ticker.clone(), self.settings)))
+            .or_insert_with(|| {
+                Arc::new(CachedQueue::sharing(
+                    self.inner.line(room),
+                    self.ticker.clone(),
+                    self.settings,
+                    self.budget.clone(),
+                ))
+            })
             .clone()
     }
 }

@@ -33,7 +33,7 @@ mod through_the_caches {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use adapters_local::poll_cache::{CachedQueue, PollCacheSettings};
+    use adapters_local::poll_cache::{CachedQueue, PollCacheBudget, PollCacheSettings};
     use adapters_local::rooms_cache::{CachedLines, CachedRooms};
     use adapters_local::settings_cache::CachedSettings;
     use adapters_local::ticker::ManualTicker;
@@ -62,8 +62,12 @@ mod through_the_caches {
                 Arc::new(CachedSettings::new(ports.settings.clone(), ticker.clone(), Duration::from_secs(1)));
             let rooms: Arc<dyn RoomStore> =
                 Arc::new(CachedRooms::new(ports.rooms.clone(), ticker.clone(), Duration::from_secs(1)));
-            let lines: Arc<dyn QueueLines> =
-                Arc::new(CachedLines::new(ports.lines.clone(), ticker, PollCacheSettings::default()));
+            let lines: Arc<dyn QueueLines> = Arc::new(CachedLines::new(
+                ports.lines.clone(),
+                ticker,
+                PollCacheSettings::default(),
+                PollCacheBudget::default(),
+            ));
             Self { ports: Ports { queue, settings, rooms, lines, ..ports } }
         }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer};
 use adapters_http::{ApiState, Identity, PoolConnections};
-use adapters_local::poll_cache::CachedQueue;
+use adapters_local::poll_cache::{CachedQueue, PollCacheBudget};
 use adapters_local::rooms_cache::{CachedLines, CachedRooms};
 use adapters_local::settings_cache::CachedSettings;
 use adapters_local::store_clock::StoreClock;
@@ -124,8 +124,16 @@ impl Application {
         if let (true, Some(cache)) = (shared_queue, settings.poll_cache_settings()) {
             // Polls of WAITING tokens from memory, in main's line and every room's; see
             // `adapters_local::poll_cache`.
-            stores.ports.queue = Arc::new(CachedQueue::new(stores.ports.queue.clone(), Arc::new(SystemTicker), cache));
-            stores.ports.lines = Arc::new(CachedLines::new(stores.ports.lines.clone(), Arc::new(SystemTicker), cache));
+            // One budget for `main`'s cache and every room's: the capacity bounds the instance.
+            let budget = PollCacheBudget::default();
+            stores.ports.queue = Arc::new(CachedQueue::sharing(
+                stores.ports.queue.clone(),
+                Arc::new(SystemTicker),
+                cache,
+                budget.clone(),
+            ));
+            stores.ports.lines =
+                Arc::new(CachedLines::new(stores.ports.lines.clone(), Arc::new(SystemTicker), cache, budget));
         }
         stores.ports.rooms = Arc::new(CachedRooms::new(
             stores.ports.rooms.clone(),

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use adapters_local::poll_cache::{CachedQueue, PollCacheSettings};
+use adapters_local::poll_cache::{CachedQueue, PollCacheBudget, PollCacheSettings};
 use adapters_local::rooms_cache::{CachedLines, CachedRooms};
 use adapters_local::settings_cache::CachedSettings;
 use adapters_local::ticker::SystemTicker;
@@ -65,8 +65,12 @@ impl Harness for CachedPostgres {
         let settings =
             Arc::new(CachedSettings::new(ports.settings.clone(), Arc::new(SystemTicker), Duration::from_millis(250)));
         let rooms = Arc::new(CachedRooms::new(ports.rooms.clone(), Arc::new(SystemTicker), Duration::from_millis(250)));
-        let lines =
-            Arc::new(CachedLines::new(ports.lines.clone(), Arc::new(SystemTicker), PollCacheSettings::default()));
+        let lines = Arc::new(CachedLines::new(
+            ports.lines.clone(),
+            Arc::new(SystemTicker),
+            PollCacheSettings::default(),
+            PollCacheBudget::default(),
+        ));
         Self { ports: Ports { queue, settings, rooms, lines, ..ports }, pg }
     }
 
