@@ -198,7 +198,7 @@ pub struct Settings {
     /// memory with the queue cursor re-read at most this often (0: every poll reads the store).
     #[arg(long, env = "QUEUE_POLL_CACHE_MILLIS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub queue_poll_cache_millis: u64,
-    /// Most WAITING tokens the poll cache keeps (about 150 bytes each).
+    /// Most WAITING tokens the poll caches keep, `main`'s and every room's together (about 150 bytes each).
     #[arg(long, env = "QUEUE_POLL_CACHE_CAPACITY", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     pub queue_poll_cache_capacity: u64,
     /// HTTP worker threads (default: one per core).
