@@ -16,6 +16,34 @@ struct Violation {
     problem: String,
 }
 
+/// The tokens stored WAITING at or below their line's cursor, with their place (`room`,
+/// `seq`, `position`): past a drawn line's entrants the stored `seq`, among them the drawn
+/// place. Each is a skipped token, or a violation.
+macro_rules! waiting_passed {
+    () => {
+        "(SELECT t.room, t.seq, t.seq AS position FROM queue_admission a JOIN queue_tokens t ON t.room = a.room \
+           AND t.seq > COALESCE(a.draw_entrants, 0) AND t.seq <= a.admitted_through WHERE t.status = 'WAITING' \
+         UNION ALL SELECT t.room, t.seq, d.position FROM queue_admission a \
+           JOIN queue_draw_positions d ON d.room = a.room AND d.position <= a.admitted_through \
+           JOIN queue_tokens t ON t.room = d.room AND t.seq = d.arrival WHERE t.status = 'WAITING')"
+    };
+}
+
+/// Whether the place `$position` of line `$room` is in a range some tick skipped over.
+macro_rules! skipped {
+    ($room:literal, $position:literal) => {
+        concat!(
+            "EXISTS (SELECT 1 FROM queue_skips s WHERE s.room = ",
+            $room,
+            " AND s.after < ",
+            $position,
+            " AND s.through >= ",
+            $position,
+            ")"
+        )
+    };
+}
+
 /// Each query returns one row per violation, already phrased.
 const CHECKS: &[&str] = &[
     // Seats: never two live claims (the partial unique index should make this impossible).
@@ -48,7 +76,8 @@ const CHECKS: &[&str] = &[
      FROM payments p JOIN queue_tokens t ON t.token = p.token WHERE t.status = 'ACTIVE'",
     // The lines (one per room): one live token per user per line, gapless seq per line, each
     // line's cursor consistent with its rows: WAITING are exactly the tokens above
-    // admitted_through, so waiting = issued_through - admitted_through.
+    // admitted_through (and the skipped, which read EXPIRED), so waiting = issued_through -
+    // admitted_through.
     "SELECT 'user ' || user_id || ' has ' || count(*) || ' live tokens in ' || room AS problem \
      FROM queue_tokens WHERE status IN ('WAITING', 'ACTIVE') GROUP BY room, user_id HAVING count(*) > 1",
     "SELECT 'queue seq of ' || room || ' is not gapless: ' || count(seq) || ' tokens, max seq ' || max(seq) AS problem \
@@ -58,17 +87,27 @@ const CHECKS: &[&str] = &[
      WHERE a.room IS NULL",
     // A drawn line stores its entrants as arrivals 1..=P and places them by its seed
     // (`order`): past them the stored seq is the place; among them, as many are admitted as
-    // the cursor has passed.
-    "SELECT 'token ' || t.room || '/' || t.seq || ' is WAITING at or below admitted_through ' || a.admitted_through AS problem \
-     FROM queue_tokens t JOIN queue_admission a ON a.room = t.room \
-     WHERE t.status = 'WAITING' AND t.seq <= a.admitted_through AND t.seq > COALESCE(a.draw_entrants, 0)",
+    // the cursor has passed. A skipped token stays stored WAITING at or below the cursor,
+    // inside the range its tick recorded in queue_skips (`queue::skipped_join`); any other
+    // WAITING token at or below the cursor is a violation.
+    concat!(
+        "SELECT 'token ' || w.room || '/' || w.seq || ' at place ' || w.position \
+           || ' is WAITING at or below admitted_through and in no skip' AS problem FROM ",
+        waiting_passed!(),
+        " w WHERE NOT ",
+        skipped!("w.room", "w.position")
+    ),
     "SELECT 'token ' || t.room || '/' || t.seq || ' is ' || t.status || ' above admitted_through ' || a.admitted_through AS problem \
      FROM queue_tokens t JOIN queue_admission a ON a.room = t.room \
      WHERE t.status <> 'WAITING' AND t.seq > a.admitted_through AND t.seq > COALESCE(a.draw_entrants, 0)",
-    "SELECT 'drawn line ' || a.room || ' has admitted ' || n.admitted || ' of its ' || a.draw_entrants || ' entrants, its cursor ' || a.admitted_through AS problem \
-     FROM queue_admission a CROSS JOIN LATERAL (SELECT count(*) AS admitted FROM queue_tokens t \
-       WHERE t.room = a.room AND t.seq <= a.draw_entrants AND t.status <> 'WAITING') n \
-     WHERE a.draw_entrants > 0 AND n.admitted <> LEAST(a.admitted_through, a.draw_entrants)",
+    concat!(
+        "SELECT 'drawn line ' || a.room || ' has admitted ' || n.admitted || ' of its ' || a.draw_entrants || ' entrants, its cursor ' || a.admitted_through AS problem \
+         FROM queue_admission a CROSS JOIN LATERAL (SELECT count(*) AS admitted FROM queue_tokens t \
+           JOIN queue_draw_positions d ON d.room = t.room AND d.arrival = t.seq \
+           WHERE t.room = a.room AND t.seq <= a.draw_entrants AND (t.status <> 'WAITING' OR ",
+        skipped!("t.room", "d.position"),
+        ")) n WHERE a.draw_entrants > 0 AND n.admitted <> LEAST(a.admitted_through, a.draw_entrants)"
+    ),
     "SELECT 'drawn line ' || a.room || ' places ' || count(d.arrival) || ' of its ' || a.draw_entrants || ' entrants' AS problem \
      FROM queue_admission a LEFT JOIN queue_draw_positions d ON d.room = a.room \
        AND d.arrival <= a.draw_entrants AND d.position <= a.draw_entrants \
@@ -79,9 +118,29 @@ const CHECKS: &[&str] = &[
     "SELECT 'admitted_through ' || a.admitted_through || ' of ' || a.room || ' is past the last seq ' || COALESCE(max(t.seq), 0) AS problem \
      FROM queue_admission a LEFT JOIN queue_tokens t ON t.room = a.room \
      GROUP BY a.room, a.admitted_through HAVING a.admitted_through > COALESCE(max(t.seq), 0)",
-    "SELECT 'line ' || a.room || ' counts ' || a.abandoned || ' abandoned, its rows ' || count(t.seq) AS problem \
-     FROM queue_admission a LEFT JOIN queue_tokens t ON t.room = a.room AND t.expired_reason = 'ABANDONED' \
-     GROUP BY a.room, a.abandoned HAVING a.abandoned <> count(t.seq)",
+    // The skips: each a range of places the cursor has passed, in a line with a cursor, and
+    // none overlapping another of its line (a place is skipped at most once).
+    "SELECT 'skip (' || s.after || ', ' || s.through || '] of ' || s.room || ' is past its cursor ' \
+       || COALESCE(a.admitted_through::text, 'that does not exist') AS problem \
+     FROM queue_skips s LEFT JOIN queue_admission a ON a.room = s.room \
+     WHERE a.room IS NULL OR s.through > a.admitted_through",
+    "SELECT 'skip (' || s.after || ', ' || s.through || '] of ' || s.room || ' overlaps the one through ' || s.before AS problem \
+     FROM (SELECT room, after, through, lag(through) OVER (PARTITION BY room ORDER BY through) AS before \
+       FROM queue_skips) s WHERE s.before > s.after",
+    // Abandoned: the tokens stored ABANDONED (skipped before queue_skips, or re-joined since)
+    // and those a skip holds.
+    concat!(
+        "SELECT 'line ' || a.room || ' counts ' || a.abandoned || ' abandoned, its rows ' || n.stored \
+           || ' stored and ' || n.skipped || ' skipped' AS problem \
+         FROM queue_admission a CROSS JOIN LATERAL (SELECT \
+           (SELECT count(*) FROM queue_tokens t WHERE t.room = a.room AND t.expired_reason = 'ABANDONED') AS stored, \
+           (SELECT count(*) FROM ",
+        waiting_passed!(),
+        " w WHERE w.room = a.room AND ",
+        skipped!("w.room", "w.position"),
+        ") AS skipped) n \
+         WHERE a.abandoned <> n.stored + n.skipped"
+    ),
     // Idempotency: a record exists only with its effect (a ledger entry of the same user: the
     // charge's, or the payment's), and only complete.
     "SELECT 'idempotency record ' || k.key || ' of user ' || k.user_id || ' has no effect of that user' AS problem \

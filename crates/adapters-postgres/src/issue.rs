@@ -39,7 +39,7 @@ use uuid::Uuid;
 
 use crate::error::Fail;
 use crate::pool::PgPool;
-use crate::queue::{cursor_columns, CursorRow, Line, TokenRow};
+use crate::queue::{self, cursor_columns, CursorRow, Line, TokenRow};
 use crate::sql::prepared;
 use crate::work::{self, Limits};
 
@@ -66,12 +66,28 @@ pub(crate) const ISSUE_LIVE: &str = concat!(
      ON TRUE WHERE a.room = $3"
 );
 
-/// [`ISSUE_LIVE`] in a room's line, which may be drawn: a live token's place is its drawn
-/// position when it has one (see `order`), read in the same snapshot as the cursor's draw.
+/// [`ISSUE_LIVE`] in a room's line, which may be drawn and may skip. The batch users' tokens
+/// stored WAITING or ACTIVE are read once (`mine`), as every read of a room's token reads them
+/// (`queue::room_token_columns`): a live token's place is its drawn position when it has one
+/// (see `order`), and a token its line skipped reads EXPIRED ([`queue::skipped_join`]), read in
+/// the same snapshot as the cursor. Of these, the lapsed ACTIVE tokens and the skipped ones are
+/// written as they read (EXPIRED, TTL or ABANDONED with the skip's `expires_at`): that frees
+/// the skipped buyer's place in the one-live-token-per-user-per-line index for the new token
+/// of this batch (one write per re-joining buyer, rather than one per skipped token at the
+/// tick). The live ones are those that read WAITING, or ACTIVE with `expires_at > now`. The
+/// write is checked again against the row it finds (`t.status`): nothing else writes these
+/// rows under the issue lock but the expiry sweep and payments, which only take ACTIVE ones.
 pub(crate) const ISSUE_LIVE_ROOM: &str = concat!(
     "WITH req AS (SELECT r.user_id, r.now FROM unnest($1::uuid[], $2::timestamptz[]) AS r (user_id, now)), \
-     lapsed AS (UPDATE queue_tokens t SET status = 'EXPIRED', expired_reason = 'TTL' FROM req \
-       WHERE t.room = $3 AND t.user_id = req.user_id AND t.status = 'ACTIVE' AND t.expires_at <= req.now \
+     mine AS MATERIALIZED (SELECT t.seq AS arrival, req.now, ",
+    queue::room_token_columns!(),
+    " FROM ",
+    queue::room_token_from!(),
+    " JOIN req ON t.user_id = req.user_id WHERE t.room = $3 AND t.status IN ('WAITING', 'ACTIVE')), \
+     lapsed AS (UPDATE queue_tokens t SET status = 'EXPIRED', expires_at = m.expires_at, \
+         expired_reason = COALESCE(m.expired_reason, 'TTL') FROM mine m \
+       WHERE t.room = $3 AND t.seq = m.arrival AND ((m.status = 'EXPIRED' AND t.status = 'WAITING') \
+         OR (m.status = 'ACTIVE' AND m.expires_at <= m.now AND t.status = 'ACTIVE')) \
        RETURNING t.seq) \
      SELECT ",
     cursor_columns!(),
@@ -79,11 +95,8 @@ pub(crate) const ISSUE_LIVE_ROOM: &str = concat!(
        live.seq, live.token, live.user_id, live.status, live.issued_at, live.activated_at, live.expires_at, \
        live.expired_reason \
      FROM queue_admission a LEFT JOIN ( \
-       SELECT COALESCE(d.position, t.seq) AS seq, t.token, t.user_id, t.status, t.issued_at, t.activated_at, \
-         t.expires_at, t.expired_reason \
-       FROM queue_tokens t JOIN req ON t.user_id = req.user_id \
-       LEFT JOIN queue_draw_positions d ON d.room = t.room AND d.arrival = t.seq \
-       WHERE t.room = $3 AND t.status IN ('WAITING', 'ACTIVE') AND (t.status = 'WAITING' OR t.expires_at > req.now)) live \
+       SELECT m.seq, m.token, m.user_id, m.status, m.issued_at, m.activated_at, m.expires_at, m.expired_reason \
+       FROM mine m WHERE m.status = 'WAITING' OR (m.status = 'ACTIVE' AND m.expires_at > m.now)) live \
      ON TRUE WHERE a.room = $3"
 );
 

@@ -25,7 +25,8 @@
 //! - `work`: a call's autocommit statement or budgeted transaction.
 //! - `locks`: the advisory locks and what each serialises.
 //! - `issue`: group-commit token issue (a batcher thread per store).
-//! - `queue`: the lines (one per room: `PgStore::line`), admission, the draw, presence.
+//! - `queue`: the lines (one per room: `PgStore::line`), admission, the draw, presence; the
+//!   tokens an admission skips are not written but read off its range in `queue_skips`.
 //! - `order`: a drawn line's order, beside its tokens.
 //! - `rooms`: the rooms other than `main` and their concerts.
 //! - `settings`, `catalogue`, `reservations`, `accounts`, `payments`,

@@ -46,7 +46,9 @@ pub(crate) const LOCK_TOKEN: &str = "SELECT pg_advisory_xact_lock($1, $2)";
 /// The facts, locked in a fixed order: each CTE waits for the previous one (`count(*) >= 0`
 /// is always true, but makes the account's lock follow the reservation's, and the token row's
 /// follow the account's). The token's `seq` is the stored one: for an entrant of a drawn room
-/// its arrival, not its drawn place (`order`); no payment decision reads it.
+/// its arrival, not its drawn place (`order`); no payment decision reads it. Nor does it
+/// derive a skip (`queue::skipped_join`): a payment is authorized on a read that does, as
+/// ACTIVE, and a token stored ACTIVE is never a skipped one.
 pub(crate) const FACTS: &str = "WITH r AS ( \
        SELECT id, user_id, schedule_id, seat_id, seat_number, price, status, created_at, held_until, paid_at \
        FROM reservations WHERE id = $1 FOR UPDATE), \

@@ -7,6 +7,37 @@
 //! row of `queue_admission`; every statement here is filtered by the line of the store it runs
 //! for ([`Line`], `PgStore::line`), and leads with it in the indexes (`(room, seq)`,
 //! `(room, user_id)`, `(room, expires_at)`), so `main` reads and writes what it always did.
+//!
+//! # Skipped tokens are not written
+//!
+//! An admission tick with `abandon_after` skips the absent WAITING tokens it meets before the
+//! N-th present one (`QueueStore::admit`). It writes only the admitted ones (ACTIVE), moves the
+//! cursor over both, adds the skipped to the line's `abandoned`, and records the range of
+//! places it walked, `(after, through]` at its time `at`, as one row of `queue_skips`. The
+//! skipped tokens stay stored WAITING, and read as the port says they are: a token stored
+//! WAITING whose place (its drawn position in a drawn line, else its `seq`) is at or below the
+//! cursor and in a recorded range is EXPIRED, reason ABANDONED, `expires_at` that range's `at`.
+//! [`skipped_join`] is that rule, the only statement of it: every read of a room's token
+//! ([`FIND_WITH_CURSOR_ROOM`] for polls, `find` and so authorization; `issue::ISSUE_LIVE_ROOM`
+//! for a re-join) joins it, and it looks `queue_skips` up only for a token stored WAITING at or
+//! below the cursor, so a read of any other token costs what it did. `main` never skips (it
+//! has no `abandon_after`): its statements do not join it.
+//!
+//! Why: writing each skipped token EXPIRED was a non-HOT update (status is in the partial
+//! indexes' predicates) of a row on a page of its own. In a drawn line of 1,000,000, a tick that
+//! admits 100 and skips 900 updated 1,000 rows over ~3 random pages each, ~2,900 full-page
+//! images in the WAL right after a checkpoint: ~110 ms against a target of 100 ms (the same
+//! UPDATE on warm pages without full-page images took 27 ms, the walk's read 12-23 ms cold).
+//! Now the tick writes its 100 admitted rows, one cursor row and one range.
+//!
+//! What stays stored WAITING is written once more only when it must be: a skipped buyer who
+//! joins again needs the place of the old token in the one-live-token-per-user-per-line
+//! index, so that issue stores it EXPIRED as it reads (one write per re-joining buyer). The
+//! other paths need nothing: presence ([`NOTE_SEEN`]) leaves tokens the cursor passed alone;
+//! the expiry sweep, `use_up` and payments only change ACTIVE tokens (and a payment is
+//! authorized on the derived read, so it never meets a skipped token); the counts
+//! ([`STATS`]) read `waiting` off the cursor and `abandoned` off the cursor row, as before; the
+//! draw comes before any admission of its line.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -112,6 +143,66 @@ macro_rules! token_columns {
     };
 }
 
+/// A room's token's place in its line: the drawn position of an entrant of a drawn line (see
+/// `order`), else its stored `seq`; over `queue_tokens t` and
+/// `LEFT JOIN queue_draw_positions d ON d.room = t.room AND d.arrival = t.seq`.
+macro_rules! line_position {
+    () => {
+        "COALESCE(d.position, t.seq)"
+    };
+}
+pub(crate) use line_position;
+
+/// Derived abandonment, the one statement of its rule (see the module docs): a token `t`
+/// stored WAITING whose place is at or below its line's `admitted_through` (`a`) and inside
+/// `(after, through]` of a row of `queue_skips` was skipped by that tick: it is EXPIRED,
+/// reason ABANDONED, `expires_at` the tick's `at`. Joins `k` (`k.at`, `k.status`,
+/// `k.reason`), all NULL for every other token. The ranges of a line never overlap (the cursor
+/// only moves forward), so the first one ending at or above the place is the only one that
+/// can hold it: one probe of the `(room, through)` key, made only for a token stored WAITING
+/// at or below the cursor (a one-time filter of the lateral): an ACTIVE or EXPIRED token, or
+/// one still in line, reads no further than before.
+macro_rules! skipped_join {
+    () => {
+        concat!(
+            "LEFT JOIN LATERAL (SELECT s.after, s.at, 'EXPIRED'::text AS status, 'ABANDONED'::text AS reason \
+               FROM queue_skips s WHERE t.status = 'WAITING' AND ",
+            $crate::queue::line_position!(),
+            " <= a.admitted_through AND s.room = t.room AND s.through >= ",
+            $crate::queue::line_position!(),
+            " ORDER BY s.through LIMIT 1) k ON k.after < ",
+            $crate::queue::line_position!()
+        )
+    };
+}
+pub(crate) use skipped_join;
+
+/// A room's token with everything it is read with: its line's cursor `a`, its drawn place `d`
+/// and its skip `k` ([`skipped_join`]).
+macro_rules! room_token_from {
+    () => {
+        concat!(
+            "queue_tokens t JOIN queue_admission a ON a.room = t.room \
+             LEFT JOIN queue_draw_positions d ON d.room = t.room AND d.arrival = t.seq ",
+            $crate::queue::skipped_join!()
+        )
+    };
+}
+pub(crate) use room_token_from;
+
+/// The columns of a room's token as [`TokenRow`] reads them, from [`room_token_from`]: its
+/// place in the line as `seq`, and the state a skip derives over the stored one.
+macro_rules! room_token_columns {
+    () => {
+        concat!(
+            $crate::queue::line_position!(),
+            " AS seq, t.token, t.user_id, COALESCE(k.status, t.status) AS status, t.issued_at, t.activated_at, \
+             COALESCE(k.at, t.expires_at) AS expires_at, COALESCE(k.reason, t.expired_reason) AS expired_reason"
+        )
+    };
+}
+pub(crate) use room_token_columns;
+
 /// The columns of a cursor, as `CursorRow` reads them, from `queue_admission a`.
 macro_rules! cursor_columns {
     () => {
@@ -120,7 +211,9 @@ macro_rules! cursor_columns {
 }
 pub(crate) use cursor_columns;
 
-/// The token with this value in line `$2`: every protected call's authorization.
+/// The token with this value in line `$2`: every protected call's authorization in `main`
+/// (never drawn, never skipping: its stored token is the token). A room's authorization reads
+/// [`FIND_WITH_CURSOR_ROOM`] (`find`).
 pub(crate) const FIND_TOKEN: &str =
     concat!("SELECT ", token_columns!(), " FROM queue_tokens t WHERE t.token = $1 AND t.room = $2");
 
@@ -133,15 +226,18 @@ pub(crate) const FIND_WITH_CURSOR: &str = concat!(
     " FROM queue_tokens t JOIN queue_admission a ON a.room = t.room WHERE t.token = $1 AND t.room = $2"
 );
 
-/// [`FIND_WITH_CURSOR`] in a room's line, which may be drawn: the token's place is its drawn
-/// position when it has one (see `order`), read in the same snapshot as the cursor's draw.
+/// [`FIND_WITH_CURSOR`] in a room's line, which may be drawn and may skip: the token's place is
+/// its drawn position when it has one (see `order`), and a token its line skipped reads as
+/// the skip made it ([`skipped_join`]), both read in the same snapshot as the cursor. Every
+/// read of a room's token (poll, `find`, authorization) is this one.
 pub(crate) const FIND_WITH_CURSOR_ROOM: &str = concat!(
-    "SELECT COALESCE(d.position, t.seq) AS seq, t.token, t.user_id, t.status, t.issued_at, t.activated_at, \
-       t.expires_at, t.expired_reason, ",
+    "SELECT ",
+    room_token_columns!(),
+    ", ",
     cursor_columns!(),
-    " FROM queue_tokens t JOIN queue_admission a ON a.room = t.room \
-     LEFT JOIN queue_draw_positions d ON d.room = t.room AND d.arrival = t.seq \
-     WHERE t.token = $1 AND t.room = $2"
+    " FROM ",
+    room_token_from!(),
+    " WHERE t.token = $1 AND t.room = $2"
 );
 
 /// The line's cursor (no row: the line has had no token yet).
@@ -179,31 +275,31 @@ pub(crate) const ADMIT_WRITE_LIST: &str =
      FROM (SELECT count(*) AS n FROM t) AS c WHERE room = $5 RETURNING c.n";
 
 /// [`ADMIT_WALK`] in a drawn line: the tokens of line `$1` at the stored `seq`s `$2`.
-pub(crate) const ADMIT_WALK_LIST: &str = "SELECT seq, GREATEST(issued_at, last_seen_at) AS last_seen \
+pub(crate) const ADMIT_WALK_LIST: &str = "SELECT seq, status, GREATEST(issued_at, last_seen_at) AS last_seen \
      FROM queue_tokens WHERE room = $1 AND seq = ANY($2)";
 
 /// Admission with abandonment, step by step: the next `$3` tokens of line `$1` above `$2` in
-/// line order (all WAITING), each with its last sight, the later of its issue and its last
-/// `note_seen` (`AdmissionPolicy::is_present` is then applied to it in Rust).
-pub(crate) const ADMIT_WALK: &str = "SELECT seq, GREATEST(issued_at, last_seen_at) AS last_seen \
+/// line order (all WAITING: checked), each with its last sight, the later of its issue and its
+/// last `note_seen` (`AdmissionPolicy::is_present` is then applied to it in Rust).
+pub(crate) const ADMIT_WALK: &str = "SELECT seq, status, GREATEST(issued_at, last_seen_at) AS last_seen \
      FROM queue_tokens WHERE room = $1 AND seq > $2 ORDER BY seq LIMIT $3";
 
-/// Admission with abandonment, the write: of the tokens of line `$5` at the stored `seq`s
-/// `$3` (all WAITING), those in `$6` (the present ones) become ACTIVE, the others EXPIRED at
-/// `$1` as ABANDONED; the cursor moves to `$4`, `last_admission_at` to `$1` when anyone was
-/// admitted, and the line's abandoned count grows by the skipped. Returns both counts.
-pub(crate) const ADMIT_WRITE_PRESENT: &str = "WITH t AS (UPDATE queue_tokens SET \
-       status = CASE WHEN seq = ANY($6) THEN 'ACTIVE' ELSE 'EXPIRED' END, \
-       activated_at = CASE WHEN seq = ANY($6) THEN $1 END, \
-       expires_at = CASE WHEN seq = ANY($6) THEN $2 ELSE $1 END, \
-       expired_reason = CASE WHEN seq = ANY($6) THEN NULL ELSE 'ABANDONED' END \
-       WHERE room = $5 AND seq = ANY($3) AND status = 'WAITING' RETURNING status), \
-     c AS (SELECT count(*) FILTER (WHERE status = 'ACTIVE') AS admitted, \
-       count(*) FILTER (WHERE status = 'EXPIRED') AS skipped FROM t) \
+/// Admission with abandonment, the write: the tokens of line `$5` at the stored `seq`s `$3`
+/// (the present ones, all WAITING) become ACTIVE; the skipped are not written (see the module
+/// docs): when there are any (`$7`), the tick's range of places `($6, $4]` is recorded in
+/// `queue_skips` at `$1`, which makes every token still stored WAITING in it read EXPIRED
+/// ([`skipped_join`]). The cursor moves to `$4`, `last_admission_at` to `$1` when anyone was
+/// admitted, and the line's abandoned count grows by the skipped. Returns how many were
+/// activated.
+pub(crate) const ADMIT_WRITE_PRESENT: &str = "WITH t AS (UPDATE queue_tokens \
+       SET status = 'ACTIVE', activated_at = $1, expires_at = $2 \
+       WHERE room = $5 AND seq = ANY($3) AND status = 'WAITING' RETURNING seq), \
+     s AS (INSERT INTO queue_skips (room, after, through, at) SELECT $5, $6, $4, $1 WHERE $7 > 0), \
+     c AS (SELECT count(*) AS n FROM t) \
      UPDATE queue_admission SET admitted_through = $4, \
-       last_admission_at = CASE WHEN c.admitted > 0 THEN $1 ELSE last_admission_at END, \
-       abandoned = abandoned + c.skipped \
-     FROM c WHERE room = $5 RETURNING c.admitted, c.skipped";
+       last_admission_at = CASE WHEN c.n > 0 THEN $1 ELSE last_admission_at END, \
+       abandoned = abandoned + $7 \
+     FROM c WHERE room = $5 RETURNING c.n";
 
 /// At most `$2` ACTIVE tokens of line `$3` whose time is up at the store's clock
 /// (`expires_at <= now`, restating `QueueToken::status_at`) become EXPIRED (TTL). SKIP
@@ -232,15 +328,24 @@ pub(crate) const STATS: &str =
      FROM clock LEFT JOIN queue_admission a ON a.room = $2";
 
 /// Presence: the WAITING tokens of line `$3` among `$1` were seen at `$2`, in one statement;
-/// a last sight only moves forward. SKIP LOCKED: a row another writer holds (a draw
-/// renumbering the line, an admission taking its turn) keeps its last sight rather than make
-/// this batch wait or deadlock on rows locked in another order; the next poll notes it again.
-pub(crate) const NOTE_SEEN: &str = "WITH seen AS MATERIALIZED (SELECT s.token FROM queue_tokens s \
-       JOIN unnest($1::text[]) AS v (token) ON s.token = v.token \
-       WHERE s.room = $3 AND s.status = 'WAITING' AND (s.last_seen_at IS NULL OR s.last_seen_at < $2) \
-       FOR UPDATE OF s SKIP LOCKED) \
+/// a last sight only moves forward. A token stored WAITING at or below the cursor was skipped
+/// (see [`skipped_join`]) and is left as it is. SKIP LOCKED: a row another writer holds (a
+/// draw renumbering the line, an admission taking its turn) keeps its last sight rather than
+/// make this batch wait or deadlock on rows locked in another order; the next poll notes it
+/// again.
+pub(crate) const NOTE_SEEN: &str = concat!(
+    "WITH seen AS MATERIALIZED (SELECT t.token FROM queue_tokens t \
+       JOIN unnest($1::text[]) AS v (token) ON t.token = v.token \
+       JOIN queue_admission a ON a.room = t.room \
+       LEFT JOIN queue_draw_positions d ON d.room = t.room AND d.arrival = t.seq \
+       WHERE t.room = $3 AND t.status = 'WAITING' AND (t.last_seen_at IS NULL OR t.last_seen_at < $2) \
+         AND ",
+    line_position!(),
+    " > a.admitted_through \
+       FOR UPDATE OF t SKIP LOCKED) \
      UPDATE queue_tokens t SET last_seen_at = GREATEST(t.last_seen_at, $2) FROM seen \
-     WHERE t.token = seen.token AND t.room = $3 AND t.status = 'WAITING'";
+     WHERE t.token = seen.token AND t.room = $3 AND t.status = 'WAITING'"
+);
 
 /// The draw's read, after the line's admission lock: the store's clock (after any wait) and
 /// the draw recorded for line `$2`, if any.
@@ -362,17 +467,10 @@ struct DrawTokens {
 struct WalkRow {
     #[diesel(sql_type = BigInt)]
     seq: i64,
+    #[diesel(sql_type = Text)]
+    status: String,
     #[diesel(sql_type = Timestamptz)]
     last_seen: OffsetDateTime,
-}
-
-/// The counts of [`ADMIT_WRITE_PRESENT`].
-#[derive(Debug, QueryableByName)]
-struct PresentCounts {
-    #[diesel(sql_type = BigInt)]
-    admitted: i64,
-    #[diesel(sql_type = BigInt)]
-    skipped: i64,
 }
 
 #[derive(Debug, QueryableByName)]
@@ -590,8 +688,12 @@ fn walk_step(n: u64) -> i64 {
 /// Admission with [`AdmissionPolicy::abandon_after`], inside the admission transaction: walks
 /// the WAITING tokens in line order from position `from` (the cursor), `policy.is_present`
 /// deciding each from its last sight, until `n` present ones are found or the line ends; the
-/// absent ones met on the way are skipped. One write then activates the present, skips the
-/// absent and moves the cursor over both.
+/// absent ones met on the way are skipped. One write then activates the present, records the
+/// skip (the skipped tokens are not written: see the module docs) and moves the cursor over
+/// both. The walk runs under the line's admission and issue locks, and nothing else moves a
+/// WAITING token above the cursor, so what it read is what the write finds: it checks that
+/// every place it walked held a WAITING token, and the write that it activated every present
+/// one.
 fn admit_present(
     tx: &mut crate::work::Tx<'_>,
     room: &str,
@@ -603,7 +705,7 @@ fn admit_present(
 ) -> Result<AdmissionOutcome, Fail<()>> {
     let step = walk_step(n);
     let mut present: Vec<i64> = Vec::new();
-    let mut walked: Vec<i64> = Vec::new();
+    let mut walked: u64 = 0;
     let mut through = from;
     'walk: loop {
         // (position, stored seq, last sight) of the next `step` places, in line order.
@@ -631,8 +733,15 @@ fn admit_present(
         rows.sort_by_key(|(position, _)| *position);
         let read = rows.len();
         for (position, row) in rows {
+            if row.status != "WAITING" || position != through + 1 {
+                // The cursor would move past a token that is not waiting, or a missing place.
+                return Err(Fail::Store(StoreError::Internal(format!(
+                    "admission above {from} met a {} token at place {position} after place {through}",
+                    row.status
+                ))));
+            }
             through = position;
-            walked.push(row.seq);
+            walked += 1;
             if policy.is_present(row.last_seen, now) {
                 present.push(row.seq);
                 if count_len(present.len()) == n {
@@ -644,23 +753,25 @@ fn admit_present(
             break;
         }
     }
-    if walked.is_empty() {
+    if walked == 0 {
         return Ok(AdmissionOutcome::Admitted(0));
     }
-    let counts: PresentCounts = prepared(ADMIT_WRITE_PRESENT)
+    let admitted = count_len(present.len());
+    let skipped = walked - admitted;
+    let changed: Count = prepared(ADMIT_WRITE_PRESENT)
         .bind::<Timestamptz, _>(now)
         .bind::<Timestamptz, _>(policy.expiry_for(now))
-        .bind::<Array<BigInt>, _>(&walked)
+        .bind::<Array<BigInt>, _>(&present)
         .bind::<BigInt, _>(through)
         .bind::<Text, _>(room)
-        .bind::<Array<BigInt>, _>(&present)
+        .bind::<BigInt, _>(from)
+        .bind::<BigInt, _>(i64::try_from(skipped).unwrap_or(i64::MAX))
         .get_result(tx.conn()?)?;
-    let (admitted, skipped) = (count(counts.admitted), count(counts.skipped));
-    if admitted != count_len(present.len()) || counts.admitted + counts.skipped != through - from {
-        // The cursor would move past tokens that were not admitted or skipped.
+    if count(changed.n) != admitted {
+        // The cursor would move past present tokens that were not activated.
         return Err(Fail::Store(StoreError::Internal(format!(
-            "admission expected {} WAITING tokens at ({from}, {through}] and changed {admitted} + {skipped}",
-            through - from
+            "admission expected {admitted} WAITING tokens to activate at ({from}, {through}] and found {}",
+            changed.n
         ))));
     }
     Ok(AdmissionOutcome::of(admitted, skipped))

@@ -99,6 +99,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    queue_skips (room, through) {
+        room -> Text,
+        after -> Int8,
+        through -> Int8,
+        at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     queue_tokens (room, seq) {
         seq -> Int8,
         token -> Text,
@@ -192,6 +201,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     queue_admission,
     queue_draw_positions,
     queue_settings,
+    queue_skips,
     queue_tokens,
     reservations,
     room_concerts,

@@ -23,7 +23,7 @@ use adapters_postgres::testing::TestDatabase;
 use adapters_postgres::PgStore;
 use common::assert_consistent;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Text, Timestamptz};
+use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
 use domain::clock::ManualClock;
 use domain::ids::UserId;
 use domain::ports::QueueStore;
@@ -389,6 +389,210 @@ fn abandonment_skips_the_absent_and_presence_keeps_a_place() {
         }
     }
     assert_consistent(&two.a);
+}
+
+#[derive(QueryableByName, Debug, PartialEq, Eq)]
+struct StoredRow {
+    #[diesel(sql_type = BigInt)]
+    seq: i64,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    expires_at: Option<OffsetDateTime>,
+    #[diesel(sql_type = Nullable<Text>)]
+    expired_reason: Option<String>,
+    /// The transaction that wrote the row's version: unchanged means not written.
+    #[diesel(sql_type = Text)]
+    xmin: String,
+}
+
+/// The tokens of `room` as stored, by stored `seq`.
+fn stored(conn: &mut PgConnection, room: &RoomId) -> Vec<StoredRow> {
+    diesel::sql_query(
+        "SELECT seq, status, expires_at, expired_reason, xmin::text AS xmin FROM queue_tokens \
+         WHERE room = $1 ORDER BY seq",
+    )
+    .bind::<Text, _>(room.as_str())
+    .load(conn)
+    .unwrap()
+}
+
+/// A tick that skips writes only the admitted tokens: the skipped stay stored WAITING (their
+/// rows not even rewritten) and every read of them (`find`, the poll's `find_with_cursor`,
+/// which authorization reads too) derives EXPIRED, ABANDONED, at the tick's time from the
+/// skip it recorded. A skipped buyer who joins again gets a new token at the end of the line,
+/// and the old one is then stored as it read.
+#[test]
+fn skipped_tokens_are_not_written_and_read_abandoned() {
+    let two = Two::new();
+    let tour = room("tour");
+    let line = two.a.line(&tour);
+    let tokens: Vec<_> = (0..6_u64).map(|n| line.issue(user(n.into()), value(&tour, n), t0()).unwrap().token).collect();
+    let later = t0() + Duration::seconds(100);
+    line.note_seen(&[tokens[1].value.clone(), tokens[4].value.clone()], later).unwrap();
+    let tick = later + Duration::seconds(10);
+    two.clock.set(tick);
+    let mut conn = two.raw();
+    let before = stored(&mut conn, &tour);
+    let policy = AdmissionPolicy { batch: 2, abandon_after: Some(Duration::seconds(60)), ..AdmissionPolicy::default() };
+    assert_eq!(two.b.line(&tour).admit(&policy).unwrap(), AdmissionOutcome::of(2, 3));
+    let after = stored(&mut conn, &tour);
+    for i in [0, 2, 3, 5] {
+        assert_eq!(after[i], before[i], "token {i} is not written");
+        assert_eq!(after[i].status, "WAITING");
+    }
+    assert_eq!((after[1].status.as_str(), after[4].status.as_str()), ("ACTIVE", "ACTIVE"));
+    let skips: Vec<SeqRow> = diesel::sql_query(
+        "SELECT after::text || ',' || through::text || ',' || (at = $2)::text AS token, through AS seq \
+         FROM queue_skips WHERE room = $1",
+    )
+    .bind::<Text, _>(tour.as_str())
+    .bind::<Timestamptz, _>(tick)
+    .load(&mut conn)
+    .unwrap();
+    assert_eq!(
+        skips.iter().map(|r| r.token.as_str()).collect::<Vec<_>>(),
+        ["0,5,true"],
+        "one skip, (0, 5] at the tick"
+    );
+    let abandoned = |t: &domain::queue::QueueToken| {
+        (t.status, t.expired_reason, t.expires_at, t.activated_at)
+            == (TokenStatus::Expired, Some(ExpiredReason::Abandoned), Some(tick), None)
+    };
+    for i in [0, 2, 3] {
+        let found = line.find(&tokens[i].value).unwrap().unwrap();
+        assert!(abandoned(&found), "token {i} read by find: {found:?}");
+        assert_eq!(found.seq, tokens[i].seq);
+        let (polled, cursor) = two.b.line(&tour).find_with_cursor(&tokens[i].value).unwrap().unwrap();
+        assert_eq!((polled, cursor.admitted_through), (found, 5), "token {i} read by a poll");
+    }
+    assert_eq!(line.find(&tokens[5].value).unwrap().unwrap().status, TokenStatus::Waiting);
+    assert_eq!(line.find(&tokens[4].value).unwrap().unwrap().status, TokenStatus::Active);
+    let stats = line.stats().unwrap();
+    assert_eq!((stats.abandoned, stats.waiting, stats.issued_through), (3, 1, 6));
+    assert_consistent(&two.a);
+
+    // The buyer of token 2 joins again (with another new buyer in the same batch): a new
+    // token at the end of the line; the old one is now stored as it read, and reads the same.
+    two.clock.set(tick + Duration::seconds(5));
+    let again = line.issue(user(2), value(&tour, 102), tick + Duration::seconds(5)).unwrap();
+    assert!(again.created, "a skipped token is not live");
+    assert_eq!((again.token.seq, again.token.status, again.cursor.admitted_through), (7, TokenStatus::Waiting, 5));
+    let old = &stored(&mut conn, &tour)[2];
+    assert_eq!(
+        (old.status.as_str(), old.expired_reason.as_deref(), old.expires_at),
+        ("EXPIRED", Some("ABANDONED"), Some(tick))
+    );
+    assert!(abandoned(&line.find(&tokens[2].value).unwrap().unwrap()));
+    // Joining again answers the new token, and the others stay as they were.
+    let same = two.b.line(&tour).issue(user(2), value(&tour, 103), tick + Duration::seconds(6)).unwrap();
+    assert_eq!((same.created, same.token.value), (false, again.token.value.clone()));
+    assert_eq!(stored(&mut conn, &tour)[0], after[0]);
+    let stats = line.stats().unwrap();
+    assert_eq!((stats.abandoned, stats.waiting, stats.issued_through), (3, 2, 7));
+    assert_consistent(&two.a);
+
+    // The next tick walks on from the cursor: token 5 (seen now) and the new token.
+    let next = tick + policy.interval;
+    two.clock.set(next);
+    line.note_seen(&[tokens[5].value.clone()], next).unwrap();
+    assert_eq!(line.admit(&policy).unwrap(), AdmissionOutcome::of(2, 0));
+    assert_eq!(line.find(&again.token.value).unwrap().unwrap().status, TokenStatus::Active);
+    assert!(abandoned(&line.find(&tokens[0].value).unwrap().unwrap()), "an earlier skip still reads the same");
+    assert_consistent(&two.a);
+}
+
+/// A skipped entrant of a drawn line reads abandoned at its drawn place, and joins again at
+/// the end of the line.
+#[test]
+fn a_skipped_entrant_of_a_drawn_line_joins_again_at_the_end() {
+    let two = Two::new();
+    let tour = room("tour");
+    let opens = t0() + Duration::minutes(10);
+    let mut conn = two.raw();
+    fill(&mut conn, &tour, 0, 20, t0());
+    two.clock.set(opens);
+    let line = two.a.line(&tour);
+    let DrawOutcome::Drawn { record, .. } = line.draw(opens, 7).unwrap() else { panic!() };
+    let positions = drawn_positions(record.seed, 20);
+    let at = |p: u64| u64::try_from(positions.iter().position(|&x| x == p).unwrap()).unwrap() + 1;
+    line.note_seen(&[value(&tour, at(2))], opens).unwrap();
+    let tick = opens + Duration::seconds(30);
+    two.clock.set(tick);
+    let policy = AdmissionPolicy { batch: 1, abandon_after: Some(Duration::seconds(60)), ..AdmissionPolicy::default() };
+    assert_eq!(line.admit(&policy).unwrap(), AdmissionOutcome::of(1, 1));
+    let first = value(&tour, at(1));
+    let read = line.find(&first).unwrap().unwrap();
+    assert_eq!((read.seq, read.status, read.expires_at), (1, TokenStatus::Expired, Some(tick)));
+    assert_eq!(stored(&mut conn, &tour)[usize::try_from(at(1)).unwrap() - 1].status, "WAITING");
+    assert_consistent(&two.a);
+    let again = line.issue(user(at(1).into()), value(&tour, 99), tick).unwrap();
+    assert_eq!((again.created, again.token.seq), (true, 21));
+    assert_eq!(stored(&mut conn, &tour)[usize::try_from(at(1)).unwrap() - 1].status, "EXPIRED");
+    assert_eq!(line.find(&first).unwrap().unwrap(), read, "stored as it read");
+    assert_consistent(&two.a);
+}
+
+/// The invariants accept skipped tokens stored WAITING, and still catch a WAITING token the
+/// cursor passed that no skip holds, an abandoned count that is off, and a skip past the cursor.
+#[test]
+fn the_invariants_tell_skipped_tokens_from_lost_ones() {
+    let two = Two::new();
+    let tour = room("tour");
+    let line = two.a.line(&tour);
+    let tokens: Vec<_> = (0..6_u64).map(|n| line.issue(user(n.into()), value(&tour, n), t0()).unwrap().token).collect();
+    // Tokens 0 and 1 admitted without abandonment (no skip), then 2 skipped and 3 admitted.
+    let plain = AdmissionPolicy { batch: 2, ..AdmissionPolicy::default() };
+    assert_eq!(line.admit(&plain).unwrap(), AdmissionOutcome::Admitted(2));
+    let later = t0() + Duration::seconds(100);
+    line.note_seen(&[tokens[3].value.clone()], later).unwrap();
+    two.clock.set(later + Duration::seconds(10));
+    let policy = AdmissionPolicy { batch: 1, abandon_after: Some(Duration::seconds(60)), ..plain };
+    assert_eq!(line.admit(&policy).unwrap(), AdmissionOutcome::of(1, 1));
+    assert_consistent(&two.a);
+    // Each damage is committed, checked, then undone.
+    let problems = |damage: &str, undo: &str| {
+        let mut conn = two.raw();
+        diesel::sql_query(damage).execute(&mut conn).unwrap();
+        let found = adapters_postgres::invariants::check(&two.a).unwrap();
+        diesel::sql_query(undo).execute(&mut conn).unwrap();
+        assert_consistent(&two.a);
+        found
+    };
+    // Token 1 back to WAITING: the cursor passed it, and no skip holds it.
+    let reactivate = |seq: i64| {
+        format!(
+            "UPDATE queue_tokens SET status = 'ACTIVE', activated_at = $$2026-01-01Z$$, \
+             expires_at = $$2100-01-01Z$$ WHERE room = 'tour' AND seq = {seq}"
+        )
+    };
+    let wait = |seq: i64| {
+        format!(
+            "UPDATE queue_tokens SET status = 'WAITING', activated_at = NULL, expires_at = NULL \
+             WHERE room = 'tour' AND seq = {seq}"
+        )
+    };
+    let found = problems(&wait(2), &reactivate(2));
+    assert!(found.iter().any(|p| p.contains("tour/2 ") && p.contains("in no skip")), "{found:?}");
+    // Token 4 (admitted by the skipping tick) back to WAITING: a skip holds it, so it reads
+    // abandoned, but the line never counted it.
+    let found = problems(&wait(4), &reactivate(4));
+    assert!(found.iter().any(|p| p.contains("counts 1 abandoned")), "{found:?}");
+    let found = problems(
+        "UPDATE queue_admission SET abandoned = 0 WHERE room = 'tour'",
+        "UPDATE queue_admission SET abandoned = 1 WHERE room = 'tour'",
+    );
+    assert!(found.iter().any(|p| p.contains("counts 0 abandoned")), "{found:?}");
+    let found = problems(
+        "INSERT INTO queue_skips VALUES ('tour', 4, 6, now())",
+        "DELETE FROM queue_skips WHERE room = 'tour' AND through = 6",
+    );
+    assert!(found.iter().any(|p| p.contains("past its cursor")), "{found:?}");
+    let found = problems(
+        "INSERT INTO queue_skips VALUES ('tour', 1, 3, now())",
+        "DELETE FROM queue_skips WHERE room = 'tour' AND through = 3",
+    );
+    assert!(found.iter().any(|p| p.contains("overlaps")), "{found:?}");
 }
 
 // ---- measurements ------------------------------------------------------------------------------
