@@ -332,8 +332,8 @@ async function refreshAudit() {
   $('audit-newest').disabled = auditBefore === null;
   $('audit').tBodies[0].replaceChildren(...page.entries.map((e) => el('tr', { 'data-seq': String(e.seq) },
     el('td', { class: 'num', text: String(e.seq) }), el('td', { text: time(e.at) }), el('td', { text: e.actor }),
-    el('td', { text: e.action }), el('td', { text: e.target }), el('td', { text: e.before ?? '—' }),
-    el('td', { text: e.after }))));
+    el('td', { text: e.action }), el('td', { text: e.target }), el('td', { class: 'wrap', text: e.before ?? '—' }),
+    el('td', { class: 'wrap', text: e.after }))));
 }
 
 function wireAudit() {
