@@ -14,8 +14,8 @@ use crate::dto::{
     AuditEntryResponse, AuditResponse, BalanceResponse, ChargeRequest, ConcertRequest, ConcertResponse,
     CreateRoomRequest, DrawResponse, HealthResponse, HistoryResponse, IssueTokenRequest, LedgerEntryResponse,
     NewConcertResponse, NewScheduleResponse, PayRequest, PaymentResponse, QueuePatchRequest, QueueStateResponse,
-    ReservationResponse, ReserveRequest, RoomAdminResponse, RoomHistoryResponse, RoomResponse, RoomSampleResponse, SalesResponse, ScheduleRequest,
-    ScheduleResponse, SeatRequest, SeatResponse, TokenResponse, UpdateRoomRequest,
+    ReservationResponse, ReserveRequest, RoomAdminResponse, RoomHistoryResponse, RoomResponse, RoomSampleResponse,
+    SalesResponse, ScheduleRequest, ScheduleResponse, SeatRequest, SeatResponse, TokenResponse, UpdateRoomRequest,
 };
 use crate::error::{ErrorCode, Problem};
 use crate::routes::{admin, ops, public, rooms};

@@ -14,8 +14,8 @@ use utoipa::IntoParams;
 
 use super::{json, page_limit};
 use crate::dto::{
-    AuditResponse, ConcertRequest, ConcertResponse, NewConcertResponse, NewScheduleResponse, QueuePatchRequest, QueueStateResponse,
-    SalesResponse, ScheduleRequest,
+    AuditResponse, ConcertRequest, ConcertResponse, NewConcertResponse, NewScheduleResponse, QueuePatchRequest,
+    QueueStateResponse, SalesResponse, ScheduleRequest,
 };
 use crate::error::ApiError;
 use crate::extract::{path_id, Body, Operator};
