@@ -97,6 +97,22 @@ test('the console: token, rooms against the API, charts, steering with confirmat
     await page.getByText('Changed main: N 2 → 7.').waitFor();
     assert.equal((await admin('GET', '/admin/rooms/main')).admitBatch, 7);
 
+    // M, the cap and the TTL in one change: each before → after.
+    await page.getByLabel('M: seconds between batches').fill('3');
+    await page.getByLabel('Cap on active (empty: none)').fill('50');
+    await page.getByLabel('TTL of an active token, seconds').fill('900');
+    await page.getByRole('button', { name: 'Apply settings' }).click();
+    await confirm(page, /Change M \(s\) 2 → 3, cap none → 50, TTL \(s\) \d+ → 900/);
+    await page.getByText(/^Changed main: M \(s\) 2 → 3, cap none → 50, TTL \(s\) \d+ → 900\.$/).waitFor();
+    const changed = await admin('GET', '/admin/rooms/main');
+    assert.deepEqual([changed.admitIntervalSecs, changed.maxActive, changed.activeTtlSecs], [3, 50, 900]);
+    // Lifting the cap again: an empty field is "none".
+    await page.getByLabel('Cap on active (empty: none)').fill('');
+    await page.getByRole('button', { name: 'Apply settings' }).click();
+    await confirm(page, /cap 50 → none/);
+    await page.getByText('Changed main: cap 50 → none.').waitFor();
+    assert.equal((await admin('GET', '/admin/rooms/main')).maxActive, null);
+
     // A refused change: a TTL under 10 s; the page says the API's own words, nothing changes.
     const refused = await api.req('PATCH', '/admin/rooms/main', { token: adminToken, body: { activeTtlSecs: 5 } });
     assert.equal(refused.status, 400);
@@ -136,6 +152,17 @@ test('the console: token, rooms against the API, charts, steering with confirmat
     await page.getByText('Changed tour: closed false → true.').waitFor();
     assert.equal((await admin('GET', '/admin/rooms/tour')).closed, true);
     await page.locator('#rooms tr[data-room="tour"] td', { hasText: /^CLOSED$/ }).waitFor();
+
+    // Reopen it; a room opening later counts down to its opening.
+    await page.getByRole('button', { name: 'Reopen' }).click();
+    await confirm(page, /Reopen to new joiners in room “The tour”/);
+    await page.getByText('Changed tour: closed true → false.').waitFor();
+    assert.equal((await admin('GET', '/admin/rooms/tour')).closed, false);
+    await admin('POST', '/admin/rooms', { id: 'later', name: 'Later', concertIds: [], opensAt: new Date(Date.now() + 3600_000).toISOString() });
+    const opens = page.locator('#rooms tr[data-room="later"] td').nth(1);
+    await opens.waitFor();
+    assert.match(await opens.textContent(), /^in (1 h 00 min|59:\d\d)$/);
+    assert.equal(await page.locator('#rooms tr[data-room="later"] td').first().textContent(), 'SCHEDULED');
 
     // Sales: each schedule's figures as the API tells them, bars drawn.
     const sales = await admin('GET', `/admin/concerts/${concert.id}/sales`);
