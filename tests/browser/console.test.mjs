@@ -186,7 +186,8 @@ test('the console: token, rooms against the API, charts, steering with confirmat
     const top = page.locator('#audit tbody tr').first();
     assert.equal(await top.locator('td').nth(2).textContent(), first.entries[0].actor);
     assert.equal(await top.locator('td').nth(3).textContent(), 'room.update');
-    assert.equal(await top.locator('td').nth(6).textContent(), first.entries[0].after);
+    assert.equal(await top.locator('td').nth(5).textContent(), 'batch 14 → 15', 'what the change changed');
+    assert.equal(await top.locator('td').nth(7).textContent(), first.entries[0].after);
     await page.getByRole('button', { name: 'Older' }).click();
     const second = await admin('GET', `/admin/audit?limit=10&before=${first.nextBefore}`);
     await page.waitForFunction((seq) => document.querySelector('#audit tbody tr')?.dataset.seq === String(seq), second.entries[0].seq);

@@ -323,6 +323,21 @@ async function refreshSales() {
 let auditBefore = null;
 let auditNext = null;
 
+/** `key=value` pairs of a log line's state (`name="The tour" batch=100 ...`). */
+function pairs(line) {
+  const out = new Map();
+  for (const m of (line ?? '').matchAll(/([a-z_]+)=("(?:[^"\\]|\\.)*"|\S*)/g)) out.set(m[1], m[2]);
+  return out;
+}
+
+/** What a log line changed, e.g. `batch 14 → 15`; a creation lists nothing. */
+function logChange(entry) {
+  if (entry.before === null) return 'created';
+  const before = pairs(entry.before);
+  const after = pairs(entry.after);
+  return [...after].filter(([k, v]) => before.get(k) !== v).map(([k, v]) => `${k} ${before.get(k) ?? '—'} → ${v}`).join(', ') || 'no change';
+}
+
 async function refreshAudit() {
   const q = new URLSearchParams({ limit: String(AUDIT_PAGE) });
   if (auditBefore !== null) q.set('before', String(auditBefore));
@@ -332,7 +347,8 @@ async function refreshAudit() {
   $('audit-newest').disabled = auditBefore === null;
   $('audit').tBodies[0].replaceChildren(...page.entries.map((e) => el('tr', { 'data-seq': String(e.seq) },
     el('td', { class: 'num', text: String(e.seq) }), el('td', { text: time(e.at) }), el('td', { text: e.actor }),
-    el('td', { text: e.action }), el('td', { text: e.target }), el('td', { class: 'wrap', text: e.before ?? '—' }),
+    el('td', { text: e.action }), el('td', { text: e.target }), el('td', { class: 'change', text: logChange(e) }),
+    el('td', { class: 'wrap', text: e.before ?? '—' }),
     el('td', { class: 'wrap', text: e.after }))));
 }
 
