@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { startServer } from './lib/server.mjs';
 import { apiClient } from './lib/api.mjs';
-import { openBrowser, screenshot, assertNoProblems, assertNoHorizontalScroll } from './lib/browser.mjs';
+import { openBrowser, screenshot, assertNoProblems, assertNoHorizontalScroll, assertContrast } from './lib/browser.mjs';
 
 const SETTINGS = { QUEUE_ADMIT_INTERVAL_SECS: '2', QUEUE_ADMIT_BATCH: '2', SCHEDULER_CHECK_MILLIS: '100' };
 
@@ -208,6 +208,7 @@ test('the console: token, rooms against the API, charts, steering with confirmat
     assert.match(label, /last 30 minutes; now: waiting \d+, active \d+/);
 
     await assertNoHorizontalScroll(page, 'the console');
+    await assertContrast(page, 'the console');
     await screenshot(page, 'console-overview.png');
     await page.getByRole('button', { name: 'Pause admission' }).click();
     await page.getByRole('dialog').waitFor();
