@@ -32,4 +32,4 @@ command -v node >/dev/null || fail "node is missing (apt-get install -y nodejs n
 cd "$here"
 # One scenario at a time: each starts its own server and browser on a 2-core machine.
 # Extra arguments go to node, e.g. --test-name-pattern=reload to run one scenario.
-exec node --test --test-concurrency=1 --test-reporter=spec "$@" unit.test.mjs scenarios.test.mjs identity.test.mjs rooms.test.mjs
+exec node --test --test-concurrency=1 --test-reporter=spec "$@" unit.test.mjs scenarios.test.mjs identity.test.mjs rooms.test.mjs console.test.mjs

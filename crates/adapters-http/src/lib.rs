@@ -27,6 +27,7 @@
 //!   strict JSON bodies.
 //! - [`identity`]: signed identities (`AUTH_ISSUER`): JWT verification and the issuer's keys.
 //! - [`middleware`]: the declared body size and the issue rate limit, before routing.
+//! - [`history`]: each room's recent figures in this instance's memory, for the console.
 //! - [`limit`]: the per-address rate limiter with bounded memory.
 //! - [`client`]: the client address behind trusted proxies.
 //! - [`metrics`]: the Prometheus recorder, the request metrics, the metric names.
@@ -40,6 +41,7 @@ pub mod client;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod history;
 pub mod identity;
 pub mod limit;
 pub mod metrics;
@@ -118,7 +120,13 @@ pub fn configure(state: ApiState) -> impl FnOnce(&mut web::ServiceConfig) {
                             .route(web::get().to(admin::queue_state))
                             .route(web::patch().to(admin::update_queue)),
                     )
-                    .service(resource("/concerts", "POST").route(web::post().to(admin::create_concert)))
+                    .service(resource("/console", "GET").route(web::get().to(ops::console)))
+                    .service(resource("/console/{file}", "GET").route(web::get().to(ops::console_asset)))
+                    .service(
+                        resource("/concerts", "GET, POST")
+                            .route(web::get().to(admin::list_concerts))
+                            .route(web::post().to(admin::create_concert)),
+                    )
                     .service(
                         resource("/concerts/{concertId}/schedules", "POST").route(web::post().to(admin::add_schedule)),
                     )
@@ -129,6 +137,7 @@ pub fn configure(state: ApiState) -> impl FnOnce(&mut web::ServiceConfig) {
                             .route(web::get().to(rooms::list_rooms_admin))
                             .route(web::post().to(rooms::create_room)),
                     )
+                    .service(resource("/rooms/{roomId}/history", "GET").route(web::get().to(rooms::room_history)))
                     .service(
                         resource("/rooms/{roomId}", "GET, PATCH")
                             .route(web::get().to(rooms::get_room_admin))

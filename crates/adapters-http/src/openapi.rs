@@ -14,8 +14,8 @@ use crate::dto::{
     AuditEntryResponse, AuditResponse, BalanceResponse, ChargeRequest, ConcertRequest, ConcertResponse,
     CreateRoomRequest, DrawResponse, HealthResponse, HistoryResponse, IssueTokenRequest, LedgerEntryResponse,
     NewConcertResponse, NewScheduleResponse, PayRequest, PaymentResponse, QueuePatchRequest, QueueStateResponse,
-    ReservationResponse, ReserveRequest, RoomAdminResponse, RoomResponse, SalesResponse, ScheduleRequest,
-    ScheduleResponse, SeatRequest, SeatResponse, TokenResponse, UpdateRoomRequest,
+    ReservationResponse, ReserveRequest, RoomAdminResponse, RoomHistoryResponse, RoomResponse, RoomSampleResponse,
+    SalesResponse, ScheduleRequest, ScheduleResponse, SeatRequest, SeatResponse, TokenResponse, UpdateRoomRequest,
 };
 use crate::error::{ErrorCode, Problem};
 use crate::routes::{admin, ops, public, rooms};
@@ -47,6 +47,7 @@ use crate::routes::{admin, ops, public, rooms};
         public::balance_history,
         admin::queue_state,
         admin::update_queue,
+        admin::list_concerts,
         admin::create_concert,
         admin::add_schedule,
         admin::sales,
@@ -55,6 +56,7 @@ use crate::routes::{admin, ops, public, rooms};
         rooms::get_room_admin,
         rooms::create_room,
         rooms::update_room,
+        rooms::room_history,
         ops::live,
         ops::ready,
         ops::metrics,
@@ -64,6 +66,8 @@ use crate::routes::{admin, ops, public, rooms};
         ops::problem_type,
         ops::page,
         ops::page_asset,
+        ops::console,
+        ops::console_asset,
     ),
     components(schemas(
         IssueTokenRequest, ReserveRequest, PayRequest, ChargeRequest, TokenResponse, ConcertResponse,
@@ -71,6 +75,7 @@ use crate::routes::{admin, ops, public, rooms};
         HistoryResponse, HealthResponse, QueuePatchRequest, QueueStateResponse, ConcertRequest, ScheduleRequest,
         SeatRequest, NewConcertResponse, NewScheduleResponse, SalesResponse, AuditEntryResponse, AuditResponse, Problem,
         ErrorCode, RoomResponse, RoomAdminResponse, DrawResponse, CreateRoomRequest, UpdateRoomRequest,
+        RoomHistoryResponse, RoomSampleResponse,
     )),
     modifiers(&SecuritySchemes, &Bounds),
     tags(

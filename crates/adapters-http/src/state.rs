@@ -147,6 +147,10 @@ struct Inner {
     /// The buyers' list of rooms (`GET /rooms`), kept [`ROOMS_LISTING_TTL`]: one read per
     /// room, so a page polling it must not cost a read per room per buyer.
     rooms_listing: std::sync::Mutex<Option<(Instant, Arc<[domain::service::RoomView]>)>>,
+    /// The rooms' recent figures for the operator's console (see [`crate::history`]).
+    history: crate::history::RoomHistory,
+    /// This instance's name in the console: host name and process id.
+    instance: String,
 }
 
 /// How long the buyers' list of rooms is answered from memory: like a poll's position, at
@@ -190,6 +194,8 @@ impl ApiState {
                 last_upkeep_ms: AtomicU64::new(0),
                 started: Instant::now(),
                 rooms_listing: std::sync::Mutex::default(),
+                history: crate::history::RoomHistory::default(),
+                instance: crate::history::instance_name(),
             },
             store_slots: defaults::STORE_SLOTS,
             rate_per_min: 0,
@@ -222,6 +228,47 @@ impl ApiState {
             *held = Some((started, rooms.clone()));
         }
         Ok(rooms)
+    }
+
+    /// Reads every room once and records its figures in this instance's history (the app
+    /// calls it every [`crate::history::SAMPLE_EVERY`]).
+    ///
+    /// # Errors
+    /// As [`ApiState::store`]; nothing is recorded then.
+    pub async fn sample_rooms(&self) -> Result<(), ApiError> {
+        let rooms = self.store(|t| t.rooms_overview()).await?;
+        self.0.history.record(&rooms);
+        Ok(())
+    }
+
+    /// Samples the rooms every [`crate::history::SAMPLE_EVERY`] until `stop` turns `true` (or
+    /// its sender is gone). A failed read is skipped (logged at debug level): the chart shows a
+    /// gap, the line goes on.
+    pub async fn run_sampler(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut every = tokio::time::interval(crate::history::SAMPLE_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = every.tick() => {
+                    if let Err(e) = self.sample_rooms().await {
+                        tracing::debug!(error = %e, "the console's sample of the rooms failed");
+                    }
+                }
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    pub(crate) fn history(&self) -> &crate::history::RoomHistory {
+        &self.0.history
+    }
+
+    pub(crate) fn instance(&self) -> &str {
+        &self.0.instance
     }
 
     /// Drops the buyers' list of rooms after an operator's change through this instance.

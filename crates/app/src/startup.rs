@@ -169,6 +169,7 @@ impl Application {
             });
         }
         let state = state.build();
+        let sampler = state.admin_enabled().then(|| state.clone());
         let mut server = HttpServer::new(move || {
             App::new().wrap(TracingLogger::<RequestSpan>::new()).configure(adapters_http::configure(state.clone()))
         })
@@ -196,6 +197,11 @@ impl Application {
                 stores.schema_ready.clone(),
                 stop_rx.clone(),
             )));
+        }
+        if let Some(state) = sampler {
+            // The console's 30 minutes of each room's figures, in this instance's memory
+            // (see adapters_http::history); only with the operator API on, which serves them.
+            tasks.push(tokio::spawn(state.run_sampler(stop_rx.clone())));
         }
         if settings.scheduler_enabled {
             let ticketing = ticketing.clone();

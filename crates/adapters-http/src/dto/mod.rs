@@ -23,7 +23,10 @@ use crate::wire::{self, utc, CanonicalUuid};
 
 mod rooms;
 
-pub use rooms::{CreateRoomRequest, DrawResponse, RoomAdminResponse, RoomResponse, UpdateRoomRequest};
+pub use rooms::{
+    CreateRoomRequest, DrawResponse, RoomAdminResponse, RoomHistoryResponse, RoomResponse, RoomSampleResponse,
+    UpdateRoomRequest,
+};
 
 // ---- requests -------------------------------------------------------------------------------
 

@@ -290,3 +290,50 @@ impl From<&RoomView> for RoomAdminResponse {
         }
     }
 }
+
+/// One sample of a room's figures in the console's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomSampleResponse {
+    /// When the store read them (its clock).
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// WAITING tokens.
+    pub waiting: u64,
+    /// Unexpired ACTIVE tokens.
+    pub active: u64,
+    /// Position number of the last token admitted or skipped (cumulative: admitted per minute
+    /// is its difference between samples).
+    pub admitted_through: i64,
+    /// Places skipped because their buyer had left, ever (cumulative).
+    pub abandoned: u64,
+}
+
+impl From<&crate::history::Sample> for RoomSampleResponse {
+    fn from(s: &crate::history::Sample) -> Self {
+        Self {
+            at: utc(s.at),
+            waiting: s.waiting,
+            active: s.active,
+            admitted_through: s.admitted_through,
+            abandoned: s.abandoned,
+        }
+    }
+}
+
+/// `GET /admin/rooms/{roomId}/history`: a room's recent figures as one instance sampled them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomHistoryResponse {
+    /// The room.
+    pub room_id: String,
+    /// The instance whose memory holds these samples (host name and process id): another
+    /// instance answers its own.
+    pub instance: String,
+    /// Seconds between samples.
+    pub interval_secs: u64,
+    /// Most samples kept (the window is `intervalSecs × capacity`).
+    pub capacity: usize,
+    /// The samples, oldest first; empty until the first sample of the room.
+    pub samples: Vec<RoomSampleResponse>,
+}

@@ -14,8 +14,8 @@ use utoipa::IntoParams;
 
 use super::{json, page_limit};
 use crate::dto::{
-    AuditResponse, ConcertRequest, NewConcertResponse, NewScheduleResponse, QueuePatchRequest, QueueStateResponse,
-    SalesResponse, ScheduleRequest,
+    AuditResponse, ConcertRequest, ConcertResponse, NewConcertResponse, NewScheduleResponse, QueuePatchRequest,
+    QueueStateResponse, SalesResponse, ScheduleRequest,
 };
 use crate::error::ApiError;
 use crate::extract::{path_id, Body, Operator};
@@ -60,6 +60,21 @@ pub async fn audit_log(
     };
     let page = state.store(move |t| t.audit_log(before, limit)).await?;
     json(StatusCode::OK, &AuditResponse::from(page))
+}
+
+/// Every concert, whichever room sells it (the console picks a room's concerts and a
+/// concert's sales from it).
+#[utoipa::path(
+    get, path = "/admin/concerts", tag = "admin",
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "Every concert", body = [ConcertResponse]),
+        Fails<(AdminRows, SlotRows, StoreError)>,
+    )
+)]
+pub async fn list_concerts(state: web::Data<ApiState>, _op: Operator) -> Result<HttpResponse, ApiError> {
+    let concerts = state.store(|t| t.all_concerts()).await?;
+    json(StatusCode::OK, &concerts.into_iter().map(ConcertResponse::from).collect::<Vec<_>>())
 }
 
 /// The waiting room now: counts, cursor, next admission, settings in force.

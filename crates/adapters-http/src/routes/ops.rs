@@ -261,6 +261,50 @@ fn asset(name: &str) -> Result<HttpResponse, ApiError> {
         .body(body.into_owned()))
 }
 
+// ---- the operator's console ----------------------------------------------------------------
+
+/// The console's files, embedded in the binary at build time (also in debug builds).
+#[derive(RustEmbed)]
+#[folder = "console/"]
+struct ConsoleAssets;
+
+/// The operator's console: rooms, their charts, steering, sales and the operator log in the
+/// browser. The page itself holds no secret; it asks for the operator token and sends it only
+/// to `/admin/*`. Served only while the operator API is on (404 otherwise, like all of
+/// `/admin`).
+#[utoipa::path(
+    get, path = "/admin/console", tag = "admin",
+    responses((status = 200, description = "The operator's console", content_type = "text/html"))
+)]
+pub async fn console() -> Result<HttpResponse, ApiError> {
+    console_file("index.html")
+}
+
+/// A file of the operator's console (script, style).
+#[utoipa::path(
+    get, path = "/admin/console/{file}", tag = "admin",
+    params(("file" = String, Path, description = "A file of the console, e.g. `console.js`")),
+    responses(
+        (status = 200, description = "The file, with its content type"),
+        Fails<NotFoundRows>,
+    )
+)]
+pub async fn console_asset(path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    console_file(&path)
+}
+
+fn console_file(name: &str) -> Result<HttpResponse, ApiError> {
+    let file = ConsoleAssets::get(name).ok_or_else(|| ApiError::not_found("no such file"))?;
+    Ok(HttpResponse::Ok()
+        .content_type(content_type(name))
+        .insert_header((header::CONTENT_SECURITY_POLICY, PAGE_CSP))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::HeaderName::from_static("x-robots-tag"), "noindex"))
+        .body(file.data.into_owned()))
+}
+
 /// The content type of a page file, by extension.
 fn content_type(name: &str) -> &'static str {
     match name.rsplit_once('.').map(|(_, ext)| ext.to_ascii_lowercase()).as_deref() {

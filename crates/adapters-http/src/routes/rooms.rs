@@ -7,7 +7,9 @@ use domain::error::{CreateRoomError, GetRoomError, StoreError, UpdateRoomError};
 use domain::room::{RoomChange, RoomDraft, RoomId};
 
 use super::json;
-use crate::dto::{CreateRoomRequest, RoomAdminResponse, RoomResponse, UpdateRoomRequest};
+use crate::dto::{
+    CreateRoomRequest, RoomAdminResponse, RoomHistoryResponse, RoomResponse, RoomSampleResponse, UpdateRoomRequest,
+};
 use crate::error::ApiError;
 use crate::extract::{Body, Operator};
 use crate::metrics;
@@ -127,4 +129,38 @@ pub async fn update_room(
     let view = state.store(move |t| t.update_room(&op.0, &room, &change)).await?;
     state.forget_rooms_listing();
     json(StatusCode::OK, &RoomAdminResponse::from(&view))
+}
+
+/// A room's figures over the last 30 minutes (one sample every 10 s), as this instance sampled
+/// them into its memory: the operator's console charts them. Another instance answers its own
+/// samples; `instance` names which one answered.
+#[utoipa::path(
+    get, path = "/admin/rooms/{roomId}/history", tag = "admin",
+    security(("admin" = [])),
+    params(("roomId" = String, Path, description = "The room")),
+    responses(
+        (status = 200, description = "The room's samples, oldest first", body = RoomHistoryResponse),
+        Fails<(AdminRows, SlotRows, GetRoomError)>,
+    )
+)]
+pub async fn room_history(
+    state: web::Data<ApiState>,
+    _op: Operator,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let room = room_in_path(&path)?;
+    let id = room.to_string();
+    // Only a room the store knows has a history (a forgotten one answers 404 like its view).
+    state.store(move |t| t.room_view(&room)).await?;
+    let samples = state.history().of(&id);
+    json(
+        StatusCode::OK,
+        &RoomHistoryResponse {
+            room_id: id,
+            instance: state.instance().to_owned(),
+            interval_secs: crate::history::SAMPLE_EVERY.as_secs(),
+            capacity: crate::history::SAMPLES,
+            samples: samples.iter().map(RoomSampleResponse::from).collect(),
+        },
+    )
 }

@@ -40,6 +40,7 @@ use uuid::Uuid;
 mod admin;
 mod balance;
 mod catalogue;
+mod console;
 mod documents;
 mod doubles;
 mod http_errors;

@@ -685,6 +685,14 @@ impl Ticketing {
         Ok(AuditPage { entries, next_before })
     }
 
+    /// Every concert, whichever room sells it (the operator's list).
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub fn all_concerts(&self) -> Result<Vec<Concert>, StoreError> {
+        self.ports.catalogue.concerts()
+    }
+
     /// A concert's sales per schedule as of now.
     ///
     /// # Errors
