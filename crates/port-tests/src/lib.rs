@@ -261,6 +261,7 @@ macro_rules! rooms_suite {
             rooms::concurrent_draws_draw_once,
             rooms::joins_during_a_draw_are_kept_behind_the_drawn,
             rooms::rooms_admit_independently,
+            rooms::rooms_are_checked_at_once_and_answered_in_room_order,
         );
     };
 }

@@ -476,3 +476,34 @@ pub fn rooms_admit_independently<H: Harness>() {
     assert_eq!(third[2].1, AdmissionOutcome::Admitted(3));
     assert_eq!(fx.app.room_view(&room_id("b")).expect("b").stats.cursor.admitted_through, 0);
 }
+
+/// A check works on several rooms at once (`Policy::room_checks_at_once`), and racing checks
+/// of several instances still admit at most N per room per interval: each room's line decides
+/// alone, whichever worker of whichever check asks. Every check answers in room order.
+pub fn rooms_are_checked_at_once_and_answered_in_room_order<H: Harness>() {
+    const CHECKS: usize = 4;
+    let fx = Fixture::<H>::seeded();
+    assert!(fx.app.policy().room_checks_at_once > 1, "the default checks rooms at once");
+    let ids: Vec<String> = (0..8).map(|i| format!("r{i}")).collect();
+    for id in &ids {
+        create(&fx, &draft(id, vec![], 2));
+        for _ in 0..5 {
+            join(&fx, &room_id(id));
+        }
+    }
+    let app = &fx.app;
+    let checks = race(CHECKS, |_| app.tick_rooms().expect("rooms"));
+    let mut admitted = vec![0_u64; ids.len()];
+    for check in &checks {
+        let rooms: Vec<String> = check.iter().map(|t| t.as_ref().expect("tick").room.to_string()).collect();
+        assert_eq!(rooms, ids, "every check answers in room order");
+        for (i, tick) in check.iter().enumerate() {
+            admitted[i] += tick.as_ref().map_or(0, |t| t.admission.admitted());
+        }
+    }
+    assert_eq!(admitted, vec![2; ids.len()], "each room admitted its N once over the racing checks");
+    for id in &ids {
+        let view = fx.app.room_view(&room_id(id)).expect("view");
+        assert_eq!((view.stats.cursor.admitted_through, view.stats.waiting), (2, 3), "{id}");
+    }
+}

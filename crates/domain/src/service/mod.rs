@@ -68,6 +68,9 @@ pub struct Policy {
     /// The settings a new room gets where its creator names none (the `serve` settings:
     /// `QUEUE_ADMIT_BATCH`, ...).
     pub room_defaults: QueueSettings,
+    /// How many rooms one scheduler check works on at once ([`ROOM_CHECKS_AT_ONCE`] by
+    /// default; 1 checks them one after another, in room order).
+    pub room_checks_at_once: usize,
 }
 
 impl Default for Policy {
@@ -81,6 +84,7 @@ impl Default for Policy {
             sweep_batch: 1_000,
             sweep_batches_per_tick: 10,
             room_defaults: QueueSettings::default(),
+            room_checks_at_once: ROOM_CHECKS_AT_ONCE,
         }
     }
 }

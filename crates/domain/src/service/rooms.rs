@@ -143,7 +143,7 @@ impl Ticketing {
         let line = self.line(&room.id);
         let outcome = line.issue(user, self.ports.random.token().in_room(&room.id), now)?;
         if !outcome.created {
-            self.seen(&room, &outcome.token);
+            self.seen(&room, &outcome.token, now);
         }
         Ok(IssuedToken {
             view: TokenView::in_room(outcome.token, &outcome.cursor, &room, now),
@@ -155,23 +155,26 @@ impl Ticketing {
     pub(super) fn read_room_token(&self, value: &TokenValue) -> Result<TokenView, ReadTokenError> {
         let room = self.room(&value.room())?.ok_or(ReadTokenError::Invalid)?;
         let (token, cursor) = self.line(&room.id).find_with_cursor(value)?.ok_or(ReadTokenError::Invalid)?;
-        self.seen(&room, &token);
-        Ok(TokenView::in_room(token, &cursor, &room, self.now()))
+        let now = self.now();
+        self.seen(&room, &token, now);
+        Ok(TokenView::in_room(token, &cursor, &room, now))
     }
 
     /// Step 2 for a token of a room other than `main`, from memory only.
     pub(super) fn read_room_token_in_memory(&self, value: &TokenValue) -> Option<Result<TokenView, ReadTokenError>> {
         let rooms = self.ports.rooms.rooms_in_memory()?;
-        let room = rooms.iter().find(|r| value.is_in(&r.id))?;
+        let name = value.room_name();
+        let room = rooms.iter().find(|r| r.id.as_str() == name)?;
         let (token, cursor) = self.line(&room.id).find_in_memory(value)?;
-        self.seen(room, &token);
-        Some(Ok(TokenView::in_room(token, &cursor, room, self.now())))
+        let now = self.now();
+        self.seen(room, &token, now);
+        Some(Ok(TokenView::in_room(token, &cursor, room, now)))
     }
 
     /// Notes a sight of a WAITING token of a room that drops absent places.
-    fn seen(&self, room: &Room, token: &crate::queue::QueueToken) {
+    fn seen(&self, room: &Room, token: &crate::queue::QueueToken, now: OffsetDateTime) {
         if room.abandon_after.is_some() && token.status == TokenStatus::Waiting {
-            self.sightings.note(&room.id, &token.value, self.now());
+            self.sightings.note(&room.id, &token.value, now);
         }
     }
 
@@ -198,7 +201,7 @@ impl Ticketing {
     /// One scheduler check of every room other than `main`: presence handed to the lines, then
     /// per room its draw when due, its admission and its token expiry. Rooms are read afresh,
     /// so an operator's change applies from the next check; one room failing stops no other.
-    /// Up to [`ROOM_CHECKS_AT_ONCE`] rooms are checked at once (their lines are independent),
+    /// Up to `Policy::room_checks_at_once` rooms are checked at once (their lines are independent),
     /// so a hundred rooms' round trips fit in one check interval on a busy store, and one
     /// room's draw does not hold up the others' admissions. The entries are in room order.
     ///
@@ -209,7 +212,7 @@ impl Ticketing {
             tracing::warn!(error = %e, "presence could not be recorded; kept for the next check");
         }
         let rooms = self.ports.rooms.rooms()?;
-        let workers = ROOM_CHECKS_AT_ONCE.min(rooms.len());
+        let workers = self.policy.room_checks_at_once.min(rooms.len());
         if workers <= 1 {
             return Ok(rooms.iter().map(|room| self.tick_room(room)).collect());
         }
