@@ -74,16 +74,11 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# A free loopback port: bind :0, read the port, let it go (a race with another process is
-# possible in theory; the start-up check below would then fail loudly).
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-base="http://127.0.0.1:$port"
 admin_token="api-test-admin-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 
 # Short admission interval (the token is ACTIVE within a second or two), a TTL that outlasts
 # the run, and a hold limit high enough that generated holds do not all answer 409.
 env_args=(
-    BIND_ADDR="127.0.0.1:$port"
     ADMIN_TOKEN="$admin_token"
     QUEUE_ADMIT_INTERVAL_SECS=1
     QUEUE_ADMIT_BATCH=1000
@@ -117,16 +112,39 @@ case "$STORE" in
     *) fail "API_TEST_STORE must be postgres or memory, not $STORE" ;;
 esac
 
-# `env -i` keeps a developer's DATABASE_URL, ADMIN_TOKEN etc. out of the server.
-env -i PATH="$PATH" HOME="${HOME:-/tmp}" "${env_args[@]}" "$CONCERT_BIN" serve >"$work/server.log" 2>&1 &
-server_pid=$!
+# A free loopback port: bind :0, read the port, let it go. Another process (the local issuer
+# binds :0 too) may take it before the server binds it; the server then exits at start-up
+# with "Address already in use", and the start is tried again on another port.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
-for _ in $(seq 1 300); do
-    curl -fsS -o /dev/null "$base/health/ready" 2>/dev/null && break
-    kill -0 "$server_pid" 2>/dev/null || fail "the server exited at start-up"
-    sleep 0.1
+# Starts the server on a free port: 0 once it is ready, 1 when it lost the port (try again),
+# and fails the run on any other exit or when it never becomes ready.
+start_server() {
+    port="$(free_port)"
+    base="http://127.0.0.1:$port"
+    # `env -i` keeps a developer's DATABASE_URL, ADMIN_TOKEN etc. out of the server.
+    env -i PATH="$PATH" HOME="${HOME:-/tmp}" "${env_args[@]}" BIND_ADDR="127.0.0.1:$port" "$CONCERT_BIN" serve \
+        >"$work/server.log" 2>&1 &
+    server_pid=$!
+    for _ in $(seq 1 300); do
+        curl -fsS -o /dev/null "$base/health/ready" 2>/dev/null && return 0
+        if ! kill -0 "$server_pid" 2>/dev/null; then
+            grep -q "Address already in use" "$work/server.log" && return 1
+            fail "the server exited at start-up"
+        fi
+        sleep 0.1
+    done
+    fail "the server did not become ready at $base"
+}
+started=false
+for _ in 1 2 3; do
+    if start_server; then
+        started=true
+        break
+    fi
+    echo "tests/api/run.sh: port $port was taken before the server bound it; trying another" >&2
 done
-curl -fsS -o /dev/null "$base/health/ready" || fail "the server did not become ready at $base"
+[[ $started == true ]] || fail "the server found no free port in three tries"
 
 # An ACTIVE queue token, a held seat and the ids that exist, written into the config; with
 # identity on, also the JWT of the user schemathesis acts as (the second line).
