@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { startServer } from './lib/server.mjs';
 import { apiClient } from './lib/api.mjs';
-import { openBrowser, screenshot, assertNoProblems, assertNoHorizontalScroll, assertContrast } from './lib/browser.mjs';
+import { withBrowser, screenshot, assertNoProblems, assertNoHorizontalScroll, assertContrast } from './lib/browser.mjs';
 
 const SETTINGS = { QUEUE_ADMIT_INTERVAL_SECS: '2', QUEUE_ADMIT_BATCH: '2', SCHEDULER_CHECK_MILLIS: '100' };
 
@@ -34,9 +34,7 @@ async function confirm(page, what) {
 test('the console: token, rooms against the API, charts, steering with confirmation, sales, the log', { timeout: 240_000 }, async () => {
   const adminToken = `admin-${randomUUID()}`;
   const server = await startServer({ ...SETTINGS, ADMIN_TOKEN: adminToken });
-  let browser;
-  try {
-    browser = await openBrowser({ width: 1280, height: 900 });
+  await withBrowser(server, { width: 1280, height: 900 }, async (browser) => {
     const { page } = browser;
     const api = apiClient(server.api);
     const admin = (method, path, body) => api.admin(adminToken, method, path, body);
@@ -220,12 +218,5 @@ test('the console: token, rooms against the API, charts, steering with confirmat
     await tokenField.waitFor();
     assert.equal(await page.evaluate(() => sessionStorage.getItem('concert.console.token')), null);
     assertNoProblems(browser);
-  } catch (err) {
-    if (browser) await screenshot(browser.page, `failed-${Date.now()}.png`).catch(() => {});
-    err.message += `\n--- server log ---\n${server.logs().slice(-4000)}`;
-    throw err;
-  } finally {
-    if (browser) await browser.close();
-    await server.stop();
-  }
+  });
 });

@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { startServer } from './lib/server.mjs';
 import { apiClient } from './lib/api.mjs';
 import {
-  openBrowser, screenshot, shownPosition, waitAdmitted, userId,
+  withBrowser, screenshot, shownPosition, waitAdmitted, userId,
   assertNoHorizontalScroll, assertContrast, tabTo, assertNoProblems, WAIT,
 } from './lib/browser.mjs';
 
@@ -20,20 +20,11 @@ const FAST = { QUEUE_ADMIT_INTERVAL_SECS: '1', QUEUE_ADMIT_BATCH: '100', SCHEDUL
 async function withRooms(settings, viewport, body) {
   const adminToken = `admin-${randomUUID()}`;
   const server = await startServer({ ...FAST, ...settings, ADMIN_TOKEN: adminToken });
-  let browser;
-  try {
-    browser = await openBrowser(viewport);
+  await withBrowser(server, viewport, async (browser) => {
     const api = apiClient(server.api);
     const admin = (method, path, b) => api.admin(adminToken, method, path, b);
     await body({ server, url: server.url, api, admin, page: browser.page, browser });
-  } catch (err) {
-    if (browser) await screenshot(browser.page, `failed-${Date.now()}.png`).catch(() => {});
-    err.message += `\n--- server log ---\n${server.logs().slice(-4000)}`;
-    throw err;
-  } finally {
-    if (browser) await browser.close();
-    await server.stop();
-  }
+  });
 }
 
 const inSecs = (secs) => new Date(Date.now() + secs * 1000).toISOString();

@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { startServer } from './lib/server.mjs';
 import { apiClient } from './lib/api.mjs';
 import {
-  openBrowser, screenshot, charge, userId, storedToken, shownPosition, waitAdmitted,
+  withBrowser, screenshot, charge, userId, storedToken, shownPosition, waitAdmitted,
   pickFirstConcertAndDate, availableSeats, seatByNumber, seatInfo, holdSeat,
   assertNoHorizontalScroll, assertContrast, tabTo, assertNoProblems, balanceText,
 } from './lib/browser.mjs';
@@ -18,19 +18,10 @@ const FAST = { QUEUE_ADMIT_INTERVAL_SECS: '1', QUEUE_ADMIT_BATCH: '100', SCHEDUL
 /** Runs `body(ctx)` with a server started with `settings` and a fresh browser; stops both. */
 async function withSetup(settings, viewport, body) {
   const server = await startServer(settings);
-  let browser;
-  try {
-    browser = await openBrowser(viewport);
+  await withBrowser(server, viewport, async (browser) => {
     await browser.page.goto(server.url);
     await body({ server, api: apiClient(server.api), page: browser.page, browser });
-  } catch (err) {
-    if (browser) await screenshot(browser.page, `failed-${Date.now()}.png`).catch(() => {});
-    err.message += `\n--- server log ---\n${server.logs().slice(-4000)}`;
-    throw err;
-  } finally {
-    if (browser) await browser.close();
-    await server.stop();
-  }
+  });
 }
 
 test('a whole purchase by clicking: charge, join, wait, pick, hold, pay, receipt and balance', { timeout: 180_000 }, async () => {

@@ -68,8 +68,7 @@ impl TokenValue {
         if room.is_main() {
             return self;
         }
-        let secret = self.0.rsplit_once('.').map_or(self.0.as_str(), |(_, s)| s);
-        Self(format!("{}.{secret}", room.as_str()))
+        Self(format!("{}.{}", room.as_str(), self.secret()))
     }
 
     /// The id of the room this token waits in as the value spells it (`main` for a bare

@@ -52,6 +52,26 @@ export async function openBrowser({ width = 1024, height = 900 } = {}) {
   };
 }
 
+/**
+ * Runs `body(browser)` with a fresh browser of `viewport` against `server`, which it stops
+ * afterwards with the browser. On a failure it keeps a screenshot and adds the end of the
+ * server's log to the error.
+ */
+export async function withBrowser(server, viewport, body) {
+  let browser;
+  try {
+    browser = await openBrowser(viewport);
+    await body(browser);
+  } catch (err) {
+    if (browser) await screenshot(browser.page, `failed-${Date.now()}.png`).catch(() => {});
+    err.message += `\n--- server log ---\n${server.logs().slice(-4000)}`;
+    throw err;
+  } finally {
+    if (browser) await browser.close();
+    await server.stop();
+  }
+}
+
 export async function screenshot(page, name) {
   await mkdir(SCREENSHOT_DIR, { recursive: true });
   // Let fonts settle so the file shows what a person sees.

@@ -217,13 +217,19 @@ fn signed_in_page(identity: &crate::identity::Identity) -> Result<HttpResponse, 
     }
     let html = String::from_utf8_lossy(&file.data).replacen("<head>", &metas, 1);
     let csp = format!("{PAGE_CSP}; connect-src 'self' {}", identity.page_origins().join(" "));
-    Ok(HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .insert_header((header::CONTENT_SECURITY_POLICY, csp))
+    Ok(page_file("text/html; charset=utf-8", &csp, "no-cache").body(html))
+}
+
+/// A response carrying a file of a page (the buyer's or the console): its content type, the
+/// page's Content-Security-Policy, the headers every page file has, and its caching.
+fn page_file(content_type: &str, csp: &str, cache: &'static str) -> actix_web::HttpResponseBuilder {
+    let mut res = HttpResponse::Ok();
+    res.content_type(content_type)
+        .insert_header((header::CONTENT_SECURITY_POLICY, csp.to_owned()))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .insert_header((header::REFERRER_POLICY, "no-referrer"))
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .body(html))
+        .insert_header((header::CACHE_CONTROL, cache));
+    res
 }
 
 /// Text made safe inside a double-quoted HTML attribute.
@@ -249,16 +255,9 @@ fn asset(name: &str) -> Result<HttpResponse, ApiError> {
     let etag =
         format!("\"{}\"", file.metadata.sha256_hash().iter().take(16).map(|b| format!("{b:02x}")).collect::<String>());
     let body: Cow<'static, [u8]> = file.data;
-    Ok(HttpResponse::Ok()
-        .content_type(content_type(name))
-        .insert_header((header::CONTENT_SECURITY_POLICY, PAGE_CSP))
-        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .insert_header((header::REFERRER_POLICY, "no-referrer"))
-        // Not fingerprinted: revalidate every time (cheap with the ETag), so a new build's page
-        // is seen at once.
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .insert_header((header::ETAG, etag))
-        .body(body.into_owned()))
+    // Not fingerprinted: revalidate every time (cheap with the ETag), so a new build's page is
+    // seen at once.
+    Ok(page_file(content_type(name), PAGE_CSP, "no-cache").insert_header((header::ETAG, etag)).body(body.into_owned()))
 }
 
 // ---- the operator's console ----------------------------------------------------------------
@@ -295,12 +294,7 @@ pub async fn console_asset(path: web::Path<String>) -> Result<HttpResponse, ApiE
 
 fn console_file(name: &str) -> Result<HttpResponse, ApiError> {
     let file = ConsoleAssets::get(name).ok_or_else(|| ApiError::not_found("no such file"))?;
-    Ok(HttpResponse::Ok()
-        .content_type(content_type(name))
-        .insert_header((header::CONTENT_SECURITY_POLICY, PAGE_CSP))
-        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .insert_header((header::REFERRER_POLICY, "no-referrer"))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
+    Ok(page_file(content_type(name), PAGE_CSP, "no-store")
         .insert_header((header::HeaderName::from_static("x-robots-tag"), "noindex"))
         .body(file.data.into_owned()))
 }
