@@ -153,6 +153,21 @@ macro_rules! line_position {
 }
 pub(crate) use line_position;
 
+/// A token's last sight in line: its issue or its latest sight noted by `note_seen`, whichever
+/// is later (`AdmissionPolicy::is_present` reads it); over `queue_tokens t` and [`sights_join`].
+macro_rules! last_seen {
+    () => {
+        "GREATEST(t.issued_at, s.seen_at)"
+    };
+}
+
+/// The sight of token `t`, if any (`s`): the rows of `queue_sights` (see [`NOTE_SEEN`]).
+macro_rules! sights_join {
+    () => {
+        "LEFT JOIN queue_sights s ON s.room = t.room AND s.token = t.token"
+    };
+}
+
 /// Derived abandonment, the one statement of its rule (see the module docs): a token `t`
 /// stored WAITING whose place is at or below its line's `admitted_through` (`a`) and inside
 /// `(after, through]` of a row of `queue_skips` was skipped by that tick: it is EXPIRED,
@@ -275,14 +290,31 @@ pub(crate) const ADMIT_WRITE_LIST: &str =
      FROM (SELECT count(*) AS n FROM t) AS c WHERE room = $5 RETURNING c.n";
 
 /// [`ADMIT_WALK`] in a drawn line: the tokens of line `$1` at the stored `seq`s `$2`.
-pub(crate) const ADMIT_WALK_LIST: &str = "SELECT seq, status, GREATEST(issued_at, last_seen_at) AS last_seen \
-     FROM queue_tokens WHERE room = $1 AND seq = ANY($2)";
+pub(crate) const ADMIT_WALK_LIST: &str = concat!(
+    "SELECT t.seq, t.token, t.status, ",
+    last_seen!(),
+    " AS last_seen FROM queue_tokens t ",
+    sights_join!(),
+    " WHERE t.room = $1 AND t.seq = ANY($2)"
+);
 
 /// Admission with abandonment, step by step: the next `$3` tokens of line `$1` above `$2` in
 /// line order (all WAITING: checked), each with its last sight, the later of its issue and its
 /// last `note_seen` (`AdmissionPolicy::is_present` is then applied to it in Rust).
-pub(crate) const ADMIT_WALK: &str = "SELECT seq, status, GREATEST(issued_at, last_seen_at) AS last_seen \
-     FROM queue_tokens WHERE room = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+pub(crate) const ADMIT_WALK: &str = concat!(
+    "SELECT t.seq, t.token, t.status, ",
+    last_seen!(),
+    " AS last_seen FROM queue_tokens t ",
+    sights_join!(),
+    " WHERE t.room = $1 AND t.seq > $2 ORDER BY t.seq LIMIT $3"
+);
+
+/// After a walk: the sights of the tokens it walked (`$2`, of line `$1`), which left the line
+/// (admitted or skipped), are dropped, so the table holds about the line still waiting. A
+/// sight a presence batch holds is left to it (SKIP LOCKED: the tick never waits for it).
+pub(crate) const DROP_SIGHTS: &str = "WITH gone AS (SELECT ctid FROM queue_sights \
+       WHERE room = $1 AND token = ANY($2) FOR UPDATE SKIP LOCKED) \
+     DELETE FROM queue_sights s USING gone WHERE s.ctid = gone.ctid";
 
 /// Admission with abandonment, the write: the tokens of line `$5` at the stored `seq`s `$3`
 /// (the present ones, all WAITING) become ACTIVE; the skipped are not written (see the module
@@ -327,24 +359,25 @@ pub(crate) const STATS: &str =
          WHERE t.room = $2 AND t.status = 'ACTIVE' AND t.expires_at > clock.now) AS active \
      FROM clock LEFT JOIN queue_admission a ON a.room = $2";
 
-/// Presence: the WAITING tokens of line `$3` among `$1` were seen at `$2`, in one statement;
-/// a last sight only moves forward. A token stored WAITING at or below the cursor was skipped
-/// (see [`skipped_join`]) and is left as it is. SKIP LOCKED: a row another writer holds (a
-/// draw renumbering the line, an admission taking its turn) keeps its last sight rather than
-/// make this batch wait or deadlock on rows locked in another order; the next poll notes it
-/// again.
+/// Presence: the tokens `$1` of line `$3` were seen at `$2`, in one statement; a last sight
+/// only moves forward. Only tokens still in line are noted: stored WAITING above the cursor
+/// (one stored WAITING at or below it was admitted or skipped, see [`skipped_join`]); the
+/// tokens are read, not locked. The sights are upserted in token order, so two instances'
+/// batches lock the rows they share in one order and cannot deadlock; the admission walk only
+/// deletes sights with SKIP LOCKED ([`DROP_SIGHTS`]). Why a table of its own: see the migration
+/// `queue_sights`.
 pub(crate) const NOTE_SEEN: &str = concat!(
-    "WITH seen AS MATERIALIZED (SELECT t.token FROM queue_tokens t \
+    "INSERT INTO queue_sights (room, token, seen_at) \
+     SELECT DISTINCT $3, t.token, $2::timestamptz FROM queue_tokens t \
        JOIN unnest($1::text[]) AS v (token) ON t.token = v.token \
        JOIN queue_admission a ON a.room = t.room \
        LEFT JOIN queue_draw_positions d ON d.room = t.room AND d.arrival = t.seq \
-       WHERE t.room = $3 AND t.status = 'WAITING' AND (t.last_seen_at IS NULL OR t.last_seen_at < $2) \
-         AND ",
+       WHERE t.room = $3 AND t.status = 'WAITING' AND ",
     line_position!(),
     " > a.admitted_through \
-       FOR UPDATE OF t SKIP LOCKED) \
-     UPDATE queue_tokens t SET last_seen_at = GREATEST(t.last_seen_at, $2) FROM seen \
-     WHERE t.token = seen.token AND t.room = $3 AND t.status = 'WAITING'"
+       ORDER BY t.token \
+     ON CONFLICT (room, token) DO UPDATE SET seen_at = EXCLUDED.seen_at \
+       WHERE queue_sights.seen_at < EXCLUDED.seen_at"
 );
 
 /// The draw's read, after the line's admission lock: the store's clock (after any wait) and
@@ -467,6 +500,8 @@ struct DrawTokens {
 struct WalkRow {
     #[diesel(sql_type = BigInt)]
     seq: i64,
+    #[diesel(sql_type = Text)]
+    token: String,
     #[diesel(sql_type = Text)]
     status: String,
     #[diesel(sql_type = Timestamptz)]
@@ -721,6 +756,7 @@ fn admit_present(
     let mut step = walk_step(n);
     let mut present: Vec<i64> = Vec::new();
     let mut walked: u64 = 0;
+    let mut left: Vec<String> = Vec::new();
     let mut through = from;
     'walk: loop {
         // (position, stored seq, last sight) of the next `step` places, in line order.
@@ -757,6 +793,7 @@ fn admit_present(
             }
             through = position;
             walked += 1;
+            left.push(row.token);
             if policy.is_present(row.last_seen, now) {
                 present.push(row.seq);
                 if count_len(present.len()) == n {
@@ -790,6 +827,7 @@ fn admit_present(
             changed.n
         ))));
     }
+    prepared(DROP_SIGHTS).bind::<Text, _>(room).bind::<Array<Text>, _>(&left).execute(tx.conn()?)?;
     Ok(AdmissionOutcome::of(admitted, skipped))
 }
 

@@ -99,6 +99,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    queue_sights (room, token) {
+        room -> Text,
+        token -> Text,
+        seen_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     queue_skips (room, through) {
         room -> Text,
         after -> Int8,
@@ -117,7 +125,6 @@ diesel::table! {
         activated_at -> Nullable<Timestamptz>,
         expires_at -> Nullable<Timestamptz>,
         room -> Text,
-        last_seen_at -> Nullable<Timestamptz>,
         expired_reason -> Nullable<Text>,
     }
 }
@@ -201,6 +208,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     queue_admission,
     queue_draw_positions,
     queue_settings,
+    queue_sights,
     queue_skips,
     queue_tokens,
     reservations,
