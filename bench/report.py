@@ -43,7 +43,22 @@ ENDPOINTS = {
     "abandon_off": ("poll, abandonment off", {200}),
     "abandon_on": ("poll, abandonment on", {200}),
     "draw_poll": ("poll during the draw", {200}),
+    # The line moving (bench/run.sh, "moving"): turns with admission paused and with it every
+    # second, on the main server.
+    "moving_waiting_still": ("poll of WAITING, line still", {200}),
+    "moving_waiting_moving": ("poll of WAITING, line moving", {200}),
+    "moving_issue_still": ("issue, line still", {201}),
+    "moving_issue_moving": ("issue, line moving", {201}),
+    "moving_active_still": ("poll of ACTIVE, line still", {200}),
+    "moving_active_moving": ("poll of ACTIVE, line moving", {200}),
 }
+# The moving phase's phases: targets of their own (issue moving vs still, the polls' tails).
+MOVING_PHASES = {p for p in ENDPOINTS if p.startswith("moving_")}
+MOVING_ISSUE_RATIO = 0.9
+MOVING_TAIL_FACTOR = 10.0
+MOVING_TAIL_FLOOR_MS = 5.0
+MOVING_TAIL_MAX_MS = 250.0
+TICK_100K_MAX_MS = 50.0
 # Phases measured on the rooms server: compared with its /health/live, left out of the tail
 # target of the main endpoints (they have targets of their own).
 ROOM_PHASES = {"rooms_health", "rooms_poll", "abandon_off", "abandon_on", "draw_poll"}
@@ -228,6 +243,38 @@ def fmt_statuses(res: dict, expected: set[int]) -> tuple[str, int]:
     return (" ".join(parts) or "none"), errors
 
 
+def merge_repeats(records):
+    """One record per (store, phase, kind, conns): a phase measured in several turns (the
+    abandonment phase takes turns off, on, on, off so that a drift of the machine's load
+    weighs on both sides alike) reads as one measurement over all its turns: requests and
+    time summed, the percentiles the worst turn's (a percentile of the whole is not kept)."""
+    merged, out = {}, []
+    for rec in records:
+        res = rec.get("result")
+        key = (rec.get("store"), rec.get("phase"), rec.get("kind"), rec.get("conns"))
+        if rec.get("kind") != "endpoint" or not isinstance(res, dict) or key not in merged:
+            if rec.get("kind") == "endpoint" and isinstance(res, dict):
+                merged[key] = rec = dict(rec, result=dict(res), turns=1)
+            out.append(rec)
+            continue
+        into = merged[key]
+        acc = into["result"]
+        into["turns"] += 1
+        into["t0"], into["t1"] = min(into["t0"], rec["t0"]), max(into["t1"], rec["t1"])
+        for k in ("requests", "duration_s"):
+            acc[k] = (acc.get(k) or 0) + (res.get(k) or 0)
+        for k in ("p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms"):
+            if res.get(k) is not None:
+                acc[k] = max(acc.get(k) or 0, res[k])
+        for k in ("statuses", "socket_errors"):
+            total = dict(acc.get(k) or {})
+            for code, n in (res.get(k) or {}).items():
+                total[code] = total.get(code, 0) + n
+            acc[k] = total
+        acc["rps"] = acc["requests"] / acc["duration_s"] if acc.get("duration_s") else None
+    return out
+
+
 class Run:
     def __init__(self, workdir: str):
         self.records = []
@@ -236,6 +283,7 @@ class Run:
         with open(os.path.join(workdir, "meta.json"), encoding="utf-8") as fh:
             self.meta = json.load(fh)
         self.samples = load_rss(workdir)
+        self.records = merge_repeats(self.records)
 
     def find(self, store, phase, kind, conns=None):
         for rec in self.records:
@@ -353,7 +401,7 @@ def build(run: Run):
     for store in stores:
         for conns in conns_list:
             tail = [r for r in rows if r["store"] == store and r["conns"] == conns and r["phase"] != "health"
-                    and r["phase"] not in ROOM_PHASES]
+                    and r["phase"] not in ROOM_PHASES and r["phase"] not in MOVING_PHASES]
             if not tail:
                 continue
             bad = []
@@ -371,6 +419,52 @@ def build(run: Run):
                             "; ".join(bad) if bad else
                             f"worst max {fmt_ms(worst['max'])} ms ({worst['label']}), worst p99/p50 "
                             f"{max((r['p99'] / r['p50']) for r in tail if r['p50'] and r['p99']):.1f}"))
+
+    for store in stores:
+        label = STORE_LABEL[store]
+        rec = run.find(store, "moving", "tick100k")
+        if rec is not None:
+            res = rec.get("result") or {}
+            ticks = res.get("ticks_ms") or []
+            worst = res.get("max_ms")
+            targets.append((f"one admission tick of 100,000 tokens, {label}: < {TICK_100K_MAX_MS:.0f} ms (the scheduler "
+                            f"pass, as scheduler_tick_duration_seconds records it)",
+                            bool(ticks) and worst is not None and worst < TICK_100K_MAX_MS,
+                            (f"{len(ticks)} ticks of 100,000: " + ", ".join(f"{fmt_ms(t)} ms" for t in ticks))
+                            if ticks else "**no tick of 100,000 seen**"))
+        for conns in conns_list:
+            still, moving = by.get((store, "moving_issue_still", conns)), by.get((store, "moving_issue_moving", conns))
+            if still or moving:
+                ratio = moving["rps"] / still["rps"] if still and moving and still["rps"] and moving["rps"] else None
+                errors = (still or {}).get("errors", 1) + (moving or {}).get("errors", 1)
+                targets.append((f"issue with admission of everyone every second, {label}, {conns} conns: ≥ "
+                                f"{MOVING_ISSUE_RATIO} × the same with the line standing still, same run",
+                                ratio is not None and ratio >= MOVING_ISSUE_RATIO and errors == 0,
+                                f"{fmt_num((moving or {}).get('rps'))} vs {fmt_num((still or {}).get('rps'))} = "
+                                f"{fmt_num(ratio, 2) if ratio else '–'}"
+                                + (f"; p99 {fmt_ms(moving['p99'])} vs {fmt_ms(still['p99'])} ms" if still and moving else "")
+                                + (f", **{errors:,} unexpected responses**" if errors else "")))
+            polls = [by.get((store, f"moving_{w}_{m}", conns)) for w in ("waiting", "active") for m in ("still", "moving")]
+            polls = [r for r in polls if r]
+            if not polls:
+                continue
+            bad, parts = [], []
+            for r in polls:
+                why = []
+                if r["p50"] and r["p99"] and r["p99"] > max(MOVING_TAIL_FACTOR * r["p50"], MOVING_TAIL_FLOOR_MS):
+                    why.append(f"p99 {fmt_ms(r['p99'])} ms = {r['p99'] / r['p50']:.1f} × p50")
+                if r["max"] is None or r["max"] >= MOVING_TAIL_MAX_MS:
+                    why.append(f"max {fmt_ms(r['max'])} ms")
+                if r["errors"]:
+                    why.append(f"{r['errors']:,} unexpected responses")
+                if why:
+                    bad.append(f"{r['label']}: {', '.join(why)}")
+                parts.append(f"{r['label'].replace('poll of ', '')} p50/p99/max {fmt_ms(r['p50'])}/{fmt_ms(r['p99'])}/"
+                             f"{fmt_ms(r['max'])} ms")
+            targets.append((f"polls of WAITING and ACTIVE tokens, line moving or not, {label}, {conns} conns: p99 ≤ "
+                            f"{MOVING_TAIL_FACTOR:.0f} × p50 (or ≤ {MOVING_TAIL_FLOOR_MS:.0f} ms), max < "
+                            f"{MOVING_TAIL_MAX_MS:.0f} ms", not bad and len(polls) == 4,
+                            "; ".join(bad) if bad else "; ".join(parts)))
 
     funnels = []
     for store in stores:

@@ -32,6 +32,7 @@ Subcommands (PORT is a redis-server or the concert server, as named):
         SEED), polls SAMPLE of them picked with SEED and compares each position with the drawn
         one; also how long the polls took (JSON)
   ticks LOG ROOM    the scheduler passes (debug log, JSON lines) that skipped tokens of ROOM
+  main-ticks BATCH  (log on stdin) the scheduler passes whose admission of `main` admitted BATCH
 """
 
 from __future__ import annotations
@@ -354,6 +355,26 @@ def cmd_ticks(log: str, room: str) -> int:
     return 0
 
 
+def cmd_main_ticks(batch: int) -> int:
+    """From a server log on stdin: the passes of the scheduler whose `main` admission admitted
+    BATCH (`scheduler tick` at debug, its duration_ms the elapsed time the pass recorded in
+    scheduler_tick_duration_seconds)."""
+    ticks = []
+    for line in sys.stdin:
+        if not line.startswith("{"):
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        f = dict(rec.get("fields") or {})
+        f.update({k: v for k, v in rec.items() if k not in ("fields", "span", "spans")})
+        if f.get("message") == "scheduler tick" and int(f.get("admitted") or 0) == batch and "duration_ms" in f:
+            ticks.append(float(f["duration_ms"]))
+    print(json.dumps({"batch": batch, "ticks_ms": ticks, "max_ms": max(ticks) if ticks else None}))
+    return 0
+
+
 def main(argv: list[str]) -> int:
     cmd, args = (argv[0], argv[1:]) if argv else ("", [])
     if cmd == "load" and len(args) >= 3:
@@ -384,6 +405,8 @@ def main(argv: list[str]) -> int:
         return cmd_check_draw(args[0], args[1], int(args[2]), int(args[3]), int(args[4]), args[5], int(args[6]), order)
     if cmd == "ticks" and len(args) == 2:
         return cmd_ticks(*args)
+    if cmd == "main-ticks" and len(args) == 1:
+        return cmd_main_ticks(int(args[0]))
     print(__doc__, file=sys.stderr)
     return 64
 

@@ -24,7 +24,7 @@
 #
 # Settings (environment): BENCH_STORES ("postgres redis"), BENCH_CONNECTIONS ("16 64"),
 # BENCH_POOL_SIZE (16: the server's DATABASE_POOL_SIZE, and pgbench's clients), BENCH_PHASES
-# (all: health poll_1k poll_1m issue seats reserve pay charge identity funnel),
+# (all: health poll_1k poll_1m issue seats reserve pay charge moving identity funnel rooms abandon draw),
 # BENCH_ENDPOINT_SECS (5), BENCH_HEALTH_SECS (4), BENCH_PGBENCH_SECS (3), BENCH_LINE (1000000 waiting),
 # BENCH_POLL_DISTINCT (200000 tokens polled in the long line), BENCH_WRK_THREADS (2),
 # BENCH_DATABASE (concert_bench), BENCH_RUST_LOG (warn), BENCH_BUDGET_SECS (900),
@@ -41,7 +41,7 @@ ROOT=$(pwd)
 STORES=${BENCH_STORES:-"postgres redis"}
 CONNS_LIST=${BENCH_CONNECTIONS:-"16 64"}
 POOL=${BENCH_POOL_SIZE:-16}
-PHASES=${BENCH_PHASES:-"health poll_1k poll_1m issue seats reserve pay charge identity funnel rooms abandon draw"}
+PHASES=${BENCH_PHASES:-"health poll_1k poll_1m issue seats reserve pay charge moving identity funnel rooms abandon draw"}
 ENDPOINT_SECS=${BENCH_ENDPOINT_SECS:-5}
 HEALTH_SECS=${BENCH_HEALTH_SECS:-4}
 PGBENCH_SECS=${BENCH_PGBENCH_SECS:-3}
@@ -522,6 +522,10 @@ export_all() {
     export_data browse.txt "SELECT bench.tok(1 + i % 2000), bench.sched(1 + (i * 7) % $SCHEDULES) FROM generate_series(0, 9999) i"
     export_data charge.txt "SELECT bench.uid(n) FROM generate_series(100001, 110000) n"
     export_data funnel_schedules.txt "SELECT bench.sched(s) FROM generate_series(901, 1000) s"
+    # The moving phase: WAITING tokens of the line's last tenth (no tick of that phase reaches
+    # them) and the ACTIVE tokens the seat phase browses with.
+    export_data moving_waiting.txt "SELECT bench.tok(n) FROM generate_series($((1000000 + LINE - LINE / 10 + 1)), $((1000000 + LINE)), $((LINE / 10 / 1000 > 0 ? LINE / 10 / 1000 : 1))) n"
+    export_data moving_active.txt "SELECT bench.tok(n) FROM generate_series(1, 2000) n"
     for c in $CONNS_LIST; do
         local r0=$((k * RESERVE_SEATS / nconns)) r1=$(((k + 1) * RESERVE_SEATS / nconns))
         local p0=$((10001 + k * PAY_USERS / nconns)) p1=$((10000 + (k + 1) * PAY_USERS / nconns))
@@ -546,6 +550,72 @@ grow_line() { # from to
 # (else the checkpointer flushes the load's pages during a phase).
 settle() {
     psql_db -c "VACUUM (ANALYZE)" -c "CHECKPOINT"
+}
+
+# The line moving (issue #22): `main`'s admission set by the operator API between turns.
+#   still   paused: nobody admitted;
+#   moving  admitBatch 100000 (the most the API takes) every second: each tick admits everyone
+#           who joined since the last (the issue turns), or the line's next 100,000.
+# First three ticks of 100,000 from the long line, each timed by the scheduler pass that ran
+# it (`scheduler tick` at debug: its duration_ms is what scheduler_tick_duration_seconds
+# records; target < 50 ms); then, at each connection count, turns still, moving, moving, still
+# (report.py sums each side's turns) of: polls of WAITING tokens at the line's end (moving
+# there admits 1,000 a second, so they stay WAITING while the cursor moves every second),
+# token issue and polls of ACTIVE tokens (moving: everyone, every second). Targets: issue
+# moving >= 0.9 x still; every poll turn p99 <= 10 x p50 (or <= 5 ms), max < 250 ms.
+queue_admin() { # json body for PATCH /admin/queue
+    curl -fsS -o /dev/null --max-time 10 -X PATCH -H "Authorization: Bearer $ADMIN_SECRET" \
+        -H 'Content-Type: application/json' --data "$1" "$BASE_URL/admin/queue"
+}
+
+# Waits until every instance applied the admission settings (one scheduler check) and the
+# first tick of them ran.
+settings_settle() {
+    sleep "$(python3 -c "print(max(1.2, $ROOMS_CHECK_MILLIS * 2 / 1000))")"
+}
+
+moving_phase() {
+    wanted moving && within_budget "the $STORE moving line" || return 0
+    local log_file="$WORK/server-$STORE-$SERVER_NAME.log" lines0 ticks
+    log "phase moving: three ticks of 100,000"
+    queue_admin '{"paused":true}' || { loud "PATCH /admin/queue failed"; return 0; }
+    settings_settle
+    lines0=$(wc -l <"$log_file")
+    queue_admin '{"paused":false,"admitBatch":100000,"admitIntervalSecs":1}'
+    sleep 3.5
+    queue_admin '{"paused":true}'
+    settings_settle
+    ticks=$(tail -n +"$((lines0 + 1))" "$log_file" | python3 "$ROOT/bench/rooms.py" main-ticks 100000)
+    printf '{"store":"%s","phase":"moving","kind":"tick100k","result":%s}\n' "$STORE" "$ticks" >>"$RESULTS"
+    log "ticks of 100,000: $ticks"
+    local mode order n=0 body
+    for CONNS in $CONNS_LIST; do
+        order="still moving moving still"
+        ((n % 2 == 0)) || order="moving still still moving"
+        n=$((n + 1))
+        for what in waiting issue active; do
+            for mode in $order; do
+                body='{"paused":true}'
+                if [[ $mode == moving ]]; then
+                    body='{"paused":false,"admitBatch":100000,"admitIntervalSecs":1}'
+                    [[ $what == waiting ]] && body='{"paused":false,"admitBatch":1000,"admitIntervalSecs":1}'
+                fi
+                queue_admin "$body" || loud "PATCH /admin/queue failed"
+                settings_settle
+                case $what in
+                    waiting) run_wrk "moving_waiting_$mode" warmup poll.lua 1 moving_waiting.txt
+                        run_wrk "moving_waiting_$mode" endpoint poll.lua "$ENDPOINT_SECS" moving_waiting.txt ;;
+                    issue) run_wrk "moving_issue_$mode" endpoint issue.lua "$ENDPOINT_SECS" ;;
+                    active) run_wrk "moving_active_$mode" warmup poll.lua 1 moving_active.txt
+                        run_wrk "moving_active_$mode" endpoint poll.lua "$ENDPOINT_SECS" moving_active.txt ;;
+                esac
+            done
+            ensure_server_alive "moving $what"
+        done
+    done
+    CONNS=""
+    queue_admin '{"paused":false,"admitBatch":100,"admitIntervalSecs":60}' || true
+    check_invariants moving
 }
 
 # The local issuer of the identity phase, for the whole run, and that phase's data: the users
@@ -751,7 +821,7 @@ identity_phase() {
 #            ROOMS_POLL_DISTINCT tokens spread over every room, beside /health/live of this
 #            server, at each connection count (target: >= 0.8 x /health/live)
 #   abandon  (inside the same window) polls of a room with abandonAfterSecs 30 and of one
-#            without, ABANDON_LINE waiting each, taking turns (target: on >= 0.9 x off)
+#            without, ABANDON_LINE waiting each, taking turns off-on-on-off (target: on >= 0.9 x off)
 # The lines are written straight into the store (bench/sql/rooms.sql, bench/rooms.py load);
 # the rooms are created through POST /admin/rooms.
 ROOMS=${BENCH_ROOMS:-100}
@@ -813,7 +883,7 @@ load_room_lines() { # ROOM:COUNT:AGO_SECS ...
 
 mark_seen() { # room count every: tokens n % every == 0 seen now
     if [[ $STORE == postgres ]]; then
-        psql_db -c "UPDATE queue_tokens SET last_seen_at = now() WHERE room = '$1' AND seq % $3 = 0 AND status = 'WAITING'" >/dev/null
+        psql_db -c "INSERT INTO queue_sights (room, token, seen_at) SELECT room, token, now() FROM queue_tokens WHERE room = '$1' AND seq % $3 = 0 AND status = 'WAITING' ON CONFLICT (room, token) DO UPDATE SET seen_at = EXCLUDED.seen_at" >/dev/null
     else
         python3 "$ROOMS_PY" seen-redis "$REDIS_PORT" "$REDIS_PREFIX" "$1" "$2" "$3"
     fi
@@ -962,11 +1032,14 @@ rooms_window() {
         done
     fi
     if wanted abandon; then
+        # Turns off, on, on, off (then on, off, off, on): the rooms window's admissions and the
+        # presence buckets (4 s) come and go during the phase, and a drift of the load over
+        # four turns weighs on both sides alike; report.py sums each side's turns.
         log "phase abandon: polls of a room with abandonAfterSecs 30 and of one without, taking turns"
         local n=0 order mode
         for CONNS in $CONNS_LIST; do
-            order="off on"
-            ((n % 2 == 0)) || order="on off"
+            order="off on on off"
+            ((n % 2 == 0)) || order="on off off on"
             n=$((n + 1))
             for mode in $order; do
                 run_wrk "abandon_$mode" warmup poll.lua 1 "abandon_$mode.txt"
@@ -1054,7 +1127,8 @@ round() {
     grow_line 1000001 1001000
     export_all
     settle
-    start_server main QUEUE_ADMIT_INTERVAL_SECS=60 QUEUE_ADMIT_BATCH=100
+    start_server main QUEUE_ADMIT_INTERVAL_SECS=60 QUEUE_ADMIT_BATCH=100 ADMIN_TOKEN="$ADMIN_SECRET" \
+        RUST_LOG="$SERVER_LOG_LEVEL,scheduler=debug"
 
     for CONNS in $CONNS_LIST; do
         endpoint health health.lua -
@@ -1112,6 +1186,7 @@ round() {
         wanted charge && check_invariants charge
     done
     CONNS=""
+    moving_phase
     identity_phase
     [[ $STORE == redis ]] && check_invariants "the $STORE phases (whole line)" full
     ensure_server_alive "the end of the $STORE phases"
