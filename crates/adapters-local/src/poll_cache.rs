@@ -278,6 +278,17 @@ impl CachedQueue {
         read
     }
 
+    /// Reads the cursor from the store now, whatever the copy's age, and keeps it (unless
+    /// this instance admitted meanwhile). Called ahead of the copy's expiry (`app`'s keeper)
+    /// so that a crowd of polls seldom meets a stale cursor and none of them waits for the
+    /// store.
+    ///
+    /// # Errors
+    /// The store's, when it fails; the copy is left as it was.
+    pub fn refresh(&self) -> Result<QueueCursor, StoreError> {
+        self.refresh_cursor()
+    }
+
     /// How long after its `cursor_ttl` a copy still answers while one caller refreshes it.
     fn grace(&self) -> Duration {
         self.settings.cursor_ttl

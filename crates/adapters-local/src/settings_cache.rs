@@ -44,6 +44,22 @@ impl CachedSettings {
     fn copy(&self) -> RwLockWriteGuard<'_, Stamped<QueueSettings>> {
         self.copy.write().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Re-reads the store whatever the copy's age, and keeps what it read (unless an update of
+    /// this instance came meanwhile). Called ahead of the copy's expiry (`app`'s keeper, a few
+    /// times per `ttl`) so that polls answered from memory never meet a stale copy: each
+    /// would hop to a blocking thread and queue for a store slot to read the settings again.
+    ///
+    /// # Errors
+    /// The store's, when it fails; the copy is left as it was.
+    pub fn refresh(&self) -> Result<QueueSettings, StoreError> {
+        let now = self.ticker.now();
+        let start = self.copy.read().unwrap_or_else(PoisonError::into_inner).start(now);
+        let settings = self.inner.load()?;
+        // A slower read must not replace a newer copy.
+        self.copy().keep(start, settings, |_, held_at| held_at > now);
+        Ok(settings)
+    }
 }
 
 impl SettingsStore for CachedSettings {
@@ -51,12 +67,7 @@ impl SettingsStore for CachedSettings {
         if let Some(settings) = self.load_in_memory() {
             return Ok(settings);
         }
-        let now = self.ticker.now();
-        let start = self.copy.read().unwrap_or_else(PoisonError::into_inner).start(now);
-        let settings = self.inner.load()?;
-        // A slower read must not replace a newer copy.
-        self.copy().keep(start, settings, |_, held_at| held_at > now);
-        Ok(settings)
+        self.refresh()
     }
 
     fn load_in_memory(&self) -> Option<QueueSettings> {
@@ -109,6 +120,25 @@ mod tests {
         s.update(&patch, None).unwrap();
         assert_eq!(s.load_in_memory(), None, "an update drops the copy");
         assert_eq!(s.load().unwrap(), paused, "and the next load reads the store");
+    }
+
+    /// Issue 22: a refresh re-reads a copy that is still fresh, so a keeper calling it more
+    /// often than the ttl keeps polls answered from memory without a gap.
+    #[test]
+    fn a_refresh_rereads_a_fresh_copy_and_restarts_its_age() {
+        let ticker = ManualTicker::new();
+        let mut inner = MockSettingsStore::new();
+        inner.expect_load().times(3).returning(|| Ok(QueueSettings::default()));
+        let s = CachedSettings::new(Arc::new(inner), Arc::new(ticker.clone()), Duration::from_secs(3));
+        s.refresh().unwrap();
+        for _ in 0..2 {
+            ticker.advance(Duration::from_secs(2));
+            assert!(s.load_in_memory().is_some(), "read 2 s ago: fresh");
+            s.refresh().unwrap();
+        }
+        ticker.advance(Duration::from_secs(2));
+        assert!(s.load_in_memory().is_some(), "2 s after the last refresh, 6 s after the first");
+        assert_eq!(s.load().unwrap(), QueueSettings::default(), "fresh: no read");
     }
 
     #[test]

@@ -120,31 +120,42 @@ impl Application {
             stores.ports.lines = Arc::new(queue.lines());
             stores.ports.queue = queue;
         }
+        let mut main_line_cache: Option<(Arc<CachedQueue>, Duration)> = None;
         let shared_queue = settings.store == StoreKind::Postgres || settings.queue_store == QueueStoreKind::Redis;
         if let (true, Some(cache)) = (shared_queue, settings.poll_cache_settings()) {
             // Polls of WAITING tokens from memory, in main's line and every room's; see
             // `adapters_local::poll_cache`.
             // One budget for `main`'s cache and every room's: the capacity bounds the instance.
             let budget = PollCacheBudget::default();
-            stores.ports.queue = Arc::new(CachedQueue::sharing(
+            let main_cache = Arc::new(CachedQueue::sharing(
                 stores.ports.queue.clone(),
                 Arc::new(SystemTicker),
                 cache,
                 budget.clone(),
             ));
+            main_line_cache = Some((main_cache.clone(), keeper_period(cache.cursor_ttl)));
+            stores.ports.queue = main_cache;
             stores.ports.lines =
                 Arc::new(CachedLines::new(stores.ports.lines.clone(), Arc::new(SystemTicker), cache, budget));
         }
-        stores.ports.rooms = Arc::new(CachedRooms::new(
+        let rooms_cache = Arc::new(CachedRooms::new(
             stores.ports.rooms.clone(),
             Arc::new(SystemTicker),
             settings.settings_cache_ttl(),
         ));
-        stores.ports.settings = Arc::new(CachedSettings::new(
+        stores.ports.rooms = rooms_cache.clone();
+        let settings_cache = Arc::new(CachedSettings::new(
             stores.ports.settings.clone(),
             Arc::new(SystemTicker),
             settings.settings_cache_ttl(),
         ));
+        stores.ports.settings = settings_cache.clone();
+        let keeper = Keeper {
+            settings: settings_cache,
+            rooms: rooms_cache,
+            main_line: main_line_cache,
+            period: keeper_period(settings.settings_cache_ttl()),
+        };
         let ticketing = Ticketing::new(stores.ports.clone(), settings.policy());
 
         let identity = settings.auth.identity().map_err(anyhow::Error::msg)?.map(Identity::new);
@@ -198,6 +209,7 @@ impl Application {
                 stop_rx.clone(),
             )));
         }
+        tasks.push(tokio::spawn(keeper.run(stores.schema_ready.clone(), stop_rx.clone())));
         if let Some(state) = sampler {
             // The console's 30 minutes of each room's figures, in this instance's memory
             // (see adapters_http::history); only with the operator API on, which serves them.
@@ -306,6 +318,76 @@ impl Application {
 }
 
 /// Ready when the schema is migrated and every store answers.
+/// Keeps the in-memory copies that polls are answered from fresh ahead of their expiry: the
+/// settings and the rooms (each at most `SCHEDULER_CHECK_MILLIS` old when a poll reads it from
+/// memory) and `main`'s cursor (at most `QUEUE_POLL_CACHE_MILLIS` old).
+///
+/// Without it the copies were re-read only by the scheduler's check, once per check period,
+/// which is also their age limit: each copy expired a little before the next check read it
+/// again, and in that gap every poll of a WAITING token missed memory, hopped to a blocking
+/// thread, queued for a store slot behind issues and payments and read the settings again.
+/// With a thousand polls in flight per millisecond of the gap, those were the WAITING-poll
+/// spikes (p99 tens to hundreds of milliseconds on a path that answers from memory in a
+/// quarter of one). An instance without a scheduler had the gap every period, unfilled until a
+/// poll paid for the read.
+struct Keeper {
+    settings: Arc<CachedSettings>,
+    rooms: Arc<CachedRooms>,
+    /// How often the settings and the rooms are re-read.
+    period: Duration,
+    /// `main`'s poll cache and how often its cursor is re-read (a shorter age limit).
+    main_line: Option<(Arc<CachedQueue>, Duration)>,
+}
+
+/// How often the keeper re-reads: a third of the shortest age limit, so a copy is re-read
+/// twice before it would expire even when one read is slow; at most every 50 ms.
+fn keeper_period(ttl: Duration) -> Duration {
+    (ttl / 3).max(Duration::from_millis(50))
+}
+
+impl Keeper {
+    async fn run(self, ready: Arc<AtomicBool>, mut stop: watch::Receiver<bool>) {
+        let tick = self.main_line.as_ref().map_or(self.period, |(_, every)| self.period.min(*every));
+        let keeper = Arc::new(self);
+        let mut every = tokio::time::interval(tick);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_settings: Option<tokio::time::Instant> = None;
+        loop {
+            tokio::select! {
+                _ = every.tick() => {}
+                _ = stop.changed() => return,
+            }
+            if !ready.load(Ordering::Acquire) {
+                continue;
+            }
+            let now = tokio::time::Instant::now();
+            // Within half a tick of its period: the next tick would be late for it.
+            let settings_due = last_settings.is_none_or(|at| now + tick / 2 >= at + keeper.period);
+            if settings_due {
+                last_settings = Some(now);
+            }
+            let keeper = keeper.clone();
+            // Store reads block: on the blocking pool, one round at a time.
+            let _ = tokio::task::spawn_blocking(move || keeper.refresh(settings_due)).await;
+        }
+    }
+
+    fn refresh(&self, settings_due: bool) {
+        let mut failed = Vec::new();
+        if settings_due {
+            failed.extend(self.settings.refresh().err());
+            failed.extend(domain::ports::RoomStore::rooms(self.rooms.as_ref()).err());
+        }
+        if let Some((line, _)) = &self.main_line {
+            failed.extend(line.refresh().err());
+        }
+        for e in failed {
+            // The copies then expire as before and polls read the store: nothing is lost.
+            tracing::debug!(error = %e, "refreshing an in-memory copy failed; retrying at the next round");
+        }
+    }
+}
+
 fn readiness(schema_ready: Arc<AtomicBool>, probes: Vec<Probe>) -> impl Fn() -> Result<(), StoreError> + Send + Sync {
     move || {
         if !schema_ready.load(Ordering::Acquire) {
@@ -494,4 +576,15 @@ pub fn prepare_database(db: &DatabaseSettings) -> anyhow::Result<PgStore> {
     let store = PgStore::new(&pg_config(db)).context("DATABASE_URL (--database-url) is not a usable PostgreSQL URL")?;
     migrate_store(&store, db).context("cannot prepare the database (check DATABASE_URL / --database-url)")?;
     Ok(store)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_keeper_rereads_three_times_per_age_limit_and_at_most_every_50_ms() {
+        assert_eq!(keeper_period(Duration::from_secs(1)), Duration::from_secs(1) / 3);
+        assert_eq!(keeper_period(Duration::from_millis(90)), Duration::from_millis(50));
+    }
 }
