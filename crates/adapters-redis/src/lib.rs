@@ -408,6 +408,7 @@ impl QueueStore for RedisQueue {
                 .key(&user_key)
                 .key(&token_key)
                 .key(&k.drawn)
+                .key(&k.admissions)
                 .arg(&k.token_prefix)
                 .arg(&user_id)
                 .arg(value.as_str())
@@ -435,7 +436,7 @@ impl QueueStore for RedisQueue {
         }
         let (key, k) = (self.keys.token(value), &self.keys);
         let fields: Option<Vec<Option<String>>> =
-            self.read(&|c| self.scripts.find.key(&key).key(&k.cursor).key(&k.drawn).invoke(c))?;
+            self.read(&|c| self.scripts.find.key(&key).key(&k.cursor).key(&k.drawn).key(&k.admissions).invoke(c))?;
         fields.map(|f| codec::token(value.clone(), &f, 0)).transpose()
     }
 
@@ -443,9 +444,9 @@ impl QueueStore for RedisQueue {
         if !self.ours(value) {
             return Ok(None);
         }
-        let key = self.keys.token(value);
+        let (key, k) = (self.keys.token(value), &self.keys);
         let reply: Option<Vec<Option<String>>> = self.read(&|c| {
-            self.scripts.find_with_cursor.key(&key).key(&self.keys.cursor).key(&self.keys.drawn).invoke(c)
+            self.scripts.find_with_cursor.key(&key).key(&k.cursor).key(&k.drawn).key(&k.admissions).invoke(c)
         })?;
         reply.map(|f| Ok((codec::token(value.clone(), &f, 0)?, codec::cursor(&f, codec::TOKEN_FIELDS)?))).transpose()
     }
@@ -471,6 +472,8 @@ impl QueueStore for RedisQueue {
                 .key(&k.cursor)
                 .key(&k.waiting)
                 .key(&k.active)
+                .key(&k.admissions)
+                .key(&k.open)
                 .arg(&k.token_prefix)
                 .arg(&now)
                 .arg(policy.batch)
@@ -501,6 +504,10 @@ impl QueueStore for RedisQueue {
             self.scripts
                 .expire
                 .key(&k.active)
+                .key(&k.cursor)
+                .key(&k.waiting)
+                .key(&k.admissions)
+                .key(&k.open)
                 .arg(&k.token_prefix)
                 .arg(&k.user_prefix)
                 .arg(&now)
@@ -523,6 +530,10 @@ impl QueueStore for RedisQueue {
                 .use_up
                 .key(&key)
                 .key(&k.active)
+                .key(&k.cursor)
+                .key(&k.drawn)
+                .key(&k.admissions)
+                .key(&k.open)
                 .arg(value.as_str())
                 .arg(&at)
                 .arg(&k.user_prefix)
@@ -535,8 +546,17 @@ impl QueueStore for RedisQueue {
     fn stats(&self) -> Result<QueueStats, StoreError> {
         let k = &self.keys;
         let now = self.now_arg();
-        let f: Vec<Option<String>> =
-            self.read(&|c| self.scripts.stats.key(&k.issued).key(&k.cursor).key(&k.active).arg(&now).invoke(c))?;
+        let f: Vec<Option<String>> = self.read(&|c| {
+            self.scripts
+                .stats
+                .key(&k.issued)
+                .key(&k.cursor)
+                .key(&k.active)
+                .key(&k.admissions)
+                .key(&k.open)
+                .arg(&now)
+                .invoke(c)
+        })?;
         let issued_through = codec::int(&f, 0, "issued")?;
         let cursor = codec::cursor(&f, 1)?;
         let count = |i, name| codec::int(&f, i, name).map(|n| u64::try_from(n).unwrap_or(0));
@@ -574,6 +594,7 @@ impl QueueStore for RedisQueue {
         let at = codec::to_micros(at).to_string();
         let _moved: i64 = self.once(&|c| {
             let mut script = self.scripts.note_seen.prepare_invoke();
+            script.key(&self.keys.cursor).key(&self.keys.drawn).key(&self.keys.admissions);
             for key in &keys {
                 script.key(key);
             }

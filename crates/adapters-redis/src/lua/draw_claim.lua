@@ -72,6 +72,13 @@ if c[4] then
 end
 
 ensure_epoch(KEYS[1])
+-- Nothing is admitted before a draw (the port's rule), so the list holds WAITING tokens only.
+-- Were admitted tokens still at its head (not yet swept, see "Admission records" in
+-- prelude.lua), the draw would reorder them: refuse rather than move an admitted token.
+local cur = redis.call('HMGET', KEYS[1], 'admitted', 'swept')
+if swept_of(cur[2], cur[1]) < tonumber(cur[1] or '0') then
+  return redis.error_reply('ERR a draw of a line with admitted tokens not yet swept')
+end
 local length = redis.call('LLEN', KEYS[2])
 if length == 0 then
   redis.call('HSET', KEYS[1], 'draw_at', int(now), 'draw_entrants', '0', 'draw_seed', ARGV[3])

@@ -1,23 +1,74 @@
--- expire: marks ACTIVE tokens whose time is up EXPIRED, a batch at a time
+-- expire: writes EXPIRED (TTL) the tokens whose ACTIVE time is up, a batch at a time
 -- (QueueStore::expire_tokens).
--- KEYS: 1 active zset
+-- KEYS: 1 active zset (tokens stored ACTIVE by an older version), 2 cursor hash, 3 waiting
+--       list, 4 admissions zset, 5 open records hash
 -- ARGV: 1 token key prefix, 2 user key prefix, 3 now (µs; '' = Redis' TIME), 4 most to change,
 --       5 retention of expired tokens (ms)
 -- Reply: how many tokens changed
 --
--- Atomic, and each token leaves the zset in the script that expires it, so concurrent sweeps
--- change each token once.
+-- Atomic, and each token leaves the list (or the zset) in the script that writes it, so
+-- concurrent sweeps change each token once. Bounded: at most `limit` tokens written and
+-- 4 * `limit` taken off the list per call, whatever the size of the line.
+--
+-- The tokens an admission record covers (see "Admission records" in prelude.lua) are the head
+-- of the WAITING list, in position order, and records expire in that order: once the record
+-- expired (closed by `derived_active`) the head, up to its `through`, is popped, and each
+-- popped token still stored WAITING is written EXPIRED (TTL) with the record's activated and
+-- expires (what every reader derived for it), and retired; one already written EXPIRED (paid,
+-- abandoned, or retired by its user's new issue) is only dropped from the list. A record
+-- whose every position left the list is dropped.
 local now = clock(ARGV[3])
--- Mirrors QueueToken::status_at: an ACTIVE token is EXPIRED from expires_at on (now >= it).
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', int(now), 'LIMIT', 0, ARGV[4])
+local limit = tonumber(ARGV[4])
 local changed = 0
+
+-- Tokens stored ACTIVE by a version that wrote them at admission: as that version swept them.
+-- Mirrors QueueToken::status_at: an ACTIVE token is EXPIRED from expires_at on (now >= it).
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', int(now), 'LIMIT', 0, limit)
 for _, value in ipairs(due) do
   local key = ARGV[1] .. value
   local t = redis.call('HMGET', key, 'status', 'user')
   if t[1] == 'ACTIVE' then
-    retire(key, value, ARGV[2] .. t[2], ARGV[5], 'TTL')
+    retire(key, value, ARGV[2] .. (t[2] or ''), ARGV[5], 'TTL')
     changed = changed + 1
   end
   redis.call('ZREM', KEYS[1], value)
+end
+
+derived_active(KEYS[2], KEYS[4], KEYS[5], now, true)
+local c = redis.call('HMGET', KEYS[2], 'admitted', 'swept', 'closed')
+if not c[3] then
+  return changed
+end
+local swept = swept_of(c[2], c[1])
+local closed = tonumber(c[3])
+local popped, most = 0, 4 * limit
+local rec = nil
+while changed < limit and popped < most and swept < closed do
+  local k = math.min(closed - swept, limit - changed, most - popped)
+  local values = redis.call('LPOP', KEYS[3], k)
+  if not values then
+    break
+  end
+  for _, value in ipairs(values) do
+    swept = swept + 1
+    local key = ARGV[1] .. value
+    local t = redis.call('HMGET', key, 'status', 'user')
+    if t[1] == 'WAITING' then
+      if not rec or swept > rec.through then
+        rec = record_at(KEYS[4], swept)
+      end
+      if not rec then
+        error('a WAITING token at position ' .. int(swept) .. ' behind the cursor has no admission record')
+      end
+      redis.call('HSET', key, 'activated', int(rec.at), 'expires', int(rec.expires))
+      retire(key, value, ARGV[2] .. (t[2] or ''), ARGV[5], 'TTL')
+      changed = changed + 1
+    end
+  end
+  popped = popped + #values
+end
+if popped > 0 then
+  redis.call('HSET', KEYS[2], 'swept', int(swept))
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', int(swept))
 end
 return changed
