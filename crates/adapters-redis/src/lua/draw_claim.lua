@@ -22,7 +22,7 @@
 -- `base` (kept as `draw_base`): the claimed tokens' stored `seq`s are base .. base + length - 1
 -- in list order, so the owner knows each one's from its index and reads none (the position
 -- table is indexed by them, see draw_chunk.lua). That holds because issue.lua pushes each
--- token with the next `seq` and only admission takes tokens, from the head; the claim checks
+-- token with the next `seq` and only the expiry sweep takes tokens, from the head; the claim checks
 -- it on the first and the last token (seqs strictly increase along the list, so both ends
 -- matching means every one does).
 local now = clock(ARGV[1])
