@@ -407,3 +407,45 @@ fn a_tick_of_100_000_tokens_writes_one_record_and_no_token() {
     let stats = queue.stats().unwrap();
     assert_eq!((stats.waiting, stats.active, stats.cursor.admitted_through), (0, N as u64, N as i64));
 }
+
+/// Tokens a tick skipped as abandoned were written EXPIRED then; they leave the WAITING list
+/// with the first sweep after every admitted token before them expired, which writes nothing
+/// for them, even when no tick ever admits a token after them.
+#[test]
+fn abandoned_tokens_leave_the_list_with_the_sweep() {
+    let ns = Namespace::new();
+    let clock = ManualClock::at_epoch();
+    let queue = ns.queue(Arc::new(clock.clone()));
+    let tokens: Vec<_> = (0..4).map(|_| queue.issue(user(), value(), clock.now()).unwrap().token).collect();
+    queue.note_seen(&[tokens[0].value.clone()], clock.now() + Duration::seconds(90)).unwrap();
+    clock.advance(Duration::seconds(120));
+    let leaving = AdmissionPolicy { abandon_after: Some(Duration::seconds(60)), ..policy(1) };
+    assert_eq!(queue.admit(&leaving).unwrap().admitted(), 1);
+    clock.advance(Duration::seconds(60));
+    let outcome = queue.admit(&leaving).unwrap();
+    assert_eq!((outcome.admitted(), outcome.abandoned()), (0, 3), "a tick that admits none");
+    let waiting = format!("{{{}}}:waiting", ns.prefix);
+    let len = || ns.connection().llen::<_, i64>(&waiting).unwrap();
+    assert_eq!(queue.expire_tokens(10).unwrap(), 0, "nothing expired yet");
+    assert_eq!(len(), 4, "behind an admitted token still ACTIVE");
+    let found = queue.find(&tokens[0].value).unwrap().unwrap();
+    assert_eq!((found.status, found.activated_at), (TokenStatus::Active, Some(clock.now() - Duration::seconds(60))));
+    clock.advance(Duration::seconds(540));
+    assert_eq!(queue.expire_tokens(10).unwrap(), 1, "the admitted one, not the abandoned ones");
+    assert_eq!(len(), 0, "nothing left behind the cursor");
+    assert_eq!(
+        queue.find(&tokens[1].value).unwrap().unwrap().expired_reason,
+        Some(domain::queue::ExpiredReason::Abandoned)
+    );
+
+    // A line whose only tick abandoned everyone: the sweep drops them all.
+    let ns = Namespace::new();
+    let queue = ns.queue(Arc::new(clock.clone()));
+    for _ in 0..3 {
+        queue.issue(user(), value(), clock.now()).unwrap();
+    }
+    clock.advance(Duration::seconds(120));
+    assert_eq!(queue.admit(&leaving).unwrap().abandoned(), 3);
+    assert_eq!(queue.expire_tokens(10).unwrap(), 0);
+    assert_eq!(ns.connection().llen::<_, i64>(format!("{{{}}}:waiting", ns.prefix)).unwrap(), 0);
+}

@@ -29,10 +29,6 @@ end
 
 local admitted0 = tonumber(c[2] or '0')
 local swept = swept_of(c[3], c[2])
-if not c[3] then
-  -- A line whose admissions popped the list (an older version): its head is admitted + 1.
-  redis.call('HSET', KEYS[1], 'swept', int(swept))
-end
 -- Closes the records expired at now whether or not there is a cap, so the walk stays short.
 local active = derived_active(KEYS[1], KEYS[4], KEYS[5], now, true)
 
@@ -89,7 +85,9 @@ if admitted > 0 then
   redis.call('HSET', KEYS[1], 'last', at)
 end
 if admitted + skipped > 0 then
-  redis.call('HSET', KEYS[1], 'admitted', int(through))
+  -- `swept` is written with the first record: absent, the line's earlier admissions (by an
+  -- older version) popped their tokens, so its head was admitted + 1.
+  redis.call('HSET', KEYS[1], 'admitted', int(through), 'swept', int(swept))
 end
 if skipped > 0 then
   redis.call('HINCRBY', KEYS[1], 'abandoned', int(skipped))

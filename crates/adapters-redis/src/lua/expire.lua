@@ -16,7 +16,8 @@
 -- popped token still stored WAITING is written EXPIRED (TTL) with the record's activated and
 -- expires (what every reader derived for it), and retired; one already written EXPIRED (paid,
 -- abandoned, or retired by its user's new issue) is only dropped from the list. A record
--- whose every position left the list is dropped.
+-- whose every position left the list is dropped. So are tokens a tick skipped as abandoned
+-- (written EXPIRED then) once no open record lies before them.
 local now = clock(ARGV[3])
 local limit = tonumber(ARGV[4])
 local changed = 0
@@ -36,15 +37,21 @@ end
 
 derived_active(KEYS[2], KEYS[4], KEYS[5], now, true)
 local c = redis.call('HMGET', KEYS[2], 'admitted', 'swept', 'closed')
-if not c[3] then
-  return changed
-end
 local swept = swept_of(c[2], c[1])
-local closed = tonumber(c[3])
+-- The head may go up to the last closed record, and on over the positions before the first
+-- open one (or up to the cursor when none is open): those were skipped as abandoned by a tick
+-- that admitted none of them, and are written EXPIRED already.
+local upto = tonumber(c[3] or '0')
+local open = redis.call('ZRANGEBYSCORE', KEYS[4], '(' .. int(upto), '+inf', 'LIMIT', 0, 1)[1]
+if open then
+  upto = math.max(upto, tonumber(string.match(open, '^%d+:(%d+):') or '0'))
+else
+  upto = math.max(upto, tonumber(c[1] or '0'))
+end
 local popped, most = 0, 4 * limit
 local rec = nil
-while changed < limit and popped < most and swept < closed do
-  local k = math.min(closed - swept, limit - changed, most - popped)
+while changed < limit and popped < most and swept < upto do
+  local k = math.min(upto - swept, limit - changed, most - popped)
   local values = redis.call('LPOP', KEYS[3], k)
   if not values then
     break
