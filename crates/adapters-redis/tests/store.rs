@@ -449,3 +449,50 @@ fn abandoned_tokens_leave_the_list_with_the_sweep() {
     assert_eq!(queue.expire_tokens(10).unwrap(), 0);
     assert_eq!(ns.connection().llen::<_, i64>(format!("{{{}}}:waiting", ns.prefix)).unwrap(), 0);
 }
+
+/// A line an older version admitted from (it popped each token and wrote it ACTIVE into the
+/// `active` sorted set, and kept no `swept`) goes on under the cursor layout: its ACTIVE tokens
+/// read, count, pay and expire as before, and the next tick records the following positions.
+#[test]
+fn a_line_admitted_by_the_previous_layout_goes_on() {
+    let ns = Namespace::new();
+    let clock = ManualClock::at_epoch();
+    let queue = ns.queue(Arc::new(clock.clone()));
+    let mut con = ns.connection();
+    let tag = format!("{{{}}}", ns.prefix);
+    let tokens: Vec<_> = (0..5).map(|_| queue.issue(user(), value(), clock.now()).unwrap().token).collect();
+    // The previous admit.lua, for the first two.
+    let at = i64::try_from(clock.now().unix_timestamp_nanos() / 1_000).unwrap();
+    let expires = at + 600_000_000;
+    let popped: Vec<String> = redis::cmd("LPOP").arg(format!("{tag}:waiting")).arg(2).query(&mut con).unwrap();
+    for v in &popped {
+        let _: () = con
+            .hset_multiple(
+                format!("{tag}:t:{v}"),
+                &[("status", "ACTIVE".to_owned()), ("activated", at.to_string()), ("expires", expires.to_string())],
+            )
+            .unwrap();
+        let _: () = con.zadd(format!("{tag}:active"), v, expires).unwrap();
+    }
+    let _: () = con.hset_multiple(format!("{tag}:cursor"), &[("admitted", 2), ("last", at)]).unwrap();
+
+    clock.advance(Duration::seconds(60));
+    let capped = AdmissionPolicy { max_active: Some(4), ..policy(5) };
+    assert_eq!(queue.admit(&capped).unwrap(), AdmissionOutcome::Admitted(2), "two stored ACTIVE count");
+    let find = |i: usize| queue.find(&tokens[i].value).unwrap().unwrap();
+    assert_eq!(
+        (find(0).status, find(0).activated_at),
+        (TokenStatus::Active, Some(clock.now() - Duration::seconds(60)))
+    );
+    assert_eq!((find(2).status, find(2).activated_at), (TokenStatus::Active, Some(clock.now())));
+    assert_eq!((find(4).status, queue.cursor().unwrap().admitted_through), (TokenStatus::Waiting, 4));
+    queue.use_up(&tokens[0].value, clock.now()).unwrap();
+    assert_eq!(find(0).expired_reason, Some(domain::queue::ExpiredReason::Paid));
+    assert_eq!(queue.stats().unwrap().active, 3);
+
+    clock.advance(Duration::seconds(600));
+    assert_eq!(queue.expire_tokens(10).unwrap(), 3, "one stored ACTIVE, two derived");
+    assert!((1..4).all(|i| find(i).status == TokenStatus::Expired));
+    assert_eq!(con.lrange::<_, Vec<String>>(format!("{tag}:waiting"), 0, -1).unwrap(), [tokens[4].value.as_str()]);
+    assert_eq!(queue.stats().unwrap().active, 0);
+}
