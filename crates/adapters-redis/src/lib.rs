@@ -532,6 +532,7 @@ impl QueueStore for RedisQueue {
                 .key(&k.waiting)
                 .key(&k.admissions)
                 .key(&k.open)
+                .key(&k.drawn)
                 .arg(&k.token_prefix)
                 .arg(&k.user_prefix)
                 .arg(&now)
