@@ -93,8 +93,9 @@
 //! - `expire`: closes the records expired at `now` (`status_at`), then pops the head of the
 //!   WAITING list up to the last closed record: each token still stored WAITING becomes
 //!   EXPIRED (`TTL`) with its derived times, others (paid, abandoned) are dropped; at most
-//!   `limit` written and `4 * limit` popped per call. A token leaves the list in the step that
-//!   writes it, so concurrent sweeps change each once. Tokens stored ACTIVE by an older
+//!   `limit` written and `4 * limit` popped per call (so a call meeting mostly paid tokens
+//!   returns short, and the scheduler's sweep goes on at its next tick). A token leaves the
+//!   list in the step that writes it, so concurrent sweeps change each once. Tokens stored ACTIVE by an older
 //!   version are swept from `{p}:active` first.
 //! - `use_up`: the paying token, if ACTIVE as derived and unexpired at `at` (or stored
 //!   ACTIVE), becomes EXPIRED (`PAID`) with `expires_at = at` and its open record counts one
