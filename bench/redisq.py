@@ -9,14 +9,16 @@ pipelined over one socket (RESP), a million tokens in seconds.
 
 Subcommands (PORT is the bench's private redis-server, PREFIX the deployment's key prefix):
   active PORT PREFIX RANGES        ACTIVE tokens for users in RANGES ("1-2000,10001-70000"),
-                                   seq 1.. in that order, expiring in an hour; the cursor
-                                   admits through them and an admission "just ran"
+                                   seq 1.. in that order, expiring in an hour, as one
+                                   admission that "just ran" leaves them (stored WAITING, in
+                                   the list, the cursor past them, one admission record)
   waiting PORT PREFIX FROM TO      appends WAITING tokens for users FROM..TO to the line
   check PORT PREFIX [--full] [--paid FILE]
                                    the queue invariants, one "name: violations" line each;
                                    --full walks the whole waiting list (O(line), blocks Redis
-                                   for about a second per million), --paid checks that no
-                                   token in FILE (one value a line) is still ACTIVE
+                                   for about a second per million), --paid checks that every
+                                   token in FILE (one value a line) is stored EXPIRED (or
+                                   gone after its retention)
   memory PORT                      used_memory in bytes
 """
 
@@ -106,20 +108,30 @@ def now_us() -> int:
 
 
 def cmd_active(port: int, prefix: str, spec: str) -> None:
+    # An admission writes no token (crates/adapters-redis, "Admission records" in
+    # src/lua/prelude.lua): the tokens stay stored WAITING in the waiting list, the cursor moves
+    # past them, and one record says when they were admitted and until when.
     r, ns = Redis(port), "{%s}" % prefix
     now = now_us()
     expires = now + 3600 * 1_000_000
-    seq = int(r.call("GET", f"{ns}:issued") or 0)
+    seq = after = int(r.call("GET", f"{ns}:issued") or 0)
+    c = r.call("HMGET", f"{ns}:cursor", "admitted", "swept")
+    if int(c[0] or 0) != after or int(c[1] if c[1] is not None else after) != after:
+        raise SystemExit("active: the line must have nothing WAITING or admitted and unswept")
     for n in ranges(spec):
         seq += 1
         v = tok(n)
-        r.queue("HSET", f"{ns}:t:{v}", "user", uid(n), "seq", seq, "status", "ACTIVE",
-                "issued", now - 60_000_000, "activated", now, "expires", expires)
-        r.queue("ZADD", f"{ns}:active", expires, v)
+        r.queue("HSET", f"{ns}:t:{v}", "user", uid(n), "seq", seq, "status", "WAITING",
+                "issued", now - 60_000_000)
+        r.queue("RPUSH", f"{ns}:waiting", v)
         r.queue("SET", f"{ns}:u:{uid(n)}", v)
     r.flush()
     r.call("SET", f"{ns}:issued", seq)
-    r.call("HSET", f"{ns}:cursor", "admitted", seq, "last", now)
+    if seq > after:
+        r.call("ZADD", f"{ns}:admissions", seq, f"{seq}:{after}:{now}:{expires}")
+        r.call("HSET", f"{ns}:open", seq, seq - after)
+        r.call("HINCRBY", f"{ns}:cursor", "live", seq - after)
+    r.call("HSET", f"{ns}:cursor", "admitted", seq, "last", now, "swept", after)
 
 
 def cmd_waiting(port: int, prefix: str, lo: int, hi: int) -> None:
@@ -136,29 +148,37 @@ def cmd_waiting(port: int, prefix: str, lo: int, hi: int) -> None:
     r.call("SET", f"{ns}:issued", seq)
 
 
-# Walks the waiting list in one script: every value is a WAITING token, in strictly
-# increasing seq, above the cursor (the order the adapter's issue and admit scripts keep). A
-# token's seq is the one the adapter shows: once a draw is recorded (the cursor's draw_at), the
-# stored (arrival) seq s mapped through the draw's position table {ns}:drawn (4 bytes
-# big-endian at byte 4*(s-1), 0 or past the end: unchanged; drawn_seq in the adapter's
-# prelude.lua). The table is read once (4 MB for a million), not a GETRANGE per token.
+# Walks the waiting list in one script. It holds every token not yet swept in position order:
+# index i is position swept + 1 + i (the cursor's `swept`; absent: `admitted`, as a version
+# that popped at admission left it). A token's position is its seq as the adapter shows it:
+# once a draw is recorded (the cursor's draw_at), the stored (arrival) seq s mapped through the
+# draw's position table {ns}:drawn (4 bytes big-endian at byte 4*(s-1), 0 or past the end:
+# unchanged; drawn_seq in the adapter's prelude.lua). The table is read once (4 MB for a
+# million), not a GETRANGE per token. Above the cursor every token is stored WAITING; at or
+# below it (admitted by a record, not yet swept) it is WAITING (derived ACTIVE) or written
+# EXPIRED (paid, abandoned, lapsed), or gone after its retention.
 WALK = """
-local c = redis.call('HMGET', KEYS[2], 'admitted', 'draw_at')
+local c = redis.call('HMGET', KEYS[2], 'admitted', 'draw_at', 'swept')
 local admitted = tonumber(c[1] or '0')
+local swept = tonumber(c[3] or c[1] or '0')
 local drawn = c[2] and (redis.call('GET', KEYS[3]) or '') or ''
 local len = redis.call('LLEN', KEYS[1])
-local bad, prev, i = 0, admitted, 0
+local bad, i = 0, 0
 while i < len do
   local values = redis.call('LRANGE', KEYS[1], i, i + 9999)
-  for _, v in ipairs(values) do
+  for j, v in ipairs(values) do
+    local pos = swept + i + j
     local t = redis.call('HMGET', ARGV[1] .. v, 'status', 'seq')
     local seq = tonumber(t[2] or '-1')
     if seq >= 1 and 4 * seq <= #drawn then
       local n = struct.unpack('>I4', drawn, 4 * (seq - 1) + 1)
       if n > 0 then seq = n end
     end
-    if t[1] ~= 'WAITING' or seq <= prev then bad = bad + 1 end
-    prev = seq
+    if pos > admitted then
+      if t[1] ~= 'WAITING' or seq ~= pos then bad = bad + 1 end
+    elseif t[1] and (seq ~= pos or (t[1] ~= 'WAITING' and t[1] ~= 'EXPIRED')) then
+      bad = bad + 1
+    end
   end
   i = i + 10000
 end
@@ -169,13 +189,18 @@ return bad
 def cmd_check(port: int, prefix: str, full: bool, paid: str | None) -> int:
     r, ns = Redis(port), "{%s}" % prefix
     issued = int(r.call("GET", f"{ns}:issued") or 0)
-    admitted = int(r.call("HGET", f"{ns}:cursor", "admitted") or 0)
+    c = r.call("HMGET", f"{ns}:cursor", "admitted", "swept", "live")
+    admitted = int(c[0] or 0)
+    swept = int(c[1] if c[1] is not None else admitted)
     waiting = int(r.call("LLEN", f"{ns}:waiting"))
-    rows = [("line length not issued minus admitted", abs(issued - admitted - waiting))]
+    opened = sum(int(n) for n in r.call("HVALS", f"{ns}:open"))
+    rows = [("line length not issued minus swept", abs(issued - swept - waiting)),
+            ("cursor behind the sweep", max(swept - admitted, 0)),
+            ("open records' count not their sum", abs(int(c[2] or 0) - opened))]
     if full:
-        rows.append(("waiting entries not WAITING in seq order above the cursor",
+        rows.append(("waiting entries out of position or status",
                      int(r.call("EVAL", WALK, 3, f"{ns}:waiting", f"{ns}:cursor", f"{ns}:drawn",
-                                            f"{ns}:t:"))))
+                                f"{ns}:t:"))))
     if paid:
         with open(paid, encoding="ascii") as fh:
             values = [line.strip() for line in fh if line.strip()]
@@ -183,8 +208,8 @@ def cmd_check(port: int, prefix: str, full: bool, paid: str | None) -> int:
         for i in range(0, len(values), BATCH):
             chunk = values[i:i + BATCH]
             r.sock.sendall(b"".join(r.encode("HGET", f"{ns}:t:{v}", "status") for v in chunk))
-            bad += sum(1 for _ in chunk if r.reply() == "ACTIVE")
-        rows.append(("tokens that paid and are still ACTIVE", bad))
+            bad += sum(1 for _ in chunk if r.reply() in ("ACTIVE", "WAITING"))
+        rows.append(("tokens that paid and are not EXPIRED", bad))
     for name, n in rows:
         print(f"{name}: {n}")
     return 0

@@ -5,7 +5,7 @@
 //!    reorders, and `base`, the stored `seq` of the first) under a lease of
 //!    [`DrawTuning::lease`] owned by this call, or answers the recorded draw, `NotDue`, or that
 //!    another owner holds it. The claimed tokens' stored `seq`s are `base..base + length` in
-//!    list order (issue pushes each with the next `seq`, admission pops from the head; the
+//!    list order (issue pushes each with the next `seq`, the sweep pops from the head; the
 //!    claim checks the first and the last), so the owner reads none.
 //! 2. The owner reads the claimed head of the WAITING list with each token's issue time
 //!    (`draw_read.lua`, [`DrawTuning::chunk`] at a time), splits it into entrants (issued
@@ -18,8 +18,9 @@
 //!    and owner-checked, renewing the lease. No token's hash is written: a million `HSET`s
 //!    were most of a draw's time. As PostgreSQL keeps the drawn order in
 //!    `queue_draw_positions`, every read of a token's `seq` maps it through the table
-//!    (`drawn_seq` in `prelude.lua`: `issue`, `find`, `find_with_cursor`) once the draw is
-//!    recorded; admission pops the WAITING list and reads no `seq`.
+//!    (`drawn_seq` in `prelude.lua`, through `derive`: every script that answers a token) once
+//!    the draw is recorded; admission moves the cursor over the WAITING list and reads no
+//!    `seq`, and an admitted token's derived ACTIVE status goes by its drawn place.
 //! 4. `draw_finish.lua` checks the table is whole (its length), appends the tokens issued since
 //!    the claim (their `seq`s follow the table's end: they keep them), renames the staging
 //!    list over the WAITING list and records the draw, atomically.

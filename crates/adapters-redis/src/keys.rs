@@ -13,12 +13,25 @@ pub(crate) struct Keys {
     /// The last `seq` issued (a counter).
     pub(crate) issued: String,
     /// The cursor hash: `admitted` (admitted_through), `last` (last_admission_at), `epoch`,
-    /// `abandoned`, the draw's record and, while one runs, its claim.
+    /// `abandoned`, `swept` (positions that left the WAITING list's head), `live` and `closed`
+    /// (the open records' count, the last closed record), the draw's record and, while one
+    /// runs, its claim.
     pub(crate) cursor: String,
-    /// WAITING token values in `seq` order (a list).
+    /// Every token value not yet swept, in position order (a list): those admitted by a record
+    /// (derived ACTIVE, stored WAITING, or written EXPIRED since) at its head, up to position
+    /// `admitted`, then the WAITING ones. Position `p` is at index `p - swept - 1` (the
+    /// cursor's `swept`).
     pub(crate) waiting: String,
-    /// ACTIVE token values scored by `expires_at` (a sorted set).
+    /// Tokens stored ACTIVE, scored by `expires_at` (a sorted set): written only by versions
+    /// that activated each token at admission; swept, counted and used up as before.
     pub(crate) active: String,
+    /// The admission records (a sorted set), scored by `through`, member
+    /// `through:after:at:expires`: the WAITING tokens at positions `after + 1 ..= through`
+    /// became ACTIVE at `at` until `expires` (`derive` in `prelude.lua`).
+    pub(crate) admissions: String,
+    /// The open records' counts (a hash, field `through`): the tokens a record admitted and
+    /// not used up, until the record expires (`derived_active` in `prelude.lua`).
+    pub(crate) open: String,
     /// The WAITING list in its drawn order, while a draw builds it (a list).
     pub(crate) staging: String,
     /// The draw's position table (a string): 4 bytes big-endian per arrival `seq` `s`, at byte
@@ -40,6 +53,8 @@ impl Keys {
             cursor: format!("{ns}:cursor"),
             waiting: format!("{ns}:waiting"),
             active: format!("{ns}:active"),
+            admissions: format!("{ns}:admissions"),
+            open: format!("{ns}:open"),
             staging: format!("{ns}:staging"),
             drawn: format!("{ns}:drawn"),
             token_prefix: format!("{ns}:t:"),
@@ -61,12 +76,14 @@ impl Keys {
 mod tests {
     use super::*;
 
-    fn all(keys: &Keys) -> [&String; 8] {
+    fn all(keys: &Keys) -> [&String; 10] {
         [
             &keys.issued,
             &keys.cursor,
             &keys.waiting,
             &keys.active,
+            &keys.admissions,
+            &keys.open,
             &keys.staging,
             &keys.drawn,
             &keys.token_prefix,

@@ -14,7 +14,8 @@
 //! `codec` (µs times, token hashes, error mapping), `scripts` with the Lua in `src/lua/`,
 //! `draw` (the draw of a pre-queue in steps). Tests in `tests/`: `conformance` (the queue and
 //! rooms suites, directly and through the caches), `races`, `store` (what only this adapter
-//! has), `rooms` (the same for rooms' lines and draws), `outage` (a private `redis-server`),
+//! has, among it that a tick writes no token and what reads derive), `rooms` (the same for
+//! rooms' lines and draws), `outage` (a private `redis-server`),
 //! `scale` (`#[ignore]`d measurements at a million tokens).
 //!
 //! **One line per room.** [`RedisQueue`] is the line of one room: `main`'s from
@@ -30,12 +31,14 @@
 //! | key | type | holds |
 //! | --- | --- | --- |
 //! | `{p}:issued` | string (counter) | the `seq` of the last token issued (`issued_through`) |
-//! | `{p}:cursor` | hash | `admitted` (`admitted_through`), `last` (`last_admission_at`, µs; absent before the first admission), `epoch` (Redis' clock in µs when the line was created by the first issue into the empty namespace), `abandoned` (tokens skipped at their turn, ever), `imax`/`iback` (the latest issue time, and the most an issue time fell behind it in line order: see `draw`), the draw's record `draw_at`/`draw_entrants`/`draw_seed` once it is recorded, and while a draw runs its claim (`draw_owner`, `draw_lease`, `draw_claim_at`, `draw_opens`, `draw_claim_seed`, `draw_len`, `draw_base`) |
-//! | `{p}:waiting` | list | WAITING token values in `seq` order, as shown (pushed at issue, popped from the head by admission; a draw puts them in the drawn order) |
-//! | `{p}:active` | sorted set | ACTIVE token values scored by `expires_at` (µs): expiry sweeps in `LIMIT` batches, the active count |
+//! | `{p}:cursor` | hash | `admitted` (`admitted_through`), `last` (`last_admission_at`, µs; absent before the first admission), `swept` (positions that left the head of `{p}:waiting`; absent: `admitted`, as a version that popped at admission left it), `live` and `closed` (the open admission records' count of tokens, and the `through` of the last record closed), `epoch` (Redis' clock in µs when the line was created by the first issue into the empty namespace), `abandoned` (tokens skipped at their turn, ever), `imax`/`iback` (the latest issue time, and the most an issue time fell behind it in line order: see `draw`), the draw's record `draw_at`/`draw_entrants`/`draw_seed` once it is recorded, and while a draw runs its claim (`draw_owner`, `draw_lease`, `draw_claim_at`, `draw_opens`, `draw_claim_seed`, `draw_len`, `draw_base`) |
+//! | `{p}:waiting` | list | every token value not yet swept, in position order (`seq` as shown): pushed at issue, position `p` at index `p - swept - 1`; those at or below `admitted` were admitted by a record, the rest are WAITING; the expiry sweep pops the head; a draw puts them in the drawn order |
+//! | `{p}:admissions` | sorted set | one member per admission that admitted any, `through:after:at:expires`, scored by `through`: the tokens stored WAITING at positions `after + 1 ..= through` are ACTIVE since `at` until `expires` (µs). Dropped once the sweep passed `through` |
+//! | `{p}:open` | hash | per record not yet expired (field `through`): the tokens it admitted minus those used up since (the cap's active count) |
+//! | `{p}:active` | sorted set | tokens stored ACTIVE, scored by `expires_at`: only a version that wrote each token at admission filled it; still swept, counted and used up, so a line survives the upgrade |
 //! | `{p}:staging` | list | while a draw runs: the WAITING list in its drawn order, so far |
 //! | `{p}:drawn` | string | the draw's position table: 4 bytes big-endian per arrival `seq` `s`, at byte `4 * (s - 1)` the token's drawn `seq` (0 or past the end: unchanged); in force once the draw is recorded (`draw_at`) |
-//! | `{p}:t:<value>` | hash | a token: `user`, `seq` (its arrival `seq`, never rewritten: shown mapped through `{p}:drawn`), `status` (`WAITING`/`ACTIVE`/`EXPIRED`), `issued`, `activated`, `expires` (µs), `reason` (why EXPIRED: `TTL`, `PAID`, `ABANDONED`), `seen` (its last sight, µs, from `note_seen`) |
+//! | `{p}:t:<value>` | hash | a token: `user`, `seq` (its arrival `seq`, never rewritten: shown mapped through `{p}:drawn`), `status` (`WAITING`/`EXPIRED`, `ACTIVE` only from an older version; an admitted token stays `WAITING` until written EXPIRED, see below), `issued`, `activated`, `expires` (µs, written when it becomes EXPIRED), `reason` (why EXPIRED: `TTL`, `PAID`, `ABANDONED`), `seen` (its last sight, µs, from `note_seen`) |
 //! | `{p}:u:<user>` | string | the value of the user's latest token (live or not) |
 //!
 //! **A draw writes no token.** It keeps the drawn order in one string, `{p}:drawn`, and every
@@ -43,7 +46,19 @@
 //! one through it (`drawn_seq` in `prelude.lua`, one `GETRANGE`) once the cursor has the draw:
 //! a million `HSET`s, most of a draw's time, become a few hundred `SETRANGE`s, as PostgreSQL
 //! keeps its draw in `queue_draw_positions` instead of rewriting `queue_tokens.seq`. Admission
-//! pops the WAITING list, already in the drawn order, and reads no `seq`.
+//! moves the cursor over the WAITING list, already in the drawn order, and reads no `seq`.
+//!
+//! **An admission writes no token.** It moves the cursor by `n` and records itself once in
+//! `{p}:admissions`: O(1) in `n` (without `abandon_after`), where popping and writing each token
+//! blocked Redis for the length of a tick of 100,000. Every script that answers a token derives
+//! it (`derive` in `prelude.lua`, the one statement of the rule): stored WAITING and at a
+//! position (the shown `seq`) at or below `admitted` means ACTIVE, `activated_at` and
+//! `expires_at` the covering record's, read EXPIRED (`TTL`) by the domain from `expires_at` on
+//! (`QueueToken::status_at`), as it reads an ACTIVE token the sweep has not reached. What stays
+//! per token is written: a use-up, an abandonment, a lapsed token whose user queues again, and
+//! the expiry, which pops the head of the WAITING list behind the expired records and writes
+//! each token still stored WAITING EXPIRED with its derived times. The cap counts records, not
+//! tokens (`derived_active`).
 //!
 //! Times are integers of microseconds since the Unix epoch (the domain's precision; exact in
 //! Lua's doubles until the year 2255). A WAITING or ACTIVE token has no TTL. When a token
@@ -61,32 +76,42 @@
 //! (the hashes of the tokens they pop, a user's pointer): not declared in `KEYS`, which one
 //! server allows, and which a cluster allows because they share the namespace's hash tag.
 //!
-//! - `issue`: returns the user's live token (`QueueToken::is_live_at`), or retires their
-//!   lapsed ACTIVE one and stores a new WAITING token with `seq = INCR issued`, taken only
+//! - `issue`: returns the user's live token (`QueueToken::is_live_at`, on the token as
+//!   derived), or retires their lapsed ACTIVE one (writing its derived times) and stores a new WAITING token with `seq = INCR issued`, taken only
 //!   after every check, so a refused issue burns no number; 64 concurrent issues for one user
 //!   give one token.
-//! - `find`, `find_with_cursor`: a token's hash (its `seq` mapped through the draw's table), and
-//!   the cursor with it.
+//! - `find`, `find_with_cursor`: a token's hash as derived (its `seq` mapped through the draw's
+//!   table, its admission from the record covering it), and the cursor with it.
 //! - `admit`: `AdmissionPolicy::is_due` on the store's clock, `quota` (the active count only
-//!   under a cap), pops the `n` oldest WAITING values, activates them
-//!   (`expiry_for`), advances `admitted` by `n` and, if `n > 0`, sets `last`. With
-//!   `abandon_after` it pops on past absent tokens (`is_present` on the later of `issued` and
-//!   `seen`): each becomes EXPIRED (`ABANDONED`, `expires_at = now`, retired like an expired
-//!   token), `admitted` advances over both and `abandoned` grows by the skipped. `Busy` only
-//!   while a draw of the line is claimed and unfinished.
-//! - `expire`: up to `limit` ACTIVE tokens with `expires_at <= now` (`status_at`) become
-//!   EXPIRED (`TTL`) and leave the sorted set in the same step, so concurrent sweeps change
-//!   each once.
-//! - `use_up`: the paying token, if ACTIVE, becomes EXPIRED (`PAID`) with `expires_at = at`;
-//!   no other token is touched (a WAITING token of the payer stays in line). Idempotent.
-//! - `stats`: issued, cursor, `abandoned` and the active count on the store's clock.
-//! - `note_seen`: one script per batch; moves each WAITING token's `seen` forward.
+//!   under a cap, from the records), records the `n` oldest WAITING positions as admitted now
+//!   until `expiry_for(now)`, advances `admitted` by `n` and, if `n > 0`, sets `last`: no
+//!   token read or written. With `abandon_after` it walks the list from the cursor past absent
+//!   tokens (`is_present` on the later of `issued` and `seen`): each becomes EXPIRED
+//!   (`ABANDONED`, `expires_at = now`, retired like an expired token), `admitted` advances over
+//!   both, the record counts the present ones and `abandoned` grows by the skipped. `Busy`
+//!   only while a draw of the line is claimed and unfinished.
+//! - `expire`: closes the records expired at `now` (`status_at`), then pops the head of the
+//!   WAITING list up to the last closed record: each token still stored WAITING becomes
+//!   EXPIRED (`TTL`) with its derived times, others (paid, abandoned) are dropped; at most
+//!   `limit` written and `4 * limit` popped per call (so a call meeting mostly paid tokens
+//!   returns short, and the scheduler's sweep goes on at its next tick). A token leaves the
+//!   list in the step that writes it, so concurrent sweeps change each once. Tokens stored ACTIVE by an older
+//!   version are swept from `{p}:active` first.
+//! - `use_up`: the paying token, if ACTIVE as derived and unexpired at `at` (or stored
+//!   ACTIVE), becomes EXPIRED (`PAID`) with `expires_at = at` and its open record counts one
+//!   fewer; no other token is touched (a WAITING token of the payer stays in line).
+//!   Idempotent: the first call writes it out of the derivation.
+//! - `stats`: issued, cursor, `abandoned` and the active count (records, on the store's
+//!   clock), writing nothing.
+//! - `note_seen`: one script per batch; moves the `seen` of each token WAITING as derived
+//!   forward.
 //! - `draw_claim`, `draw_read`, `draw_issued`, `draw_chunk`, `draw_finish`: the draw, in steps
 //!   so that no script blocks Redis for long (see the `draw` module): a claim with a lease,
 //!   idempotent chunks that write a staging list and the position table (no token), and a
 //!   finish that checks the table is whole, appends the tokens issued meanwhile, renames the
 //!   staging list over the WAITING list and records the draw, atomically. Another instance
-//!   finishes a draw whose owner's lease ran out.
+//!   finishes a draw whose owner's lease ran out. A claim is refused while admitted tokens
+//!   are still at the list's head (the port has nothing admitted before a draw).
 //!
 //! `cursor` is one `HMGET`, `ping` is `PING`. The cursor's draw is read with it on every
 //! cursor read (`QueueCursor::draw`).
@@ -408,6 +433,7 @@ impl QueueStore for RedisQueue {
                 .key(&user_key)
                 .key(&token_key)
                 .key(&k.drawn)
+                .key(&k.admissions)
                 .arg(&k.token_prefix)
                 .arg(&user_id)
                 .arg(value.as_str())
@@ -435,7 +461,7 @@ impl QueueStore for RedisQueue {
         }
         let (key, k) = (self.keys.token(value), &self.keys);
         let fields: Option<Vec<Option<String>>> =
-            self.read(&|c| self.scripts.find.key(&key).key(&k.cursor).key(&k.drawn).invoke(c))?;
+            self.read(&|c| self.scripts.find.key(&key).key(&k.cursor).key(&k.drawn).key(&k.admissions).invoke(c))?;
         fields.map(|f| codec::token(value.clone(), &f, 0)).transpose()
     }
 
@@ -443,9 +469,9 @@ impl QueueStore for RedisQueue {
         if !self.ours(value) {
             return Ok(None);
         }
-        let key = self.keys.token(value);
+        let (key, k) = (self.keys.token(value), &self.keys);
         let reply: Option<Vec<Option<String>>> = self.read(&|c| {
-            self.scripts.find_with_cursor.key(&key).key(&self.keys.cursor).key(&self.keys.drawn).invoke(c)
+            self.scripts.find_with_cursor.key(&key).key(&k.cursor).key(&k.drawn).key(&k.admissions).invoke(c)
         })?;
         reply.map(|f| Ok((codec::token(value.clone(), &f, 0)?, codec::cursor(&f, codec::TOKEN_FIELDS)?))).transpose()
     }
@@ -471,6 +497,8 @@ impl QueueStore for RedisQueue {
                 .key(&k.cursor)
                 .key(&k.waiting)
                 .key(&k.active)
+                .key(&k.admissions)
+                .key(&k.open)
                 .arg(&k.token_prefix)
                 .arg(&now)
                 .arg(policy.batch)
@@ -501,6 +529,11 @@ impl QueueStore for RedisQueue {
             self.scripts
                 .expire
                 .key(&k.active)
+                .key(&k.cursor)
+                .key(&k.waiting)
+                .key(&k.admissions)
+                .key(&k.open)
+                .key(&k.drawn)
                 .arg(&k.token_prefix)
                 .arg(&k.user_prefix)
                 .arg(&now)
@@ -523,6 +556,10 @@ impl QueueStore for RedisQueue {
                 .use_up
                 .key(&key)
                 .key(&k.active)
+                .key(&k.cursor)
+                .key(&k.drawn)
+                .key(&k.admissions)
+                .key(&k.open)
                 .arg(value.as_str())
                 .arg(&at)
                 .arg(&k.user_prefix)
@@ -535,8 +572,17 @@ impl QueueStore for RedisQueue {
     fn stats(&self) -> Result<QueueStats, StoreError> {
         let k = &self.keys;
         let now = self.now_arg();
-        let f: Vec<Option<String>> =
-            self.read(&|c| self.scripts.stats.key(&k.issued).key(&k.cursor).key(&k.active).arg(&now).invoke(c))?;
+        let f: Vec<Option<String>> = self.read(&|c| {
+            self.scripts
+                .stats
+                .key(&k.issued)
+                .key(&k.cursor)
+                .key(&k.active)
+                .key(&k.admissions)
+                .key(&k.open)
+                .arg(&now)
+                .invoke(c)
+        })?;
         let issued_through = codec::int(&f, 0, "issued")?;
         let cursor = codec::cursor(&f, 1)?;
         let count = |i, name| codec::int(&f, i, name).map(|n| u64::try_from(n).unwrap_or(0));
@@ -574,6 +620,7 @@ impl QueueStore for RedisQueue {
         let at = codec::to_micros(at).to_string();
         let _moved: i64 = self.once(&|c| {
             let mut script = self.scripts.note_seen.prepare_invoke();
+            script.key(&self.keys.cursor).key(&self.keys.drawn).key(&self.keys.admissions);
             for key in &keys {
                 script.key(key);
             }

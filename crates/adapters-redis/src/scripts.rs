@@ -1,6 +1,7 @@
 //! The Lua scripts, one per queue operation that must be atomic across several keys. The
 //! sources are in `src/lua/`; each opens with its keys, arguments, reply and what it
-//! guarantees, and `prelude.lua` (prepended to each) holds the clock and number helpers.
+//! guarantees, and `prelude.lua` (prepended to each) holds the clock and number helpers and
+//! the one statement of how a token admitted by a record reads (`derive`).
 
 use redis::Script;
 

@@ -17,7 +17,7 @@ use domain::clock::{Clock, ManualClock, SkewedClock};
 use domain::error::PayError;
 use domain::ids::UserId;
 use domain::ports::QueueStore;
-use domain::queue::{AdmissionOutcome, AdmissionPolicy, QueueSettings, QueueToken, TokenStatus};
+use domain::queue::{AdmissionOutcome, AdmissionPolicy, QueueSettings, QueueToken, TokenStatus, TokenValue};
 use domain::random::Randomness as _;
 use domain::reservation::ReservationStatus;
 use domain::service::{Policy, Ports, Ticketing};
@@ -263,4 +263,155 @@ fn a_late_use_up_of_the_paying_token_never_expires_a_waiting_token_of_the_payer(
     assert_eq!(fx.app.admit().unwrap(), AdmissionOutcome::Admitted(1));
     assert_eq!(fx.token(&waiting).status, TokenStatus::Active);
     assert_eq!(fx.ports.queue.cursor().unwrap().admitted_through, waiting.seq);
+}
+
+/// Admission racing issues, payments' use-ups and expiry sweeps on one line, with a cap and a
+/// TTL short enough that records expire mid-race: admission moves a cursor and records itself
+/// while every other script derives from that record, so afterwards every token must read
+/// what one admission at a time would have made of it. Read from storage: gapless numbers,
+/// FIFO activation in batches of at most N under the cap, each paid token PAID once at its
+/// time, the active count equal to the recount, and the sweep writing each token once.
+#[test]
+fn admission_racing_issues_payments_and_sweeps_keeps_every_invariant() {
+    const N: u32 = 5;
+    const CAP: usize = 12;
+    const ROUNDS: usize = 60;
+    let ns = Namespace::new();
+    let clock = ManualClock::at_epoch();
+    let queue = ns.queue(Arc::new(clock.clone()));
+    let ttl = Duration::milliseconds(25);
+    let policy = AdmissionPolicy {
+        batch: N,
+        interval: Duration::milliseconds(1),
+        active_ttl: ttl,
+        max_active: Some(CAP as u32),
+        abandon_after: None,
+    };
+    let first: Vec<QueueToken> = (0..60)
+        .map(|_| queue.issue(UserId::from_uuid(OsRandom.uuid()), OsRandom.token(), clock.now()).unwrap().token)
+        .collect();
+
+    // 0: admission, the only thread moving the clock (1 ms before each tick), so a tick's time
+    // is the clock's when it runs and the cap can be checked from the stored times below (the
+    // race of instances' ticks is the tests' above); 1, 2: issues; 3, 4: payments of every
+    // token found ACTIVE, each paid twice; 5: expiry sweeps of 3.
+    let results = race(6, |i| {
+        let mut issued = Vec::new();
+        let mut paid = Vec::new();
+        let mut admitted = 0_u64;
+        for round in 0..ROUNDS {
+            match i {
+                0 => {
+                    clock.advance(Duration::milliseconds(1));
+                    match queue.admit(&policy).unwrap() {
+                        AdmissionOutcome::Admitted(n) => admitted += n,
+                        AdmissionOutcome::NotDue { .. } => {}
+                        other => panic!("unexpected {other:?}"),
+                    }
+                }
+                1 | 2 => issued.push(
+                    queue.issue(UserId::from_uuid(OsRandom.uuid()), OsRandom.token(), clock.now()).unwrap().token,
+                ),
+                3 | 4 => {
+                    let t = &first[(round * 2 + i) % first.len()];
+                    let found = queue.find(&t.value).unwrap().unwrap();
+                    // Read after the find, so the payment is never earlier than the tick
+                    // that activated the token (the clock only moves forward).
+                    let now = clock.now();
+                    if found.status_at(now) == TokenStatus::Active {
+                        queue.use_up(&t.value, now).unwrap();
+                        queue.use_up(&t.value, now + Duration::microseconds(1)).unwrap();
+                        paid.push((t.value.clone(), now));
+                    }
+                }
+                _ => {
+                    queue.expire_tokens(3).unwrap();
+                }
+            }
+        }
+        (issued, paid, admitted)
+    });
+    let mut tokens = first.clone();
+    tokens.extend(results.iter().flat_map(|r| r.0.clone()));
+    let admitted: u64 = results.iter().map(|r| r.2).sum();
+    let now = clock.now();
+    let read: Vec<QueueToken> = tokens.iter().map(|t| queue.find(&t.value).unwrap().unwrap()).collect();
+    let mut by_seq = read.clone();
+    by_seq.sort_by_key(|t| t.seq);
+
+    let seqs: Vec<i64> = by_seq.iter().map(|t| t.seq).collect();
+    assert_eq!(seqs, (1..=i64::try_from(tokens.len()).unwrap()).collect::<Vec<_>>(), "gapless, one each");
+    let cursor = queue.cursor().unwrap();
+    assert_eq!(cursor.admitted_through, i64::try_from(admitted).unwrap(), "each admission counted once");
+    for t in &by_seq {
+        if t.seq <= cursor.admitted_through {
+            let at = t.activated_at.expect("admitted tokens were activated");
+            assert_ne!(t.status, TokenStatus::Waiting, "{t:?}");
+            let expires = t.expires_at.unwrap();
+            if t.expired_reason == Some(domain::queue::ExpiredReason::Paid) {
+                assert!(expires < at + ttl && expires >= at, "paid while active: {t:?}");
+            } else {
+                assert_eq!(expires, at + ttl, "{t:?}");
+            }
+        } else {
+            assert_eq!((t.status, t.activated_at, t.expires_at), (TokenStatus::Waiting, None, None), "{t:?}");
+        }
+    }
+    assert!(
+        by_seq.windows(2).all(|w| match (w[0].activated_at, w[1].activated_at) {
+            (Some(a), Some(b)) => a <= b,
+            (None, Some(_)) => false,
+            _ => true,
+        }),
+        "FIFO"
+    );
+    let mut batches: BTreeMap<OffsetDateTime, usize> = BTreeMap::new();
+    for t in &by_seq {
+        if let Some(at) = t.activated_at {
+            *batches.entry(at).or_default() += 1;
+        }
+    }
+    assert!(batches.values().all(|&k| k <= N as usize), "a batch over N: {batches:?}");
+    // Right after each tick, the tokens active then (activated by it or before, not yet
+    // expired or paid) were within the cap.
+    for at in batches.keys() {
+        let active = by_seq
+            .iter()
+            .filter(|t| t.activated_at.is_some_and(|a| a <= *at) && t.expires_at.is_some_and(|e| e > *at))
+            .count();
+        assert!(active <= CAP, "{active} active after the tick at {at}");
+    }
+    // A use-up accepted writes PAID at the first call's time (the second changes nothing); one
+    // that lost to the sweep (the store's clock passed the TTL first) finds the token EXPIRED.
+    let mut attempts: BTreeMap<TokenValue, Vec<OffsetDateTime>> = BTreeMap::new();
+    for (value, at) in results.iter().flat_map(|r| r.1.clone()) {
+        attempts.entry(value).or_default().push(at);
+    }
+    let mut paid = 0;
+    for (value, ats) in &attempts {
+        let t = queue.find(value).unwrap().unwrap();
+        assert_eq!(t.status, TokenStatus::Expired, "{t:?}");
+        match t.expired_reason {
+            Some(domain::queue::ExpiredReason::Paid) => {
+                assert!(t.expires_at.is_some_and(|e| ats.contains(&e)), "paid once, at its time: {t:?} {ats:?}");
+                paid += 1;
+            }
+            _ => assert_eq!(t.expires_at, t.activated_at.map(|a| a + ttl), "{t:?}"),
+        }
+    }
+    assert!(paid > 0 && batches.len() > 3, "the race ran: {paid} paid, {} ticks", batches.len());
+    let recount = read.iter().filter(|t| t.status_at(now) == TokenStatus::Active).count();
+    assert_eq!(queue.stats().unwrap().active, recount as u64, "the cap's count is the recount");
+
+    // The sweep then writes every lapsed token once, and the list holds the WAITING ones.
+    clock.advance(ttl);
+    // A call pops at most 4 x its limit, so one that meets only paid tokens changes none:
+    // sweep a fixed number of times rather than until a call changes nothing.
+    let swept: u64 = (0..100).map(|_| queue.expire_tokens(7).unwrap()).sum();
+    let lapsed = read.iter().filter(|t| t.status == TokenStatus::Active).count();
+    assert_eq!(swept, lapsed as u64, "each lapsed token written once");
+    assert_eq!(queue.stats().unwrap().active, 0);
+    let mut con = ns.connection();
+    let waiting: i64 = redis::Commands::llen(&mut con, format!("{{{}}}:waiting", ns.prefix)).unwrap();
+    assert_eq!(waiting, i64::try_from(tokens.len()).unwrap() - cursor.admitted_through);
 }

@@ -492,7 +492,7 @@ fn every_read_of_a_drawn_token_maps_its_arrival_seq() {
     // Issued after the draw: its own seq, past the table.
     let late = join(&line, &room, clock.now());
     assert_eq!((late.seq, place(&late), stored_seq(&ns, &late)), (31, 31, 31));
-    // Admission takes the drawn places in order (it pops the list, reads no seq).
+    // Admission takes the drawn places in order (it moves the cursor, reads no seq).
     assert_eq!(line.admit(&policy(10, None)).unwrap(), AdmissionOutcome::Admitted(10));
     for t in &tokens {
         let found = line.find(&t.value).unwrap().unwrap();
@@ -518,4 +518,87 @@ fn a_line_whose_seqs_are_not_in_list_order_is_not_drawn() {
     assert!(matches!(line.draw(opens, 1), Err(StoreError::Internal(_))));
     assert_eq!(line.cursor().unwrap().draw, None);
     assert_eq!(line.admit(&policy(10, None)).unwrap(), AdmissionOutcome::Admitted(5), "nothing claimed");
+}
+
+/// In a drawn line, an admitted token is derived by its drawn place, not its arrival: the ten
+/// first places read ACTIVE since the tick, a payment uses up one of them by that place, a
+/// sight of one is not noted (no longer WAITING), and the sweep writes the other nine in place
+/// order once their TTL ran out, leaving the list to the WAITING ones.
+#[test]
+fn admitted_tokens_of_a_drawn_line_are_derived_and_swept_by_their_drawn_place() {
+    let ns = Namespace::new();
+    let clock = ManualClock::at_epoch();
+    let room = tour();
+    let line = instance(&ns, &clock, &room, slow(7, 0));
+    let opens = clock.now() + Duration::seconds(1);
+    let tokens: Vec<QueueToken> = (0..30).map(|_| join(&line, &room, clock.now())).collect();
+    clock.advance(Duration::seconds(1));
+    assert!(matches!(line.draw(opens, 5).unwrap(), DrawOutcome::Drawn { fresh: true, .. }));
+    let tick = clock.now();
+    assert_eq!(line.admit(&policy(10, None)).unwrap(), AdmissionOutcome::Admitted(10));
+    let find = |t: &QueueToken| line.find(&t.value).unwrap().unwrap();
+    let (admitted, waiting): (Vec<&QueueToken>, Vec<&QueueToken>) = tokens.iter().partition(|t| find(t).seq <= 10);
+    assert_eq!(admitted.len(), 10);
+    assert!(admitted.iter().any(|t| stored_seq(&ns, t) > 10), "some drawn ahead of their arrival");
+    for t in &admitted {
+        let found = find(t);
+        assert_eq!(
+            (found.status, found.activated_at, found.expires_at),
+            (TokenStatus::Active, Some(tick), Some(tick + Duration::seconds(600)))
+        );
+    }
+    assert!(waiting.iter().all(|t| find(t).status == TokenStatus::Waiting));
+
+    clock.advance(Duration::seconds(5));
+    line.use_up(&admitted[0].value, clock.now()).unwrap();
+    assert_eq!(find(admitted[0]).expired_reason, Some(ExpiredReason::Paid));
+    line.note_seen(&[admitted[1].value.clone(), waiting[0].value.clone()], clock.now()).unwrap();
+    let seen = |t: &QueueToken| -> Option<i64> {
+        ns.connection().hget(format!("{{{}:{room}}}:t:{}", ns.prefix, t.value.as_str()), "seen").unwrap()
+    };
+    assert_eq!((seen(admitted[1]).is_some(), seen(waiting[0]).is_some()), (false, true));
+    assert_eq!(line.stats().unwrap().active, 9);
+
+    clock.set(tick + Duration::seconds(600));
+    assert_eq!(line.expire_tokens(4).unwrap(), 4);
+    assert_eq!(line.expire_tokens(100).unwrap(), 5);
+    assert_eq!(line.expire_tokens(100).unwrap(), 0);
+    for t in &admitted[1..] {
+        let found = find(t);
+        assert_eq!(
+            (found.status, found.expired_reason, found.activated_at),
+            (TokenStatus::Expired, Some(ExpiredReason::Ttl), Some(tick))
+        );
+    }
+    let by_place: std::collections::BTreeMap<i64, String> =
+        waiting.iter().map(|t| (find(t).seq, t.value.as_str().to_owned())).collect();
+    assert_eq!(
+        waiting_list(&ns, &room),
+        by_place.into_values().collect::<Vec<_>>(),
+        "the WAITING ones, in place order"
+    );
+    assert_eq!(line.admit(&policy(10, None)).unwrap(), AdmissionOutcome::Admitted(10));
+    assert!(waiting.iter().all(|t| (find(t).status == TokenStatus::Active) == (find(t).seq <= 20)));
+}
+
+/// Nothing is admitted before a draw (the port's rule). Admitted tokens stay at the head of
+/// the WAITING list until swept, and a draw would reorder them: the claim refuses instead,
+/// leaving the line and its admitted tokens as they were.
+#[test]
+fn a_draw_is_refused_while_admitted_tokens_are_in_the_list() {
+    let ns = Namespace::new();
+    let clock = ManualClock::at_epoch();
+    let room = tour();
+    let line = instance(&ns, &clock, &room, DrawTuning::default());
+    let opens = clock.now() + Duration::seconds(1);
+    let tokens: Vec<QueueToken> = (0..5).map(|_| join(&line, &room, clock.now())).collect();
+    assert_eq!(line.admit(&policy(2, None)).unwrap(), AdmissionOutcome::Admitted(2));
+    clock.advance(Duration::seconds(1));
+    assert!(matches!(line.draw(opens, 1), Err(StoreError::Internal(_))));
+    assert_eq!(line.cursor().unwrap().draw, None);
+    let statuses: Vec<TokenStatus> = tokens.iter().map(|t| line.find(&t.value).unwrap().unwrap().status).collect();
+    assert_eq!(
+        statuses,
+        [TokenStatus::Active, TokenStatus::Active, TokenStatus::Waiting, TokenStatus::Waiting, TokenStatus::Waiting]
+    );
 }

@@ -224,3 +224,275 @@ fn a_line_redis_lost_is_a_new_epoch_and_the_poll_cache_forgets_the_old_one() {
         assert_eq!(cached.find_with_cursor(&t.value).unwrap(), None);
     }
 }
+
+/// The fields of a token's hash as stored (not as read through the scripts).
+fn stored(
+    con: &mut redis::Connection,
+    ns: &Namespace,
+    value: &TokenValue,
+) -> std::collections::HashMap<String, String> {
+    con.hgetall(format!("{{{}}}:t:{}", ns.prefix, value.as_str())).unwrap()
+}
+
+/// An admission writes no token: a token it admitted stays stored WAITING, and every read
+/// derives ACTIVE, `activated_at` and `expires_at` from its position and the tick that covered
+/// it; the injected clock moving past `expires_at` makes it EXPIRED (TTL) for every reader,
+/// and the sweep then writes exactly what was derived.
+#[test]
+fn admitted_tokens_read_the_time_of_the_tick_that_covered_them_and_expire_with_the_clock() {
+    let ns = Namespace::new();
+    let clock = ManualClock::new(OffsetDateTime::from_unix_timestamp_nanos(1_893_456_000_000_001_000).unwrap());
+    let queue = ns.queue(Arc::new(clock.clone()));
+    let mut con = ns.connection();
+    let tokens: Vec<_> = (0..5).map(|_| queue.issue(user(), value(), clock.now()).unwrap().token).collect();
+    let find = |i: usize| queue.find(&tokens[i].value).unwrap().unwrap();
+
+    let first = clock.now();
+    assert_eq!(queue.admit(&policy(2)).unwrap(), AdmissionOutcome::Admitted(2));
+    clock.advance(Duration::seconds(61));
+    let second = clock.now();
+    assert_eq!(queue.admit(&policy(2)).unwrap(), AdmissionOutcome::Admitted(2));
+    let ttl = Duration::seconds(600);
+    for (i, at) in [(0, first), (1, first), (2, second), (3, second)] {
+        let t = find(i);
+        assert_eq!(
+            (t.seq, t.status, t.activated_at, t.expires_at),
+            (tokens[i].seq, TokenStatus::Active, Some(at), Some(at + ttl))
+        );
+        assert_eq!(
+            stored(&mut con, &ns, &t.value).get("status").map(String::as_str),
+            Some("WAITING"),
+            "derived, not written"
+        );
+    }
+    assert_eq!((find(4).status, find(4).activated_at), (TokenStatus::Waiting, None));
+    let (got, cursor) = queue.find_with_cursor(&tokens[2].value).unwrap().unwrap();
+    assert_eq!((got, cursor.admitted_through), (find(2), 4));
+    assert_eq!(queue.stats().unwrap().active, 4);
+
+    // The first tick's TTL runs out: its tokens read EXPIRED (TTL) before any sweep.
+    clock.set(first + ttl);
+    assert_eq!(find(0).status_at(clock.now()), TokenStatus::Expired);
+    assert_eq!(find(0).expired_reason_at(clock.now()), Some(domain::queue::ExpiredReason::Ttl));
+    assert_eq!(find(2).status_at(clock.now()), TokenStatus::Active);
+    assert_eq!(queue.stats().unwrap().active, 2);
+    // Its user queues again: the lapsed token is written EXPIRED with what was derived.
+    let again = queue.issue(tokens[1].user_id, value(), clock.now()).unwrap();
+    assert!(again.created);
+    assert_eq!((again.token.seq, again.token.status), (6, TokenStatus::Waiting));
+    let lapsed = find(1);
+    assert_eq!(
+        (lapsed.status, lapsed.activated_at, lapsed.expires_at),
+        (TokenStatus::Expired, Some(first), Some(first + ttl))
+    );
+    assert_eq!(lapsed.expired_reason, Some(domain::queue::ExpiredReason::Ttl));
+
+    // The sweep writes the first tick's tokens (one left to write), not the second's.
+    let before = find(0);
+    assert_eq!(queue.expire_tokens(10).unwrap(), 1);
+    assert_eq!(queue.expire_tokens(10).unwrap(), 0, "each once");
+    let swept = find(0);
+    assert_eq!((swept.status, swept.expired_reason), (TokenStatus::Expired, Some(domain::queue::ExpiredReason::Ttl)));
+    assert_eq!((swept.activated_at, swept.expires_at), (before.activated_at, before.expires_at), "as derived");
+    assert_eq!(stored(&mut con, &ns, &tokens[0].value).get("status").map(String::as_str), Some("EXPIRED"));
+    assert_eq!(find(2).status, TokenStatus::Active);
+
+    // The second tick's: a payment before its end uses one up (once); the other expires.
+    queue.use_up(&tokens[2].value, second + Duration::seconds(5)).unwrap();
+    let paid = find(2);
+    assert_eq!((paid.status, paid.expired_reason), (TokenStatus::Expired, Some(domain::queue::ExpiredReason::Paid)));
+    assert_eq!((paid.activated_at, paid.expires_at), (Some(second), Some(second + Duration::seconds(5))));
+    queue.use_up(&tokens[2].value, second + Duration::seconds(6)).unwrap();
+    assert_eq!(find(2), paid, "idempotent");
+    assert_eq!(queue.stats().unwrap().active, 1, "the payment left the count");
+    // A use-up that lands after the TTL ran out pays nothing: the token expired by its TTL.
+    queue.use_up(&tokens[3].value, second + ttl).unwrap();
+    assert_eq!(find(3).status, TokenStatus::Active);
+    clock.set(second + ttl);
+    assert_eq!(queue.stats().unwrap().active, 0);
+    assert_eq!(find(3).status_at(clock.now()), TokenStatus::Expired);
+    assert_eq!(queue.expire_tokens(10).unwrap(), 1, "the paid one is only dropped from the list");
+    let expired = find(3);
+    assert_eq!((expired.status, expired.expires_at), (TokenStatus::Expired, Some(second + ttl)));
+    assert_eq!(find(2), paid);
+    // Every admitted token left the list and every record went with them.
+    let waiting: Vec<String> = con.lrange(format!("{{{}}}:waiting", ns.prefix), 0, -1).unwrap();
+    assert_eq!(waiting, [tokens[4].value.as_str(), again.token.value.as_str()]);
+    assert_eq!(con.zcard::<_, i64>(format!("{{{}}}:admissions", ns.prefix)).unwrap(), 0);
+    assert_eq!(queue.stats().unwrap().waiting, 2);
+}
+
+/// Under a cap, the active count is the records' sizes minus use-ups, up to their expiry.
+#[test]
+fn the_cap_counts_admitted_tokens_until_they_pay_or_expire() {
+    let ns = Namespace::new();
+    let clock = ManualClock::at_epoch();
+    let queue = ns.queue(Arc::new(clock.clone()));
+    let tokens: Vec<_> = (0..8).map(|_| queue.issue(user(), value(), clock.now()).unwrap().token).collect();
+    let capped = AdmissionPolicy { max_active: Some(3), ..policy(5) };
+    assert_eq!(queue.admit(&capped).unwrap(), AdmissionOutcome::Admitted(3));
+    clock.advance(Duration::seconds(60));
+    assert_eq!(queue.admit(&capped).unwrap(), AdmissionOutcome::Admitted(0), "three active");
+    queue.use_up(&tokens[0].value, clock.now()).unwrap();
+    queue.use_up(&tokens[0].value, clock.now()).unwrap();
+    clock.advance(Duration::seconds(60));
+    assert_eq!(queue.admit(&capped).unwrap(), AdmissionOutcome::Admitted(1), "one paid, once");
+    clock.advance(Duration::seconds(480)); // the first tick's TTL ran out
+    assert_eq!(queue.stats().unwrap().active, 1);
+    assert_eq!(queue.admit(&capped).unwrap(), AdmissionOutcome::Admitted(2));
+    assert_eq!(queue.cursor().unwrap().admitted_through, 6);
+}
+
+/// A tick of 100,000 WAITING tokens is O(1) in Redis: it writes no token's hash, takes no
+/// value off the WAITING list and adds one record; its tokens read ACTIVE all the same.
+#[test]
+fn a_tick_of_100_000_tokens_writes_one_record_and_no_token() {
+    const N: usize = 100_000;
+    let ns = Namespace::new();
+    let clock = ManualClock::at_epoch();
+    let queue = ns.queue(Arc::new(clock.clone()));
+    let mut con = ns.connection();
+    let tag = format!("{{{}}}", ns.prefix);
+    let issued = queue.issue(user(), value(), clock.now()).unwrap().token;
+    // The rest as issue.lua leaves them, written in bulk.
+    let values: Vec<TokenValue> = (1..N).map(|_| value()).collect();
+    let micros = i64::try_from(clock.now().unix_timestamp_nanos() / 1_000).unwrap();
+    for (chunk_at, chunk) in values.chunks(10_000).enumerate() {
+        let mut pipe = redis::pipe();
+        for (i, v) in chunk.iter().enumerate() {
+            let seq = 2 + chunk_at * 10_000 + i;
+            pipe.hset_multiple(
+                format!("{tag}:t:{}", v.as_str()),
+                &[
+                    ("user", user().to_string()),
+                    ("seq", seq.to_string()),
+                    ("status", "WAITING".into()),
+                    ("issued", micros.to_string()),
+                ],
+            )
+            .ignore();
+        }
+        pipe.rpush(format!("{tag}:waiting"), chunk.iter().map(TokenValue::as_str).collect::<Vec<_>>()).ignore();
+        pipe.query::<()>(&mut con).unwrap();
+    }
+    let _: () = con.set(format!("{tag}:issued"), N).unwrap();
+    let last = values.last().unwrap();
+    let hash = |con: &mut redis::Connection, v: &TokenValue| stored(con, &ns, v);
+    let (first_before, last_before) = (hash(&mut con, &issued.value), hash(&mut con, last));
+    let keys_before = ns.keys().len();
+
+    assert_eq!(queue.admit(&policy(u32::try_from(N).unwrap())).unwrap(), AdmissionOutcome::Admitted(N as u64));
+
+    assert_eq!(con.llen::<_, usize>(format!("{tag}:waiting")).unwrap(), N, "nothing popped");
+    assert!(!con.exists::<_, bool>(format!("{tag}:active")).unwrap(), "no sorted set of tokens");
+    assert_eq!(con.zcard::<_, usize>(format!("{tag}:admissions")).unwrap(), 1, "one record");
+    assert_eq!(ns.keys().len(), keys_before + 2, "the record and its open count, nothing else");
+    assert_eq!((hash(&mut con, &issued.value), hash(&mut con, last)), (first_before, last_before));
+    // Every token hash still says WAITING with no activation written.
+    let mut unchanged = 0;
+    for chunk in values.chunks(10_000) {
+        let mut pipe = redis::pipe();
+        for v in chunk {
+            pipe.cmd("HMGET").arg(format!("{tag}:t:{}", v.as_str())).arg(&["status", "activated", "expires"]);
+        }
+        let rows: Vec<(String, Option<String>, Option<String>)> = pipe.query(&mut con).unwrap();
+        unchanged += rows.iter().filter(|r| (r.0.as_str(), &r.1, &r.2) == ("WAITING", &None, &None)).count();
+    }
+    assert_eq!(unchanged, N - 1);
+    let expires = clock.now() + Duration::seconds(600);
+    for v in [&issued.value, last] {
+        let t = queue.find(v).unwrap().unwrap();
+        assert_eq!((t.status, t.activated_at, t.expires_at), (TokenStatus::Active, Some(clock.now()), Some(expires)));
+    }
+    let stats = queue.stats().unwrap();
+    assert_eq!((stats.waiting, stats.active, stats.cursor.admitted_through), (0, N as u64, N as i64));
+}
+
+/// Tokens a tick skipped as abandoned were written EXPIRED then; they leave the WAITING list
+/// with the first sweep after every admitted token before them expired, which writes nothing
+/// for them, even when no tick ever admits a token after them.
+#[test]
+fn abandoned_tokens_leave_the_list_with_the_sweep() {
+    let ns = Namespace::new();
+    let clock = ManualClock::at_epoch();
+    let queue = ns.queue(Arc::new(clock.clone()));
+    let tokens: Vec<_> = (0..4).map(|_| queue.issue(user(), value(), clock.now()).unwrap().token).collect();
+    queue.note_seen(&[tokens[0].value.clone()], clock.now() + Duration::seconds(90)).unwrap();
+    clock.advance(Duration::seconds(120));
+    let leaving = AdmissionPolicy { abandon_after: Some(Duration::seconds(60)), ..policy(1) };
+    assert_eq!(queue.admit(&leaving).unwrap().admitted(), 1);
+    clock.advance(Duration::seconds(60));
+    let outcome = queue.admit(&leaving).unwrap();
+    assert_eq!((outcome.admitted(), outcome.abandoned()), (0, 3), "a tick that admits none");
+    let waiting = format!("{{{}}}:waiting", ns.prefix);
+    let len = || ns.connection().llen::<_, i64>(&waiting).unwrap();
+    assert_eq!(queue.expire_tokens(10).unwrap(), 0, "nothing expired yet");
+    assert_eq!(len(), 4, "behind an admitted token still ACTIVE");
+    let found = queue.find(&tokens[0].value).unwrap().unwrap();
+    assert_eq!((found.status, found.activated_at), (TokenStatus::Active, Some(clock.now() - Duration::seconds(60))));
+    clock.advance(Duration::seconds(540));
+    assert_eq!(queue.expire_tokens(10).unwrap(), 1, "the admitted one, not the abandoned ones");
+    assert_eq!(len(), 0, "nothing left behind the cursor");
+    assert_eq!(
+        queue.find(&tokens[1].value).unwrap().unwrap().expired_reason,
+        Some(domain::queue::ExpiredReason::Abandoned)
+    );
+
+    // A line whose only tick abandoned everyone: the sweep drops them all.
+    let ns = Namespace::new();
+    let queue = ns.queue(Arc::new(clock.clone()));
+    for _ in 0..3 {
+        queue.issue(user(), value(), clock.now()).unwrap();
+    }
+    clock.advance(Duration::seconds(120));
+    assert_eq!(queue.admit(&leaving).unwrap().abandoned(), 3);
+    assert_eq!(queue.expire_tokens(10).unwrap(), 0);
+    assert_eq!(ns.connection().llen::<_, i64>(format!("{{{}}}:waiting", ns.prefix)).unwrap(), 0);
+}
+
+/// A line an older version admitted from (it popped each token and wrote it ACTIVE into the
+/// `active` sorted set, and kept no `swept`) goes on under the cursor layout: its ACTIVE tokens
+/// read, count, pay and expire as before, and the next tick records the following positions.
+#[test]
+fn a_line_admitted_by_the_previous_layout_goes_on() {
+    let ns = Namespace::new();
+    let clock = ManualClock::at_epoch();
+    let queue = ns.queue(Arc::new(clock.clone()));
+    let mut con = ns.connection();
+    let tag = format!("{{{}}}", ns.prefix);
+    let tokens: Vec<_> = (0..5).map(|_| queue.issue(user(), value(), clock.now()).unwrap().token).collect();
+    // The previous admit.lua, for the first two.
+    let at = i64::try_from(clock.now().unix_timestamp_nanos() / 1_000).unwrap();
+    let expires = at + 600_000_000;
+    let popped: Vec<String> = redis::cmd("LPOP").arg(format!("{tag}:waiting")).arg(2).query(&mut con).unwrap();
+    for v in &popped {
+        let _: () = con
+            .hset_multiple(
+                format!("{tag}:t:{v}"),
+                &[("status", "ACTIVE".to_owned()), ("activated", at.to_string()), ("expires", expires.to_string())],
+            )
+            .unwrap();
+        let _: () = con.zadd(format!("{tag}:active"), v, expires).unwrap();
+    }
+    let _: () = con.hset_multiple(format!("{tag}:cursor"), &[("admitted", 2), ("last", at)]).unwrap();
+
+    clock.advance(Duration::seconds(60));
+    let capped = AdmissionPolicy { max_active: Some(4), ..policy(5) };
+    assert_eq!(queue.admit(&capped).unwrap(), AdmissionOutcome::Admitted(2), "two stored ACTIVE count");
+    let find = |i: usize| queue.find(&tokens[i].value).unwrap().unwrap();
+    assert_eq!(
+        (find(0).status, find(0).activated_at),
+        (TokenStatus::Active, Some(clock.now() - Duration::seconds(60)))
+    );
+    assert_eq!((find(2).status, find(2).activated_at), (TokenStatus::Active, Some(clock.now())));
+    assert_eq!((find(4).status, queue.cursor().unwrap().admitted_through), (TokenStatus::Waiting, 4));
+    queue.use_up(&tokens[0].value, clock.now()).unwrap();
+    assert_eq!(find(0).expired_reason, Some(domain::queue::ExpiredReason::Paid));
+    assert_eq!(queue.stats().unwrap().active, 3);
+
+    clock.advance(Duration::seconds(600));
+    assert_eq!(queue.expire_tokens(10).unwrap(), 3, "one stored ACTIVE, two derived");
+    assert!((1..4).all(|i| find(i).status == TokenStatus::Expired));
+    assert_eq!(con.lrange::<_, Vec<String>>(format!("{tag}:waiting"), 0, -1).unwrap(), [tokens[4].value.as_str()]);
+    assert_eq!(queue.stats().unwrap().active, 0);
+}

@@ -22,7 +22,7 @@
 -- `base` (kept as `draw_base`): the claimed tokens' stored `seq`s are base .. base + length - 1
 -- in list order, so the owner knows each one's from its index and reads none (the position
 -- table is indexed by them, see draw_chunk.lua). That holds because issue.lua pushes each
--- token with the next `seq` and only admission takes tokens, from the head; the claim checks
+-- token with the next `seq` and only the expiry sweep takes tokens, from the head; the claim checks
 -- it on the first and the last token (seqs strictly increase along the list, so both ends
 -- matching means every one does).
 local now = clock(ARGV[1])
@@ -72,6 +72,13 @@ if c[4] then
 end
 
 ensure_epoch(KEYS[1])
+-- Nothing is admitted before a draw (the port's rule), so the list holds WAITING tokens only.
+-- Were admitted tokens still at its head (not yet swept, see "Admission records" in
+-- prelude.lua), the draw would reorder them: refuse rather than move an admitted token.
+local cur = redis.call('HMGET', KEYS[1], 'admitted', 'swept')
+if swept_of(cur[2], cur[1]) < tonumber(cur[1] or '0') then
+  return redis.error_reply('ERR a draw of a line with admitted tokens not yet swept')
+end
 local length = redis.call('LLEN', KEYS[2])
 if length == 0 then
   redis.call('HSET', KEYS[1], 'draw_at', int(now), 'draw_entrants', '0', 'draw_seed', ARGV[3])

@@ -88,3 +88,96 @@ local function drawn_seq(table_key, draw_at, seq)
   end
   return int(drawn)
 end
+
+-- # Admission records: what is derived, what is written
+--
+-- An admission writes no token. It moves the cursor (`admitted`) by n and, when it admitted
+-- any, records itself once in the sorted set `{ns}:admissions`, scored by `through`, member
+-- 'through:after:at:expires': the tokens at positions after + 1 .. through (as the line shows
+-- them: `drawn_seq`) that were WAITING became ACTIVE at `at` until `expires`. Such a token
+-- stays stored WAITING, and stays in the WAITING list (`{ns}:waiting` holds every token not
+-- yet swept, in position order; the cursor's `swept` positions have left its head), until
+-- expire.lua writes it EXPIRED (TTL) once its record expired. A payment (use_up.lua), an
+-- abandonment (admit.lua) or a lapsed token's new issue (issue.lua) write a token EXPIRED
+-- explicitly, with its activated/expires, and the sweep drops those from the list unwritten.
+
+-- The admission record of the line covering position `pos`, or nil: the one of lowest
+-- `through` >= pos, if its `after` < pos. Fields are numbers.
+local function record_at(admissions_key, pos)
+  local r = redis.call('ZRANGEBYSCORE', admissions_key, int(pos), '+inf', 'LIMIT', 0, 1)[1]
+  if not r then
+    return nil
+  end
+  local through, after, at, expires = string.match(r, '^(%d+):(%d+):(%d+):(%d+)$')
+  if not through or tonumber(after) >= pos then
+    return nil
+  end
+  return { through = tonumber(through), after = tonumber(after), at = tonumber(at), expires = tonumber(expires) }
+end
+
+-- THE RULE, the only statement of it: a token as every reply shows it. `t` holds its
+-- TOKEN_FIELDS as stored (t[2] the stored `seq`); `admitted` and `draw_at` are the cursor's.
+-- Sets t[2] to the position the line shows (`drawn_seq`), and when the token is stored WAITING
+-- and that position is <= admitted, it is the admitted token of the record covering it:
+-- status ACTIVE, activated = the record's `at`, expires = its `expires` (the domain reads an
+-- ACTIVE token as EXPIRED, reason TTL, from `expires` on: `QueueToken::status_at`, exactly as
+-- it reads one the sweep has not reached yet). Returns t and that record (nil when the token is
+-- not derived ACTIVE). Mirrors the domain's admission (`QueueStore::admit`): every WAITING
+-- token at or below `admitted_through` was activated by the tick that moved past it.
+local function derive(drawn_key, admissions_key, admitted, draw_at, t)
+  t[2] = drawn_seq(drawn_key, draw_at, t[2])
+  if t[3] ~= 'WAITING' then
+    return t, nil
+  end
+  local pos = tonumber(t[2] or '')
+  if not pos or pos > tonumber(admitted or '0') then
+    return t, nil
+  end
+  local rec = record_at(admissions_key, pos)
+  if not rec then
+    error('a WAITING token at position ' .. int(pos) .. ' behind the cursor has no admission record')
+  end
+  t[3], t[5], t[6] = 'ACTIVE', int(rec.at), int(rec.expires)
+  return t, rec
+end
+
+-- How many tokens admitted by a record (not written) are ACTIVE and unexpired at `now`: the
+-- open records' counts (`{ns}:open`, field `through`: the tokens the record admitted minus
+-- those used up since; the cursor's `live` their sum) minus those of the records expired at
+-- `now` (expires <= now: `QueueToken::status_at`). Records close in `through` order (the
+-- cursor's `closed`: the `through` of the last one closed), so the walk touches only the
+-- records expired since the last close: O(1) amortised, never O(tokens). With `close` the
+-- expired ones are closed (a script that writes: admit, expire); without, it only counts.
+-- A record that expires before an older one (the TTL was shortened) waits for that one to
+-- close: counted a little longer, so the cap admits fewer, never more.
+local function derived_active(cursor_key, admissions_key, open_key, now, close)
+  local c = redis.call('HMGET', cursor_key, 'live', 'closed')
+  local live, closed = tonumber(c[1] or '0'), tonumber(c[2] or '0')
+  local from = closed
+  while true do
+    local r = redis.call('ZRANGEBYSCORE', admissions_key, '(' .. int(from), '+inf', 'LIMIT', 0, 1)[1]
+    if not r then
+      break
+    end
+    local through, expires = string.match(r, '^(%d+):%d+:%d+:(%d+)$')
+    if not through or tonumber(expires) > now then
+      break
+    end
+    live = live - tonumber(redis.call('HGET', open_key, through) or '0')
+    from = tonumber(through)
+    if close then
+      redis.call('HDEL', open_key, through)
+    end
+  end
+  if close and from ~= closed then
+    redis.call('HSET', cursor_key, 'live', int(live), 'closed', int(from))
+  end
+  return live
+end
+
+-- How many positions have left the head of the WAITING list (swept, or popped by a version
+-- that popped at admission: then `swept` is absent and every admitted position has left).
+-- Position p is at list index p - swept - 1.
+local function swept_of(swept, admitted)
+  return tonumber(swept or admitted or '0')
+end
