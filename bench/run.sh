@@ -588,12 +588,14 @@ moving_phase() {
     ticks=$(tail -n +"$((lines0 + 1))" "$log_file" | python3 "$ROOT/bench/rooms.py" main-ticks 100000)
     printf '{"store":"%s","phase":"moving","kind":"tick100k","result":%s}\n' "$STORE" "$ticks" >>"$RESULTS"
     log "ticks of 100,000: $ticks"
-    local mode order n=0 body
-    for CONNS in $CONNS_LIST; do
-        order="still moving moving still"
-        ((n % 2 == 0)) || order="moving still still moving"
-        n=$((n + 1))
-        for what in waiting issue active; do
+    local mode order n=0 body what
+    # Every WAITING turn first: the issue and ACTIVE turns' ticks of 100,000 soon admit the
+    # whole line, the WAITING tokens at its end too.
+    for what in waiting issue active; do
+        for CONNS in $CONNS_LIST; do
+            order="still moving moving still"
+            ((n % 2 == 0)) || order="moving still still moving"
+            n=$((n + 1))
             for mode in $order; do
                 body='{"paused":true}'
                 if [[ $mode == moving ]]; then
