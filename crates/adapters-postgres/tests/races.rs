@@ -448,7 +448,9 @@ fn fill_queue(fx: &Fx, n: usize) -> Vec<QueueToken> {
     (0..n).map(|_| fx.issue(fx.user())).collect()
 }
 
-/// Activation times as stored: (seq, activated_at) of every token, by seq.
+/// Activation times as read: (seq, activated_at) of every token of `main`, by seq: as stored,
+/// or, for a token stored WAITING that an admission passed, its range's time (an admission
+/// writes no token: `queue::admitted_join`).
 fn activations(fx: &Fx) -> Vec<(i64, Option<OffsetDateTime>)> {
     #[derive(QueryableByName)]
     struct Row {
@@ -457,8 +459,15 @@ fn activations(fx: &Fx) -> Vec<(i64, Option<OffsetDateTime>)> {
         #[diesel(sql_type = diesel::sql_types::Nullable<Timestamptz>)]
         activated_at: Option<OffsetDateTime>,
     }
-    let rows: Vec<Row> =
-        diesel::sql_query("SELECT seq, activated_at FROM queue_tokens ORDER BY seq").load(&mut raw(fx)).unwrap();
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT t.seq, COALESCE(t.activated_at, (SELECT r.at FROM queue_admission a \
+               JOIN queue_admission_ranges r ON r.room = a.room AND r.after < t.seq AND r.through >= t.seq \
+               WHERE a.room = t.room AND t.status = 'WAITING' AND t.seq <= a.admitted_through \
+                 AND r.expires_at IS NOT NULL)) AS activated_at \
+             FROM queue_tokens t WHERE t.room = 'main' ORDER BY t.seq",
+    )
+    .load(&mut raw(fx))
+    .unwrap();
     rows.into_iter().map(|r| (r.seq, r.activated_at)).collect()
 }
 

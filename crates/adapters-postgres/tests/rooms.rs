@@ -444,7 +444,7 @@ fn skipped_tokens_are_not_written_and_read_abandoned() {
     assert_eq!((after[1].status.as_str(), after[4].status.as_str()), ("ACTIVE", "ACTIVE"));
     let skips: Vec<SeqRow> = diesel::sql_query(
         "SELECT after::text || ',' || through::text || ',' || (at = $2)::text AS token, through AS seq \
-         FROM queue_skips WHERE room = $1",
+         FROM queue_admission_ranges WHERE room = $1",
     )
     .bind::<Text, _>(tour.as_str())
     .bind::<Timestamptz, _>(tick)
@@ -559,7 +559,7 @@ fn the_invariants_tell_skipped_tokens_from_lost_ones() {
         assert_consistent(&two.a);
         found
     };
-    // Token 1 back to WAITING: the cursor passed it, and no skip holds it.
+    // The plain tick's range gone: its tokens, stored WAITING, are in no range.
     let reactivate = |seq: i64| {
         format!(
             "UPDATE queue_tokens SET status = 'ACTIVE', activated_at = $$2026-01-01Z$$, \
@@ -572,8 +572,12 @@ fn the_invariants_tell_skipped_tokens_from_lost_ones() {
              WHERE room = 'tour' AND seq = {seq}"
         )
     };
-    let found = problems(&wait(2), &reactivate(2));
-    assert!(found.iter().any(|p| p.contains("tour/2 ") && p.contains("in no skip")), "{found:?}");
+    let found = problems(
+        "DELETE FROM queue_admission_ranges WHERE room = 'tour' AND through = 2",
+        "INSERT INTO queue_admission_ranges (room, after, through, at, expires_at, swept_through) \
+         VALUES ('tour', 0, 2, now(), now() + interval '10 minutes', 0)",
+    );
+    assert!(found.iter().any(|p| p.contains("tour/2 ") && p.contains("in no range")), "{found:?}");
     // Token 4 (admitted by the skipping tick) back to WAITING: a skip holds it, so it reads
     // abandoned, but the line never counted it.
     let found = problems(&wait(4), &reactivate(4));
@@ -584,13 +588,13 @@ fn the_invariants_tell_skipped_tokens_from_lost_ones() {
     );
     assert!(found.iter().any(|p| p.contains("counts 0 abandoned")), "{found:?}");
     let found = problems(
-        "INSERT INTO queue_skips VALUES ('tour', 4, 6, now())",
-        "DELETE FROM queue_skips WHERE room = 'tour' AND through = 6",
+        "INSERT INTO queue_admission_ranges (room, after, through, at, swept_through) VALUES ('tour', 4, 6, now(), 6)",
+        "DELETE FROM queue_admission_ranges WHERE room = 'tour' AND through = 6",
     );
     assert!(found.iter().any(|p| p.contains("past its cursor")), "{found:?}");
     let found = problems(
-        "INSERT INTO queue_skips VALUES ('tour', 1, 3, now())",
-        "DELETE FROM queue_skips WHERE room = 'tour' AND through = 3",
+        "INSERT INTO queue_admission_ranges (room, after, through, at, swept_through) VALUES ('tour', 1, 3, now(), 3)",
+        "DELETE FROM queue_admission_ranges WHERE room = 'tour' AND through = 3",
     );
     assert!(found.iter().any(|p| p.contains("overlaps")), "{found:?}");
 }
