@@ -548,6 +548,114 @@ fn instances_with_skewed_clocks_admit_at_most_n_per_interval_on_the_database_clo
     assert!(latest <= SystemClock.now(), "activation stamped in the future: {latest}");
 }
 
+/// What one thread of [`admission_ticks_racing_issues_payments_and_sweeps_keep_every_guarantee`]
+/// saw.
+#[derive(Debug)]
+enum Seen {
+    Ticks(Vec<AdmissionOutcome>),
+    Issues(Vec<domain::service::IssuedToken>),
+    Paid(Result<domain::payment::Payment, PayError>, Result<domain::payment::Payment, PayError>),
+    Swept(u64),
+}
+
+/// Admission ticks (each recording a range, writing no token) run while four threads issue
+/// new tokens, twelve buyers admitted by earlier ticks (their tokens derived ACTIVE, stored
+/// WAITING) pay and pay again, and a sweep runs: at most N per tick; every payment of a token
+/// admitted by a range succeeds once and uses it up; every issue answers a place above the
+/// cursor it read; the waiting read positions exactly `1..=waiting` after it; and the
+/// invariants hold.
+#[test]
+fn admission_ticks_racing_issues_payments_and_sweeps_keep_every_guarantee() {
+    let fx = Fx::seeded();
+    fx.set_admission(Admission { batch: 6, interval_secs: 1, ttl_secs: 600, max_active: None });
+    let payers = fx.active_users(12);
+    let holds: Vec<_> = payers
+        .iter()
+        .enumerate()
+        .map(|(i, who)| {
+            fx.charge(who.user_id(), 9_000_000);
+            fx.hold(who, 0, u32::try_from(i).unwrap() + 1)
+        })
+        .collect();
+    let through_before = fx.ports.queue.cursor().unwrap().admitted_through;
+    let fresh: Vec<_> = (0..60).map(|_| fx.user()).collect();
+    let w = &fx.world;
+    let seen = race(18, |i| match i {
+        0 => Seen::Ticks(
+            (0..30)
+                .map(|_| {
+                    fx.advance(Duration::seconds(1));
+                    w.app.admit().unwrap()
+                })
+                .collect(),
+        ),
+        1..=4 => Seen::Issues((0..15).map(|k| w.app.issue_token(fresh[(i - 1) * 15 + k]).unwrap()).collect()),
+        5..=16 => {
+            let (who, hold) = (&payers[i - 5], &holds[i - 5]);
+            Seen::Paid(w.pay(who, hold.id), w.pay(who, hold.id))
+        }
+        _ => Seen::Swept((0..30).map(|_| w.ports.queue.expire_tokens(5).unwrap()).sum()),
+    });
+    let mut admitted = 0;
+    let mut issued = Vec::new();
+    for s in &seen {
+        match s {
+            Seen::Ticks(ticks) => {
+                for t in ticks {
+                    match t {
+                        AdmissionOutcome::Admitted(n) => {
+                            assert!(*n <= 6, "{ticks:?}");
+                            admitted += n;
+                        }
+                        AdmissionOutcome::NotDue { .. } => {}
+                        other => panic!("a tick answered {other:?}"),
+                    }
+                }
+            }
+            Seen::Issues(answers) => issued.extend(answers.iter().cloned()),
+            Seen::Paid(first, second) => {
+                assert!(first.is_ok(), "{first:?}");
+                assert!(matches!(second, Err(PayError::AlreadyPaid | PayError::TokenExpired)), "{second:?}");
+            }
+            Seen::Swept(n) => assert_eq!(*n, 0, "nothing is due within the TTL"),
+        }
+    }
+    assert!(admitted > 0, "the ticks admitted while the others ran");
+    let cursor = fx.ports.queue.cursor().unwrap();
+    assert_eq!(cursor.admitted_through - through_before, i64::try_from(admitted).unwrap());
+    for who in &payers {
+        let used = fx.token(who.token());
+        assert_eq!(
+            (used.status, used.expired_reason),
+            (TokenStatus::Expired, Some(domain::queue::ExpiredReason::Paid))
+        );
+        assert_eq!(used.activated_at, who.token().activated_at, "used up with the activation it read");
+    }
+    assert_eq!(issued.len(), 60);
+    assert!(
+        issued.iter().all(|r| r.created
+            && r.view.status == TokenStatus::Waiting
+            && (1..=r.view.token.seq).contains(&r.view.position)),
+        "every issue answers a place above the cursor it read"
+    );
+    // After the race: each token WAITING exactly when the cursor has not passed it, and the
+    // waiting at positions 1..=waiting in seq order.
+    let mut waiting: Vec<i64> = Vec::new();
+    for r in &issued {
+        let (token, now) = fx.ports.queue.find_with_cursor(&r.view.token.value).unwrap().unwrap();
+        assert_eq!(now.admitted_through, cursor.admitted_through);
+        let passed = token.seq <= cursor.admitted_through;
+        assert_eq!(token.status, if passed { TokenStatus::Active } else { TokenStatus::Waiting }, "{token:?}");
+        if !passed {
+            waiting.push(token.seq - cursor.admitted_through);
+        }
+    }
+    waiting.sort_unstable();
+    assert_eq!(waiting, (1..=i64::try_from(waiting.len()).unwrap()).collect::<Vec<_>>());
+    assert_eq!(fx.ports.queue.stats().unwrap().waiting, u64::try_from(waiting.len()).unwrap());
+    assert_consistent(&fx.harness.store);
+}
+
 // ---- operator changes ------------------------------------------------------------------------
 
 /// Issue 21: concurrent operator changes through three instances (each with its own pool and
