@@ -50,7 +50,10 @@
 //! - **Expiry** ([`EXPIRE_TOKENS`] for tokens stored ACTIVE, [`EXPIRE_RANGE`] for derived
 //!   ones) writes each token whose time is up EXPIRED, reason TTL, with its `activated_at` and
 //!   `expires_at`: the sweep walks the ranges whose time is up, oldest first, and records in
-//!   each how far it went (`swept_through`), so no position is read twice.
+//!   each how far it went (`swept_through`), so no position is read twice. A token a payment
+//!   holds as the sweep passes (SKIP LOCKED) is left to the payment: it uses the token up, or,
+//!   refusing it as expired, leaves it stored WAITING, where it still reads EXPIRED off its
+//!   range (and a re-join of its buyer writes it).
 //! - **A re-join** writes the user's old token as it reads when that frees their place in the
 //!   one-live-token-per-user-per-line index (EXPIRED, TTL or ABANDONED): one write per
 //!   re-joining buyer.
@@ -65,8 +68,9 @@
 //! predicates), under the issue lock, so a tick of 100,000 stopped token issue for its whole
 //! length and cost grew with N; before that, writing each skipped token EXPIRED cost a tick of
 //! a drawn line of a million ~110 ms of full-page images. Now a tick costs the same for N = 1
-//! and N = 100,000, and the per-token writes left are the facts only a token has: a payment,
-//! an expiry.
+//! and N = 100,000 (with a cap, its count of the ACTIVE reads the tokens still ACTIVE, as it
+//! did: at most the cap, but now from the heap for those a range admitted), and the per-token
+//! writes left are the facts only a token has: a payment, an expiry.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -517,8 +521,8 @@ pub(crate) const STATS: &str = concat!(
 );
 
 /// Presence: the WAITING tokens of line `$3` among `$1` were seen at `$2`, in one statement;
-/// a last sight only moves forward. A token stored WAITING at or below the cursor was skipped
-/// (see [`skipped_join`]) and is left as it is. SKIP LOCKED: a row another writer holds (a
+/// a last sight only moves forward. A token stored WAITING at or below the cursor was passed
+/// by an admission (see [`admitted_join`]) and is left as it is. SKIP LOCKED: a row another writer holds (a
 /// draw renumbering the line, an admission taking its turn) keeps its last sight rather than
 /// make this batch wait or deadlock on rows locked in another order; the next poll notes it
 /// again.
@@ -918,8 +922,8 @@ fn walk_step(n: u64) -> i64 {
 /// the WAITING tokens in line order from position `from` (the cursor), `policy.is_present`
 /// deciding each from its last sight, until `n` present ones are found or the line ends; the
 /// absent ones met on the way are skipped. One write then activates the present, records the
-/// skip (the skipped tokens are not written: see the module docs) and moves the cursor over
-/// both. The walk runs under the line's admission and issue locks, and nothing else moves a
+/// walked range without an expiry (the skipped tokens are not written: see the module docs)
+/// and moves the cursor over both. The walk runs under the line's admission and issue locks, and nothing else moves a
 /// WAITING token above the cursor, so what it read is what the write finds: it checks that
 /// every place it walked held a WAITING token, and the write that it activated every present
 /// one.
