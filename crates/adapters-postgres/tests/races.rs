@@ -656,6 +656,63 @@ fn admission_ticks_racing_issues_payments_and_sweeps_keep_every_guarantee() {
     assert_consistent(&fx.harness.store);
 }
 
+/// Thirty tokens admitted by one range (stored WAITING) and then expired: four sweeps, use-ups
+/// of ten of them and re-joins of the buyers of ten others race. Each token is written once:
+/// the sweeps' count and the use-ups together never exceed the thirty, every old token ends
+/// stored EXPIRED (PAID with the use-up's time, or TTL with its range's times), and each
+/// re-join gets one new token.
+#[test]
+fn sweeps_use_ups_and_rejoins_racing_write_each_admitted_token_once() {
+    let fx = Fx::empty(Admission::batch(30, None));
+    let tokens = fill_queue(&fx, 30);
+    assert_eq!(fx.app.admit().unwrap(), AdmissionOutcome::Admitted(30));
+    let activated = fx.now();
+    let expiry = activated + Duration::seconds(600);
+    fx.clock.set(expiry);
+    let paid_at = expiry - Duration::seconds(1);
+    let w = &fx.world;
+    let seen = race(24, |i| match i {
+        0..=3 => {
+            let mut n = 0;
+            loop {
+                let step = w.ports.queue.expire_tokens(3).unwrap();
+                n += step;
+                if step == 0 {
+                    break (n, None);
+                }
+            }
+        }
+        4..=13 => {
+            w.ports.queue.use_up(&tokens[i - 4].value, paid_at).unwrap();
+            (0, None)
+        }
+        _ => (0, Some(w.app.issue_token(tokens[i].user_id).unwrap())),
+    });
+    let swept: u64 = seen.iter().map(|(n, _)| n).sum();
+    let mut paid = 0;
+    for (i, t) in tokens.iter().enumerate() {
+        let read = fx.token(t);
+        assert_eq!((read.status, read.activated_at), (TokenStatus::Expired, Some(activated)), "token {i}");
+        match read.expired_reason {
+            Some(domain::queue::ExpiredReason::Paid) => {
+                assert!(i < 10, "only the ten were used up");
+                assert_eq!(read.expires_at, Some(paid_at));
+                paid += 1;
+            }
+            Some(domain::queue::ExpiredReason::Ttl) => assert_eq!(read.expires_at, Some(expiry)),
+            other => panic!("token {i} expired for {other:?}"),
+        }
+    }
+    assert!(swept + paid <= 30, "a token written twice: {swept} swept, {paid} paid");
+    let rejoined: Vec<_> = seen.iter().filter_map(|(_, r)| r.as_ref()).collect();
+    assert_eq!(rejoined.len(), 10);
+    assert!(rejoined.iter().all(|r| r.created && r.view.token.status == TokenStatus::Waiting));
+    let seqs: BTreeSet<i64> = rejoined.iter().map(|r| r.view.token.seq).collect();
+    assert_eq!(seqs, (31..=40).collect());
+    assert_eq!(fx.ports.queue.expire_tokens(100).unwrap(), 0);
+    assert_consistent(&fx.harness.store);
+}
+
 // ---- operator changes ------------------------------------------------------------------------
 
 /// Issue 21: concurrent operator changes through three instances (each with its own pool and
