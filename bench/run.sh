@@ -420,7 +420,7 @@ pgbench_script() { # name
         sed -i 's/^\\set n 1 + :i % 2000$/\\set n :ubase + :i % :nusers/' "$dst"
     fi
     if [[ $STORE == redis ]]; then
-        sed -i '/^SELECT t\.seq, t\.token, t\.user_id, t\.status, t\.issued_at, t\.activated_at, t\.expires_at, t\.expired_reason FROM queue_tokens t WHERE t\.token = /d' "$dst"
+        sed -i '/^SELECT t\.seq AS seq, t\.token, t\.user_id, COALESCE(k\.status, t\.status) AS status, .* AS expired_reason FROM queue_tokens t JOIN queue_admission a /d' "$dst"
     fi
     echo "$dst"
 }
