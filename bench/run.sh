@@ -420,7 +420,7 @@ pgbench_script() { # name
         sed -i 's/^\\set n 1 + :i % 2000$/\\set n :ubase + :i % :nusers/' "$dst"
     fi
     if [[ $STORE == redis ]]; then
-        sed -i '/^SELECT t\.seq, t\.token, t\.user_id, t\.status, t\.issued_at, t\.activated_at, t\.expires_at, t\.expired_reason FROM queue_tokens t WHERE t\.token = /d' "$dst"
+        sed -i '/^SELECT t\.seq AS seq, t\.token, t\.user_id, COALESCE(k\.status, t\.status) AS status, .* AS expired_reason FROM queue_tokens t JOIN queue_admission a /d' "$dst"
     fi
     echo "$dst"
 }
@@ -1124,7 +1124,8 @@ round() {
         # The tokens live in Redis only, as on a real server with the queue there: left in
         # queue_tokens too, they would be the ones a payment finds and uses up in PostgreSQL
         # (Settlement::uses_up_token), and Redis would keep every paid token ACTIVE.
-        psql_db -c "TRUNCATE queue_tokens" -c "UPDATE queue_admission SET admitted_through = 0, last_admission_at = NULL"
+        psql_db -c "TRUNCATE queue_tokens, queue_admission_ranges" \
+            -c "UPDATE queue_admission SET admitted_through = 0, last_admission_at = NULL"
     fi
     grow_line 1000001 1001000
     export_all
@@ -1195,15 +1196,18 @@ round() {
     stop_server
 
     # The funnel gets an admission tick every second, big enough for everyone, on an empty
-    # line: the poll phases' line is cleared (PostgreSQL: the WAITING tail is removed and the
-    # cursor set to the last token left, so positions stay exact; Redis: a new key prefix).
+    # line: the poll phases' line is cleared (PostgreSQL: the WAITING tail above the cursor is
+    # removed and the cursor set to the last token left, so positions stay exact; the tokens an
+    # admission's range admitted stay stored WAITING below the cursor and are kept; Redis: a new
+    # key prefix).
     if wanted funnel && within_budget "the $STORE funnel"; then
         log "clearing the waiting line for the funnel"
         if [[ $STORE == postgres ]]; then
             psql_db <<'EOF'
 BEGIN;
 SELECT pg_advisory_xact_lock(1000001, 0);
-CREATE TEMP TABLE keep ON COMMIT DROP AS SELECT * FROM queue_tokens WHERE status <> 'WAITING';
+CREATE TEMP TABLE keep ON COMMIT DROP AS SELECT t.* FROM queue_tokens t JOIN queue_admission a ON a.room = t.room
+  WHERE t.status <> 'WAITING' OR t.seq <= a.admitted_through;
 TRUNCATE queue_tokens;
 INSERT INTO queue_tokens SELECT * FROM keep;
 UPDATE queue_admission SET admitted_through = (SELECT COALESCE(max(seq), 0) FROM queue_tokens), last_admission_at = NULL;

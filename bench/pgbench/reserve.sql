@@ -10,7 +10,7 @@
 \set num :numbase + (:i / :nsched) % :nseats
 \set seat :s * 1000 + :num
 -- POST /reservations
-SELECT t.seq, t.token, t.user_id, t.status, t.issued_at, t.activated_at, t.expires_at, t.expired_reason FROM queue_tokens t WHERE t.token = (md5('t' || :n) || md5('u' || :n)) AND t.room = 'main';
+SELECT t.seq AS seq, t.token, t.user_id, COALESCE(k.status, t.status) AS status, t.issued_at, COALESCE(k.activated_at, t.activated_at) AS activated_at, COALESCE(k.expires_at, t.expires_at) AS expires_at, COALESCE(k.reason, t.expired_reason) AS expired_reason FROM queue_tokens t JOIN queue_admission a ON a.room = t.room LEFT JOIN LATERAL (SELECT r.after, CASE WHEN r.expires_at IS NULL THEN 'EXPIRED' ELSE 'ACTIVE' END AS status, CASE WHEN r.expires_at IS NOT NULL THEN r.at END AS activated_at, COALESCE(r.expires_at, r.at) AS expires_at, CASE WHEN r.expires_at IS NULL THEN 'ABANDONED' END AS reason FROM queue_admission_ranges r WHERE t.status = 'WAITING' AND t.seq <= a.admitted_through AND r.room = t.room AND r.through >= t.seq ORDER BY r.through LIMIT 1) k ON k.after < t.seq WHERE t.token = (md5('t' || :n) || md5('u' || :n)) AND t.room = 'main';
 \set hk (:n >> 32) # (:n & 4294967295)
 BEGIN;
 SELECT pg_advisory_xact_lock(1000003, :hk);

@@ -36,14 +36,16 @@ UNION ALL
 SELECT 'tokens that paid more than once',
        count(*) FROM (SELECT token FROM payments WHERE token IS NOT NULL GROUP BY token HAVING count(*) > 1) x
 UNION ALL
-SELECT 'tokens that paid and are still ACTIVE',
-       count(*) FROM payments p JOIN queue_tokens t ON t.token = p.token WHERE t.status = 'ACTIVE'
+SELECT 'tokens that paid and are not stored EXPIRED',
+       count(*) FROM payments p JOIN queue_tokens t ON t.token = p.token WHERE t.status <> 'EXPIRED'
 UNION ALL
 -- The lines, one per room (crates/adapters-postgres/src/invariants.rs): one live token per user
 -- per line, a gapless seq per line, each line's cursor consistent with its rows; a drawn line
 -- keeps its entrants as arrivals 1..=P placed by queue_draw_positions. A token an admission
--- skipped stays stored WAITING at or below the cursor, its place inside a range of queue_skips
--- (it reads EXPIRED, ABANDONED); any other WAITING token at or below the cursor is a violation.
+-- passed stays stored WAITING at or below the cursor, its place inside the range its tick
+-- recorded in queue_admission_ranges (it reads ACTIVE off a plain admission's range, EXPIRED
+-- ABANDONED off a skipping tick's, one without expires_at); any other WAITING token at or below
+-- the cursor is a violation.
 SELECT 'users with more than one live token in a line',
        count(*) FROM (SELECT room, user_id FROM queue_tokens WHERE status IN ('WAITING', 'ACTIVE')
                       GROUP BY room, user_id HAVING count(*) > 1) x
@@ -58,21 +60,21 @@ UNION ALL
 SELECT 'tokens on the wrong side of admitted_through',
        count(*) FROM queue_tokens t JOIN queue_admission a ON a.room = t.room
        WHERE t.seq > COALESCE(a.draw_entrants, 0) AND (t.status = 'WAITING') <> (t.seq > a.admitted_through)
-         AND NOT (t.status = 'WAITING' AND EXISTS (SELECT 1 FROM queue_skips s
+         AND NOT (t.status = 'WAITING' AND EXISTS (SELECT 1 FROM queue_admission_ranges s
                     WHERE s.room = t.room AND s.after < t.seq AND s.through >= t.seq))
 UNION ALL
-SELECT 'drawn entrants WAITING at or below admitted_through in no skip',
+SELECT 'drawn entrants WAITING at or below admitted_through in no range',
        count(*) FROM queue_admission a
        JOIN queue_draw_positions d ON d.room = a.room AND d.position <= a.admitted_through
        JOIN queue_tokens t ON t.room = d.room AND t.seq = d.arrival
-       WHERE t.status = 'WAITING' AND NOT EXISTS (SELECT 1 FROM queue_skips s
+       WHERE t.status = 'WAITING' AND NOT EXISTS (SELECT 1 FROM queue_admission_ranges s
                WHERE s.room = t.room AND s.after < d.position AND s.through >= d.position)
 UNION ALL
 SELECT 'drawn lines whose admitted entrants differ from their cursor',
        count(*) FROM queue_admission a CROSS JOIN LATERAL (SELECT count(*) AS admitted FROM queue_tokens t
          JOIN queue_draw_positions d ON d.room = t.room AND d.arrival = t.seq
          WHERE t.room = a.room AND t.seq <= a.draw_entrants
-           AND (t.status <> 'WAITING' OR EXISTS (SELECT 1 FROM queue_skips s
+           AND (t.status <> 'WAITING' OR EXISTS (SELECT 1 FROM queue_admission_ranges s
                   WHERE s.room = t.room AND s.after < d.position AND s.through >= d.position))) n
        WHERE a.draw_entrants > 0 AND n.admitted <> LEAST(a.admitted_through, a.draw_entrants)
 UNION ALL
@@ -86,13 +88,13 @@ SELECT 'admitted_through past the last token',
        count(*) FROM (SELECT a.room FROM queue_admission a LEFT JOIN queue_tokens t ON t.room = a.room
                       GROUP BY a.room, a.admitted_through HAVING a.admitted_through > COALESCE(max(t.seq), 0)) x
 UNION ALL
-SELECT 'skips past their line''s cursor',
-       count(*) FROM queue_skips s LEFT JOIN queue_admission a ON a.room = s.room
+SELECT 'ranges past their line''s cursor',
+       count(*) FROM queue_admission_ranges s LEFT JOIN queue_admission a ON a.room = s.room
        WHERE a.room IS NULL OR s.through > a.admitted_through
 UNION ALL
-SELECT 'skips overlapping another of their line',
+SELECT 'ranges overlapping another of their line',
        count(*) FROM (SELECT after, lag(through) OVER (PARTITION BY room ORDER BY through) AS before
-                      FROM queue_skips) s WHERE s.before > s.after
+                      FROM queue_admission_ranges) s WHERE s.before > s.after
 UNION ALL
 SELECT 'lines whose abandoned count differs from their ABANDONED tokens',
        count(*) FROM queue_admission a
@@ -100,11 +102,13 @@ SELECT 'lines whose abandoned count differs from their ABANDONED tokens',
          + (SELECT count(*) FROM queue_tokens t
             WHERE t.room = a.room AND t.status = 'WAITING'
               AND t.seq > COALESCE(a.draw_entrants, 0) AND t.seq <= a.admitted_through
-              AND EXISTS (SELECT 1 FROM queue_skips s WHERE s.room = t.room AND s.after < t.seq AND s.through >= t.seq))
+              AND EXISTS (SELECT 1 FROM queue_admission_ranges s WHERE s.room = t.room AND s.after < t.seq AND s.through >= t.seq
+                            AND s.expires_at IS NULL))
          + (SELECT count(*) FROM queue_draw_positions d JOIN queue_tokens t ON t.room = d.room AND t.seq = d.arrival
             WHERE d.room = a.room AND d.position <= a.admitted_through AND t.status = 'WAITING'
-              AND EXISTS (SELECT 1 FROM queue_skips s
-                          WHERE s.room = t.room AND s.after < d.position AND s.through >= d.position))
+              AND EXISTS (SELECT 1 FROM queue_admission_ranges s
+                          WHERE s.room = t.room AND s.after < d.position AND s.through >= d.position
+                            AND s.expires_at IS NULL))
 UNION ALL
 SELECT 'idempotency records without their effect',
        count(*) FROM idempotency_keys k LEFT JOIN ledger_entries l ON l.id = k.ledger_entry_id

@@ -18,7 +18,8 @@ struct Violation {
 
 /// The tokens stored WAITING at or below their line's cursor, with their place (`room`,
 /// `seq`, `position`): past a drawn line's entrants the stored `seq`, among them the drawn
-/// place. Each is a skipped token, or a violation.
+/// place. Each is a token an admission's range holds (admitted or skipped: its state is
+/// derived, `queue::admitted_join`), or a violation.
 macro_rules! waiting_passed {
     () => {
         "(SELECT t.room, t.seq, t.seq AS position FROM queue_admission a JOIN queue_tokens t ON t.room = a.room \
@@ -29,16 +30,19 @@ macro_rules! waiting_passed {
     };
 }
 
-/// Whether the place `$position` of line `$room` is in a range some tick skipped over.
-macro_rules! skipped {
-    ($room:literal, $position:literal) => {
+/// Whether the place `$position` of line `$room` is in a range some tick recorded, with
+/// `$kind` on the range `s` (`TRUE`, or `s.expires_at IS NULL` for a tick that skipped).
+macro_rules! in_range {
+    ($room:literal, $position:literal, $kind:literal) => {
         concat!(
-            "EXISTS (SELECT 1 FROM queue_skips s WHERE s.room = ",
+            "EXISTS (SELECT 1 FROM queue_admission_ranges s WHERE s.room = ",
             $room,
             " AND s.after < ",
             $position,
             " AND s.through >= ",
             $position,
+            " AND ",
+            $kind,
             ")"
         )
     };
@@ -69,15 +73,16 @@ const CHECKS: &[&str] = &[
     "SELECT 'payment ' || p.id || ' has ' || count(l.id) || ' ledger entries' AS problem \
      FROM payments p LEFT JOIN ledger_entries l ON l.payment_id = p.id AND l.kind = 'PAYMENT' \
      GROUP BY p.id HAVING count(l.id) <> 1",
-    // A token pays once, and the token that paid is used up (when this store holds it).
+    // A token pays once, and the token that paid is used up (when this store holds it): stored
+    // EXPIRED, whether it was stored ACTIVE or read ACTIVE off its admission's range.
     "SELECT 'token ' || left(token, 8) || '... paid ' || count(*) || ' times' AS problem \
      FROM payments WHERE token IS NOT NULL GROUP BY token HAVING count(*) > 1",
-    "SELECT 'token ' || t.seq || ' paid but is still ACTIVE' AS problem \
-     FROM payments p JOIN queue_tokens t ON t.token = p.token WHERE t.status = 'ACTIVE'",
+    "SELECT 'token ' || t.seq || ' paid but is still ' || t.status AS problem \
+     FROM payments p JOIN queue_tokens t ON t.token = p.token WHERE t.status <> 'EXPIRED'",
     // The lines (one per room): one live token per user per line, gapless seq per line, each
     // line's cursor consistent with its rows: WAITING are exactly the tokens above
-    // admitted_through (and the skipped, which read EXPIRED), so waiting = issued_through -
-    // admitted_through.
+    // admitted_through (and those an admission's range holds, which read ACTIVE or EXPIRED),
+    // so waiting = issued_through - admitted_through.
     "SELECT 'user ' || user_id || ' has ' || count(*) || ' live tokens in ' || room AS problem \
      FROM queue_tokens WHERE status IN ('WAITING', 'ACTIVE') GROUP BY room, user_id HAVING count(*) > 1",
     "SELECT 'queue seq of ' || room || ' is not gapless: ' || count(seq) || ' tokens, max seq ' || max(seq) AS problem \
@@ -87,15 +92,15 @@ const CHECKS: &[&str] = &[
      WHERE a.room IS NULL",
     // A drawn line stores its entrants as arrivals 1..=P and places them by its seed
     // (`order`): past them the stored seq is the place; among them, as many are admitted as
-    // the cursor has passed. A skipped token stays stored WAITING at or below the cursor,
-    // inside the range its tick recorded in queue_skips (`queue::skipped_join`); any other
-    // WAITING token at or below the cursor is a violation.
+    // the cursor has passed. An admitted or skipped token stays stored WAITING at or below
+    // the cursor, inside the range its tick recorded in queue_admission_ranges
+    // (`queue::admitted_join`); any other WAITING token at or below the cursor is a violation.
     concat!(
         "SELECT 'token ' || w.room || '/' || w.seq || ' at place ' || w.position \
-           || ' is WAITING at or below admitted_through and in no skip' AS problem FROM ",
+           || ' is WAITING at or below admitted_through and in no range' AS problem FROM ",
         waiting_passed!(),
         " w WHERE NOT ",
-        skipped!("w.room", "w.position")
+        in_range!("w.room", "w.position", "TRUE")
     ),
     "SELECT 'token ' || t.room || '/' || t.seq || ' is ' || t.status || ' above admitted_through ' || a.admitted_through AS problem \
      FROM queue_tokens t JOIN queue_admission a ON a.room = t.room \
@@ -105,7 +110,7 @@ const CHECKS: &[&str] = &[
          FROM queue_admission a CROSS JOIN LATERAL (SELECT count(*) AS admitted FROM queue_tokens t \
            JOIN queue_draw_positions d ON d.room = t.room AND d.arrival = t.seq \
            WHERE t.room = a.room AND t.seq <= a.draw_entrants AND (t.status <> 'WAITING' OR ",
-        skipped!("t.room", "d.position"),
+        in_range!("t.room", "d.position", "TRUE"),
         ")) n WHERE a.draw_entrants > 0 AND n.admitted <> LEAST(a.admitted_through, a.draw_entrants)"
     ),
     "SELECT 'drawn line ' || a.room || ' places ' || count(d.arrival) || ' of its ' || a.draw_entrants || ' entrants' AS problem \
@@ -118,17 +123,17 @@ const CHECKS: &[&str] = &[
     "SELECT 'admitted_through ' || a.admitted_through || ' of ' || a.room || ' is past the last seq ' || COALESCE(max(t.seq), 0) AS problem \
      FROM queue_admission a LEFT JOIN queue_tokens t ON t.room = a.room \
      GROUP BY a.room, a.admitted_through HAVING a.admitted_through > COALESCE(max(t.seq), 0)",
-    // The skips: each a range of places the cursor has passed, in a line with a cursor, and
-    // none overlapping another of its line (a place is skipped at most once).
-    "SELECT 'skip (' || s.after || ', ' || s.through || '] of ' || s.room || ' is past its cursor ' \
+    // The admissions' ranges: each a range of places the cursor has passed, in a line with a
+    // cursor, and none overlapping another of its line (a place is passed at most once).
+    "SELECT 'range (' || s.after || ', ' || s.through || '] of ' || s.room || ' is past its cursor ' \
        || COALESCE(a.admitted_through::text, 'that does not exist') AS problem \
-     FROM queue_skips s LEFT JOIN queue_admission a ON a.room = s.room \
+     FROM queue_admission_ranges s LEFT JOIN queue_admission a ON a.room = s.room \
      WHERE a.room IS NULL OR s.through > a.admitted_through",
-    "SELECT 'skip (' || s.after || ', ' || s.through || '] of ' || s.room || ' overlaps the one through ' || s.before AS problem \
+    "SELECT 'range (' || s.after || ', ' || s.through || '] of ' || s.room || ' overlaps the one through ' || s.before AS problem \
      FROM (SELECT room, after, through, lag(through) OVER (PARTITION BY room ORDER BY through) AS before \
-       FROM queue_skips) s WHERE s.before > s.after",
-    // Abandoned: the tokens stored ABANDONED (skipped before queue_skips, or re-joined since)
-    // and those a skip holds.
+       FROM queue_admission_ranges) s WHERE s.before > s.after",
+    // Abandoned: the tokens stored ABANDONED (skipped before the ranges, or re-joined since)
+    // and those a skipping tick's range holds.
     concat!(
         "SELECT 'line ' || a.room || ' counts ' || a.abandoned || ' abandoned, its rows ' || n.stored \
            || ' stored and ' || n.skipped || ' skipped' AS problem \
@@ -137,7 +142,7 @@ const CHECKS: &[&str] = &[
            (SELECT count(*) FROM ",
         waiting_passed!(),
         " w WHERE w.room = a.room AND ",
-        skipped!("w.room", "w.position"),
+        in_range!("w.room", "w.position", "s.expires_at IS NULL"),
         ") AS skipped) n \
          WHERE a.abandoned <> n.stored + n.skipped"
     ),

@@ -9,9 +9,10 @@
 //!
 //! 1. `BEGIN; SELECT pg_advisory_xact_lock(issue)`: one lock per batch, held to commit, so
 //!    batches of all instances commit one after another in `seq` order.
-//! 2. One statement, with a snapshot taken after the lock: marks EXPIRED the lapsed ACTIVE
-//!    tokens of the batch's users, and reads their live tokens (returned as they are) and the
-//!    queue cursor.
+//! 2. One statement, with a snapshot taken after the lock: marks EXPIRED the batch's users'
+//!    tokens that are no longer live (as they read: an ACTIVE token's state may be derived from
+//!    its admission's range, see `queue`), and reads their live tokens (returned as they read)
+//!    and the queue cursor.
 //! 3. One statement inserts a WAITING token for each user left, numbered
 //!    `max(seq) + ordinality` (`max` read off the primary key index), and returns them.
 //! 4. COMMIT, unless the call budget of the batch's oldest request has run out (then every
@@ -43,62 +44,54 @@ use crate::queue::{self, cursor_columns, CursorRow, Line, TokenRow};
 use crate::sql::prepared;
 use crate::work::{self, Limits};
 
-/// Marks the batch users' lapsed ACTIVE tokens in line `$3` EXPIRED (TTL; frees their place in
-/// the one-live-token-per-user-per-line index) and reads their live tokens with the line's
-/// cursor. The live filter restates `QueueToken::is_live_at` (WAITING, or ACTIVE with
-/// `expires_at > now`), each user at their own request's `now`; the read's snapshot predates
-/// the UPDATE, so it sees the lapsed tokens as they were and the filter leaves them out. One
-/// row per live token, or one row with NULL token columns when no user has one.
-pub(crate) const ISSUE_LIVE: &str = concat!(
-    "WITH req AS (SELECT r.user_id, r.now FROM unnest($1::uuid[], $2::timestamptz[]) AS r (user_id, now)), \
-     lapsed AS (UPDATE queue_tokens t SET status = 'EXPIRED', expired_reason = 'TTL' FROM req \
-       WHERE t.room = $3 AND t.user_id = req.user_id AND t.status = 'ACTIVE' AND t.expires_at <= req.now \
-       RETURNING t.seq) \
-     SELECT ",
-    cursor_columns!(),
-    ", (SELECT count(*) FROM lapsed) AS lapsed, \
-       live.seq, live.token, live.user_id, live.status, live.issued_at, live.activated_at, live.expires_at, \
-       live.expired_reason \
-     FROM queue_admission a LEFT JOIN ( \
-       SELECT t.seq, t.token, t.user_id, t.status, t.issued_at, t.activated_at, t.expires_at, t.expired_reason \
-       FROM queue_tokens t JOIN req ON t.user_id = req.user_id \
-       WHERE t.room = $3 AND t.status IN ('WAITING', 'ACTIVE') AND (t.status = 'WAITING' OR t.expires_at > req.now)) live \
-     ON TRUE WHERE a.room = $3"
-);
+/// The batch users' tokens of line `$3` stored WAITING or ACTIVE, read once (`mine`) as every
+/// read of a token reads them (the columns and tables given: `queue::main_token_columns` and
+/// `queue::main_token_from`, or the rooms' `queue::room_token_*`): a token's place is its
+/// drawn position when it has one (see `order`), and a token stored WAITING that the cursor
+/// passed reads as the range of its tick makes it ([`queue::admitted_join`]: ACTIVE, or
+/// EXPIRED when it was skipped), read in the same snapshot as the cursor. Of these, the ones
+/// that are no longer live are written as they read: EXPIRED, with the reason they read (TTL
+/// for an ACTIVE token past its time, at the request's own `now`, restating
+/// `QueueToken::is_live_at`; ABANDONED for a skipped one) and their `activated_at` and
+/// `expires_at`. That frees the user's place in the one-live-token-per-user-per-line index for
+/// the new token of this batch (one write per re-joining buyer, rather than one per token at
+/// the tick). The live ones are returned: those that read WAITING, or ACTIVE with
+/// `expires_at > now`. The write checks the stored status it read again (`t.status =
+/// m.stored`): nothing else writes these rows under the issue lock but the expiry sweep and
+/// payments, and a row one of them changed first is left as they wrote it. One row per live
+/// token, or one row with NULL token columns when no user has one.
+macro_rules! issue_live {
+    ($columns:expr, $from:expr) => {
+        concat!(
+            "WITH req AS (SELECT r.user_id, r.now FROM unnest($1::uuid[], $2::timestamptz[]) AS r (user_id, now)), \
+             mine AS MATERIALIZED (SELECT t.seq AS arrival, t.status AS stored, req.now, ",
+            $columns,
+            " FROM ",
+            $from,
+            " JOIN req ON t.user_id = req.user_id WHERE t.room = $3 AND t.status IN ('WAITING', 'ACTIVE')), \
+             lapsed AS (UPDATE queue_tokens t SET status = 'EXPIRED', activated_at = m.activated_at, \
+                 expires_at = m.expires_at, expired_reason = COALESCE(m.expired_reason, 'TTL') FROM mine m \
+               WHERE t.room = $3 AND t.seq = m.arrival AND t.status = m.stored \
+                 AND (m.status = 'EXPIRED' OR (m.status = 'ACTIVE' AND m.expires_at <= m.now)) \
+               RETURNING t.seq) \
+             SELECT ",
+            cursor_columns!(),
+            ", (SELECT count(*) FROM lapsed) AS lapsed, \
+               live.seq, live.token, live.user_id, live.status, live.issued_at, live.activated_at, live.expires_at, \
+               live.expired_reason \
+             FROM queue_admission a LEFT JOIN ( \
+               SELECT m.seq, m.token, m.user_id, m.status, m.issued_at, m.activated_at, m.expires_at, m.expired_reason \
+               FROM mine m WHERE m.status = 'WAITING' OR (m.status = 'ACTIVE' AND m.expires_at > m.now)) live \
+             ON TRUE WHERE a.room = $3"
+        )
+    };
+}
 
-/// [`ISSUE_LIVE`] in a room's line, which may be drawn and may skip. The batch users' tokens
-/// stored WAITING or ACTIVE are read once (`mine`), as every read of a room's token reads them
-/// (`queue::room_token_columns`): a live token's place is its drawn position when it has one
-/// (see `order`), and a token its line skipped reads EXPIRED ([`queue::skipped_join`]), read in
-/// the same snapshot as the cursor. Of these, the lapsed ACTIVE tokens and the skipped ones are
-/// written as they read (EXPIRED, TTL or ABANDONED with the skip's `expires_at`): that frees
-/// the skipped buyer's place in the one-live-token-per-user-per-line index for the new token
-/// of this batch (one write per re-joining buyer, rather than one per skipped token at the
-/// tick). The live ones are those that read WAITING, or ACTIVE with `expires_at > now`. The
-/// write is checked again against the row it finds (`t.status`): nothing else writes these
-/// rows under the issue lock but the expiry sweep and payments, which only take ACTIVE ones.
-pub(crate) const ISSUE_LIVE_ROOM: &str = concat!(
-    "WITH req AS (SELECT r.user_id, r.now FROM unnest($1::uuid[], $2::timestamptz[]) AS r (user_id, now)), \
-     mine AS MATERIALIZED (SELECT t.seq AS arrival, req.now, ",
-    queue::room_token_columns!(),
-    " FROM ",
-    queue::room_token_from!(),
-    " JOIN req ON t.user_id = req.user_id WHERE t.room = $3 AND t.status IN ('WAITING', 'ACTIVE')), \
-     lapsed AS (UPDATE queue_tokens t SET status = 'EXPIRED', expires_at = m.expires_at, \
-         expired_reason = COALESCE(m.expired_reason, 'TTL') FROM mine m \
-       WHERE t.room = $3 AND t.seq = m.arrival AND ((m.status = 'EXPIRED' AND t.status = 'WAITING') \
-         OR (m.status = 'ACTIVE' AND m.expires_at <= m.now AND t.status = 'ACTIVE')) \
-       RETURNING t.seq) \
-     SELECT ",
-    cursor_columns!(),
-    ", (SELECT count(*) FROM lapsed) AS lapsed, \
-       live.seq, live.token, live.user_id, live.status, live.issued_at, live.activated_at, live.expires_at, \
-       live.expired_reason \
-     FROM queue_admission a LEFT JOIN ( \
-       SELECT m.seq, m.token, m.user_id, m.status, m.issued_at, m.activated_at, m.expires_at, m.expired_reason \
-       FROM mine m WHERE m.status = 'WAITING' OR (m.status = 'ACTIVE' AND m.expires_at > m.now)) live \
-     ON TRUE WHERE a.room = $3"
-);
+/// [`issue_live`] in `main`'s line.
+pub(crate) const ISSUE_LIVE: &str = issue_live!(queue::main_token_columns!(), queue::main_token_from!());
+
+/// [`issue_live`] in a room's line, which may be drawn.
+pub(crate) const ISSUE_LIVE_ROOM: &str = issue_live!(queue::room_token_columns!(), queue::room_token_from!());
 
 /// A room's line gets its cursor row with its first issue (`main`'s always has one).
 pub(crate) const ISSUE_CURSOR_ROW: &str =

@@ -25,8 +25,9 @@
 //! - `work`: a call's autocommit statement or budgeted transaction.
 //! - `locks`: the advisory locks and what each serialises.
 //! - `issue`: group-commit token issue (a batcher thread per store).
-//! - `queue`: the lines (one per room: `PgStore::line`), admission, the draw, presence; the
-//!   tokens an admission skips are not written but read off its range in `queue_skips`.
+//! - `queue`: the lines (one per room: `PgStore::line`), admission, the draw, presence; an
+//!   admission writes no token: it records its range of places in `queue_admission_ranges`,
+//!   and the tokens it admitted or skipped read their state off it.
 //! - `order`: a drawn line's order, beside its tokens.
 //! - `rooms`: the rooms other than `main` and their concerts.
 //! - `settings`, `catalogue`, `reservations`, `accounts`, `payments`,

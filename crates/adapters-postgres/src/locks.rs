@@ -18,19 +18,29 @@ use domain::room::RoomId;
 pub(crate) const ISSUE_BEGIN: &str = "BEGIN; SELECT pg_advisory_xact_lock(1000001, 0)";
 
 /// The issue lock's first key; the second names the line ([`room_key`]).
-const ISSUE: i32 = 1_000_001;
+pub(crate) const ISSUE: i32 = 1_000_001;
 
 /// The admission lock's first key; the second names the line ([`room_key`]).
 const ADMISSION: i32 = 1_000_002;
 
-/// The admission tick: one at a time over all instances, and, for the tick's length, no issue
-/// batch. The issue lock is taken second (issues never take the admission lock, so the order
-/// cannot deadlock) and held to commit: every token whose issue committed before the tick is
-/// in the tick's count of the waiting, and every batch that commits after it reads the moved
-/// cursor. Without it, a batch could read the cursor, then commit before a tick that did not
-/// count its token, and answer a position neither order of the two calls gives. The price:
-/// issues wait for the length of a tick (milliseconds for a batch of hundreds).
-pub(crate) const ADMISSION_BEGIN: &str =
+/// The admission tick: one at a time over all instances. A plain tick (no `abandon_after`)
+/// takes the line's issue lock too, but only for its last statement, the one that moves the
+/// cursor (`queue::ADMIT_ISSUE_LOCK`, then `queue::ADMIT_RECORD`), held to commit; a tick
+/// that walks the line for presence takes it here, for its whole length
+/// ([`ADMISSION_WALK_BEGIN`]). The issue lock is taken second (issues never take the admission
+/// lock, so the order cannot deadlock). Why it is needed at all: every token whose issue
+/// committed before the tick must be in the tick's count of the waiting, and every batch that
+/// commits after it must read the moved cursor. Without it, a batch could read the cursor,
+/// then commit before a tick that did not count its token, and answer a position neither
+/// order of the two calls gives. A plain tick reads the line's highest `seq` in the statement
+/// that moves the cursor, under the lock, so it needs the lock only there: issues wait for one
+/// two-row write, whatever N (the write of a row per admitted token is gone: `queue`).
+pub(crate) const ADMISSION_BEGIN: &str = "BEGIN; SELECT pg_advisory_xact_lock(1000002, 0)";
+
+/// The tick that walks the line for presence: the admission lock, then the issue lock, both
+/// held to commit (see [`ADMISSION_BEGIN`]): its count of the waiting and its walk must see
+/// the same tokens.
+pub(crate) const ADMISSION_WALK_BEGIN: &str =
     "BEGIN; SELECT pg_advisory_xact_lock(1000002, 0); SELECT pg_advisory_xact_lock(1000001, 0)";
 
 /// A line's second key in the issue and admission locks: 0 for `main` (the keys it always had),
@@ -60,10 +70,19 @@ pub(crate) fn issue_begin(key: i32) -> String {
 }
 
 /// [`ADMISSION_BEGIN`] for the line whose key is `key` ([`room_key`]): the line's admission
-/// lock, then its issue lock.
+/// lock.
 pub(crate) fn admission_begin(key: i32) -> String {
     if key == 0 {
         return ADMISSION_BEGIN.to_owned();
+    }
+    format!("BEGIN; SELECT pg_advisory_xact_lock({ADMISSION}, {key})")
+}
+
+/// [`ADMISSION_WALK_BEGIN`] for the line whose key is `key` ([`room_key`]): the line's
+/// admission lock, then its issue lock.
+pub(crate) fn admission_walk_begin(key: i32) -> String {
+    if key == 0 {
+        return ADMISSION_WALK_BEGIN.to_owned();
     }
     format!("BEGIN; SELECT pg_advisory_xact_lock({ADMISSION}, {key}); SELECT pg_advisory_xact_lock({ISSUE}, {key})")
 }
@@ -133,6 +152,7 @@ mod tests {
     fn main_keeps_its_lock_keys_and_rooms_get_their_own() {
         assert_eq!(issue_begin(room_key(&RoomId::main())), ISSUE_BEGIN);
         assert_eq!(admission_begin(room_key(&RoomId::main())), ADMISSION_BEGIN);
+        assert_eq!(admission_walk_begin(room_key(&RoomId::main())), ADMISSION_WALK_BEGIN);
         let a = room_key(&RoomId::parse("tour").unwrap());
         let b = room_key(&RoomId::parse("tour-2").unwrap());
         assert!(a != 0 && b != 0 && a != b);

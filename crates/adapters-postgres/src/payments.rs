@@ -8,14 +8,16 @@
 //! 3. read and lock the facts in one statement: the reservation `FOR UPDATE`, then the payer's
 //!    balance `FOR UPDATE` (0 without an account), whether a payment with the token exists, and
 //!    the token `FOR UPDATE` if it is in `queue_tokens` (`None` when the queue lives in another
-//!    store). Locks are always taken in one order (token, reservation, account, token row), so
+//!    store), its state derived from its admission's range as every read derives it (`queue`).
+//!    Locks are always taken in one order (token, reservation, account, token row), so
 //!    payments never deadlock one another or a charge;
 //! 4. call the domain's `decide` once; a refusal rolls back;
 //! 5. write the settlement as one statement: the reservation PAID, the debit (guarded: it must
 //!    still cover the price), the payment with its token (UNIQUE: the second line of "a token
-//!    pays once"), the ledger entry, that token EXPIRED with `expires_at = paid_at` when it is
-//!    in `queue_tokens` (exactly when the facts read it: `Settlement::uses_up_token`; never any
-//!    other token of the user), and with a guard the record;
+//!    pays once"), the ledger entry, that token EXPIRED with `expires_at = paid_at` (stored
+//!    ACTIVE, or stored WAITING and read ACTIVE off its range) when it is in `queue_tokens`
+//!    (exactly when the facts read it: `Settlement::uses_up_token`; never any other token of
+//!    the user), and with a guard the record;
 //! 6. COMMIT, unless the call budget has run out (then roll back: `Timeout`).
 
 use std::time::Instant;
@@ -35,6 +37,7 @@ use uuid::Uuid;
 use crate::error::{corrupt, Fail};
 use crate::idempotency;
 use crate::locks;
+use crate::queue;
 use crate::reservations::ReservationRow;
 use crate::sql::prepared;
 use crate::PgStore;
@@ -45,17 +48,26 @@ pub(crate) const LOCK_TOKEN: &str = "SELECT pg_advisory_xact_lock($1, $2)";
 
 /// The facts, locked in a fixed order: each CTE waits for the previous one (`count(*) >= 0`
 /// is always true, but makes the account's lock follow the reservation's, and the token row's
-/// follow the account's). The token's `seq` is the stored one: for an entrant of a drawn room
-/// its arrival, not its drawn place (`order`); no payment decision reads it. Nor does it
-/// derive a skip (`queue::skipped_join`): a payment is authorized on a read that does, as
-/// ACTIVE, and a token stored ACTIVE is never a skipped one.
-pub(crate) const FACTS: &str = "WITH r AS ( \
+/// follow the account's). The token is read as every read of it reads it: a token stored
+/// WAITING that an admission passed reads as its range makes it (`queue::admitted_join`:
+/// ACTIVE, or EXPIRED when skipped), derived from the locked row (`tl`: the latest version,
+/// which a statement's snapshot may not be) and the cursor and ranges of the statement's
+/// snapshot. Its `seq` is the stored one: for an entrant of a drawn room its arrival, not its
+/// drawn place (`order`); no payment decision reads it.
+pub(crate) const FACTS: &str = concat!(
+    "WITH r AS ( \
        SELECT id, user_id, schedule_id, seat_id, seat_number, price, status, created_at, held_until, paid_at \
        FROM reservations WHERE id = $1 FOR UPDATE), \
      a AS (SELECT balance FROM accounts WHERE user_id = $2 AND (SELECT count(*) FROM r) >= 0 FOR UPDATE), \
-     t AS ( \
-       SELECT seq, token, user_id, status, issued_at, activated_at, expires_at, expired_reason \
-       FROM queue_tokens WHERE token = $3 AND (SELECT count(*) FROM a) >= 0 FOR UPDATE) \
+     tl AS ( \
+       SELECT room, seq, token, user_id, status, issued_at, activated_at, expires_at, expired_reason \
+       FROM queue_tokens WHERE token = $3 AND (SELECT count(*) FROM a) >= 0 FOR UPDATE), \
+     t AS (SELECT ",
+    queue::derived_token_columns!("t.seq"),
+    " FROM tl t JOIN queue_admission a ON a.room = t.room \
+       LEFT JOIN queue_draw_positions d ON d.room = t.room AND d.arrival = t.seq ",
+    queue::admitted_join!(queue::line_position!()),
+    ") \
      SELECT r.id, r.user_id, r.schedule_id, r.seat_id, r.seat_number, r.price, r.status, r.created_at, \
        r.held_until, r.paid_at, \
        COALESCE((SELECT balance FROM a), 0) AS balance, \
@@ -63,12 +75,15 @@ pub(crate) const FACTS: &str = "WITH r AS ( \
        t.seq AS t_seq, t.token AS t_token, t.user_id AS t_user_id, t.status AS t_status, \
        t.issued_at AS t_issued_at, t.activated_at AS t_activated_at, t.expires_at AS t_expires_at, \
        t.expired_reason AS t_expired_reason \
-     FROM (SELECT) AS one LEFT JOIN r ON TRUE LEFT JOIN t ON TRUE";
+     FROM (SELECT) AS one LEFT JOIN r ON TRUE LEFT JOIN t ON TRUE"
+);
 
 /// The settlement, one statement: each step runs only if the one before it did, so a fact that
 /// changed anyway (it cannot under the locks) writes nothing and the count says so. The token
 /// row is there to use up exactly when the facts read it (`Settlement::uses_up_token`); with the
-/// queue in another store there is none.
+/// queue in another store there is none. The decision took it ACTIVE, stored or derived from
+/// its admission's range (then stored WAITING, and `$16` the `activated_at` it read, which the
+/// row keeps); the row is locked since the facts, so it is as they read it.
 pub(crate) const SETTLE: &str = "WITH r AS ( \
        UPDATE reservations SET status = 'PAID', paid_at = $2 WHERE id = $1 AND status = 'HELD' RETURNING id), \
      a AS ( \
@@ -82,8 +97,10 @@ pub(crate) const SETTLE: &str = "WITH r AS ( \
        INSERT INTO ledger_entries (id, user_id, kind, amount, balance_after, at, payment_id, reservation_id) \
        SELECT $8, $4, 'PAYMENT', $9, $10, $11, p.id, $1 FROM p RETURNING id), \
      t AS ( \
-       UPDATE queue_tokens SET status = 'EXPIRED', expires_at = $2, expired_reason = 'PAID' \
-       WHERE token = $7 AND status = 'ACTIVE' AND EXISTS (SELECT 1 FROM l)), \
+       UPDATE queue_tokens SET status = 'EXPIRED', expires_at = $2, expired_reason = 'PAID', \
+         activated_at = COALESCE(activated_at, $16) \
+       WHERE token = $7 AND (status = 'ACTIVE' OR (status = 'WAITING' AND $16 IS NOT NULL)) \
+         AND EXISTS (SELECT 1 FROM l)), \
      k AS ( \
        UPDATE idempotency_keys SET status = $12, body = $13, ledger_entry_id = l.id FROM l \
        WHERE user_id = $14 AND key = $15 RETURNING 1) \
@@ -214,6 +231,7 @@ impl PaymentStore for PgStore {
                 .bind::<Text, _>(req.token.as_str())
                 .get_result(tx.conn()?)?;
             let facts = facts.into_domain()?;
+            let activated_at = facts.token.as_ref().and_then(|t| t.activated_at);
             let settlement = decide(&facts).map_err(|e| Fail::Refuse(Stopped::Refused(e)))?;
             let p = &settlement.payment;
             let e = &settlement.entry;
@@ -234,6 +252,7 @@ impl PaymentStore for PgStore {
                 .bind::<Nullable<Text>, _>(record.body)
                 .bind::<Nullable<SqlUuid>, _>(record.user)
                 .bind::<Nullable<Text>, _>(record.key)
+                .bind::<Nullable<Timestamptz>, _>(activated_at)
                 .get_result(tx.conn()?)?;
             if done.settled != 1 || (guard.is_some() && done.recorded != 1) {
                 // The settlement does not fit the locked facts: a decision made on other facts

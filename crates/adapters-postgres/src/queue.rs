@@ -1,50 +1,83 @@
-//! The waiting lines: lookups with the position cursor, admission (with abandonment) under one
-//! lock on the store's clock, the draw (its order kept beside the tokens: `order`), presence,
-//! batched expiry, stats. Issue is in `issue`
-//! (group commit).
+//! The waiting lines: lookups with the position cursor, admission (recorded once per tick, with
+//! abandonment) on the store's clock, the draw (its order kept beside the tokens: `order`),
+//! presence, batched expiry, stats. Issue is in `issue` (group commit).
 //!
 //! Every line (`main`'s and each room's) is the rows of `queue_tokens` with its `room` and its
 //! row of `queue_admission`; every statement here is filtered by the line of the store it runs
 //! for ([`Line`], `PgStore::line`), and leads with it in the indexes (`(room, seq)`,
-//! `(room, user_id)`, `(room, expires_at)`), so `main` reads and writes what it always did.
+//! `(room, user_id)`, `(room, expires_at)`), so `main` keeps the keys it always had.
 //!
-//! # Skipped tokens are not written
+//! # Admission writes no token
 //!
-//! An admission tick with `abandon_after` skips the absent WAITING tokens it meets before the
-//! N-th present one (`QueueStore::admit`). It writes only the admitted ones (ACTIVE), moves the
-//! cursor over both, adds the skipped to the line's `abandoned`, and records the range of
-//! places it walked, `(after, through]` at its time `at`, as one row of `queue_skips`. The
-//! skipped tokens stay stored WAITING, and read as the port says they are: a token stored
-//! WAITING whose place (its drawn position in a drawn line, else its `seq`) is at or below the
-//! cursor and in a recorded range is EXPIRED, reason ABANDONED, `expires_at` that range's `at`.
-//! [`skipped_join`] is that rule, the only statement of it: every read of a room's token
-//! ([`FIND_WITH_CURSOR_ROOM`] for polls, `find` and so authorization; `issue::ISSUE_LIVE_ROOM`
-//! for a re-join) joins it, and it looks `queue_skips` up only for a token stored WAITING at or
-//! below the cursor, so a read of any other token costs what it did. `main` never skips (it
-//! has no `abandon_after`): its statements do not join it.
+//! An admission tick moves its line's cursor and records the range of places it passed,
+//! `(after, through]`, at its time `at`, as one row of `queue_admission_ranges`; a token's
+//! status, `activatedAt` and `expiresAt` are then derived from its place and that range on
+//! every read ([`admitted_join`], the only statement of the rule). A token stored WAITING
+//! whose place (its drawn position in a drawn line, else its `seq`) is at or below the cursor
+//! reads:
 //!
-//! Why: writing each skipped token EXPIRED was a non-HOT update (status is in the partial
-//! indexes' predicates) of a row on a page of its own. In a drawn line of 1,000,000, a tick that
-//! admits 100 and skips 900 updated 1,000 rows over ~3 random pages each, ~2,900 full-page
-//! images in the WAL right after a checkpoint: ~110 ms against a target of 100 ms (the same
-//! UPDATE on warm pages without full-page images took 27 ms, the walk's read 12-23 ms cold).
-//! Now the tick writes its 100 admitted rows, one cursor row and one range.
+//! - in a plain admission's range (it has `expires_at`): ACTIVE, `activated_at` the range's
+//!   `at`, `expires_at` the range's (`policy.expiry_for(at)`); past it, EXPIRED, reason TTL,
+//!   as `QueueToken::status_at` reads any ACTIVE token whose time is up;
+//! - in a skipping tick's range (no `expires_at`, `abandon_after`): EXPIRED, reason
+//!   ABANDONED, `expires_at` the range's `at`.
 //!
-//! What stays stored WAITING is written once more only when it must be: a skipped buyer who
-//! joins again needs the place of the old token in the one-live-token-per-user-per-line
-//! index, so that issue stores it EXPIRED as it reads (one write per re-joining buyer). The
-//! other paths need nothing: presence ([`NOTE_SEEN`]) leaves tokens the cursor passed alone;
-//! the expiry sweep, `use_up` and payments only change ACTIVE tokens (and a payment is
-//! authorized on the derived read, so it never meets a skipped token); the counts
-//! ([`STATS`]) read `waiting` off the cursor and `abandoned` off the cursor row, as before; the
-//! draw comes before any admission of its line.
+//! A token stored ACTIVE or EXPIRED reads as stored: stored state wins whenever it is not
+//! WAITING (the present tokens a skipping tick admits, tokens admitted before the ranges, and
+//! every token once a per-token fact was written). The lookup is one probe of the ranges'
+//! `(room, through)` key, made only for a token stored WAITING at or below the cursor, so a
+//! read of any other token costs what it did. Every read of a token joins it: [`FIND_TOKEN`]
+//! (authorization in `main`), [`FIND_WITH_CURSOR`] and [`FIND_WITH_CURSOR_ROOM`] (polls and a
+//! room's `find`), `issue::ISSUE_LIVE*` (a re-join), [`USE_UP`] and `payments::FACTS`.
+//!
+//! What is written, and when:
+//!
+//! - **Admission** (no `abandon_after`): under the line's admission lock, read the cursor and
+//!   the counts ([`ADMIT_READ`]) and decide N; then take the line's issue lock and, in one
+//!   statement ([`ADMIT_RECORD`]), read the line's highest `seq` and insert the range and move
+//!   the cursor: two rows, whatever N. The issue lock is held only from that statement to the
+//!   COMMIT right after it. It is still needed there: a batch of issues reads the cursor under
+//!   that lock and answers positions from it, so the cursor may only move between batches, and
+//!   the count of the waiting the tick admits from must include every batch committed before
+//!   (see `locks::ADMISSION_BEGIN`): the statement bounds the tick by the `max(seq)` it reads
+//!   under the lock, so a batch committed while the tick read its counts is counted.
+//! - **Admission with `abandon_after`** walks the line token by token (presence is per
+//!   token), under both locks for its length as before: it writes the present tokens ACTIVE
+//!   and records its range without `expires_at`, so the absent ones it skipped read ABANDONED.
+//! - **Use-up** ([`USE_UP`], and a payment's settlement in `payments`) writes the token
+//!   EXPIRED, reason PAID, with the `activated_at` it read: per token, once (the write checks
+//!   the stored status it read again, so of two racing writers one changes the row).
+//! - **Expiry** ([`EXPIRE_TOKENS`] for tokens stored ACTIVE, [`EXPIRE_RANGE`] for derived
+//!   ones) writes each token whose time is up EXPIRED, reason TTL, with its `activated_at` and
+//!   `expires_at`: the sweep walks the ranges whose time is up, oldest first, and records in
+//!   each how far it went (`swept_through`), so no position is read twice. A token a payment
+//!   holds as the sweep passes (SKIP LOCKED) is left to the payment: it uses the token up, or,
+//!   refusing it as expired, leaves it stored WAITING, where it still reads EXPIRED off its
+//!   range (and a re-join of its buyer writes it).
+//! - **A re-join** writes the user's old token as it reads when that frees their place in the
+//!   one-live-token-per-user-per-line index (EXPIRED, TTL or ABANDONED): one write per
+//!   re-joining buyer.
+//!
+//! The counts: waiting is `issued_through - admitted_through` as before; active (a cap,
+//! [`STATS`]) counts the tokens stored ACTIVE and unexpired plus those stored WAITING in a
+//! plain admission's range that is not yet expired (bounded by the cap when there is one);
+//! abandoned is the cursor row's count. Presence ([`NOTE_SEEN`]) leaves tokens the cursor
+//! passed alone; the draw comes before any admission of its line.
+//!
+//! Why: a tick wrote one non-HOT row per admitted token (status is in the partial indexes'
+//! predicates), under the issue lock, so a tick of 100,000 stopped token issue for its whole
+//! length and cost grew with N; before that, writing each skipped token EXPIRED cost a tick of
+//! a drawn line of a million ~110 ms of full-page images. Now a tick costs the same for N = 1
+//! and N = 100,000 (with a cap, its count of the ACTIVE reads the tokens still ACTIVE, as it
+//! did: at most the cap, but now from the heap for those a range admitted), and the per-token
+//! writes left are the facts only a token has: a payment, an expiry.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection as _;
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text, Timestamptz};
+use diesel::sql_types::{Array, BigInt, Bool, Int4, Nullable, Text, Timestamptz};
 use domain::ids::UserId;
 use domain::ports::{IssueOutcome, QueueLines, QueueStore, StoreError};
 use domain::queue::{
@@ -69,12 +102,19 @@ pub(crate) struct Line {
     key: i32,
     pub(crate) issue_begin: String,
     pub(crate) admission_begin: String,
+    pub(crate) admission_walk_begin: String,
 }
 
 impl Line {
     pub(crate) fn new(room: RoomId) -> Self {
         let key = locks::room_key(&room);
-        Self { room, key, issue_begin: locks::issue_begin(key), admission_begin: locks::admission_begin(key) }
+        Self {
+            room,
+            key,
+            issue_begin: locks::issue_begin(key),
+            admission_begin: locks::admission_begin(key),
+            admission_walk_begin: locks::admission_walk_begin(key),
+        }
     }
 
     /// The room id as bound into the statements.
@@ -136,13 +176,6 @@ impl TokenRow {
     }
 }
 
-/// The columns of a token, as [`TokenRow`] reads them.
-macro_rules! token_columns {
-    () => {
-        "t.seq, t.token, t.user_id, t.status, t.issued_at, t.activated_at, t.expires_at, t.expired_reason"
-    };
-}
-
 /// A room's token's place in its line: the drawn position of an entrant of a drawn line (see
 /// `order`), else its stored `seq`; over `queue_tokens t` and
 /// `LEFT JOIN queue_draw_positions d ON d.room = t.room AND d.arrival = t.seq`.
@@ -168,55 +201,152 @@ macro_rules! sights_join {
     };
 }
 
-/// Derived abandonment, the one statement of its rule (see the module docs): a token `t`
-/// stored WAITING whose place is at or below its line's `admitted_through` (`a`) and inside
-/// `(after, through]` of a row of `queue_skips` was skipped by that tick: it is EXPIRED,
-/// reason ABANDONED, `expires_at` the tick's `at`. Joins `k` (`k.at`, `k.status`,
-/// `k.reason`), all NULL for every other token. The ranges of a line never overlap (the cursor
-/// only moves forward), so the first one ending at or above the place is the only one that
-/// can hold it: one probe of the `(room, through)` key, made only for a token stored WAITING
-/// at or below the cursor (a one-time filter of the lateral): an ACTIVE or EXPIRED token, or
-/// one still in line, reads no further than before.
-macro_rules! skipped_join {
+/// A token's place in `main`'s line, never drawn: its stored `seq`.
+macro_rules! main_position {
     () => {
+        "t.seq"
+    };
+}
+pub(crate) use main_position;
+
+/// Derived admission, the one statement of its rule (see the module docs): a token `t` stored
+/// WAITING whose place (the tokens given: [`line_position`] or [`main_position`]) is at or
+/// below its line's `admitted_through` (`a`) and inside `(after, through]` of a row of
+/// `queue_admission_ranges` was passed by that tick: with the range's `expires_at` it was
+/// admitted (ACTIVE, `activated_at` the range's `at`, that `expires_at`), without it skipped
+/// (EXPIRED, reason ABANDONED, `expires_at` the range's `at`). Joins `k` (`k.status`,
+/// `k.activated_at`, `k.expires_at`, `k.reason`), all NULL for every other token. The ranges
+/// of a line never overlap (the cursor only moves forward), so the first one ending at or above
+/// the place is the only one that can hold it: one probe of the `(room, through)` key, made only
+/// for a token stored WAITING at or below the cursor (a one-time filter of the lateral): a token
+/// stored ACTIVE or EXPIRED, or one still in line, reads no further than before.
+macro_rules! admitted_join {
+    ($($position:tt)+) => {
         concat!(
-            "LEFT JOIN LATERAL (SELECT s.after, s.at, 'EXPIRED'::text AS status, 'ABANDONED'::text AS reason \
-               FROM queue_skips s WHERE t.status = 'WAITING' AND ",
-            $crate::queue::line_position!(),
-            " <= a.admitted_through AND s.room = t.room AND s.through >= ",
-            $crate::queue::line_position!(),
-            " ORDER BY s.through LIMIT 1) k ON k.after < ",
-            $crate::queue::line_position!()
+            "LEFT JOIN LATERAL (SELECT r.after, \
+               CASE WHEN r.expires_at IS NULL THEN 'EXPIRED' ELSE 'ACTIVE' END AS status, \
+               CASE WHEN r.expires_at IS NOT NULL THEN r.at END AS activated_at, \
+               COALESCE(r.expires_at, r.at) AS expires_at, \
+               CASE WHEN r.expires_at IS NULL THEN 'ABANDONED' END AS reason \
+             FROM queue_admission_ranges r WHERE t.status = 'WAITING' AND ",
+            $($position)+,
+            " <= a.admitted_through AND r.room = t.room AND r.through >= ",
+            $($position)+,
+            " ORDER BY r.through LIMIT 1) k ON k.after < ",
+            $($position)+
         )
     };
 }
-pub(crate) use skipped_join;
+pub(crate) use admitted_join;
+
+/// The columns of a token as [`TokenRow`] reads them, over [`admitted_join`]: its place in the
+/// line (the tokens given) as `seq`, and the state its range derives over the stored one.
+macro_rules! derived_token_columns {
+    ($($position:tt)+) => {
+        concat!(
+            $($position)+,
+            " AS seq, t.token, t.user_id, COALESCE(k.status, t.status) AS status, t.issued_at, \
+             COALESCE(k.activated_at, t.activated_at) AS activated_at, \
+             COALESCE(k.expires_at, t.expires_at) AS expires_at, \
+             COALESCE(k.reason, t.expired_reason) AS expired_reason"
+        )
+    };
+}
+pub(crate) use derived_token_columns;
+
+/// A token of `main` with everything it is read with: its line's cursor `a` and its range `k`
+/// ([`admitted_join`]). `main` is never drawn: its stored `seq` is its place.
+macro_rules! main_token_from {
+    () => {
+        concat!(
+            "queue_tokens t JOIN queue_admission a ON a.room = t.room ",
+            $crate::queue::admitted_join!($crate::queue::main_position!())
+        )
+    };
+}
+pub(crate) use main_token_from;
+
+/// The columns of a token of `main`, from [`main_token_from`].
+macro_rules! main_token_columns {
+    () => {
+        $crate::queue::derived_token_columns!($crate::queue::main_position!())
+    };
+}
+pub(crate) use main_token_columns;
 
 /// A room's token with everything it is read with: its line's cursor `a`, its drawn place `d`
-/// and its skip `k` ([`skipped_join`]).
+/// and its range `k` ([`admitted_join`]).
 macro_rules! room_token_from {
     () => {
         concat!(
             "queue_tokens t JOIN queue_admission a ON a.room = t.room \
              LEFT JOIN queue_draw_positions d ON d.room = t.room AND d.arrival = t.seq ",
-            $crate::queue::skipped_join!()
+            $crate::queue::admitted_join!($crate::queue::line_position!())
         )
     };
 }
 pub(crate) use room_token_from;
 
-/// The columns of a room's token as [`TokenRow`] reads them, from [`room_token_from`]: its
-/// place in the line as `seq`, and the state a skip derives over the stored one.
+/// The columns of a room's token, from [`room_token_from`]: its place in the line as `seq`.
 macro_rules! room_token_columns {
     () => {
-        concat!(
-            $crate::queue::line_position!(),
-            " AS seq, t.token, t.user_id, COALESCE(k.status, t.status) AS status, t.issued_at, t.activated_at, \
-             COALESCE(k.at, t.expires_at) AS expires_at, COALESCE(k.reason, t.expired_reason) AS expired_reason"
-        )
+        $crate::queue::derived_token_columns!($crate::queue::line_position!())
     };
 }
 pub(crate) use room_token_columns;
+
+/// The tokens of line `$room` (with `$entrants` drawn entrants, 0 if none) stored WAITING at
+/// the places `($after, $through]`, as a sub-select of their stored `seq`: the drawn places
+/// among the entrants by the `(room, position)` index of the draw, the places past them by the
+/// primary key (there, place and `seq` are one). Each argument is an SQL expression.
+macro_rules! waiting_at_places {
+    ($room:literal, $after:literal, $through:literal, $entrants:literal) => {
+        concat!(
+            "(SELECT t.seq FROM queue_draw_positions d JOIN queue_tokens t ON t.room = d.room AND t.seq = d.arrival \
+               WHERE d.room = ",
+            $room,
+            " AND d.position > ",
+            $after,
+            " AND d.position <= LEAST(",
+            $through,
+            ", ",
+            $entrants,
+            ") AND t.status = 'WAITING' \
+             UNION ALL SELECT t.seq FROM queue_tokens t WHERE t.room = ",
+            $room,
+            " AND t.seq > GREATEST(",
+            $after,
+            ", ",
+            $entrants,
+            ") AND t.seq <= ",
+            $through,
+            " AND t.status = 'WAITING')"
+        )
+    };
+}
+pub(crate) use waiting_at_places;
+
+/// The ACTIVE tokens of line `$room` unexpired at `$now` (each argument an SQL expression;
+/// `a` the line's cursor row): those stored ACTIVE, by the `(room, expires_at)` partial index,
+/// and those stored WAITING in a plain admission's range not yet expired (a range is swept only
+/// after its time is up, so these are among the unswept).
+macro_rules! active_count {
+    ($room:literal, $now:literal) => {
+        concat!(
+            "((SELECT count(*) FROM queue_tokens t WHERE t.room = ",
+            $room,
+            " AND t.status = 'ACTIVE' AND t.expires_at > ",
+            $now,
+            ") + (SELECT count(*) FROM queue_admission_ranges r CROSS JOIN LATERAL ",
+            $crate::queue::waiting_at_places!("r.room", "r.after", "r.through", "COALESCE(a.draw_entrants, 0)"),
+            " w WHERE r.room = ",
+            $room,
+            " AND r.expires_at IS NOT NULL AND r.swept_through < r.through AND r.expires_at > ",
+            $now,
+            "))"
+        )
+    };
+}
 
 /// The columns of a cursor, as `CursorRow` reads them, from `queue_admission a`.
 macro_rules! cursor_columns {
@@ -227,23 +357,26 @@ macro_rules! cursor_columns {
 pub(crate) use cursor_columns;
 
 /// The token with this value in line `$2`: every protected call's authorization in `main`
-/// (never drawn, never skipping: its stored token is the token). A room's authorization reads
-/// [`FIND_WITH_CURSOR_ROOM`] (`find`).
+/// (never drawn: its stored `seq` is its place), its state derived from its admission's range
+/// ([`admitted_join`]). A room's authorization reads [`FIND_WITH_CURSOR_ROOM`] (`find`).
 pub(crate) const FIND_TOKEN: &str =
-    concat!("SELECT ", token_columns!(), " FROM queue_tokens t WHERE t.token = $1 AND t.room = $2");
+    concat!("SELECT ", main_token_columns!(), " FROM ", main_token_from!(), " WHERE t.token = $1 AND t.room = $2");
 
-/// The token and its line's cursor, read together: every poll.
+/// The token and its line's cursor, read together (the token's state derived from its range,
+/// [`admitted_join`], in the same snapshot as the cursor): every poll in `main`.
 pub(crate) const FIND_WITH_CURSOR: &str = concat!(
     "SELECT ",
-    token_columns!(),
+    main_token_columns!(),
     ", ",
     cursor_columns!(),
-    " FROM queue_tokens t JOIN queue_admission a ON a.room = t.room WHERE t.token = $1 AND t.room = $2"
+    " FROM ",
+    main_token_from!(),
+    " WHERE t.token = $1 AND t.room = $2"
 );
 
-/// [`FIND_WITH_CURSOR`] in a room's line, which may be drawn and may skip: the token's place is
-/// its drawn position when it has one (see `order`), and a token its line skipped reads as
-/// the skip made it ([`skipped_join`]), both read in the same snapshot as the cursor. Every
+/// [`FIND_WITH_CURSOR`] in a room's line, which may be drawn: the token's place is its drawn
+/// position when it has one (see `order`), and its state is derived from the range of the tick
+/// that passed it ([`admitted_join`]), both read in the same snapshot as the cursor. Every
 /// read of a room's token (poll, `find`, authorization) is this one.
 pub(crate) const FIND_WITH_CURSOR_ROOM: &str = concat!(
     "SELECT ",
@@ -261,33 +394,37 @@ pub(crate) const CURSOR: &str = concat!("SELECT ", cursor_columns!(), " FROM que
 /// Admission's read, after the admission lock: the store's clock (`$1`, or the server's clock
 /// *now*, after any wait for the lock), the cursor of line `$3`, its highest `seq` (every lower
 /// one is committed: issue batches commit in order) and, when `$2`, its ACTIVE tokens
-/// unexpired at that clock (`QueueToken::status_at`).
-pub(crate) const ADMIT_READ: &str =
+/// unexpired at that clock (`QueueToken::status_at`), stored or derived ([`active_count`]).
+pub(crate) const ADMIT_READ: &str = concat!(
     "WITH clock AS MATERIALIZED (SELECT COALESCE($1::timestamptz, clock_timestamp()) AS now) \
      SELECT clock.now, COALESCE(a.admitted_through, 0) AS admitted_through, a.last_admission_at, \
        a.draw_at, a.draw_entrants, a.draw_seed, COALESCE(a.abandoned, 0) AS abandoned, \
        (SELECT COALESCE(max(seq), 0) FROM queue_tokens WHERE room = $3) AS issued_through, \
-       CASE WHEN $2 THEN (SELECT count(*) FROM queue_tokens t \
-         WHERE t.room = $3 AND t.status = 'ACTIVE' AND t.expires_at > clock.now) ELSE 0 END AS active \
-     FROM clock LEFT JOIN queue_admission a ON a.room = $3";
+       CASE WHEN $2 THEN ",
+    active_count!("$3", "clock.now"),
+    " ELSE 0 END AS active \
+     FROM clock LEFT JOIN queue_admission a ON a.room = $3"
+);
 
-/// Admission's write: the tokens of line `$5` in `($3, $4]` (all WAITING: a WAITING token
-/// leaves the line only at its turn) become ACTIVE, and the cursor moves to `$4`; returns how
-/// many changed.
-pub(crate) const ADMIT_WRITE: &str =
-    "WITH t AS (UPDATE queue_tokens SET status = 'ACTIVE', activated_at = $1, expires_at = $2 \
-       WHERE room = $5 AND seq > $3 AND seq <= $4 AND status = 'WAITING' RETURNING seq) \
-     UPDATE queue_admission SET admitted_through = $4, last_admission_at = $1 \
-     FROM (SELECT count(*) AS n FROM t) AS c WHERE room = $5 RETURNING c.n";
+/// The issue lock of a line, taken by admission right before it moves the cursor
+/// ([`ADMIT_RECORD`]): `$1` the lock's first key, `$2` the line's.
+pub(crate) const ADMIT_ISSUE_LOCK: &str = "SELECT pg_advisory_xact_lock($1, $2)";
 
-/// Admission's write in a drawn line, where the next positions are not a range of arrivals:
-/// the tokens of line `$5` at the stored `seq`s `$3` (all WAITING) become ACTIVE and the
-/// cursor moves to `$4`; returns how many changed.
-pub(crate) const ADMIT_WRITE_LIST: &str =
-    "WITH t AS (UPDATE queue_tokens SET status = 'ACTIVE', activated_at = $1, expires_at = $2 \
-       WHERE room = $5 AND seq = ANY($3) AND status = 'WAITING' RETURNING seq) \
-     UPDATE queue_admission SET admitted_through = $4, last_admission_at = $1 \
-     FROM (SELECT count(*) AS n FROM t) AS c WHERE room = $5 RETURNING c.n";
+/// Admission's write, under the line's issue lock (and after its admission lock): the tick
+/// admits the next `$5` places of line `$4` above the cursor `$3`, or fewer if fewer were
+/// issued: its range `($3, through]` is recorded at `$1` with the admitted tokens' expiry `$2`,
+/// and the cursor moves to `through`. No token is written: every token stored WAITING in the
+/// range reads ACTIVE from it ([`admitted_join`]). The highest `seq` is read here, under the
+/// issue lock, so every batch of issues committed before the tick is counted and every one
+/// after reads the moved cursor. Returns how many places the tick admitted; no row when it
+/// admitted none (or the cursor was not at `$3`: nothing is written then).
+pub(crate) const ADMIT_RECORD: &str =
+    "WITH top AS (SELECT LEAST($3 + $5, (SELECT COALESCE(max(seq), 0) FROM queue_tokens WHERE room = $4)) AS through), \
+     c AS (UPDATE queue_admission SET admitted_through = top.through, last_admission_at = $1 \
+       FROM top WHERE room = $4 AND admitted_through = $3 AND top.through > $3 RETURNING top.through), \
+     r AS (INSERT INTO queue_admission_ranges (room, after, through, at, expires_at, swept_through) \
+       SELECT $4, $3, c.through, $1, $2, $3 FROM c RETURNING through) \
+     SELECT r.through - $3 AS n FROM r";
 
 /// [`ADMIT_WALK`] in a drawn line: the tokens of line `$1` at the stored `seq`s `$2`.
 pub(crate) const ADMIT_WALK_LIST: &str = concat!(
@@ -318,50 +455,106 @@ pub(crate) const DROP_SIGHTS: &str = "WITH gone AS (SELECT ctid FROM queue_sight
 
 /// Admission with abandonment, the write: the tokens of line `$5` at the stored `seq`s `$3`
 /// (the present ones, all WAITING) become ACTIVE; the skipped are not written (see the module
-/// docs): when there are any (`$7`), the tick's range of places `($6, $4]` is recorded in
-/// `queue_skips` at `$1`, which makes every token still stored WAITING in it read EXPIRED
-/// ([`skipped_join`]). The cursor moves to `$4`, `last_admission_at` to `$1` when anyone was
-/// admitted, and the line's abandoned count grows by the skipped. Returns how many were
-/// activated.
+/// docs): the tick's range of places `($6, $4]` is recorded at `$1` without an expiry, which
+/// makes every token still stored WAITING in it read EXPIRED, ABANDONED ([`admitted_join`]).
+/// The cursor moves to `$4`, `last_admission_at` to `$1` when anyone was admitted, and the
+/// line's abandoned count grows by the skipped (`$7`). Returns how many were activated.
 pub(crate) const ADMIT_WRITE_PRESENT: &str = "WITH t AS (UPDATE queue_tokens \
        SET status = 'ACTIVE', activated_at = $1, expires_at = $2 \
        WHERE room = $5 AND seq = ANY($3) AND status = 'WAITING' RETURNING seq), \
-     s AS (INSERT INTO queue_skips (room, after, through, at) SELECT $5, $6, $4, $1 WHERE $7 > 0), \
+     s AS (INSERT INTO queue_admission_ranges (room, after, through, at, swept_through) \
+       VALUES ($5, $6, $4, $1, $4)), \
      c AS (SELECT count(*) AS n FROM t) \
      UPDATE queue_admission SET admitted_through = $4, \
        last_admission_at = CASE WHEN c.n > 0 THEN $1 ELSE last_admission_at END, \
        abandoned = abandoned + $7 \
      FROM c WHERE room = $5 RETURNING c.n";
 
-/// At most `$2` ACTIVE tokens of line `$3` whose time is up at the store's clock
+/// At most `$2` tokens of line `$3` stored ACTIVE whose time is up at the store's clock
 /// (`expires_at <= now`, restating `QueueToken::status_at`) become EXPIRED (TTL). SKIP
 /// LOCKED: concurrent sweeps take disjoint rows, and a token a payment holds is left to it (or
 /// to the next sweep), so each token changes once. The locked rows are chosen once, in a
 /// materialized CTE: a sub-select the plan re-ran per row would skip the rows this statement
-/// already changed and take the next ones, past the limit.
+/// already changed and take the next ones, past the limit. The tokens admitted by a range are
+/// [`EXPIRE_RANGE`]'s.
 pub(crate) const EXPIRE_TOKENS: &str = "WITH due AS MATERIALIZED (SELECT seq FROM queue_tokens \
        WHERE room = $3 AND status = 'ACTIVE' AND expires_at <= COALESCE($1::timestamptz, statement_timestamp()) \
        ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
      UPDATE queue_tokens t SET status = 'EXPIRED', expired_reason = 'TTL' FROM due \
      WHERE t.room = $3 AND t.seq = due.seq AND t.status = 'ACTIVE'";
 
-pub(crate) const USE_UP: &str = "UPDATE queue_tokens SET status = 'EXPIRED', expires_at = $2, expired_reason = 'PAID' \
-     WHERE token = $1 AND room = $3 AND status = 'ACTIVE'";
+/// One step of the sweep of derived ACTIVE tokens: the oldest range of line `$3` whose time is
+/// up at the store's clock (`$1`) and that the sweep has not finished, locked (SKIP LOCKED:
+/// concurrent sweeps take other ranges); its next `$2` places after `swept_through`; of those,
+/// the tokens still stored WAITING (SKIP LOCKED: a token a payment holds is left to it) become
+/// EXPIRED, reason TTL, with the `activated_at` and `expires_at` they read; `swept_through`
+/// moves past the places read, so no place is read twice and each token changes once (the
+/// write checks the stored status again). Returns how many ranges it took (0: nothing left to
+/// sweep) and how many tokens it changed.
+pub(crate) const EXPIRE_RANGE: &str = concat!(
+    "WITH r AS MATERIALIZED (SELECT r.room, r.through, r.swept_through, r.at, r.expires_at \
+       FROM queue_admission_ranges r \
+       WHERE r.room = $3 AND r.expires_at IS NOT NULL AND r.swept_through < r.through \
+         AND r.expires_at <= COALESCE($1::timestamptz, statement_timestamp()) \
+       ORDER BY r.expires_at, r.through LIMIT 1 FOR UPDATE SKIP LOCKED), \
+     span AS MATERIALIZED (SELECT r.room, r.through, r.swept_through AS after, \
+         LEAST(r.through, r.swept_through + $2) AS upto, r.at, r.expires_at, \
+         COALESCE(a.draw_entrants, 0) AS entrants \
+       FROM r JOIN queue_admission a ON a.room = r.room), \
+     due AS MATERIALIZED (SELECT t.seq FROM queue_tokens t WHERE t.room = $3 AND t.status = 'WAITING' \
+       AND t.seq IN (SELECT w.seq FROM span CROSS JOIN LATERAL ",
+    waiting_at_places!("span.room", "span.after", "span.upto", "span.entrants"),
+    " w) FOR UPDATE SKIP LOCKED), \
+     done AS (UPDATE queue_tokens t SET status = 'EXPIRED', expired_reason = 'TTL', \
+         activated_at = span.at, expires_at = span.expires_at \
+       FROM due, span WHERE t.room = $3 AND t.seq = due.seq AND t.status = 'WAITING' RETURNING 1), \
+     moved AS (UPDATE queue_admission_ranges x SET swept_through = span.upto FROM span \
+       WHERE x.room = span.room AND x.through = span.through RETURNING 1) \
+     SELECT (SELECT count(*) FROM moved) AS ranges, (SELECT count(*) FROM done) AS n"
+);
+
+/// Uses up the token with value `$1` of line `$3` at `$2`: if it reads ACTIVE (stored, or
+/// derived from its range: [`admitted_join`]), it is written EXPIRED, reason PAID,
+/// `expires_at = $2`, with the `activated_at` it read. The write checks the stored status it
+/// read again (`t.status = m.stored`): of two racing use-ups, or a use-up racing the sweep or a
+/// re-join, the one that waits finds the row changed and writes nothing, so it changes once.
+macro_rules! use_up {
+    ($from:expr, $columns:expr) => {
+        concat!(
+            "WITH m AS MATERIALIZED (SELECT t.seq AS arrival, t.status AS stored, ",
+            $columns,
+            " FROM ",
+            $from,
+            " WHERE t.token = $1 AND t.room = $3) \
+             UPDATE queue_tokens t SET status = 'EXPIRED', expires_at = $2, expired_reason = 'PAID', \
+               activated_at = m.activated_at \
+             FROM m WHERE t.room = $3 AND t.seq = m.arrival AND m.status = 'ACTIVE' AND t.status = m.stored"
+        )
+    };
+}
+
+/// [`use_up`] in `main`.
+pub(crate) const USE_UP: &str = use_up!(main_token_from!(), main_token_columns!());
+
+/// [`use_up`] in a room's line.
+pub(crate) const USE_UP_ROOM: &str = use_up!(room_token_from!(), room_token_columns!());
 
 /// Counts for an operator at the store's clock: waiting is `issued_through - admitted_through`
-/// (gapless `seq`, strict order), active counts unexpired ACTIVE tokens; of line `$2`.
-pub(crate) const STATS: &str =
+/// (gapless `seq`, strict order), active counts unexpired ACTIVE tokens, stored or derived
+/// ([`active_count`]); of line `$2`.
+pub(crate) const STATS: &str = concat!(
     "WITH clock AS MATERIALIZED (SELECT COALESCE($1::timestamptz, statement_timestamp()) AS now) \
      SELECT clock.now, COALESCE(a.admitted_through, 0) AS admitted_through, a.last_admission_at, \
        a.draw_at, a.draw_entrants, a.draw_seed, COALESCE(a.abandoned, 0) AS abandoned, \
-       (SELECT COALESCE(max(seq), 0) FROM queue_tokens WHERE room = $2) AS issued_through, \
-       (SELECT count(*) FROM queue_tokens t \
-         WHERE t.room = $2 AND t.status = 'ACTIVE' AND t.expires_at > clock.now) AS active \
-     FROM clock LEFT JOIN queue_admission a ON a.room = $2";
+       (SELECT COALESCE(max(seq), 0) FROM queue_tokens WHERE room = $2) AS issued_through, ",
+    active_count!("$2", "clock.now"),
+    " AS active \
+     FROM clock LEFT JOIN queue_admission a ON a.room = $2"
+);
 
 /// Presence: the tokens `$1` of line `$3` were seen at `$2`, in one statement; a last sight
 /// only moves forward. Only tokens still in line are noted: stored WAITING above the cursor
-/// (one stored WAITING at or below it was admitted or skipped, see [`skipped_join`]); the
+/// (one stored WAITING at or below it was admitted or skipped, see [`admitted_join`]); the
 /// tokens are read, not locked. The sights are upserted in token order, so two instances'
 /// batches lock the rows they share in one order and cannot deadlock; the admission walk only
 /// deletes sights with SKIP LOCKED ([`DROP_SIGHTS`]). Why a table of its own: see the migration
@@ -537,6 +730,15 @@ struct Count {
     n: i64,
 }
 
+/// What one step of [`EXPIRE_RANGE`] did.
+#[derive(Debug, QueryableByName)]
+struct SweepStep {
+    #[diesel(sql_type = BigInt)]
+    ranges: i64,
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
 fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
@@ -592,7 +794,11 @@ impl QueueStore for PgStore {
         let started = Instant::now();
         let store_now = self.store_now();
         let room = self.line.name();
-        let outcome = self.transaction(&self.line.admission_begin, started, |tx| {
+        // A tick that walks for presence holds the issue lock for its length; a plain one
+        // only around its last statement (see `locks::ADMISSION_BEGIN`).
+        let walks = policy.abandon_after.is_some();
+        let begin = if walks { &self.line.admission_walk_begin } else { &self.line.admission_begin };
+        let outcome = self.transaction(begin, started, |tx| {
             // Read after the lock, in a statement of its own: the snapshot sees the last tick's
             // commit, and the server's clock is read after any wait for the lock.
             let read: QueueRead = prepared(ADMIT_READ)
@@ -611,61 +817,73 @@ impl QueueStore for PgStore {
             if n == 0 {
                 return Ok(AdmissionOutcome::Admitted(0));
             }
-            let order = Order::new(cursor.draw.map_or(0, |d| d.entrants));
-            if policy.abandon_after.is_some() {
+            if walks {
+                let order = Order::new(cursor.draw.map_or(0, |d| d.entrants));
                 return admit_present(tx, room, order, policy, now, cursor.admitted_through, n);
             }
-            let from = cursor.admitted_through;
-            let through = from + i64::try_from(n).unwrap_or(i64::MAX);
-            let changed: Count = if order.is_identity_after(from) {
-                prepared(ADMIT_WRITE)
-                    .bind::<Timestamptz, _>(now)
-                    .bind::<Timestamptz, _>(policy.expiry_for(now))
-                    .bind::<BigInt, _>(from)
-                    .bind::<BigInt, _>(through)
-                    .bind::<Text, _>(room)
-                    .get_result(tx.conn()?)?
-            } else {
-                let arrivals: Vec<i64> =
-                    order.arrivals(tx.conn()?, room, from, through)?.into_iter().map(|(_, a)| a).collect();
-                prepared(ADMIT_WRITE_LIST)
-                    .bind::<Timestamptz, _>(now)
-                    .bind::<Timestamptz, _>(policy.expiry_for(now))
-                    .bind::<Array<BigInt>, _>(&arrivals)
-                    .bind::<BigInt, _>(through)
-                    .bind::<Text, _>(room)
-                    .get_result(tx.conn()?)?
-            };
-            if count(changed.n) != n {
-                // The cursor would move past tokens that were not activated.
+            // The quota without the count of the waiting: the record statement bounds it by
+            // the tokens issued when it runs, under the issue lock (at least the `n` read).
+            let quota = policy.quota(count(read.active), u64::MAX);
+            prepared(ADMIT_ISSUE_LOCK)
+                .bind::<Int4, _>(locks::ISSUE)
+                .bind::<Int4, _>(self.line.key)
+                .execute(tx.conn()?)?;
+            let admitted: Option<Count> = prepared(ADMIT_RECORD)
+                .bind::<Timestamptz, _>(now)
+                .bind::<Timestamptz, _>(policy.expiry_for(now))
+                .bind::<BigInt, _>(cursor.admitted_through)
+                .bind::<Text, _>(room)
+                .bind::<BigInt, _>(i64::try_from(quota).unwrap_or(i64::MAX))
+                .get_result(tx.conn()?)
+                .optional()?;
+            let admitted = admitted.map_or(0, |c| count(c.n));
+            if admitted < n || admitted > quota {
+                // The cursor moved under the admission lock, or tokens read went missing.
                 return Err(Fail::Store(StoreError::Internal(format!(
-                    "admission expected {n} WAITING tokens above {} and found {}",
-                    cursor.admitted_through, changed.n
+                    "admission above {} read {n} to admit and recorded {admitted}",
+                    cursor.admitted_through
                 ))));
             }
-            Ok::<_, Fail<()>>(AdmissionOutcome::Admitted(n))
+            Ok::<_, Fail<()>>(AdmissionOutcome::Admitted(admitted))
         })?;
         outcome.map_err(|()| StoreError::Internal("admission refused itself".into()))
     }
 
     fn expire_tokens(&self, limit: u32) -> Result<u64, StoreError> {
         let store_now = self.store_now();
-        let n = self.autocommit(|c| {
+        let limit = u64::from(limit);
+        let stored = self.autocommit(|c| {
             prepared(EXPIRE_TOKENS)
                 .bind::<Nullable<Timestamptz>, _>(store_now)
-                .bind::<BigInt, _>(i64::from(limit))
+                .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
                 .bind::<Text, _>(self.line.name())
                 .execute(c)
         })?;
-        Ok(n as u64)
+        let mut n = u64::try_from(stored).unwrap_or(u64::MAX);
+        // Then the derived ACTIVE tokens, range by range, until the limit or no range is left.
+        while n < limit {
+            let step: SweepStep = self.autocommit(|c| {
+                prepared(EXPIRE_RANGE)
+                    .bind::<Nullable<Timestamptz>, _>(store_now)
+                    .bind::<BigInt, _>(i64::try_from(limit - n).unwrap_or(i64::MAX))
+                    .bind::<Text, _>(self.line.name())
+                    .get_result(c)
+            })?;
+            n += count(step.n);
+            if step.ranges == 0 {
+                break;
+            }
+        }
+        Ok(n)
     }
 
     fn use_up(&self, value: &TokenValue, at: OffsetDateTime) -> Result<(), StoreError> {
         if !self.line.holds(value) {
             return Ok(());
         }
+        let sql = if self.line.room.is_main() { USE_UP } else { USE_UP_ROOM };
         self.autocommit(|c| {
-            prepared(USE_UP)
+            prepared(sql)
                 .bind::<Text, _>(value.as_str())
                 .bind::<Timestamptz, _>(at)
                 .bind::<Text, _>(self.line.name())
@@ -739,8 +957,8 @@ fn walk_step(n: u64) -> i64 {
 /// the WAITING tokens in line order from position `from` (the cursor), `policy.is_present`
 /// deciding each from its last sight, until `n` present ones are found or the line ends; the
 /// absent ones met on the way are skipped. One write then activates the present, records the
-/// skip (the skipped tokens are not written: see the module docs) and moves the cursor over
-/// both. The walk runs under the line's admission and issue locks, and nothing else moves a
+/// walked range without an expiry (the skipped tokens are not written: see the module docs)
+/// and moves the cursor over both. The walk runs under the line's admission and issue locks, and nothing else moves a
 /// WAITING token above the cursor, so what it read is what the write finds: it checks that
 /// every place it walked held a WAITING token, and the write that it activated every present
 /// one.

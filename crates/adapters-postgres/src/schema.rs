@@ -107,11 +107,13 @@ diesel::table! {
 }
 
 diesel::table! {
-    queue_skips (room, through) {
+    queue_admission_ranges (room, through) {
         room -> Text,
         after -> Int8,
         through -> Int8,
         at -> Timestamptz,
+        expires_at -> Nullable<Timestamptz>,
+        swept_through -> Int8,
     }
 }
 
@@ -206,10 +208,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     operator_log,
     payments,
     queue_admission,
+    queue_admission_ranges,
     queue_draw_positions,
     queue_settings,
     queue_sights,
-    queue_skips,
     queue_tokens,
     reservations,
     room_concerts,

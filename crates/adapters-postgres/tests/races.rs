@@ -448,7 +448,9 @@ fn fill_queue(fx: &Fx, n: usize) -> Vec<QueueToken> {
     (0..n).map(|_| fx.issue(fx.user())).collect()
 }
 
-/// Activation times as stored: (seq, activated_at) of every token, by seq.
+/// Activation times as read: (seq, activated_at) of every token of `main`, by seq: as stored,
+/// or, for a token stored WAITING that an admission passed, its range's time (an admission
+/// writes no token: `queue::admitted_join`).
 fn activations(fx: &Fx) -> Vec<(i64, Option<OffsetDateTime>)> {
     #[derive(QueryableByName)]
     struct Row {
@@ -457,8 +459,15 @@ fn activations(fx: &Fx) -> Vec<(i64, Option<OffsetDateTime>)> {
         #[diesel(sql_type = diesel::sql_types::Nullable<Timestamptz>)]
         activated_at: Option<OffsetDateTime>,
     }
-    let rows: Vec<Row> =
-        diesel::sql_query("SELECT seq, activated_at FROM queue_tokens ORDER BY seq").load(&mut raw(fx)).unwrap();
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT t.seq, COALESCE(t.activated_at, (SELECT r.at FROM queue_admission a \
+               JOIN queue_admission_ranges r ON r.room = a.room AND r.after < t.seq AND r.through >= t.seq \
+               WHERE a.room = t.room AND t.status = 'WAITING' AND t.seq <= a.admitted_through \
+                 AND r.expires_at IS NOT NULL)) AS activated_at \
+             FROM queue_tokens t WHERE t.room = 'main' ORDER BY t.seq",
+    )
+    .load(&mut raw(fx))
+    .unwrap();
     rows.into_iter().map(|r| (r.seq, r.activated_at)).collect()
 }
 
@@ -537,6 +546,171 @@ fn instances_with_skewed_clocks_admit_at_most_n_per_interval_on_the_database_clo
     // The server's clock, not an instance's: no activation is stamped 30 s ahead.
     let latest = activations(&fx).iter().filter_map(|(_, at)| *at).max().unwrap();
     assert!(latest <= SystemClock.now(), "activation stamped in the future: {latest}");
+}
+
+/// What one thread of [`admission_ticks_racing_issues_payments_and_sweeps_keep_every_guarantee`]
+/// saw.
+#[derive(Debug)]
+enum Seen {
+    Ticks(Vec<AdmissionOutcome>),
+    Issues(Vec<domain::service::IssuedToken>),
+    Paid(Result<domain::payment::Payment, PayError>, Result<domain::payment::Payment, PayError>),
+    Swept(u64),
+}
+
+/// Admission ticks (each recording a range, writing no token) run while four threads issue
+/// new tokens, twelve buyers admitted by earlier ticks (their tokens derived ACTIVE, stored
+/// WAITING) pay and pay again, and a sweep runs: at most N per tick; every payment of a token
+/// admitted by a range succeeds once and uses it up; every issue answers a place above the
+/// cursor it read; the waiting read positions exactly `1..=waiting` after it; and the
+/// invariants hold.
+#[test]
+fn admission_ticks_racing_issues_payments_and_sweeps_keep_every_guarantee() {
+    let fx = Fx::seeded();
+    fx.set_admission(Admission { batch: 6, interval_secs: 1, ttl_secs: 600, max_active: None });
+    let payers = fx.active_users(12);
+    let holds: Vec<_> = payers
+        .iter()
+        .enumerate()
+        .map(|(i, who)| {
+            fx.charge(who.user_id(), 9_000_000);
+            fx.hold(who, 0, u32::try_from(i).unwrap() + 1)
+        })
+        .collect();
+    let through_before = fx.ports.queue.cursor().unwrap().admitted_through;
+    let fresh: Vec<_> = (0..60).map(|_| fx.user()).collect();
+    let w = &fx.world;
+    let seen = race(18, |i| match i {
+        0 => Seen::Ticks(
+            (0..30)
+                .map(|_| {
+                    fx.advance(Duration::seconds(1));
+                    w.app.admit().unwrap()
+                })
+                .collect(),
+        ),
+        1..=4 => Seen::Issues((0..15).map(|k| w.app.issue_token(fresh[(i - 1) * 15 + k]).unwrap()).collect()),
+        5..=16 => {
+            let (who, hold) = (&payers[i - 5], &holds[i - 5]);
+            Seen::Paid(w.pay(who, hold.id), w.pay(who, hold.id))
+        }
+        _ => Seen::Swept((0..30).map(|_| w.ports.queue.expire_tokens(5).unwrap()).sum()),
+    });
+    let mut admitted = 0;
+    let mut issued = Vec::new();
+    for s in &seen {
+        match s {
+            Seen::Ticks(ticks) => {
+                for t in ticks {
+                    match t {
+                        AdmissionOutcome::Admitted(n) => {
+                            assert!(*n <= 6, "{ticks:?}");
+                            admitted += n;
+                        }
+                        AdmissionOutcome::NotDue { .. } => {}
+                        other => panic!("a tick answered {other:?}"),
+                    }
+                }
+            }
+            Seen::Issues(answers) => issued.extend(answers.iter().cloned()),
+            Seen::Paid(first, second) => {
+                assert!(first.is_ok(), "{first:?}");
+                assert!(matches!(second, Err(PayError::AlreadyPaid | PayError::TokenExpired)), "{second:?}");
+            }
+            Seen::Swept(n) => assert_eq!(*n, 0, "nothing is due within the TTL"),
+        }
+    }
+    assert!(admitted > 0, "the ticks admitted while the others ran");
+    let cursor = fx.ports.queue.cursor().unwrap();
+    assert_eq!(cursor.admitted_through - through_before, i64::try_from(admitted).unwrap());
+    for who in &payers {
+        let used = fx.token(who.token());
+        assert_eq!(
+            (used.status, used.expired_reason),
+            (TokenStatus::Expired, Some(domain::queue::ExpiredReason::Paid))
+        );
+        assert_eq!(used.activated_at, who.token().activated_at, "used up with the activation it read");
+    }
+    assert_eq!(issued.len(), 60);
+    assert!(
+        issued.iter().all(|r| r.created
+            && r.view.status == TokenStatus::Waiting
+            && (1..=r.view.token.seq).contains(&r.view.position)),
+        "every issue answers a place above the cursor it read"
+    );
+    // After the race: each token WAITING exactly when the cursor has not passed it, and the
+    // waiting at positions 1..=waiting in seq order.
+    let mut waiting: Vec<i64> = Vec::new();
+    for r in &issued {
+        let (token, now) = fx.ports.queue.find_with_cursor(&r.view.token.value).unwrap().unwrap();
+        assert_eq!(now.admitted_through, cursor.admitted_through);
+        let passed = token.seq <= cursor.admitted_through;
+        assert_eq!(token.status, if passed { TokenStatus::Active } else { TokenStatus::Waiting }, "{token:?}");
+        if !passed {
+            waiting.push(token.seq - cursor.admitted_through);
+        }
+    }
+    waiting.sort_unstable();
+    assert_eq!(waiting, (1..=i64::try_from(waiting.len()).unwrap()).collect::<Vec<_>>());
+    assert_eq!(fx.ports.queue.stats().unwrap().waiting, u64::try_from(waiting.len()).unwrap());
+    assert_consistent(&fx.harness.store);
+}
+
+/// Thirty tokens admitted by one range (stored WAITING) and then expired: four sweeps, use-ups
+/// of ten of them and re-joins of the buyers of ten others race. Each token is written once:
+/// the sweeps' count and the use-ups together never exceed the thirty, every old token ends
+/// stored EXPIRED (PAID with the use-up's time, or TTL with its range's times), and each
+/// re-join gets one new token.
+#[test]
+fn sweeps_use_ups_and_rejoins_racing_write_each_admitted_token_once() {
+    let fx = Fx::empty(Admission::batch(30, None));
+    let tokens = fill_queue(&fx, 30);
+    assert_eq!(fx.app.admit().unwrap(), AdmissionOutcome::Admitted(30));
+    let activated = fx.now();
+    let expiry = activated + Duration::seconds(600);
+    fx.clock.set(expiry);
+    let paid_at = expiry - Duration::seconds(1);
+    let w = &fx.world;
+    let seen = race(24, |i| match i {
+        0..=3 => {
+            let mut n = 0;
+            loop {
+                let step = w.ports.queue.expire_tokens(3).unwrap();
+                n += step;
+                if step == 0 {
+                    break (n, None);
+                }
+            }
+        }
+        4..=13 => {
+            w.ports.queue.use_up(&tokens[i - 4].value, paid_at).unwrap();
+            (0, None)
+        }
+        _ => (0, Some(w.app.issue_token(tokens[i].user_id).unwrap())),
+    });
+    let swept: u64 = seen.iter().map(|(n, _)| n).sum();
+    let mut paid = 0;
+    for (i, t) in tokens.iter().enumerate() {
+        let read = fx.token(t);
+        assert_eq!((read.status, read.activated_at), (TokenStatus::Expired, Some(activated)), "token {i}");
+        match read.expired_reason {
+            Some(domain::queue::ExpiredReason::Paid) => {
+                assert!(i < 10, "only the ten were used up");
+                assert_eq!(read.expires_at, Some(paid_at));
+                paid += 1;
+            }
+            Some(domain::queue::ExpiredReason::Ttl) => assert_eq!(read.expires_at, Some(expiry)),
+            other => panic!("token {i} expired for {other:?}"),
+        }
+    }
+    assert!(swept + paid <= 30, "a token written twice: {swept} swept, {paid} paid");
+    let rejoined: Vec<_> = seen.iter().filter_map(|(_, r)| r.as_ref()).collect();
+    assert_eq!(rejoined.len(), 10);
+    assert!(rejoined.iter().all(|r| r.created && r.view.token.status == TokenStatus::Waiting));
+    let seqs: BTreeSet<i64> = rejoined.iter().map(|r| r.view.token.seq).collect();
+    assert_eq!(seqs, (31..=40).collect());
+    assert_eq!(fx.ports.queue.expire_tokens(100).unwrap(), 0);
+    assert_consistent(&fx.harness.store);
 }
 
 // ---- operator changes ------------------------------------------------------------------------

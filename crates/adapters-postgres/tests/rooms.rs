@@ -1,7 +1,8 @@
 //! Rooms on a real PostgreSQL: two stores (separate pools, one database: two instances)
 //! racing the draw, admission of several lines, issues during a draw, and one live token per
-//! user per line. Each race asserts the exact outcome and ends with `invariants::check`
-//! finding nothing. The `#[ignore]`d cases measure the draw of a million and an abandonment
+//! user per line; admission recorded as ranges (in `main` and in a drawn line): a tick writes
+//! no token, and the tokens it admitted read, use up and expire as the port says. Each race
+//! asserts the exact outcome and ends with `invariants::check` finding nothing. The `#[ignore]`d cases measure the draw of a million and an abandonment
 //! tick in a line of a million (`cargo test -p adapters-postgres --release --test rooms --
 //! --ignored --nocapture`).
 
@@ -444,7 +445,7 @@ fn skipped_tokens_are_not_written_and_read_abandoned() {
     assert_eq!((after[1].status.as_str(), after[4].status.as_str()), ("ACTIVE", "ACTIVE"));
     let skips: Vec<SeqRow> = diesel::sql_query(
         "SELECT after::text || ',' || through::text || ',' || (at = $2)::text AS token, through AS seq \
-         FROM queue_skips WHERE room = $1",
+         FROM queue_admission_ranges WHERE room = $1",
     )
     .bind::<Text, _>(tour.as_str())
     .bind::<Timestamptz, _>(tick)
@@ -559,7 +560,7 @@ fn the_invariants_tell_skipped_tokens_from_lost_ones() {
         assert_consistent(&two.a);
         found
     };
-    // Token 1 back to WAITING: the cursor passed it, and no skip holds it.
+    // The plain tick's range gone: its tokens, stored WAITING, are in no range.
     let reactivate = |seq: i64| {
         format!(
             "UPDATE queue_tokens SET status = 'ACTIVE', activated_at = $$2026-01-01Z$$, \
@@ -572,8 +573,12 @@ fn the_invariants_tell_skipped_tokens_from_lost_ones() {
              WHERE room = 'tour' AND seq = {seq}"
         )
     };
-    let found = problems(&wait(2), &reactivate(2));
-    assert!(found.iter().any(|p| p.contains("tour/2 ") && p.contains("in no skip")), "{found:?}");
+    let found = problems(
+        "DELETE FROM queue_admission_ranges WHERE room = 'tour' AND through = 2",
+        "INSERT INTO queue_admission_ranges (room, after, through, at, expires_at, swept_through) \
+         VALUES ('tour', 0, 2, now(), now() + interval '10 minutes', 0)",
+    );
+    assert!(found.iter().any(|p| p.contains("tour/2 ") && p.contains("in no range")), "{found:?}");
     // Token 4 (admitted by the skipping tick) back to WAITING: a skip holds it, so it reads
     // abandoned, but the line never counted it.
     let found = problems(&wait(4), &reactivate(4));
@@ -584,15 +589,219 @@ fn the_invariants_tell_skipped_tokens_from_lost_ones() {
     );
     assert!(found.iter().any(|p| p.contains("counts 0 abandoned")), "{found:?}");
     let found = problems(
-        "INSERT INTO queue_skips VALUES ('tour', 4, 6, now())",
-        "DELETE FROM queue_skips WHERE room = 'tour' AND through = 6",
+        "INSERT INTO queue_admission_ranges (room, after, through, at, swept_through) VALUES ('tour', 4, 6, now(), 6)",
+        "DELETE FROM queue_admission_ranges WHERE room = 'tour' AND through = 6",
     );
     assert!(found.iter().any(|p| p.contains("past its cursor")), "{found:?}");
     let found = problems(
-        "INSERT INTO queue_skips VALUES ('tour', 1, 3, now())",
-        "DELETE FROM queue_skips WHERE room = 'tour' AND through = 3",
+        "INSERT INTO queue_admission_ranges (room, after, through, at, swept_through) VALUES ('tour', 1, 3, now(), 3)",
+        "DELETE FROM queue_admission_ranges WHERE room = 'tour' AND through = 3",
     );
     assert!(found.iter().any(|p| p.contains("overlaps")), "{found:?}");
+}
+
+// ---- admission as ranges -----------------------------------------------------------------------
+
+/// Every token of `room` as stored, reduced to one fingerprint of where and by whom each row
+/// version was written (`ctid`, `xmin`): any write of a row (an UPDATE, HOT or not) changes it.
+fn row_versions(conn: &mut PgConnection, room: &RoomId) -> (i64, String) {
+    #[derive(QueryableByName)]
+    struct Versions {
+        #[diesel(sql_type = BigInt)]
+        waiting: i64,
+        #[diesel(sql_type = Text)]
+        versions: String,
+    }
+    let v: Versions = diesel::sql_query(
+        "SELECT count(*) FILTER (WHERE status = 'WAITING') AS waiting, \
+           md5(string_agg(ctid::text || ':' || xmin::text, ',' ORDER BY seq)) AS versions \
+         FROM queue_tokens WHERE room = $1",
+    )
+    .bind::<Text, _>(room.as_str())
+    .get_result(conn)
+    .unwrap();
+    (v.waiting, v.versions)
+}
+
+/// A tick of 100,000 WAITING tokens of `main` writes no token row: it records one range and
+/// moves the cursor, and every token reads ACTIVE off the range (first, middle, last), counted
+/// as ACTIVE by the stats.
+#[test]
+fn a_tick_of_a_hundred_thousand_writes_no_token_row() {
+    let two = Two::new();
+    let main = RoomId::main();
+    let mut conn = two.raw();
+    diesel::sql_query(
+        "INSERT INTO queue_tokens (room, seq, token, user_id, status, issued_at) \
+         SELECT 'main', g, lpad(to_hex(g), 64, '0'), lpad(to_hex(g), 32, '0')::uuid, 'WAITING', $1 \
+         FROM generate_series(1, 100000) g",
+    )
+    .bind::<Timestamptz, _>(t0())
+    .execute(&mut conn)
+    .unwrap();
+    let before = row_versions(&mut conn, &main);
+    assert_eq!(before.0, 100_000);
+    let tick = t0() + Duration::seconds(1);
+    two.clock.set(tick);
+    let policy = AdmissionPolicy { batch: 100_000, ..AdmissionPolicy::default() };
+    assert_eq!(two.b.admit(&policy).unwrap(), AdmissionOutcome::Admitted(100_000));
+    assert_eq!(row_versions(&mut conn, &main), before, "no token row was written");
+    for n in [1_u64, 50_000, 100_000] {
+        let read = two.a.find(&TokenValue::parse(&format!("{n:064x}")).unwrap()).unwrap().unwrap();
+        assert_eq!(
+            (read.status, read.activated_at, read.expires_at),
+            (TokenStatus::Active, Some(tick), Some(policy.expiry_for(tick))),
+            "token {n}"
+        );
+    }
+    let stats = two.a.stats().unwrap();
+    assert_eq!((stats.active, stats.waiting, stats.cursor.admitted_through), (100_000, 0, 100_000));
+    assert_consistent(&two.a);
+}
+
+/// A token admitted by a range reads ACTIVE with the tick's `activatedAt` and its
+/// `expiresAt`, by every read, while stored WAITING; the injected clock expires it (a read
+/// past `expiresAt` is EXPIRED, TTL); a use-up and the sweep write it once each, keeping the
+/// times it read; its buyer then joins again.
+#[test]
+fn tokens_admitted_by_a_range_read_their_times_and_expire_on_the_store_clock() {
+    let two = Two::new();
+    let main = RoomId::main();
+    let tokens: Vec<_> = (1..=4_u64)
+        .map(|n| two.a.issue(user(n.into()), TokenValue::parse(&format!("{n:064x}")).unwrap(), t0()).unwrap().token)
+        .collect();
+    let tick = t0() + Duration::seconds(5);
+    two.clock.set(tick);
+    let policy = AdmissionPolicy { batch: 3, ..AdmissionPolicy::default() };
+    let expiry = policy.expiry_for(tick);
+    assert_eq!(two.b.admit(&policy).unwrap(), AdmissionOutcome::Admitted(3));
+    let mut conn = two.raw();
+    assert!(stored(&mut conn, &main).iter().all(|t| t.status == "WAITING"), "no token written");
+    for t in &tokens[..3] {
+        let found = two.a.find(&t.value).unwrap().unwrap();
+        assert_eq!(
+            (found.status, found.activated_at, found.expires_at),
+            (TokenStatus::Active, Some(tick), Some(expiry))
+        );
+        assert_eq!((found.seq, found.expired_reason), (t.seq, None));
+        let (polled, cursor) = two.b.find_with_cursor(&t.value).unwrap().unwrap();
+        assert_eq!((polled, cursor.admitted_through, cursor.last_admission_at), (found, 3, Some(tick)));
+    }
+    assert_eq!(two.a.find(&tokens[3].value).unwrap().unwrap().status, TokenStatus::Waiting);
+    // An ACTIVE token's buyer joining again gets it back.
+    let again = two.a.issue(user(2), TokenValue::parse(&format!("{:064x}", 99)).unwrap(), tick).unwrap();
+    assert_eq!((again.created, again.token.value.clone()), (false, tokens[1].value.clone()));
+    assert_eq!(again.token.status, TokenStatus::Active);
+    assert_eq!(two.a.stats().unwrap().active, 3);
+
+    // Token 0 pays: used up once, keeping the activation it read.
+    let paid_at = tick + Duration::seconds(10);
+    two.a.use_up(&tokens[0].value, paid_at).unwrap();
+    let used = two.a.find(&tokens[0].value).unwrap().unwrap();
+    assert_eq!(
+        (used.status, used.expired_reason, used.activated_at, used.expires_at),
+        (TokenStatus::Expired, Some(ExpiredReason::Paid), Some(tick), Some(paid_at))
+    );
+    two.a.use_up(&tokens[0].value, paid_at + Duration::seconds(1)).unwrap();
+    assert_eq!(two.a.find(&tokens[0].value).unwrap().unwrap(), used, "used up once");
+    assert_eq!(two.a.stats().unwrap().active, 2);
+
+    // A microsecond before the expiry nothing is due; at it, the reads expire and the sweep
+    // writes the two left, once.
+    two.clock.set(expiry - Duration::microseconds(1));
+    assert_eq!(two.a.expire_tokens(100).unwrap(), 0);
+    assert_eq!(two.a.stats().unwrap().active, 2);
+    two.clock.set(expiry);
+    let lapsed = two.a.find(&tokens[1].value).unwrap().unwrap();
+    assert_eq!(
+        (lapsed.status_at(expiry), lapsed.expired_reason_at(expiry)),
+        (TokenStatus::Expired, Some(ExpiredReason::Ttl))
+    );
+    assert_eq!(two.a.stats().unwrap().active, 0);
+    assert_eq!(two.b.expire_tokens(1).unwrap(), 1);
+    assert_eq!(two.a.expire_tokens(100).unwrap(), 1);
+    assert_eq!(two.a.expire_tokens(100).unwrap(), 0);
+    for t in &tokens[1..3] {
+        let swept = two.a.find(&t.value).unwrap().unwrap();
+        assert_eq!(
+            (swept.status, swept.expired_reason, swept.activated_at, swept.expires_at),
+            (TokenStatus::Expired, Some(ExpiredReason::Ttl), Some(tick), Some(expiry))
+        );
+    }
+    let rows = stored(&mut conn, &main);
+    assert_eq!(
+        rows.iter().map(|r| r.status.as_str()).collect::<Vec<_>>(),
+        ["EXPIRED", "EXPIRED", "EXPIRED", "WAITING"]
+    );
+    // A buyer whose token expired joins again at the end of the line.
+    let back = two.a.issue(user(3), TokenValue::parse(&format!("{:064x}", 98)).unwrap(), expiry).unwrap();
+    assert_eq!((back.created, back.token.seq, back.token.status), (true, 5, TokenStatus::Waiting));
+    assert_consistent(&two.a);
+}
+
+/// A re-join after an unswept expiry writes the old token as it reads (TTL, with its times),
+/// freeing the buyer's place; the sweep then does not write it again.
+#[test]
+fn a_rejoin_after_an_unswept_expiry_stores_the_old_token_as_it_reads() {
+    let two = Two::new();
+    let old = two.a.issue(user(1), TokenValue::parse(&format!("{:064x}", 1)).unwrap(), t0()).unwrap().token;
+    let policy = AdmissionPolicy { batch: 5, ..AdmissionPolicy::default() };
+    assert_eq!(two.a.admit(&policy).unwrap(), AdmissionOutcome::Admitted(1));
+    let expiry = policy.expiry_for(t0());
+    two.clock.set(expiry + Duration::seconds(1));
+    let read = two.a.find(&old.value).unwrap().unwrap();
+    let again = two.b.issue(user(1), TokenValue::parse(&format!("{:064x}", 2)).unwrap(), expiry + Duration::seconds(1));
+    let again = again.unwrap();
+    assert_eq!((again.created, again.token.seq), (true, 2));
+    let written = two.a.find(&old.value).unwrap().unwrap();
+    assert_eq!(
+        (written.status, written.expired_reason, written.activated_at, written.expires_at),
+        (TokenStatus::Expired, Some(ExpiredReason::Ttl), read.activated_at, read.expires_at)
+    );
+    assert_eq!(two.a.expire_tokens(100).unwrap(), 0, "the re-join wrote it");
+    assert_consistent(&two.a);
+}
+
+/// In a drawn line a range is of drawn places: a plain tick admits the entrants at the next
+/// places (not the next arrivals), writes none of them, and the sweep expires exactly those.
+#[test]
+fn a_plain_tick_of_a_drawn_line_admits_drawn_places_without_writing_them() {
+    let two = Two::new();
+    let tour = room("tour");
+    let opens = t0() + Duration::minutes(10);
+    let mut conn = two.raw();
+    fill(&mut conn, &tour, 0, 20, t0());
+    two.clock.set(opens);
+    let line = two.a.line(&tour);
+    let DrawOutcome::Drawn { record, .. } = line.draw(opens, 11).unwrap() else { panic!() };
+    let positions = drawn_positions(record.seed, 20);
+    // The arrival (1-based stored seq, also its value's number) at drawn place `p`.
+    let at = |p: u64| u64::try_from(positions.iter().position(|&x| x == p).unwrap()).unwrap() + 1;
+    let before = stored(&mut conn, &tour);
+    let tick = opens + Duration::seconds(30);
+    two.clock.set(tick);
+    let policy = AdmissionPolicy { batch: 5, ..AdmissionPolicy::default() };
+    assert_eq!(two.b.line(&tour).admit(&policy).unwrap(), AdmissionOutcome::Admitted(5));
+    let after = stored(&mut conn, &tour);
+    assert!(before.iter().zip(&after).all(|(b, a)| b.xmin == a.xmin && a.status == "WAITING"), "nothing written");
+    for p in 1..=20_u64 {
+        let read = line.find(&value(&tour, at(p))).unwrap().unwrap();
+        let expected = if p <= 5 { TokenStatus::Active } else { TokenStatus::Waiting };
+        assert_eq!((read.seq, read.status), (i64::try_from(p).unwrap(), expected), "place {p}");
+    }
+    assert_eq!(line.stats().unwrap().active, 5);
+    assert_consistent(&two.a);
+    two.clock.set(policy.expiry_for(tick));
+    assert_eq!(line.expire_tokens(3).unwrap(), 3);
+    assert_eq!(line.expire_tokens(3).unwrap(), 2);
+    assert_eq!(line.expire_tokens(3).unwrap(), 0);
+    let expired: BTreeSet<u64> = stored(&mut conn, &tour)
+        .iter()
+        .filter(|r| r.status == "EXPIRED")
+        .map(|r| u64::try_from(r.seq).unwrap())
+        .collect();
+    assert_eq!(expired, (1..=5).map(at).collect(), "the entrants at places 1..=5, by arrival");
+    assert_consistent(&two.a);
 }
 
 // ---- measurements ------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ use adapters_local::OsRandom;
 use adapters_postgres::testing::{server_url, TestDatabase};
 use adapters_postgres::{ensure_database, PgConfig, PgStore};
 use common::{assert_consistent, Postgres};
+use diesel::connection::SimpleConnection as _;
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Integer, Text, Uuid as SqlUuid};
 use domain::account::{CreditOutcome, CreditRequest};
@@ -137,6 +138,114 @@ fn migrations_run_concurrently_from_several_instances_apply_once() {
     });
     assert_eq!(applied.iter().filter(|v| !v.is_empty()).count(), 1, "{applied:?}");
     drop_db(&name);
+}
+
+/// The migration to admission ranges keeps every token reading as it did: tokens admitted
+/// before it stay stored ACTIVE or EXPIRED, a skip still reads ABANDONED, the cursor's gaps
+/// between skips become ranges (so every place the cursor passed is in one), and the next tick
+/// records its range after them. Reverting it writes the tokens a range admitted ACTIVE.
+#[test]
+fn the_migration_to_admission_ranges_keeps_every_token_as_it_read() {
+    use diesel_migrations::MigrationHarness as _;
+    use domain::ports::QueueStore as _;
+    use domain::queue::{AdmissionOutcome, AdmissionPolicy, ExpiredReason, TokenStatus, TokenValue};
+    use domain::room::RoomId;
+
+    // Reverts the migrations down to and including the one to admission ranges (later ones
+    // come off first).
+    fn revert_ranges(conn: &mut PgConnection) {
+        loop {
+            let version = conn.revert_last_migration(adapters_postgres::MIGRATIONS).unwrap().to_string();
+            if version.replace('-', "").starts_with("20261209") {
+                return;
+            }
+        }
+    }
+    let db = TestDatabase::create().unwrap();
+    let mut conn = PgConnection::establish(&db.url()).unwrap();
+    revert_ranges(&mut conn);
+    // Before: `main` admitted 1..=3 (stored ACTIVE, 2 paid since), 4 waits; room `tour`'s
+    // tick skipped 1..=2 (stored WAITING) and admitted 3 (stored ACTIVE), 4 waits.
+    conn.batch_execute(
+        "INSERT INTO queue_tokens (room, seq, token, user_id, status, issued_at, activated_at, expires_at, \
+           expired_reason) \
+         SELECT r, g, CASE WHEN r = 'main' THEN '' ELSE r || '.' END || lpad(to_hex(g + o), 64, '0'), \
+           lpad(to_hex(g + o), 32, '0')::uuid, \
+           CASE WHEN r = 'main' AND g = 2 THEN 'EXPIRED' WHEN (r = 'main' AND g <= 3) OR (r = 'tour' AND g = 3) \
+             THEN 'ACTIVE' ELSE 'WAITING' END, \
+           '2026-01-01Z', CASE WHEN (r = 'main' AND g <= 3) OR (r = 'tour' AND g = 3) THEN timestamptz '2026-01-01 00:01Z' END, \
+           CASE WHEN (r = 'main' AND g <= 3) OR (r = 'tour' AND g = 3) THEN timestamptz '2100-01-01Z' END, \
+           CASE WHEN r = 'main' AND g = 2 THEN 'PAID' END \
+         FROM (VALUES ('main', 0), ('tour', 100)) AS l (r, o), generate_series(1, 4) g; \
+         UPDATE queue_admission SET admitted_through = 3, last_admission_at = '2026-01-01 00:01Z' WHERE room = 'main'; \
+         INSERT INTO queue_admission (room, admitted_through, last_admission_at, abandoned) \
+           VALUES ('tour', 3, '2026-01-01 00:01Z', 2); \
+         INSERT INTO queue_skips (room, after, through, at) VALUES ('tour', 0, 3, '2026-01-01 00:01Z');",
+    )
+    .unwrap();
+    conn.run_pending_migrations(adapters_postgres::MIGRATIONS).unwrap();
+    let store = db.store().unwrap();
+    let tour = RoomId::parse("tour").unwrap();
+    let main_token = |n: u64| TokenValue::parse(&format!("{n:064x}")).unwrap();
+    let tour_token = |n: u64| main_token(n + 100).in_room(&tour);
+    let at = |s: &str| time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap();
+    let (admitted_at, ttl_end) = (at("2026-01-01T00:01:00Z"), at("2100-01-01T00:00:00Z"));
+    let read = |t: domain::queue::QueueToken| (t.seq, t.status, t.activated_at, t.expires_at, t.expired_reason);
+    let main: Vec<_> = (1..=4).map(|n| read(store.find(&main_token(n)).unwrap().unwrap())).collect();
+    let active = |seq| (seq, TokenStatus::Active, Some(admitted_at), Some(ttl_end), None);
+    let waiting = (4, TokenStatus::Waiting, None, None, None);
+    let paid = (2, TokenStatus::Expired, Some(admitted_at), Some(ttl_end), Some(ExpiredReason::Paid));
+    assert_eq!(main, [active(1), paid, active(3), waiting]);
+    let rooms: Vec<_> = (1..=4).map(|n| read(store.line(&tour).find(&tour_token(n)).unwrap().unwrap())).collect();
+    let skipped = |seq| (seq, TokenStatus::Expired, None, Some(admitted_at), Some(ExpiredReason::Abandoned));
+    assert_eq!(rooms, [skipped(1), skipped(2), active(3), waiting]);
+    #[derive(QueryableByName)]
+    struct Range {
+        #[diesel(sql_type = Text)]
+        range: String,
+    }
+    let ranges: Vec<String> = diesel::sql_query(
+        "SELECT room || ' (' || after || ', ' || through || '] ' || (expires_at IS NULL)::text AS range \
+         FROM queue_admission_ranges ORDER BY room, through",
+    )
+    .load::<Range>(&mut conn)
+    .unwrap()
+    .into_iter()
+    .map(|r| r.range)
+    .collect();
+    assert_eq!(ranges, ["main (0, 3] false", "tour (0, 3] true"]);
+    assert_consistent(&store);
+
+    // The next tick of `main` admits token 4 by a range after the migrated one.
+    let policy = AdmissionPolicy { batch: 5, ..AdmissionPolicy::default() };
+    assert_eq!(store.admit(&policy).unwrap(), AdmissionOutcome::Admitted(1));
+    let admitted = store.find(&main_token(4)).unwrap().unwrap();
+    assert_eq!(admitted.status, TokenStatus::Active);
+    assert_consistent(&store);
+
+    // Back: the token a range admitted is written as it read (the store's statements need the
+    // ranges, so this reads the rows), and forth again.
+    revert_ranges(&mut conn);
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        status: String,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+        activated_at: Option<time::OffsetDateTime>,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+        expires_at: Option<time::OffsetDateTime>,
+    }
+    let row: Row =
+        diesel::sql_query("SELECT status, activated_at, expires_at FROM queue_tokens WHERE room = 'main' AND seq = 4")
+            .get_result(&mut conn)
+            .unwrap();
+    assert_eq!(
+        (row.status.as_str(), row.activated_at, row.expires_at),
+        ("ACTIVE", admitted.activated_at, admitted.expires_at)
+    );
+    conn.run_pending_migrations(adapters_postgres::MIGRATIONS).unwrap();
+    assert_eq!(store.find(&main_token(4)).unwrap().unwrap(), admitted);
+    assert_consistent(&store);
 }
 
 #[test]
