@@ -27,7 +27,7 @@
 # (all: health poll_1k poll_1m issue seats reserve pay charge moving identity funnel rooms abandon draw),
 # BENCH_ENDPOINT_SECS (5), BENCH_HEALTH_SECS (4), BENCH_PGBENCH_SECS (3), BENCH_LINE (1000000 waiting),
 # BENCH_POLL_DISTINCT (200000 tokens polled in the long line), BENCH_WRK_THREADS (2),
-# BENCH_DATABASE (concert_bench), BENCH_RUST_LOG (warn), BENCH_BUDGET_SECS (900),
+# BENCH_DATABASE (concert_bench), BENCH_RUST_LOG (warn), BENCH_BUDGET_SECS (1500),
 # BENCH_IDENTITY_ALG (ES256 or EdDSA: the local issuer's key), BENCH_IDENTITY_ISSUES (40,000 per
 # second of BENCH_ENDPOINT_SECS: the new users of each issue measurement of the identity phase),
 # PGHOST/PGPORT/PGUSER (127.0.0.1/5432/postgres). The server's own variables (HTTP_WORKERS,
@@ -48,7 +48,7 @@ PGBENCH_SECS=${BENCH_PGBENCH_SECS:-3}
 LINE=${BENCH_LINE:-1000000}
 POLL_DISTINCT=${BENCH_POLL_DISTINCT:-200000}
 WRK_MAX_THREADS=${BENCH_WRK_THREADS:-2}
-BUDGET_SECS=${BENCH_BUDGET_SECS:-900}
+BUDGET_SECS=${BENCH_BUDGET_SECS:-1500}
 DB=${BENCH_DATABASE:-concert_bench}
 SERVER_LOG_LEVEL=${BENCH_RUST_LOG:-warn}
 IDENTITY_ALG=${BENCH_IDENTITY_ALG:-ES256}
