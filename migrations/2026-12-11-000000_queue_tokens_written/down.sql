@@ -1,0 +1,1 @@
+DROP INDEX queue_tokens_written;
