@@ -194,10 +194,14 @@ macro_rules! last_seen {
     };
 }
 
-/// The sight of token `t`, if any (`s`): the rows of `queue_sights` (see [`NOTE_SEEN`]).
+/// The sight of token `t`, if any (`s`): the rows of `queue_sights` (see [`NOTE_SEEN`]). One
+/// probe of its key per token walked, whatever the planner thinks of the table: a lateral
+/// sub-select with a `LIMIT` is never flattened into a join, so a table filled since its last
+/// `ANALYZE` (the buyers of a new line) is not hashed whole for each step of the walk.
 macro_rules! sights_join {
     () => {
-        "LEFT JOIN queue_sights s ON s.room = t.room AND s.token = t.token"
+        "LEFT JOIN LATERAL (SELECT q.seen_at FROM queue_sights q \
+           WHERE q.room = t.room AND q.token = t.token LIMIT 1) s ON true"
     };
 }
 
@@ -331,6 +335,14 @@ macro_rules! tokens_at_places {
             $entrants,
             ") AND ",
             $state,
+            // One-time filters (they name no column of the tables scanned): a branch whose
+            // places the range does not reach is not run at all. Without them the planner
+            // walked every written token of `main` for each of its ranges, looking for drawn
+            // places `main` never has.
+            " AND ",
+            $after,
+            " < ",
+            $entrants,
             " UNION ALL SELECT t.seq FROM queue_tokens t WHERE t.room = ",
             $room,
             " AND t.seq > GREATEST(",
@@ -341,6 +353,10 @@ macro_rules! tokens_at_places {
             $through,
             " AND ",
             $state,
+            " AND ",
+            $through,
+            " > ",
+            $entrants,
             ")"
         )
     };
@@ -476,8 +492,9 @@ pub(crate) const ADMIT_WALK: &str = concat!(
 /// After a walk: the sights of the tokens it walked (`$2`, of line `$1`), which left the line
 /// (admitted or skipped), are dropped, so the table holds about the line still waiting. A
 /// sight a presence batch holds is left to it (SKIP LOCKED: the tick never waits for it).
-pub(crate) const DROP_SIGHTS: &str = "WITH gone AS (SELECT ctid FROM queue_sights \
-       WHERE room = $1 AND token = ANY($2) FOR UPDATE SKIP LOCKED) \
+pub(crate) const DROP_SIGHTS: &str = "WITH gone AS (SELECT q.ctid FROM unnest($2::text[]) AS v (token) \
+       CROSS JOIN LATERAL (SELECT ctid FROM queue_sights \
+         WHERE room = $1 AND token = v.token LIMIT 1 FOR UPDATE SKIP LOCKED) q) \
      DELETE FROM queue_sights s USING gone WHERE s.ctid = gone.ctid";
 
 /// Admission with abandonment, the write: the tokens of line `$5` at the stored `seq`s `$3`
