@@ -1217,7 +1217,12 @@ EOF
             REDIS_PREFIX="bench-funnel"
         fi
         CONNS=$(awk '{print $1}' <<<"$CONNS_LIST")
-        start_server funnel QUEUE_ADMIT_INTERVAL_SECS=1 QUEUE_ADMIT_BATCH=100000 SCHEDULER_CHECK_MILLIS=100
+        start_server funnel QUEUE_ADMIT_INTERVAL_SECS=1 QUEUE_ADMIT_BATCH=100000 SCHEDULER_CHECK_MILLIS=100 \
+            ADMIN_TOKEN="$ADMIN_SECRET"
+        # The variables only give the settings until an operator changes them, and the moving
+        # phase did (it leaves main at 100 a minute): set the funnel's through the API too.
+        queue_admin '{"paused":false,"admitBatch":100000,"admitIntervalSecs":1}' || loud "PATCH /admin/queue failed"
+        sleep 0.5
         log "phase funnel"
         run_wrk funnel endpoint funnel.lua "$ENDPOINT_SECS" funnel_schedules.txt
         ensure_server_alive funnel
