@@ -243,6 +243,21 @@ def fmt_statuses(res: dict, expected: set[int]) -> tuple[str, int]:
     return (" ".join(parts) or "none"), errors
 
 
+def paired(a, b, want, digits=2):
+    """Side `a` against side `b` of a phase measured both ways in one run: whether `a` made
+    `want` × `b` with no unexpected response, and the detail line (throughputs, ratio, p99s).
+    Three digits where two would round a miss up to the target (0.797 is not 0.80)."""
+    ratio = a["rps"] / b["rps"] if a and b and a["rps"] and b["rps"] else None
+    errors = (a or {}).get("errors", 1) + (b or {}).get("errors", 1)
+    if ratio and round(ratio, digits) >= want > ratio:
+        digits += 1
+    detail = (f"{fmt_num((a or {}).get('rps'))} vs {fmt_num((b or {}).get('rps'))} = "
+              f"{fmt_num(ratio, digits) if ratio else '–'}"
+              + (f"; p99 {fmt_ms(a['p99'])} vs {fmt_ms(b['p99'])} ms" if a and b else "")
+              + (f", **{errors:,} unexpected responses**" if errors else ""))
+    return ratio is not None and ratio >= want and errors == 0, detail
+
+
 def merge_repeats(records):
     """One record per (store, phase, kind, conns): a phase measured in several turns (the
     abandonment phase takes turns off, on, on, off so that a drift of the machine's load
@@ -386,18 +401,11 @@ def build(run: Run):
                 off = by.get((store, f"identity_{what}_off", conns))
                 if on is None and off is None:
                     continue
-                ratio = on["rps"] / off["rps"] if on and off and on["rps"] and off["rps"] else None
-                errors = (on or {}).get("errors", 1) + (off or {}).get("errors", 1)
-                # Three digits where two would round a miss up to the target (0.797 is not 0.80).
-                digits = 3 if ratio and round(ratio, 2) >= IDENTITY_RATIO > ratio else 2
-                detail = (f"{fmt_num((on or {}).get('rps'))} vs {fmt_num((off or {}).get('rps'))} = "
-                          f"{fmt_num(ratio, digits) if ratio else '–'}"
-                          + (f"; p99 {fmt_ms(on['p99'])} vs {fmt_ms(off['p99'])} ms" if on and off else "")
-                          + (f", **{errors:,} unexpected responses**" if errors else "")
-                          + (verify_ceiling(store, off["rps"]) if what == "issue" and off else ""))
+                met, detail = paired(on, off, IDENTITY_RATIO)
+                if what == "issue" and off:
+                    detail += verify_ceiling(store, off["rps"])
                 targets.append((f"{label} with identity on, {STORE_LABEL[store]}, {conns} conns: ≥ {IDENTITY_RATIO} "
-                                f"× the same with identity off, same run", ratio is not None and
-                                ratio >= IDENTITY_RATIO and errors == 0, detail))
+                                f"× the same with identity off, same run", met, detail))
     for store in stores:
         for conns in conns_list:
             tail = [r for r in rows if r["store"] == store and r["conns"] == conns and r["phase"] != "health"
@@ -435,15 +443,9 @@ def build(run: Run):
         for conns in conns_list:
             still, moving = by.get((store, "moving_issue_still", conns)), by.get((store, "moving_issue_moving", conns))
             if still or moving:
-                ratio = moving["rps"] / still["rps"] if still and moving and still["rps"] and moving["rps"] else None
-                errors = (still or {}).get("errors", 1) + (moving or {}).get("errors", 1)
                 targets.append((f"issue with admission of everyone every second, {label}, {conns} conns: ≥ "
                                 f"{MOVING_ISSUE_RATIO} × the same with the line standing still, same run",
-                                ratio is not None and ratio >= MOVING_ISSUE_RATIO and errors == 0,
-                                f"{fmt_num((moving or {}).get('rps'))} vs {fmt_num((still or {}).get('rps'))} = "
-                                f"{fmt_num(ratio, 2) if ratio else '–'}"
-                                + (f"; p99 {fmt_ms(moving['p99'])} vs {fmt_ms(still['p99'])} ms" if still and moving else "")
-                                + (f", **{errors:,} unexpected responses**" if errors else "")))
+                                *paired(moving, still, MOVING_ISSUE_RATIO)))
             polls = [by.get((store, f"moving_{w}_{m}", conns)) for w in ("waiting", "active") for m in ("still", "moving")]
             polls = [r for r in polls if r]
             if not polls:
@@ -526,15 +528,8 @@ def room_targets(run: Run, stores, conns_list, by) -> list:
             on, off = by.get((store, "abandon_on", conns)), by.get((store, "abandon_off", conns))
             if on is None and off is None:
                 continue
-            ratio = on["rps"] / off["rps"] if on and off and on["rps"] and off["rps"] else None
-            errors = (on or {}).get("errors", 1) + (off or {}).get("errors", 1)
             targets.append((f"polls with abandonment on (abandonAfterSecs 30), {label}, {conns} conns: ≥ {ABANDON_RATIO} × "
-                            f"the same room without it, same run", ratio is not None and ratio >= ABANDON_RATIO
-                            and errors == 0,
-                            f"{fmt_num((on or {}).get('rps'))} vs {fmt_num((off or {}).get('rps'))} = "
-                            f"{fmt_num(ratio, 2) if ratio else '–'}"
-                            + (f"; p99 {fmt_ms(on['p99'])} vs {fmt_ms(off['p99'])} ms" if on and off else "")
-                            + (f", **{errors:,} unexpected responses**" if errors else "")))
+                            f"the same room without it, same run", *paired(on, off, ABANDON_RATIO)))
         rec = run.find(store, "draw", "draw")
         if rec is not None:
             check = rec.get("check") or {}

@@ -325,20 +325,27 @@ def cmd_check_draw(url: str, room: str, entrants: int, seed: int, admitted: int,
     return 0
 
 
+def log_events(lines):
+    """The JSON lines of a server log, each flattened: its `fields` merged with the top level
+    (a `span` or `spans` left out)."""
+    for line in lines:
+        if not line.startswith("{"):
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        f = dict(rec.get("fields") or {})
+        f.update({k: v for k, v in rec.items() if k not in ("fields", "span", "spans")})
+        yield f
+
+
 def cmd_ticks(log: str, room: str) -> int:
     """Pairs each `room check changed state` of ROOM that skipped tokens with the duration of
     its scheduler pass (the next `scheduler tick` line), and gives the other passes' median."""
     ticks, others, pending = [], [], None
     with open(log, encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            if not line.startswith("{"):
-                continue
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            f = dict(rec.get("fields") or {})
-            f.update({k: v for k, v in rec.items() if k not in ("fields", "span", "spans")})
+        for f in log_events(fh):
             msg = f.get("message")
             if msg == "room check changed state" and f.get("room") == room and int(f.get("abandoned") or 0) > 0:
                 pending = (int(f.get("admitted") or 0), int(f["abandoned"]))
@@ -359,18 +366,8 @@ def cmd_main_ticks(batch: int) -> int:
     """From a server log on stdin: the passes of the scheduler whose `main` admission admitted
     BATCH (`scheduler tick` at debug, its duration_ms the elapsed time the pass recorded in
     scheduler_tick_duration_seconds)."""
-    ticks = []
-    for line in sys.stdin:
-        if not line.startswith("{"):
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        f = dict(rec.get("fields") or {})
-        f.update({k: v for k, v in rec.items() if k not in ("fields", "span", "spans")})
-        if f.get("message") == "scheduler tick" and int(f.get("admitted") or 0) == batch and "duration_ms" in f:
-            ticks.append(float(f["duration_ms"]))
+    ticks = [float(f["duration_ms"]) for f in log_events(sys.stdin)
+             if f.get("message") == "scheduler tick" and int(f.get("admitted") or 0) == batch and "duration_ms" in f]
     print(json.dumps({"batch": batch, "ticks_ms": ticks, "max_ms": max(ticks) if ticks else None}))
     return 0
 

@@ -266,9 +266,14 @@ impl CachedQueue {
         self.budget.change(before, state.by_key.len());
     }
 
-    /// Reads the cursor from the store and keeps it, unless this instance admitted meanwhile;
-    /// ends the refresh under way, whatever the outcome.
-    fn refresh_cursor(&self) -> Result<QueueCursor, StoreError> {
+    /// Reads the cursor from the store now, whatever the copy's age, and keeps it unless this
+    /// instance admitted meanwhile; ends the refresh under way, whatever the outcome. Besides
+    /// the poll that claimed a stale copy, `app`'s keeper calls it ahead of the copy's expiry,
+    /// so a crowd of polls seldom meets a stale cursor and none of them waits for the store.
+    ///
+    /// # Errors
+    /// The store's, when it fails; the copy is left as it was.
+    pub fn refresh(&self) -> Result<QueueCursor, StoreError> {
         let start = self.begin();
         let read = self.inner.cursor();
         if let Ok(cursor) = read {
@@ -276,17 +281,6 @@ impl CachedQueue {
         }
         *self.refreshing.lock().unwrap_or_else(PoisonError::into_inner) = None;
         read
-    }
-
-    /// Reads the cursor from the store now, whatever the copy's age, and keeps it (unless
-    /// this instance admitted meanwhile). Called ahead of the copy's expiry (`app`'s keeper)
-    /// so that a crowd of polls seldom meets a stale cursor and none of them waits for the
-    /// store.
-    ///
-    /// # Errors
-    /// The store's, when it fails; the copy is left as it was.
-    pub fn refresh(&self) -> Result<QueueCursor, StoreError> {
-        self.refresh_cursor()
     }
 
     /// How long after its `cursor_ttl` a copy still answers while one caller refreshes it.
@@ -315,7 +309,7 @@ impl CachedQueue {
     fn cursor_now(&self) -> Result<QueueCursor, StoreError> {
         // Bound first: the read guard must be gone before a refresh takes the write lock.
         let fresh = self.read().cursor.fresh(self.ticker.now(), self.settings.cursor_ttl);
-        fresh.map_or_else(|| self.refresh_cursor(), Ok)
+        fresh.map_or_else(|| self.refresh(), Ok)
     }
 
     /// A cached WAITING token with the fresh copy of the cursor.

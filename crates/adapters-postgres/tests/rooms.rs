@@ -56,6 +56,24 @@ impl Two {
     fn raw(&self) -> PgConnection {
         PgConnection::establish(&self.db.url()).unwrap()
     }
+
+    /// `tour`'s line of 20 tokens issued at `t0` (through `conn`), drawn with `seed` at
+    /// `opens` (the clock set there): the line, and the arrival at each drawn place (its 1-based
+    /// stored seq, also its value's number).
+    fn drawn_twenty(
+        &self,
+        conn: &mut PgConnection,
+        tour: &RoomId,
+        opens: OffsetDateTime,
+        seed: u64,
+    ) -> (PgStore, impl Fn(u64) -> u64) {
+        fill(conn, tour, 0, 20, t0());
+        self.clock.set(opens);
+        let line = self.a.line(tour);
+        let DrawOutcome::Drawn { record, .. } = line.draw(opens, seed).unwrap() else { panic!() };
+        let positions = drawn_positions(record.seed, 20);
+        (line, move |p: u64| u64::try_from(positions.iter().position(|&x| x == p).unwrap()).unwrap() + 1)
+    }
 }
 
 fn room(id: &str) -> RoomId {
@@ -511,12 +529,7 @@ fn a_skipped_entrant_of_a_drawn_line_joins_again_at_the_end() {
     let tour = room("tour");
     let opens = t0() + Duration::minutes(10);
     let mut conn = two.raw();
-    fill(&mut conn, &tour, 0, 20, t0());
-    two.clock.set(opens);
-    let line = two.a.line(&tour);
-    let DrawOutcome::Drawn { record, .. } = line.draw(opens, 7).unwrap() else { panic!() };
-    let positions = drawn_positions(record.seed, 20);
-    let at = |p: u64| u64::try_from(positions.iter().position(|&x| x == p).unwrap()).unwrap() + 1;
+    let (line, at) = two.drawn_twenty(&mut conn, &tour, opens, 7);
     line.note_seen(&[value(&tour, at(2))], opens).unwrap();
     let tick = opens + Duration::seconds(30);
     two.clock.set(tick);
@@ -770,13 +783,7 @@ fn a_plain_tick_of_a_drawn_line_admits_drawn_places_without_writing_them() {
     let tour = room("tour");
     let opens = t0() + Duration::minutes(10);
     let mut conn = two.raw();
-    fill(&mut conn, &tour, 0, 20, t0());
-    two.clock.set(opens);
-    let line = two.a.line(&tour);
-    let DrawOutcome::Drawn { record, .. } = line.draw(opens, 11).unwrap() else { panic!() };
-    let positions = drawn_positions(record.seed, 20);
-    // The arrival (1-based stored seq, also its value's number) at drawn place `p`.
-    let at = |p: u64| u64::try_from(positions.iter().position(|&x| x == p).unwrap()).unwrap() + 1;
+    let (line, at) = two.drawn_twenty(&mut conn, &tour, opens, 11);
     let before = stored(&mut conn, &tour);
     let tick = opens + Duration::seconds(30);
     two.clock.set(tick);
@@ -938,13 +945,8 @@ fn abandonment_in_a_drawn_line_walks_the_drawn_order() {
     let tour = room("tour");
     let opens = t0() + Duration::minutes(10);
     let mut conn = two.raw();
-    fill(&mut conn, &tour, 0, 20, t0());
-    two.clock.set(opens);
-    let line = two.a.line(&tour);
-    let DrawOutcome::Drawn { record, .. } = line.draw(opens, 11).unwrap() else { panic!() };
-    let positions = drawn_positions(record.seed, 20);
+    let (line, at) = two.drawn_twenty(&mut conn, &tour, opens, 11);
     // Present: the tokens at drawn positions 3, 5 and 6 (seen at the opening); the rest left.
-    let at = |p: u64| u64::try_from(positions.iter().position(|&x| x == p).unwrap()).unwrap() + 1;
     line.note_seen(&[value(&tour, at(3)), value(&tour, at(5)), value(&tour, at(6))], opens).unwrap();
     two.clock.set(opens + Duration::seconds(30));
     let policy = AdmissionPolicy { batch: 2, abandon_after: Some(Duration::seconds(60)), ..AdmissionPolicy::default() };
