@@ -47,13 +47,16 @@
 //! - **Use-up** ([`USE_UP`], and a payment's settlement in `payments`) writes the token
 //!   EXPIRED, reason PAID, with the `activated_at` it read: per token, once (the write checks
 //!   the stored status it read again, so of two racing writers one changes the row).
-//! - **Expiry** ([`EXPIRE_TOKENS`] for tokens stored ACTIVE, [`EXPIRE_RANGE`] for derived
-//!   ones) writes each token whose time is up EXPIRED, reason TTL, with its `activated_at` and
-//!   `expires_at`: the sweep walks the ranges whose time is up, oldest first, and records in
-//!   each how far it went (`swept_through`), so no position is read twice. A token a payment
-//!   holds as the sweep passes (SKIP LOCKED) is left to the payment: it uses the token up, or,
-//!   refusing it as expired, leaves it stored WAITING, where it still reads EXPIRED off its
-//!   range (and a re-join of its buyer writes it).
+//! - **Expiry** of a token stored ACTIVE ([`EXPIRE_TOKENS`]) writes it EXPIRED, reason TTL.
+//!   Expiry of the tokens a range admitted ([`EXPIRE_RANGE`]) writes none of them: the sweep
+//!   moves the range's `swept_through` mark (oldest range first, once its time is up), and
+//!   every token stored WAITING at a place at or below the mark reads EXPIRED, reason TTL
+//!   ([`admitted_join`]); it counts them for the tick's report and the metric. A payment that
+//!   read its token ACTIVE an instant before the mark passed still writes its use-up (stored
+//!   state wins), and may be counted as expired as well: the token still pays once.
+//!   Why: a sweep that wrote each token cost a non-HOT row write per admitted buyer, so with
+//!   admission at 100,000 a second it could never keep up, and the writes it did took
+//!   PostgreSQL from the requests (polls stalled 100-800 ms behind it in the bench).
 //! - **A re-join** writes the user's old token as it reads when that frees their place in the
 //!   one-live-token-per-user-per-line index (EXPIRED, TTL or ABANDONED): one write per
 //!   re-joining buyer.
@@ -217,8 +220,9 @@ pub(crate) use main_position;
 /// WAITING whose place (the tokens given: [`line_position`] or [`main_position`]) is at or
 /// below its line's `admitted_through` (`a`) and inside `(after, through]` of a row of
 /// `queue_admission_ranges` was passed by that tick: with the range's `expires_at` it was
-/// admitted (ACTIVE, `activated_at` the range's `at`, that `expires_at`), without it skipped
-/// (EXPIRED, reason ABANDONED, `expires_at` the range's `at`). Joins `k` (`k.status`,
+/// admitted (ACTIVE, `activated_at` the range's `at`, that `expires_at`; EXPIRED, reason TTL,
+/// once the expiry sweep's `swept_through` mark reached its place, [`EXPIRE_RANGE`]), without
+/// it skipped (EXPIRED, reason ABANDONED, `expires_at` the range's `at`). Joins `k` (`k.status`,
 /// `k.activated_at`, `k.expires_at`, `k.reason`), all NULL for every other token. The ranges
 /// of a line never overlap (the cursor only moves forward), so the first one ending at or above
 /// the place is the only one that can hold it: one probe of the `(room, through)` key, made only
@@ -228,10 +232,14 @@ macro_rules! admitted_join {
     ($($position:tt)+) => {
         concat!(
             "LEFT JOIN LATERAL (SELECT r.after, \
-               CASE WHEN r.expires_at IS NULL THEN 'EXPIRED' ELSE 'ACTIVE' END AS status, \
+               CASE WHEN r.expires_at IS NULL OR r.swept_through >= ",
+            $($position)+,
+            " THEN 'EXPIRED' ELSE 'ACTIVE' END AS status, \
                CASE WHEN r.expires_at IS NOT NULL THEN r.at END AS activated_at, \
                COALESCE(r.expires_at, r.at) AS expires_at, \
-               CASE WHEN r.expires_at IS NULL THEN 'ABANDONED' END AS reason \
+               CASE WHEN r.expires_at IS NULL THEN 'ABANDONED' WHEN r.swept_through >= ",
+            $($position)+,
+            " THEN 'TTL' END AS reason \
              FROM queue_admission_ranges r WHERE t.status = 'WAITING' AND ",
             $($position)+,
             " <= a.admitted_through AND r.room = t.room AND r.through >= ",
@@ -299,19 +307,12 @@ macro_rules! room_token_columns {
 }
 pub(crate) use room_token_columns;
 
-/// The tokens of line `$room` (with `$entrants` drawn entrants, 0 if none) stored WAITING at
-/// the places `($after, $through]`, as a sub-select of their stored `seq`: the drawn places
-/// among the entrants by the `(room, position)` index of the draw, the places past them by the
-/// primary key (there, place and `seq` are one). Each argument is an SQL expression.
-macro_rules! waiting_at_places {
-    ($room:literal, $after:literal, $through:literal, $entrants:literal) => {
-        $crate::queue::tokens_at_places!($room, $after, $through, $entrants, "t.status = 'WAITING'")
-    };
-}
-
-/// [`waiting_at_places`] for the tokens *not* stored WAITING (written since: paid, expired,
-/// or stored ACTIVE before admission by ranges): past the entrants, by the
-/// `queue_tokens_written` partial index, so the count costs what was written, not the range.
+/// The tokens of line `$room` (with `$entrants` drawn entrants, 0 if none) at the places
+/// `($after, $through]` *not* stored WAITING (written since: paid, expired, or stored ACTIVE
+/// before admission by ranges), as a sub-select of their stored `seq`: the drawn places among
+/// the entrants by the `(room, position)` index of the draw, the places past them by the
+/// `queue_tokens_written` partial index (there, place and `seq` are one), so the count costs
+/// what was written, not the range. Each argument is an SQL expression.
 macro_rules! written_at_places {
     ($room:literal, $after:literal, $through:literal, $entrants:literal) => {
         $crate::queue::tokens_at_places!($room, $after, $through, $entrants, "t.status <> 'WAITING'")
@@ -320,7 +321,7 @@ macro_rules! written_at_places {
 pub(crate) use written_at_places;
 
 /// The tokens of line `$room` at the places `($after, $through]` whose stored state meets
-/// `$state` (see [`waiting_at_places`]).
+/// `$state` (see [`written_at_places`]).
 macro_rules! tokens_at_places {
     ($room:literal, $after:literal, $through:literal, $entrants:literal, $state:literal) => {
         concat!(
@@ -529,32 +530,30 @@ pub(crate) const EXPIRE_TOKENS: &str = "WITH due AS MATERIALIZED (SELECT seq FRO
 
 /// One step of the sweep of derived ACTIVE tokens: the oldest range of line `$3` whose time is
 /// up at the store's clock (`$1`) and that the sweep has not finished, locked (SKIP LOCKED:
-/// concurrent sweeps take other ranges); its next `$2` places after `swept_through`; of those,
-/// the tokens still stored WAITING (SKIP LOCKED: a token a payment holds is left to it) become
-/// EXPIRED, reason TTL, with the `activated_at` and `expires_at` they read; `swept_through`
-/// moves past the places read, so no place is read twice and each token changes once (the
-/// write checks the stored status again). Returns how many ranges it took (0: nothing left to
-/// sweep) and how many tokens it changed.
+/// concurrent sweeps take other ranges); its next `$2` places after `swept_through` expire:
+/// the mark moves past them, and every token there still stored WAITING reads EXPIRED, reason
+/// TTL, from then on ([`admitted_join`]; its time was already up, so `QueueToken::status_at`
+/// read it EXPIRED before as well). No token is written: writing each would only copy what
+/// its range says, at one non-HOT row per token. The step counts the tokens it expired: the
+/// places minus the tokens written since (paid or re-joined), by the `queue_tokens_written`
+/// index. No place is counted twice. Returns how many ranges it took (0: nothing left to
+/// sweep) and how many tokens it expired.
 pub(crate) const EXPIRE_RANGE: &str = concat!(
-    "WITH r AS MATERIALIZED (SELECT r.room, r.through, r.swept_through, r.at, r.expires_at \
+    "WITH r AS MATERIALIZED (SELECT r.room, r.through, r.swept_through \
        FROM queue_admission_ranges r \
        WHERE r.room = $3 AND r.expires_at IS NOT NULL AND r.swept_through < r.through \
          AND r.expires_at <= COALESCE($1::timestamptz, statement_timestamp()) \
        ORDER BY r.expires_at, r.through LIMIT 1 FOR UPDATE SKIP LOCKED), \
      span AS MATERIALIZED (SELECT r.room, r.through, r.swept_through AS after, \
-         LEAST(r.through, r.swept_through + $2) AS upto, r.at, r.expires_at, \
-         COALESCE(a.draw_entrants, 0) AS entrants \
+         LEAST(r.through, r.swept_through + $2) AS upto, COALESCE(a.draw_entrants, 0) AS entrants \
        FROM r JOIN queue_admission a ON a.room = r.room), \
-     due AS MATERIALIZED (SELECT t.seq FROM queue_tokens t WHERE t.room = $3 AND t.status = 'WAITING' \
-       AND t.seq IN (SELECT w.seq FROM span CROSS JOIN LATERAL ",
-    waiting_at_places!("span.room", "span.after", "span.upto", "span.entrants"),
-    " w) FOR UPDATE SKIP LOCKED), \
-     done AS (UPDATE queue_tokens t SET status = 'EXPIRED', expired_reason = 'TTL', \
-         activated_at = span.at, expires_at = span.expires_at \
-       FROM due, span WHERE t.room = $3 AND t.seq = due.seq AND t.status = 'WAITING' RETURNING 1), \
      moved AS (UPDATE queue_admission_ranges x SET swept_through = span.upto FROM span \
        WHERE x.room = span.room AND x.through = span.through RETURNING 1) \
-     SELECT (SELECT count(*) FROM moved) AS ranges, (SELECT count(*) FROM done) AS n"
+     SELECT (SELECT count(*) FROM moved) AS ranges, \
+       (SELECT COALESCE(sum(span.upto - span.after - w.n), 0)::bigint FROM span \
+          CROSS JOIN LATERAL (SELECT count(*) AS n FROM ",
+    written_at_places!("span.room", "span.after", "span.upto", "span.entrants"),
+    " x) w) AS n"
 );
 
 /// Uses up the token with value `$1` of line `$3` at `$2`: if it reads ACTIVE (stored, or
@@ -774,6 +773,9 @@ struct Count {
     n: i64,
 }
 
+/// The most [`EXPIRE_RANGE`] steps one `expire_tokens` call takes.
+const SWEEP_STEPS: usize = 32;
+
 /// What one step of [`EXPIRE_RANGE`] did.
 #[derive(Debug, QueryableByName)]
 struct SweepStep {
@@ -904,8 +906,12 @@ impl QueueStore for PgStore {
                 .execute(c)
         })?;
         let mut n = u64::try_from(stored).unwrap_or(u64::MAX);
-        // Then the derived ACTIVE tokens, range by range, until the limit or no range is left.
-        while n < limit {
+        // Then the derived ACTIVE tokens, range by range, until the limit or no range is left
+        // (or a few steps went by: ranges whose tokens were all paid count none each).
+        for _ in 0..SWEEP_STEPS {
+            if n >= limit {
+                break;
+            }
             let step: SweepStep = self.autocommit(|c| {
                 prepared(EXPIRE_RANGE)
                     .bind::<Nullable<Timestamptz>, _>(store_now)
