@@ -14,9 +14,18 @@
 //! The store's clock (on which admission and token expiry are timed, as a database's `now()`
 //! would be) is the clock given to [`MemoryStore::ports`].
 //!
+//! Admission writes no token, as on PostgreSQL and Redis: a tick moves its line's cursor and
+//! records itself once, `(after, through, at, expires_at)`, so it costs the same for N = 1 and
+//! N = 100,000; a token stored WAITING at or below the cursor reads ACTIVE with its record's
+//! `at` and `expires_at`, and the ACTIVE count is kept per record, not walked over tokens. The
+//! per-token facts (a payment's use-up, the sweep's expiry, a lapsed token's re-join, a skip
+//! for absence) are written, and a record goes once every token in it is written. The rule
+//! and what is written when are in the `line` module's docs.
+//!
 //! # Layout
 //! - [`MemoryStore`]: the shared state, the ports, the failure switch and readiness probe.
 //! - `state`: the data and what each port call does to it inside the lock.
+//! - `line`: one waiting line, its admission records and how a token's state is derived.
 //! - `ports`: the trait implementations, thin wrappers that take the lock and delegate.
 
 mod line;
