@@ -31,7 +31,7 @@ pub mod report;
 pub mod stats;
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -489,7 +489,7 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-fn write_outputs(json_path: &PathBuf, png: &PathBuf, report: &Report, timeline: &Timeline) -> anyhow::Result<()> {
+fn write_outputs(json_path: &Path, png: &Path, report: &Report, timeline: &Timeline) -> anyhow::Result<()> {
     std::fs::write(json_path, serde_json::to_vec_pretty(report)?)
         .with_context(|| format!("writing {}", json_path.display()))?;
     let title = format!("on-sale: {} buyers, {} seats", report.buyers, report.money.seats);
