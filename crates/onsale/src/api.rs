@@ -16,8 +16,9 @@ use tokio::sync::Semaphore;
 
 use crate::stats::{Stats, Step, Verdict};
 
-/// One answer: its status (0 when the request failed in transport), its problem `code` (or
-/// `""`), its JSON body (`Null` when none), the `Retry-After` it asked for, and the verdict.
+/// One answer: its status (0 when the request failed in transport), its problem `code` (`""`
+/// for none; `TIMEOUT`, `CONNECT` or `TRANSPORT` for a transport failure), its JSON body
+/// (`Null` when none), the `Retry-After` it asked for, and the verdict.
 #[derive(Debug)]
 pub struct Answer {
     /// HTTP status, 0 for a transport failure or a timeout.
@@ -41,6 +42,17 @@ impl Answer {
     /// How long to wait before retrying.
     pub fn backoff(&self) -> Duration {
         Duration::from_millis(self.retry_after.map_or(500, |s| s.clamp(1, 5) * 1000))
+    }
+}
+
+/// The `code` a transport failure is counted under.
+fn transport(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "TIMEOUT"
+    } else if e.is_connect() {
+        "CONNECT"
+    } else {
+        "TRANSPORT"
     }
 }
 
@@ -87,6 +99,9 @@ impl Api {
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(3))
             .pool_max_idle_per_host(max_inflight)
+            // Below actix-web's keep-alive (5 s): a pooled connection the server is closing
+            // would fail a request that never reached it.
+            .pool_idle_timeout(Duration::from_secs(3))
             .tcp_nodelay(true)
             .build()?;
         Ok(Api {
@@ -118,7 +133,7 @@ impl Api {
                 rb = rb.json(body);
             }
             let began = Instant::now();
-            let (status, retry_after, body) = match rb.send().await {
+            let (status, retry_after, body, failure) = match rb.send().await {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     let retry_after = resp
@@ -127,14 +142,14 @@ impl Api {
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse().ok());
                     match resp.bytes().await {
-                        Ok(bytes) => (status, retry_after, serde_json::from_slice(&bytes).unwrap_or(Value::Null)),
-                        Err(_) => (0, None, Value::Null),
+                        Ok(bytes) => (status, retry_after, serde_json::from_slice(&bytes).unwrap_or(Value::Null), None),
+                        Err(e) => (0, None, Value::Null, Some(transport(&e))),
                     }
                 }
-                Err(_) => (0, None, Value::Null),
+                Err(e) => (0, None, Value::Null, Some(transport(&e))),
             };
             let took = began.elapsed();
-            let code = body.get("code").and_then(Value::as_str).unwrap_or("").to_owned();
+            let code = failure.unwrap_or_else(|| body.get("code").and_then(Value::as_str).unwrap_or("")).to_owned();
             let verdict = self.stats.answer(req.step, status, &code, took);
             Answer { status, code, body, retry_after, verdict }
         })

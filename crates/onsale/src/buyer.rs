@@ -23,7 +23,6 @@ use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio::sync::watch;
-use uuid::Uuid;
 
 use crate::api::{Answer, Api, Req};
 use crate::stats::Step;
@@ -46,6 +45,9 @@ pub struct Ctx {
     pub concert: String,
     /// The run's seed.
     pub seed: u64,
+    /// Mixed into the ids the buyers make (user ids, idempotency keys), so that two runs with
+    /// one seed make the same choices but never reuse a user's key.
+    pub salt: u64,
     /// Longest silence before an abandoning buyer stops polling, from its join.
     pub abandon_span: Duration,
     /// Turns true when the run is over (deadline, or every staying buyer done).
@@ -103,6 +105,11 @@ fn rng_of(seed: u64, idx: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed ^ idx.wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
+/// A random (version 4) UUID from `ids`.
+fn new_id(ids: &mut ChaCha8Rng) -> String {
+    uuid::Builder::from_random_bytes(ids.random()).into_uuid().to_string()
+}
+
 fn ended(ctx: &Ctx) -> bool {
     *ctx.end.borrow()
 }
@@ -138,7 +145,8 @@ pub async fn run(ctx: Arc<Ctx>, idx: u64, late: bool, abandoner: bool) -> Record
     let mut rng = rng_of(ctx.seed, idx);
     let _ = rng.random_bool(0.5); // the draw `abandons` made
     let mut rec = Record { idx, late, abandoner, ..Record::default() };
-    let user = Uuid::new_v4().to_string();
+    let mut ids = ChaCha8Rng::seed_from_u64(ctx.salt ^ idx.wrapping_mul(0xD1B5_4A32_D192_ED03));
+    let user = new_id(&mut ids);
     let start = ctx.api.stats().start();
 
     rec.join_sent = Some(start.elapsed());
@@ -219,7 +227,7 @@ pub async fn run(ctx: Arc<Ctx>, idx: u64, late: bool, abandoner: bool) -> Record
             }
         }
     }
-    shop(&ctx, &mut rng, &mut rec, &user, &token).await;
+    shop(&ctx, &mut rng, &mut ids, &mut rec, &user, &token).await;
     rec
 }
 
@@ -250,7 +258,7 @@ fn skewed(rng: &mut ChaCha8Rng, len: usize) -> usize {
 }
 
 /// An admitted buyer goes for a seat until it pays, finds every date sold out, or gives up.
-async fn shop(ctx: &Ctx, rng: &mut ChaCha8Rng, rec: &mut Record, user: &str, token: &str) {
+async fn shop(ctx: &Ctx, rng: &mut ChaCha8Rng, ids: &mut ChaCha8Rng, rec: &mut Record, user: &str, token: &str) {
     for _ in 0..MAX_ROUNDS {
         if ended(ctx) {
             rec.failed = Some("run ended while shopping".into());
@@ -343,7 +351,7 @@ async fn shop(ctx: &Ctx, rng: &mut ChaCha8Rng, rec: &mut Record, user: &str, tok
         }
         let Some((reservation, seat, price)) = held else { continue };
 
-        let charge_key = Uuid::new_v4().to_string();
+        let charge_key = new_id(ids);
         let charge = json!({"amount": price});
         let a = retrying(ctx, || Req {
             step: Step::Charge,
@@ -359,7 +367,7 @@ async fn shop(ctx: &Ctx, rng: &mut ChaCha8Rng, rec: &mut Record, user: &str, tok
             return;
         }
 
-        let pay_key = Uuid::new_v4().to_string();
+        let pay_key = new_id(ids);
         let pay = json!({"reservationId": reservation});
         let a = retrying(ctx, || Req {
             step: Step::Pay,

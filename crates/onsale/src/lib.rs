@@ -111,9 +111,13 @@ async fn create_concert(api: &Api, args: &Args, now: OffsetDateTime) -> anyhow::
     Ok((id, total))
 }
 
-/// Runs the command of a chaos hook.
+/// Runs the command of a chaos hook (on the blocking pool: it may take seconds).
 async fn chaos(cmd: String) -> Option<i32> {
-    tokio::process::Command::new("sh").arg("-c").arg(&cmd).status().await.ok().and_then(|s| s.code())
+    tokio::task::spawn_blocking(move || std::process::Command::new("sh").arg("-c").arg(&cmd).status())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .and_then(|s| s.code())
 }
 
 /// Spawns `count` buyers from index `from` at `rate` a second until `stop` (if any); returns the
@@ -206,6 +210,7 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
         room: room.clone(),
         concert: concert.clone(),
         seed: args.seed,
+        salt: u64::try_from(wall0.unix_timestamp_nanos()).unwrap_or(0),
         abandon_span: Duration::from_secs(prequeue_secs + 30),
         end: end_rx.clone(),
         paid: AtomicU64::new(0),
@@ -340,12 +345,12 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
             Some(b) => b.clone(),
             None => std::env::current_exe()?.with_file_name("concert"),
         };
-        let out = tokio::process::Command::new(&bin)
-            .arg("check-invariants")
-            .env("DATABASE_URL", db)
-            .output()
-            .await
-            .with_context(|| format!("running {} check-invariants", bin.display()))?;
+        let (cmd_bin, db) = (bin.clone(), db.clone());
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(&cmd_bin).arg("check-invariants").env("DATABASE_URL", db).output()
+        })
+        .await?
+        .with_context(|| format!("running {} check-invariants", bin.display()))?;
         money.invariants_ok = Some(out.status.success());
         money.invariants_output = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     }

@@ -1,6 +1,8 @@
 //! The generator itself: a small on-sale (200 buyers, 40 seats on two dates) played against a
 //! `concert serve --store memory` of the test's own on a free port, and its report read back.
-//! It must say every target met, and its figures must agree with each other.
+//! It must say every target met, and its figures must agree with each other; a chaos hook runs.
+
+#![allow(clippy::unwrap_used, reason = "test: a failed expectation should panic")]
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -81,10 +83,14 @@ fn a_small_on_sale_meets_every_target() {
     }
 
     let (json, png) = (dir.join("report.json"), dir.join("timeline.png"));
+    let marker = dir.join("chaos-ran");
     let out = Command::new(env!("CARGO_BIN_EXE_onsale"))
         .args(["--base-url", &base, "--buyers", "200", "--join-rate", "200", "--seats", "40"])
         .args(["--seats-per-schedule", "20", "--admit-batch", "40", "--abandon-after-secs", "0"])
         .args(["--max-secs", "60", "--seed", "7"])
+        // A harmless hook, one second after the opening: it runs, through `sh -c`.
+        .arg("--chaos")
+        .arg(format!("1:touch '{}'", marker.display()))
         .arg("--json")
         .arg(&json)
         .arg("--png")
@@ -113,6 +119,8 @@ fn a_small_on_sale_meets_every_target() {
     let order = &report["order"];
     assert_eq!(order["entrants_admitted"].as_u64().unwrap() + order["late_admitted"].as_u64().unwrap(), 200, "{text}");
     assert!(text.contains("met    sold out"), "{text}");
+    assert!(marker.exists(), "the chaos command did not run\n{text}");
+    assert_eq!(report["chaos"][0]["exit"], 0, "{text}");
     // The chart is a PNG.
     let head = std::fs::read(&png).unwrap();
     assert_eq!(&head[..8], b"\x89PNG\r\n\x1a\n");
