@@ -2,8 +2,8 @@
 //! a bound on the requests in flight, and every answer measured and judged in [`Stats`].
 //!
 //! A buyer's request future is boxed where it is awaited ([`Api::send`] returns a boxed
-//! future), so a waiting buyer's task stays a few hundred bytes: the large state of a request
-//! in flight exists only while it is in flight, and at most `max_inflight` of them at once.
+//! future), so a waiting buyer's task stays small: the large state of a request in flight
+//! exists only while it is in flight.
 
 use std::future::Future;
 use std::pin::Pin;

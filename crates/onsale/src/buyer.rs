@@ -3,8 +3,9 @@
 //! go for the best, lowest-numbered ones: the contention of a real sale), charge the balance
 //! with the price and pay, retrying with another seat on 409.
 //!
-//! A task is a timer in tokio's wheel between its requests and holds no thread, so 200,000
-//! buyers cost a few hundred bytes each while they wait. Every buyer's choices come from a
+//! A task is a timer in tokio's wheel between its requests and holds no thread: a buyer's whole
+//! state is its task's future, under 1.5 KB (a test bounds it), because request futures and
+//! the shopping part are boxed only while they run; 200,000 waiting buyers take some 300 MB. Every buyer's choices come from a
 //! generator seeded by the run's seed and the buyer's index, so one seed replays one crowd.
 //!
 //! Retries: a 503 or a transport failure (a killed instance, a failing-over Redis master) is
@@ -101,8 +102,17 @@ pub fn abandons(seed: u64, idx: u64, share: f64) -> bool {
     rng_of(seed, idx).random_bool(share.clamp(0.0, 1.0))
 }
 
+/// Buyer `idx`'s generator for `stream`: 0 whether it abandons and when, 1 its choices when
+/// shopping. Made afresh where needed rather than kept: a waiting buyer's task then holds no
+/// generator state (a ChaCha block buffer is a few hundred bytes, times 200,000).
 fn rng_of(seed: u64, idx: u64) -> ChaCha8Rng {
-    ChaCha8Rng::seed_from_u64(seed ^ idx.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    rng_stream(seed, idx, 0)
+}
+
+fn rng_stream(seed: u64, idx: u64, stream: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ idx.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    rng.set_stream(stream);
+    rng
 }
 
 /// A random (version 4) UUID from `ids`.
@@ -142,11 +152,9 @@ fn note_token(rec: &mut Record, body: &Value) {
 
 /// Plays buyer `idx` to its end.
 pub async fn run(ctx: Arc<Ctx>, idx: u64, late: bool, abandoner: bool) -> Record {
-    let mut rng = rng_of(ctx.seed, idx);
-    let _ = rng.random_bool(0.5); // the draw `abandons` made
     let mut rec = Record { idx, late, abandoner, ..Record::default() };
-    let mut ids = ChaCha8Rng::seed_from_u64(ctx.salt ^ idx.wrapping_mul(0xD1B5_4A32_D192_ED03));
-    let user = new_id(&mut ids);
+    // Ids come from the run's salt: stream 0 the user, stream 1 the idempotency keys.
+    let user = new_id(&mut rng_stream(ctx.salt, idx, 0));
     let start = ctx.api.stats().start();
 
     rec.join_sent = Some(start.elapsed());
@@ -172,6 +180,8 @@ pub async fn run(ctx: Arc<Ctx>, idx: u64, late: bool, abandoner: bool) -> Record
     rec.token = Some(token.clone());
     rec.prequeue = a.body.get("position").is_some_and(Value::is_null);
     let abandon_at = abandoner.then(|| {
+        let mut rng = rng_of(ctx.seed, idx);
+        let _ = rng.random_bool(0.5); // the draw `abandons` made
         let span = u64::try_from(ctx.abandon_span.as_millis()).unwrap_or(u64::MAX).max(1);
         Instant::now() + Duration::from_millis(rng.random_range(0..span))
     });
@@ -227,7 +237,8 @@ pub async fn run(ctx: Arc<Ctx>, idx: u64, late: bool, abandoner: bool) -> Record
             }
         }
     }
-    shop(&ctx, &mut rng, &mut ids, &mut rec, &user, &token).await;
+    // Boxed: only the admitted few at a time carry a shopping buyer's larger state.
+    Box::pin(shop(&ctx, &mut rec, &user, &token)).await;
     rec
 }
 
@@ -258,7 +269,8 @@ fn skewed(rng: &mut ChaCha8Rng, len: usize) -> usize {
 }
 
 /// An admitted buyer goes for a seat until it pays, finds every date sold out, or gives up.
-async fn shop(ctx: &Ctx, rng: &mut ChaCha8Rng, ids: &mut ChaCha8Rng, rec: &mut Record, user: &str, token: &str) {
+async fn shop(ctx: &Ctx, rec: &mut Record, user: &str, token: &str) {
+    let (rng, ids) = (&mut rng_stream(ctx.seed, rec.idx, 1), &mut rng_stream(ctx.salt, rec.idx, 1));
     for _ in 0..MAX_ROUNDS {
         if ended(ctx) {
             rec.failed = Some("run ended while shopping".into());
@@ -396,4 +408,31 @@ async fn shop(ctx: &Ctx, rng: &mut ChaCha8Rng, ids: &mut ChaCha8Rng, rec: &mut R
         }
     }
     rec.failed = Some(format!("no seat after {MAX_ROUNDS} rounds"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::Stats;
+
+    /// A waiting buyer costs little: its task's future (all its state between requests) stays
+    /// small, because request futures are boxed and generators made afresh where needed.
+    #[test]
+    fn a_buyer_task_is_small() {
+        let stats = Arc::new(Stats::new(Instant::now(), 10).unwrap());
+        let api = Api::new("http://127.0.0.1:9", "x", stats, 1, Duration::from_secs(1)).unwrap();
+        let (_tx, end) = watch::channel(false);
+        let ctx = Arc::new(Ctx {
+            api,
+            room: "r".into(),
+            concert: "c".into(),
+            seed: 1,
+            salt: 2,
+            abandon_span: Duration::from_secs(1),
+            end,
+            paid: AtomicU64::new(0),
+        });
+        let size = std::mem::size_of_val(&run(ctx, 0, false, false));
+        assert!(size <= 1536, "a buyer's future is {size} bytes");
+    }
 }

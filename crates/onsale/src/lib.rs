@@ -161,18 +161,7 @@ async fn spawn_buyers(
 pub async fn run(args: Args) -> anyhow::Result<Report> {
     let start = Instant::now();
     let wall0 = OffsetDateTime::now_utc();
-    let early = args.early_buyers();
-    let prequeue_secs = early.div_ceil(args.join_rate.max(1)) + 2 * MARGIN_SECS + 1;
-    let opening = Duration::from_secs(prequeue_secs);
-    let windows = args
-        .chaos
-        .iter()
-        .map(|(at, _)| {
-            let from = opening + Duration::from_secs(*at);
-            (from, from + Duration::from_secs(args.failover_window_secs))
-        })
-        .collect();
-    let stats = Arc::new(Stats::new(start, args.max_secs, windows)?);
+    let stats = Arc::new(Stats::new(start, args.max_secs)?);
     let api = Api::new(
         &args.base_url,
         &args.admin_token,
@@ -180,8 +169,20 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
         args.max_inflight,
         Duration::from_secs(args.request_timeout_secs.max(1)),
     )?;
-
     let (concert, total_seats) = create_concert(&api, &args, wall0).await?;
+    // The pre-queue's length counts from here: creating 50,000 seats may take seconds.
+    let early = args.early_buyers();
+    let prequeue_secs = early.div_ceil(args.join_rate.max(1)) + 2 * MARGIN_SECS + 1;
+    let opening = Duration::from_secs(start.elapsed().as_secs() + 1 + prequeue_secs);
+    stats.set_failover_windows(
+        args.chaos
+            .iter()
+            .map(|(at, _)| {
+                let from = opening + Duration::from_secs(*at);
+                (from, from + Duration::from_secs(args.failover_window_secs))
+            })
+            .collect(),
+    );
     let room = args.room_id.clone().unwrap_or_else(|| format!("onsale-{}", wall0.unix_timestamp()));
     let opens_at = wall0 + opening;
     let mut spec = json!({

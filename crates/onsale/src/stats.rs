@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -74,8 +74,8 @@ pub struct Stats {
     start: Instant,
     latency: Vec<Mutex<Histogram<u64>>>,
     answers: Mutex<BTreeMap<(Step, u16, String), u64>>,
-    /// Failover windows, as offsets from the start (filled before the run, read-only after).
-    windows: Vec<(Duration, Duration)>,
+    /// Failover windows, as offsets from the start (set once the opening's time is known).
+    windows: OnceLock<Vec<(Duration, Duration)>>,
     sold: Vec<AtomicU64>,
     errors: Vec<AtomicU64>,
     unexpected: AtomicU64,
@@ -95,8 +95,8 @@ pub struct Summary {
 }
 
 impl Stats {
-    /// Stats for a run of at most `secs` seconds, with the given failover windows.
-    pub fn new(start: Instant, secs: u64, windows: Vec<(Duration, Duration)>) -> anyhow::Result<Self> {
+    /// Stats for a run of at most `secs` seconds.
+    pub fn new(start: Instant, secs: u64) -> anyhow::Result<Self> {
         let mut latency = Vec::new();
         for _ in Step::ALL {
             // 1 µs to 10 min at 3 significant digits.
@@ -107,7 +107,7 @@ impl Stats {
             start,
             latency,
             answers: Mutex::new(BTreeMap::new()),
-            windows,
+            windows: OnceLock::new(),
             sold: (0..slots).map(|_| AtomicU64::new(0)).collect(),
             errors: (0..slots).map(|_| AtomicU64::new(0)).collect(),
             unexpected: AtomicU64::new(0),
@@ -124,10 +124,15 @@ impl Stats {
         usize::try_from(secs).unwrap_or(usize::MAX).min(self.sold.len() - 1)
     }
 
+    /// Sets the failover windows (offsets from the start); only the first call counts.
+    pub fn set_failover_windows(&self, windows: Vec<(Duration, Duration)>) {
+        let _ = self.windows.set(windows);
+    }
+
     /// Whether `at` falls in a failover window.
     pub fn in_failover(&self, at: Instant) -> bool {
         let off = at.saturating_duration_since(self.start);
-        self.windows.iter().any(|(from, to)| off >= *from && off <= *to)
+        self.windows.get().is_some_and(|w| w.iter().any(|(from, to)| off >= *from && off <= *to))
     }
 
     /// Records one answer (`status` 0 for a transport failure, `code` its problem code or
