@@ -48,7 +48,9 @@ pub struct Args {
     /// [default: max(admit batch, buyers / 30)].
     #[arg(long)]
     pub drain_batch: Option<u64>,
-    /// The room's `abandonAfterSecs` (0 = keep every place, else 30..=86400).
+    /// The room's `abandonAfterSecs` (0 = keep every place, else 30..=86400). With `--chaos`,
+    /// make it longer than the failover window plus 25 s: a staying buyer whose polls all fail
+    /// for longer than it is skipped like one who left, and counts as a lost place.
     #[arg(long, default_value_t = 30)]
     pub abandon_after_secs: u64,
     /// The room's `activeTtlSecs`.

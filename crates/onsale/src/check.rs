@@ -8,7 +8,10 @@
 //! here, independently of the service's code, so a service that drew otherwise than it recorded
 //! fails the check. The entrants are the buyers whose join answered `"position": null` (the
 //! pre-queue); the later joiners are only sent once the draw is seen, so none of them can be
-//! taken for an entrant, and the count must equal the recorded `entrants` exactly.
+//! taken for an entrant, and the count must equal the recorded `entrants` exactly. (One case
+//! would break that count without any fault of the service: a pre-queue join whose answer was
+//! lost in a failover and whose retry, after the opening, got the same token back with its drawn
+//! position. Chaos is meant for after the opening.)
 //!
 //! **Admission ticks.** Every token admitted by one admission carries that admission's
 //! `activatedAt`, and one admission takes a contiguous range of the line. So, sorted by drawn
