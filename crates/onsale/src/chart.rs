@@ -14,8 +14,8 @@ use plotters::style::FontStyle;
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSansMono.ttf");
 static REGISTER: Once = Once::new();
 
-/// The series to draw, one value per second from the start of the run.
-#[derive(Debug, Clone, Default)]
+/// The series to draw, one value per second from the start of the run (also in the JSON report).
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Timeline {
     /// WAITING tokens of the room (sampled by the operator API).
     pub waiting: Vec<u64>,

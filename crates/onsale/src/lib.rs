@@ -490,8 +490,9 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
         money,
         chaos,
         targets,
+        timeline,
     };
-    write_outputs(&args.json, &args.png, &report, &timeline)?;
+    write_outputs(&args.json, &args.png, &report, &report.timeline)?;
     Ok(report)
 }
 

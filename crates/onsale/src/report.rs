@@ -118,6 +118,8 @@ pub struct Report {
     pub chaos: Vec<ChaosRun>,
     /// The targets.
     pub targets: Vec<Target>,
+    /// The chart's series.
+    pub timeline: crate::chart::Timeline,
 }
 
 impl Report {
