@@ -13,21 +13,22 @@ use serde_json::Value;
 
 const ADMIN: &str = "onsale-test-operator-secret";
 
-/// The `concert` binary beside this test's (built when missing: `cargo test -p onsale` does
-/// not build another package's binary).
+/// The `concert` binary beside this test's, or `CONCERT_BIN`. `cargo test -p onsale` does not
+/// rebuild another package's binary, so it is built here (a no-op when current), as the
+/// black-box tests do.
 fn concert_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("CONCERT_BIN") {
+        return PathBuf::from(p);
+    }
     let exe = std::env::current_exe().unwrap();
     let profile = exe.parent().and_then(|deps| deps.parent()).unwrap().to_path_buf();
-    let bin = profile.join("concert");
-    if !bin.exists() {
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "--quiet", "-p", "app", "--bin", "concert"]);
-        if profile.file_name().is_some_and(|p| p == "release") {
-            cmd.arg("--release");
-        }
-        assert!(cmd.status().unwrap().success(), "building concert failed");
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["build", "--quiet", "-p", "app", "--bin", "concert"]);
+    if profile.file_name().is_some_and(|p| p == "release") {
+        cmd.arg("--release");
     }
-    bin
+    assert!(cmd.status().unwrap().success(), "building concert failed");
+    profile.join("concert")
 }
 
 struct Server(Child);
