@@ -87,3 +87,11 @@ bench: db-up build ## Load-test the release binary on both queue stores (a priva
 
 clean-test-dbs: ## Drop test databases of crashed runs and the migrated template that test runs keep between runs
 	psql -h 127.0.0.1 -U postgres -Atc "select datname from pg_database where datname like 'concert\_test\_%' or datname like 'concert\_e2e\_%'" | while read -r db; do psql -h 127.0.0.1 -U postgres -qc "drop database if exists \"$$db\" with (force)"; done
+
+# A whole on-sale, played (issue 18): knobs are environment variables, see crates/onsale/local.sh.
+.PHONY: onsale
+onsale: ## Play a whole on-sale with crates/onsale against ONSALE_BASE_URL (+ADMIN_TOKEN), else a server of its own (PostgreSQL + Redis); knobs ONSALE_BUYERS (20000), ONSALE_JOIN_RATE (2000), ONSALE_SEATS, ONSALE_SALE_SECS (60), ONSALE_MAX_SECS (600), ONSALE_ARGS (e.g. --chaos "20:deploy/cluster.sh kill-instance 2"), ONSALE_OUT (target/onsale)
+	@if [ -z "$$ONSALE_BASE_URL" ]; then $(MAKE) -s db-up redis-up; fi
+	$(CARGO) build --release -p app --bin concert
+	$(CARGO) build --release -p onsale --bin onsale
+	crates/onsale/local.sh
