@@ -87,3 +87,19 @@ bench: db-up build ## Load-test the release binary on both queue stores (a priva
 
 clean-test-dbs: ## Drop test databases of crashed runs and the migrated template that test runs keep between runs
 	psql -h 127.0.0.1 -U postgres -Atc "select datname from pg_database where datname like 'concert\_test\_%' or datname like 'concert\_e2e\_%'" | while read -r db; do psql -h 127.0.0.1 -U postgres -qc "drop database if exists \"$$db\" with (force)"; done
+
+# The reference deployment on this machine (deploy/cluster.sh; docs/operations.md, "The
+# reference deployment"). Needs root: the hosts are network namespaces.
+.PHONY: cluster cluster-down cluster-status test-cluster
+
+cluster: build ## Bring up the reference deployment: 3 hosts in network namespaces behind HAProxy, its own PostgreSQL and Redis Cluster
+	CONCERT_BIN=$(BIN) deploy/cluster.sh up
+
+cluster-down: ## Remove every namespace, link, process, database and file that make cluster made
+	deploy/cluster.sh down
+
+cluster-status: ## The cluster's hosts and their health, HAProxy's view, Redis and PostgreSQL
+	deploy/cluster.sh status
+
+test-cluster: build ## The reference deployment: spread over hosts, one killed and restarted, a drain, torn down leaving nothing (tests/cluster)
+	CONCERT_BIN=$(BIN) tests/cluster/run.sh

@@ -47,6 +47,7 @@ HOSTS=${CLUSTER_HOSTS:-3}
 [[ $HOSTS =~ ^[1-9]$ ]] || { echo "CLUSTER_HOSTS must be 1..9, not '$HOSTS'" >&2; exit 2; }
 RUN=${CLUSTER_RUN:-/tmp/concert-cluster-$ID}
 BIN=${CONCERT_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/concert}
+[[ $BIN == /* ]] || BIN=$PWD/$BIN
 
 NET=10.77.$ID
 BRIDGE_ADDR=$NET.1
