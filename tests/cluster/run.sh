@@ -9,7 +9,10 @@
 #   3. starts it again: it is back in rotation;
 #   4. drains one for a deploy (the documented procedure): no new request reaches it, it stops
 #      gracefully, starts again and is put back;
-#   5. the database holds no violated invariant;
+#   5. kills the Redis master of room main: buyers get the service's own 503 (HAProxy fails
+#      open to the instances rather than answering for them) until it is back, or, on a Redis
+#      Cluster, until its replica took over; then everything is served again;
+#   6. the database holds no violated invariant;
 # then tears it down and checks that nothing is left: no namespace, link, process, listener
 # or file; and that a second teardown is harmless.
 #
@@ -246,7 +249,52 @@ show_counts
 check "no request failed during the deploy" test "${#errors[@]}" -eq 0
 check "h3 serves again" test "${served[h3]:-0}" -ge 3
 
-# ---- 5. the store --------------------------------------------------------------------------
+# ---- 5. the Redis master of the line dies --------------------------------------------------
+
+step "kill the Redis master of room main ($CLUSTER_REDIS), then bring it back"
+redis_port=$($cluster kill-redis-master main)
+# Until Redis is back (single) or its replica took over (cluster), an issue answers 503
+# UNAVAILABLE from an instance: through the checked servers until HAProxy marks them down,
+# then through the fail-open backups. Never HAProxy's own bare 503 (no X-Served-By).
+bare=0
+unavailable=0
+other=()
+recovered_after=""
+killed_at=$(date +%s%N)
+while (($(date +%s%N) - killed_at < 4000000000)) || [[ $CLUSTER_REDIS == cluster && -z $recovered_after ]]; do
+    issue
+    if [[ $STATUS == 503 && $SERVED_BY == - ]]; then
+        bare=$((bare + 1))
+    elif [[ $STATUS == 503 ]] && grep -q '"code":"UNAVAILABLE"' "$body"; then
+        unavailable=$((unavailable + 1))
+    elif [[ $STATUS == 201 ]]; then
+        [[ -n $recovered_after ]] || recovered_after=$((($(date +%s%N) - killed_at) / 1000000))
+    else
+        other+=("$STATUS via $SERVED_BY: $(head -c 200 "$body")")
+    fi
+    (($(date +%s%N) - killed_at < 20000000000)) || fail "room main does not recover 20 s after its Redis master died"
+    sleep 0.1
+done
+echo "   503 UNAVAILABLE from an instance: $unavailable, bare 503 from HAProxy: $bare, other: ${#other[@]}"
+if ((${#other[@]})); then printf '   %s
+' "${other[@]:0:5}"; fi
+check "every answer was 201 or the service's own 503 UNAVAILABLE" test "${#other[@]}" -eq 0
+check "HAProxy never answered a bare 503 (it fails open to the instances)" test "$bare" -eq 0
+if [[ $CLUSTER_REDIS == cluster ]]; then
+    echo "   room main answered 201 again after ${recovered_after} ms (the replica took over)"
+else
+    check "with its only Redis gone, the line answered 503" test "$unavailable" -ge 1
+fi
+$cluster restart-redis-node "$redis_port"
+ready_again() { [[ $($cluster haproxy-state 1)$($cluster haproxy-state 2)$($cluster haproxy-state 3) == UPUPUP ]]; }
+for _ in $(seq 1 50); do ready_again && break; sleep 0.2; done
+check "every host is back in rotation once Redis is" ready_again
+reset_counts
+for _ in $(seq 1 6); do round; done
+show_counts
+check "no request failed after Redis came back" test "${#errors[@]}" -eq 0
+
+# ---- 6. the store --------------------------------------------------------------------------
 
 step "storage invariants"
 check "concert check-invariants finds nothing" env -i PATH="$PATH" DATABASE_URL="$DATABASE_URL" "$CONCERT_BIN" check-invariants
