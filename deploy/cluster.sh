@@ -33,6 +33,7 @@
 #   CLUSTER_PORT   HAProxy's port on 127.0.0.1 (17080+100*ID); its stats page is on the next
 #   CONCERT_BIN    the binary (target/release/concert)
 #   CLUSTER_EXTRA_ENV  a file of KEY=value lines added to every host's environment
+#   CLUSTER_READY_SECS how long an instance may take to become ready (60)
 # Needs root (network namespaces), ip, haproxy, redis-server, redis-cli, curl, PostgreSQL's
 # server binaries (initdb, pg_ctl), runuser, and socat or python3 for HAProxy's runtime API.
 set -euo pipefail
@@ -211,10 +212,19 @@ start_instance() {
         bash -c 'echo $$ >"$1"; exec "$2" serve' _ "$pidfile" "$BIN" \
         >>"$RUN/logs/h$n.log" 2>&1 </dev/null &
     wait_for 5 test -s "$pidfile" || die "h$n did not start (see $RUN/logs/h$n.log)"
-    if ! wait_for 60 instance_ready "$n"; then
-        tail -n 5 "$RUN/logs/h$n.log" >&2 || true
-        die "h$n is not ready after 60 s (log: $RUN/logs/h$n.log)"
-    fi
+    local i
+    for ((i = 0; ; i++)); do
+        instance_ready "$n" && break
+        if ! alive "$(instance_pid "$n")"; then
+            tail -n 3 "$RUN/logs/h$n.log" >&2 || true
+            die "h$n exited before it was ready (log: $RUN/logs/h$n.log)"
+        fi
+        if ((i >= ${CLUSTER_READY_SECS:-60} * 5)); then
+            tail -n 3 "$RUN/logs/h$n.log" >&2 || true
+            die "h$n is not ready after ${CLUSTER_READY_SECS:-60} s (log: $RUN/logs/h$n.log)"
+        fi
+        sleep 0.2
+    done
     # Back in rotation once HAProxy's checks pass (rise 2 x 1 s); DRAIN if an operator drained it.
     if [[ -S $RUN/haproxy.sock ]]; then
         wait_for 15 haproxy_sees_up "$n" || die "HAProxy does not see h$n up 15 s after it became ready"
@@ -481,7 +491,7 @@ up_failed() {
     rm -rf "$RUN.failed-logs"
     cp -a "$RUN/logs" "$RUN.failed-logs" 2>/dev/null || true
     say "up failed; removing what was made (its logs are kept in $RUN.failed-logs)"
-    down || true
+    down keep-logs || true
 }
 
 up() {
@@ -569,8 +579,9 @@ down() {
     for d in $(ip -o link show 2>/dev/null | awk -F': ' '{ print $2 }' | cut -d@ -f1 | grep -E "^cc$ID-(h[0-9]+|br)$" || true); do
         ip link del "$d" 2>/dev/null || true
     done
-    rm -rf "$RUN" "$RUN.failed-logs"
-    say "down: no namespace, link, process or file of cluster $ID left"
+    rm -rf "$RUN"
+    [[ ${1:-} == keep-logs ]] || rm -rf "$RUN.failed-logs"
+    say "down: no namespace, link, process or file of cluster $ID left${1:+ (but the logs of the failed up)}"
 }
 
 # ---- status and env -----------------------------------------------------------------------
