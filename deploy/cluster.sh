@@ -92,7 +92,7 @@ pg_bin() {
         echo /usr/lib/postgresql/15/bin
     else
         local d
-        d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+        d=$(printf '%s\n' /usr/lib/postgresql/*/bin | grep -v '\*' | sort -V | tail -1 || true)
         [[ -n $d ]] || die "no PostgreSQL server binaries under /usr/lib/postgresql/*/bin (set PG_BIN)"
         echo "$d"
     fi
@@ -122,7 +122,7 @@ alive() { [[ -n ${1:-} ]] && ! gone "$1"; }
 # Gone: no such process, or a zombie that its new parent has not reaped yet.
 gone() { ! kill -0 "$1" 2>/dev/null || [[ $(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) == Z ]]; }
 
-pid_in() { [[ -s $1 ]] && tr -dc '0-9' <"$1" || true; }
+pid_in() { if [[ -s $1 ]]; then tr -dc '0-9' <"$1"; fi; }
 
 # Waits up to $1 seconds for the command to succeed.
 wait_for() {
@@ -187,7 +187,9 @@ render() {
 
 # ---- instances ----------------------------------------------------------------------------
 
-check_host() { [[ $1 =~ ^[1-9]$ ]] && ((10#$1 <= HOSTS)) || die "no host '$1' (hosts are 1..$HOSTS)"; }
+check_host() {
+    if ! [[ $1 =~ ^[1-9]$ ]] || ((10#$1 > HOSTS)); then die "no host '$1' (hosts are 1..$HOSTS)"; fi
+}
 
 instance_pid() { pid_in "$RUN/h$1.pid"; }
 
@@ -208,6 +210,7 @@ start_instance() {
     # Exactly the host's environment (as systemd's EnvironmentFile= gives it), in a session of
     # its own so that a terminal's Ctrl-C does not reach it; the wrapper records the pid
     # `exec` keeps.
+    # shellcheck disable=SC2016 # $$ is the inner shell's
     ip netns exec "$ns" setsid env -i PATH=/usr/local/bin:/usr/bin:/bin "${vars[@]}" \
         bash -c 'echo $$ >"$1"; exec "$2" serve' _ "$pidfile" "$BIN" \
         >>"$RUN/logs/h$n.log" 2>&1 </dev/null &
@@ -390,7 +393,9 @@ preflight() {
         die "an interface already has an address in $NET.0/24; pick another CLUSTER_ID"
     fi
     for port in "${REDIS_PORTS[@]}" "$REDIS_SINGLE_PORT" "$PG_PORT" "$FRONT_PORT" "$STATS_PORT"; do
-        port_free "$port" && port_free $((port + 10000)) || die "port $port or $((port + 10000)) is taken; pick another CLUSTER_ID"
+        if ! port_free "$port" || ! port_free $((port + 10000)); then
+            die "port $port or $((port + 10000)) is taken; pick another CLUSTER_ID"
+        fi
     done
 }
 
@@ -494,6 +499,12 @@ up_failed() {
     down keep-logs || true
 }
 
+up_exit() {
+    local rc=$?
+    ((UP_OK == 1)) || up_failed
+    exit "$rc"
+}
+
 up() {
     local mode=${CLUSTER_REDIS:-auto} n
     preflight
@@ -509,7 +520,7 @@ up() {
     chmod 755 "$RUN"
     # From here on, a failure removes everything made so far.
     UP_OK=0
-    trap 'rc=$?; if ((UP_OK == 0)); then up_failed; fi; exit $rc' EXIT
+    trap up_exit EXIT
     trap 'exit 130' INT TERM
     {
         printf 'REDIS_MODE=%q\nBIN=%q\nHOSTS=%q\n' "$mode" "$BIN" "$HOSTS"
