@@ -15,11 +15,14 @@
 # Hooks for load tests (each waits until the change has happened, and prints what it did):
 #   kill-instance N [SIGNAL]              crash host N's instance (SIGKILL by default)
 #   stop-instance N                       stop it gracefully (SIGTERM: in-flight requests finish)
-#   start-instance N                      start it again and wait until it is ready
+#   start-instance [N]                    start it again (no N: every host that is down) and
+#                                         wait until it is ready and HAProxy routes to it
 #   drain-instance N / ready-instance N   take it out of HAProxy's rotation / put it back
 #   kill-redis-master [ROOM]              SIGKILL the Redis master serving ROOM's hash slot
 #                                         (default: room "main"); prints its port
-#   restart-redis-node PORT               (re)start one Redis node; it rejoins the cluster
+#   restart-redis-node [PORT]             (re)start one Redis node (no PORT: every node that is
+#                                         down); it rejoins the cluster, as a replica after a
+#                                         failover
 #
 # Settings (environment):
 #   CLUSTER_ID     0..99 (0): picks the subnet 10.77.<ID>.0/24, ports 17000+100*ID+..., the
@@ -355,9 +358,18 @@ kill_redis_master() {
 }
 
 restart_redis_node() {
-    local port=${1:-} pid
+    local port=${1:-} pid p dir
     load_state
-    [[ $port =~ ^[0-9]+$ ]] || die "usage: deploy/cluster.sh restart-redis-node PORT"
+    if [[ -z $port ]]; then
+        # Every node that is not running: what a load test's chaos step calls to undo an
+        # earlier kill-redis-master without knowing the port it printed.
+        for dir in "$RUN"/redis/*/; do
+            p=$(basename "$dir")
+            alive "$(pid_in "$dir/redis.pid")" || restart_redis_node "$p"
+        done
+        return 0
+    fi
+    [[ $port =~ ^[0-9]+$ ]] || die "usage: deploy/cluster.sh restart-redis-node [PORT]"
     pid=$(pid_in "$(redis_node_dir "$port")/redis.pid")
     if alive "$pid"; then
         kill -KILL "$pid"
@@ -654,7 +666,7 @@ print_env() {
 # ---- main ---------------------------------------------------------------------------------
 
 main() {
-    local cmd=${1:-}
+    local cmd=${1:-} n
     shift || true
     case $cmd in
         up) up ;;
@@ -671,7 +683,13 @@ main() {
             ;;
         start-instance)
             load_state
-            start_instance "${1:?usage: start-instance N}"
+            if [[ -n ${1:-} ]]; then
+                start_instance "$1"
+            else
+                for ((n = 1; n <= HOSTS; n++)); do
+                    alive "$(instance_pid "$n")" || start_instance "$n"
+                done
+            fi
             ;;
         drain-instance)
             load_state
