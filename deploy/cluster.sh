@@ -535,7 +535,8 @@ up() {
     trap up_exit EXIT
     trap 'exit 130' INT TERM
     {
-        printf 'REDIS_MODE=%q\nBIN=%q\nHOSTS=%q\n' "$mode" "$BIN" "$HOSTS"
+        printf 'REDIS_MODE=%q\nBIN=%q\nHOSTS=%q\nFRONT_PORT=%q\nSTATS_PORT=%q\n' \
+            "$mode" "$BIN" "$HOSTS" "$FRONT_PORT" "$STATS_PORT"
     } >"$(state_file)"
     od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$RUN/admin-token"
     chmod 600 "$RUN/admin-token"
@@ -553,7 +554,9 @@ up() {
     make_haproxy
     UP_OK=1
     trap - EXIT INT TERM
-    say "up: $HOSTS hosts behind http://$FRONT_ADDR:$FRONT_PORT, Redis $mode; clients: eval \"\$(deploy/cluster.sh env)\""
+    local id_prefix=""
+    ((ID == 0)) || id_prefix="CLUSTER_ID=$ID "
+    say "up: $HOSTS hosts behind http://$FRONT_ADDR:$FRONT_PORT, Redis $mode; clients: eval \"\$(${id_prefix}deploy/cluster.sh env)\""
 }
 
 # ---- down ---------------------------------------------------------------------------------
@@ -570,6 +573,11 @@ end_process() {
 
 down() {
     local ns pid pids p d data=$RUN/pg
+    # The ports `up` was given, if it left its state.
+    if [[ -f $(state_file) ]]; then
+        # shellcheck disable=SC1090
+        source "$(state_file)"
+    fi
     # Instances: every process in our namespaces (those and only those are ours).
     for ns in $(ip netns list 2>/dev/null | awk -v pre="concert$ID-h" 'index($1, pre) == 1 { print $1 }'); do
         pids=$(ip netns pids "$ns" 2>/dev/null || true)
