@@ -30,8 +30,8 @@
 #   CLUSTER_HOSTS  1..9 (3)
 #   CLUSTER_REDIS  cluster | single | auto (auto): cluster gives REDIS_URL as the list of the
 #                  six nodes; single runs one Redis instead, for a binary whose REDIS_URL takes
-#                  one URL; auto picks cluster when `concert serve --help` says REDIS_URL takes
-#                  a cluster's nodes
+#                  one URL; auto tries the cluster and falls back to single when the binary
+#                  refuses the list (it exits at start, naming REDIS_URL)
 #   CLUSTER_RUN    state directory (/tmp/concert-cluster-<ID>)
 #   CLUSTER_PORT   HAProxy's port on 127.0.0.1 (17080+100*ID); its stats page is on the next
 #   CONCERT_BIN    the binary (target/release/concert)
@@ -113,14 +113,6 @@ redis_url() {
     fi
 }
 
-# Whether this binary's REDIS_URL takes a Redis Cluster's nodes: its help for --redis-url
-# says so (the contract: "a comma-separated list of node URLs").
-binary_takes_cluster() {
-    "$BIN" serve --help 2>/dev/null |
-        awk '/--redis-url/ { on = 1; next } on && /^ *--/ { exit } on' |
-        grep -qiE 'cluster|comma'
-}
-
 alive() { [[ -n ${1:-} ]] && ! gone "$1"; }
 # Gone: no such process, or a zombie that its new parent has not reaped yet.
 gone() { ! kill -0 "$1" 2>/dev/null || [[ $(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) == Z ]]; }
@@ -198,16 +190,13 @@ instance_pid() { pid_in "$RUN/h$1.pid"; }
 
 instance_ready() { curl -sf -o /dev/null --max-time 2 "http://$(addr_of "$1"):$APP_PORT/health/ready"; }
 
-start_instance() {
-    local n=$1 ns envfile pidfile vars=()
-    check_host "$n"
+# Starts host N's instance and waits until it is ready: 0 ready, 2 it exited first, 1 not
+# ready in time. Says nothing: start_instance and up tell what it means.
+launch_instance() {
+    local n=$1 ns envfile pidfile vars=() i
     ns=$(ns_of "$n")
     envfile=$RUN/hosts/h$n.env
     pidfile=$RUN/h$n.pid
-    if alive "$(instance_pid "$n")"; then
-        say "h$n is already running (pid $(instance_pid "$n"))"
-        return 0
-    fi
     rm -f "$pidfile"
     mapfile -t vars < <(grep -Ev '^[[:space:]]*(#|$)' "$envfile")
     # Exactly the host's environment (as systemd's EnvironmentFile= gives it), in a session of
@@ -217,25 +206,35 @@ start_instance() {
     ip netns exec "$ns" setsid env -i PATH=/usr/local/bin:/usr/bin:/bin "${vars[@]}" \
         bash -c 'echo $$ >"$1"; exec "$2" serve' _ "$pidfile" "$BIN" \
         >>"$RUN/logs/h$n.log" 2>&1 </dev/null &
-    wait_for 5 test -s "$pidfile" || die "h$n did not start (see $RUN/logs/h$n.log)"
-    local i
+    wait_for 5 test -s "$pidfile" || return 2
     for ((i = 0; ; i++)); do
-        instance_ready "$n" && break
-        if ! alive "$(instance_pid "$n")"; then
-            tail -n 3 "$RUN/logs/h$n.log" >&2 || true
-            die "h$n exited before it was ready (log: $RUN/logs/h$n.log)"
-        fi
-        if ((i >= ${CLUSTER_READY_SECS:-60} * 5)); then
-            tail -n 3 "$RUN/logs/h$n.log" >&2 || true
-            die "h$n is not ready after ${CLUSTER_READY_SECS:-60} s (log: $RUN/logs/h$n.log)"
-        fi
+        instance_ready "$n" && return 0
+        alive "$(instance_pid "$n")" || return 2
+        ((i < ${CLUSTER_READY_SECS:-60} * 5)) || return 1
         sleep 0.2
     done
+}
+
+launch_failed() {
+    tail -n 3 "$RUN/logs/h$1.log" >&2 || true
+    (($2 == 2)) && die "h$1 exited before it was ready (log: $RUN/logs/h$1.log)"
+    die "h$1 is not ready after ${CLUSTER_READY_SECS:-60} s (log: $RUN/logs/h$1.log)"
+}
+
+start_instance() {
+    local n=$1 rc=0
+    check_host "$n"
+    if alive "$(instance_pid "$n")"; then
+        say "h$n is already running (pid $(instance_pid "$n"))"
+        return 0
+    fi
+    launch_instance "$n" || rc=$?
+    ((rc == 0)) || launch_failed "$n" "$rc"
     # Back in rotation once HAProxy's checks pass (rise 2 x 1 s); DRAIN if an operator drained it.
     if [[ -S $RUN/haproxy.sock ]]; then
         wait_for 15 haproxy_sees_up "$n" || die "HAProxy does not see h$n up 15 s after it became ready"
     fi
-    say "h$n ready at $(addr_of "$n"):$APP_PORT (pid $(instance_pid "$n"), namespace $ns)"
+    say "h$n ready at $(addr_of "$n"):$APP_PORT (pid $(instance_pid "$n"), namespace $(ns_of "$n"))"
 }
 
 haproxy_sees_up() { [[ $(haproxy_state_of "$1") =~ ^(UP|DRAIN)$ ]]; }
@@ -517,39 +516,64 @@ up_exit() {
     exit "$rc"
 }
 
+write_state() {
+    printf 'REDIS_MODE=%q\nBIN=%q\nHOSTS=%q\nFRONT_PORT=%q\nSTATS_PORT=%q\n' \
+        "$1" "$BIN" "$HOSTS" "$FRONT_PORT" "$STATS_PORT" >"$(state_file)"
+}
+
+# CLUSTER_REDIS=auto with a binary whose REDIS_URL takes one URL: it refused the cluster's node
+# list (it exits at start, naming REDIS_URL). The hosts then use one Redis, and the Redis
+# Cluster goes, so that what runs is what is used.
+fall_back_to_single() {
+    local p n
+    for p in "${REDIS_PORTS[@]}"; do
+        end_process "$(pid_in "$(redis_node_dir "$p")/redis.pid")" 5
+        rm -rf "$(redis_node_dir "$p")"
+    done
+    say "CLUSTER_REDIS=auto: $BIN refused the Redis Cluster's node list as REDIS_URL ($(grep -o 'REDIS_URL[^"]*' "$RUN/logs/h1.log" | tail -1)); the hosts use one Redis instead"
+    write_state single
+    make_redis single
+    make_hosts single
+    for ((n = 1; n <= HOSTS; n++)); do rm -f "$RUN/logs/h$n.log"; done
+}
+
 up() {
-    local mode=${CLUSTER_REDIS:-auto} n
+    local mode=${CLUSTER_REDIS:-auto} n rc
     preflight
-    case $mode in
-        cluster | single) ;;
-        auto)
-            if binary_takes_cluster; then mode=cluster; else mode=single; fi
-            say "CLUSTER_REDIS=auto: $mode ($BIN's --redis-url $([[ $mode == cluster ]] && echo takes || echo does not take) a cluster's nodes)"
-            ;;
-        *) die "CLUSTER_REDIS must be cluster, single or auto, not '$mode'" ;;
-    esac
+    [[ $mode =~ ^(cluster|single|auto)$ ]] || die "CLUSTER_REDIS must be cluster, single or auto, not '$mode'"
     mkdir -p "$RUN"/{logs,hosts,redis}
     chmod 755 "$RUN"
     # From here on, a failure removes everything made so far.
     UP_OK=0
     trap up_exit EXIT
     trap 'exit 130' INT TERM
-    {
-        printf 'REDIS_MODE=%q\nBIN=%q\nHOSTS=%q\nFRONT_PORT=%q\nSTATS_PORT=%q\n' \
-            "$mode" "$BIN" "$HOSTS" "$FRONT_PORT" "$STATS_PORT"
-    } >"$(state_file)"
+    write_state "$mode"
     od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$RUN/admin-token"
     chmod 600 "$RUN/admin-token"
 
     make_network
     make_postgres
-    make_redis "$mode"
+    if [[ $mode == single ]]; then make_redis single; else make_redis cluster; fi
     env -i PATH="$PATH" DATABASE_URL="$(database_url)" "$BIN" migrate >>"$RUN/logs/migrate.log" 2>&1 ||
         die "concert migrate failed (see $RUN/logs/migrate.log)"
     env -i PATH="$PATH" DATABASE_URL="$(database_url)" "$BIN" seed-demo >>"$RUN/logs/migrate.log" 2>&1 ||
         die "concert seed-demo failed (see $RUN/logs/migrate.log)"
     say "database migrated and seeded with the demo catalogue"
-    make_hosts "$mode"
+    if [[ $mode == auto ]]; then
+        mode=cluster
+        write_state cluster
+        make_hosts cluster
+        rc=0
+        launch_instance 1 || rc=$?
+        if ((rc == 2)) && grep -q 'REDIS_URL' "$RUN/logs/h1.log"; then
+            mode=single
+            fall_back_to_single
+        elif ((rc != 0)); then
+            launch_failed 1 "$rc"
+        fi
+    else
+        make_hosts "$mode"
+    fi
     for ((n = 1; n <= HOSTS; n++)); do start_instance "$n"; done
     make_haproxy
     UP_OK=1
