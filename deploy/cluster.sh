@@ -20,6 +20,7 @@
 #   drain-instance N / ready-instance N   take it out of HAProxy's rotation / put it back
 #   kill-redis-master [ROOM]              SIGKILL the Redis master serving ROOM's hash slot
 #                                         (default: room "main"); prints its port
+#   redis-master-of [ROOM]                the port of the Redis master serving ROOM's line
 #   restart-redis-node [PORT]             (re)start one Redis node (no PORT: every node that is
 #                                         down); it rejoins the cluster, as a replica after a
 #                                         failover
@@ -322,11 +323,28 @@ any_redis_node() {
     return 1
 }
 
-# The port of the master that serves the hash slot of ROOM's keys (`{<prefix>:<room>}`).
+# The hash tag of ROOM's keys: `{<prefix>:<room>}` (docs/api.md, "Queue on a Redis Cluster");
+# `main`'s line kept the namespace it had before rooms, `{<prefix>}`. Whichever holds the
+# line's counter (`<tag>:issued`) wins, so this follows the store as it is.
+room_tag() {
+    local room=$1
+    local seed tag candidates=("{$KEY_PREFIX:$room}")
+    [[ $room == main ]] && candidates=("{$KEY_PREFIX}" "{$KEY_PREFIX:main}")
+    seed=$(any_redis_node) || die "no Redis node answers"
+    for tag in "${candidates[@]}"; do
+        if [[ $(redis-cli -c -h "$BRIDGE_ADDR" -p "$seed" exists "$tag:issued" 2>/dev/null) == 1 ]]; then
+            echo "$tag"
+            return 0
+        fi
+    done
+    echo "${candidates[0]}"
+}
+
+# The port of the master that serves the hash slot of ROOM's keys.
 master_of_room() {
     local room=$1 seed slot
     seed=$(any_redis_node) || die "no Redis node answers"
-    slot=$(redis-cli -h "$BRIDGE_ADDR" -p "$seed" cluster keyslot "{$KEY_PREFIX:$room}")
+    slot=$(redis-cli -h "$BRIDGE_ADDR" -p "$seed" cluster keyslot "$(room_tag "$room")")
     redis-cli -h "$BRIDGE_ADDR" -p "$seed" cluster nodes | awk -v slot="$slot" '
         $3 ~ /master/ && $3 !~ /fail/ && $8 == "connected" {
             for (i = 9; i <= NF; i++) {
@@ -538,7 +556,7 @@ fall_back_to_single() {
 }
 
 up() {
-    local mode=${CLUSTER_REDIS:-auto} n rc
+    local mode=${CLUSTER_REDIS:-auto} n rc first
     preflight
     [[ $mode =~ ^(cluster|single|auto)$ ]] || die "CLUSTER_REDIS must be cluster, single or auto, not '$mode'"
     mkdir -p "$RUN"/{logs,hosts,redis}
@@ -559,6 +577,7 @@ up() {
     env -i PATH="$PATH" DATABASE_URL="$(database_url)" "$BIN" seed-demo >>"$RUN/logs/migrate.log" 2>&1 ||
         die "concert seed-demo failed (see $RUN/logs/migrate.log)"
     say "database migrated and seeded with the demo catalogue"
+    first=1
     if [[ $mode == auto ]]; then
         mode=cluster
         write_state cluster
@@ -570,11 +589,14 @@ up() {
             fall_back_to_single
         elif ((rc != 0)); then
             launch_failed 1 "$rc"
+        else
+            say "h1 ready at $(addr_of 1):$APP_PORT (pid $(instance_pid 1), namespace $(ns_of 1))"
+            first=2
         fi
     else
         make_hosts "$mode"
     fi
-    for ((n = 1; n <= HOSTS; n++)); do start_instance "$n"; done
+    for ((n = first; n <= HOSTS; n++)); do start_instance "$n"; done
     make_haproxy
     UP_OK=1
     trap - EXIT INT TERM
@@ -732,6 +754,10 @@ main() {
             set_server_state "${1:?usage: ready-instance N}" ready
             ;;
         kill-redis-master) kill_redis_master "${1:-main}" ;;
+        redis-master-of)
+            load_state
+            if [[ $REDIS_MODE == single ]]; then echo "$REDIS_SINGLE_PORT"; else master_of_room "${1:-main}"; fi
+            ;;
         restart-redis-node) restart_redis_node "${1:-}" ;;
         haproxy-state)
             load_state
