@@ -160,7 +160,11 @@ haproxy_servers() {
     haproxy_cmd "show stat" | awk -F, '$1 == "concert" && $2 ~ /^h[0-9]+$/ { print $2, $18 }'
 }
 
-haproxy_all_up() { [[ $(haproxy_servers | awk '$2 == "UP" { n++ } END { print n + 0 }') == "$HOSTS" ]]; }
+# Every host UP by a check that passed (HAProxy starts its servers UP before checking them).
+haproxy_all_up() {
+    [[ $(haproxy_cmd "show stat" | awk -F, '$1 == "concert" && $2 ~ /^h[0-9]+$/ && $18 == "UP" && $37 == "L7OK" { n++ }
+        END { print n + 0 }') == "$HOSTS" ]]
+}
 
 haproxy_state_of() { haproxy_servers | awk -v s="h$1" '$1 == s { print $2 }'; }
 
