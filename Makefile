@@ -61,7 +61,7 @@ check-domain-deps: ## Fail when the domain crate depends on an I/O crate (cargo 
 	if [ -n "$$bad" ]; then echo "domain must do no I/O, but it depends on: $$bad" >&2; exit 1; fi; \
 	echo "domain depends on no I/O crate"
 
-test: tools db-up redis-up lint test-deploy test-rust test-browser test-api ## Lint, then every test: deployment files, unit, conformance, races, HTTP, black-box, faults, browser, schemathesis
+test: tools db-up redis-up lint test-deploy test-rust test-browser test-api test-hosts ## Lint, then every test: deployment files, unit, conformance, races, HTTP, black-box, faults, browser, schemathesis, the reference deployment's hosts
 
 test-deploy: ## The alert rules and their unit tests, and the dashboard's queries, with promtool
 	python3 deploy/check.py
@@ -95,3 +95,23 @@ onsale: ## Play a whole on-sale with crates/onsale against ONSALE_BASE_URL (+ADM
 	$(CARGO) build --release -p app --bin concert
 	$(CARGO) build --release -p onsale --bin onsale
 	crates/onsale/local.sh
+
+# The reference deployment on this machine (deploy/cluster.sh; docs/operations.md, "The
+# reference deployment"). Needs root: the hosts are network namespaces.
+.PHONY: cluster cluster-down cluster-status test-cluster test-hosts
+
+cluster: build ## Bring up the reference deployment: 3 hosts in network namespaces behind HAProxy, its own PostgreSQL and Redis Cluster
+	CONCERT_BIN=$(BIN) deploy/cluster.sh up
+
+cluster-down: ## Remove every namespace, link, process, database and file that make cluster made
+	deploy/cluster.sh down
+
+cluster-status: ## The cluster's hosts and their health, HAProxy's view, Redis and PostgreSQL
+	deploy/cluster.sh status
+
+test-cluster: build ## The reference deployment: spread over hosts, one killed and restarted, a drain, torn down leaving nothing (tests/cluster)
+	CONCERT_BIN=$(BIN) tests/cluster/run.sh
+
+test-hosts: ## tests/cluster on the debug binary (make test's run: it builds that binary anyway)
+	$(CARGO) build -p app --bin concert
+	CONCERT_BIN=$(DEBUG_BIN) tests/cluster/run.sh
