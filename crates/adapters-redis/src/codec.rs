@@ -64,6 +64,23 @@ pub(crate) fn token(value: TokenValue, fields: &[Option<String>], at: usize) -> 
     })
 }
 
+/// The outcome of the `issue` script from its reply: `created` (`1`/`0`), the token's value,
+/// its fields, then the cursor's.
+pub(crate) fn issue_outcome(reply: &[Option<String>]) -> Result<domain::ports::IssueOutcome, StoreError> {
+    let created = match reply.first().and_then(Option::as_deref) {
+        Some("1") => true,
+        Some("0") => false,
+        _ => return Err(corrupt("issue reply")),
+    };
+    let value = reply
+        .get(1)
+        .and_then(Option::as_deref)
+        .and_then(|v| TokenValue::parse(v).ok())
+        .ok_or_else(|| corrupt("token value"))?;
+    let cursor = cursor(reply, 2 + TOKEN_FIELDS)?;
+    Ok(domain::ports::IssueOutcome { token: token(value, reply, 2)?, created, cursor })
+}
+
 /// The cursor from the fields `admitted, last, epoch, draw_at, draw_entrants, draw_seed` at
 /// `fields[at..]` (the first two absent before the first admission, the epoch before the first
 /// issue: epoch 0, no line; the draw's until it is recorded).

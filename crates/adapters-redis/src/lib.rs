@@ -149,6 +149,7 @@
 //! - reads (`find`, `find_with_cursor`, `cursor`, `stats`, `ping`): retried once on a fresh
 //!   connection when the first attempt met a dropped connection quickly; they change nothing.
 
+pub mod aio;
 pub mod config;
 
 mod codec;
@@ -169,6 +170,7 @@ use domain::room::{DrawOutcome, RoomId};
 use redis::RedisResult;
 use time::{Duration, OffsetDateTime};
 
+pub use crate::aio::AsyncRedisLines;
 pub use crate::config::{ConfigError, RedisConfig, RedisTimeouts};
 pub use crate::draw::DrawTuning;
 use crate::keys::Keys;

@@ -65,6 +65,16 @@ impl CommitWatch {
         self.0.load(Ordering::Acquire) == COMMITTING
     }
 
+    /// The commit point of a call made without a thread of its own (an async adapter, which
+    /// is handed the watch as an argument instead of finding it attached to its thread): `true`
+    /// when the adapter may send its write (the caller is still waiting, and from now on waits
+    /// for the outcome), `false` when the caller has given up (send nothing, answer
+    /// `StoreError::Timeout`). [`commit_point`] does the same for the watches of a thread.
+    #[must_use]
+    pub fn begin_commit(&self) -> bool {
+        self.begin()
+    }
+
     fn begin(&self) -> bool {
         match self.0.compare_exchange(RUNNING, COMMITTING, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => true,

@@ -1,5 +1,6 @@
 //! Ports: what the domain needs from the outside world, as sync `Send + Sync`, dyn-compatible
-//! traits. Adapters (PostgreSQL, Redis, in-memory) implement them; the use cases in
+//! traits, and one async port, [`AsyncQueueLines`], for the front door's two queue calls on a
+//! store with a non-blocking client. Adapters (PostgreSQL, Redis, in-memory) implement them; the use cases in
 //! [`crate::service`] call them.
 //!
 //! The rules live in the domain; the contracts below say what an implementation MUST do
@@ -24,12 +25,15 @@
 //! pool timeout) to [`StoreError::Unavailable`], "gave up waiting" (lock or statement timeout)
 //! to [`StoreError::Timeout`], and everything else unexpected to [`StoreError::Internal`].
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use time::OffsetDateTime;
 
 use crate::account::{CreditOutcome, CreditRequest, LedgerEntry, LedgerQuery};
 use crate::audit::{AuditEntry, OperatorNote};
+use crate::call::CommitWatch;
 use crate::catalogue::{AddSchedule, Concert, NewConcert, NewSchedule, ScheduleSales, ScheduleSummary, SeatRecord};
 use crate::error::PayError;
 pub use crate::error::StoreError;
@@ -192,6 +196,51 @@ pub trait QueueLines: Send + Sync {
     /// The line of `room`. Lines cost nothing until used: a room's line exists from its first
     /// token on.
     fn line(&self, room: &RoomId) -> Arc<dyn QueueStore>;
+}
+
+/// What an [`AsyncQueueLines`] call returns: a boxed future, so the trait stays dyn-compatible
+/// and the domain needs no async runtime nor any crate beyond `std`.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// The two queue calls of the front door (joining a line, polling a token), for a store that
+/// can make them without blocking a thread: the HTTP worker awaits them where it runs, with no
+/// hop to a blocking thread and back (on a store whose round trip is short, that hop was most
+/// of a call's cost). Every other queue call, and every store without such a client, keeps the
+/// synchronous [`QueueStore`]; so do these two when the use case lacks something in memory
+/// (see `service::Ticketing::issue_token_nonblocking`).
+///
+/// Each method keeps the contract of its [`QueueStore`] namesake on the line of `room` (the
+/// same store and keys as [`QueueLines::line`] of that room, or [`crate::service::Ports`]'
+/// `queue` for `main`), so both paths may serve one line at once, on one instance or several.
+///
+/// **The commit agreement** is explicit here, since no thread carries the caller's watch: an
+/// implementation MUST call [`CommitWatch::begin_commit`] right before it sends a write, and
+/// when that answers `false` send nothing and return [`StoreError::Timeout`]. The caller abandons
+/// the watch at its deadline; if that succeeds it drops the future (nothing was or will be
+/// sent), otherwise it awaits the outcome. Reads take no watch: dropping one changes nothing.
+pub trait AsyncQueueLines: Send + Sync + std::fmt::Debug {
+    /// [`QueueStore::issue`] in the line of `room`.
+    ///
+    /// # Errors
+    /// As [`QueueStore::issue`]; [`StoreError::Timeout`] when `watch` was abandoned first.
+    fn issue<'a>(
+        &'a self,
+        room: &'a RoomId,
+        user: UserId,
+        value: TokenValue,
+        now: OffsetDateTime,
+        watch: &'a CommitWatch,
+    ) -> StoreFuture<'a, IssueOutcome>;
+
+    /// [`QueueStore::find_with_cursor`] in the line of `room`.
+    ///
+    /// # Errors
+    /// As [`QueueStore::find_with_cursor`].
+    fn find_with_cursor<'a>(
+        &'a self,
+        room: &'a RoomId,
+        value: &'a TokenValue,
+    ) -> StoreFuture<'a, Option<(QueueToken, QueueCursor)>>;
 }
 
 /// The domain's decision in [`RoomStore::update_room`]: the room after the change, given the

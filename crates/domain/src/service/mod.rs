@@ -10,8 +10,10 @@
 //! The rooms' use cases (joining a room, its line, its draw and presence, the gate an ACTIVE
 //! token's room puts on concerts, the operator's rooms) are in [`rooms`].
 
+mod front;
 mod rooms;
 
+pub use front::{IssueStep, ReadStep};
 pub use rooms::{RoomTick, RoomView, ROOM_CHECKS_AT_ONCE};
 
 use std::sync::Arc;
@@ -181,13 +183,24 @@ pub struct Ticketing {
     ports: Ports,
     policy: Policy,
     sightings: Arc<Sightings>,
+    /// The front door's queue calls without blocking, when the queue's store has such a client
+    /// (see [`front`]).
+    nonblocking: Option<Arc<dyn crate::ports::AsyncQueueLines>>,
 }
 
 impl Ticketing {
     /// Wires the use cases to their ports.
     #[must_use]
     pub fn new(ports: Ports, policy: Policy) -> Self {
-        Self { ports, policy, sightings: Arc::default() }
+        Self { ports, policy, sightings: Arc::default(), nonblocking: None }
+    }
+
+    /// Lets joining a line and polling a token go to `lines` without blocking (see [`front`]):
+    /// `lines` must reach the same store as `ports.queue` and `ports.lines`.
+    #[must_use]
+    pub fn with_async_queue(mut self, lines: Arc<dyn crate::ports::AsyncQueueLines>) -> Self {
+        self.nonblocking = Some(lines);
+        self
     }
 
     /// The static settings in force.
@@ -214,13 +227,9 @@ impl Ticketing {
     /// [`IssueTokenError::Store`] when the store fails; nothing is stored then.
     #[instrument(skip(self), fields(user.id = %user))]
     pub fn issue_token(&self, user: UserId) -> Result<IssuedToken, IssueTokenError> {
-        let settings = self.ports.settings.load()?;
-        let now = self.now();
-        let outcome = self.ports.queue.issue(user, self.ports.random.token(), now)?;
-        Ok(IssuedToken {
-            view: TokenView::of(outcome.token, &outcome.cursor, &settings, now),
-            created: outcome.created,
-        })
+        let step = self.plan_issue(user, front::Place::Main(self.ports.settings.load()?))?;
+        let outcome = self.ports.queue.issue(step.user, step.value.clone(), step.now)?;
+        Ok(self.finish_issue(&step, outcome))
     }
 
     /// Step 2: the token's status, position and estimated wait.
@@ -234,9 +243,9 @@ impl Ticketing {
         if value.room_name() != RoomId::MAIN {
             return self.read_room_token(&value);
         }
-        let settings = self.ports.settings.load()?;
-        let (token, cursor) = self.ports.queue.find_with_cursor(&value)?.ok_or(ReadTokenError::Invalid)?;
-        Ok(TokenView::of(token, &cursor, &settings, self.now()))
+        let place = front::Place::Main(self.ports.settings.load()?);
+        let found = self.ports.queue.find_with_cursor(&value)?;
+        self.finish_read(&place, found)
     }
 
     /// Step 2 without blocking: the answer of [`Ticketing::read_token`] when the ports can give

@@ -129,35 +129,16 @@ impl Ticketing {
             return self.issue_token(user);
         }
         let room = self.room(room)?.ok_or(IssueTokenError::RoomNotFound)?;
-        let now = self.now();
-        match room.state_at(now) {
-            RoomState::Scheduled => {
-                return Err(IssueTokenError::RoomNotOpen {
-                    opens_at: room.opens_at,
-                    prequeue_opens_at: room.prequeue_opens_at,
-                })
-            }
-            RoomState::Closed => return Err(IssueTokenError::RoomClosed),
-            RoomState::Prequeue | RoomState::Open | RoomState::Paused => {}
-        }
-        let line = self.line(&room.id);
-        let outcome = line.issue(user, self.ports.random.token().in_room(&room.id), now)?;
-        if !outcome.created {
-            self.seen(&room, &outcome.token, now);
-        }
-        Ok(IssuedToken {
-            view: TokenView::in_room(outcome.token, &outcome.cursor, &room, now),
-            created: outcome.created,
-        })
+        let step = self.plan_issue(user, super::front::Place::Room(room))?;
+        let outcome = self.line(step.room()).issue(step.user, step.value.clone(), step.now)?;
+        Ok(self.finish_issue(&step, outcome))
     }
 
     /// Step 2 for a token of a room other than `main`.
     pub(super) fn read_room_token(&self, value: &TokenValue) -> Result<TokenView, ReadTokenError> {
         let room = self.room(&value.room())?.ok_or(ReadTokenError::Invalid)?;
-        let (token, cursor) = self.line(&room.id).find_with_cursor(value)?.ok_or(ReadTokenError::Invalid)?;
-        let now = self.now();
-        self.seen(&room, &token, now);
-        Ok(TokenView::in_room(token, &cursor, &room, now))
+        let found = self.line(&room.id).find_with_cursor(value)?;
+        self.finish_read(&super::front::Place::Room(room), found)
     }
 
     /// Step 2 for a token of a room other than `main`, from memory only.
@@ -172,7 +153,7 @@ impl Ticketing {
     }
 
     /// Notes a sight of a WAITING token of a room that drops absent places.
-    fn seen(&self, room: &Room, token: &crate::queue::QueueToken, now: OffsetDateTime) {
+    pub(super) fn seen(&self, room: &Room, token: &crate::queue::QueueToken, now: OffsetDateTime) {
         if room.abandon_after.is_some() && token.status == TokenStatus::Waiting {
             self.sightings.note(&room.id, &token.value, now);
         }
