@@ -12,6 +12,8 @@
 //!   waiting room's live settings from memory, at most one check period stale.
 //! - [`rooms_cache::CachedRooms`], [`rooms_cache::CachedLines`]: the rooms from memory, at
 //!   most one check period stale, and the poll cache in front of every room's line.
+//! - [`async_lines::CachedAsyncLines`]: the poll caches in front of the front door's
+//!   non-blocking queue calls, so what they issue and read is answered from memory next.
 //! - [`ticker`]: the monotonic clock the caches measure freshness on.
 //!
 //! # Layout
@@ -20,6 +22,7 @@
 //! of the store's value in a `stamped::Stamped`, which refuses a read that started before
 //! this instance's own change.
 
+pub mod async_lines;
 pub mod poll_cache;
 pub mod rooms_cache;
 pub mod settings_cache;

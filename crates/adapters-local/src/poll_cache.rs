@@ -248,14 +248,14 @@ impl CachedQueue {
     }
 
     /// Stamps a store call that is about to start (see [`CachedQueue::write_back`]).
-    fn begin(&self) -> ReadStart {
+    pub(crate) fn begin(&self) -> ReadStart {
         let now = self.ticker.now();
         self.read().cursor.start(now)
     }
 
     /// Keeps what a store call stamped by `start` returned: its cursor, unless this instance
     /// admitted meanwhile (or a newer one is held), and `token` if it is still in line.
-    fn write_back(&self, start: ReadStart, cursor: QueueCursor, token: Option<&QueueToken>) {
+    pub(crate) fn write_back(&self, start: ReadStart, cursor: QueueCursor, token: Option<&QueueToken>) {
         let mut state = self.write();
         let before = state.by_key.len();
         state.set_cursor(cursor, start);
@@ -281,6 +281,12 @@ impl CachedQueue {
         }
         *self.refreshing.lock().unwrap_or_else(PoisonError::into_inner) = None;
         read
+    }
+
+    /// Ends the refresh under way, if any: a store read made elsewhere (the non-blocking path,
+    /// [`crate::async_lines`]) brought a cursor and wrote it back.
+    pub(crate) fn refreshed(&self) {
+        *self.refreshing.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
 
     /// How long after its `cursor_ttl` a copy still answers while one caller refreshes it.
@@ -313,7 +319,7 @@ impl CachedQueue {
     }
 
     /// A cached WAITING token with the fresh copy of the cursor.
-    fn find_fresh(&self, value: &TokenValue) -> Option<(QueueToken, QueueCursor)> {
+    pub(crate) fn find_fresh(&self, value: &TokenValue) -> Option<(QueueToken, QueueCursor)> {
         let state = self.read();
         let cursor = state.cursor.fresh(self.ticker.now(), self.settings.cursor_ttl)?;
         state.lookup(value, &cursor).map(|t| (t, cursor))

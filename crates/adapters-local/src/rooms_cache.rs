@@ -109,8 +109,10 @@ impl CachedLines {
     }
 }
 
-impl QueueLines for CachedLines {
-    fn line(&self, room: &RoomId) -> Arc<dyn QueueStore> {
+impl CachedLines {
+    /// The poll cache in front of `room`'s line, made on the room's first use.
+    #[must_use]
+    pub fn cache(&self, room: &RoomId) -> Arc<CachedQueue> {
         // Every poll of a room's token passes here: a shared lock, a write lock only for a
         // room's first use.
         if let Some(line) = self.lines.read().unwrap_or_else(PoisonError::into_inner).get(room) {
@@ -128,5 +130,11 @@ impl QueueLines for CachedLines {
                 ))
             })
             .clone()
+    }
+}
+
+impl QueueLines for CachedLines {
+    fn line(&self, room: &RoomId) -> Arc<dyn QueueStore> {
+        self.cache(room)
     }
 }
