@@ -60,7 +60,7 @@ pub use client::{InvalidProxy, TrustedProxies};
 pub use error::{ApiError, ErrorCode, Problem};
 pub use extract::{ADMIN_BODY_LIMIT, BODY_LIMIT};
 pub use identity::{Identity, IdentityConfig};
-pub use state::{ApiState, ApiStateBuilder, PoolConnections, Readiness};
+pub use state::{ApiState, ApiStateBuilder, PoolConnections, Readiness, StoreCalls};
 
 use routes::{admin, ops, public, rooms};
 

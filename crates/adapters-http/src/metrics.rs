@@ -40,6 +40,10 @@ pub const RESERVATIONS_HELD_TOTAL: &str = "reservations_held_total";
 /// Counter: payments made by this instance (replays not counted).
 pub const PAYMENTS_TOTAL: &str = "payments_total";
 pub use domain::metric_names::STORE_ERRORS_TOTAL;
+/// Counter: store calls this instance made, by `path`: `blocking` (a hop to the blocking pool,
+/// under a store slot) or `async` (awaited on the HTTP worker: the front door's queue calls on
+/// a store with a non-blocking client, see `crate::state`).
+pub const STORE_CALLS_TOTAL: &str = "store_calls_total";
 /// Gauge: database pool connections, by `state` (`idle`, `busy`).
 pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";
 
@@ -102,6 +106,7 @@ fn describe() {
     describe_counter!(RESERVATIONS_HELD_TOTAL, "Seats held by this instance");
     describe_counter!(PAYMENTS_TOTAL, "Payments made by this instance");
     describe_counter!(STORE_ERRORS_TOTAL, "Store failures, by kind");
+    describe_counter!(STORE_CALLS_TOTAL, "Store calls, by path: blocking (a hop to the blocking pool) or async");
     describe_gauge!(DB_POOL_CONNECTIONS, "Database pool connections, by state");
     // Every series whose labels are known at start is there at 0 from the first scrape, so an
     // alert on it works before the first event (a rate over a series that appears with its
@@ -113,6 +118,9 @@ fn describe() {
     describe_room(domain::room::RoomId::MAIN);
     for kind in <domain::error::StoreError as strum::VariantNames>::VARIANTS {
         metrics::counter!(STORE_ERRORS_TOTAL, "kind" => *kind).absolute(0);
+    }
+    for path in [PATH_BLOCKING, PATH_ASYNC] {
+        metrics::counter!(STORE_CALLS_TOTAL, "path" => path).absolute(0);
     }
     for state in ["idle", "busy"] {
         metrics::gauge!(DB_POOL_CONNECTIONS, "state" => state).set(0.0);
@@ -143,6 +151,15 @@ pub(crate) fn set_gauge(name: &'static str, labels: &[(&'static str, &'static st
     let labels: Vec<metrics::Label> = labels.iter().map(|(k, v)| metrics::Label::new(*k, *v)).collect();
     #[allow(clippy::cast_precision_loss, reason = "counts far below 2^53 are exact as f64")]
     metrics::gauge!(name, labels).set(value as f64);
+}
+
+/// The `path` of a store call made on the blocking pool.
+pub const PATH_BLOCKING: &str = "blocking";
+/// The `path` of a store call awaited on the HTTP worker.
+pub const PATH_ASYNC: &str = "async";
+
+pub(crate) fn record_store_call(path: &'static str) {
+    metrics::counter!(STORE_CALLS_TOTAL, "path" => path).increment(1);
 }
 
 pub(crate) fn record_issued(room: &str) {

@@ -12,6 +12,16 @@
 //! [`ApiStateBuilder::slot_wait`]: past it the request is answered 503 `UNAVAILABLE`, and
 //! nothing was started.
 //!
+//! # Calls without the hop
+//! The front door's queue calls on a store with a non-blocking client (joining a line and
+//! polling a token, on Redis: `domain::service::front`) are awaited on the HTTP worker itself
+//! ([`ApiState::nonblocking`]): no store slot (slots bound the blocking threads, and such a call
+//! holds none; its connection pipelines every call of its worker), no hop. They keep every other
+//! promise of this module: the store gate, the deadline below with the same commit agreement
+//! (the watch is handed to the adapter, which asks it before sending its write), the request's
+//! span (the handler's future, and so the call, runs inside it), and the error metrics (the same
+//! `StoreError` mapping). `store_calls_total{path}` counts both paths.
+//!
 //! # Deadline
 //! A store call normally ends by itself: the adapters bound it with lock and statement
 //! timeouts and a commit budget. A store server that stops answering without closing its
@@ -151,6 +161,17 @@ struct Inner {
     history: crate::history::RoomHistory,
     /// This instance's name in the console: host name and process id.
     instance: String,
+    /// Store calls made on the blocking pool, and awaited on the worker.
+    calls: [AtomicU64; 2],
+}
+
+/// How many store calls an [`ApiState`] made, by path (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreCalls {
+    /// Hops to the blocking pool.
+    pub blocking: u64,
+    /// Calls awaited on the HTTP worker.
+    pub nonblocking: u64,
 }
 
 /// How long the buyers' list of rooms is answered from memory: like a poll's position, at
@@ -196,6 +217,7 @@ impl ApiState {
                 rooms_listing: std::sync::Mutex::default(),
                 history: crate::history::RoomHistory::default(),
                 instance: crate::history::instance_name(),
+                calls: [AtomicU64::new(0), AtomicU64::new(0)],
             },
             store_slots: defaults::STORE_SLOTS,
             rate_per_min: 0,
@@ -207,6 +229,13 @@ impl ApiState {
     #[must_use]
     pub fn ticketing(&self) -> &Ticketing {
         &self.0.ticketing
+    }
+
+    /// How many store calls this state made, by path.
+    #[must_use]
+    pub fn store_calls(&self) -> StoreCalls {
+        let [blocking, nonblocking] = &self.0.calls;
+        StoreCalls { blocking: blocking.load(Ordering::Relaxed), nonblocking: nonblocking.load(Ordering::Relaxed) }
     }
 
     /// Every room with its line, from memory when read less than [`ROOMS_LISTING_TTL`] ago.
@@ -344,6 +373,8 @@ impl ApiState {
             return Err(ApiError::unavailable(&"the stores are not ready yet (schema not migrated)"));
         }
         let asked = std::time::Instant::now();
+        self.0.calls[0].fetch_add(1, Ordering::Relaxed);
+        crate::metrics::record_store_call(crate::metrics::PATH_BLOCKING);
         let permit = match actix_web::rt::time::timeout(self.0.slot_wait, self.0.slots.clone().acquire_owned()).await {
             Ok(Ok(permit)) => permit,
             Ok(Err(closed)) => return Err(ApiError::internal(&closed)),
@@ -383,6 +414,49 @@ impl ApiState {
             Ok(outcome) => outcome?.map_err(Into::into),
             Err(_elapsed) => Err(ApiError::internal(&format_args!(
                 "the store stopped answering for {:?} while this call was committing: its outcome is unknown",
+                self.0.store_deadline + self.0.commit_wait
+            ))),
+        }
+    }
+
+    /// Awaits a store call made without blocking, on this worker (see the module docs): `call`
+    /// is the use case's future, `watch` the clone of the watch it hands to the adapter.
+    ///
+    /// # Errors
+    /// 503 `UNAVAILABLE` when the store gate is closed (nothing was started) or the store did
+    /// not answer by the store deadline and the call had not begun to write (it is dropped:
+    /// nothing was done); past the deadline, a call that was writing is awaited up to the
+    /// commit wait (500 with the outcome unknown beyond it); the call's own error otherwise.
+    pub(crate) async fn nonblocking<T, E>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, E>>,
+        watch: &CommitWatch,
+    ) -> Result<T, ApiError>
+    where
+        E: Into<ApiError>,
+    {
+        if self.0.open.as_ref().is_some_and(|open| !open.load(Ordering::Acquire)) {
+            return Err(ApiError::unavailable(&"the stores are not ready yet (schema not migrated)"));
+        }
+        self.0.calls[1].fetch_add(1, Ordering::Relaxed);
+        crate::metrics::record_store_call(crate::metrics::PATH_ASYNC);
+        let mut call = std::pin::pin!(call);
+        if let Ok(outcome) = actix_web::rt::time::timeout(self.0.store_deadline, &mut call).await {
+            return outcome.map_err(Into::into);
+        }
+        if watch.abandon() {
+            // The adapter had not begun to write, and now never will (it asks the watch right
+            // before sending): dropping the call leaves nothing done.
+            return Err(ApiError::unavailable(&format_args!(
+                "the store did not answer within {:?}; the call was abandoned before it could write",
+                self.0.store_deadline
+            )));
+        }
+        tracing::warn!("the store stopped answering while this call was writing; waiting for its outcome");
+        match actix_web::rt::time::timeout(self.0.commit_wait, &mut call).await {
+            Ok(outcome) => outcome.map_err(Into::into),
+            Err(_elapsed) => Err(ApiError::internal(&format_args!(
+                "the store stopped answering for {:?} while this call was writing: its outcome is unknown",
                 self.0.store_deadline + self.0.commit_wait
             ))),
         }

@@ -16,6 +16,7 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer};
 use adapters_http::{ApiState, Identity, PoolConnections};
+use adapters_local::async_lines::CachedAsyncLines;
 use adapters_local::poll_cache::{CachedQueue, PollCacheBudget};
 use adapters_local::rooms_cache::{CachedLines, CachedRooms};
 use adapters_local::settings_cache::CachedSettings;
@@ -24,10 +25,10 @@ use adapters_local::ticker::SystemTicker;
 use adapters_local::{OsRandom, SystemClock};
 use adapters_memory::MemoryStore;
 use adapters_postgres::{PgConfig, PgStore};
-use adapters_redis::{RedisConfig, RedisQueue};
+use adapters_redis::{AsyncRedisLines, RedisConfig, RedisQueue};
 use anyhow::Context as _;
 use domain::clock::{Clock, StoreTime};
-use domain::ports::{QueueStore, StoreError};
+use domain::ports::{AsyncQueueLines, QueueStore, StoreError};
 use domain::random::Randomness;
 use domain::service::{Ports, Ticketing};
 use tokio::sync::watch;
@@ -97,9 +98,12 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let metrics = adapters_http::metrics::install_recorder().context("installing the metrics recorder")?;
         let random: Arc<dyn Randomness> = Arc::new(OsRandom);
-        let redis = match settings.queue_store {
-            QueueStoreKind::Redis => Some(Arc::new(redis_queue(&settings.redis)?)),
-            QueueStoreKind::Postgres => None,
+        let (redis, redis_async) = match settings.queue_store {
+            QueueStoreKind::Redis => {
+                let (queue, lines) = redis_queue(&settings.redis)?;
+                (Some(Arc::new(queue)), lines)
+            }
+            QueueStoreKind::Postgres => (None, None),
         };
         let mut stores = match settings.store {
             StoreKind::Memory => {
@@ -121,6 +125,7 @@ impl Application {
             stores.ports.queue = queue;
         }
         let mut main_line_cache: Option<(Arc<CachedQueue>, Duration)> = None;
+        let mut line_caches: Option<(Arc<CachedQueue>, Arc<CachedLines>)> = None;
         let shared_queue = settings.store == StoreKind::Postgres || settings.queue_store == QueueStoreKind::Redis;
         if let (true, Some(cache)) = (shared_queue, settings.poll_cache_settings()) {
             // Polls of WAITING tokens from memory, in main's line and every room's; see
@@ -134,10 +139,20 @@ impl Application {
                 budget.clone(),
             ));
             main_line_cache = Some((main_cache.clone(), keeper_period(cache.cursor_ttl)));
-            stores.ports.queue = main_cache;
-            stores.ports.lines =
+            let room_caches =
                 Arc::new(CachedLines::new(stores.ports.lines.clone(), Arc::new(SystemTicker), cache, budget));
+            line_caches = Some((main_cache.clone(), room_caches.clone()));
+            stores.ports.queue = main_cache;
+            stores.ports.lines = room_caches;
         }
+        // The front door's queue calls on Redis without the hop to the blocking pool, through
+        // the same poll caches as the blocking path (see `domain::service::front`).
+        let front: Option<Arc<dyn AsyncQueueLines>> = redis_async.map(|lines| -> Arc<dyn AsyncQueueLines> {
+            match &line_caches {
+                Some((main, rooms)) => Arc::new(CachedAsyncLines::new(Arc::new(lines), main.clone(), rooms.clone())),
+                None => Arc::new(lines),
+            }
+        });
         let rooms_cache = Arc::new(CachedRooms::new(
             stores.ports.rooms.clone(),
             Arc::new(SystemTicker),
@@ -156,7 +171,10 @@ impl Application {
             main_line: main_line_cache,
             period: keeper_period(settings.settings_cache_ttl()),
         };
-        let ticketing = Ticketing::new(stores.ports.clone(), settings.policy());
+        let mut ticketing = Ticketing::new(stores.ports.clone(), settings.policy());
+        if let Some(front) = front {
+            ticketing = ticketing.with_async_queue(front);
+        }
 
         let identity = settings.auth.identity().map_err(anyhow::Error::msg)?.map(Identity::new);
         let listener = TcpListener::bind(&settings.bind_addr)
@@ -509,9 +527,13 @@ fn store_clock(source: Arc<dyn StoreTime>) -> anyhow::Result<Arc<dyn Clock>> {
     Ok(clock)
 }
 
-fn redis_queue(settings: &RedisSettings) -> anyhow::Result<RedisQueue> {
+/// The queue on Redis, and its non-blocking client for the front door (`None` for a Redis
+/// Cluster: the blocking path serves it, see `adapters_redis::aio`).
+fn redis_queue(settings: &RedisSettings) -> anyhow::Result<(RedisQueue, Option<AsyncRedisLines>)> {
     let cfg = RedisConfig::with_url_and_prefix(settings.redis_url.clone(), settings.redis_key_prefix.clone());
-    RedisQueue::new(&cfg).context("REDIS_URL (--redis-url) or REDIS_KEY_PREFIX cannot be used")
+    let queue = RedisQueue::new(&cfg).context("REDIS_URL (--redis-url) or REDIS_KEY_PREFIX cannot be used")?;
+    let lines = AsyncRedisLines::new(&cfg).context("REDIS_URL (--redis-url) or REDIS_KEY_PREFIX cannot be used")?;
+    Ok((queue, lines))
 }
 
 /// The PostgreSQL adapter's configuration from the settings.

@@ -6,6 +6,7 @@ use domain::error::{
     AuthorizeError, BalanceError, ChargeError, GetReservationError, HistoryError, IssueTokenError, ListConcertsError,
     ListSchedulesError, ListSeatsError, PayError, ReadTokenError, ReserveError,
 };
+use domain::call::CommitWatch;
 use domain::idempotency::{Effect, IdempotencyRequest, Outcome};
 use domain::ids::{ConcertId, LedgerEntryId, ReservationId, ScheduleId, SeatId, UserId};
 use domain::room::RoomId;
@@ -49,7 +50,16 @@ pub async fn issue_token(
         None => RoomId::main(),
         Some(id) => RoomId::parse(id).map_err(|e| ApiError::invalid_request(format!("roomId: {e}")))?,
     };
-    let issued = state.store(move |t| t.issue_token_in(user, &room)).await?;
+    // Without the hop when the queue's store has a non-blocking client and the room's settings
+    // are in memory (see `crate::state`); on the blocking pool otherwise.
+    let issued = match state.ticketing().plan_issue_in_memory(user, &room) {
+        Some(step) => {
+            let watch = CommitWatch::new();
+            let call = state.ticketing().issue_planned(step.map_err(ApiError::from)?, watch.clone());
+            state.nonblocking(call, &watch).await?
+        }
+        None => state.store(move |t| t.issue_token_in(user, &room)).await?,
+    };
     let status = if issued.created {
         metrics::record_issued(issued.view.token.value.room().as_str());
         StatusCode::CREATED
@@ -73,7 +83,14 @@ pub async fn read_token(state: web::Data<ApiState>, bearer: Bearer) -> Result<Ht
     // On the HTTP worker: a cached WAITING token (and a malformed one) needs no hop.
     let view = match state.ticketing().read_token_in_memory(bearer.as_str()) {
         Some(view) => view?,
-        None => state.store(move |t| t.read_token(bearer.as_str())).await?,
+        None => match state.ticketing().plan_read_in_memory(bearer.as_str()) {
+            // Not cached, but readable without the hop (see `crate::state`).
+            Some(step) => {
+                let call = state.ticketing().read_planned(step.map_err(ApiError::from)?);
+                state.nonblocking(call, &CommitWatch::new()).await?
+            }
+            None => state.store(move |t| t.read_token(bearer.as_str())).await?,
+        },
     };
     json(StatusCode::OK, &TokenResponse::from(view))
 }

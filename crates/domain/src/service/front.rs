@@ -151,20 +151,21 @@ impl Ticketing {
     }
 
     /// Step 1's store call and answer without blocking, for a decision of
-    /// [`Ticketing::plan_issue_in_memory`]. The caller gives up on it by abandoning `watch`
-    /// (then, and only then, it may drop the future and answer that nothing was done).
+    /// [`Ticketing::plan_issue_in_memory`]. The caller keeps a clone of `watch` and gives up
+    /// on the call by abandoning it (then, and only then, it may drop the future and answer
+    /// that nothing was done).
     ///
     /// # Errors
     /// `Store` when the store fails ([`StoreError::Timeout`] when `watch` was abandoned before
     /// the write was sent: nothing was stored).
-    pub fn issue_planned<'a>(
-        &'a self,
+    pub fn issue_planned(
+        &self,
         step: IssueStep,
-        watch: &'a CommitWatch,
-    ) -> impl Future<Output = Result<IssuedToken, IssueTokenError>> + Send + 'a {
+        watch: CommitWatch,
+    ) -> impl Future<Output = Result<IssuedToken, IssueTokenError>> + Send + '_ {
         async move {
             let lines = self.async_lines()?;
-            let outcome = lines.issue(&step.room, step.user, step.value.clone(), step.now, watch).await?;
+            let outcome = lines.issue(&step.room, step.user, step.value.clone(), step.now, &watch).await?;
             Ok(self.finish_issue(&step, outcome))
         }
     }
