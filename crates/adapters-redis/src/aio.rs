@@ -258,6 +258,9 @@ impl AsyncRedisLines {
         if !value.is_in(room) {
             return Err(StoreError::Internal(format!("a token of another room issued in the line of {room}")));
         }
+        if watch.abandoned() {
+            return Err(StoreError::Timeout("the caller gave up before the write was sent".into()));
+        }
         let k = Keys::new(&self.prefix, room);
         let (user_key, token_key, now_us) = (k.user(user), k.token(&value), codec::to_micros(now).to_string());
         let user_id = user.to_string();

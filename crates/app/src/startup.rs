@@ -73,6 +73,8 @@ pub struct Application {
     server: Server,
     background: Background,
     ticketing: Ticketing,
+    /// What every handler shares (for [`Application::store_calls`]).
+    api: ApiState,
     /// Kept to close the pool before the process exits (see [`PgStore::close`]).
     postgres: Option<PgStore>,
     scheduler: bool,
@@ -198,6 +200,7 @@ impl Application {
             });
         }
         let state = state.build();
+        let api = state.clone();
         let sampler = state.admin_enabled().then(|| state.clone());
         let mut server = HttpServer::new(move || {
             App::new().wrap(TracingLogger::<RequestSpan>::new()).configure(adapters_http::configure(state.clone()))
@@ -258,6 +261,7 @@ impl Application {
             server,
             background: Background { shutdown, tasks },
             ticketing,
+            api,
             postgres: stores.postgres,
             scheduler: settings.scheduler_enabled,
         })
@@ -267,6 +271,13 @@ impl Application {
     #[must_use]
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// How many store calls the HTTP handlers made, by path: hops to the blocking pool, and
+    /// calls awaited on the workers (the front door's queue calls on Redis).
+    #[must_use]
+    pub fn store_calls(&self) -> StoreCalls {
+        self.api.store_calls()
     }
 
     /// Whether this instance runs the scheduler (`SCHEDULER_ENABLED`).

@@ -1,0 +1,365 @@
+//! The non-blocking client of the front door ([`AsyncRedisLines`]) against a real Redis:
+//!
+//! - the queue and rooms conformance suites with every `issue` and `find_with_cursor` of the
+//!   queue (and of every room's line) made through the async port, on a tokio runtime, and the
+//!   rest through the blocking adapter: both paths serve one line, as in a server;
+//! - 64 concurrent async issues for one user, on several threads and connections, give one
+//!   token;
+//! - an outage on a private `redis-server`: a stopped server is answered `Unavailable` at once
+//!   after the first failed attempt, and the same client recovers once it is back; a frozen one
+//!   (SIGSTOP) after the script was sent is answered `Unavailable` within the read timeout, and
+//!   the user's retry finds the token the lost call stored (never a second one).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use adapters_redis::{AsyncRedisLines, RedisConfig, RedisQueue};
+use domain::call::CommitWatch;
+use domain::clock::ManualClock;
+use domain::ids::UserId;
+use domain::ports::{AsyncQueueLines, IssueOutcome, QueueLines, QueueStore, StoreError};
+use domain::queue::{AdmissionOutcome, AdmissionPolicy, QueueCursor, QueueStats, QueueToken, TokenValue};
+use domain::room::{DrawOutcome, RoomId};
+use domain::service::Ports;
+use time::OffsetDateTime;
+
+use common::{ports_on, Namespace};
+
+/// One runtime for every bridged call of this binary (several threads: connections' drivers
+/// run on its workers, and cases call from their own threads at once).
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap())
+}
+
+/// A line whose `issue` and `find_with_cursor` go through the async port (blocking this thread
+/// on the runtime), and whose other calls go to the blocking adapter.
+struct Bridged {
+    room: RoomId,
+    sync: Arc<dyn QueueStore>,
+    lines: Arc<AsyncRedisLines>,
+}
+
+impl Bridged {
+    /// The caller's watch: the one the case attached to this thread (`commit` cases), else a
+    /// fresh one.
+    fn watch() -> CommitWatch {
+        domain::call::current().into_iter().next().unwrap_or_default()
+    }
+}
+
+impl QueueStore for Bridged {
+    fn issue(&self, user: UserId, value: TokenValue, now: OffsetDateTime) -> Result<IssueOutcome, StoreError> {
+        let watch = Self::watch();
+        runtime().block_on(self.lines.issue(&self.room, user, value, now, &watch))
+    }
+
+    fn find(&self, value: &TokenValue) -> Result<Option<QueueToken>, StoreError> {
+        self.sync.find(value)
+    }
+
+    fn find_with_cursor(&self, value: &TokenValue) -> Result<Option<(QueueToken, QueueCursor)>, StoreError> {
+        runtime().block_on(self.lines.find_with_cursor(&self.room, value))
+    }
+
+    fn cursor(&self) -> Result<QueueCursor, StoreError> {
+        self.sync.cursor()
+    }
+
+    fn admit(&self, policy: &AdmissionPolicy) -> Result<AdmissionOutcome, StoreError> {
+        self.sync.admit(policy)
+    }
+
+    fn expire_tokens(&self, limit: u32) -> Result<u64, StoreError> {
+        self.sync.expire_tokens(limit)
+    }
+
+    fn use_up(&self, value: &TokenValue, at: OffsetDateTime) -> Result<(), StoreError> {
+        self.sync.use_up(value, at)
+    }
+
+    fn stats(&self) -> Result<QueueStats, StoreError> {
+        self.sync.stats()
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        self.sync.ping()
+    }
+
+    fn draw(&self, opens_at: OffsetDateTime, seed: u64) -> Result<DrawOutcome, StoreError> {
+        self.sync.draw(opens_at, seed)
+    }
+
+    fn note_seen(&self, values: &[TokenValue], at: OffsetDateTime) -> Result<(), StoreError> {
+        self.sync.note_seen(values, at)
+    }
+}
+
+struct BridgedLines {
+    sync: Arc<dyn QueueLines>,
+    lines: Arc<AsyncRedisLines>,
+}
+
+impl QueueLines for BridgedLines {
+    fn line(&self, room: &RoomId) -> Arc<dyn QueueStore> {
+        Arc::new(Bridged { room: room.clone(), sync: self.sync.line(room), lines: self.lines.clone() })
+    }
+}
+
+/// The conformance harness with the front door's calls through the async port.
+struct AsyncRedis {
+    ports: Ports,
+    _namespace: Namespace,
+}
+
+impl port_tests::Harness for AsyncRedis {
+    fn new_store(clock: ManualClock) -> Self {
+        let namespace = Namespace::new();
+        let ports = ports_on(&namespace, &adapters_memory::MemoryStore::new(), &clock);
+        let lines = Arc::new(AsyncRedisLines::new(&namespace.config()).unwrap().expect("a single-node URL"));
+        let queue: Arc<dyn QueueStore> =
+            Arc::new(Bridged { room: RoomId::main(), sync: ports.queue.clone(), lines: lines.clone() });
+        let room_lines: Arc<dyn QueueLines> = Arc::new(BridgedLines { sync: ports.lines.clone(), lines });
+        Self { ports: Ports { queue, lines: room_lines, ..ports }, _namespace: namespace }
+    }
+
+    fn ports(&self) -> Ports {
+        self.ports.clone()
+    }
+}
+
+port_tests::queue_suite!(AsyncRedis);
+port_tests::rooms_suite!(AsyncRedis);
+
+fn user() -> UserId {
+    UserId::from_uuid(uuid::Uuid::new_v4())
+}
+
+fn value() -> TokenValue {
+    let mut bytes = [0_u8; 32];
+    bytes[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    bytes[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    TokenValue::from_bytes(bytes)
+}
+
+fn now() -> OffsetDateTime {
+    domain::clock::truncate_to_micros(OffsetDateTime::now_utc())
+}
+
+#[test]
+fn concurrent_async_issues_for_one_user_yield_one_token() {
+    let ns = Namespace::new();
+    let lines = Arc::new(AsyncRedisLines::new(&ns.config()).unwrap().unwrap());
+    let who = user();
+    // Four callers of sixteen issues each, all in flight at once on the runtime's worker
+    // threads (a connection each).
+    let outcomes: Vec<IssueOutcome> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let lines = lines.clone();
+                s.spawn(move || {
+                    runtime().block_on(async {
+                        let main = RoomId::main();
+                        let calls = (0..16).map(|_| {
+                            let lines = lines.clone();
+                            let main = main.clone();
+                            async move {
+                                let watch = CommitWatch::new();
+                                lines.issue(&main, who, value(), now(), &watch).await.unwrap()
+                            }
+                        });
+                        let mut all = Vec::new();
+                        for out in futures_join(calls).await {
+                            all.push(out);
+                        }
+                        all
+                    })
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(outcomes.len(), 64);
+    assert_eq!(outcomes.iter().filter(|o| o.created).count(), 1, "one call created the token");
+    let first = &outcomes[0].token.value;
+    assert!(outcomes.iter().all(|o| o.token.value == *first && o.token.seq == 1), "everyone got that token");
+    let blocking = ns.queue_on_server_time();
+    assert_eq!(blocking.stats().unwrap().issued_through, 1, "one number taken");
+}
+
+/// Runs every future of `calls` at once on this task.
+async fn futures_join<T: Send + 'static>(
+    calls: impl Iterator<Item = impl std::future::Future<Output = T> + Send + 'static>,
+) -> Vec<T> {
+    let mut set = tokio::task::JoinSet::new();
+    for call in calls {
+        set.spawn(call);
+    }
+    let mut out = Vec::new();
+    while let Some(done) = set.join_next().await {
+        out.push(done.unwrap());
+    }
+    out
+}
+
+#[test]
+fn a_cluster_url_gets_no_async_client() {
+    let cfg = RedisConfig::with_url("redis://127.0.0.1:7000,redis://127.0.0.1:7001");
+    assert!(AsyncRedisLines::new(&cfg).unwrap().is_none());
+}
+
+#[test]
+fn a_token_of_another_room_is_refused_and_not_found() {
+    let ns = Namespace::new();
+    let lines = AsyncRedisLines::new(&ns.config()).unwrap().unwrap();
+    let room = RoomId::parse("tour").unwrap();
+    let main_value = value();
+    runtime().block_on(async {
+        let refused = lines.issue(&room, user(), main_value.clone(), now(), &CommitWatch::new()).await;
+        assert!(matches!(refused, Err(StoreError::Internal(_))), "{refused:?}");
+        assert_eq!(lines.find_with_cursor(&room, &main_value).await.unwrap(), None);
+    });
+    assert!(ns.keys().is_empty(), "nothing written");
+}
+
+/// A `redis-server` of this test's own on a free port, killed (by its pid) when dropped.
+struct PrivateRedis {
+    port: u16,
+    dir: std::path::PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    /// A free port with no server on it yet.
+    fn reserve() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = std::env::temp_dir().join(format!("redis-aio-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self { port, dir, child: None }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server on the port and waits until it answers a PING.
+    fn launch(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let client = redis::Client::open(self.url()).unwrap();
+        loop {
+            let pong = client
+                .get_connection_with_timeout(Duration::from_millis(200))
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+            if pong.is_ok() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the private redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        assert!(Command::new("kill").args([sig, &pid]).status().unwrap().success());
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").args(["-CONT", &child.id().to_string()]).status();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn with_redis_down_calls_fail_at_once_and_the_same_client_recovers() {
+    let mut server = PrivateRedis::reserve();
+    let cfg = RedisConfig::with_url_and_prefix(server.url(), "aio-down");
+    let lines = AsyncRedisLines::new(&cfg).unwrap().unwrap();
+    let main = RoomId::main();
+    runtime().block_on(async {
+        // Nothing listens: the first attempt is refused.
+        let started = Instant::now();
+        let first = lines.issue(&main, user(), value(), now(), &CommitWatch::new()).await;
+        assert!(matches!(first, Err(StoreError::Unavailable(_))), "{first:?}");
+        assert!(started.elapsed() < cfg.timeouts.connect, "refused, not timed out: {:?}", started.elapsed());
+        // Then every call fails without trying, but one per probe interval.
+        let started = Instant::now();
+        for _ in 0..50 {
+            let call = lines.find_with_cursor(&main, &value()).await;
+            assert!(matches!(call, Err(StoreError::Unavailable(_))), "{call:?}");
+        }
+        assert!(started.elapsed() < Duration::from_millis(250), "fast: {:?}", started.elapsed());
+    });
+
+    server.launch();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let who = user();
+    let issued = loop {
+        match runtime().block_on(lines.issue(&main, who, value(), now(), &CommitWatch::new())) {
+            Ok(out) => break out,
+            Err(StoreError::Unavailable(_)) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => panic!("not back in time: {e}"),
+        }
+    };
+    assert!(issued.created && issued.token.seq == 1, "no earlier attempt stored anything: {issued:?}");
+}
+
+#[test]
+fn a_lost_issue_reply_is_unavailable_and_the_retry_finds_the_token() {
+    let mut server = PrivateRedis::reserve();
+    server.launch();
+    let mut cfg = RedisConfig::with_url_and_prefix(server.url(), "aio-hung");
+    cfg.timeouts.read = Duration::from_millis(300);
+    let lines = AsyncRedisLines::new(&cfg).unwrap().unwrap();
+    let main = RoomId::main();
+    let who = user();
+    runtime().block_on(async {
+        // Connected and the script loaded (a fresh server answers the first EVALSHA with
+        // NOSCRIPT), then the server freezes: the script is sent and its reply never comes.
+        assert!(lines.issue(&main, user(), value(), now(), &CommitWatch::new()).await.unwrap().created);
+        server.signal("-STOP");
+        let watch = CommitWatch::new();
+        let started = Instant::now();
+        let lost = lines.issue(&main, who, value(), now(), &watch).await;
+        assert!(matches!(lost, Err(StoreError::Unavailable(_))), "{lost:?}");
+        assert!(started.elapsed() < Duration::from_secs(2), "bounded by the read timeout: {:?}", started.elapsed());
+        assert!(watch.committing(), "the write was sent: the caller could not have said nothing was done");
+        // A caller that gave up first never sends.
+        let gone = CommitWatch::new();
+        assert!(gone.abandon());
+        let refused = lines.issue(&main, user(), value(), now(), &gone).await;
+        assert!(matches!(refused, Err(StoreError::Timeout(_))), "{refused:?}");
+        server.signal("-CONT");
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let retry = loop {
+        match runtime().block_on(lines.issue(&main, who, value(), now(), &CommitWatch::new())) {
+            Ok(out) => break out,
+            Err(StoreError::Unavailable(_)) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => panic!("not back in time: {e}"),
+        }
+    };
+    assert!(!retry.created, "the lost call stored the token; the retry returns it: {retry:?}");
+    assert_eq!(retry.token.seq, 2);
+    let blocking = RedisQueue::new(&cfg).unwrap();
+    assert_eq!(blocking.stats().unwrap().issued_through, 2, "the user who gave up took no number");
+}
