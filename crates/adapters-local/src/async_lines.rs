@@ -191,12 +191,8 @@ mod tests {
         let fake = Arc::new(Fake::default());
         let settings = PollCacheSettings { cursor_ttl: Duration::from_millis(250), capacity: 10 };
         let budget = PollCacheBudget::default();
-        let main = Arc::new(CachedQueue::sharing(
-            Arc::new(main_store),
-            Arc::new(ticker.clone()),
-            settings,
-            budget.clone(),
-        ));
+        let main =
+            Arc::new(CachedQueue::sharing(Arc::new(main_store), Arc::new(ticker.clone()), settings, budget.clone()));
         let rooms = Arc::new(CachedLines::new(Arc::new(NoLines), Arc::new(ticker.clone()), settings, budget));
         let lines = CachedAsyncLines::new(fake.clone(), main.clone(), rooms.clone());
         Setup { fake, main, rooms, lines }

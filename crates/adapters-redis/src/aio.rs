@@ -194,7 +194,9 @@ impl Link {
         match tokio::time::timeout(limit, attempt).await {
             Ok(Ok(conn)) => Ok(conn),
             Ok(Err(e)) => Err(StoreError::Unavailable(format!("cannot connect to Redis: {e}"))),
-            Err(_elapsed) => Err(StoreError::Unavailable(format!("Redis did not answer a new connection within {limit:?}"))),
+            Err(_elapsed) => {
+                Err(StoreError::Unavailable(format!("Redis did not answer a new connection within {limit:?}")))
+            }
         }
     }
 }

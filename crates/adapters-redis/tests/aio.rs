@@ -316,7 +316,9 @@ fn with_redis_down_calls_fail_at_once_and_the_same_client_recovers() {
     let issued = loop {
         match runtime().block_on(lines.issue(&main, who, value(), now(), &CommitWatch::new())) {
             Ok(out) => break out,
-            Err(StoreError::Unavailable(_)) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Err(StoreError::Unavailable(_)) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
             Err(e) => panic!("not back in time: {e}"),
         }
     };
@@ -354,7 +356,9 @@ fn a_lost_issue_reply_is_unavailable_and_the_retry_finds_the_token() {
     let retry = loop {
         match runtime().block_on(lines.issue(&main, who, value(), now(), &CommitWatch::new())) {
             Ok(out) => break out,
-            Err(StoreError::Unavailable(_)) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Err(StoreError::Unavailable(_)) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
             Err(e) => panic!("not back in time: {e}"),
         }
     };

@@ -73,7 +73,7 @@ pub struct Application {
     server: Server,
     background: Background,
     ticketing: Ticketing,
-    /// What every handler shares (for [`Application::store_calls`]).
+    /// What every handler shares (for [`Application::api`]).
     api: ApiState,
     /// Kept to close the pool before the process exits (see [`PgStore::close`]).
     postgres: Option<PgStore>,
@@ -273,11 +273,12 @@ impl Application {
         self.addr.port()
     }
 
-    /// How many store calls the HTTP handlers made, by path: hops to the blocking pool, and
-    /// calls awaited on the workers (the front door's queue calls on Redis).
+    /// What the HTTP handlers share: among it, how many store calls they made by path
+    /// ([`ApiState::store_calls`]: hops to the blocking pool, and calls awaited on the workers,
+    /// the front door's queue calls on Redis).
     #[must_use]
-    pub fn store_calls(&self) -> StoreCalls {
-        self.api.store_calls()
+    pub fn api(&self) -> ApiState {
+        self.api.clone()
     }
 
     /// Whether this instance runs the scheduler (`SCHEDULER_ENABLED`).

@@ -2,11 +2,11 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
+use domain::call::CommitWatch;
 use domain::error::{
     AuthorizeError, BalanceError, ChargeError, GetReservationError, HistoryError, IssueTokenError, ListConcertsError,
     ListSchedulesError, ListSeatsError, PayError, ReadTokenError, ReserveError,
 };
-use domain::call::CommitWatch;
 use domain::idempotency::{Effect, IdempotencyRequest, Outcome};
 use domain::ids::{ConcertId, LedgerEntryId, ReservationId, ScheduleId, SeatId, UserId};
 use domain::room::RoomId;

@@ -22,8 +22,6 @@
 //! [`SettingsStore::load_in_memory`]: crate::ports::SettingsStore::load_in_memory
 //! [`RoomStore::rooms_in_memory`]: crate::ports::RoomStore::rooms_in_memory
 
-use std::future::Future;
-
 use time::OffsetDateTime;
 
 use super::{IssuedToken, Ticketing};
@@ -158,16 +156,10 @@ impl Ticketing {
     /// # Errors
     /// `Store` when the store fails ([`StoreError::Timeout`] when `watch` was abandoned before
     /// the write was sent: nothing was stored).
-    pub fn issue_planned(
-        &self,
-        step: IssueStep,
-        watch: CommitWatch,
-    ) -> impl Future<Output = Result<IssuedToken, IssueTokenError>> + Send + '_ {
-        async move {
-            let lines = self.async_lines()?;
-            let outcome = lines.issue(&step.room, step.user, step.value.clone(), step.now, &watch).await?;
-            Ok(self.finish_issue(&step, outcome))
-        }
+    pub async fn issue_planned(&self, step: IssueStep, watch: CommitWatch) -> Result<IssuedToken, IssueTokenError> {
+        let lines = self.async_lines()?;
+        let outcome = lines.issue(&step.room, step.user, step.value.clone(), step.now, &watch).await?;
+        Ok(self.finish_issue(&step, outcome))
     }
 
     /// Step 2 without blocking, for a bearer [`Ticketing::read_token_in_memory`] could not
@@ -192,12 +184,10 @@ impl Ticketing {
     ///
     /// # Errors
     /// `Invalid` for an unknown token; `Store` when the store fails.
-    pub fn read_planned(&self, step: ReadStep) -> impl Future<Output = Result<TokenView, ReadTokenError>> + Send + '_ {
-        async move {
-            let lines = self.async_lines()?;
-            let found = lines.find_with_cursor(&step.room, &step.value).await?;
-            self.finish_read(&step.place, found)
-        }
+    pub async fn read_planned(&self, step: ReadStep) -> Result<TokenView, ReadTokenError> {
+        let lines = self.async_lines()?;
+        let found = lines.find_with_cursor(&step.room, &step.value).await?;
+        self.finish_read(&step.place, found)
     }
 
     fn async_lines(&self) -> Result<&dyn AsyncQueueLines, StoreError> {
