@@ -20,7 +20,8 @@
 //! proven with a `PING`, within the connect timeout; when that fails, Redis is *unreachable* and
 //! every call fails at once with `Unavailable` (503 in microseconds, no request waits out a
 //! connect timeout) except one per `probe_interval`, which tries to connect again; the first
-//! connection opened clears the state. One attempt is made at a time over all threads; calls
+//! connection opened clears the state, and so does a readiness `PING` that Redis answered
+//! ([`AsyncRedisLines::redis_answered`]: ready means both paths connect). One attempt is made at a time over all threads; calls
 //! that waited for an attempt that failed fail with it. A call that meets a lost connection
 //! (I/O error, timeout, unparsable reply) drops it and retires every connection opened before
 //! (an *epoch*, as the pool's), so after a Redis restart each worker opens a fresh one.
@@ -331,6 +332,14 @@ impl AsyncRedisLines {
         };
         self.link.answered();
         reply.map(|f| Ok((codec::token(value.clone(), &f, 0)?, codec::cursor(&f, codec::TOKEN_FIELDS)?))).transpose()
+    }
+
+    /// Redis answered another client of this process (the blocking pool's readiness `PING`):
+    /// calls stop failing at once and connect again. Without it, the first calls after Redis
+    /// is back could still be refused until the next probe, up to `probe_interval` after the
+    /// instance reported ready.
+    pub fn redis_answered(&self) {
+        self.link.answered();
     }
 
     /// Drops every connection of every thread (tests: the next calls connect again).

@@ -367,3 +367,19 @@ fn a_lost_issue_reply_is_unavailable_and_the_retry_finds_the_token() {
     let blocking = RedisQueue::new(&cfg).unwrap();
     assert_eq!(blocking.stats().unwrap().issued_through, 2, "the user who gave up took no number");
 }
+
+#[test]
+fn a_readiness_ping_that_redis_answered_lets_the_next_call_connect_at_once() {
+    let mut server = PrivateRedis::reserve();
+    let cfg = RedisConfig::with_url_and_prefix(server.url(), "aio-ready");
+    let lines = AsyncRedisLines::new(&cfg).unwrap().unwrap();
+    let main = RoomId::main();
+    let refused = runtime().block_on(lines.find_with_cursor(&main, &value()));
+    assert!(matches!(refused, Err(StoreError::Unavailable(_))), "{refused:?}");
+    server.launch();
+    // What the app's readiness probe does once the blocking pool's PING is answered.
+    RedisQueue::new(&cfg).unwrap().ping().unwrap();
+    lines.redis_answered();
+    let issued = runtime().block_on(lines.issue(&main, user(), value(), now(), &CommitWatch::new())).unwrap();
+    assert!(issued.created);
+}

@@ -121,7 +121,15 @@ impl Application {
         };
         if let Some(queue) = redis {
             let probe = queue.clone();
-            stores.probes.push(Arc::new(move || probe.ping()));
+            let front = redis_async.clone();
+            stores.probes.push(Arc::new(move || {
+                let pong = probe.ping();
+                if let (Ok(()), Some(front)) = (&pong, &front) {
+                    // Ready means the front door's async client connects again too.
+                    front.redis_answered();
+                }
+                pong
+            }));
             // Every room's line on the same Redis, under its own hash tag.
             stores.ports.lines = Arc::new(queue.lines());
             stores.ports.queue = queue;
