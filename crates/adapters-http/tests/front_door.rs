@@ -14,15 +14,17 @@ use std::time::{Duration as StdDuration, Instant};
 use adapters_http::{ApiState, StoreCalls};
 use adapters_local::async_lines::CachedAsyncLines;
 use adapters_local::poll_cache::{CachedQueue, PollCacheBudget, PollCacheSettings};
-use adapters_local::rooms_cache::CachedLines;
+use adapters_local::rooms_cache::{CachedLines, CachedRooms};
 use adapters_local::settings_cache::CachedSettings;
 use adapters_local::ticker::ManualTicker;
 use adapters_redis::{AsyncRedisLines, RedisConfig, RedisQueue};
 use common::{assert_problem, bearer, call, get, post, World};
 use domain::clock::Clock as _;
+use domain::ids::ConcertId;
 use domain::ids::UserId;
-use domain::ports::{AsyncQueueLines, QueueLines, QueueStore, SettingsStore};
+use domain::ports::{AsyncQueueLines, QueueLines, QueueStore, RoomStore, SettingsStore};
 use domain::queue::TokenValue;
+use domain::room::{RoomDraft, RoomId};
 use domain::service::{Ports, Ticketing};
 use serde_json::json;
 use uuid::Uuid;
@@ -61,6 +63,16 @@ struct Instance {
 }
 
 fn instance(world: &World, cfg: &RedisConfig, settings_in_memory: bool) -> Instance {
+    instance_with_rooms(world, cfg, settings_in_memory, None)
+}
+
+/// [`instance`], with the rooms behind `rooms` (a cache the test fills) when given.
+fn instance_with_rooms(
+    world: &World,
+    cfg: &RedisConfig,
+    settings_in_memory: bool,
+    room_store: Option<Arc<dyn RoomStore>>,
+) -> Instance {
     let ticker = Arc::new(ManualTicker::new());
     let redis = RedisQueue::new(cfg).unwrap().with_clock(Arc::new(world.clock.clone()));
     let memory = world.ports();
@@ -82,7 +94,8 @@ fn instance(world: &World, cfg: &RedisConfig, settings_in_memory: bool) -> Insta
     ));
     let queue: Arc<dyn QueueStore> = main;
     let room_lines: Arc<dyn QueueLines> = rooms;
-    let ports = Ports { queue, lines: room_lines, settings, ..memory };
+    let rooms_port = room_store.unwrap_or_else(|| memory.rooms.clone());
+    let ports = Ports { queue, lines: room_lines, settings, rooms: rooms_port, ..memory };
     let ticketing = Ticketing::new(ports, common::policy()).with_async_queue(lines);
     Instance { state: ApiState::builder(ticketing).build(), redis }
 }
@@ -197,4 +210,70 @@ async fn with_redis_down_issue_and_poll_answer_503_at_once() {
     // timeout for all forty.
     assert!(started.elapsed() < StdDuration::from_millis(500), "{:?}", started.elapsed());
     assert_eq!(one.state.store_calls(), calls(0, 40), "no hop, no slot held");
+}
+
+#[actix_web::test]
+async fn a_rooms_join_and_poll_are_served_without_the_hop_and_its_rules_hold() {
+    let (world, ns) = (World::new(), Namespace::new());
+    let ticker = Arc::new(ManualTicker::new());
+    let rooms = Arc::new(CachedRooms::new(world.ports().rooms, ticker, StdDuration::from_secs(1)));
+    let draft = |id: &str, concert: Uuid, opens_in_days: Option<i64>| RoomDraft {
+        id: id.to_owned(),
+        name: id.to_owned(),
+        concerts: vec![ConcertId::from_uuid(concert)],
+        opens_at: opens_in_days.map(|d| world.clock.now() + time::Duration::days(d)),
+        prequeue_opens_at: None,
+        draw_at_open: None,
+        abandon_after_secs: None,
+        settings: domain::queue::SettingsChange::default(),
+    };
+    world.ticketing.create_room("test", &draft("tour", world.concert, None)).unwrap();
+    // Another concert for a room that opens tomorrow.
+    let later = domain::catalogue::ConcertDraft {
+        title: "Later".into(),
+        artist: "Tester".into(),
+        venue: "Hall".into(),
+        schedules: vec![domain::catalogue::ScheduleDraft {
+            starts_at: world.clock.now() + time::Duration::days(5),
+            seats: vec![domain::catalogue::SeatDraft { number: 1, price: 500 }],
+        }],
+    };
+    let later_concert = world.ticketing.create_concert("test", &later).unwrap().concert.id.as_uuid();
+    world.ticketing.create_room("test", &draft("later", later_concert, Some(1))).unwrap();
+    assert_eq!(rooms.rooms().unwrap().len(), 2, "the rooms cache is filled");
+    let one = instance_with_rooms(&world, &ns.0, true, Some(rooms));
+    let app = common::app(one.state.clone()).await;
+
+    let joined =
+        call(&app, post("/queue/tokens").set_json(json!({ "userId": Uuid::new_v4(), "roomId": "tour" }))).await;
+    assert_eq!(joined.status, 201, "{joined:?}");
+    let token = joined.body["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("tour."), "{token}");
+    assert_eq!(one.state.store_calls(), calls(0, 1));
+    let polled = call(&app, get("/queue/token").insert_header(bearer(&token))).await;
+    assert_eq!((polled.status, polled.body["position"].as_i64()), (200, Some(1)), "{polled:?}");
+    assert_eq!(one.state.store_calls(), calls(0, 1), "from the room's poll cache");
+
+    let tour = RoomId::parse("tour").unwrap();
+    let other = one
+        .redis
+        .line(&tour)
+        .issue(UserId::from_uuid(Uuid::new_v4()), value().in_room(&tour), world.clock.now())
+        .unwrap()
+        .token;
+    let read = call(&app, get("/queue/token").insert_header(bearer(other.value.as_str()))).await;
+    assert_eq!((read.status, read.body["position"].as_i64()), (200, Some(2)), "{read:?}");
+    assert_eq!(one.state.store_calls(), calls(0, 2));
+
+    // The room's rule, decided from memory: no store call at all.
+    let early =
+        call(&app, post("/queue/tokens").set_json(json!({ "userId": Uuid::new_v4(), "roomId": "later" }))).await;
+    assert_problem(&early, 409, "ROOM_NOT_OPEN");
+    assert_eq!(one.state.store_calls(), calls(0, 2));
+
+    // A room not in memory: looked up on the blocking path.
+    let unknown =
+        call(&app, post("/queue/tokens").set_json(json!({ "userId": Uuid::new_v4(), "roomId": "nowhere" }))).await;
+    assert_problem(&unknown, 404, "NOT_FOUND");
+    assert_eq!(one.state.store_calls(), calls(1, 2));
 }
