@@ -348,6 +348,7 @@ fn batches(answers: &'static [u64], calls: &Arc<AtomicUsize>) -> impl Fn() -> Re
 
 mod balance;
 mod catalogue;
+mod front;
 mod operator;
 mod payment;
 mod queue;
