@@ -15,7 +15,7 @@
 //! # Calls without the hop
 //! The front door's queue calls on a store with a non-blocking client (joining a line and
 //! polling a token, on Redis: `domain::service::front`) are awaited on the HTTP worker itself
-//! ([`ApiState::nonblocking`]): no store slot (slots bound the blocking threads, and such a call
+//! (`ApiState::nonblocking`): no store slot (slots bound the blocking threads, and such a call
 //! holds none; its connection pipelines every call of its worker), no hop. They keep every other
 //! promise of this module: the store gate, the deadline below with the same commit agreement
 //! (the watch is handed to the adapter, which asks it before sending its write), the request's

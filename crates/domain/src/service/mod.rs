@@ -9,6 +9,12 @@
 //!
 //! The rooms' use cases (joining a room, its line, its draw and presence, the gate an ACTIVE
 //! token's room puts on concerts, the operator's rooms) are in [`rooms`].
+//!
+//! Joining a line and polling a token also have non-blocking forms (in `front`) over the
+//! async queue port ([`crate::ports::AsyncQueueLines`], given by
+//! [`Ticketing::with_async_queue`]), which an HTTP worker awaits itself: they share their
+//! decision and answer steps with the blocking forms, and answer `None` (block instead) when
+//! what they need is not in memory.
 
 mod front;
 mod rooms;
@@ -195,7 +201,7 @@ impl Ticketing {
         Self { ports, policy, sightings: Arc::default(), nonblocking: None }
     }
 
-    /// Lets joining a line and polling a token go to `lines` without blocking (see [`front`]):
+    /// Lets joining a line and polling a token go to `lines` without blocking (see `front`):
     /// `lines` must reach the same store as `ports.queue` and `ports.lines`.
     #[must_use]
     pub fn with_async_queue(mut self, lines: Arc<dyn crate::ports::AsyncQueueLines>) -> Self {
