@@ -96,7 +96,20 @@ pub(crate) fn draw(fields: &[Option<String>], at: usize) -> Result<Option<DrawRe
 /// Whether the connection that returned `e` can no longer be trusted: the server is gone,
 /// timed out (a late reply could be taken for the next call's), or sent what does not parse.
 pub(crate) fn connection_lost(e: &RedisError) -> bool {
-    e.is_io_error() || e.kind() == ErrorKind::Parse
+    // A cluster connection with no socket left, or whose slot map could not be read anew.
+    e.is_io_error() || matches!(e.kind(), ErrorKind::Parse | ErrorKind::ClusterConnectionNotFound | ErrorKind::Client)
+}
+
+/// Whether a cluster connection's slot map is stale: the slot has another master (`MOVED`),
+/// is being migrated (`ASK`), or its master was demoted (`READONLY`). Such a connection is
+/// retired, so the next one reads the map anew.
+pub(crate) fn stale_route(e: &RedisError) -> bool {
+    matches!(e.kind(), ErrorKind::Server(ServerErrorKind::Moved | ServerErrorKind::Ask | ServerErrorKind::ReadOnly))
+}
+
+/// `MOVED`: the command did not run (it may be sent again).
+pub(crate) fn moved(e: &RedisError) -> bool {
+    e.kind() == ErrorKind::Server(ServerErrorKind::Moved)
 }
 
 /// A Redis failure as the port's [`StoreError`]: unreachable, timed out or not serving (loading
@@ -112,6 +125,8 @@ pub(crate) fn store_error(e: &RedisError) -> StoreError {
                     | ServerErrorKind::MasterDown
                     | ServerErrorKind::ClusterDown
                     | ServerErrorKind::ReadOnly
+                    | ServerErrorKind::Moved
+                    | ServerErrorKind::Ask
             )
         )
         || e.code() == Some("BUSY");

@@ -150,6 +150,8 @@
 //!   connection when the first attempt met a dropped connection quickly; they change nothing.
 
 pub mod config;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 mod codec;
 mod draw;
@@ -172,7 +174,7 @@ use time::{Duration, OffsetDateTime};
 pub use crate::config::{ConfigError, RedisConfig, RedisTimeouts};
 pub use crate::draw::DrawTuning;
 use crate::keys::Keys;
-use crate::pool::{Conn, Health, Manager};
+use crate::pool::{Client, Conn, Connection, Health, Manager};
 use crate::scripts::Scripts;
 
 /// Whose clock admission, expiry sweeps and `stats` go by.
@@ -214,6 +216,10 @@ pub struct RedisQueue {
     /// A read that met a dropped connection sooner than this after it started is retried once.
     retry_within: std::time::Duration,
     redacted_url: String,
+    /// Whether the URL named a Redis Cluster.
+    cluster: bool,
+    /// Replicas that must confirm an issue, an admission or a use-up (`WAIT`); 0: none.
+    replica_acks: u32,
 }
 
 impl fmt::Debug for RedisQueue {
@@ -222,13 +228,15 @@ impl fmt::Debug for RedisQueue {
             .field("url", &self.redacted_url)
             .field("namespace", &self.keys.namespace)
             .field("room", &self.room)
+            .field("cluster", &self.cluster)
+            .field("replica_acks", &self.replica_acks)
             .field("time", &self.time)
             .finish_non_exhaustive()
     }
 }
 
 /// What a read does on its connection (it may run twice, see [`RedisQueue::read`]).
-type Op<'a, T> = dyn Fn(&mut redis::Connection) -> RedisResult<T> + 'a;
+type Op<'a, T> = dyn Fn(&mut Connection) -> RedisResult<T> + 'a;
 
 impl RedisQueue {
     /// A queue on the Redis of `cfg`, timed on Redis' clock. Connects lazily: it succeeds when
@@ -238,7 +246,8 @@ impl RedisQueue {
     /// [`ConfigError`] when the configuration cannot work whatever the server does.
     pub fn new(cfg: &RedisConfig) -> Result<Self, ConfigError> {
         cfg.validate()?;
-        let client = Manager::client(&cfg.url).map_err(|e| ConfigError::InvalidUrl(e.to_string()))?;
+        let client = Client::new(&cfg.nodes(), &cfg.timeouts).map_err(|e| ConfigError::InvalidUrl(e.to_string()))?;
+        let cluster = client.is_cluster();
         let health = Arc::new(Health::default());
         let pool = r2d2::Pool::builder()
             .max_size(cfg.pool_size)
@@ -263,6 +272,8 @@ impl RedisQueue {
             retain_ms: cfg.expired_retention.as_millis().max(1).to_string(),
             retry_within: cfg.timeouts.read,
             redacted_url: cfg.redacted_url(),
+            cluster,
+            replica_acks: cfg.effective_replica_acks(),
         })
     }
 
@@ -354,20 +365,62 @@ impl RedisQueue {
         }
     }
 
-    /// Runs `op` on a pooled connection. On a lost connection, drops it and retires every
-    /// connection opened before it (see `pool`).
+    /// Runs `op` on a pooled connection. On a lost connection (or, on a cluster, a stale
+    /// route: see `pool`), drops it and retires every connection opened before it. A `MOVED`
+    /// reply (the command did not run; the slot has a new master) is retried once on a fresh
+    /// connection, which reads the slot map anew.
     fn attempt<T>(&self, op: &Op<'_, T>) -> Result<T, (StoreError, bool)> {
-        let mut conn = self.checkout().map_err(|e| (e, false))?;
-        let result = op(&mut conn.inner);
+        match self.attempt_on_one(op) {
+            Err(Failure::Moved(_)) => self.attempt_on_one(op),
+            other => other,
+        }
+        .map_err(|f| match f {
+            Failure::Store(e, dropped) => (e, dropped),
+            Failure::Moved(e) => (e, false),
+        })
+    }
+
+    fn attempt_on_one<T>(&self, op: &Op<'_, T>) -> Result<T, Failure> {
+        let mut conn = self.checkout().map_err(|e| Failure::Store(e, false))?;
+        // The cluster client keeps its sockets and slot map in `RefCell`s: a bug there must
+        // cost this connection and this call (503), never the worker.
+        let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| op(&mut conn.inner))) {
+            Ok(result) => result,
+            Err(_) => {
+                self.retire(&mut conn);
+                return Err(Failure::Store(StoreError::Unavailable("the Redis client failed on this call".into()), false));
+            }
+        };
         if result.is_ok() {
             self.health.answered();
         }
         result.map_err(|e| {
-            let lost = codec::connection_lost(&e);
-            if lost {
+            if codec::connection_lost(&e) || codec::stale_route(&e) {
                 self.retire(&mut conn);
             }
-            (codec::store_error(&e), e.is_connection_dropped())
+            if codec::moved(&e) {
+                Failure::Moved(codec::store_error(&e))
+            } else {
+                Failure::Store(codec::store_error(&e), e.is_connection_dropped())
+            }
+        })
+    }
+
+    /// After a write that must survive a failover, on the connection it was sent on: waits
+    /// for `replica_acks` replicas to have it (see the crate docs, "Redis Cluster"). `Ok(())`
+    /// when none are asked for.
+    fn confirm(&self, conn: &mut Connection) -> RedisResult<Result<(), StoreError>> {
+        if self.replica_acks == 0 {
+            return Ok(Ok(()));
+        }
+        let acked = conn.confirm(self.replica_acks, self.timeouts.replica_ack)?;
+        Ok(if acked >= self.replica_acks {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(format!(
+                "the write was not confirmed by {} replica(s) within {:?} ({acked} did)",
+                self.replica_acks, self.timeouts.replica_ack
+            )))
         })
     }
 
@@ -393,6 +446,14 @@ impl RedisQueue {
             other => other.map_err(|(e, _)| e),
         }
     }
+}
+
+/// Why one attempt failed.
+enum Failure {
+    /// The error, and whether the connection was found dropped (a read may retry).
+    Store(StoreError, bool),
+    /// The slot moved: the command did not run, so it may run again on a fresh connection.
+    Moved(StoreError),
 }
 
 /// A script that writes is this store's commit: sent only while its caller still waits (the
@@ -423,8 +484,9 @@ impl QueueStore for RedisQueue {
         let k = &self.keys;
         let (user_key, token_key, now_us) = (k.user(user), k.token(&value), codec::to_micros(now).to_string());
         let user_id = user.to_string();
-        let reply: Vec<Option<String>> = self.once(&|c| {
-            self.scripts
+        let (reply, confirmed): (Vec<Option<String>>, _) = self.once(&|c| {
+            let reply = self
+                .scripts
                 .issue
                 .key(&k.issued)
                 .key(&k.cursor)
@@ -439,8 +501,12 @@ impl QueueStore for RedisQueue {
                 .arg(value.as_str())
                 .arg(&now_us)
                 .arg(&self.retain_ms)
-                .invoke(c)
+                .invoke(c)?;
+            // Also when the user's token was found: the call that stored it may have failed
+            // this very check, and a 200 must not hand out a token a failover can lose.
+            Ok((reply, self.confirm(c)?))
         })?;
+        confirmed?;
         let created = match reply.first().and_then(Option::as_deref) {
             Some("1") => true,
             Some("0") => false,
@@ -491,8 +557,9 @@ impl QueueStore for RedisQueue {
         let now = self.now_arg();
         let cap = policy.max_active.map(|m| m.to_string()).unwrap_or_default();
         let abandon_after = policy.abandon_after.map(|d| micros(d).to_string()).unwrap_or_default();
-        let reply: Vec<String> = self.once(&|c| {
-            self.scripts
+        let (reply, confirmed): (Vec<String>, _) = self.once(&|c| {
+            let reply: Vec<String> = self
+                .scripts
                 .admit
                 .key(&k.cursor)
                 .key(&k.waiting)
@@ -508,8 +575,13 @@ impl QueueStore for RedisQueue {
                 .arg(&abandon_after)
                 .arg(&k.user_prefix)
                 .arg(&self.retain_ms)
-                .invoke(c)
+                .invoke(c)?;
+            let admitted = reply.first().is_some_and(|s| s == "admitted");
+            Ok((reply, if admitted { self.confirm(c)? } else { Ok(()) }))
         })?;
+        // Not confirmed: the scheduler logs it and its next tick reads the cursor this call
+        // left (usually `NotDue`), as after a lost reply.
+        confirmed?;
         let number = |i: usize| reply.get(i).and_then(|s| s.parse::<i64>().ok()).ok_or_else(|| codec::corrupt("admit"));
         match reply.first().map(String::as_str) {
             Some("wait") => Ok(AdmissionOutcome::NotDue { wait: Duration::microseconds(number(1)?) }),
@@ -551,8 +623,9 @@ impl QueueStore for RedisQueue {
         commit_point()?;
         let k = &self.keys;
         let (key, at) = (k.token(value), codec::to_micros(at).to_string());
-        let _changed: i64 = self.once(&|c| {
-            self.scripts
+        let confirmed = self.once(&|c| {
+            let _changed: i64 = self
+                .scripts
                 .use_up
                 .key(&key)
                 .key(&k.active)
@@ -564,9 +637,10 @@ impl QueueStore for RedisQueue {
                 .arg(&at)
                 .arg(&k.user_prefix)
                 .arg(&self.retain_ms)
-                .invoke(c)
+                .invoke(c)?;
+            self.confirm(c)
         })?;
-        Ok(())
+        confirmed
     }
 
     fn stats(&self) -> Result<QueueStats, StoreError> {
@@ -598,13 +672,10 @@ impl QueueStore for RedisQueue {
         })
     }
 
+    /// `PING` on one Redis; on a cluster, `cluster_state:ok` from a node (see the crate docs,
+    /// "Redis Cluster").
     fn ping(&self) -> Result<(), StoreError> {
-        let pong: String = self.read(&|c| redis::cmd("PING").query(c))?;
-        if pong == "PONG" {
-            Ok(())
-        } else {
-            Err(StoreError::Unavailable(format!("Redis answered PING with {pong:?}")))
-        }
+        self.read(&Connection::health)?.map_err(StoreError::Unavailable)
     }
 
     fn draw(&self, opens_at: OffsetDateTime, seed: u64) -> Result<DrawOutcome, StoreError> {

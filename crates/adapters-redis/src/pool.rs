@@ -1,6 +1,20 @@
-//! The connection pool: r2d2 over plain redis connections, with the timeouts of
+//! The connection pool: r2d2 over [`Connection`]s, each a plain connection to one Redis or a
+//! cluster connection (one socket per node, routed by slot), with the timeouts of
 //! [`RedisTimeouts`] on every socket, and a way to drop every pooled connection at once when
-//! one of them finds Redis gone.
+//! one of them finds Redis (or a cluster node) gone.
+//!
+//! On a cluster a pooled connection is the `redis` crate's [`ClusterConnection`]: opened from
+//! the first configured node that answers, it reads the slot map (`CLUSTER SLOTS`) and opens a
+//! socket per node on demand. It is built with no retries of its own (`retries(0)`): a
+//! command sent to a dead master fails at once instead of sleeping through the crate's
+//! back-off, and a write is never sent twice behind our back. What the crate would do on
+//! a retry this module and the queue do instead: a connection that met a dead node or a stale
+//! route (`MOVED`, `ASK`, `READONLY`) is retired like a lost connection to one Redis, so the
+//! next call opens a fresh one with the slot map as it is now (after a failover: the
+//! promoted replica); a `MOVED` reply, which means the command did not run, is retried once
+//! on it. Retiring every pooled connection on such an error (the epoch below) costs new
+//! connections for the rooms of the healthy masters during a failover's few seconds, but no
+//! pooled connection keeps routing a room to its dead master once the replica has taken over.
 //!
 //! A connection that saw an I/O error (refused, reset, timed out) is marked broken, so the pool
 //! drops it instead of reusing it, and the pool's *epoch* is bumped. A connection remembers
@@ -23,7 +37,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use redis::{ConnectionLike as _, ErrorKind, IntoConnectionInfo as _, RedisError};
+use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConnection};
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::{Arg, Cmd, ConnectionLike, ErrorKind, IntoConnectionInfo as _, RedisError, RedisResult, Value};
 
 use crate::config::RedisTimeouts;
 
@@ -68,45 +84,216 @@ impl Health {
     }
 }
 
+/// What connections are opened to: one Redis, or a cluster.
+#[derive(Debug)]
+pub(crate) enum Client {
+    Single(redis::Client),
+    Cluster(ClusterClient),
+}
+
+impl Client {
+    /// A client for `urls`: one URL is one Redis, several are the nodes of a cluster (any
+    /// that answers gives the slot map). Each sends nothing on connect beyond authentication
+    /// and `SELECT`: the crate's `CLIENT SETINFO` would wait out the connect timeout once per
+    /// command on a hung server (it doubled the time to find one).
+    pub(crate) fn new(urls: &[&str], timeouts: &RedisTimeouts) -> Result<Self, RedisError> {
+        let infos = urls
+            .iter()
+            .map(|url| {
+                let info = url.into_connection_info()?;
+                let settings = info.redis_settings().clone().set_skip_set_lib_name();
+                Ok(info.set_redis_settings(settings))
+            })
+            .collect::<Result<Vec<_>, RedisError>>()?;
+        match <[_; 1]>::try_from(infos) {
+            Ok([info]) => Ok(Self::Single(redis::Client::open(info)?)),
+            Err(infos) => Ok(Self::Cluster(
+                ClusterClientBuilder::new(infos)
+                    .connection_timeout(timeouts.connect)
+                    .response_timeout(timeouts.read)
+                    // See the module docs: no sleeping retries, no write sent twice.
+                    .retries(0)
+                    .build()?,
+            )),
+        }
+    }
+
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self, Self::Cluster(_))
+    }
+}
+
+/// One connection: to one Redis, or to a cluster's nodes.
+pub(crate) enum Connection {
+    Single(redis::Connection),
+    Cluster(Box<ClusterSlot>),
+}
+
+/// A cluster connection and the route of the last keyed command sent on it.
+pub(crate) struct ClusterSlot {
+    conn: ClusterConnection,
+    /// The master of the slot the last script ran on: where `SCRIPT LOAD` after its `NOSCRIPT`
+    /// and `WAIT` after its write go.
+    last: Option<Route>,
+}
+
+impl Connection {
+    /// Waits until `replicas` replicas have every write sent on this connection so far (on a
+    /// cluster: to the master of the last script's slot), at most `timeout`; returns how many
+    /// confirmed. `WAIT` cannot run inside a script, so it follows the script on the same
+    /// socket.
+    pub(crate) fn confirm(&mut self, replicas: u32, timeout: Duration) -> RedisResult<u32> {
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(replicas).arg(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).max(1));
+        match self {
+            Self::Single(conn) => wait.query(conn),
+            Self::Cluster(c) => match c.last {
+                Some(route) => {
+                    let value = c.conn.route_command(&wait, RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)))?;
+                    Ok(redis::from_redis_value(value)?)
+                }
+                None => Err(RedisError::from((ErrorKind::Client, "WAIT before any write on this connection"))),
+            },
+        }
+    }
+
+    /// On a cluster: `CLUSTER INFO` of a node that answers, which must say `cluster_state:ok`
+    /// (every slot served, this node in the majority). On one Redis: `PING`.
+    pub(crate) fn health(&mut self) -> RedisResult<Result<(), String>> {
+        match self {
+            Self::Single(conn) => {
+                let pong: String = redis::cmd("PING").query(conn)?;
+                Ok(if pong == "PONG" { Ok(()) } else { Err(format!("Redis answered PING with {pong:?}")) })
+            }
+            Self::Cluster(c) => {
+                let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut c.conn)?;
+                let state = info.lines().find_map(|l| l.trim().strip_prefix("cluster_state:")).unwrap_or("unknown");
+                Ok(if state == "ok" { Ok(()) } else { Err(format!("the Redis Cluster's state is {state}")) })
+            }
+        }
+    }
+
+    fn like(&mut self) -> &mut dyn ConnectionLike {
+        match self {
+            Self::Single(conn) => conn,
+            Self::Cluster(c) => &mut c.conn,
+        }
+    }
+}
+
+/// The first key of an `EVALSHA`/`EVAL` with keys.
+fn script_key(cmd: &Cmd) -> Option<Vec<u8>> {
+    let mut args = cmd.args_iter().filter_map(|a| match a {
+        Arg::Simple(bytes) => Some(bytes),
+        _ => None,
+    });
+    let name = args.next()?;
+    if !(name.eq_ignore_ascii_case(b"EVALSHA") || name.eq_ignore_ascii_case(b"EVAL")) {
+        return None;
+    }
+    let _script = args.next()?;
+    let count: u64 = std::str::from_utf8(args.next()?).ok()?.parse().ok()?;
+    if count == 0 {
+        return None;
+    }
+    args.next().map(<[u8]>::to_vec)
+}
+
+fn is_script_load(cmd: &Cmd) -> bool {
+    let mut args = cmd.args_iter();
+    matches!(
+        (args.next(), args.next()),
+        (Some(Arg::Simple(a)), Some(Arg::Simple(b))) if a.eq_ignore_ascii_case(b"SCRIPT") && b.eq_ignore_ascii_case(b"LOAD")
+    )
+}
+
+/// Delegates to the inner connection. On a cluster, a script's `SCRIPT LOAD` (after
+/// `NOSCRIPT`) goes to the master of the slot the script was refused on, not to every node
+/// as the crate routes it: a dead node elsewhere must not fail a room whose master is up, and
+/// a promoted replica loads what it misses on first use.
+impl ConnectionLike for Connection {
+    fn req_packed_command(&mut self, cmd: &[u8]) -> RedisResult<Value> {
+        self.like().req_packed_command(cmd)
+    }
+
+    fn req_packed_commands(&mut self, cmd: &[u8], offset: usize, count: usize) -> RedisResult<Vec<Value>> {
+        self.like().req_packed_commands(cmd, offset, count)
+    }
+
+    fn req_command(&mut self, cmd: &Cmd) -> RedisResult<Value> {
+        match self {
+            Self::Single(conn) => conn.req_command(cmd),
+            Self::Cluster(c) => {
+                if let Some(key) = script_key(cmd) {
+                    c.last = Some(Route::with_key(key, SlotAddr::Master));
+                } else if let (true, Some(route)) = (is_script_load(cmd), c.last) {
+                    return c.conn.route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)));
+                }
+                c.conn.req_command(cmd)
+            }
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(conn) => conn.get_db(),
+            Self::Cluster(c) => c.conn.get_db(),
+        }
+    }
+
+    fn check_connection(&mut self) -> bool {
+        self.like().check_connection()
+    }
+
+    fn is_open(&self) -> bool {
+        match self {
+            Self::Single(conn) => conn.is_open(),
+            Self::Cluster(c) => c.conn.is_open(),
+        }
+    }
+}
+
 /// Opens connections with timeouts and judges them by epoch.
 #[derive(Debug)]
 pub(crate) struct Manager {
-    client: redis::Client,
+    client: Client,
     timeouts: RedisTimeouts,
     health: Arc<Health>,
 }
 
 impl Manager {
-    pub(crate) fn new(client: redis::Client, timeouts: RedisTimeouts, health: Arc<Health>) -> Self {
+    pub(crate) fn new(client: Client, timeouts: RedisTimeouts, health: Arc<Health>) -> Self {
         Self { client, timeouts, health }
-    }
-
-    /// A client for `url` that sends nothing on connect beyond authentication and `SELECT`:
-    /// the crate's `CLIENT SETINFO` would wait out the connect timeout once per command on a
-    /// hung server (it doubled the time to find one).
-    pub(crate) fn client(url: &str) -> Result<redis::Client, RedisError> {
-        let info = url.into_connection_info()?;
-        let settings = info.redis_settings().clone().set_skip_set_lib_name();
-        redis::Client::open(info.set_redis_settings(settings))
     }
 
     /// Opens a connection and proves the server answers (a hung server accepts TCP
     /// connections in its kernel backlog and answers nothing), all within the connect timeout
-    /// as far as the socket layer allows; then sets the timeouts every call runs under.
-    fn open(&self) -> Result<redis::Connection, RedisError> {
-        let mut conn = self.client.get_connection_with_timeout(self.timeouts.connect)?;
-        conn.set_read_timeout(Some(self.timeouts.connect))?;
-        conn.set_write_timeout(Some(self.timeouts.connect))?;
-        redis::cmd("PING").exec(&mut conn)?;
-        conn.set_read_timeout(Some(self.timeouts.read))?;
-        conn.set_write_timeout(Some(self.timeouts.write))?;
-        Ok(conn)
+    /// as far as the socket layer allows; then sets the timeouts every call runs under. A
+    /// cluster connection proves it by reading the slot map (and `PING`s each node it opens).
+    fn open(&self) -> Result<Connection, RedisError> {
+        match &self.client {
+            Client::Single(client) => {
+                let mut conn = client.get_connection_with_timeout(self.timeouts.connect)?;
+                conn.set_read_timeout(Some(self.timeouts.connect))?;
+                conn.set_write_timeout(Some(self.timeouts.connect))?;
+                redis::cmd("PING").exec(&mut conn)?;
+                conn.set_read_timeout(Some(self.timeouts.read))?;
+                conn.set_write_timeout(Some(self.timeouts.write))?;
+                Ok(Connection::Single(conn))
+            }
+            Client::Cluster(client) => {
+                let conn = client.get_connection()?;
+                conn.set_read_timeout(Some(self.timeouts.read))?;
+                conn.set_write_timeout(Some(self.timeouts.write))?;
+                Ok(Connection::Cluster(Box::new(ClusterSlot { conn, last: None })))
+            }
+        }
     }
 }
 
 /// A pooled connection.
 pub(crate) struct Conn {
-    pub(crate) inner: redis::Connection,
+    pub(crate) inner: Connection,
     epoch: u64,
     broken: bool,
 }
