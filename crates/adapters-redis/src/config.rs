@@ -14,9 +14,10 @@ pub const DEFAULT_PREFIX: &str = "concert";
 
 /// How long a call may wait at each step. Together they bound a call when Redis is down or
 /// hung: at most `checkout` for a connection (which includes opening one, each attempt bounded
-/// by `connect`), then `write` to send the script and `read` for its reply. The defaults, 2 s
-/// plus 1 s plus 1 s, keep every call under the contract's 5 s, so a request answers 503
-/// rather than hangs. In practice an outage costs less: once a connection attempt has failed,
+/// by `connect`), then `write` to send the script and `read` for its reply, then, for a write
+/// that must survive a failover, `replica_ack` for a replica's confirmation. The defaults, 2 s
+/// plus 1 s plus 1 s plus 0.75 s, keep every call under the contract's 5 s, so a request
+/// answers 503 rather than hangs. In practice an outage costs less: once a connection attempt has failed,
 /// calls fail at once until Redis answers again (`probe_interval`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RedisTimeouts {
@@ -43,7 +44,7 @@ impl Default for RedisTimeouts {
             read: Duration::from_secs(1),
             write: Duration::from_secs(1),
             checkout: Duration::from_secs(2),
-            replica_ack: Duration::from_millis(500),
+            replica_ack: Duration::from_millis(750),
             probe_interval: Duration::from_millis(500),
         }
     }
@@ -215,7 +216,7 @@ mod tests {
         assert_eq!(cfg.prefix, "concert");
         assert_eq!(cfg.validate(), Ok(()));
         let t = cfg.timeouts;
-        assert!(t.checkout + t.write + t.read < Duration::from_secs(5), "a call fails within the contract's 5 s");
+        assert!(t.checkout + t.write + t.read + t.replica_ack < Duration::from_secs(5), "a call fails within the contract's 5 s");
     }
 
     #[test]

@@ -220,6 +220,8 @@ pub struct RedisQueue {
     cluster: bool,
     /// Replicas that must confirm an issue, an admission or a use-up (`WAIT`); 0: none.
     replica_acks: u32,
+    /// Lines (by namespace) whose master was last found with no replica attached, and when.
+    alone: Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>>,
 }
 
 impl fmt::Debug for RedisQueue {
@@ -274,6 +276,7 @@ impl RedisQueue {
             redacted_url: cfg.redacted_url(),
             cluster,
             replica_acks: cfg.effective_replica_acks(),
+            alone: Arc::default(),
         })
     }
 
@@ -406,6 +409,15 @@ impl RedisQueue {
         })
     }
 
+    fn note_alone(&self, alone: bool) {
+        let mut lines = self.alone.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if alone {
+            lines.insert(self.keys.namespace.clone(), Instant::now());
+        } else {
+            lines.remove(&self.keys.namespace);
+        }
+    }
+
     /// After a write that must survive a failover, on the connection it was sent on: waits
     /// for `replica_acks` replicas to have it (see the crate docs, "Redis Cluster"). `Ok(())`
     /// when none are asked for.
@@ -413,8 +425,44 @@ impl RedisQueue {
         if self.replica_acks == 0 {
             return Ok(Ok(()));
         }
-        let acked = conn.confirm(self.replica_acks, self.timeouts.replica_ack)?;
-        Ok(if acked >= self.replica_acks {
+        let ns = &self.keys.namespace;
+        // Found alone lately: ask first, rather than wait out `WAIT`'s timeout on every write.
+        let alone_lately = self
+            .alone
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(ns)
+            .is_some_and(|at| at.elapsed() < ALONE_RECHECK);
+        if alone_lately {
+            if conn.attached_replicas()? == 0 {
+                self.note_alone(true);
+                return Ok(Ok(()));
+            }
+            self.note_alone(false);
+        }
+        // In slices, each well inside the socket's read timeout, so a slow `WAIT` reply is
+        // never taken for a lost connection.
+        let deadline = Instant::now() + self.timeouts.replica_ack;
+        let slice = self.timeouts.read / 4;
+        let mut acked = 0;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            acked = conn.confirm(self.replica_acks, left.min(slice))?;
+            if acked >= self.replica_acks {
+                return Ok(Ok(()));
+            }
+        }
+        // A master with no replica attached (its replica took over from it and none joined
+        // since) has nothing that a failover could promote without this write: it is as safe
+        // as on one Redis, and refusing would keep the master's rooms down until an operator
+        // attaches a replica.
+        let attached = conn.attached_replicas()?;
+        Ok(if attached == 0 {
+            tracing::warn!(namespace = %ns, "the Redis master of this line has no replica attached: its writes are not confirmed by any");
+            self.note_alone(true);
             Ok(())
         } else {
             Err(StoreError::Unavailable(format!(
@@ -447,6 +495,10 @@ impl RedisQueue {
         }
     }
 }
+
+/// How long a line whose master was found with no replica attached asks `ROLE` before each
+/// lasting write instead of waiting out `WAIT` (see [`RedisQueue::confirm`]).
+const ALONE_RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Why one attempt failed.
 enum Failure {

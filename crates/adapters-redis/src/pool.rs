@@ -145,14 +145,29 @@ impl Connection {
     pub(crate) fn confirm(&mut self, replicas: u32, timeout: Duration) -> RedisResult<u32> {
         let mut wait = redis::cmd("WAIT");
         wait.arg(replicas).arg(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).max(1));
+        redis::from_redis_value(self.on_last_master(&wait)?).map_err(RedisError::from)
+    }
+
+    /// How many replicas are attached to the master the last script ran on (`ROLE`).
+    pub(crate) fn attached_replicas(&mut self) -> RedisResult<u32> {
+        let role: Vec<Value> = redis::from_redis_value(self.on_last_master(&redis::cmd("ROLE"))?)?;
+        match role.as_slice() {
+            [kind, _offset, Value::Array(replicas), ..] if redis::from_redis_value::<String>(kind.clone())? == "master" => {
+                Ok(u32::try_from(replicas.len()).unwrap_or(u32::MAX))
+            }
+            _ => Err(RedisError::from((ErrorKind::Client, "ROLE: not a master"))),
+        }
+    }
+
+    /// Sends `cmd` on one Redis, or on a cluster to the master of the last script's slot.
+    fn on_last_master(&mut self, cmd: &Cmd) -> RedisResult<Value> {
         match self {
-            Self::Single(conn) => wait.query(conn),
+            Self::Single(conn) => conn.req_command(cmd),
             Self::Cluster(c) => match c.last {
                 Some(route) => {
-                    let value = c.conn.route_command(&wait, RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)))?;
-                    Ok(redis::from_redis_value(value)?)
+                    c.conn.route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)))
                 }
-                None => Err(RedisError::from((ErrorKind::Client, "WAIT before any write on this connection"))),
+                None => Err(RedisError::from((ErrorKind::Client, "no script has run on this connection"))),
             },
         }
     }
