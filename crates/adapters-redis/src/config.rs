@@ -216,7 +216,10 @@ mod tests {
         assert_eq!(cfg.prefix, "concert");
         assert_eq!(cfg.validate(), Ok(()));
         let t = cfg.timeouts;
-        assert!(t.checkout + t.write + t.read + t.replica_ack < Duration::from_secs(5), "a call fails within the contract's 5 s");
+        assert!(
+            t.checkout + t.write + t.read + t.replica_ack < Duration::from_secs(5),
+            "a call fails within the contract's 5 s"
+        );
     }
 
     #[test]

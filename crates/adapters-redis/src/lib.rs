@@ -391,7 +391,10 @@ impl RedisQueue {
             Ok(result) => result,
             Err(_) => {
                 self.retire(&mut conn);
-                return Err(Failure::Store(StoreError::Unavailable("the Redis client failed on this call".into()), false));
+                return Err(Failure::Store(
+                    StoreError::Unavailable("the Redis client failed on this call".into()),
+                    false,
+                ));
             }
         };
         if result.is_ok() {

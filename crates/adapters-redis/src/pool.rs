@@ -152,7 +152,9 @@ impl Connection {
     pub(crate) fn attached_replicas(&mut self) -> RedisResult<u32> {
         let role: Vec<Value> = redis::from_redis_value(self.on_last_master(&redis::cmd("ROLE"))?)?;
         match role.as_slice() {
-            [kind, _offset, Value::Array(replicas), ..] if redis::from_redis_value::<String>(kind.clone())? == "master" => {
+            [kind, _offset, Value::Array(replicas), ..]
+                if redis::from_redis_value::<String>(kind.clone())? == "master" =>
+            {
                 Ok(u32::try_from(replicas.len()).unwrap_or(u32::MAX))
             }
             _ => Err(RedisError::from((ErrorKind::Client, "ROLE: not a master"))),
@@ -242,7 +244,9 @@ impl ConnectionLike for Connection {
                 if let Some(key) = script_key(cmd) {
                     c.last = Some(Route::with_key(key, SlotAddr::Master));
                 } else if let (true, Some(route)) = (is_script_load(cmd), c.last) {
-                    return c.conn.route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)));
+                    return c
+                        .conn
+                        .route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)));
                 }
                 c.conn.req_command(cmd)
             }

@@ -5,7 +5,7 @@
 //! [`Cluster::start`] runs six `redis-server --cluster-enabled yes` (node timeout 1 s, no
 //! persistence, `cluster-require-full-coverage no` so that the slots of a failed master stop
 //! answering and no others), `redis-cli --cluster create ... --cluster-replicas 1`, and waits
-//! until every node says `cluster_state:ok` and every master has its replica online. Dropping
+//! until every node says `cluster_state:ok` and every master's writes reach its replica. Dropping
 //! the [`Cluster`] kills every server and removes the directory, also when the test panics. A
 //! cluster shared by the tests of one binary ([`shared`]) lives in a static, which Rust never
 //! drops: for it, and for any cluster whose test process dies without unwinding, a small
@@ -110,7 +110,8 @@ impl Cluster {
 
     /// The watcher: once this process is gone, kills the servers and removes the directory.
     fn watch(&mut self) -> Result<(), String> {
-        let pids: Vec<String> = self.nodes.iter().filter_map(|n| n.server.as_ref()).map(|c| c.id().to_string()).collect();
+        let pids: Vec<String> =
+            self.nodes.iter().filter_map(|n| n.server.as_ref()).map(|c| c.id().to_string()).collect();
         let script = format!(
             "while kill -0 {} 2>/dev/null; do sleep 0.5; done; kill -9 {} 2>/dev/null; rm -rf '{}'",
             std::process::id(),
@@ -133,7 +134,12 @@ impl Cluster {
         for node in &self.nodes {
             while node_connection(node.port).and_then(|mut c| redis::cmd("PING").query::<String>(&mut c)).is_err() {
                 if Instant::now() > deadline {
-                    return Err(format!("redis-server on port {} did not answer (see {}/{}.log)", node.port, self.dir.display(), node.port));
+                    return Err(format!(
+                        "redis-server on port {} did not answer (see {}/{}.log)",
+                        node.port,
+                        self.dir.display(),
+                        node.port
+                    ));
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -157,7 +163,7 @@ impl Cluster {
     }
 
     /// Waits until every live node says `cluster_state:ok` and every master has a replica
-    /// online.
+    /// online that its writes reach.
     fn wait_formed(&self, deadline: Instant) -> Result<(), String> {
         loop {
             match self.formed() {
@@ -193,11 +199,35 @@ impl Cluster {
                 other => return Err(format!("node {port} has role {other:?}")),
             }
         }
-        if masters == 3 {
-            Ok(())
-        } else {
-            Err(format!("{masters} masters, not 3"))
+        if masters != 3 {
+            return Err(format!("{masters} masters, not 3"));
         }
+        self.replicating()
+    }
+
+    /// Whether a write on each master reaches its replica (`WAIT`): a replica reported online
+    /// may not be streamed to yet (after its first sync the master waits for its first ack,
+    /// sent once a second), and a test's first writes would then go unconfirmed.
+    fn replicating(&self) -> Result<(), String> {
+        let mut probed = std::collections::BTreeSet::new();
+        for i in 0..10_000 {
+            let key = format!("{{formed-{i}}}");
+            let master = self.master_of(&key)?;
+            if !probed.insert(master) {
+                continue;
+            }
+            let mut c = node_connection(master).map_err(|e| e.to_string())?;
+            let _: () =
+                redis::cmd("SET").arg(&key).arg(1).arg("PX").arg(60_000).query(&mut c).map_err(|e| e.to_string())?;
+            let acked: i64 = redis::cmd("WAIT").arg(1).arg(200).query(&mut c).map_err(|e| e.to_string())?;
+            if acked < 1 {
+                return Err(format!("master {master} is not streaming to its replica yet"));
+            }
+            if probed.len() == 3 {
+                return Ok(());
+            }
+        }
+        Err("no key found for every master".into())
     }
 
     /// `REDIS_URL` for this cluster: every node, comma-separated.

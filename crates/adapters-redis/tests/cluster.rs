@@ -6,6 +6,9 @@
 //! cluster's URL because this binary's name starts with `cluster`. Then what only a cluster
 //! has: rooms spread over the masters, and a script that meets a master that never saw it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
+// Each included test file brings its own `mod common` (as it does in its own binary); the
+// cluster they use is one, in the library (`testing::shared`).
+#![allow(clippy::duplicate_mod, reason = "the test files are included as they are")]
 
 mod common;
 

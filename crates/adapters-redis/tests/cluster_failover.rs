@@ -160,7 +160,8 @@ fn a_master_failing_over_stops_only_its_rooms_for_seconds_and_loses_nothing_ackn
         if let (Some(_), None) = (killed_at, recovered_at) {
             let all_ok = doomed.iter().all(|room| {
                 let s = seen[room].lock().unwrap();
-                s.calls.len() > 20 && s.calls[s.calls.len() - 20..].iter().all(|c| c.ok)
+                s.calls.len() > 20
+                    && s.calls[s.calls.len() - 20..].iter().all(|c| c.ok)
                     && s.calls.iter().any(|c| !c.ok)
             });
             if all_ok {
@@ -188,7 +189,7 @@ fn a_master_failing_over_stops_only_its_rooms_for_seconds_and_loses_nothing_ackn
             for call in &failed {
                 let error = call.error.as_deref().unwrap_or_default();
                 assert!(error.starts_with("Unavailable"), "{room}: failed other than Unavailable: {error}");
-                assert!(call.at >= killed_at, "{room}: failed before the kill: {error}");
+                assert!(call.at >= killed_at, "{room}: failed {:?} before the kill: {error}", killed_at - call.at);
             }
             let window = failed.last().unwrap().at - killed_at;
             assert!(window < StdDuration::from_secs(8), "{room}: failed for {window:?} after the kill");
@@ -210,7 +211,8 @@ fn a_master_failing_over_stops_only_its_rooms_for_seconds_and_loses_nothing_ackn
         let stats = line.stats().unwrap();
         let mut seqs = BTreeSet::new();
         for (user, value) in &s.issued {
-            let token = line.find(value).unwrap().unwrap_or_else(|| panic!("{room}: a token whose issue returned is lost"));
+            let token =
+                line.find(value).unwrap().unwrap_or_else(|| panic!("{room}: a token whose issue returned is lost"));
             assert_eq!(token.user_id, *user);
             assert!(seqs.insert(token.seq), "{room}: position {} held twice", token.seq);
             assert!(token.seq <= stats.issued_through);
