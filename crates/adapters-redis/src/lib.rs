@@ -9,14 +9,18 @@
 //!
 //! # Layout
 //!
-//! Modules: [`config`] (URL, prefix, pool, timeouts), `pool` (r2d2 connections with timeouts
-//! and an epoch that retires every pooled connection once Redis is found gone), `keys`,
+//! Modules: [`config`] (URL or cluster nodes, prefix, pool, timeouts, replica
+//! confirmation), `pool` (r2d2 connections to one Redis or to a cluster, with timeouts and an
+//! epoch that retires every pooled connection once Redis or a node is found gone), `keys`,
 //! `codec` (µs times, token hashes, error mapping), `scripts` with the Lua in `src/lua/`,
-//! `draw` (the draw of a pre-queue in steps). Tests in `tests/`: `conformance` (the queue and
-//! rooms suites, directly and through the caches), `races`, `store` (what only this adapter
-//! has, among it that a tick writes no token and what reads derive), `rooms` (the same for
-//! rooms' lines and draws), `outage` (a private `redis-server`),
-//! `scale` (`#[ignore]`d measurements at a million tokens).
+//! `draw` (the draw of a pre-queue in steps), `testing` (feature `testing`: a Redis Cluster
+//! a test starts itself, and connections to inspect keys). Tests in `tests/`: `conformance`
+//! (the queue and rooms suites, directly and through the caches), `races`, `store` (what only
+//! this adapter has, among it that a tick writes no token and what reads derive), `rooms`
+//! (the same for rooms' lines and draws), `outage` (a private `redis-server`), `cluster`
+//! (`conformance`, `races` and `rooms` again on a cluster of 3 masters and 3 replicas that
+//! the binary starts, and rooms spread over its masters), `cluster_failover` (a master killed
+//! under load), `scale` (`#[ignore]`d measurements at a million tokens).
 //!
 //! **One line per room.** [`RedisQueue`] is the line of one room: `main`'s from
 //! [`RedisQueue::new`], a room's from [`RedisQueue::line`] (sharing the pool, clock and
@@ -115,6 +119,56 @@
 //!
 //! `cursor` is one `HMGET`, `ping` is `PING`. The cursor's draw is read with it on every
 //! cursor read (`QueueCursor::draw`).
+//!
+//! # Redis Cluster
+//!
+//! `REDIS_URL` may list several nodes, comma-separated: a Redis Cluster
+//! ([`RedisConfig::is_cluster`]; any listed node that answers gives the slot map). Nothing of
+//! the layout changes: every key of a line is in its namespace's hash tag, so a line lives in
+//! one slot, each script touches one line (its undeclared keys, a token's hash or a user's
+//! pointer, are in the same slot, which a cluster allows), and every operation stays one
+//! atomic script on that slot's master. Lines spread over the masters by their tags (`main`
+//! is `{prefix}`, room `r` is `{prefix:r}`); no command touches two lines or a key outside a
+//! line (no `KEYS`, `SCAN` or `FLUSH*`; the tests' clean-up scans each master). `TIME` for the
+//! instance's clock asks `main`'s master; admission and expiry run on each line's master's
+//! clock, so the masters' clocks should be synchronised (NTP) as one Redis' is with itself.
+//!
+//! Connections: each pooled connection is the `redis` crate's `ClusterConnection` (one socket
+//! per node, opened on demand), with the same timeouts and the same pool and health rules as
+//! for one Redis (see `pool`): it does not retry on its own, a connection that met a dead node
+//! or a stale route is retired with every connection opened before it, and the next call reads
+//! the slot map anew; a `MOVED` reply is retried once on a fresh connection. A script the node
+//! does not know (`NOSCRIPT`, e.g. on a promoted replica that never ran it) is loaded on that
+//! slot's master only, then sent again. Readiness (`ping`) is `CLUSTER INFO` of a node that
+//! answers: ready while it says `cluster_state:ok`.
+//!
+//! **A master failing over.** When a master dies, calls for its lines fail at once with
+//! `Unavailable` (its port refuses, or the connect timeout passes), so their requests answer
+//! 503; lines on the other masters keep answering, provided the cluster runs with
+//! `cluster-require-full-coverage no` (otherwise every node refuses every command while any
+//! slot is uncovered). After `cluster-node-timeout` the replica is elected and takes the slots
+//! (about 2 s with a 1 s node timeout, measured by `tests/cluster_failover.rs`); the next
+//! connection reads the new slot map and the lines answer again, without a restart.
+//!
+//! **Writes a failover must not lose.** Replication is asynchronous: a write the old master
+//! acknowledged may not have reached the replica that replaces it. So on a cluster (or with
+//! [`RedisConfig::replica_acks`] set) an issue, an admission that admitted, and a use-up are
+//! followed, on the same socket, by `WAIT n` ([`RedisTimeouts::replica_ack`], 0.75 s by
+//! default): a call whose write no replica confirmed fails with `Unavailable` (503) though it
+//! ran. For an issue that is safe: the client retries with the same user and gets the token
+//! the first call stored if it survived (200, `created: false`), or a new one if the failover
+//! lost it; no user ever holds two, and no 201 hands out a token a failover can take back. An
+//! issue that finds the user's token waits too (the call that stored it may have failed this
+//! very check). An admission not confirmed is one the scheduler logs; its next tick reads the
+//! cursor as the failover left it, so positions stay exact and no token is admitted twice. A
+//! master with no replica attached (its replica took over and none has joined since) has no
+//! replica that could be promoted without the write, so its writes are accepted unconfirmed
+//! (logged), and for 5 s its lines ask `ROLE` instead of waiting out `WAIT` on every write.
+//! Draw steps and expiry sweeps do not wait: a lost one is done again (a draw's chunks are
+//! idempotent and its order the seed's; a sweep writes the same again), and an admission
+//! confirmed afterwards confirms every earlier write of that master (`WAIT` counts offsets).
+//! `WAIT` does not make a write durable against losing both a master and its replica, nor
+//! against a replica promoted while it was cut off for less than the cluster's validity window.
 //!
 //! # Time source
 //!
@@ -775,7 +829,13 @@ impl StoreTime for RedisQueue {
         if let TimeSource::Clock(clock) = &self.time {
             return Ok(clock.now());
         }
-        let (secs, micros): (i64, i64) = self.read(&|c| redis::cmd("TIME").query(c))?;
+        // On a cluster, always the clock of `main`'s master (while it answers), not any
+        // node's: the instance's clock follows one source.
+        let main = Keys::new(&self.prefix, &RoomId::main());
+        let (secs, micros): (i64, i64) = self.read(&|c| {
+            let value = c.on_master_of(&main.cursor, &redis::cmd("TIME"))?;
+            Ok(redis::from_redis_value(value)?)
+        })?;
         codec::from_micros(secs.saturating_mul(1_000_000).saturating_add(micros))
     }
 }

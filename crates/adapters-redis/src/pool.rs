@@ -161,6 +161,18 @@ impl Connection {
         }
     }
 
+    /// Sends `cmd` on one Redis, or on a cluster to the master of `key`'s slot (a keyless
+    /// command that must always ask the same node, such as `TIME`).
+    pub(crate) fn on_master_of(&mut self, key: &str, cmd: &Cmd) -> RedisResult<Value> {
+        match self {
+            Self::Single(conn) => conn.req_command(cmd),
+            Self::Cluster(c) => c.conn.route_command(
+                cmd,
+                RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_key(key, SlotAddr::Master))),
+            ),
+        }
+    }
+
     /// Sends `cmd` on one Redis, or on a cluster to the master of the last script's slot.
     fn on_last_master(&mut self, cmd: &Cmd) -> RedisResult<Value> {
         match self {

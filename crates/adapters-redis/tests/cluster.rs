@@ -24,7 +24,7 @@ mod spread {
     use std::sync::Arc;
 
     use adapters_redis::testing::{shared, TestConnection};
-    use domain::clock::{Clock, ManualClock};
+    use domain::clock::{Clock, ManualClock, StoreTime};
     use domain::ids::UserId;
     use domain::ports::QueueStore;
     use domain::queue::TokenValue;
@@ -52,6 +52,11 @@ mod spread {
             }
         }
         assert_eq!(masters.len(), 3, "12 rooms spread over all 3 masters: {masters:?}");
+        // Readiness: the cluster's state, from a node that answers.
+        main.ping().unwrap();
+        // The instance's clock: `TIME` of `main`'s master.
+        let server_now = ns.queue_on_server_time().read_time().unwrap();
+        assert!((server_now - time::OffsetDateTime::now_utc()).abs() < time::Duration::seconds(5));
     }
 
     #[test]

@@ -122,7 +122,9 @@ pub struct DatabaseSettings {
 /// How to reach Redis (with `QUEUE_STORE=redis`).
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct RedisSettings {
-    /// Redis URL.
+    /// Redis URL; a comma-separated list of node URLs is a Redis Cluster (see
+    /// `adapters_redis`, "Redis Cluster": each room's line in its own hash slot, lasting
+    /// writes confirmed by a replica).
     #[arg(long, env = "REDIS_URL", default_value = DEFAULT_REDIS_URL)]
     pub redis_url: String,
     /// Prefix of every key, so several deployments can share one Redis.

@@ -509,9 +509,19 @@ fn store_clock(source: Arc<dyn StoreTime>) -> anyhow::Result<Arc<dyn Clock>> {
     Ok(clock)
 }
 
+/// The queue on the Redis of `REDIS_URL`: one URL is one Redis, a comma-separated list the
+/// nodes of a Redis Cluster (see `adapters_redis`, "Redis Cluster").
 fn redis_queue(settings: &RedisSettings) -> anyhow::Result<RedisQueue> {
     let cfg = RedisConfig::with_url_and_prefix(settings.redis_url.clone(), settings.redis_key_prefix.clone());
-    RedisQueue::new(&cfg).context("REDIS_URL (--redis-url) or REDIS_KEY_PREFIX cannot be used")
+    let queue = RedisQueue::new(&cfg).context("REDIS_URL (--redis-url) or REDIS_KEY_PREFIX cannot be used")?;
+    if cfg.is_cluster() {
+        tracing::info!(
+            nodes = %cfg.redacted_url(),
+            replica_acks = cfg.effective_replica_acks(),
+            "the queue is on a Redis Cluster: each room's line on the master of its slot"
+        );
+    }
+    Ok(queue)
 }
 
 /// The PostgreSQL adapter's configuration from the settings.
