@@ -135,9 +135,10 @@
 //!
 //! Connections: each pooled connection is the `redis` crate's `ClusterConnection` (one socket
 //! per node, opened on demand), with the same timeouts and the same pool and health rules as
-//! for one Redis (see `pool`): it does not retry on its own, a connection that met a dead node
-//! or a stale route is retired with every connection opened before it, and the next call reads
-//! the slot map anew; a `MOVED` reply is retried once on a fresh connection. A script the node
+//! for one Redis (see `pool`): it does not retry on its own; a connection that met a dead node
+//! or a stale route is dropped (only it: the other masters' rooms keep their connections), and
+//! a new connection that reads a changed slot map retires every connection opened before it;
+//! a `MOVED` reply is retried once on a fresh connection. A script the node
 //! does not know (`NOSCRIPT`, e.g. on a promoted replica that never ran it) is loaded on that
 //! slot's master only, then sent again. Readiness (`ping`) is `CLUSTER INFO` of a node that
 //! answers: ready while it says `cluster_state:ok`.
@@ -186,8 +187,8 @@
 //! with `StoreError::Unavailable` after at most checkout + write + read (4 s by default), and
 //! `ping` fails. Once a connection attempt has failed, calls fail at once (no waiting) until
 //! Redis answers again; r2d2 keeps retrying in the background and one call per
-//! `probe_interval` asks the pool too. A connection that saw an I/O error is dropped and
-//! retires every pooled connection opened before it, so once Redis is back the next calls open
+//! `probe_interval` asks the pool too. A connection that saw an I/O error is dropped and (on one
+//! Redis) retires every pooled connection opened before it, so once Redis is back the next calls open
 //! fresh connections: no restart. Data that Redis loses in a restart without persistence is
 //! gone (the line starts again at `seq` 1); that is the operator's choice of Redis
 //! persistence, not this adapter's.
@@ -529,10 +530,15 @@ impl RedisQueue {
         })
     }
 
+    /// Drops a connection found lost. On one Redis, also every connection opened before it (the
+    /// server restarted: they are all dead); on a cluster only this one, since the other
+    /// masters are fine: a changed slot map retires the rest (see `pool`).
     fn retire(&self, conn: &mut Conn) {
         conn.mark_broken();
-        let epoch = self.health.retire_all();
-        tracing::debug!(epoch, "a Redis connection was lost; retiring every pooled connection");
+        if !self.cluster {
+            let epoch = self.health.retire_all();
+            tracing::debug!(epoch, "a Redis connection was lost; retiring every pooled connection");
+        }
     }
 
     /// One attempt, never retried: for writes, whose lost reply may mean they ran (see the

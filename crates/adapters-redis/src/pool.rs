@@ -9,15 +9,24 @@
 //! command sent to a dead master fails at once instead of sleeping through the crate's
 //! back-off, and a write is never sent twice behind our back. What the crate would do on
 //! a retry this module and the queue do instead: a connection that met a dead node or a stale
-//! route (`MOVED`, `ASK`, `READONLY`) is retired like a lost connection to one Redis, so the
-//! next call opens a fresh one with the slot map as it is now (after a failover: the
-//! promoted replica); a `MOVED` reply, which means the command did not run, is retried once
-//! on it. Retiring every pooled connection on such an error (the epoch below) costs new
-//! connections for the rooms of the healthy masters during a failover's few seconds, but no
-//! pooled connection keeps routing a room to its dead master once the replica has taken over.
+//! route (`MOVED`, `ASK`, `READONLY`) is dropped, so the next call opens a fresh one with the
+//! slot map as it is now (after a failover: the promoted replica); a `MOVED` reply, which
+//! means the command did not run, is retried once on it. Unlike one Redis, one node found
+//! gone does not retire every pooled connection: those of the other masters' rooms are
+//! fine, and reopening them all on every failed call of a dead master's rooms would slow
+//! every room during a failover (each new connection reads the slot map and opens a socket
+//! per node, the dead one included). Instead each new connection reads the slot map
+//! (`CLUSTER SLOTS`), and when it differs from the one the previous connection read (the
+//! replica took over), the epoch below retires every connection opened before: none keeps
+//! routing a room to its dead master once the cluster knows better. The crate opens a new
+//! cluster connection's sockets to every node of the map in turn, a dead master's included
+//! until the replica took over: where a dead host does not refuse at once (a host gone from
+//! the network rather than a crashed process), each costs up to the connect timeout, which
+//! must stay well under the checkout timeout: on a cluster it is at most 250 ms
+//! (`CLUSTER_CONNECT_MAX`; a LAN connects in a millisecond).
 //!
 //! A connection that saw an I/O error (refused, reset, timed out) is marked broken, so the pool
-//! drops it instead of reusing it, and the pool's *epoch* is bumped. A connection remembers
+//! drops it instead of reusing it, and (on one Redis) the pool's *epoch* is bumped. A connection remembers
 //! the epoch it was opened in, and the check on every checkout (an atomic load, no round trip)
 //! refuses one from an older epoch: after a Redis restart the first call that meets a dead
 //! connection retires all of them, and the next calls open fresh ones, instead of each idle
@@ -52,6 +61,8 @@ pub(crate) struct Health {
     unreachable: AtomicBool,
     /// When a call last asked the pool while `unreachable`.
     last_probe: Mutex<Option<Instant>>,
+    /// On a cluster: the slot map (ranges and their masters) the newest connection read.
+    topology: Mutex<Option<Vec<(i64, i64, String)>>>,
 }
 
 impl Health {
@@ -84,6 +95,10 @@ impl Health {
     }
 }
 
+/// The longest a cluster connection waits for one node's TCP connection (below: it opens one
+/// to every node in turn, a dead one included).
+pub(crate) const CLUSTER_CONNECT_MAX: Duration = Duration::from_millis(250);
+
 /// What connections are opened to: one Redis, or a cluster.
 #[derive(Debug)]
 pub(crate) enum Client {
@@ -109,7 +124,7 @@ impl Client {
             Ok([info]) => Ok(Self::Single(redis::Client::open(info)?)),
             Err(infos) => Ok(Self::Cluster(
                 ClusterClientBuilder::new(infos)
-                    .connection_timeout(timeouts.connect)
+                    .connection_timeout(timeouts.connect.min(CLUSTER_CONNECT_MAX))
                     .response_timeout(timeouts.read)
                     // See the module docs: no sleeping retries, no write sent twice.
                     .retries(0)
@@ -336,6 +351,44 @@ impl Conn {
     }
 }
 
+impl Manager {
+    /// Reads the slot map a new cluster connection routes by; when it differs from the one
+    /// the last connection read (a failover, a resharding), retires every connection opened
+    /// before, which route by the old one, and returns the new epoch for this connection.
+    fn adopt_topology(&self, conn: &mut ClusterConnection) -> RedisResult<Option<u64>> {
+        let ranges: Vec<Value> = redis::cmd("CLUSTER").arg("SLOTS").query(conn)?;
+        let mut map = Vec::with_capacity(ranges.len());
+        for range in ranges {
+            if let Value::Array(items) = range {
+                if let [start, end, Value::Array(master), ..] = items.as_slice() {
+                    let host: String =
+                        master.first().cloned().map(redis::from_redis_value).transpose()?.unwrap_or_default();
+                    let port: i64 =
+                        master.get(1).cloned().map(redis::from_redis_value).transpose()?.unwrap_or_default();
+                    map.push((
+                        redis::from_redis_value(start.clone())?,
+                        redis::from_redis_value(end.clone())?,
+                        format!("{host}:{port}"),
+                    ));
+                }
+            }
+        }
+        map.sort_unstable();
+        let mut known = self.health.topology.lock().unwrap_or_else(PoisonError::into_inner);
+        if known.as_ref() == Some(&map) {
+            return Ok(None);
+        }
+        let first = known.is_none();
+        *known = Some(map);
+        if first {
+            return Ok(None);
+        }
+        let epoch = self.health.retire_all();
+        tracing::info!(epoch, "the Redis Cluster's slot map changed; retiring connections that route by the old one");
+        Ok(Some(epoch))
+    }
+}
+
 impl r2d2::ManageConnection for Manager {
     type Connection = Conn;
     type Error = RedisError;
@@ -345,8 +398,12 @@ impl r2d2::ManageConnection for Manager {
         // at worst costs one reconnect.
         let epoch = self.health.epoch.load(Ordering::Acquire);
         match self.open() {
-            Ok(inner) => {
+            Ok(mut inner) => {
                 self.health.answered();
+                let epoch = match &mut inner {
+                    Connection::Single(_) => epoch,
+                    Connection::Cluster(c) => self.adopt_topology(&mut c.conn)?.unwrap_or(epoch),
+                };
                 Ok(Conn { inner, epoch, broken: false })
             }
             Err(e) => {
