@@ -204,4 +204,20 @@ mod tests {
         assert!(matches!(store_error(&other), StoreError::Internal(_)));
         assert!(!connection_lost(&other));
     }
+
+    #[test]
+    fn a_moved_slot_is_a_stale_route_to_retry_and_a_failover_answers_unavailable() {
+        let slot_moved =
+            RedisError::from((ErrorKind::Server(ServerErrorKind::Moved), "MOVED", "3999 127.0.0.1:7001".into()));
+        assert!(moved(&slot_moved) && stale_route(&slot_moved));
+        assert!(matches!(store_error(&slot_moved), StoreError::Unavailable(_)));
+        let read_only = RedisError::from((ErrorKind::Server(ServerErrorKind::ReadOnly), "READONLY"));
+        assert!(stale_route(&read_only) && !moved(&read_only));
+        let down = RedisError::from((ErrorKind::Server(ServerErrorKind::ClusterDown), "CLUSTERDOWN"));
+        assert!(matches!(store_error(&down), StoreError::Unavailable(_)));
+        assert!(!stale_route(&down));
+        let gone = RedisError::from((ErrorKind::ClusterConnectionNotFound, "no connections"));
+        assert!(connection_lost(&gone));
+        assert!(matches!(store_error(&gone), StoreError::Unavailable(_)));
+    }
 }

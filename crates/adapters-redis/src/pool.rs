@@ -424,3 +424,21 @@ impl r2d2::ManageConnection for Manager {
         conn.broken || !conn.inner.is_open()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scripts_first_key_routes_its_load_and_its_wait() {
+        let mut evalsha = redis::cmd("EVALSHA");
+        evalsha.arg("abc").arg(2).arg("{concert:tour}:issued").arg("{concert:tour}:cursor").arg("x");
+        assert_eq!(script_key(&evalsha), Some(b"{concert:tour}:issued".to_vec()));
+        let mut keyless = redis::cmd("EVAL");
+        keyless.arg("return 1").arg(0);
+        assert_eq!(script_key(&keyless), None);
+        assert_eq!(script_key(redis::cmd("GET").arg("k")), None);
+        assert!(is_script_load(redis::cmd("SCRIPT").arg("LOAD").arg("return 1")));
+        assert!(!is_script_load(redis::cmd("SCRIPT").arg("FLUSH")));
+    }
+}
