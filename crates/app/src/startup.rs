@@ -164,7 +164,10 @@ impl Application {
         let addr = listener.local_addr().context("reading the bound address")?;
         let mut state = ApiState::builder(ticketing.clone())
             .readiness(readiness(stores.schema_ready.clone(), stores.probes.clone()))
-            .store_slots(usize::try_from(settings.database.database_pool_size).unwrap_or(1))
+            // Reads and writes take few slots, issues as many as there are connections: see
+            // adapters_http::state, "Store slots".
+            .store_slots(usize::try_from(settings.database.store_slots()).unwrap_or(1))
+            .issue_slots(usize::try_from(settings.database.database_pool_size).unwrap_or(1))
             // The HTTP layer's slot wait (1 s) and store deadline (4.5 s) are longer together than
             // the PostgreSQL adapter's commit budget (2.5 s) needs: see adapters_http::state.
             .admin_token(settings.admin_token.as_deref())

@@ -49,7 +49,7 @@ pub async fn issue_token(
         None => RoomId::main(),
         Some(id) => RoomId::parse(id).map_err(|e| ApiError::invalid_request(format!("roomId: {e}")))?,
     };
-    let issued = state.store(move |t| t.issue_token_in(user, &room)).await?;
+    let issued = state.issue(move |t| t.issue_token_in(user, &room)).await?;
     let status = if issued.created {
         metrics::record_issued(issued.view.token.value.room().as_str());
         StatusCode::CREATED
