@@ -60,6 +60,29 @@ macro_rules! on_every_queue_store {
     };
 }
 
+/// The buyer's flows with the waiting queue on a Redis Cluster of 3 masters and 3 replicas
+/// (`REDIS_URL` the list of its nodes), started by this test binary and shared by these tests:
+/// the whole purchase, the races on one seat, one reservation and one token, expiry and a
+/// refused WAITING token, and rooms spread over the masters with their draw. A master's
+/// failover under load is `adapters-redis`'s `cluster_failover` test, and the cluster behind
+/// HAProxy is `tests/cluster`.
+mod on_redis_cluster {
+    macro_rules! on_the_cluster {
+        ($($test:ident),* $(,)?) => {
+            $(#[test] fn $test() { super::$test(super::Queue::RedisCluster) })*
+        };
+    }
+    on_the_cluster!(
+        a_purchase_walks_the_whole_sequence_and_the_instance_stops_cleanly,
+        a_waiting_token_is_refused_and_keeps_its_place,
+        an_active_token_expires_after_its_ttl,
+        fifty_users_racing_for_one_seat_make_one_reservation,
+        twenty_payments_of_one_reservation_debit_once,
+        one_token_pays_once_for_concurrent_payments_of_three_seats,
+        a_prequeue_is_drawn_once_by_instances_whose_clocks_disagree,
+    );
+}
+
 on_every_queue_store!(
     a_purchase_walks_the_whole_sequence_and_the_instance_stops_cleanly,
     a_hold_lapses_and_the_seat_is_free_again,

@@ -43,7 +43,7 @@ pub(crate) fn serve_starts_while_its_store_is_down_and_recovers_without_a_restar
             assert!(s.is_running(), "the same process served throughout");
             d.assert_invariants();
         }
-        Queue::Redis => {
+        Queue::Redis | Queue::RedisCluster => {
             let mut redis = PrivateRedis::reserve();
             let d = Deployment::with_redis_at(q, &redis.url(), &[]);
             let mut s = d.launch(Launch::new().live_only());

@@ -58,6 +58,7 @@ const BINARY_VARS: &[&str] = &[
     "QUEUE_STORE",
     "DATABASE_URL",
     "DATABASE_POOL_SIZE",
+    "STORE_CALLS_AT_ONCE",
     "DATABASE_CONNECT_TIMEOUT_MILLIS",
     "DATABASE_LOCK_TIMEOUT_MILLIS",
     "DATABASE_STATEMENT_TIMEOUT_MILLIS",
@@ -107,6 +108,24 @@ const TEST_DEFAULTS: &[(&str, &str)] = &[
 pub enum Queue {
     Postgres,
     Redis,
+    /// `QUEUE_STORE=redis` on the tests' own Redis Cluster (3 masters, 3 replicas), started
+    /// once per test binary (`adapters_redis::testing::shared`).
+    RedisCluster,
+}
+
+impl Queue {
+    /// Whether the line is in Redis (one server or a cluster).
+    pub fn is_redis(self) -> bool {
+        matches!(self, Self::Redis | Self::RedisCluster)
+    }
+
+    /// Where this queue's Redis is: the machine's, or the tests' cluster.
+    fn redis_url(self) -> String {
+        match self {
+            Self::RedisCluster => adapters_redis::testing::shared().url(),
+            _ => REDIS_URL.to_owned(),
+        }
+    }
 }
 
 /// The `concert` binary cargo built next to this test (`target/<profile>/concert`), or
@@ -319,21 +338,14 @@ impl RedisNamespace {
         Self { url: url.to_owned(), prefix: format!("e2e-{}", Uuid::new_v4().simple()) }
     }
 
-    /// Every key of this namespace, by `SCAN` (never `KEYS` on a shared server).
+    /// Every key of this namespace (`main`'s and every room's), by `SCAN` (never `KEYS` on a
+    /// shared server; on a cluster, on every master).
     pub fn keys(&self) -> redis::RedisResult<Vec<String>> {
-        let client = redis::Client::open(self.url.as_str())?;
-        let mut con = client.get_connection_with_timeout(Duration::from_secs(2))?;
-        let pattern = format!("{{{}}}:*", self.prefix);
-        let (mut cursor, mut keys) = (0_u64, Vec::new());
-        loop {
-            let (next, batch): (u64, Vec<String>) =
-                redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000).query(&mut con)?;
-            keys.extend(batch);
-            if next == 0 {
-                return Ok(keys);
-            }
-            cursor = next;
+        let mut keys = Vec::new();
+        for pattern in [format!("{{{}}}:*", self.prefix), format!("{{{}:*", self.prefix)] {
+            keys.extend(adapters_redis::testing::scan(&self.url, &pattern)?.into_iter().map(|(key, _node)| key));
         }
+        Ok(keys)
     }
 }
 
@@ -341,10 +353,10 @@ impl Drop for RedisNamespace {
     fn drop(&mut self) {
         // A private server may be gone by now (outage tests): nothing to clean then.
         let Ok(keys) = self.keys() else { return };
-        let Ok(client) = redis::Client::open(self.url.as_str()) else { return };
-        let Ok(mut con) = client.get_connection_with_timeout(Duration::from_secs(2)) else { return };
-        for chunk in keys.chunks(500) {
-            let _: Result<i64, _> = redis::cmd("DEL").arg(chunk).query(&mut con);
+        let Ok(mut con) = adapters_redis::testing::TestConnection::open(&self.url) else { return };
+        // One key per DEL: on a cluster the keys of several rooms are in several slots.
+        for key in keys {
+            let _: Result<i64, _> = redis::cmd("DEL").arg(key).query(&mut con);
         }
     }
 }
@@ -366,21 +378,21 @@ impl Deployment {
     /// A fresh database on the machine's server, seeded with the demo catalogue, and for
     /// [`Queue::Redis`] a fresh prefix on the machine's Redis; `env` applies to every instance.
     pub fn new(queue: Queue, env: &[(&str, &str)]) -> Arc<Self> {
-        Self::with_redis_at(queue, REDIS_URL, env)
+        Self::with_redis_at(queue, &queue.redis_url(), env)
     }
 
     /// As [`Deployment::new`], with Redis at `redis_url` (a private server).
     pub fn with_redis_at(queue: Queue, redis_url: &str, env: &[(&str, &str)]) -> Arc<Self> {
         let db = Database::fresh();
         db.seed();
-        let redis = (queue == Queue::Redis).then(|| RedisNamespace::on(redis_url));
+        let redis = queue.is_redis().then(|| RedisNamespace::on(redis_url));
         Arc::new(Self { queue, db_url: db.url(), env: owned(env), redis, db: Some(db) })
     }
 
     /// A deployment on a database this value does not own (a private cluster, removed by its
     /// own guard), not created or seeded here.
     pub fn on_database(queue: Queue, db_url: &str, env: &[(&str, &str)]) -> Arc<Self> {
-        let redis = (queue == Queue::Redis).then(|| RedisNamespace::on(REDIS_URL));
+        let redis = queue.is_redis().then(|| RedisNamespace::on(&queue.redis_url()));
         Arc::new(Self { queue, db_url: db_url.to_owned(), env: owned(env), redis, db: None })
     }
 
@@ -388,7 +400,7 @@ impl Deployment {
     fn instance_env(&self) -> Vec<(String, String)> {
         let mut env = vec![("DATABASE_URL".to_owned(), self.db_url.clone())];
         match (&self.queue, &self.redis) {
-            (Queue::Redis, Some(ns)) => {
+            (Queue::Redis | Queue::RedisCluster, Some(ns)) => {
                 env.push(("QUEUE_STORE".into(), "redis".into()));
                 env.push(("REDIS_URL".into(), ns.url.clone()));
                 env.push(("REDIS_KEY_PREFIX".into(), ns.prefix.clone()));

@@ -4,13 +4,27 @@
 //!
 //! # Store slots
 //! Store work is synchronous (diesel, r2d2, the Redis client) and runs on actix's blocking
-//! pool, but never more of it at once than [`ApiStateBuilder::store_slots`] (the app passes the
-//! database pool's size): a `tokio::sync::Semaphore` permit is taken on the HTTP worker before
-//! each hop and released on the blocking thread when the call returns. So the cores never see
-//! more runnable store threads than there are connections to serve them, and a burst waits in
-//! the semaphore's fair queue instead of as parked threads. Waiting for a permit is bounded by
-//! [`ApiStateBuilder::slot_wait`]: past it the request is answered 503 `UNAVAILABLE`, and
-//! nothing was started.
+//! pool, but never more of it at once than [`ApiStateBuilder::store_slots`] (the app passes
+//! `STORE_CALLS_AT_ONCE`): a `tokio::sync::Semaphore` permit is taken on the HTTP worker before
+//! each hop and released on the blocking thread when the call returns. So the database's cores
+//! never see more runnable backends than they can serve, and a burst waits in the semaphore's
+//! fair (FIFO) queue instead of in the operating system's run queue. Waiting for a permit is
+//! bounded by [`ApiStateBuilder::slot_wait`]: past it the request is answered 503
+//! `UNAVAILABLE`, and nothing was started.
+//!
+//! Token issue has slots of its own ([`ApiStateBuilder::issue_slots`], the app passes the
+//! pool's size): an issue on PostgreSQL waits for the group commit of its batch, which one
+//! batcher thread runs on one connection for every issue waiting, so the issues in flight are
+//! parked, not running, and their number is the size of the next batch. Under the general
+//! slots they would cap the batch, and every issue waiting would hold a slot a read needs.
+//!
+//! Why the general slots are few (4 by default) while the pool is larger: every store call in
+//! flight is a database backend that wants a core. On the 2-core bench machine 16 of them (the
+//! pool's size, which was the slot count) gave polls of ACTIVE tokens the same throughput as 4
+//! but p99 60-70 ms and max 300 ms against 16-18 ms and 120-140 ms: past a few per core the
+//! backends only take turns on the cores, and one preempted while holding a lock stalls the
+//! rest. The connections beyond the slots serve the issue batcher, the scheduler and the
+//! caches' keeper, so those never wait behind requests for a connection.
 //!
 //! # Calls without the hop
 //! The front door's queue calls on a store with a non-blocking client (joining a line and
@@ -92,8 +106,10 @@ pub type PoolGauge = dyn Fn() -> PoolConnections + Send + Sync;
 pub mod defaults {
     use std::time::Duration;
 
-    /// Store calls in flight at once (the app passes its database pool's size).
-    pub const STORE_SLOTS: usize = 10;
+    /// Store calls in flight at once, token issue apart (the app passes `STORE_CALLS_AT_ONCE`).
+    pub const STORE_SLOTS: usize = 4;
+    /// Token issues in flight at once (the app passes its database pool's size).
+    pub const ISSUE_SLOTS: usize = 16;
     /// Longest wait for a store slot before 503.
     pub const SLOT_WAIT: Duration = Duration::from_secs(1);
     /// Longest wait for a store call, slot included, before 503 (the contract's 5 s, less the
@@ -138,6 +154,8 @@ struct Inner {
     ticketing: Ticketing,
     readiness: Arc<dyn Readiness>,
     slots: Arc<Semaphore>,
+    /// Slots of token issue (see the module docs).
+    issue_slots: Arc<Semaphore>,
     slot_wait: Duration,
     store_deadline: Duration,
     commit_wait: Duration,
@@ -187,6 +205,7 @@ pub struct ApiState(Arc<Inner>);
 pub struct ApiStateBuilder {
     inner: Inner,
     store_slots: usize,
+    issue_slots: usize,
     rate_per_min: u32,
     rate_keys: usize,
 }
@@ -200,6 +219,7 @@ impl ApiState {
                 ticketing,
                 readiness: Arc::new(|| Ok(())),
                 slots: Arc::new(Semaphore::new(defaults::STORE_SLOTS)),
+                issue_slots: Arc::new(Semaphore::new(defaults::ISSUE_SLOTS)),
                 slot_wait: defaults::SLOT_WAIT,
                 store_deadline: defaults::STORE_DEADLINE,
                 commit_wait: defaults::COMMIT_WAIT,
@@ -220,6 +240,7 @@ impl ApiState {
                 calls: [AtomicU64::new(0), AtomicU64::new(0)],
             },
             store_slots: defaults::STORE_SLOTS,
+            issue_slots: defaults::ISSUE_SLOTS,
             rate_per_min: 0,
             rate_keys: defaults::RATE_KEYS,
         }
@@ -369,13 +390,35 @@ impl ApiState {
         T: Send + 'static,
         E: Into<ApiError> + Send + 'static,
     {
+        self.store_in(&self.0.slots, f).await
+    }
+
+    /// [`ApiState::store`] for token issue, with the issue slots (see the module docs).
+    ///
+    /// # Errors
+    /// As [`ApiState::store`].
+    pub(crate) async fn issue<T, E, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&Ticketing) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Into<ApiError> + Send + 'static,
+    {
+        self.store_in(&self.0.issue_slots, f).await
+    }
+
+    async fn store_in<T, E, F>(&self, slots: &Arc<Semaphore>, f: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&Ticketing) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Into<ApiError> + Send + 'static,
+    {
         if self.0.open.as_ref().is_some_and(|open| !open.load(Ordering::Acquire)) {
             return Err(ApiError::unavailable(&"the stores are not ready yet (schema not migrated)"));
         }
         let asked = std::time::Instant::now();
         self.0.calls[0].fetch_add(1, Ordering::Relaxed);
         crate::metrics::record_store_call(crate::metrics::PATH_BLOCKING);
-        let permit = match actix_web::rt::time::timeout(self.0.slot_wait, self.0.slots.clone().acquire_owned()).await {
+        let permit = match actix_web::rt::time::timeout(self.0.slot_wait, slots.clone().acquire_owned()).await {
             Ok(Ok(permit)) => permit,
             Ok(Err(closed)) => return Err(ApiError::internal(&closed)),
             Err(_elapsed) => {
@@ -500,9 +543,16 @@ impl ApiStateBuilder {
         self
     }
 
-    /// Most store calls in flight at once: the database pool's size (at least 1).
+    /// Most store calls in flight at once, token issue apart (at least 1; see the module docs).
     pub fn store_slots(mut self, slots: usize) -> Self {
         self.store_slots = slots.max(1);
+        self
+    }
+
+    /// Most token issues in flight at once (at least 1): the largest batch a group commit
+    /// can take (see the module docs).
+    pub fn issue_slots(mut self, slots: usize) -> Self {
+        self.issue_slots = slots.max(1);
         self
     }
 
@@ -596,6 +646,7 @@ impl ApiStateBuilder {
     #[must_use]
     pub fn build(mut self) -> ApiState {
         self.inner.slots = Arc::new(Semaphore::new(self.store_slots));
+        self.inner.issue_slots = Arc::new(Semaphore::new(self.issue_slots));
         self.inner.issue_limit = IssueLimiter::per_minute(self.rate_per_min, self.rate_keys);
         ApiState(Arc::new(self.inner))
     }

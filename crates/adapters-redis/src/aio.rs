@@ -210,7 +210,7 @@ impl AsyncRedisLines {
     /// # Errors
     /// [`ConfigError`] when the configuration cannot work whatever the server does.
     pub fn new(cfg: &RedisConfig) -> Result<Option<Self>, ConfigError> {
-        if cfg.url.contains(',') {
+        if cfg.is_cluster() {
             return Ok(None);
         }
         cfg.validate()?;

@@ -113,7 +113,20 @@ pub(crate) fn draw(fields: &[Option<String>], at: usize) -> Result<Option<DrawRe
 /// Whether the connection that returned `e` can no longer be trusted: the server is gone,
 /// timed out (a late reply could be taken for the next call's), or sent what does not parse.
 pub(crate) fn connection_lost(e: &RedisError) -> bool {
-    e.is_io_error() || e.kind() == ErrorKind::Parse
+    // A cluster connection with no socket left, or whose slot map could not be read anew.
+    e.is_io_error() || matches!(e.kind(), ErrorKind::Parse | ErrorKind::ClusterConnectionNotFound | ErrorKind::Client)
+}
+
+/// Whether a cluster connection's slot map is stale: the slot has another master (`MOVED`),
+/// is being migrated (`ASK`), or its master was demoted (`READONLY`). Such a connection is
+/// retired, so the next one reads the map anew.
+pub(crate) fn stale_route(e: &RedisError) -> bool {
+    matches!(e.kind(), ErrorKind::Server(ServerErrorKind::Moved | ServerErrorKind::Ask | ServerErrorKind::ReadOnly))
+}
+
+/// `MOVED`: the command did not run (it may be sent again).
+pub(crate) fn moved(e: &RedisError) -> bool {
+    e.kind() == ErrorKind::Server(ServerErrorKind::Moved)
 }
 
 /// A Redis failure as the port's [`StoreError`]: unreachable, timed out or not serving (loading
@@ -129,6 +142,8 @@ pub(crate) fn store_error(e: &RedisError) -> StoreError {
                     | ServerErrorKind::MasterDown
                     | ServerErrorKind::ClusterDown
                     | ServerErrorKind::ReadOnly
+                    | ServerErrorKind::Moved
+                    | ServerErrorKind::Ask
             )
         )
         || e.code() == Some("BUSY");
@@ -205,5 +220,21 @@ mod tests {
         let other = RedisError::from((ErrorKind::UnexpectedReturnType, "bad reply"));
         assert!(matches!(store_error(&other), StoreError::Internal(_)));
         assert!(!connection_lost(&other));
+    }
+
+    #[test]
+    fn a_moved_slot_is_a_stale_route_to_retry_and_a_failover_answers_unavailable() {
+        let slot_moved =
+            RedisError::from((ErrorKind::Server(ServerErrorKind::Moved), "MOVED", "3999 127.0.0.1:7001".into()));
+        assert!(moved(&slot_moved) && stale_route(&slot_moved));
+        assert!(matches!(store_error(&slot_moved), StoreError::Unavailable(_)));
+        let read_only = RedisError::from((ErrorKind::Server(ServerErrorKind::ReadOnly), "READONLY"));
+        assert!(stale_route(&read_only) && !moved(&read_only));
+        let down = RedisError::from((ErrorKind::Server(ServerErrorKind::ClusterDown), "CLUSTERDOWN"));
+        assert!(matches!(store_error(&down), StoreError::Unavailable(_)));
+        assert!(!stale_route(&down));
+        let gone = RedisError::from((ErrorKind::ClusterConnectionNotFound, "no connections"));
+        assert!(connection_lost(&gone));
+        assert!(matches!(store_error(&gone), StoreError::Unavailable(_)));
     }
 }

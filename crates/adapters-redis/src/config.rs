@@ -14,9 +14,10 @@ pub const DEFAULT_PREFIX: &str = "concert";
 
 /// How long a call may wait at each step. Together they bound a call when Redis is down or
 /// hung: at most `checkout` for a connection (which includes opening one, each attempt bounded
-/// by `connect`), then `write` to send the script and `read` for its reply. The defaults, 2 s
-/// plus 1 s plus 1 s, keep every call under the contract's 5 s, so a request answers 503
-/// rather than hangs. In practice an outage costs less: once a connection attempt has failed,
+/// by `connect`), then `write` to send the script and `read` for its reply, then, for a write
+/// that must survive a failover, `replica_ack` for a replica's confirmation. The defaults, 2 s
+/// plus 1 s plus 1 s plus 0.75 s, keep every call under the contract's 5 s, so a request
+/// answers 503 rather than hangs. In practice an outage costs less: once a connection attempt has failed,
 /// calls fail at once until Redis answers again (`probe_interval`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RedisTimeouts {
@@ -28,6 +29,9 @@ pub struct RedisTimeouts {
     pub write: Duration,
     /// Waiting for a pooled connection (including opening a new one).
     pub checkout: Duration,
+    /// How long a write that must survive a failover waits for its replicas (`WAIT`, see
+    /// [`RedisConfig::replica_acks`]) before the call fails with `Unavailable`.
+    pub replica_ack: Duration,
     /// While the last connection attempt failed, calls fail at once, except one per this
     /// interval, which asks the pool (so that a connection attempt is always under way).
     pub probe_interval: Duration,
@@ -40,6 +44,7 @@ impl Default for RedisTimeouts {
             read: Duration::from_secs(1),
             write: Duration::from_secs(1),
             checkout: Duration::from_secs(2),
+            replica_ack: Duration::from_millis(750),
             probe_interval: Duration::from_millis(500),
         }
     }
@@ -48,7 +53,9 @@ impl Default for RedisTimeouts {
 /// Where and how to reach Redis.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedisConfig {
-    /// `REDIS_URL`: `redis://[user:password@]host[:port][/db]`, or `redis+unix:///path`.
+    /// `REDIS_URL`: `redis://[user:password@]host[:port][/db]`, or `redis+unix:///path`; or a
+    /// Redis Cluster: a comma-separated list of its nodes' URLs (any of them that answers
+    /// gives the slot map, so listing a few masters is enough).
     pub url: String,
     /// Every key is `{prefix}:...`, so deployments with different prefixes share a server
     /// (the braces make the prefix a cluster hash tag: one deployment's keys share a slot,
@@ -61,6 +68,10 @@ pub struct RedisConfig {
     /// How long an EXPIRED token stays stored (so a poll still answers EXPIRED) before Redis
     /// drops it: the bound on the memory spent on tokens that left the line.
     pub expired_retention: Duration,
+    /// How many replicas must confirm a write that must survive a failover (an issue, an
+    /// admission, a use-up: `WAIT n` after it) before the call succeeds; `None` is 1 on a
+    /// cluster and 0 (no `WAIT`) on one Redis. See the crate docs, "Redis Cluster".
+    pub replica_acks: Option<u32>,
 }
 
 impl Default for RedisConfig {
@@ -73,6 +84,7 @@ impl Default for RedisConfig {
             pool_size: 16,
             timeouts: RedisTimeouts::default(),
             expired_retention: Duration::from_secs(86_400),
+            replica_acks: None,
         }
     }
 }
@@ -90,10 +102,28 @@ impl RedisConfig {
         Self { prefix: prefix.into(), ..Self::with_url(url) }
     }
 
+    /// The node URLs: one for one Redis, several for a cluster.
+    #[must_use]
+    pub fn nodes(&self) -> Vec<&str> {
+        self.url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect()
+    }
+
+    /// Whether the URL names a Redis Cluster (several nodes).
+    #[must_use]
+    pub fn is_cluster(&self) -> bool {
+        self.nodes().len() > 1
+    }
+
+    /// Replicas a lasting write waits for ([`Self::replica_acks`] or its default).
+    #[must_use]
+    pub fn effective_replica_acks(&self) -> u32 {
+        self.replica_acks.unwrap_or(u32::from(self.is_cluster()))
+    }
+
     /// The URL with any password replaced by `***`, for logs.
     #[must_use]
     pub fn redacted_url(&self) -> String {
-        match url::Url::parse(&self.url) {
+        let one = |node: &str| match url::Url::parse(node) {
             Ok(mut u) => {
                 if u.password().is_some() {
                     let _ = u.set_password(Some("***"));
@@ -101,14 +131,25 @@ impl RedisConfig {
                 u.to_string()
             }
             Err(_) => "<invalid url>".to_owned(),
-        }
+        };
+        self.nodes().into_iter().map(one).collect::<Vec<_>>().join(",")
     }
 
     /// Checks everything that can be checked without a server.
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        let url = url::Url::parse(&self.url).map_err(|e| ConfigError::InvalidUrl(e.to_string()))?;
-        if !matches!(url.scheme(), "redis" | "redis+unix" | "unix") {
-            return Err(ConfigError::InvalidUrl(format!("unsupported scheme `{}` (use redis://)", url.scheme())));
+        let nodes = self.nodes();
+        if nodes.is_empty() {
+            return Err(ConfigError::InvalidUrl("no URL".into()));
+        }
+        for node in &nodes {
+            let url = url::Url::parse(node).map_err(|e| ConfigError::InvalidUrl(e.to_string()))?;
+            let allowed: &[&str] = if nodes.len() > 1 { &["redis"] } else { &["redis", "redis+unix", "unix"] };
+            if !allowed.contains(&url.scheme()) {
+                return Err(ConfigError::InvalidUrl(format!("unsupported scheme `{}` (use redis://)", url.scheme())));
+            }
+            if nodes.len() > 1 && url.path().trim_start_matches('/').parse::<u32>().is_ok_and(|db| db != 0) {
+                return Err(ConfigError::InvalidUrl("a Redis Cluster has only database 0".into()));
+            }
         }
         let prefix_ok = (1..=64).contains(&self.prefix.len())
             && self.prefix.chars().all(|c| c.is_ascii_graphic() && c != '{' && c != '}');
@@ -119,7 +160,7 @@ impl RedisConfig {
             return Err(ConfigError::InvalidPoolSize);
         }
         let t = &self.timeouts;
-        if [t.connect, t.read, t.write, t.checkout, t.probe_interval].iter().any(Duration::is_zero) {
+        if [t.connect, t.read, t.write, t.checkout, t.probe_interval, t.replica_ack].iter().any(Duration::is_zero) {
             return Err(ConfigError::InvalidTimeout);
         }
         if self.expired_retention < Duration::from_millis(1) {
@@ -138,6 +179,7 @@ impl fmt::Debug for RedisConfig {
             .field("pool_size", &self.pool_size)
             .field("timeouts", &self.timeouts)
             .field("expired_retention", &self.expired_retention)
+            .field("replica_acks", &self.replica_acks)
             .finish()
     }
 }
@@ -174,7 +216,10 @@ mod tests {
         assert_eq!(cfg.prefix, "concert");
         assert_eq!(cfg.validate(), Ok(()));
         let t = cfg.timeouts;
-        assert!(t.checkout + t.write + t.read < Duration::from_secs(5), "a call fails within the contract's 5 s");
+        assert!(
+            t.checkout + t.write + t.read + t.replica_ack < Duration::from_secs(5),
+            "a call fails within the contract's 5 s"
+        );
     }
 
     #[test]
@@ -193,6 +238,22 @@ mod tests {
             ..RedisConfig::default()
         };
         assert_eq!(cfg.validate(), Err(ConfigError::InvalidTimeout));
+    }
+
+    #[test]
+    fn a_comma_separated_list_is_a_cluster_that_waits_for_one_replica() {
+        let cfg = RedisConfig::with_url("redis://10.0.0.1:7000, redis://10.0.0.2:7000,redis://:pw@10.0.0.3:7000");
+        assert_eq!(cfg.validate(), Ok(()));
+        assert!(cfg.is_cluster());
+        assert_eq!(cfg.nodes().len(), 3);
+        assert_eq!(cfg.effective_replica_acks(), 1);
+        assert!(!cfg.redacted_url().contains("pw"), "{}", cfg.redacted_url());
+        assert_eq!(RedisConfig::default().effective_replica_acks(), 0);
+        let explicit = RedisConfig { replica_acks: Some(0), ..cfg };
+        assert_eq!(explicit.effective_replica_acks(), 0);
+        for bad in ["redis://a:1,http://b:2", "redis://a:1,redis://b:2/3", " , "] {
+            assert!(matches!(RedisConfig::with_url(bad).validate(), Err(ConfigError::InvalidUrl(_))), "{bad}");
+        }
     }
 
     #[test]

@@ -9,14 +9,18 @@
 //!
 //! # Layout
 //!
-//! Modules: [`config`] (URL, prefix, pool, timeouts), `pool` (r2d2 connections with timeouts
-//! and an epoch that retires every pooled connection once Redis is found gone), `keys`,
+//! Modules: [`config`] (URL or cluster nodes, prefix, pool, timeouts, replica
+//! confirmation), `pool` (r2d2 connections to one Redis or to a cluster, with timeouts and an
+//! epoch that retires every pooled connection once Redis or a node is found gone), `keys`,
 //! `codec` (µs times, token hashes, error mapping), `scripts` with the Lua in `src/lua/`,
-//! `draw` (the draw of a pre-queue in steps). Tests in `tests/`: `conformance` (the queue and
-//! rooms suites, directly and through the caches), `races`, `store` (what only this adapter
-//! has, among it that a tick writes no token and what reads derive), `rooms` (the same for
-//! rooms' lines and draws), `outage` (a private `redis-server`),
-//! `scale` (`#[ignore]`d measurements at a million tokens).
+//! `draw` (the draw of a pre-queue in steps), `testing` (feature `testing`: a Redis Cluster
+//! a test starts itself, and connections to inspect keys). Tests in `tests/`: `conformance`
+//! (the queue and rooms suites, directly and through the caches), `races`, `store` (what only
+//! this adapter has, among it that a tick writes no token and what reads derive), `rooms`
+//! (the same for rooms' lines and draws), `outage` (a private `redis-server`), `cluster`
+//! (`conformance`, `races` and `rooms` again on a cluster of 3 masters and 3 replicas that
+//! the binary starts, and rooms spread over its masters), `cluster_failover` (a master killed
+//! under load), `scale` (`#[ignore]`d measurements at a million tokens).
 //!
 //! **One line per room.** [`RedisQueue`] is the line of one room: `main`'s from
 //! [`RedisQueue::new`], a room's from [`RedisQueue::line`] (sharing the pool, clock and
@@ -116,6 +120,57 @@
 //! `cursor` is one `HMGET`, `ping` is `PING`. The cursor's draw is read with it on every
 //! cursor read (`QueueCursor::draw`).
 //!
+//! # Redis Cluster
+//!
+//! `REDIS_URL` may list several nodes, comma-separated: a Redis Cluster
+//! ([`RedisConfig::is_cluster`]; any listed node that answers gives the slot map). Nothing of
+//! the layout changes: every key of a line is in its namespace's hash tag, so a line lives in
+//! one slot, each script touches one line (its undeclared keys, a token's hash or a user's
+//! pointer, are in the same slot, which a cluster allows), and every operation stays one
+//! atomic script on that slot's master. Lines spread over the masters by their tags (`main`
+//! is `{prefix}`, room `r` is `{prefix:r}`); no command touches two lines or a key outside a
+//! line (no `KEYS`, `SCAN` or `FLUSH*`; the tests' clean-up scans each master). `TIME` for the
+//! instance's clock asks `main`'s master; admission and expiry run on each line's master's
+//! clock, so the masters' clocks should be synchronised (NTP) as one Redis' is with itself.
+//!
+//! Connections: each pooled connection is the `redis` crate's `ClusterConnection` (one socket
+//! per node, opened on demand), with the same timeouts and the same pool and health rules as
+//! for one Redis (see `pool`): it does not retry on its own; a connection that met a dead node
+//! or a stale route is dropped (only it: the other masters' rooms keep their connections), and
+//! a new connection that reads a changed slot map retires every connection opened before it;
+//! a `MOVED` reply is retried once on a fresh connection. A script the node
+//! does not know (`NOSCRIPT`, e.g. on a promoted replica that never ran it) is loaded on that
+//! slot's master only, then sent again. Readiness (`ping`) is `CLUSTER INFO` of a node that
+//! answers: ready while it says `cluster_state:ok`.
+//!
+//! **A master failing over.** When a master dies, calls for its lines fail at once with
+//! `Unavailable` (its port refuses, or the connect timeout passes), so their requests answer
+//! 503; lines on the other masters keep answering, provided the cluster runs with
+//! `cluster-require-full-coverage no` (otherwise every node refuses every command while any
+//! slot is uncovered). After `cluster-node-timeout` the replica is elected and takes the slots
+//! (about 2 s with a 1 s node timeout, measured by `tests/cluster_failover.rs`); the next
+//! connection reads the new slot map and the lines answer again, without a restart.
+//!
+//! **Writes a failover must not lose.** Replication is asynchronous: a write the old master
+//! acknowledged may not have reached the replica that replaces it. So on a cluster (or with
+//! [`RedisConfig::replica_acks`] set) an issue, an admission that admitted, and a use-up are
+//! followed, on the same socket, by `WAIT n` ([`RedisTimeouts::replica_ack`], 0.75 s by
+//! default): a call whose write no replica confirmed fails with `Unavailable` (503) though it
+//! ran. For an issue that is safe: the client retries with the same user and gets the token
+//! the first call stored if it survived (200, `created: false`), or a new one if the failover
+//! lost it; no user ever holds two, and no 201 hands out a token a failover can take back. An
+//! issue that finds the user's token waits too (the call that stored it may have failed this
+//! very check). An admission not confirmed is one the scheduler logs; its next tick reads the
+//! cursor as the failover left it, so positions stay exact and no token is admitted twice. A
+//! master with no replica attached (its replica took over and none has joined since) has no
+//! replica that could be promoted without the write, so its writes are accepted unconfirmed
+//! (logged), and for 5 s its lines ask `ROLE` instead of waiting out `WAIT` on every write.
+//! Draw steps and expiry sweeps do not wait: a lost one is done again (a draw's chunks are
+//! idempotent and its order the seed's; a sweep writes the same again), and an admission
+//! confirmed afterwards confirms every earlier write of that master (`WAIT` counts offsets).
+//! `WAIT` does not make a write durable against losing both a master and its replica, nor
+//! against a replica promoted while it was cut off for less than the cluster's validity window.
+//!
 //! # Time source
 //!
 //! Admission, expiry sweeps and `stats` read Redis' clock (`TIME` inside the script) by
@@ -132,8 +187,8 @@
 //! with `StoreError::Unavailable` after at most checkout + write + read (4 s by default), and
 //! `ping` fails. Once a connection attempt has failed, calls fail at once (no waiting) until
 //! Redis answers again; r2d2 keeps retrying in the background and one call per
-//! `probe_interval` asks the pool too. A connection that saw an I/O error is dropped and
-//! retires every pooled connection opened before it, so once Redis is back the next calls open
+//! `probe_interval` asks the pool too. A connection that saw an I/O error is dropped and (on one
+//! Redis) retires every pooled connection opened before it, so once Redis is back the next calls open
 //! fresh connections: no restart. Data that Redis loses in a restart without persistence is
 //! gone (the line starts again at `seq` 1); that is the operator's choice of Redis
 //! persistence, not this adapter's.
@@ -151,6 +206,8 @@
 
 pub mod aio;
 pub mod config;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 mod codec;
 mod draw;
@@ -174,7 +231,7 @@ pub use crate::aio::AsyncRedisLines;
 pub use crate::config::{ConfigError, RedisConfig, RedisTimeouts};
 pub use crate::draw::DrawTuning;
 use crate::keys::Keys;
-use crate::pool::{Conn, Health, Manager};
+use crate::pool::{Client, Conn, Connection, Health, Manager};
 use crate::scripts::Scripts;
 
 /// Whose clock admission, expiry sweeps and `stats` go by.
@@ -216,6 +273,12 @@ pub struct RedisQueue {
     /// A read that met a dropped connection sooner than this after it started is retried once.
     retry_within: std::time::Duration,
     redacted_url: String,
+    /// Whether the URL named a Redis Cluster.
+    cluster: bool,
+    /// Replicas that must confirm an issue, an admission or a use-up (`WAIT`); 0: none.
+    replica_acks: u32,
+    /// Lines (by namespace) whose master was last found with no replica attached, and when.
+    alone: Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>>,
 }
 
 impl fmt::Debug for RedisQueue {
@@ -224,13 +287,15 @@ impl fmt::Debug for RedisQueue {
             .field("url", &self.redacted_url)
             .field("namespace", &self.keys.namespace)
             .field("room", &self.room)
+            .field("cluster", &self.cluster)
+            .field("replica_acks", &self.replica_acks)
             .field("time", &self.time)
             .finish_non_exhaustive()
     }
 }
 
 /// What a read does on its connection (it may run twice, see [`RedisQueue::read`]).
-type Op<'a, T> = dyn Fn(&mut redis::Connection) -> RedisResult<T> + 'a;
+type Op<'a, T> = dyn Fn(&mut Connection) -> RedisResult<T> + 'a;
 
 impl RedisQueue {
     /// A queue on the Redis of `cfg`, timed on Redis' clock. Connects lazily: it succeeds when
@@ -240,7 +305,8 @@ impl RedisQueue {
     /// [`ConfigError`] when the configuration cannot work whatever the server does.
     pub fn new(cfg: &RedisConfig) -> Result<Self, ConfigError> {
         cfg.validate()?;
-        let client = Manager::client(&cfg.url).map_err(|e| ConfigError::InvalidUrl(e.to_string()))?;
+        let client = Client::new(&cfg.nodes(), &cfg.timeouts).map_err(|e| ConfigError::InvalidUrl(e.to_string()))?;
+        let cluster = client.is_cluster();
         let health = Arc::new(Health::default());
         let pool = r2d2::Pool::builder()
             .max_size(cfg.pool_size)
@@ -265,6 +331,9 @@ impl RedisQueue {
             retain_ms: cfg.expired_retention.as_millis().max(1).to_string(),
             retry_within: cfg.timeouts.read,
             redacted_url: cfg.redacted_url(),
+            cluster,
+            replica_acks: cfg.effective_replica_acks(),
+            alone: Arc::default(),
         })
     }
 
@@ -356,27 +425,122 @@ impl RedisQueue {
         }
     }
 
-    /// Runs `op` on a pooled connection. On a lost connection, drops it and retires every
-    /// connection opened before it (see `pool`).
+    /// Runs `op` on a pooled connection. On a lost connection (or, on a cluster, a stale
+    /// route: see `pool`), drops it and retires every connection opened before it. A `MOVED`
+    /// reply (the command did not run; the slot has a new master) is retried once on a fresh
+    /// connection, which reads the slot map anew.
     fn attempt<T>(&self, op: &Op<'_, T>) -> Result<T, (StoreError, bool)> {
-        let mut conn = self.checkout().map_err(|e| (e, false))?;
-        let result = op(&mut conn.inner);
+        match self.attempt_on_one(op) {
+            Err(Failure::Moved(_)) => self.attempt_on_one(op),
+            other => other,
+        }
+        .map_err(|f| match f {
+            Failure::Store(e, dropped) => (e, dropped),
+            Failure::Moved(e) => (e, false),
+        })
+    }
+
+    fn attempt_on_one<T>(&self, op: &Op<'_, T>) -> Result<T, Failure> {
+        let mut conn = self.checkout().map_err(|e| Failure::Store(e, false))?;
+        // The cluster client keeps its sockets and slot map in `RefCell`s: a bug there must
+        // cost this connection and this call (503), never the worker.
+        let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| op(&mut conn.inner))) {
+            Ok(result) => result,
+            Err(_) => {
+                self.retire(&mut conn);
+                return Err(Failure::Store(
+                    StoreError::Unavailable("the Redis client failed on this call".into()),
+                    false,
+                ));
+            }
+        };
         if result.is_ok() {
             self.health.answered();
         }
         result.map_err(|e| {
-            let lost = codec::connection_lost(&e);
-            if lost {
+            if codec::connection_lost(&e) || codec::stale_route(&e) {
                 self.retire(&mut conn);
             }
-            (codec::store_error(&e), e.is_connection_dropped())
+            if codec::moved(&e) {
+                Failure::Moved(codec::store_error(&e))
+            } else {
+                Failure::Store(codec::store_error(&e), e.is_connection_dropped())
+            }
         })
     }
 
+    fn note_alone(&self, alone: bool) {
+        let mut lines = self.alone.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if alone {
+            lines.insert(self.keys.namespace.clone(), Instant::now());
+        } else {
+            lines.remove(&self.keys.namespace);
+        }
+    }
+
+    /// After a write that must survive a failover, on the connection it was sent on: waits
+    /// for `replica_acks` replicas to have it (see the crate docs, "Redis Cluster"). `Ok(())`
+    /// when none are asked for.
+    fn confirm(&self, conn: &mut Connection) -> RedisResult<Result<(), StoreError>> {
+        if self.replica_acks == 0 {
+            return Ok(Ok(()));
+        }
+        let ns = &self.keys.namespace;
+        // Found alone lately: ask first, rather than wait out `WAIT`'s timeout on every write.
+        let alone_lately = self
+            .alone
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(ns)
+            .is_some_and(|at| at.elapsed() < ALONE_RECHECK);
+        if alone_lately {
+            if conn.attached_replicas()? == 0 {
+                self.note_alone(true);
+                return Ok(Ok(()));
+            }
+            self.note_alone(false);
+        }
+        // In slices, each well inside the socket's read timeout, so a slow `WAIT` reply is
+        // never taken for a lost connection.
+        let deadline = Instant::now() + self.timeouts.replica_ack;
+        let slice = self.timeouts.read / 4;
+        let mut acked = 0;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            acked = conn.confirm(self.replica_acks, left.min(slice))?;
+            if acked >= self.replica_acks {
+                return Ok(Ok(()));
+            }
+        }
+        // A master with no replica attached (its replica took over from it and none joined
+        // since) has nothing that a failover could promote without this write: it is as safe
+        // as on one Redis, and refusing would keep the master's rooms down until an operator
+        // attaches a replica.
+        let attached = conn.attached_replicas()?;
+        Ok(if attached == 0 {
+            tracing::warn!(namespace = %ns, "the Redis master of this line has no replica attached: its writes are not confirmed by any");
+            self.note_alone(true);
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(format!(
+                "the write was not confirmed by {} replica(s) within {:?} ({acked} did)",
+                self.replica_acks, self.timeouts.replica_ack
+            )))
+        })
+    }
+
+    /// Drops a connection found lost. On one Redis, also every connection opened before it (the
+    /// server restarted: they are all dead); on a cluster only this one, since the other
+    /// masters are fine: a changed slot map retires the rest (see `pool`).
     fn retire(&self, conn: &mut Conn) {
         conn.mark_broken();
-        let epoch = self.health.retire_all();
-        tracing::debug!(epoch, "a Redis connection was lost; retiring every pooled connection");
+        if !self.cluster {
+            let epoch = self.health.retire_all();
+            tracing::debug!(epoch, "a Redis connection was lost; retiring every pooled connection");
+        }
     }
 
     /// One attempt, never retried: for writes, whose lost reply may mean they ran (see the
@@ -395,6 +559,18 @@ impl RedisQueue {
             other => other.map_err(|(e, _)| e),
         }
     }
+}
+
+/// How long a line whose master was found with no replica attached asks `ROLE` before each
+/// lasting write instead of waiting out `WAIT` (see [`RedisQueue::confirm`]).
+const ALONE_RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Why one attempt failed.
+enum Failure {
+    /// The error, and whether the connection was found dropped (a read may retry).
+    Store(StoreError, bool),
+    /// The slot moved: the command did not run, so it may run again on a fresh connection.
+    Moved(StoreError),
 }
 
 /// A script that writes is this store's commit: sent only while its caller still waits (the
@@ -425,8 +601,9 @@ impl QueueStore for RedisQueue {
         let k = &self.keys;
         let (user_key, token_key, now_us) = (k.user(user), k.token(&value), codec::to_micros(now).to_string());
         let user_id = user.to_string();
-        let reply: Vec<Option<String>> = self.once(&|c| {
-            self.scripts
+        let (reply, confirmed): (Vec<Option<String>>, _) = self.once(&|c| {
+            let reply = self
+                .scripts
                 .issue
                 .key(&k.issued)
                 .key(&k.cursor)
@@ -441,8 +618,12 @@ impl QueueStore for RedisQueue {
                 .arg(value.as_str())
                 .arg(&now_us)
                 .arg(&self.retain_ms)
-                .invoke(c)
+                .invoke(c)?;
+            // Also when the user's token was found: the call that stored it may have failed
+            // this very check, and a 200 must not hand out a token a failover can lose.
+            Ok((reply, self.confirm(c)?))
         })?;
+        confirmed?;
         let created = match reply.first().and_then(Option::as_deref) {
             Some("1") => true,
             Some("0") => false,
@@ -493,8 +674,9 @@ impl QueueStore for RedisQueue {
         let now = self.now_arg();
         let cap = policy.max_active.map(|m| m.to_string()).unwrap_or_default();
         let abandon_after = policy.abandon_after.map(|d| micros(d).to_string()).unwrap_or_default();
-        let reply: Vec<String> = self.once(&|c| {
-            self.scripts
+        let (reply, confirmed): (Vec<String>, _) = self.once(&|c| {
+            let reply: Vec<String> = self
+                .scripts
                 .admit
                 .key(&k.cursor)
                 .key(&k.waiting)
@@ -510,8 +692,13 @@ impl QueueStore for RedisQueue {
                 .arg(&abandon_after)
                 .arg(&k.user_prefix)
                 .arg(&self.retain_ms)
-                .invoke(c)
+                .invoke(c)?;
+            let admitted = reply.first().is_some_and(|s| s == "admitted");
+            Ok((reply, if admitted { self.confirm(c)? } else { Ok(()) }))
         })?;
+        // Not confirmed: the scheduler logs it and its next tick reads the cursor this call
+        // left (usually `NotDue`), as after a lost reply.
+        confirmed?;
         let number = |i: usize| reply.get(i).and_then(|s| s.parse::<i64>().ok()).ok_or_else(|| codec::corrupt("admit"));
         match reply.first().map(String::as_str) {
             Some("wait") => Ok(AdmissionOutcome::NotDue { wait: Duration::microseconds(number(1)?) }),
@@ -553,8 +740,9 @@ impl QueueStore for RedisQueue {
         commit_point()?;
         let k = &self.keys;
         let (key, at) = (k.token(value), codec::to_micros(at).to_string());
-        let _changed: i64 = self.once(&|c| {
-            self.scripts
+        let confirmed = self.once(&|c| {
+            let _changed: i64 = self
+                .scripts
                 .use_up
                 .key(&key)
                 .key(&k.active)
@@ -566,9 +754,10 @@ impl QueueStore for RedisQueue {
                 .arg(&at)
                 .arg(&k.user_prefix)
                 .arg(&self.retain_ms)
-                .invoke(c)
+                .invoke(c)?;
+            self.confirm(c)
         })?;
-        Ok(())
+        confirmed
     }
 
     fn stats(&self) -> Result<QueueStats, StoreError> {
@@ -600,13 +789,10 @@ impl QueueStore for RedisQueue {
         })
     }
 
+    /// `PING` on one Redis; on a cluster, `cluster_state:ok` from a node (see the crate docs,
+    /// "Redis Cluster").
     fn ping(&self) -> Result<(), StoreError> {
-        let pong: String = self.read(&|c| redis::cmd("PING").query(c))?;
-        if pong == "PONG" {
-            Ok(())
-        } else {
-            Err(StoreError::Unavailable(format!("Redis answered PING with {pong:?}")))
-        }
+        self.read(&Connection::health)?.map_err(StoreError::Unavailable)
     }
 
     fn draw(&self, opens_at: OffsetDateTime, seed: u64) -> Result<DrawOutcome, StoreError> {
@@ -651,7 +837,13 @@ impl StoreTime for RedisQueue {
         if let TimeSource::Clock(clock) = &self.time {
             return Ok(clock.now());
         }
-        let (secs, micros): (i64, i64) = self.read(&|c| redis::cmd("TIME").query(c))?;
+        // On a cluster, always the clock of `main`'s master (while it answers), not any
+        // node's: the instance's clock follows one source.
+        let main = Keys::new(&self.prefix, &RoomId::main());
+        let (secs, micros): (i64, i64) = self.read(&|c| {
+            let value = c.on_master_of(&main.cursor, &redis::cmd("TIME"))?;
+            Ok(redis::from_redis_value(value)?)
+        })?;
         codec::from_micros(secs.saturating_mul(1_000_000).saturating_add(micros))
     }
 }

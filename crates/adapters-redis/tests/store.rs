@@ -131,7 +131,7 @@ fn admission_on_redis_time_stamps_tokens_with_the_servers_clock_and_waits_relati
     let ns = Namespace::new();
     let queue = ns.queue_on_server_time();
     let mut con = ns.connection();
-    let server_now = |con: &mut redis::Connection| {
+    let server_now = |con: &mut adapters_redis::testing::TestConnection| {
         let (s, us): (i64, i64) = redis::cmd("TIME").query(con).unwrap();
         OffsetDateTime::from_unix_timestamp_nanos(i128::from(s * 1_000_000 + us) * 1_000).unwrap()
     };
@@ -227,7 +227,7 @@ fn a_line_redis_lost_is_a_new_epoch_and_the_poll_cache_forgets_the_old_one() {
 
 /// The fields of a token's hash as stored (not as read through the scripts).
 fn stored(
-    con: &mut redis::Connection,
+    con: &mut adapters_redis::testing::TestConnection,
     ns: &Namespace,
     value: &TokenValue,
 ) -> std::collections::HashMap<String, String> {
@@ -377,7 +377,7 @@ fn a_tick_of_100_000_tokens_writes_one_record_and_no_token() {
     }
     let _: () = con.set(format!("{tag}:issued"), N).unwrap();
     let last = values.last().unwrap();
-    let hash = |con: &mut redis::Connection, v: &TokenValue| stored(con, &ns, v);
+    let hash = |con: &mut adapters_redis::testing::TestConnection, v: &TokenValue| stored(con, &ns, v);
     let (first_before, last_before) = (hash(&mut con, &issued.value), hash(&mut con, last));
     let keys_before = ns.keys().len();
 

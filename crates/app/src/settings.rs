@@ -105,9 +105,14 @@ pub struct DatabaseSettings {
     /// PostgreSQL URL; the database is created if missing.
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     pub database_url: String,
-    /// Most connections the pool opens (also the number of store calls in flight at once).
+    /// Most connections the pool opens (also the most token issues in flight at once: the
+    /// largest group-commit batch).
     #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub database_pool_size: u32,
+    /// Most store calls in flight at once, token issue apart (at most the pool's size): about
+    /// two per core of the database, summed over the instances (see adapters_http::state).
+    #[arg(long, env = "STORE_CALLS_AT_ONCE", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub store_calls_at_once: u32,
     /// Milliseconds to wait for a pooled connection before answering 503.
     #[arg(long, env = "DATABASE_CONNECT_TIMEOUT_MILLIS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
     pub database_connect_timeout_millis: u64,
@@ -119,10 +124,21 @@ pub struct DatabaseSettings {
     pub database_statement_timeout_millis: u64,
 }
 
+impl DatabaseSettings {
+    /// The store slots: `STORE_CALLS_AT_ONCE`, but never more than the pool has connections
+    /// (calls past them would wait in the pool's unfair queue instead of the slots' fair one).
+    #[must_use]
+    pub fn store_slots(&self) -> u32 {
+        self.store_calls_at_once.min(self.database_pool_size)
+    }
+}
+
 /// How to reach Redis (with `QUEUE_STORE=redis`).
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct RedisSettings {
-    /// Redis URL.
+    /// Redis URL; a comma-separated list of node URLs is a Redis Cluster (see
+    /// `adapters_redis`, "Redis Cluster": each room's line in its own hash slot, lasting
+    /// writes confirmed by a replica).
     #[arg(long, env = "REDIS_URL", default_value = DEFAULT_REDIS_URL)]
     pub redis_url: String,
     /// Prefix of every key, so several deployments can share one Redis.

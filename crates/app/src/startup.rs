@@ -192,7 +192,10 @@ impl Application {
         let addr = listener.local_addr().context("reading the bound address")?;
         let mut state = ApiState::builder(ticketing.clone())
             .readiness(readiness(stores.schema_ready.clone(), stores.probes.clone()))
-            .store_slots(usize::try_from(settings.database.database_pool_size).unwrap_or(1))
+            // Reads and writes take few slots, issues as many as there are connections: see
+            // adapters_http::state, "Store slots".
+            .store_slots(usize::try_from(settings.database.store_slots()).unwrap_or(1))
+            .issue_slots(usize::try_from(settings.database.database_pool_size).unwrap_or(1))
             // The HTTP layer's slot wait (1 s) and store deadline (4.5 s) are longer together than
             // the PostgreSQL adapter's commit budget (2.5 s) needs: see adapters_http::state.
             .admin_token(settings.admin_token.as_deref())
@@ -547,11 +550,20 @@ fn store_clock(source: Arc<dyn StoreTime>) -> anyhow::Result<Arc<dyn Clock>> {
     Ok(clock)
 }
 
-/// The queue on Redis, and its non-blocking client for the front door (`None` for a Redis
-/// Cluster: the blocking path serves it, see `adapters_redis::aio`).
+/// The queue on the Redis of `REDIS_URL` (one URL is one Redis, a comma-separated list the
+/// nodes of a Redis Cluster: see `adapters_redis`, "Redis Cluster"), and its non-blocking
+/// client for the front door (`None` on a cluster: the blocking path serves it, see
+/// `adapters_redis::aio`).
 fn redis_queue(settings: &RedisSettings) -> anyhow::Result<(RedisQueue, Option<AsyncRedisLines>)> {
     let cfg = RedisConfig::with_url_and_prefix(settings.redis_url.clone(), settings.redis_key_prefix.clone());
     let queue = RedisQueue::new(&cfg).context("REDIS_URL (--redis-url) or REDIS_KEY_PREFIX cannot be used")?;
+    if cfg.is_cluster() {
+        tracing::info!(
+            nodes = %cfg.redacted_url(),
+            replica_acks = cfg.effective_replica_acks(),
+            "the queue is on a Redis Cluster: each room's line on the master of its slot"
+        );
+    }
     let lines = AsyncRedisLines::new(&cfg).context("REDIS_URL (--redis-url) or REDIS_KEY_PREFIX cannot be used")?;
     Ok((queue, lines))
 }

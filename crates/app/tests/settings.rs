@@ -11,8 +11,9 @@
 use app::{Cli, Command, QueueStoreKind, Settings, StoreKind};
 use clap::Parser as _;
 
-const VARS: [&str; 27] = [
+const VARS: [&str; 28] = [
     "DATABASE_URL",
+    "STORE_CALLS_AT_ONCE",
     "BIND_ADDR",
     "QUEUE_ADMIT_INTERVAL_SECS",
     "QUEUE_ADMIT_BATCH",
@@ -65,6 +66,7 @@ fn defaults_then_env_then_flags() {
     assert!(s.trusted_proxies.is_empty());
     assert_eq!(s.admin_token, None);
     assert_eq!(s.poll_cache_settings().map(|c| c.cursor_ttl), Some(std::time::Duration::from_millis(250)));
+    assert_eq!((s.database.database_pool_size, s.database.store_slots()), (16, 4), "issues 16, other calls 4");
 
     // The environment is the fallback...
     std::env::set_var("DATABASE_URL", "postgres://env@db/concert");
@@ -103,6 +105,7 @@ fn defaults_then_env_then_flags() {
     assert_eq!(s.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>(), ["10.0.0.0/8", "192.168.0.1/32"]);
     assert_eq!(s.admin_token.as_deref(), Some("0123456789abcdef0123"));
     assert_eq!((s.database.database_pool_size, s.database.database_connect_timeout_millis), (3, 400));
+    assert_eq!(s.database.store_slots(), 3, "never more slots than connections");
     assert_eq!(s.starting_queue_settings().admission.batch, 7);
     assert_eq!(s.policy().max_holds_per_user, 2);
 

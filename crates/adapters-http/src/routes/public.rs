@@ -58,7 +58,7 @@ pub async fn issue_token(
             let call = state.ticketing().issue_planned(step.map_err(ApiError::from)?, watch.clone());
             state.nonblocking(call, &watch).await?
         }
-        None => state.store(move |t| t.issue_token_in(user, &room)).await?,
+        None => state.issue(move |t| t.issue_token_in(user, &room)).await?,
     };
     let status = if issued.created {
         metrics::record_issued(issued.view.token.value.room().as_str());

@@ -115,6 +115,30 @@ async fn a_cached_waiting_poll_is_answered_without_a_store_slot() {
     assert_eq!(held.status, 200, "{held:?}");
 }
 
+/// Token issue has slots of its own: an issue waits for its batch's group commit, not for a
+/// read that holds the last general slot, and issues never take a read's slot.
+#[actix_web::test]
+async fn token_issue_does_not_wait_for_a_store_slot_a_read_holds() {
+    let world = World::new();
+    let blocker = Blocker::new();
+    let ticketing = scripted(world.ports(), Script::BlockBalance(blocker.clone()));
+    let state =
+        ApiState::builder(ticketing).store_slots(1).issue_slots(1).slot_wait(StdDuration::from_millis(50)).build();
+    let app = app(state).await;
+    let held = call(&app, get(&format!("/users/{}/balance", Uuid::new_v4())));
+    let others = async {
+        blocker.wait_until_blocked().await;
+        let issued = call(&app, post("/queue/tokens").set_json(json!({"userId": Uuid::new_v4()}))).await;
+        let starved = call(&app, get(&format!("/users/{}/balance", Uuid::new_v4()))).await;
+        blocker.release();
+        (issued, starved)
+    };
+    let (held, (issued, starved)) = futures_util::future::join(held, others).await;
+    assert_eq!(issued.status, 201, "an issue does not wait behind a read: {issued:?}");
+    assert_problem(&starved, 503, "UNAVAILABLE");
+    assert_eq!(held.status, 200, "{held:?}");
+}
+
 #[actix_web::test]
 async fn a_store_that_stops_answering_gets_503_at_the_deadline_and_its_slot_back_later() {
     let world = World::new();

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use adapters_local::OsRandom;
 use adapters_memory::MemoryStore;
+use adapters_redis::testing::{scan, TestConnection};
 use adapters_redis::{RedisConfig, RedisQueue};
 use domain::clock::{Clock, ManualClock};
 use domain::ports::{QueueLines, QueueStore};
@@ -13,6 +14,22 @@ use domain::service::Ports;
 
 /// The machine's Redis (never flushed: tests only touch their own namespace).
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// Where this test binary's namespaces live: the machine's Redis, or, in a binary whose name
+/// starts with `cluster` (the same test files compiled again by `tests/cluster.rs`), the
+/// binary's own Redis Cluster of 3 masters and 3 replicas (`adapters_redis::testing::shared`).
+pub fn default_url() -> String {
+    if on_cluster() {
+        adapters_redis::testing::shared().url()
+    } else {
+        REDIS_URL.to_owned()
+    }
+}
+
+/// Whether this test binary runs on its own Redis Cluster (see [`default_url`]).
+pub fn on_cluster() -> bool {
+    env!("CARGO_CRATE_NAME").starts_with("cluster")
+}
 
 /// A random key prefix, its keys deleted on drop.
 #[derive(Debug)]
@@ -23,7 +40,7 @@ pub struct Namespace {
 
 impl Namespace {
     pub fn new() -> Self {
-        Self::on(REDIS_URL)
+        Self::on(&default_url())
     }
 
     pub fn on(url: &str) -> Self {
@@ -44,40 +61,41 @@ impl Namespace {
         RedisQueue::new(&self.config()).unwrap()
     }
 
-    pub fn connection(&self) -> redis::Connection {
-        redis::Client::open(self.url.as_str()).unwrap().get_connection().unwrap()
+    /// A connection to the Redis or cluster of this namespace (commands routed by slot).
+    pub fn connection(&self) -> TestConnection {
+        TestConnection::open(&self.url).unwrap()
     }
 
-    /// Every key of this namespace.
+    /// Every key of this namespace (on a cluster: of every master).
     pub fn keys(&self) -> Vec<String> {
-        scan(&mut self.connection(), &self.prefix).unwrap()
+        scan(&self.url, &pattern(&self.prefix)).unwrap().into_iter().map(|(_, key)| key).collect()
     }
 }
 
-/// The keys of namespace `prefix`, by `SCAN` (never `KEYS`: the server is shared).
-fn scan(con: &mut redis::Connection, prefix: &str) -> redis::RedisResult<Vec<String>> {
-    // `{prefix}:*` and every room's `{prefix:room}:*`.
-    let pattern = format!("{{{prefix}[}}:]*");
-    let (mut cursor, mut keys) = (0_u64, Vec::new());
-    loop {
-        let (next, batch): (u64, Vec<String>) =
-            redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000).query(con)?;
-        keys.extend(batch);
-        if next == 0 {
-            return Ok(keys);
-        }
-        cursor = next;
-    }
+/// `{prefix}:*` and every room's `{prefix:room}:*`.
+fn pattern(prefix: &str) -> String {
+    format!("{{{prefix}[}}:]*")
 }
 
 impl Drop for Namespace {
     fn drop(&mut self) {
-        // A private server may be gone by now (outage tests); nothing to clean then.
-        let Ok(client) = redis::Client::open(self.url.as_str()) else { return };
-        let Ok(mut con) = client.get_connection_with_timeout(std::time::Duration::from_secs(1)) else { return };
-        let Ok(keys) = scan(&mut con, &self.prefix) else { return };
-        for chunk in keys.chunks(500) {
-            let _: Result<i64, _> = redis::cmd("DEL").arg(chunk).query(&mut con);
+        // A private server may be gone by now (outage tests); nothing to clean then. `SCAN`,
+        // never `KEYS`: the server is shared; per node on a cluster, each key deleted on the
+        // node that holds it.
+        let Ok(keys) = scan(&self.url, &pattern(&self.prefix)) else { return };
+        let mut by_node: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
+        for (node, key) in keys {
+            by_node.entry(node).or_default().push(key);
+        }
+        for (node, keys) in by_node {
+            let Ok(client) = redis::Client::open(node.as_str()) else { continue };
+            let Ok(mut con) = client.get_connection_with_timeout(std::time::Duration::from_secs(1)) else { continue };
+            let mut pipe = redis::pipe();
+            for key in &keys {
+                // One key per `DEL`: a cluster node refuses keys of several slots in one.
+                pipe.cmd("DEL").arg(key).ignore();
+            }
+            let _: Result<(), _> = pipe.query(&mut con);
         }
     }
 }

@@ -1,0 +1,88 @@
+//! The Redis test files again, on a real Redis Cluster of 3 masters and 3 replicas that this
+//! binary starts itself (`adapters_redis::testing::shared`, one for the whole binary, removed
+//! when it exits): the queue and rooms conformance suites (directly and through the caches),
+//! the races and the rooms' own tests, each case in a namespace of its own whose rooms'
+//! lines land on the cluster's masters by their hash tags. `common::default_url` gives the
+//! cluster's URL because this binary's name starts with `cluster`. Then what only a cluster
+//! has: rooms spread over the masters, and a script that meets a master that never saw it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
+// Each included test file brings its own `mod common` (as it does in its own binary); the
+// cluster they use is one, in the library (`testing::shared`).
+#![allow(clippy::duplicate_mod, reason = "the test files are included as they are")]
+
+mod common;
+
+#[path = "conformance.rs"]
+mod conformance;
+#[path = "races.rs"]
+mod races;
+#[path = "rooms.rs"]
+mod rooms;
+
+mod spread {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use adapters_redis::testing::{shared, TestConnection};
+    use domain::clock::{Clock, ManualClock, StoreTime};
+    use domain::ids::UserId;
+    use domain::ports::QueueStore;
+    use domain::queue::TokenValue;
+    use domain::room::RoomId;
+
+    use super::common::Namespace;
+
+    #[test]
+    fn rooms_land_on_every_master_and_each_answers_for_its_own_line() {
+        let cluster = shared();
+        let ns = Namespace::new();
+        assert_eq!(ns.url, cluster.url(), "this binary runs on its cluster");
+        let clock = ManualClock::new(time::OffsetDateTime::now_utc());
+        let main = ns.queue(Arc::new(clock.clone()));
+        let rooms: Vec<RoomId> = (0..12).map(|i| RoomId::parse(&format!("room-{i}")).unwrap()).collect();
+        let mut masters = BTreeSet::new();
+        for room in &rooms {
+            let line = main.line(room);
+            masters.insert(cluster.master_of(&format!("{}:issued", line.namespace())).unwrap());
+            for n in 1..=3_i64 {
+                let value = TokenValue::from_bytes(rand_bytes(room, n)).in_room(room);
+                let out = line.issue(UserId::from_uuid(uuid::Uuid::new_v4()), value, clock.now()).unwrap();
+                assert!(out.created);
+                assert_eq!(out.token.seq, n, "{room}: its own gapless line");
+            }
+        }
+        assert_eq!(masters.len(), 3, "12 rooms spread over all 3 masters: {masters:?}");
+        // Readiness: the cluster's state, from a node that answers.
+        main.ping().unwrap();
+        // The instance's clock: `TIME` of `main`'s master.
+        let server_now = ns.queue_on_server_time().read_time().unwrap();
+        assert!((server_now - time::OffsetDateTime::now_utc()).abs() < time::Duration::seconds(5));
+    }
+
+    #[test]
+    fn a_master_that_lost_its_scripts_loads_them_again() {
+        let cluster = shared();
+        let ns = Namespace::new();
+        let clock = ManualClock::new(time::OffsetDateTime::now_utc());
+        let line = ns.queue(Arc::new(clock.clone())).line(&RoomId::parse("flushed").unwrap());
+        let room = line.room().clone();
+        let issue = |n: u8| {
+            let value = TokenValue::from_bytes([n; 32]).in_room(&room);
+            line.issue(UserId::from_uuid(uuid::Uuid::new_v4()), value, clock.now()).unwrap()
+        };
+        assert_eq!(issue(1).token.seq, 1);
+        let master = cluster.master_of(&format!("{}:issued", line.namespace())).unwrap();
+        let mut node = TestConnection::open(&format!("redis://127.0.0.1:{master}")).unwrap();
+        let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut node).unwrap();
+        assert_eq!(issue(2).token.seq, 2, "NOSCRIPT answered by loading the script on that master");
+    }
+
+    fn rand_bytes(room: &RoomId, n: i64) -> [u8; 32] {
+        let mut b = [0_u8; 32];
+        let id = uuid::Uuid::new_v4();
+        b[..16].copy_from_slice(id.as_bytes());
+        b[16] = u8::try_from(n).unwrap();
+        b[17] = u8::try_from(room.as_str().len()).unwrap();
+        b
+    }
+}
