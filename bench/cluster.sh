@@ -34,6 +34,8 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+# The deployment is always the reference shape, whatever the calling shell has set for it.
+unset CLUSTER_RUN CLUSTER_PORT CLUSTER_HOSTS CLUSTER_EXTRA_ENV CLUSTER_REDIS
 ROOT=$(pwd)
 
 CLUSTER_ID=${BENCH_CLUSTER_ID:-7}
@@ -153,6 +155,17 @@ log "work files in $WORK; binary $BIN; cluster $CLUSTER_ID; connections $CONNS_L
 # No issue limit on any host: wrk is one client address, and HAProxy's X-Forwarded-For (trusted
 # by the hosts) would make a limit count it as one buyer.
 printf 'ISSUE_RATE_PER_MIN=0\n' >"$WORK/extra.env"
+# Tearing down is `deploy/cluster.sh down`, which removes whatever carries this cluster id: so
+# the id must be free before the run starts, or the tear-down would remove someone else's
+# deployment. Once it is free, everything of this id that exists later is this run's.
+RUN_DIR=/tmp/concert-cluster-$CLUSTER_ID
+front=$((17080 + 100 * CLUSTER_ID))
+if [[ -e $RUN_DIR ]] || ip netns list 2>/dev/null | grep -q "^concert$CLUSTER_ID-" ||
+    ip link show "cc$CLUSTER_ID-br" >/dev/null 2>&1 || ip -4 -o addr show | grep -qF " 10.77.$CLUSTER_ID." ||
+    ss -Hltn "( sport = :$front or sport = :$((front + 1)) )" | grep -q .; then
+    loud "cluster $CLUSTER_ID is in use (by another run or deployment); set BENCH_CLUSTER_ID to a free id (0..99)"
+    exit 1
+fi
 log "bringing up the reference deployment (deploy/cluster.sh up, CLUSTER_ID=$CLUSTER_ID, Redis Cluster)"
 CLUSTER_UP=1
 CLUSTER_EXTRA_ENV="$WORK/extra.env" CLUSTER_REDIS=cluster cluster up 2>"$WORK/cluster-up.log" ||
@@ -161,7 +174,6 @@ CLUSTER_EXTRA_ENV="$WORK/extra.env" CLUSTER_REDIS=cluster cluster up 2>"$WORK/cl
 CLUSTER_URL=""
 eval "$(cluster env)"
 log "deployment up in ${SECONDS}s: $CLUSTER_URL, hosts $CLUSTER_HOST_URLS"
-RUN_DIR=/tmp/concert-cluster-$CLUSTER_ID
 rate=$(cat "$RUN_DIR"/hosts/h*.env | grep -c '^ISSUE_RATE_PER_MIN=0$' || true)
 proxies=$(grep -h '^TRUSTED_PROXIES=' "$RUN_DIR"/hosts/h*.env | sort -u | tr '\n' ' ')
 hosts=$(find "$RUN_DIR/hosts" -name "h*.env" | wc -l)
