@@ -115,3 +115,9 @@ test-cluster: build ## The reference deployment: spread over hosts, one killed a
 test-hosts: ## tests/cluster on the debug binary (make test's run: it builds that binary anyway)
 	$(CARGO) build -p app --bin concert
 	CONCERT_BIN=$(DEBUG_BIN) tests/cluster/run.sh
+
+# The scale-out targets of issue 18 (bench/cluster.sh; docs/benchmarks.md, "Scale-out (make
+# bench-cluster)"). Needs root: it brings up the reference deployment, and tears it down.
+.PHONY: bench-cluster
+bench-cluster: db-up build ## Scale-out: joins and polls through HAProxy to 3 instances, issue on a Redis Cluster vs one Redis, Redis bytes per waiting buyer, against ceilings measured in the same run
+	CONCERT_BIN=$(BIN) ./bench/cluster.sh

@@ -7,7 +7,9 @@ the value bench.tok(n) = md5('t' || n) || md5('u' || n) and the user bench.uid(n
 data files exported from PostgreSQL address the same tokens on either store. Commands are
 pipelined over one socket (RESP), a million tokens in seconds.
 
-Subcommands (PORT is the bench's private redis-server, PREFIX the deployment's key prefix):
+Subcommands (PORT is the bench's private redis-server on 127.0.0.1, or on REDISQ_HOST when that
+is set (bench/cluster.sh: a master of the reference deployment's Redis Cluster, which holds a
+room's whole line in one hash slot); PREFIX the deployment's key prefix):
   active PORT PREFIX RANGES        ACTIVE tokens for users in RANGES ("1-2000,10001-70000"),
                                    seq 1.. in that order, expiring in an hour, as one
                                    admission that "just ran" leaves them (stored WAITING, in
@@ -25,6 +27,7 @@ Subcommands (PORT is the bench's private redis-server, PREFIX the deployment's k
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
 import sys
 import time
@@ -34,7 +37,7 @@ BATCH = 5000
 
 class Redis:
     def __init__(self, port: int):
-        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock = socket.create_connection((os.environ.get("REDISQ_HOST", "127.0.0.1"), port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.rd = self.sock.makefile("rb", buffering=1 << 20)
         self.out: list[bytes] = []
