@@ -13,14 +13,17 @@
 //! confirmation), `pool` (r2d2 connections to one Redis or to a cluster, with timeouts and an
 //! epoch that retires every pooled connection once Redis or a node is found gone), `keys`,
 //! `codec` (µs times, token hashes, error mapping), `scripts` with the Lua in `src/lua/`,
-//! `draw` (the draw of a pre-queue in steps), `testing` (feature `testing`: a Redis Cluster
+//! `draw` (the draw of a pre-queue in steps), `aio` (the front door's issue and poll from
+//! the HTTP worker, on tokio multiplexed connections: `domain::ports::AsyncQueueLines`),
+//! `testing` (feature `testing`: a Redis Cluster
 //! a test starts itself, and connections to inspect keys). Tests in `tests/`: `conformance`
 //! (the queue and rooms suites, directly and through the caches), `races`, `store` (what only
 //! this adapter has, among it that a tick writes no token and what reads derive), `rooms`
 //! (the same for rooms' lines and draws), `outage` (a private `redis-server`), `cluster`
 //! (`conformance`, `races` and `rooms` again on a cluster of 3 masters and 3 replicas that
 //! the binary starts, and rooms spread over its masters), `cluster_failover` (a master killed
-//! under load), `scale` (`#[ignore]`d measurements at a million tokens).
+//! under load), `aio` (the queue and rooms suites with every issue and poll through the async
+//! client, its races and outages), `scale` (`#[ignore]`d measurements at a million tokens).
 //!
 //! **One line per room.** [`RedisQueue`] is the line of one room: `main`'s from
 //! [`RedisQueue::new`], a room's from [`RedisQueue::line`] (sharing the pool, clock and
