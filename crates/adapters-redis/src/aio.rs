@@ -265,8 +265,7 @@ impl AsyncRedisLines {
             return Err(StoreError::Timeout("the caller gave up before the write was sent".into()));
         }
         let k = Keys::new(&self.prefix, room);
-        let (user_key, token_key, now_us) = (k.user(user), k.token(&value), codec::to_micros(now).to_string());
-        let user_id = user.to_string();
+        let now_us = codec::to_micros(now).to_string();
         let (mut conn, epoch) = self.link.connection().await?;
         // The commit point: the script is this call's write (see the module docs).
         if !watch.begin_commit() {
@@ -274,20 +273,7 @@ impl AsyncRedisLines {
         }
         let sent = self
             .scripts
-            .issue
-            .key(&k.issued)
-            .key(&k.cursor)
-            .key(&k.waiting)
-            .key(&k.active)
-            .key(&user_key)
-            .key(&token_key)
-            .key(&k.drawn)
-            .key(&k.admissions)
-            .arg(&k.token_prefix)
-            .arg(&user_id)
-            .arg(value.as_str())
-            .arg(&now_us)
-            .arg(&self.retain_ms)
+            .issue_call(&k, user, &value, &now_us, &self.retain_ms)
             .invoke_async::<Vec<Option<String>>>(&mut conn)
             .await;
         // Never retried: a lost reply may mean the token was stored (see the module docs).

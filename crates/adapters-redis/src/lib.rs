@@ -602,26 +602,9 @@ impl QueueStore for RedisQueue {
         }
         commit_point()?;
         let k = &self.keys;
-        let (user_key, token_key, now_us) = (k.user(user), k.token(&value), codec::to_micros(now).to_string());
-        let user_id = user.to_string();
+        let now_us = codec::to_micros(now).to_string();
         let (reply, confirmed): (Vec<Option<String>>, _) = self.once(&|c| {
-            let reply = self
-                .scripts
-                .issue
-                .key(&k.issued)
-                .key(&k.cursor)
-                .key(&k.waiting)
-                .key(&k.active)
-                .key(&user_key)
-                .key(&token_key)
-                .key(&k.drawn)
-                .key(&k.admissions)
-                .arg(&k.token_prefix)
-                .arg(&user_id)
-                .arg(value.as_str())
-                .arg(&now_us)
-                .arg(&self.retain_ms)
-                .invoke(c)?;
+            let reply = self.scripts.issue_call(k, user, &value, &now_us, &self.retain_ms).invoke(c)?;
             // Also when the user's token was found: the call that stored it may have failed
             // this very check, and a 200 must not hand out a token a failover can lose.
             Ok((reply, self.confirm(c)?))

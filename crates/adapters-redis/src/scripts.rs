@@ -3,7 +3,11 @@
 //! guarantees, and `prelude.lua` (prepended to each) holds the clock and number helpers and
 //! the one statement of how a token admitted by a record reads (`derive`).
 
-use redis::Script;
+use domain::ids::UserId;
+use domain::queue::TokenValue;
+use redis::{Script, ScriptInvocation};
+
+use crate::keys::Keys;
 
 const PRELUDE: &str = include_str!("lua/prelude.lua");
 
@@ -47,5 +51,35 @@ impl Scripts {
             draw_chunk: script(include_str!("lua/draw_chunk.lua")),
             draw_finish: script(include_str!("lua/draw_finish.lua")),
         }
+    }
+}
+
+impl Scripts {
+    /// `issue.lua` with its keys and arguments (see its header): `user`'s new token `value` in
+    /// the line of `k` at `now_us` (µs), expired tokens kept `retain_ms`. One statement of the
+    /// call for the blocking client (`invoke`) and the async one (`invoke_async`).
+    pub(crate) fn issue_call(
+        &self,
+        k: &Keys,
+        user: UserId,
+        value: &TokenValue,
+        now_us: &str,
+        retain_ms: &str,
+    ) -> ScriptInvocation<'_> {
+        let mut call = self.issue.prepare_invoke();
+        call.key(&k.issued)
+            .key(&k.cursor)
+            .key(&k.waiting)
+            .key(&k.active)
+            .key(k.user(user))
+            .key(k.token(value))
+            .key(&k.drawn)
+            .key(&k.admissions)
+            .arg(&k.token_prefix)
+            .arg(user.to_string())
+            .arg(value.as_str())
+            .arg(now_us)
+            .arg(retain_ms);
+        call
     }
 }
