@@ -61,7 +61,7 @@ use time::OffsetDateTime;
 
 use crate::codec;
 use crate::config::{ConfigError, RedisConfig, RedisTimeouts};
-use crate::keys::Keys;
+use crate::keys::{self, Keys};
 use crate::scripts::Scripts;
 
 /// The front door's queue calls on Redis without blocking (see the module docs). Cloning is
@@ -264,6 +264,7 @@ impl AsyncRedisLines {
         if watch.abandoned() {
             return Err(StoreError::Timeout("the caller gave up before the write was sent".into()));
         }
+        let random = keys::random_part(&value).ok_or_else(|| codec::corrupt("a planned token value"))?;
         let k = Keys::new(&self.prefix, room);
         let now_us = codec::to_micros(now).to_string();
         let (mut conn, epoch) = self.link.connection().await?;
@@ -273,13 +274,13 @@ impl AsyncRedisLines {
         }
         let sent = self
             .scripts
-            .issue_call(&k, user, &value, &now_us, &self.retain_ms)
+            .issue_call(&k, user, &random, &now_us, &self.retain_ms)
             .invoke_async::<Vec<Option<String>>>(&mut conn)
             .await;
         // Never retried: a lost reply may mean the token was stored (see the module docs).
         let reply = sent.map_err(|e| self.failed(&e, epoch))?;
         self.link.answered();
-        codec::issue_outcome(&reply)
+        codec::issue_outcome(&reply, room)
     }
 
     async fn find_with_cursor_in(
@@ -291,20 +292,13 @@ impl AsyncRedisLines {
             return Ok(None);
         }
         let k = Keys::new(&self.prefix, room);
-        let key = k.token(value);
+        let Some(place) = k.place(value) else { return Ok(None) };
         let started = Instant::now();
         let mut retried = false;
         let reply = loop {
             let (mut conn, epoch) = self.link.connection().await?;
-            let sent = self
-                .scripts
-                .find_with_cursor
-                .key(&key)
-                .key(&k.cursor)
-                .key(&k.drawn)
-                .key(&k.admissions)
-                .invoke_async::<Option<Vec<Option<String>>>>(&mut conn)
-                .await;
+            let sent =
+                self.scripts.find_call(&k, &place, true).invoke_async::<Option<Vec<Option<String>>>>(&mut conn).await;
             match sent {
                 Ok(reply) => break reply,
                 // A read changes nothing: retried once on a fresh connection when the first

@@ -45,7 +45,7 @@ pub(crate) const TOKEN_FIELDS: usize = 7;
 pub(crate) const CURSOR_FIELDS: usize = 6;
 
 /// A token from the fields `user, seq, status, issued, activated, expires, reason` at
-/// `fields[at..]`.
+/// `fields[at..]` (the user a UUID, hyphenated or as 32 hex digits).
 pub(crate) fn token(value: TokenValue, fields: &[Option<String>], at: usize) -> Result<QueueToken, StoreError> {
     let user = uuid::Uuid::parse_str(field(fields, at, "user")?).map_err(|_| corrupt("user is not a UUID"))?;
     let status = TokenStatus::from_str(field(fields, at + 2, "status")?).map_err(|_| corrupt("unknown status"))?;
@@ -64,9 +64,12 @@ pub(crate) fn token(value: TokenValue, fields: &[Option<String>], at: usize) -> 
     })
 }
 
-/// The outcome of the `issue` script from its reply: `created` (`1`/`0`), the token's value,
-/// its fields, then the cursor's.
-pub(crate) fn issue_outcome(reply: &[Option<String>]) -> Result<domain::ports::IssueOutcome, StoreError> {
+/// The outcome of the `issue` script in the line of `room` from its reply: `created`
+/// (`1`/`0`), the token's secret (64 hex digits), its fields, then the cursor's.
+pub(crate) fn issue_outcome(
+    reply: &[Option<String>],
+    room: &domain::room::RoomId,
+) -> Result<domain::ports::IssueOutcome, StoreError> {
     let created = match reply.first().and_then(Option::as_deref) {
         Some("1") => true,
         Some("0") => false,
@@ -76,7 +79,8 @@ pub(crate) fn issue_outcome(reply: &[Option<String>]) -> Result<domain::ports::I
         .get(1)
         .and_then(Option::as_deref)
         .and_then(|v| TokenValue::parse(v).ok())
-        .ok_or_else(|| corrupt("token value"))?;
+        .ok_or_else(|| corrupt("token value"))?
+        .in_room(room);
     let cursor = cursor(reply, 2 + TOKEN_FIELDS)?;
     Ok(domain::ports::IssueOutcome { token: token(value, reply, 2)?, created, cursor })
 }

@@ -7,15 +7,16 @@
 //!    another owner holds it. The claimed tokens' stored `seq`s are `base..base + length` in
 //!    list order (issue pushes each with the next `seq`, the sweep pops from the head; the
 //!    claim checks the first and the last), so the owner reads none.
-//! 2. The owner reads the claimed head of the WAITING list with each token's issue time
-//!    (`draw_read.lua`, [`DrawTuning::chunk`] at a time), splits it into entrants (issued
+//! 2. The owner reads the claimed head of the WAITING list, each token's value (its record's
+//!    random part and its `seq`) and issue time (`draw_read.lua`, [`DrawTuning::chunk`] at a
+//!    time, a bucket of records per read), splits it into entrants (issued
 //!    before the opening) and the rest, and orders it: entrant `i` (in the order of their
 //!    values, byte-wise) at `room::drawn_positions(seed, P)[i]`, the rest behind in their
 //!    `seq` order. The domain's own function draws; no Lua restates it.
 //! 3. `draw_chunk.lua` writes that order, a chunk per script: the staging list in the new order
 //!    and the chunk's slice of the position table (`{ns}:drawn`: 4 bytes big-endian per stored
 //!    `seq` `s`, at byte `4 * (s - 1)`, the token's drawn `seq`), one `SETRANGE`. Idempotent
-//!    and owner-checked, renewing the lease. No token's hash is written: a million `HSET`s
+//!    and owner-checked, renewing the lease. No token's record is written: a million `HSET`s
 //!    were most of a draw's time. As PostgreSQL keeps the drawn order in
 //!    `queue_draw_positions`, every read of a token's `seq` maps it through the table
 //!    (`drawn_seq` in `prelude.lua`, through `derive`: every script that answers a token) once
@@ -160,7 +161,6 @@ impl RedisQueue {
                 .arg(seed.to_string())
                 .arg(owner)
                 .arg(crate::micros_std(self.draw.lease))
-                .arg(&k.token_prefix)
                 .invoke(c)
         })?;
         Ok(match reply_word(&reply) {
@@ -205,7 +205,7 @@ impl RedisQueue {
                 std::thread::sleep(self.draw.pause);
             }
             let end = (first + chunk).min(length);
-            let values = order.get(first..end).ok_or_else(|| codec::corrupt("draw order"))?;
+            let seqs = order.get(first..end).ok_or_else(|| codec::corrupt("draw order"))?;
             let slice = table.get(4 * first..4 * end).ok_or_else(|| codec::corrupt("draw table"))?;
             let now = self.now_arg();
             let reply: Vec<Option<String>> = self.once(&|c| {
@@ -219,7 +219,7 @@ impl RedisQueue {
                     .arg(lease)
                     .arg(first + 1)
                     .arg(slice)
-                    .arg(values)
+                    .arg(seqs)
                     .invoke(c)
             })?;
             match reply_word(&reply) {
@@ -262,13 +262,13 @@ impl RedisQueue {
     }
 
     /// The claimed head of the WAITING list (`length` tokens), a slice at a time: each slice's
-    /// values joined by spaces, and a flag per value, `1` for an entrant (see draw_read.lua).
+    /// values, 32 bytes each, and a flag per value, `1` for an entrant (see draw_read.lua).
     /// Only the slices that meet the window [`RedisQueue::entrant_window`] leaves undecided
-    /// have their tokens' issue times read.
+    /// have their tokens' issue times compared; the others' flags are known from it.
     ///
     /// The lease is renewed every [`RENEW_EVERY`] slices, so a long read under load does not
     /// let another instance take the draw over; `None` when one did anyway.
-    fn read_claimed(&self, owner: &str, claim: &Owned) -> Result<Option<Vec<(String, String)>>, StoreError> {
+    fn read_claimed(&self, owner: &str, claim: &Owned) -> Result<Option<Vec<Slice>>, StoreError> {
         let &Owned { opens_at, length, .. } = claim;
         let (lo, hi) = self.entrant_window(claim)?;
         let k = &self.keys;
@@ -281,25 +281,20 @@ impl RedisQueue {
             }
             let stop = (start + chunk).min(length) - 1;
             let classify = start < hi && stop >= lo;
-            let (values, flags): (String, String) = if classify {
-                self.read(&|c| {
-                    self.scripts
-                        .draw_read
-                        .key(&k.waiting)
-                        .arg(&k.token_prefix)
-                        .arg(start)
-                        .arg(stop)
-                        .arg(opens_at)
-                        .arg("1")
-                        .invoke(c)
-                })?
-            } else {
-                // Known from the bisection: a plain LRANGE, the cheapest read Redis has.
-                let values: Vec<String> =
-                    self.read(&|c| redis::cmd("LRANGE").arg(&k.waiting).arg(start).arg(stop).query(c))?;
-                (values.join(" "), (start..=stop).map(|i| if i < lo { '1' } else { '0' }).collect())
-            };
-            if flags.len() != stop + 1 - start || values.len() < flags.len() {
+            let (values, flags): (Vec<u8>, String) = self.read(&|c| {
+                self.scripts
+                    .draw_read
+                    .key(&k.waiting)
+                    .arg(&k.namespace)
+                    .arg(start)
+                    .arg(stop)
+                    .arg(opens_at)
+                    .arg(if classify { "1" } else { "0" })
+                    .invoke(c)
+            })?;
+            // Known from the bisection.
+            let flags = if classify { flags } else { (start..=stop).map(|i| if i < lo { '1' } else { '0' }).collect() };
+            if flags.len() != stop + 1 - start || values.len() != VALUE_BYTES * flags.len() {
                 return Err(codec::corrupt("the WAITING list is shorter than the draw's claim"));
             }
             slices.push((values, flags));
@@ -343,7 +338,7 @@ impl RedisQueue {
         let k = &self.keys;
         let issued = |i: usize| -> Result<i64, StoreError> {
             let t: Option<String> =
-                self.read(&|c| self.scripts.draw_issued.key(&k.waiting).arg(&k.token_prefix).arg(i).invoke(c))?;
+                self.read(&|c| self.scripts.draw_issued.key(&k.waiting).arg(&k.namespace).arg(i).invoke(c))?;
             t.and_then(|t| t.parse().ok())
                 .ok_or_else(|| codec::corrupt("the WAITING list is shorter than the draw's claim"))
         };
@@ -376,26 +371,34 @@ impl RedisQueue {
     }
 }
 
+/// A slice of the claimed tokens as read: their values ([`VALUE_BYTES`] each, one after the
+/// other) and a flag per token, `1` for an entrant.
+type Slice = (Vec<u8>, String);
+
+/// A token's value as `draw_read.lua` sends it: its 24 random bytes and its `seq` (8 bytes,
+/// big-endian), the 32 bytes its hex spells.
+const VALUE_BYTES: usize = 32;
+
 /// Step 2's result: the claimed tokens in their drawn order, and the position table's bytes
 /// for them.
-struct Drawn<'a> {
+struct Drawn {
     /// `P`, how many of them are entrants.
     entrants: usize,
-    /// Their values, entrant `i` in the order of values at `drawn_positions(seed, P)[i]`, the
-    /// others behind in their `seq` order.
-    order: Vec<&'a str>,
+    /// Their stored `seq`s, entrant `i` in the order of values at `drawn_positions(seed, P)[i]`,
+    /// the others behind in their `seq` order.
+    order: Vec<String>,
     /// 4 bytes big-endian per claimed token in list order (stored `seq` `base + i` at `4 * i`):
     /// its drawn `seq`, its 1-based place in `order`.
     table: Vec<u8>,
 }
 
 /// Step 2: the claimed tokens (slices of the WAITING list as read) drawn.
-fn drawn_order(slices: &[(String, String)], seed: u64) -> Result<Drawn<'_>, StoreError> {
+fn drawn_order(slices: &[Slice], seed: u64) -> Result<Drawn, StoreError> {
     // (value, index in the list): the index is the token's stored `seq` less `base`.
     let (mut entrants, mut later) = (Vec::new(), Vec::new());
     let mut index = 0_usize;
     for (values, flags) in slices {
-        let mut values = values.split(' ');
+        let mut values = values.chunks_exact(VALUE_BYTES);
         for flag in flags.bytes() {
             let value = values.next().ok_or_else(|| codec::corrupt("a draw slice without its values"))?;
             if flag == b'1' {
@@ -406,12 +409,13 @@ fn drawn_order(slices: &[(String, String)], seed: u64) -> Result<Drawn<'_>, Stor
             index += 1;
         }
     }
-    // The entrants in the order of their values, byte-wise (`QueueStore::draw`): an order the
-    // draw does not change, so the stored line can be checked against the record later.
+    // The entrants in the order of their values, byte-wise (`QueueStore::draw`; the bytes'
+    // order is their hex digits' order): an order the draw does not change, so the stored
+    // line can be checked against the record later.
     entrants.sort_unstable_by_key(|&(value, _)| value);
     let count = entrants.len();
     let positions = drawn_positions(seed, u64::try_from(count).unwrap_or(u64::MAX));
-    let mut order = vec![("", 0); count];
+    let mut order: Vec<(&[u8], usize)> = vec![(&[], 0); count];
     for (entrant, position) in entrants.into_iter().zip(positions) {
         let slot = usize::try_from(position)
             .ok()
@@ -429,5 +433,13 @@ fn drawn_order(slices: &[(String, String)], seed: u64) -> Result<Drawn<'_>, Stor
             .ok_or_else(|| codec::corrupt("a token index out of range"))?
             .copy_from_slice(&drawn.to_be_bytes());
     }
-    Ok(Drawn { entrants: count, order: order.into_iter().map(|(value, _)| value).collect(), table })
+    let order = order
+        .into_iter()
+        .map(|(value, _)| {
+            let seq: [u8; 8] =
+                value.get(24..).and_then(|b| b.try_into().ok()).ok_or_else(|| codec::corrupt("a value"))?;
+            Ok(u64::from_be_bytes(seq).to_string())
+        })
+        .collect::<Result<_, StoreError>>()?;
+    Ok(Drawn { entrants: count, order, table })
 }

@@ -35,18 +35,31 @@
 //! `main`), so a value of another room is no token of this line: `find` answers `None`,
 //! `use_up` and `note_seen` ignore it, `issue` refuses it.
 //!
+//! **No key per token.** A token's 32 bytes are 24 random ones (the planned value's first 24:
+//! 192 bits, unguessable) and its arrival `seq`, big-endian, which `issue.lua` puts there once
+//! it took the `seq`. So the value names its record, and a waiting buyer costs a packed record
+//! in a bucket of 128, an entry of the users hash and a `seq` in the WAITING list: about 130
+//! bytes of Redis memory, where a hash per token and a string per user took about 550 (the
+//! bench's "Redis memory per waiting buyer"). A value whose last 8 bytes are no `seq` of the
+//! line (a forged or foreign one) is not looked up; one whose random part is not its record's
+//! is no token. The draw's order, "by value, byte-wise", is the random part's order.
+//!
 //! | key | type | holds |
 //! | --- | --- | --- |
 //! | `{p}:issued` | string (counter) | the `seq` of the last token issued (`issued_through`) |
-//! | `{p}:cursor` | hash | `admitted` (`admitted_through`), `last` (`last_admission_at`, µs; absent before the first admission), `swept` (positions that left the head of `{p}:waiting`; absent: `admitted`, as a version that popped at admission left it), `live` and `closed` (the open admission records' count of tokens, and the `through` of the last record closed), `epoch` (Redis' clock in µs when the line was created by the first issue into the empty namespace), `abandoned` (tokens skipped at their turn, ever), `imax`/`iback` (the latest issue time, and the most an issue time fell behind it in line order: see `draw`), the draw's record `draw_at`/`draw_entrants`/`draw_seed` once it is recorded, and while a draw runs its claim (`draw_owner`, `draw_lease`, `draw_claim_at`, `draw_opens`, `draw_claim_seed`, `draw_len`, `draw_base`) |
-//! | `{p}:waiting` | list | every token value not yet swept, in position order (`seq` as shown): pushed at issue, position `p` at index `p - swept - 1`; those at or below `admitted` were admitted by a record, the rest are WAITING; the expiry sweep pops the head; a draw puts them in the drawn order |
+//! | `{p}:cursor` | hash | `admitted` (`admitted_through`), `last` (`last_admission_at`, µs; absent before the first admission), `swept` (positions that left the head of `{p}:waiting`; absent: `admitted`, as a version that popped at admission left it), `live` and `closed` (the open admission records' count of tokens, and the `through` of the last record closed), `epoch` (Redis' clock in µs when the line was created by the first issue into the empty namespace) and `layout`, `abandoned` (tokens skipped at their turn, ever), `imax`/`iback` (the latest issue time, and the most an issue time fell behind it in line order: see `draw`), the draw's record `draw_at`/`draw_entrants`/`draw_seed` once it is recorded, and while a draw runs its claim (`draw_owner`, `draw_lease`, `draw_claim_at`, `draw_opens`, `draw_claim_seed`, `draw_len`, `draw_base`) |
+//! | `{p}:waiting` | list | the arrival `seq` of every token not yet swept, in position order (`seq` as shown): pushed at issue, position `p` at index `p - swept - 1`; those at or below `admitted` were admitted by a record, the rest are WAITING; the expiry sweep pops the head; a draw puts them in the drawn order |
 //! | `{p}:admissions` | sorted set | one member per admission that admitted any, `through:after:at:expires`, scored by `through`: the tokens stored WAITING at positions `after + 1 ..= through` are ACTIVE since `at` until `expires` (µs). Dropped once the sweep passed `through` |
 //! | `{p}:open` | hash | per record not yet expired (field `through`): the tokens it admitted minus those used up since (the cap's active count) |
-//! | `{p}:active` | sorted set | tokens stored ACTIVE, scored by `expires_at`: only a version that wrote each token at admission filled it; still swept, counted and used up, so a line survives the upgrade |
 //! | `{p}:staging` | list | while a draw runs: the WAITING list in its drawn order, so far |
 //! | `{p}:drawn` | string | the draw's position table: 4 bytes big-endian per arrival `seq` `s`, at byte `4 * (s - 1)` the token's drawn `seq` (0 or past the end: unchanged); in force once the draw is recorded (`draw_at`) |
-//! | `{p}:t:<value>` | hash | a token: `user`, `seq` (its arrival `seq`, never rewritten: shown mapped through `{p}:drawn`), `status` (`WAITING`/`EXPIRED`, `ACTIVE` only from an older version; an admitted token stays `WAITING` until written EXPIRED, see below), `issued`, `activated`, `expires` (µs, written when it becomes EXPIRED), `reason` (why EXPIRED: `TTL`, `PAID`, `ABANDONED`), `seen` (its last sight, µs, from `note_seen`) |
-//! | `{p}:u:<user>` | string | the value of the user's latest token (live or not) |
+//! | `{p}:r:<seq / 128>` | hash (a listpack) | the tokens stored WAITING (an admitted token stays so until written EXPIRED, see below), field `seq % 128`: random part (24 bytes), user id (16 bytes), `issued` (8 bytes, µs) and, once noted, `seen` (8 bytes: its last sight, from `note_seen`) |
+//! | `{p}:x:<seq>` | string | a token stored EXPIRED, kept [`RedisConfig::expired_retention`]: random part, user, `issued`, `activated`, `expires` (8 bytes each, 0 for none), the reason (`T`, `P`, `A`: `TTL`, `PAID`, `ABANDONED`) |
+//! | `{p}:users` | hash | field a user id's 16 bytes: the `seq` of their token while it is stored WAITING (one live token per user; dropped when it is written EXPIRED) |
+//!
+//! The cursor's `layout` is `2` for a line in this layout; a line an earlier version wrote (a
+//! hash per token, no `layout`) is refused by `issue` and `admit` with an error naming it, not
+//! misread: let it drain, or delete its keys, before the upgrade.
 //!
 //! **A draw writes no token.** It keeps the drawn order in one string, `{p}:drawn`, and every
 //! script that answers a token's `seq` (`issue`, `find`, `find_with_cursor`) maps the stored
@@ -69,25 +82,27 @@
 //!
 //! Times are integers of microseconds since the Unix epoch (the domain's precision; exact in
 //! Lua's doubles until the year 2255). A WAITING or ACTIVE token has no TTL. When a token
-//! becomes EXPIRED (sweep, payment, or a new issue for its user) its hash, and the user's
-//! pointer if it still points to it, get a key TTL of [`RedisConfig::expired_retention`]
-//! (default a day, on Redis' clock): until then a poll answers EXPIRED, afterwards the token
-//! is unknown (401 `TOKEN_INVALID`), which bounds the memory of tokens that left the line.
+//! becomes EXPIRED (sweep, payment, abandonment, or a new issue for its user) its record
+//! leaves its bucket for an expired record with a key TTL of
+//! [`RedisConfig::expired_retention`] (default a day, on Redis' clock), and its user's entry
+//! goes: until then a poll answers EXPIRED, afterwards the token is unknown (401
+//! `TOKEN_INVALID`), which bounds the memory of tokens that left the line.
 //!
 //! # Scripts and what each guarantees
 //!
 //! Redis runs one script at a time, so each is atomic and serialised against every caller on
 //! every instance. Where a script restates a domain rule, a comment in it names the domain
 //! function it mirrors; the conformance suite (`port_tests::queue_suite!`) catches a
-//! divergence. `admit`, `expire` and `use_up` also touch keys they find only while running
-//! (the hashes of the tokens they pop, a user's pointer): not declared in `KEYS`, which one
-//! server allows, and which a cluster allows because they share the namespace's hash tag.
+//! divergence. Scripts that read or write records touch keys they name only while running
+//! (a token's bucket and expired record, the users hash, from the namespace they are given):
+//! not declared in `KEYS`, which one server allows, and which a cluster allows because they
+//! share the namespace's hash tag.
 //!
 //! - `issue`: returns the user's live token (`QueueToken::is_live_at`, on the token as
 //!   derived), or retires their lapsed ACTIVE one (writing its derived times) and stores a new WAITING token with `seq = INCR issued`, taken only
 //!   after every check, so a refused issue burns no number; 64 concurrent issues for one user
 //!   give one token.
-//! - `find`, `find_with_cursor`: a token's hash as derived (its `seq` mapped through the draw's
+//! - `find`, `find_with_cursor`: a token's record as derived (its `seq` mapped through the draw's
 //!   table, its admission from the record covering it), and the cursor with it.
 //! - `admit`: `AdmissionPolicy::is_due` on the store's clock, `quota` (the active count only
 //!   under a cap, from the records), records the `n` oldest WAITING positions as admitted now
@@ -102,10 +117,8 @@
 //!   EXPIRED (`TTL`) with its derived times, others (paid, abandoned) are dropped; at most
 //!   `limit` written and `4 * limit` popped per call (so a call meeting mostly paid tokens
 //!   returns short, and the scheduler's sweep goes on at its next tick). A token leaves the
-//!   list in the step that writes it, so concurrent sweeps change each once. Tokens stored ACTIVE by an older
-//!   version are swept from `{p}:active` first.
-//! - `use_up`: the paying token, if ACTIVE as derived and unexpired at `at` (or stored
-//!   ACTIVE), becomes EXPIRED (`PAID`) with `expires_at = at` and its open record counts one
+//!   list in the step that writes it, so concurrent sweeps change each once.
+//! - `use_up`: the paying token, if ACTIVE as derived and unexpired at `at`, becomes EXPIRED (`PAID`) with `expires_at = at` and its open record counts one
 //!   fewer; no other token is touched (a WAITING token of the payer stays in line).
 //!   Idempotent: the first call writes it out of the derivation.
 //! - `stats`: issued, cursor, `abandoned` and the active count (records, on the store's
@@ -128,8 +141,8 @@
 //! `REDIS_URL` may list several nodes, comma-separated: a Redis Cluster
 //! ([`RedisConfig::is_cluster`]; any listed node that answers gives the slot map). Nothing of
 //! the layout changes: every key of a line is in its namespace's hash tag, so a line lives in
-//! one slot, each script touches one line (its undeclared keys, a token's hash or a user's
-//! pointer, are in the same slot, which a cluster allows), and every operation stays one
+//! one slot, each script touches one line (its undeclared keys, a token's record or the users
+//! hash, are in the same slot, which a cluster allows), and every operation stays one
 //! atomic script on that slot's master. Lines spread over the masters by their tags (`main`
 //! is `{prefix}`, room `r` is `{prefix:r}`); no command touches two lines or a key outside a
 //! line (no `KEYS`, `SCAN` or `FLUSH*`; the tests' clean-up scans each master). `TIME` for the
@@ -233,7 +246,7 @@ use time::{Duration, OffsetDateTime};
 pub use crate::aio::AsyncRedisLines;
 pub use crate::config::{ConfigError, RedisConfig, RedisTimeouts};
 pub use crate::draw::DrawTuning;
-use crate::keys::Keys;
+use crate::keys::{Keys, Place};
 use crate::pool::{Client, Conn, Connection, Health, Manager};
 use crate::scripts::Scripts;
 
@@ -375,6 +388,14 @@ impl RedisQueue {
     }
 
     /// Whether `value` is a token of this line (a value names its room).
+    /// Where `value` is stored in this line; `None` when it is no token of this line.
+    fn place(&self, value: &TokenValue) -> Option<Place> {
+        if !self.ours(value) {
+            return None;
+        }
+        self.keys.place(value)
+    }
+
     fn ours(&self, value: &TokenValue) -> bool {
         value.is_in(&self.room)
     }
@@ -600,48 +621,31 @@ impl QueueStore for RedisQueue {
         if !self.ours(&value) {
             return Err(StoreError::Internal(format!("a token of another room issued in the line of {}", self.room)));
         }
+        let random = keys::random_part(&value).ok_or_else(|| codec::corrupt("a planned token value"))?;
         commit_point()?;
         let k = &self.keys;
         let now_us = codec::to_micros(now).to_string();
         let (reply, confirmed): (Vec<Option<String>>, _) = self.once(&|c| {
-            let reply = self.scripts.issue_call(k, user, &value, &now_us, &self.retain_ms).invoke(c)?;
+            let reply = self.scripts.issue_call(k, user, &random, &now_us, &self.retain_ms).invoke(c)?;
             // Also when the user's token was found: the call that stored it may have failed
             // this very check, and a 200 must not hand out a token a failover can lose.
             Ok((reply, self.confirm(c)?))
         })?;
         confirmed?;
-        let created = match reply.first().and_then(Option::as_deref) {
-            Some("1") => true,
-            Some("0") => false,
-            _ => return Err(codec::corrupt("issue reply")),
-        };
-        let value = reply
-            .get(1)
-            .and_then(Option::as_deref)
-            .and_then(|v| TokenValue::parse(v).ok())
-            .ok_or_else(|| codec::corrupt("token value"))?;
-        let cursor = codec::cursor(&reply, 2 + codec::TOKEN_FIELDS)?;
-        Ok(IssueOutcome { token: codec::token(value, &reply, 2)?, created, cursor })
+        codec::issue_outcome(&reply, &self.room)
     }
 
     fn find(&self, value: &TokenValue) -> Result<Option<QueueToken>, StoreError> {
-        if !self.ours(value) {
-            return Ok(None);
-        }
-        let (key, k) = (self.keys.token(value), &self.keys);
+        let Some(place) = self.place(value) else { return Ok(None) };
         let fields: Option<Vec<Option<String>>> =
-            self.read(&|c| self.scripts.find.key(&key).key(&k.cursor).key(&k.drawn).key(&k.admissions).invoke(c))?;
+            self.read(&|c| self.scripts.find_call(&self.keys, &place, false).invoke(c))?;
         fields.map(|f| codec::token(value.clone(), &f, 0)).transpose()
     }
 
     fn find_with_cursor(&self, value: &TokenValue) -> Result<Option<(QueueToken, QueueCursor)>, StoreError> {
-        if !self.ours(value) {
-            return Ok(None);
-        }
-        let (key, k) = (self.keys.token(value), &self.keys);
-        let reply: Option<Vec<Option<String>>> = self.read(&|c| {
-            self.scripts.find_with_cursor.key(&key).key(&k.cursor).key(&k.drawn).key(&k.admissions).invoke(c)
-        })?;
+        let Some(place) = self.place(value) else { return Ok(None) };
+        let reply: Option<Vec<Option<String>>> =
+            self.read(&|c| self.scripts.find_call(&self.keys, &place, true).invoke(c))?;
         reply.map(|f| Ok((codec::token(value.clone(), &f, 0)?, codec::cursor(&f, codec::TOKEN_FIELDS)?))).transpose()
     }
 
@@ -666,17 +670,15 @@ impl QueueStore for RedisQueue {
                 .admit
                 .key(&k.cursor)
                 .key(&k.waiting)
-                .key(&k.active)
                 .key(&k.admissions)
                 .key(&k.open)
-                .arg(&k.token_prefix)
+                .arg(&k.namespace)
                 .arg(&now)
                 .arg(policy.batch)
                 .arg(micros(policy.interval))
                 .arg(micros(policy.active_ttl))
                 .arg(&cap)
                 .arg(&abandon_after)
-                .arg(&k.user_prefix)
                 .arg(&self.retain_ms)
                 .invoke(c)?;
             let admitted = reply.first().is_some_and(|s| s == "admitted");
@@ -703,14 +705,12 @@ impl QueueStore for RedisQueue {
         let changed: u64 = self.once(&|c| {
             self.scripts
                 .expire
-                .key(&k.active)
                 .key(&k.cursor)
                 .key(&k.waiting)
                 .key(&k.admissions)
                 .key(&k.open)
                 .key(&k.drawn)
-                .arg(&k.token_prefix)
-                .arg(&k.user_prefix)
+                .arg(&k.namespace)
                 .arg(&now)
                 .arg(limit)
                 .arg(&self.retain_ms)
@@ -720,25 +720,22 @@ impl QueueStore for RedisQueue {
     }
 
     fn use_up(&self, value: &TokenValue, at: OffsetDateTime) -> Result<(), StoreError> {
-        if !self.ours(value) {
-            return Ok(());
-        }
+        let Some(place) = self.place(value) else { return Ok(()) };
         commit_point()?;
         let k = &self.keys;
-        let (key, at) = (k.token(value), codec::to_micros(at).to_string());
+        let at = codec::to_micros(at).to_string();
         let confirmed = self.once(&|c| {
             let _changed: i64 = self
                 .scripts
                 .use_up
-                .key(&key)
-                .key(&k.active)
                 .key(&k.cursor)
                 .key(&k.drawn)
                 .key(&k.admissions)
                 .key(&k.open)
-                .arg(value.as_str())
+                .arg(&k.namespace)
+                .arg(place.seq)
+                .arg(&place.random[..])
                 .arg(&at)
-                .arg(&k.user_prefix)
                 .arg(&self.retain_ms)
                 .invoke(c)?;
             self.confirm(c)
@@ -750,15 +747,7 @@ impl QueueStore for RedisQueue {
         let k = &self.keys;
         let now = self.now_arg();
         let f: Vec<Option<String>> = self.read(&|c| {
-            self.scripts
-                .stats
-                .key(&k.issued)
-                .key(&k.cursor)
-                .key(&k.active)
-                .key(&k.admissions)
-                .key(&k.open)
-                .arg(&now)
-                .invoke(c)
+            self.scripts.stats.key(&k.issued).key(&k.cursor).key(&k.admissions).key(&k.open).arg(&now).invoke(c)
         })?;
         let issued_through = codec::int(&f, 0, "issued")?;
         let cursor = codec::cursor(&f, 1)?;
@@ -786,19 +775,20 @@ impl QueueStore for RedisQueue {
     }
 
     fn note_seen(&self, values: &[TokenValue], at: OffsetDateTime) -> Result<(), StoreError> {
-        let keys: Vec<String> = values.iter().filter(|v| self.ours(v)).map(|v| self.keys.token(v)).collect();
-        if keys.is_empty() {
+        let places: Vec<Place> = values.iter().filter_map(|v| self.place(v)).collect();
+        if places.is_empty() {
             return Ok(());
         }
         commit_point()?;
         let at = codec::to_micros(at).to_string();
+        let k = &self.keys;
         let _moved: i64 = self.once(&|c| {
             let mut script = self.scripts.note_seen.prepare_invoke();
-            script.key(&self.keys.cursor).key(&self.keys.drawn).key(&self.keys.admissions);
-            for key in &keys {
-                script.key(key);
+            script.key(&k.cursor).key(&k.drawn).key(&k.admissions).arg(&k.namespace).arg(&at);
+            for place in &places {
+                script.arg(place.seq).arg(&place.random[..]);
             }
-            script.arg(&at).invoke(c)
+            script.invoke(c)
         })?;
         Ok(())
     }

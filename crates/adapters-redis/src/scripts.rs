@@ -4,10 +4,9 @@
 //! the one statement of how a token admitted by a record reads (`derive`).
 
 use domain::ids::UserId;
-use domain::queue::TokenValue;
 use redis::{Script, ScriptInvocation};
 
-use crate::keys::Keys;
+use crate::keys::{user_bytes, Keys, Place};
 
 const PRELUDE: &str = include_str!("lua/prelude.lua");
 
@@ -55,14 +54,15 @@ impl Scripts {
 }
 
 impl Scripts {
-    /// `issue.lua` with its keys and arguments (see its header): `user`'s new token `value` in
-    /// the line of `k` at `now_us` (µs), expired tokens kept `retain_ms`. One statement of the
-    /// call for the blocking client (`invoke`) and the async one (`invoke_async`).
+    /// `issue.lua` with its keys and arguments (see its header): `user`'s new token, of random
+    /// part `random` (24 bytes), in the line of `k` at `now_us` (µs), expired tokens kept
+    /// `retain_ms`. One statement of the call for the blocking client (`invoke`) and the async
+    /// one (`invoke_async`).
     pub(crate) fn issue_call(
         &self,
         k: &Keys,
         user: UserId,
-        value: &TokenValue,
+        random: &[u8],
         now_us: &str,
         retain_ms: &str,
     ) -> ScriptInvocation<'_> {
@@ -70,16 +70,23 @@ impl Scripts {
         call.key(&k.issued)
             .key(&k.cursor)
             .key(&k.waiting)
-            .key(&k.active)
-            .key(k.user(user))
-            .key(k.token(value))
+            .key(&k.users)
             .key(&k.drawn)
             .key(&k.admissions)
-            .arg(&k.token_prefix)
-            .arg(user.to_string())
-            .arg(value.as_str())
+            .arg(&k.namespace)
+            .arg(&user_bytes(user)[..])
+            .arg(random)
             .arg(now_us)
             .arg(retain_ms);
+        call
+    }
+
+    /// `find.lua` (or, `with_cursor`, `find_with_cursor.lua`) for the token at `place` in the
+    /// line of `k`. One statement for both clients.
+    pub(crate) fn find_call(&self, k: &Keys, place: &Place, with_cursor: bool) -> ScriptInvocation<'_> {
+        let script = if with_cursor { &self.find_with_cursor } else { &self.find };
+        let mut call = script.prepare_invoke();
+        call.key(&k.cursor).key(&k.drawn).key(&k.admissions).arg(&k.namespace).arg(place.seq).arg(&place.random[..]);
         call
     }
 }

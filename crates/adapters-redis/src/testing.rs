@@ -471,3 +471,166 @@ pub fn scan(url: &str, pattern: &str) -> RedisResult<Vec<(String, String)>> {
     }
     Ok(found)
 }
+
+/// A line's keys read as stored, for tests that check what a script wrote (see the crate docs,
+/// "Layout"): no test restates the record format.
+pub mod layout {
+    use domain::queue::TokenValue;
+    use domain::room::RoomId;
+    use redis::{Commands as _, ConnectionLike, RedisResult};
+
+    use crate::keys::Keys;
+
+    /// A token as stored (not as the scripts derive it).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Stored {
+        /// `WAITING` (a record in its bucket) or `EXPIRED` (its expired record).
+        pub status: &'static str,
+        /// The user's id.
+        pub user: uuid::Uuid,
+        /// Its arrival `seq`, from its value.
+        pub seq: u64,
+        /// Its issue time (µs).
+        pub issued: i64,
+        /// Its last sight (µs), if noted.
+        pub seen: Option<i64>,
+        /// When it became ACTIVE (µs), written once EXPIRED.
+        pub activated: Option<i64>,
+        /// When its ACTIVE time ended (µs), written once EXPIRED.
+        pub expires: Option<i64>,
+        /// Why it is EXPIRED: `TTL`, `PAID`, `ABANDONED`.
+        pub reason: Option<&'static str>,
+    }
+
+    fn micros(bytes: &[u8], at: usize) -> Option<i64> {
+        let b: [u8; 8] = bytes.get(at..at + 8)?.try_into().ok()?;
+        i64::try_from(u64::from_be_bytes(b)).ok()
+    }
+
+    fn some(us: Option<i64>) -> Option<i64> {
+        us.filter(|&us| us != 0)
+    }
+
+    /// The namespace of `room`'s line under `prefix`, braces included.
+    #[must_use]
+    pub fn namespace(prefix: &str, room: &RoomId) -> String {
+        Keys::new(prefix, room).namespace
+    }
+
+    /// The arrival `seq` a token's value carries.
+    ///
+    /// # Panics
+    /// When the value carries none (no token of this layout).
+    #[must_use]
+    #[allow(clippy::expect_used, reason = "tests")]
+    pub fn seq_of(value: &TokenValue) -> u64 {
+        Keys::new("any", &value.room()).place(value).expect("a value of this layout").seq
+    }
+
+    /// The token `value` of the line of `prefix` as stored; `None` when nothing is.
+    ///
+    /// # Errors
+    /// Redis' errors.
+    pub fn stored(con: &mut impl ConnectionLike, prefix: &str, value: &TokenValue) -> RedisResult<Option<Stored>> {
+        let keys = Keys::new(prefix, &value.room());
+        let Some(place) = keys.place(value) else { return Ok(None) };
+        let user = |raw: &[u8]| raw.get(24..40).and_then(|b| uuid::Uuid::from_slice(b).ok()).unwrap_or_default();
+        let waiting: Option<Vec<u8>> = con.hget(&place.bucket, &place.field)?;
+        if let Some(raw) = waiting.filter(|raw| raw.get(..24) == Some(&place.random[..])) {
+            return Ok(Some(Stored {
+                status: "WAITING",
+                user: user(&raw),
+                seq: place.seq,
+                issued: micros(&raw, 40).unwrap_or_default(),
+                seen: micros(&raw, 48),
+                activated: None,
+                expires: None,
+                reason: None,
+            }));
+        }
+        let expired: Option<Vec<u8>> = con.get(&place.expired)?;
+        Ok(expired.filter(|raw| raw.get(..24) == Some(&place.random[..])).map(|raw| Stored {
+            status: "EXPIRED",
+            user: user(&raw),
+            seq: place.seq,
+            issued: micros(&raw, 40).unwrap_or_default(),
+            seen: None,
+            activated: some(micros(&raw, 48)),
+            expires: some(micros(&raw, 56)),
+            reason: match raw.get(64) {
+                Some(b'T') => Some("TTL"),
+                Some(b'P') => Some("PAID"),
+                Some(b'A') => Some("ABANDONED"),
+                _ => None,
+            },
+        }))
+    }
+
+    /// Where the token `value` of the line of `prefix` is stored: its bucket of records and
+    /// its field there (while stored WAITING), and its expired record.
+    #[must_use]
+    pub fn keys_of(prefix: &str, value: &TokenValue) -> Option<(String, String, String)> {
+        Keys::new(prefix, &value.room()).place(value).map(|p| (p.bucket, p.field, p.expired))
+    }
+
+    /// The WAITING list of `room`'s line: the arrival `seq`s of the tokens not yet swept, in
+    /// position order.
+    ///
+    /// # Errors
+    /// Redis' errors.
+    pub fn waiting(con: &mut impl ConnectionLike, prefix: &str, room: &RoomId) -> RedisResult<Vec<u64>> {
+        con.lrange(Keys::new(prefix, room).waiting, 0, -1)
+    }
+
+    /// The `seq` the users hash holds for `user` in `room`'s line (their token stored WAITING).
+    ///
+    /// # Errors
+    /// Redis' errors.
+    pub fn user_seq(
+        con: &mut impl ConnectionLike,
+        prefix: &str,
+        room: &RoomId,
+        user: domain::ids::UserId,
+    ) -> RedisResult<Option<u64>> {
+        con.hget(Keys::new(prefix, room).users, &crate::keys::user_bytes(user)[..])
+    }
+
+    /// The value of the token of `room` with random part `random` and arrival `seq`, as issue
+    /// gives it.
+    ///
+    /// # Panics
+    /// Never for 24 bytes of `random`.
+    #[must_use]
+    #[allow(clippy::expect_used, reason = "tests")]
+    pub fn value_of(room: &RoomId, random: &[u8; 24], seq: u64) -> TokenValue {
+        let mut bytes = [0_u8; 32];
+        bytes[..24].copy_from_slice(random);
+        bytes[24..].copy_from_slice(&seq.to_be_bytes());
+        TokenValue::from_bytes(bytes).in_room(room)
+    }
+
+    /// Writes a WAITING token as issue.lua stores it (bulk set-ups of huge lines), into `pipe`:
+    /// its record (with its last sight `seen_us`, as note_seen.lua writes it, if any), its
+    /// user's entry and its `seq` at the end of the WAITING list. The caller sets `issued` and
+    /// the cursor.
+    pub fn push_waiting(
+        pipe: &mut redis::Pipeline,
+        prefix: &str,
+        value: &TokenValue,
+        user: domain::ids::UserId,
+        issued_us: i64,
+        seen_us: Option<i64>,
+    ) {
+        let keys = Keys::new(prefix, &value.room());
+        let Some(place) = keys.place(value) else { return };
+        let mut record = place.random.clone();
+        record.extend_from_slice(&crate::keys::user_bytes(user));
+        record.extend_from_slice(&issued_us.to_be_bytes());
+        if let Some(seen) = seen_us {
+            record.extend_from_slice(&seen.to_be_bytes());
+        }
+        pipe.hset(&place.bucket, &place.field, record).ignore();
+        pipe.hset(&keys.users, &crate::keys::user_bytes(user)[..], place.seq).ignore();
+        pipe.rpush(&keys.waiting, place.seq).ignore();
+    }
+}

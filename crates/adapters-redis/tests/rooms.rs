@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
+use adapters_redis::testing::layout;
 use adapters_redis::{DrawTuning, RedisQueue};
 use common::Namespace;
 use domain::clock::{Clock as _, ManualClock};
@@ -61,9 +62,9 @@ fn join(line: &dyn QueueStore, room: &RoomId, now: OffsetDateTime) -> QueueToken
     line.issue(user(), value(room), now).unwrap().token
 }
 
-/// The WAITING list of `room`, as stored.
-fn waiting_list(ns: &Namespace, room: &RoomId) -> Vec<String> {
-    ns.connection().lrange(format!("{{{}:{room}}}:waiting", ns.prefix), 0, -1).unwrap()
+/// The WAITING list of `room`, as stored: arrival `seq`s in position order.
+fn waiting_list(ns: &Namespace, room: &RoomId) -> Vec<u64> {
+    layout::waiting(&mut ns.connection(), &ns.prefix, room).unwrap()
 }
 
 /// The draw's position table of `room`'s line, as stored (empty when there is none).
@@ -72,10 +73,12 @@ fn drawn_table(ns: &Namespace, room: &RoomId) -> Vec<u8> {
     table.unwrap_or_default()
 }
 
-/// The `seq` stored in a token's hash (its arrival `seq`: a draw writes no token).
+/// The arrival `seq` of a token stored WAITING (a draw writes no token; its value names its
+/// record by that `seq`), checking its record is as issued.
 fn stored_seq(ns: &Namespace, t: &QueueToken) -> i64 {
-    let room = t.value.room();
-    ns.connection().hget(format!("{{{}:{room}}}:t:{}", ns.prefix, t.value.as_str()), "seq").unwrap()
+    let stored = layout::stored(&mut ns.connection(), &ns.prefix, &t.value).unwrap().unwrap();
+    assert_eq!((stored.status, stored.user), ("WAITING", t.user_id.as_uuid()), "the record as issued");
+    i64::try_from(stored.seq).unwrap()
 }
 
 /// `seq` mapped through a raw position table (4 bytes big-endian at `4 * (seq - 1)`; 0 or past
@@ -95,11 +98,11 @@ fn assert_drawn(ns: &Namespace, line: &dyn QueueStore, seed: u64, entrants: &[Qu
     let mut entrants = entrants.to_vec();
     entrants.sort_by(|a, b| a.value.as_str().cmp(b.value.as_str()));
     let positions = drawn_positions(seed, entrants.len() as u64);
-    let mut expected = vec![String::new(); entrants.len()];
+    let mut expected = vec![0; entrants.len()];
     for (t, p) in entrants.iter().zip(&positions) {
-        expected[usize::try_from(*p).unwrap() - 1] = t.value.as_str().to_owned();
+        expected[usize::try_from(*p).unwrap() - 1] = layout::seq_of(&t.value);
     }
-    expected.extend(later.iter().map(|t| t.value.as_str().to_owned()));
+    expected.extend(later.iter().map(|t| layout::seq_of(&t.value)));
     assert_eq!(waiting_list(ns, &room), expected, "the WAITING list is in the drawn order");
     let drawn = entrants
         .iter()
@@ -301,7 +304,8 @@ fn every_key_of_a_room_shares_its_hash_tag() {
     assert!(in_room.len() >= 7, "{keys:?}");
     let main_tag = format!("{{{}}}:", ns.prefix);
     assert!(keys.iter().all(|k| k.starts_with(&tag) || k.starts_with(&main_tag)), "{keys:?}");
-    assert!(keys.contains(&format!("{main_tag}t:{}", main.value.as_str())), "main keeps its layout");
+    let (main_bucket, _, _) = layout::keys_of(&ns.prefix, &main.value).unwrap();
+    assert!(main_bucket.starts_with(&main_tag) && keys.contains(&main_bucket), "main keeps its namespace");
     // One hash tag: the text between the first `{` and the next `}`.
     let hash_tag = |k: &str| k[1..k.find('}').unwrap()].to_owned();
     let tags: BTreeSet<String> = in_room.iter().map(|k| hash_tag(k)).collect();
@@ -366,7 +370,8 @@ fn sights_and_reasons_are_stored_in_the_token() {
     let room = tour();
     let t: Vec<QueueToken> = (0..4).map(|_| join(&line, &room, clock.now())).collect();
     let mut con = ns.connection();
-    let key = |t: &QueueToken| format!("{{{}:tour}}:t:{}", ns.prefix, t.value.as_str());
+    let prefix = ns.prefix.clone();
+    let mut seen = |t: &QueueToken| layout::stored(&mut con, &prefix, &t.value).unwrap().and_then(|t| t.seen);
     clock.advance(Duration::seconds(20));
     let at = i64::try_from(clock.now().unix_timestamp_nanos() / 1_000).unwrap();
     line.note_seen(
@@ -379,12 +384,11 @@ fn sights_and_reasons_are_stored_in_the_token() {
         clock.now(),
     )
     .unwrap();
-    let seen: Option<i64> = con.hget(key(&t[1]), "seen").unwrap();
-    assert_eq!(seen, Some(at));
+    assert_eq!(seen(&t[1]), Some(at));
     // A sight only moves forward.
     line.note_seen(std::slice::from_ref(&t[1].value), clock.now() - Duration::seconds(10)).unwrap();
-    assert_eq!(con.hget::<_, _, Option<i64>>(key(&t[1]), "seen").unwrap(), Some(at));
-    assert_eq!(con.hget::<_, _, Option<i64>>(key(&t[0]), "seen").unwrap(), None, "a value of main is not this line's");
+    assert_eq!(seen(&t[1]), Some(at));
+    assert_eq!(seen(&t[0]), None, "a value of main is not this line's");
 
     clock.advance(Duration::seconds(15)); // 35 s after the issue, 15 s after the sights
     let outcome = line.admit(&policy(2, Some(Duration::seconds(30)))).unwrap();
@@ -394,13 +398,13 @@ fn sights_and_reasons_are_stored_in_the_token() {
         (abandoned.status, abandoned.expired_reason, abandoned.expires_at),
         (TokenStatus::Expired, Some(ExpiredReason::Abandoned), Some(clock.now()))
     );
-    let ttl: i64 = con.pttl(key(&t[0])).unwrap();
+    let ttl: i64 = ns.connection().pttl(layout::keys_of(&ns.prefix, &t[0].value).unwrap().2).unwrap();
     assert!(ttl > 0, "retired like an expired token");
     assert_eq!(line.stats().unwrap().abandoned, 1);
     assert_eq!(line.cursor().unwrap().admitted_through, 3, "over both");
     // note_seen leaves tokens that are no longer WAITING alone.
     line.note_seen(std::slice::from_ref(&t[1].value), clock.now() + Duration::seconds(1)).unwrap();
-    assert_eq!(con.hget::<_, _, Option<i64>>(key(&t[1]), "seen").unwrap(), Some(at));
+    assert_eq!(seen(&t[1]), Some(at));
 
     line.use_up(&t[1].value, clock.now()).unwrap();
     assert_eq!(line.find(&t[1].value).unwrap().unwrap().expired_reason, Some(ExpiredReason::Paid));
@@ -511,9 +515,10 @@ fn a_line_whose_seqs_are_not_in_list_order_is_not_drawn() {
     let line = instance(&ns, &clock, &room, DrawTuning::default());
     let opens = clock.now() + Duration::seconds(1);
     let tokens: Vec<QueueToken> = (0..5).map(|_| join(&line, &room, clock.now())).collect();
-    // The last token's stored seq off by one: the claim cannot derive the seqs from the list.
-    let key = format!("{{{}:{room}}}:t:{}", ns.prefix, tokens[4].value.as_str());
-    let _: () = ns.connection().hset(&key, "seq", 7).unwrap();
+    // The last token's seq in the list off by two: the claim cannot derive the seqs from it.
+    assert_eq!(layout::seq_of(&tokens[4].value), 5);
+    let waiting = format!("{}:waiting", layout::namespace(&ns.prefix, &room));
+    let _: () = ns.connection().lset(&waiting, 4, 7).unwrap();
     clock.advance(Duration::seconds(1));
     assert!(matches!(line.draw(opens, 1), Err(StoreError::Internal(_))));
     assert_eq!(line.cursor().unwrap().draw, None);
@@ -554,7 +559,7 @@ fn admitted_tokens_of_a_drawn_line_are_derived_and_swept_by_their_drawn_place() 
     assert_eq!(find(admitted[0]).expired_reason, Some(ExpiredReason::Paid));
     line.note_seen(&[admitted[1].value.clone(), waiting[0].value.clone()], clock.now()).unwrap();
     let seen = |t: &QueueToken| -> Option<i64> {
-        ns.connection().hget(format!("{{{}:{room}}}:t:{}", ns.prefix, t.value.as_str()), "seen").unwrap()
+        layout::stored(&mut ns.connection(), &ns.prefix, &t.value).unwrap().and_then(|t| t.seen)
     };
     assert_eq!((seen(admitted[1]).is_some(), seen(waiting[0]).is_some()), (false, true));
     assert_eq!(line.stats().unwrap().active, 9);
@@ -570,8 +575,8 @@ fn admitted_tokens_of_a_drawn_line_are_derived_and_swept_by_their_drawn_place() 
             (TokenStatus::Expired, Some(ExpiredReason::Ttl), Some(tick))
         );
     }
-    let by_place: std::collections::BTreeMap<i64, String> =
-        waiting.iter().map(|t| (find(t).seq, t.value.as_str().to_owned())).collect();
+    let by_place: std::collections::BTreeMap<i64, u64> =
+        waiting.iter().map(|t| (find(t).seq, layout::seq_of(&t.value))).collect();
     assert_eq!(
         waiting_list(&ns, &room),
         by_place.into_values().collect::<Vec<_>>(),

@@ -9,12 +9,14 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Instant;
 
+use adapters_redis::testing::layout;
 use adapters_redis::{RedisConfig, RedisQueue};
 use common::Namespace;
 use domain::clock::{Clock as _, ManualClock};
 use domain::ids::UserId;
 use domain::ports::{QueueStore, StoreError};
 use domain::queue::{AdmissionOutcome, AdmissionPolicy, TokenStatus, TokenValue};
+use domain::room::RoomId;
 use redis::Commands as _;
 use time::{Duration, OffsetDateTime};
 
@@ -84,27 +86,30 @@ fn an_expired_token_stays_findable_for_the_retention_then_redis_drops_it() {
     let t = queue.issue(u, value(), clock.now()).unwrap().token;
     let waiting = queue.issue(user(), value(), clock.now()).unwrap().token;
     let mut con = ns.connection();
-    let token_key = format!("{{{}}}:t:{}", ns.prefix, t.value.as_str());
-    let user_key = format!("{{{}}}:u:{u}", ns.prefix);
-    assert_eq!(con.pttl::<_, i64>(&token_key).unwrap(), -1, "a WAITING token is kept");
+    let (bucket, _, expired_key) = layout::keys_of(&ns.prefix, &t.value).unwrap();
+    let main = RoomId::main();
+    assert_eq!(con.pttl::<_, i64>(&bucket).unwrap(), -1, "WAITING records are kept");
+    assert!(!con.exists::<_, bool>(&expired_key).unwrap());
+    assert_eq!(layout::user_seq(&mut con, &ns.prefix, &main, u).unwrap(), Some(layout::seq_of(&t.value)));
 
     assert_eq!(queue.admit(&policy(1)).unwrap(), AdmissionOutcome::Admitted(1));
-    assert_eq!(con.pttl::<_, i64>(&token_key).unwrap(), -1, "an ACTIVE token is kept");
+    assert_eq!(layout::stored(&mut con, &ns.prefix, &t.value).unwrap().unwrap().status, "WAITING", "derived ACTIVE");
     clock.advance(Duration::seconds(600));
     assert_eq!(queue.expire_tokens(100).unwrap(), 1);
 
     assert_eq!(queue.find(&t.value).unwrap().unwrap().status, TokenStatus::Expired, "a poll still answers EXPIRED");
     let day_ms = 86_400_000;
-    for key in [&token_key, &user_key] {
-        let ttl: i64 = con.pttl(key).unwrap();
-        assert!(0 < ttl && ttl <= day_ms, "{key}: {ttl}");
-    }
-    let other = format!("{{{}}}:t:{}", ns.prefix, waiting.value.as_str());
-    assert_eq!(con.pttl::<_, i64>(&other).unwrap(), -1, "the sweep leaves WAITING tokens alone");
+    let ttl: i64 = con.pttl(&expired_key).unwrap();
+    assert!(0 < ttl && ttl <= day_ms, "{expired_key}: {ttl}");
+    assert_eq!(layout::stored(&mut con, &ns.prefix, &t.value).unwrap().unwrap().status, "EXPIRED");
+    assert_eq!(layout::user_seq(&mut con, &ns.prefix, &main, u).unwrap(), None, "the user's entry went with it");
+    let other = layout::stored(&mut con, &ns.prefix, &waiting.value).unwrap().unwrap();
+    assert_eq!(other.status, "WAITING", "the sweep leaves WAITING tokens alone");
 
-    // A new token for the user takes the pointer back, without a TTL.
-    assert!(queue.issue(u, value(), clock.now()).unwrap().created);
-    assert_eq!(con.pttl::<_, i64>(&user_key).unwrap(), -1);
+    // A new token for the user takes an entry again.
+    let again = queue.issue(u, value(), clock.now()).unwrap();
+    assert!(again.created);
+    assert_eq!(layout::user_seq(&mut con, &ns.prefix, &main, u).unwrap(), Some(layout::seq_of(&again.token.value)));
 }
 
 #[test]
@@ -119,11 +124,52 @@ fn with_a_short_retention_an_expired_token_becomes_unknown() {
     // Redis expires the key on access once its 1 ms TTL has passed; wait for that on Redis'
     // clock, observing the key rather than timing it.
     let mut con = ns.connection();
-    let key = format!("{{{}}}:t:{}", ns.prefix, t.value.as_str());
+    let (_, _, key) = layout::keys_of(&ns.prefix, &t.value).unwrap();
     while con.exists::<_, bool>(&key).unwrap() {
         std::thread::yield_now();
     }
     assert_eq!(queue.find(&t.value).unwrap(), None);
+}
+
+/// A token's value names its record: 24 random bytes and its arrival `seq`. A value whose
+/// random part is not the record's is no token, whatever its `seq`; a value with no `seq` in
+/// it is not looked up at all.
+#[test]
+fn a_value_names_its_record_by_its_seq_and_random_part() {
+    let ns = Namespace::new();
+    let clock = ManualClock::at_epoch();
+    let queue = ns.queue(Arc::new(clock.clone()));
+    let planned = value();
+    let t = queue.issue(user(), planned.clone(), clock.now()).unwrap().token;
+    assert_eq!(&t.value.as_str()[..48], &planned.as_str()[..48], "the random part is the planned one's");
+    assert_eq!(layout::seq_of(&t.value), 1);
+    assert_eq!(queue.find(&t.value).unwrap().map(|f| f.seq), Some(1));
+    let forged = layout::value_of(&RoomId::main(), &[7; 24], 1);
+    assert_eq!(queue.find(&forged).unwrap(), None, "seq 1 with other random bytes");
+    queue.use_up(&forged, clock.now()).unwrap();
+    queue.note_seen(&[forged], clock.now()).unwrap();
+    assert_eq!(queue.find(&t.value).unwrap().unwrap().status, TokenStatus::Waiting, "untouched");
+    assert_eq!(queue.find(&planned).unwrap(), None, "a value without its seq");
+}
+
+/// A line an earlier version wrote (a key per token: it has an epoch and no `layout`) is
+/// refused by issue and admission, with an error naming it, and nothing is written.
+#[test]
+fn a_line_written_by_the_key_per_token_layout_is_refused_not_misread() {
+    let ns = Namespace::new();
+    let clock = ManualClock::at_epoch();
+    let queue = ns.queue(Arc::new(clock.clone()));
+    let mut con = ns.connection();
+    let tag = format!("{{{}}}", ns.prefix);
+    let _: () = con.hset_multiple(format!("{tag}:cursor"), &[("epoch", "1"), ("admitted", "0")]).unwrap();
+    let _: () = con.rpush(format!("{tag}:waiting"), "ab".repeat(32)).unwrap();
+    let before = ns.keys();
+    match queue.issue(user(), value(), clock.now()) {
+        Err(StoreError::Internal(e)) => assert!(e.contains("earlier version"), "{e}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(matches!(queue.admit(&policy(1)), Err(StoreError::Internal(_))));
+    assert_eq!(ns.keys(), before, "nothing written");
 }
 
 #[test]
@@ -165,7 +211,8 @@ fn it_starts_with_redis_unreachable_and_fails_calls_as_unavailable_within_the_bu
     let started = Instant::now();
     assert!(matches!(queue.ping(), Err(StoreError::Unavailable(_))));
     assert!(matches!(queue.issue(user(), value(), ManualClock::at_epoch().now()), Err(StoreError::Unavailable(_))));
-    assert!(matches!(queue.find(&value()), Err(StoreError::Unavailable(_))));
+    let stored_shape = layout::value_of(&RoomId::main(), &[1; 24], 1);
+    assert!(matches!(queue.find(&stored_shape), Err(StoreError::Unavailable(_))));
     // Not a timing assertion on the code under test's speed: the contract's bound on a hang.
     assert!(started.elapsed() < std::time::Duration::from_secs(15), "three calls, each under 5 s");
 }
@@ -225,13 +272,13 @@ fn a_line_redis_lost_is_a_new_epoch_and_the_poll_cache_forgets_the_old_one() {
     }
 }
 
-/// The fields of a token's hash as stored (not as read through the scripts).
-fn stored(
+/// The status of a token as stored (not as read through the scripts).
+fn stored_status(
     con: &mut adapters_redis::testing::TestConnection,
     ns: &Namespace,
     value: &TokenValue,
-) -> std::collections::HashMap<String, String> {
-    con.hgetall(format!("{{{}}}:t:{}", ns.prefix, value.as_str())).unwrap()
+) -> &'static str {
+    layout::stored(con, &ns.prefix, value).unwrap().map_or("none", |t| t.status)
 }
 
 /// An admission writes no token: a token it admitted stays stored WAITING, and every read
@@ -259,11 +306,7 @@ fn admitted_tokens_read_the_time_of_the_tick_that_covered_them_and_expire_with_t
             (t.seq, t.status, t.activated_at, t.expires_at),
             (tokens[i].seq, TokenStatus::Active, Some(at), Some(at + ttl))
         );
-        assert_eq!(
-            stored(&mut con, &ns, &t.value).get("status").map(String::as_str),
-            Some("WAITING"),
-            "derived, not written"
-        );
+        assert_eq!(stored_status(&mut con, &ns, &t.value), "WAITING", "derived, not written");
     }
     assert_eq!((find(4).status, find(4).activated_at), (TokenStatus::Waiting, None));
     let (got, cursor) = queue.find_with_cursor(&tokens[2].value).unwrap().unwrap();
@@ -294,7 +337,7 @@ fn admitted_tokens_read_the_time_of_the_tick_that_covered_them_and_expire_with_t
     let swept = find(0);
     assert_eq!((swept.status, swept.expired_reason), (TokenStatus::Expired, Some(domain::queue::ExpiredReason::Ttl)));
     assert_eq!((swept.activated_at, swept.expires_at), (before.activated_at, before.expires_at), "as derived");
-    assert_eq!(stored(&mut con, &ns, &tokens[0].value).get("status").map(String::as_str), Some("EXPIRED"));
+    assert_eq!(stored_status(&mut con, &ns, &tokens[0].value), "EXPIRED");
     assert_eq!(find(2).status, TokenStatus::Active);
 
     // The second tick's: a payment before its end uses one up (once); the other expires.
@@ -316,8 +359,8 @@ fn admitted_tokens_read_the_time_of_the_tick_that_covered_them_and_expire_with_t
     assert_eq!((expired.status, expired.expires_at), (TokenStatus::Expired, Some(second + ttl)));
     assert_eq!(find(2), paid);
     // Every admitted token left the list and every record went with them.
-    let waiting: Vec<String> = con.lrange(format!("{{{}}}:waiting", ns.prefix), 0, -1).unwrap();
-    assert_eq!(waiting, [tokens[4].value.as_str(), again.token.value.as_str()]);
+    let waiting = layout::waiting(&mut con, &ns.prefix, &RoomId::main()).unwrap();
+    assert_eq!(waiting, [layout::seq_of(&tokens[4].value), layout::seq_of(&again.token.value)]);
     assert_eq!(con.zcard::<_, i64>(format!("{{{}}}:admissions", ns.prefix)).unwrap(), 0);
     assert_eq!(queue.stats().unwrap().waiting, 2);
 }
@@ -343,8 +386,8 @@ fn the_cap_counts_admitted_tokens_until_they_pay_or_expire() {
     assert_eq!(queue.cursor().unwrap().admitted_through, 6);
 }
 
-/// A tick of 100,000 WAITING tokens is O(1) in Redis: it writes no token's hash, takes no
-/// value off the WAITING list and adds one record; its tokens read ACTIVE all the same.
+/// A tick of 100,000 WAITING tokens is O(1) in Redis: it writes no token's record, takes no
+/// `seq` off the WAITING list and adds one record; its tokens read ACTIVE all the same.
 #[test]
 fn a_tick_of_100_000_tokens_writes_one_record_and_no_token() {
     const N: usize = 100_000;
@@ -353,52 +396,35 @@ fn a_tick_of_100_000_tokens_writes_one_record_and_no_token() {
     let queue = ns.queue(Arc::new(clock.clone()));
     let mut con = ns.connection();
     let tag = format!("{{{}}}", ns.prefix);
+    let main = RoomId::main();
     let issued = queue.issue(user(), value(), clock.now()).unwrap().token;
     // The rest as issue.lua leaves them, written in bulk.
-    let values: Vec<TokenValue> = (1..N).map(|_| value()).collect();
+    let values: Vec<TokenValue> =
+        (2..=N).map(|seq| layout::value_of(&main, &[0x5a; 24], u64::try_from(seq).unwrap())).collect();
     let micros = i64::try_from(clock.now().unix_timestamp_nanos() / 1_000).unwrap();
-    for (chunk_at, chunk) in values.chunks(10_000).enumerate() {
+    for chunk in values.chunks(10_000) {
         let mut pipe = redis::pipe();
-        for (i, v) in chunk.iter().enumerate() {
-            let seq = 2 + chunk_at * 10_000 + i;
-            pipe.hset_multiple(
-                format!("{tag}:t:{}", v.as_str()),
-                &[
-                    ("user", user().to_string()),
-                    ("seq", seq.to_string()),
-                    ("status", "WAITING".into()),
-                    ("issued", micros.to_string()),
-                ],
-            )
-            .ignore();
+        for v in chunk {
+            layout::push_waiting(&mut pipe, &ns.prefix, v, user(), micros, None);
         }
-        pipe.rpush(format!("{tag}:waiting"), chunk.iter().map(TokenValue::as_str).collect::<Vec<_>>()).ignore();
         pipe.query::<()>(&mut con).unwrap();
     }
     let _: () = con.set(format!("{tag}:issued"), N).unwrap();
     let last = values.last().unwrap();
-    let hash = |con: &mut adapters_redis::testing::TestConnection, v: &TokenValue| stored(con, &ns, v);
-    let (first_before, last_before) = (hash(&mut con, &issued.value), hash(&mut con, last));
+    let before: Vec<_> =
+        values.iter().chain([&issued.value]).map(|v| layout::stored(&mut con, &ns.prefix, v).unwrap()).collect();
     let keys_before = ns.keys().len();
 
     assert_eq!(queue.admit(&policy(u32::try_from(N).unwrap())).unwrap(), AdmissionOutcome::Admitted(N as u64));
 
     assert_eq!(con.llen::<_, usize>(format!("{tag}:waiting")).unwrap(), N, "nothing popped");
-    assert!(!con.exists::<_, bool>(format!("{tag}:active")).unwrap(), "no sorted set of tokens");
     assert_eq!(con.zcard::<_, usize>(format!("{tag}:admissions")).unwrap(), 1, "one record");
     assert_eq!(ns.keys().len(), keys_before + 2, "the record and its open count, nothing else");
-    assert_eq!((hash(&mut con, &issued.value), hash(&mut con, last)), (first_before, last_before));
-    // Every token hash still says WAITING with no activation written.
-    let mut unchanged = 0;
-    for chunk in values.chunks(10_000) {
-        let mut pipe = redis::pipe();
-        for v in chunk {
-            pipe.cmd("HMGET").arg(format!("{tag}:t:{}", v.as_str())).arg(&["status", "activated", "expires"]);
-        }
-        let rows: Vec<(String, Option<String>, Option<String>)> = pipe.query(&mut con).unwrap();
-        unchanged += rows.iter().filter(|r| (r.0.as_str(), &r.1, &r.2) == ("WAITING", &None, &None)).count();
-    }
-    assert_eq!(unchanged, N - 1);
+    // Every token's record is as it was: stored WAITING, with no activation written.
+    let after: Vec<_> =
+        values.iter().chain([&issued.value]).map(|v| layout::stored(&mut con, &ns.prefix, v).unwrap()).collect();
+    assert_eq!(after, before);
+    assert!(after.iter().all(|t| t.as_ref().is_some_and(|t| t.status == "WAITING" && t.activated.is_none())));
     let expires = clock.now() + Duration::seconds(600);
     for v in [&issued.value, last] {
         let t = queue.find(v).unwrap().unwrap();
@@ -448,51 +474,4 @@ fn abandoned_tokens_leave_the_list_with_the_sweep() {
     assert_eq!(queue.admit(&leaving).unwrap().abandoned(), 3);
     assert_eq!(queue.expire_tokens(10).unwrap(), 0);
     assert_eq!(ns.connection().llen::<_, i64>(format!("{{{}}}:waiting", ns.prefix)).unwrap(), 0);
-}
-
-/// A line an older version admitted from (it popped each token and wrote it ACTIVE into the
-/// `active` sorted set, and kept no `swept`) goes on under the cursor layout: its ACTIVE tokens
-/// read, count, pay and expire as before, and the next tick records the following positions.
-#[test]
-fn a_line_admitted_by_the_previous_layout_goes_on() {
-    let ns = Namespace::new();
-    let clock = ManualClock::at_epoch();
-    let queue = ns.queue(Arc::new(clock.clone()));
-    let mut con = ns.connection();
-    let tag = format!("{{{}}}", ns.prefix);
-    let tokens: Vec<_> = (0..5).map(|_| queue.issue(user(), value(), clock.now()).unwrap().token).collect();
-    // The previous admit.lua, for the first two.
-    let at = i64::try_from(clock.now().unix_timestamp_nanos() / 1_000).unwrap();
-    let expires = at + 600_000_000;
-    let popped: Vec<String> = redis::cmd("LPOP").arg(format!("{tag}:waiting")).arg(2).query(&mut con).unwrap();
-    for v in &popped {
-        let _: () = con
-            .hset_multiple(
-                format!("{tag}:t:{v}"),
-                &[("status", "ACTIVE".to_owned()), ("activated", at.to_string()), ("expires", expires.to_string())],
-            )
-            .unwrap();
-        let _: () = con.zadd(format!("{tag}:active"), v, expires).unwrap();
-    }
-    let _: () = con.hset_multiple(format!("{tag}:cursor"), &[("admitted", 2), ("last", at)]).unwrap();
-
-    clock.advance(Duration::seconds(60));
-    let capped = AdmissionPolicy { max_active: Some(4), ..policy(5) };
-    assert_eq!(queue.admit(&capped).unwrap(), AdmissionOutcome::Admitted(2), "two stored ACTIVE count");
-    let find = |i: usize| queue.find(&tokens[i].value).unwrap().unwrap();
-    assert_eq!(
-        (find(0).status, find(0).activated_at),
-        (TokenStatus::Active, Some(clock.now() - Duration::seconds(60)))
-    );
-    assert_eq!((find(2).status, find(2).activated_at), (TokenStatus::Active, Some(clock.now())));
-    assert_eq!((find(4).status, queue.cursor().unwrap().admitted_through), (TokenStatus::Waiting, 4));
-    queue.use_up(&tokens[0].value, clock.now()).unwrap();
-    assert_eq!(find(0).expired_reason, Some(domain::queue::ExpiredReason::Paid));
-    assert_eq!(queue.stats().unwrap().active, 3);
-
-    clock.advance(Duration::seconds(600));
-    assert_eq!(queue.expire_tokens(10).unwrap(), 3, "one stored ACTIVE, two derived");
-    assert!((1..4).all(|i| find(i).status == TokenStatus::Expired));
-    assert_eq!(con.lrange::<_, Vec<String>>(format!("{tag}:waiting"), 0, -1).unwrap(), [tokens[4].value.as_str()]);
-    assert_eq!(queue.stats().unwrap().active, 0);
 }

@@ -1,9 +1,8 @@
 -- admit: one admission tick (QueueStore::admit).
--- KEYS: 1 cursor hash, 2 waiting list, 3 active zset (tokens stored ACTIVE by an older version),
---       4 admissions zset, 5 open records hash
--- ARGV: 1 token key prefix, 2 now (µs; '' = Redis' TIME), 3 batch N, 4 interval M (µs),
+-- KEYS: 1 cursor hash, 2 waiting list, 3 admissions zset, 4 open records hash
+-- ARGV: 1 the line's namespace, 2 now (µs; '' = Redis' TIME), 3 batch N, 4 interval M (µs),
 --       5 active TTL (µs), 6 max active ('' = no cap), 7 abandon after (µs; '' = never),
---       8 user key prefix, 9 retention of expired tokens (ms)
+--       8 retention of expired tokens (ms)
 -- Reply: { 'wait', µs until due }, { 'admitted', n, skipped } or { 'drawing' } while a draw of
 --        this line is claimed and unfinished (admission waits for the drawn order)
 --
@@ -18,7 +17,8 @@ local now = clock(ARGV[2])
 if drawing(KEYS[1]) then
   return { 'drawing' }
 end
-local c = redis.call('HMGET', KEYS[1], 'last', 'admitted', 'swept')
+local c = redis.call('HMGET', KEYS[1], 'last', 'admitted', 'swept', 'epoch', 'layout')
+check_layout(c[4], c[5])
 local last = c[1]
 local interval = tonumber(ARGV[4])
 
@@ -30,7 +30,7 @@ end
 local admitted0 = tonumber(c[2] or '0')
 local swept = swept_of(c[3], c[2])
 -- Closes the records expired at now whether or not there is a cap, so the walk stays short.
-local active = derived_active(KEYS[1], KEYS[4], KEYS[5], now, true)
+local active = derived_active(KEYS[1], KEYS[3], KEYS[4], now, true)
 
 -- Mirrors AdmissionPolicy::quota: min(N, cap - active (never below 0), waiting), with active
 -- the tokens ACTIVE and unexpired at now (expires_at > now, QueueToken::status_at), counted
@@ -39,7 +39,6 @@ local active = derived_active(KEYS[1], KEYS[4], KEYS[5], now, true)
 local start = admitted0 - swept
 local n = math.min(tonumber(ARGV[3]), redis.call('LLEN', KEYS[2]) - start)
 if ARGV[6] ~= '' then
-  active = active + redis.call('ZCOUNT', KEYS[3], '(' .. int(now), '+inf')
   n = math.min(n, math.max(tonumber(ARGV[6]) - active, 0))
 end
 n = math.max(n, 0)
@@ -52,6 +51,7 @@ if abandon_after then
   -- Absent tokens met before the n-th present one are skipped: each is written EXPIRED
   -- (ABANDONED) now; the present ones stay stored WAITING, derived ACTIVE like the rest.
   -- The walk reads the list from the cursor on, a slice of what is still missing at a time.
+  local line = line_of(ARGV[1])
   admitted = 0
   local i = start
   while admitted < n do
@@ -61,16 +61,18 @@ if abandon_after then
     end
     i = i + #values
     for _, value in ipairs(values) do
-      local key = ARGV[1] .. value
-      local t = redis.call('HMGET', key, 'issued', 'seen', 'user')
-      local seen = math.max(tonumber(t[1]) or 0, tonumber(t[2]) or 0)
+      local seq = tonumber(value)
+      local t = load(line, seq)
+      if not t or t[3] ~= 'WAITING' then
+        error('the WAITING list holds ' .. value .. ', no token stored WAITING, past the cursor')
+      end
+      local seen = math.max(tonumber(t[4]), t.seen or 0)
       -- Mirrors AdmissionPolicy::is_present: present while now < last_seen + abandon_after,
       -- last_seen the later of the issue and the last note_seen.
       if now < seen + abandon_after then
         admitted = admitted + 1
       else
-        redis.call('HSET', key, 'expires', at)
-        retire(key, value, ARGV[8] .. (t[3] or ''), ARGV[9], 'ABANDONED')
+        retire(line, seq, t, nil, at, 'ABANDONED', ARGV[8])
         skipped = skipped + 1
       end
     end
@@ -79,8 +81,8 @@ end
 local through = admitted0 + admitted + skipped
 if admitted > 0 then
   local name = int(through)
-  redis.call('ZADD', KEYS[4], name, name .. ':' .. int(admitted0) .. ':' .. at .. ':' .. expires)
-  redis.call('HSET', KEYS[5], name, int(admitted))
+  redis.call('ZADD', KEYS[3], name, name .. ':' .. int(admitted0) .. ':' .. at .. ':' .. expires)
+  redis.call('HSET', KEYS[4], name, int(admitted))
   redis.call('HINCRBY', KEYS[1], 'live', int(admitted))
   redis.call('HSET', KEYS[1], 'last', at)
 end

@@ -1,6 +1,6 @@
--- draw_chunk: one chunk of a draw: the tokens taking positions first, first + 1, ... join the
--- staging list (the WAITING list in its new order) in that order, and the position table gets
--- the drawn `seq`s of as many tokens, those of stored `seq` base + first - 1, ... (the claimed
+-- draw_chunk: one chunk of a draw: the `seq`s of the tokens taking positions first, first + 1,
+-- ... join the staging list (the WAITING list in its new order) in that order, and the
+-- position table gets the drawn `seq`s of as many tokens, those of stored `seq` base + first - 1, ... (the claimed
 -- tokens in their list order before the draw; `base` from draw_claim.lua). No token is written:
 -- a reader maps a token's stored `seq` through the table (drawn_seq in prelude.lua) once the
 -- draw is recorded, as PostgreSQL maps arrivals through `queue_draw_positions`.
@@ -8,8 +8,8 @@
 -- ARGV: 1 now (µs; '' = Redis' TIME), 2 owner id, 3 lease (µs), 4 first (the 1-based position
 --       of the first value), 5 the table's slice: 4 bytes big-endian per value, the drawn
 --       `seq` of the token whose stored `seq` is base + first - 1, then the next, ...,
---       6... the values in drawn order (Redis makes them Lua strings in C: cheaper than
---       splitting one joined argument)
+--       6... the tokens' stored `seq`s in drawn order (Redis makes them Lua strings in C:
+--       cheaper than splitting one joined argument)
 -- Reply: { 'ok', staged } (the staging list's length after it); { 'drawn' } when the draw is
 --        recorded already; { 'lost' } when another caller owns the draw now
 --

@@ -1,7 +1,7 @@
 -- draw_claim: the first step of a draw (QueueStore::draw; see draw_chunk.lua, draw_finish.lua).
 -- KEYS: 1 cursor hash, 2 waiting list, 3 staging list, 4 the draw's position table
 -- ARGV: 1 now (µs; '' = Redis' TIME), 2 opens_at (µs), 3 seed (a u64, kept as its digits),
---       4 the caller's owner id, 5 the lease (µs), 6 token key prefix
+--       4 the caller's owner id, 5 the lease (µs)
 -- Reply: { 'drawn', at, entrants, seed } when a draw is recorded (by anyone);
 --        { 'fresh', at, 0, seed } when this call drew a line of no tokens (recorded at once);
 --        { 'not_due' } before opens_at on the store's clock;
@@ -20,11 +20,11 @@
 -- any instance one claims.
 --
 -- `base` (kept as `draw_base`): the claimed tokens' stored `seq`s are base .. base + length - 1
--- in list order, so the owner knows each one's from its index and reads none (the position
--- table is indexed by them, see draw_chunk.lua). That holds because issue.lua pushes each
--- token with the next `seq` and only the expiry sweep takes tokens, from the head; the claim checks
--- it on the first and the last token (seqs strictly increase along the list, so both ends
--- matching means every one does).
+-- in list order, so the owner knows each one's from its index (the position table is indexed
+-- by them, see draw_chunk.lua). That holds because issue.lua pushes each token's `seq` in turn
+-- and only the expiry sweep takes them, from the head; the claim checks it on the first and
+-- the last (seqs strictly increase along the list, so both ends matching means every one
+-- does).
 local now = clock(ARGV[1])
 local c = redis.call('HMGET', KEYS[1], 'draw_at', 'draw_entrants', 'draw_seed', 'draw_owner', 'draw_lease',
   'draw_claim_at', 'draw_opens', 'draw_claim_seed', 'draw_len', 'draw_base')
@@ -35,13 +35,10 @@ if now < tonumber(ARGV[2]) then
   return { 'not_due' }
 end
 
--- The stored `seq` of the head of the WAITING list, checked against its `length`-th token.
+-- The stored `seq` of the head of the WAITING list, checked against its `length`-th one.
 local function base_of(length)
-  local function seq_at(i)
-    local value = redis.call('LINDEX', KEYS[2], i)
-    return value and tonumber(redis.call('HGET', ARGV[6] .. value, 'seq') or '')
-  end
-  local first, last = seq_at(0), seq_at(length - 1)
+  local first = tonumber(redis.call('LINDEX', KEYS[2], 0) or '')
+  local last = tonumber(redis.call('LINDEX', KEYS[2], length - 1) or '')
   if not first or not last or last - first ~= length - 1 then
     return nil
   end
@@ -58,14 +55,7 @@ if c[4] then
   local staged = redis.call('LLEN', KEYS[3])
   local base = c[10]
   if not base then
-    -- Claimed by a version that rewrote each token's `seq` (no position table): only if it
-    -- wrote nothing yet can the draw go on with a table.
-    local found = staged == 0 and base_of(tonumber(c[9]))
-    if not found then
-      return redis.error_reply('ERR a draw claimed by an older version is half-written; finish it with that version')
-    end
-    base = int(found)
-    redis.call('HSET', KEYS[1], 'draw_base', base)
+    return redis.error_reply('ERR a draw claim without its base seq')
   end
   redis.call('HSET', KEYS[1], 'draw_owner', ARGV[4], 'draw_lease', lease)
   return { 'claimed', c[6], c[7], c[8], c[9], int(staged), redis.call('HGET', KEYS[1], 'iback') or '', base }

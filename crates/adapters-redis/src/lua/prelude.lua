@@ -36,25 +36,138 @@ local CURSOR_FIELDS = { 'admitted', 'last', 'epoch', 'draw_at', 'draw_entrants',
 -- flushed, failed over to a replica that had not seen the line) has no epoch, or a new one,
 -- so a cache that kept tokens of the old line knows they are gone (`QueueCursor::epoch`).
 -- Reads Redis' `TIME`, so a script calls it before any write (see `clock`).
-local function ensure_epoch(cursor_key)
-  if redis.call('HEXISTS', cursor_key, 'epoch') == 0 then
-    redis.call('HSET', cursor_key, 'epoch', int(clock('')))
+--
+-- The line's `layout` is written with it: how its tokens are stored ("Records" below). A line
+-- an earlier version wrote (a key per token, no `layout`) is refused, not misread.
+local LAYOUT = '2'
+
+local function check_layout(epoch, layout)
+  if epoch and layout ~= LAYOUT then
+    error('this line was written by an earlier version (a key per token); let it drain or delete its keys')
   end
 end
 
--- The fields of a token hash, in the order every reply carries them. `reason` is why it is
--- EXPIRED (TTL, PAID, ABANDONED: `ExpiredReason`); a WAITING token may also have `seen`, its
--- last sight (note_seen.lua), which no reply carries.
-local TOKEN_FIELDS = { 'user', 'seq', 'status', 'issued', 'activated', 'expires', 'reason' }
+local function ensure_epoch(cursor_key)
+  local c = redis.call('HMGET', cursor_key, 'epoch', 'layout')
+  check_layout(c[1], c[2])
+  if not c[1] then
+    redis.call('HSET', cursor_key, 'epoch', int(clock('')), 'layout', LAYOUT)
+  end
+end
 
--- Marks a token EXPIRED for `reason` and lets Redis drop it (and the user's pointer to it,
--- unless that already points to a newer token) `retain_ms` later: long enough that a poll of
--- an expired token still answers EXPIRED, short enough that memory stays bounded.
-local function retire(token_key, value, user_key, retain_ms, reason)
-  redis.call('HSET', token_key, 'status', 'EXPIRED', 'reason', reason)
-  redis.call('PEXPIRE', token_key, retain_ms)
-  if redis.call('GET', user_key) == value then
-    redis.call('PEXPIRE', user_key, retain_ms)
+-- # Records: where a token is stored
+--
+-- No token has a key of its own while it waits (keys.rs). A token's value is 24 random bytes
+-- and its arrival `seq` (8 bytes big-endian), so its value names its record:
+--
+-- - stored WAITING: field `seq % 128` of the bucket `{ns}:r:<floor(seq / 128)>` (a hash,
+--   which Redis keeps as a compact listpack), the packed RECORD
+--   random (24 bytes) .. user (16 bytes) .. issued (8 bytes, µs) [.. seen (8 bytes, µs)];
+-- - stored EXPIRED: the string `{ns}:x:<seq>`, the packed EXPIRED record
+--   random (24) .. user (16) .. issued (8) .. activated (8) .. expires (8) .. reason (1 byte:
+--   T, P or A for TTL, PAID, ABANDONED), kept `retain_ms` and then dropped by Redis, so a
+--   poll of an expired token still answers EXPIRED for a while and memory stays bounded;
+-- - the users hash `{ns}:users` maps a user's 16 bytes to the `seq` of their token while it
+--   is stored WAITING (it is dropped when the token is retired).
+--
+-- Times are 8 bytes big-endian unsigned (0: absent); `struct` packs the doubles exactly, as
+-- they stay below 2^53.
+local BUCKET = 128
+local REASONS = { T = 'TTL', P = 'PAID', A = 'ABANDONED' }
+local REASON_BYTE = { TTL = 'T', PAID = 'P', ABANDONED = 'A' }
+
+-- The keys of a line's records from its namespace `{ns}` (an ARGV of the scripts that read or
+-- write records): every one shares the line's hash tag, so its slot.
+local function line_of(ns)
+  return { r = ns .. ':r:', x = ns .. ':x:', users = ns .. ':users' }
+end
+
+-- The bucket key and field of arrival `seq` (a number).
+local function slot_of(line, seq)
+  return line.r .. int(math.floor(seq / BUCKET)), int(seq % BUCKET)
+end
+
+local function hex(s)
+  return string.format(string.rep('%02x', #s), string.byte(s, 1, -1))
+end
+
+local function time_field(x)
+  if x == 0 then
+    return false
+  end
+  return int(x)
+end
+
+-- The token of arrival `seq` (a number) as stored, or nil: a table holding, as every reply
+-- carries them (TOKEN_FIELDS), t[1] user (16 bytes: `shown` turns it into hex), t[2] seq,
+-- t[3] status, t[4] issued, t[5] activated, t[6] expires, t[7] reason (absent values false),
+-- and t.random, t.seen (a number, or nil). With `random` given, a record holding other random
+-- bytes is no match (the value does not name this token).
+local function load(line, seq, random)
+  local bucket, field = slot_of(line, seq)
+  local raw = redis.call('HGET', bucket, field)
+  local t
+  if raw then
+    t = { string.sub(raw, 25, 40), int(seq), 'WAITING', int(struct.unpack('>I8', raw, 41)), false, false, false }
+    if #raw >= 56 then
+      t.seen = struct.unpack('>I8', raw, 49)
+    end
+  else
+    raw = redis.call('GET', line.x .. int(seq))
+    if not raw then
+      return nil
+    end
+    local issued, activated, expires = struct.unpack('>I8>I8>I8', raw, 41)
+    t = { string.sub(raw, 25, 40), int(seq), 'EXPIRED', int(issued), time_field(activated), time_field(expires),
+      REASONS[string.sub(raw, 65, 65)] or false }
+  end
+  t.random = string.sub(raw, 1, 24)
+  if random and t.random ~= random then
+    return nil
+  end
+  return t
+end
+
+-- A WAITING record: random, user (16 bytes each as stored), issued and seen (numbers; seen
+-- may be nil).
+local function pack_record(random, user, issued, seen)
+  local r = random .. user .. struct.pack('>I8', issued)
+  if seen then
+    r = r .. struct.pack('>I8', seen)
+  end
+  return r
+end
+
+-- Stores a new WAITING token of arrival `seq`.
+local function store_waiting(line, seq, random, user, issued)
+  local bucket, field = slot_of(line, seq)
+  redis.call('HSET', bucket, field, pack_record(random, user, issued))
+end
+
+-- Moves a WAITING token's last sight to `seen` (it only moves forward: the caller checks).
+local function store_seen(line, seq, t, seen)
+  local bucket, field = slot_of(line, seq)
+  redis.call('HSET', bucket, field, pack_record(t.random, t[1], tonumber(t[4]), seen))
+end
+
+-- t as a reply carries it: the user as 32 hex digits (a UUID the codec parses).
+local function shown(t)
+  t[1] = hex(t[1])
+  return t
+end
+
+-- Writes the token `t` (as `load` gave it, of arrival `seq`) EXPIRED for `reason` (TTL, PAID,
+-- ABANDONED: `ExpiredReason`) with `activated` and `expires` (numbers or strings, nil for
+-- none), kept `retain_ms`: its record leaves its bucket, and its user's entry goes unless it
+-- names another token.
+local function retire(line, seq, t, activated, expires, reason, retain_ms)
+  local bucket, field = slot_of(line, seq)
+  redis.call('HDEL', bucket, field)
+  local packed = t.random .. t[1] .. struct.pack('>I8>I8>I8', tonumber(t[4]), tonumber(activated or 0),
+    tonumber(expires or 0)) .. REASON_BYTE[reason]
+  redis.call('SET', line.x .. int(seq), packed, 'PX', retain_ms)
+  if redis.call('HGET', line.users, t[1]) == int(seq) then
+    redis.call('HDEL', line.users, t[1])
   end
 end
 
@@ -115,8 +228,8 @@ local function record_at(admissions_key, pos)
   return { through = tonumber(through), after = tonumber(after), at = tonumber(at), expires = tonumber(expires) }
 end
 
--- THE RULE, the only statement of it: a token as every reply shows it. `t` holds its
--- TOKEN_FIELDS as stored (t[2] the stored `seq`); `admitted` and `draw_at` are the cursor's.
+-- THE RULE, the only statement of it: a token as every reply shows it. `t` is the token as
+-- `load` gave it (t[2] the stored, arrival `seq`); `admitted` and `draw_at` are the cursor's.
 -- Sets t[2] to the position the line shows (`drawn_seq`), and when the token is stored WAITING
 -- and that position is <= admitted, it is the admitted token of the record covering it:
 -- status ACTIVE, activated = the record's `at`, expires = its `expires` (the domain reads an
