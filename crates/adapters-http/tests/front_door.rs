@@ -87,11 +87,8 @@ fn instance_with_rooms(
     } else {
         memory.settings.clone()
     };
-    let lines: Arc<dyn AsyncQueueLines> = Arc::new(CachedAsyncLines::new(
-        Arc::new(AsyncRedisLines::new(cfg).unwrap().unwrap()),
-        main.clone(),
-        rooms.clone(),
-    ));
+    let lines: Arc<dyn AsyncQueueLines> =
+        Arc::new(CachedAsyncLines::new(Arc::new(AsyncRedisLines::new(cfg).unwrap()), main.clone(), rooms.clone()));
     let queue: Arc<dyn QueueStore> = main;
     let room_lines: Arc<dyn QueueLines> = rooms;
     let rooms_port = room_store.unwrap_or_else(|| memory.rooms.clone());
@@ -104,10 +101,11 @@ fn calls(blocking: u64, nonblocking: u64) -> StoreCalls {
     StoreCalls { blocking, nonblocking }
 }
 
+/// A token value of Redis' layout (random bytes, then `seq` 1), so a poll of it asks Redis.
 fn value() -> TokenValue {
     let mut bytes = [0_u8; 32];
     bytes[..16].copy_from_slice(Uuid::new_v4().as_bytes());
-    bytes[16..].copy_from_slice(Uuid::new_v4().as_bytes());
+    bytes[24..].copy_from_slice(&1_u64.to_be_bytes());
     TokenValue::from_bytes(bytes)
 }
 

@@ -39,9 +39,27 @@
 //!
 //! # Cluster
 //!
-//! A `REDIS_URL` naming several nodes (comma-separated: a Redis Cluster) gets no async client
-//! here: [`AsyncRedisLines::new`] answers `None` and the app serves the front door through the
-//! blocking pool, as before.
+//! A `REDIS_URL` naming several nodes (comma-separated: a Redis Cluster) gets the crate's async
+//! cluster client, one per thread as above: a `redis::cluster_async::ClusterConnection`, which
+//! keeps one multiplexed socket per node and routes each script by its first key's slot (every
+//! key of a line shares its hash tag). As in the blocking pool (see `pool`), no retries of the
+//! crate's own; a script's `SCRIPT LOAD` after `NOSCRIPT` goes to the master of the slot the
+//! script was refused on; a call that meets a lost node or a stale route (`MOVED`, `READONLY`)
+//! drops its thread's connection only, so the next call reads the slot map anew, and the
+//! other masters' lines never notice. A poll met by `MOVED` is retried once; an issue is not
+//! (its script did not run, and the user's retry is safe either way).
+//!
+//! # Replica confirmations in rounds
+//!
+//! On a cluster (or with [`RedisConfig::replica_acks`]) an issue is confirmed by `WAIT` on the
+//! socket it was written on before it answers, as in the blocking path (see the crate docs,
+//! "Writes a failover must not lose"). `WAIT` covers every write sent on its socket before it,
+//! so the issues of one thread's connection to one line's master share it, as a database
+//! shares a commit's flush: an issue whose script answered joins the round to be sent next;
+//! one round per connection and line is in flight at a time, and when it answers the next is
+//! sent for all that joined meanwhile. A round that no replica confirmed in time fails every
+//! issue in it with `Unavailable` (503) though their scripts ran; a master found with no
+//! replica attached (`ROLE`) confirms without one, and is asked first for 5 s after.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -56,18 +74,24 @@ use domain::ports::{AsyncQueueLines, IssueOutcome, StoreError, StoreFuture};
 use domain::queue::{QueueCursor, QueueToken, TokenValue};
 use domain::room::RoomId;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, IntoConnectionInfo as _, RedisError};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::{AsyncConnectionConfig, Cmd, IntoConnectionInfo as _, Pipeline, RedisError, RedisFuture, Value};
 use time::OffsetDateTime;
+use tokio::sync::watch;
 
 use crate::codec;
 use crate::config::{ConfigError, RedisConfig, RedisTimeouts};
 use crate::keys::{self, Keys};
+use crate::pool::{self, Client};
 use crate::scripts::Scripts;
 
 /// The front door's queue calls on Redis without blocking (see the module docs). Cloning is
 /// cheap and clones share their connections.
 #[derive(Clone)]
 pub struct AsyncRedisLines {
+    /// A Redis Cluster (see the module docs, "Cluster").
+    cluster: bool,
     link: Arc<Link>,
     /// The configured prefix (without braces), from which every line's namespace is made.
     prefix: String,
@@ -75,7 +99,31 @@ pub struct AsyncRedisLines {
     /// Expired tokens' key TTL, in ms (the scripts' `PEXPIRE` argument).
     retain_ms: String,
     redacted_url: String,
+    /// Replicas an issue waits for (see the module docs, "Replica confirmations in rounds").
+    replica_acks: u32,
+    /// Per thread, connection epoch and line: the round of `WAIT` to be sent next.
+    rounds: Arc<Mutex<HashMap<RoundKey, Round>>>,
+    /// Lines whose master was last found with no replica attached, and when.
+    alone: Arc<Mutex<HashMap<String, Instant>>>,
 }
+
+/// A connection (its thread and epoch) and a line: the writes one `WAIT` covers.
+type RoundKey = (ThreadId, u64, String);
+
+/// What a round of `WAIT` answered every issue in it.
+type RoundResult = Option<Result<(), StoreError>>;
+
+/// The rounds of one connection and line: the one to be sent next (issues join it), and
+/// whether one is in flight (its sender sends the next when it answers).
+#[derive(Default)]
+struct Round {
+    next: Option<watch::Sender<RoundResult>>,
+    sending: bool,
+}
+
+/// How long a line found with no replica attached is asked `ROLE` before `WAIT` (the blocking
+/// path's `ALONE_RECHECK`).
+const ALONE_RECHECK: Duration = Duration::from_secs(5);
 
 impl fmt::Debug for AsyncRedisLines {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -86,16 +134,83 @@ impl fmt::Debug for AsyncRedisLines {
     }
 }
 
+/// What the front door connects to.
+enum Target {
+    One { client: redis::Client, config: AsyncConnectionConfig },
+    Cluster(redis::cluster::ClusterClient),
+}
+
+/// A thread's connection: to one Redis, or to a cluster (a socket per node, a script routed by
+/// its first key's slot). Each call works on a clone; the clones share the sockets.
+#[derive(Clone)]
+enum Conn {
+    One(MultiplexedConnection),
+    Cluster {
+        conn: ClusterConnection,
+        /// The master of the slot this call's last script went to: where its `SCRIPT LOAD`
+        /// (after `NOSCRIPT`) goes, as in `pool`.
+        last: Option<Route>,
+    },
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::One(conn) => conn.req_packed_command(cmd),
+            Self::Cluster { conn, last } => {
+                if let Some(key) = pool::script_key(cmd) {
+                    *last = Some(Route::with_key(&key, SlotAddr::Master));
+                } else if let (true, Some(route)) = (pool::is_script_load(cmd), *last) {
+                    let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                    return Box::pin(conn.route_command(cmd.clone(), routing));
+                }
+                conn.req_packed_command(cmd)
+            }
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::One(conn) => conn.req_packed_commands(cmd, offset, count),
+            Self::Cluster { conn, .. } => conn.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::One(conn) => conn.get_db(),
+            Self::Cluster { conn, .. } => conn.get_db(),
+        }
+    }
+}
+
+impl Conn {
+    /// Sends `cmd` on one Redis, or on a cluster to the master of `key`'s slot.
+    async fn on_master_of(&mut self, key: &str, cmd: Cmd) -> Result<Value, RedisError> {
+        match self {
+            Self::One(conn) => cmd.query_async(conn).await,
+            Self::Cluster { conn, .. } => {
+                let route = Route::with_key(key.as_bytes(), SlotAddr::Master);
+                conn.route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route))).await
+            }
+        }
+    }
+}
+
 /// A connection of one thread, and the epoch it was opened in.
 struct Held {
-    conn: MultiplexedConnection,
+    conn: Conn,
     epoch: u64,
 }
 
 /// The connections and what is known of Redis' reachability.
 struct Link {
-    client: redis::Client,
-    config: AsyncConnectionConfig,
+    target: Target,
     timeouts: RedisTimeouts,
     /// Each calling thread's connection (see the module docs).
     conns: Mutex<HashMap<ThreadId, Held>>,
@@ -117,7 +232,7 @@ fn unreachable() -> StoreError {
 
 impl Link {
     /// This thread's connection, if it has one of the current epoch.
-    fn held(&self) -> Option<(MultiplexedConnection, u64)> {
+    fn held(&self) -> Option<(Conn, u64)> {
         let epoch = self.epoch.load(Ordering::Acquire);
         let conns = self.conns.lock().unwrap_or_else(PoisonError::into_inner);
         conns.get(&std::thread::current().id()).filter(|h| h.epoch == epoch).map(|h| (h.conn.clone(), h.epoch))
@@ -149,8 +264,14 @@ impl Link {
         self.conns.lock().unwrap_or_else(PoisonError::into_inner).retain(|_, h| h.epoch > epoch);
     }
 
+    /// Drops this thread's connection (on a cluster, a node or a route of it was found gone:
+    /// the other threads' connections serve the other masters' lines meanwhile).
+    fn drop_mine(&self) {
+        self.conns.lock().unwrap_or_else(PoisonError::into_inner).remove(&std::thread::current().id());
+    }
+
     /// This thread's connection, opened now if it has none (see the module docs).
-    async fn connection(&self) -> Result<(MultiplexedConnection, u64), StoreError> {
+    async fn connection(&self) -> Result<(Conn, u64), StoreError> {
         if let Some(held) = self.held() {
             return Ok(held);
         }
@@ -185,12 +306,18 @@ impl Link {
 
     /// Opens a connection and proves the server answers (a hung server accepts TCP connections
     /// in its kernel backlog and answers nothing), within the connect timeout.
-    async fn open(&self) -> Result<MultiplexedConnection, StoreError> {
+    async fn open(&self) -> Result<Conn, StoreError> {
         let limit = self.timeouts.connect;
         let attempt = async {
-            let mut conn = self.client.get_multiplexed_async_connection_with_config(&self.config).await?;
-            redis::cmd("PING").exec_async(&mut conn).await?;
-            Ok::<_, RedisError>(conn)
+            match &self.target {
+                Target::One { client, config } => {
+                    let mut conn = client.get_multiplexed_async_connection_with_config(config).await?;
+                    redis::cmd("PING").exec_async(&mut conn).await?;
+                    Ok::<_, RedisError>(Conn::One(conn))
+                }
+                // Reading the slot map from a node is the proof that the cluster answers.
+                Target::Cluster(client) => Ok(Conn::Cluster { conn: client.get_async_connection().await?, last: None }),
+            }
         };
         match tokio::time::timeout(limit, attempt).await {
             Ok(Ok(conn)) => Ok(conn),
@@ -203,28 +330,32 @@ impl Link {
 }
 
 impl AsyncRedisLines {
-    /// The async client of the Redis of `cfg`, or `None` for a cluster URL (several nodes,
-    /// comma-separated: the blocking path serves then, see the module docs). Connects lazily,
-    /// from the runtime of the thread that first calls: it succeeds when Redis is down.
+    /// The async client of the Redis of `cfg`: one Redis, or a Redis Cluster when the URL
+    /// names several nodes, comma-separated (see the module docs). Connects lazily, from the
+    /// runtime of the thread that first calls: it succeeds when Redis is down.
     ///
     /// # Errors
     /// [`ConfigError`] when the configuration cannot work whatever the server does.
-    pub fn new(cfg: &RedisConfig) -> Result<Option<Self>, ConfigError> {
-        if cfg.is_cluster() {
-            return Ok(None);
-        }
+    pub fn new(cfg: &RedisConfig) -> Result<Self, ConfigError> {
         cfg.validate()?;
-        let info = cfg.url.as_str().into_connection_info().map_err(|e| ConfigError::InvalidUrl(e.to_string()))?;
-        // Nothing sent on connect beyond authentication and `SELECT` (see `pool::Manager::client`).
-        let settings = info.redis_settings().clone().set_skip_set_lib_name();
-        let client = redis::Client::open(info.set_redis_settings(settings))
-            .map_err(|e| ConfigError::InvalidUrl(e.to_string()))?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(cfg.timeouts.connect))
-            .set_response_timeout(Some(cfg.timeouts.read));
+        let target = if cfg.is_cluster() {
+            match Client::new(&cfg.nodes(), &cfg.timeouts).map_err(|e| ConfigError::InvalidUrl(e.to_string()))? {
+                Client::Cluster(client) => Target::Cluster(*client),
+                Client::Single(_) => return Err(ConfigError::InvalidUrl("a cluster of one node".into())),
+            }
+        } else {
+            let info = cfg.url.as_str().into_connection_info().map_err(|e| ConfigError::InvalidUrl(e.to_string()))?;
+            // Nothing sent on connect beyond authentication and `SELECT` (see `pool::Client::new`).
+            let settings = info.redis_settings().clone().set_skip_set_lib_name();
+            let client = redis::Client::open(info.set_redis_settings(settings))
+                .map_err(|e| ConfigError::InvalidUrl(e.to_string()))?;
+            let config = AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(cfg.timeouts.connect))
+                .set_response_timeout(Some(cfg.timeouts.read));
+            Target::One { client, config }
+        };
         let link = Link {
-            client,
-            config,
+            target,
             timeouts: cfg.timeouts,
             conns: Mutex::default(),
             epoch: AtomicU64::new(0),
@@ -233,21 +364,135 @@ impl AsyncRedisLines {
             failed_at: Mutex::new(None),
             last_probe: Mutex::new(None),
         };
-        Ok(Some(Self {
+        Ok(Self {
+            cluster: cfg.is_cluster(),
             link: Arc::new(link),
             prefix: cfg.prefix.clone(),
             scripts: Arc::new(Scripts::new()),
             retain_ms: cfg.expired_retention.as_millis().max(1).to_string(),
             redacted_url: cfg.redacted_url(),
-        }))
+            replica_acks: cfg.effective_replica_acks(),
+            rounds: Arc::default(),
+            alone: Arc::default(),
+        })
     }
 
-    /// Maps a failed call's error, retiring its connection when it is lost.
+    /// Maps a failed call's error, retiring its connection when it is lost: on one Redis every
+    /// connection opened before it (the server restarted), on a cluster this thread's only (a
+    /// node, or the slot map, changed; see the module docs, "Cluster").
     fn failed(&self, e: &RedisError, epoch: u64) -> StoreError {
-        if codec::connection_lost(e) {
+        if self.cluster {
+            if codec::connection_lost(e) || codec::stale_route(e) {
+                self.link.drop_mine();
+            }
+        } else if codec::connection_lost(e) {
             self.link.lost(epoch);
         }
         codec::store_error(e)
+    }
+
+    /// After an issue's script answered on `conn` (of `epoch`): waits for its round of `WAIT`
+    /// to be confirmed (see the module docs, "Replica confirmations in rounds").
+    async fn confirm(&self, k: &Keys, conn: &Conn, epoch: u64) -> Result<(), StoreError> {
+        if self.replica_acks == 0 {
+            return Ok(());
+        }
+        let key: RoundKey = (std::thread::current().id(), epoch, k.namespace.clone());
+        let (mut answer, send) = {
+            let mut rounds = self.rounds.lock().unwrap_or_else(PoisonError::into_inner);
+            let round = rounds.entry(key.clone()).or_default();
+            let answer = round.next.get_or_insert_with(|| watch::channel(None).0).subscribe();
+            let send = !round.sending;
+            round.sending = true;
+            (answer, send)
+        };
+        if send {
+            let (this, conn, cursor) = (self.clone(), conn.clone(), k.cursor.clone());
+            tokio::spawn(async move { this.send_rounds(key, conn, cursor).await });
+        }
+        let answered = answer.wait_for(Option::is_some).await;
+        match answered.as_deref() {
+            Ok(Some(result)) => result.clone(),
+            _ => Err(StoreError::Unavailable("the replica confirmation was abandoned".into())),
+        }
+    }
+
+    /// Sends the rounds of `key` one after the other until none is waiting.
+    async fn send_rounds(self, key: RoundKey, mut conn: Conn, cursor: String) {
+        loop {
+            let round = {
+                let mut rounds = self.rounds.lock().unwrap_or_else(PoisonError::into_inner);
+                match rounds.get_mut(&key).and_then(|r| r.next.take()) {
+                    Some(round) => round,
+                    None => {
+                        rounds.remove(&key);
+                        return;
+                    }
+                }
+            };
+            let result = self.replicas_confirm(&mut conn, &cursor, key.1).await;
+            round.send_replace(Some(result));
+        }
+    }
+
+    /// One `WAIT` on `conn`, on the master of the line of `cursor` (a key of it).
+    async fn replicas_confirm(&self, conn: &mut Conn, cursor: &str, epoch: u64) -> Result<(), StoreError> {
+        let alone_lately = self
+            .alone
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(cursor)
+            .is_some_and(|at| at.elapsed() < ALONE_RECHECK);
+        if alone_lately {
+            if self.attached_replicas(conn, cursor, epoch).await? == 0 {
+                return Ok(());
+            }
+            self.alone.lock().unwrap_or_else(PoisonError::into_inner).remove(cursor);
+        }
+        // Well inside the response timeout, so a slow `WAIT` is never taken for a lost socket.
+        let within = self.link.timeouts.replica_ack.min(self.link.timeouts.read / 2);
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(self.replica_acks).arg(u64::try_from(within.as_millis()).unwrap_or(u64::MAX).max(1));
+        let acked: u32 = conn
+            .on_master_of(cursor, wait)
+            .await
+            .and_then(|v| redis::from_redis_value(v).map_err(RedisError::from))
+            .map_err(|e| self.failed(&e, epoch))?;
+        if acked >= self.replica_acks {
+            return Ok(());
+        }
+        // A master with no replica attached has none a failover could promote without these
+        // writes (see the blocking path's `confirm`).
+        if self.attached_replicas(conn, cursor, epoch).await? == 0 {
+            return Ok(());
+        }
+        Err(StoreError::Unavailable(format!(
+            "the write was not confirmed by {} replica(s) within {within:?} ({acked} did)",
+            self.replica_acks
+        )))
+    }
+
+    /// How many replicas the master of the line of `cursor` has attached (`ROLE`); a master
+    /// with none is remembered for [`ALONE_RECHECK`].
+    async fn attached_replicas(&self, conn: &mut Conn, cursor: &str, epoch: u64) -> Result<u32, StoreError> {
+        let role: Vec<Value> = conn
+            .on_master_of(cursor, redis::cmd("ROLE"))
+            .await
+            .and_then(|v| redis::from_redis_value(v).map_err(RedisError::from))
+            .map_err(|e| self.failed(&e, epoch))?;
+        let attached = match role.as_slice() {
+            [kind, _offset, Value::Array(replicas), ..]
+                if redis::from_redis_value::<String>(kind.clone()).is_ok_and(|k| k == "master") =>
+            {
+                u32::try_from(replicas.len()).unwrap_or(u32::MAX)
+            }
+            _ => return Err(StoreError::Unavailable("ROLE: the line's node is not a master".into())),
+        };
+        if attached == 0 {
+            tracing::warn!(line = %cursor, "the Redis master of this line has no replica attached: its writes are not confirmed by any");
+            self.alone.lock().unwrap_or_else(PoisonError::into_inner).insert(cursor.to_owned(), Instant::now());
+        }
+        Ok(attached)
     }
 
     async fn issue_in(
@@ -280,6 +525,9 @@ impl AsyncRedisLines {
         // Never retried: a lost reply may mean the token was stored (see the module docs).
         let reply = sent.map_err(|e| self.failed(&e, epoch))?;
         self.link.answered();
+        // Also when the user's token was found: the call that stored it may have failed this
+        // very confirmation, and a 200 must not hand out a token a failover can lose.
+        self.confirm(&k, &conn, epoch).await?;
         codec::issue_outcome(&reply, room)
     }
 
@@ -303,8 +551,12 @@ impl AsyncRedisLines {
                 Ok(reply) => break reply,
                 // A read changes nothing: retried once on a fresh connection when the first
                 // attempt met a dropped connection quickly (a stale one after a restart).
-                Err(e) if !retried && e.is_connection_dropped() && started.elapsed() < self.link.timeouts.read => {
-                    self.link.lost(epoch);
+                Err(e)
+                    if !retried
+                        && (codec::moved(&e)
+                            || (e.is_connection_dropped() && started.elapsed() < self.link.timeouts.read)) =>
+                {
+                    let _ = self.failed(&e, epoch);
                     retried = true;
                 }
                 Err(e) => return Err(self.failed(&e, epoch)),

@@ -103,7 +103,7 @@ pub(crate) const CLUSTER_CONNECT_MAX: Duration = Duration::from_millis(250);
 #[derive(Debug)]
 pub(crate) enum Client {
     Single(redis::Client),
-    Cluster(ClusterClient),
+    Cluster(Box<ClusterClient>),
 }
 
 impl Client {
@@ -122,14 +122,14 @@ impl Client {
             .collect::<Result<Vec<_>, RedisError>>()?;
         match <[_; 1]>::try_from(infos) {
             Ok([info]) => Ok(Self::Single(redis::Client::open(info)?)),
-            Err(infos) => Ok(Self::Cluster(
+            Err(infos) => Ok(Self::Cluster(Box::new(
                 ClusterClientBuilder::new(infos)
                     .connection_timeout(timeouts.connect.min(CLUSTER_CONNECT_MAX))
                     .response_timeout(timeouts.read)
                     // See the module docs: no sleeping retries, no write sent twice.
                     .retries(0)
                     .build()?,
-            )),
+            ))),
         }
     }
 
@@ -226,7 +226,7 @@ impl Connection {
 }
 
 /// The first key of an `EVALSHA`/`EVAL` with keys.
-fn script_key(cmd: &Cmd) -> Option<Vec<u8>> {
+pub(crate) fn script_key(cmd: &Cmd) -> Option<Vec<u8>> {
     let mut args = cmd.args_iter().filter_map(|a| match a {
         Arg::Simple(bytes) => Some(bytes),
         _ => None,
@@ -243,7 +243,7 @@ fn script_key(cmd: &Cmd) -> Option<Vec<u8>> {
     args.next().map(<[u8]>::to_vec)
 }
 
-fn is_script_load(cmd: &Cmd) -> bool {
+pub(crate) fn is_script_load(cmd: &Cmd) -> bool {
     let mut args = cmd.args_iter();
     matches!(
         (args.next(), args.next()),

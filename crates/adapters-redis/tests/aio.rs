@@ -121,7 +121,7 @@ impl port_tests::Harness for AsyncRedis {
     fn new_store(clock: ManualClock) -> Self {
         let namespace = Namespace::new();
         let ports = ports_on(&namespace, &adapters_memory::MemoryStore::new(), &clock);
-        let lines = Arc::new(AsyncRedisLines::new(&namespace.config()).unwrap().expect("a single-node URL"));
+        let lines = Arc::new(AsyncRedisLines::new(&namespace.config()).unwrap());
         let queue: Arc<dyn QueueStore> =
             Arc::new(Bridged { room: RoomId::main(), sync: ports.queue.clone(), lines: lines.clone() });
         let room_lines: Arc<dyn QueueLines> = Arc::new(BridgedLines { sync: ports.lines.clone(), lines });
@@ -162,7 +162,7 @@ fn now() -> OffsetDateTime {
 #[test]
 fn concurrent_async_issues_for_one_user_yield_one_token() {
     let ns = Namespace::new();
-    let lines = Arc::new(AsyncRedisLines::new(&ns.config()).unwrap().unwrap());
+    let lines = Arc::new(AsyncRedisLines::new(&ns.config()).unwrap());
     let who = user();
     // Four callers of sixteen issues each, all in flight at once on the runtime's worker
     // threads (a connection each).
@@ -216,15 +216,9 @@ async fn futures_join<T: Send + 'static>(
 }
 
 #[test]
-fn a_cluster_url_gets_no_async_client() {
-    let cfg = RedisConfig::with_url("redis://127.0.0.1:7000,redis://127.0.0.1:7001");
-    assert!(AsyncRedisLines::new(&cfg).unwrap().is_none());
-}
-
-#[test]
 fn a_token_of_another_room_is_refused_and_not_found() {
     let ns = Namespace::new();
-    let lines = AsyncRedisLines::new(&ns.config()).unwrap().unwrap();
+    let lines = AsyncRedisLines::new(&ns.config()).unwrap();
     let room = RoomId::parse("tour").unwrap();
     let main_value = value();
     runtime().block_on(async {
@@ -301,7 +295,7 @@ impl Drop for PrivateRedis {
 fn with_redis_down_calls_fail_at_once_and_the_same_client_recovers() {
     let mut server = PrivateRedis::reserve();
     let cfg = RedisConfig::with_url_and_prefix(server.url(), "aio-down");
-    let lines = AsyncRedisLines::new(&cfg).unwrap().unwrap();
+    let lines = AsyncRedisLines::new(&cfg).unwrap();
     let main = RoomId::main();
     runtime().block_on(async {
         // Nothing listens: the first attempt is refused.
@@ -339,7 +333,7 @@ fn a_lost_issue_reply_is_unavailable_and_the_retry_finds_the_token() {
     server.launch();
     let mut cfg = RedisConfig::with_url_and_prefix(server.url(), "aio-hung");
     cfg.timeouts.read = Duration::from_millis(300);
-    let lines = AsyncRedisLines::new(&cfg).unwrap().unwrap();
+    let lines = AsyncRedisLines::new(&cfg).unwrap();
     let main = RoomId::main();
     let who = user();
     runtime().block_on(async {
@@ -380,7 +374,7 @@ fn a_lost_issue_reply_is_unavailable_and_the_retry_finds_the_token() {
 fn a_readiness_ping_that_redis_answered_lets_the_next_call_connect_at_once() {
     let mut server = PrivateRedis::reserve();
     let cfg = RedisConfig::with_url_and_prefix(server.url(), "aio-ready");
-    let lines = AsyncRedisLines::new(&cfg).unwrap().unwrap();
+    let lines = AsyncRedisLines::new(&cfg).unwrap();
     let main = RoomId::main();
     let refused = runtime().block_on(lines.find_with_cursor(&main, &a_seq_1_value()));
     assert!(matches!(refused, Err(StoreError::Unavailable(_))), "{refused:?}");

@@ -1,10 +1,12 @@
 //! The Redis test files again, on a real Redis Cluster of 3 masters and 3 replicas that this
 //! binary starts itself (`adapters_redis::testing::shared`, one for the whole binary, removed
-//! when it exits): the queue and rooms conformance suites (directly and through the caches),
-//! the races and the rooms' own tests, each case in a namespace of its own whose rooms'
+//! when it exits): the queue and rooms conformance suites (directly, through the caches, and
+//! with the front door's calls through the async cluster client), the races and the rooms' own
+//! tests, each case in a namespace of its own whose rooms'
 //! lines land on the cluster's masters by their hash tags. `common::default_url` gives the
 //! cluster's URL because this binary's name starts with `cluster`. Then what only a cluster
-//! has: rooms spread over the masters, and a script that meets a master that never saw it.
+//! has: rooms spread over the masters, a script that meets a master that never saw it, and
+//! the async client's issues confirmed by replicas in rounds.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
 // Each included test file brings its own `mod common` (as it does in its own binary); the
 // cluster they use is one, in the library (`testing::shared`).
@@ -12,6 +14,8 @@
 
 mod common;
 
+#[path = "aio.rs"]
+mod aio;
 #[path = "conformance.rs"]
 mod conformance;
 #[path = "races.rs"]
@@ -84,5 +88,75 @@ mod spread {
         b[16] = u8::try_from(n).unwrap();
         b[17] = u8::try_from(room.as_str().len()).unwrap();
         b
+    }
+}
+
+mod rounds {
+    use std::sync::Arc;
+
+    use adapters_redis::testing::{shared, TestConnection};
+    use adapters_redis::AsyncRedisLines;
+    use domain::call::CommitWatch;
+    use domain::ids::UserId;
+    use domain::ports::{AsyncQueueLines as _, QueueStore as _};
+    use domain::queue::TokenValue;
+    use domain::room::RoomId;
+
+    use super::common::Namespace;
+
+    /// `WAIT` calls a node has answered, from its command statistics.
+    fn waits(node: &mut TestConnection) -> u64 {
+        let info: String = redis::cmd("INFO").arg("commandstats").query(node).unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("cmdstat_wait:calls="))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// 200 issues at once from one thread's connection: every one is confirmed by a replica
+    /// before it answers, and they share rounds of `WAIT` (far fewer than 200 are sent), while
+    /// every token is stored once, gapless.
+    #[test]
+    fn concurrent_issues_share_rounds_of_replica_confirmation() {
+        const N: usize = 200;
+        let cluster = shared();
+        let ns = Namespace::new();
+        let room = RoomId::parse("rounds").unwrap();
+        let lines = AsyncRedisLines::new(&ns.config()).unwrap();
+        let line = ns.queue_on_server_time().line(&room);
+        let master = cluster.master_of(&format!("{}:issued", line.namespace())).unwrap();
+        let mut node = TestConnection::open(&format!("redis://127.0.0.1:{master}")).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let lines = Arc::new(lines);
+        // One token first: the connection is open and the script loaded before counting.
+        let now = time::OffsetDateTime::now_utc();
+        let first = rt.block_on(lines.issue(&room, user(), value(&room), now, &CommitWatch::new())).unwrap();
+        assert_eq!(first.token.seq, 1);
+        let before = waits(&mut node);
+        let outcomes = rt.block_on(async {
+            let mut calls = tokio::task::JoinSet::new();
+            for _ in 0..N {
+                let (lines, room) = (lines.clone(), room.clone());
+                calls.spawn(async move { lines.issue(&room, user(), value(&room), now, &CommitWatch::new()).await });
+            }
+            calls.join_all().await
+        });
+        let sent = waits(&mut node) - before;
+        let mut seqs: Vec<i64> = outcomes.into_iter().map(|o| o.unwrap().token.seq).collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, (2..=i64::try_from(N).unwrap() + 1).collect::<Vec<_>>());
+        assert!((1..=u64::try_from(N / 4).unwrap()).contains(&sent), "{sent} WAITs for {N} issues");
+        assert_eq!(line.stats().unwrap().issued_through, i64::try_from(N).unwrap() + 1);
+    }
+
+    fn user() -> UserId {
+        UserId::from_uuid(uuid::Uuid::new_v4())
+    }
+
+    fn value(room: &RoomId) -> TokenValue {
+        let mut bytes = [0_u8; 32];
+        bytes[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        TokenValue::from_bytes(bytes).in_room(room)
     }
 }

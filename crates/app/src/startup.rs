@@ -103,7 +103,7 @@ impl Application {
         let (redis, redis_async) = match settings.queue_store {
             QueueStoreKind::Redis => {
                 let (queue, lines) = redis_queue(&settings.redis)?;
-                (Some(Arc::new(queue)), lines)
+                (Some(Arc::new(queue)), Some(lines))
             }
             QueueStoreKind::Postgres => (None, None),
         };
@@ -552,9 +552,8 @@ fn store_clock(source: Arc<dyn StoreTime>) -> anyhow::Result<Arc<dyn Clock>> {
 
 /// The queue on the Redis of `REDIS_URL` (one URL is one Redis, a comma-separated list the
 /// nodes of a Redis Cluster: see `adapters_redis`, "Redis Cluster"), and its non-blocking
-/// client for the front door (`None` on a cluster: the blocking path serves it, see
-/// `adapters_redis::aio`).
-fn redis_queue(settings: &RedisSettings) -> anyhow::Result<(RedisQueue, Option<AsyncRedisLines>)> {
+/// client for the front door (`adapters_redis::aio`).
+fn redis_queue(settings: &RedisSettings) -> anyhow::Result<(RedisQueue, AsyncRedisLines)> {
     let cfg = RedisConfig::with_url_and_prefix(settings.redis_url.clone(), settings.redis_key_prefix.clone());
     let queue = RedisQueue::new(&cfg).context("REDIS_URL (--redis-url) or REDIS_KEY_PREFIX cannot be used")?;
     if cfg.is_cluster() {

@@ -18,10 +18,16 @@ if #ARGV[2] ~= 16 or #ARGV[3] ~= 24 then
 end
 local now = tonumber(ARGV[4])
 local line = line_of(ARGV[1])
--- The first issue into an empty namespace creates the line (before any other write).
-ensure_epoch(KEYS[2])
-
-local c = redis.call('HMGET', KEYS[2], unpack(CURSOR_FIELDS))
+-- The cursor's fields in one read: CURSOR_FIELDS, then the layout and the issue times.
+local c = redis.call('HMGET', KEYS[2], 'admitted', 'last', 'epoch', 'draw_at', 'draw_entrants', 'draw_seed', 'layout',
+  'imax', 'iback')
+check_layout(c[3], c[7])
+-- Written with the first issue into an empty namespace: the line's epoch (Redis' clock, read
+-- before any write: see `clock`) and layout (see `ensure_epoch`).
+local created_line = not c[3]
+if created_line then
+  c[3] = int(clock(''))
+end
 local function secret(random, seq)
   return hex(random) .. string.format('%016x', seq)
 end
@@ -52,22 +58,31 @@ end
 local seq = redis.call('INCR', KEYS[1])
 store_waiting(line, seq, ARGV[3], ARGV[2], now)
 redis.call('RPUSH', KEYS[3], int(seq))
+redis.call('HSET', KEYS[4], ARGV[2], int(seq))
 -- How far issue times ever went back in line order: `imax` the latest issue time so far,
 -- `iback` the most a token's time fell behind it (callers' clocks differ). A draw uses it to
 -- find its entrants (issued before the opening) by bisecting the line instead of reading
--- every token's time: see draw.rs.
-local imax = redis.call('HGET', KEYS[2], 'imax')
-if not imax or now > tonumber(imax) then
-  redis.call('HSET', KEYS[2], 'imax', ARGV[4])
-  if not imax then
-    redis.call('HSET', KEYS[2], 'iback', '0')
-  end
-elseif now < tonumber(imax) then
-  local back = tonumber(imax) - now
-  if back > tonumber(redis.call('HGET', KEYS[2], 'iback') or '0') then
-    redis.call('HSET', KEYS[2], 'iback', int(back))
-  end
+-- every token's time: see draw.rs. One HSET for them and, on a new line, its epoch.
+local set = {}
+local function put(field, value)
+  set[#set + 1] = field
+  set[#set + 1] = value
 end
-redis.call('HSET', KEYS[4], ARGV[2], int(seq))
+if created_line then
+  put('epoch', c[3])
+  put('layout', LAYOUT)
+end
+local imax = tonumber(c[8] or '')
+if not imax or now > imax then
+  put('imax', ARGV[4])
+  if not imax then
+    put('iback', '0')
+  end
+elseif now < imax and imax - now > tonumber(c[9] or '0') then
+  put('iback', int(imax - now))
+end
+if #set > 0 then
+  redis.call('HSET', KEYS[2], unpack(set))
+end
 return reply('1', secret(ARGV[3], seq),
   { ARGV[2], drawn_seq(KEYS[5], c[4], int(seq)), 'WAITING', ARGV[4], false, false, false })
