@@ -7,9 +7,9 @@
 //!    another owner holds it. The claimed tokens' stored `seq`s are `base..base + length` in
 //!    list order (issue pushes each with the next `seq`, the sweep pops from the head; the
 //!    claim checks the first and the last), so the owner reads none.
-//! 2. The owner reads the claimed head of the WAITING list, each token's value (its record's
-//!    random part and its `seq`) and issue time (`draw_read.lua`, [`DrawTuning::chunk`] at a
-//!    time, a bucket of records per read), splits it into entrants (issued
+//! 2. The owner reads the claimed tokens' records, each one's value (its random part and its
+//!    `seq`) and issue time ([`DrawTuning::chunk`] at a time, `HGETALL` of their buckets,
+//!    pipelined: no script, since none of them changes while the draw runs), splits it into entrants (issued
 //!    before the opening) and the rest, and orders it: entrant `i` (in the order of their
 //!    values, byte-wise) at `room::drawn_positions(seed, P)[i]`, the rest behind in their
 //!    `seq` order. The domain's own function draws; no Lua restates it.
@@ -35,6 +35,7 @@
 //!
 //! [`QueueStore::draw`]: domain::ports::QueueStore::draw
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -43,6 +44,7 @@ use domain::queue::DrawRecord;
 use domain::room::{drawn_positions, DrawOutcome};
 use time::OffsetDateTime;
 
+use crate::keys::RECORDS_PER_BUCKET;
 use crate::{codec, commit_point, RedisQueue};
 
 /// How a draw runs; the defaults suit production.
@@ -261,17 +263,16 @@ impl RedisQueue {
         })
     }
 
-    /// The claimed head of the WAITING list (`length` tokens), a slice at a time: each slice's
-    /// values, 32 bytes each, and a flag per value, `1` for an entrant (see draw_read.lua).
+    /// The claimed head of the WAITING list (`length` tokens, stored `seq`s `base..`), a slice
+    /// at a time: each slice's values, 32 bytes each, and a flag per value, `1` for an entrant.
     /// Only the slices that meet the window [`RedisQueue::entrant_window`] leaves undecided
     /// have their tokens' issue times compared; the others' flags are known from it.
     ///
     /// The lease is renewed every [`RENEW_EVERY`] slices, so a long read under load does not
     /// let another instance take the draw over; `None` when one did anyway.
     fn read_claimed(&self, owner: &str, claim: &Owned) -> Result<Option<Vec<Slice>>, StoreError> {
-        let &Owned { opens_at, length, .. } = claim;
+        let &Owned { opens_at, length, base, .. } = claim;
         let (lo, hi) = self.entrant_window(claim)?;
-        let k = &self.keys;
         let chunk = self.draw.chunk.max(1);
         let mut slices = Vec::with_capacity(length / chunk + 1);
         let mut start = 0;
@@ -281,26 +282,49 @@ impl RedisQueue {
             }
             let stop = (start + chunk).min(length) - 1;
             let classify = start < hi && stop >= lo;
-            let (values, flags): (Vec<u8>, String) = self.read(&|c| {
-                self.scripts
-                    .draw_read
-                    .key(&k.waiting)
-                    .arg(&k.namespace)
-                    .arg(start)
-                    .arg(stop)
-                    .arg(opens_at)
-                    .arg(if classify { "1" } else { "0" })
-                    .invoke(c)
-            })?;
-            // Known from the bisection.
-            let flags = if classify { flags } else { (start..=stop).map(|i| if i < lo { '1' } else { '0' }).collect() };
-            if flags.len() != stop + 1 - start || values.len() != VALUE_BYTES * flags.len() {
-                return Err(codec::corrupt("the WAITING list is shorter than the draw's claim"));
+            let records = self.claimed_records(base, start, stop)?;
+            let mut values = Vec::with_capacity(VALUE_BYTES * records.len());
+            let mut flags = String::with_capacity(records.len());
+            for (i, (value, issued)) in (start..).zip(records) {
+                values.extend_from_slice(&value);
+                // Known from the bisection outside the window.
+                let entrant = if classify { issued < opens_at } else { i < lo };
+                flags.push(if entrant { '1' } else { '0' });
             }
             slices.push((values, flags));
             start = stop + 1;
         }
         Ok(Some(slices))
+    }
+
+    /// The records of the claimed tokens at list indices `start..=stop` (stored `seq`s
+    /// `base + start ..= base + stop`): each one's value (its random part and `seq`) and issue
+    /// time. Read a bucket at a time (`HGETALL`, pipelined), not through a script: the claimed
+    /// tokens are stored WAITING and none changes while the draw runs (nothing is admitted
+    /// before it, and a sight rewrites only `seen`), so no script needs to hold Redis for it.
+    fn claimed_records(&self, base: u64, start: usize, stop: usize) -> Result<Vec<([u8; 32], i64)>, StoreError> {
+        let index = |i: usize| u64::try_from(i).map_err(|_| codec::corrupt("a draw index"));
+        let (first, last) = (base + index(start)?, base + index(stop)?);
+        let per = RECORDS_PER_BUCKET;
+        let k = &self.keys;
+        let buckets: Vec<HashMap<u64, Vec<u8>>> = self.read(&|c| {
+            let mut pipe = redis::pipe();
+            for bucket in first / per..=last / per {
+                pipe.hgetall(format!("{}{bucket}", k.record_prefix));
+            }
+            pipe.query(c)
+        })?;
+        (first..=last)
+            .map(|seq| {
+                let record = usize::try_from(seq / per - first / per)
+                    .ok()
+                    .and_then(|b| buckets.get(b))
+                    .and_then(|bucket| bucket.get(&(seq % per)))
+                    .filter(|r| r.len() >= RECORD_BYTES)
+                    .ok_or_else(|| codec::corrupt(&format!("a claimed token of seq {seq} is not stored WAITING")))?;
+                Ok((value_of(record, seq)?, issued_of(record)?))
+            })
+            .collect()
     }
 
     /// Renews the owner's lease (a chunk of no tokens); `false` when the draw is no longer
@@ -335,12 +359,9 @@ impl RedisQueue {
     fn entrant_window(&self, claim: &Owned) -> Result<(usize, usize), StoreError> {
         let &Owned { opens_at, length, back, .. } = claim;
         let Some(d) = back else { return Ok((0, length)) };
-        let k = &self.keys;
         let issued = |i: usize| -> Result<i64, StoreError> {
-            let t: Option<String> =
-                self.read(&|c| self.scripts.draw_issued.key(&k.waiting).arg(&k.namespace).arg(i).invoke(c))?;
-            t.and_then(|t| t.parse().ok())
-                .ok_or_else(|| codec::corrupt("the WAITING list is shorter than the draw's claim"))
+            let record = self.claimed_records(claim.base, i, i)?;
+            record.first().map(|&(_, issued)| issued).ok_or_else(|| codec::corrupt("a draw index"))
         };
         // The last index known an entrant (-1: none), as the first index known not one.
         let (mut yes, mut no) = (0_usize, length);
@@ -375,9 +396,28 @@ impl RedisQueue {
 /// other) and a flag per token, `1` for an entrant.
 type Slice = (Vec<u8>, String);
 
-/// A token's value as `draw_read.lua` sends it: its 24 random bytes and its `seq` (8 bytes,
-/// big-endian), the 32 bytes its hex spells.
+/// A token's value: its 24 random bytes and its `seq` (8 bytes, big-endian), the 32 bytes its
+/// hex spells.
 const VALUE_BYTES: usize = 32;
+
+/// A WAITING record's bytes up to its issue time: random part (24), user (16), issued (8)
+/// (`RECORD` in `prelude.lua`).
+const RECORD_BYTES: usize = 48;
+
+/// The value of the token of `record` (a WAITING record) and `seq`.
+fn value_of(record: &[u8], seq: u64) -> Result<[u8; 32], StoreError> {
+    let mut value = [0_u8; VALUE_BYTES];
+    value[..24].copy_from_slice(record.get(..24).ok_or_else(|| codec::corrupt("a record"))?);
+    value[24..].copy_from_slice(&seq.to_be_bytes());
+    Ok(value)
+}
+
+/// The issue time (µs) of a WAITING record.
+fn issued_of(record: &[u8]) -> Result<i64, StoreError> {
+    let bytes: [u8; 8] =
+        record.get(40..48).and_then(|b| b.try_into().ok()).ok_or_else(|| codec::corrupt("a record"))?;
+    i64::try_from(u64::from_be_bytes(bytes)).map_err(|_| codec::corrupt("an issue time"))
+}
 
 /// Step 2's result: the claimed tokens in their drawn order, and the position table's bytes
 /// for them.

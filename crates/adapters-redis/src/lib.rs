@@ -125,8 +125,9 @@
 //!   clock), writing nothing.
 //! - `note_seen`: one script per batch; moves the `seen` of each token WAITING as derived
 //!   forward.
-//! - `draw_claim`, `draw_read`, `draw_issued`, `draw_chunk`, `draw_finish`: the draw, in steps
-//!   so that no script blocks Redis for long (see the `draw` module): a claim with a lease,
+//! - `draw_claim`, `draw_chunk`, `draw_finish`: the draw, in steps so that no script blocks
+//!   Redis for long (see the `draw` module; the claimed records are read with plain
+//!   `HGETALL`s of their buckets between the steps): a claim with a lease,
 //!   idempotent chunks that write a staging list and the position table (no token), and a
 //!   finish that checks the table is whole, appends the tokens issued meanwhile, renames the
 //!   staging list over the WAITING list and records the draw, atomically. Another instance

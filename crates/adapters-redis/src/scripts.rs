@@ -23,8 +23,6 @@ pub(crate) struct Scripts {
     pub(crate) stats: Script,
     pub(crate) note_seen: Script,
     pub(crate) draw_claim: Script,
-    pub(crate) draw_read: Script,
-    pub(crate) draw_issued: Script,
     pub(crate) draw_chunk: Script,
     pub(crate) draw_finish: Script,
 }
@@ -45,8 +43,6 @@ impl Scripts {
             stats: script(include_str!("lua/stats.lua")),
             note_seen: script(include_str!("lua/note_seen.lua")),
             draw_claim: script(include_str!("lua/draw_claim.lua")),
-            draw_read: script(include_str!("lua/draw_read.lua")),
-            draw_issued: script(include_str!("lua/draw_issued.lua")),
             draw_chunk: script(include_str!("lua/draw_chunk.lua")),
             draw_finish: script(include_str!("lua/draw_finish.lua")),
         }

@@ -153,7 +153,8 @@ fn a_value_names_its_record_by_its_seq_and_random_part() {
 }
 
 /// A line an earlier version wrote (a key per token: it has an epoch and no `layout`) is
-/// refused by issue and admission, with an error naming it, and nothing is written.
+/// refused by issue, admission, the expiry sweep and a draw, with an error naming it, and
+/// nothing is written or popped.
 #[test]
 fn a_line_written_by_the_key_per_token_layout_is_refused_not_misread() {
     let ns = Namespace::new();
@@ -169,7 +170,11 @@ fn a_line_written_by_the_key_per_token_layout_is_refused_not_misread() {
         other => panic!("expected a refusal, got {other:?}"),
     }
     assert!(matches!(queue.admit(&policy(1)), Err(StoreError::Internal(_))));
+    assert!(matches!(queue.expire_tokens(10), Err(StoreError::Internal(_))));
+    let opens = clock.now();
+    assert!(matches!(queue.draw(opens, 1), Err(StoreError::Internal(_))));
     assert_eq!(ns.keys(), before, "nothing written");
+    assert_eq!(ns.connection().llen::<_, i64>(format!("{tag}:waiting")).unwrap(), 1, "nothing popped");
 }
 
 #[test]

@@ -27,7 +27,8 @@
 -- does).
 local now = clock(ARGV[1])
 local c = redis.call('HMGET', KEYS[1], 'draw_at', 'draw_entrants', 'draw_seed', 'draw_owner', 'draw_lease',
-  'draw_claim_at', 'draw_opens', 'draw_claim_seed', 'draw_len', 'draw_base')
+  'draw_claim_at', 'draw_opens', 'draw_claim_seed', 'draw_len', 'draw_base', 'epoch', 'layout')
+check_layout(c[11], c[12])
 if c[1] then
   return { 'drawn', c[1], c[2], c[3] }
 end

@@ -19,6 +19,10 @@
 -- whose every position left the list is dropped. So are tokens a tick skipped as abandoned
 -- (written EXPIRED then) once no open record lies before them.
 local now = clock(ARGV[2])
+-- A line an earlier version wrote holds token values in its list, not `seq`s: refused before
+-- anything is popped.
+local layout = redis.call('HMGET', KEYS[1], 'epoch', 'layout')
+check_layout(layout[1], layout[2])
 local limit = tonumber(ARGV[3])
 local line = line_of(ARGV[1])
 local changed = 0
