@@ -213,14 +213,11 @@ printf '{"store":"memory","kind":"redis_memory","master":"%s:%s","slot":%s,"line
     "$REDIS_HOST" "$MASTER_PORT" "$slot" "$LINE" "$mem0" "$mem1" "${waiting:-null}" >>"$RESULTS"
 log "used_memory $mem0 -> $mem1 bytes for $LINE waiting ($(((mem1 - mem0) / LINE)) bytes each) in $((SECONDS - t0)) s"
 
-# The polled tokens: every POLL_STEP-th of the line's second half.
-python3 - "$DATA/poll.txt" "$LINE_BASE" "$LINE" "$POLL_STEP" <<'EOF'
-import hashlib, sys
-out, base, line, step = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-with open(out, "w") as fh:
-    for n in range(base + line // 2, base + line, step):
-        fh.write(hashlib.md5(b"t%d" % n).hexdigest() + hashlib.md5(b"u%d" % n).hexdigest() + "\n")
-EOF
+# The polled tokens: every POLL_STEP-th of the line's second half, as the line stores them (a
+# value carries its token's seq, which the line gave it: redisq.py `tokens` reads them back).
+REDISQ_HOST=$REDIS_HOST python3 "$ROOT/bench/redisq.py" tokens "$MASTER_PORT" concert \
+    "$((LINE_BASE + LINE / 2))-$((LINE_BASE + LINE - 1)):$POLL_STEP" >"$DATA/poll.txt"
+if grep -qx -- - "$DATA/poll.txt"; then loud "a polled user has no token in room main's line"; exit 1; fi
 probe=$(curl -fsS --max-time 5 -H "Authorization: Bearer $(head -1 "$DATA/poll.txt")" "$CLUSTER_URL/queue/token" || true)
 grep -q '"WAITING"' <<<"$probe" || { loud "a polled token is not WAITING: $probe"; exit 1; }
 log "polled tokens: $(wc -l <"$DATA/poll.txt") WAITING ones ($probe)"

@@ -3,21 +3,24 @@
 operator-view watcher and the checks of the draw and the admission ticks.
 
 Room lines are written straight into the store, like the main line (bench/sql/rooms.sql for
-PostgreSQL, `load` below for Redis, the layout of crates/adapters-redis: its lib.rs "Layout"):
-token n of room R has the value rtok(R, n) = R "." md5(R "t" n) md5(R "u" n) (random-looking
-hex, so a draw that sorts values byte-wise sorts them like real ones), the user uid(5000000 + n),
-and the line's seq n (1.. in each room's own line, in list order: a draw derives each claimed
-token's seq from its place in the list, checking the first and the last). A loaded line is not
-drawn yet, so it has no position table ({ns}:drawn); the draw writes it and keeps these seqs.
+PostgreSQL, `load` below for Redis, in the layout of crates/adapters-redis that bench/redisq.py
+describes): token n of room R has the seq n (1.. in each room's own line, in list order: a draw
+derives each claimed token's seq from its place in the list, checking the first and the last),
+the value rtok(R, n) = R "." md5(R "t" n) || first half of md5(R "u" n) || n (8 bytes
+big-endian), in hex: 24 random-looking bytes, so a draw that sorts values byte-wise sorts them
+like real ones, and the seq that names the token's record in Redis; and the user
+uid(5000000 + n). A loaded line is not drawn yet, so it has no position table ({ns}:drawn); the
+draw writes it and keeps these seqs.
 
 Subcommands (PORT is a redis-server or the concert server, as named):
   load REDIS_PORT PREFIX ROOM:COUNT:AGO_SECS ...
-        WAITING lines in Redis, issued AGO_SECS ago; the line's cursor as the first issue
-        makes it (epoch, imax/iback) and nothing admitted
+        WAITING lines in Redis (each into an empty namespace), issued AGO_SECS ago; the line's
+        cursor as the first issue makes it (epoch, layout, imax/iback) and nothing admitted
   check-redis REDIS_PORT PREFIX ROOM...
         bench/redisq.py's line invariants (--full) for each room's line in Redis
   seen-redis REDIS_PORT PREFIX ROOM COUNT EVERY
-        marks tokens n % EVERY == 0 of ROOM seen now (`seen`, as note_seen does)
+        marks tokens n % EVERY == 0 of ROOM still stored WAITING seen now (the record's `seen`,
+        moved forward only, as note_seen does)
   data DIR SPEC...   the wrk data files: NAME=ROOM:FIRST:LAST:STEP[,ROOM:...] (interleaved)
   create URL ADMIN JSON...           POST /admin/rooms for each body; exits 1 on a refusal
   patch URL ADMIN ROOM JSON          PATCH /admin/rooms/ROOM
@@ -47,14 +50,20 @@ import time
 import urllib.parse
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from redisq import Redis, uid  # noqa: E402  (the bench's RESP client)
+from redisq import Line, Redis, uid_bytes, value_of  # noqa: E402  (the bench's RESP client)
 
 USER_BASE = 5_000_000
 
 
+def rrandom(room: str, n: int) -> bytes:
+    """The 24 random-looking bytes of token n of `room`: md5(R "t" n), half of md5(R "u" n)."""
+    r = room.encode()
+    return hashlib.md5(b"%st%d" % (r, n)).digest() + hashlib.md5(b"%su%d" % (r, n)).digest()[:8]
+
+
 def rtok(room: str, n: int) -> str:
-    return "%s.%s%s" % (room, hashlib.md5(b"%st%d" % (room.encode(), n)).hexdigest(),
-                        hashlib.md5(b"%su%d" % (room.encode(), n)).hexdigest())
+    """bench.rtok(R, n) of bench/sql/rooms.sql: token n of `room`, at seq n."""
+    return "%s.%s" % (room, value_of(rrandom(room, n), n))
 
 
 def now_us() -> int:
@@ -70,23 +79,14 @@ def cmd_load(port: int, prefix: str, specs: list[str]) -> None:
         room, count, ago = spec.split(":")
         count, ago = int(count), int(ago)
         ns = "{%s:%s}" % (prefix, room)
-        t = r.call("TIME")
-        clock = int(t[0]) * 1_000_000 + int(t[1])
-        issued = clock - ago * 1_000_000
-        batch = []
+        line = Line(r, ns)
+        if line.issued:
+            raise SystemExit(f"load: the line of {room} is not empty ({ns}:issued {line.issued})")
+        line.create()
+        issued = r.clock() - ago * 1_000_000
         for n in range(1, count + 1):
-            v = rtok(room, n)
-            r.queue("HSET", f"{ns}:t:{v}", "user", uid(USER_BASE + n), "seq", n, "status", "WAITING", "issued", issued)
-            r.queue("SET", f"{ns}:u:{uid(USER_BASE + n)}", v)
-            batch.append(v)
-            if len(batch) == 1000:
-                r.queue("RPUSH", f"{ns}:waiting", *batch)
-                batch = []
-        if batch:
-            r.queue("RPUSH", f"{ns}:waiting", *batch)
-        r.flush()
-        r.call("SET", f"{ns}:issued", count)
-        r.call("HSET", f"{ns}:cursor", "epoch", clock, "imax", issued, "iback", 0)
+            line.append(rrandom(room, n), uid_bytes(USER_BASE + n), issued)
+        line.close()
 
 
 def cmd_check_redis(port: int, prefix: str, rooms: list[str]) -> int:
@@ -97,18 +97,43 @@ def cmd_check_redis(port: int, prefix: str, rooms: list[str]) -> int:
     for room in rooms:
         buf = io.StringIO()
         with contextlib.redirect_stdout(buf):
-            cmd_check(port, f"{prefix}:{room}", True, None)
+            cmd_check(port, f"{prefix}:{room}", True, None, room)
         for line in buf.getvalue().splitlines():
             print(f"{room}: {line}")
     return 0
 
 
+# Moves the `seen` of records stored WAITING forward (note_seen.lua's write, without its
+# derivation: a token admitted meanwhile gets one too, which nothing reads), one script per
+# batch so no retirement can fall between the read and the write of a record.
+# KEYS: 1 the line's cursor (its slot); ARGV: 1 the namespace, 2 now (µs), 3... seqs.
+SEEN = """
+local ns, now = ARGV[1], tonumber(ARGV[2])
+local moved = 0
+for i = 3, #ARGV do
+  local seq = tonumber(ARGV[i])
+  local bucket = ns .. ':r:' .. string.format('%d', math.floor(seq / 128))
+  local field = string.format('%d', seq % 128)
+  local raw = redis.call('HGET', bucket, field)
+  if raw and (#raw == 48 or #raw == 56) then
+    local seen = now
+    if #raw == 56 then seen = math.max(seen, struct.unpack('>I8', raw, 49)) end
+    redis.call('HSET', bucket, field, string.sub(raw, 1, 48) .. struct.pack('>I8', seen))
+    moved = moved + 1
+  end
+end
+return moved
+"""
+
+
 def cmd_seen_redis(port: int, prefix: str, room: str, count: int, every: int) -> None:
+    """The records of tokens n % EVERY == 0 (n their seq) still stored WAITING get `seen` = now
+    (8 bytes big-endian after the issue time); the others are left alone (nothing is created)."""
     r, ns = Redis(port), "{%s:%s}" % (prefix, room)
-    t = r.call("TIME")
-    clock = int(t[0]) * 1_000_000 + int(t[1])
-    for n in range(every, count + 1, every):
-        r.queue("HSET", f"{ns}:t:{rtok(room, n)}", "seen", clock)
+    clock = r.clock()
+    seqs = list(range(every, count + 1, every))
+    for i in range(0, len(seqs), 1000):
+        r.queue("EVAL", SEEN, 1, f"{ns}:cursor", ns, clock, *seqs[i:i + 1000])
     r.flush()
 
 
