@@ -520,7 +520,7 @@ impl AsyncRedisLines {
         let sent = self
             .scripts
             .issue_call(&k, user, &random, &now_us, &self.retain_ms)
-            .invoke_async::<Vec<Option<String>>>(&mut conn)
+            .invoke_async::<codec::Reply>(&mut conn)
             .await;
         // Never retried: a lost reply may mean the token was stored (see the module docs).
         let reply = sent.map_err(|e| self.failed(&e, epoch))?;
@@ -545,8 +545,7 @@ impl AsyncRedisLines {
         let mut retried = false;
         let reply = loop {
             let (mut conn, epoch) = self.link.connection().await?;
-            let sent =
-                self.scripts.find_call(&k, &place, true).invoke_async::<Option<Vec<Option<String>>>>(&mut conn).await;
+            let sent = self.scripts.find_call(&k, &place, true).invoke_async::<Option<codec::Reply>>(&mut conn).await;
             match sent {
                 Ok(reply) => break reply,
                 // A read changes nothing: retried once on a fresh connection when the first

@@ -23,18 +23,29 @@ pub(crate) fn corrupt(what: &str) -> StoreError {
     StoreError::Internal(format!("unexpected data in Redis: {what}"))
 }
 
-fn field<'a>(fields: &'a [Option<String>], i: usize, name: &str) -> Result<&'a str, StoreError> {
-    fields.get(i).and_then(Option::as_deref).ok_or_else(|| corrupt(&format!("missing {name}")))
+/// A script's reply as its bulk strings' bytes: a record's random part and a user id are
+/// bytes, which Lua passes through rather than spell (spelling them in Lua cost a script
+/// more than its writes).
+pub(crate) type Reply = Vec<Option<Vec<u8>>>;
+
+/// Field `i` of a reply (of strings or of bytes), present.
+fn bytes<'a, B: AsRef<[u8]>>(fields: &'a [Option<B>], i: usize, name: &str) -> Result<&'a [u8], StoreError> {
+    fields.get(i).and_then(Option::as_ref).map(AsRef::as_ref).ok_or_else(|| corrupt(&format!("missing {name}")))
 }
 
-pub(crate) fn int(fields: &[Option<String>], i: usize, name: &str) -> Result<i64, StoreError> {
+/// Field `i` of a reply, present and text.
+fn field<'a, B: AsRef<[u8]>>(fields: &'a [Option<B>], i: usize, name: &str) -> Result<&'a str, StoreError> {
+    std::str::from_utf8(bytes(fields, i, name)?).map_err(|_| corrupt(&format!("{name} is not text")))
+}
+
+pub(crate) fn int<B: AsRef<[u8]>>(fields: &[Option<B>], i: usize, name: &str) -> Result<i64, StoreError> {
     field(fields, i, name)?.parse().map_err(|_| corrupt(&format!("{name} is not an integer")))
 }
 
-fn opt_time(fields: &[Option<String>], i: usize, name: &str) -> Result<Option<OffsetDateTime>, StoreError> {
-    match fields.get(i).and_then(Option::as_deref) {
+fn opt_time<B: AsRef<[u8]>>(fields: &[Option<B>], i: usize, name: &str) -> Result<Option<OffsetDateTime>, StoreError> {
+    match fields.get(i).and_then(Option::as_ref) {
         None => Ok(None),
-        Some(s) => s.parse().map_err(|_| corrupt(&format!("{name} is not an integer"))).and_then(from_micros).map(Some),
+        Some(_) => from_micros(int(fields, i, name)?).map(Some),
     }
 }
 
@@ -45,9 +56,16 @@ pub(crate) const TOKEN_FIELDS: usize = 7;
 pub(crate) const CURSOR_FIELDS: usize = 6;
 
 /// A token from the fields `user, seq, status, issued, activated, expires, reason` at
-/// `fields[at..]` (the user a UUID, hyphenated or as 32 hex digits).
-pub(crate) fn token(value: TokenValue, fields: &[Option<String>], at: usize) -> Result<QueueToken, StoreError> {
-    let user = uuid::Uuid::parse_str(field(fields, at, "user")?).map_err(|_| corrupt("user is not a UUID"))?;
+/// `fields[at..]` (the user as its 16 bytes, as records keep it, or spelled as a UUID).
+pub(crate) fn token<B: AsRef<[u8]>>(
+    value: TokenValue,
+    fields: &[Option<B>],
+    at: usize,
+) -> Result<QueueToken, StoreError> {
+    let raw = bytes(fields, at, "user")?;
+    let user = uuid::Uuid::from_slice(raw)
+        .or_else(|_| std::str::from_utf8(raw).map_err(|_| ()).and_then(|s| uuid::Uuid::parse_str(s).map_err(|_| ())))
+        .map_err(|()| corrupt("user is not a UUID"))?;
     let status = TokenStatus::from_str(field(fields, at + 2, "status")?).map_err(|_| corrupt("unknown status"))?;
     Ok(QueueToken {
         value,
@@ -57,43 +75,44 @@ pub(crate) fn token(value: TokenValue, fields: &[Option<String>], at: usize) -> 
         issued_at: from_micros(int(fields, at + 3, "issued")?)?,
         activated_at: opt_time(fields, at + 4, "activated")?,
         expires_at: opt_time(fields, at + 5, "expires")?,
-        expired_reason: match fields.get(at + 6).and_then(Option::as_deref) {
+        expired_reason: match fields.get(at + 6).and_then(Option::as_ref) {
             None => None,
-            Some(s) => Some(ExpiredReason::from_str(s).map_err(|_| corrupt("unknown expired reason"))?),
+            Some(_) => Some(
+                ExpiredReason::from_str(field(fields, at + 6, "reason")?)
+                    .map_err(|_| corrupt("unknown expired reason"))?,
+            ),
         },
     })
 }
 
 /// The outcome of the `issue` script in the line of `room` from its reply: `created`
-/// (`1`/`0`), the token's secret (64 hex digits), its fields, then the cursor's.
+/// (`1`/`0`), the token's random part (24 bytes) and arrival `seq` (its value is the two), its
+/// fields, then the cursor's.
 pub(crate) fn issue_outcome(
-    reply: &[Option<String>],
+    reply: &[Option<Vec<u8>>],
     room: &domain::room::RoomId,
 ) -> Result<domain::ports::IssueOutcome, StoreError> {
-    let created = match reply.first().and_then(Option::as_deref) {
-        Some("1") => true,
-        Some("0") => false,
+    let created = match field(reply, 0, "created")? {
+        "1" => true,
+        "0" => false,
         _ => return Err(corrupt("issue reply")),
     };
-    let value = reply
-        .get(1)
-        .and_then(Option::as_deref)
-        .and_then(|v| TokenValue::parse(v).ok())
-        .ok_or_else(|| corrupt("token value"))?
-        .in_room(room);
-    let cursor = cursor(reply, 2 + TOKEN_FIELDS)?;
-    Ok(domain::ports::IssueOutcome { token: token(value, reply, 2)?, created, cursor })
+    let random = bytes(reply, 1, "random part")?;
+    let arrival = u64::try_from(int(reply, 2, "arrival seq")?).map_err(|_| corrupt("a negative seq"))?;
+    let value = crate::keys::token_value(room, random, arrival).ok_or_else(|| corrupt("token value"))?;
+    let cursor = cursor(reply, 3 + TOKEN_FIELDS)?;
+    Ok(domain::ports::IssueOutcome { token: token(value, reply, 3)?, created, cursor })
 }
 
 /// The cursor from the fields `admitted, last, epoch, draw_at, draw_entrants, draw_seed` at
 /// `fields[at..]` (the first two absent before the first admission, the epoch before the first
 /// issue: epoch 0, no line; the draw's until it is recorded).
-pub(crate) fn cursor(fields: &[Option<String>], at: usize) -> Result<QueueCursor, StoreError> {
-    let admitted_through = match fields.get(at).and_then(Option::as_deref) {
+pub(crate) fn cursor<B: AsRef<[u8]>>(fields: &[Option<B>], at: usize) -> Result<QueueCursor, StoreError> {
+    let admitted_through = match fields.get(at).and_then(Option::as_ref) {
         None => 0,
         Some(_) => int(fields, at, "admitted")?,
     };
-    let epoch = match fields.get(at + 2).and_then(Option::as_deref) {
+    let epoch = match fields.get(at + 2).and_then(Option::as_ref) {
         None => 0,
         Some(_) => u64::try_from(int(fields, at + 2, "epoch")?).map_err(|_| corrupt("a negative epoch"))?,
     };
@@ -106,7 +125,7 @@ pub(crate) fn cursor(fields: &[Option<String>], at: usize) -> Result<QueueCursor
 }
 
 /// The draw's record from the fields `draw_at, draw_entrants, draw_seed` at `fields[at..]`.
-pub(crate) fn draw(fields: &[Option<String>], at: usize) -> Result<Option<DrawRecord>, StoreError> {
+pub(crate) fn draw<B: AsRef<[u8]>>(fields: &[Option<B>], at: usize) -> Result<Option<DrawRecord>, StoreError> {
     let Some(when) = opt_time(fields, at, "draw_at")? else { return Ok(None) };
     let unsigned = |i: usize, name: &str| -> Result<u64, StoreError> {
         field(fields, at + i, name)?.parse().map_err(|_| corrupt(&format!("{name} is not an unsigned integer")))
@@ -211,7 +230,7 @@ mod tests {
 
     #[test]
     fn a_missing_cursor_is_the_start_of_the_line() {
-        assert_eq!(cursor(&[None, None], 0).unwrap(), QueueCursor::default());
+        assert_eq!(cursor::<String>(&[None, None], 0).unwrap(), QueueCursor::default());
     }
 
     #[test]

@@ -119,7 +119,6 @@ pub(crate) fn random_part(value: &TokenValue) -> Option<Vec<u8>> {
 }
 
 /// The token of `room` whose random part is `random` (24 bytes) and arrival `seq` is `seq`.
-#[cfg(test)]
 pub(crate) fn token_value(room: &RoomId, random: &[u8], seq: u64) -> Option<TokenValue> {
     let mut bytes = [0_u8; 32];
     bytes.get_mut(..24)?.copy_from_slice(random.get(..24)?);

@@ -626,7 +626,7 @@ impl QueueStore for RedisQueue {
         commit_point()?;
         let k = &self.keys;
         let now_us = codec::to_micros(now).to_string();
-        let (reply, confirmed): (Vec<Option<String>>, _) = self.once(&|c| {
+        let (reply, confirmed): (codec::Reply, _) = self.once(&|c| {
             let reply = self.scripts.issue_call(k, user, &random, &now_us, &self.retain_ms).invoke(c)?;
             // Also when the user's token was found: the call that stored it may have failed
             // this very check, and a 200 must not hand out a token a failover can lose.
@@ -638,15 +638,14 @@ impl QueueStore for RedisQueue {
 
     fn find(&self, value: &TokenValue) -> Result<Option<QueueToken>, StoreError> {
         let Some(place) = self.place(value) else { return Ok(None) };
-        let fields: Option<Vec<Option<String>>> =
+        let fields: Option<codec::Reply> =
             self.read(&|c| self.scripts.find_call(&self.keys, &place, false).invoke(c))?;
         fields.map(|f| codec::token(value.clone(), &f, 0)).transpose()
     }
 
     fn find_with_cursor(&self, value: &TokenValue) -> Result<Option<(QueueToken, QueueCursor)>, StoreError> {
         let Some(place) = self.place(value) else { return Ok(None) };
-        let reply: Option<Vec<Option<String>>> =
-            self.read(&|c| self.scripts.find_call(&self.keys, &place, true).invoke(c))?;
+        let reply: Option<codec::Reply> = self.read(&|c| self.scripts.find_call(&self.keys, &place, true).invoke(c))?;
         reply.map(|f| Ok((codec::token(value.clone(), &f, 0)?, codec::cursor(&f, codec::TOKEN_FIELDS)?))).transpose()
     }
 

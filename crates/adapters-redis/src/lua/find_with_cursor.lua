@@ -8,5 +8,5 @@ if not t then
   return false
 end
 local c = redis.call('HMGET', KEYS[1], unpack(CURSOR_FIELDS))
-t = shown(derive(KEYS[2], KEYS[3], c[1], c[4], t))
+t = derive(KEYS[2], KEYS[3], c[1], c[4], t)
 return { t[1], t[2], t[3], t[4], t[5], t[6], t[7], c[1], c[2], c[3], c[4], c[5], c[6] }

@@ -3,10 +3,11 @@
 --       table, 6 admissions zset
 -- ARGV: 1 the line's namespace, 2 user id (16 bytes), 3 the new token's random part (24
 --       bytes), 4 now (µs, the caller's), 5 retention of expired tokens (ms)
--- Reply: { created '1'|'0', the token's secret (64 hex digits: its random part and arrival
---          `seq`), user, seq, status, issued, activated, expires, reason, admitted, last,
---          epoch, draw_at, draw_entrants, draw_seed } (missing values nil; the token as every
---          reader sees it: `derive`; then CURSOR_FIELDS)
+-- Reply: { created '1'|'0', the token's random part (24 bytes), its arrival `seq` (its value
+--          is the two: see "Records" in prelude.lua), user (16 bytes), seq, status, issued,
+--          activated, expires, reason, admitted, last, epoch, draw_at, draw_entrants,
+--          draw_seed } (missing values nil; the token as every reader sees it: `derive`; then
+--          CURSOR_FIELDS). Bytes stay bytes: the codec spells them, not Lua.
 --
 -- Atomic: Redis runs one script at a time, so concurrent issues for one user see each other
 -- and yield one token; `seq` is taken (INCR) only once every check has passed and nothing
@@ -28,13 +29,9 @@ local created_line = not c[3]
 if created_line then
   c[3] = int(clock(''))
 end
-local function secret(random, seq)
-  return hex(random) .. string.format('%016x', seq)
-end
 -- `t` as `derive` leaves it (its `seq` as shown, its admission derived).
-local function reply(created, value, t)
-  t = shown(t)
-  return { created, value, t[1], t[2], t[3], t[4], t[5], t[6], t[7], c[1], c[2], c[3], c[4], c[5], c[6] }
+local function reply(created, random, seq, t)
+  return { created, random, int(seq), t[1], t[2], t[3], t[4], t[5], t[6], t[7], c[1], c[2], c[3], c[4], c[5], c[6] }
 end
 
 local current = tonumber(redis.call('HGET', KEYS[4], ARGV[2]) or '')
@@ -45,7 +42,7 @@ if current then
     t, rec = derive(KEYS[5], KEYS[6], c[1], c[4], t)
     -- Mirrors QueueToken::is_live_at: WAITING, or ACTIVE with expires_at > now.
     if t[3] == 'WAITING' or (t[3] == 'ACTIVE' and tonumber(t[6]) > now) then
-      return reply('0', secret(t.random, current), t)
+      return reply('0', t.random, current, t)
     end
     -- The user's ACTIVE token whose time is up: written EXPIRED (TTL) with what was derived
     -- for it, as the expiry sweep would (which then drops it from the list unwritten).
@@ -84,5 +81,4 @@ end
 if #set > 0 then
   redis.call('HSET', KEYS[2], unpack(set))
 end
-return reply('1', secret(ARGV[3], seq),
-  { ARGV[2], drawn_seq(KEYS[5], c[4], int(seq)), 'WAITING', ARGV[4], false, false, false })
+return reply('1', ARGV[3], seq, { ARGV[2], drawn_seq(KEYS[5], c[4], int(seq)), 'WAITING', ARGV[4], false, false, false })

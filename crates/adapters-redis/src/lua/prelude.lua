@@ -87,10 +87,6 @@ local function slot_of(line, seq)
   return line.r .. int(math.floor(seq / BUCKET)), int(seq % BUCKET)
 end
 
-local function hex(s)
-  return string.format(string.rep('%02x', #s), string.byte(s, 1, -1))
-end
-
 local function time_field(x)
   if x == 0 then
     return false
@@ -99,7 +95,7 @@ local function time_field(x)
 end
 
 -- The token of arrival `seq` (a number) as stored, or nil: a table holding, as every reply
--- carries them (TOKEN_FIELDS), t[1] user (16 bytes: `shown` turns it into hex), t[2] seq,
+-- carries them (TOKEN_FIELDS), t[1] user (its 16 bytes: the codec reads them), t[2] seq,
 -- t[3] status, t[4] issued, t[5] activated, t[6] expires, t[7] reason (absent values false),
 -- and t.random, t.seen (a number, or nil). With `random` given, a record holding other random
 -- bytes is no match (the value does not name this token).
@@ -148,12 +144,6 @@ end
 local function store_seen(line, seq, t, seen)
   local bucket, field = slot_of(line, seq)
   redis.call('HSET', bucket, field, pack_record(t.random, t[1], tonumber(t[4]), seen))
-end
-
--- t as a reply carries it: the user as 32 hex digits (a UUID the codec parses).
-local function shown(t)
-  t[1] = hex(t[1])
-  return t
 end
 
 -- Writes the token `t` (as `load` gave it, of arrival `seq`) EXPIRED for `reason` (TTL, PAID,
