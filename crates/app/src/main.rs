@@ -5,13 +5,6 @@ use std::process::ExitCode;
 use app::{commands, telemetry, Cli};
 use clap::Parser as _;
 
-/// mimalloc rather than the system allocator: a request allocates and frees dozens of small
-/// buffers (headers, JSON, a script's reply), and glibc's malloc took a tenth of the server's
-/// time under load, with its free lists shared between the HTTP workers (see
-/// docs/benchmarks.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[actix_web::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
