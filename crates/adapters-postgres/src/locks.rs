@@ -123,8 +123,8 @@ pub(crate) fn user_key(user: UserId) -> i32 {
         .fold(0, |acc, word| acc ^ word)
 }
 
-/// A token's second key: the first 32 bits of its secret (a token is 256 random bits in hex,
-/// after `<room>.` for a room other than `main`).
+/// A token's second key: the first 32 bits of its secret (a token's secret starts with random
+/// bits in hex, after `<room>.` for a room other than `main`).
 pub(crate) fn token_key(token: &TokenValue) -> i32 {
     let secret = token.as_str().rsplit_once('.').map_or(token.as_str(), |(_, secret)| secret);
     let word = secret.get(..8).and_then(|hex| u32::from_str_radix(hex, 16).ok()).unwrap_or(0);

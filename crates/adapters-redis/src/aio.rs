@@ -101,14 +101,16 @@ pub struct AsyncRedisLines {
     redacted_url: String,
     /// Replicas an issue waits for (see the module docs, "Replica confirmations in rounds").
     replica_acks: u32,
-    /// Per thread, connection epoch and line: the round of `WAIT` to be sent next.
+    /// Per connection and line: the round of `WAIT` to be sent next.
     rounds: Arc<Mutex<HashMap<RoundKey, Round>>>,
     /// Lines whose master was last found with no replica attached, and when.
     alone: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
-/// A connection (its thread and epoch) and a line: the writes one `WAIT` covers.
-type RoundKey = (ThreadId, u64, String);
+/// A connection (its id and epoch) and a line: the writes one `WAIT` covers. By the
+/// connection, not the thread: a `WAIT` covers the writes of its own socket only, so a round
+/// never gathers issues written on another (as a task moved between threads could be).
+type RoundKey = (u64, u64, String);
 
 /// What a round of `WAIT` answered every issue in it.
 type RoundResult = Option<Result<(), StoreError>>;
@@ -206,6 +208,8 @@ impl Conn {
 struct Held {
     conn: Conn,
     epoch: u64,
+    /// Unique per connection opened (see [`RoundKey`]).
+    id: u64,
 }
 
 /// The connections and what is known of Redis' reachability.
@@ -216,6 +220,8 @@ struct Link {
     conns: Mutex<HashMap<ThreadId, Held>>,
     /// Bumped when a connection is found lost; connections of older epochs are not used.
     epoch: AtomicU64,
+    /// Connections opened so far (each one's id).
+    opened: AtomicU64,
     /// One connection attempt at a time.
     connecting: tokio::sync::Mutex<()>,
     /// The last attempt to open a connection failed, and nothing has answered since.
@@ -232,10 +238,10 @@ fn unreachable() -> StoreError {
 
 impl Link {
     /// This thread's connection, if it has one of the current epoch.
-    fn held(&self) -> Option<(Conn, u64)> {
+    fn held(&self) -> Option<(Conn, u64, u64)> {
         let epoch = self.epoch.load(Ordering::Acquire);
         let conns = self.conns.lock().unwrap_or_else(PoisonError::into_inner);
-        conns.get(&std::thread::current().id()).filter(|h| h.epoch == epoch).map(|h| (h.conn.clone(), h.epoch))
+        conns.get(&std::thread::current().id()).filter(|h| h.epoch == epoch).map(|h| (h.conn.clone(), h.epoch, h.id))
     }
 
     /// Redis answered: calls connect again.
@@ -271,7 +277,7 @@ impl Link {
     }
 
     /// This thread's connection, opened now if it has none (see the module docs).
-    async fn connection(&self) -> Result<(Conn, u64), StoreError> {
+    async fn connection(&self) -> Result<(Conn, u64, u64), StoreError> {
         if let Some(held) = self.held() {
             return Ok(held);
         }
@@ -293,8 +299,9 @@ impl Link {
             Ok(conn) => {
                 self.answered();
                 let mut conns = self.conns.lock().unwrap_or_else(PoisonError::into_inner);
-                conns.insert(std::thread::current().id(), Held { conn: conn.clone(), epoch });
-                Ok((conn, epoch))
+                let id = self.opened.fetch_add(1, Ordering::Relaxed);
+                conns.insert(std::thread::current().id(), Held { conn: conn.clone(), epoch, id });
+                Ok((conn, epoch, id))
             }
             Err(e) => {
                 *self.failed_at.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
@@ -359,6 +366,7 @@ impl AsyncRedisLines {
             timeouts: cfg.timeouts,
             conns: Mutex::default(),
             epoch: AtomicU64::new(0),
+            opened: AtomicU64::new(0),
             connecting: tokio::sync::Mutex::new(()),
             unreachable: AtomicBool::new(false),
             failed_at: Mutex::new(None),
@@ -393,11 +401,11 @@ impl AsyncRedisLines {
 
     /// After an issue's script answered on `conn` (of `epoch`): waits for its round of `WAIT`
     /// to be confirmed (see the module docs, "Replica confirmations in rounds").
-    async fn confirm(&self, k: &Keys, conn: &Conn, epoch: u64) -> Result<(), StoreError> {
+    async fn confirm(&self, k: &Keys, conn: &Conn, epoch: u64, id: u64) -> Result<(), StoreError> {
         if self.replica_acks == 0 {
             return Ok(());
         }
-        let key: RoundKey = (std::thread::current().id(), epoch, k.namespace.clone());
+        let key: RoundKey = (id, epoch, k.namespace.clone());
         let (mut answer, send) = {
             let mut rounds = self.rounds.lock().unwrap_or_else(PoisonError::into_inner);
             let round = rounds.entry(key.clone()).or_default();
@@ -512,7 +520,7 @@ impl AsyncRedisLines {
         let random = keys::random_part(&value).ok_or_else(|| codec::corrupt("a planned token value"))?;
         let k = Keys::new(&self.prefix, room);
         let now_us = codec::to_micros(now).to_string();
-        let (mut conn, epoch) = self.link.connection().await?;
+        let (mut conn, epoch, id) = self.link.connection().await?;
         // The commit point: the script is this call's write (see the module docs).
         if !watch.begin_commit() {
             return Err(StoreError::Timeout("the caller gave up before the write was sent".into()));
@@ -527,7 +535,7 @@ impl AsyncRedisLines {
         self.link.answered();
         // Also when the user's token was found: the call that stored it may have failed this
         // very confirmation, and a 200 must not hand out a token a failover can lose.
-        self.confirm(&k, &conn, epoch).await?;
+        self.confirm(&k, &conn, epoch, id).await?;
         codec::issue_outcome(&reply, room)
     }
 
@@ -544,7 +552,7 @@ impl AsyncRedisLines {
         let started = Instant::now();
         let mut retried = false;
         let reply = loop {
-            let (mut conn, epoch) = self.link.connection().await?;
+            let (mut conn, epoch, _) = self.link.connection().await?;
             let sent = self.scripts.find_call(&k, &place, true).invoke_async::<Option<codec::Reply>>(&mut conn).await;
             match sent {
                 Ok(reply) => break reply,

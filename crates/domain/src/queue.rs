@@ -21,9 +21,10 @@ use time::{Duration, OffsetDateTime};
 use crate::ids::UserId;
 use crate::room::RoomId;
 
-/// The opaque bearer value of a queue token: 64 lower-case hex digits (256 random bits), after
-/// `<room>.` for a room other than `main`, so a token names its line and any instance finds it
-/// without a lookup.
+/// The opaque bearer value of a queue token: 64 lower-case hex digits (256 random bits, of
+/// which a store may replace the last 64 with where it keeps the token, as Redis does with
+/// its `seq`), after `<room>.` for a room other than `main`, so a token names its line and any
+/// instance finds it without a lookup.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TokenValue(String);
 
