@@ -483,19 +483,11 @@ impl AsyncRedisLines {
     /// How many replicas the master of the line of `cursor` has attached (`ROLE`); a master
     /// with none is remembered for [`ALONE_RECHECK`].
     async fn attached_replicas(&self, conn: &mut Conn, cursor: &str, epoch: u64) -> Result<u32, StoreError> {
-        let role: Vec<Value> = conn
+        let attached = conn
             .on_master_of(cursor, redis::cmd("ROLE"))
             .await
-            .and_then(|v| redis::from_redis_value(v).map_err(RedisError::from))
+            .and_then(pool::replicas_in_role)
             .map_err(|e| self.failed(&e, epoch))?;
-        let attached = match role.as_slice() {
-            [kind, _offset, Value::Array(replicas), ..]
-                if redis::from_redis_value::<String>(kind.clone()).is_ok_and(|k| k == "master") =>
-            {
-                u32::try_from(replicas.len()).unwrap_or(u32::MAX)
-            }
-            _ => return Err(StoreError::Unavailable("ROLE: the line's node is not a master".into())),
-        };
         if attached == 0 {
             tracing::warn!(line = %cursor, "the Redis master of this line has no replica attached: its writes are not confirmed by any");
             self.alone.lock().unwrap_or_else(PoisonError::into_inner).insert(cursor.to_owned(), Instant::now());

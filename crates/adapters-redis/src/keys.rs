@@ -77,7 +77,8 @@ impl Keys {
     }
 
     /// Where the token `value` of this line is stored; `None` when the value cannot be one of
-    /// this layout's (its last 8 bytes are no `seq`).
+    /// this layout's (its last 8 bytes are no `seq`). Allocates nothing: the scripts name the
+    /// keys from the namespace, `seq` and random part (see [`Keys::bucket`]).
     pub(crate) fn place(&self, value: &TokenValue) -> Option<Place> {
         let mut bytes = [0_u8; 32];
         hex::decode_to_slice(value.secret(), &mut bytes).ok()?;
@@ -86,30 +87,29 @@ impl Keys {
         if seq == 0 || seq >= 1 << 53 {
             return None;
         }
-        Some(Place {
-            seq,
-            random: random.to_vec(),
-            bucket: format!("{}{}", self.record_prefix, seq / RECORDS_PER_BUCKET),
-            field: (seq % RECORDS_PER_BUCKET).to_string(),
-            expired: format!("{}{seq}", self.expired_prefix),
-        })
+        Some(Place { seq, random: random.try_into().ok()? })
+    }
+
+    /// The bucket of records holding `seq` while stored WAITING, and its field there (`slot_of`
+    /// in `prelude.lua`).
+    pub(crate) fn bucket(&self, seq: u64) -> (String, String) {
+        (format!("{}{}", self.record_prefix, seq / RECORDS_PER_BUCKET), (seq % RECORDS_PER_BUCKET).to_string())
+    }
+
+    /// The record of `seq` once expired.
+    pub(crate) fn expired(&self, seq: u64) -> String {
+        format!("{}{seq}", self.expired_prefix)
     }
 }
 
 /// Where one token is stored. A token's 32 bytes are 24 random ones (192 bits: unguessable)
 /// and its arrival `seq`, big-endian: the value names its record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Place {
     /// The arrival `seq` (the line's order before any draw).
     pub(crate) seq: u64,
     /// The 24 random bytes the record must hold for the value to be this token.
-    pub(crate) random: Vec<u8>,
-    /// Its bucket of records, while stored WAITING.
-    pub(crate) bucket: String,
-    /// Its field in the bucket (`seq % 128`).
-    pub(crate) field: String,
-    /// Its record once expired.
-    pub(crate) expired: String,
+    pub(crate) random: [u8; 24],
 }
 
 /// The first 24 bytes of a planned token, the random part of the value the line gives it.
@@ -176,10 +176,9 @@ mod tests {
         let value = token_value(&room, &[0xab; 24], 300).unwrap();
         assert_eq!(value.as_str(), format!("tour.{}{:016x}", "ab".repeat(24), 300));
         let place = keys.place(&value).unwrap();
-        assert_eq!((place.seq, place.random.as_slice()), (300, &[0xab; 24][..]));
-        assert_eq!(place.bucket, "{concert:tour}:r:2");
-        assert_eq!(place.field, "44");
-        assert_eq!(place.expired, "{concert:tour}:x:300");
+        assert_eq!((place.seq, place.random), (300, [0xab; 24]));
+        assert_eq!(keys.bucket(place.seq), ("{concert:tour}:r:2".to_owned(), "44".to_owned()));
+        assert_eq!(keys.expired(place.seq), "{concert:tour}:x:300");
         assert_eq!(random_part(&value).unwrap(), vec![0xab; 24]);
     }
 

@@ -165,15 +165,7 @@ impl Connection {
 
     /// How many replicas are attached to the master the last script ran on (`ROLE`).
     pub(crate) fn attached_replicas(&mut self) -> RedisResult<u32> {
-        let role: Vec<Value> = redis::from_redis_value(self.on_last_master(&redis::cmd("ROLE"))?)?;
-        match role.as_slice() {
-            [kind, _offset, Value::Array(replicas), ..]
-                if redis::from_redis_value::<String>(kind.clone())? == "master" =>
-            {
-                Ok(u32::try_from(replicas.len()).unwrap_or(u32::MAX))
-            }
-            _ => Err(RedisError::from((ErrorKind::Client, "ROLE: not a master"))),
-        }
+        replicas_in_role(self.on_last_master(&redis::cmd("ROLE"))?)
     }
 
     /// Sends `cmd` on one Redis, or on a cluster to the master of `key`'s slot (a keyless
@@ -222,6 +214,17 @@ impl Connection {
             Self::Single(conn) => conn,
             Self::Cluster(c) => &mut c.conn,
         }
+    }
+}
+
+/// How many replicas a master's `ROLE` reply lists; an error when the node is no master.
+pub(crate) fn replicas_in_role(reply: Value) -> RedisResult<u32> {
+    let role: Vec<Value> = redis::from_redis_value(reply)?;
+    match role.as_slice() {
+        [kind, _offset, Value::Array(replicas), ..] if redis::from_redis_value::<String>(kind.clone())? == "master" => {
+            Ok(u32::try_from(replicas.len()).unwrap_or(u32::MAX))
+        }
+        _ => Err(RedisError::from((ErrorKind::Client, "ROLE: not a master"))),
     }
 }
 

@@ -535,7 +535,8 @@ pub mod layout {
         let keys = Keys::new(prefix, &value.room());
         let Some(place) = keys.place(value) else { return Ok(None) };
         let user = |raw: &[u8]| raw.get(24..40).and_then(|b| uuid::Uuid::from_slice(b).ok()).unwrap_or_default();
-        let waiting: Option<Vec<u8>> = con.hget(&place.bucket, &place.field)?;
+        let (bucket, field) = keys.bucket(place.seq);
+        let waiting: Option<Vec<u8>> = con.hget(&bucket, &field)?;
         if let Some(raw) = waiting.filter(|raw| raw.get(..24) == Some(&place.random[..])) {
             return Ok(Some(Stored {
                 status: "WAITING",
@@ -548,7 +549,7 @@ pub mod layout {
                 reason: None,
             }));
         }
-        let expired: Option<Vec<u8>> = con.get(&place.expired)?;
+        let expired: Option<Vec<u8>> = con.get(keys.expired(place.seq))?;
         Ok(expired.filter(|raw| raw.get(..24) == Some(&place.random[..])).map(|raw| Stored {
             status: "EXPIRED",
             user: user(&raw),
@@ -570,7 +571,10 @@ pub mod layout {
     /// its field there (while stored WAITING), and its expired record.
     #[must_use]
     pub fn keys_of(prefix: &str, value: &TokenValue) -> Option<(String, String, String)> {
-        Keys::new(prefix, &value.room()).place(value).map(|p| (p.bucket, p.field, p.expired))
+        let keys = Keys::new(prefix, &value.room());
+        let seq = keys.place(value)?.seq;
+        let (bucket, field) = keys.bucket(seq);
+        Some((bucket, field, keys.expired(seq)))
     }
 
     /// The WAITING list of `room`'s line: the arrival `seq`s of the tokens not yet swept, in
@@ -603,10 +607,7 @@ pub mod layout {
     #[must_use]
     #[allow(clippy::expect_used, reason = "tests")]
     pub fn value_of(room: &RoomId, random: &[u8; 24], seq: u64) -> TokenValue {
-        let mut bytes = [0_u8; 32];
-        bytes[..24].copy_from_slice(random);
-        bytes[24..].copy_from_slice(&seq.to_be_bytes());
-        TokenValue::from_bytes(bytes).in_room(room)
+        crate::keys::token_value(room, random, seq).expect("24 random bytes")
     }
 
     /// Writes a WAITING token as issue.lua stores it (bulk set-ups of huge lines), into `pipe`:
@@ -623,13 +624,14 @@ pub mod layout {
     ) {
         let keys = Keys::new(prefix, &value.room());
         let Some(place) = keys.place(value) else { return };
-        let mut record = place.random.clone();
+        let mut record = place.random.to_vec();
         record.extend_from_slice(&crate::keys::user_bytes(user));
         record.extend_from_slice(&issued_us.to_be_bytes());
         if let Some(seen) = seen_us {
             record.extend_from_slice(&seen.to_be_bytes());
         }
-        pipe.hset(&place.bucket, &place.field, record).ignore();
+        let (bucket, field) = keys.bucket(place.seq);
+        pipe.hset(bucket, field, record).ignore();
         pipe.hset(&keys.users, &crate::keys::user_bytes(user)[..], place.seq).ignore();
         pipe.rpush(&keys.waiting, place.seq).ignore();
     }
