@@ -56,14 +56,22 @@
 //! "Writes a failover must not lose"). `WAIT` covers every write sent on its socket before it,
 //! so the issues of one thread's connection to one line's master share it, as a database
 //! shares a commit's flush: an issue whose script answered joins the round to be sent next;
-//! one round per connection and line is in flight at a time, and when it answers the next is
+//! one round per thread and line is in flight at a time, and when it answers the next is
 //! sent for all that joined meanwhile. A round that no replica confirmed in time fails every
 //! issue in it with `Unavailable` (503) though their scripts ran; a master found with no
 //! replica attached (`ROLE`) confirms without one, and is asked first for 5 s after.
+//!
+//! Redis blocks the socket a `WAIT` was sent on until it answers: every call pipelined behind
+//! it waits too. So a thread that confirms issues holds two connections (a *pair*) and sends
+//! its calls to the one with no `WAIT` out: a round is sent on the connection calls were
+//! going to, and calls go to the other from then on, while rounds alternate between the two.
+//! A round gathers the issues of one connection only (its `WAIT` covers no other socket's
+//! writes). Lines on one master (or on one Redis) still share the pair, so one line's round
+//! can hold another line's calls back, as before.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
@@ -107,19 +115,20 @@ pub struct AsyncRedisLines {
     alone: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
-/// A connection (its id and epoch) and a line: the writes one `WAIT` covers. By the
-/// connection, not the thread: a `WAIT` covers the writes of its own socket only, so a round
-/// never gathers issues written on another (as a task moved between threads could be).
-type RoundKey = (u64, u64, String);
+/// A pair of connections (its id) and a line. By the pair, not the thread: a `WAIT` covers
+/// the writes of its own socket only, so a round never gathers issues written on another pair
+/// (as a task moved between threads could have).
+type RoundKey = (u64, String);
 
 /// What a round of `WAIT` answered every issue in it.
 type RoundResult = Option<Result<(), StoreError>>;
 
-/// The rounds of one connection and line: the one to be sent next (issues join it), and
-/// whether one is in flight (its sender sends the next when it answers).
+/// The rounds of one pair and line: per connection of the pair, the round to be sent next
+/// (the issues whose script answered on it join it), and whether one is in flight (its sender
+/// sends the next when it answers).
 #[derive(Default)]
 struct Round {
-    next: Option<watch::Sender<RoundResult>>,
+    next: [Option<watch::Sender<RoundResult>>; 2],
     sending: bool,
 }
 
@@ -204,20 +213,34 @@ impl Conn {
     }
 }
 
-/// A connection of one thread, and the epoch it was opened in.
-struct Held {
-    conn: Conn,
+/// The connections of one thread (see the module docs, "Replica confirmations in rounds"):
+/// two when issues are confirmed by replicas, else one twice.
+struct Pair {
+    conns: [Conn; 2],
+    /// The connection calls go to now: the one with no `WAIT` out.
+    open: AtomicUsize,
+    /// The epoch the pair was opened in.
     epoch: u64,
-    /// Unique per connection opened (see [`RoundKey`]).
+    /// Unique per pair opened (see [`RoundKey`]).
     id: u64,
+}
+
+impl Pair {
+    /// The connection a call goes to now (a clone: it shares the sockets), and which it is.
+    fn open(&self) -> (Conn, usize) {
+        let side = self.open.load(Ordering::Acquire) & 1;
+        (self.conns[side].clone(), side)
+    }
 }
 
 /// The connections and what is known of Redis' reachability.
 struct Link {
     target: Target,
     timeouts: RedisTimeouts,
-    /// Each calling thread's connection (see the module docs).
-    conns: Mutex<HashMap<ThreadId, Held>>,
+    /// Each calling thread's connections (see the module docs).
+    conns: Mutex<HashMap<ThreadId, Arc<Pair>>>,
+    /// Whether a thread opens two connections (issues are confirmed by replicas).
+    paired: bool,
     /// Bumped when a connection is found lost; connections of older epochs are not used.
     epoch: AtomicU64,
     /// Connections opened so far (each one's id).
@@ -237,11 +260,11 @@ fn unreachable() -> StoreError {
 }
 
 impl Link {
-    /// This thread's connection, if it has one of the current epoch.
-    fn held(&self) -> Option<(Conn, u64, u64)> {
+    /// This thread's connections, if it has them of the current epoch.
+    fn held(&self) -> Option<Arc<Pair>> {
         let epoch = self.epoch.load(Ordering::Acquire);
         let conns = self.conns.lock().unwrap_or_else(PoisonError::into_inner);
-        conns.get(&std::thread::current().id()).filter(|h| h.epoch == epoch).map(|h| (h.conn.clone(), h.epoch, h.id))
+        conns.get(&std::thread::current().id()).filter(|p| p.epoch == epoch).cloned()
     }
 
     /// Redis answered: calls connect again.
@@ -276,8 +299,8 @@ impl Link {
         self.conns.lock().unwrap_or_else(PoisonError::into_inner).remove(&std::thread::current().id());
     }
 
-    /// This thread's connection, opened now if it has none (see the module docs).
-    async fn connection(&self) -> Result<(Conn, u64, u64), StoreError> {
+    /// This thread's connections, opened now if it has none (see the module docs).
+    async fn connection(&self) -> Result<Arc<Pair>, StoreError> {
         if let Some(held) = self.held() {
             return Ok(held);
         }
@@ -295,13 +318,21 @@ impl Link {
             return Err(unreachable());
         }
         let epoch = self.epoch.load(Ordering::Acquire);
-        match self.open().await {
-            Ok(conn) => {
+        let opened = match self.open().await {
+            Ok(first) if self.paired => self.open().await.map(|second| [first, second]),
+            Ok(first) => Ok([first.clone(), first]),
+            Err(e) => Err(e),
+        };
+        match opened {
+            Ok(conns) => {
                 self.answered();
-                let mut conns = self.conns.lock().unwrap_or_else(PoisonError::into_inner);
                 let id = self.opened.fetch_add(1, Ordering::Relaxed);
-                conns.insert(std::thread::current().id(), Held { conn: conn.clone(), epoch, id });
-                Ok((conn, epoch, id))
+                let pair = Arc::new(Pair { conns, open: AtomicUsize::new(0), epoch, id });
+                self.conns
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(std::thread::current().id(), pair.clone());
+                Ok(pair)
             }
             Err(e) => {
                 *self.failed_at.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
@@ -365,6 +396,7 @@ impl AsyncRedisLines {
             target,
             timeouts: cfg.timeouts,
             conns: Mutex::default(),
+            paired: cfg.effective_replica_acks() > 0,
             epoch: AtomicU64::new(0),
             opened: AtomicU64::new(0),
             connecting: tokio::sync::Mutex::new(()),
@@ -399,24 +431,24 @@ impl AsyncRedisLines {
         codec::store_error(e)
     }
 
-    /// After an issue's script answered on `conn` (of `epoch`): waits for its round of `WAIT`
-    /// to be confirmed (see the module docs, "Replica confirmations in rounds").
-    async fn confirm(&self, k: &Keys, conn: &Conn, epoch: u64, id: u64) -> Result<(), StoreError> {
+    /// After an issue's script answered on the connection `side` of `pair`: waits for its
+    /// round of `WAIT` to be confirmed (see the module docs, "Replica confirmations in rounds").
+    async fn confirm(&self, k: &Keys, pair: &Arc<Pair>, side: usize) -> Result<(), StoreError> {
         if self.replica_acks == 0 {
             return Ok(());
         }
-        let key: RoundKey = (id, epoch, k.namespace.clone());
+        let key: RoundKey = (pair.id, k.namespace.clone());
         let (mut answer, send) = {
             let mut rounds = self.rounds.lock().unwrap_or_else(PoisonError::into_inner);
             let round = rounds.entry(key.clone()).or_default();
-            let answer = round.next.get_or_insert_with(|| watch::channel(None).0).subscribe();
+            let answer = round.next[side].get_or_insert_with(|| watch::channel(None).0).subscribe();
             let send = !round.sending;
             round.sending = true;
             (answer, send)
         };
         if send {
-            let (this, conn, cursor) = (self.clone(), conn.clone(), k.cursor.clone());
-            tokio::spawn(async move { this.send_rounds(key, conn, cursor).await });
+            let (this, pair, cursor) = (self.clone(), pair.clone(), k.cursor.clone());
+            tokio::spawn(async move { this.send_rounds(key, pair, cursor).await });
         }
         let answered = answer.wait_for(Option::is_some).await;
         match answered.as_deref() {
@@ -425,20 +457,30 @@ impl AsyncRedisLines {
         }
     }
 
-    /// Sends the rounds of `key` one after the other until none is waiting.
-    async fn send_rounds(self, key: RoundKey, mut conn: Conn, cursor: String) {
+    /// Sends the rounds of `key` one after the other until none is waiting: first the round
+    /// of the connection calls go to, which they leave for the other while its `WAIT` is out;
+    /// else the other's (issues whose script was sent before the last switch), which calls do
+    /// not go to.
+    async fn send_rounds(self, key: RoundKey, pair: Arc<Pair>, cursor: String) {
         loop {
-            let round = {
+            let (side, round) = {
                 let mut rounds = self.rounds.lock().unwrap_or_else(PoisonError::into_inner);
-                match rounds.get_mut(&key).and_then(|r| r.next.take()) {
-                    Some(round) => round,
-                    None => {
-                        rounds.remove(&key);
-                        return;
-                    }
+                let open = pair.open.load(Ordering::Acquire) & 1;
+                let taken = rounds.get_mut(&key).and_then(|r| {
+                    let side = [open, 1 - open].into_iter().find(|&s| r.next[s].is_some())?;
+                    r.next[side].take().map(|round| (side, round))
+                });
+                let Some((side, round)) = taken else {
+                    rounds.remove(&key);
+                    return;
+                };
+                if side == open {
+                    pair.open.store(1 - open, Ordering::Release);
                 }
+                (side, round)
             };
-            let result = self.replicas_confirm(&mut conn, &cursor, key.1).await;
+            let mut conn = pair.conns[side].clone();
+            let result = self.replicas_confirm(&mut conn, &cursor, pair.epoch).await;
             round.send_replace(Some(result));
         }
     }
@@ -512,7 +554,8 @@ impl AsyncRedisLines {
         let random = keys::random_part(&value).ok_or_else(|| codec::corrupt("a planned token value"))?;
         let k = Keys::new(&self.prefix, room);
         let now_us = codec::to_micros(now).to_string();
-        let (mut conn, epoch, id) = self.link.connection().await?;
+        let pair = self.link.connection().await?;
+        let (mut conn, side) = pair.open();
         // The commit point: the script is this call's write (see the module docs).
         if !watch.begin_commit() {
             return Err(StoreError::Timeout("the caller gave up before the write was sent".into()));
@@ -523,11 +566,11 @@ impl AsyncRedisLines {
             .invoke_async::<codec::Reply>(&mut conn)
             .await;
         // Never retried: a lost reply may mean the token was stored (see the module docs).
-        let reply = sent.map_err(|e| self.failed(&e, epoch))?;
+        let reply = sent.map_err(|e| self.failed(&e, pair.epoch))?;
         self.link.answered();
         // Also when the user's token was found: the call that stored it may have failed this
         // very confirmation, and a 200 must not hand out a token a failover can lose.
-        self.confirm(&k, &conn, epoch, id).await?;
+        self.confirm(&k, &pair, side).await?;
         codec::issue_outcome(&reply, room)
     }
 
@@ -544,7 +587,9 @@ impl AsyncRedisLines {
         let started = Instant::now();
         let mut retried = false;
         let reply = loop {
-            let (mut conn, epoch, _) = self.link.connection().await?;
+            let pair = self.link.connection().await?;
+            let (mut conn, _) = pair.open();
+            let epoch = pair.epoch;
             let sent = self.scripts.find_call(&k, &place, true).invoke_async::<Option<codec::Reply>>(&mut conn).await;
             match sent {
                 Ok(reply) => break reply,

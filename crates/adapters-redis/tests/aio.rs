@@ -8,7 +8,8 @@
 //! - an outage on a private `redis-server`: a stopped server is answered `Unavailable` at once
 //!   after the first failed attempt, and the same client recovers once it is back; a frozen one
 //!   (SIGSTOP) after the script was sent is answered `Unavailable` within the read timeout, and
-//!   the user's retry finds the token the lost call stored (never a second one).
+//!   the user's retry finds the token the lost call stored (never a second one);
+//! - a round of replica confirmation (`WAIT`) holds back none of its thread's other calls.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
 
 mod common;
@@ -384,4 +385,52 @@ fn a_readiness_ping_that_redis_answered_lets_the_next_call_connect_at_once() {
     lines.redis_answered();
     let issued = runtime().block_on(lines.issue(&main, user(), value(), now(), &CommitWatch::new())).unwrap();
     assert!(issued.created);
+}
+
+/// A round of replica confirmation holds its connection until Redis answers its `WAIT`; the
+/// thread's other calls go to the pair's other connection meanwhile. Here no replica ever
+/// confirms (one Redis, asked for one replica), so the round's `WAIT` is out for its whole
+/// timeout: a poll from the same thread answers while Redis still has that `WAIT` blocked, and
+/// the issue answers only after it (confirmed: a master with no replica attached).
+#[test]
+fn calls_are_not_held_behind_a_round_of_replica_confirmation() {
+    let mut server = PrivateRedis::reserve();
+    server.launch();
+    let mut cfg = RedisConfig::with_url_and_prefix(server.url(), "aio-pair");
+    cfg.replica_acks = Some(1);
+    cfg.timeouts.replica_ack = Duration::from_secs(3);
+    cfg.timeouts.read = Duration::from_secs(10);
+    let lines = Arc::new(AsyncRedisLines::new(&cfg).unwrap());
+    let mut admin = redis::Client::open(server.url()).unwrap().get_connection().unwrap();
+    let blocked = |admin: &mut redis::Connection| -> u64 {
+        let info: String = redis::cmd("INFO").arg("clients").query(admin).unwrap();
+        info.lines().find_map(|l| l.strip_prefix("blocked_clients:")).unwrap().trim().parse().unwrap()
+    };
+    let main = RoomId::main();
+    let mut bytes = [0_u8; 32];
+    bytes[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    bytes[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    let planned = TokenValue::from_bytes(bytes);
+    // The line keeps the planned value's random part and puts its arrival seq after it.
+    bytes[24..].copy_from_slice(&1_u64.to_be_bytes());
+    let token = TokenValue::from_bytes(bytes);
+    // One thread: both calls are made with this thread's connections.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let issue = {
+            let (lines, main) = (lines.clone(), main.clone());
+            tokio::spawn(async move { lines.issue(&main, user(), planned, now(), &CommitWatch::new()).await })
+        };
+        // The issue's script answered and its round's `WAIT` is out.
+        while blocked(&mut admin) == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let found = lines.find_with_cursor(&main, &token).await.unwrap().expect("the stored token");
+        assert_eq!(blocked(&mut admin), 1, "the poll answered while the round's WAIT was out");
+        assert!(!issue.is_finished(), "the issue waits for its round");
+        let issued = issue.await.unwrap().unwrap();
+        assert_eq!((issued.token.seq, issued.token.value.clone()), (1, token));
+        assert_eq!(found.0.seq, 1);
+        assert_eq!(blocked(&mut admin), 0);
+    });
 }
