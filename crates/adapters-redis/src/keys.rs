@@ -52,9 +52,6 @@ pub(crate) struct Keys {
     /// Prefix of a bucket of records: `{ns}:r:<seq / 128>`, a hash from `seq % 128` to the
     /// packed record of a token stored WAITING (`RECORD` in `prelude.lua`).
     pub(crate) record_prefix: String,
-    /// Prefix of an expired token's record: `{ns}:x:<seq>`, a packed string kept for the
-    /// retention of expired tokens and then dropped by Redis (`EXPIRED` in `prelude.lua`).
-    pub(crate) expired_prefix: String,
 }
 
 impl Keys {
@@ -71,7 +68,6 @@ impl Keys {
             drawn: format!("{ns}:drawn"),
             users: format!("{ns}:users"),
             record_prefix: format!("{ns}:r:"),
-            expired_prefix: format!("{ns}:x:"),
             namespace: ns,
         }
     }
@@ -92,13 +88,16 @@ impl Keys {
 
     /// The bucket of records holding `seq` while stored WAITING, and its field there (`slot_of`
     /// in `prelude.lua`).
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn bucket(&self, seq: u64) -> (String, String) {
         (format!("{}{}", self.record_prefix, seq / RECORDS_PER_BUCKET), (seq % RECORDS_PER_BUCKET).to_string())
     }
 
-    /// The record of `seq` once expired.
+    /// The record of `seq` once expired: a packed string kept for the retention of expired
+    /// tokens and then dropped by Redis (`EXPIRED` in `prelude.lua`).
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn expired(&self, seq: u64) -> String {
-        format!("{}{seq}", self.expired_prefix)
+        format!("{}:x:{seq}", self.namespace)
     }
 }
 
@@ -135,7 +134,7 @@ pub(crate) fn user_bytes(user: UserId) -> [u8; 16] {
 mod tests {
     use super::*;
 
-    fn all(keys: &Keys) -> [&String; 10] {
+    fn all(keys: &Keys) -> [String; 10] {
         [
             &keys.issued,
             &keys.cursor,
@@ -146,8 +145,9 @@ mod tests {
             &keys.drawn,
             &keys.users,
             &keys.record_prefix,
-            &keys.expired_prefix,
+            &keys.expired(1),
         ]
+        .map(ToOwned::to_owned)
     }
 
     #[test]

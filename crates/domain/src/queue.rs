@@ -100,12 +100,7 @@ impl TokenValue {
     /// Builds a token from 32 random bytes.
     #[must_use]
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        use fmt::Write as _;
-        let mut s = String::with_capacity(Self::LEN);
-        for b in bytes {
-            let _ = write!(s, "{b:02x}");
-        }
-        Self(s)
+        Self(hex::encode(bytes))
     }
 
     /// The token as sent to and by clients.
