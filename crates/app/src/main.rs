@@ -5,6 +5,14 @@ use std::process::ExitCode;
 use app::{commands, telemetry, Cli};
 use clap::Parser as _;
 
+/// jemalloc rather than glibc's malloc: a token issue boxes futures of more than a kilobyte,
+/// and each such allocation made glibc merge its free lists of small chunks
+/// (`malloc_consolidate`); malloc took about a fifth of the server's time under load. An A/B
+/// on one Redis cut the server's CPU per issue by a fifth at 64 connections with the same
+/// tails (docs/benchmarks.md, "Allocator"). mimalloc cut it too but doubled issue's p99.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[actix_web::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
