@@ -13,7 +13,8 @@
 //! worker: each worker is a single-threaded runtime): the connection's driver task is spawned
 //! on the runtime of the thread that opened it, so a worker's reply wakes that same worker and
 //! never crosses to another thread (the context switches this client exists to remove). A
-//! multiplexed connection pipelines every call of its worker, so no pool is needed.
+//! multiplexed connection pipelines every call of its worker, so no pool is needed. A thread
+//! whose issues replicas confirm holds two (see "Replica confirmations in rounds").
 //!
 //! Reconnecting is this module's, not the crate's connection manager's, so that an outage is
 //! answered as the blocking pool answers it (see `pool`): a connection is opened on demand and
