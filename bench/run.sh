@@ -65,8 +65,9 @@ PER_CONCERT=10
 SEATS=200
 SCHEDULES=$((CONCERTS * PER_CONCERT))
 # Users with an ACTIVE token, in seq order (the Redis store gets the same line). Each token's
-# value carries its seq: bench.seq in bench/sql/prepare.sql (and PGBENCH_SEQ below) numbers
-# them the same way; keep them in step (check_token_values stops a Redis round that differs).
+# value carries its seq: bench.seq in bench/sql/prepare.sql numbers them the same way (the
+# pgbench scripts call it too); keep them in step (check_token_values stops a Redis round
+# that differs).
 ACTIVE_USERS="1-2000,10001-70000,200001-220000,300001-310000"
 # Reserve via HTTP: 80,000 distinct seats (schedules 301..700) over 20,000 users, so that no
 # user ever holds more than MAX_HOLDS_PER_USER (4) seats; split between the connection counts.
@@ -412,44 +413,11 @@ EOF
 # The pgbench script of an endpoint as this store's server runs it. Adjustments to the
 # generated scripts (bench/pgbench/README.md): reserve spreads its transactions over the users
 # that -D ubase/nusers name, so that no user passes the hold limit (past it the adapter's
-# insert does nothing, which would make the ceiling a no-op); with the queue in Redis the
-# authorization (QueueStore::find) is a Redis call, so its PostgreSQL statement is left out;
-# and where a generated script still spells a token as the bench made it before values
-# carried their seq (two md5s: TOK in crates/adapters-postgres/src/pgbench.rs), which no row
-# holds any more, it becomes bench.tok(:n) of prepare.sql inlined: its seq bench.seq(:n)
-# computed by pgbench (PGBENCH_SEQ, after the script's `\set n`), the rest in the statement as
-# before. Not a call of bench.tok: PostgreSQL does not inline it (`'t' || n` is not immutable),
-# and running it costs the ceiling what the adapter's statements, given the value, do not pay.
-PGBENCH_OLD_TOK="(md5('t' || :n) || md5('u' || :n))"
-PGBENCH_TOK="(md5('t' || :n) || left(md5('u' || :n), 16) || lpad(to_hex(:bench_seq::bigint), 16, '0'))"
-# bench.seq(n) in pgbench's expression language (and SQL's, with n for :n; -1 for no token).
-PGBENCH_SEQ="case when :n >= 1 and :n <= 2000 then :n when :n >= 10001 and :n <= 70000 then :n - 8000 \
-when :n >= 200001 and :n <= 220000 then :n - 138000 when :n >= 300001 and :n <= 310000 then :n - 218000 \
-when :n > 1000000 then :n - 908000 else -1 end"
+# insert does nothing, which would make the ceiling a no-op); and with the queue in Redis the
+# authorization (QueueStore::find) is a Redis call, so its PostgreSQL statement is left out.
 pgbench_script() { # name
     local src="$ROOT/bench/pgbench/$1.sql" dst="$WORK/pgbench/$STORE-$1.sql"
     cp "$src" "$dst"
-    if grep -qF "$PGBENCH_OLD_TOK" "$dst"; then
-        local bad
-        # The inlined value is bench.tok's for users of every range of the line.
-        bad=$(psql_db -At -c "SELECT count(*) FROM unnest('{1,2000,10001,70000,200001,220000,300001,310000,1000001,2000000}'::bigint[]) n
-            WHERE $(sed 's/:bench_seq::bigint/(SEQ)::bigint/; s/:n/n/g' <<<"$PGBENCH_TOK" | sed "s/(SEQ)/(${PGBENCH_SEQ//:n/n})/")
-                  IS DISTINCT FROM bench.tok(n)")
-        [[ $bad == 0 ]] || { loud "run.sh's inlined bench.tok differs from prepare.sql's (PGBENCH_TOK, PGBENCH_SEQ)"; exit 1; }
-        grep -q '^\\set n ' "$dst" || { loud "bench/pgbench/$1.sql sets no :n: update pgbench_script in run.sh"; exit 1; }
-        python3 - "$dst" "$PGBENCH_OLD_TOK" "$PGBENCH_TOK" "$PGBENCH_SEQ" <<'PY'
-import sys
-path, old, new, seq = sys.argv[1:5]
-out = []
-with open(path, encoding="utf-8") as fh:
-    for line in fh:
-        out.append(line.replace(old, new))
-        if line.startswith("\\set n "):
-            out.append("\\set bench_seq " + seq + "\n")
-with open(path, "w", encoding="utf-8") as fh:
-    fh.writelines(out)
-PY
-    fi
     if [[ $1 == reserve ]]; then
         grep -q '^\\set n 1 + :i % 2000$' "$dst" || { loud "bench/pgbench/reserve.sql changed shape: update pgbench_script in run.sh"; exit 1; }
         sed -i 's/^\\set n 1 + :i % 2000$/\\set n :ubase + :i % :nusers/' "$dst"

@@ -48,7 +48,7 @@ CREATE FUNCTION bench.seq(n bigint) RETURNS bigint IMMUTABLE PARALLEL SAFE LANGU
 -- the Redis store's values carry it (crates/adapters-redis, src/keys.rs: the value names its
 -- record), so a value exported from here addresses the same token on either store
 -- (bench/redisq.py `tok` computes the same values). PostgreSQL keeps it as opaque text.
--- bench/run.sh inlines the same expression into the pgbench scripts (`pgbench_script`).
+-- The pgbench scripts spell the same expression (TOK in crates/adapters-postgres/src/pgbench.rs).
 CREATE FUNCTION bench.tok(n bigint) RETURNS text IMMUTABLE PARALLEL SAFE LANGUAGE sql
   AS $$ SELECT md5('t' || n) || left(md5('u' || n), 16) || lpad(to_hex(bench.seq(n)), 16, '0') $$;
 -- Stops a bench script with `msg` (ON_ERROR_STOP): the data would not be what the files say.
