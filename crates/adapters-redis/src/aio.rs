@@ -227,9 +227,14 @@ struct Pair {
 }
 
 impl Pair {
+    /// Which connection calls go to now.
+    fn open_side(&self) -> usize {
+        self.open.load(Ordering::Acquire) & 1
+    }
+
     /// The connection a call goes to now (a clone: it shares the sockets), and which it is.
     fn open(&self) -> (Conn, usize) {
-        let side = self.open.load(Ordering::Acquire) & 1;
+        let side = self.open_side();
         (self.conns[side].clone(), side)
     }
 }
@@ -466,7 +471,7 @@ impl AsyncRedisLines {
         loop {
             let (side, round) = {
                 let mut rounds = self.rounds.lock().unwrap_or_else(PoisonError::into_inner);
-                let open = pair.open.load(Ordering::Acquire) & 1;
+                let open = pair.open_side();
                 let taken = rounds.get_mut(&key).and_then(|r| {
                     let side = [open, 1 - open].into_iter().find(|&s| r.next[s].is_some())?;
                     r.next[side].take().map(|round| (side, round))

@@ -56,16 +56,13 @@ pub(crate) const TOKEN_FIELDS: usize = 7;
 pub(crate) const CURSOR_FIELDS: usize = 6;
 
 /// A token from the fields `user, seq, status, issued, activated, expires, reason` at
-/// `fields[at..]` (the user as its 16 bytes, as records keep it, or spelled as a UUID).
+/// `fields[at..]` (the user as its 16 bytes, as records keep it).
 pub(crate) fn token<B: AsRef<[u8]>>(
     value: TokenValue,
     fields: &[Option<B>],
     at: usize,
 ) -> Result<QueueToken, StoreError> {
-    let raw = bytes(fields, at, "user")?;
-    let user = uuid::Uuid::from_slice(raw)
-        .or_else(|_| std::str::from_utf8(raw).map_err(|_| ()).and_then(|s| uuid::Uuid::parse_str(s).map_err(|_| ())))
-        .map_err(|()| corrupt("user is not a UUID"))?;
+    let user = uuid::Uuid::from_slice(bytes(fields, at, "user")?).map_err(|_| corrupt("user is not a UUID"))?;
     let status = TokenStatus::from_str(field(fields, at + 2, "status")?).map_err(|_| corrupt("unknown status"))?;
     Ok(QueueToken {
         value,
@@ -193,9 +190,9 @@ mod tests {
     #[test]
     fn a_token_decodes_from_its_hash_fields() {
         let value = TokenValue::from_bytes([1; 32]);
-        let f = |s: &str| Some(s.to_owned());
+        let f = |s: &str| Some(s.as_bytes().to_vec());
         let fields = [
-            f("9b2f0f54-7d55-4ef7-9d0c-2b1a4fb1f1c1"),
+            Some(uuid::Uuid::parse_str("9b2f0f54-7d55-4ef7-9d0c-2b1a4fb1f1c1").unwrap().as_bytes().to_vec()),
             f("7"),
             f("ACTIVE"),
             f("1893456000000000"),

@@ -29,6 +29,7 @@ use domain::room::{DrawOutcome, RoomId};
 use domain::service::Ports;
 use time::OffsetDateTime;
 
+use adapters_redis::testing::layout;
 use common::{ports_on, Namespace};
 
 /// One runtime for every bridged call of this binary (several threads: connections' drivers
@@ -407,13 +408,10 @@ fn calls_are_not_held_behind_a_round_of_replica_confirmation() {
         info.lines().find_map(|l| l.strip_prefix("blocked_clients:")).unwrap().trim().parse().unwrap()
     };
     let main = RoomId::main();
-    let mut bytes = [0_u8; 32];
-    bytes[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    bytes[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    let planned = TokenValue::from_bytes(bytes);
+    let mut random = [0_u8; 24];
+    random[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
     // The line keeps the planned value's random part and puts its arrival seq after it.
-    bytes[24..].copy_from_slice(&1_u64.to_be_bytes());
-    let token = TokenValue::from_bytes(bytes);
+    let (planned, token) = (layout::value_of(&main, &random, 0), layout::value_of(&main, &random, 1));
     // One thread: both calls are made with this thread's connections.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
