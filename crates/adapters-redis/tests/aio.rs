@@ -9,7 +9,9 @@
 //!   after the first failed attempt, and the same client recovers once it is back; a frozen one
 //!   (SIGSTOP) after the script was sent is answered `Unavailable` within the read timeout, and
 //!   the user's retry finds the token the lost call stored (never a second one);
-//! - a round of replica confirmation (`WAIT`) holds back none of its thread's other calls.
+//! - a round of replica confirmation (`WAIT`) holds back none of its thread's other calls;
+//! - issues whose scripts answer while a round is out share the next one, and none answers
+//!   before a replica confirmed it (a private master whose replica is held by SIGSTOP).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
 
 mod common;
@@ -253,8 +255,15 @@ impl PrivateRedis {
 
     /// Starts the server on the port and waits until it answers a PING.
     fn launch(&mut self) {
+        self.launch_with(&[]);
+    }
+
+    /// [`Self::launch`] with more arguments to `redis-server`.
+    fn launch_with(&mut self, args: &[&str]) {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--repl-diskless-sync-delay", "0"])
+            .args(args)
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
@@ -431,4 +440,81 @@ fn calls_are_not_held_behind_a_round_of_replica_confirmation() {
         assert_eq!(found.0.seq, 1);
         assert_eq!(blocked(&mut admin), 0);
     });
+}
+
+/// Issues whose scripts answer while a round's `WAIT` is out share the next round. Here the
+/// only replica is frozen (SIGSTOP) once it has synced, so the first round cannot be confirmed:
+/// 200 issues from one thread all run their scripts, none answers its caller, and Redis holds
+/// one `WAIT`. Once the replica runs again every issue answers, gapless, after at most three
+/// `WAIT`s: the first round (every reply read before it was sent), the one every later reply
+/// joined while it was out, and one for any reply read only after its answer.
+#[test]
+fn concurrent_issues_share_rounds_of_replica_confirmation() {
+    const N: usize = 200;
+    let mut master = PrivateRedis::reserve();
+    master.launch();
+    let mut replica = PrivateRedis::reserve();
+    replica.launch_with(&["--replicaof", "127.0.0.1", &master.port.to_string()]);
+    let mut cfg = RedisConfig::with_url_and_prefix(master.url(), "aio-rounds");
+    cfg.replica_acks = Some(1);
+    cfg.timeouts.replica_ack = Duration::from_secs(60);
+    cfg.timeouts.read = Duration::from_secs(120);
+    let lines = Arc::new(AsyncRedisLines::new(&cfg).unwrap());
+    let line = RedisQueue::new(&cfg).unwrap();
+    let mut admin = redis::Client::open(master.url()).unwrap().get_connection().unwrap();
+    let info = |admin: &mut redis::Connection, section: &str, field: &str| -> String {
+        let info: String = redis::cmd("INFO").arg(section).query(admin).unwrap();
+        info.lines().find_map(|l| l.strip_prefix(field)).unwrap_or_default().trim().to_owned()
+    };
+    let waits = |admin: &mut redis::Connection| -> u64 {
+        let stats = info(admin, "commandstats", "cmdstat_wait:calls=");
+        stats.split(',').next().and_then(|n| n.parse().ok()).unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !info(&mut admin, "replication", "slave0:").contains("state=online") {
+        assert!(Instant::now() < deadline, "the replica did not sync");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let main = RoomId::main();
+    // One thread's runtime: every call goes through this thread's pair of connections.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    // Connected, the script loaded and the replica confirming before counting.
+    let first = rt.block_on(lines.issue(&main, user(), value(), now(), &CommitWatch::new())).unwrap();
+    assert_eq!(first.token.seq, 1);
+    let before = waits(&mut admin);
+    replica.signal("-STOP");
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let issues = {
+        let (lines, main, answered) = (lines.clone(), main.clone(), answered.clone());
+        std::thread::spawn(move || {
+            rt.block_on(async {
+                let mut calls = tokio::task::JoinSet::new();
+                for _ in 0..N {
+                    let (lines, main, answered) = (lines.clone(), main.clone(), answered.clone());
+                    calls.spawn(async move {
+                        let out = lines.issue(&main, user(), value(), now(), &CommitWatch::new()).await;
+                        answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        out
+                    });
+                }
+                calls.join_all().await
+            })
+        })
+    };
+    // Every script has run and the first round's `WAIT` is out.
+    while line.stats().unwrap().issued_through < i64::try_from(N).unwrap() + 1
+        || info(&mut admin, "clients", "blocked_clients:") != "1"
+    {
+        assert!(Instant::now() < deadline, "the scripts did not all run");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(answered.load(std::sync::atomic::Ordering::SeqCst), 0, "no issue answers before a replica confirms it");
+    assert_eq!(waits(&mut admin) - before, 1, "one round is out, for every script run so far");
+    replica.signal("-CONT");
+    let outcomes = issues.join().unwrap();
+    let sent = waits(&mut admin) - before;
+    let mut seqs: Vec<i64> = outcomes.into_iter().map(|o| o.unwrap().token.seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (2..=i64::try_from(N).unwrap() + 1).collect::<Vec<_>>());
+    assert!((1..=3).contains(&sent), "{sent} WAITs for {N} issues");
 }
