@@ -282,6 +282,39 @@ impl Cluster {
         Err(redis::RedisError::from((redis::ErrorKind::Client, "slot not covered")))
     }
 
+    /// The port of a replica of the master on `master` (its `ROLE`).
+    ///
+    /// # Errors
+    /// The master did not answer, or has no replica attached.
+    pub fn replica_of(&self, master: u16) -> Result<u16, String> {
+        let mut c = node_connection(master).map_err(|e| e.to_string())?;
+        let role: Vec<Value> = redis::cmd("ROLE").query(&mut c).map_err(|e| e.to_string())?;
+        let replicas: Vec<Vec<String>> = role
+            .into_iter()
+            .nth(2)
+            .map(redis::from_redis_value)
+            .transpose()
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default();
+        replicas
+            .first()
+            .and_then(|r| r.get(1))
+            .and_then(|port| port.parse().ok())
+            .ok_or_else(|| format!("the master on {master} has no replica attached"))
+    }
+
+    /// Sends `signal` (as `kill` spells it: `-STOP`, `-CONT`) to the node on `port`.
+    ///
+    /// # Panics
+    /// No live node on `port`, or `kill` failed.
+    #[allow(clippy::panic, reason = "a test that cannot signal its node must fail")]
+    pub fn signal(&self, port: u16, signal: &str) {
+        let node = self.nodes.iter().find(|n| n.port == port).and_then(|n| n.server.as_ref());
+        let pid = node.map(Child::id).unwrap_or_else(|| panic!("no live node on port {port}"));
+        let sent = Command::new("kill").args([signal, &pid.to_string()]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill {signal} {pid} failed");
+    }
+
     /// Kills the node on `port` with SIGKILL (a crash: no goodbye to the cluster).
     pub fn kill(&mut self, port: u16) {
         if let Some(node) = self.nodes.iter_mut().find(|n| n.port == port) {

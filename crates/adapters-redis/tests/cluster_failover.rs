@@ -1,8 +1,9 @@
 //! A master of the Redis Cluster dies under load (SIGKILL): its rooms answer `Unavailable`
 //! for a few seconds, until its replica takes over, then answer again from the same store;
 //! the rooms of the other masters never notice; and no token is duplicated, lost after its
-//! issue returned, or admitted twice. The cluster (3 masters, 3 replicas, node timeout 1 s)
-//! is this test's own, removed when it ends.
+//! issue returned, or admitted twice. And no issue is confirmed while its master's replica is
+//! held, also when a socket of a round waiting to be sent is dropped. Each test's cluster (3
+//! masters, 3 replicas, node timeout 1 s) is its own, removed when it ends.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -11,11 +12,12 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration as StdDuration, Instant};
 
-use adapters_redis::testing::Cluster;
-use adapters_redis::{RedisConfig, RedisQueue};
+use adapters_redis::testing::{Cluster, TestConnection};
+use adapters_redis::{AsyncRedisLines, RedisConfig, RedisQueue};
+use domain::call::CommitWatch;
 use domain::clock::{Clock, ManualClock};
 use domain::ids::UserId;
-use domain::ports::QueueStore;
+use domain::ports::{AsyncQueueLines as _, QueueStore, StoreError};
 use domain::queue::{AdmissionOutcome, AdmissionPolicy, TokenStatus, TokenValue};
 use domain::room::RoomId;
 use time::{Duration, OffsetDateTime};
@@ -238,4 +240,84 @@ fn a_master_failing_over_stops_only_its_rooms_for_seconds_and_loses_nothing_ackn
 
 fn value_for_retry(room: &RoomId) -> TokenValue {
     value(u64::MAX, room)
+}
+
+/// No issue is confirmed while its master's only replica is held (SIGSTOP), also when the
+/// socket a waiting round's script went on is dropped by the master meanwhile (a `WAIT` sent
+/// on a socket that wrote nothing would answer at once). A first issue's round is out; a
+/// second issue's script answers on the pair's other socket, its round waiting behind the
+/// first; the master drops that socket, and a poll is answered after meeting it. Both issues
+/// answer `Unavailable` once their rounds time out, and once the replica runs again the second
+/// user's retry gets the token its lost call stored.
+#[test]
+fn no_issue_is_confirmed_while_its_replica_is_held_even_if_a_socket_drops() {
+    let cluster = Cluster::start().unwrap();
+    let room = RoomId::parse("held-replica").unwrap();
+    let mut cfg = RedisConfig::with_url_and_prefix(cluster.url(), "held-replica");
+    cfg.timeouts.replica_ack = StdDuration::from_secs(1);
+    cfg.timeouts.read = StdDuration::from_secs(10);
+    let lines = Arc::new(AsyncRedisLines::new(&cfg).unwrap());
+    let line = RedisQueue::new(&cfg).unwrap().line(&room);
+    let master = cluster.master_of(&format!("{}:issued", line.namespace())).unwrap();
+    let replica = cluster.replica_of(master).unwrap();
+    let mut admin = TestConnection::open(&format!("redis://127.0.0.1:{master}")).unwrap();
+    // The master's clients as `CLIENT LIST` shows them: (id, last command, flags).
+    let mut clients = move || -> Vec<(String, String, String)> {
+        let list: String = redis::cmd("CLIENT").arg("LIST").arg("TYPE").arg("normal").query(&mut admin).unwrap();
+        let field =
+            |line: &str, name: &str| line.split(' ').find_map(|f| f.strip_prefix(name)).unwrap_or_default().to_owned();
+        list.lines().map(|l| (field(l, "id="), field(l, "cmd="), field(l, "flags="))).collect()
+    };
+    let now = OffsetDateTime::now_utc();
+    let issue = |lines: &Arc<AsyncRedisLines>, user: UserId| {
+        let (lines, room) = (lines.clone(), room.clone());
+        tokio::spawn(async move { lines.issue(&room, user, value(1, &room), now, &CommitWatch::new()).await })
+    };
+    let second_user = UserId::from_uuid(uuid::Uuid::new_v4());
+    // One thread: every call goes through this thread's pair of connections.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (first, second) = rt.block_on(async {
+        // Connected, the scripts loaded and the replica confirming before it is held.
+        let warm = issue(&lines, UserId::from_uuid(uuid::Uuid::new_v4())).await.unwrap().unwrap();
+        cluster.signal(replica, "-STOP");
+        let deadline = Instant::now() + StdDuration::from_secs(20);
+        let first = issue(&lines, UserId::from_uuid(uuid::Uuid::new_v4()));
+        while !clients().iter().any(|(_, cmd, flags)| cmd == "wait" && flags.contains('b')) {
+            assert!(Instant::now() < deadline, "the first round's WAIT was not sent");
+            tokio::time::sleep(StdDuration::from_millis(5)).await;
+        }
+        let second = issue(&lines, second_user);
+        while line.stats().unwrap().issued_through < 3 {
+            assert!(Instant::now() < deadline, "the second issue's script did not run");
+            tokio::time::sleep(StdDuration::from_millis(5)).await;
+        }
+        // Its reply read, and its round waiting behind the first.
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+        assert!(!first.is_finished() && !second.is_finished(), "both wait for a replica");
+        // Every client whose last call was a script: the pair's other socket (and the
+        // blocking pool's, which read the stats).
+        let mut node = TestConnection::open(&format!("redis://127.0.0.1:{master}")).unwrap();
+        let scripts: Vec<_> = clients().into_iter().filter(|(_, cmd, _)| cmd == "evalsha").collect();
+        assert_eq!(scripts.len(), 2, "the second issue's socket and the pool's: {scripts:?}");
+        for (id, _, _) in scripts {
+            let _: i64 = redis::cmd("CLIENT").arg("KILL").arg("ID").arg(&id).query(&mut node).unwrap();
+        }
+        // A poll meets the dropped socket; the cluster client opens it anew.
+        let found = lines.find_with_cursor(&room, &warm.token.value).await.unwrap();
+        assert!(found.is_some(), "the poll is answered");
+        (first.await.unwrap(), second.await.unwrap())
+    });
+    cluster.signal(replica, "-CONT");
+    assert!(matches!(first, Err(StoreError::Unavailable(_))), "{first:?}");
+    assert!(matches!(second, Err(StoreError::Unavailable(_))), "confirmed on the reopened socket: {second:?}");
+    // Once the replica runs again, the user's retry gets the token the second issue stored.
+    let deadline = Instant::now() + StdDuration::from_secs(20);
+    let retry = loop {
+        match rt.block_on(async { issue(&lines, second_user).await }).unwrap() {
+            Ok(out) => break out,
+            Err(StoreError::Unavailable(_)) if Instant::now() < deadline => thread::sleep(StdDuration::from_millis(50)),
+            Err(e) => panic!("the retry failed: {e}"),
+        }
+    };
+    assert_eq!((retry.created, retry.token.seq), (false, 3), "{retry:?}");
 }
