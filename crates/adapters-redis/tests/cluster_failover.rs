@@ -243,12 +243,14 @@ fn value_for_retry(room: &RoomId) -> TokenValue {
 }
 
 /// No issue is confirmed while its master's only replica is held (SIGSTOP), also when the
-/// socket a waiting round's script went on is dropped by the master meanwhile (a `WAIT` sent
-/// on a socket that wrote nothing would answer at once). A first issue's round is out; a
-/// second issue's script answers on the pair's other socket, its round waiting behind the
-/// first; the master drops that socket, and a poll is answered after meeting it. Both issues
-/// answer `Unavailable` once their rounds time out, and once the replica runs again the second
-/// user's retry gets the token its lost call stored.
+/// socket a waiting round's script went on is dropped by the master meanwhile and the
+/// cluster client reopens it: a `WAIT` sent as the first command of a fresh socket would
+/// answer at once (Redis counts from the last command a socket ran), so this holds only while
+/// the round goes on a socket that has run a command (see docs/architecture.md). A first
+/// issue's round is out; a second issue's script answers on the pair's other socket, its round
+/// waiting behind the first; the master drops that socket, and a poll meets the drop. Both
+/// issues answer `Unavailable` once their rounds time out, and once the replica runs again the
+/// second user's retry gets the token its lost call stored.
 #[test]
 fn no_issue_is_confirmed_while_its_replica_is_held_even_if_a_socket_drops() {
     let cluster = Cluster::start().unwrap();
