@@ -69,6 +69,16 @@
 //! A round gathers the issues of one connection only (its `WAIT` covers no other socket's
 //! writes). Lines on one master (or on one Redis) still share the pair, so one line's round
 //! can hold another line's calls back, as before.
+//!
+//! A round is one pipeline on one socket: `confirm.lua`, then the `WAIT`. `WAIT` counts from
+//! the point of the master's replication stream its socket reached with its last command (any
+//! command: Redis moves it after reads too), so after the script it covers every earlier write
+//! of that master, even if the crate reopened the socket since the scripts ran. The script
+//! checks that the master the line's slot maps to now holds every token of the round (by
+//! `seq` and random part): a round that waited while the slot moved to another master (a
+//! failover onto a replica that missed the writes) fails with `Unavailable` instead of being
+//! confirmed by that master's replicas, which never saw them. A master found alone runs the
+//! check without the `WAIT`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -91,7 +101,7 @@ use tokio::sync::watch;
 
 use crate::codec;
 use crate::config::{ConfigError, RedisConfig, RedisTimeouts};
-use crate::keys::{self, Keys};
+use crate::keys::{self, Keys, Place};
 use crate::pool::{self, Client};
 use crate::scripts::Scripts;
 
@@ -125,11 +135,11 @@ type RoundKey = (u64, String);
 type RoundResult = Option<Result<(), StoreError>>;
 
 /// The rounds of one pair and line: per connection of the pair, the round to be sent next
-/// (the issues whose script answered on it join it), and whether one is in flight (its sender
-/// sends the next when it answers).
+/// (the issues whose script answered on it join it, with where their tokens are stored), and
+/// whether one is in flight (its sender sends the next when it answers).
 #[derive(Default)]
 struct Round {
-    next: [Option<watch::Sender<RoundResult>>; 2],
+    next: [Option<(watch::Sender<RoundResult>, Vec<Place>)>; 2],
     sending: bool,
 }
 
@@ -202,6 +212,17 @@ impl redis::aio::ConnectionLike for Conn {
 }
 
 impl Conn {
+    /// Sends `pipe` on one Redis, or on a cluster to the master of `key`'s slot: one socket.
+    async fn pipeline_on_master_of(&mut self, key: &str, pipe: &Pipeline) -> Result<Vec<Value>, RedisError> {
+        match self {
+            Self::One(conn) => redis::aio::ConnectionLike::req_packed_commands(conn, pipe, 0, pipe.len()).await,
+            Self::Cluster { conn, .. } => {
+                let route = SingleNodeRoutingInfo::SpecificNode(Route::with_key(key.as_bytes(), SlotAddr::Master));
+                conn.route_pipeline(pipe.clone(), 0, pipe.len(), route).await
+            }
+        }
+    }
+
     /// Sends `cmd` on one Redis, or on a cluster to the master of `key`'s slot.
     async fn on_master_of(&mut self, key: &str, cmd: Cmd) -> Result<Value, RedisError> {
         match self {
@@ -437,9 +458,10 @@ impl AsyncRedisLines {
         codec::store_error(e)
     }
 
-    /// After an issue's script answered on the connection `side` of `pair`: waits for its
-    /// round of `WAIT` to be confirmed (see the module docs, "Replica confirmations in rounds").
-    async fn confirm(&self, k: &Keys, pair: &Arc<Pair>, side: usize) -> Result<(), StoreError> {
+    /// After an issue's script answered on the connection `side` of `pair` with the token at
+    /// `place`: waits for its round of `WAIT` to be confirmed (see the module docs, "Replica
+    /// confirmations in rounds").
+    async fn confirm(&self, k: &Keys, pair: &Arc<Pair>, side: usize, place: Place) -> Result<(), StoreError> {
         if self.replica_acks == 0 {
             return Ok(());
         }
@@ -447,14 +469,16 @@ impl AsyncRedisLines {
         let (mut answer, send) = {
             let mut rounds = self.rounds.lock().unwrap_or_else(PoisonError::into_inner);
             let round = rounds.entry(key.clone()).or_default();
-            let answer = round.next[side].get_or_insert_with(|| watch::channel(None).0).subscribe();
+            let (sender, places) = round.next[side].get_or_insert_with(|| (watch::channel(None).0, Vec::new()));
+            places.push(place);
+            let answer = sender.subscribe();
             let send = !round.sending;
             round.sending = true;
             (answer, send)
         };
         if send {
-            let (this, pair, cursor) = (self.clone(), pair.clone(), k.cursor.clone());
-            tokio::spawn(async move { this.send_rounds(key, pair, cursor).await });
+            let (this, pair) = (self.clone(), pair.clone());
+            tokio::spawn(async move { this.send_rounds(key, pair).await });
         }
         let answered = answer.wait_for(Option::is_some).await;
         match answered.as_deref() {
@@ -467,9 +491,9 @@ impl AsyncRedisLines {
     /// of the connection calls go to, which they leave for the other while its `WAIT` is out;
     /// else the other's (issues whose script was sent before the last switch), which calls do
     /// not go to.
-    async fn send_rounds(self, key: RoundKey, pair: Arc<Pair>, cursor: String) {
+    async fn send_rounds(self, key: RoundKey, pair: Arc<Pair>) {
         loop {
-            let (side, round) = {
+            let (side, (round, places)) = {
                 let mut rounds = self.rounds.lock().unwrap_or_else(PoisonError::into_inner);
                 let open = pair.open_side();
                 let taken = rounds.get_mut(&key).and_then(|r| {
@@ -486,13 +510,22 @@ impl AsyncRedisLines {
                 (side, round)
             };
             let mut conn = pair.conns[side].clone();
-            let result = self.replicas_confirm(&mut conn, &cursor, pair.epoch).await;
+            let result = self.replicas_confirm(&mut conn, &key.1, &places, pair.epoch).await;
             round.send_replace(Some(result));
         }
     }
 
-    /// One `WAIT` on `conn`, on the master of the line of `cursor` (a key of it).
-    async fn replicas_confirm(&self, conn: &mut Conn, cursor: &str, epoch: u64) -> Result<(), StoreError> {
+    /// One round on `conn`, on the master the line of namespace `ns` maps to now: `confirm.lua`
+    /// for the tokens at `places`, then `WAIT`, in one pipeline (see the script's header for
+    /// why both, and why on one socket).
+    async fn replicas_confirm(
+        &self,
+        conn: &mut Conn,
+        ns: &str,
+        places: &[Place],
+        epoch: u64,
+    ) -> Result<(), StoreError> {
+        let cursor = &format!("{ns}:cursor");
         let alone_lately = self
             .alone
             .lock()
@@ -501,19 +534,16 @@ impl AsyncRedisLines {
             .is_some_and(|at| at.elapsed() < ALONE_RECHECK);
         if alone_lately {
             if self.attached_replicas(conn, cursor, epoch).await? == 0 {
+                // No replica to wait for; the tokens must still be on this master.
+                self.send_round(conn, cursor, &self.scripts.confirm_round(ns, places, None), epoch).await?;
                 return Ok(());
             }
             self.alone.lock().unwrap_or_else(PoisonError::into_inner).remove(cursor);
         }
         // Well inside the response timeout, so a slow `WAIT` is never taken for a lost socket.
         let within = self.link.timeouts.replica_ack.min(self.link.timeouts.read / 2);
-        let mut wait = redis::cmd("WAIT");
-        wait.arg(self.replica_acks).arg(u64::try_from(within.as_millis()).unwrap_or(u64::MAX).max(1));
-        let acked: u32 = conn
-            .on_master_of(cursor, wait)
-            .await
-            .and_then(|v| redis::from_redis_value(v).map_err(RedisError::from))
-            .map_err(|e| self.failed(&e, epoch))?;
+        let wait = (self.replica_acks, u64::try_from(within.as_millis()).unwrap_or(u64::MAX));
+        let acked = self.send_round(conn, cursor, &self.scripts.confirm_round(ns, places, Some(wait)), epoch).await?;
         if acked >= self.replica_acks {
             return Ok(());
         }
@@ -526,6 +556,40 @@ impl AsyncRedisLines {
             "the write was not confirmed by {} replica(s) within {within:?} ({acked} did)",
             self.replica_acks
         )))
+    }
+
+    /// Sends a round's pipeline ([`Scripts::confirm_round`]) on `conn` to the master of
+    /// `cursor`, loading `confirm.lua` there first when it lacks it; how many replicas the
+    /// `WAIT` counted (0 without one).
+    async fn send_round(&self, conn: &mut Conn, cursor: &str, round: &Pipeline, epoch: u64) -> Result<u32, StoreError> {
+        let mut replies = conn.pipeline_on_master_of(cursor, round).await;
+        let no_script = |r: &Result<Vec<Value>, RedisError>| match r {
+            Ok(v) => matches!(v.first(), Some(Value::ServerError(e)) if e.code() == "NOSCRIPT"),
+            Err(e) => e.code() == Some("NOSCRIPT"),
+        };
+        if no_script(&replies) {
+            // A master that lost its scripts (restarted, or a replica promoted before it saw
+            // them): loaded, and the round sent again.
+            let mut load = redis::cmd("SCRIPT");
+            load.arg("LOAD").arg(&self.scripts.confirm_source);
+            conn.on_master_of(cursor, load).await.map_err(|e| self.failed(&e, epoch))?;
+            replies = conn.pipeline_on_master_of(cursor, round).await;
+        }
+        let mut replies = replies.map_err(|e| self.failed(&e, epoch))?.into_iter();
+        match replies.next().map(Value::extract_error) {
+            Some(Ok(_)) => {}
+            Some(Err(e)) if e.to_string().contains("confirm: ") => {
+                return Err(StoreError::Unavailable(format!(
+                    "a round's tokens are not on the master their line maps to now (a failover?): {e}"
+                )))
+            }
+            Some(Err(e)) => return Err(self.failed(&e, epoch)),
+            None => return Err(codec::corrupt("a round's reply")),
+        }
+        match replies.next().map(|v| v.extract_error().and_then(|v| Ok(redis::from_redis_value(v)?))) {
+            None => Ok(0),
+            Some(acked) => acked.map_err(|e| self.failed(&e, epoch)),
+        }
     }
 
     /// How many replicas the master of the line of `cursor` has attached (`ROLE`); a master
@@ -574,10 +638,14 @@ impl AsyncRedisLines {
         // Never retried: a lost reply may mean the token was stored (see the module docs).
         let reply = sent.map_err(|e| self.failed(&e, pair.epoch))?;
         self.link.answered();
+        let outcome = codec::issue_outcome(&reply, room)?;
         // Also when the user's token was found: the call that stored it may have failed this
         // very confirmation, and a 200 must not hand out a token a failover can lose.
-        self.confirm(&k, &pair, side).await?;
-        codec::issue_outcome(&reply, room)
+        if self.replica_acks > 0 {
+            let place = k.place(&outcome.token.value).ok_or_else(|| codec::corrupt("an issued token's value"))?;
+            self.confirm(&k, &pair, side, place).await?;
+        }
+        Ok(outcome)
     }
 
     async fn find_with_cursor_in(

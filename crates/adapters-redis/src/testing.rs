@@ -257,6 +257,13 @@ impl Cluster {
         Err(last)
     }
 
+    /// The port of the master serving `key`'s slot as the node on `port` sees it, if it
+    /// answers.
+    #[must_use]
+    pub fn master_of_port(port: u16, key: &str) -> Option<u16> {
+        Self::master_of_on(port, key).ok()
+    }
+
     fn master_of_on(port: u16, key: &str) -> RedisResult<u16> {
         let mut c = node_connection(port)?;
         let slot: i64 = redis::cmd("CLUSTER").arg("KEYSLOT").arg(key).query(&mut c)?;

@@ -2,8 +2,9 @@
 //! for a few seconds, until its replica takes over, then answer again from the same store;
 //! the rooms of the other masters never notice; and no token is duplicated, lost after its
 //! issue returned, or admitted twice. And no issue is confirmed while its master's replica is
-//! held, also when a socket of a round waiting to be sent is dropped. Each test's cluster (3
-//! masters, 3 replicas, node timeout 1 s) is its own, removed when it ends.
+//! held, also when a socket of a round waiting to be sent is dropped, nor by another master
+//! its line's slot moved to while its round waited. Each test's cluster (3 masters, 3
+//! replicas, node timeout 1 s) is its own, removed when it ends.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -17,7 +18,7 @@ use adapters_redis::{AsyncRedisLines, RedisConfig, RedisQueue};
 use domain::call::CommitWatch;
 use domain::clock::{Clock, ManualClock};
 use domain::ids::UserId;
-use domain::ports::{AsyncQueueLines as _, QueueStore, StoreError};
+use domain::ports::{AsyncQueueLines as _, IssueOutcome, QueueStore, StoreError};
 use domain::queue::{AdmissionOutcome, AdmissionPolicy, TokenStatus, TokenValue};
 use domain::room::RoomId;
 use time::{Duration, OffsetDateTime};
@@ -242,84 +243,165 @@ fn value_for_retry(room: &RoomId) -> TokenValue {
     value(u64::MAX, room)
 }
 
-/// No issue is confirmed while its master's only replica is held (SIGSTOP), also when the
-/// socket a waiting round's script went on is dropped by the master meanwhile and the
-/// cluster client reopens it: a `WAIT` sent as the first command of a fresh socket would
-/// answer at once (Redis counts from the last command a socket ran), so this holds only while
-/// the round goes on a socket that has run a command (see docs/architecture.md). A first
-/// issue's round is out; a second issue's script answers on the pair's other socket, its round
-/// waiting behind the first; the master drops that socket, and a poll meets the drop. Both
-/// issues answer `Unavailable` once their rounds time out, and once the replica runs again the
-/// second user's retry gets the token its lost call stored.
-#[test]
-fn no_issue_is_confirmed_while_its_replica_is_held_even_if_a_socket_drops() {
-    let cluster = Cluster::start().unwrap();
-    let room = RoomId::parse("held-replica").unwrap();
-    let mut cfg = RedisConfig::with_url_and_prefix(cluster.url(), "held-replica");
-    cfg.timeouts.replica_ack = StdDuration::from_secs(1);
-    cfg.timeouts.read = StdDuration::from_secs(10);
-    let lines = Arc::new(AsyncRedisLines::new(&cfg).unwrap());
-    let line = RedisQueue::new(&cfg).unwrap().line(&room);
-    let master = cluster.master_of(&format!("{}:issued", line.namespace())).unwrap();
-    let replica = cluster.replica_of(master).unwrap();
-    let mut admin = TestConnection::open(&format!("redis://127.0.0.1:{master}")).unwrap();
-    // The master's clients as `CLIENT LIST` shows them: (id, last command, flags).
-    let mut clients = move || -> Vec<(String, String, String)> {
-        let list: String = redis::cmd("CLIENT").arg("LIST").arg("TYPE").arg("normal").query(&mut admin).unwrap();
-        let field =
-            |line: &str, name: &str| line.split(' ').find_map(|f| f.strip_prefix(name)).unwrap_or_default().to_owned();
-        list.lines().map(|l| (field(l, "id="), field(l, "cmd="), field(l, "flags="))).collect()
-    };
-    let now = OffsetDateTime::now_utc();
-    let issue = |lines: &Arc<AsyncRedisLines>, user: UserId| {
-        let (lines, room) = (lines.clone(), room.clone());
+/// A line on a cluster of its own whose replica a test holds (SIGSTOP), called from one
+/// thread's runtime, so through one pair of connections; a replica has 1 s to confirm.
+struct HeldLine {
+    cluster: Cluster,
+    room: RoomId,
+    lines: Arc<AsyncRedisLines>,
+    line: RedisQueue,
+    master: u16,
+    replica: u16,
+    rt: tokio::runtime::Runtime,
+}
+
+impl HeldLine {
+    fn start(room: &str) -> Self {
+        let cluster = Cluster::start().unwrap();
+        let room = RoomId::parse(room).unwrap();
+        let mut cfg = RedisConfig::with_url_and_prefix(cluster.url(), room.as_str());
+        cfg.timeouts.replica_ack = StdDuration::from_secs(1);
+        cfg.timeouts.read = StdDuration::from_secs(10);
+        let lines = Arc::new(AsyncRedisLines::new(&cfg).unwrap());
+        let line = RedisQueue::new(&cfg).unwrap().line(&room);
+        let master = cluster.master_of(&format!("{}:cursor", line.namespace())).unwrap();
+        let replica = cluster.replica_of(master).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        Self { cluster, room, lines, line, master, replica, rt }
+    }
+
+    fn node(port: u16) -> TestConnection {
+        TestConnection::open(&format!("redis://127.0.0.1:{port}")).unwrap()
+    }
+
+    /// An issue for `user`, spawned on the runtime (call from within it).
+    fn issue(&self, user: UserId) -> tokio::task::JoinHandle<Result<IssueOutcome, StoreError>> {
+        let (lines, room) = (self.lines.clone(), self.room.clone());
+        let now = OffsetDateTime::now_utc();
         tokio::spawn(async move { lines.issue(&room, user, value(1, &room), now, &CommitWatch::new()).await })
-    };
-    let second_user = UserId::from_uuid(uuid::Uuid::new_v4());
-    // One thread: every call goes through this thread's pair of connections.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let (first, second) = rt.block_on(async {
+    }
+
+    /// Holds the replica and leaves two issues waiting: the first's round out (its `WAIT`
+    /// blocked on the master), the second's script answered on the pair's other socket and its
+    /// round waiting behind the first. Returns a token issued before, and the two issues.
+    async fn two_waiting_rounds(&self, second_user: UserId) -> (TokenValue, Issue, Issue) {
         // Connected, the scripts loaded and the replica confirming before it is held.
-        let warm = issue(&lines, UserId::from_uuid(uuid::Uuid::new_v4())).await.unwrap().unwrap();
-        cluster.signal(replica, "-STOP");
+        let warm = self.issue(UserId::from_uuid(uuid::Uuid::new_v4())).await.unwrap().unwrap();
+        self.cluster.signal(self.replica, "-STOP");
         let deadline = Instant::now() + StdDuration::from_secs(20);
-        let first = issue(&lines, UserId::from_uuid(uuid::Uuid::new_v4()));
-        while !clients().iter().any(|(_, cmd, flags)| cmd == "wait" && flags.contains('b')) {
+        let first = self.issue(UserId::from_uuid(uuid::Uuid::new_v4()));
+        loop {
+            let info: String = redis::cmd("INFO").arg("clients").query(&mut Self::node(self.master)).unwrap();
+            if info.lines().any(|l| l.trim() == "blocked_clients:1") {
+                break;
+            }
             assert!(Instant::now() < deadline, "the first round's WAIT was not sent");
             tokio::time::sleep(StdDuration::from_millis(5)).await;
         }
-        let second = issue(&lines, second_user);
-        while line.stats().unwrap().issued_through < 3 {
+        let second = self.issue(second_user);
+        while self.line.stats().unwrap().issued_through < 3 {
             assert!(Instant::now() < deadline, "the second issue's script did not run");
             tokio::time::sleep(StdDuration::from_millis(5)).await;
         }
         // Its reply read, and its round waiting behind the first.
         tokio::time::sleep(StdDuration::from_millis(100)).await;
         assert!(!first.is_finished() && !second.is_finished(), "both wait for a replica");
-        // Every client whose last call was a script: the pair's other socket (and the
-        // blocking pool's, which read the stats).
-        let mut node = TestConnection::open(&format!("redis://127.0.0.1:{master}")).unwrap();
-        let scripts: Vec<_> = clients().into_iter().filter(|(_, cmd, _)| cmd == "evalsha").collect();
-        assert_eq!(scripts.len(), 2, "the second issue's socket and the pool's: {scripts:?}");
-        for (id, _, _) in scripts {
-            let _: i64 = redis::cmd("CLIENT").arg("KILL").arg("ID").arg(&id).query(&mut node).unwrap();
+        (warm.token.value, first, second)
+    }
+}
+
+type Issue = tokio::task::JoinHandle<Result<IssueOutcome, StoreError>>;
+
+/// No issue is confirmed while its master's only replica is held, also when the socket a
+/// waiting round's script went on is dropped by the master meanwhile and the cluster client
+/// reopens it: a `WAIT` sent as the first command of a fresh socket would answer at once
+/// (Redis counts from the last command a socket ran), which the round's check script, sent
+/// before the `WAIT` on the same socket, rules out. With two rounds waiting, the master drops
+/// the second issue's socket and a poll meets the drop. Both issues answer `Unavailable` once
+/// their rounds time out, and once the replica runs again the second user's retry gets the
+/// token its lost call stored.
+#[test]
+fn no_issue_is_confirmed_while_its_replica_is_held_even_if_a_socket_drops() {
+    let held = HeldLine::start("held-replica");
+    let second_user = UserId::from_uuid(uuid::Uuid::new_v4());
+    let (first, second) = held.rt.block_on(async {
+        let (warm, first, second) = held.two_waiting_rounds(second_user).await;
+        // Every client whose last call was a script: the pair's other socket, and the
+        // blocking pool's, which read the stats.
+        let list: String =
+            redis::cmd("CLIENT").arg("LIST").arg("TYPE").arg("normal").query(&mut HeldLine::node(held.master)).unwrap();
+        let scripts: Vec<&str> = list
+            .lines()
+            .filter(|l| l.split(' ').any(|f| f == "cmd=evalsha"))
+            .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("id=")))
+            .collect();
+        assert_eq!(scripts.len(), 2, "the second issue's socket and the pool's: {list}");
+        for id in scripts {
+            let _: i64 =
+                redis::cmd("CLIENT").arg("KILL").arg("ID").arg(id).query(&mut HeldLine::node(held.master)).unwrap();
         }
         // A poll meets the dropped socket; the cluster client opens it anew.
-        let found = lines.find_with_cursor(&room, &warm.token.value).await.unwrap();
+        let found = held.lines.find_with_cursor(&held.room, &warm).await.unwrap();
         assert!(found.is_some(), "the poll is answered");
         (first.await.unwrap(), second.await.unwrap())
     });
-    cluster.signal(replica, "-CONT");
+    held.cluster.signal(held.replica, "-CONT");
     assert!(matches!(first, Err(StoreError::Unavailable(_))), "{first:?}");
     assert!(matches!(second, Err(StoreError::Unavailable(_))), "confirmed on the reopened socket: {second:?}");
     // Once the replica runs again, the user's retry gets the token the second issue stored.
     let deadline = Instant::now() + StdDuration::from_secs(20);
     let retry = loop {
-        match rt.block_on(async { issue(&lines, second_user).await }).unwrap() {
+        match held.rt.block_on(async { held.issue(second_user).await }).unwrap() {
             Ok(out) => break out,
             Err(StoreError::Unavailable(_)) if Instant::now() < deadline => thread::sleep(StdDuration::from_millis(50)),
             Err(e) => panic!("the retry failed: {e}"),
         }
     };
     assert_eq!((retry.created, retry.token.seq), (false, 3), "{retry:?}");
+}
+
+/// A round waiting to be sent while its line's slot moves to another master fails instead of
+/// being confirmed there: that master's replicas confirm its own stream, which never held the
+/// round's tokens. With two rounds waiting, the slot is handed to another master without its
+/// keys (`CLUSTER DELSLOTS` on the old, `SETSLOT … NODE` on the new: what a failover onto a
+/// replica that missed the writes looks like to the round), and a poll meets the `MOVED`. The
+/// first round times out; the second, routed to the new master, finds the token missing there
+/// (a plain `WAIT` there confirmed it: 201 for a token that master never had).
+#[test]
+fn a_round_sent_after_its_slot_moved_to_a_master_without_its_tokens_fails() {
+    let held = HeldLine::start("moved-round");
+    let cursor_key = format!("{}:cursor", held.line.namespace());
+    let is_master = |port: u16| {
+        let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut HeldLine::node(port)).unwrap();
+        redis::from_redis_value::<String>(role[0].clone()).unwrap() == "master"
+    };
+    let other = held.cluster.live_ports().into_iter().find(|&p| p != held.master && is_master(p)).unwrap();
+    let slot: i64 = redis::cmd("CLUSTER").arg("KEYSLOT").arg(&cursor_key).query(&mut HeldLine::node(other)).unwrap();
+    let other_id: String = redis::cmd("CLUSTER").arg("MYID").query(&mut HeldLine::node(other)).unwrap();
+    let (first, second) = held.rt.block_on(async {
+        let (warm, first, second) = held.two_waiting_rounds(UserId::from_uuid(uuid::Uuid::new_v4())).await;
+        // The slot to the other master, without its keys, until every node agrees (but the
+        // held replica, which answers nobody).
+        let _: () = redis::cmd("CLUSTER").arg("DELSLOTS").arg(slot).query(&mut HeldLine::node(held.master)).unwrap();
+        let _: () = redis::cmd("CLUSTER")
+            .arg("SETSLOT")
+            .arg(slot)
+            .arg("NODE")
+            .arg(&other_id)
+            .query(&mut HeldLine::node(other))
+            .unwrap();
+        let _: String = redis::cmd("CLUSTER").arg("BUMPEPOCH").query(&mut HeldLine::node(other)).unwrap();
+        let deadline = Instant::now() + StdDuration::from_secs(20);
+        let nodes: Vec<u16> = held.cluster.live_ports().into_iter().filter(|&p| p != held.replica).collect();
+        while nodes.iter().any(|&p| Cluster::master_of_port(p, &cursor_key) != Some(other)) {
+            assert!(Instant::now() < deadline, "the slot did not move to {other_id}");
+            tokio::time::sleep(StdDuration::from_millis(20)).await;
+        }
+        // A poll meets the move: the line is on the other master now, without the token.
+        let _ = held.lines.find_with_cursor(&held.room, &warm).await;
+        (first.await.unwrap(), second.await.unwrap())
+    });
+    held.cluster.signal(held.replica, "-CONT");
+    assert!(matches!(first, Err(StoreError::Unavailable(_))), "{first:?}");
+    assert!(matches!(second, Err(StoreError::Unavailable(_))), "confirmed on the new master: {second:?}");
 }
