@@ -535,7 +535,7 @@ impl AsyncRedisLines {
         if alone_lately {
             if self.attached_replicas(conn, cursor, epoch).await? == 0 {
                 // No replica to wait for; the tokens must still be on this master.
-                self.send_round(conn, cursor, &self.scripts.confirm_round(ns, places, None), epoch).await?;
+                self.send_round(conn, cursor, &self.scripts.confirm_round(ns, cursor, places, None), epoch).await?;
                 return Ok(());
             }
             self.alone.lock().unwrap_or_else(PoisonError::into_inner).remove(cursor);
@@ -543,7 +543,8 @@ impl AsyncRedisLines {
         // Well inside the response timeout, so a slow `WAIT` is never taken for a lost socket.
         let within = self.link.timeouts.replica_ack.min(self.link.timeouts.read / 2);
         let wait = (self.replica_acks, u64::try_from(within.as_millis()).unwrap_or(u64::MAX));
-        let acked = self.send_round(conn, cursor, &self.scripts.confirm_round(ns, places, Some(wait)), epoch).await?;
+        let acked =
+            self.send_round(conn, cursor, &self.scripts.confirm_round(ns, cursor, places, Some(wait)), epoch).await?;
         if acked >= self.replica_acks {
             return Ok(());
         }

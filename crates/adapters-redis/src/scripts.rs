@@ -84,13 +84,19 @@ impl Scripts {
         call
     }
 
-    /// A round of replica confirmation of the line of namespace `ns`: `confirm.lua` for the
-    /// tokens at `places` (see its header) and, with `wait` = (replicas, ms), `WAIT` for that
-    /// many replicas at most that long after it, in one pipeline (one socket). Its replies:
-    /// the script's, then `WAIT`'s.
-    pub(crate) fn confirm_round(&self, ns: &str, places: &[Place], wait: Option<(u32, u64)>) -> redis::Pipeline {
+    /// A round of replica confirmation of the line of namespace `ns` (whose cursor key is
+    /// `cursor`): `confirm.lua` for the tokens at `places` (see its header) and, with `wait` =
+    /// (replicas, ms), `WAIT` for that many replicas at most that long after it, in one
+    /// pipeline (one socket). Its replies: the script's, then `WAIT`'s.
+    pub(crate) fn confirm_round(
+        &self,
+        ns: &str,
+        cursor: &str,
+        places: &[Place],
+        wait: Option<(u32, u64)>,
+    ) -> redis::Pipeline {
         let mut script = redis::cmd("EVALSHA");
-        script.arg(self.confirm.get_hash()).arg(1).arg(format!("{ns}:cursor")).arg(ns);
+        script.arg(self.confirm.get_hash()).arg(1).arg(cursor).arg(ns);
         for place in places {
             script.arg(place.seq).arg(&place.random[..]);
         }
