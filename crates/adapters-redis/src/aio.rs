@@ -31,10 +31,14 @@
 //!
 //! Every call waits at most the read timeout for its reply ([`crate::RedisTimeouts::read`]),
 //! and an open at most the connect timeout. A reply lost or late after the script was sent is
-//! mapped as the blocking adapter maps it (`codec::store_error`: `Unavailable`): writes are
-//! never retried, so an `issue` whose reply was lost may have stored the token, and the user's
-//! retry finds it (200, `created: false`); a read met by a connection dropped quickly is retried
-//! once on a fresh connection. `issue` asks the caller's watch
+//! mapped as the blocking adapter maps it (`codec::store_error`: `Unavailable`): an `issue`
+//! whose reply was lost may have stored the token, and the user's retry finds it (200,
+//! `created: false`). A call met by `MOVED` (it did not run) or by a connection found dropped
+//! well within the read timeout (a socket that died with its node before the call: a stale
+//! one after a restart or a failover) is sent once more on a fresh connection, the `issue`
+//! too: its script is idempotent per user, so a second run stores nothing twice, and when it
+//! finds the user's token with the random part this call planned, the first run stored it and
+//! the call still answers `created: true`. `issue` asks the caller's watch
 //! ([`domain::call::CommitWatch::begin_commit`]) right before the script is sent: a caller that
 //! gave up (and answered 503) never has it sent.
 //!
@@ -47,8 +51,11 @@
 //! crate's own; a script's `SCRIPT LOAD` after `NOSCRIPT` goes to the master of the slot the
 //! script was refused on; a call that meets a lost node or a stale route (`MOVED`, `READONLY`)
 //! drops its thread's connection only, so the next call reads the slot map anew, and the
-//! other masters' lines never notice. A poll met by `MOVED` is retried once; an issue is not
-//! (its script did not run, and the user's retry is safe either way).
+//! other masters' lines never notice. A thread whose connection served only other masters'
+//! lines through a failover still holds the dead master's socket and the old slot map: its
+//! first call into the failed-over line meets the dropped socket (or, once the old master is
+//! back as a replica, `MOVED`) and is retried once on a fresh connection, as above, rather than
+//! answering 503 after the line recovered (tests/cluster/run.sh found that 503).
 //!
 //! # Replica confirmations in rounds
 //!
@@ -625,21 +632,40 @@ impl AsyncRedisLines {
         let random = keys::random_part(&value).ok_or_else(|| codec::corrupt("a planned token value"))?;
         let k = Keys::new(&self.prefix, room);
         let now_us = codec::to_micros(now).to_string();
-        let pair = self.link.connection().await?;
-        let (mut conn, side) = pair.open();
-        // The commit point: the script is this call's write (see the module docs).
-        if !watch.begin_commit() {
-            return Err(StoreError::Timeout("the caller gave up before the write was sent".into()));
-        }
-        let sent = self
-            .scripts
-            .issue_call(&k, user, &random, &now_us, &self.retain_ms)
-            .invoke_async::<codec::Reply>(&mut conn)
-            .await;
-        // Never retried: a lost reply may mean the token was stored (see the module docs).
-        let reply = sent.map_err(|e| self.failed(&e, pair.epoch))?;
+        let started = Instant::now();
+        let mut retried = false;
+        let (pair, side, reply) = loop {
+            let pair = self.link.connection().await?;
+            let (mut conn, side) = pair.open();
+            // The commit point: the script is this call's write (see the module docs). A retry
+            // is part of the same commit.
+            if !retried && !watch.begin_commit() {
+                return Err(StoreError::Timeout("the caller gave up before the write was sent".into()));
+            }
+            let sent = self
+                .scripts
+                .issue_call(&k, user, &random, &now_us, &self.retain_ms)
+                .invoke_async::<codec::Reply>(&mut conn)
+                .await;
+            match sent {
+                Ok(reply) => break (pair, side, reply),
+                // Retried once on a fresh connection when the script met a stale route (it did
+                // not run) or a connection found dropped quickly (one left stale by a failover
+                // or a restart; see the module docs, "Cluster", for why that is safe).
+                Err(e) if !retried && Self::stale_at_once(&e, started, self.link.timeouts.read) => {
+                    let _ = self.failed(&e, pair.epoch);
+                    retried = true;
+                }
+                Err(e) => return Err(self.failed(&e, pair.epoch)),
+            }
+        };
         self.link.answered();
-        let outcome = codec::issue_outcome(&reply, room)?;
+        let mut outcome = codec::issue_outcome(&reply, room)?;
+        // The token the retry found is the first attempt's when it carries this call's random
+        // part (its `seq` is the line's).
+        if retried && !outcome.created && keys::random_part(&outcome.token.value).as_ref() == Some(&random) {
+            outcome.created = true;
+        }
         // Also when the user's token was found: the call that stored it may have failed this
         // very confirmation, and a 200 must not hand out a token a failover can lose.
         if self.replica_acks > 0 {
@@ -647,6 +673,13 @@ impl AsyncRedisLines {
             self.confirm(&k, &pair, side, place).await?;
         }
         Ok(outcome)
+    }
+
+    /// Whether a call's error, `started` ago, says it met a stale route (`MOVED`: it did not
+    /// run) or a connection found dropped well within the read timeout (a socket that died
+    /// with its node before the call): a retry on a fresh connection reads the slot map anew.
+    fn stale_at_once(e: &RedisError, started: Instant, read_timeout: Duration) -> bool {
+        codec::moved(e) || (e.is_connection_dropped() && started.elapsed() < read_timeout)
     }
 
     async fn find_with_cursor_in(
@@ -670,11 +703,7 @@ impl AsyncRedisLines {
                 Ok(reply) => break reply,
                 // A read changes nothing: retried once on a fresh connection when the first
                 // attempt met a dropped connection quickly (a stale one after a restart).
-                Err(e)
-                    if !retried
-                        && (codec::moved(&e)
-                            || (e.is_connection_dropped() && started.elapsed() < self.link.timeouts.read)) =>
-                {
+                Err(e) if !retried && Self::stale_at_once(&e, started, self.link.timeouts.read) => {
                     let _ = self.failed(&e, epoch);
                     retried = true;
                 }

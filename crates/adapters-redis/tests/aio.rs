@@ -8,7 +8,9 @@
 //! - an outage on a private `redis-server`: a stopped server is answered `Unavailable` at once
 //!   after the first failed attempt, and the same client recovers once it is back; a frozen one
 //!   (SIGSTOP) after the script was sent is answered `Unavailable` within the read timeout, and
-//!   the user's retry finds the token the lost call stored (never a second one);
+//!   the user's retry finds the token the lost call stored (never a second one); an issue
+//!   that meets a connection the server dropped while it sat idle is sent again on a fresh one
+//!   and answers 201;
 //! - a round of replica confirmation (`WAIT`) holds back none of its thread's other calls;
 //! - issues whose scripts answer while a round is out share the next one, and none answers
 //!   before a replica confirmed it (a private master whose replica is held by SIGSTOP).
@@ -379,6 +381,38 @@ fn a_lost_issue_reply_is_unavailable_and_the_retry_finds_the_token() {
     assert_eq!(retry.token.seq, 2);
     let blocking = RedisQueue::new(&cfg).unwrap();
     assert_eq!(blocking.stats().unwrap().issued_through, 2, "the user who gave up took no number");
+}
+
+/// A connection the server dropped while it sat idle (what a worker holds after a restart, or
+/// on a cluster after a failover it served no call of the line in): the next issue meets it
+/// dead at once and is sent again on a fresh connection, so it answers 201 instead of 503;
+/// the user still holds one token, and the line took one number.
+#[test]
+fn an_issue_that_meets_a_connection_dropped_while_idle_is_sent_again_on_a_fresh_one() {
+    let mut server = PrivateRedis::reserve();
+    server.launch();
+    let cfg = RedisConfig::with_url_and_prefix(server.url(), "aio-stale");
+    let lines = AsyncRedisLines::new(&cfg).unwrap();
+    let main = RoomId::main();
+    assert!(runtime().block_on(lines.issue(&main, user(), value(), now(), &CommitWatch::new())).unwrap().created);
+    let mut admin = redis::Client::open(server.url()).unwrap().get_connection().unwrap();
+    let killed: u64 =
+        redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("normal").arg("SKIPME").arg("yes").query(&mut admin).unwrap();
+    assert!(killed >= 1, "the client's connection was open");
+    std::thread::sleep(Duration::from_millis(100));
+
+    let who = user();
+    let planned = value();
+    let watch = CommitWatch::new();
+    let issued = runtime().block_on(lines.issue(&main, who, planned, now(), &watch)).unwrap();
+    assert!(issued.created, "{issued:?}");
+    assert_eq!(issued.token.seq, 2);
+    assert!(watch.committing());
+    let again = runtime().block_on(lines.issue(&main, who, value(), now(), &CommitWatch::new())).unwrap();
+    assert!(!again.created && again.token.value == issued.token.value, "{again:?}");
+    assert_eq!(RedisQueue::new(&cfg).unwrap().stats().unwrap().issued_through, 2, "one number for the user");
+    let clients: String = redis::cmd("CLIENT").arg("LIST").query(&mut admin).unwrap();
+    assert!(clients.lines().count() >= 2, "the issue went on a new connection: {clients}");
 }
 
 #[test]
