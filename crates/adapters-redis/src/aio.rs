@@ -77,17 +77,18 @@
 //! writes). Lines on one master (or on one Redis) still share the pair, so one line's round
 //! can hold another line's calls back, as before.
 //!
-//! A round is one pipeline on one socket: `confirm.lua`, then the `WAIT`. `WAIT` counts from
-//! the point of the master's replication stream its socket reached with its last command (any
-//! command: Redis moves it after reads too), so after the script it covers every earlier write
-//! of that master, even if the crate reopened the socket since the scripts ran. The script
-//! checks that the master the line's slot maps to now holds every token of the round (by
-//! `seq` and random part): a round that waited while the slot moved to another master (a
-//! failover onto a replica that missed the writes) fails with `Unavailable` instead of being
-//! confirmed by that master's replicas, which never saw them. A master found alone runs the
-//! check without the `WAIT`.
+//! A round is one pipeline on one socket: an `HMGET` of its tokens' records, then the
+//! `WAIT`. `WAIT` counts from the point of the master's replication stream its socket reached
+//! with its last command (any command: Redis moves it after reads too), so after the read it
+//! covers every earlier write of that master, even if the crate reopened the socket since the
+//! scripts ran. The read checks that the master the line's slot maps to now holds every token
+//! of the round (its record, with its random part): a round that waited while the slot moved
+//! to another master (a failover onto a replica that missed the writes) fails with
+//! `Unavailable` instead of being confirmed by that master's replicas, which never saw them;
+//! so does a round whose token was retired in the meantime (rare, and the retry answers). A
+//! master found alone is read without the `WAIT`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -108,7 +109,7 @@ use tokio::sync::watch;
 
 use crate::codec;
 use crate::config::{ConfigError, RedisConfig, RedisTimeouts};
-use crate::keys::{self, Keys, Place};
+use crate::keys::{self, Keys, Place, RECORDS_PER_BUCKET};
 use crate::pool::{self, Client};
 use crate::scripts::Scripts;
 
@@ -216,6 +217,34 @@ impl redis::aio::ConnectionLike for Conn {
             Self::Cluster { conn, .. } => conn.get_db(),
         }
     }
+}
+
+/// A round of replica confirmation of the line of namespace `ns`, for one socket: per bucket
+/// of the tokens at `places` an `HMGET` of their records and, with `wait` = (replicas, ms),
+/// `WAIT` for that many replicas at most that long after them; and the places in the order the
+/// `HMGET`s answer for them.
+fn round_pipeline<'a>(ns: &str, places: &'a [Place], wait: Option<(u32, u64)>) -> (Pipeline, Vec<&'a Place>) {
+    let mut buckets: BTreeMap<u64, Vec<&Place>> = BTreeMap::new();
+    for place in places {
+        buckets.entry(place.seq / RECORDS_PER_BUCKET).or_default().push(place);
+    }
+    let mut round = redis::pipe();
+    let mut order = Vec::with_capacity(places.len());
+    for (bucket, members) in buckets {
+        let mut records = redis::cmd("HMGET");
+        records.arg(format!("{ns}:r:{bucket}"));
+        for place in members {
+            records.arg(place.seq % RECORDS_PER_BUCKET);
+            order.push(place);
+        }
+        round.add_command(records);
+    }
+    if let Some((replicas, within_ms)) = wait {
+        let mut confirm = redis::cmd("WAIT");
+        confirm.arg(replicas).arg(within_ms.max(1));
+        round.add_command(confirm);
+    }
+    (round, order)
 }
 
 impl Conn {
@@ -522,9 +551,9 @@ impl AsyncRedisLines {
         }
     }
 
-    /// One round on `conn`, on the master the line of namespace `ns` maps to now: `confirm.lua`
-    /// for the tokens at `places`, then `WAIT`, in one pipeline (see the script's header for
-    /// why both, and why on one socket).
+    /// One round on `conn`, on the master the line of namespace `ns` maps to now: the records
+    /// of the tokens at `places`, then `WAIT`, in one pipeline (see the module docs, "Replica
+    /// confirmations in rounds", for why both, and why on one socket).
     async fn replicas_confirm(
         &self,
         conn: &mut Conn,
@@ -542,7 +571,7 @@ impl AsyncRedisLines {
         if alone_lately {
             if self.attached_replicas(conn, cursor, epoch).await? == 0 {
                 // No replica to wait for; the tokens must still be on this master.
-                self.send_round(conn, cursor, &self.scripts.confirm_round(ns, cursor, places, None), epoch).await?;
+                self.send_round(conn, cursor, ns, places, None, epoch).await?;
                 return Ok(());
             }
             self.alone.lock().unwrap_or_else(PoisonError::into_inner).remove(cursor);
@@ -550,8 +579,7 @@ impl AsyncRedisLines {
         // Well inside the response timeout, so a slow `WAIT` is never taken for a lost socket.
         let within = self.link.timeouts.replica_ack.min(self.link.timeouts.read / 2);
         let wait = (self.replica_acks, u64::try_from(within.as_millis()).unwrap_or(u64::MAX));
-        let acked =
-            self.send_round(conn, cursor, &self.scripts.confirm_round(ns, cursor, places, Some(wait)), epoch).await?;
+        let acked = self.send_round(conn, cursor, ns, places, Some(wait), epoch).await?;
         if acked >= self.replica_acks {
             return Ok(());
         }
@@ -566,37 +594,40 @@ impl AsyncRedisLines {
         )))
     }
 
-    /// Sends a round's pipeline ([`Scripts::confirm_round`]) on `conn` to the master of
-    /// `cursor`, loading `confirm.lua` there first when it lacks it; how many replicas the
+    /// Sends a round ([`round_pipeline`]) on `conn` to the master of `cursor`: fails with
+    /// `Unavailable` when a token of `places` is not stored there; else how many replicas its
     /// `WAIT` counted (0 without one).
-    async fn send_round(&self, conn: &mut Conn, cursor: &str, round: &Pipeline, epoch: u64) -> Result<u32, StoreError> {
-        let mut replies = conn.pipeline_on_master_of(cursor, round).await;
-        let no_script = |r: &Result<Vec<Value>, RedisError>| match r {
-            Ok(v) => matches!(v.first(), Some(Value::ServerError(e)) if e.code() == "NOSCRIPT"),
-            Err(e) => e.code() == Some("NOSCRIPT"),
-        };
-        if no_script(&replies) {
-            // A master that lost its scripts (restarted, or a replica promoted before it saw
-            // them): loaded, and the round sent again.
-            let mut load = redis::cmd("SCRIPT");
-            load.arg("LOAD").arg(&self.scripts.confirm_source);
-            conn.on_master_of(cursor, load).await.map_err(|e| self.failed(&e, epoch))?;
-            replies = conn.pipeline_on_master_of(cursor, round).await;
-        }
-        let mut replies = replies.map_err(|e| self.failed(&e, epoch))?.into_iter();
-        match replies.next().map(Value::extract_error) {
-            Some(Ok(_)) => {}
-            Some(Err(e)) if e.to_string().contains("confirm: ") => {
-                return Err(StoreError::Unavailable(format!(
-                    "a round's tokens are not on the master their line maps to now (a failover?): {e}"
-                )))
+    async fn send_round(
+        &self,
+        conn: &mut Conn,
+        cursor: &str,
+        ns: &str,
+        places: &[Place],
+        wait: Option<(u32, u64)>,
+        epoch: u64,
+    ) -> Result<u32, StoreError> {
+        let (round, order) = round_pipeline(ns, places, wait);
+        let replies = conn.pipeline_on_master_of(cursor, &round).await.map_err(|e| self.failed(&e, epoch))?;
+        let mut replies = replies.into_iter().map(Value::extract_error);
+        let mut order = order.into_iter();
+        for _ in 0..round.len() - usize::from(wait.is_some()) {
+            let records = replies.next().ok_or_else(|| codec::corrupt("a round's reply"))?;
+            let records: Vec<Option<Vec<u8>>> = records
+                .and_then(|v| Ok(redis::from_redis_value(v)?))
+                .map_err(|e: RedisError| self.failed(&e, epoch))?;
+            for record in records {
+                let place = order.next().ok_or_else(|| codec::corrupt("a round's reply"))?;
+                if record.as_deref().and_then(|r| r.get(..24)) != Some(&place.random[..]) {
+                    return Err(StoreError::Unavailable(format!(
+                        "the token of seq {} is not stored on the master its line maps to now (a failover?)",
+                        place.seq
+                    )));
+                }
             }
-            Some(Err(e)) => return Err(self.failed(&e, epoch)),
-            None => return Err(codec::corrupt("a round's reply")),
         }
-        match replies.next().map(|v| v.extract_error().and_then(|v| Ok(redis::from_redis_value(v)?))) {
+        match replies.next() {
             None => Ok(0),
-            Some(acked) => acked.map_err(|e| self.failed(&e, epoch)),
+            Some(acked) => acked.and_then(|v| Ok(redis::from_redis_value(v)?)).map_err(|e| self.failed(&e, epoch)),
         }
     }
 

@@ -9,7 +9,6 @@ use redis::{Script, ScriptInvocation};
 use crate::keys::{user_bytes, Keys, Place};
 
 const PRELUDE: &str = include_str!("lua/prelude.lua");
-const CONFIRM: &str = include_str!("lua/confirm.lua");
 
 /// The loaded scripts. `Script` sends `EVALSHA` and, when Redis does not know the script (after
 /// a restart or `SCRIPT FLUSH`), loads it and retries.
@@ -26,10 +25,6 @@ pub(crate) struct Scripts {
     pub(crate) draw_claim: Script,
     pub(crate) draw_chunk: Script,
     pub(crate) draw_finish: Script,
-    /// `confirm.lua`, sent in a pipeline with `WAIT` ([`Scripts::confirm_round`]), so not
-    /// through `Script`'s own load-and-retry: its source is kept for `SCRIPT LOAD`.
-    pub(crate) confirm: Script,
-    pub(crate) confirm_source: String,
 }
 
 fn script(body: &str) -> Script {
@@ -50,8 +45,6 @@ impl Scripts {
             draw_claim: script(include_str!("lua/draw_claim.lua")),
             draw_chunk: script(include_str!("lua/draw_chunk.lua")),
             draw_finish: script(include_str!("lua/draw_finish.lua")),
-            confirm: script(CONFIRM),
-            confirm_source: format!("{PRELUDE}\n{CONFIRM}"),
         }
     }
 }
@@ -82,32 +75,6 @@ impl Scripts {
             .arg(now_us)
             .arg(retain_ms);
         call
-    }
-
-    /// A round of replica confirmation of the line of namespace `ns` (whose cursor key is
-    /// `cursor`): `confirm.lua` for the tokens at `places` (see its header) and, with `wait` =
-    /// (replicas, ms), `WAIT` for that many replicas at most that long after it, in one
-    /// pipeline (one socket). Its replies: the script's, then `WAIT`'s.
-    pub(crate) fn confirm_round(
-        &self,
-        ns: &str,
-        cursor: &str,
-        places: &[Place],
-        wait: Option<(u32, u64)>,
-    ) -> redis::Pipeline {
-        let mut script = redis::cmd("EVALSHA");
-        script.arg(self.confirm.get_hash()).arg(1).arg(cursor).arg(ns);
-        for place in places {
-            script.arg(place.seq).arg(&place.random[..]);
-        }
-        let mut pipe = redis::pipe();
-        pipe.add_command(script);
-        if let Some((replicas, within_ms)) = wait {
-            let mut wait = redis::cmd("WAIT");
-            wait.arg(replicas).arg(within_ms.max(1));
-            pipe.add_command(wait);
-        }
-        pipe
     }
 
     /// `find.lua` (or, `with_cursor`, `find_with_cursor.lua`) for the token at `place` in the
