@@ -66,7 +66,9 @@
 //! shares a commit's flush: an issue whose script answered joins the round to be sent next;
 //! one round per thread and line is in flight at a time, and when it answers the next is
 //! sent for all that joined meanwhile. A round that no replica confirmed in time fails every
-//! issue in it with `Unavailable` (503) though their scripts ran; a master found with no
+//! issue in it with `Unavailable` (503) though their scripts ran, and so does a round that
+//! failed in any other way (a `WAIT` Redis refused is no confirmation either, and no 500:
+//! the user's retry finds the token); a master found with no
 //! replica attached (`ROLE`) confirms without one, and is asked first for 5 s after.
 //!
 //! Redis blocks the socket a `WAIT` was sent on until it answers: every call pipelined behind
@@ -546,7 +548,14 @@ impl AsyncRedisLines {
                 (side, round)
             };
             let mut conn = pair.conns[side].clone();
-            let result = self.replicas_confirm(&mut conn, &key.1, &places, pair.epoch).await;
+            // Whatever failed, the round's issues are not confirmed: their scripts ran, and the
+            // user's retry finds the token (503), never a 500 for a refused `WAIT` or read.
+            let result = self.replicas_confirm(&mut conn, &key.1, &places, pair.epoch).await.map_err(|e| match e {
+                StoreError::Internal(cause) => {
+                    StoreError::Unavailable(format!("a round of replica confirmation failed: {cause}"))
+                }
+                other => other,
+            });
             round.send_replace(Some(result));
         }
     }

@@ -10,7 +10,8 @@
 //!   (SIGSTOP) after the script was sent is answered `Unavailable` within the read timeout, and
 //!   the user's retry finds the token the lost call stored (never a second one); an issue
 //!   that meets a connection the server dropped while it sat idle is sent again on a fresh one
-//!   and answers 201;
+//!   and answers 201; a round whose `WAIT` Redis refuses answers `Unavailable`, not an internal
+//!   error;
 //! - a round of replica confirmation (`WAIT`) holds back none of its thread's other calls;
 //! - issues whose scripts answer while a round is out share the next one, and none answers
 //!   before a replica confirmed it (a private master whose replica is held by SIGSTOP).
@@ -413,6 +414,53 @@ fn an_issue_that_meets_a_connection_dropped_while_idle_is_sent_again_on_a_fresh_
     assert_eq!(RedisQueue::new(&cfg).unwrap().stats().unwrap().issued_through, 2, "one number for the user");
     let clients: String = redis::cmd("CLIENT").arg("LIST").query(&mut admin).unwrap();
     assert!(clients.lines().count() >= 2, "the issue went on a new connection: {clients}");
+}
+
+/// A round whose `WAIT` Redis refuses (here an ACL that lets the service's user run scripts and
+/// reads but not `WAIT`) confirms nothing: its issues answer `Unavailable` (503), not an
+/// internal error, and the user's retry finds the stored token once `WAIT` is allowed again.
+#[test]
+fn an_issue_whose_round_redis_refuses_is_unavailable_and_its_retry_finds_the_token() {
+    let mut master = PrivateRedis::reserve();
+    master.launch();
+    let mut replica = PrivateRedis::reserve();
+    replica.launch_with(&["--replicaof", "127.0.0.1", &master.port.to_string()]);
+    let mut admin = redis::Client::open(master.url()).unwrap().get_connection().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let info: String = redis::cmd("INFO").arg("replication").query(&mut admin).unwrap();
+        if info.contains("state=online") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the replica did not sync");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut acl = |rule: &str| {
+        let () = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("svc")
+            .arg("on")
+            .arg(">pw")
+            .arg("~*")
+            .arg("+@all")
+            .arg(rule)
+            .query(&mut admin)
+            .unwrap();
+    };
+    acl("-wait");
+    let mut cfg = RedisConfig::with_url_and_prefix(format!("redis://svc:pw@127.0.0.1:{}", master.port), "aio-refused");
+    cfg.replica_acks = Some(1);
+    let lines = AsyncRedisLines::new(&cfg).unwrap();
+    let main = RoomId::main();
+    let who = user();
+    let refused = runtime().block_on(lines.issue(&main, who, value(), now(), &CommitWatch::new()));
+    assert!(
+        matches!(&refused, Err(StoreError::Unavailable(m)) if m.contains("WAIT") || m.contains("wait")),
+        "{refused:?}"
+    );
+    acl("+wait");
+    let retry = runtime().block_on(lines.issue(&main, who, value(), now(), &CommitWatch::new())).unwrap();
+    assert!(!retry.created && retry.token.seq == 1, "the refused round's token is the user's: {retry:?}");
 }
 
 #[test]
