@@ -71,6 +71,10 @@ on_exit() {
         if ((rc != 0)) && [[ -d $CLUSTER_RUN ]]; then
             echo "--- status at the failure" >&2
             $cluster status >&2 2>&1 || true
+            # Why the instances answered 5xx, the latest last (the tails below rarely show it).
+            echo "--- the last causes of 5xx answers the hosts logged" >&2
+            cat "$CLUSTER_RUN"/logs/h*.log 2>/dev/null | grep -E '"answering 503|internal error' | sort |
+                tail -n 12 | sed -E 's/.*"timestamp":"([^"]*)".*"cause":"([^"]*)".*/  \1 \2/' >&2 || true
             for log in "$CLUSTER_RUN"/logs/h*.log "$CLUSTER_RUN"/logs/haproxy.log; do
                 [[ -f $log ]] || continue
                 echo "--- last lines of $log" >&2
