@@ -35,8 +35,8 @@
 //! whose reply was lost may have stored the token, and the user's retry finds it (200,
 //! `created: false`). A call met by `MOVED` (it did not run) or by a connection found dropped
 //! well within the read timeout (a socket that died with its node before the call: a stale
-//! one after a restart or a failover) is sent once more on a fresh connection, the `issue`
-//! too: its script is idempotent per user, so a second run stores nothing twice, and when it
+//! one after a restart or a failover) is sent again on a fresh connection, at most twice
+//! ([`STALE_RETRIES`]), the `issue` too: its script is idempotent per user, so a second run stores nothing twice, and when it
 //! finds the user's token with the random part this call planned, the first run stored it and
 //! the call still answers `created: true`. `issue` asks the caller's watch
 //! ([`domain::call::CommitWatch::begin_commit`]) right before the script is sent: a caller that
@@ -54,8 +54,11 @@
 //! other masters' lines never notice. A thread whose connection served only other masters'
 //! lines through a failover still holds the dead master's socket and the old slot map: its
 //! first call into the failed-over line meets the dropped socket (or, once the old master is
-//! back as a replica, `MOVED`) and is retried once on a fresh connection, as above, rather than
-//! answering 503 after the line recovered (tests/cluster/run.sh found that 503).
+//! back as a replica, `MOVED`) and is sent again on a fresh connection, as above, rather than
+//! answering 503 after the line recovered (tests/cluster/run.sh found that 503 in two runs of
+//! three). Up to twice, the second after 100 ms: a fresh connection reads its slot map from
+//! one node, and while the old master rejoins the nodes may not all agree yet; with no pause
+//! a call still met `MOVED` on three connections in a row in one run of 22 (cause not found).
 //!
 //! # Replica confirmations in rounds
 //!
@@ -319,6 +322,14 @@ struct Link {
     /// When a call last tried to connect while `unreachable`.
     last_probe: Mutex<Option<Instant>>,
 }
+
+/// How many times a call that met a stale route or a connection found dropped at once is sent
+/// again on a fresh connection (see the module docs, "Timeouts, lost replies, and the commit
+/// agreement").
+const STALE_RETRIES: u32 = 2;
+
+/// The pause before the second of them.
+const STALE_PAUSE: Duration = Duration::from_millis(100);
 
 fn unreachable() -> StoreError {
     StoreError::Unavailable("Redis unreachable: the last connection attempt failed".into())
@@ -673,13 +684,13 @@ impl AsyncRedisLines {
         let k = Keys::new(&self.prefix, room);
         let now_us = codec::to_micros(now).to_string();
         let started = Instant::now();
-        let mut retried = false;
+        let mut retries = 0;
         let (pair, side, reply) = loop {
             let pair = self.link.connection().await?;
             let (mut conn, side) = pair.open();
             // The commit point: the script is this call's write (see the module docs). A retry
             // is part of the same commit.
-            if !retried && !watch.begin_commit() {
+            if retries == 0 && !watch.begin_commit() {
                 return Err(StoreError::Timeout("the caller gave up before the write was sent".into()));
             }
             let sent = self
@@ -689,12 +700,13 @@ impl AsyncRedisLines {
                 .await;
             match sent {
                 Ok(reply) => break (pair, side, reply),
-                // Retried once on a fresh connection when the script met a stale route (it did
+                // Sent again on a fresh connection when the script met a stale route (it did
                 // not run) or a connection found dropped quickly (one left stale by a failover
                 // or a restart; see the module docs, "Cluster", for why that is safe).
-                Err(e) if !retried && Self::stale_at_once(&e, started, self.link.timeouts.read) => {
+                Err(e) if retries < STALE_RETRIES && Self::stale_at_once(&e, started, self.link.timeouts.read) => {
                     let _ = self.failed(&e, pair.epoch);
-                    retried = true;
+                    retries += 1;
+                    Self::pause_before(retries).await;
                 }
                 Err(e) => return Err(self.failed(&e, pair.epoch)),
             }
@@ -703,7 +715,7 @@ impl AsyncRedisLines {
         let mut outcome = codec::issue_outcome(&reply, room)?;
         // The token the retry found is the first attempt's when it carries this call's random
         // part (its `seq` is the line's).
-        if retried && !outcome.created && keys::random_part(&outcome.token.value).as_ref() == Some(&random) {
+        if retries > 0 && !outcome.created && keys::random_part(&outcome.token.value).as_ref() == Some(&random) {
             outcome.created = true;
         }
         // Also when the user's token was found: the call that stored it may have failed this
@@ -722,6 +734,15 @@ impl AsyncRedisLines {
         codec::moved(e) || (e.is_connection_dropped() && started.elapsed() < read_timeout)
     }
 
+    /// Before the `retries`-th send of a call that met a stale route or socket: none before
+    /// the first (a fresh connection's slot map is right), [`STALE_PAUSE`] before the second,
+    /// for the cluster's nodes to agree on the new map (see the module docs, "Cluster").
+    async fn pause_before(retries: u32) {
+        if retries > 1 {
+            tokio::time::sleep(STALE_PAUSE).await;
+        }
+    }
+
     async fn find_with_cursor_in(
         &self,
         room: &RoomId,
@@ -733,7 +754,7 @@ impl AsyncRedisLines {
         let k = Keys::new(&self.prefix, room);
         let Some(place) = k.place(value) else { return Ok(None) };
         let started = Instant::now();
-        let mut retried = false;
+        let mut retries = 0;
         let reply = loop {
             let pair = self.link.connection().await?;
             let (mut conn, _) = pair.open();
@@ -741,11 +762,12 @@ impl AsyncRedisLines {
             let sent = self.scripts.find_call(&k, &place, true).invoke_async::<Option<codec::Reply>>(&mut conn).await;
             match sent {
                 Ok(reply) => break reply,
-                // A read changes nothing: retried once on a fresh connection when the first
-                // attempt met a dropped connection quickly (a stale one after a restart).
-                Err(e) if !retried && Self::stale_at_once(&e, started, self.link.timeouts.read) => {
+                // A read changes nothing: sent again on a fresh connection when an attempt met
+                // a stale route or a dropped connection quickly (a stale one after a restart).
+                Err(e) if retries < STALE_RETRIES && Self::stale_at_once(&e, started, self.link.timeouts.read) => {
                     let _ = self.failed(&e, epoch);
-                    retried = true;
+                    retries += 1;
+                    Self::pause_before(retries).await;
                 }
                 Err(e) => return Err(self.failed(&e, epoch)),
             }

@@ -213,7 +213,7 @@
 //! A script whose reply is lost after it was sent may have run. What that means, per call:
 //! - `issue`: the caller answers 503; a retry finds the token the lost call stored and returns
 //!   it (200, `created: false`): the user keeps one place, no number is lost. The front door's
-//!   async path (`aio`) makes that retry itself, once, when the call met `MOVED` or a
+//!   async path (`aio`) makes that retry itself, at most twice, when the call met `MOVED` or a
 //!   connection found dropped well within the read timeout (a socket left stale by a restart
 //!   or a failover): the script is idempotent per user, and a token found carrying the call's
 //!   own planned random part is the first run's, so it still answers `created: true`.

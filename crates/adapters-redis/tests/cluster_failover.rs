@@ -3,7 +3,8 @@
 //! the rooms of the other masters never notice; and no token is duplicated, lost after its
 //! issue returned, or admitted twice. And no issue is confirmed while its master's replica is
 //! held, also when a socket of a round waiting to be sent is dropped, nor by another master
-//! its line's slot moved to while its round waited. Each test's cluster (3 masters, 3
+//! its line's slot moved to while its round waited. And an issue sent on a slot map that
+//! went stale is sent again on a fresh one and answers 201. Each test's cluster (3 masters, 3
 //! replicas, node timeout 1 s) is its own, removed when it ends.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
 
@@ -404,4 +405,58 @@ fn a_round_sent_after_its_slot_moved_to_a_master_without_its_tokens_fails() {
     held.cluster.signal(held.replica, "-CONT");
     assert!(matches!(first, Err(StoreError::Unavailable(_))), "{first:?}");
     assert!(matches!(second, Err(StoreError::Unavailable(_))), "confirmed on the new master: {second:?}");
+}
+
+/// A worker's connection whose slot map went stale while it served other lines (what a
+/// failover leaves it): its first issue into the line that moved meets `MOVED` and is sent
+/// again on a fresh connection, so it answers 201 with the token it stored instead of 503.
+/// The line's slot is moved, empty, to another master after the connection read its map.
+#[test]
+fn an_issue_that_meets_a_moved_slot_is_sent_again_and_answers_created() {
+    let cluster = Cluster::start().unwrap();
+    let cfg = RedisConfig::with_url_and_prefix(cluster.url(), "stale-map");
+    let lines = AsyncRedisLines::new(&cfg).unwrap();
+    let queue = RedisQueue::new(&cfg).unwrap();
+    let (warm, moving) = (RoomId::parse("warm").unwrap(), RoomId::parse("moving").unwrap());
+    let cursor_key = format!("{}:cursor", queue.line(&moving).namespace());
+    let node = |port: u16| TestConnection::open(&format!("redis://127.0.0.1:{port}")).unwrap();
+    let from = cluster.master_of(&cursor_key).unwrap();
+    let is_master = |port: u16| {
+        let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut node(port)).unwrap();
+        redis::from_redis_value::<String>(role[0].clone()).unwrap() == "master"
+    };
+    let to = cluster.live_ports().into_iter().find(|&p| p != from && is_master(p)).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let issue = |room: &RoomId, user: UserId| {
+        rt.block_on(lines.issue(room, user, value(1, room), OffsetDateTime::now_utc(), &CommitWatch::new()))
+    };
+    // This thread's connections open, and read the slot map, with a call into another line.
+    assert!(issue(&warm, UserId::from_uuid(uuid::Uuid::new_v4())).unwrap().created);
+
+    let slot: i64 = redis::cmd("CLUSTER").arg("KEYSLOT").arg(&cursor_key).query(&mut node(to)).unwrap();
+    let to_id: String = redis::cmd("CLUSTER").arg("MYID").query(&mut node(to)).unwrap();
+    let _: () = redis::cmd("CLUSTER").arg("DELSLOTS").arg(slot).query(&mut node(from)).unwrap();
+    let _: () = redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg("NODE").arg(&to_id).query(&mut node(to)).unwrap();
+    let _: String = redis::cmd("CLUSTER").arg("BUMPEPOCH").query(&mut node(to)).unwrap();
+    let deadline = Instant::now() + StdDuration::from_secs(20);
+    while cluster.live_ports().into_iter().any(|p| Cluster::master_of_port(p, &cursor_key) != Some(to)) {
+        assert!(Instant::now() < deadline, "the slot did not move to {to_id}");
+        thread::sleep(StdDuration::from_millis(20));
+    }
+    let moved_before: u64 = {
+        let info: String = redis::cmd("INFO").arg("errorstats").query(&mut node(from)).unwrap();
+        info.lines().find_map(|l| l.strip_prefix("errorstat_MOVED:count=")).map_or(0, |n| n.trim().parse().unwrap())
+    };
+
+    let who = UserId::from_uuid(uuid::Uuid::new_v4());
+    let issued = issue(&moving, who).unwrap();
+    assert_eq!((issued.created, issued.token.seq), (true, 1), "{issued:?}");
+    let moved_after: u64 = {
+        let info: String = redis::cmd("INFO").arg("errorstats").query(&mut node(from)).unwrap();
+        info.lines().find_map(|l| l.strip_prefix("errorstat_MOVED:count=")).map_or(0, |n| n.trim().parse().unwrap())
+    };
+    assert!(moved_after > moved_before, "the first attempt went to the old master and met MOVED");
+    let again = issue(&moving, who).unwrap();
+    assert_eq!((again.created, again.token.value), (false, issued.token.value), "one token for the user");
+    assert_eq!(cluster.master_of(&cursor_key).unwrap(), to);
 }
