@@ -91,7 +91,16 @@
 //! to another master (a failover onto a replica that missed the writes) fails with
 //! `Unavailable` instead of being confirmed by that master's replicas, which never saw them;
 //! so does a round whose token was retired in the meantime (rare, and the retry answers). A
-//! master found alone is read without the `WAIT`.
+//! master found alone is read without the `WAIT`. A round met by `MOVED` (its connection's slot
+//! map went stale while it waited, or while the connection served other lines through a
+//! failover) is sent once more on a connection opened for it: the read tells whether the
+//! master it reaches now holds the round's tokens (a slot moved with its keys, as a
+//! resharding moves them), and the `WAIT` after it covers them there. The reference
+//! deployment test met such rounds: two issues answered 503 in under a millisecond with
+//! `MOVED` after the old master came back as a replica. Most likely their connection was
+//! opened during the outage, its scripts reached the promoted replica through the crate's
+//! fallback within the shard (the master of its map was down), and its round, once the old
+//! master was back and reconnected, reached that.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -616,7 +625,10 @@ impl AsyncRedisLines {
 
     /// Sends a round ([`round_pipeline`]) on `conn` to the master of `cursor`: fails with
     /// `Unavailable` when a token of `places` is not stored there; else how many replicas its
-    /// `WAIT` counted (0 without one).
+    /// `WAIT` counted (0 without one). A round met by `MOVED` (it did not run: `conn`'s slot
+    /// map is stale) is sent again, once, on a connection opened for it, which reads the map
+    /// anew: its read checks the tokens on the master it reaches, and the `WAIT` after that
+    /// read covers that master's writes whatever socket it goes on (see the module docs).
     async fn send_round(
         &self,
         conn: &mut Conn,
@@ -627,7 +639,26 @@ impl AsyncRedisLines {
         epoch: u64,
     ) -> Result<u32, StoreError> {
         let (round, order) = round_pipeline(ns, places, wait);
-        let replies = conn.pipeline_on_master_of(cursor, &round).await.map_err(|e| self.failed(&e, epoch))?;
+        let mut fresh: Option<Conn> = None;
+        let replies = loop {
+            let on = match fresh.as_mut() {
+                Some(opened) => opened,
+                None => &mut *conn,
+            };
+            let sent = on.pipeline_on_master_of(cursor, &round).await;
+            let moved = match &sent {
+                Err(e) => codec::moved(e).then(|| e.clone()),
+                Ok(replies) => replies.first().cloned().and_then(|v| v.extract_error().err()).filter(codec::moved),
+            };
+            match (sent, moved) {
+                (_, Some(e)) if fresh.is_none() => {
+                    let _ = self.failed(&e, epoch);
+                    fresh = Some(self.link.open().await?);
+                }
+                (Ok(replies), _) => break replies,
+                (Err(e), _) => return Err(self.failed(&e, epoch)),
+            }
+        };
         let mut replies = replies.into_iter().map(Value::extract_error);
         let mut order = order.into_iter();
         for _ in 0..round.len() - usize::from(wait.is_some()) {

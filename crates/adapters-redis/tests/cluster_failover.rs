@@ -3,7 +3,8 @@
 //! the rooms of the other masters never notice; and no token is duplicated, lost after its
 //! issue returned, or admitted twice. And no issue is confirmed while its master's replica is
 //! held, also when a socket of a round waiting to be sent is dropped, nor by another master
-//! its line's slot moved to while its round waited. And an issue sent on a slot map that
+//! its line's slot moved to without its keys while its round waited (with them, the round is
+//! confirmed there). And an issue sent on a slot map that
 //! went stale is sent again on a fresh one and answers 201. Each test's cluster (3 masters, 3
 //! replicas, node timeout 1 s) is its own, removed when it ends.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
@@ -459,4 +460,73 @@ fn an_issue_that_meets_a_moved_slot_is_sent_again_and_answers_created() {
     let again = issue(&moving, who).unwrap();
     assert_eq!((again.created, again.token.value), (false, issued.token.value), "one token for the user");
     assert_eq!(cluster.master_of(&cursor_key).unwrap(), to);
+}
+
+/// A round waiting to be sent while its line's slot moves to another master *with* its keys
+/// (`MIGRATE`, as a resharding does) is confirmed there: it meets `MOVED` on its connection's
+/// stale slot map, is sent again on a connection opened for it, finds its token on the new
+/// master, and that master's replica confirms it. The first round, out on the held replica,
+/// times out (503); the second issue answers 201 with its token, where it answered 503 before.
+#[test]
+fn a_round_sent_after_its_slot_moved_with_its_tokens_is_confirmed_there() {
+    let held = HeldLine::start("migrated-round");
+    let cursor_key = format!("{}:cursor", held.line.namespace());
+    let is_master = |port: u16| {
+        let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut HeldLine::node(port)).unwrap();
+        redis::from_redis_value::<String>(role[0].clone()).unwrap() == "master"
+    };
+    let other = held.cluster.live_ports().into_iter().find(|&p| p != held.master && is_master(p)).unwrap();
+    let slot: i64 = redis::cmd("CLUSTER").arg("KEYSLOT").arg(&cursor_key).query(&mut HeldLine::node(other)).unwrap();
+    let id = |port: u16| -> String { redis::cmd("CLUSTER").arg("MYID").query(&mut HeldLine::node(port)).unwrap() };
+    let (from_id, to_id) = (id(held.master), id(other));
+    let second_user = UserId::from_uuid(uuid::Uuid::new_v4());
+    let (first, second) = held.rt.block_on(async {
+        let (_, first, second) = held.two_waiting_rounds(second_user).await;
+        // The slot and every key of it to the other master, as `redis-cli --cluster reshard`
+        // moves them.
+        let setslot = |port: u16, state: &str, node: &str| {
+            let () = redis::cmd("CLUSTER")
+                .arg("SETSLOT")
+                .arg(slot)
+                .arg(state)
+                .arg(node)
+                .query(&mut HeldLine::node(port))
+                .unwrap();
+        };
+        setslot(other, "IMPORTING", &from_id);
+        setslot(held.master, "MIGRATING", &to_id);
+        let keys: Vec<String> = redis::cmd("CLUSTER")
+            .arg("GETKEYSINSLOT")
+            .arg(slot)
+            .arg(1000)
+            .query(&mut HeldLine::node(held.master))
+            .unwrap();
+        assert!(!keys.is_empty());
+        let () = redis::cmd("MIGRATE")
+            .arg("127.0.0.1")
+            .arg(other)
+            .arg("")
+            .arg(0)
+            .arg(5000)
+            .arg("KEYS")
+            .arg(&keys)
+            .query(&mut HeldLine::node(held.master))
+            .unwrap();
+        setslot(other, "NODE", &to_id);
+        setslot(held.master, "NODE", &to_id);
+        let _: String = redis::cmd("CLUSTER").arg("BUMPEPOCH").query(&mut HeldLine::node(other)).unwrap();
+        let deadline = Instant::now() + StdDuration::from_secs(20);
+        let nodes: Vec<u16> = held.cluster.live_ports().into_iter().filter(|&p| p != held.replica).collect();
+        while nodes.iter().any(|&p| Cluster::master_of_port(p, &cursor_key) != Some(other)) {
+            assert!(Instant::now() < deadline, "the slot did not move to {to_id}");
+            tokio::time::sleep(StdDuration::from_millis(20)).await;
+        }
+        (first.await.unwrap(), second.await.unwrap())
+    });
+    held.cluster.signal(held.replica, "-CONT");
+    assert!(matches!(first, Err(StoreError::Unavailable(_))), "{first:?}");
+    let second = second.unwrap();
+    assert_eq!((second.created, second.token.seq), (true, 3), "{second:?}");
+    let retry = held.rt.block_on(async { held.issue(second_user).await }).unwrap().unwrap();
+    assert_eq!((retry.created, retry.token.value), (false, second.token.value), "one token for the user");
 }
