@@ -36,9 +36,10 @@
 //! `created: false`). A call met by `MOVED` (it did not run) or by a connection found dropped
 //! well within the read timeout (a socket that died with its node before the call: a stale
 //! one after a restart or a failover) is sent again on a fresh connection, at most twice
-//! ([`STALE_RETRIES`]), the `issue` too: its script is idempotent per user, so a second run stores nothing twice, and when it
-//! finds the user's token with the random part this call planned, the first run stored it and
-//! the call still answers `created: true`. `issue` asks the caller's watch
+//! (`STALE_RETRIES`), the `issue` too: its script is idempotent per user, so a second run
+//! stores nothing twice, and when it finds the user's token with the random part this call
+//! planned, the first run stored it and the call still answers `created: true`. `issue` asks
+//! the caller's watch
 //! ([`domain::call::CommitWatch::begin_commit`]) right before the script is sent: a caller that
 //! gave up (and answered 503) never has it sent.
 //!
