@@ -124,7 +124,7 @@ use tokio::sync::watch;
 
 use crate::codec;
 use crate::config::{ConfigError, RedisConfig, RedisTimeouts};
-use crate::keys::{self, Keys, Place, RECORDS_PER_BUCKET};
+use crate::keys::{self, Keys, Place};
 use crate::pool::{self, Client};
 use crate::scripts::Scripts;
 
@@ -234,22 +234,23 @@ impl redis::aio::ConnectionLike for Conn {
     }
 }
 
-/// A round of replica confirmation of the line of namespace `ns`, for one socket: per bucket
-/// of the tokens at `places` an `HMGET` of their records and, with `wait` = (replicas, ms),
-/// `WAIT` for that many replicas at most that long after them; and the places in the order the
-/// `HMGET`s answer for them.
-fn round_pipeline<'a>(ns: &str, places: &'a [Place], wait: Option<(u32, u64)>) -> (Pipeline, Vec<&'a Place>) {
-    let mut buckets: BTreeMap<u64, Vec<&Place>> = BTreeMap::new();
+/// A round of replica confirmation of the line of `k`, for one socket: per bucket of the
+/// tokens at `places` an `HMGET` of their records and, with `wait` = (replicas, ms), `WAIT` for
+/// that many replicas at most that long after them; and the places in the order the `HMGET`s
+/// answer for them.
+fn round_pipeline<'a>(k: &Keys, places: &'a [Place], wait: Option<(u32, u64)>) -> (Pipeline, Vec<&'a Place>) {
+    let mut buckets: BTreeMap<String, Vec<(String, &Place)>> = BTreeMap::new();
     for place in places {
-        buckets.entry(place.seq / RECORDS_PER_BUCKET).or_default().push(place);
+        let (bucket, field) = k.bucket(place.seq);
+        buckets.entry(bucket).or_default().push((field, place));
     }
     let mut round = redis::pipe();
     let mut order = Vec::with_capacity(places.len());
     for (bucket, members) in buckets {
         let mut records = redis::cmd("HMGET");
-        records.arg(format!("{ns}:r:{bucket}"));
-        for place in members {
-            records.arg(place.seq % RECORDS_PER_BUCKET);
+        records.arg(bucket);
+        for (field, place) in members {
+            records.arg(field);
             order.push(place);
         }
         round.add_command(records);
@@ -536,8 +537,8 @@ impl AsyncRedisLines {
             (answer, send)
         };
         if send {
-            let (this, pair) = (self.clone(), pair.clone());
-            tokio::spawn(async move { this.send_rounds(key, pair).await });
+            let (this, pair, k) = (self.clone(), pair.clone(), k.clone());
+            tokio::spawn(async move { this.send_rounds(key, pair, k).await });
         }
         let answered = answer.wait_for(Option::is_some).await;
         match answered.as_deref() {
@@ -550,7 +551,7 @@ impl AsyncRedisLines {
     /// of the connection calls go to, which they leave for the other while its `WAIT` is out;
     /// else the other's (issues whose script was sent before the last switch), which calls do
     /// not go to.
-    async fn send_rounds(self, key: RoundKey, pair: Arc<Pair>) {
+    async fn send_rounds(self, key: RoundKey, pair: Arc<Pair>, k: Keys) {
         loop {
             let (side, (round, places)) = {
                 let mut rounds = self.rounds.lock().unwrap_or_else(PoisonError::into_inner);
@@ -571,7 +572,7 @@ impl AsyncRedisLines {
             let mut conn = pair.conns[side].clone();
             // Whatever failed, the round's issues are not confirmed: their scripts ran, and the
             // user's retry finds the token (503), never a 500 for a refused `WAIT` or read.
-            let result = self.replicas_confirm(&mut conn, &key.1, &places, pair.epoch).await.map_err(|e| match e {
+            let result = self.replicas_confirm(&mut conn, &k, &places, pair.epoch).await.map_err(|e| match e {
                 StoreError::Internal(cause) => {
                     StoreError::Unavailable(format!("a round of replica confirmation failed: {cause}"))
                 }
@@ -581,17 +582,17 @@ impl AsyncRedisLines {
         }
     }
 
-    /// One round on `conn`, on the master the line of namespace `ns` maps to now: the records
-    /// of the tokens at `places`, then `WAIT`, in one pipeline (see the module docs, "Replica
+    /// One round on `conn`, on the master the line of `k` maps to now: the records of the
+    /// tokens at `places`, then `WAIT`, in one pipeline (see the module docs, "Replica
     /// confirmations in rounds", for why both, and why on one socket).
     async fn replicas_confirm(
         &self,
         conn: &mut Conn,
-        ns: &str,
+        k: &Keys,
         places: &[Place],
         epoch: u64,
     ) -> Result<(), StoreError> {
-        let cursor = &format!("{ns}:cursor");
+        let cursor = &k.cursor;
         let alone_lately = self
             .alone
             .lock()
@@ -601,7 +602,7 @@ impl AsyncRedisLines {
         if alone_lately {
             if self.attached_replicas(conn, cursor, epoch).await? == 0 {
                 // No replica to wait for; the tokens must still be on this master.
-                self.send_round(conn, cursor, ns, places, None, epoch).await?;
+                self.send_round(conn, k, places, None, epoch).await?;
                 return Ok(());
             }
             self.alone.lock().unwrap_or_else(PoisonError::into_inner).remove(cursor);
@@ -609,7 +610,7 @@ impl AsyncRedisLines {
         // Well inside the response timeout, so a slow `WAIT` is never taken for a lost socket.
         let within = self.link.timeouts.replica_ack.min(self.link.timeouts.read / 2);
         let wait = (self.replica_acks, u64::try_from(within.as_millis()).unwrap_or(u64::MAX));
-        let acked = self.send_round(conn, cursor, ns, places, Some(wait), epoch).await?;
+        let acked = self.send_round(conn, k, places, Some(wait), epoch).await?;
         if acked >= self.replica_acks {
             return Ok(());
         }
@@ -624,7 +625,7 @@ impl AsyncRedisLines {
         )))
     }
 
-    /// Sends a round ([`round_pipeline`]) on `conn` to the master of `cursor`: fails with
+    /// Sends a round ([`round_pipeline`]) on `conn` to the master of `k`'s line: fails with
     /// `Unavailable` when a token of `places` is not stored there; else how many replicas its
     /// `WAIT` counted (0 without one). A round met by `MOVED` (it did not run: `conn`'s slot
     /// map is stale) is sent again, once, on a connection opened for it, which reads the map
@@ -633,20 +634,19 @@ impl AsyncRedisLines {
     async fn send_round(
         &self,
         conn: &mut Conn,
-        cursor: &str,
-        ns: &str,
+        k: &Keys,
         places: &[Place],
         wait: Option<(u32, u64)>,
         epoch: u64,
     ) -> Result<u32, StoreError> {
-        let (round, order) = round_pipeline(ns, places, wait);
+        let (round, order) = round_pipeline(k, places, wait);
         let mut fresh: Option<Conn> = None;
         let replies = loop {
             let on = match fresh.as_mut() {
                 Some(opened) => opened,
                 None => &mut *conn,
             };
-            let sent = on.pipeline_on_master_of(cursor, &round).await;
+            let sent = on.pipeline_on_master_of(&k.cursor, &round).await;
             let moved = match &sent {
                 Err(e) => codec::moved(e).then(|| e.clone()),
                 Ok(replies) => replies.first().cloned().and_then(|v| v.extract_error().err()).filter(codec::moved),
@@ -669,7 +669,7 @@ impl AsyncRedisLines {
                 .map_err(|e: RedisError| self.failed(&e, epoch))?;
             for record in records {
                 let place = order.next().ok_or_else(|| codec::corrupt("a round's reply"))?;
-                if record.as_deref().and_then(|r| r.get(..24)) != Some(&place.random[..]) {
+                if record.as_deref().and_then(|r| r.get(..place.random.len())) != Some(&place.random[..]) {
                     return Err(StoreError::Unavailable(format!(
                         "the token of seq {} is not stored on the master its line maps to now (a failover?)",
                         place.seq
@@ -732,15 +732,13 @@ impl AsyncRedisLines {
                 .await;
             match sent {
                 Ok(reply) => break (pair, side, reply),
-                // Sent again on a fresh connection when the script met a stale route (it did
-                // not run) or a connection found dropped quickly (one left stale by a failover
-                // or a restart; see the module docs, "Cluster", for why that is safe).
-                Err(e) if retries < STALE_RETRIES && Self::stale_at_once(&e, started, self.link.timeouts.read) => {
-                    let _ = self.failed(&e, pair.epoch);
-                    retries += 1;
-                    Self::pause_before(retries).await;
+                // Sent again when the script met a stale route (it did not run) or a connection
+                // found dropped quickly (see the module docs, "Cluster", for why that is safe).
+                Err(e) => {
+                    if !self.resend_after(&e, pair.epoch, started, &mut retries).await {
+                        return Err(self.failed(&e, pair.epoch));
+                    }
                 }
-                Err(e) => return Err(self.failed(&e, pair.epoch)),
             }
         };
         self.link.answered();
@@ -759,20 +757,23 @@ impl AsyncRedisLines {
         Ok(outcome)
     }
 
-    /// Whether a call's error, `started` ago, says it met a stale route (`MOVED`: it did not
-    /// run) or a connection found dropped well within the read timeout (a socket that died
-    /// with its node before the call): a retry on a fresh connection reads the slot map anew.
-    fn stale_at_once(e: &RedisError, started: Instant, read_timeout: Duration) -> bool {
-        codec::moved(e) || (e.is_connection_dropped() && started.elapsed() < read_timeout)
-    }
-
-    /// Before the `retries`-th send of a call that met a stale route or socket: none before
-    /// the first (a fresh connection's slot map is right), [`STALE_PAUSE`] before the second,
-    /// for the cluster's nodes to agree on the new map (see the module docs, "Cluster").
-    async fn pause_before(retries: u32) {
-        if retries > 1 {
+    /// Whether a call that failed with `e` on a connection of `epoch`, `started` ago, is sent
+    /// again on a fresh connection: when it met a stale route (`MOVED`: it did not run) or a
+    /// connection found dropped well within the read timeout (a socket that died with its
+    /// node before the call), at most [`STALE_RETRIES`] times. If so, its connection is dropped
+    /// (the next reads the slot map anew) and, before the second, [`STALE_PAUSE`] passes for
+    /// the cluster's nodes to agree on the new map (see the module docs, "Cluster").
+    async fn resend_after(&self, e: &RedisError, epoch: u64, started: Instant, retries: &mut u32) -> bool {
+        let stale = codec::moved(e) || (e.is_connection_dropped() && started.elapsed() < self.link.timeouts.read);
+        if !stale || *retries >= STALE_RETRIES {
+            return false;
+        }
+        let _ = self.failed(e, epoch);
+        *retries += 1;
+        if *retries > 1 {
             tokio::time::sleep(STALE_PAUSE).await;
         }
+        true
     }
 
     async fn find_with_cursor_in(
@@ -794,14 +795,13 @@ impl AsyncRedisLines {
             let sent = self.scripts.find_call(&k, &place, true).invoke_async::<Option<codec::Reply>>(&mut conn).await;
             match sent {
                 Ok(reply) => break reply,
-                // A read changes nothing: sent again on a fresh connection when an attempt met
-                // a stale route or a dropped connection quickly (a stale one after a restart).
-                Err(e) if retries < STALE_RETRIES && Self::stale_at_once(&e, started, self.link.timeouts.read) => {
-                    let _ = self.failed(&e, epoch);
-                    retries += 1;
-                    Self::pause_before(retries).await;
+                // A read changes nothing: sent again when an attempt met a stale route or a
+                // dropped connection quickly (a stale one after a restart).
+                Err(e) => {
+                    if !self.resend_after(&e, epoch, started, &mut retries).await {
+                        return Err(self.failed(&e, epoch));
+                    }
                 }
-                Err(e) => return Err(self.failed(&e, epoch)),
             }
         };
         self.link.answered();

@@ -245,6 +245,81 @@ fn value_for_retry(room: &RoomId) -> TokenValue {
     value(u64::MAX, room)
 }
 
+/// A connection to the node on `port` alone.
+fn node(port: u16) -> TestConnection {
+    TestConnection::open(&format!("redis://127.0.0.1:{port}")).unwrap()
+}
+
+/// The slot of a line's key, to be moved by hand from its master to another master, as a
+/// failover or a resharding moves it.
+struct SlotMove {
+    key: String,
+    slot: i64,
+    from: u16,
+    to: u16,
+    from_id: String,
+    to_id: String,
+}
+
+impl SlotMove {
+    /// The slot of `key` from its master `from` to another master of `cluster`.
+    fn plan(cluster: &Cluster, key: &str, from: u16) -> Self {
+        let is_master = |port: u16| {
+            let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut node(port)).unwrap();
+            redis::from_redis_value::<String>(role[0].clone()).unwrap() == "master"
+        };
+        let to = cluster.live_ports().into_iter().find(|&p| p != from && is_master(p)).unwrap();
+        let slot = redis::cmd("CLUSTER").arg("KEYSLOT").arg(key).query(&mut node(to)).unwrap();
+        let id = |port: u16| -> String { redis::cmd("CLUSTER").arg("MYID").query(&mut node(port)).unwrap() };
+        Self { key: key.to_owned(), slot, from, to, from_id: id(from), to_id: id(to) }
+    }
+
+    fn setslot(&self, port: u16, state: &str, node_id: &str) {
+        let () =
+            redis::cmd("CLUSTER").arg("SETSLOT").arg(self.slot).arg(state).arg(node_id).query(&mut node(port)).unwrap();
+    }
+
+    /// Hands the slot over without its keys (`CLUSTER DELSLOTS` on the old master, `SETSLOT …
+    /// NODE` on the new): what a failover onto a replica that missed the writes looks like.
+    fn without_keys(&self) {
+        let () = redis::cmd("CLUSTER").arg("DELSLOTS").arg(self.slot).query(&mut node(self.from)).unwrap();
+        self.setslot(self.to, "NODE", &self.to_id);
+    }
+
+    /// Hands the slot over with every key of it, as `redis-cli --cluster reshard` moves them.
+    fn with_keys(&self) {
+        self.setslot(self.to, "IMPORTING", &self.from_id);
+        self.setslot(self.from, "MIGRATING", &self.to_id);
+        let keys: Vec<String> =
+            redis::cmd("CLUSTER").arg("GETKEYSINSLOT").arg(self.slot).arg(1000).query(&mut node(self.from)).unwrap();
+        assert!(!keys.is_empty());
+        let () = redis::cmd("MIGRATE")
+            .arg("127.0.0.1")
+            .arg(self.to)
+            .arg("")
+            .arg(0)
+            .arg(5000)
+            .arg("KEYS")
+            .arg(&keys)
+            .query(&mut node(self.from))
+            .unwrap();
+        self.setslot(self.to, "NODE", &self.to_id);
+        self.setslot(self.from, "NODE", &self.to_id);
+    }
+
+    /// Announces the move (`BUMPEPOCH` on the new master) and waits until every live node of
+    /// `cluster` but `deaf` (a held node, which answers nobody) maps the key to the new master.
+    async fn announce(&self, cluster: &Cluster, deaf: Option<u16>) {
+        let _: String = redis::cmd("CLUSTER").arg("BUMPEPOCH").query(&mut node(self.to)).unwrap();
+        let deadline = Instant::now() + StdDuration::from_secs(20);
+        let nodes: Vec<u16> = cluster.live_ports().into_iter().filter(|&p| Some(p) != deaf).collect();
+        while nodes.iter().any(|&p| Cluster::master_of_port(p, &self.key) != Some(self.to)) {
+            assert!(Instant::now() < deadline, "the slot did not move to {}", self.to_id);
+            tokio::time::sleep(StdDuration::from_millis(20)).await;
+        }
+    }
+}
+
 /// A line on a cluster of its own whose replica a test holds (SIGSTOP), called from one
 /// thread's runtime, so through one pair of connections; a replica has 1 s to confirm.
 struct HeldLine {
@@ -272,10 +347,6 @@ impl HeldLine {
         Self { cluster, room, lines, line, master, replica, rt }
     }
 
-    fn node(port: u16) -> TestConnection {
-        TestConnection::open(&format!("redis://127.0.0.1:{port}")).unwrap()
-    }
-
     /// An issue for `user`, spawned on the runtime (call from within it).
     fn issue(&self, user: UserId) -> tokio::task::JoinHandle<Result<IssueOutcome, StoreError>> {
         let (lines, room) = (self.lines.clone(), self.room.clone());
@@ -293,7 +364,7 @@ impl HeldLine {
         let deadline = Instant::now() + StdDuration::from_secs(20);
         let first = self.issue(UserId::from_uuid(uuid::Uuid::new_v4()));
         loop {
-            let info: String = redis::cmd("INFO").arg("clients").query(&mut Self::node(self.master)).unwrap();
+            let info: String = redis::cmd("INFO").arg("clients").query(&mut node(self.master)).unwrap();
             if info.lines().any(|l| l.trim() == "blocked_clients:1") {
                 break;
             }
@@ -331,7 +402,7 @@ fn no_issue_is_confirmed_while_its_replica_is_held_even_if_a_socket_drops() {
         // Every client whose last call was a script: the pair's other socket, and the
         // blocking pool's, which read the stats.
         let list: String =
-            redis::cmd("CLIENT").arg("LIST").arg("TYPE").arg("normal").query(&mut HeldLine::node(held.master)).unwrap();
+            redis::cmd("CLIENT").arg("LIST").arg("TYPE").arg("normal").query(&mut node(held.master)).unwrap();
         let scripts: Vec<&str> = list
             .lines()
             .filter(|l| l.split(' ').any(|f| f == "cmd=evalsha"))
@@ -339,8 +410,7 @@ fn no_issue_is_confirmed_while_its_replica_is_held_even_if_a_socket_drops() {
             .collect();
         assert_eq!(scripts.len(), 2, "the second issue's socket and the pool's: {list}");
         for id in scripts {
-            let _: i64 =
-                redis::cmd("CLIENT").arg("KILL").arg("ID").arg(id).query(&mut HeldLine::node(held.master)).unwrap();
+            let _: i64 = redis::cmd("CLIENT").arg("KILL").arg("ID").arg(id).query(&mut node(held.master)).unwrap();
         }
         // A poll meets the dropped socket; the cluster client opens it anew.
         let found = held.lines.find_with_cursor(&held.room, &warm).await.unwrap();
@@ -372,33 +442,13 @@ fn no_issue_is_confirmed_while_its_replica_is_held_even_if_a_socket_drops() {
 #[test]
 fn a_round_sent_after_its_slot_moved_to_a_master_without_its_tokens_fails() {
     let held = HeldLine::start("moved-round");
-    let cursor_key = format!("{}:cursor", held.line.namespace());
-    let is_master = |port: u16| {
-        let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut HeldLine::node(port)).unwrap();
-        redis::from_redis_value::<String>(role[0].clone()).unwrap() == "master"
-    };
-    let other = held.cluster.live_ports().into_iter().find(|&p| p != held.master && is_master(p)).unwrap();
-    let slot: i64 = redis::cmd("CLUSTER").arg("KEYSLOT").arg(&cursor_key).query(&mut HeldLine::node(other)).unwrap();
-    let other_id: String = redis::cmd("CLUSTER").arg("MYID").query(&mut HeldLine::node(other)).unwrap();
+    let moving = SlotMove::plan(&held.cluster, &format!("{}:cursor", held.line.namespace()), held.master);
     let (first, second) = held.rt.block_on(async {
         let (warm, first, second) = held.two_waiting_rounds(UserId::from_uuid(uuid::Uuid::new_v4())).await;
         // The slot to the other master, without its keys, until every node agrees (but the
         // held replica, which answers nobody).
-        let _: () = redis::cmd("CLUSTER").arg("DELSLOTS").arg(slot).query(&mut HeldLine::node(held.master)).unwrap();
-        let _: () = redis::cmd("CLUSTER")
-            .arg("SETSLOT")
-            .arg(slot)
-            .arg("NODE")
-            .arg(&other_id)
-            .query(&mut HeldLine::node(other))
-            .unwrap();
-        let _: String = redis::cmd("CLUSTER").arg("BUMPEPOCH").query(&mut HeldLine::node(other)).unwrap();
-        let deadline = Instant::now() + StdDuration::from_secs(20);
-        let nodes: Vec<u16> = held.cluster.live_ports().into_iter().filter(|&p| p != held.replica).collect();
-        while nodes.iter().any(|&p| Cluster::master_of_port(p, &cursor_key) != Some(other)) {
-            assert!(Instant::now() < deadline, "the slot did not move to {other_id}");
-            tokio::time::sleep(StdDuration::from_millis(20)).await;
-        }
+        moving.without_keys();
+        moving.announce(&held.cluster, Some(held.replica)).await;
         // A poll meets the move: the line is on the other master now, without the token.
         let _ = held.lines.find_with_cursor(&held.room, &warm).await;
         (first.await.unwrap(), second.await.unwrap())
@@ -420,13 +470,7 @@ fn an_issue_that_meets_a_moved_slot_is_sent_again_and_answers_created() {
     let queue = RedisQueue::new(&cfg).unwrap();
     let (warm, moving) = (RoomId::parse("warm").unwrap(), RoomId::parse("moving").unwrap());
     let cursor_key = format!("{}:cursor", queue.line(&moving).namespace());
-    let node = |port: u16| TestConnection::open(&format!("redis://127.0.0.1:{port}")).unwrap();
-    let from = cluster.master_of(&cursor_key).unwrap();
-    let is_master = |port: u16| {
-        let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut node(port)).unwrap();
-        redis::from_redis_value::<String>(role[0].clone()).unwrap() == "master"
-    };
-    let to = cluster.live_ports().into_iter().find(|&p| p != from && is_master(p)).unwrap();
+    let slot = SlotMove::plan(&cluster, &cursor_key, cluster.master_of(&cursor_key).unwrap());
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let issue = |room: &RoomId, user: UserId| {
         rt.block_on(lines.issue(room, user, value(1, room), OffsetDateTime::now_utc(), &CommitWatch::new()))
@@ -434,32 +478,21 @@ fn an_issue_that_meets_a_moved_slot_is_sent_again_and_answers_created() {
     // This thread's connections open, and read the slot map, with a call into another line.
     assert!(issue(&warm, UserId::from_uuid(uuid::Uuid::new_v4())).unwrap().created);
 
-    let slot: i64 = redis::cmd("CLUSTER").arg("KEYSLOT").arg(&cursor_key).query(&mut node(to)).unwrap();
-    let to_id: String = redis::cmd("CLUSTER").arg("MYID").query(&mut node(to)).unwrap();
-    let _: () = redis::cmd("CLUSTER").arg("DELSLOTS").arg(slot).query(&mut node(from)).unwrap();
-    let _: () = redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg("NODE").arg(&to_id).query(&mut node(to)).unwrap();
-    let _: String = redis::cmd("CLUSTER").arg("BUMPEPOCH").query(&mut node(to)).unwrap();
-    let deadline = Instant::now() + StdDuration::from_secs(20);
-    while cluster.live_ports().into_iter().any(|p| Cluster::master_of_port(p, &cursor_key) != Some(to)) {
-        assert!(Instant::now() < deadline, "the slot did not move to {to_id}");
-        thread::sleep(StdDuration::from_millis(20));
-    }
-    let moved_before: u64 = {
-        let info: String = redis::cmd("INFO").arg("errorstats").query(&mut node(from)).unwrap();
+    slot.without_keys();
+    rt.block_on(slot.announce(&cluster, None));
+    let moved_count = || -> u64 {
+        let info: String = redis::cmd("INFO").arg("errorstats").query(&mut node(slot.from)).unwrap();
         info.lines().find_map(|l| l.strip_prefix("errorstat_MOVED:count=")).map_or(0, |n| n.trim().parse().unwrap())
     };
+    let moved_before = moved_count();
 
     let who = UserId::from_uuid(uuid::Uuid::new_v4());
     let issued = issue(&moving, who).unwrap();
     assert_eq!((issued.created, issued.token.seq), (true, 1), "{issued:?}");
-    let moved_after: u64 = {
-        let info: String = redis::cmd("INFO").arg("errorstats").query(&mut node(from)).unwrap();
-        info.lines().find_map(|l| l.strip_prefix("errorstat_MOVED:count=")).map_or(0, |n| n.trim().parse().unwrap())
-    };
-    assert!(moved_after > moved_before, "the first attempt went to the old master and met MOVED");
+    assert!(moved_count() > moved_before, "the first attempt went to the old master and met MOVED");
     let again = issue(&moving, who).unwrap();
     assert_eq!((again.created, again.token.value), (false, issued.token.value), "one token for the user");
-    assert_eq!(cluster.master_of(&cursor_key).unwrap(), to);
+    assert_eq!(cluster.master_of(&cursor_key).unwrap(), slot.to);
 }
 
 /// A round waiting to be sent while its line's slot moves to another master *with* its keys
@@ -470,57 +503,12 @@ fn an_issue_that_meets_a_moved_slot_is_sent_again_and_answers_created() {
 #[test]
 fn a_round_sent_after_its_slot_moved_with_its_tokens_is_confirmed_there() {
     let held = HeldLine::start("migrated-round");
-    let cursor_key = format!("{}:cursor", held.line.namespace());
-    let is_master = |port: u16| {
-        let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut HeldLine::node(port)).unwrap();
-        redis::from_redis_value::<String>(role[0].clone()).unwrap() == "master"
-    };
-    let other = held.cluster.live_ports().into_iter().find(|&p| p != held.master && is_master(p)).unwrap();
-    let slot: i64 = redis::cmd("CLUSTER").arg("KEYSLOT").arg(&cursor_key).query(&mut HeldLine::node(other)).unwrap();
-    let id = |port: u16| -> String { redis::cmd("CLUSTER").arg("MYID").query(&mut HeldLine::node(port)).unwrap() };
-    let (from_id, to_id) = (id(held.master), id(other));
+    let moving = SlotMove::plan(&held.cluster, &format!("{}:cursor", held.line.namespace()), held.master);
     let second_user = UserId::from_uuid(uuid::Uuid::new_v4());
     let (first, second) = held.rt.block_on(async {
         let (_, first, second) = held.two_waiting_rounds(second_user).await;
-        // The slot and every key of it to the other master, as `redis-cli --cluster reshard`
-        // moves them.
-        let setslot = |port: u16, state: &str, node: &str| {
-            let () = redis::cmd("CLUSTER")
-                .arg("SETSLOT")
-                .arg(slot)
-                .arg(state)
-                .arg(node)
-                .query(&mut HeldLine::node(port))
-                .unwrap();
-        };
-        setslot(other, "IMPORTING", &from_id);
-        setslot(held.master, "MIGRATING", &to_id);
-        let keys: Vec<String> = redis::cmd("CLUSTER")
-            .arg("GETKEYSINSLOT")
-            .arg(slot)
-            .arg(1000)
-            .query(&mut HeldLine::node(held.master))
-            .unwrap();
-        assert!(!keys.is_empty());
-        let () = redis::cmd("MIGRATE")
-            .arg("127.0.0.1")
-            .arg(other)
-            .arg("")
-            .arg(0)
-            .arg(5000)
-            .arg("KEYS")
-            .arg(&keys)
-            .query(&mut HeldLine::node(held.master))
-            .unwrap();
-        setslot(other, "NODE", &to_id);
-        setslot(held.master, "NODE", &to_id);
-        let _: String = redis::cmd("CLUSTER").arg("BUMPEPOCH").query(&mut HeldLine::node(other)).unwrap();
-        let deadline = Instant::now() + StdDuration::from_secs(20);
-        let nodes: Vec<u16> = held.cluster.live_ports().into_iter().filter(|&p| p != held.replica).collect();
-        while nodes.iter().any(|&p| Cluster::master_of_port(p, &cursor_key) != Some(other)) {
-            assert!(Instant::now() < deadline, "the slot did not move to {to_id}");
-            tokio::time::sleep(StdDuration::from_millis(20)).await;
-        }
+        moving.with_keys();
+        moving.announce(&held.cluster, Some(held.replica)).await;
         (first.await.unwrap(), second.await.unwrap())
     });
     held.cluster.signal(held.replica, "-CONT");
