@@ -63,25 +63,31 @@
 //!
 //! # Replica confirmations in rounds
 //!
-//! On a cluster (or with [`RedisConfig::replica_acks`]) an issue is confirmed by `WAIT` on the
-//! socket it was written on before it answers, as in the blocking path (see the crate docs,
-//! "Writes a failover must not lose"). `WAIT` covers every write sent on its socket before it,
-//! so the issues of one thread's connection to one line's master share it, as a database
-//! shares a commit's flush: an issue whose script answered joins the round to be sent next;
-//! one round per thread and line is in flight at a time, and when it answers the next is
-//! sent for all that joined meanwhile. A round that no replica confirmed in time fails every
-//! issue in it with `Unavailable` (503) though their scripts ran, and so does a round that
-//! failed in any other way (a `WAIT` Redis refused is no confirmation either, and no 500:
-//! the user's retry finds the token); a master found with no
-//! replica attached (`ROLE`) confirms without one, and is asked first for 5 s after.
+//! On a cluster (or with [`RedisConfig::replica_acks`]) an issue is confirmed by `WAIT` before it
+//! answers, as in the blocking path (see the crate docs, "Writes a failover must not lose").
+//! The issues of one line share it, as a database's transactions share a commit's flush: an
+//! issue whose script answered joins the round to be sent next; one round per line is in
+//! flight at a time in a process, and when it answers the next is sent for all that joined
+//! meanwhile, whichever worker and socket their scripts went on (the read before the `WAIT`,
+//! below, puts the round's socket after every write of its master). A round that no replica
+//! confirmed in time fails every issue in it with `Unavailable` (503) though their scripts
+//! ran, and so does a round that failed in any other way (a `WAIT` Redis refused is no
+//! confirmation either, and no 500: the user's retry finds the token); a master found with no
+//! replica attached (`ROLE`) confirms without one, and is asked first for 5 s after. A
+//! line's rounds are sent by a task on the runtime of the worker whose issue found none in
+//! flight, so they wait for that runtime to run it (an HTTP worker's always runs); should the
+//! runtime stop first (the worker restarted), the issues waiting in its rounds answer 503 and
+//! the line's next issue starts a sender of its own.
 //!
 //! Redis blocks the socket a `WAIT` was sent on until it answers: every call pipelined behind
 //! it waits too. So a thread that confirms issues holds two connections (a *pair*) and sends
-//! its calls to the one with no `WAIT` out: a round is sent on the connection calls were
-//! going to, and calls go to the other from then on, while rounds alternate between the two.
-//! A round gathers the issues of one connection only (its `WAIT` covers no other socket's
-//! writes). Lines on one master (or on one Redis) still share the pair, so one line's round
-//! can hold another line's calls back, as before.
+//! its calls to the one with no `WAIT` out: a round is sent on the connection of the sending
+//! thread's pair that calls were going to, and its calls go to the other from then on, while
+//! rounds alternate between the two. Lines on one master (or on one Redis) share the pair, so
+//! one line's round can hold another line's calls back. Rounds were first gathered per pair
+//! (a worker's issues only); per line, a round at 16 connections holds the issues of both
+//! workers, and the server spent about 9 % less CPU per issue on a cluster (docs/benchmarks.md),
+//! though a round's answer now wakes the other worker too.
 //!
 //! A round is one pipeline on one socket: an `HMGET` of its tokens' records, then the
 //! `WAIT`. `WAIT` counts from the point of the master's replication stream its socket reached
@@ -143,27 +149,42 @@ pub struct AsyncRedisLines {
     redacted_url: String,
     /// Replicas an issue waits for (see the module docs, "Replica confirmations in rounds").
     replica_acks: u32,
-    /// Per connection and line: the round of `WAIT` to be sent next.
-    rounds: Arc<Mutex<HashMap<RoundKey, Round>>>,
+    /// Per line (its namespace): the round of `WAIT` to be sent next.
+    rounds: Arc<Mutex<HashMap<String, Round>>>,
     /// Lines whose master was last found with no replica attached, and when.
     alone: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
-/// A pair of connections (its id) and a line. By the pair, not the thread: a `WAIT` covers
-/// the writes of its own socket only, so a round never gathers issues written on another pair
-/// (as a task moved between threads could have).
-type RoundKey = (u64, String);
-
 /// What a round of `WAIT` answered every issue in it.
 type RoundResult = Option<Result<(), StoreError>>;
 
-/// The rounds of one pair and line: per connection of the pair, the round to be sent next
-/// (the issues whose script answered on it join it, with where their tokens are stored), and
-/// whether one is in flight (its sender sends the next when it answers).
+/// The rounds of one line: the round to be sent next (the issues whose script answered join
+/// it, with where their tokens are stored), and whether one is in flight (its sender sends the
+/// next when it answers).
 #[derive(Default)]
 struct Round {
-    next: [Option<(watch::Sender<RoundResult>, Vec<Place>)>; 2],
+    next: Option<(watch::Sender<RoundResult>, Vec<Place>)>,
     sending: bool,
+}
+
+/// The sender of a line's rounds ([`AsyncRedisLines::send_rounds`]), while it runs. Its task
+/// can be dropped before it finished (its worker's runtime stopped: the worker was restarted,
+/// or the server shuts down) while other workers' issues wait in its line's next round. Then
+/// its line's rounds go: the waiting issues answer `Unavailable` (their senders are dropped),
+/// and the next issue starts a new sender, instead of every later issue of the line joining a
+/// round nobody sends.
+struct Sending<'a> {
+    rounds: &'a Mutex<HashMap<String, Round>>,
+    line: &'a str,
+    done: bool,
+}
+
+impl Drop for Sending<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.rounds.lock().unwrap_or_else(PoisonError::into_inner).remove(self.line);
+        }
+    }
 }
 
 /// How long a line found with no replica attached is asked `ROLE` before `WAIT` (the blocking
@@ -295,8 +316,6 @@ struct Pair {
     open: AtomicUsize,
     /// The epoch the pair was opened in.
     epoch: u64,
-    /// Unique per pair opened (see [`RoundKey`]).
-    id: u64,
 }
 
 impl Pair {
@@ -305,10 +324,9 @@ impl Pair {
         self.open.load(Ordering::Acquire) & 1
     }
 
-    /// The connection a call goes to now (a clone: it shares the sockets), and which it is.
-    fn open(&self) -> (Conn, usize) {
-        let side = self.open_side();
-        (self.conns[side].clone(), side)
+    /// The connection a call goes to now (a clone: it shares the sockets).
+    fn open(&self) -> Conn {
+        self.conns[self.open_side()].clone()
     }
 }
 
@@ -322,8 +340,6 @@ struct Link {
     paired: bool,
     /// Bumped when a connection is found lost; connections of older epochs are not used.
     epoch: AtomicU64,
-    /// Connections opened so far (each one's id).
-    opened: AtomicU64,
     /// One connection attempt at a time.
     connecting: tokio::sync::Mutex<()>,
     /// The last attempt to open a connection failed, and nothing has answered since.
@@ -413,8 +429,7 @@ impl Link {
         match opened {
             Ok(conns) => {
                 self.answered();
-                let id = self.opened.fetch_add(1, Ordering::Relaxed);
-                let pair = Arc::new(Pair { conns, open: AtomicUsize::new(0), epoch, id });
+                let pair = Arc::new(Pair { conns, open: AtomicUsize::new(0), epoch });
                 self.conns
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
@@ -485,7 +500,6 @@ impl AsyncRedisLines {
             conns: Mutex::default(),
             paired: cfg.effective_replica_acks() > 0,
             epoch: AtomicU64::new(0),
-            opened: AtomicU64::new(0),
             connecting: tokio::sync::Mutex::new(()),
             unreachable: AtomicBool::new(false),
             failed_at: Mutex::new(None),
@@ -518,18 +532,16 @@ impl AsyncRedisLines {
         codec::store_error(e)
     }
 
-    /// After an issue's script answered on the connection `side` of `pair` with the token at
-    /// `place`: waits for its round of `WAIT` to be confirmed (see the module docs, "Replica
-    /// confirmations in rounds").
-    async fn confirm(&self, k: &Keys, pair: &Arc<Pair>, side: usize, place: Place) -> Result<(), StoreError> {
+    /// After an issue's script answered with the token at `place`: waits for its line's round of
+    /// `WAIT` to be confirmed (see the module docs, "Replica confirmations in rounds").
+    async fn confirm(&self, k: &Keys, place: Place) -> Result<(), StoreError> {
         if self.replica_acks == 0 {
             return Ok(());
         }
-        let key: RoundKey = (pair.id, k.namespace.clone());
         let (mut answer, send) = {
             let mut rounds = self.rounds.lock().unwrap_or_else(PoisonError::into_inner);
-            let round = rounds.entry(key.clone()).or_default();
-            let (sender, places) = round.next[side].get_or_insert_with(|| (watch::channel(None).0, Vec::new()));
+            let round = rounds.entry(k.namespace.clone()).or_default();
+            let (sender, places) = round.next.get_or_insert_with(|| (watch::channel(None).0, Vec::new()));
             places.push(place);
             let answer = sender.subscribe();
             let send = !round.sending;
@@ -537,8 +549,8 @@ impl AsyncRedisLines {
             (answer, send)
         };
         if send {
-            let (this, pair, k) = (self.clone(), pair.clone(), k.clone());
-            tokio::spawn(async move { this.send_rounds(key, pair, k).await });
+            let (this, k) = (self.clone(), k.clone());
+            tokio::spawn(async move { this.send_rounds(k).await });
         }
         let answered = answer.wait_for(Option::is_some).await;
         match answered.as_deref() {
@@ -547,32 +559,33 @@ impl AsyncRedisLines {
         }
     }
 
-    /// Sends the rounds of `key` one after the other until none is waiting: first the round
-    /// of the connection calls go to, which they leave for the other while its `WAIT` is out;
-    /// else the other's (issues whose script was sent before the last switch), which calls do
-    /// not go to.
-    async fn send_rounds(self, key: RoundKey, pair: Arc<Pair>, k: Keys) {
+    /// Sends the rounds of the line of `k` one after the other until none is waiting, each on
+    /// the connection of this thread's pair that calls go to, which they leave for the other
+    /// while its `WAIT` is out.
+    async fn send_rounds(self, k: Keys) {
+        let mut sending = Sending { rounds: &self.rounds, line: &k.namespace, done: false };
         loop {
-            let (side, (round, places)) = {
+            let (round, places) = {
                 let mut rounds = self.rounds.lock().unwrap_or_else(PoisonError::into_inner);
-                let open = pair.open_side();
-                let taken = rounds.get_mut(&key).and_then(|r| {
-                    let side = [open, 1 - open].into_iter().find(|&s| r.next[s].is_some())?;
-                    r.next[side].take().map(|round| (side, round))
-                });
-                let Some((side, round)) = taken else {
-                    rounds.remove(&key);
+                let Some(round) = rounds.get_mut(&k.namespace).and_then(|r| r.next.take()) else {
+                    rounds.remove(&k.namespace);
+                    sending.done = true;
                     return;
                 };
-                if side == open {
-                    pair.open.store(1 - open, Ordering::Release);
-                }
-                (side, round)
+                round
             };
-            let mut conn = pair.conns[side].clone();
             // Whatever failed, the round's issues are not confirmed: their scripts ran, and the
             // user's retry finds the token (503), never a 500 for a refused `WAIT` or read.
-            let result = self.replicas_confirm(&mut conn, &k, &places, pair.epoch).await.map_err(|e| match e {
+            let result = match self.link.connection().await {
+                Ok(pair) => {
+                    let side = pair.open_side();
+                    pair.open.store(1 - side, Ordering::Release);
+                    let mut conn = pair.conns[side].clone();
+                    self.replicas_confirm(&mut conn, &k, &places, pair.epoch).await
+                }
+                Err(e) => Err(e),
+            }
+            .map_err(|e| match e {
                 StoreError::Internal(cause) => {
                     StoreError::Unavailable(format!("a round of replica confirmation failed: {cause}"))
                 }
@@ -717,9 +730,9 @@ impl AsyncRedisLines {
         let now_us = codec::to_micros(now).to_string();
         let started = Instant::now();
         let mut retries = 0;
-        let (pair, side, reply) = loop {
+        let reply = loop {
             let pair = self.link.connection().await?;
-            let (mut conn, side) = pair.open();
+            let mut conn = pair.open();
             // The commit point: the script is this call's write (see the module docs). A retry
             // is part of the same commit.
             if retries == 0 && !watch.begin_commit() {
@@ -731,7 +744,7 @@ impl AsyncRedisLines {
                 .invoke_async::<codec::Reply>(&mut conn)
                 .await;
             match sent {
-                Ok(reply) => break (pair, side, reply),
+                Ok(reply) => break reply,
                 // Sent again when the script met a stale route (it did not run) or a connection
                 // found dropped quickly (see the module docs, "Cluster", for why that is safe).
                 Err(e) => {
@@ -752,7 +765,7 @@ impl AsyncRedisLines {
         // very confirmation, and a 200 must not hand out a token a failover can lose.
         if self.replica_acks > 0 {
             let place = k.place(&outcome.token.value).ok_or_else(|| codec::corrupt("an issued token's value"))?;
-            self.confirm(&k, &pair, side, place).await?;
+            self.confirm(&k, place).await?;
         }
         Ok(outcome)
     }
@@ -790,7 +803,7 @@ impl AsyncRedisLines {
         let mut retries = 0;
         let reply = loop {
             let pair = self.link.connection().await?;
-            let (mut conn, _) = pair.open();
+            let mut conn = pair.open();
             let epoch = pair.epoch;
             let sent = self.scripts.find_call(&k, &place, true).invoke_async::<Option<codec::Reply>>(&mut conn).await;
             match sent {

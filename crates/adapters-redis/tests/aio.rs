@@ -13,7 +13,8 @@
 //!   and answers 201; a round whose `WAIT` Redis refuses answers `Unavailable`, not an internal
 //!   error;
 //! - a round of replica confirmation (`WAIT`) holds back none of its thread's other calls;
-//! - issues whose scripts answer while a round is out share the next one, and none answers
+//! - issues whose scripts answer while a round is out share the next one, from one thread or
+//!   two (a round per line, not per thread), and none answers
 //!   before a replica confirmed it (a private master whose replica is held by SIGSTOP).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
 
@@ -416,6 +417,49 @@ fn an_issue_that_meets_a_connection_dropped_while_idle_is_sent_again_on_a_fresh_
     assert!(clients.lines().count() >= 2, "the issue went on a new connection: {clients}");
 }
 
+/// Waits until the replica of the master `admin` is connected to confirms its writes. `online`
+/// in `INFO replication` is not enough: after a diskless sync the master holds the replication
+/// stream back until the replica's first `REPLCONF ACK` (sent once a second), so a `WAIT` in
+/// that window times out; a write confirmed by `WAIT 1` proves the stream flows.
+fn await_streaming_replica(admin: &mut redis::Connection) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let () = redis::cmd("SET").arg("replica-check").arg("1").query(admin).unwrap();
+        let acked: u64 = redis::cmd("WAIT").arg(1).arg(200).query(admin).unwrap();
+        if acked == 1 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the replica did not sync");
+    }
+}
+
+/// A private master with a replica streaming from it, the async and blocking clients of its
+/// lines under `prefix` (issues confirmed by one replica, timeouts long enough for a replica
+/// held for a while), and an admin connection to the master.
+fn held_replica_lines(
+    prefix: &str,
+) -> (PrivateRedis, PrivateRedis, Arc<AsyncRedisLines>, RedisQueue, redis::Connection) {
+    let mut master = PrivateRedis::reserve();
+    master.launch();
+    let mut replica = PrivateRedis::reserve();
+    replica.launch_with(&["--replicaof", "127.0.0.1", &master.port.to_string()]);
+    let mut cfg = RedisConfig::with_url_and_prefix(master.url(), prefix);
+    cfg.replica_acks = Some(1);
+    cfg.timeouts.replica_ack = Duration::from_secs(60);
+    cfg.timeouts.read = Duration::from_secs(120);
+    let lines = Arc::new(AsyncRedisLines::new(&cfg).unwrap());
+    let line = RedisQueue::new(&cfg).unwrap();
+    let mut admin = redis::Client::open(master.url()).unwrap().get_connection().unwrap();
+    await_streaming_replica(&mut admin);
+    (master, replica, lines, line, admin)
+}
+
+/// A field of `INFO section` of the server of `admin` ("" when absent).
+fn info(admin: &mut redis::Connection, section: &str, field: &str) -> String {
+    let info: String = redis::cmd("INFO").arg(section).query(admin).unwrap();
+    info.lines().find_map(|l| l.strip_prefix(field)).unwrap_or_default().trim().to_owned()
+}
+
 /// A round whose `WAIT` Redis refuses (here an ACL that lets the service's user run scripts and
 /// reads but not `WAIT`) confirms nothing: its issues answer `Unavailable` (503), not an
 /// internal error, and the user's retry finds the stored token once `WAIT` is allowed again.
@@ -426,15 +470,7 @@ fn an_issue_whose_round_redis_refuses_is_unavailable_and_its_retry_finds_the_tok
     let mut replica = PrivateRedis::reserve();
     replica.launch_with(&["--replicaof", "127.0.0.1", &master.port.to_string()]);
     let mut admin = redis::Client::open(master.url()).unwrap().get_connection().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let info: String = redis::cmd("INFO").arg("replication").query(&mut admin).unwrap();
-        if info.contains("state=online") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the replica did not sync");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    await_streaming_replica(&mut admin);
     let mut acl = |rule: &str| {
         let () = redis::cmd("ACL")
             .arg("SETUSER")
@@ -532,71 +568,153 @@ fn calls_are_not_held_behind_a_round_of_replica_confirmation() {
 /// joined while it was out, and one for any reply read only after its answer.
 #[test]
 fn concurrent_issues_share_rounds_of_replica_confirmation() {
+    issues_share_rounds_of_replica_confirmation(1);
+}
+
+/// The same from two threads, each with its own runtime and so its own pair of connections (as
+/// two HTTP workers of a server): a round is one per line in the process, not one per thread,
+/// so Redis still holds one `WAIT` for all 200 and sends at most three.
+#[test]
+fn issues_of_two_threads_share_their_line_s_rounds() {
+    issues_share_rounds_of_replica_confirmation(2);
+}
+
+fn issues_share_rounds_of_replica_confirmation(threads: usize) {
     const N: usize = 200;
-    let mut master = PrivateRedis::reserve();
-    master.launch();
-    let mut replica = PrivateRedis::reserve();
-    replica.launch_with(&["--replicaof", "127.0.0.1", &master.port.to_string()]);
-    let mut cfg = RedisConfig::with_url_and_prefix(master.url(), "aio-rounds");
-    cfg.replica_acks = Some(1);
-    cfg.timeouts.replica_ack = Duration::from_secs(60);
-    cfg.timeouts.read = Duration::from_secs(120);
-    let lines = Arc::new(AsyncRedisLines::new(&cfg).unwrap());
-    let line = RedisQueue::new(&cfg).unwrap();
-    let mut admin = redis::Client::open(master.url()).unwrap().get_connection().unwrap();
-    let info = |admin: &mut redis::Connection, section: &str, field: &str| -> String {
-        let info: String = redis::cmd("INFO").arg(section).query(admin).unwrap();
-        info.lines().find_map(|l| l.strip_prefix(field)).unwrap_or_default().trim().to_owned()
-    };
+    let (_master, replica, lines, line, mut admin) = held_replica_lines("aio-rounds");
     let waits = |admin: &mut redis::Connection| -> u64 {
         let stats = info(admin, "commandstats", "cmdstat_wait:calls=");
         stats.split(',').next().and_then(|n| n.parse().ok()).unwrap_or(0)
     };
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !info(&mut admin, "replication", "slave0:").contains("state=online") {
-        assert!(Instant::now() < deadline, "the replica did not sync");
-        std::thread::sleep(Duration::from_millis(20));
-    }
     let main = RoomId::main();
-    // One thread's runtime: every call goes through this thread's pair of connections.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    // Connected, the script loaded and the replica confirming before counting.
-    let first = rt.block_on(lines.issue(&main, user(), value(), now(), &CommitWatch::new())).unwrap();
-    assert_eq!(first.token.seq, 1);
-    let before = waits(&mut admin);
-    replica.signal("-STOP");
-    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let issues = {
-        let (lines, main, answered) = (lines.clone(), main.clone(), answered.clone());
-        std::thread::spawn(move || {
-            rt.block_on(async {
-                let mut calls = tokio::task::JoinSet::new();
-                for _ in 0..N {
-                    let (lines, main, answered) = (lines.clone(), main.clone(), answered.clone());
-                    calls.spawn(async move {
-                        let out = lines.issue(&main, user(), value(), now(), &CommitWatch::new()).await;
-                        answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        out
-                    });
-                }
-                calls.join_all().await
+    // A thread and a runtime each: each thread's calls go through its own pair of connections.
+    // Each first issues one token (connected, the script loaded, the replica confirming), then
+    // waits for the replica to be frozen before its share.
+    let (warm, frozen) =
+        (Arc::new(std::sync::Barrier::new(threads + 1)), Arc::new(std::sync::Barrier::new(threads + 1)));
+    let (answered, warmed) =
+        (Arc::new(std::sync::atomic::AtomicUsize::new(0)), Arc::new(std::sync::atomic::AtomicUsize::new(0)));
+    let issues: Vec<_> = (0..threads)
+        .map(|_| {
+            let (lines, main, answered) = (lines.clone(), main.clone(), answered.clone());
+            let (warm, frozen, warmed) = (warm.clone(), frozen.clone(), warmed.clone());
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(async {
+                    lines.issue(&main, user(), value(), now(), &CommitWatch::new()).await.unwrap();
+                    // Driven until every thread's first issue answered (see below).
+                    warmed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    while warmed.load(std::sync::atomic::Ordering::SeqCst) < threads {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                });
+                warm.wait();
+                frozen.wait();
+                rt.block_on(async {
+                    let mut calls = tokio::task::JoinSet::new();
+                    for _ in 0..N / threads {
+                        let (lines, main, answered) = (lines.clone(), main.clone(), answered.clone());
+                        calls.spawn(async move {
+                            let out = lines.issue(&main, user(), value(), now(), &CommitWatch::new()).await;
+                            answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            out
+                        });
+                    }
+                    let outcomes = calls.join_all().await;
+                    // A round holding the other thread's issues may be this runtime's to send
+                    // (its task runs on the runtime of the issue that started it): it runs
+                    // until every issue answered, as a server's workers always run.
+                    while answered.load(std::sync::atomic::Ordering::SeqCst) < N {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    outcomes
+                })
             })
         })
-    };
+        .collect();
+    warm.wait();
+    let issued_before = i64::try_from(threads).unwrap();
+    assert_eq!(line.stats().unwrap().issued_through, issued_before);
+    let before = waits(&mut admin);
+    replica.signal("-STOP");
+    frozen.wait();
     // Every script has run and the first round's `WAIT` is out.
-    while line.stats().unwrap().issued_through < i64::try_from(N).unwrap() + 1
-        || info(&mut admin, "clients", "blocked_clients:") != "1"
+    while line.stats().unwrap().issued_through < i64::try_from(N).unwrap() + issued_before
+        || info(&mut admin, "clients", "blocked_clients:") == "0"
     {
         assert!(Instant::now() < deadline, "the scripts did not all run");
         std::thread::sleep(Duration::from_millis(5));
     }
+    // A second round, had one been sent, would be blocked by now too.
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(info(&mut admin, "clients", "blocked_clients:"), "1", "one WAIT is held for the whole line");
     assert_eq!(answered.load(std::sync::atomic::Ordering::SeqCst), 0, "no issue answers before a replica confirms it");
     assert_eq!(waits(&mut admin) - before, 1, "one round is out, for every script run so far");
     replica.signal("-CONT");
-    let outcomes = issues.join().unwrap();
+    let outcomes: Vec<_> = issues.into_iter().flat_map(|t| t.join().unwrap()).collect();
     let sent = waits(&mut admin) - before;
     let mut seqs: Vec<i64> = outcomes.into_iter().map(|o| o.unwrap().token.seq).collect();
     seqs.sort_unstable();
-    assert_eq!(seqs, (2..=i64::try_from(N).unwrap() + 1).collect::<Vec<_>>());
+    assert_eq!(seqs, (issued_before + 1..=i64::try_from(N).unwrap() + issued_before).collect::<Vec<_>>());
     assert!((1..=3).contains(&sent), "{sent} WAITs for {N} issues");
+}
+
+/// A line's rounds are sent by a task of the thread whose issue started them; when that
+/// thread's runtime stops (a worker restarted) while another thread's issue waits in the next
+/// round, that issue answers `Unavailable` instead of waiting for a round nobody sends, and the
+/// line's next issue starts a sender of its own and is confirmed.
+#[test]
+fn a_line_whose_round_sender_stopped_confirms_its_next_issue() {
+    let (master, replica, lines, line, _admin) = held_replica_lines("aio-sender");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let main = RoomId::main();
+    let issue = move |lines: &Arc<AsyncRedisLines>| {
+        let (lines, main) = (lines.clone(), main.clone());
+        async move { lines.issue(&main, user(), value(), now(), &CommitWatch::new()).await }
+    };
+    replica.signal("-STOP");
+    // On a thread of its own (its own pair of connections): an issue whose script ran and whose
+    // round's `WAIT` is out; the thread's runtime stops when told.
+    let (sent_tx, sent_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let first = {
+        let (lines, url) = (lines.clone(), master.url());
+        let issue = issue.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let mut admin = redis::Client::open(url).unwrap().get_connection().unwrap();
+            let _lost = rt.spawn(issue(&lines));
+            rt.block_on(async {
+                while info(&mut admin, "clients", "blocked_clients:") != "1" {
+                    assert!(Instant::now() < deadline, "the first round was not sent");
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            });
+            sent_tx.send(()).unwrap();
+            stop_rx.recv().unwrap();
+            drop(rt);
+        })
+    };
+    sent_rx.recv().unwrap();
+    // This thread's issue ran its script and waits in the line's next round.
+    let second = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let waiting = second.spawn(issue(&lines));
+    second.block_on(async {
+        while line.stats().unwrap().issued_through < 2 {
+            assert!(Instant::now() < deadline, "the second script did not run");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    });
+    assert!(!waiting.is_finished());
+    stop_tx.send(()).unwrap();
+    first.join().unwrap();
+    let abandoned = second.block_on(async { tokio::time::timeout(Duration::from_secs(10), waiting).await });
+    let abandoned = abandoned.expect("the waiting issue answers once its sender is gone").unwrap();
+    assert!(matches!(abandoned, Err(StoreError::Unavailable(_))), "{abandoned:?}");
+    replica.signal("-CONT");
+    let next = second.block_on(async { tokio::time::timeout(Duration::from_secs(10), issue(&lines)).await });
+    let next = next.expect("the line's next issue is confirmed, not left in a round nobody sends").unwrap();
+    assert_eq!(next.token.seq, 3);
 }
