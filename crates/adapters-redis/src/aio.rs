@@ -149,7 +149,7 @@ pub struct AsyncRedisLines {
     redacted_url: String,
     /// Replicas an issue waits for (see the module docs, "Replica confirmations in rounds").
     replica_acks: u32,
-    /// Per line (its namespace): the round of `WAIT` to be sent next.
+    /// Per line (its namespace) whose rounds are being sent: the round of `WAIT` to be sent next.
     rounds: Arc<Mutex<HashMap<String, Round>>>,
     /// Lines whose master was last found with no replica attached, and when.
     alone: Arc<Mutex<HashMap<String, Instant>>>,
@@ -158,14 +158,11 @@ pub struct AsyncRedisLines {
 /// What a round of `WAIT` answered every issue in it.
 type RoundResult = Option<Result<(), StoreError>>;
 
-/// The rounds of one line: the round to be sent next (the issues whose script answered join
-/// it, with where their tokens are stored), and whether one is in flight (its sender sends the
-/// next when it answers).
-#[derive(Default)]
-struct Round {
-    next: Option<(watch::Sender<RoundResult>, Vec<Place>)>,
-    sending: bool,
-}
+/// A line's round to be sent next, if an issue waits for one: the issues whose script answered
+/// join it, with where their tokens are stored. A line has an entry in
+/// [`AsyncRedisLines::rounds`] exactly while its sender runs ([`Sending`]), which sends the
+/// next round when one answers.
+type Round = Option<(watch::Sender<RoundResult>, Vec<Place>)>;
 
 /// The sender of a line's rounds ([`AsyncRedisLines::send_rounds`]), while it runs. Its task
 /// can be dropped before it finished (its worker's runtime stopped: the worker was restarted,
@@ -540,13 +537,11 @@ impl AsyncRedisLines {
         }
         let (mut answer, send) = {
             let mut rounds = self.rounds.lock().unwrap_or_else(PoisonError::into_inner);
+            let send = !rounds.contains_key(&k.namespace);
             let round = rounds.entry(k.namespace.clone()).or_default();
-            let (sender, places) = round.next.get_or_insert_with(|| (watch::channel(None).0, Vec::new()));
+            let (sender, places) = round.get_or_insert_with(|| (watch::channel(None).0, Vec::new()));
             places.push(place);
-            let answer = sender.subscribe();
-            let send = !round.sending;
-            round.sending = true;
-            (answer, send)
+            (sender.subscribe(), send)
         };
         if send {
             let (this, k) = (self.clone(), k.clone());
@@ -567,7 +562,7 @@ impl AsyncRedisLines {
         loop {
             let (round, places) = {
                 let mut rounds = self.rounds.lock().unwrap_or_else(PoisonError::into_inner);
-                let Some(round) = rounds.get_mut(&k.namespace).and_then(|r| r.next.take()) else {
+                let Some(round) = rounds.get_mut(&k.namespace).and_then(Option::take) else {
                     rounds.remove(&k.namespace);
                     sending.done = true;
                     return;
@@ -576,16 +571,13 @@ impl AsyncRedisLines {
             };
             // Whatever failed, the round's issues are not confirmed: their scripts ran, and the
             // user's retry finds the token (503), never a 500 for a refused `WAIT` or read.
-            let result = match self.link.connection().await {
-                Ok(pair) => {
-                    let side = pair.open_side();
-                    pair.open.store(1 - side, Ordering::Release);
-                    let mut conn = pair.conns[side].clone();
-                    self.replicas_confirm(&mut conn, &k, &places, pair.epoch).await
-                }
-                Err(e) => Err(e),
-            }
-            .map_err(|e| match e {
+            let sent = async {
+                let pair = self.link.connection().await?;
+                let side = pair.open_side();
+                pair.open.store(1 - side, Ordering::Release);
+                self.replicas_confirm(&mut pair.conns[side].clone(), &k, &places, pair.epoch).await
+            };
+            let result = sent.await.map_err(|e| match e {
                 StoreError::Internal(cause) => {
                     StoreError::Unavailable(format!("a round of replica confirmation failed: {cause}"))
                 }

@@ -530,10 +530,8 @@ fn calls_are_not_held_behind_a_round_of_replica_confirmation() {
     cfg.timeouts.read = Duration::from_secs(10);
     let lines = Arc::new(AsyncRedisLines::new(&cfg).unwrap());
     let mut admin = redis::Client::open(server.url()).unwrap().get_connection().unwrap();
-    let blocked = |admin: &mut redis::Connection| -> u64 {
-        let info: String = redis::cmd("INFO").arg("clients").query(admin).unwrap();
-        info.lines().find_map(|l| l.strip_prefix("blocked_clients:")).unwrap().trim().parse().unwrap()
-    };
+    let blocked =
+        |admin: &mut redis::Connection| -> u64 { info(admin, "clients", "blocked_clients:").parse().unwrap() };
     let main = RoomId::main();
     let mut random = [0_u8; 24];
     random[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
