@@ -43,6 +43,26 @@
 //! ([`domain::call::CommitWatch::begin_commit`]) right before the script is sent: a caller that
 //! gave up (and answered 503) never has it sent.
 //!
+//! # Issues gathered into one call
+//!
+//! The issues of one line that one thread (an HTTP worker) receives while an `issue` call of
+//! that line is out go together in its next call, as a database's transactions share a
+//! commit's flush: the script takes them one after the other, as if each were a call of its
+//! own, so every guarantee of the crate docs holds per issue (a user twice in one call: the
+//! second finds the first's token), and it answers each issue on its own, an error too. A
+//! call's fixed cost (the script's start, its reads of the cursor and the counter, its
+//! writes of the list, the users and the cursor, a socket write and read at both ends) is
+//! shared, so Redis spends about half the CPU per issue at 64 connections (docs/benchmarks.md).
+//! An issue that finds no call out is sent at once, so an idle line adds no wait; at most
+//! [`ISSUES_PER_CALL`] go in one call. The sender is a task on the thread's runtime, started
+//! by the issue that found none running; it sends until none is waiting. The commit point of
+//! each issue (its watch's `begin_commit`) is taken once the call's connection is at hand,
+//! right before the call is sent: an issue whose caller gave up by then is answered
+//! `Timeout` and not sent, and a failed connect answers 503 with nothing sent. Should the
+//! task be dropped (its runtime stopped), its gathered issues answer `Unavailable` and the
+//! thread's next issue starts a sender anew. Gathering is per thread, not per process: a
+//! call's answer wakes only the worker whose issues it holds.
+//!
 //! # Cluster
 //!
 //! A `REDIS_URL` naming several nodes (comma-separated: a Redis Cluster) gets the crate's async
@@ -126,7 +146,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{AsyncConnectionConfig, Cmd, IntoConnectionInfo as _, Pipeline, RedisError, RedisFuture, Value};
 use time::OffsetDateTime;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use crate::codec;
 use crate::config::{ConfigError, RedisConfig, RedisTimeouts};
@@ -153,6 +173,68 @@ pub struct AsyncRedisLines {
     rounds: Arc<Mutex<HashMap<String, Round>>>,
     /// Lines whose master was last found with no replica attached, and when.
     alone: Arc<Mutex<HashMap<String, Instant>>>,
+    /// Per thread and line (its namespace): the issues gathered for the line's next call (see
+    /// the module docs, "Issues gathered into one call").
+    gathering: Arc<Mutex<HashMap<GatherKey, Vec<Gathered>>>>,
+}
+
+/// A thread and a line's namespace.
+type GatherKey = (ThreadId, String);
+
+/// An issue waiting in its thread's gathering for its line's next call.
+struct Gathered {
+    user: UserId,
+    /// The random part of the token the issue plans (24 bytes).
+    random: Vec<u8>,
+    /// The caller's time, µs.
+    now_us: String,
+    watch: CommitWatch,
+    answer: oneshot::Sender<Result<Sent, StoreError>>,
+}
+
+/// What the call of a gathered issue answered it: the script's reply for that issue (or the
+/// error for it alone), and whether the call was sent more than once.
+struct Sent {
+    reply: Result<codec::Reply, StoreError>,
+    resent: bool,
+}
+
+/// At most this many issues go in one call; more gathered go in calls of their own, one
+/// after the other.
+const ISSUES_PER_CALL: usize = 64;
+
+/// The sender of one thread's gathered issues of a line ([`AsyncRedisLines::send_issues`]),
+/// moved into its task before it is spawned. The line has an entry in
+/// [`AsyncRedisLines::gathering`] exactly while its sender runs. Should the task be dropped
+/// before it finished (its runtime stopped), the entry goes with it: the issues gathered in it
+/// answer `Unavailable` (their answers are dropped), and the thread's next issue of the line
+/// starts a sender of its own instead of joining a gathering nobody sends.
+struct Gathering {
+    map: Arc<Mutex<HashMap<GatherKey, Vec<Gathered>>>>,
+    key: GatherKey,
+    done: bool,
+}
+
+impl Gathering {
+    /// The issues gathered since the last call, leaving the gathering empty; none when none
+    /// was, and then the sender is done (the next issue starts another).
+    fn next_call(&mut self) -> Vec<Gathered> {
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        let issues = map.get_mut(&self.key).map(std::mem::take).unwrap_or_default();
+        if issues.is_empty() {
+            map.remove(&self.key);
+            self.done = true;
+        }
+        issues
+    }
+}
+
+impl Drop for Gathering {
+    fn drop(&mut self) {
+        if !self.done {
+            self.map.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.key);
+        }
+    }
 }
 
 /// What a round of `WAIT` answered every issue in it.
@@ -512,6 +594,7 @@ impl AsyncRedisLines {
             replica_acks: cfg.effective_replica_acks(),
             rounds: Arc::default(),
             alone: Arc::default(),
+            gathering: Arc::default(),
         })
     }
 
@@ -719,38 +802,33 @@ impl AsyncRedisLines {
         }
         let random = keys::random_part(&value).ok_or_else(|| codec::corrupt("a planned token value"))?;
         let k = Keys::new(&self.prefix, room);
-        let now_us = codec::to_micros(now).to_string();
-        let started = Instant::now();
-        let mut retries = 0;
-        let reply = loop {
-            let pair = self.link.connection().await?;
-            let mut conn = pair.open();
-            // The commit point: the script is this call's write (see the module docs). A retry
-            // is part of the same commit.
-            if retries == 0 && !watch.begin_commit() {
-                return Err(StoreError::Timeout("the caller gave up before the write was sent".into()));
-            }
-            let sent = self
-                .scripts
-                .issue_call(&k, user, &random, &now_us, &self.retain_ms)
-                .invoke_async::<codec::Reply>(&mut conn)
-                .await;
-            match sent {
-                Ok(reply) => break reply,
-                // Sent again when the script met a stale route (it did not run) or a connection
-                // found dropped quickly (see the module docs, "Cluster", for why that is safe).
-                Err(e) => {
-                    if !self.resend_after(&e, pair.epoch, started, &mut retries).await {
-                        return Err(self.failed(&e, pair.epoch));
-                    }
-                }
-            }
+        let (answer, sent) = oneshot::channel();
+        let issue = Gathered {
+            user,
+            random: random.clone(),
+            now_us: codec::to_micros(now).to_string(),
+            watch: watch.clone(),
+            answer,
         };
-        self.link.answered();
+        let key = (std::thread::current().id(), k.namespace.clone());
+        let first = {
+            let mut gathering = self.gathering.lock().unwrap_or_else(PoisonError::into_inner);
+            let first = !gathering.contains_key(&key);
+            gathering.entry(key.clone()).or_default().push(issue);
+            first
+        };
+        if first {
+            let gathered = Gathering { map: self.gathering.clone(), key, done: false };
+            let (this, k) = (self.clone(), k.clone());
+            tokio::spawn(async move { this.send_issues(k, gathered).await });
+        }
+        let Sent { reply, resent } =
+            sent.await.map_err(|_| StoreError::Unavailable("the call of a gathered issue was abandoned".into()))??;
+        let reply = reply?;
         let mut outcome = codec::issue_outcome(&reply, room)?;
-        // The token the retry found is the first attempt's when it carries this call's random
-        // part (its `seq` is the line's).
-        if retries > 0 && !outcome.created && keys::random_part(&outcome.token.value).as_ref() == Some(&random) {
+        // The token a resent call found is the first attempt's when it carries this issue's
+        // random part (its `seq` is the line's).
+        if resent && !outcome.created && keys::random_part(&outcome.token.value).as_ref() == Some(&random) {
             outcome.created = true;
         }
         // Also when the user's token was found: the call that stored it may have failed this
@@ -760,6 +838,83 @@ impl AsyncRedisLines {
             self.confirm(&k, place).await?;
         }
         Ok(outcome)
+    }
+
+    /// Sends the issues of the line of `k` its thread gathered (see the module docs, "Issues
+    /// gathered into one call"), one call at a time, each with every issue gathered while the
+    /// one before was out (at most [`ISSUES_PER_CALL`] a call), until none is waiting.
+    async fn send_issues(self, k: Keys, mut gathering: Gathering) {
+        loop {
+            // An issue whose caller went is not sent.
+            let mut issues: Vec<Gathered> =
+                gathering.next_call().into_iter().filter(|i| !i.answer.is_closed()).collect();
+            if gathering.done {
+                return;
+            }
+            while !issues.is_empty() {
+                let rest = issues.split_off(issues.len().min(ISSUES_PER_CALL));
+                self.send_call(&k, std::mem::replace(&mut issues, rest)).await;
+            }
+        }
+    }
+
+    /// One call of the `issue` script for `issues` of the line of `k`. Sent again when it met
+    /// a stale route (it did not run) or a connection found dropped quickly (see the module
+    /// docs, "Cluster", for why that is safe).
+    async fn send_call(&self, k: &Keys, mut issues: Vec<Gathered>) {
+        let started = Instant::now();
+        let mut retries = 0;
+        let replies = loop {
+            let pair = match self.link.connection().await {
+                Ok(pair) => pair,
+                Err(e) => break Err(e),
+            };
+            // The commit point of each issue, once a connection is at hand (see the module
+            // docs): an issue whose caller gave up is not sent. A resend is part of the same
+            // commit.
+            if retries == 0 {
+                let (committing, gave_up): (Vec<_>, Vec<_>) =
+                    issues.into_iter().partition(|issue| issue.watch.begin_commit());
+                for issue in gave_up {
+                    let nothing_sent = StoreError::Timeout("the caller gave up before the write was sent".into());
+                    let _ = issue.answer.send(Err(nothing_sent));
+                }
+                issues = committing;
+                if issues.is_empty() {
+                    return;
+                }
+            }
+            let call = self.scripts.issue_call(
+                k,
+                &self.retain_ms,
+                issues.iter().map(|i| (i.user, &i.random[..], i.now_us.as_str())),
+            );
+            let sent = call
+                .invoke_async::<Vec<codec::Reply>>(&mut pair.open())
+                .await
+                .and_then(|replies| codec::issue_replies(replies, issues.len()));
+            match sent {
+                Ok(replies) => break Ok(replies),
+                Err(e) => {
+                    if !self.resend_after(&e, pair.epoch, started, &mut retries).await {
+                        break Err(self.failed(&e, pair.epoch));
+                    }
+                }
+            }
+        };
+        match replies {
+            Ok(replies) => {
+                self.link.answered();
+                for (issue, reply) in issues.into_iter().zip(replies) {
+                    let _ = issue.answer.send(Ok(Sent { reply, resent: retries > 0 }));
+                }
+            }
+            Err(e) => {
+                for issue in issues {
+                    let _ = issue.answer.send(Err(e.clone()));
+                }
+            }
+        }
     }
 
     /// Whether a call that failed with `e` on a connection of `epoch`, `started` ago, is sent

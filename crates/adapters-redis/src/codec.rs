@@ -82,6 +82,25 @@ pub(crate) fn token<B: AsRef<[u8]>>(
     })
 }
 
+/// The replies of an `issue` call of `count` issues, in their order: each the issue's reply
+/// (see [`issue_outcome`]) or, for `{ 'E', message }`, the error the script met for that
+/// issue alone (`Internal`: a record it could not read).
+pub(crate) fn issue_replies(replies: Vec<Reply>, count: usize) -> Result<Vec<Result<Reply, StoreError>>, RedisError> {
+    if replies.len() != count {
+        return Err(RedisError::from((ErrorKind::Parse, "an issue call answered another count of issues")));
+    }
+    Ok(replies
+        .into_iter()
+        .map(|reply| match reply.first() {
+            Some(Some(flag)) if flag == b"E" => {
+                let message = reply.get(1).and_then(Option::as_deref).map(String::from_utf8_lossy);
+                Err(StoreError::Internal(format!("Redis: {}", message.unwrap_or_default())))
+            }
+            _ => Ok(reply),
+        })
+        .collect())
+}
+
 /// The outcome of the `issue` script in the line of `room` from its reply: `created`
 /// (`1`/`0`), the token's random part (24 bytes) and arrival `seq` (its value is the two), its
 /// fields, then the cursor's.

@@ -98,10 +98,13 @@
 //! not declared in `KEYS`, which one server allows, and which a cluster allows because they
 //! share the namespace's hash tag.
 //!
-//! - `issue`: returns the user's live token (`QueueToken::is_live_at`, on the token as
-//!   derived), or retires their lapsed ACTIVE one (writing its derived times) and stores a new WAITING token with `seq = INCR issued`, taken only
-//!   after every check, so a refused issue burns no number; 64 concurrent issues for one user
-//!   give one token.
+//! - `issue`: for each of its issues in turn (one from the blocking path, those a worker
+//!   gathered from the async one: see `aio`), returns the user's live token
+//!   (`QueueToken::is_live_at`, on the token as derived), or retires their lapsed ACTIVE one
+//!   (writing its derived times) and stores a new WAITING token with the next `seq` after
+//!   `issued`, taken only after every check, so a refused issue burns no number; 64
+//!   concurrent issues for one user give one token, in one call or in many. An error of one
+//!   issue (a corrupt record) answers that issue alone.
 //! - `find`, `find_with_cursor`: a token's record as derived (its `seq` mapped through the draw's
 //!   table, its admission from the record covering it), and the cursor with it.
 //! - `admit`: `AdmissionPolicy::is_due` on the store's clock, `quota` (the active count only
@@ -630,12 +633,14 @@ impl QueueStore for RedisQueue {
         commit_point()?;
         let k = &self.keys;
         let now_us = codec::to_micros(now).to_string();
-        let (reply, confirmed): (codec::Reply, _) = self.once(&|c| {
-            let reply = self.scripts.issue_call(k, user, &random, &now_us, &self.retain_ms).invoke(c)?;
+        let (mut replies, confirmed) = self.once(&|c| {
+            let call = self.scripts.issue_call(k, &self.retain_ms, [(user, &random[..], now_us.as_str())]);
+            let replies = codec::issue_replies(call.invoke(c)?, 1)?;
             // Also when the user's token was found: the call that stored it may have failed
             // this very check, and a 200 must not hand out a token a failover can lose.
-            Ok((reply, self.confirm(c)?))
+            Ok((replies, self.confirm(c)?))
         })?;
+        let reply = replies.pop().ok_or_else(|| codec::corrupt("issue reply"))??;
         confirmed?;
         codec::issue_outcome(&reply, &self.room)
     }

@@ -50,17 +50,16 @@ impl Scripts {
 }
 
 impl Scripts {
-    /// `issue.lua` with its keys and arguments (see its header): `user`'s new token, of random
-    /// part `random` (24 bytes), in the line of `k` at `now_us` (µs), expired tokens kept
-    /// `retain_ms`. One statement of the call for the blocking client (`invoke`) and the async
-    /// one (`invoke_async`).
-    pub(crate) fn issue_call(
+    /// `issue.lua` with its keys and arguments (see its header): the issues of `issues` in the
+    /// line of `k`, in one call, each a user, the random part (24 bytes) of the token it plans
+    /// and its time (µs); expired tokens kept `retain_ms`. One statement of the call for the
+    /// blocking client (one issue, `invoke`) and the async one (the issues a thread gathered,
+    /// `invoke_async`).
+    pub(crate) fn issue_call<'a>(
         &self,
         k: &Keys,
-        user: UserId,
-        random: &[u8],
-        now_us: &str,
         retain_ms: &str,
+        issues: impl IntoIterator<Item = (UserId, &'a [u8], &'a str)>,
     ) -> ScriptInvocation<'_> {
         let mut call = self.issue.prepare_invoke();
         call.key(&k.issued)
@@ -70,10 +69,10 @@ impl Scripts {
             .key(&k.drawn)
             .key(&k.admissions)
             .arg(&k.namespace)
-            .arg(&user_bytes(user)[..])
-            .arg(random)
-            .arg(now_us)
             .arg(retain_ms);
+        for (user, random, now_us) in issues {
+            call.arg(&user_bytes(user)[..]).arg(random).arg(now_us);
+        }
         call
     }
 

@@ -12,6 +12,9 @@
 //!   that meets a connection the server dropped while it sat idle is sent again on a fresh one
 //!   and answers 201; a round whose `WAIT` Redis refuses answers `Unavailable`, not an internal
 //!   error;
+//! - issues a thread receives while its line's call is out share the next calls, each answered
+//!   on its own (a user twice, a token found, a corrupt record, a caller that gave up), and a
+//!   thread whose sender's runtime stopped issues again;
 //! - a round of replica confirmation (`WAIT`) holds back none of its thread's other calls;
 //! - issues whose scripts answer while a round is out share the next one, from one thread or
 //!   two (a round per line, not per thread), and none answers
@@ -351,7 +354,11 @@ fn a_lost_issue_reply_is_unavailable_and_the_retry_finds_the_token() {
     let lines = AsyncRedisLines::new(&cfg).unwrap();
     let main = RoomId::main();
     let who = user();
-    runtime().block_on(async {
+    // One thread, as an HTTP worker: the issue after the freeze goes on the connection the
+    // first one opened (on the shared runtime its call could be sent from another worker
+    // thread, which would first have to open a connection: then nothing is sent at all).
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
         // Connected and the script loaded (a fresh server answers the first EVALSHA with
         // NOSCRIPT), then the server freezes: the script is sent and its reply never comes.
         assert!(lines.issue(&main, user(), value(), now(), &CommitWatch::new()).await.unwrap().created);
@@ -371,7 +378,7 @@ fn a_lost_issue_reply_is_unavailable_and_the_retry_finds_the_token() {
     });
     let deadline = Instant::now() + Duration::from_secs(5);
     let retry = loop {
-        match runtime().block_on(lines.issue(&main, who, value(), now(), &CommitWatch::new())) {
+        match rt.block_on(lines.issue(&main, who, value(), now(), &CommitWatch::new())) {
             Ok(out) => break out,
             Err(StoreError::Unavailable(_)) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(50))
@@ -383,6 +390,109 @@ fn a_lost_issue_reply_is_unavailable_and_the_retry_finds_the_token() {
     assert_eq!(retry.token.seq, 2);
     let blocking = RedisQueue::new(&cfg).unwrap();
     assert_eq!(blocking.stats().unwrap().issued_through, 2, "the user who gave up took no number");
+}
+
+/// Issues a thread receives while its line's call is out go together in the next calls (at
+/// most 64 a call), and each is answered as if it were a call of its own: a user twice gets
+/// one token, a user whose token is found gets it, an issue whose record is corrupt fails
+/// alone, an issue whose caller gave up while it was gathered is not sent, and the new tokens
+/// take gapless numbers.
+#[test]
+fn issues_gathered_while_a_call_is_out_share_calls_and_are_answered_each_on_its_own() {
+    let mut server = PrivateRedis::reserve();
+    server.launch();
+    let cfg = RedisConfig::with_url_and_prefix(server.url(), "aio-gather");
+    let lines = Arc::new(AsyncRedisLines::new(&cfg).unwrap());
+    let mut admin = redis::Client::open(server.url()).unwrap().get_connection().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let main = RoomId::main();
+    let issue = |who: UserId, watch: CommitWatch| {
+        let (lines, main) = (lines.clone(), main.clone());
+        async move { lines.issue(&main, who, value(), now(), &watch).await }
+    };
+    // Connected and the script loaded; then `corrupt`'s token (seq 1) is made to sit behind the
+    // cursor with no admission record, which the script refuses to read.
+    let corrupt = user();
+    assert_eq!(rt.block_on(issue(corrupt, CommitWatch::new())).unwrap().token.seq, 1);
+    redis::cmd("HSET").arg("{aio-gather}:cursor").arg("admitted").arg(1).exec(&mut admin).unwrap();
+    redis::cmd("CONFIG").arg("RESETSTAT").exec(&mut admin).unwrap();
+    // A call out that Redis does not answer yet, and behind it what the thread receives.
+    server.signal("-STOP");
+    let (first_user, twice, gave_up) = (user(), user(), CommitWatch::new());
+    let out = rt.spawn(issue(first_user, CommitWatch::new()));
+    rt.block_on(async { tokio::time::sleep(Duration::from_millis(50)).await });
+    let mut gathered: Vec<(&str, tokio::task::JoinHandle<Result<IssueOutcome, StoreError>>)> = Vec::new();
+    for _ in 0..70 {
+        gathered.push(("new", rt.spawn(issue(user(), CommitWatch::new()))));
+    }
+    for (kind, who, watch) in [
+        ("found", first_user, CommitWatch::new()),
+        ("twice", twice, CommitWatch::new()),
+        ("corrupt", corrupt, CommitWatch::new()),
+        ("twice", twice, CommitWatch::new()),
+        ("gave up", user(), gave_up.clone()),
+    ] {
+        gathered.push((kind, rt.spawn(issue(who, watch))));
+    }
+    rt.block_on(async { tokio::time::sleep(Duration::from_millis(50)).await });
+    assert!(gave_up.abandon(), "its issue waits, not sent yet");
+    server.signal("-CONT");
+    let first = rt.block_on(out).unwrap().unwrap();
+    assert!(first.created && first.token.seq == 2, "{first:?}");
+    let mut created = vec![first.token.seq];
+    let mut twice_tokens = Vec::new();
+    for (kind, handle) in gathered {
+        let answer = rt.block_on(handle).unwrap();
+        match (kind, answer) {
+            ("new", Ok(out)) if out.created => created.push(out.token.seq),
+            ("found", Ok(out)) => assert!(!out.created && out.token.value == first.token.value, "{out:?}"),
+            ("twice", Ok(out)) => {
+                if out.created {
+                    created.push(out.token.seq);
+                }
+                twice_tokens.push(out);
+            }
+            ("corrupt", Err(StoreError::Internal(e))) => assert!(e.contains("no admission record"), "{e}"),
+            ("gave up", Err(StoreError::Timeout(_))) => {}
+            (kind, answer) => panic!("{kind}: {answer:?}"),
+        }
+    }
+    assert_eq!(twice_tokens.iter().filter(|o| o.created).count(), 1, "{twice_tokens:?}");
+    assert_eq!(twice_tokens[0].token.value, twice_tokens[1].token.value);
+    created.sort_unstable();
+    assert_eq!(created, (2..=73).collect::<Vec<i64>>(), "gapless: the refused and the abandoned took none");
+    let calls = info(&mut admin, "commandstats", "cmdstat_evalsha:");
+    assert!(calls.starts_with("calls=3,"), "the call out, then 64 and 10 in two: {calls}");
+    assert_eq!(RedisQueue::new(&cfg).unwrap().stats().unwrap().issued_through, 73);
+}
+
+/// A thread's gathered issues are sent by a task on its runtime; should that runtime stop
+/// while a call is out and issues are gathered behind it, the thread's next issue of the line
+/// (on a runtime of its own) starts a sender anew instead of joining a gathering nobody sends.
+#[test]
+fn a_thread_whose_issue_sender_stopped_issues_again() {
+    let mut server = PrivateRedis::reserve();
+    server.launch();
+    let cfg = RedisConfig::with_url_and_prefix(server.url(), "aio-gather-stop");
+    let lines = Arc::new(AsyncRedisLines::new(&cfg).unwrap());
+    let main = RoomId::main();
+    let issue = |lines: &Arc<AsyncRedisLines>| {
+        let (lines, main) = (lines.clone(), main.clone());
+        async move { lines.issue(&main, user(), value(), now(), &CommitWatch::new()).await }
+    };
+    let stopped = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    assert!(stopped.block_on(issue(&lines)).unwrap().created);
+    server.signal("-STOP");
+    let _out = stopped.spawn(issue(&lines));
+    stopped.block_on(async { tokio::time::sleep(Duration::from_millis(50)).await });
+    let _gathered = stopped.spawn(issue(&lines));
+    stopped.block_on(async { tokio::time::sleep(Duration::from_millis(20)).await });
+    drop(stopped);
+    server.signal("-CONT");
+    let next = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let answered = next.block_on(async { tokio::time::timeout(Duration::from_secs(10), issue(&lines)).await });
+    let issued = answered.expect("the next issue is sent, not left in a gathering nobody sends").unwrap();
+    assert!(issued.created, "{issued:?}");
 }
 
 /// A connection the server dropped while it sat idle (what a worker holds after a restart, or
