@@ -187,7 +187,7 @@ struct Gathered {
     /// The random part of the token the issue plans (24 bytes).
     random: Vec<u8>,
     /// The caller's time, µs.
-    now_us: String,
+    now_us: i64,
     watch: CommitWatch,
     answer: oneshot::Sender<Result<Sent, StoreError>>,
 }
@@ -196,6 +196,8 @@ struct Gathered {
 /// error for it alone), and whether the call was sent more than once.
 struct Sent {
     reply: Result<codec::Reply, StoreError>,
+    /// The cursor the call read.
+    cursor: QueueCursor,
     resent: bool,
 }
 
@@ -803,13 +805,8 @@ impl AsyncRedisLines {
         let random = keys::random_part(&value).ok_or_else(|| codec::corrupt("a planned token value"))?;
         let k = Keys::new(&self.prefix, room);
         let (answer, sent) = oneshot::channel();
-        let issue = Gathered {
-            user,
-            random: random.clone(),
-            now_us: codec::to_micros(now).to_string(),
-            watch: watch.clone(),
-            answer,
-        };
+        let issue =
+            Gathered { user, random: random.clone(), now_us: codec::to_micros(now), watch: watch.clone(), answer };
         let key = (std::thread::current().id(), k.namespace.clone());
         let first = {
             let mut gathering = self.gathering.lock().unwrap_or_else(PoisonError::into_inner);
@@ -822,10 +819,10 @@ impl AsyncRedisLines {
             let (this, k) = (self.clone(), k.clone());
             tokio::spawn(async move { this.send_issues(k, gathered).await });
         }
-        let Sent { reply, resent } =
+        let Sent { reply, cursor, resent } =
             sent.await.map_err(|_| StoreError::Unavailable("the call of a gathered issue was abandoned".into()))??;
-        let reply = reply?;
-        let mut outcome = codec::issue_outcome(&reply, room)?;
+        let asked = codec::Asked { room, user, random: &random, issued_us: codec::to_micros(now) };
+        let mut outcome = codec::issue_outcome(&reply?, cursor, &asked)?;
         // The token a resent call found is the first attempt's when it carries this issue's
         // random part (its `seq` is the line's).
         if resent && !outcome.created && keys::random_part(&outcome.token.value).as_ref() == Some(&random) {
@@ -884,17 +881,10 @@ impl AsyncRedisLines {
                     return;
                 }
             }
-            let call = self.scripts.issue_call(
-                k,
-                &self.retain_ms,
-                issues.iter().map(|i| (i.user, &i.random[..], i.now_us.as_str())),
-            );
-            let sent = call
-                .invoke_async::<Vec<codec::Reply>>(&mut pair.open())
-                .await
-                .and_then(|replies| codec::issue_replies(replies, issues.len()));
-            match sent {
-                Ok(replies) => break Ok(replies),
+            let call =
+                self.scripts.issue_call(k, &self.retain_ms, issues.iter().map(|i| (i.user, &i.random[..], i.now_us)));
+            match call.invoke_async::<Vec<codec::Reply>>(&mut pair.open()).await {
+                Ok(replies) => break codec::issue_replies(replies, issues.len()),
                 Err(e) => {
                     if !self.resend_after(&e, pair.epoch, started, &mut retries).await {
                         break Err(self.failed(&e, pair.epoch));
@@ -905,8 +895,8 @@ impl AsyncRedisLines {
         match replies {
             Ok(replies) => {
                 self.link.answered();
-                for (issue, reply) in issues.into_iter().zip(replies) {
-                    let _ = issue.answer.send(Ok(Sent { reply, resent: retries > 0 }));
+                for (issue, reply) in issues.into_iter().zip(replies.issues) {
+                    let _ = issue.answer.send(Ok(Sent { reply, cursor: replies.cursor, resent: retries > 0 }));
                 }
             }
             Err(e) => {

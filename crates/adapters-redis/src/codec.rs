@@ -82,14 +82,22 @@ pub(crate) fn token<B: AsRef<[u8]>>(
     })
 }
 
-/// The replies of an `issue` call of `count` issues, in their order: each the issue's reply
-/// (see [`issue_outcome`]) or, for `{ 'E', message }`, the error the script met for that
-/// issue alone (`Internal`: a record it could not read).
-pub(crate) fn issue_replies(replies: Vec<Reply>, count: usize) -> Result<Vec<Result<Reply, StoreError>>, RedisError> {
-    if replies.len() != count {
-        return Err(RedisError::from((ErrorKind::Parse, "an issue call answered another count of issues")));
+/// An `issue` call's reply: the cursor, and each issue's reply in the call's order (see
+/// [`issue_outcome`]) or, for `{ 'E', message }`, the error the script met for that issue
+/// alone (`Internal`: a record it could not read).
+pub(crate) struct IssueReplies {
+    pub(crate) cursor: QueueCursor,
+    pub(crate) issues: Vec<Result<Reply, StoreError>>,
+}
+
+/// The reply of an `issue` call of `count` issues (see `issue.lua`).
+pub(crate) fn issue_replies(mut replies: Vec<Reply>, count: usize) -> Result<IssueReplies, StoreError> {
+    if replies.len() != count + 1 {
+        return Err(corrupt("an issue call answered another count of issues"));
     }
-    Ok(replies
+    let issues = replies.split_off(1);
+    let cursor = cursor(replies.first().map_or(&[][..], Vec::as_slice), 0)?;
+    let issues = issues
         .into_iter()
         .map(|reply| match reply.first() {
             Some(Some(flag)) if flag == b"E" => {
@@ -98,26 +106,50 @@ pub(crate) fn issue_replies(replies: Vec<Reply>, count: usize) -> Result<Vec<Res
             }
             _ => Ok(reply),
         })
-        .collect())
+        .collect();
+    Ok(IssueReplies { cursor, issues })
 }
 
-/// The outcome of the `issue` script in the line of `room` from its reply: `created`
-/// (`1`/`0`), the token's random part (24 bytes) and arrival `seq` (its value is the two), its
-/// fields, then the cursor's.
+/// What one issue of a call asked: `user`'s token in the line of `room`, of random part
+/// `random` (24 bytes), at `issued_us` (µs).
+pub(crate) struct Asked<'a> {
+    pub(crate) room: &'a domain::room::RoomId,
+    pub(crate) user: UserId,
+    pub(crate) random: &'a [u8],
+    pub(crate) issued_us: i64,
+}
+
+/// The outcome of one issue of an `issue` call from its reply (see `issue.lua`): a new token
+/// (`1`, its arrival `seq` and its `seq` as shown; the rest is what the issue asked), or the
+/// user's token found (`0`, its random part and arrival `seq`, which make its value, then its
+/// fields); with the call's `cursor`.
 pub(crate) fn issue_outcome(
     reply: &[Option<Vec<u8>>],
-    room: &domain::room::RoomId,
+    cursor: QueueCursor,
+    asked: &Asked<'_>,
 ) -> Result<domain::ports::IssueOutcome, StoreError> {
-    let created = match field(reply, 0, "created")? {
-        "1" => true,
-        "0" => false,
+    let arrival = |at: usize| u64::try_from(int(reply, at, "arrival seq")?).map_err(|_| corrupt("a negative seq"));
+    let value = |random: &[u8], arrival: u64| {
+        crate::keys::token_value(asked.room, random, arrival).ok_or_else(|| corrupt("token value"))
+    };
+    let (token, created) = match field(reply, 0, "created")? {
+        "1" => {
+            let token = QueueToken {
+                value: value(asked.random, arrival(1)?)?,
+                user_id: asked.user,
+                seq: int(reply, 2, "seq")?,
+                status: TokenStatus::Waiting,
+                issued_at: from_micros(asked.issued_us)?,
+                activated_at: None,
+                expires_at: None,
+                expired_reason: None,
+            };
+            (token, true)
+        }
+        "0" => (token(value(bytes(reply, 1, "random part")?, arrival(2)?)?, reply, 3)?, false),
         _ => return Err(corrupt("issue reply")),
     };
-    let random = bytes(reply, 1, "random part")?;
-    let arrival = u64::try_from(int(reply, 2, "arrival seq")?).map_err(|_| corrupt("a negative seq"))?;
-    let value = crate::keys::token_value(room, random, arrival).ok_or_else(|| corrupt("token value"))?;
-    let cursor = cursor(reply, 3 + TOKEN_FIELDS)?;
-    Ok(domain::ports::IssueOutcome { token: token(value, reply, 3)?, created, cursor })
+    Ok(domain::ports::IssueOutcome { token, created, cursor })
 }
 
 /// The cursor from the fields `admitted, last, epoch, draw_at, draw_entrants, draw_seed` at

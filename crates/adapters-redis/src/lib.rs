@@ -632,17 +632,19 @@ impl QueueStore for RedisQueue {
         let random = keys::random_part(&value).ok_or_else(|| codec::corrupt("a planned token value"))?;
         commit_point()?;
         let k = &self.keys;
-        let now_us = codec::to_micros(now).to_string();
-        let (mut replies, confirmed) = self.once(&|c| {
-            let call = self.scripts.issue_call(k, &self.retain_ms, [(user, &random[..], now_us.as_str())]);
-            let replies = codec::issue_replies(call.invoke(c)?, 1)?;
+        let issued_us = codec::to_micros(now);
+        let (replies, confirmed) = self.once(&|c| {
+            let call = self.scripts.issue_call(k, &self.retain_ms, [(user, &random[..], issued_us)]);
+            let replies: Vec<codec::Reply> = call.invoke(c)?;
             // Also when the user's token was found: the call that stored it may have failed
             // this very check, and a 200 must not hand out a token a failover can lose.
             Ok((replies, self.confirm(c)?))
         })?;
-        let reply = replies.pop().ok_or_else(|| codec::corrupt("issue reply"))??;
+        let mut replies = codec::issue_replies(replies, 1)?;
+        let reply = replies.issues.pop().ok_or_else(|| codec::corrupt("issue reply"))??;
         confirmed?;
-        codec::issue_outcome(&reply, &self.room)
+        let asked = codec::Asked { room: &self.room, user, random: &random, issued_us };
+        codec::issue_outcome(&reply, replies.cursor, &asked)
     }
 
     fn find(&self, value: &TokenValue) -> Result<Option<QueueToken>, StoreError> {

@@ -59,7 +59,7 @@ impl Scripts {
         &self,
         k: &Keys,
         retain_ms: &str,
-        issues: impl IntoIterator<Item = (UserId, &'a [u8], &'a str)>,
+        issues: impl IntoIterator<Item = (UserId, &'a [u8], i64)>,
     ) -> ScriptInvocation<'_> {
         let mut call = self.issue.prepare_invoke();
         call.key(&k.issued)

@@ -3,13 +3,17 @@
 --       table, 6 admissions zset
 -- ARGV: 1 the line's namespace, 2 retention of expired tokens (ms), then per issue three:
 --       user id (16 bytes), the new token's random part (24 bytes), now (µs, the caller's)
--- Reply: per issue, in ARGV's order, { created '1'|'0', the token's random part (24 bytes),
---          its arrival `seq` (its value is the two: see "Records" in prelude.lua), user (16
---          bytes), seq, status, issued, activated, expires, reason, admitted, last, epoch,
---          draw_at, draw_entrants, draw_seed } (missing values nil; the token as every reader
---          sees it: `derive`; then CURSOR_FIELDS), or { 'E', the error of that issue alone }
---          (not an error reply: a client may fail a whole reply for an error nested in it).
---          Bytes stay bytes: the codec spells them, not Lua.
+-- Reply: { the cursor's CURSOR_FIELDS (admitted, last, epoch, draw_at, draw_entrants,
+--          draw_seed), as read before any write }, then per issue, in ARGV's order:
+--          - a new token: { '1', its arrival `seq`, its `seq` as shown (`drawn_seq`) }: the
+--            caller knows the rest (the random part and the user it sent, issued = its now);
+--          - the user's live token found: { '0', its random part (24 bytes), its arrival `seq`
+--            (the value is the two: see "Records" in prelude.lua), then TOKEN_FIELDS as every
+--            reader sees it (`derive`): user (16 bytes), seq, status, issued, activated,
+--            expires, reason };
+--          - { 'E', the error of that issue alone } (not an error reply: a client may fail a
+--            whole reply for an error nested in it).
+--          Missing values nil. Bytes stay bytes: the codec spells them, not Lua.
 --
 -- Atomic: Redis runs one script at a time, so concurrent issues for one user see each other
 -- and yield one token; the issues of one call are taken in order, each as if it were a call of
@@ -32,9 +36,6 @@ check_layout(c[3], c[7])
 local created_line = not c[3]
 if created_line then
   c[3] = int(clock(''))
-end
-local function reply(created, random, seq, t)
-  return { created, random, int(seq), t[1], t[2], t[3], t[4], t[5], t[6], t[7], c[1], c[2], c[3], c[4], c[5], c[6] }
 end
 
 -- Every user's current token in one read.
@@ -65,7 +66,7 @@ local function live(user, now, found)
   t, rec = derive(KEYS[5], KEYS[6], c[1], c[4], t)
   -- Mirrors QueueToken::is_live_at: WAITING, or ACTIVE with expires_at > now.
   if t[3] == 'WAITING' or (t[3] == 'ACTIVE' and tonumber(t[6]) > now) then
-    return reply('0', t.random, found, t)
+    return { '0', t.random, int(found), t[1], t[2], t[3], t[4], t[5], t[6], t[7] }
   end
   -- The user's ACTIVE token whose time is up: written EXPIRED (TTL) with what was derived
   -- for it, as the expiry sweep would (which then drops it from the list unwritten).
@@ -75,7 +76,7 @@ local function live(user, now, found)
   return nil
 end
 
-local replies = {}
+local replies = { { c[1], c[2], c[3], c[4], c[5], c[6] } }
 for i = 3, #ARGV, 3 do
   local user, random, now_arg = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local now = tonumber(now_arg)
@@ -84,7 +85,7 @@ for i = 3, #ARGV, 3 do
     answer = { 'E', 'issue: a user id of 16 bytes, a random part of 24 and a time expected' }
   elseif new[user] then
     local n = new[user]
-    answer = reply('0', n[2], n[1], { user, drawn_seq(KEYS[5], c[4], int(n[1])), 'WAITING', n[3], false, false, false })
+    answer = { '0', n[2], int(n[1]), user, drawn_seq(KEYS[5], c[4], int(n[1])), 'WAITING', n[3], false, false, false }
   else
     local found = tonumber(current[(i - 3) / 3 + 1] or '')
     if found then
@@ -120,7 +121,7 @@ for i = 3, #ARGV, 3 do
       elseif imax - now > iback then
         iback, moved = imax - now, true
       end
-      answer = reply('1', random, seq, { user, drawn_seq(KEYS[5], c[4], int(seq)), 'WAITING', now_arg, false, false, false })
+      answer = { '1', int(seq), drawn_seq(KEYS[5], c[4], int(seq)) }
     end
   end
   replies[#replies + 1] = answer
