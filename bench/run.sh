@@ -29,7 +29,9 @@
 # BENCH_POLL_DISTINCT (200000 tokens polled in the long line), BENCH_WRK_THREADS (2),
 # BENCH_DATABASE (concert_bench), BENCH_RUST_LOG (warn), BENCH_BUDGET_SECS (1500),
 # BENCH_IDENTITY_ALG (ES256 or EdDSA: the local issuer's key), BENCH_IDENTITY_ISSUES (40,000 per
-# second of BENCH_ENDPOINT_SECS: the new users of each issue measurement of the identity phase),
+# second of BENCH_ENDPOINT_SECS: the new users, each with a JWT, of each issue measurement of the
+# identity phase with identity on), BENCH_IDENTITY_OFF_ISSUES (100,000 per second: the same
+# without JWTs, for the measurements with identity off, which issue faster),
 # PGHOST/PGPORT/PGUSER (127.0.0.1/5432/postgres). The server's own variables (HTTP_WORKERS,
 # QUEUE_POLL_CACHE_MILLIS, ...) pass through from the environment, except AUTH_*: the bench
 # decides which server has identity on.
@@ -53,6 +55,7 @@ DB=${BENCH_DATABASE:-concert_bench}
 SERVER_LOG_LEVEL=${BENCH_RUST_LOG:-warn}
 IDENTITY_ALG=${BENCH_IDENTITY_ALG:-ES256}
 IDENTITY_ISSUES=${BENCH_IDENTITY_ISSUES:-$((40000 * ENDPOINT_SECS))}
+IDENTITY_OFF_ISSUES=${BENCH_IDENTITY_OFF_ISSUES:-$((100000 * ENDPOINT_SECS))}
 IDENTITY_AUDIENCE=concert-bench
 unset AUTH_ISSUER AUTH_AUDIENCE AUTH_JWKS_URL AUTH_JWKS_REFRESH_SECS AUTH_USER_CLAIM AUTH_PAGE_CLIENT_ID
 export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}
@@ -659,10 +662,11 @@ start_issuer() {
     fi
     local t0=$SECONDS c pid pids=()
     # shellcheck disable=SC2086 # one argument per connection count
-    python3 - "$DATA" "$IDENTITY_BALANCE_USERS" "$IDENTITY_ON_BASE" "$IDENTITY_OFF_BASE" "$IDENTITY_ISSUES" $CONNS_LIST <<'PY'
+    python3 - "$DATA" "$IDENTITY_BALANCE_USERS" "$IDENTITY_ON_BASE" "$IDENTITY_OFF_BASE" "$IDENTITY_ISSUES" \
+        "$IDENTITY_OFF_ISSUES" $CONNS_LIST <<'PY'
 import sys
 data, balance = sys.argv[1], [int(x) for x in sys.argv[2].split()]
-on_base, off_base, per = (int(x) for x in sys.argv[3:6])
+on_base, off_base, per, per_off = (int(x) for x in sys.argv[3:7])
 def uid(n):
     h = f"{n:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
@@ -670,9 +674,9 @@ def write(name, first, count):
     with open(f"{data}/{name}", "w", encoding="ascii") as fh:
         fh.writelines(uid(n) + "\n" for n in range(first, first + count))
 write("identity_balance_users.txt", balance[0], balance[1] - balance[0] + 1)
-for k, conns in enumerate(sys.argv[6:]):
+for k, conns in enumerate(sys.argv[7:]):
     write(f"identity_issue_on_users_{conns}.txt", on_base + k * per, per)
-    write(f"identity_issue_off_{conns}.txt", off_base + k * per, per)
+    write(f"identity_issue_off_{conns}.txt", off_base + k * per_off, per_off)
 PY
     # Valid for the whole run, whatever the budget; minted in parallel, one file a process.
     for c in balance $CONNS_LIST; do
@@ -716,6 +720,7 @@ json.dump({
     "poll_distinct": $POLL_DISTINCT,
     "identity_alg": "$IDENTITY_ALG",
     "identity_issues": $IDENTITY_ISSUES,
+    "identity_off_issues": $IDENTITY_OFF_ISSUES,
     "rooms": $ROOMS,
     "room_line": $ROOM_LINE,
     "rooms_poll_distinct": $ROOMS_POLL_DISTINCT,
