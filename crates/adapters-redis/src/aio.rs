@@ -132,6 +132,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::ThreadId;
@@ -171,12 +172,12 @@ pub struct AsyncRedisLines {
     /// Replicas an issue waits for (see the module docs, "Replica confirmations in rounds").
     replica_acks: u32,
     /// Per line (its namespace) whose rounds are being sent: the round of `WAIT` to be sent next.
-    rounds: Arc<Mutex<HashMap<String, Round>>>,
+    rounds: Queues<String, Round>,
     /// Lines whose master was last found with no replica attached, and when.
     alone: Arc<Mutex<HashMap<String, Instant>>>,
     /// Per thread and line (its namespace): the issues gathered for the line's next call (see
     /// the module docs, "Issues gathered into one call").
-    gathering: Arc<Mutex<HashMap<GatherKey, Vec<Gathered>>>>,
+    gathering: Queues<GatherKey, Vec<Gathered>>,
 }
 
 /// A thread and a line's namespace.
@@ -190,55 +191,12 @@ struct Gathered {
     /// The caller's time, µs.
     now_us: i64,
     watch: CommitWatch,
-    answer: oneshot::Sender<Result<Sent, StoreError>>,
-}
-
-/// What the call of a gathered issue answered it: the script's reply for that issue (or the
-/// error for it alone), and whether the call was sent more than once.
-struct Sent {
-    reply: Result<codec::Reply, StoreError>,
-    /// The cursor the call read.
-    cursor: QueueCursor,
-    resent: bool,
+    answer: oneshot::Sender<Result<IssueOutcome, StoreError>>,
 }
 
 /// At most this many issues go in one call; more gathered go in calls of their own, one
 /// after the other.
 const ISSUES_PER_CALL: usize = 64;
-
-/// The sender of one thread's gathered issues of a line ([`AsyncRedisLines::send_issues`]),
-/// moved into its task before it is spawned. The line has an entry in
-/// [`AsyncRedisLines::gathering`] exactly while its sender runs. Should the task be dropped
-/// before it finished (its runtime stopped), the entry goes with it: the issues gathered in it
-/// answer `Unavailable` (their answers are dropped), and the thread's next issue of the line
-/// starts a sender of its own instead of joining a gathering nobody sends.
-struct Gathering {
-    map: Arc<Mutex<HashMap<GatherKey, Vec<Gathered>>>>,
-    key: GatherKey,
-    done: bool,
-}
-
-impl Gathering {
-    /// The issues gathered since the last call, leaving the gathering empty; none when none
-    /// was, and then the sender is done (the next issue starts another).
-    fn next_call(&mut self) -> Vec<Gathered> {
-        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        let issues = map.get_mut(&self.key).map(std::mem::take).unwrap_or_default();
-        if issues.is_empty() {
-            map.remove(&self.key);
-            self.done = true;
-        }
-        issues
-    }
-}
-
-impl Drop for Gathering {
-    fn drop(&mut self) {
-        if !self.done {
-            self.map.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.key);
-        }
-    }
-}
 
 /// What a round of `WAIT` answered every issue in it.
 type RoundResult = Option<Result<(), StoreError>>;
@@ -249,22 +207,51 @@ type RoundResult = Option<Result<(), StoreError>>;
 /// next round when one answers.
 type Round = Option<(watch::Sender<RoundResult>, Vec<Place>)>;
 
-/// The sender of a line's rounds ([`AsyncRedisLines::send_rounds`]), while it runs. Its task
-/// can be dropped before it finished (its worker's runtime stopped: the worker was restarted,
-/// or the server shuts down) while other workers' issues wait in its line's next round. Then
-/// its line's rounds go: the waiting issues answer `Unavailable` (their senders are dropped),
-/// and the next issue starts a new sender, instead of every later issue of the line joining a
-/// round nobody sends.
-struct Sending<'a> {
-    rounds: &'a Mutex<HashMap<String, Round>>,
-    line: &'a str,
+/// Work waiting per key, each key's sent by a task of its own: a line's rounds of `WAIT`, a
+/// thread's issues of a line. A key has an entry exactly while its sender runs.
+type Queues<K, V> = Arc<Mutex<HashMap<K, V>>>;
+
+/// The sender of one key's work in [`Queues`], moved into its task before the task is
+/// spawned. The task can be dropped before it finished (its runtime stopped: a worker was
+/// restarted, or the server shuts down) while work waits in its entry, other workers' issues
+/// in a line's round among it. Then the entry goes with it: the waiting work answers
+/// `Unavailable` (its answers are dropped), and the key's next work starts a sender of its own
+/// instead of joining work nobody sends.
+struct Sending<K: Eq + Hash, V> {
+    queues: Queues<K, V>,
+    key: K,
     done: bool,
 }
 
-impl Drop for Sending<'_> {
+impl<K: Eq + Hash + Clone, V: Default> Sending<K, V> {
+    /// Adds work to the entry of `key` with `add`, which answers what it made; with the
+    /// sender to spawn when the key had none running.
+    fn join<R>(queues: &Queues<K, V>, key: K, add: impl FnOnce(&mut V) -> R) -> (R, Option<Self>) {
+        let mut map = queues.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(waiting) = map.get_mut(&key) {
+            return (add(waiting), None);
+        }
+        let added = add(map.entry(key.clone()).or_default());
+        (added, Some(Self { queues: queues.clone(), key, done: false }))
+    }
+
+    /// The key's next work, as `take` takes it from the entry; none when `take` finds none,
+    /// and then the sender is done (the entry goes, and the next work starts another).
+    fn next<T>(&mut self, take: impl FnOnce(&mut V) -> Option<T>) -> Option<T> {
+        let mut map = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
+        let next = map.get_mut(&self.key).and_then(take);
+        if next.is_none() {
+            map.remove(&self.key);
+            self.done = true;
+        }
+        next
+    }
+}
+
+impl<K: Eq + Hash, V> Drop for Sending<K, V> {
     fn drop(&mut self) {
         if !self.done {
-            self.rounds.lock().unwrap_or_else(PoisonError::into_inner).remove(self.line);
+            self.queues.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.key);
         }
     }
 }
@@ -621,17 +608,14 @@ impl AsyncRedisLines {
         if self.replica_acks == 0 {
             return Ok(());
         }
-        let (mut answer, send) = {
-            let mut rounds = self.rounds.lock().unwrap_or_else(PoisonError::into_inner);
-            let send = !rounds.contains_key(&k.namespace);
-            let round = rounds.entry(k.namespace.clone()).or_default();
+        let (mut answer, sending) = Sending::join(&self.rounds, k.namespace.clone(), |round| {
             let (sender, places) = round.get_or_insert_with(|| (watch::channel(None).0, Vec::new()));
             places.push(place);
-            (sender.subscribe(), send)
-        };
-        if send {
+            sender.subscribe()
+        });
+        if let Some(sending) = sending {
             let (this, k) = (self.clone(), k.clone());
-            tokio::spawn(async move { this.send_rounds(k).await });
+            tokio::spawn(async move { this.send_rounds(k, sending).await });
         }
         let answered = answer.wait_for(Option::is_some).await;
         match answered.as_deref() {
@@ -643,18 +627,8 @@ impl AsyncRedisLines {
     /// Sends the rounds of the line of `k` one after the other until none is waiting, each on
     /// the connection of this thread's pair that calls go to, which they leave for the other
     /// while its `WAIT` is out.
-    async fn send_rounds(self, k: Keys) {
-        let mut sending = Sending { rounds: &self.rounds, line: &k.namespace, done: false };
-        loop {
-            let (round, places) = {
-                let mut rounds = self.rounds.lock().unwrap_or_else(PoisonError::into_inner);
-                let Some(round) = rounds.get_mut(&k.namespace).and_then(Option::take) else {
-                    rounds.remove(&k.namespace);
-                    sending.done = true;
-                    return;
-                };
-                round
-            };
+    async fn send_rounds(self, k: Keys, mut sending: Sending<String, Round>) {
+        while let Some((round, places)) = sending.next(Option::take) {
             // Whatever failed, the round's issues are not confirmed: their scripts ran, and the
             // user's retry finds the token (503), never a 500 for a refused `WAIT` or read.
             let sent = async {
@@ -805,30 +779,17 @@ impl AsyncRedisLines {
         }
         let random = keys::random_part(&value).ok_or_else(|| codec::corrupt("a planned token value"))?;
         let k = Keys::new(&self.prefix, room);
-        let (answer, sent) = oneshot::channel();
-        let issue =
-            Gathered { user, random: random.clone(), now_us: codec::to_micros(now), watch: watch.clone(), answer };
+        let (answer, outcome) = oneshot::channel();
+        let issue = Gathered { user, random, now_us: codec::to_micros(now), watch: watch.clone(), answer };
         let key = (std::thread::current().id(), k.namespace.clone());
-        let first = {
-            let mut gathering = self.gathering.lock().unwrap_or_else(PoisonError::into_inner);
-            let first = !gathering.contains_key(&key);
-            gathering.entry(key.clone()).or_default().push(issue);
-            first
-        };
-        if first {
-            let gathered = Gathering { map: self.gathering.clone(), key, done: false };
-            let (this, k) = (self.clone(), k.clone());
-            tokio::spawn(async move { this.send_issues(k, gathered).await });
+        let ((), sending) = Sending::join(&self.gathering, key, |issues| issues.push(issue));
+        if let Some(sending) = sending {
+            let (this, k, room) = (self.clone(), k.clone(), room.clone());
+            tokio::spawn(async move { this.send_issues(k, room, sending).await });
         }
-        let Sent { reply, cursor, resent } =
-            sent.await.map_err(|_| StoreError::Unavailable("the call of a gathered issue was abandoned".into()))??;
-        let asked = codec::Asked { room, user, random: &random, issued_us: codec::to_micros(now) };
-        let mut outcome = codec::issue_outcome(&reply?, cursor, &asked)?;
-        // The token a resent call found is the first attempt's when it carries this issue's
-        // random part (its `seq` is the line's).
-        if resent && !outcome.created && keys::random_part(&outcome.token.value).as_ref() == Some(&random) {
-            outcome.created = true;
-        }
+        let outcome = outcome
+            .await
+            .map_err(|_| StoreError::Unavailable("the call of a gathered issue was abandoned".into()))??;
         // Also when the user's token was found: the call that stored it may have failed this
         // very confirmation, and a 200 must not hand out a token a failover can lose.
         if self.replica_acks > 0 {
@@ -838,28 +799,23 @@ impl AsyncRedisLines {
         Ok(outcome)
     }
 
-    /// Sends the issues of the line of `k` its thread gathered (see the module docs, "Issues
-    /// gathered into one call"), one call at a time, each with every issue gathered while the
-    /// one before was out (at most [`ISSUES_PER_CALL`] a call), until none is waiting.
-    async fn send_issues(self, k: Keys, mut gathering: Gathering) {
-        loop {
-            // An issue whose caller went is not sent.
-            let mut issues: Vec<Gathered> =
-                gathering.next_call().into_iter().filter(|i| !i.answer.is_closed()).collect();
-            if gathering.done {
-                return;
-            }
+    /// Sends the issues of `room`'s line (of keys `k`) its thread gathered (see the module
+    /// docs, "Issues gathered into one call"), one call at a time, each with every issue
+    /// gathered while the one before was out (at most [`ISSUES_PER_CALL`] a call), until none
+    /// is waiting.
+    async fn send_issues(self, k: Keys, room: RoomId, mut sending: Sending<GatherKey, Vec<Gathered>>) {
+        while let Some(mut issues) = sending.next(|issues| (!issues.is_empty()).then(|| std::mem::take(issues))) {
             while !issues.is_empty() {
-                let rest = issues.split_off(issues.len().min(ISSUES_PER_CALL));
-                self.send_call(&k, std::mem::replace(&mut issues, rest)).await;
+                let call = issues.drain(..issues.len().min(ISSUES_PER_CALL)).collect();
+                self.send_call(&k, &room, call).await;
             }
         }
     }
 
-    /// One call of the `issue` script for `issues` of the line of `k`. Sent again when it met
-    /// a stale route (it did not run) or a connection found dropped quickly (see the module
-    /// docs, "Cluster", for why that is safe).
-    async fn send_call(&self, k: &Keys, mut issues: Vec<Gathered>) {
+    /// One call of the `issue` script for `issues` of `room`'s line (of keys `k`), each
+    /// answered its outcome. Sent again when it met a stale route (it did not run) or a
+    /// connection found dropped quickly (see the module docs, "Cluster", for why that is safe).
+    async fn send_call(&self, k: &Keys, room: &RoomId, mut issues: Vec<Gathered>) {
         let started = Instant::now();
         let mut retries = 0;
         let replies = loop {
@@ -868,11 +824,13 @@ impl AsyncRedisLines {
                 Err(e) => break Err(e),
             };
             // The commit point of each issue, once a connection is at hand (see the module
-            // docs): an issue whose caller gave up is not sent. A resend is part of the same
-            // commit.
+            // docs): an issue whose caller went is not sent, nor one whose caller gave up
+            // (answered `Timeout`). A resend is part of the same commit.
             if retries == 0 {
-                let (committing, gave_up): (Vec<_>, Vec<_>) =
-                    issues.into_iter().partition(|issue| issue.watch.begin_commit());
+                let (committing, gave_up): (Vec<_>, Vec<_>) = issues
+                    .into_iter()
+                    .filter(|issue| !issue.answer.is_closed())
+                    .partition(|issue| issue.watch.begin_commit());
                 for issue in gave_up {
                     let nothing_sent = StoreError::Timeout("the caller gave up before the write was sent".into());
                     let _ = issue.answer.send(Err(nothing_sent));
@@ -885,7 +843,7 @@ impl AsyncRedisLines {
             let call =
                 self.scripts.issue_call(k, &self.retain_ms, issues.iter().map(|i| (i.user, &i.random[..], i.now_us)));
             match call.invoke_async::<Vec<codec::Reply>>(&mut pair.open()).await {
-                Ok(replies) => break codec::issue_replies(replies, issues.len()),
+                Ok(replies) => break Ok(replies),
                 Err(e) => {
                     if !self.resend_after(&e, pair.epoch, started, &mut retries).await {
                         break Err(self.failed(&e, pair.epoch));
@@ -893,11 +851,27 @@ impl AsyncRedisLines {
                 }
             }
         };
-        match replies {
-            Ok(replies) => {
-                self.link.answered();
-                for (issue, reply) in issues.into_iter().zip(replies.issues) {
-                    let _ = issue.answer.send(Ok(Sent { reply, cursor: replies.cursor, resent: retries > 0 }));
+        let outcomes = replies.and_then(|replies| {
+            self.link.answered();
+            let asked: Vec<codec::Asked<'_>> = issues
+                .iter()
+                .map(|i| codec::Asked { room, user: i.user, random: &i.random, issued_us: i.now_us })
+                .collect();
+            codec::issue_outcomes(&replies, &asked)
+        });
+        match outcomes {
+            Ok(outcomes) => {
+                for (issue, outcome) in issues.into_iter().zip(outcomes) {
+                    // The token a resent call found is the first attempt's when it carries this
+                    // issue's random part (its `seq` is the line's).
+                    let outcome = outcome.map(|mut found| {
+                        if retries > 0 && !found.created && keys::random_part(&found.token.value) == Some(issue.random)
+                        {
+                            found.created = true;
+                        }
+                        found
+                    });
+                    let _ = issue.answer.send(outcome);
                 }
             }
             Err(e) => {

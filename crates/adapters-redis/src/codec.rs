@@ -82,34 +82,6 @@ pub(crate) fn token<B: AsRef<[u8]>>(
     })
 }
 
-/// An `issue` call's reply: the cursor, and each issue's reply in the call's order (see
-/// [`issue_outcome`]) or, for `{ 'E', message }`, the error the script met for that issue
-/// alone (`Internal`: a record it could not read).
-pub(crate) struct IssueReplies {
-    pub(crate) cursor: QueueCursor,
-    pub(crate) issues: Vec<Result<Reply, StoreError>>,
-}
-
-/// The reply of an `issue` call of `count` issues (see `issue.lua`).
-pub(crate) fn issue_replies(mut replies: Vec<Reply>, count: usize) -> Result<IssueReplies, StoreError> {
-    if replies.len() != count + 1 {
-        return Err(corrupt("an issue call answered another count of issues"));
-    }
-    let issues = replies.split_off(1);
-    let cursor = cursor(replies.first().map_or(&[][..], Vec::as_slice), 0)?;
-    let issues = issues
-        .into_iter()
-        .map(|reply| match reply.first() {
-            Some(Some(flag)) if flag == b"E" => {
-                let message = reply.get(1).and_then(Option::as_deref).map(String::from_utf8_lossy);
-                Err(StoreError::Internal(format!("Redis: {}", message.unwrap_or_default())))
-            }
-            _ => Ok(reply),
-        })
-        .collect();
-    Ok(IssueReplies { cursor, issues })
-}
-
 /// What one issue of a call asked: `user`'s token in the line of `room`, of random part
 /// `random` (24 bytes), at `issued_us` (µs).
 pub(crate) struct Asked<'a> {
@@ -119,11 +91,26 @@ pub(crate) struct Asked<'a> {
     pub(crate) issued_us: i64,
 }
 
-/// The outcome of one issue of an `issue` call from its reply (see `issue.lua`): a new token
-/// (`1`, its arrival `seq` and its `seq` as shown; the rest is what the issue asked), or the
-/// user's token found (`0`, its random part and arrival `seq`, which make its value, then its
-/// fields); with the call's `cursor`.
-pub(crate) fn issue_outcome(
+/// The outcomes of an `issue` call (see `issue.lua`), one per issue of `asked`, in its order:
+/// the call's cursor first, then each issue's reply. An issue's error is its own; a reply of
+/// another shape fails the whole call.
+pub(crate) fn issue_outcomes(
+    replies: &[Reply],
+    asked: &[Asked<'_>],
+) -> Result<Vec<Result<domain::ports::IssueOutcome, StoreError>>, StoreError> {
+    let Some((cursor_fields, issues)) = replies.split_first().filter(|(_, issues)| issues.len() == asked.len()) else {
+        return Err(corrupt("an issue call answered another count of issues"));
+    };
+    let cursor = cursor(cursor_fields, 0)?;
+    Ok(issues.iter().zip(asked).map(|(reply, asked)| issue_outcome(reply, cursor, asked)).collect())
+}
+
+/// The outcome of one issue of an `issue` call from its reply: a new token (`1`, its arrival
+/// `seq` and its `seq` as shown; the rest is what the issue asked), the user's token found
+/// (`0`, its random part and arrival `seq`, which make its value, then its fields), or the
+/// error the script met for that issue alone (`E` and its message: `Internal`, a record it
+/// could not read); with the call's `cursor`.
+fn issue_outcome(
     reply: &[Option<Vec<u8>>],
     cursor: QueueCursor,
     asked: &Asked<'_>,
@@ -147,6 +134,7 @@ pub(crate) fn issue_outcome(
             (token, true)
         }
         "0" => (token(value(bytes(reply, 1, "random part")?, arrival(2)?)?, reply, 3)?, false),
+        "E" => return Err(StoreError::Internal(format!("Redis: {}", field(reply, 1, "error")?))),
         _ => return Err(corrupt("issue reply")),
     };
     Ok(domain::ports::IssueOutcome { token, created, cursor })

@@ -640,11 +640,11 @@ impl QueueStore for RedisQueue {
             // this very check, and a 200 must not hand out a token a failover can lose.
             Ok((replies, self.confirm(c)?))
         })?;
-        let mut replies = codec::issue_replies(replies, 1)?;
-        let reply = replies.issues.pop().ok_or_else(|| codec::corrupt("issue reply"))??;
-        confirmed?;
         let asked = codec::Asked { room: &self.room, user, random: &random, issued_us };
-        codec::issue_outcome(&reply, replies.cursor, &asked)
+        let outcome =
+            codec::issue_outcomes(&replies, &[asked])?.pop().ok_or_else(|| codec::corrupt("issue reply"))??;
+        confirmed?;
+        Ok(outcome)
     }
 
     fn find(&self, value: &TokenValue) -> Result<Option<QueueToken>, StoreError> {

@@ -170,6 +170,17 @@ fn now() -> OffsetDateTime {
     domain::clock::truncate_to_micros(OffsetDateTime::now_utc())
 }
 
+/// An issue of a new token for `who` in room `main`, as a future holding what it needs (to
+/// spawn it, or to run it on another thread's runtime).
+fn issue_in_main(
+    lines: &Arc<AsyncRedisLines>,
+    who: UserId,
+    watch: CommitWatch,
+) -> impl std::future::Future<Output = Result<IssueOutcome, StoreError>> + Send + 'static {
+    let lines = lines.clone();
+    async move { lines.issue(&RoomId::main(), who, value(), now(), &watch).await }
+}
+
 #[test]
 fn concurrent_async_issues_for_one_user_yield_one_token() {
     let ns = Namespace::new();
@@ -405,11 +416,7 @@ fn issues_gathered_while_a_call_is_out_share_calls_and_are_answered_each_on_its_
     let lines = Arc::new(AsyncRedisLines::new(&cfg).unwrap());
     let mut admin = redis::Client::open(server.url()).unwrap().get_connection().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let main = RoomId::main();
-    let issue = |who: UserId, watch: CommitWatch| {
-        let (lines, main) = (lines.clone(), main.clone());
-        async move { lines.issue(&main, who, value(), now(), &watch).await }
-    };
+    let issue = |who: UserId, watch: CommitWatch| issue_in_main(&lines, who, watch);
     // Connected and the script loaded; then `corrupt`'s token (seq 1) is made to sit behind the
     // cursor with no admission record, which the script refuses to read.
     let corrupt = user();
@@ -475,11 +482,7 @@ fn a_thread_whose_issue_sender_stopped_issues_again() {
     server.launch();
     let cfg = RedisConfig::with_url_and_prefix(server.url(), "aio-gather-stop");
     let lines = Arc::new(AsyncRedisLines::new(&cfg).unwrap());
-    let main = RoomId::main();
-    let issue = |lines: &Arc<AsyncRedisLines>| {
-        let (lines, main) = (lines.clone(), main.clone());
-        async move { lines.issue(&main, user(), value(), now(), &CommitWatch::new()).await }
-    };
+    let issue = |lines: &Arc<AsyncRedisLines>| issue_in_main(lines, user(), CommitWatch::new());
     let stopped = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     assert!(stopped.block_on(issue(&lines)).unwrap().created);
     server.signal("-STOP");
@@ -776,11 +779,7 @@ fn issues_share_rounds_of_replica_confirmation(threads: usize) {
 fn a_line_whose_round_sender_stopped_confirms_its_next_issue() {
     let (master, replica, lines, line, _admin) = held_replica_lines("aio-sender");
     let deadline = Instant::now() + Duration::from_secs(30);
-    let main = RoomId::main();
-    let issue = move |lines: &Arc<AsyncRedisLines>| {
-        let (lines, main) = (lines.clone(), main.clone());
-        async move { lines.issue(&main, user(), value(), now(), &CommitWatch::new()).await }
-    };
+    let issue = |lines: &Arc<AsyncRedisLines>| issue_in_main(lines, user(), CommitWatch::new());
     replica.signal("-STOP");
     // On a thread of its own (its own pair of connections): an issue whose script ran and whose
     // round's `WAIT` is out; the thread's runtime stops when told.
@@ -788,7 +787,6 @@ fn a_line_whose_round_sender_stopped_confirms_its_next_issue() {
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
     let first = {
         let (lines, url) = (lines.clone(), master.url());
-        let issue = issue.clone();
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             let mut admin = redis::Client::open(url).unwrap().get_connection().unwrap();
