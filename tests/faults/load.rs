@@ -14,7 +14,7 @@
 //! - a key that went unanswered has at most one;
 //! - every ledger entry belongs to a key (no effect without a request that asked for it);
 //! - every hold answered 201 exists, and every reservation is one answered 201 or one that
-//!   went unanswered;
+//!   went unanswered or was answered 500 (its COMMIT lost with the database: outcome unknown);
 //! - each user's balance is the last ledger entry's, and `concert check-invariants` passes.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -524,15 +524,16 @@ pub fn audit(conn: &mut PgConnection, api: &Api, db_url: &str, recs: &[Rec], use
         }
     }
 
-    // Holds: every 201 exists; every reservation is a 201 or an unanswered hold.
+    // Holds: every 201 exists; every reservation is a 201, an unanswered hold or a hold answered 500.
     let held: HashSet<&str> = recs
         .iter()
         .filter(|r| matches!(r.op, Op::Hold { .. }) && r.answer.is(201))
         .filter_map(|r| r.answer.body["id"].as_str())
         .collect();
+    // A hold answered 500 had its COMMIT on the way when the database died: it may exist.
     let lost_holds: HashSet<(&str, &str)> = recs
         .iter()
-        .filter(|r| r.answer.status.is_none())
+        .filter(|r| r.answer.status.is_none() || r.answer.is(500))
         .filter_map(|r| match &r.op {
             Op::Hold { seat } => Some((r.user.as_str(), seat.as_str())),
             _ => None,
