@@ -45,9 +45,8 @@
 //!
 //! # Issues gathered into one call
 //!
-//! The issues of one line that one thread (an HTTP worker) receives while an `issue` call of
-//! that line is out go together in its next call, as a database's transactions share a
-//! commit's flush: the script takes them one after the other, as if each were a call of its
+//! The issues of one line that the process receives while an `issue` call of that line is
+//! out go together in its next call, as a database's transactions share a commit's flush: the script takes them one after the other, as if each were a call of its
 //! own, so every guarantee of the crate docs holds per issue (a user twice in one call: the
 //! second finds the first's token), and it answers each issue on its own, an error too. A
 //! call's fixed cost (the script's start, its reads of the cursor and the counter, its
@@ -55,14 +54,16 @@
 //! shared: on one Redis at 64 connections, Redis spent 10 µs of CPU per issue against 14–19
 //! before, and one instance made a third more issues a second (docs/benchmarks.md).
 //! An issue that finds no call out is sent at once, so an idle line adds no wait; at most
-//! [`ISSUES_PER_CALL`] go in one call. The sender is a task on the thread's runtime, started
-//! by the issue that found none running; it sends until none is waiting. The commit point of
+//! [`ISSUES_PER_CALL`] go in one call. The sender is a task on the runtime of the worker whose
+//! issue found none running, sending on that worker's connection until none is waiting. The commit point of
 //! each issue (its watch's `begin_commit`) is taken once the call's connection is at hand,
 //! right before the call is sent: an issue whose caller gave up by then is answered
 //! `Timeout` and not sent, and a failed connect answers 503 with nothing sent. Should the
 //! task be dropped (its runtime stopped), its gathered issues answer `Unavailable` and the
-//! thread's next issue starts a sender anew. Gathering is per thread, not per process: a
-//! call's answer wakes only the worker whose issues it holds.
+//! line's next issue starts a sender anew. Gathering is per process, as the rounds are, not per
+//! worker: a call's answer then wakes the other worker too, but at 16 connections a call
+//! holds about twice as many issues, and on the 2-vCPU EPYC machine the process made 6–8 %
+//! more issues a second with 10–20 % less Redis CPU per issue (docs/benchmarks.md).
 //!
 //! # Cluster
 //!
@@ -175,15 +176,12 @@ pub struct AsyncRedisLines {
     rounds: Queues<String, Round>,
     /// Lines whose master was last found with no replica attached, and when.
     alone: Arc<Mutex<HashMap<String, Instant>>>,
-    /// Per thread and line (its namespace): the issues gathered for the line's next call (see
-    /// the module docs, "Issues gathered into one call").
-    gathering: Queues<GatherKey, Vec<Gathered>>,
+    /// Per line (its namespace): the issues gathered for the line's next call (see the module
+    /// docs, "Issues gathered into one call").
+    gathering: Queues<String, Vec<Gathered>>,
 }
 
-/// A thread and a line's namespace.
-type GatherKey = (ThreadId, String);
-
-/// An issue waiting in its thread's gathering for its line's next call.
+/// An issue waiting in its line's gathering for the line's next call.
 struct Gathered {
     user: UserId,
     /// The random part of the token the issue plans (24 bytes).
@@ -208,7 +206,7 @@ type RoundResult = Option<Result<(), StoreError>>;
 type Round = Option<(watch::Sender<RoundResult>, Vec<Place>)>;
 
 /// Work waiting per key, each key's sent by a task of its own: a line's rounds of `WAIT`, a
-/// thread's issues of a line. A key has an entry exactly while its sender runs.
+/// line's issues. A key has an entry exactly while its sender runs.
 type Queues<K, V> = Arc<Mutex<HashMap<K, V>>>;
 
 /// The sender of one key's work in [`Queues`], moved into its task before the task is
@@ -781,8 +779,7 @@ impl AsyncRedisLines {
         let k = Keys::new(&self.prefix, room);
         let (answer, outcome) = oneshot::channel();
         let issue = Gathered { user, random, now_us: codec::to_micros(now), watch: watch.clone(), answer };
-        let key = (std::thread::current().id(), k.namespace.clone());
-        let ((), sending) = Sending::join(&self.gathering, key, |issues| issues.push(issue));
+        let ((), sending) = Sending::join(&self.gathering, k.namespace.clone(), |issues| issues.push(issue));
         if let Some(sending) = sending {
             let (this, k, room) = (self.clone(), k.clone(), room.clone());
             tokio::spawn(async move { this.send_issues(k, room, sending).await });
@@ -799,11 +796,10 @@ impl AsyncRedisLines {
         Ok(outcome)
     }
 
-    /// Sends the issues of `room`'s line (of keys `k`) its thread gathered (see the module
-    /// docs, "Issues gathered into one call"), one call at a time, each with every issue
-    /// gathered while the one before was out (at most [`ISSUES_PER_CALL`] a call), until none
-    /// is waiting.
-    async fn send_issues(self, k: Keys, room: RoomId, mut sending: Sending<GatherKey, Vec<Gathered>>) {
+    /// Sends the gathered issues of `room`'s line (of keys `k`; see the module docs, "Issues
+    /// gathered into one call"), one call at a time, each with every issue gathered while the
+    /// one before was out (at most [`ISSUES_PER_CALL`] a call), until none is waiting.
+    async fn send_issues(self, k: Keys, room: RoomId, mut sending: Sending<String, Vec<Gathered>>) {
         while let Some(mut issues) = sending.next(|issues| (!issues.is_empty()).then(|| std::mem::take(issues))) {
             while !issues.is_empty() {
                 let call = issues.drain(..issues.len().min(ISSUES_PER_CALL)).collect();

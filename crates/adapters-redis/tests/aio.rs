@@ -403,8 +403,8 @@ fn a_lost_issue_reply_is_unavailable_and_the_retry_finds_the_token() {
     assert_eq!(blocking.stats().unwrap().issued_through, 2, "the user who gave up took no number");
 }
 
-/// Issues a thread receives while its line's call is out go together in the next calls (at
-/// most 64 a call), and each is answered as if it were a call of its own: a user twice gets
+/// Issues received while their line's call is out go together in the next calls (at most 64
+/// a call), and each is answered as if it were a call of its own: a user twice gets
 /// one token, a user whose token is found gets it, an issue whose record is corrupt fails
 /// alone, an issue whose caller gave up while it was gathered is not sent, and the new tokens
 /// take gapless numbers.
@@ -473,11 +473,59 @@ fn issues_gathered_while_a_call_is_out_share_calls_and_are_answered_each_on_its_
     assert_eq!(RedisQueue::new(&cfg).unwrap().stats().unwrap().issued_through, 73);
 }
 
-/// A thread's gathered issues are sent by a task on its runtime; should that runtime stop
-/// while a call is out and issues are gathered behind it, the thread's next issue of the line
-/// (on a runtime of its own) starts a sender anew instead of joining a gathering nobody sends.
+/// Issues gathered while their line's call is out are sent in one call, whichever worker
+/// received them: the issues of two threads, each on a runtime of its own, share the next call
+/// (sent by the task on the runtime of the thread whose issue found no call out), and each is
+/// answered on its own thread.
 #[test]
-fn a_thread_whose_issue_sender_stopped_issues_again() {
+fn issues_of_two_threads_gathered_while_a_call_is_out_share_the_next_call() {
+    let mut server = PrivateRedis::reserve();
+    server.launch();
+    let cfg = RedisConfig::with_url_and_prefix(server.url(), "aio-gather-threads");
+    let lines = Arc::new(AsyncRedisLines::new(&cfg).unwrap());
+    let mut admin = redis::Client::open(server.url()).unwrap().get_connection().unwrap();
+    let issue = |lines: &Arc<AsyncRedisLines>| issue_in_main(lines, user(), CommitWatch::new());
+    let sending = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    assert!(sending.block_on(issue(&lines)).unwrap().created, "connected, the script loaded");
+    redis::cmd("CONFIG").arg("RESETSTAT").exec(&mut admin).unwrap();
+    server.signal("-STOP");
+    let out = sending.spawn(issue(&lines));
+    sending.block_on(async { tokio::time::sleep(Duration::from_millis(50)).await });
+    let mine: Vec<_> = (0..5).map(|_| sending.spawn(issue(&lines))).collect();
+    let other = {
+        let lines = lines.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let theirs: Vec<_> = (0..5).map(|_| tokio::spawn(issue(&lines))).collect();
+                let mut seqs = Vec::new();
+                for handle in theirs {
+                    let issued = tokio::time::timeout(Duration::from_secs(10), handle).await;
+                    seqs.push(issued.expect("answered").unwrap().unwrap().token.seq);
+                }
+                seqs
+            })
+        })
+    };
+    sending.block_on(async { tokio::time::sleep(Duration::from_millis(50)).await });
+    server.signal("-CONT");
+    let mut seqs = vec![sending.block_on(out).unwrap().unwrap().token.seq];
+    for handle in mine {
+        seqs.push(sending.block_on(handle).unwrap().unwrap().token.seq);
+    }
+    seqs.extend(other.join().unwrap());
+    seqs.sort_unstable();
+    assert_eq!(seqs, (2..=12).collect::<Vec<i64>>());
+    let calls = info(&mut admin, "commandstats", "cmdstat_evalsha:");
+    assert!(calls.starts_with("calls=2,"), "the call out, then both threads' ten in one: {calls}");
+}
+
+/// A line's gathered issues are sent by a task on the runtime of the worker whose issue found
+/// no call out; should that runtime stop while a call is out and issues are gathered behind
+/// it, the line's next issue (on a runtime of its own) starts a sender anew instead of
+/// joining a gathering nobody sends.
+#[test]
+fn a_line_whose_issue_sender_stopped_issues_again() {
     let mut server = PrivateRedis::reserve();
     server.launch();
     let cfg = RedisConfig::with_url_and_prefix(server.url(), "aio-gather-stop");
