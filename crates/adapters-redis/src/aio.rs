@@ -14,7 +14,7 @@
 //! on the runtime of the thread that opened it, so a worker's reply wakes that same worker and
 //! never crosses to another thread (the context switches this client exists to remove). A
 //! multiplexed connection pipelines every call of its worker, so no pool is needed. A thread
-//! whose issues replicas confirm holds two (see "Replica confirmations in rounds").
+//! whose issues replicas confirm holds two (see "Replica confirmations").
 //!
 //! Reconnecting is this module's, not the crate's connection manager's, so that an outage is
 //! answered as the blocking pool answers it (see `pool`): a connection is opened on demand and
@@ -60,8 +60,7 @@
 //! right before the call is sent: an issue whose caller gave up by then is answered
 //! `Timeout` and not sent, and a failed connect answers 503 with nothing sent. Should the
 //! task be dropped (its runtime stopped), its gathered issues answer `Unavailable` and the
-//! line's next issue starts a sender anew. Gathering is per process, as the rounds are, not per
-//! worker: a call's answer then wakes the other worker too, but at 16 connections a call
+//! line's next issue starts a sender anew. Gathering is per process, not per worker: a call's answer then wakes the other worker too, but at 16 connections a call
 //! holds about twice as many issues, and on the 2-vCPU EPYC machine the process made 6–8 %
 //! more issues a second with 10–20 % less Redis CPU per issue (docs/benchmarks.md).
 //!
@@ -83,55 +82,46 @@
 //! one node, and while the old master rejoins the nodes may not all agree yet; with no pause
 //! a call still met `MOVED` on three connections in a row in one run of 22 (cause not found).
 //!
-//! # Replica confirmations in rounds
+//! # Replica confirmations
 //!
 //! On a cluster (or with [`RedisConfig::replica_acks`]) an issue is confirmed by `WAIT` before it
-//! answers, as in the blocking path (see the crate docs, "Writes a failover must not lose").
-//! The issues of one line share it, as a database's transactions share a commit's flush: an
-//! issue whose script answered joins the round to be sent next; one round per line is in
-//! flight at a time in a process, and when it answers the next is sent for all that joined
-//! meanwhile, whichever worker and socket their scripts went on (the read before the `WAIT`,
-//! below, puts the round's socket after every write of its master). A round that no replica
-//! confirmed in time fails every issue in it with `Unavailable` (503) though their scripts
-//! ran, and so does a round that failed in any other way (a `WAIT` Redis refused is no
-//! confirmation either, and no 500: the user's retry finds the token); a master found with no
-//! replica attached (`ROLE`) confirms without one, and is asked first for 5 s after. A
-//! line's rounds are sent by a task on the runtime of the worker whose issue found none in
-//! flight, so they wait for that runtime to run it (an HTTP worker's always runs); should the
-//! runtime stop first (the worker restarted), the issues waiting in its rounds answer 503 and
-//! the line's next issue starts a sender of its own.
+//! answers, as in the blocking path (see the crate docs, "Writes a failover must not lose"):
+//! each `issue` call is one pipeline on one socket to the master of its line's slot, the script
+//! and right after it `WAIT`, so one `WAIT` confirms every issue of the call, as a database's
+//! commit flushes every transaction that joined it. The call's issues answer only once it
+//! returned; a call that no replica confirmed in time fails every issue in it with
+//! `Unavailable` (503) though the script ran (the user's retry finds the token), and so does a
+//! `WAIT` Redis refused (never a 500). A token the script found, not made, is confirmed too:
+//! the call that stored it may have failed its own confirmation, and a 200 must not hand out a
+//! token a failover can lose. `WAIT` counts the replicas that reached the point of the master's
+//! replication stream its socket was at after its last command, any command, reads too
+//! (checked on Redis 7.0: with the only replica frozen, `WAIT 1` after a `GET` or after a script
+//! that only read waits out its timeout), so after the script it covers every write the master
+//! ran before, a found token's included. A master found with no replica attached (`ROLE`)
+//! confirms without one, and for 5 s after is asked `ROLE` in `WAIT`'s place.
+//!
+//! Why script and `WAIT` share one pipeline rather than a `WAIT` per line sent once scripts
+//! answered (the design before, "rounds", which read the tokens' records before its `WAIT`
+//! because it could go on another socket): on one socket, in one write, nothing can come
+//! between them. The crate cannot reopen the socket between the two (the pipeline fails
+//! whole), and a slot that moved answers the script `MOVED` (it did not run; the call is sent
+//! again, see "Cluster") rather than letting a `WAIT` be confirmed by the replicas of a master
+//! that never held the tokens. An issue then waits for one round trip, not for a script and a
+//! round; on the 2-vCPU EPYC machine one instance on the cluster made 10,200 issues a second
+//! at 16 connections against 6,700 with rounds, 0.81 of one Redis (docs/benchmarks.md).
+//! A script refused with `NOSCRIPT` (a restarted or promoted master) is loaded there and sent
+//! again once; the `WAIT` sent after the refused one ran for nothing, and when it answered
+//! short the master is asked `ROLE` first, so that a promoted master with no replica yet is not
+//! waited on twice.
 //!
 //! Redis blocks the socket a `WAIT` was sent on until it answers: every call pipelined behind
-//! it waits too. So a thread that confirms issues holds two connections (a *pair*) and sends
-//! its calls to the one with no `WAIT` out: a round is sent on the connection of the sending
-//! thread's pair that calls were going to, and its calls go to the other from then on, while
-//! rounds alternate between the two. Lines on one master (or on one Redis) share the pair, so
-//! one line's round can hold another line's calls back. Rounds were first gathered per pair
-//! (a worker's issues only); per line, a round at 16 connections holds the issues of both
-//! workers (5.6 issues per `WAIT` against 3.2), and the server spent 9–16 % less CPU per issue
-//! on a cluster (docs/benchmarks.md), though a round's answer now wakes the other worker too.
-//!
-//! A round is one pipeline on one socket: an `HMGET` of its tokens' records, then the
-//! `WAIT`. `WAIT` counts from the point of the master's replication stream its socket reached
-//! with its last command (any command: Redis moves it after reads too), so after the read it
-//! covers every earlier write of that master, even if the crate reopened the socket since the
-//! scripts ran. The read checks that the master the line's slot maps to now holds every token
-//! of the round (its record, with its random part): a round that waited while the slot moved
-//! to another master (a failover onto a replica that missed the writes) fails with
-//! `Unavailable` instead of being confirmed by that master's replicas, which never saw them;
-//! so does a round whose token was retired in the meantime (rare, and the retry answers). A
-//! master found alone is read without the `WAIT`. A round met by `MOVED` (its connection's slot
-//! map went stale while it waited, or while the connection served other lines through a
-//! failover) is sent once more on a connection opened for it: the read tells whether the
-//! master it reaches now holds the round's tokens (a slot moved with its keys, as a
-//! resharding moves them), and the `WAIT` after it covers them there. The reference
-//! deployment test met such rounds: two issues answered 503 in under a millisecond with
-//! `MOVED` after the old master came back as a replica. Most likely their connection was
-//! opened during the outage, its scripts reached the promoted replica through the crate's
-//! fallback within the shard (the master of its map was down), and its round, once the old
-//! master was back and reconnected, reached that.
+//! it waits too. So a thread that confirms issues holds two connections (a *pair*): an `issue`
+//! call goes on the one calls were going to, and the thread's calls go to the other from then
+//! on, while issue calls alternate between the two. One call per line is out at a time in a
+//! process ("Issues gathered into one call"); lines on one master (or on one Redis) share the
+//! pair, so one line's `WAIT` can hold another line's call back.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -149,11 +139,11 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{AsyncConnectionConfig, Cmd, IntoConnectionInfo as _, Pipeline, RedisError, RedisFuture, Value};
 use time::OffsetDateTime;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
 use crate::codec;
 use crate::config::{ConfigError, RedisConfig, RedisTimeouts};
-use crate::keys::{self, Keys, Place};
+use crate::keys::{self, Keys};
 use crate::pool::{self, Client};
 use crate::scripts::Scripts;
 
@@ -170,10 +160,8 @@ pub struct AsyncRedisLines {
     /// Expired tokens' key TTL, in ms (the scripts' `PEXPIRE` argument).
     retain_ms: String,
     redacted_url: String,
-    /// Replicas an issue waits for (see the module docs, "Replica confirmations in rounds").
+    /// Replicas an issue waits for (see the module docs, "Replica confirmations").
     replica_acks: u32,
-    /// Per line (its namespace) whose rounds are being sent: the round of `WAIT` to be sent next.
-    rounds: Queues<String, Round>,
     /// Lines whose master was last found with no replica attached, and when.
     alone: Arc<Mutex<HashMap<String, Instant>>>,
     /// Per line (its namespace): the issues gathered for the line's next call (see the module
@@ -196,23 +184,14 @@ struct Gathered {
 /// after the other.
 const ISSUES_PER_CALL: usize = 64;
 
-/// What a round of `WAIT` answered every issue in it.
-type RoundResult = Option<Result<(), StoreError>>;
-
-/// A line's round to be sent next, if an issue waits for one: the issues whose script answered
-/// join it, with where their tokens are stored. A line has an entry in
-/// [`AsyncRedisLines::rounds`] exactly while its sender runs ([`Sending`]), which sends the
-/// next round when one answers.
-type Round = Option<(watch::Sender<RoundResult>, Vec<Place>)>;
-
-/// Work waiting per key, each key's sent by a task of its own: a line's rounds of `WAIT`, a
-/// line's issues. A key has an entry exactly while its sender runs.
+/// Work waiting per key (a line's gathered issues), each key's sent by a task of its own. A key
+/// has an entry exactly while its sender runs.
 type Queues<K, V> = Arc<Mutex<HashMap<K, V>>>;
 
 /// The sender of one key's work in [`Queues`], moved into its task before the task is
 /// spawned. The task can be dropped before it finished (its runtime stopped: a worker was
 /// restarted, or the server shuts down) while work waits in its entry, other workers' issues
-/// in a line's round among it. Then the entry goes with it: the waiting work answers
+/// among it. Then the entry goes with it: the waiting work answers
 /// `Unavailable` (its answers are dropped), and the key's next work starts a sender of its own
 /// instead of joining work nobody sends.
 struct Sending<K: Eq + Hash, V> {
@@ -322,35 +301,6 @@ impl redis::aio::ConnectionLike for Conn {
     }
 }
 
-/// A round of replica confirmation of the line of `k`, for one socket: per bucket of the
-/// tokens at `places` an `HMGET` of their records and, with `wait` = (replicas, ms), `WAIT` for
-/// that many replicas at most that long after them; and the places in the order the `HMGET`s
-/// answer for them.
-fn round_pipeline<'a>(k: &Keys, places: &'a [Place], wait: Option<(u32, u64)>) -> (Pipeline, Vec<&'a Place>) {
-    let mut buckets: BTreeMap<String, Vec<(String, &Place)>> = BTreeMap::new();
-    for place in places {
-        let (bucket, field) = k.bucket(place.seq);
-        buckets.entry(bucket).or_default().push((field, place));
-    }
-    let mut round = redis::pipe();
-    let mut order = Vec::with_capacity(places.len());
-    for (bucket, members) in buckets {
-        let mut records = redis::cmd("HMGET");
-        records.arg(bucket);
-        for (field, place) in members {
-            records.arg(field);
-            order.push(place);
-        }
-        round.add_command(records);
-    }
-    if let Some((replicas, within_ms)) = wait {
-        let mut confirm = redis::cmd("WAIT");
-        confirm.arg(replicas).arg(within_ms.max(1));
-        round.add_command(confirm);
-    }
-    (round, order)
-}
-
 impl Conn {
     /// Sends `pipe` on one Redis, or on a cluster to the master of `key`'s slot: one socket.
     async fn pipeline_on_master_of(&mut self, key: &str, pipe: &Pipeline) -> Result<Vec<Value>, RedisError> {
@@ -361,6 +311,15 @@ impl Conn {
                 conn.route_pipeline(pipe.clone(), 0, pipe.len(), route).await
             }
         }
+    }
+
+    /// Loads `script` on one Redis, or on a cluster on the master of `key`'s slot (as `pool`
+    /// does after `NOSCRIPT`).
+    async fn load_on_master_of(&mut self, key: &str, script: &redis::Script) -> Result<(), RedisError> {
+        if let Self::Cluster { last, .. } = self {
+            *last = Some(Route::with_key(key.as_bytes(), SlotAddr::Master));
+        }
+        script.load_async(self).await.map(drop)
     }
 
     /// Sends `cmd` on one Redis, or on a cluster to the master of `key`'s slot.
@@ -375,7 +334,7 @@ impl Conn {
     }
 }
 
-/// The connections of one thread (see the module docs, "Replica confirmations in rounds"):
+/// The connections of one thread (see the module docs, "Replica confirmations"):
 /// two when issues are confirmed by replicas, else one twice.
 struct Pair {
     conns: [Conn; 2],
@@ -580,7 +539,6 @@ impl AsyncRedisLines {
             retain_ms: cfg.expired_retention.as_millis().max(1).to_string(),
             redacted_url: cfg.redacted_url(),
             replica_acks: cfg.effective_replica_acks(),
-            rounds: Arc::default(),
             alone: Arc::default(),
             gathering: Arc::default(),
         })
@@ -598,152 +556,6 @@ impl AsyncRedisLines {
             self.link.lost(epoch);
         }
         codec::store_error(e)
-    }
-
-    /// After an issue's script answered with the token at `place`: waits for its line's round of
-    /// `WAIT` to be confirmed (see the module docs, "Replica confirmations in rounds").
-    async fn confirm(&self, k: &Keys, place: Place) -> Result<(), StoreError> {
-        if self.replica_acks == 0 {
-            return Ok(());
-        }
-        let (mut answer, sending) = Sending::join(&self.rounds, k.namespace.clone(), |round| {
-            let (sender, places) = round.get_or_insert_with(|| (watch::channel(None).0, Vec::new()));
-            places.push(place);
-            sender.subscribe()
-        });
-        if let Some(sending) = sending {
-            let (this, k) = (self.clone(), k.clone());
-            tokio::spawn(async move { this.send_rounds(k, sending).await });
-        }
-        let answered = answer.wait_for(Option::is_some).await;
-        match answered.as_deref() {
-            Ok(Some(result)) => result.clone(),
-            _ => Err(StoreError::Unavailable("the replica confirmation was abandoned".into())),
-        }
-    }
-
-    /// Sends the rounds of the line of `k` one after the other until none is waiting, each on
-    /// the connection of this thread's pair that calls go to, which they leave for the other
-    /// while its `WAIT` is out.
-    async fn send_rounds(self, k: Keys, mut sending: Sending<String, Round>) {
-        while let Some((round, places)) = sending.next(Option::take) {
-            // Whatever failed, the round's issues are not confirmed: their scripts ran, and the
-            // user's retry finds the token (503), never a 500 for a refused `WAIT` or read.
-            let sent = async {
-                let pair = self.link.connection().await?;
-                let side = pair.open_side();
-                pair.open.store(1 - side, Ordering::Release);
-                self.replicas_confirm(&mut pair.conns[side].clone(), &k, &places, pair.epoch).await
-            };
-            let result = sent.await.map_err(|e| match e {
-                StoreError::Internal(cause) => {
-                    StoreError::Unavailable(format!("a round of replica confirmation failed: {cause}"))
-                }
-                other => other,
-            });
-            round.send_replace(Some(result));
-        }
-    }
-
-    /// One round on `conn`, on the master the line of `k` maps to now: the records of the
-    /// tokens at `places`, then `WAIT`, in one pipeline (see the module docs, "Replica
-    /// confirmations in rounds", for why both, and why on one socket).
-    async fn replicas_confirm(
-        &self,
-        conn: &mut Conn,
-        k: &Keys,
-        places: &[Place],
-        epoch: u64,
-    ) -> Result<(), StoreError> {
-        let cursor = &k.cursor;
-        let alone_lately = self
-            .alone
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(cursor)
-            .is_some_and(|at| at.elapsed() < ALONE_RECHECK);
-        if alone_lately {
-            if self.attached_replicas(conn, cursor, epoch).await? == 0 {
-                // No replica to wait for; the tokens must still be on this master.
-                self.send_round(conn, k, places, None, epoch).await?;
-                return Ok(());
-            }
-            self.alone.lock().unwrap_or_else(PoisonError::into_inner).remove(cursor);
-        }
-        // Well inside the response timeout, so a slow `WAIT` is never taken for a lost socket.
-        let within = self.link.timeouts.replica_ack.min(self.link.timeouts.read / 2);
-        let wait = (self.replica_acks, u64::try_from(within.as_millis()).unwrap_or(u64::MAX));
-        let acked = self.send_round(conn, k, places, Some(wait), epoch).await?;
-        if acked >= self.replica_acks {
-            return Ok(());
-        }
-        // A master with no replica attached has none a failover could promote without these
-        // writes (see the blocking path's `confirm`).
-        if self.attached_replicas(conn, cursor, epoch).await? == 0 {
-            return Ok(());
-        }
-        Err(StoreError::Unavailable(format!(
-            "the write was not confirmed by {} replica(s) within {within:?} ({acked} did)",
-            self.replica_acks
-        )))
-    }
-
-    /// Sends a round ([`round_pipeline`]) on `conn` to the master of `k`'s line: fails with
-    /// `Unavailable` when a token of `places` is not stored there; else how many replicas its
-    /// `WAIT` counted (0 without one). A round met by `MOVED` (it did not run: `conn`'s slot
-    /// map is stale) is sent again, once, on a connection opened for it, which reads the map
-    /// anew: its read checks the tokens on the master it reaches, and the `WAIT` after that
-    /// read covers that master's writes whatever socket it goes on (see the module docs).
-    async fn send_round(
-        &self,
-        conn: &mut Conn,
-        k: &Keys,
-        places: &[Place],
-        wait: Option<(u32, u64)>,
-        epoch: u64,
-    ) -> Result<u32, StoreError> {
-        let (round, order) = round_pipeline(k, places, wait);
-        let mut fresh: Option<Conn> = None;
-        let replies = loop {
-            let on = match fresh.as_mut() {
-                Some(opened) => opened,
-                None => &mut *conn,
-            };
-            let sent = on.pipeline_on_master_of(&k.cursor, &round).await;
-            let moved = match &sent {
-                Err(e) => codec::moved(e).then(|| e.clone()),
-                Ok(replies) => replies.first().cloned().and_then(|v| v.extract_error().err()).filter(codec::moved),
-            };
-            match (sent, moved) {
-                (_, Some(e)) if fresh.is_none() => {
-                    let _ = self.failed(&e, epoch);
-                    fresh = Some(self.link.open().await?);
-                }
-                (Ok(replies), _) => break replies,
-                (Err(e), _) => return Err(self.failed(&e, epoch)),
-            }
-        };
-        let mut replies = replies.into_iter().map(Value::extract_error);
-        let mut order = order.into_iter();
-        for _ in 0..round.len() - usize::from(wait.is_some()) {
-            let records = replies.next().ok_or_else(|| codec::corrupt("a round's reply"))?;
-            let records: Vec<Option<Vec<u8>>> = records
-                .and_then(|v| Ok(redis::from_redis_value(v)?))
-                .map_err(|e: RedisError| self.failed(&e, epoch))?;
-            for record in records {
-                let place = order.next().ok_or_else(|| codec::corrupt("a round's reply"))?;
-                if record.as_deref().and_then(|r| r.get(..place.random.len())) != Some(&place.random[..]) {
-                    return Err(StoreError::Unavailable(format!(
-                        "the token of seq {} is not stored on the master its line maps to now (a failover?)",
-                        place.seq
-                    )));
-                }
-            }
-        }
-        match replies.next() {
-            None => Ok(0),
-            Some(acked) => acked.and_then(|v| Ok(redis::from_redis_value(v)?)).map_err(|e| self.failed(&e, epoch)),
-        }
     }
 
     /// How many replicas the master of the line of `cursor` has attached (`ROLE`); a master
@@ -784,16 +596,7 @@ impl AsyncRedisLines {
             let (this, k, room) = (self.clone(), k.clone(), room.clone());
             tokio::spawn(async move { this.send_issues(k, room, sending).await });
         }
-        let outcome = outcome
-            .await
-            .map_err(|_| StoreError::Unavailable("the call of a gathered issue was abandoned".into()))??;
-        // Also when the user's token was found: the call that stored it may have failed this
-        // very confirmation, and a 200 must not hand out a token a failover can lose.
-        if self.replica_acks > 0 {
-            let place = k.place(&outcome.token.value).ok_or_else(|| codec::corrupt("an issued token's value"))?;
-            self.confirm(&k, place).await?;
-        }
-        Ok(outcome)
+        outcome.await.map_err(|_| StoreError::Unavailable("the call of a gathered issue was abandoned".into()))?
     }
 
     /// Sends the gathered issues of `room`'s line (of keys `k`; see the module docs, "Issues
@@ -836,9 +639,9 @@ impl AsyncRedisLines {
                     return;
                 }
             }
-            let call =
-                self.scripts.issue_call(k, &self.retain_ms, issues.iter().map(|i| (i.user, &i.random[..], i.now_us)));
-            match call.invoke_async::<Vec<codec::Reply>>(&mut pair.open()).await {
+            let eval =
+                self.scripts.issue_eval(k, &self.retain_ms, issues.iter().map(|i| (i.user, &i.random[..], i.now_us)));
+            match self.issue_on(&pair, k, eval).await {
                 Ok(replies) => break Ok(replies),
                 Err(e) => {
                     if !self.resend_after(&e, pair.epoch, started, &mut retries).await {
@@ -847,17 +650,20 @@ impl AsyncRedisLines {
                 }
             }
         };
-        let outcomes = replies.and_then(|replies| {
+        let outcomes = replies.and_then(|(replies, confirmed)| {
             self.link.answered();
             let asked: Vec<codec::Asked<'_>> = issues
                 .iter()
                 .map(|i| codec::Asked { room, user: i.user, random: &i.random, issued_us: i.now_us })
                 .collect();
-            codec::issue_outcomes(&replies, &asked)
+            Ok((codec::issue_outcomes(&replies, &asked)?, confirmed))
         });
         match outcomes {
-            Ok(outcomes) => {
+            Ok((outcomes, confirmed)) => {
                 for (issue, outcome) in issues.into_iter().zip(outcomes) {
+                    // A token found too: the call that stored it may have failed its own
+                    // confirmation, and a 200 must not hand out a token a failover can lose.
+                    let outcome = outcome.and_then(|found| confirmed.clone().map(|()| found));
                     // The token a resent call found is the first attempt's when it carries this
                     // issue's random part (its `seq` is the line's).
                     let outcome = outcome.map(|mut found| {
@@ -876,6 +682,107 @@ impl AsyncRedisLines {
                 }
             }
         }
+    }
+
+    /// Sends one `issue` call (`eval`) to the master of the line of `k`, on one socket of this
+    /// thread's `pair`, followed there, when replicas confirm issues, by `WAIT` (by `ROLE` for a
+    /// master found alone lately): see the module docs, "Replica confirmations". Loads the
+    /// script there and sends again once on `NOSCRIPT`. Answers the script's replies and
+    /// whether its writes are confirmed; fails (with nothing known to have run) when the call
+    /// failed or the script was refused.
+    async fn issue_on(
+        &self,
+        pair: &Pair,
+        k: &Keys,
+        eval: Cmd,
+    ) -> Result<(Vec<codec::Reply>, Result<(), StoreError>), RedisError> {
+        let cursor = &k.cursor;
+        let alone_lately = || {
+            let alone = self.alone.lock().unwrap_or_else(PoisonError::into_inner);
+            alone.get(cursor).is_some_and(|at| at.elapsed() < ALONE_RECHECK)
+        };
+        // Well inside the response timeout, so a slow `WAIT` is never taken for a lost socket.
+        let within = self.link.timeouts.replica_ack.min(self.link.timeouts.read / 2).as_millis().max(1);
+        let confirm = || match self.replica_acks {
+            0 => None,
+            _ if alone_lately() => Some(redis::cmd("ROLE")),
+            acks => Some(redis::cmd("WAIT").arg(acks).arg(within).to_owned()),
+        };
+        let mut conn = if self.replica_acks > 0 {
+            // Redis holds what is sent after a `WAIT` on its socket until the `WAIT` answers:
+            // this thread's calls go to the pair's other socket meanwhile.
+            let side = pair.open_side();
+            pair.open.store(1 - side, Ordering::Release);
+            pair.conns[side].clone()
+        } else {
+            pair.open()
+        };
+        let mut loaded = false;
+        let (script, confirmation) = loop {
+            let mut pipe = redis::pipe();
+            pipe.add_command(eval.clone());
+            if let Some(confirm) = confirm() {
+                pipe.add_command(confirm);
+            }
+            let mut replies = conn.pipeline_on_master_of(cursor, &pipe).await?.into_iter();
+            let (script, confirmation) = (replies.next(), replies.next());
+            let script = script.ok_or_else(|| RedisError::from((redis::ErrorKind::Parse, "no reply to a script")))?;
+            match script.extract_error() {
+                Err(e) if !loaded && e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                    // The `WAIT` after it ran for nothing. A master that answered it short may
+                    // have no replica (a promoted one, which also lacks the script): asked
+                    // now, so that the call sent again is not held by a `WAIT` as long.
+                    if confirmation.is_some_and(|c| matches!(c, Value::Int(n) if n < i64::from(self.replica_acks))) {
+                        // Only a shortcut: a failed `ROLE` leaves the call as it was.
+                        let _ = self.attached_replicas(&mut conn, cursor, pair.epoch).await;
+                    }
+                    conn.load_on_master_of(cursor, &self.scripts.issue).await?;
+                    loaded = true;
+                }
+                Err(e) => return Err(e),
+                Ok(script) => break (redis::from_redis_value::<Vec<codec::Reply>>(script)?, confirmation),
+            }
+        };
+        let confirmed = match confirmation {
+            None => Ok(()),
+            Some(confirmation) => self.confirmed(&mut conn, cursor, confirmation, pair.epoch).await,
+        };
+        Ok((script, confirmed))
+    }
+
+    /// Whether the replicas of the master of the line of `cursor` confirmed a call's writes,
+    /// from what its `WAIT` (or, for a master found alone lately, its `ROLE`) answered. Not
+    /// confirmed is `Unavailable` (503), also when Redis refused the `WAIT` (never a 500: the
+    /// user's retry finds the token).
+    async fn confirmed(&self, conn: &mut Conn, cursor: &str, answer: Value, epoch: u64) -> Result<(), StoreError> {
+        let unconfirmed = |e: RedisError| StoreError::Unavailable(format!("the write was not confirmed: {e}"));
+        if self.replica_acks == 0 {
+            return Ok(());
+        }
+        let answer = answer.extract_error().map_err(unconfirmed)?;
+        if let Value::Array(_) = answer {
+            // `ROLE`: a master still alone has no replica to wait for.
+            if pool::replicas_in_role(answer).map_err(unconfirmed)? == 0 {
+                return Ok(());
+            }
+            self.alone.lock().unwrap_or_else(PoisonError::into_inner).remove(cursor);
+            return Err(StoreError::Unavailable(
+                "the master of this line has a replica attached again; the write was not confirmed by it".into(),
+            ));
+        }
+        let acked: u32 = redis::from_redis_value(answer).map_err(|e| unconfirmed(e.into()))?;
+        if acked >= self.replica_acks {
+            return Ok(());
+        }
+        // A master with no replica attached has none a failover could promote without these
+        // writes (see the blocking path's `confirm`).
+        if self.attached_replicas(conn, cursor, epoch).await? == 0 {
+            return Ok(());
+        }
+        Err(StoreError::Unavailable(format!(
+            "the write was not confirmed by {} replica(s) in time ({acked} did)",
+            self.replica_acks
+        )))
     }
 
     /// Whether a call that failed with `e` on a connection of `epoch`, `started` ago, is sent

@@ -88,6 +88,7 @@ impl Keys {
 
     /// The bucket of records holding `seq` while stored WAITING, and its field there (`slot_of`
     /// in `prelude.lua`).
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn bucket(&self, seq: u64) -> (String, String) {
         (format!("{}{}", self.record_prefix, seq / RECORDS_PER_BUCKET), (seq % RECORDS_PER_BUCKET).to_string())
     }

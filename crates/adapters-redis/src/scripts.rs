@@ -4,7 +4,7 @@
 //! the one statement of how a token admitted by a record reads (`derive`).
 
 use domain::ids::UserId;
-use redis::{Script, ScriptInvocation};
+use redis::{Cmd, Script, ScriptInvocation};
 
 use crate::keys::{user_bytes, Keys, Place};
 
@@ -62,18 +62,31 @@ impl Scripts {
         issues: impl IntoIterator<Item = (UserId, &'a [u8], i64)>,
     ) -> ScriptInvocation<'_> {
         let mut call = self.issue.prepare_invoke();
-        call.key(&k.issued)
-            .key(&k.cursor)
-            .key(&k.waiting)
-            .key(&k.users)
-            .key(&k.drawn)
-            .key(&k.admissions)
-            .arg(&k.namespace)
-            .arg(retain_ms);
+        for key in issue_keys(k) {
+            call.key(key);
+        }
+        call.arg(&k.namespace).arg(retain_ms);
         for (user, random, now_us) in issues {
             call.arg(&user_bytes(user)[..]).arg(random).arg(now_us);
         }
         call
+    }
+
+    /// The same call as [`Self::issue_call`], as the `EVALSHA` command itself, for the async
+    /// client to pipeline with what confirms it (it loads the script on `NOSCRIPT` itself).
+    pub(crate) fn issue_eval<'a>(
+        &self,
+        k: &Keys,
+        retain_ms: &str,
+        issues: impl IntoIterator<Item = (UserId, &'a [u8], i64)>,
+    ) -> Cmd {
+        let keys = issue_keys(k);
+        let mut eval = redis::cmd("EVALSHA");
+        eval.arg(self.issue.get_hash()).arg(keys.len()).arg(&keys[..]).arg(&k.namespace).arg(retain_ms);
+        for (user, random, now_us) in issues {
+            eval.arg(&user_bytes(user)[..]).arg(random).arg(now_us);
+        }
+        eval
     }
 
     /// `find.lua` (or, `with_cursor`, `find_with_cursor.lua`) for the token at `place` in the
@@ -84,4 +97,9 @@ impl Scripts {
         call.key(&k.cursor).key(&k.drawn).key(&k.admissions).arg(&k.namespace).arg(place.seq).arg(&place.random[..]);
         call
     }
+}
+
+/// `issue.lua`'s keys, in its order (see its header).
+fn issue_keys(k: &Keys) -> [&String; 6] {
+    [&k.issued, &k.cursor, &k.waiting, &k.users, &k.drawn, &k.admissions]
 }

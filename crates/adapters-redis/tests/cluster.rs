@@ -6,7 +6,7 @@
 //! lines land on the cluster's masters by their hash tags. `common::default_url` gives the
 //! cluster's URL because this binary's name starts with `cluster`. Then what only a cluster
 //! has: rooms spread over the masters, a script that meets a master that never saw it, and
-//! the async client's issues confirmed by replicas in rounds.
+//! the async client's issues confirmed by replicas, a `WAIT` after each call.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
 // Each included test file brings its own `mod common` (as it does in its own binary); the
 // cluster they use is one, in the library (`testing::shared`).
@@ -91,7 +91,7 @@ mod spread {
     }
 }
 
-mod rounds {
+mod confirmations {
     use std::sync::Arc;
 
     use adapters_redis::testing::{shared, TestConnection};
@@ -114,10 +114,10 @@ mod rounds {
             .unwrap_or(0)
     }
 
-    /// 200 issues at once from one thread's connections: their rounds of `WAIT` go to the
-    /// master of the line's slot, and every token is stored once, gapless. How many rounds they
-    /// share depends on how the replies arrive (and other cases write to these masters at the
-    /// same time); that rounds are shared is shown where a replica can be held, in aio.rs.
+    /// 200 issues at once from one thread's connections: their calls, each with its `WAIT`, go
+    /// to the master of the line's slot, and every token is stored once, gapless. How many
+    /// calls they share depends on how they arrive (and other cases write to these masters at
+    /// the same time); that they share calls is shown where a replica can be held, in aio.rs.
     #[test]
     fn concurrent_issues_are_confirmed_on_the_master_of_their_line() {
         const N: usize = 200;
