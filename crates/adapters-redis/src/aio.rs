@@ -756,9 +756,6 @@ impl AsyncRedisLines {
     /// user's retry finds the token).
     async fn confirmed(&self, conn: &mut Conn, cursor: &str, answer: Value, epoch: u64) -> Result<(), StoreError> {
         let unconfirmed = |e: RedisError| StoreError::Unavailable(format!("the write was not confirmed: {e}"));
-        if self.replica_acks == 0 {
-            return Ok(());
-        }
         let answer = answer.extract_error().map_err(unconfirmed)?;
         if let Value::Array(_) = answer {
             // `ROLE`: a master still alone has no replica to wait for.
