@@ -46,22 +46,25 @@
 //! # Issues gathered into one call
 //!
 //! The issues of one line that the process receives while an `issue` call of that line is
-//! out go together in its next call, as a database's transactions share a commit's flush: the script takes them one after the other, as if each were a call of its
-//! own, so every guarantee of the crate docs holds per issue (a user twice in one call: the
-//! second finds the first's token), and it answers each issue on its own, an error too. A
+//! out go together in its next call, as a database's transactions share a commit's flush:
+//! the script takes them one after the other, as if each were a call of its own, so every
+//! guarantee of the crate docs holds per issue (a user twice in one call: the second finds
+//! the first's token), and it answers each issue on its own, an error too. A
 //! call's fixed cost (the script's start, its reads of the cursor and the counter, its
 //! writes of the list, the users and the cursor, a socket write and read at both ends) is
 //! shared: on one Redis at 64 connections, Redis spent 10 µs of CPU per issue against 14–19
 //! before, and one instance made a third more issues a second (docs/benchmarks.md).
 //! An issue that finds no call out is sent at once, so an idle line adds no wait; at most
 //! [`ISSUES_PER_CALL`] go in one call. The sender is a task on the runtime of the worker whose
-//! issue found none running, sending on that worker's connection until none is waiting. The commit point of
-//! each issue (its watch's `begin_commit`) is taken once the call's connection is at hand,
-//! right before the call is sent: an issue whose caller gave up by then is answered
-//! `Timeout` and not sent, and a failed connect answers 503 with nothing sent. Should the
+//! issue found none running, sending on that worker's connection until none is waiting. The
+//! commit point of each issue (its watch's `begin_commit`) is taken once the call's
+//! connection is at hand, right before the call is sent: an issue whose caller gave up by
+//! then is answered `Timeout` and not sent, and a failed connect answers 503 with nothing
+//! sent. Should the
 //! task be dropped (its runtime stopped), its gathered issues answer `Unavailable` and the
-//! line's next issue starts a sender anew. Gathering is per process, not per worker: a call's answer then wakes the other worker too, but at 16 connections a call
-//! holds about twice as many issues, and on the 2-vCPU EPYC machine the process made 6–8 %
+//! line's next issue starts a sender anew. Gathering is per process, not per worker: a
+//! call's answer then wakes the other worker too, but at 16 connections a call holds about
+//! twice as many issues, and on the 2-vCPU EPYC machine the process made 6–8 %
 //! more issues a second with 10–20 % less Redis CPU per issue (docs/benchmarks.md).
 //!
 //! # Cluster
@@ -123,7 +126,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::ThreadId;
@@ -166,7 +168,7 @@ pub struct AsyncRedisLines {
     alone: Arc<Mutex<HashMap<String, Instant>>>,
     /// Per line (its namespace): the issues gathered for the line's next call (see the module
     /// docs, "Issues gathered into one call").
-    gathering: Queues<String, Vec<Gathered>>,
+    gathering: Gathering,
 }
 
 /// An issue waiting in its line's gathering for the line's next call.
@@ -184,51 +186,52 @@ struct Gathered {
 /// after the other.
 const ISSUES_PER_CALL: usize = 64;
 
-/// Work waiting per key (a line's gathered issues), each key's sent by a task of its own. A key
-/// has an entry exactly while its sender runs.
-type Queues<K, V> = Arc<Mutex<HashMap<K, V>>>;
+/// Per line (its namespace), the issues gathered for its next call. A line has an entry
+/// exactly while its sender runs.
+type Gathering = Arc<Mutex<HashMap<String, Vec<Gathered>>>>;
 
-/// The sender of one key's work in [`Queues`], moved into its task before the task is
-/// spawned. The task can be dropped before it finished (its runtime stopped: a worker was
-/// restarted, or the server shuts down) while work waits in its entry, other workers' issues
-/// among it. Then the entry goes with it: the waiting work answers
-/// `Unavailable` (its answers are dropped), and the key's next work starts a sender of its own
-/// instead of joining work nobody sends.
-struct Sending<K: Eq + Hash, V> {
-    queues: Queues<K, V>,
-    key: K,
+/// The sender of one line's gathered issues ([`AsyncRedisLines::send_issues`]), moved into its
+/// task before the task is spawned. The task can be dropped before it finished (its runtime
+/// stopped: a worker was restarted, or the server shuts down) while issues wait in its line's
+/// entry, other workers' among them. Then the entry goes with it: the waiting issues answer
+/// `Unavailable` (their answers are dropped), and the line's next issue starts a sender of its
+/// own instead of joining issues nobody sends.
+struct Sending {
+    gathering: Gathering,
+    line: String,
     done: bool,
 }
 
-impl<K: Eq + Hash + Clone, V: Default> Sending<K, V> {
-    /// Adds work to the entry of `key` with `add`, which answers what it made; with the
-    /// sender to spawn when the key had none running.
-    fn join<R>(queues: &Queues<K, V>, key: K, add: impl FnOnce(&mut V) -> R) -> (R, Option<Self>) {
-        let mut map = queues.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(waiting) = map.get_mut(&key) {
-            return (add(waiting), None);
+impl Sending {
+    /// Gathers `issue` for the next call of `line`; with the sender to spawn when the line had
+    /// none running.
+    fn join(gathering: &Gathering, line: &str, issue: Gathered) -> Option<Self> {
+        let mut map = gathering.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(waiting) = map.get_mut(line) {
+            waiting.push(issue);
+            return None;
         }
-        let added = add(map.entry(key.clone()).or_default());
-        (added, Some(Self { queues: queues.clone(), key, done: false }))
+        map.insert(line.to_owned(), vec![issue]);
+        Some(Self { gathering: gathering.clone(), line: line.to_owned(), done: false })
     }
 
-    /// The key's next work, as `take` takes it from the entry; none when `take` finds none,
-    /// and then the sender is done (the entry goes, and the next work starts another).
-    fn next<T>(&mut self, take: impl FnOnce(&mut V) -> Option<T>) -> Option<T> {
-        let mut map = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
-        let next = map.get_mut(&self.key).and_then(take);
+    /// Every issue gathered since the last call, leaving none; none when none was, and then
+    /// the sender is done (the entry goes, and the line's next issue starts another).
+    fn next(&mut self) -> Option<Vec<Gathered>> {
+        let mut map = self.gathering.lock().unwrap_or_else(PoisonError::into_inner);
+        let next = map.get_mut(&self.line).map(std::mem::take).filter(|issues| !issues.is_empty());
         if next.is_none() {
-            map.remove(&self.key);
+            map.remove(&self.line);
             self.done = true;
         }
         next
     }
 }
 
-impl<K: Eq + Hash, V> Drop for Sending<K, V> {
+impl Drop for Sending {
     fn drop(&mut self) {
         if !self.done {
-            self.queues.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.key);
+            self.gathering.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.line);
         }
     }
 }
@@ -591,8 +594,7 @@ impl AsyncRedisLines {
         let k = Keys::new(&self.prefix, room);
         let (answer, outcome) = oneshot::channel();
         let issue = Gathered { user, random, now_us: codec::to_micros(now), watch: watch.clone(), answer };
-        let ((), sending) = Sending::join(&self.gathering, k.namespace.clone(), |issues| issues.push(issue));
-        if let Some(sending) = sending {
+        if let Some(sending) = Sending::join(&self.gathering, &k.namespace, issue) {
             let (this, k, room) = (self.clone(), k.clone(), room.clone());
             tokio::spawn(async move { this.send_issues(k, room, sending).await });
         }
@@ -602,8 +604,8 @@ impl AsyncRedisLines {
     /// Sends the gathered issues of `room`'s line (of keys `k`; see the module docs, "Issues
     /// gathered into one call"), one call at a time, each with every issue gathered while the
     /// one before was out (at most [`ISSUES_PER_CALL`] a call), until none is waiting.
-    async fn send_issues(self, k: Keys, room: RoomId, mut sending: Sending<String, Vec<Gathered>>) {
-        while let Some(mut issues) = sending.next(|issues| (!issues.is_empty()).then(|| std::mem::take(issues))) {
+    async fn send_issues(self, k: Keys, room: RoomId, mut sending: Sending) {
+        while let Some(mut issues) = sending.next() {
             while !issues.is_empty() {
                 let call = issues.drain(..issues.len().min(ISSUES_PER_CALL)).collect();
                 self.send_call(&k, &room, call).await;

@@ -403,6 +403,17 @@ fn a_lost_issue_reply_is_unavailable_and_the_retry_finds_the_token() {
     assert_eq!(blocking.stats().unwrap().issued_through, 2, "the user who gave up took no number");
 }
 
+/// A private Redis, the async client of its lines under `prefix` (and its configuration), and
+/// an admin connection to it.
+fn launched_lines(prefix: &str) -> (PrivateRedis, RedisConfig, Arc<AsyncRedisLines>, redis::Connection) {
+    let mut server = PrivateRedis::reserve();
+    server.launch();
+    let cfg = RedisConfig::with_url_and_prefix(server.url(), prefix);
+    let lines = Arc::new(AsyncRedisLines::new(&cfg).unwrap());
+    let admin = redis::Client::open(server.url()).unwrap().get_connection().unwrap();
+    (server, cfg, lines, admin)
+}
+
 /// Issues received while their line's call is out go together in the next calls (at most 64
 /// a call), and each is answered as if it were a call of its own: a user twice gets
 /// one token, a user whose token is found gets it, an issue whose record is corrupt fails
@@ -410,11 +421,7 @@ fn a_lost_issue_reply_is_unavailable_and_the_retry_finds_the_token() {
 /// take gapless numbers.
 #[test]
 fn issues_gathered_while_a_call_is_out_share_calls_and_are_answered_each_on_its_own() {
-    let mut server = PrivateRedis::reserve();
-    server.launch();
-    let cfg = RedisConfig::with_url_and_prefix(server.url(), "aio-gather");
-    let lines = Arc::new(AsyncRedisLines::new(&cfg).unwrap());
-    let mut admin = redis::Client::open(server.url()).unwrap().get_connection().unwrap();
+    let (server, cfg, lines, mut admin) = launched_lines("aio-gather");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let issue = |who: UserId, watch: CommitWatch| issue_in_main(&lines, who, watch);
     // Connected and the script loaded; then `corrupt`'s token (seq 1) is made to sit behind the
@@ -479,11 +486,7 @@ fn issues_gathered_while_a_call_is_out_share_calls_and_are_answered_each_on_its_
 /// answered on its own thread.
 #[test]
 fn issues_of_two_threads_gathered_while_a_call_is_out_share_the_next_call() {
-    let mut server = PrivateRedis::reserve();
-    server.launch();
-    let cfg = RedisConfig::with_url_and_prefix(server.url(), "aio-gather-threads");
-    let lines = Arc::new(AsyncRedisLines::new(&cfg).unwrap());
-    let mut admin = redis::Client::open(server.url()).unwrap().get_connection().unwrap();
+    let (server, _, lines, mut admin) = launched_lines("aio-gather-threads");
     let issue = |lines: &Arc<AsyncRedisLines>| issue_in_main(lines, user(), CommitWatch::new());
     let sending = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     assert!(sending.block_on(issue(&lines)).unwrap().created, "connected, the script loaded");
@@ -526,10 +529,7 @@ fn issues_of_two_threads_gathered_while_a_call_is_out_share_the_next_call() {
 /// joining a gathering nobody sends.
 #[test]
 fn a_line_whose_issue_sender_stopped_issues_again() {
-    let mut server = PrivateRedis::reserve();
-    server.launch();
-    let cfg = RedisConfig::with_url_and_prefix(server.url(), "aio-gather-stop");
-    let lines = Arc::new(AsyncRedisLines::new(&cfg).unwrap());
+    let (server, _, lines, _admin) = launched_lines("aio-gather-stop");
     let issue = |lines: &Arc<AsyncRedisLines>| issue_in_main(lines, user(), CommitWatch::new());
     let stopped = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     assert!(stopped.block_on(issue(&lines)).unwrap().created);
